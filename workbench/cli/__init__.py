@@ -1,0 +1,96 @@
+"""The ``workbench`` command: parses arguments, calls the core, renders the result.
+
+Each domain registers its subcommands from its own module here (``cli/quarantine.py``,
+``cli/dissect.py`` ...) so the shells stay thin and domains do not collide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from workbench import __version__
+from workbench.cli.context import CommandError, Context
+from workbench.exitcodes import E_INTERNAL, E_OK, E_USAGE
+from workbench.workspace import Workspace
+
+# Modules that add subcommands; each has ``register(subparsers)``.
+COMMAND_MODULES = (
+    "workbench.cli.quarantine",
+    "workbench.cli.demo",
+    "workbench.cli.dissect",
+    "workbench.cli.rules",
+    "workbench.cli.corpus",
+    "workbench.cli.release",
+    "workbench.cli.distribute",
+    "workbench.cli.tui",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Signature-writing workbench for email-security analysts. "
+                    "With no command, opens the terminal UI on the workspace.",
+    )
+    parser.add_argument("--version", action="version", version=f"workbench {__version__}")
+    parser.add_argument("--home", metavar="DIR",
+                        help="workspace folder (default: $WORKBENCH_HOME, else the current folder)")
+    parser.add_argument("--signatures", metavar="PATH",
+                        help="signature repository (default: HOME/signatures, or $WORKBENCH_SIGNATURES)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:     # a domain not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    workspace = Workspace.resolve(args.home, args.signatures)
+    ctx = Context(workspace=workspace, out=sys.stdout, err=sys.stderr)
+    handler = getattr(args, "func", None)
+    if handler is None:
+        handler = _default_handler(parser)
+    try:
+        code = handler(args, ctx)
+    except CommandError as exc:
+        ctx.error(str(exc))
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return E_OK
+    except Exception:
+        ctx.error("internal error; please report this with the traceback below")
+        traceback.print_exc(file=sys.stderr)
+        return E_INTERNAL
+    return E_OK if code is None else int(code)
+
+
+def _default_handler(parser: argparse.ArgumentParser):  # type: ignore[no-untyped-def]
+    """No command: the terminal UI when it is there and we have a terminal."""
+    def run(args: argparse.Namespace, ctx: Context) -> int:
+        try:
+            tui_cli = importlib.import_module("workbench.cli.tui")
+        except ModuleNotFoundError:
+            tui_cli = None
+        if tui_cli is not None and sys.stdout.isatty() and not os.environ.get("WORKBENCH_NO_TUI"):
+            return int(tui_cli.run_tui(args, ctx) or 0)
+        parser.print_help(ctx.out)
+        return E_USAGE
+    return run
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""What every command handler gets: the workspace, output streams and shared rendering."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from workbench.document import dumps
+from workbench.workspace import Workspace
+
+
+class CommandError(Exception):
+    """A failure the user can act on: printed without a traceback, exits with ``code``."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Context:
+    workspace: Workspace
+    out: TextIO
+    err: TextIO
+
+    def print(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+
+    def json(self, document: Any) -> None:
+        self.out.write(dumps(document) + "\n")
+
+    def error(self, text: str) -> None:
+        self.err.write(f"workbench: error: {text}\n")
+
+    def warn(self, text: str) -> None:
+        self.err.write(f"workbench: warning: {text}\n")
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a JSON document (see docs/formats.md)")
+
+
+def table(rows: list[list[str]], headers: list[str], *, max_width: dict[int, int] | None = None) -> str:
+    """A plain text table, columns padded to their widest cell (capped by ``max_width``)."""
+    max_width = max_width or {}
+    cells = [headers, *rows]
+
+    def clip(i: int, text: str) -> str:
+        limit = max_width.get(i)
+        text = text.replace("\n", " ")
+        return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+    cells = [[clip(i, c) for i, c in enumerate(r)] for r in cells]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

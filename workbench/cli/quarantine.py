@@ -1,0 +1,222 @@
+"""``workbench quarantine ...``: ingest, list, show, triage, export, fsck, reindex."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from workbench.cli.context import CommandError, Context, add_json_flag, table
+from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.quarantine.index import STATUSES, AmbiguousId, UnknownId
+from workbench.quarantine.ingest import DEFAULT_MAX_MESSAGE, ingest_paths
+from workbench.quarantine.query import QueryError, parse_query
+from workbench.quarantine.service import Quarantine
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    q = sub.add_parser("quarantine", help="the central quarantine: ingest, browse, triage")
+    qs = q.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
+
+    p = qs.add_parser("ingest", help="ingest files, folders, Maildirs, mboxes or the spool")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--tower", default="", help="tower that sent these (default: sidecar or empty)")
+    p.add_argument("--server", default="", help="mail server that sent these")
+    p.add_argument("--reason", default="", help="quarantine reason (overrides headers and sidecars)")
+    p.add_argument("--max-size", type=int, default=DEFAULT_MAX_MESSAGE, metavar="BYTES",
+                   help="messages larger than this go to failed/ (default 100 MiB)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_ingest)
+
+    p = qs.add_parser("list", help="list quarantined messages, newest first")
+    p.add_argument("--query", "-q", default="", help="filter, e.g. 'tower:t12 status:new has:attachment invoice'")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_list)
+
+    p = qs.add_parser("show", help="one message: index row, sightings, audit log")
+    p.add_argument("id", metavar="ID", help="sha256 or a unique prefix of it")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_show)
+
+    p = qs.add_parser("set-status", help="set the triage status")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("status", choices=STATUSES)
+    p.add_argument("--note", default="")
+    p.set_defaults(func=cmd_set_status)
+
+    p = qs.add_parser("tag", help="add or remove tags")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("tags", nargs="+", metavar="TAG", help="+tag adds (or just tag), -tag removes")
+    p.set_defaults(func=cmd_tag)
+
+    p = qs.add_parser("export", help="export raw messages into an AES zip (password 'infected')")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--zip", required=True, type=Path, metavar="OUT.zip")
+    p.set_defaults(func=cmd_export)
+
+    p = qs.add_parser("fsck", help="check objects against their hashes and the index against the objects")
+    p.add_argument("--quick", action="store_true", help="do not re-hash every object")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_fsck)
+
+    p = qs.add_parser("reindex", help="rebuild the index from the objects and the journal")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_reindex)
+
+    p = qs.add_parser("failed", help="inputs that were not mail, kept in quarantine/failed/")
+    p.add_argument("--limit", type=int, default=100)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_failed)
+
+
+def _open(ctx: Context) -> Quarantine:
+    return Quarantine.open(ctx.workspace)
+
+
+def _resolve(q: Quarantine, ident: str) -> str:
+    try:
+        return q.resolve(ident)
+    except (UnknownId, AmbiguousId) as exc:
+        raise CommandError(str(exc.args[0]), E_NOT_FOUND) from None
+
+
+def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
+    with _open(ctx) as q:
+        try:
+            summary = ingest_paths(q, args.paths, tower=args.tower, server=args.server,
+                                   reason=args.reason, max_message=args.max_size,
+                                   actor="ingest")
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc), E_NOT_FOUND) from None
+    if args.json:
+        ctx.json(summary)
+    else:
+        ctx.print(f"accepted {summary.accepted}, duplicates {summary.duplicates}, "
+                  f"repeated {summary.repeated}, flagged {summary.flagged}, failed {summary.failed}")
+        for f in summary.failures:
+            ctx.print(f"  failed: {f.source}: {f.reason} (kept as quarantine/{f.stored_as})")
+    return E_INPUT if summary.failed and not summary.messages else E_OK
+
+
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+    try:
+        query = parse_query(args.query)
+    except QueryError as exc:
+        raise CommandError(f"query: {exc}", E_USAGE) from None
+    with _open(ctx) as q:
+        rows = q.index.list(query, offset=args.offset, limit=args.limit)
+        total = q.index.count(query)
+    if args.json:
+        ctx.json({"query": args.query, "total": total, "offset": args.offset, "messages": rows})
+        return E_OK
+    ctx.print(table(
+        [[r.sha256[:12], r.first_seen[:19].replace("T", " "), r.tower, r.server, r.reason,
+          r.status, r.from_addr, r.subject, ", ".join(r.attachment_names)] for r in rows],
+        ["ID", "RECEIVED", "TOWER", "SERVER", "REASON", "STATUS", "FROM", "SUBJECT", "ATTACHMENTS"],
+        max_width={6: 32, 7: 48, 8: 40}))
+    ctx.print(f"{len(rows)} of {total} messages")
+    return E_OK
+
+
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
+    with _open(ctx) as q:
+        sha = _resolve(q, args.id)
+        row = q.index.get(sha)
+        sightings = q.index.sightings(sha)
+        audit = q.index.audit(sha)
+    if args.json:
+        ctx.json({"message": row, "sightings": sightings, "audit": audit})
+        return E_OK
+    for label, value in [
+        ("sha256", row.sha256), ("message-id", row.message_id), ("from", row.from_addr),
+        ("to", row.to_addrs), ("subject", row.subject), ("date", row.date or "-"),
+        ("size", str(row.size)), ("status", row.status), ("tags", ", ".join(row.tags) or "-"),
+        ("reason", row.reason), ("first seen", row.first_seen), ("last seen", row.last_seen),
+        ("sightings", str(row.sightings)),
+        ("attachments", ", ".join(row.attachment_names) or "-"),
+    ]:
+        ctx.print(f"{label:>12}: {value}")
+    for defect in row.defects:
+        ctx.print(f"{'defect':>12}: {defect}")
+    ctx.print("\nsightings:")
+    for s in sightings:
+        ctx.print(f"  {s.seen_at}  {s.tower}/{s.server}  {s.reason}  {s.source}")
+    ctx.print("\naudit:")
+    for a in audit:
+        note = f"  note: {a.note}" if a.note else ""
+        ctx.print(f"  {a.at}  {a.actor}  {a.action}  {a.detail}{note}")
+    return E_OK
+
+
+def cmd_set_status(args: argparse.Namespace, ctx: Context) -> int:
+    with _open(ctx) as q:
+        sha = _resolve(q, args.id)
+        q.set_status(sha, args.status, note=args.note)
+    ctx.print(f"{sha[:12]} -> {args.status}")
+    return E_OK
+
+
+def cmd_tag(args: argparse.Namespace, ctx: Context) -> int:
+    add = [t.lstrip("+") for t in args.tags if not t.startswith("-")]
+    remove = [t[1:] for t in args.tags if t.startswith("-")]
+    with _open(ctx) as q:
+        sha = _resolve(q, args.id)
+        try:
+            tags = q.tag(sha, add, remove)
+        except ValueError as exc:
+            raise CommandError(str(exc), E_USAGE) from None
+    ctx.print(f"{sha[:12]} tags: {', '.join(tags) or '-'}")
+    return E_OK
+
+
+def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
+    with _open(ctx) as q:
+        shas = [_resolve(q, i) for i in args.ids]
+        q.export_zip(shas, args.zip)
+    ctx.print(f"exported {len(shas)} message(s) to {args.zip} (AES-256, password 'infected')")
+    return E_OK
+
+
+def cmd_fsck(args: argparse.Namespace, ctx: Context) -> int:
+    with _open(ctx) as q:
+        report = q.fsck(verify_hashes=not args.quick)
+    if args.json:
+        ctx.json({"ok": report.ok, **report.__dict__})
+    else:
+        ctx.print(f"objects {report.objects}, indexed messages {report.messages}, "
+                  f"failed inputs {report.failed_inputs}, tmp leftovers removed {report.tmp_leftovers}")
+        for sha in report.corrupt_objects:
+            ctx.print(f"CORRUPT  {sha}: content does not match its sha256")
+        for sha in report.missing_objects:
+            ctx.print(f"MISSING  {sha}: indexed but no object")
+        for sha in report.unindexed_sightings:
+            ctx.print(f"UNINDEXED {sha}: journaled but not in the index (run 'quarantine reindex')")
+        for sha in report.writable_objects:
+            ctx.print(f"WRITABLE {sha}: object is not read-only")
+        ctx.print("ok" if report.ok else "problems found")
+    return E_OK if report.ok else E_FINDINGS
+
+
+def cmd_reindex(args: argparse.Namespace, ctx: Context) -> int:
+    with _open(ctx) as q:
+        report = q.reindex()
+    if args.json:
+        ctx.json(report)
+    else:
+        ctx.print(f"reindexed {report.messages} messages, {report.sightings} sightings, "
+                  f"{report.status_changes} status changes, {report.failed} failed inputs")
+        for sha in report.missing_objects:
+            ctx.print(f"MISSING  {sha}: journaled but no object")
+    return E_FINDINGS if report.missing_objects else E_OK
+
+
+def cmd_failed(args: argparse.Namespace, ctx: Context) -> int:
+    with _open(ctx) as q:
+        rows = q.index.failed(limit=args.limit)
+    if args.json:
+        ctx.json({"failed": rows})
+        return E_OK
+    ctx.print(table([[f.at[:19], f.tower, f.server, str(f.size), f.reason, f.stored_as] for f in rows],
+                    ["AT", "TOWER", "SERVER", "SIZE", "REASON", "KEPT AS"], max_width={4: 50}))
+    return E_OK

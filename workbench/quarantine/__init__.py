@@ -1,0 +1,1 @@
+"""The central quarantine: the content-addressed store, its index, ingest and checks."""

@@ -1,0 +1,410 @@
+"""The SQLite index of the quarantine: messages, sightings, failed inputs and the audit log."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from workbench.quarantine.query import Query, parse_query
+
+STATUSES = ("new", "triaged", "drafted", "signed", "dismissed")
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    sha256 TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL DEFAULT '',
+    from_addr TEXT NOT NULL DEFAULT '',
+    to_addrs TEXT NOT NULL DEFAULT '',
+    subject TEXT NOT NULL DEFAULT '',
+    date TEXT,
+    size INTEGER NOT NULL,
+    tower TEXT NOT NULL DEFAULT '',
+    server TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    sightings INTEGER NOT NULL DEFAULT 0,
+    attachment_names TEXT NOT NULL DEFAULT '',
+    attachment_count INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'new',
+    tags TEXT NOT NULL DEFAULT '',
+    defects TEXT NOT NULL DEFAULT '[]',
+    defect_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_first_seen ON messages(first_seen);
+CREATE INDEX IF NOT EXISTS messages_last_seen ON messages(last_seen);
+CREATE INDEX IF NOT EXISTS messages_tower ON messages(tower COLLATE NOCASE, first_seen);
+CREATE INDEX IF NOT EXISTS messages_status ON messages(status COLLATE NOCASE, first_seen);
+CREATE INDEX IF NOT EXISTS messages_reason ON messages(reason COLLATE NOCASE, first_seen);
+CREATE TABLE IF NOT EXISTS sightings (
+    id TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    tower TEXT NOT NULL,
+    server TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    seen_at TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS sightings_sha ON sightings(sha256);
+CREATE TABLE IF NOT EXISTS failed (
+    id TEXT PRIMARY KEY,
+    at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    stored_as TEXT NOT NULL,
+    tower TEXT NOT NULL DEFAULT '',
+    server TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    sha256 TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_sha ON audit(sha256);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+MESSAGE_COLUMNS = (
+    "sha256", "message_id", "from_addr", "to_addrs", "subject", "date", "size", "tower",
+    "server", "reason", "first_seen", "last_seen", "sightings", "attachment_names",
+    "attachment_count", "status", "tags", "defects", "defect_count",
+)
+
+
+class AmbiguousId(LookupError):
+    pass
+
+
+class UnknownId(LookupError):
+    pass
+
+
+@dataclass
+class MessageRow:
+    """One quarantined message as the index knows it (the ``--json`` shape of list/show)."""
+
+    sha256: str
+    message_id: str
+    from_addr: str
+    to_addrs: str
+    subject: str
+    date: str | None
+    size: int
+    tower: str
+    server: str
+    reason: str
+    first_seen: str
+    last_seen: str
+    sightings: int
+    attachment_names: list[str]
+    attachment_count: int
+    status: str
+    tags: list[str]
+    defects: list[str]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> MessageRow:
+        return cls(
+            sha256=row["sha256"], message_id=row["message_id"], from_addr=row["from_addr"],
+            to_addrs=row["to_addrs"], subject=row["subject"], date=row["date"], size=row["size"],
+            tower=row["tower"], server=row["server"], reason=row["reason"],
+            first_seen=row["first_seen"], last_seen=row["last_seen"], sightings=row["sightings"],
+            attachment_names=_split_names(row["attachment_names"]),
+            attachment_count=row["attachment_count"], status=row["status"],
+            tags=[t for t in row["tags"].split(",") if t], defects=json.loads(row["defects"]),
+        )
+
+
+@dataclass
+class Sighting:
+    """A tower saw a message: one row per copy received."""
+
+    id: str
+    sha256: str
+    tower: str
+    server: str
+    reason: str
+    seen_at: str
+    source: str = ""
+
+
+@dataclass
+class NewMessage:
+    """What ingest learned from a message's headers, for its index row."""
+
+    sha256: str
+    size: int
+    message_id: str = ""
+    from_addr: str = ""
+    to_addrs: str = ""
+    subject: str = ""
+    date: str | None = None
+    attachment_names: list[str] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AuditEntry:
+    id: int
+    at: str
+    actor: str
+    action: str
+    sha256: str
+    detail: str
+    note: str
+
+
+@dataclass
+class FailedInput:
+    id: str
+    at: str
+    reason: str
+    size: int
+    source: str
+    stored_as: str
+    tower: str
+    server: str
+
+
+def _split_names(text: str) -> list[str]:
+    return [n for n in text.split("\n") if n] if text else []
+
+
+def _join_tags(tags: Iterable[str]) -> str:
+    clean = sorted({t.strip().lower() for t in tags if t.strip()})
+    return f",{','.join(clean)}," if clean else ""
+
+
+def retry_busy(fn: Callable[[], T], *, attempts: int = 50) -> T:
+    """Run ``fn``, retrying with jittered backoff while another writer holds the database."""
+    delay = 0.005
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            message = str(exc).lower()
+            if ("locked" not in message and "busy" not in message) or attempt == attempts - 1:
+                raise
+            time.sleep(delay + random.random() * delay)
+            delay = min(delay * 2, 0.5)
+    raise AssertionError("unreachable")
+
+
+class QuarantineIndex:
+    """Short transactions over one SQLite file in WAL mode, safe for many processes."""
+
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        if not readonly:
+            retry_busy(lambda: self.db.executescript(_SCHEMA))
+            retry_busy(lambda: self.db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),)))
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        retry_busy(lambda: self.db.execute("BEGIN IMMEDIATE"))
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            retry_busy(lambda: self.db.execute("COMMIT"))
+
+    # -- writes -------------------------------------------------------------------
+
+    def record(self, messages: Iterable[NewMessage], sightings: Iterable[Sighting],
+               *, actor: str = "ingest") -> int:
+        """Add messages and their sightings in one transaction; returns new sightings."""
+        messages = list(messages)
+        sightings = list(sightings)
+        with self.transaction() as db:
+            for m in messages:
+                db.execute(
+                    "INSERT OR IGNORE INTO messages (sha256, message_id, from_addr, to_addrs, "
+                    "subject, date, size, first_seen, last_seen, attachment_names, "
+                    "attachment_count, defects, defect_count) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (m.sha256, m.message_id, m.from_addr, m.to_addrs, m.subject, m.date, m.size,
+                     "", "", "\n".join(m.attachment_names), len(m.attachment_names),
+                     json.dumps(m.defects), len(m.defects)))
+            added = 0
+            for s in sightings:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO sightings (id, sha256, tower, server, reason, seen_at, "
+                    "source) VALUES (?,?,?,?,?,?,?)",
+                    (s.id, s.sha256, s.tower, s.server, s.reason, s.seen_at, s.source))
+                if cur.rowcount == 0:
+                    continue
+                added += 1
+                db.execute(
+                    "UPDATE messages SET sightings = sightings + 1, "
+                    "first_seen = CASE WHEN first_seen = '' OR ? < first_seen THEN ? ELSE first_seen END, "
+                    "tower = CASE WHEN ? >= last_seen THEN ? ELSE tower END, "
+                    "server = CASE WHEN ? >= last_seen THEN ? ELSE server END, "
+                    "reason = CASE WHEN ? >= last_seen THEN ? ELSE reason END, "
+                    "last_seen = CASE WHEN ? > last_seen THEN ? ELSE last_seen END "
+                    "WHERE sha256 = ?",
+                    (s.seen_at, s.seen_at, s.seen_at, s.tower, s.seen_at, s.server,
+                     s.seen_at, s.reason, s.seen_at, s.seen_at, s.sha256))
+                db.execute(
+                    "INSERT INTO audit (at, actor, action, sha256, detail) VALUES (?,?,?,?,?)",
+                    (s.seen_at, actor, "sighting", s.sha256,
+                     json.dumps({"tower": s.tower, "server": s.server, "reason": s.reason,
+                                 "source": s.source})))
+        return added
+
+    def record_failed(self, failures: Iterable[FailedInput], *, actor: str = "ingest") -> None:
+        with self.transaction() as db:
+            for f in failures:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO failed (id, at, reason, size, source, stored_as, tower, "
+                    "server) VALUES (?,?,?,?,?,?,?,?)",
+                    (f.id, f.at, f.reason, f.size, f.source, f.stored_as, f.tower, f.server))
+                if cur.rowcount:
+                    db.execute(
+                        "INSERT INTO audit (at, actor, action, detail) VALUES (?,?,?,?)",
+                        (f.at, actor, "failed", json.dumps({"reason": f.reason,
+                                                            "stored_as": f.stored_as})))
+
+    def apply_status(self, sha256: str, status: str, *, actor: str, at: str, note: str = "") -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE messages SET status = ? WHERE sha256 = ?", (status, sha256))
+            db.execute(
+                "INSERT INTO audit (at, actor, action, sha256, detail, note) VALUES (?,?,?,?,?,?)",
+                (at, actor, "status", sha256, status, note))
+
+    def apply_tags(self, sha256: str, add: Iterable[str], remove: Iterable[str], *, actor: str,
+                   at: str) -> list[str]:
+        add, remove = list(add), list(remove)
+        with self.transaction() as db:
+            row = db.execute("SELECT tags FROM messages WHERE sha256 = ?", (sha256,)).fetchone()
+            current = {t for t in (row["tags"] if row else "").split(",") if t}
+            current |= {t.strip().lower() for t in add if t.strip()}
+            current -= {t.strip().lower() for t in remove}
+            db.execute("UPDATE messages SET tags = ? WHERE sha256 = ?", (_join_tags(current), sha256))
+            db.execute(
+                "INSERT INTO audit (at, actor, action, sha256, detail) VALUES (?,?,?,?,?)",
+                (at, actor, "tags", sha256, json.dumps({"add": add, "remove": remove})))
+        return sorted(current)
+
+    def log(self, action: str, *, actor: str, at: str, sha256: str = "", detail: str = "",
+            note: str = "") -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO audit (at, actor, action, sha256, detail, note) VALUES (?,?,?,?,?,?)",
+                (at, actor, action, sha256, detail, note))
+
+    # -- reads --------------------------------------------------------------------
+
+    def resolve(self, ident: str) -> str:
+        """A full sha256 from a sha256 or a unique prefix of one (at least 4 characters)."""
+        ident = ident.strip().lower()
+        if len(ident) < 4:
+            raise UnknownId(f"id {ident!r} is too short: give at least 4 characters of the sha256")
+        rows = self.db.execute(
+            "SELECT sha256 FROM messages WHERE sha256 >= ? AND sha256 < ? LIMIT 2",
+            (ident, ident + "g")).fetchall()
+        if not rows:
+            raise UnknownId(f"no quarantined message with id {ident!r}")
+        if len(rows) > 1:
+            raise AmbiguousId(f"id {ident!r} matches more than one message: give more characters")
+        return str(rows[0]["sha256"])
+
+    def get(self, sha256: str) -> MessageRow:
+        row = self.db.execute("SELECT * FROM messages WHERE sha256 = ?", (sha256,)).fetchone()
+        if row is None:
+            raise UnknownId(f"no quarantined message with id {sha256!r}")
+        return MessageRow.from_row(row)
+
+    def list(self, query: Query | str = "", *, offset: int = 0, limit: int = 50) -> list[MessageRow]:
+        q = parse_query(query) if isinstance(query, str) else query
+        rows = self.db.execute(
+            f"SELECT * FROM messages WHERE {q.where} ORDER BY {q.order_by} LIMIT ? OFFSET ?",
+            (*q.params, limit, offset)).fetchall()
+        return [MessageRow.from_row(r) for r in rows]
+
+    def count(self, query: Query | str = "") -> int:
+        q = parse_query(query) if isinstance(query, str) else query
+        return int(self.db.execute(f"SELECT count(*) FROM messages WHERE {q.where}",
+                                   q.params).fetchone()[0])
+
+    def facets(self, query: Query | str = "") -> dict[str, dict[str, int]]:
+        """Counts by reason and by status for the messages a query selects."""
+        q = parse_query(query) if isinstance(query, str) else query
+        out: dict[str, dict[str, int]] = {}
+        for column in ("reason", "status"):
+            rows = self.db.execute(
+                f"SELECT {column} AS k, count(*) AS n FROM messages WHERE {q.where} "
+                f"GROUP BY {column} ORDER BY n DESC", q.params).fetchall()
+            out[column] = {r["k"]: r["n"] for r in rows}
+        return out
+
+    def sightings(self, sha256: str) -> list[Sighting]:
+        rows = self.db.execute(
+            "SELECT * FROM sightings WHERE sha256 = ? ORDER BY seen_at", (sha256,)).fetchall()
+        return [Sighting(**dict(r)) for r in rows]
+
+    def audit(self, sha256: str | None = None, *, limit: int = 1000) -> list[AuditEntry]:
+        if sha256:
+            rows = self.db.execute("SELECT * FROM audit WHERE sha256 = ? ORDER BY id LIMIT ?",
+                                   (sha256, limit)).fetchall()
+        else:
+            rows = self.db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?",
+                                   (limit,)).fetchall()
+        return [AuditEntry(**dict(r)) for r in rows]
+
+    def failed(self, *, limit: int = 1000) -> list[FailedInput]:
+        rows = self.db.execute("SELECT * FROM failed ORDER BY at DESC LIMIT ?", (limit,)).fetchall()
+        return [FailedInput(**dict(r)) for r in rows]
+
+    def known(self, shas: Iterable[str]) -> set[str]:
+        """Which of these sha256s are indexed messages."""
+        shas = list(shas)
+        found: set[str] = set()
+        for start in range(0, len(shas), 500):
+            chunk = shas[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found |= {r[0] for r in self.db.execute(
+                f"SELECT sha256 FROM messages WHERE sha256 IN ({marks})", chunk)}
+        return found
+
+    def all_shas(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT sha256 FROM messages")}
+
+    def stats(self) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT count(*) AS messages, coalesce(sum(sightings),0) AS sightings, "
+            "coalesce(sum(size),0) AS bytes FROM messages").fetchone()
+        failed = self.db.execute("SELECT count(*) FROM failed").fetchone()[0]
+        return {"messages": row["messages"], "sightings": row["sightings"],
+                "bytes": row["bytes"], "failed": failed}

@@ -1,0 +1,365 @@
+"""Bringing mail into the quarantine: files, folders, Maildirs, mboxes, the tower spool, HTTP.
+
+Order of durability in every batch: objects written and synced, then the journal
+line fsynced, then the index rows committed, and only then a spool file removed.
+A crash at any point loses nothing that was accepted; at worst a spool file is
+ingested again, which the sighting id makes a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import mailbox
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.quarantine.headers import looks_like_mail, summarize_headers
+from workbench.quarantine.index import FailedInput, NewMessage, Sighting
+from workbench.quarantine.service import Quarantine, stamp
+from workbench.quarantine.store import sha256_file
+
+DEFAULT_MAX_MESSAGE = 100 * 1024 * 1024
+BATCH = 500
+SIDECAR_SUFFIX = ".json"
+SPOOL_SKIP_SUFFIXES = (".tmp", ".part", SIDECAR_SUFFIX)
+
+
+@dataclass
+class IngestItem:
+    """One candidate message, not yet read."""
+
+    source: str                               # where it came from, for the record
+    read: Callable[[], bytes]
+    size: int
+    tower: str = ""
+    server: str = ""
+    reason: str = ""
+    received_at: dt.datetime | None = None
+    identity: str = ""                        # what makes this copy one sighting
+    spool_files: list[Path] = field(default_factory=list)   # removed once durable
+    original: Path | None = None              # a file that can be moved or copied to failed/
+
+
+@dataclass
+class IngestedMessage:
+    sha256: str
+    source: str
+    new: bool
+    subject: str
+    defects: list[str]
+
+
+@dataclass
+class FailedItem:
+    source: str
+    reason: str
+    stored_as: str
+
+
+@dataclass
+class IngestSummary:
+    """The ``quarantine ingest --json`` document."""
+
+    accepted: int = 0          # messages stored for the first time
+    duplicates: int = 0        # already stored: counted as another sighting
+    repeated: int = 0          # the same copy seen again (e.g. a spool file re-read): no-op
+    failed: int = 0            # not mail, kept in quarantine/failed/
+    flagged: int = 0           # stored, but with header defects
+    messages: list[IngestedMessage] = field(default_factory=list)
+    failures: list[FailedItem] = field(default_factory=list)
+
+    def merge(self, other: IngestSummary) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.repeated += other.repeated
+        self.failed += other.failed
+        self.flagged += other.flagged
+        self.messages += other.messages
+        self.failures += other.failures
+
+
+def _sidecar(path: Path) -> dict[str, object]:
+    side = path.with_name(path.name + SIDECAR_SUFFIX)
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {"_sidecar_error": f"unreadable sidecar {side.name}"}
+
+
+def _parse_time(value: object) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _file_item(path: Path, *, tower: str, server: str, reason: str, spool: bool) -> IngestItem:
+    st = path.stat()
+    side = _sidecar(path)
+    item = IngestItem(
+        source=str(path),
+        read=path.read_bytes,
+        size=st.st_size,
+        tower=str(side.get("tower") or tower),
+        server=str(side.get("server") or server),
+        reason=str(side.get("reason") or reason),
+        received_at=_parse_time(side.get("received_at"))
+        or dt.datetime.fromtimestamp(st.st_mtime, dt.UTC),
+        identity=f"{path.resolve()}|{st.st_ino}|{st.st_mtime_ns}|{st.st_size}",
+        original=path,
+    )
+    if spool:
+        item.spool_files = [path]
+        sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+        if sidecar.exists():
+            item.spool_files.append(sidecar)
+    return item
+
+
+def _is_maildir(path: Path) -> bool:
+    return (path / "cur").is_dir() and (path / "new").is_dir()
+
+
+def _is_mbox(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(5) == b"From "
+    except OSError:
+        return False
+
+
+def _mbox_items(path: Path, *, tower: str, server: str, reason: str) -> Iterator[IngestItem]:
+    st = path.stat()
+    box = mailbox.mbox(path, create=False)
+    try:
+        for n, key in enumerate(box.iterkeys()):
+            data = box.get_bytes(key)
+            yield IngestItem(
+                source=f"{path}#{n + 1}", read=lambda d=data: d, size=len(data),
+                tower=tower, server=server, reason=reason,
+                received_at=dt.datetime.fromtimestamp(st.st_mtime, dt.UTC),
+                identity=f"{path.resolve()}|{st.st_ino}|{st.st_mtime_ns}|{n}")
+    finally:
+        box.close()
+
+
+def discover(paths: Iterable[Path], *, tower: str = "", server: str = "",
+             reason: str = "") -> Iterator[IngestItem]:
+    """Ingest items for files, folders (recursively), Maildirs and mbox files."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            if _is_maildir(path):
+                for sub in ("new", "cur"):
+                    for f in sorted((path / sub).iterdir()):
+                        if f.is_file():
+                            yield _file_item(f, tower=tower, server=server, reason=reason,
+                                             spool=False)
+                continue
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                root_path = Path(root)
+                if _is_maildir(root_path):
+                    dirs[:] = []
+                    yield from discover([root_path], tower=tower, server=server, reason=reason)
+                    continue
+                for name in sorted(files):
+                    f = root_path / name
+                    if name.endswith(SIDECAR_SUFFIX) and f.with_name(name[: -len(SIDECAR_SUFFIX)]).exists():
+                        continue
+                    yield from discover([f], tower=tower, server=server, reason=reason)
+        elif path.is_file():
+            if _is_mbox(path) and path.stat().st_size > 0 and _mbox_count(path) > 1:
+                yield from _mbox_items(path, tower=tower, server=server, reason=reason)
+            else:
+                yield _file_item(path, tower=tower, server=server, reason=reason, spool=False)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+
+
+def _mbox_count(path: Path) -> int:
+    count = 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.startswith(b"From "):
+                count += 1
+                if count > 1:
+                    break
+    return count
+
+
+def spool_items(incoming: Path) -> Iterator[IngestItem]:
+    """``incoming/<tower>/<server>/<file>``: what towers copy in.
+
+    Towers write ``name.tmp`` (or a dot-file) and rename it when complete; those
+    and ``<file>.json`` sidecars are not messages themselves.
+    """
+    if not incoming.is_dir():
+        return
+    for tower_dir in sorted(p for p in incoming.iterdir() if p.is_dir()):
+        for server_dir in sorted(p for p in tower_dir.iterdir() if p.is_dir()):
+            for f in sorted(server_dir.iterdir()):
+                if not f.is_file() or f.name.startswith(".") or f.name.endswith(SPOOL_SKIP_SUFFIXES):
+                    continue
+                yield _file_item(f, tower=tower_dir.name, server=server_dir.name, reason="",
+                                 spool=True)
+
+
+class Ingester:
+    """Takes items in batches and makes them durable in the quarantine."""
+
+    def __init__(self, quarantine: Quarantine, *, max_message: int = DEFAULT_MAX_MESSAGE,
+                 batch: int = BATCH, actor: str = "ingest", override_reason: str = ""):
+        self.q = quarantine
+        self.max_message = max_message
+        self.batch = batch
+        self.actor = actor
+        self.override_reason = override_reason
+
+    def run(self, items: Iterable[IngestItem]) -> IngestSummary:
+        summary = IngestSummary()
+        pending: list[IngestItem] = []
+        for item in items:
+            pending.append(item)
+            if len(pending) >= self.batch:
+                summary.merge(self._batch(pending))
+                pending = []
+        if pending:
+            summary.merge(self._batch(pending))
+        return summary
+
+    def _batch(self, items: list[IngestItem]) -> IngestSummary:
+        summary = IngestSummary()
+        messages: dict[str, NewMessage] = {}
+        sightings: list[Sighting] = []
+        failures: list[FailedInput] = []
+        events: list[dict[str, object]] = []
+        done: list[IngestItem] = []
+        for item in items:
+            failure = self._accept(item, messages, sightings, events, summary)
+            if failure is not None:
+                failures.append(failure)
+                events.append({"event": "failed", **failure.__dict__, "actor": self.actor})
+                summary.failed += 1
+                summary.failures.append(FailedItem(item.source, failure.reason, failure.stored_as))
+            done.append(item)
+        self.q.store.sync()
+        self.q.journal.append(events)
+        known = self.q.index.known(messages)
+        before = {s.id for s in sightings if self._sighting_known(s.id)}
+        added = self.q.index.record(messages.values(), sightings, actor=self.actor)
+        if failures:
+            self.q.index.record_failed(failures, actor=self.actor)
+        for msg in summary.messages:
+            msg.new = msg.sha256 not in known
+        summary.repeated = len(before)
+        summary.accepted = len({m.sha256 for m in summary.messages if m.new})
+        summary.duplicates = added - summary.accepted
+        for item in done:
+            for path in item.spool_files:
+                path.unlink(missing_ok=True)
+        return summary
+
+    def _sighting_known(self, sighting_id: str) -> bool:
+        row = self.q.index.db.execute("SELECT 1 FROM sightings WHERE id = ?",
+                                      (sighting_id,)).fetchone()
+        return row is not None
+
+    def _accept(self, item: IngestItem, messages: dict[str, NewMessage], sightings: list[Sighting],
+                events: list[dict[str, object]], summary: IngestSummary) -> FailedInput | None:
+        if item.size > self.max_message:
+            return self._fail(item, f"larger than the {self.max_message}-byte message limit")
+        try:
+            data = item.read()
+        except OSError as exc:
+            return self._fail(item, f"unreadable: {exc}")
+        why = looks_like_mail(data)
+        if why is not None:
+            return self._fail(item, why, data)
+        put = self.q.store.put_bytes(data, durable=False)
+        header = summarize_headers(data)
+        reason = self.override_reason or item.reason or header.reason or "unspecified"
+        seen_at = stamp(item.received_at)
+        identity = item.identity or str(uuid.uuid4())
+        sighting_id = hashlib.sha256(f"{identity}|{put.sha256}".encode()).hexdigest()[:32]
+        if put.sha256 not in messages:
+            messages[put.sha256] = NewMessage(
+                sha256=put.sha256, size=put.size, message_id=header.message_id,
+                from_addr=header.from_addr, to_addrs=header.to_addrs, subject=header.subject,
+                date=stamp(header.date) if header.date else None,
+                attachment_names=header.attachment_names, defects=header.defects)
+        sighting = Sighting(id=sighting_id, sha256=put.sha256, tower=item.tower,
+                            server=item.server, reason=reason, seen_at=seen_at, source=item.source)
+        sightings.append(sighting)
+        events.append({"event": "sighting", **sighting.__dict__, "actor": self.actor})
+        if header.defects:
+            summary.flagged += 1
+        summary.messages.append(IngestedMessage(put.sha256, item.source, True, header.subject,
+                                                header.defects))
+        return None
+
+    def _fail(self, item: IngestItem, reason: str, data: bytes | None = None) -> FailedInput:
+        """Keep what is not mail in ``failed/`` with a reason file; never drop it."""
+        day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+        folder = self.q.failed_dir / day
+        folder.mkdir(parents=True, exist_ok=True)
+        if data is not None:
+            content_id = hashlib.sha256(data).hexdigest()
+        elif item.original is not None:
+            content_id = sha256_file(item.original)
+        else:
+            content_id = uuid.uuid4().hex
+        failure_id = hashlib.sha256(f"{item.identity or uuid.uuid4()}|{content_id}".encode()).hexdigest()[:32]
+        target = folder / f"{content_id[:16]}-{failure_id[:8]}"
+        if item.spool_files and item.original is not None:
+            os.replace(item.original, target)
+            item.spool_files = [p for p in item.spool_files if p != item.original]
+        elif item.original is not None:
+            shutil.copyfile(item.original, target)
+        else:
+            target.write_bytes(data or b"")
+        failure = FailedInput(
+            id=failure_id, at=stamp(), reason=reason, size=item.size, source=item.source,
+            stored_as=str(target.relative_to(self.q.root)), tower=item.tower, server=item.server)
+        reason_file = target.with_name(target.name + ".reason.json")
+        reason_file.write_text(json.dumps({**failure.__dict__, "sha256": content_id}, indent=2) + "\n",
+                               encoding="utf-8")
+        return failure
+
+
+def ingest_paths(q: Quarantine, paths: Iterable[Path], *, tower: str = "", server: str = "",
+                 reason: str = "", max_message: int = DEFAULT_MAX_MESSAGE,
+                 actor: str = "ingest") -> IngestSummary:
+    """Ingest files, folders, Maildirs and mboxes; the spool folder is read as a spool."""
+    items: list[IngestItem] = []
+    for path in map(Path, paths):
+        if path.resolve() == q.incoming.resolve():
+            items.extend(spool_items(q.incoming))
+        else:
+            items.extend(discover([path], tower=tower, server=server))
+    return Ingester(q, max_message=max_message, actor=actor, override_reason=reason).run(items)
+
+
+def ingest_spool(q: Quarantine, *, max_message: int = DEFAULT_MAX_MESSAGE) -> IngestSummary:
+    return Ingester(q, max_message=max_message).run(spool_items(q.incoming))
+
+
+def ingest_bytes(q: Quarantine, data: bytes, *, tower: str, server: str, reason: str,
+                 source: str, received_at: dt.datetime | None = None,
+                 max_message: int = DEFAULT_MAX_MESSAGE, actor: str = "ingest") -> IngestSummary:
+    """One message from memory (the HTTP ingest): the same checks and durability as the spool."""
+    item = IngestItem(source=source, read=lambda: data, size=len(data), tower=tower,
+                      server=server, reason=reason, received_at=received_at,
+                      identity=str(uuid.uuid4()))
+    return Ingester(q, max_message=max_message, actor=actor).run([item])
