@@ -1,0 +1,1 @@
+"""YARA rules: parse, policy, lint, format, draft and string suggestions."""
