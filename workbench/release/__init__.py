@@ -1,0 +1,1 @@
+"""The signature repository: validation of every commit, versioned releases and their bundles."""

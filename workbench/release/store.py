@@ -1,0 +1,210 @@
+"""The releases a workspace has built: bundles, records and the serial counter under state/releases.
+
+Layout::
+
+    state/releases/SERIAL                    the last serial handed out (only goes up)
+    state/releases/.lock                     serialises writers
+    state/releases/signatures-<n>/
+        signatures-<n>.tar.gz                the bundle
+        release.json                         the record (small: list() reads only these)
+        manifest.json                        a copy of the bundle's manifest
+        changelog.json                       what changed since the previous release
+        ruleset.json                         every rule and its status at this release
+
+A release folder appears by one rename once it is complete, so a half-written release
+is never listed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import functools
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.document import dumps
+from workbench.release.bundle import BundleError, Manifest, PreparedBundle, bundle_name
+from workbench.release.changelog import Changelog, RuleState
+from workbench.workspace import Workspace
+
+COUNTER_NAME = "SERIAL"
+TAG_PREFIX = "signatures-"
+_FOLDER = re.compile(r"signatures-([1-9][0-9]*)")
+
+
+class ReleaseNotFound(LookupError):
+    pass
+
+
+def tag_name(serial: int) -> str:
+    return f"{TAG_PREFIX}{serial}"
+
+
+@dataclass(frozen=True)
+class Release:
+    """One built release. ``manifest``, ``changelog`` and ``ruleset`` are read on first use."""
+
+    serial: int
+    bundle_path: Path
+    commit: str
+    tag: str
+    created: str               # ISO 8601 UTC: the release commit's time (as in the manifest)
+    built: str                 # ISO 8601 UTC: when the bundle was written
+    message: str
+    reverts: int | None        # a rollback: the serial whose content this release re-ships
+    bundle_sha256: str
+    bundle_size: int
+    rule_count: int
+    folder: Path = field(metadata={"internal": True}, repr=False)
+
+    @functools.cached_property
+    def manifest(self) -> Manifest:
+        return Manifest.from_bytes((self.folder / "manifest.json").read_bytes())
+
+    @functools.cached_property
+    def changelog(self) -> Changelog:
+        return Changelog.from_data(_read_json(self.folder / "changelog.json"))
+
+    @functools.cached_property
+    def ruleset(self) -> list[RuleState]:
+        return [RuleState.from_data(r) for r in _read_json(self.folder / "ruleset.json")]
+
+
+class ReleaseStore:
+    """Releases of one workspace, newest serial last in ``list()``."""
+
+    def __init__(self, workspace: Workspace):
+        self.root = workspace.state / "releases"
+
+    # --- reading
+
+    def list(self) -> list[Release]:
+        if not self.root.is_dir():
+            return []
+        serials = []
+        for child in self.root.iterdir():
+            m = _FOLDER.fullmatch(child.name)
+            if m and (child / "release.json").is_file():
+                serials.append(int(m.group(1)))
+        return [self.get(s) for s in sorted(serials)]
+
+    def get(self, serial: int) -> Release:
+        folder = self.root / tag_name(serial)
+        record = folder / "release.json"
+        if not record.is_file():
+            raise ReleaseNotFound(f"no release {serial} in {self.root}")
+        raw = _read_json(record)
+        return Release(serial=int(raw["serial"]), bundle_path=folder / bundle_name(serial),
+                       commit=raw["commit"], tag=raw["tag"], created=raw["created"],
+                       built=raw["built"], message=raw["message"], reverts=raw.get("reverts"),
+                       bundle_sha256=raw["bundle_sha256"], bundle_size=int(raw["bundle_size"]),
+                       rule_count=int(raw["rule_count"]), folder=folder)
+
+    def latest(self) -> Release | None:
+        releases = self.list()
+        return releases[-1] if releases else None
+
+    # --- serials
+
+    def last_serial(self) -> int:
+        """The highest serial ever handed out or built (0 when none)."""
+        counter = 0
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            counter = int((self.root / COUNTER_NAME).read_text().strip())
+        built = 0
+        if self.root.is_dir():
+            for child in self.root.iterdir():
+                m = _FOLDER.fullmatch(child.name)
+                if m:
+                    built = max(built, int(m.group(1)))
+        return max(counter, built)
+
+    def peek_next_serial(self, floor: int = 0) -> int:
+        """The serial ``next_serial`` would hand out now (nothing is reserved)."""
+        return max(self.last_serial(), floor) + 1
+
+    def next_serial(self, floor: int = 0) -> int:
+        """Reserve and return a new serial: above every serial handed out, built or ``floor``.
+
+        ``floor`` lets the caller add what only it knows (e.g. the highest
+        ``signatures-N`` tag in git, if this state folder was lost). A reserved serial is
+        never handed out again, even if the release then fails.
+        """
+        with self.lock():
+            serial = max(self.last_serial(), floor) + 1
+            _write_atomic(self.root / COUNTER_NAME, f"{serial}\n".encode())
+            return serial
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # --- writing
+
+    def add(self, prepared: PreparedBundle, *, serial: int, commit: str, created: dt.datetime,
+            message: str, changelog: Changelog, ruleset: list[RuleState],
+            reverts: int | None = None, tag: str | None = None) -> Release:
+        """Write the bundle and its record for a reserved ``serial``; returns the release."""
+        if serial > self.last_serial():
+            raise BundleError(f"serial {serial} was not reserved with next_serial()")
+        final = self.root / tag_name(serial)
+        if final.exists():
+            raise BundleError(f"release {serial} already exists; serials are never reused")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{tag_name(serial)}.", dir=self.root))
+        try:
+            bundle = prepared.write(tmp / bundle_name(serial), serial=serial, created=created,
+                                    commit=commit)
+            (tmp / "manifest.json").write_bytes(bundle.manifest.to_bytes())
+            (tmp / "changelog.json").write_text(dumps(changelog) + "\n", encoding="utf-8")
+            (tmp / "ruleset.json").write_text(dumps(ruleset, indent=None) + "\n", encoding="utf-8")
+            record = {
+                "serial": serial, "tag": tag or tag_name(serial), "commit": commit,
+                "created": bundle.manifest.created,
+                "built": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+                "message": message, "reverts": reverts, "bundle": bundle_name(serial),
+                "bundle_sha256": bundle.sha256, "bundle_size": bundle.size,
+                "rule_count": bundle.manifest.rule_count,
+            }
+            _write_atomic(tmp / "release.json", (json.dumps(record, indent=2) + "\n").encode())
+            os.chmod(tmp, 0o755)
+            with self.lock():
+                if final.exists():
+                    raise BundleError(f"release {serial} already exists; serials are never reused")
+                os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.get(serial)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
