@@ -143,7 +143,21 @@ def summarize_headers(data: bytes) -> HeaderSummary:
     summary.date = parse_date(get("Date"), defects)
     summary.reason = get("X-Quarantine-Reason").strip()
     summary.attachment_names = attachment_names(data)
+    defects.extend(_structure_defects(get("Content-Type"), data))
     return summary
+
+
+def _structure_defects(content_type: str, data: bytes) -> list[str]:
+    """Cheap MIME structure checks at ingest; dissection finds the rest."""
+    if not content_type.lower().lstrip().startswith("multipart/"):
+        return []
+    match = re.search(r"""boundary\s*=\s*("([^"]*)"|[^;\s]+)""", content_type, re.I)
+    if not match:
+        return ["MIME: multipart message without a boundary parameter"]
+    boundary = (match.group(2) if match.group(2) is not None else match.group(1)).encode("utf-8", "replace")
+    if b"--" + boundary + b"--" not in data:
+        return ["MIME: closing boundary missing (truncated or malformed multipart)"]
+    return []
 
 
 def _rfc2231(value: str) -> str:

@@ -211,7 +211,7 @@ class Quarantine:
                     [messages[sha]],
                     [Sighting(id=event["id"], sha256=sha, tower=event.get("tower", ""),
                               server=event.get("server", ""), reason=event.get("reason", ""),
-                              seen_at=event["at"], source=event.get("source", ""))],
+                              seen_at=event["seen_at"], source=event.get("source", ""))],
                     actor=event.get("actor", "ingest"))
             elif kind == "status" and sha in messages:
                 index.apply_status(sha, event["status"], actor=event.get("actor", ""),

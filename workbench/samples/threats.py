@@ -99,11 +99,20 @@ def _loader() -> bytes:
 
 
 def _stealer() -> bytes:
-    try:
-        from workbench.samples.pe import build_pe
-    except ImportError:
-        return benign_pe()[1] + b"\x00".join(STEALER_STRINGS) + b"\x00"
-    return build_pe(data=b"\x00\x00".join(STEALER_STRINGS) + b"\x00")  # type: ignore[call-arg]
+    """A synthetic PE with a stealer's tell-tale strings in .rdata and stealer-like imports."""
+    from workbench.samples.pe import CODE, IDATA, Section, build_pe
+
+    code = b"\x55\x8b\xec\x83\xec\x40\x53\x56\x57" + b"\x90" * 55 + b"\xc9\xc3"
+    strings = b"\x00\x00".join(STEALER_STRINGS) + b"\x00"
+    return build_pe(
+        sections=[Section(".text", code, CODE), Section(".data", strings, IDATA)],
+        imports={"kernel32.dll": ["GetProcAddress", "LoadLibraryA", "CreateFileA", "ExitProcess"],
+                 "advapi32.dll": ["RegOpenKeyExA", "RegSetValueExA"],
+                 "wininet.dll": ["InternetOpenA", "InternetConnectA", "HttpSendRequestA"],
+                 "crypt32.dll": ["CryptUnprotectData"]},
+        version_info={"CompanyName": "Intuit Inc.", "FileDescription": "QuickBooks Update",
+                      "OriginalFilename": "qbupdate.exe"},
+        timestamp=0x6720A1B0)
 
 
 def _macro_doc() -> bytes:

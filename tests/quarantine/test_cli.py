@@ -1,0 +1,92 @@
+"""The quarantine command line: names, JSON documents and exit codes users rely on."""
+
+from __future__ import annotations
+
+import json
+
+import pyzipper
+import pytest
+
+from tests.quarantine.conftest import make_mail
+from workbench.cli import main
+from workbench.exitcodes import E_FINDINGS, E_NOT_FOUND, E_OK, E_USAGE
+
+
+@pytest.fixture
+def home(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"{n}.eml").write_bytes(make_mail(n, attachment="doc.pdf" if n == 1 else None))
+    (folder / "junk.bin").write_bytes(b"\x00\x01\x02")
+    return tmp_path
+
+
+def run(home, capsys, *args):
+    code = main(["--home", str(home), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_ingest_list_show_status_tag_export(home, capsys):
+    code, out, _ = run(home, capsys, "quarantine", "ingest", str(home / "in"), "--tower", "t12",
+                       "--reason", "unknown-virus", "--json")
+    doc = json.loads(out)
+    assert code == E_OK and doc["accepted"] == 3 and doc["failed"] == 1
+    assert doc["failures"][0]["stored_as"].startswith("failed/")
+
+    code, out, _ = run(home, capsys, "quarantine", "list", "--query", "has:attachment", "--json")
+    listing = json.loads(out)
+    assert listing["total"] == 1
+    (msg,) = listing["messages"]
+    assert msg["attachment_names"] == ["doc.pdf"] and msg["tower"] == "t12"
+    assert set(msg) >= {"sha256", "message_id", "from_addr", "subject", "first_seen", "status", "tags"}
+
+    prefix = msg["sha256"][:10]
+    assert run(home, capsys, "quarantine", "set-status", prefix, "triaged", "--note", "seen")[0] == E_OK
+    assert run(home, capsys, "quarantine", "tag", prefix, "+phish", "wave2")[0] == E_OK
+    code, out, _ = run(home, capsys, "quarantine", "show", prefix, "--json")
+    shown = json.loads(out)
+    assert shown["message"]["status"] == "triaged"
+    assert shown["message"]["tags"] == ["phish", "wave2"]
+    assert [a["action"] for a in shown["audit"]] == ["sighting", "status", "tags"]
+    assert shown["audit"][1]["note"] == "seen" and shown["audit"][1]["actor"] == "tester"
+
+    code, out, _ = run(home, capsys, "quarantine", "export", prefix, "--zip", str(home / "x.zip"))
+    assert code == E_OK
+    with pyzipper.AESZipFile(home / "x.zip") as zf:
+        zf.setpassword(b"infected")
+        assert zf.read(f"{msg['sha256']}.eml") == make_mail(1, attachment="doc.pdf")
+
+
+def test_text_listing_and_errors(home, capsys):
+    run(home, capsys, "quarantine", "ingest", str(home / "in"))
+    code, out, _ = run(home, capsys, "quarantine", "list")
+    assert code == E_OK and "Message number 2" in out and "3 of 3 messages" in out
+    code, _, err = run(home, capsys, "quarantine", "show", "ffff")
+    assert code == E_NOT_FOUND and "no quarantined message" in err
+    code, _, err = run(home, capsys, "quarantine", "list", "--query", "has:wings")
+    assert code == E_USAGE and "has:" in err
+    code, _, err = run(home, capsys, "quarantine", "ingest", str(home / "missing"))
+    assert code == E_NOT_FOUND
+
+
+def test_fsck_exit_code_and_reindex(home, capsys):
+    run(home, capsys, "quarantine", "ingest", str(home / "in"))
+    code, out, _ = run(home, capsys, "quarantine", "fsck", "--json")
+    assert code == E_OK and json.loads(out)["ok"] is True
+    objects = home / "quarantine" / "objects"
+    victim = next(p for p in objects.rglob("*") if p.is_file())
+    victim.chmod(0o644)
+    victim.write_bytes(b"bitrot")
+    code, out, _ = run(home, capsys, "quarantine", "fsck")
+    assert code == E_FINDINGS and "CORRUPT" in out
+    code, out, _ = run(home, capsys, "quarantine", "reindex", "--json")
+    assert json.loads(out)["messages"] == 3
+
+
+def test_home_from_environment(home, capsys, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    assert main(["quarantine", "ingest", str(home / "in")]) == E_OK
+    capsys.readouterr()
+    assert (home / "quarantine" / "index.sqlite").exists()

@@ -1,0 +1,98 @@
+"""Defensive header reading: every field on its own, defects recorded, raw values kept."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from workbench.quarantine.headers import attachment_names, looks_like_mail, summarize_headers
+from workbench.samples.mail import EICAR, Attachment, Mail
+
+
+def test_summary_of_a_well_formed_message():
+    data = Mail("Anna <anna@example.com>", "li@example.org", "Quarterly figures",
+                text="hi", attachments=[Attachment("figures.pdf", b"%PDF-1.7")]).build()
+    s = summarize_headers(data)
+    assert s.from_addr == "Anna <anna@example.com>"
+    assert s.to_addrs == "li@example.org"
+    assert s.subject == "Quarterly figures"
+    assert s.date is not None and s.date.year == 2026
+    assert s.attachment_names == ["figures.pdf"]
+    assert s.message_id.startswith("<") and s.defects == []
+
+
+def test_encoded_words_and_rfc2231_names_are_decoded():
+    data = (b"From: =?utf-8?q?J=C3=BCrgen?= <j@example.com>\nTo: a@b.c\n"
+            b"Subject: =?utf-8?b?w7xiZXI=?=\nDate: Thu, 26 Nov 2026 10:00:00 +0100\n"
+            b"Content-Type: multipart/mixed; boundary=x\n\n--x\n"
+            b"Content-Disposition: attachment;\n filename*0*=utf-8''%E2%82%AC%20rates;\n"
+            b" filename*1*=.pdf.exe\n\n--x\n"
+            b"Content-Disposition: attachment; filename=\"=?utf-8?q?r=C3=A9sum=C3=A9.doc?=\"\n\n--x--\n")
+    s = summarize_headers(data)
+    assert s.from_addr == "Jürgen <j@example.com>"
+    assert s.subject == "über"
+    assert s.date is not None and s.date.hour == 9          # normalised to UTC
+    assert s.attachment_names == ["€ rates.pdf.exe", "résumé.doc"]
+
+
+@pytest.mark.parametrize(("header", "defect"), [
+    (b"Date: Tuesday the 32nd\n", "Date: unparseable"),
+    (b"Subject: =?x-unknown?b?////?=\n", "Subject: undecodable"),
+])
+def test_malformed_headers_keep_the_raw_value_and_record_a_defect(header, defect):
+    data = b"From: a@b.c\nTo: d@e.f\n" + header + b"\nbody\n"
+    s = summarize_headers(data)
+    assert any(d.startswith(defect) for d in s.defects), s.defects
+    if header.startswith(b"Subject"):
+        assert s.subject == "=?x-unknown?b?////?="
+
+
+def test_structure_defects_are_flagged_at_ingest():
+    no_boundary = b"From: a@b.c\nSubject: x\nContent-Type: multipart/mixed\n\nbody\n"
+    unterminated = b"From: a@b.c\nSubject: x\nContent-Type: multipart/mixed; boundary=q\n\n--q\n\nx\n"
+    assert any("without a boundary" in d for d in summarize_headers(no_boundary).defects)
+    assert any("closing boundary" in d for d in summarize_headers(unterminated).defects)
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    (b"", "empty"),
+    (b"   \n\n", "empty"),
+    (bytes(range(256)) * 4, "NUL"),
+    (b"Hello world, this is just text\nwith lines\n", "no RFC 5322 header"),
+    (b"Foo: bar\nBaz: qux\n\nbody", "no mail header"),
+    (EICAR, "no RFC 5322 header"),
+])
+def test_inputs_that_are_not_mail_are_recognised(data, why):
+    assert why in (looks_like_mail(data) or "")
+
+
+def test_mbox_from_line_and_plain_headers_are_mail():
+    assert looks_like_mail(b"From MAILER-DAEMON Thu Nov 26 10:00:00 2026\nFrom: a@b.c\n\nx") is None
+    assert looks_like_mail(b"Received: from x\nSubject: y\n\nz") is None
+
+
+def test_ten_megabyte_header_line_is_read_without_failing():
+    data = b"From: a@b.c\nSubject: " + b"A" * (10 * 1024 * 1024) + b"\n\nbody"
+    s = summarize_headers(data)
+    assert s.from_addr == "a@b.c"
+
+
+def test_attachment_name_scan_is_bounded_and_unique():
+    parts = b"".join(b'Content-Disposition: attachment; filename="f%d.txt"\n\n' % (i % 300)
+                     for i in range(1000))
+    names = attachment_names(parts)
+    assert len(names) == 200 and names[0] == "f0.txt" and len(set(names)) == 200
+
+
+CPYTHON_DATA = Path(sysconfig.get_path("stdlib")) / "test" / "test_email" / "data"
+
+
+@pytest.mark.skipif(not CPYTHON_DATA.is_dir(), reason="CPython's test messages are not installed")
+def test_cpythons_unusual_test_messages_never_raise():
+    files = sorted(CPYTHON_DATA.glob("msg_*.txt"))
+    assert len(files) > 40
+    for path in files:
+        s = summarize_headers(path.read_bytes())
+        assert isinstance(s.defects, list)

@@ -1,0 +1,135 @@
+"""Ingest from files, folders, Maildirs, mboxes, the spool and memory; failures are kept."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+
+import pytest
+
+from workbench.quarantine.ingest import ingest_bytes, ingest_paths, ingest_spool
+from workbench.quarantine.store import sha256_file
+
+
+def test_ingest_a_file_indexes_headers_and_keeps_bytes(quarantine, tmp_path, mail):
+    raw = mail(1, subject="Invoice due", attachment="invoice.zip")
+    path = tmp_path / "one.eml"
+    path.write_bytes(raw)
+    summary = ingest_paths(quarantine, [path], tower="t12", server="mx03", reason="stuck")
+    assert (summary.accepted, summary.duplicates, summary.failed) == (1, 0, 0)
+    row = quarantine.index.list("")[0]
+    assert row.subject == "Invoice due"
+    assert (row.tower, row.server, row.reason, row.status) == ("t12", "mx03", "stuck", "new")
+    assert row.attachment_names == ["invoice.zip"] and row.attachment_count == 1
+    assert quarantine.store.read(row.sha256) == raw
+    assert path.exists(), "a user's file is never removed"
+
+
+def test_duplicates_are_counted_not_stored_twice(quarantine, tmp_path, mail):
+    raw = mail(2)
+    for n in range(3):
+        (tmp_path / f"copy{n}.eml").write_bytes(raw)
+    summary = ingest_paths(quarantine, [tmp_path])
+    assert summary.accepted == 1 and summary.duplicates == 2
+    row = quarantine.index.list("")[0]
+    assert row.sightings == 3
+    assert len(list(quarantine.store.iter_objects())) == 1
+    again = ingest_paths(quarantine, [tmp_path / "copy0.eml"])
+    assert again.repeated == 1 and quarantine.index.get(row.sha256).sightings == 3
+
+
+def test_maildir_and_mbox(quarantine, tmp_path, mail):
+    md = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    for n in range(3):
+        md.add(mail(10 + n))
+    box = mailbox.mbox(tmp_path / "inbox.mbox")
+    for n in range(4):
+        box.add(mail(20 + n))
+    box.flush()
+    box.close()
+    summary = ingest_paths(quarantine, [tmp_path / "Maildir", tmp_path / "inbox.mbox"])
+    assert summary.accepted == 7
+    subjects = {r.subject for r in quarantine.index.list("", limit=100)}
+    assert {f"Message number {n}" for n in (10, 11, 12, 20, 21, 22, 23)} == subjects
+
+
+def _spool(quarantine, tower, server, name, data, sidecar=None):
+    folder = quarantine.incoming / tower / server
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data)
+    if sidecar is not None:
+        (folder / (name + ".json")).write_text(json.dumps(sidecar))
+    return folder / name
+
+
+def test_spool_reason_from_header_or_sidecar_and_files_removed(quarantine, mail):
+    a = _spool(quarantine, "t01", "mx01", "a.eml", b"X-Quarantine-Reason: unknown-virus\n" + mail(1))
+    b = _spool(quarantine, "t02", "mx09", "b.eml", mail(2),
+               {"reason": "stuck", "received_at": "2026-11-20T10:00:00Z"})
+    partial = _spool(quarantine, "t02", "mx09", "c.eml.tmp", mail(3))
+    summary = ingest_spool(quarantine)
+    assert summary.accepted == 2
+    rows = {r.subject: r for r in quarantine.index.list("", limit=10)}
+    assert rows["Message number 1"].reason == "unknown-virus"
+    assert (rows["Message number 1"].tower, rows["Message number 1"].server) == ("t01", "mx01")
+    assert rows["Message number 2"].reason == "stuck"
+    assert rows["Message number 2"].first_seen.startswith("2026-11-20T10:00:00")
+    assert not a.exists() and not b.exists() and not b.with_name("b.eml.json").exists()
+    assert partial.exists(), "a tower's half-written .tmp file is left alone"
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b"", "empty"),
+    (os.urandom(64) + b"\x00" * 8, "NUL"),
+    (b"just some words\n", "header"),
+])
+def test_spool_junk_moves_to_failed_with_a_reason(quarantine, content, why):
+    path = _spool(quarantine, "t07", "mx02", "junk.eml", content)
+    summary = ingest_spool(quarantine)
+    assert summary.failed == 1 and summary.accepted == 0
+    assert not path.exists()
+    (failure,) = quarantine.index.failed()
+    kept = quarantine.root / failure.stored_as
+    assert kept.read_bytes() == content, "the input is kept byte for byte"
+    reason = json.loads(kept.with_name(kept.name + ".reason.json").read_text())
+    assert why.lower() in reason["reason"].lower()
+    assert reason["tower"] == "t07"
+
+
+def test_oversized_message_is_kept_in_failed_not_loaded(quarantine, tmp_path, mail):
+    big = tmp_path / "big.eml"
+    big.write_bytes(mail(5) + b"x" * 5000)
+    summary = ingest_paths(quarantine, [big], max_message=1000)
+    assert summary.failed == 1 and "limit" in summary.failures[0].reason
+    kept = quarantine.root / summary.failures[0].stored_as
+    assert sha256_file(kept) == sha256_file(big)
+    assert quarantine.index.count() == 0
+
+
+def test_malformed_mail_is_stored_and_flagged(quarantine, tmp_path):
+    raw = (b"From: =?utf-8?q?broken=ZZ?= <<<@@>\nTo: undisclosed-recipients:;\n"
+           b"Subject: =?x-unknown?b?////?=\nDate: Tuesday the 32nd\n"
+           b"Content-Type: multipart/mixed\n\nhello\n")
+    (tmp_path / "m.eml").write_bytes(raw)
+    summary = ingest_paths(quarantine, [tmp_path / "m.eml"])
+    assert summary.accepted == 1 and summary.flagged == 1
+    (row,) = quarantine.index.list("has:defects")
+    assert quarantine.store.read(row.sha256) == raw
+    assert any("Date" in d for d in row.defects)
+
+
+def test_ingest_bytes_is_the_same_path_as_the_spool(quarantine, mail):
+    summary = ingest_bytes(quarantine, mail(9), tower="t99", server="mx36", reason="stuck",
+                           source="http:127.0.0.1")
+    assert summary.accepted == 1
+    (row,) = quarantine.index.list("tower:t99")
+    assert row.server == "mx36"
+    bad = ingest_bytes(quarantine, b"\x00\x01", tower="t99", server="mx36", reason="stuck",
+                       source="http:127.0.0.1")
+    assert bad.failed == 1 and quarantine.index.failed()[0].source == "http:127.0.0.1"
+
+
+def test_missing_path_is_a_clear_error(quarantine, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        ingest_paths(quarantine, [tmp_path / "nope"])

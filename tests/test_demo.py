@@ -1,0 +1,58 @@
+"""``workbench demo``: a realistic, deterministic demo quarantine through the real ingest."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.demo.seed import seed_demo
+from workbench.quarantine.service import Quarantine
+from workbench.samples.threats import THREATS, benign_pe
+from workbench.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    ws = Workspace.resolve(tmp_path_factory.mktemp("demo")).ensure()
+    report = seed_demo(ws)
+    q = Quarantine.open(ws)
+    yield ws, report, q
+    q.close()
+
+
+def test_demo_has_at_least_200_messages_from_several_towers(demo):
+    ws, report, q = demo
+    assert q.index.count() >= 200
+    towers = {r.tower for r in q.index.list("", limit=1000)}
+    assert len(towers) >= 5
+    facets = q.index.facets("")
+    assert facets["reason"]["stuck"] > 50 and facets["reason"]["unknown-virus"] > 30
+    assert report.ingest.duplicates > 0, "some messages were seen by more than one tower"
+
+
+def test_every_threat_family_and_the_ordinary_mail_is_there(demo):
+    _, _, q = demo
+    names = {n for r in q.index.list("has:attachment", limit=1000) for n in r.attachment_names}
+    for t in THREATS:
+        if t.filename and t.key != "stealer":
+            assert t.filename in names, t.key
+    assert "QB_update.zip" in names
+    assert benign_pe()[0] in names
+    assert q.index.count("GTUBE") == 0 and q.index.count("from:cheap-meds.example") > 0
+    assert q.index.count("has:defects") >= 3, "malformed mail is kept and flagged"
+    assert len(q.index.failed()) == 2, "tower junk is kept in failed/"
+
+
+def test_demo_is_deterministic_and_idempotent(demo, tmp_path):
+    ws, _, q = demo
+    other = Workspace.resolve(tmp_path / "again").ensure()
+    seed_demo(other)
+    with Quarantine.open(other) as q2:
+        assert q2.index.all_shas() == q.index.all_shas()
+    again = seed_demo(ws)
+    assert again.skipped and q.index.count() == len(q.index.all_shas())
+
+
+def test_demo_lays_out_corpora(demo):
+    ws, report, _ = demo
+    assert report.corpora["demo-malicious"] >= 10 and report.corpora["demo-clean"] >= 5
+    assert (ws.corpora / "demo-malicious" / "eicar.com").is_file()

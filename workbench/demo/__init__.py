@@ -1,0 +1,1 @@
+"""``workbench demo``: a deterministic, realistic demo quarantine and corpora."""
