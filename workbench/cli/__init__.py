@@ -11,11 +11,11 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from workbench import __version__
 from workbench.cli.context import CommandError, Context
-from workbench.exitcodes import E_INTERNAL, E_OK, E_USAGE
+from workbench.exitcodes import E_INTERNAL, E_OK
 from workbench.workspace import Workspace
 
 # Modules that add subcommands; each has ``register(subparsers)``.
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return E_OK if code is None else int(code)
 
 
-def _default_handler(parser: argparse.ArgumentParser):  # type: ignore[no-untyped-def]
+def _default_handler(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Context], int]:
     """No command: the terminal UI when it is there and we have a terminal."""
     def run(args: argparse.Namespace, ctx: Context) -> int:
         try:
@@ -87,8 +87,13 @@ def _default_handler(parser: argparse.ArgumentParser):  # type: ignore[no-untype
             tui_cli = None
         if tui_cli is not None and sys.stdout.isatty() and not os.environ.get("WORKBENCH_NO_TUI"):
             return int(tui_cli.run_tui(args, ctx) or 0)
-        parser.print_help(ctx.out)
-        return E_USAGE
+        # No terminal (or no UI): show what the UI would open on.
+        from workbench.cli.quarantine import cmd_list
+
+        listing = argparse.Namespace(query="", limit=20, offset=0, json=False)
+        code = cmd_list(listing, ctx)
+        ctx.print("\n(no terminal: the UI opens when stdout is a TTY; 'workbench --help' lists commands)")
+        return code
     return run
 
 

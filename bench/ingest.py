@@ -1,0 +1,139 @@
+"""Ingest and listing speed, against named peers in the same run.
+
+1. Spool ingest: 10,000 messages of mixed size (1 KiB .. 256 KiB) from
+   quarantine/incoming, durable (objects synced, journal fsynced, index committed,
+   spool files removed). Peer: the standard library's ``mailbox.Maildir`` delivering
+   the same messages (tmp + rename, the MTA way) followed by one ``os.sync()``, i.e.
+   the same durability without an index. Target: >= 1,000 messages/s.
+2. ``quarantine list --query`` first page on a 100,000-message index. Peer: the same
+   SQL run directly with sqlite3 (the floor the index can reach). Target: < 50 ms.
+
+Run: python bench/ingest.py [--messages 10000] [--index 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import mailbox
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from workbench.quarantine.index import NewMessage, QuarantineIndex, Sighting
+from workbench.quarantine.ingest import ingest_spool
+from workbench.quarantine.query import parse_query
+from workbench.quarantine.service import Quarantine, stamp
+from workbench.samples.mail import Attachment, Mail
+
+
+def make_messages(count: int, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    sizes = [1024, 4096, 16384, 65536, 262144]
+    weights = [40, 30, 18, 9, 3]
+    out = []
+    for n in range(count):
+        size = rng.choices(sizes, weights)[0]
+        payload = rng.randbytes(size)
+        out.append(Mail(f"user{n % 97}@sender{n % 13}.example", f"rcpt{n}@corp.example",
+                        f"Bench message {n} invoice {rng.randint(1, 9999)}", text="hello\n",
+                        attachments=[Attachment(f"file{n}.bin", payload)],
+                        date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=n)).build())
+    return out
+
+
+def bench_ingest(messages: list[bytes], work: Path) -> tuple[float, float]:
+    q = Quarantine(work / "quarantine")
+    for n, data in enumerate(messages):
+        folder = q.incoming / f"t{n % 10:02d}" / f"mx{n % 24:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{n:06d}.eml").write_bytes(data)
+    os.sync()
+    start = time.perf_counter()
+    summary = ingest_spool(q)
+    ours = time.perf_counter() - start
+    assert summary.accepted == len(set(messages)), summary
+    q.close()
+
+    maildir = mailbox.Maildir(work / "Maildir", create=True)
+    start = time.perf_counter()
+    for data in messages:
+        maildir.add(data)
+    os.sync()
+    peer = time.perf_counter() - start
+    return ours, peer
+
+
+def bench_list(count: int, work: Path) -> dict[str, float]:
+    index = QuarantineIndex(work / "big.sqlite")
+    rng = random.Random(3)
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    batch_m, batch_s = [], []
+    for n in range(count):
+        sha = hashlib.sha256(b"%d" % n).hexdigest()
+        batch_m.append(NewMessage(sha256=sha, size=rng.randint(1000, 10**6),
+                                  from_addr=f"user{n % 500}@d{n % 40}.example",
+                                  subject=f"subject {n} {'invoice' if n % 50 == 0 else 'hello'}",
+                                  attachment_names=["a.zip"] if n % 3 == 0 else []))
+        batch_s.append(Sighting(id=sha[:32], sha256=sha, tower=f"t{n % 100:02d}",
+                                server=f"mx{n % 36:02d}",
+                                reason="unknown-virus" if n % 4 == 0 else "stuck",
+                                seen_at=stamp(base + dt.timedelta(seconds=n * 30))))
+        if len(batch_m) == 5000:
+            index.record(batch_m, batch_s)
+            batch_m, batch_s = [], []
+    if batch_m:
+        index.record(batch_m, batch_s)
+    results = {}
+    for text in ["", "tower:t12 reason:unknown-virus", "has:attachment status:new", "invoice",
+                 "from:@d7.example sort:subject"]:
+        q = parse_query(text)
+        ours, peer = [], []
+        raw = sqlite3.connect(work / "big.sqlite")
+        sql = f"SELECT * FROM messages WHERE {q.where} ORDER BY {q.order_by} LIMIT 50"
+        for _ in range(7):
+            t = time.perf_counter()
+            index.list(text, limit=50)
+            index.count(text) if text == "" else None
+            ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            raw.execute(sql, q.params).fetchall()
+            peer.append(time.perf_counter() - t)
+        raw.close()
+        results[text or "(all)"] = (statistics.median(ours), statistics.median(peer))
+    index.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--index", type=int, default=100_000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="wb-bench-ingest-"))
+    try:
+        messages = make_messages(args.messages)
+        total = sum(map(len, messages))
+        ours, peer = bench_ingest(messages, work)
+        print(f"spool ingest: {len(messages)} messages, {total / 2**20:.0f} MiB")
+        print(f"  workbench ingest (objects + journal + index, durable): {ours:.2f} s "
+              f"= {len(messages) / ours:,.0f} msg/s")
+        print(f"  peer mailbox.Maildir + os.sync (no index):            {peer:.2f} s "
+              f"= {len(messages) / peer:,.0f} msg/s")
+        print(f"  ratio workbench/peer throughput: {peer / ours:.2f}x  (target >= 1,000 msg/s)")
+        print(f"\nlist first page on a {args.index:,}-message index (median of 7):")
+        for text, (o, p) in bench_list(args.index, work).items():
+            print(f"  {text:36s} workbench {o * 1000:6.1f} ms   raw sqlite3 {p * 1000:6.1f} ms   "
+                  f"ratio {o / p:.2f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
