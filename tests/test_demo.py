@@ -20,7 +20,7 @@ def demo(tmp_path_factory):
 
 
 def test_demo_has_at_least_200_messages_from_several_towers(demo):
-    ws, report, q = demo
+    _, report, q = demo
     assert q.index.count() >= 200
     towers = {r.tower for r in q.index.list("", limit=1000)}
     assert len(towers) >= 5

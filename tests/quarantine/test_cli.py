@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pyzipper
 import pytest
+import pyzipper
 
 from tests.quarantine.conftest import make_mail
 from workbench.cli import main

@@ -19,7 +19,7 @@ from workbench.quarantine.service import Quarantine
 from workbench.samples.archives import build_zip
 from workbench.samples.documents import build_docx, build_html_page, build_pdf
 from workbench.samples.mail import GTUBE, Attachment, Mail, received
-from workbench.samples.threats import PHISH_HTML, THREATS, ZIP_PASSWORD, Threat, benign_pe, threat
+from workbench.samples.threats import PHISH_HTML, THREATS, ZIP_PASSWORD, Threat, benign_pe
 from workbench.workspace import Workspace
 
 SEED = 2026
@@ -200,9 +200,9 @@ def _malformed(rng: random.Random, when: dt.datetime, kind: int) -> bytes:
                 "Content-Type: application/octet-stream; name=\"data.bin\"\n"
                 "Content-Transfer-Encoding: base64\n\n!!!not*base64###\n").encode()
     if kind == 1:      # undecodable encoded words, an unparseable date and address
-        return (f"From: =?utf-8?q?broken=ZZ?= <<<@@>\nTo: undisclosed-recipients:;\n"
-                f"Subject: =?x-unknown?b?////?=\nDate: Tuesday the 32nd\n"
-                f"Message-ID: <<not valid>>\n\nhello\n").encode()
+        return (b"From: =?utf-8?q?broken=ZZ?= <<<@@>\nTo: undisclosed-recipients:;\n"
+                b"Subject: =?x-unknown?b?////?=\nDate: Tuesday the 32nd\n"
+                b"Message-ID: <<not valid>>\n\nhello\n")
     if kind == 2:      # missing boundary parameter
         return (f"From: {_addr(rng)}\nTo: {_addr(rng)}\nSubject: No boundary\nDate: {date}\n"
                 "MIME-Version: 1.0\nContent-Type: multipart/mixed\n\nthis is not really multipart\n").encode()
