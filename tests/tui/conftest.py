@@ -1,0 +1,101 @@
+"""A small generated quarantine for the UI tests, and helpers that wait for the app to settle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widgets import Input, TextArea
+
+from workbench.quarantine.ingest import ingest_bytes
+from workbench.quarantine.service import Quarantine
+from workbench.samples.archives import build_zip
+from workbench.samples.mail import EICAR, GTUBE, Attachment, Mail, received
+from workbench.samples.pe import build_pe
+from workbench.workspace import Workspace
+
+BASE = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
+TOWERS = ("t12", "t07", "t30")
+SENDERS = ("billing@acme-invoices.example", "hr@payroll.example", "news@weekly.example")
+SUBJECTS = ("Invoice {n}", "Payroll update {n}", "This week in review {n}")
+MESSAGES = 36
+MARKER = "WBTEST-LOADER-CONFIG-1234"
+
+
+def _plain(n: int) -> Mail:
+    kind = n % 3
+    when = BASE + dt.timedelta(hours=n)
+    mail = Mail(sender=SENDERS[kind], to="analyst@corp.example",
+                subject=SUBJECTS[kind].format(n=n), date=when,
+                text=f"Hello,\nplease see http://evil-{n}.example/login?id={n}\n",
+                headers=[received("mx1.corp.example", "relay.example.net", "192.0.2.10", when)])
+    if kind == 0:
+        mail.attachments.append(Attachment(f"invoice-{n}.zip", build_zip([("eicar.com", EICAR)]),
+                                           content_type="application/zip"))
+    return mail
+
+
+def special_messages() -> list[tuple[Mail, str]]:
+    """Messages the flows open by subject: a PE loader and a spam test."""
+    when = BASE + dt.timedelta(days=3)
+    loader = build_pe(overlay=MARKER.encode() + b"\x00" * 64)
+    return [
+        (Mail(sender="Accounts <accounts@acme-invoices.example>", to="analyst@corp.example",
+              subject="Loader sample", date=when, text="see attached",
+              attachments=[Attachment("setup.exe", loader,
+                                      content_type="application/x-msdownload")]),
+         "unknown-virus"),
+        (Mail(sender="offers@cheap.example", to="analyst@corp.example", subject="GTUBE spam",
+              date=when + dt.timedelta(minutes=5), text=GTUBE.decode()), "spam"),
+    ]
+
+
+def build_quarantine(workspace: Workspace, count: int = MESSAGES) -> None:
+    with Quarantine.open(workspace) as q:
+        for n in range(count):
+            mail = _plain(n)
+            ingest_bytes(q, mail.build(), tower=TOWERS[n % 3], server=f"mx{n % 4}",
+                         reason="unknown-virus" if n % 3 == 0 else "stuck",
+                         source=f"test#{n}", received_at=mail.date)
+        for mail, reason in special_messages():
+            ingest_bytes(q, mail.build(), tower="t12", server="mx9", reason=reason,
+                         source=f"test:{mail.subject}", received_at=mail.date)
+
+
+@pytest.fixture(scope="session")
+def _quarantine_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("tui-template") / "home"
+    build_quarantine(Workspace.resolve(home).ensure())
+    return home
+
+
+@pytest.fixture
+def ui_workspace(_quarantine_template: Path, tmp_path: Path) -> Workspace:
+    """A private copy of the generated quarantine (tests triage, save rules ...)."""
+    home = tmp_path / "home"
+    shutil.copytree(_quarantine_template, home)
+    return Workspace.resolve(home)
+
+
+@pytest.fixture(autouse=True)
+def _no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blinking cursors make screenshots differ by timing; freeze them on."""
+    monkeypatch.setattr(Input.cursor_blink, "_default", False)
+    monkeypatch.setattr(TextArea.cursor_blink, "_default", False)
+
+
+async def settle(pilot: Pilot[object], rounds: int = 40) -> None:
+    """Wait until no worker runs and the messages they posted have been handled."""
+    app: App[object] = pilot.app
+    for _ in range(rounds):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(w.is_running for w in app.workers):
+            await pilot.pause()
+            if not any(w.is_running for w in app.workers):
+                return
+    raise AssertionError("the app did not settle: workers kept running")

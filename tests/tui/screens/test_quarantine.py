@@ -1,0 +1,140 @@
+"""Pilot tests of the quarantine screen: filter, sort, counts, triage, open."""
+
+from __future__ import annotations
+
+from textual.widgets import Input, Static
+
+from tests.tui.conftest import MESSAGES, settle
+from workbench.quarantine.service import Quarantine
+from workbench.tui.app import make_app
+from workbench.tui.screens.quarantine import QuarantineScreen
+from workbench.tui.widgets.facets import FacetPanel
+from workbench.tui.widgets.message_list import MessageList
+from workbench.workspace import Workspace
+
+TOTAL = MESSAGES + 2
+
+
+def _visible_subjects(app) -> list[str]:
+    messages = app.screen.query_one(MessageList)
+    rows = [messages.listing.row(i) for i in range(messages.row_count())]
+    return [r.subject for r in rows if r is not None]
+
+
+async def test_lists_every_message_newest_first(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        messages = app.screen.query_one(MessageList)
+        assert messages.row_count() == TOTAL
+        assert "38 messages" in str(app.screen.query_one("#count", Static).render())
+        received = [messages.listing.row(i).first_seen for i in range(TOTAL)]
+        assert received == sorted(received, reverse=True)
+        assert messages.listing.row(0).subject == "GTUBE spam"
+
+
+async def test_filter_narrows_the_list_and_shows_query_errors(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        await pilot.press(*"tower:t07")
+        await settle(pilot)
+        subjects = _visible_subjects(app)
+        assert len(subjects) == 12
+        assert all(s.startswith("Payroll update") for s in subjects)
+        # a broken query keeps the last good list and says what is wrong
+        await pilot.press("space", "quotation_mark")
+        await settle(pilot)
+        error = app.screen.query_one("#query-error", Static)
+        assert error.display and "quotes" in str(error.render())
+        assert app.screen.query_one("#filter", Input).has_class("-invalid")
+        assert len(_visible_subjects(app)) == 12
+        await pilot.press("backspace")
+        await settle(pilot)
+        assert not app.screen.query_one("#query-error", Static).display
+        assert not app.screen.query_one("#filter", Input).has_class("-invalid")
+
+
+async def test_initial_query_and_free_text(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace, query="loader")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert _visible_subjects(app) == ["Loader sample"]
+
+
+async def test_sort_key_and_header_click(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, QuarantineScreen)
+        await pilot.press("o")          # received -> tower, ascending
+        await settle(pilot)
+        assert screen.listing.query.sort == "tower" and not screen.listing.query.descending
+        towers = [screen.listing.row(i).tower for i in range(TOTAL)]
+        assert towers == sorted(towers)
+        await pilot.press("O")
+        await settle(pilot)
+        towers = [screen.listing.row(i).tower for i in range(TOTAL)]
+        assert towers == sorted(towers, reverse=True)
+        # clicking the Subject title sorts by subject
+        messages = screen.query_one(MessageList)
+        widths = messages.column_widths(messages.scrollable_content_region.width)
+        x = sum(w + 1 for w in widths[:6]) + 1
+        await pilot.click(MessageList, offset=(x, 0))
+        await settle(pilot)
+        assert screen.listing.query.sort == "subject"
+        assert "Subject ▲" in messages.header_titles()
+
+
+async def test_counts_by_reason_and_status_narrow_the_filter(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        facets = app.screen.query_one(FacetPanel)
+        labels = [str(facets.get_option_at_index(i).prompt) for i in range(facets.option_count)]
+        assert any(label.strip() == "stuck 24" for label in labels)
+        assert any(label.strip() == "unknown-virus 13" for label in labels)
+        assert any(label.strip() == "new 38" for label in labels)
+        index = next(i for i, label in enumerate(labels) if label.strip().startswith("spam"))
+        facets.focus()
+        facets.highlighted = index
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen.query_one("#filter", Input).value == "reason:spam"
+        assert _visible_subjects(app) == ["GTUBE spam"]
+
+
+async def test_set_status_and_tags_on_marked_rows(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        first, second = screen.listing.row(0).sha256, screen.listing.row(1).sha256
+        await pilot.press("space", "space")          # mark two rows
+        assert screen.marked == {first, second}
+        await pilot.press("s")
+        await pilot.press("3")                       # drafted
+        await settle(pilot)
+        assert screen.marked == set()
+        assert screen.listing.row(0).status == "drafted"
+        await pilot.press("home", "t")
+        await pilot.press(*"+campaign-x", "enter")
+        await settle(pilot)
+        assert screen.listing.row(0).tags == ["campaign-x"]
+    with Quarantine.open(ui_workspace) as q:
+        assert q.index.get(first).status == "drafted"
+        assert q.index.get(second).status == "drafted"
+        assert q.index.get(first).tags == ["campaign-x"]
+        assert [a.action for a in q.index.audit(first)][-2:] == ["status", "tags"]
+
+
+async def test_empty_workspace_says_how_to_fill_it(tmp_path) -> None:
+    workspace = Workspace.resolve(tmp_path / "empty")
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        empty = app.screen.query_one("#empty", Static)
+        assert "workbench quarantine ingest" in str(empty.render())
+    assert not (tmp_path / "empty" / "quarantine" / "index.sqlite").exists()

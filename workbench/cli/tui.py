@@ -1,0 +1,40 @@
+"""``workbench ui`` (and ``workbench`` with no command on a terminal): the terminal UI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from workbench.cli.context import CommandError, Context
+from workbench.exitcodes import E_OK, E_USAGE
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ui", help="open the terminal UI (also what `workbench` alone does on a terminal)")
+    p.add_argument("--query", "-q", default="", metavar="QUERY",
+                   help="start with this quarantine filter, e.g. 'status:new has:attachment'")
+    p.add_argument("--open", dest="open_message", metavar="ID",
+                   help="open this message (sha256 or a unique prefix) at start")
+    p.add_argument("--edit", dest="edit", type=Path, metavar="RULE.yar",
+                   help="open this rule file in the editor at start")
+    p.add_argument("--theme", choices=("dark", "light"), default="dark")
+    p.set_defaults(func=run_tui)
+
+
+def run_tui(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the app until the analyst quits; the exit code is the app's return code."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CommandError("the terminal UI needs a terminal (stdin and stdout must be a TTY); "
+                           "use the other commands in scripts", E_USAGE)
+    from workbench.tui.app import make_app  # textual loads only when the UI runs
+
+    app = make_app(
+        ctx.workspace,
+        theme=getattr(args, "theme", "dark"),
+        query=getattr(args, "query", "") or "",
+        open_message=getattr(args, "open_message", None),
+        open_rule=getattr(args, "edit", None),
+    )
+    app.run()
+    return app.return_code if app.return_code is not None else E_OK

@@ -1,0 +1,66 @@
+"""Where the editor saves a rule, and how a draft joins an existing family file (no Textual)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from workbench.rules.parse import parse_text
+
+_IMPORT = re.compile(r'^\s*import\s+"([^"]+)"\s*$', re.MULTILINE)
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _component(value: object, fallback: str) -> str:
+    text = _SAFE.sub("_", str(value or "").strip()).strip("._").lower()
+    return text or fallback
+
+
+def default_rule_path(signatures: Path, text: str) -> Path:
+    """``signatures/rules/<category>/<family>.yar`` from the first rule's metadata.
+
+    Without ``category`` or ``family`` metadata the rule name's
+    ``<CATEGORY>_<Family>_...`` parts are used, then ``draft``.
+    """
+    rules = parse_text(text).rules
+    category: object = ""
+    family: object = ""
+    if rules:
+        rule = rules[0]
+        category = rule.meta_value("category") or ""
+        family = rule.meta_value("family") or ""
+        parts = rule.name.split("_")
+        if not category and len(parts) >= 2:
+            category = parts[0]
+        if not family and len(parts) >= 2:
+            family = parts[1]
+        if not family:
+            family = rule.name
+    return signatures / "rules" / _component(category, "draft") / f"{_component(family, 'draft')}.yar"
+
+
+def merge_into(existing: str, addition: str) -> str:
+    """``addition``'s rules appended to ``existing``, its imports hoisted to the top once."""
+    have = set(_IMPORT.findall(existing))
+    wanted = [name for name in _IMPORT.findall(addition) if name not in have]
+    body = _IMPORT.sub("", addition).strip("\n")
+    head = "".join(f'import "{name}"\n' for name in dict.fromkeys(wanted))
+    existing = existing.rstrip("\n")
+    return f"{head}{existing}\n\n{body}\n" if existing else f"{head}{body}\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a crash never leaves half a rule file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

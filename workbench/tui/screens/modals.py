@@ -1,0 +1,147 @@
+"""Small dialogs: triage status, tags, a one-line prompt, a yes/no question."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList
+from textual.widgets.option_list import Option
+
+from workbench.quarantine.index import STATUSES
+
+
+class StatusScreen(ModalScreen[tuple[str, str] | None]):
+    """Pick a triage status (1-5 or arrows + enter), with an optional note."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        *(Binding(str(n), f"pick({n - 1})", show=False) for n in range(1, len(STATUSES) + 1)),
+    ]
+
+    def __init__(self, count: int, current: str = "") -> None:
+        super().__init__()
+        self.count = count
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        target = "this message" if self.count == 1 else f"{self.count:,} marked messages"
+        with Vertical(classes="dialog"):
+            yield Label(f"Triage status for {target}", classes="dialog-title")
+            yield OptionList(*(Option(f"{n}  {s}", id=s) for n, s in enumerate(STATUSES, 1)),
+                             id="statuses")
+            yield Input(placeholder="note (optional, kept in the audit log)", id="note")
+            yield Label("1-5 or enter picks · esc cancels", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        options = self.query_one("#statuses", OptionList)
+        if self.current in STATUSES:
+            options.highlighted = STATUSES.index(self.current)
+        options.focus()
+
+    def action_pick(self, n: int) -> None:
+        self.dismiss((STATUSES[n], self.query_one("#note", Input).value.strip()))
+
+    @on(OptionList.OptionSelected, "#statuses")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_pick(event.option_index)
+
+    @on(Input.Submitted, "#note")
+    def _note_submitted(self) -> None:
+        options = self.query_one("#statuses", OptionList)
+        if options.highlighted is not None:
+            self.action_pick(options.highlighted)
+
+
+def parse_tag_edit(text: str) -> tuple[list[str], list[str]]:
+    """``+a b -c`` -> (["a", "b"], ["c"]): a bare word adds, a leading minus removes."""
+    add: list[str] = []
+    remove: list[str] = []
+    for word in text.split():
+        if word.startswith("-"):
+            if word[1:]:
+                remove.append(word[1:])
+        else:
+            word = word.removeprefix("+")
+            if word:
+                add.append(word)
+    return add, remove
+
+
+class TagsScreen(ModalScreen[tuple[list[str], list[str]] | None]):
+    """Edit tags as ``+add -remove`` words."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, count: int, current: list[str]) -> None:
+        super().__init__()
+        self.count = count
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        target = "this message" if self.count == 1 else f"{self.count:,} marked messages"
+        with Vertical(classes="dialog"):
+            yield Label(f"Tags for {target}", classes="dialog-title")
+            yield Label("current: " + (" ".join(self.current) or "none"), id="current-tags")
+            yield Input(placeholder="+tag adds, -tag removes, e.g.  +campaign-x -todo", id="tags")
+            yield Label("enter applies · esc cancels", classes="dialog-hint")
+
+    @on(Input.Submitted, "#tags")
+    def _submitted(self, event: Input.Submitted) -> None:
+        add, remove = parse_tag_edit(event.value)
+        bad = [t for t in add if "," in t or len(t) > 64]
+        if bad:
+            self.notify(f"tag {bad[0]!r}: no commas, at most 64 characters", severity="error")
+            return
+        self.dismiss((add, remove) if add or remove else None)
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """One line of input: a path to save to, an offset to jump to."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str, value: str = "", placeholder: str = "", hint: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.value = value
+        self.placeholder = placeholder
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Input(self.value, placeholder=self.placeholder, id="prompt")
+            yield Label(self.hint or "enter accepts · esc cancels", classes="dialog-hint")
+
+    @on(Input.Submitted, "#prompt")
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A question with two answers; ``y``/``n`` work as well as the buttons."""
+
+    BINDINGS = [
+        Binding("escape,n", "dismiss(False)", "No"),
+        Binding("y", "dismiss(True)", "Yes"),
+    ]
+
+    def __init__(self, question: str, yes: str = "Yes", no: str = "No") -> None:
+        super().__init__()
+        self.question = question
+        self.yes = yes
+        self.no = no
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, classes="dialog-title")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.yes, variant="primary", id="yes")
+                yield Button(self.no, id="no")
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")

@@ -1,0 +1,387 @@
+"""The quarantine screen: a filter bar, the virtual message list, counts by reason and status."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Footer, Header, Input, Static
+from textual.worker import get_current_worker
+
+from workbench.quarantine.index import MessageRow
+from workbench.quarantine.query import SORT_COLUMNS, Query, QueryError, parse_query
+from workbench.quarantine.service import Quarantine
+from workbench.tui.pages import PAGE_SIZE, Listing, fetch_page
+from workbench.tui.screens.base import WorkbenchScreen
+from workbench.tui.screens.modals import StatusScreen, TagsScreen
+from workbench.tui.widgets.facets import FacetPanel, narrow
+from workbench.tui.widgets.message_list import COLUMNS, MessageList
+from workbench.tui.widgets.virtual_table import VirtualTable
+
+SORT_ORDER = [c.key for c in COLUMNS]
+_generations = itertools.count(1)
+
+
+def _interrupted(exc: sqlite3.OperationalError) -> bool:
+    return "interrupt" in str(exc).lower()
+
+
+class QuarantineScreen(WorkbenchScreen):
+    """Browse and triage the quarantine."""
+
+    HELP = """\
+## Quarantine
+
+Every quarantined message, newest first. The list is virtual: it reads the index
+a page at a time, so it stays instant with hundreds of thousands of messages.
+
+The **filter** uses the same language as `workbench quarantine list --query`:
+`tower:t12 reason:unknown-virus status:new has:attachment from:acme invoice`,
+`-status:dismissed` negates, `after:2026-11-01`, `sort:from` / `sort:+size`.
+Words without a field match the subject, the sender and attachment names.
+
+Choose a reason or status on the right to narrow the filter. Mark rows with
+**space** to triage several at once.
+"""
+
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("enter", "open", "Open", show=False),
+        Binding("space", "mark", "Mark", show=False),
+        Binding("s", "status", "Status"),
+        Binding("t", "tags", "Tags"),
+        Binding("o", "sort", "Sort"),
+        Binding("O", "reverse", "Reverse", show=False),
+        Binding("r", "refresh", "Refresh"),
+        Binding("f", "toggle_facets", "Counts", show=False),
+        Binding("escape", "leave_filter", "List", show=False),
+    ]
+
+    class Loaded(Message):
+        """The first page of a query (and, when it fits in a page, its total)."""
+
+        def __init__(self, generation: int, rows: list[MessageRow]) -> None:
+            super().__init__()
+            self.generation = generation
+            self.rows = rows
+
+    class Counted(Message):
+        def __init__(self, generation: int, total: int) -> None:
+            super().__init__()
+            self.generation = generation
+            self.total = total
+
+    class PageLoaded(Message):
+        def __init__(self, generation: int, page: int, rows: list[MessageRow]) -> None:
+            super().__init__()
+            self.generation = generation
+            self.page = page
+            self.rows = rows
+
+    class FacetsLoaded(Message):
+        def __init__(self, generation: int, facets: dict[str, dict[str, int]]) -> None:
+            super().__init__()
+            self.generation = generation
+            self.facets = facets
+
+    class Triaged(Message):
+        def __init__(self, rows: list[MessageRow], summary: str) -> None:
+            super().__init__()
+            self.rows = rows
+            self.summary = summary
+
+    def __init__(self, query: str | None = None) -> None:
+        super().__init__()
+        self.initial_query = query
+        self.listing: Listing | None = None
+        self.sort: str | None = None             # set by the sort keys; overrides the text
+        self.descending: bool | None = None
+        self.marked: set[str] = set()
+
+    # -- layout -----------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        if self.initial_query is None:
+            self.initial_query = self.workbench.initial_query
+        yield Header()
+        with Horizontal(id="filter-bar"):
+            yield Input(self.initial_query or "", id="filter",
+                        placeholder="filter: tower:t12 reason:unknown-virus has:attachment invoice  (/)")
+            yield Static("", id="count")
+        yield Static("", id="query-error")
+        with Horizontal(id="quarantine-body"):
+            with Vertical(id="list-pane"):
+                yield MessageList(id="messages")
+                yield Static("", id="empty")
+            yield FacetPanel(id="facets")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.workbench.workspace.home.name
+        messages = self.query_one(MessageList)
+        messages.marked = self.marked
+        if not self.workbench.pool.exists:
+            self.query_one("#empty", Static).update(
+                f"No quarantine yet in {self.workbench.workspace.home}.\n\n"
+                "Ingest mail with  workbench quarantine ingest PATH\n"
+                "or build a demo with  workbench demo")
+            self.add_class("-no-quarantine")
+            self.query_one("#filter", Input).disabled = True
+            return
+        messages.focus()
+        self.apply_filter(self.initial_query)
+
+    # -- querying ---------------------------------------------------------------
+
+    def apply_filter(self, text: str) -> None:
+        """Parse the filter (cheap, on the event loop) and start the query in a worker."""
+        error = self.query_one("#query-error", Static)
+        filter_input = self.query_one("#filter", Input)
+        try:
+            query = parse_query(text, sort=self.sort, descending=self.descending)
+        except QueryError as exc:
+            filter_input.add_class("-invalid")
+            error.update(f"✗ {exc}")
+            error.display = True
+            return
+        filter_input.remove_class("-invalid")
+        error.display = False
+        self.start_listing(query)
+
+    def start_listing(self, query: Query) -> None:
+        if self.listing is not None:
+            self.workbench.pool.interrupt(self.listing.generation)
+        self.listing = Listing(query=query, generation=next(_generations))
+        self.query_one("#count", Static).update("searching…")
+        self.query_one(FacetPanel).show(None)
+        self.run_query(self.listing.query, self.listing.generation)
+        self.run_facets(self.listing.query, self.listing.generation)
+
+    @work(thread=True, exclusive=True, group="query", exit_on_error=False,
+          description="list the quarantine")
+    def run_query(self, query: Query, generation: int) -> None:
+        worker = get_current_worker()
+        try:
+            with self.workbench.pool.reader(generation) as index:
+                rows = fetch_page(index, query, 0)
+                if worker.is_cancelled:
+                    return
+                self.post_message(self.Loaded(generation, rows))
+                if len(rows) < PAGE_SIZE:
+                    return
+                total = index.count(query)
+        except sqlite3.OperationalError as exc:
+            if worker.is_cancelled or _interrupted(exc):
+                return
+            raise
+        if not worker.is_cancelled:
+            self.post_message(self.Counted(generation, total))
+
+    @work(thread=True, exclusive=True, group="facets", exit_on_error=False,
+          description="count by reason and status")
+    def run_facets(self, query: Query, generation: int) -> None:
+        worker = get_current_worker()
+        try:
+            with self.workbench.pool.reader() as index:
+                facets = index.facets(query)
+        except sqlite3.OperationalError as exc:
+            if worker.is_cancelled or _interrupted(exc):
+                return
+            raise
+        if not worker.is_cancelled:
+            self.post_message(self.FacetsLoaded(generation, facets))
+
+    @work(thread=True, group="pages", exit_on_error=False, description="read a page of the list")
+    def load_page(self, query: Query, generation: int, page: int) -> None:
+        with self.workbench.pool.reader() as index:
+            rows = fetch_page(index, query, page)
+        self.post_message(self.PageLoaded(generation, page, rows))
+
+    def _current(self, generation: int) -> Listing | None:
+        listing = self.listing
+        return listing if listing is not None and listing.generation == generation else None
+
+    @on(Loaded)
+    def _loaded(self, event: Loaded) -> None:
+        listing = self._current(event.generation)
+        if listing is None:
+            return
+        listing.store(0, event.rows)
+        self.query_one(MessageList).show(listing)
+        self._show_count()
+
+    @on(Counted)
+    def _counted(self, event: Counted) -> None:
+        listing = self._current(event.generation)
+        if listing is None:
+            return
+        listing.total = event.total
+        self.query_one(MessageList).reset()
+        self._show_count()
+
+    @on(PageLoaded)
+    def _page_loaded(self, event: PageLoaded) -> None:
+        listing = self._current(event.generation)
+        if listing is None:
+            return
+        listing.store(event.page, event.rows)
+        self.query_one(MessageList).reset()
+
+    @on(FacetsLoaded)
+    def _facets_loaded(self, event: FacetsLoaded) -> None:
+        if self._current(event.generation) is not None:
+            self.query_one(FacetPanel).show(event.facets)
+
+    @on(MessageList.PageWanted)
+    def _page_wanted(self, event: MessageList.PageWanted) -> None:
+        listing = self._current(event.generation)
+        if listing is not None:
+            self.load_page(listing.query, listing.generation, event.page)
+
+    def _show_count(self) -> None:
+        listing = self.listing
+        if listing is None:
+            return
+        marked = f" · {len(self.marked):,} marked" if self.marked else ""
+        if listing.total is None:
+            text = f"{listing.known_rows - listing.page_size:,}+ messages · counting…"
+        else:
+            text = f"{listing.total:,} message{'s' if listing.total != 1 else ''}"
+        self.query_one("#count", Static).update(text + marked)
+
+    # -- events from widgets --------------------------------------------------------
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.apply_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self) -> None:
+        self.query_one(MessageList).focus()
+
+    @on(FacetPanel.Chosen)
+    def _facet_chosen(self, event: FacetPanel.Chosen) -> None:
+        filter_input = self.query_one("#filter", Input)
+        filter_input.value = narrow(filter_input.value, event.field, event.value)
+
+    @on(VirtualTable.Selected, "#messages")
+    def _selected(self) -> None:
+        self.action_open()
+
+    @on(VirtualTable.HeaderClicked, "#messages")
+    def _header_clicked(self, event: VirtualTable.HeaderClicked) -> None:
+        key = event.column.key
+        listing = self.listing
+        if listing is not None and SORT_COLUMNS[key] == SORT_COLUMNS[listing.query.sort]:
+            self.sort, self.descending = key, not listing.query.descending
+        else:
+            self.sort, self.descending = key, key == "received"
+        self.apply_filter(self.query_one("#filter", Input).value)
+
+    # -- actions ---------------------------------------------------------------------
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        self.query_one(MessageList).focus()
+
+    def action_refresh(self) -> None:
+        self.apply_filter(self.query_one("#filter", Input).value)
+
+    def action_toggle_facets(self) -> None:
+        facets = self.query_one(FacetPanel)
+        facets.display = not facets.display
+
+    def action_sort(self) -> None:
+        current = self.listing.query.sort if self.listing else "received"
+        keys = SORT_ORDER
+        position = keys.index(current) if current in keys else -1
+        self.sort = keys[(position + 1) % len(keys)]
+        self.descending = self.sort == "received"
+        self.apply_filter(self.query_one("#filter", Input).value)
+
+    def action_reverse(self) -> None:
+        self.descending = not (self.listing.query.descending if self.listing else True)
+        self.apply_filter(self.query_one("#filter", Input).value)
+
+    def action_open(self) -> None:
+        row = self.query_one(MessageList).current()
+        if row is not None:
+            self.workbench.open_message(row.sha256)
+
+    def action_mark(self) -> None:
+        messages = self.query_one(MessageList)
+        row = messages.current()
+        if row is None:
+            return
+        self.marked.symmetric_difference_update({row.sha256})
+        messages.reset()
+        messages.action_cursor(1)
+        self._show_count()
+
+    def _targets(self) -> list[str]:
+        if self.marked:
+            return sorted(self.marked)
+        row = self.query_one(MessageList).current()
+        return [row.sha256] if row else []
+
+    def action_status(self) -> None:
+        targets = self._targets()
+        if not targets:
+            return
+        row = self.query_one(MessageList).current()
+
+        def chosen(answer: tuple[str, str] | None) -> None:
+            if answer is not None:
+                self.set_status(targets, *answer)
+
+        self.app.push_screen(StatusScreen(len(targets), row.status if row else ""), chosen)
+
+    def action_tags(self) -> None:
+        targets = self._targets()
+        if not targets:
+            return
+        row = self.query_one(MessageList).current()
+
+        def chosen(answer: tuple[list[str], list[str]] | None) -> None:
+            if answer is not None:
+                self.set_tags(targets, *answer)
+
+        self.app.push_screen(TagsScreen(len(targets), row.tags if row and len(targets) == 1 else []),
+                             chosen)
+
+    @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
+          description="set the triage status")
+    def set_status(self, shas: list[str], status: str, note: str) -> None:
+        with Quarantine(self.workbench.workspace.quarantine) as q:
+            for sha in shas:
+                q.set_status(sha, status, note=note)
+            rows = [q.index.get(sha) for sha in shas]
+        self.post_message(self.Triaged(rows, f"{len(rows):,} set to {status}"))
+
+    @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
+          description="tag messages")
+    def set_tags(self, shas: list[str], add: list[str], remove: list[str]) -> None:
+        with Quarantine(self.workbench.workspace.quarantine) as q:
+            for sha in shas:
+                q.tag(sha, add, remove)
+            rows = [q.index.get(sha) for sha in shas]
+        self.post_message(self.Triaged(rows, f"{len(rows):,} tagged"))
+
+    @on(Triaged)
+    def _triaged(self, event: Triaged) -> None:
+        if self.listing is not None:
+            for row in event.rows:
+                self.listing.replace(row)
+        self.marked.clear()
+        self.query_one(MessageList).reset()
+        self._show_count()
+        self.notify(event.summary, timeout=3)
+        if self.listing is not None:
+            self.run_facets(self.listing.query, self.listing.generation)
