@@ -1,0 +1,305 @@
+"""``workbench corpus ...``, ``workbench test`` and ``workbench retrohunt``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from workbench.cli.context import CommandError, Context, add_json_flag, table
+from workbench.corpus.registry import LABELS, CorpusError, CorpusRegistry, UnknownCorpus
+from workbench.corpus.retrohunt import RetrohuntReport, retrohunt
+from workbench.corpus.ruleset import RulesetError
+from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress
+from workbench.corpus.testing import (
+    FileMatch,
+    RuleResult,
+    TestReport,
+    default_rule_paths,
+    test_rules,
+)
+from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("corpus", help="labelled corpora of files to test rules against")
+    cs = c.add_subparsers(dest="corpus_command", metavar="ACTION", required=True)
+
+    p = cs.add_parser("add", help="register a folder (or file) as a corpus; re-adding picks up new files")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("path", type=Path, metavar="PATH")
+    p.add_argument("--label", required=True, choices=LABELS)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_add)
+
+    p = cs.add_parser("list", help="the corpora: files, bytes, label")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_list)
+
+    p = cs.add_parser("show", help="one corpus and its files")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--limit", type=int, default=50, help="files to list (default 50; 0 for all)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_show)
+
+    p = cs.add_parser("remove", help="forget a corpus (its files stay in the store)")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("test", help="test rules against the corpora: true/false positives, false negatives")
+    p.add_argument("rules", nargs="*", type=Path, metavar="RULES",
+                   help="rule files or folders (default: the signature repository's rules/)")
+    _scan_options(p)
+    p.add_argument("--corpus", action="append", default=None, metavar="NAME",
+                   help="corpus to scan (repeatable; default: all, the quarantine included)")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="list every match, not only false positives and negatives")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("retrohunt", help="which quarantined messages would these rules have caught?")
+    p.add_argument("rules", nargs="+", type=Path, metavar="RULES")
+    _scan_options(p)
+    p.add_argument("--tag", metavar="TAG", help="tag every message hit")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_retrohunt)
+
+
+def _scan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="scanning threads (default: one per CPU)")
+    p.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"per-file scan timeout (default {DEFAULT_TIMEOUT})")
+    p.add_argument("--no-cache", action="store_true",
+                   help="scan everything again instead of using state/scan-cache.sqlite")
+
+
+# -- corpus ---------------------------------------------------------------------------
+
+
+def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
+    with CorpusRegistry(ctx.workspace.ensure()) as registry:
+        try:
+            report = registry.add(args.name, args.path, args.label)
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc), E_NOT_FOUND) from None
+        except CorpusError as exc:
+            raise CommandError(str(exc), E_CONFLICT if "labelled" in str(exc) else E_USAGE) from None
+    if args.json:
+        ctx.json(report)
+    else:
+        ctx.print(f"{report.name} ({report.label}): {report.added} added "
+                  f"({report.new_objects} new to the store, {_size(report.bytes_added)}), "
+                  f"{report.unchanged} unchanged, {len(report.errors)} skipped")
+        for err in report.errors:
+            ctx.print(f"  skipped {err.path}: {err.reason}")
+        for note in report.notes:
+            ctx.print(f"  note: {note}")
+    return E_INPUT if report.errors and not (report.added or report.unchanged) else E_OK
+
+
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+    with CorpusRegistry(ctx.workspace) as registry:
+        infos = registry.list()
+    if args.json:
+        ctx.json({"corpora": infos})
+        return E_OK
+    ctx.print(table([[i.name, i.label, str(i.files), _size(i.bytes), i.updated[:19].replace("T", " ")
+                      or ("built-in" if i.builtin else "")] for i in infos],
+                    ["NAME", "LABEL", "FILES", "SIZE", "UPDATED"]))
+    return E_OK
+
+
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
+    with CorpusRegistry(ctx.workspace) as registry:
+        try:
+            info = registry.info(args.name)
+            files = registry.files(args.name)
+        except UnknownCorpus:
+            raise CommandError(f"no corpus named {args.name!r} (see 'workbench corpus list')",
+                               E_NOT_FOUND) from None
+    shown = files if args.limit <= 0 else files[:args.limit]
+    if args.json:
+        ctx.json({"corpus": info, "files": shown, "total": len(files)})
+        return E_OK
+    for label, value in [("name", info.name), ("label", info.label), ("files", str(info.files)),
+                         ("size", _size(info.bytes)), ("sources", ", ".join(info.sources)),
+                         ("created", info.created or "-"), ("updated", info.updated or "-")]:
+        ctx.print(f"{label:>8}: {value}")
+    ctx.print()
+    ctx.print(table([[f.sha256[:16], str(f.size), f.original_name] for f in shown],
+                    ["SHA256", "SIZE", "NAME"], max_width={2: 80}))
+    if len(shown) < len(files):
+        ctx.print(f"{len(shown)} of {len(files)} files (--limit 0 for all)")
+    return E_OK
+
+
+def cmd_remove(args: argparse.Namespace, ctx: Context) -> int:
+    with CorpusRegistry(ctx.workspace) as registry:
+        try:
+            count = registry.remove(args.name)
+        except UnknownCorpus:
+            raise CommandError(f"no corpus named {args.name!r}", E_NOT_FOUND) from None
+        except CorpusError as exc:
+            raise CommandError(str(exc), E_USAGE) from None
+    ctx.print(f"removed corpus {args.name} ({count} files; stored objects are kept)")
+    return E_OK
+
+
+# -- test -----------------------------------------------------------------------------
+
+
+def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise CommandError("--threads must be at least 1", E_USAGE)
+    paths = args.rules or default_rule_paths(ctx.workspace)
+    try:
+        report = test_rules(ctx.workspace, paths, args.corpus, threads=args.threads,
+                            progress=_progress_line(ctx.err), use_cache=not args.no_cache,
+                            timeout=args.timeout)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc), E_NOT_FOUND) from None
+    except UnknownCorpus as exc:
+        raise CommandError(f"no corpus named {exc.args[0]!r} (see 'workbench corpus list')",
+                           E_NOT_FOUND) from None
+    except RulesetError as exc:
+        raise CommandError("rules do not compile:\n  " +
+                           "\n  ".join(str(p) for p in exc.problems), E_INPUT) from None
+    if args.json:
+        ctx.json(report)
+    else:
+        render_test(report, ctx, verbose=args.verbose)
+    return E_OK if report.passed else E_FINDINGS
+
+
+def render_test(report: TestReport, ctx: Context, *, verbose: bool = False) -> None:
+    rows = []
+    for r in report.rules:
+        if r.private:
+            continue
+        verdict = "ok" if r.passed else "FAIL"
+        rows.append([r.rule, str(r.tp_count), str(len(r.false_negatives)), str(r.fp_count),
+                     str(r.other_count), verdict, "; ".join(r.warnings)])
+    ctx.print(table(rows, ["RULE", "TP", "FN", "FP", "QUARANTINE", "", "NOTES"],
+                    max_width={0: 48, 6: 60}))
+    for r in report.rules:
+        if r.passed and not verbose:
+            continue
+        _render_rule(r, ctx, verbose)
+    for p in report.timeouts:
+        ctx.print(f"TIMEOUT {p.name or p.sha256[:16]} ({', '.join(p.corpora)}): "
+                  f"rules {', '.join(p.rules)}")
+    for p in report.errors:
+        ctx.print(f"ERROR   {p.name or p.sha256[:16]}: {p.reason}")
+    s = report.stats
+    corpora = ", ".join(f"{c.name} ({c.label}, {c.files})" for c in report.corpora)
+    ctx.print(f"\n{s.rules} rules, {s.files} files ({_size(s.bytes)}) in {corpora or 'no corpora'}")
+    ctx.print(f"scanned {s.files_scanned} files ({_size(s.bytes_scanned)}) with {s.rules_compiled} "
+              f"rules on {s.threads} threads; {s.pairs_cached} results from the cache; "
+              f"{s.seconds:.2f} s")
+    ctx.print(f"{report.true_positives} true positives, {report.false_positives} false positives, "
+              f"{report.false_negatives} false negatives: {'PASS' if report.passed else 'FAIL'}")
+
+
+def _render_rule(r: RuleResult, ctx: Context, verbose: bool) -> None:
+    ctx.print(f"\n{r.rule}  ({r.file}:{r.line})")
+    for fn in r.false_negatives:
+        where = f"{fn.name} in {', '.join(fn.corpora)}" if fn.corpora else fn.detail
+        ctx.print(f"  FN {fn.reason:<8} {fn.hash}  {where}")
+    for fm in r.false_positives:
+        _render_file("FP", fm, ctx)
+    if verbose:
+        for fm in r.true_positives:
+            _render_file("TP", fm, ctx)
+        for fm in r.other_hits:
+            _render_file("Q ", fm, ctx)
+    listed = len(r.false_positives) + (len(r.true_positives) + len(r.other_hits) if verbose else 0)
+    total = r.fp_count + (r.tp_count + r.other_count if verbose else 0)
+    if listed < total:
+        ctx.print(f"  ... {total - listed} more files (see --json)")
+
+
+def _render_file(kind: str, fm: FileMatch, ctx: Context) -> None:
+    ctx.print(f"  {kind} {fm.name}  [{', '.join(fm.corpora)}]  sha256 {fm.sha256[:16]}  "
+              f"{fm.matches_total} match(es)")
+    for m in fm.strings:
+        ctx.print(f"     {m.identifier} at 0x{m.offset:x} ({m.length} bytes): "
+                  f"{_printable(m.data)}")
+        ctx.print(f"        {m.before.hex(' ')} [{m.data[:64].hex(' ')}] {m.after.hex(' ')}")
+
+
+def _printable(data: bytes, limit: int = 64) -> str:
+    text = "".join(chr(b) if 32 <= b < 127 else "." for b in data[:limit])
+    return repr(text) + ("..." if len(data) > limit else "")
+
+
+# -- retrohunt ------------------------------------------------------------------------
+
+
+def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise CommandError("--threads must be at least 1", E_USAGE)
+    try:
+        report = retrohunt(ctx.workspace, args.rules, threads=args.threads,
+                           progress=_progress_line(ctx.err), use_cache=not args.no_cache,
+                           timeout=args.timeout, tag=args.tag)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc), E_NOT_FOUND) from None
+    except RulesetError as exc:
+        raise CommandError("rules do not compile:\n  " +
+                           "\n  ".join(str(p) for p in exc.problems), E_INPUT) from None
+    except ValueError as exc:
+        raise CommandError(str(exc), E_USAGE) from None
+    if args.json:
+        ctx.json(report)
+    else:
+        render_retrohunt(report, ctx)
+    return E_OK
+
+
+def render_retrohunt(report: RetrohuntReport, ctx: Context) -> None:
+    ctx.print(table([[m.sha256[:12], m.first_seen[:19].replace("T", " "), m.tower, m.status,
+                      m.subject, ", ".join(sorted({x.rule for x in m.matches})),
+                      ", ".join(sorted({x.artifact_name or "(message)" for x in m.matches}))]
+                     for m in report.messages],
+                    ["ID", "RECEIVED", "TOWER", "STATUS", "SUBJECT", "RULES", "VIA"],
+                    max_width={4: 40, 5: 40, 6: 40}))
+    for r in report.rules:
+        ctx.print(f"{r.rule}: {r.messages} message(s), {r.artifacts} artifact(s)")
+    for sha in report.timeouts:
+        ctx.print(f"TIMEOUT {sha}")
+    for sha in report.errors:
+        ctx.print(f"ERROR   {sha}: could not be scanned")
+    ctx.print(f"{len(report.messages)} of {report.messages_scanned} messages hit "
+              f"({report.artifacts_scanned} artifacts scanned) in {report.seconds:.2f} s")
+    if report.tag:
+        ctx.print(f"tagged {len(report.tagged)} message(s) '{report.tag}'")
+
+
+# -- shared ---------------------------------------------------------------------------
+
+
+def _progress_line(err: TextIO):  # type: ignore[no-untyped-def]
+    """A one-line progress display on a terminal; nothing when stderr is not one."""
+    if not (err is sys.stderr and err.isatty()):
+        return None
+
+    def show(p: ScanProgress) -> None:
+        if p.phase == "done":
+            err.write("\r\033[K")
+        else:
+            err.write(f"\r\033[K{p.phase}: {p.files_done}/{p.files_total} files, "
+                      f"{_size(p.bytes_done)}/{_size(p.bytes_total)}, {p.matches} matches, "
+                      f"{p.elapsed:.1f} s")
+        err.flush()
+    return show
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

@@ -1,0 +1,190 @@
+"""The scan result cache: (rule key, file sha256) -> matches, and which pairs were scanned at all.
+
+Matches are few, so each matching pair is a row. Non-matches are the rule, and a
+row per (rule, file) would be millions; instead a *batch* records "these rule
+keys were scanned over these files", and a pair is known when some batch holds
+both. A cold test of 1,000 rules over 4,000 files writes one batch of 5,000 rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from workbench.corpus.scanner import RuleHit, StringHit
+from workbench.document import iso, utcnow
+from workbench.quarantine.index import retry_busy
+
+CACHE_NAME = "scan-cache.sqlite"
+_CHUNK = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_rules (
+    key TEXT NOT NULL,
+    batch INTEGER NOT NULL,
+    PRIMARY KEY (key, batch)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch_files (
+    batch INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (batch, sha256)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rule_keys (
+    key TEXT PRIMARY KEY,
+    warnings TEXT NOT NULL DEFAULT '[]'
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS matches (
+    key TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    too_many INTEGER NOT NULL DEFAULT 0,
+    hits TEXT NOT NULL,
+    PRIMARY KEY (key, sha256)
+) WITHOUT ROWID;
+"""
+
+
+class ScanCache:
+    """``state/scan-cache.sqlite`` (WAL): safe for several testers at once."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                  check_same_thread=False)
+        retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        retry_busy(lambda: self.db.executescript(_SCHEMA))
+        self._batch_files: dict[int, frozenset[str]] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> ScanCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        retry_busy(lambda: self.db.execute("BEGIN IMMEDIATE"))
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            retry_busy(lambda: self.db.execute("COMMIT"))
+
+    # -- what is known ----------------------------------------------------------------
+
+    def coverage(self, keys: Iterable[str]) -> dict[str, frozenset[str]]:
+        """For each key, the files it was scanned over (in any batch)."""
+        keys = list(dict.fromkeys(keys))
+        batches_of: dict[str, list[int]] = {k: [] for k in keys}
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            for key, batch in self.db.execute(
+                    f"SELECT key, batch FROM batch_rules WHERE key IN ({marks})", chunk):
+                batches_of[key].append(batch)
+        combos: dict[tuple[int, ...], frozenset[str]] = {}
+        out: dict[str, frozenset[str]] = {}
+        for key, batches in batches_of.items():
+            combo = tuple(sorted(batches))
+            if combo not in combos:
+                combos[combo] = frozenset().union(*(self._files_of(b) for b in combo))
+            out[key] = combos[combo]
+        return out
+
+    def _files_of(self, batch: int) -> frozenset[str]:
+        files = self._batch_files.get(batch)
+        if files is None:
+            files = frozenset(r[0] for r in self.db.execute(
+                "SELECT sha256 FROM batch_files WHERE batch=?", (batch,)))
+            self._batch_files[batch] = files
+        return files
+
+    def matches(self, keys: Iterable[str], shas: Iterable[str] | None = None
+                ) -> dict[tuple[str, str], RuleHit]:
+        """Cached matches of ``keys`` (restricted to ``shas`` when given), rule names left blank."""
+        wanted = None if shas is None else set(shas)
+        out: dict[tuple[str, str], RuleHit] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            marks = ",".join("?" * len(chunk))
+            for key, sha, total, too_many, hits in self.db.execute(
+                    f"SELECT key, sha256, total, too_many, hits FROM matches WHERE key IN ({marks})",
+                    chunk):
+                if wanted is None or sha in wanted:
+                    out[(key, sha)] = RuleHit("", _decode_hits(hits), total, bool(too_many))
+        return out
+
+    def known_keys(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        """Keys compiled before (so known to compile), with the libyara warnings they had."""
+        out: dict[str, list[str]] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            marks = ",".join("?" * len(chunk))
+            for key, warnings in self.db.execute(
+                    f"SELECT key, warnings FROM rule_keys WHERE key IN ({marks})", chunk):
+                out[key] = json.loads(warnings)
+        return out
+
+    # -- recording ----------------------------------------------------------------------
+
+    def record_compiled(self, warnings: dict[str, list[str]]) -> None:
+        """Keys that compiled, with their warnings (kept so a cached run reports them too)."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO rule_keys(key, warnings) VALUES (?,?)",
+                           [(k, json.dumps(w)) for k, w in warnings.items()])
+
+    def record(self, keys: Iterable[str], shas: Iterable[str],
+               hits: Iterable[tuple[str, str, RuleHit]] = ()) -> None:
+        """One batch: ``keys`` were scanned over ``shas``; ``hits`` are (key, sha, hit) matches."""
+        keys, shas = list(dict.fromkeys(keys)), sorted(set(shas))
+        if not keys or not shas:
+            return
+        with self._transaction() as db:
+            batch = db.execute("INSERT INTO batches(created) VALUES (?)",
+                               (iso(utcnow()),)).lastrowid
+            db.executemany("INSERT OR IGNORE INTO batch_rules(key, batch) VALUES (?,?)",
+                           [(k, batch) for k in keys])
+            db.executemany("INSERT OR IGNORE INTO batch_files(batch, sha256) VALUES (?,?)",
+                           [(batch, s) for s in shas])
+            db.executemany(
+                "INSERT OR REPLACE INTO matches(key, sha256, total, too_many, hits) "
+                "VALUES (?,?,?,?,?)",
+                [(k, s, h.total, int(h.too_many), _encode_hits(h.hits)) for k, s, h in hits])
+        if batch is not None:
+            self._batch_files[int(batch)] = frozenset(shas)
+
+    def stats(self) -> dict[str, int]:
+        return {table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("batches", "batch_rules", "batch_files", "matches", "rule_keys")}
+
+    def clear(self) -> None:
+        with self._transaction() as db:
+            for table in ("batches", "batch_rules", "batch_files", "matches", "rule_keys"):
+                db.execute(f"DELETE FROM {table}")
+        self._batch_files.clear()
+
+
+def _encode_hits(hits: Iterable[StringHit]) -> str:
+    return json.dumps([[h.identifier, h.offset, h.length, h.data.hex()] for h in hits],
+                      separators=(",", ":"))
+
+
+def _decode_hits(text: str) -> tuple[StringHit, ...]:
+    return tuple(StringHit(i, o, n, bytes.fromhex(d)) for i, o, n, d in json.loads(text))
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start:start + _CHUNK]

@@ -1,0 +1,157 @@
+"""Bringing the match results of a ruleset over a set of files up to date, scanning only what is new.
+
+For every rule the cache knows the files it was already scanned over (under the
+rule's key, see ``ruleset.py``). Rules missing the same files form a group; each
+group is compiled once (with the rules it needs) and scanned over just those
+files. A cold run is one group of every rule over every file; re-testing after
+editing one rule is one group of that rule alone (and the rules naming it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from workbench.corpus.cache import ScanCache
+from workbench.corpus.ruleset import RuleEntry, Ruleset
+from workbench.corpus.scanner import (
+    DEFAULT_TIMEOUT,
+    RuleHit,
+    ScanCancelled,
+    ScanProgress,
+    ScanTarget,
+    scan_files,
+)
+
+
+class Prefilter(Protocol):
+    """Narrows the files a rule must be scanned over; ``None`` when it cannot say."""
+
+    def candidates(self, entry: RuleEntry, shas: frozenset[str]) -> frozenset[str] | None: ...
+
+
+@dataclass
+class Resolution:
+    """Every match of every rule over the targets, and how they were obtained."""
+
+    hits: dict[tuple[int, str], RuleHit] = field(default_factory=dict)   # (rule index, sha256)
+    warnings: dict[int, list[str]] = field(default_factory=dict)        # libyara's, per rule
+    timeouts: dict[str, list[int]] = field(default_factory=dict)        # sha256 -> rules scanned
+    errors: dict[str, str] = field(default_factory=dict)                # sha256 -> why unreadable
+    rules_compiled: int = 0
+    files_scanned: int = 0
+    bytes_scanned: int = 0
+    pairs_cached: int = 0          # (rule, file) results taken from the cache
+    pairs_prefiltered: int = 0     # (rule, file) pairs the prefilter proved cannot match
+    compile_seconds: float = 0.0
+    scan_seconds: float = 0.0
+
+
+def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache | None,
+            threads: int | None = None, timeout: int = DEFAULT_TIMEOUT,
+            progress: Callable[[ScanProgress], None] | None = None,
+            cancel: threading.Event | None = None,
+            prefilter: Prefilter | None = None) -> Resolution:
+    """Match results of every rule of ``ruleset`` over ``targets``, from the cache where known.
+
+    Raises ``RulesetError`` when a rule that must be compiled does not compile and
+    ``ScanCancelled`` when ``cancel`` is set (work finished before is cached).
+    """
+    res = Resolution()
+    by_sha = {t.sha256: t for t in targets}
+    every = frozenset(by_sha)
+    entries = ruleset.entries
+    keys = [e.key for e in entries]
+    coverage = cache.coverage(keys) if cache is not None else {}
+    known = cache.known_keys(keys) if cache is not None else {}
+    for e in entries:
+        if e.key in known:
+            res.warnings[e.index] = list(known[e.key])
+
+    # Which files each rule still lacks; rules sharing a coverage share the set difference.
+    missing_by_cover: dict[int, frozenset[str]] = {}
+    plan: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
+    proved_empty: dict[int, frozenset[str]] = {}
+    for e in entries:
+        cover = coverage.get(e.key, frozenset())
+        missing = missing_by_cover.get(id(cover))
+        if missing is None:
+            missing = missing_by_cover.setdefault(id(cover), every - cover)
+        res.pairs_cached += len(every) - len(missing)
+        if not missing and e.key in known:
+            continue
+        to_scan = missing
+        if prefilter is not None and missing:
+            narrowed = prefilter.candidates(e, missing)
+            if narrowed is not None:
+                to_scan = narrowed & missing
+                proved_empty[e.index] = missing - to_scan
+                res.pairs_prefiltered += len(missing) - len(to_scan)
+        plan.setdefault((missing, to_scan), []).append(e.index)
+
+    state = ScanProgress("compiling", files_total=0, bytes_total=0)
+    for (_, to_scan) in plan:
+        state.files_total += len(to_scan)
+        state.bytes_total += sum(by_sha[s].size for s in to_scan)
+    started = time.monotonic()
+    scanned: set[str] = set()
+    for (missing, to_scan), group in sorted(plan.items(), key=lambda kv: kv[1][0]):
+        if cancel is not None and cancel.is_set():
+            raise ScanCancelled()
+        state.phase = "compiling"
+        if progress is not None:
+            progress(ScanProgress(**state.__dict__))
+        t0 = time.monotonic()
+        compiled = ruleset.compile(group)
+        res.compile_seconds += time.monotonic() - t0
+        res.rules_compiled += len(compiled.indices)
+        in_group = set(group)
+        warnings: dict[str, list[str]] = {entries[i].key: [] for i in compiled.indices}
+        for w in compiled.warnings:
+            owner = ruleset.rule_at(w.file, w.line)
+            if owner is not None:
+                warnings[owner.key].append(f"line {w.line}: {w.message}")
+        for i in compiled.indices:
+            res.warnings[i] = warnings[entries[i].key]
+        if cache is not None:
+            cache.record_compiled(warnings)
+        index_of = {entries[i].name: i for i in compiled.indices}
+        outcome = scan_files(compiled.rules, [by_sha[s] for s in sorted(to_scan)],
+                             threads=threads, timeout=timeout, progress=progress,
+                             cancel=cancel, base=state)
+        new_hits: list[tuple[str, str, RuleHit]] = []
+        for sha, hits in outcome.results.items():
+            for hit in hits:
+                i = index_of.get(hit.rule)
+                if i in in_group:
+                    res.hits[(i, sha)] = hit
+                    new_hits.append((entries[i].key, sha, hit))
+        for sha in outcome.timeouts:
+            res.timeouts.setdefault(sha, []).extend(sorted(in_group))
+        res.errors.update(outcome.errors)
+        scanned.update(to_scan)
+        res.bytes_scanned += sum(by_sha[s].size for s in to_scan)
+        failed = set(outcome.timeouts) | set(outcome.errors)
+        if cache is not None:
+            # Files the prefilter excluded are as known as the ones scanned; failures are not.
+            done = (to_scan - failed) | (missing - to_scan)
+            cache.record([entries[i].key for i in group], done, new_hits)
+    res.files_scanned = len(scanned)
+    res.scan_seconds = time.monotonic() - started - res.compile_seconds
+    if cache is not None:
+        entry_of = {e.key: e for e in entries}
+        for (key, sha), hit in cache.matches(keys, every).items():
+            e = entry_of[key]
+            res.hits.setdefault((e.index, sha), hit)
+    for (i, sha), hit in list(res.hits.items()):
+        if not hit.rule:
+            res.hits[(i, sha)] = RuleHit(entries[i].name, hit.hits, hit.total, hit.too_many)
+    state.phase = "done"
+    state.elapsed = time.monotonic() - started
+    if progress is not None:
+        progress(ScanProgress(**state.__dict__))
+    return res
+

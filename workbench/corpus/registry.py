@@ -1,0 +1,446 @@
+"""The corpora registry: named, labelled sets of files kept in the object store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.document import iso, utcnow
+from workbench.quarantine.index import retry_busy
+from workbench.quarantine.store import ObjectStore
+from workbench.workspace import Workspace
+
+REGISTRY_NAME = "corpora.sqlite"
+LABELS = ("malicious", "clean")
+QUARANTINE_CORPUS = "quarantine"
+QUARANTINE_LABEL = "quarantine"        # unverified: hits are listed, neither TP nor FP
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_IN_MEMORY_LIMIT = 64 * 1024 * 1024   # larger files are hashed and stored in two streaming passes
+_CHUNK = 1 << 20
+_BATCH = 200
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS corpora (
+    name TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    sources TEXT NOT NULL DEFAULT '[]',
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    corpus TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    md5 TEXT NOT NULL,
+    sha1 TEXT NOT NULL,
+    mtime_ns INTEGER NOT NULL DEFAULT 0,
+    goodware INTEGER NOT NULL DEFAULT 0,
+    added TEXT NOT NULL,
+    PRIMARY KEY (corpus, sha256, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_path ON files(corpus, path);
+CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);
+CREATE INDEX IF NOT EXISTS files_md5 ON files(md5);
+CREATE INDEX IF NOT EXISTS files_sha1 ON files(sha1);
+"""
+
+
+class CorpusError(ValueError):
+    """A corpus request that cannot be done (bad name or label, label conflict)."""
+
+
+class UnknownCorpus(KeyError):
+    """No corpus of that name."""
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """One member file: its content in the store and the name it had where it came from."""
+
+    sha256: str
+    path_in_store: Path
+    original_name: str
+    size: int
+
+
+@dataclass
+class CorpusInfo:
+    name: str
+    label: str
+    files: int                   # distinct contents
+    bytes: int                   # of the distinct contents
+    members: int                 # paths, duplicates included
+    sources: list[str] = field(default_factory=list)
+    created: str = ""
+    updated: str = ""
+    builtin: bool = False
+
+
+@dataclass
+class AddError:
+    path: str
+    reason: str
+
+
+@dataclass
+class AddReport:
+    """What ``corpus add`` did; re-adding a folder only picks up what is new."""
+
+    name: str
+    label: str
+    source: str
+    seen: int = 0                # regular files walked
+    added: int = 0               # new memberships (path, content)
+    unchanged: int = 0           # already members with the same size and mtime
+    new_objects: int = 0         # contents the store did not hold before
+    bytes_added: int = 0
+    goodware_files: int = 0      # files fed to the goodware string database
+    notes: list[str] = field(default_factory=list)
+    errors: list[AddError] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HashMatch:
+    """A file a ``hash`` metadata value names: which corpus holds it and as what."""
+
+    sha256: str
+    corpus: str
+    label: str
+    original_name: str
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise CorpusError(f"corpus name {name!r}: letters, digits, '.', '_' or '-', "
+                          "starting with a letter or digit, at most 64 characters")
+    if name == QUARANTINE_CORPUS:
+        raise CorpusError(f"{QUARANTINE_CORPUS!r} is the built-in corpus of quarantined artifacts")
+    return name
+
+
+class CorpusRegistry:
+    """``state/corpora.sqlite``: which stored contents belong to which named corpus.
+
+    The contents live in the quarantine's object store (content-addressed, so a file
+    in several corpora, or also quarantined, is kept once). The built-in corpus
+    ``quarantine`` is every artifact extracted from quarantined mail; it is not
+    stored here but read from the dissect catalog on demand.
+    """
+
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self.store = ObjectStore(workspace.quarantine)
+        self.path = workspace.state / REGISTRY_NAME
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                 check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            retry_busy(lambda: db.execute("PRAGMA journal_mode=WAL"))
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            retry_busy(lambda: db.executescript(_SCHEMA))
+            self._db = db
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> CorpusRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        retry_busy(lambda: db.execute("BEGIN IMMEDIATE"))
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            retry_busy(lambda: db.execute("COMMIT"))
+
+    # -- adding -----------------------------------------------------------------------
+
+    def add(self, name: str, path: Path | str, label: str, *,
+            progress: Callable[[AddReport], None] | None = None) -> AddReport:
+        """Copy every regular file under ``path`` into the store and record it in ``name``.
+
+        Idempotent: a file already recorded under the same relative path with the
+        same size and mtime is not read again. Unreadable files are listed in
+        ``errors`` and skipped; the rest are added. A corpus keeps its label: adding
+        with another label raises :class:`CorpusError`.
+        """
+        validate_name(name)
+        if label not in LABELS:
+            raise CorpusError(f"label {label!r}: one of {', '.join(LABELS)}")
+        root = Path(path).expanduser().resolve()
+        if not root.exists():
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        self.store.ensure()
+        report = AddReport(name=name, label=label, source=str(root))
+        now = iso(utcnow())
+        with self._transaction() as db:
+            row = db.execute("SELECT label, sources FROM corpora WHERE name=?", (name,)).fetchone()
+            if row is not None and row["label"] != label:
+                raise CorpusError(f"corpus {name!r} is labelled {row['label']}; "
+                                  f"remove it first to relabel it {label}")
+            sources = json.loads(row["sources"]) if row else []
+            if str(root) not in sources:
+                sources.append(str(root))
+            if row is None:
+                db.execute("INSERT INTO corpora(name, label, sources, created, updated) "
+                           "VALUES (?,?,?,?,?)", (name, label, json.dumps(sources), now, now))
+            else:
+                db.execute("UPDATE corpora SET sources=?, updated=? WHERE name=?",
+                           (json.dumps(sources), now, name))
+
+        known = {(r["path"], r["size"], r["mtime_ns"]) for r in self.db.execute(
+            "SELECT path, size, mtime_ns FROM files WHERE corpus=?", (name,))}
+        pending: list[tuple[object, ...]] = []
+        for file_path, rel in _walk(root, report):
+            report.seen += 1
+            try:
+                st = file_path.stat()
+                if (rel, st.st_size, st.st_mtime_ns) in known:
+                    report.unchanged += 1
+                    continue
+                sha, md5, sha1, size, created = self._store_file(file_path, st.st_size)
+            except OSError as exc:
+                report.errors.append(AddError(rel, exc.strerror or str(exc)))
+                continue
+            report.new_objects += int(created)
+            pending.append((name, sha, rel, size, md5, sha1, st.st_mtime_ns, now))
+            if len(pending) >= _BATCH:
+                self._record(pending, report)
+                if progress is not None:
+                    progress(report)
+        self._record(pending, report)
+        if label == "clean":
+            self._feed_goodware(name, report)
+        with self._transaction() as db:
+            db.execute("UPDATE corpora SET updated=? WHERE name=?", (iso(utcnow()), name))
+        return report
+
+    def _store_file(self, file_path: Path, size: int) -> tuple[str, str, str, int, bool]:
+        md5, sha1 = hashlib.md5(usedforsecurity=False), hashlib.sha1(usedforsecurity=False)
+        if size <= _IN_MEMORY_LIMIT:
+            data = file_path.read_bytes()
+            md5.update(data)
+            sha1.update(data)
+            put = self.store.put_bytes(data, durable=False)
+        else:
+            with open(file_path, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    md5.update(chunk)
+                    sha1.update(chunk)
+            with open(file_path, "rb") as fh:
+                put = self.store.put_stream(fh, durable=False)
+        return put.sha256, md5.hexdigest(), sha1.hexdigest(), put.size, put.created
+
+    def _record(self, pending: list[tuple[object, ...]], report: AddReport) -> None:
+        if not pending:
+            return
+        ObjectStore.sync()      # objects durable before the registry points at them
+        with self._transaction() as db:
+            for row in pending:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO files(corpus, sha256, path, size, md5, sha1, mtime_ns, "
+                    "added) VALUES (?,?,?,?,?,?,?,?)", row)
+                if cur.rowcount:
+                    report.added += 1
+                    report.bytes_added += int(row[3])      # type: ignore[call-overload]
+                else:       # same content, same path, new mtime: remember the mtime
+                    db.execute("UPDATE files SET mtime_ns=? WHERE corpus=? AND sha256=? AND path=?",
+                               (row[6], row[0], row[1], row[2]))
+                    report.unchanged += 1
+        pending.clear()
+
+    def _feed_goodware(self, name: str, report: AddReport) -> None:
+        """Every file of a clean corpus goes into the goodware string database, once."""
+        try:
+            from workbench.rules.goodware import GoodwareDB
+        except ModuleNotFoundError as exc:
+            if exc.name != "workbench.rules.goodware":
+                raise
+            report.notes.append("goodware string database not available yet; "
+                                "files will be fed to it on the next add")
+            return
+        shas = [r["sha256"] for r in self.db.execute(
+            "SELECT DISTINCT sha256 FROM files WHERE corpus=? AND goodware=0", (name,))]
+        if not shas:
+            return
+        goodware = GoodwareDB.open_for(self.workspace)
+        assert goodware is not None
+        with goodware:
+            for start in range(0, len(shas), _BATCH):
+                chunk = shas[start:start + _BATCH]
+                goodware.add_files((sha, self.store.read(sha)) for sha in chunk)
+                with self._transaction() as db:
+                    db.executemany("UPDATE files SET goodware=1 WHERE corpus=? AND sha256=?",
+                                   [(name, sha) for sha in chunk])
+                report.goodware_files += len(chunk)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        if name == QUARANTINE_CORPUS:
+            return True
+        return self.db.execute("SELECT 1 FROM corpora WHERE name=?", (name,)).fetchone() is not None
+
+    def label(self, name: str) -> str:
+        if name == QUARANTINE_CORPUS:
+            return QUARANTINE_LABEL
+        row = self.db.execute("SELECT label FROM corpora WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise UnknownCorpus(name)
+        return str(row["label"])
+
+    def names(self) -> list[str]:
+        return [r["name"] for r in self.db.execute("SELECT name FROM corpora ORDER BY name")]
+
+    def list(self, *, include_builtin: bool = True) -> list[CorpusInfo]:
+        """Every registered corpus (and the built-in ``quarantine`` one), by name."""
+        infos = [self.info(name) for name in self.names()]
+        if include_builtin:
+            infos.append(self.info(QUARANTINE_CORPUS))
+        return infos
+
+    def info(self, name: str) -> CorpusInfo:
+        if name == QUARANTINE_CORPUS:
+            files = self.files(name)
+            return CorpusInfo(name=name, label=QUARANTINE_LABEL, files=len(files),
+                              bytes=sum(f.size for f in files), members=len(files),
+                              sources=[str(self.workspace.quarantine)], builtin=True)
+        row = self.db.execute("SELECT * FROM corpora WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise UnknownCorpus(name)
+        counts = self.db.execute(
+            "SELECT COUNT(*) AS members, COUNT(DISTINCT sha256) AS files FROM files WHERE corpus=?",
+            (name,)).fetchone()
+        size = self.db.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT sha256, size FROM files "
+            "WHERE corpus=?)", (name,)).fetchone()[0]
+        return CorpusInfo(name=name, label=row["label"], files=counts["files"], bytes=int(size),
+                          members=counts["members"], sources=json.loads(row["sources"]),
+                          created=row["created"], updated=row["updated"])
+
+    def files(self, name: str) -> list[CorpusFile]:
+        """The distinct contents of a corpus (first path by name for duplicates), by name."""
+        if name == QUARANTINE_CORPUS:
+            return self._quarantine_files()
+        if not self.exists(name):
+            raise UnknownCorpus(name)
+        out: dict[str, CorpusFile] = {}
+        for r in self.db.execute("SELECT sha256, path, size FROM files WHERE corpus=? "
+                                 "ORDER BY path, sha256", (name,)):
+            if r["sha256"] not in out:
+                out[r["sha256"]] = CorpusFile(r["sha256"], self.store.path_for(r["sha256"]),
+                                              r["path"], r["size"])
+        return list(out.values())
+
+    def _quarantine_files(self) -> list[CorpusFile]:
+        out: dict[str, CorpusFile] = {}
+        for art in extracted_artifacts(self.workspace):
+            if art.sha256 not in out:
+                out[art.sha256] = CorpusFile(art.sha256, Path(art.path),
+                                             art.filename or art.sha256, int(art.size))
+        return sorted(out.values(), key=lambda f: (f.original_name, f.sha256))
+
+    def find_hashes(self, hashes: Iterable[str], corpora: Iterable[str]) -> dict[str, list[HashMatch]]:
+        """Resolve md5, sha1 or sha256 hex values to the files of ``corpora`` that have them."""
+        wanted = {h.strip().lower() for h in hashes if h.strip()}
+        names = list(corpora)
+        found: dict[str, list[HashMatch]] = {h: [] for h in wanted}
+        registered = [n for n in names if n != QUARANTINE_CORPUS]
+        columns = {32: "md5", 40: "sha1", 64: "sha256"}
+        for value in sorted(wanted):
+            column = columns.get(len(value))
+            if column is None or not registered:
+                continue
+            marks = ",".join("?" * len(registered))
+            for r in self.db.execute(
+                    f"SELECT f.sha256, f.corpus, c.label, MIN(f.path) AS path FROM files f "
+                    f"JOIN corpora c ON c.name = f.corpus WHERE f.{column}=? "
+                    f"AND f.corpus IN ({marks}) GROUP BY f.sha256, f.corpus ORDER BY f.corpus",
+                    (value, *registered)):
+                found[value].append(HashMatch(r["sha256"], r["corpus"], r["label"], r["path"]))
+        if QUARANTINE_CORPUS in names:
+            by_sha = {f.sha256: f for f in self._quarantine_files()}
+            for value in wanted:
+                if value in by_sha:
+                    found[value].append(HashMatch(value, QUARANTINE_CORPUS, QUARANTINE_LABEL,
+                                                  by_sha[value].original_name))
+        return found
+
+    # -- removing ---------------------------------------------------------------------
+
+    def remove(self, name: str) -> int:
+        """Forget a corpus; returns how many memberships went. Stored objects stay."""
+        validate_name(name)
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM corpora WHERE name=?", (name,)).fetchone() is None:
+                raise UnknownCorpus(name)
+            count = db.execute("DELETE FROM files WHERE corpus=?", (name,)).rowcount
+            db.execute("DELETE FROM corpora WHERE name=?", (name,))
+        return int(count)
+
+
+def extracted_artifacts(workspace: Workspace) -> Iterable[Any]:
+    """The dissect catalog's ``ExtractedArtifact`` rows (sha256, filename, mime, size,
+    message_sha256, path); none while dissection is not installed."""
+    try:
+        from workbench.dissect.catalog import iter_extracted
+    except ModuleNotFoundError as exc:
+        if exc.name != "workbench.dissect.catalog":
+            raise
+        return []
+    return iter_extracted(workspace)
+
+
+def _walk(root: Path, report: AddReport) -> Iterator[tuple[Path, str]]:
+    """Regular files under ``root`` in sorted order, with their path relative to it.
+
+    Symlinked folders are not followed (no loops); symlinked files are. FIFOs,
+    sockets and devices are listed as errors rather than read (a FIFO would block).
+    """
+    if not root.is_dir():
+        yield from _regular(root, root.name, report)
+        return
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        dirs.sort()
+        for entry in sorted(names):
+            full = Path(folder) / entry
+            yield from _regular(full, full.relative_to(root).as_posix(), report)
+
+
+def _regular(path: Path, rel: str, report: AddReport) -> Iterator[tuple[Path, str]]:
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        report.errors.append(AddError(rel, exc.strerror or str(exc)))
+        return
+    if stat.S_ISREG(mode):
+        yield path, rel
+    else:
+        report.errors.append(AddError(rel, "not a regular file"))

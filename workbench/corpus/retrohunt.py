@@ -1,0 +1,147 @@
+"""Retro-hunting: which past quarantined messages would these rules have caught?"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.corpus.cache import CACHE_NAME, ScanCache
+from workbench.corpus.engine import resolve
+from workbench.corpus.registry import extracted_artifacts
+from workbench.corpus.ruleset import load_ruleset
+from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress, ScanTarget, default_threads
+from workbench.quarantine.index import UnknownId
+from workbench.quarantine.service import Quarantine
+from workbench.workspace import Workspace
+
+
+@dataclass
+class RetroMatch:
+    """One rule matching a message, directly (``artifact`` empty) or through an extracted artifact."""
+
+    rule: str
+    artifact_sha256: str = ""
+    artifact_name: str = ""
+    strings: list[str] = field(default_factory=list)      # identifiers that matched
+
+
+@dataclass
+class RetroMessage:
+    sha256: str
+    subject: str
+    from_addr: str
+    first_seen: str
+    tower: str
+    status: str
+    tags: list[str]
+    matches: list[RetroMatch]
+
+
+@dataclass
+class RetroRuleSummary:
+    rule: str
+    messages: int
+    artifacts: int
+
+
+@dataclass
+class RetrohuntReport:
+    rules: list[RetroRuleSummary]
+    messages: list[RetroMessage]          # messages hit, newest first
+    messages_scanned: int
+    artifacts_scanned: int
+    bytes_scanned: int
+    tag: str
+    tagged: list[str]
+    timeouts: list[str]                   # sha256 of messages or artifacts
+    errors: list[str]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Origin:
+    message: str
+    artifact: str          # "" for the raw message itself
+    name: str
+
+
+def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
+              progress: Callable[[ScanProgress], None] | None = None,
+              cancel: threading.Event | None = None, threads: int | None = None,
+              use_cache: bool = True, timeout: int = DEFAULT_TIMEOUT,
+              tag: str | None = None, actor: str | None = None) -> RetrohuntReport:
+    """Scan every quarantined raw message and extracted artifact; map hits back to messages.
+
+    With ``tag``, every message hit gets that tag (journaled, like ``quarantine tag``).
+    Raises ``RulesetError`` for rules that do not compile, ``ScanCancelled`` on cancel
+    and ValueError for a tag the quarantine refuses.
+    """
+    started = time.monotonic()
+    ruleset = load_ruleset(list(rule_paths))
+    with Quarantine.open(workspace) as q:
+        origins: dict[str, list[_Origin]] = {}
+        targets: dict[str, ScanTarget] = {}
+        messages = sorted(q.index.all_shas())
+        for sha in messages:
+            path = q.store.path_for(sha)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0        # scanned anyway: the scan error names the missing object
+            targets[sha] = ScanTarget(sha, path, size)
+            origins.setdefault(sha, []).append(_Origin(sha, "", ""))
+        artifacts = 0
+        for art in extracted_artifacts(workspace):
+            if art.sha256 not in targets:
+                targets[art.sha256] = ScanTarget(art.sha256, Path(art.path), int(art.size))
+                artifacts += 1
+            origins.setdefault(art.sha256, []).append(
+                _Origin(art.message_sha256, art.sha256, art.filename or ""))
+        cache = ScanCache(workspace.state / CACHE_NAME) if use_cache else None
+        try:
+            res = resolve(ruleset, list(targets.values()), cache=cache,
+                          threads=threads or default_threads(), timeout=timeout,
+                          progress=progress, cancel=cancel)
+        finally:
+            if cache is not None:
+                cache.close()
+
+        by_message: dict[str, list[RetroMatch]] = {}
+        per_rule_msgs: dict[str, set[str]] = {}
+        per_rule_arts: dict[str, set[str]] = {}
+        for (i, sha), hit in sorted(res.hits.items()):
+            rule = ruleset.entries[i].name
+            strings = sorted({h.identifier for h in hit.hits})
+            for origin in origins.get(sha, []):
+                by_message.setdefault(origin.message, []).append(
+                    RetroMatch(rule, origin.artifact, origin.name, strings))
+                per_rule_msgs.setdefault(rule, set()).add(origin.message)
+                if origin.artifact:
+                    per_rule_arts.setdefault(rule, set()).add(origin.artifact)
+
+        tagged: list[str] = []
+        found: list[RetroMessage] = []
+        for msg, matches in by_message.items():
+            try:
+                row = q.index.get(msg)
+            except (UnknownId, KeyError):
+                continue        # an artifact of a message no longer indexed
+            tags = list(row.tags)
+            if tag:
+                tags = q.tag(msg, [tag], actor=actor)
+                tagged.append(msg)
+            found.append(RetroMessage(msg, row.subject, row.from_addr, row.first_seen, row.tower,
+                                      row.status, tags, matches))
+    found.sort(key=lambda m: (m.first_seen, m.sha256), reverse=True)
+    summaries = [RetroRuleSummary(e.name, len(per_rule_msgs.get(e.name, ())),
+                                  len(per_rule_arts.get(e.name, ())))
+                 for e in ruleset.entries if e.reported]
+    return RetrohuntReport(
+        rules=summaries, messages=found, messages_scanned=len(messages),
+        artifacts_scanned=artifacts, bytes_scanned=res.bytes_scanned, tag=tag or "",
+        tagged=sorted(tagged), timeouts=sorted(res.timeouts), errors=sorted(res.errors),
+        seconds=round(time.monotonic() - started, 3))
+

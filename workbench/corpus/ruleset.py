@@ -1,0 +1,274 @@
+"""A ruleset to test: parsed rule files flattened into one namespace, each rule with a cache key.
+
+The cache key of a rule (its *effective fingerprint*) covers everything that can
+change what the rule matches: its normalised strings and condition (the house
+``fingerprint``), its name and modifiers, the imports of its file, the keys of
+the rules its condition names, every global rule of the namespace, and the
+libyara version. Anything else (metadata, layout, comments) leaves the key, and
+so the cached results, alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yara
+
+from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths, parse_file
+
+KEY_VERSION = "wb-scan-1"
+_NOT_UTF8 = "file is not UTF-8"
+_TEXT_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+_REGEX_LITERAL = re.compile(r"\bmatches\s*/(?:[^/\\\n]|\\.)*/[a-z]*")
+_REFERENCE = re.compile(r"(?<![\w.$#@!])([A-Za-z_]\w*)(\*?)")
+_YARA_POSITION = re.compile(r"\((\d+)\): (.*)", re.S)
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    """A syntax or compile error (or warning) pointed back at the rule file."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class RulesetError(ValueError):
+    """The rules cannot be compiled; ``problems`` says where and why."""
+
+    def __init__(self, problems: Sequence[RuleProblem]):
+        self.problems = list(problems)
+        super().__init__("; ".join(str(p) for p in self.problems[:5]) +
+                         (f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""))
+
+
+@dataclass
+class RuleEntry:
+    """One rule of the flattened ruleset."""
+
+    index: int
+    source: RuleSource
+    encoding: str                  # how the file's text maps back to its exact bytes
+    key: str = ""
+    deps: list[int] = field(default_factory=list)       # rules its condition names
+    hashes: list[str] = field(default_factory=list)     # its ``hash`` metadata, lower case
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def reported(self) -> bool:
+        """libyara reports only non-private rules."""
+        return not self.source.is_private
+
+
+@dataclass
+class CompiledSubset:
+    rules: yara.Rules
+    indices: list[int]             # the rules compiled, in order
+    warnings: list[RuleProblem]
+
+
+class Ruleset:
+    """Rules of several files, includes resolved, in one namespace as ``yarac a.yar b.yar`` does."""
+
+    def __init__(self, entries: list[RuleEntry], files: list[Path]):
+        self.entries = entries
+        self.files = files
+        self.by_name = {e.name: e for e in entries}
+        self.globals = [e.index for e in entries if e.source.is_global]
+        self._link()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    # -- keys -------------------------------------------------------------------------
+
+    def _link(self) -> None:
+        for entry in self.entries:
+            entry.deps = sorted({d for d in self._references(entry) if d != entry.index})
+            entry.hashes = [str(v).strip().lower() for v in entry.source.meta_values("hash")
+                            if str(v).strip()]
+        base = [self._base(e) for e in self.entries]
+        seen: set[int] = set()
+        stack = list(self.globals)
+        while stack:                  # globals and everything they name, transitively
+            i = stack.pop()
+            if i not in seen:
+                seen.add(i)
+                stack.extend(self.entries[i].deps)
+        globals_digest = _digest(["globals", *sorted(base[i] for i in seen)])
+        for entry in self.entries:     # definition order: a rule may only name earlier rules
+            parts = [KEY_VERSION, yara.YARA_VERSION, base[entry.index], globals_digest]
+            for d in entry.deps:
+                dep = self.entries[d]
+                parts.append(dep.key if d < entry.index else f"forward:{dep.name}")
+            entry.key = _digest(parts)
+
+    @staticmethod
+    def _base(entry: RuleEntry) -> str:
+        s = entry.source
+        return _digest([s.name, f"private={s.is_private}", f"global={s.is_global}",
+                        s.fingerprint, *sorted(set(s.imports))])
+
+    def _references(self, entry: RuleEntry) -> set[int]:
+        """Rules the condition may name: any identifier that is a rule name, or a ``Prefix*`` set.
+
+        Erring towards too many is safe: an extra dependency only costs a rescan.
+        """
+        condition = _REGEX_LITERAL.sub("matches //", _TEXT_LITERAL.sub('""', entry.source.condition))
+        found: set[int] = set()
+        for m in _REFERENCE.finditer(condition):
+            name, star = m.group(1), m.group(2)
+            if star:
+                found.update(e.index for e in self.entries if e.name.startswith(name))
+            elif name in self.by_name:
+                found.add(self.by_name[name].index)
+        return found
+
+    # -- subsets ----------------------------------------------------------------------
+
+    def closure(self, indices: Iterable[int]) -> list[int]:
+        """The rules plus everything they need to compile and behave the same: deps and globals."""
+        out: set[int] = set()
+        stack = [*indices, *self.globals]
+        while stack:
+            i = stack.pop()
+            if i not in out:
+                out.add(i)
+                stack.extend(self.entries[i].deps)
+        return sorted(out)
+
+    def source_bytes(self, indices: Sequence[int]) -> tuple[bytes, list[tuple[int, RuleEntry]]]:
+        """YARA source of the given rules (in ruleset order) and where each one starts."""
+        chosen = [self.entries[i] for i in sorted(indices)]
+        imports = sorted({imp for e in chosen for imp in e.source.imports})
+        lines = [f'import "{imp}"' for imp in imports]
+        chunks = [("\n".join(lines) + "\n").encode() if lines else b""]
+        line = len(lines) + 1
+        starts: list[tuple[int, RuleEntry]] = []
+        for e in chosen:
+            text = e.source.text.encode(e.encoding, "surrogateescape")
+            starts.append((line, e))
+            chunks.append(text + b"\n\n")
+            line += text.count(b"\n") + 2
+        return b"".join(chunks), starts
+
+    def compile(self, indices: Iterable[int]) -> CompiledSubset:
+        """Compile the closure of ``indices``; compile errors raise :class:`RulesetError`."""
+        chosen = self.closure(indices)
+        data, starts = self.source_bytes(chosen)
+        fd, name = tempfile.mkstemp(prefix="wb-rules-", suffix=".yar")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            try:
+                rules = yara.compile(filepath=name, includes=False)
+            except yara.SyntaxError as exc:
+                raise RulesetError([self._locate(str(exc), starts)]) from None
+            except yara.Error as exc:
+                raise RulesetError([RuleProblem("", 0, str(exc))]) from None
+        finally:
+            os.unlink(name)
+        warnings = [self._locate(w, starts) for w in getattr(rules, "warnings", [])]
+        return CompiledSubset(rules, chosen, warnings)
+
+    @staticmethod
+    def _locate(message: str, starts: list[tuple[int, RuleEntry]]) -> RuleProblem:
+        m = _YARA_POSITION.search(message)
+        if not m:
+            return RuleProblem("", 0, message)
+        line, text = int(m.group(1)), m.group(2).strip()
+        owner: tuple[int, RuleEntry] | None = None
+        for start, entry in starts:
+            if start <= line:
+                owner = (start, entry)
+        if owner is None:
+            return RuleProblem("", 0, text)
+        start, entry = owner
+        return RuleProblem(str(entry.source.file or ""), entry.source.start_line + line - start, text)
+
+    def rule_at(self, file: str, line: int) -> RuleEntry | None:
+        for e in self.entries:
+            if str(e.source.file or "") == file and e.source.start_line <= line <= e.source.end_line:
+                return e
+        return None
+
+
+def load_ruleset(paths: Iterable[Path | str]) -> Ruleset:
+    """Parse rule files and folders (``*.yar``/``*.yara``), following includes.
+
+    Raises :class:`RulesetError` for syntax errors and duplicate rule names and
+    FileNotFoundError for a path that is not there.
+    """
+    problems: list[RuleProblem] = []
+    entries: list[RuleEntry] = []
+    files: list[Path] = []
+    seen: set[Path] = set()
+
+    def take(path: Path, chain: tuple[Path, ...]) -> None:
+        resolved = path.resolve()
+        if resolved in seen:
+            return
+        seen.add(resolved)
+        try:
+            parsed = parse_file(resolved)
+        except OSError as exc:
+            where = str(chain[-1]) if chain else str(path)
+            problems.append(RuleProblem(where, 0, f"cannot read {path}: {exc.strerror or exc}"))
+            return
+        files.append(resolved)
+        encoding = _encoding(parsed)
+        for err in parsed.errors:
+            if _NOT_UTF8 in err:
+                continue
+            m = re.match(r"line (\d+): (.*)", err, re.S)
+            problems.append(RuleProblem(str(resolved), int(m.group(1)) if m else 0,
+                                        m.group(2) if m else err))
+        for inc in parsed.includes:    # YARA resolves includes against the including file
+            target = Path(inc) if os.path.isabs(inc) else resolved.parent / inc
+            if not target.exists():
+                problems.append(RuleProblem(str(resolved), 0, f"include {inc!r}: no such file"))
+                continue
+            take(target, (*chain, resolved))
+        for rule in parsed.rules:
+            entries.append(RuleEntry(index=len(entries), source=rule, encoding=encoding))
+
+    for p in iter_rule_paths(Path(x) for x in paths):
+        if not p.exists():
+            raise FileNotFoundError(f"no such rule file or folder: {p}")
+        take(p, ())
+    names: dict[str, RuleEntry] = {}
+    for e in entries:
+        if e.name in names:
+            first = names[e.name].source
+            problems.append(RuleProblem(str(e.source.file), e.source.start_line,
+                                        f"duplicated rule name {e.name!r} "
+                                        f"(first defined at {first.file}:{first.start_line})"))
+        else:
+            names[e.name] = e
+    if problems:
+        raise RulesetError(problems)
+    return Ruleset(entries, files)
+
+
+def _encoding(parsed: RuleFile) -> str:
+    return "latin-1" if any(_NOT_UTF8 in e for e in parsed.errors) else "utf-8"
+
+
+def _digest(parts: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8", "surrogateescape"))
+        h.update(b"\0")
+    return h.hexdigest()

@@ -1,0 +1,186 @@
+"""The threaded scanner: many files, one compiled ``yara.Rules``, a per-file timeout.
+
+libyara releases the GIL while it scans, so plain threads over one compiled
+ruleset use every core. The calling thread only waits, reports progress at
+least every ``PROGRESS_INTERVAL`` seconds and honours a cancel event: on cancel
+it returns at once, and files still being scanned finish in daemon threads
+whose results are dropped (each bounded by the per-file timeout).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yara
+
+PROGRESS_INTERVAL = 0.1          # seconds between progress calls (the promise is 200 ms)
+DEFAULT_TIMEOUT = 60             # seconds per file
+MAX_INSTANCES_PER_STRING = 16    # match instances kept per string (the total is counted)
+
+
+class ScanCancelled(Exception):
+    """The cancel event was set; what finished before is kept in the cache."""
+
+
+@dataclass(frozen=True)
+class ScanTarget:
+    sha256: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class StringHit:
+    """One match instance: where a string matched and the bytes it matched (libyara keeps 512)."""
+
+    identifier: str
+    offset: int
+    length: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    rule: str
+    hits: tuple[StringHit, ...]
+    total: int                    # instances before the per-string cap
+    too_many: bool = False        # libyara stopped counting a string of this rule
+
+
+@dataclass
+class ScanProgress:
+    """Where a scan is; passed to the progress callback from the calling thread."""
+
+    phase: str                    # "compiling", "scanning" or "done"
+    files_done: int = 0
+    files_total: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    matches: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        if self.bytes_total:
+            return min(1.0, self.bytes_done / self.bytes_total)
+        return 1.0 if self.files_done >= self.files_total else 0.0
+
+
+@dataclass
+class ScanOutcome:
+    results: dict[str, list[RuleHit]] = field(default_factory=dict)   # sha256 -> hits
+    timeouts: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)           # per file
+    elapsed: float = 0.0
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else (os.cpu_count() or 1))
+
+
+def convert_matches(matches: Sequence[yara.Match], too_many: set[str]) -> list[RuleHit]:
+    hits = []
+    for m in matches:
+        instances: list[StringHit] = []
+        total = 0
+        for s in m.strings:
+            total += len(s.instances)
+            for inst in s.instances[:MAX_INSTANCES_PER_STRING]:
+                instances.append(StringHit(s.identifier, inst.offset, inst.matched_length,
+                                           bytes(inst.matched_data)))
+        instances.sort(key=lambda h: (h.offset, h.identifier))
+        hits.append(RuleHit(m.rule, tuple(instances), total, m.rule in too_many))
+    return hits
+
+
+def scan_files(rules: yara.Rules, targets: Sequence[ScanTarget], *, threads: int | None = None,
+               timeout: int = DEFAULT_TIMEOUT,
+               progress: Callable[[ScanProgress], None] | None = None,
+               cancel: threading.Event | None = None,
+               base: ScanProgress | None = None) -> ScanOutcome:
+    """Scan files by path on ``threads`` threads; raises :class:`ScanCancelled` on cancel.
+
+    ``base`` carries counts from earlier passes so one progress bar can span several.
+    """
+    threads = max(1, threads or default_threads())
+    outcome = ScanOutcome()
+    state = base or ScanProgress("scanning")
+    state.phase = "scanning"
+    order = sorted(targets, key=lambda t: -t.size)      # big files first balances the threads
+    cursor = iter(order)
+    lock = threading.Lock()
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                target = next(cursor, None)
+            if target is None:
+                return
+            too_many: set[str] = set()
+
+            def on_warning(kind: int, rule: object, noted: set[str] = too_many) -> int:
+                if kind == yara.CALLBACK_TOO_MANY_MATCHES:
+                    noted.add(getattr(rule, "rule", str(rule)))
+                return yara.CALLBACK_CONTINUE
+
+            t0 = time.monotonic()
+            hits: list[RuleHit] | None = None
+            problem = ""
+            timed_out = False
+            try:
+                hits = convert_matches(rules.match(str(target.path), timeout=timeout,
+                                                   warnings_callback=on_warning), too_many)
+            except yara.TimeoutError:
+                timed_out = True
+            except yara.Error as exc:
+                problem = str(exc)
+            took = time.monotonic() - t0
+            with lock:
+                if stop.is_set():
+                    return
+                outcome.seconds[target.sha256] = took
+                if hits is not None:
+                    outcome.results[target.sha256] = hits
+                    state.matches += len(hits)
+                elif timed_out:
+                    outcome.timeouts.append(target.sha256)
+                    state.timeouts += 1
+                else:
+                    outcome.errors[target.sha256] = problem
+                    state.errors += 1
+                state.files_done += 1
+                state.bytes_done += target.size
+
+    workers = [threading.Thread(target=worker, name=f"yara-scan-{i}", daemon=True)
+               for i in range(min(threads, max(1, len(order))))]
+    for w in workers:
+        w.start()
+    try:
+        while any(w.is_alive() for w in workers):
+            if cancel is not None and cancel.is_set():
+                stop.set()
+                raise ScanCancelled()
+            alive = [w for w in workers if w.is_alive()]
+            if alive:
+                alive[0].join(PROGRESS_INTERVAL)
+            if progress is not None:
+                with lock:
+                    state.elapsed = time.monotonic() - started
+                    snapshot = ScanProgress(**state.__dict__)
+                progress(snapshot)
+    except BaseException:
+        stop.set()
+        raise
+    outcome.elapsed = time.monotonic() - started
+    return outcome
