@@ -23,16 +23,28 @@ _STRING_ID = re.compile(r"\$[A-Za-z0-9_]*\*?")
 _TEXT_LIT = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _REGEX_LIT = re.compile(r"/(?:[^/\\\n]|\\.)*/[a-z]*")
 _NUMBER = re.compile(r"-?\s*(?:0x[0-9A-Fa-f]+|0o[0-7]+|\d+(?:\.\d+)?)(?:KB|MB)?")
-# Tokens of a condition or a string value, for the normalised fingerprint.
-_NORM_TOKEN = re.compile(
-    r'"(?:[^"\\\n]|\\.)*"'           # text literal
-    r"|//[^\n]*|/\*.*?\*/"           # comments (dropped)
-    r"|[$#@!][A-Za-z0-9_]*\*?"      # string references
-    r"|[A-Za-z0-9_.]+"               # identifiers, numbers, module fields
-    r"|[<>=!]=|\.\.|<<|>>"           # two-character operators
-    r"|\S",
+# Tokens of a condition (or a modifier): in YARA ``/`` never divides, it opens a regex.
+_TOKEN = re.compile(
+    r'(?P<str>"(?:[^"\\\n]|\\.)*")'
+    r"|(?P<comment>//[^\n]*|/\*.*?\*/)"
+    r"|(?P<regex>/(?:[^/\\\n]|\\.)*/[a-z]*)"
+    r"|(?P<word>[$#@!][A-Za-z0-9_]*\*?|\d+\.\d+|\w+(?:\.[A-Za-z_]\w*)*)"
+    r"|(?P<op>[<>=!]=|\.\.|<<|>>|\S)",
     re.S,
 )
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str           # "str", "regex", "word" or "op"
+    text: str
+    start: int          # offset inside the tokenised text
+
+
+def tokenize(text: str) -> list[Token]:
+    """Tokens of a condition or modifier, comments dropped."""
+    return [Token(m.lastgroup or "op", m.group(), m.start()) for m in _TOKEN.finditer(text)
+            if m.lastgroup != "comment"]
 
 
 class YaraSyntaxError(ValueError):
@@ -66,6 +78,8 @@ class MetaEntry:
     value: MetaValue
     line: int
     column: int = 1
+    value_start: int = 0            # character offsets of the value's source text in the file
+    value_end: int = 0
 
 
 @dataclass
@@ -89,6 +103,7 @@ class RuleSource:
     name_column: int = 1
     start_offset: int = 0           # character offsets of ``text`` in the file
     end_offset: int = 0
+    condition_offset: int = 0       # character offset of ``condition`` in the file
 
     def meta_values(self, key: str) -> list[MetaValue]:
         """Every value of ``key`` in order (``hash`` may repeat)."""
@@ -118,10 +133,23 @@ class RuleFile:
     errors: list[str]               # "line N: message"
     namespace: str = "default"
     text: str = field(default="", repr=False, metadata={"internal": True})
+    line_index: list[int] = field(default_factory=list, repr=False, metadata={"internal": True})
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """(line, column), both 1-based, of a character offset in ``text``."""
+        if not self.line_index:
+            self.line_index = line_starts(self.text)
+        line = bisect.bisect_right(self.line_index, offset)
+        return line, offset - self.line_index[line - 1] + 1
+
+
+def line_starts(text: str) -> list[int]:
+    """Offsets where each line of ``text`` begins."""
+    return [0] + [m.end() for m in re.finditer("\n", text)]
 
 
 def normalise_string(s: RuleString) -> str:
@@ -131,21 +159,13 @@ def normalise_string(s: RuleString) -> str:
         value = re.sub(r"\s+", "", body).upper()
     else:
         value = s.value
-    mods = " ".join(sorted(" ".join(_norm_tokens(m)) for m in s.modifiers))
+    mods = " ".join(sorted(normalise_condition(m) for m in s.modifiers))
     return f"{s.identifier}={value} {mods}".rstrip()
 
 
 def normalise_condition(condition: str) -> str:
     """The condition as tokens joined by one space: layout and comments do not count."""
-    return " ".join(_norm_tokens(condition))
-
-
-def _norm_tokens(text: str) -> Iterator[str]:
-    for m in _NORM_TOKEN.finditer(text):
-        tok = m.group()
-        if tok.startswith(("//", "/*")):
-            continue
-        yield tok
+    return " ".join(t.text for t in tokenize(condition))
 
 
 def compute_fingerprint(strings: Iterable[RuleString], condition: str) -> str:
@@ -191,7 +211,7 @@ class _Parser:
         self.namespace = namespace
         self.pos = 0
         self.n = len(text)
-        self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self._line_starts = line_starts(text)
         self.imports: list[str] = []
         self.includes: list[str] = []
         self.rules: list[RuleSource] = []
@@ -326,6 +346,7 @@ class _Parser:
             text=self.text[start:end], fingerprint=compute_fingerprint(strings, condition),
             meta_entries=meta, condition_line=self.line_of(cond_first),
             name_column=self.column_of(name_pos), start_offset=start, end_offset=end,
+            condition_offset=cond_first,
         ))
 
     def _at_section_end(self) -> bool:
@@ -343,6 +364,7 @@ class _Parser:
             key, key_pos = self.match(_IDENT, "a metadata key")
             self.expect("=", f"'=' after metadata key {key}")
             self.skip()
+            value_start = self.pos
             value: MetaValue
             if self.text.startswith('"', self.pos):
                 lit, _ = self.match(_TEXT_LIT, "a closed string")
@@ -354,7 +376,8 @@ class _Parser:
             else:
                 num, _ = self.match(_NUMBER, f"a string, number or true/false for {key}")
                 value = _parse_number(num)
-            entries.append(MetaEntry(key, value, self.line_of(key_pos), self.column_of(key_pos)))
+            entries.append(MetaEntry(key, value, self.line_of(key_pos), self.column_of(key_pos),
+                                     value_start, self.pos))
         return entries
 
     def strings_section(self) -> list[RuleString]:
@@ -494,7 +517,8 @@ def parse_text(text: str, file: Path | None = None, namespace: str = "default") 
     parser = _Parser(text, file, namespace)
     parser.parse()
     return RuleFile(path=file, imports=parser.imports, includes=parser.includes, rules=parser.rules,
-                    errors=parser.errors, namespace=namespace, text=text)
+                    errors=parser.errors, namespace=namespace, text=text,
+                    line_index=parser._line_starts)
 
 
 def read_rule_text(path: Path) -> tuple[str, list[str]]:

@@ -1,0 +1,146 @@
+"""Compile rule text with both engines (libyara via yara-python, and YARA-X) and report as findings."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import yara
+import yara_x
+
+from workbench.rules.findings import Finding
+from workbench.rules.parse import RuleFile
+
+ExternalValue = bool | int | float | str
+
+# Modules yara-python wheels from PyPI are built without (they need extra C libraries).
+_PYPI_MISSING_HINT = ("yara-python from PyPI is built without the magic, cuckoo, dex, macho, lnk and "
+                      "androguard modules; the scanner uses yara-python, so this rule cannot run here. "
+                      "Drop the import, or build yara-python against a libyara with the module")
+
+_LIBYARA_POS = re.compile(r"^(?:line (?P<line>\d+)|(?P<file>.+?)\((?P<fline>\d+)\)): (?P<msg>.*)$", re.S)
+_UNKNOWN_MODULE = re.compile(r'unknown module "?`?(?P<name>[A-Za-z0-9_]+)')
+
+
+@functools.cache
+def engine_versions() -> dict[str, str]:
+    versions = {"yara-python": yara.__version__, "libyara": yara.YARA_VERSION}
+    try:
+        versions["yara-x"] = importlib.metadata.version("yara-x")
+    except importlib.metadata.PackageNotFoundError:
+        versions["yara-x"] = "unknown"
+    return versions
+
+
+def _rule_at(rf: RuleFile, line: int) -> str:
+    for r in rf.rules:
+        if r.start_line <= line <= r.end_line:
+            return r.name
+    return ""
+
+
+def _subject(message: str) -> str:
+    return re.sub(r"\bline \d+\b|\(\d+\)", "", message).strip()
+
+
+def libyara_findings(rf: RuleFile, *, externals: Mapping[str, ExternalValue] | None = None) -> list[Finding]:
+    """Compile errors (only the first: libyara stops there) and every warning from yara-python."""
+    file = str(rf.path) if rf.path else ""
+    base = rf.path.parent if rf.path else Path.cwd()
+
+    def include(requested: str, including: str | None, namespace: str) -> str | None:
+        parent = Path(including).parent if including else base
+        target = (parent / requested) if not Path(requested).is_absolute() else Path(requested)
+        try:
+            return target.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+
+    findings: list[Finding] = []
+    try:
+        rules = yara.compile(source=rf.text, externals=dict(externals or {}), include_callback=include,
+                             error_on_warning=False)
+    except yara.SyntaxError as exc:
+        findings.append(_libyara_finding(str(exc), file, rf, "C101", "error"))
+        return findings
+    except yara.Error as exc:
+        findings.append(Finding("C101", "error", file, 0, 0, f"yara-python: {exc}",
+                                "fix the rule so libyara compiles it", subject=_subject(str(exc))))
+        return findings
+    for warning in getattr(rules, "warnings", []) or []:
+        findings.append(_libyara_finding(str(warning), file, rf, "C102", "warning"))
+    return findings
+
+
+def _libyara_finding(text: str, file: str, rf: RuleFile, check: str, severity: str) -> Finding:
+    m = _LIBYARA_POS.match(text.strip())
+    line = 0
+    where = file
+    message = text.strip()
+    if m:
+        message = m.group("msg")
+        if m.group("line"):
+            line = int(m.group("line"))
+        else:
+            line = int(m.group("fline"))
+            where = m.group("file")
+    module = _UNKNOWN_MODULE.search(message)
+    rule = _rule_at(rf, line) if where == file else ""
+    if module and check == "C101":
+        name = module.group("name")
+        return Finding("C105", "error", where, line, 1,
+                       f'module "{name}" is not available in yara-python {yara.__version__}',
+                       _PYPI_MISSING_HINT, rule, subject=f"module {name}")
+    hint = ("fix the rule so libyara (yara-python, the scanner's engine) compiles it" if severity == "error"
+            else "libyara warns that this slows scanning or is likely a mistake")
+    return Finding(check, severity, where, line, 0, f"yara-python: {message}", hint, rule,  # type: ignore[arg-type]
+                   subject=_subject(message))
+
+
+def yarax_findings(rf: RuleFile, *, externals: Mapping[str, ExternalValue] | None = None) -> list[Finding]:
+    """Every compile error and warning from YARA-X, with line and column."""
+    file = str(rf.path) if rf.path else ""
+    compiler = yara_x.Compiler()
+    if rf.path:
+        compiler.add_include_dir(str(rf.path.parent))
+    for name, value in (externals or {}).items():
+        compiler.define_global(name, value)
+    try:
+        compiler.add_source(rf.text, origin=file or None)
+    except yara_x.CompileError:
+        pass        # every error is also in compiler.errors()
+    findings: list[Finding] = []
+    for item, check, severity in ([(e, "C103", "error") for e in compiler.errors()]
+                                  + [(w, "C104", "warning") for w in compiler.warnings()]):
+        findings.append(_yarax_finding(item, file, rf, check, severity))
+    return findings
+
+
+def _yarax_finding(item: dict, file: str, rf: RuleFile, check: str, severity: str) -> Finding:
+    labels = item.get("labels") or []
+    primary = labels[0] if labels else {}
+    origin = primary.get("code_origin")
+    where = origin if origin and origin != file else file
+    line = int(item.get("line") or primary.get("line") or 0)
+    column = int(item.get("column") or primary.get("column") or 0)
+    title = str(item.get("title", ""))
+    detail = str(primary.get("text", "")).strip()
+    notes = [str(f.get("text", "")) for f in item.get("footers") or [] if f.get("text")]
+    message = f"yara-x {item.get('code', '')}: {title}"
+    if detail and detail not in title:
+        message += f" ({detail})"
+    hint = "; ".join(notes) or ("fix the rule so YARA-X compiles it: rules must stay valid for both engines"
+                                if severity == "error" else "YARA-X warns that this is slow or likely a mistake")
+    module = _UNKNOWN_MODULE.search(title)
+    if module and severity == "error":
+        name = module.group("name")
+        return Finding("C105", "error", where, line, column,
+                       f'module "{name}" is not available in YARA-X {engine_versions()["yara-x"]}',
+                       "drop the import: rules must compile with both engines", _rule_at(rf, line),
+                       subject=f"yara-x module {name}")
+    rule = _rule_at(rf, line) if where == file else ""
+    return Finding(check, severity, where, line, column, message, hint, rule,  # type: ignore[arg-type]
+                   subject=f"{item.get('code', '')}:{title}:{detail}")

@@ -1,0 +1,113 @@
+"""Canonical layout of rule files (YARA-X's formatter) and refreshing the house fingerprint metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yara_x
+
+from workbench.rules.parse import iter_rule_paths, parse_text, read_rule_text
+from workbench.rules.policy import Policy
+
+
+class FormatError(ValueError):
+    """Text that cannot be formatted safely (syntax errors); nothing was changed."""
+
+
+def _formatter() -> yara_x.Formatter:
+    # YARA-X's defaults are the house layout: 2-space indents, aligned meta and strings.
+    return yara_x.Formatter()
+
+
+def format_text(text: str) -> str:
+    """The canonical layout of ``text``. FormatError if it does not parse or if
+    formatting would change what any rule matches (its fingerprint)."""
+    before = parse_text(text)
+    if before.errors:
+        raise FormatError("; ".join(before.errors))
+    out = io.BytesIO()
+    _formatter().format(io.BytesIO(text.encode("utf-8")), out)
+    formatted = out.getvalue().decode("utf-8")
+    after = parse_text(formatted)
+    if after.errors or [r.fingerprint for r in after.rules] != [r.fingerprint for r in before.rules]:
+        raise FormatError("the formatter would change the rules' strings or condition; left as it is")
+    return formatted
+
+
+def update_meta(text: str, *, today: dt.date | None = None, policy: Policy | None = None) -> str:
+    """Refresh each rule whose ``fingerprint`` metadata is stale: new fingerprint, ``modified``
+    set to today and an integer ``version`` raised by one. Other rules are left byte-for-byte."""
+    policy = policy or Policy()
+    parsed = parse_text(text)
+    if parsed.errors:
+        raise FormatError("; ".join(parsed.errors))
+    stamp = (today or dt.date.today()).strftime(policy.date_format)
+    edits: list[tuple[int, int, str]] = []
+    for rule in parsed.rules:
+        entries = {e.key: e for e in reversed(rule.meta_entries)}   # first entry of each key wins
+        fp = entries.get("fingerprint")
+        if fp is None or fp.value == rule.fingerprint:
+            continue
+        edits.append((fp.value_start, fp.value_end, f'"{rule.fingerprint}"'))
+        if (m := entries.get("modified")) is not None:
+            edits.append((m.value_start, m.value_end, f'"{stamp}"'))
+        if (v := entries.get("version")) is not None and isinstance(v.value, int) \
+                and not isinstance(v.value, bool):
+            edits.append((v.value_start, v.value_end, str(v.value + 1)))
+    for start, end, new in sorted(edits, reverse=True):
+        text = text[:start] + new + text[end:]
+    return text
+
+
+@dataclass
+class FormatReport:
+    """What ``workbench rule fmt`` did (or, with --check, would do)."""
+
+    checked: int = 0
+    changed: list[str] = field(default_factory=list)     # files that were (or would be) rewritten
+    errors: dict[str, str] = field(default_factory=dict)  # file -> why it was left alone
+
+    @property
+    def ok(self) -> bool:
+        return not self.changed and not self.errors
+
+
+def format_paths(paths: Iterable[Path], *, check: bool = False, meta: bool = False,
+                 today: dt.date | None = None, policy: Policy | None = None) -> FormatReport:
+    """Format files in place (atomically); with ``check`` only report what would change."""
+    report = FormatReport()
+    for path in iter_rule_paths(paths):
+        report.checked += 1
+        try:
+            text, problems = read_rule_text(path)
+            if problems:
+                raise FormatError(problems[0])
+            new = update_meta(text, today=today, policy=policy) if meta else text
+            new = format_text(new)
+        except FormatError as exc:
+            report.errors[str(path)] = str(exc)
+            continue
+        except OSError as exc:
+            report.errors[str(path)] = exc.strerror or str(exc)
+            continue
+        if new == text:
+            continue
+        report.changed.append(str(path))
+        if not check:
+            _write_atomically(path, new)
+    return report
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.fmt-tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, path.stat().st_mode & 0o7777)
+    tmp.replace(path)
