@@ -1,0 +1,69 @@
+"""Prometheus metrics of the update server: requests, reports, ingest, and the fleet's serials."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from workbench.distribute.fleet import FleetState
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _FleetCollector(Collector):
+    """Gauges computed from the fleet store at scrape time."""
+
+    def __init__(self, state: Callable[[], FleetState]):
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        fleet = self._state()
+        health = GaugeMetricFamily("workbench_fleet_servers", "Tower servers by health",
+                                   labels=["health"])
+        for name, count in fleet.counts.items():
+            health.add_metric([name], count)
+        yield health
+        serials = GaugeMetricFamily("workbench_fleet_serial_servers",
+                                    "Tower servers by the serial they run", labels=["serial"])
+        for serial, count in fleet.serials.items():
+            serials.add_metric([serial], count)
+        yield serials
+        failed = GaugeMetricFamily("workbench_fleet_failed_servers",
+                                   "Tower servers whose last attempt failed")
+        failed.add_metric([], sum(1 for s in fleet.servers if s.state == "failed"))
+        yield failed
+        newest = GaugeMetricFamily("workbench_repository_newest_serial",
+                                   "Newest serial published in the update repository")
+        newest.add_metric([], float(fleet.newest_serial or 0))
+        yield newest
+
+
+class ServerMetrics:
+    """One registry per app, so several servers (tests) do not share counters."""
+
+    def __init__(self, fleet_state: Callable[[], FleetState]):
+        self.registry = CollectorRegistry()
+        self.repository_requests = Counter(
+            "workbench_repository_requests", "Repository file requests by kind and HTTP status",
+            ["kind", "status"], registry=self.registry)
+        self.repository_bytes = Counter(
+            "workbench_repository_bytes", "Bytes of repository files sent (full responses)",
+            ["kind"], registry=self.registry)
+        self.reports = Counter("workbench_fleet_reports", "Fleet reports received by state",
+                               ["state"], registry=self.registry)
+        self.ingest = Counter("workbench_ingest_messages",
+                              "Messages received on POST /v1/quarantine by result",
+                              ["result"], registry=self.registry)
+        self.auth_failures = Counter("workbench_auth_failures",
+                                     "Write requests refused for a missing, wrong or foreign token",
+                                     registry=self.registry)
+        self.too_large = Counter("workbench_request_too_large",
+                                 "Requests refused because the body was over the limit",
+                                 registry=self.registry)
+        self.registry.register(_FleetCollector(fleet_state))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

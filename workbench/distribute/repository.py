@@ -1,0 +1,624 @@
+"""The TUF update repository: a folder of signed static files any web server can serve.
+
+Layout under ``state/repository/`` (consistent snapshots)::
+
+    metadata/root.json               the newest root (what towers pin)
+    metadata/<N>.root.json           every root version (towers walk the chain)
+    metadata/timestamp.json          re-signed by every publish and ``publish --refresh``
+    metadata/<N>.snapshot.json       retained versions
+    metadata/<N>.targets.json        retained versions; lists the release bundles
+    targets/<sha256>.signatures-<serial>.tar.gz
+    settings.json                    lifetimes and retention (not served)
+
+Writes go in the order a client reads backwards (target file, targets, snapshot,
+then timestamp), each file atomically, so a server never exposes metadata that
+points at something not yet written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from securesystemslib.signer import Key, Signer
+from tuf.api.exceptions import RepositoryError as TufRepositoryError
+from tuf.api.metadata import (
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization.json import JSONSerializer
+
+from workbench.distribute.keys import ROLES, KeyRing, KeyringError
+from workbench.distribute.settings import RepositorySettings
+from workbench.release.bundle import BundleError, open_bundle
+from workbench.workspace import Workspace
+
+BUNDLE_PATTERN = re.compile(r"signatures-(\d+)\.tar\.gz")
+SERIALIZER = JSONSerializer(compact=True)
+# Re-sign snapshot/targets on refresh once less than this share of their lifetime is left.
+REFRESH_FRACTION = 0.5
+ROOT_WARNING = dt.timedelta(days=30)
+
+
+class RepositoryError(Exception):
+    """The repository cannot do what was asked; the message says why and what to do."""
+
+
+class NoRepository(RepositoryError):
+    """``workbench keys init`` has not been run (or the metadata is gone)."""
+
+
+class InvalidBundle(RepositoryError):
+    """The file to publish is not a valid release bundle."""
+
+
+@dataclass(frozen=True)
+class PublishedTarget:
+    """One release bundle listed in the targets metadata."""
+
+    path: str                 # the target name, ``signatures-<serial>.tar.gz``
+    serial: int
+    length: int
+    sha256: str
+    created: str = ""
+    commit: str = ""
+    rule_count: int = 0
+
+    @property
+    def file_name(self) -> str:
+        """The file under ``targets/`` (consistent snapshots prefix the hash)."""
+        return f"{self.sha256}.{self.path}"
+
+
+@dataclass(frozen=True)
+class RoleStatus:
+    role: str
+    version: int
+    expires: dt.datetime
+    keyids: list[str]
+    key_online: bool
+
+
+@dataclass(frozen=True)
+class RepositoryStatus:
+    """``workbench keys status --json``."""
+
+    path: Path
+    trusted_root: Path
+    roles: list[RoleStatus]
+    targets: list[PublishedTarget]
+    newest_serial: int | None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InitResult:
+    path: Path
+    trusted_root: Path
+    keyids: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """``workbench publish --json``."""
+
+    target: PublishedTarget
+    already_published: bool
+    versions: dict[str, int]
+    expires: dict[str, dt.datetime]
+    pruned: list[str]
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """``workbench publish --refresh --json``: which roles were re-signed and until when."""
+
+    resigned: list[str]
+    versions: dict[str, int]
+    expires: dict[str, dt.datetime]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class RotateResult:
+    role: str
+    old_keyids: list[str]
+    new_keyid: str
+    root_version: int
+    resigned: list[str]
+
+
+def _now(now: dt.datetime | None) -> dt.datetime:
+    now = now or dt.datetime.now(dt.UTC)
+    return now.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def bundle_serial(target_path: str) -> int | None:
+    m = BUNDLE_PATTERN.fullmatch(target_path)
+    return int(m.group(1)) if m else None
+
+
+def target_from_info(path: str, info: TargetFile) -> PublishedTarget:
+    custom = info.custom if isinstance(info.custom, dict) else {}
+    serial = custom.get("serial")
+    if not isinstance(serial, int) or isinstance(serial, bool):
+        serial = bundle_serial(path) or 0
+    return PublishedTarget(
+        path=path, serial=serial, length=info.length, sha256=info.hashes.get("sha256", ""),
+        created=str(custom.get("created", "")), commit=str(custom.get("commit", "")),
+        rule_count=int(custom.get("rule_count", 0) or 0))
+
+
+class UpdateRepository:
+    """Create, publish into, refresh and re-key the repository folder."""
+
+    def __init__(self, root: Path, keys: KeyRing):
+        self.root = Path(root)
+        self.keys = keys
+        self.metadata_dir = self.root / "metadata"
+        self.targets_dir = self.root / "targets"
+        self.settings_path = self.root / "settings.json"
+
+    @classmethod
+    def for_workspace(cls, workspace: Workspace) -> UpdateRepository:
+        return cls(workspace.state / "repository", KeyRing(workspace.state / "keys"))
+
+    @property
+    def trusted_root(self) -> Path:
+        """The root metadata towers pin (``trusted_root`` in their config)."""
+        return self.metadata_dir / "root.json"
+
+    def exists(self) -> bool:
+        return self.trusted_root.is_file()
+
+    @property
+    def settings(self) -> RepositorySettings:
+        return RepositorySettings.load(self.settings_path)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _read(self, name: str) -> Metadata[Any]:
+        path = self.metadata_dir / name
+        try:
+            return Metadata.from_bytes(path.read_bytes())
+        except FileNotFoundError:
+            raise NoRepository(f"{path} is missing; run `workbench keys init` first") from None
+        except (OSError, TufRepositoryError, ValueError) as exc:
+            raise RepositoryError(f"{path} is unreadable: {exc}") from None
+
+    def root_md(self) -> Metadata[Root]:
+        return cast("Metadata[Root]", self._read("root.json"))
+
+    def timestamp_md(self) -> Metadata[Timestamp]:
+        return cast("Metadata[Timestamp]", self._read("timestamp.json"))
+
+    def snapshot_md(self) -> Metadata[Snapshot]:
+        version = self.timestamp_md().signed.snapshot_meta.version
+        return cast("Metadata[Snapshot]", self._read(f"{version}.snapshot.json"))
+
+    def targets_md(self) -> Metadata[Targets]:
+        version = self.snapshot_md().signed.meta["targets.json"].version
+        return cast("Metadata[Targets]", self._read(f"{version}.targets.json"))
+
+    def targets(self) -> list[PublishedTarget]:
+        """The published bundles, oldest serial first."""
+        infos = self.targets_md().signed.targets
+        return sorted((target_from_info(p, i) for p, i in infos.items()), key=lambda t: t.serial)
+
+    def newest(self) -> PublishedTarget | None:
+        listed = self.targets()
+        return listed[-1] if listed else None
+
+    def newest_serial(self) -> int | None:
+        newest = self.newest()
+        return newest.serial if newest else None
+
+    def status(self, now: dt.datetime | None = None) -> RepositoryStatus:
+        now = _now(now)
+        root = self.root_md().signed
+        signed: dict[str, Root | Targets | Snapshot | Timestamp] = {
+            "root": root, "targets": self.targets_md().signed,
+            "snapshot": self.snapshot_md().signed, "timestamp": self.timestamp_md().signed}
+        roles, warnings = [], []
+        for role in ROLES:
+            s = signed[role]
+            roles.append(RoleStatus(role=role, version=s.version, expires=s.expires,
+                                    keyids=list(root.roles[role].keyids),
+                                    key_online=self.keys.has(role)))
+            if s.expires <= now:
+                warnings.append(f"{role} metadata expired at {s.expires:%Y-%m-%d %H:%M}Z: "
+                                + ("run `workbench keys renew-root`" if role == "root"
+                                   else "run `workbench publish --refresh`"))
+        if now < root.expires <= now + ROOT_WARNING:
+            warnings.append(f"root metadata expires {root.expires:%Y-%m-%d}; bring the root key "
+                            "online and run `workbench keys renew-root`")
+        targets = self.targets()
+        return RepositoryStatus(path=self.root, trusted_root=self.trusted_root, roles=roles,
+                                targets=targets,
+                                newest_serial=targets[-1].serial if targets else None,
+                                warnings=warnings)
+
+    # -- writing ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RepositoryError("another publish is running on this repository") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _write(self, name: str, md: Metadata[Any]) -> bytes:
+        data = md.to_bytes(SERIALIZER)
+        _atomic_write(self.metadata_dir / name, data)
+        return data
+
+    def _sign(self, md: Metadata[Any], signers: list[Signer]) -> None:
+        md.signatures.clear()
+        for signer in signers:
+            md.sign(signer, append=True)
+
+    def _online_signer(self, role: str, root: Root) -> Signer:
+        try:
+            return self.keys.signer(role, _role_keys(root, role))
+        except KeyringError as exc:
+            raise RepositoryError(str(exc)) from None
+
+    def init(self, settings: RepositorySettings | None = None, *, now: dt.datetime | None = None,
+             force: bool = False) -> InitResult:
+        """Generate the four keys and the first version of every role."""
+        now = _now(now)
+        settings = settings or RepositorySettings()
+        if self.exists() and not force:
+            raise RepositoryError(f"a repository already exists at {self.root}; "
+                                  "use `workbench keys rotate` to change keys")
+        if force and self.root.exists():
+            shutil.rmtree(self.root)
+        with self._locked():
+            self.metadata_dir.mkdir(parents=True, exist_ok=True)
+            self.targets_dir.mkdir(parents=True, exist_ok=True)
+            settings.save(self.settings_path)
+            signers = {role: self.keys.generate(role, overwrite=force) for role in ROLES}
+            root = Root(version=1, expires=now + settings.expiry.period("root"),
+                        consistent_snapshot=True)
+            for role, signer in signers.items():
+                root.add_key(signer.public_key, role)
+            root_md = Metadata(root)
+            self._sign(root_md, [signers["root"]])
+            self._write("1.root.json", root_md)
+            self._write("root.json", root_md)
+            targets_md = Metadata(Targets(version=1, expires=now + settings.expiry.period("targets")))
+            self._sign(targets_md, [signers["targets"]])
+            self._write("1.targets.json", targets_md)
+            self._snapshot_and_timestamp(root, targets_md, settings, now, signers=signers)
+            _fsync_dir(self.metadata_dir)
+        return InitResult(path=self.root, trusted_root=self.trusted_root,
+                          keyids={role: s.public_key.keyid for role, s in signers.items()})
+
+    def _snapshot_and_timestamp(self, root: Root, targets_md: Metadata[Targets] | None,
+                                settings: RepositorySettings, now: dt.datetime, *,
+                                signers: dict[str, Signer] | None = None,
+                                resign_snapshot: bool = True) -> dict[str, int]:
+        """New snapshot (when asked) and a new timestamp pointing at it."""
+        signers = signers or {}
+
+        def signer(role: str) -> Signer:
+            return signers.get(role) or self._online_signer(role, root)
+
+        if resign_snapshot:
+            previous = None
+            with contextlib.suppress(RepositoryError):
+                previous = self.snapshot_md()
+            snapshot = Snapshot(version=(previous.signed.version + 1) if previous else 1,
+                                expires=now + settings.expiry.period("snapshot"))
+            targets_signed = targets_md.signed if targets_md else self.targets_md().signed
+            snapshot.meta["targets.json"] = MetaFile(version=targets_signed.version)
+            snapshot_md = Metadata(snapshot)
+            self._sign(snapshot_md, [signer("snapshot")])
+            snapshot_bytes = self._write(f"{snapshot.version}.snapshot.json", snapshot_md)
+        else:
+            snapshot_md = self.snapshot_md()
+            snapshot_bytes = snapshot_md.to_bytes(SERIALIZER)
+            snapshot = snapshot_md.signed
+        previous_ts = None
+        with contextlib.suppress(RepositoryError):
+            previous_ts = self.timestamp_md()
+        timestamp = Timestamp(
+            version=(previous_ts.signed.version + 1) if previous_ts else 1,
+            expires=now + settings.expiry.period("timestamp"),
+            snapshot_meta=MetaFile(version=snapshot.version, length=len(snapshot_bytes),
+                                   hashes={"sha256": hashlib.sha256(snapshot_bytes).hexdigest()}))
+        timestamp_md = Metadata(timestamp)
+        self._sign(timestamp_md, [signer("timestamp")])
+        self._write("timestamp.json", timestamp_md)
+        return {"snapshot": snapshot.version, "timestamp": timestamp.version}
+
+    def publish(self, bundle_path: Path, *, serial: int, created: str = "", commit: str = "",
+                rule_count: int = 0, sha256: str | None = None,
+                now: dt.datetime | None = None) -> PublishResult:
+        """Add a bundle as target ``signatures-<serial>.tar.gz`` and re-sign targets, snapshot, timestamp.
+
+        The caller has checked the bundle (``open_bundle``) and passes what its manifest
+        says. Serials only go up: an older serial would be refused by every tower, so it
+        is refused here (a rollback is a new release with older content).
+        """
+        now = _now(now)
+        settings = self.settings
+        bundle_path = Path(bundle_path)
+        actual = _sha256_file(bundle_path)
+        if sha256 is not None and actual != sha256:
+            raise RepositoryError(f"{bundle_path} changed after it was checked")
+        sha256 = actual
+        name = f"signatures-{serial}.tar.gz"
+        with self._locked():
+            root = self.root_md().signed
+            targets_md = self.targets_md()
+            listed = {t.serial: t for t in (target_from_info(p, i)
+                                            for p, i in targets_md.signed.targets.items())}
+            if serial in listed:
+                if listed[serial].sha256 == sha256:
+                    return PublishResult(target=listed[serial], already_published=True,
+                                         versions=self._versions(), expires=self._expiries(),
+                                         pruned=[])
+                raise RepositoryError(f"serial {serial} is already published with different "
+                                      "content; serials are never reused")
+            newest = max(listed, default=0)
+            if serial < newest:
+                raise RepositoryError(
+                    f"serial {serial} is older than the published {newest}; towers refuse "
+                    "rollbacks. Make a new serial with the old content "
+                    f"(`workbench release revert {serial}`) and publish that")
+            self.targets_dir.mkdir(parents=True, exist_ok=True)
+            stored = self.targets_dir / f"{sha256}.{name}"
+            if not stored.exists():
+                tmp = stored.with_name(f".{stored.name}.tmp")
+                shutil.copyfile(bundle_path, tmp)
+                _fsync_file(tmp)
+                if _sha256_file(tmp) != sha256:
+                    tmp.unlink(missing_ok=True)
+                    raise RepositoryError(f"{bundle_path} changed while it was copied")
+                os.replace(tmp, stored)
+                _fsync_dir(self.targets_dir)
+            info = TargetFile.from_file(name, str(stored), ["sha256"])
+            info.unrecognized_fields["custom"] = {
+                "serial": serial, "created": created, "commit": commit, "rule_count": rule_count}
+            targets = targets_md.signed
+            targets.targets[name] = info
+            pruned = []
+            keep = sorted(listed, reverse=True)[: max(settings.keep_releases - 1, 0)]
+            for old_serial, old in listed.items():
+                if old_serial not in keep:
+                    del targets.targets[old.path]
+                    pruned.append(old.path)
+            targets.version += 1
+            targets.expires = now + settings.expiry.period("targets")
+            self._sign(targets_md, [self._online_signer("targets", root)])
+            self._write(f"{targets.version}.targets.json", targets_md)
+            versions = self._snapshot_and_timestamp(root, targets_md, settings, now)
+            _fsync_dir(self.metadata_dir)
+            self._prune(settings)
+            target = target_from_info(name, info)
+        return PublishResult(target=target, already_published=False,
+                             versions={"targets": targets.version, **versions},
+                             expires=self._expiries(), pruned=pruned)
+
+    def refresh(self, *, now: dt.datetime | None = None, force_all: bool = False) -> RefreshResult:
+        """Re-sign the timestamp, and snapshot/targets when half their lifetime is gone.
+
+        Run it from cron (hourly is plenty): a quiet week must not look like a freeze
+        attack to the towers.
+        """
+        now = _now(now)
+        settings = self.settings
+        with self._locked():
+            root = self.root_md().signed
+            resigned = []
+            targets_md = self.targets_md()
+            if force_all or _due(targets_md.signed.expires, settings.expiry.period("targets"), now):
+                targets_md.signed.version += 1
+                targets_md.signed.expires = now + settings.expiry.period("targets")
+                self._sign(targets_md, [self._online_signer("targets", root)])
+                self._write(f"{targets_md.signed.version}.targets.json", targets_md)
+                resigned.append("targets")
+            snapshot_due = (bool(resigned) or force_all
+                            or _due(self.snapshot_md().signed.expires,
+                                    settings.expiry.period("snapshot"), now))
+            if snapshot_due:
+                resigned.append("snapshot")
+            self._snapshot_and_timestamp(root, targets_md, settings, now,
+                                         resign_snapshot=snapshot_due)
+            resigned.append("timestamp")
+            _fsync_dir(self.metadata_dir)
+            self._prune(settings)
+        warnings = [w for w in self.status(now).warnings if w.startswith("root")]
+        return RefreshResult(resigned=resigned, versions=self._versions(),
+                             expires=self._expiries(), warnings=warnings)
+
+    def rotate(self, role: str, *, root_key: Path | None = None,
+               now: dt.datetime | None = None) -> RotateResult:
+        """Replace ``role``'s key: a new root version, signed by the root key(s), then re-sign.
+
+        Rotating the root signs the new root with the old and the new root key, so a
+        tower that trusts the old one accepts the new one and then trusts only it.
+        """
+        if role not in ROLES:
+            raise RepositoryError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+        now = _now(now)
+        settings = self.settings
+        with self._locked():
+            root_md = self.root_md()
+            root = root_md.signed
+            try:
+                old_root_signer = self.keys.signer("root", _role_keys(root, "root"), path=root_key)
+            except KeyringError as exc:
+                raise RepositoryError(str(exc)) from None
+            old_keyids = list(root.roles[role].keyids)
+            new_signer = self._generate_replacement(role)
+            for keyid in old_keyids:
+                root.revoke_key(keyid, role)
+            root.add_key(new_signer.public_key, role)
+            root.version += 1
+            root.expires = now + settings.expiry.period("root")
+            signers: list[Signer] = [old_root_signer]
+            if role == "root":
+                signers.append(new_signer)
+            self._sign(root_md, signers)
+            self._write(f"{root.version}.root.json", root_md)
+            self._write("root.json", root_md)
+            self._install_replacement(role)
+            resigned = self._resign_after_rotation(role, root, settings, now)
+            _fsync_dir(self.metadata_dir)
+        return RotateResult(role=role, old_keyids=old_keyids, new_keyid=new_signer.public_key.keyid,
+                            root_version=root.version, resigned=resigned)
+
+    def renew_root(self, *, root_key: Path | None = None,
+                   now: dt.datetime | None = None) -> RoleStatus:
+        """Sign a new root version with a fresh expiry (same keys)."""
+        now = _now(now)
+        settings = self.settings
+        with self._locked():
+            root_md = self.root_md()
+            root = root_md.signed
+            try:
+                signer = self.keys.signer("root", _role_keys(root, "root"), path=root_key)
+            except KeyringError as exc:
+                raise RepositoryError(str(exc)) from None
+            root.version += 1
+            root.expires = now + settings.expiry.period("root")
+            self._sign(root_md, [signer])
+            self._write(f"{root.version}.root.json", root_md)
+            self._write("root.json", root_md)
+            # A fresh timestamp makes towers notice the new root on their next poll.
+            self._snapshot_and_timestamp(root, None, settings, now, resign_snapshot=False)
+            _fsync_dir(self.metadata_dir)
+        return RoleStatus(role="root", version=root.version, expires=root.expires,
+                          keyids=list(root.roles["root"].keyids), key_online=self.keys.has("root"))
+
+    def _generate_replacement(self, role: str) -> Signer:
+        staged = KeyRing(self.keys.folder / ".rotating")
+        staged.retire(role)
+        return staged.generate(role)
+
+    def _install_replacement(self, role: str) -> None:
+        staged = self.keys.folder / ".rotating" / f"{role}.pem"
+        os.replace(staged, self.keys.path(role))
+        with contextlib.suppress(OSError):
+            staged.parent.rmdir()
+
+    def _resign_after_rotation(self, role: str, root: Root, settings: RepositorySettings,
+                               now: dt.datetime) -> list[str]:
+        resigned = []
+        targets_md = None
+        if role == "targets":
+            targets_md = self.targets_md()
+            targets_md.signed.version += 1
+            targets_md.signed.expires = now + settings.expiry.period("targets")
+            self._sign(targets_md, [self._online_signer("targets", root)])
+            self._write(f"{targets_md.signed.version}.targets.json", targets_md)
+            resigned.append("targets")
+        resign_snapshot = role in ("targets", "snapshot")
+        self._snapshot_and_timestamp(root, targets_md, settings, now,
+                                     resign_snapshot=resign_snapshot)
+        return [*resigned, *(["snapshot"] if resign_snapshot else []), "timestamp"]
+
+    def _versions(self) -> dict[str, int]:
+        return {"root": self.root_md().signed.version, "targets": self.targets_md().signed.version,
+                "snapshot": self.snapshot_md().signed.version,
+                "timestamp": self.timestamp_md().signed.version}
+
+    def _expiries(self) -> dict[str, dt.datetime]:
+        return {"root": self.root_md().signed.expires, "targets": self.targets_md().signed.expires,
+                "snapshot": self.snapshot_md().signed.expires,
+                "timestamp": self.timestamp_md().signed.expires}
+
+    def _prune(self, settings: RepositorySettings) -> None:
+        """Drop snapshot/targets versions and bundle files no retained metadata refers to."""
+        keep = max(settings.keep_metadata_versions, 1)
+        current = {"snapshot": self.snapshot_md().signed.version,
+                   "targets": self.targets_md().signed.version}
+        referenced: set[str] = set()
+        for path in self.metadata_dir.glob("*.json"):
+            parts = path.name.split(".")
+            if len(parts) != 3 or not parts[0].isdigit() or parts[1] not in current:
+                continue
+            if int(parts[0]) <= current[parts[1]] - keep:
+                path.unlink(missing_ok=True)
+            elif parts[1] == "targets":
+                with contextlib.suppress(Exception):
+                    md = Metadata.from_bytes(path.read_bytes())
+                    for name, info in cast("Targets", md.signed).targets.items():
+                        referenced.add(f"{info.hashes.get('sha256', '')}.{name}")
+        if self.targets_dir.is_dir():
+            for path in self.targets_dir.iterdir():
+                if path.is_file() and not path.name.startswith(".") and path.name not in referenced:
+                    path.unlink(missing_ok=True)
+
+
+def publish_bundle(repo: UpdateRepository, bundle_path: Path, *,
+                   now: dt.datetime | None = None) -> PublishResult:
+    """Check a release bundle (manifest and every member's hash) and publish it."""
+    try:
+        bundle = open_bundle(bundle_path)
+    except BundleError as exc:
+        raise InvalidBundle(f"{bundle_path} is not a valid bundle: {exc.reason}") from None
+    m = bundle.manifest
+    return repo.publish(bundle.path, serial=m.serial, created=m.created, commit=m.commit,
+                        rule_count=m.rule_count, sha256=bundle.sha256, now=now)
+
+
+def _role_keys(root: Root, role: str) -> list[Key]:
+    return [root.keys[k] for k in root.roles[role].keyids]
+
+
+def _due(expires: dt.datetime, period: dt.timedelta, now: dt.datetime) -> bool:
+    return expires - now < period * REFRESH_FRACTION
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+

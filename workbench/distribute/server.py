@@ -1,0 +1,390 @@
+"""The update server (``workbench serve``): repository files, quarantine upload, fleet reports, metrics.
+
+One FastAPI app built by ``make_app(workspace)``; uvicorn runs it. Reads need no token;
+writes need a tower's bearer token (``workbench tokens add TOWER``), and every request
+body is size-limited before it is read into memory.
+"""
+
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+import workbench
+from workbench.distribute.files import SERVED_FOLDERS, RepositoryFiles, etag_matches
+from workbench.distribute.fleet import (
+    DEFAULT_THRESHOLDS,
+    FleetEvent,
+    FleetReport,
+    FleetState,
+    FleetStore,
+    FleetThresholds,
+)
+from workbench.distribute.metrics import CONTENT_TYPE, ServerMetrics
+from workbench.distribute.repository import RepositoryError, UpdateRepository
+from workbench.distribute.tokens import NAME, TokenStore
+from workbench.document import to_data
+from workbench.quarantine.ingest import IngestSummary, ingest_bytes
+from workbench.quarantine.service import Quarantine
+from workbench.workspace import Workspace
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8470
+NAME_PATTERN = NAME.pattern
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_message_bytes: int = 50 * 1024 * 1024     # POST /v1/quarantine
+    max_json_bytes: int = 64 * 1024               # every other request body
+    thresholds: FleetThresholds = field(default_factory=lambda: DEFAULT_THRESHOLDS)
+
+
+@dataclass(frozen=True)
+class QuarantineReceipt:
+    """The answer to ``POST /v1/quarantine``."""
+
+    tower: str
+    server: str
+    stored: bool               # kept as a message in the quarantine
+    new: bool                  # first time this content was seen (else another sighting)
+    sha256: str = ""
+    failure: str = ""          # why it was not taken as mail (kept in quarantine/failed/)
+    stored_as: str = ""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    status: str
+    version: str
+    newest_serial: int | None
+
+
+class ReportIn(BaseModel):
+    """A tower server's state after an update attempt."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    server: str = Field(pattern=f"^{NAME_PATTERN}$", description="the mail server's name")
+    state: Literal["ok", "updating", "failed"]
+    serial: int | None = Field(default=None, ge=1, description="serial in use")
+    error: str = Field(default="", description="why the last attempt failed")
+    target_serial: int | None = Field(default=None, ge=1,
+                                      description="serial being installed, or the one refused")
+    agent_version: str = ""
+    libyara_version: str = ""
+    rule_count: int | None = Field(default=None, ge=0)
+    at: str = Field(default="", description="the agent's clock (ISO 8601)")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a body over its limit (413) before the app buffers it."""
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int], on_refuse: Callable[[], None]):
+        self.app = app
+        self.limit_for = limit_for
+        self.on_refuse = on_refuse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._refuse(send, limit)
+                    return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(send, limit)
+
+    async def _refuse(self, send: Send, limit: int) -> None:
+        self.on_refuse()
+        body = to_json_bytes({"detail": f"request body over the {limit} byte limit"})
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def to_json_bytes(value: Any) -> bytes:
+    import json
+
+    return json.dumps(to_data(value), separators=(",", ":")).encode("utf-8")
+
+
+class ServerState:
+    """What the endpoints share: repository, tokens, fleet store, quarantine, metrics."""
+
+    def __init__(self, workspace: Workspace, settings: ServerSettings):
+        self.workspace = workspace.ensure()
+        self.settings = settings
+        self.repository = UpdateRepository.for_workspace(workspace)
+        self.files = RepositoryFiles(self.repository.root)
+        self.tokens = TokenStore.for_workspace(workspace)
+        self.fleet = FleetStore.for_workspace(workspace)
+        self.metrics = ServerMetrics(self.fleet_state)
+        self._quarantine: Quarantine | None = None
+        self._ingest_lock = threading.Lock()
+        self._newest: tuple[tuple[int, int, int] | None, int | None] = (None, None)
+
+    def newest_serial(self) -> int | None:
+        """The repository's newest serial, re-read only when timestamp.json changes."""
+        try:
+            st = (self.repository.metadata_dir / "timestamp.json").stat()
+        except OSError:
+            return None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._newest[0] != stamp:
+            try:
+                self._newest = (stamp, self.repository.newest_serial())
+            except RepositoryError:
+                return None
+        return self._newest[1]
+
+    def fleet_state(self) -> FleetState:
+        return self.fleet.state(self.newest_serial(), thresholds=self.settings.thresholds)
+
+    def ingest(self, data: bytes, *, tower: str, server: str, reason: str) -> IngestSummary:
+        with self._ingest_lock:
+            if self._quarantine is None:
+                self._quarantine = Quarantine.open(self.workspace)
+            return ingest_bytes(self._quarantine, data, tower=tower, server=server, reason=reason,
+                                source=f"http:{tower}/{server}",
+                                max_message=self.settings.max_message_bytes, actor=f"tower:{tower}")
+
+    def close(self) -> None:
+        with self._ingest_lock:
+            if self._quarantine is not None:
+                self._quarantine.close()
+                self._quarantine = None
+        self.fleet.close()
+
+
+_bearer = HTTPBearer(auto_error=False, description="a tower token from `workbench tokens add TOWER`")
+
+
+def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> FastAPI:
+    """The ASGI app; the CLI and the tests build it the same way."""
+    settings = settings or ServerSettings()
+    state = ServerState(workspace, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="workbench update server",
+        version=workbench.__version__,
+        summary="Signed signature bundles for the towers, their reports, and their stuck mail.",
+        description=(
+            "The TUF update repository under `/repository/` (static files, any web server can "
+            "serve them), the fleet's reports, and the quarantine upload. Write endpoints take "
+            "a per-tower bearer token. See docs/distribution.md."),
+        lifespan=lifespan,
+    )
+    app.state.workbench = state
+
+    def tower_from_token(credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                                Depends(_bearer)]) -> str:
+        tower = state.tokens.verify(credentials.credentials) if credentials else None
+        if tower is None:
+            state.metrics.auth_failures.inc()
+            raise HTTPException(401, "missing or wrong tower token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return tower
+
+    Tower = Annotated[str, Depends(tower_from_token)]
+
+    file_doc: dict[str, Any] = {
+        "tags": ["repository"], "response_class": Response,
+        "summary": "A file of the TUF repository (metadata/<name> or targets/<name>)",
+        "description": "Strong ETag (the file's SHA-256), If-None-Match (304) and Range (206). "
+                       "timestamp.json and root.json are `no-cache`; everything else is "
+                       "immutable (consistent snapshots).",
+        "responses": {200: {"description": "the file", "content": {
+                          "application/json": {}, "application/gzip": {}}},
+                      206: {"description": "the requested range"},
+                      304: {"description": "unchanged (If-None-Match)"},
+                      404: {"description": "no such file"}}}
+
+    @app.get("/repository/{path:path}", operation_id="get_repository_file", **file_doc)
+    @app.head("/repository/{path:path}", operation_id="head_repository_file", **file_doc)
+    async def repository_file(path: str, request: Request) -> Response:
+        entry = state.files.lookup(path)
+        if entry is None:
+            kind = path.split("/", 1)[0]
+            state.metrics.repository_requests.labels(
+                kind if kind in SERVED_FOLDERS else "other", "404").inc()
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        headers = {"etag": entry.etag, "cache-control": entry.cache_control}
+        inm = request.headers.get("if-none-match")
+        if inm is not None and etag_matches(inm, entry.etag):
+            state.metrics.repository_requests.labels(entry.kind, "304").inc()
+            return Response(status_code=304, headers=headers)
+        if entry.data is not None and "range" not in request.headers:
+            state.metrics.repository_requests.labels(entry.kind, "200").inc()
+            state.metrics.repository_bytes.labels(entry.kind).inc(entry.size)
+            return Response(entry.data, media_type=entry.content_type, headers=headers)
+        state.metrics.repository_requests.labels(
+            entry.kind, "206" if "range" in request.headers else "200").inc()
+        if "range" not in request.headers:
+            state.metrics.repository_bytes.labels(entry.kind).inc(entry.size)
+        return FileResponse(entry.path, media_type=entry.content_type, headers=headers,
+                            stat_result=entry.stat_result)
+
+    @app.post("/v1/quarantine", tags=["towers"], status_code=201,
+              summary="Send one raw message (stuck or unknown-virus mail) into the quarantine",
+              responses={200: {"description": "already in the quarantine: another sighting",
+                               "model": QuarantineReceipt},
+                         201: {"description": "stored for the first time", "model": QuarantineReceipt},
+                         401: {"description": "missing or wrong token"},
+                         403: {"description": "the token belongs to another tower"},
+                         413: {"description": "body over the size limit"},
+                         422: {"description": "not mail; kept in quarantine/failed/",
+                               "model": QuarantineReceipt}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "message/rfc822": {"schema": {"type": "string", "format": "binary"}},
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def post_quarantine(
+        request: Request, tower: Tower,
+        x_workbench_server: Annotated[str, Header(pattern=f"^{NAME_PATTERN}$",
+                                                  description="the mail server that held it")],
+        x_workbench_tower: Annotated[str | None, Header(description="must match the token's tower")] = None,
+        x_workbench_reason: Annotated[str, Header(max_length=200,
+                                                  description="why it was quarantined")] = "",
+    ) -> JSONResponse:
+        if x_workbench_tower is not None and x_workbench_tower != tower:
+            state.metrics.auth_failures.inc()
+            raise HTTPException(403, f"this token belongs to tower {tower!r}")
+        data = await request.body()
+        if not data:
+            raise HTTPException(400, "empty body: send the raw message")
+        summary = await run_in_threadpool(state.ingest, data, tower=tower,
+                                          server=x_workbench_server, reason=x_workbench_reason)
+        if summary.messages:
+            m = summary.messages[0]
+            state.metrics.ingest.labels("accepted" if m.new else "duplicate").inc()
+            receipt = QuarantineReceipt(tower=tower, server=x_workbench_server, stored=True,
+                                        new=m.new, sha256=m.sha256)
+            return JSONResponse(to_data(receipt), status_code=201 if m.new else 200)
+        state.metrics.ingest.labels("failed").inc()
+        failure = summary.failures[0] if summary.failures else None
+        receipt = QuarantineReceipt(tower=tower, server=x_workbench_server, stored=False, new=False,
+                                    failure=failure.reason if failure else "not accepted",
+                                    stored_as=failure.stored_as if failure else "")
+        return JSONResponse(to_data(receipt), status_code=422)
+
+    @app.post("/v1/fleet/report", tags=["towers"], status_code=204,
+              summary="Report a tower server's state after an update attempt",
+              responses={401: {"description": "missing or wrong token"},
+                         413: {"description": "body over the size limit"}})
+    async def post_report(report: ReportIn, tower: Tower) -> Response:
+        state.fleet.record(tower, FleetReport(**report.model_dump()))
+        state.metrics.reports.labels(report.state).inc()
+        return Response(status_code=204)
+
+    @app.get("/v1/fleet", tags=["fleet"], response_model=FleetState,
+             summary="Every server's serial and health, rolled up per tower")
+    async def get_fleet(
+        tower: Annotated[str | None, Query(description="only this tower")] = None,
+        servers: Annotated[bool, Query(description="include the per-server list")] = True,
+    ) -> JSONResponse:
+        fleet = state.fleet_state()
+        data = to_data(fleet)
+        if tower is not None:
+            data["towers"] = [t for t in data["towers"] if t["tower"] == tower]
+            data["servers"] = [s for s in data["servers"] if s["tower"] == tower]
+        if not servers:
+            data["servers"] = []
+        return JSONResponse(data)
+
+    @app.get("/v1/fleet/history", tags=["fleet"], response_model=list[FleetEvent],
+             summary="Changes of state, serial or error, newest first")
+    async def get_history(tower: str | None = None, server: str | None = None,
+                          limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> JSONResponse:
+        return JSONResponse(to_data(state.fleet.events(tower=tower, server=server, limit=limit)))
+
+    @app.get("/v1/health", tags=["server"], response_model=ServerInfo, summary="Liveness")
+    async def get_health() -> JSONResponse:
+        return JSONResponse(to_data(ServerInfo(status="ok", version=workbench.__version__,
+                                           newest_serial=state.newest_serial())))
+
+    @app.get("/metrics", tags=["server"], summary="Prometheus metrics",
+             response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
+    async def get_metrics() -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    def limit_for(path: str) -> int:
+        return settings.max_message_bytes if path == "/v1/quarantine" else settings.max_json_bytes
+
+    app.add_middleware(BodyLimit, limit_for=limit_for, on_refuse=state.metrics.too_large.inc)
+    return app
+
+
+def openapi_document(workspace: Workspace | None = None) -> dict[str, Any]:
+    """The OpenAPI document (checked in as docs/openapi.json)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="wb-openapi-") as tmp:
+        app = make_app(workspace or Workspace(Path(tmp)))
+        document = app.openapi()
+        app.state.workbench.close()
+        return document
+
+
+def serve(workspace: Workspace, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          settings: ServerSettings | None = None, access_log: bool = False,
+          log_level: str = "info") -> None:
+    import uvicorn
+
+    uvicorn.run(make_app(workspace, settings), host=host, port=port, access_log=access_log,
+                log_level=log_level, server_header=False, proxy_headers=False,
+                timeout_keep_alive=15)
