@@ -119,9 +119,17 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache
         if cache is not None:
             cache.record_compiled(warnings)
         index_of = {entries[i].name: i for i in compiled.indices}
-        outcome = scan_files(compiled.rules, [by_sha[s] for s in sorted(to_scan)],
-                             threads=threads, timeout=timeout, progress=progress,
-                             cancel=cancel, base=state)
+        try:
+            outcome = scan_files(compiled.rules, [by_sha[s] for s in sorted(to_scan)],
+                                 threads=threads, timeout=timeout, progress=progress,
+                                 cancel=cancel, base=state)
+        except ScanCancelled as exc:
+            if cache is not None and exc.outcome is not None:     # keep what finished
+                partial = exc.outcome.results
+                cache.record([entries[i].key for i in group], partial,
+                             [(entries[i].key, sha, hit) for sha, hits in partial.items()
+                              for hit in hits if (i := index_of.get(hit.rule)) in in_group])
+            raise
         new_hits: list[tuple[str, str, RuleHit]] = []
         for sha, hits in outcome.results.items():
             for hit in hits:

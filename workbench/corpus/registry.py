@@ -362,9 +362,10 @@ class CorpusRegistry:
     def _quarantine_files(self) -> list[CorpusFile]:
         out: dict[str, CorpusFile] = {}
         for art in extracted_artifacts(self.workspace):
-            if art.sha256 not in out:
-                out[art.sha256] = CorpusFile(art.sha256, Path(art.path),
-                                             art.filename or art.sha256, int(art.size))
+            name = art.filename or art.sha256
+            known = out.get(art.sha256)
+            if known is None or name < known.original_name:     # first name, as for folders
+                out[art.sha256] = CorpusFile(art.sha256, Path(art.path), name, int(art.size))
         return sorted(out.values(), key=lambda f: (f.original_name, f.sha256))
 
     def find_hashes(self, hashes: Iterable[str], corpora: Iterable[str]) -> dict[str, list[HashMatch]]:

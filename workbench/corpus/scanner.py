@@ -24,7 +24,11 @@ MAX_INSTANCES_PER_STRING = 16    # match instances kept per string (the total is
 
 
 class ScanCancelled(Exception):
-    """The cancel event was set; what finished before is kept in the cache."""
+    """The cancel event was set; ``outcome`` holds the files finished before (the engine caches them)."""
+
+    def __init__(self, outcome: ScanOutcome | None = None):
+        super().__init__("scan cancelled")
+        self.outcome = outcome
 
 
 @dataclass(frozen=True)
@@ -169,8 +173,11 @@ def scan_files(rules: yara.Rules, targets: Sequence[ScanTarget], *, threads: int
     try:
         while any(w.is_alive() for w in workers):
             if cancel is not None and cancel.is_set():
-                stop.set()
-                raise ScanCancelled()
+                with lock:
+                    stop.set()
+                    partial = ScanOutcome(dict(outcome.results), list(outcome.timeouts),
+                                          dict(outcome.errors), dict(outcome.seconds))
+                raise ScanCancelled(partial)
             alive = [w for w in workers if w.is_alive()]
             if alive:
                 alive[0].join(PROGRESS_INTERVAL)

@@ -122,6 +122,8 @@ class FileProblem:
 class TestStats:
     """How the results were obtained; differs between a cold and a cached run, the results do not."""
 
+    __test__ = False          # not a pytest test class, whatever its name
+
     rules: int
     rules_compiled: int
     files: int
@@ -139,6 +141,7 @@ class TestStats:
 
 @dataclass
 class TestReport:
+    __test__ = False
     passed: bool
     rules: list[RuleResult]
     corpora: list[CorpusTotals]
@@ -208,6 +211,9 @@ def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
             cache.close()
     return _report(ruleset, targets, members, totals, found, res, threads, use_cache,
                    time.monotonic() - started)
+
+
+test_rules.__test__ = False     # type: ignore[attr-defined]  # a library function, not a test
 
 
 def _default_prefilter(workspace: Workspace) -> Prefilter | None:

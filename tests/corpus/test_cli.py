@@ -1,0 +1,69 @@
+"""``workbench corpus``, ``workbench test`` and ``workbench retrohunt`` from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.corpus.conftest import Lab
+from workbench.cli import main
+from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK
+
+
+def run(lab: Lab, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["--home", str(lab.workspace.home), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_corpus_commands(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(lab, capsys, "corpus", "list", "--json")
+    assert code == E_OK
+    listed = {c["name"]: c for c in json.loads(out)["corpora"]}
+    assert listed["mal"]["files"] == 2 and listed["goodware"]["label"] == "clean"
+    assert listed["quarantine"]["builtin"] is True
+
+    code, out, _ = run(lab, capsys, "corpus", "add", "more", str(lab.clean), "--label", "clean")
+    assert code == E_OK and "2 added" in out
+    code, out, err = run(lab, capsys, "corpus", "add", "more", str(lab.clean), "--label", "malicious")
+    assert code == E_CONFLICT and "labelled clean" in err
+    code, out, _ = run(lab, capsys, "corpus", "show", "more")
+    assert code == E_OK and "readme.txt" in out and "av-notes.txt" in out
+    code, out, _ = run(lab, capsys, "corpus", "show", "more", "--json", "--limit", "1")
+    doc = json.loads(out)
+    assert doc["total"] == 2 and len(doc["files"]) == 1 and doc["corpus"]["label"] == "clean"
+    assert run(lab, capsys, "corpus", "remove", "more")[0] == E_OK
+    assert run(lab, capsys, "corpus", "show", "more")[0] == E_NOT_FOUND
+    assert run(lab, capsys, "corpus", "add", "x", str(lab.root / "nope"), "--label", "clean")[0] \
+        == E_NOT_FOUND
+
+
+def test_test_command_exit_codes_and_json(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(lab, capsys, "test", str(lab.rules))
+    assert code == E_FINDINGS
+    assert "MAL_Any_Eicar" in out and "FP av-notes.txt" in out and "FAIL" in out
+    assert "FN absent" in out
+
+    code, out, _ = run(lab, capsys, "test", str(lab.rules), "--json", "--threads", "1")
+    doc = json.loads(out)
+    assert doc["passed"] is False and doc["false_positives"] == 1
+    fp = next(r for r in doc["rules"] if r["rule"] == "MAL_Any_Eicar")["false_positives"][0]
+    assert bytes.fromhex(fp["strings"][0]["data"]).startswith(b"EICAR-STANDARD")
+
+    good = lab.root / "good.yar"
+    good.write_text('rule MAL_Ok { strings: $a = "evil.example" condition: $a }\n')
+    assert run(lab, capsys, "test", str(good), "--corpus", "mal", "--corpus", "goodware")[0] == E_OK
+    assert run(lab, capsys, "test", str(good), "--corpus", "nope")[0] == E_NOT_FOUND
+    assert run(lab, capsys, "test", str(lab.root / "missing.yar"))[0] == E_NOT_FOUND
+    bad = lab.root / "bad.yar"
+    bad.write_text("rule Bad { condition: $x }\n")
+    code, _, err = run(lab, capsys, "test", str(bad))
+    assert code == E_INPUT and "bad.yar:1" in err
+
+
+def test_retrohunt_command(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(lab, capsys, "retrohunt", str(lab.rules), "--json")
+    assert code == E_OK
+    doc = json.loads(out)
+    assert doc["messages"] == [] and {r["rule"] for r in doc["rules"]} >= {"MAL_Any_Eicar"}

@@ -1,0 +1,76 @@
+"""Retro-hunt: quarantined messages and their extracted artifacts, hits mapped back to messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.corpus.conftest import DROPPER, FakeArtifact
+from workbench.corpus.retrohunt import retrohunt
+from workbench.quarantine.ingest import ingest_bytes
+from workbench.quarantine.service import Quarantine
+from workbench.samples.mail import GTUBE, Attachment, Mail
+from workbench.workspace import Workspace
+
+RULES = """
+rule MAL_Gtube_Body { strings: $g = "GTUBE-STANDARD" condition: $g }
+rule MAL_Dropper_Artifact { strings: $u = "http://evil.example/" condition: uint16(0) == 0x5A4D and $u }
+"""
+
+
+@pytest.fixture
+def hunted(workspace: Workspace, fake_catalog: list[FakeArtifact], tmp_path: Path):
+    with Quarantine.open(workspace) as q:
+        spam = ingest_bytes(q, Mail("a@example.org", "b@example.org", "cheap pills",
+                                    text=GTUBE.decode()).build(),
+                            tower="t1", server="s1", reason="spam", source="test").messages[0]
+        dropper_mail = Mail("c@example.org", "d@example.org", "your invoice", text="see attached",
+                            attachments=[Attachment("invoice.exe", DROPPER)]).build()
+        carrier = ingest_bytes(q, dropper_mail, tower="t2", server="s1", reason="virus",
+                               source="test").messages[0]
+        plain = ingest_bytes(q, Mail("e@example.org", "f@example.org", "hello", text="hi").build(),
+                             tower="t1", server="s2", reason="", source="test").messages[0]
+        put = q.store.put_bytes(DROPPER)
+        # the dropper reached us twice: in the carrier message and in the plain one's sibling
+        for msg in (carrier.sha256, plain.sha256):
+            fake_catalog.append(FakeArtifact(put.sha256, "invoice.exe", "application/x-dosexec",
+                                             put.size, msg, q.store.path_for(put.sha256)))
+    rules = tmp_path / "hunt.yar"
+    rules.write_text(RULES)
+    return workspace, rules, spam.sha256, carrier.sha256, plain.sha256
+
+
+def test_hits_are_mapped_back_to_messages(hunted) -> None:
+    workspace, rules, spam, carrier, plain = hunted
+    report = retrohunt(workspace, [rules])
+    hits = {m.sha256: m for m in report.messages}
+    assert set(hits) == {spam, carrier, plain}
+    assert [(x.rule, x.artifact_sha256) for x in hits[spam].matches] == [("MAL_Gtube_Body", "")]
+    via = {(x.rule, x.artifact_name) for x in hits[carrier].matches}
+    assert ("MAL_Dropper_Artifact", "invoice.exe") in via
+    assert hits[spam].subject == "cheap pills" and hits[spam].tower == "t1"
+    summary = {r.rule: (r.messages, r.artifacts) for r in report.rules}
+    assert summary["MAL_Gtube_Body"] == (1, 0)
+    assert summary["MAL_Dropper_Artifact"][1] == 1
+    assert report.messages_scanned == 3 and report.artifacts_scanned == 1
+    assert report.tagged == []
+
+
+def test_tagging_the_hit_messages(hunted) -> None:
+    workspace, rules, spam, carrier, plain = hunted
+    report = retrohunt(workspace, [rules], tag="retro-gtube")
+    assert report.tagged == sorted([spam, carrier, plain])
+    with Quarantine.open(workspace) as q:
+        assert "retro-gtube" in q.index.get(spam).tags
+        assert any(a.action == "tags" for a in q.index.audit(spam))
+    with pytest.raises(ValueError):
+        retrohunt(workspace, [rules], tag="bad,tag")
+
+
+def test_a_second_hunt_comes_from_the_cache(hunted) -> None:
+    workspace, rules, *_ = hunted
+    first = retrohunt(workspace, [rules])
+    second = retrohunt(workspace, [rules])
+    assert second.bytes_scanned == 0 and first.bytes_scanned > 0
+    assert [m.sha256 for m in first.messages] == [m.sha256 for m in second.messages]

@@ -1,0 +1,108 @@
+"""The threaded scanner: progress at least every 200 ms, cancel within a second, timeouts reported."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yara
+
+from tests.corpus.conftest import Lab, write_files
+from workbench.corpus.cache import CACHE_NAME, ScanCache
+from workbench.corpus.registry import CorpusRegistry
+from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, scan_files
+from workbench.corpus.testing import test_rules
+
+# About 0.3 s per 200 KB file: a loop libyara cannot shortcut.
+SLOW_RULE = ("rule SLOW_Loop { condition: for all i in (0..filesize-1) : "
+             "(for all j in (0..50) : (uint8(i) != j + 300)) }\n")
+
+
+@pytest.fixture(scope="module")
+def slow_rules() -> yara.Rules:
+    return yara.compile(source=SLOW_RULE)
+
+
+def _targets(folder: Path, count: int, size: int) -> list[ScanTarget]:
+    write_files(folder, {f"f{i:02d}": bytes([i]) * size for i in range(count)})
+    return [ScanTarget(f"{i:064x}", folder / f"f{i:02d}", size) for i in range(count)]
+
+
+def test_progress_comes_at_least_every_200_ms(tmp_path: Path, slow_rules: yara.Rules) -> None:
+    targets = _targets(tmp_path, 6, 200_000)
+    stamps: list[tuple[float, ScanProgress]] = []
+    start = time.monotonic()
+    outcome = scan_files(slow_rules, targets, threads=2,
+                         progress=lambda p: stamps.append((time.monotonic(), p)))
+    end = time.monotonic()
+    assert len(outcome.results) == 6 and all(h[0].rule == "SLOW_Loop" for h in outcome.results.values())
+    times = [start] + [t for t, _ in stamps] + [end]
+    assert end - start > 0.5                        # long enough for the check to mean something
+    assert max(b - a for a, b in itertools.pairwise(times)) < 0.2
+    done = [p.files_done for _, p in stamps]
+    assert done == sorted(done) and done[-1] == 6
+
+
+def test_cancel_returns_within_a_second(tmp_path: Path, slow_rules: yara.Rules) -> None:
+    targets = _targets(tmp_path, 20, 200_000)                 # several seconds of work
+    cancel = threading.Event()
+    timer = threading.Timer(0.3, cancel.set)
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(ScanCancelled):
+        scan_files(slow_rules, targets, threads=2, cancel=cancel)
+    assert time.monotonic() - start < 0.3 + 1.0
+    timer.cancel()
+
+
+def test_timeouts_are_reported_not_fatal(tmp_path: Path, slow_rules: yara.Rules) -> None:
+    targets = [*_targets(tmp_path, 1, 2000000), ScanTarget("f" * 64, tmp_path / "missing", 0)]
+    outcome = scan_files(slow_rules, targets, threads=2, timeout=1)
+    assert outcome.timeouts == [targets[0].sha256]
+    assert "could not open" in outcome.errors["f" * 64]
+    assert outcome.results == {}
+
+
+def test_test_rules_reports_progress_and_cancels(lab: Lab, tmp_path: Path) -> None:
+    slow = write_files(tmp_path / "slow", {f"s{i}": bytes([i]) * 200_000 for i in range(12)})
+    with CorpusRegistry(lab.workspace) as reg:
+        reg.add("slow", slow, "clean")
+    rule = tmp_path / "slow.yar"
+    rule.write_text(SLOW_RULE)
+    seen: list[ScanProgress] = []
+    cancel = threading.Event()
+
+    def progress(p: ScanProgress) -> None:
+        seen.append(p)
+        if p.files_done >= 2:
+            cancel.set()
+
+    start = time.monotonic()
+    with pytest.raises(ScanCancelled):
+        test_rules(lab.workspace, [rule], ["slow"], threads=2, progress=progress, cancel=cancel)
+    assert time.monotonic() - start < 3.0
+    assert seen[0].phase == "compiling" and seen[-1].phase == "scanning"
+    assert seen[-1].files_total == 12
+    # what finished before the cancel is cached: the next run scans only the rest
+    with ScanCache(lab.workspace.state / CACHE_NAME) as cache:
+        assert cache.stats()["batch_files"] >= 2
+
+
+def test_timed_out_samples_are_false_negatives_and_not_cached(lab: Lab, tmp_path: Path) -> None:
+    big = write_files(tmp_path / "big", {"big.bin": b"\x01" * 2_000_000})
+    with CorpusRegistry(lab.workspace) as reg:
+        reg.add("big", big, "malicious")
+        [target] = reg.files("big")
+    rule = tmp_path / "slow.yar"
+    rule.write_text(SLOW_RULE.replace("rule SLOW_Loop {",
+                                      f'rule SLOW_Loop {{ meta: hash = "{target.sha256}" '))
+    for _ in range(2):
+        report = test_rules(lab.workspace, [rule], ["big"], timeout=1)
+        assert [t.sha256 for t in report.timeouts] == [target.sha256]
+        assert report.timeouts[0].rules == ["SLOW_Loop"]
+        [fn] = report.rules[0].false_negatives
+        assert fn.reason == "timeout"
+        assert report.stats.files_scanned == 1          # scanned again: a timeout is no answer
