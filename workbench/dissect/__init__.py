@@ -1,1 +1,29 @@
-"""Dissection: every message and attachment taken apart into a tree of artifacts, safely."""
+"""Dissection: every message and attachment taken apart into a tree of artifacts, safely.
+
+The public names load lazily so ``import workbench.dissect`` stays light (no oletools,
+pefile or libmagic until a dissection runs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workbench.dissect.engine import dissect_bytes, dissect_message
+    from workbench.dissect.model import Artifact, Dissection, Limits
+
+_EXPORTS = {
+    "Artifact": "workbench.dissect.model",
+    "Dissection": "workbench.dissect.model",
+    "Limits": "workbench.dissect.model",
+    "dissect_bytes": "workbench.dissect.engine",
+    "dissect_message": "workbench.dissect.engine",
+}
+__all__ = ["Artifact", "Dissection", "Limits", "dissect_bytes", "dissect_message"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'workbench.dissect' has no attribute {name!r}")

@@ -372,3 +372,24 @@ AUTOOPEN_SHELL_MACRO = (
     "    Shell cmd, vbHide\n"
     "End Sub\n"
 )
+
+
+# -- TNEF (winmail.dat) ---------------------------------------------------------------------------
+
+
+def _tnef_attr(level: int, attr_id: int, data: bytes) -> bytes:
+    return struct.pack("<BII", level, attr_id, len(data)) + data + struct.pack("<H", sum(data) & 0xFFFF)
+
+
+def build_tnef(attachments: list[tuple[str, bytes]], *, subject: str = "Invoice") -> bytes:
+    """A winmail.dat as Outlook sends it: message class, subject and each attachment's title and data."""
+    out = struct.pack("<IH", 0x223E9F78, 0x0101)
+    out += _tnef_attr(1, 0x00089006, struct.pack("<I", 0x00010000))            # attTnefVersion
+    out += _tnef_attr(1, 0x00069007, struct.pack("<II", 1252, 0))               # attOemCodepage
+    out += _tnef_attr(1, 0x00078008, b"IPM.Microsoft Mail.Note\x00")          # attMessageClass
+    out += _tnef_attr(1, 0x00018004, subject.encode("latin-1", "replace") + b"\x00")   # attSubject
+    for name, data in attachments:
+        out += _tnef_attr(2, 0x00069002, b"\x01\x00" + b"\xff" * 4 + b"\x00" * 8)   # attAttachRendData
+        out += _tnef_attr(2, 0x00018010, name.encode("latin-1", "replace") + b"\x00")  # attAttachTitle
+        out += _tnef_attr(2, 0x0006800F, data)                                  # attAttachData
+    return out

@@ -245,14 +245,17 @@ def build_pe(*, machine: str = "i386", dll: bool = False, subsystem: str = "gui"
              resources: Sequence[Resource] = (), version_info: Mapping[str, str] | None = None,
              tls_callbacks: int = 0, rich: bool = True, dotnet: bool = False,
              signer: str | None = None, overlay: bytes = b"",
-             n_sections: int | None = None, truncate: int | None = None) -> bytes:
-    """A PE file; ``n_sections`` pads the table with empty sections, ``truncate`` cuts the file."""
+             n_sections: int | None = None, truncate: int | None = None, data: bytes = b"") -> bytes:
+    """A PE file; ``n_sections`` pads the table with empty sections, ``truncate`` cuts the file.
+
+    ``data`` goes at the end of the default ``.data`` section (strings a rule can match).
+    """
     wide = machine == "amd64"
     image_base = IMAGE_BASE_64 if wide else IMAGE_BASE_32
     imports = DEFAULT_IMPORTS if imports is None else imports
     user = list(sections) if sections is not None else [
         Section(".text", b"\x55\x89\xe5\x31\xc0\x5d\xc3" + b"\xcc" * 57 + b"workbench synthetic PE\x00", CODE),
-        Section(".data", b"config=inert\x00".ljust(64, b"\x00"), WDATA),
+        Section(".data", b"config=inert\x00".ljust(64, b"\x00") + data, WDATA),
     ]
     all_resources = list(resources)
     if version_info is not None:

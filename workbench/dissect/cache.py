@@ -1,0 +1,182 @@
+"""The dissection cache and catalog: ``state/dissect.sqlite`` (identities, reports, extracted artifacts).
+
+Reports are keyed by (sha256, dissector, dissector version, limits, passwords) and
+stored as JSON; :func:`revive` turns them back into the dissector's typed report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import threading
+import types
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from workbench.document import dumps, utcnow
+from workbench.quarantine.index import retry_busy
+from workbench.workspace import Workspace
+
+CACHE_NAME = "dissect.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS identities (
+    sha256 TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    key TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    dissector TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    report TEXT NOT NULL,
+    children TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reports_sha ON reports(sha256);
+CREATE TABLE IF NOT EXISTS extracted (
+    message_sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    mime TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    depth INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (message_sha256, path)
+);
+CREATE INDEX IF NOT EXISTS extracted_sha ON extracted(sha256);
+CREATE TABLE IF NOT EXISTS dissected (
+    message_sha256 TEXT PRIMARY KEY,
+    at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    nodes INTEGER NOT NULL
+);
+"""
+
+
+def cache_path(workspace: Workspace) -> Path:
+    return workspace.state / CACHE_NAME
+
+
+class DissectCache:
+    """One SQLite file in WAL mode; safe to share between threads of one process."""
+
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = Path(path)
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        self.db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False,
+                                  isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        if not readonly:
+            retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            retry_busy(lambda: self.db.executescript(_SCHEMA))
+
+    @classmethod
+    def open(cls, workspace: Workspace) -> DissectCache:
+        return cls(cache_path(workspace))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> DissectCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+
+        def run() -> None:
+            with self._lock:
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    self.db.executemany(sql, rows)
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+        retry_busy(run)
+
+    def _read(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
+        with self._lock:
+            return retry_busy(lambda: self.db.execute(sql, args).fetchall())
+
+    # -- identities and reports ------------------------------------------------------------
+
+    def get_identity(self, sha256: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT data FROM identities WHERE sha256 = ?", (sha256,))
+        return json.loads(rows[0]["data"]) if rows else None
+
+    def put_identity(self, sha256: str, identity: Any) -> None:
+        self._write("INSERT OR REPLACE INTO identities VALUES (?, ?)", [(sha256, dumps(identity, indent=None))])
+
+    def get_report(self, key: str) -> sqlite3.Row | None:
+        rows = self._read("SELECT * FROM reports WHERE key = ?", (key,))
+        return rows[0] if rows else None
+
+    def put_report(self, key: str, *, sha256: str, dissector: str, version: int, status: str,
+                   reason: str, report: Any, children: list[Any]) -> None:
+        self._write("INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(key, sha256, dissector, version, status, reason, dumps(report, indent=None),
+                      dumps(children, indent=None), utcnow().isoformat())])
+
+    # -- the catalog -------------------------------------------------------------------------
+
+    def record_message(self, message_sha256: str, status: str, rows: list[tuple[Any, ...]]) -> None:
+        """Replace what the catalog knows about one message's extracted artifacts."""
+        def run() -> None:
+            with self._lock:
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    self.db.execute("DELETE FROM extracted WHERE message_sha256 = ?", (message_sha256,))
+                    self.db.executemany("INSERT OR REPLACE INTO extracted VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                        rows)
+                    self.db.execute("INSERT OR REPLACE INTO dissected VALUES (?, ?, ?, ?)",
+                                    (message_sha256, utcnow().isoformat(), status, len(rows) + 1))
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+        retry_busy(run)
+
+    def dissected_messages(self) -> set[str]:
+        return {r["message_sha256"] for r in self._read("SELECT message_sha256 FROM dissected", ())}
+
+
+# -- JSON back to typed documents ---------------------------------------------------------------
+
+
+def revive(cls: Any, data: Any) -> Any:
+    """Rebuild a dataclass (or container of them) from :func:`workbench.document.to_data` output."""
+    if data is None:
+        return None
+    origin = typing.get_origin(cls)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(cls) if a is not type(None)]
+        return revive(options[0], data) if len(options) == 1 else data
+    if origin in (list, tuple, set, frozenset):
+        (item,) = typing.get_args(cls)[:1] or (Any,)
+        return origin(revive(item, v) for v in data)
+    if origin is dict:
+        _, value_type = typing.get_args(cls) or (str, Any)
+        return {k: revive(value_type, v) for k, v in data.items()}
+    if dataclasses.is_dataclass(cls) and isinstance(cls, type):
+        hints = typing.get_type_hints(cls)
+        kwargs = {f.name: revive(hints.get(f.name, Any), data[f.name])
+                  for f in dataclasses.fields(cls) if f.name in data and f.init}
+        return cls(**kwargs)
+    return data

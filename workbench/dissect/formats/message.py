@@ -1,0 +1,366 @@
+"""Mail messages: headers, the Received chain, authentication results, MIME parts, bodies, URLs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
+from email.utils import getaddresses, parseaddr
+
+from workbench.dissect.formats.text import defang, find_emails, find_urls, html_to_text
+from workbench.dissect.identify import sanitize_filename
+from workbench.dissect.model import LIMIT_HIT, PARSER_ERROR, PARTIAL, Child, DissectResult
+from workbench.dissect.registry import DissectContext, Dissector
+from workbench.quarantine.headers import decode_text, parse_date
+
+MAX_HEADER_VALUE = 8192           # characters of one header kept in the report
+MAX_BODY_TEXT = 64 * 1024         # characters of each body kept in the report
+MAX_FOUND = 500                   # URLs, addresses
+
+
+@dataclass
+class Header:
+    name: str
+    value: str                    # decoded (RFC 2047), truncated to MAX_HEADER_VALUE
+    raw: str
+    length: int                   # characters in the raw value
+
+
+@dataclass
+class Hop:
+    """One Received header, oldest first."""
+
+    index: int
+    from_host: str
+    from_ip: str
+    by_host: str
+    protocol: str
+    id: str
+    date: dt.datetime | None
+    delay_seconds: float | None   # since the previous hop; negative means the clocks disagree
+    raw: str
+
+
+@dataclass
+class AuthResult:
+    method: str                   # spf, dkim, dmarc, arc, iprev, compauth ...
+    result: str                   # pass, fail, softfail, none ...
+    detail: str
+    source: str                   # the header it came from (as reported, not verified)
+
+
+@dataclass
+class MimePart:
+    position: str                 # "1.2.1" like IMAP's BODY[] numbering
+    depth: int
+    content_type: str
+    charset: str
+    disposition: str
+    filename: str
+    encoding: str
+    size: int                     # decoded bytes (leaf parts)
+    defects: list[str] = field(default_factory=list)
+    child: str = ""               # path segment of the artifact it became
+
+
+@dataclass
+class FoundUrl:
+    url: str
+    defanged: str
+    source: str                   # "text", "html href", "html"
+
+
+@dataclass
+class MessageReport:
+    subject: str = ""
+    from_addr: str = ""
+    to: str = ""
+    cc: str = ""
+    reply_to: str = ""
+    return_path: str = ""
+    sender: str = ""
+    date: dt.datetime | None = None
+    message_id: str = ""
+    headers: list[Header] = field(default_factory=list)
+    received: list[Hop] = field(default_factory=list)
+    auth: list[AuthResult] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+    parts: list[MimePart] = field(default_factory=list)
+    preamble: str = ""
+    epilogue: str = ""
+    text: str = ""
+    html: str = ""
+    urls: list[FoundUrl] = field(default_factory=list)
+    emails: list[str] = field(default_factory=list)          # defanged
+    password_candidates: list[str] = field(default_factory=list)
+
+
+# -- headers -----------------------------------------------------------------------------------
+
+_RECEIVED = {
+    "from": re.compile(r"\bfrom\s+(\S+)", re.I),
+    "by": re.compile(r"\bby\s+(\S+)", re.I),
+    "with": re.compile(r"\bwith\s+(\S+)", re.I),
+    "id": re.compile(r"\bid\s+([^\s;]+)", re.I),
+    "ip": re.compile(r"\[(?:IPv6:)?([0-9a-fA-F:.]+)\]"),
+}
+_AUTH = re.compile(r"\b(spf|dkim|dmarc|arc|iprev|auth|compauth|bimi|dkim-atps)\s*=\s*([\w-]+)([^;]*)", re.I)
+
+
+def _hops(values: list[str], defects: list[str]) -> list[Hop]:
+    hops: list[Hop] = []
+    previous: dt.datetime | None = None
+    for index, raw in enumerate(reversed(values), start=1):
+        flat = " ".join(raw.split())
+        head, _, when = flat.rpartition(";")
+        found = {k: (m.group(1) if (m := rx.search(head or flat)) else "") for k, rx in _RECEIVED.items()}
+        date = parse_date(when.strip(), defects) if when else None
+        delay = (date - previous).total_seconds() if date and previous else None
+        hops.append(Hop(index, found["from"], found["ip"], found["by"], found["with"], found["id"],
+                        date, delay, flat[:MAX_HEADER_VALUE]))
+        previous = date or previous
+    return hops
+
+
+def _auth(msg: Message) -> list[AuthResult]:
+    found: list[AuthResult] = []
+    for source in ("Authentication-Results", "ARC-Authentication-Results"):
+        for value in msg.get_all(source) or []:
+            for m in _AUTH.finditer(" ".join(str(value).split())):
+                found.append(AuthResult(m.group(1).lower(), m.group(2).lower(), m.group(3).strip()[:300], source))
+    for value in msg.get_all("Received-SPF") or []:
+        text = " ".join(str(value).split())
+        found.append(AuthResult("spf", text.split(" ", 1)[0].lower(), text[:300], "Received-SPF"))
+    for value in msg.get_all("DKIM-Signature") or []:
+        tags = dict(re.findall(r"\b([ds])=([^;\s]+)", " ".join(str(value).split())))
+        found.append(AuthResult("dkim-signature", "present", f"d={tags.get('d', '')} s={tags.get('s', '')}",
+                                "DKIM-Signature"))
+    return found
+
+
+def _domain(address: str) -> str:
+    return parseaddr(address)[1].rpartition("@")[2].lower().strip(">")
+
+
+def _mismatches(report: MessageReport) -> list[str]:
+    out: list[str] = []
+    sender = _domain(report.from_addr)
+    for label, value in (("Reply-To", report.reply_to), ("Return-Path", report.return_path),
+                         ("Sender", report.sender)):
+        other = _domain(value) if value else ""
+        if sender and other and other != sender:
+            out.append(f"From domain {sender} differs from {label} domain {other}")
+    display, addr = parseaddr(report.from_addr)
+    embedded = re.findall(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", display)
+    if embedded and addr and embedded[0].lower() != addr.lower():
+        out.append(f"From display name shows {embedded[0]} but the address is {addr}")
+    return out
+
+
+# -- passwords ---------------------------------------------------------------------------------
+
+_PW_HINT = re.compile(
+    r"(?:password|passwort|kennwort|passcode|pass|pwd|pw|code|contrase(?:ñ|n)a|mot de passe|пароль|senha)"
+    r"\s*(?:is|ist|est|:|=|-|\u2013)?\s*[\"'«“]?([^\s\"'»”<>]{3,32})", re.I)
+_TOKEN = re.compile(r"[^\s\"'<>()\[\]{},;]{3,24}")
+
+
+def password_candidates(text: str, limit: int = 40) -> list[str]:
+    """Words a sender would give as an archive password: hinted ones first, then other tokens."""
+    out: list[str] = []
+    for m in _PW_HINT.finditer(text):
+        word = m.group(1).rstrip(".,;:!")
+        if word and word not in out:
+            out.append(word)
+    for m in _TOKEN.finditer(text):
+        word = m.group(0).rstrip(".,;:!")
+        if len(word) >= 3 and word not in out and not word.startswith(("http", "www.")):
+            out.append(word)
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+# -- the dissector -----------------------------------------------------------------------------
+
+
+def _header_list(msg: Message, report: MessageReport, result: DissectResult) -> None:
+    for name, value in msg.raw_items():
+        raw = str(value)
+        decoded = decode_text(raw, report.defects, name) if "=?" in raw else " ".join(raw.split())
+        if len(raw) > MAX_HEADER_VALUE:
+            result.problem(PARTIAL, f"header {name}: {len(raw)} characters, truncated in the report")
+        report.headers.append(Header(name, decoded[:MAX_HEADER_VALUE], raw[:MAX_HEADER_VALUE], len(raw)))
+
+
+def _first(msg: Message, name: str, report: MessageReport) -> str:
+    try:
+        value = msg.get(name)
+    except Exception as exc:
+        report.defects.append(f"{name}: unreadable ({type(exc).__name__})")
+        return ""
+    return decode_text(str(value), report.defects, name)[:MAX_HEADER_VALUE] if value is not None else ""
+
+
+def _addresses(msg: Message, name: str, report: MessageReport) -> str:
+    values = [str(v) for v in (msg.get_all(name) or [])]
+    if not values:
+        return ""
+    try:
+        pairs = getaddresses(values)
+    except Exception:
+        return ", ".join(values)[:MAX_HEADER_VALUE]
+    out = []
+    for display, addr in pairs:
+        display = decode_text(display, report.defects, name) if display else ""
+        out.append(f"{display} <{addr}>" if display and addr else addr or display)
+    return ", ".join(out)[:MAX_HEADER_VALUE]
+
+
+def _payload(part: Message) -> bytes:
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+
+
+def _text_of(data: bytes, charset: str) -> str:
+    try:
+        return data.decode(charset or "us-ascii", "replace")
+    except LookupError:
+        return data.decode("latin-1")
+
+
+class MessageDissector(Dissector):
+    name = "message"
+    version = 1
+    mimes = ("message/rfc822", "message/news")
+    magic_words = ("RFC 822 mail", "SMTP mail", "news or mail")
+    report_type = MessageReport
+
+    def dissect(self, data: bytes, ctx: DissectContext) -> DissectResult:
+        result = DissectResult()
+        report = MessageReport()
+        result.report = report
+        try:
+            msg = BytesParser(policy=compat32).parsebytes(data)
+        except RecursionError:
+            result.problem(LIMIT_HIT, "MIME nesting deeper than the parser can follow; headers only")
+            msg = BytesHeaderParser(policy=compat32).parsebytes(data)
+            self._headers(msg, report, result)
+            report.defects.append(f"{data.count(b'boundary=')} boundary declarations found by a byte scan")
+            return result
+        except Exception as exc:
+            result.problem(PARSER_ERROR, f"message parser failed: {type(exc).__name__}: {exc}")
+            return result
+        self._headers(msg, report, result)
+        self._parts(msg, report, result, ctx)
+        body_text = report.text + "\n" + html_to_text(report.html)
+        report.password_candidates = password_candidates(body_text + "\n" + report.subject)
+        urls = [(u, "text") for u in find_urls(report.text)] + [(u, "html") for u in find_urls(report.html)]
+        seen: set[str] = set()
+        for url, source in urls:
+            if url not in seen and len(seen) < MAX_FOUND:
+                seen.add(url)
+                report.urls.append(FoundUrl(url, defang(url), source))
+        addresses = find_emails(report.text + "\n" + report.html)
+        report.emails = [defang(a) for a in addresses[:MAX_FOUND]]
+        return result
+
+    def _headers(self, msg: Message, report: MessageReport, result: DissectResult) -> None:
+        for defect in msg.defects:
+            report.defects.append(f"headers: {type(defect).__name__}")
+        _header_list(msg, report, result)
+        report.subject = _first(msg, "Subject", report)
+        report.from_addr = _addresses(msg, "From", report)
+        report.to = _addresses(msg, "To", report)
+        report.cc = _addresses(msg, "Cc", report)
+        report.reply_to = _addresses(msg, "Reply-To", report)
+        report.return_path = _addresses(msg, "Return-Path", report)
+        report.sender = _addresses(msg, "Sender", report)
+        report.message_id = _first(msg, "Message-ID", report)
+        report.date = parse_date(_first(msg, "Date", report), report.defects)
+        report.received = _hops([str(v) for v in msg.get_all("Received") or []], report.defects)
+        report.auth = _auth(msg)
+        report.mismatches = _mismatches(report)
+
+    def _parts(self, msg: Message, report: MessageReport, result: DissectResult, ctx: DissectContext) -> None:
+        limits = ctx.limits
+        if msg.is_multipart():
+            report.preamble = (msg.preamble or "")[:MAX_BODY_TEXT]
+            report.epilogue = (msg.epilogue or "")[:MAX_BODY_TEXT]
+        stack: list[tuple[Message, str, int]] = [(msg, "1" if not msg.is_multipart() else "", 0)]
+        leaf = 0
+        budget = ctx.budget
+        while stack:
+            part, position, depth = stack.pop()
+            if len(report.parts) >= limits.max_mime_parts:
+                result.problem(LIMIT_HIT, f"MIME parts limit {limits.max_mime_parts}: the rest not listed")
+                break
+            ctype = part.get_content_type()
+            entry = MimePart(position or "0", depth, ctype, str(part.get_content_charset("") or ""),
+                             str(part.get("Content-Disposition", "")).split(";")[0].strip().lower(),
+                             "", str(part.get("Content-Transfer-Encoding", "")).strip().lower(), 0)
+            try:
+                entry.filename = str(part.get_filename("") or part.get_param("name", "") or "")
+                if "=?" in entry.filename:
+                    entry.filename = decode_text(entry.filename, entry.defects, "filename")
+            except Exception as exc:
+                entry.defects.append(f"filename unreadable ({type(exc).__name__})")
+            report.parts.append(entry)
+            if part.is_multipart():
+                if depth >= limits.max_mime_depth:
+                    result.problem(LIMIT_HIT, f"MIME nesting limit {limits.max_mime_depth} at part {position}")
+                    continue
+                subparts = part.get_payload()
+                if part is not msg:
+                    for defect in part.defects:
+                        entry.defects.append(type(defect).__name__)
+                for i, sub in reversed(list(enumerate(subparts, start=1))):
+                    stack.append((sub, f"{position}.{i}" if position else str(i), depth + 1))
+                continue
+            leaf += 1
+            if ctype == "message/rfc822" and isinstance(part.get_payload(), list):
+                inner = part.get_payload(0)
+                data = inner.as_bytes() if isinstance(inner, Message) else b""
+            else:
+                data = _payload(part)
+            for defect in part.defects:
+                entry.defects.append(type(defect).__name__)
+            entry.size = len(data)
+            is_body = (not entry.filename and entry.disposition != "attachment"
+                       and ctype in ("text/plain", "text/html"))
+            if is_body:
+                text = _text_of(data, entry.charset)
+                if ctype == "text/plain" and len(report.text) < MAX_BODY_TEXT:
+                    report.text += text[: MAX_BODY_TEXT - len(report.text)]
+                elif ctype == "text/html" and len(report.html) < MAX_BODY_TEXT:
+                    report.html += text[: MAX_BODY_TEXT - len(report.html)]
+            if not data:
+                continue
+            if len(data) > limits.max_child:
+                result.problem(LIMIT_HIT, f"part {entry.position}: {len(data)} bytes over the child limit")
+                continue
+            if len(data) > budget:
+                result.problem(LIMIT_HIT, f"part {entry.position}: total expanded bytes limit reached")
+                continue
+            budget -= len(data)
+            segment = f"part {leaf}"
+            if entry.filename:
+                segment += "/" + sanitize_filename(entry.filename)
+            entry.child = segment
+            result.children.append(Child(entry.filename, data, declared_type=ctype, segment=segment,
+                                         note=f"MIME part {entry.position}"))
+            if len(result.children) >= ctx.children_left:
+                result.problem(LIMIT_HIT, f"children limit reached at part {entry.position}")
+                break
+        defects = [f"part {p.position}: {d}" for p in report.parts for d in p.defects]
+        report.defects.extend(defects)
+
+
+DISSECTORS = [MessageDissector]
