@@ -674,7 +674,7 @@ def prepare_bundle(*, sources: Mapping[str, bytes], entrypoints: list[SourceEntr
         if not rule.fingerprint:
             raise BundleError(f"rule {rule.name} has no fingerprint; it cannot be checked on a tower")
     ordered_rules = tuple(sorted(rules, key=lambda r: (r.namespace, r.name)))
-    ordered_entries = tuple(sorted(entrypoints, key=lambda e: (e.namespace, e.path)))
+    ordered_entries = tuple(entrypoints)         # compile order matters: the caller's
     with tempfile.TemporaryDirectory(prefix="wb-bundle-") as tmp:
         root = Path(tmp)
         for name, data in sources.items():

@@ -1,0 +1,763 @@
+"""Validation of a signature repository: everything that decides whether a ruleset may be committed.
+
+Each check is a small class with an id prefix, a title and ``run(ctx)`` returning
+findings (the lint ``Finding`` type, so SARIF and the TUI treat both alike). A
+validation fails when any finding is an error. ``--changed-since REV`` narrows the
+per-rule checks to rules changed since REV; the whole-set compile always runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import yara
+import yara_x
+
+from workbench.corpus.ruleset import RuleEntry, Ruleset
+from workbench.corpus.scanner import ScanTarget, scan_files
+from workbench.release.repository import RepositoryError, SignatureRepository
+from workbench.release.settings import ReleaseSettings
+from workbench.rules.engines import engine_versions
+from workbench.rules.findings import Baseline, BaselineError, Finding, Severity
+from workbench.rules.lint import check_catalog, lint_files
+from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths, parse_file, parse_text
+from workbench.rules.policy import Policy, PolicyError
+
+SCAN_TIMEOUT = 20            # seconds per corpus file
+BUDGET_RUNS = 3              # timing runs per rule; the fastest counts
+_MIB = 1024 * 1024
+_LIBYARA_AT = re.compile(r"\((\d+)\): (.*)", re.S)
+_UNDEFINED = re.compile(r'undefined identifier "?`?([A-Za-z_][A-Za-z0-9_]*)')
+_UNKNOWN_IDENT = re.compile(r"unknown identifier `([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+# --- the report --------------------------------------------------------------------
+
+
+@dataclass
+class CheckResult:
+    id: str
+    title: str
+    status: str                  # "passed", "failed", "skipped"
+    seconds: float
+    errors: int = 0
+    warnings: int = 0
+    note: str = ""
+
+
+@dataclass
+class RuleResult:
+    """What the corpus checks saw for one rule."""
+
+    name: str
+    file: str
+    status: str
+    positives: list[str] = field(default_factory=list)       # sha256 of its samples in the corpus
+    matched: list[str] = field(default_factory=list)         # of those, matched
+    clean_matches: list[str] = field(default_factory=list)   # clean files matched (allowed ones too)
+    ms_per_mib: float | None = None
+
+
+@dataclass
+class AllowedHit:
+    rule: str
+    sha256: str
+    path: str
+    reason: str
+
+
+@dataclass
+class ValidationReport:
+    root: str
+    mode: str                    # "full" or "changed"
+    base: str                    # revision compared against for version bumps ("" for none)
+    rules_total: int = 0
+    rules_checked: list[str] = field(default_factory=list)
+    files_checked: int = 0
+    checks: list[CheckResult] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    accepted: list[Finding] = field(default_factory=list)    # warnings the baseline accepts
+    allowed: list[AllowedHit] = field(default_factory=list)  # clean matches the allow-list accepts
+    rules: list[RuleResult] = field(default_factory=list)
+    uncovered: list[str] = field(default_factory=list)       # malicious files no rule claims
+    engines: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for f in self.findings if f.severity == "error")
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for f in self.findings if f.severity == "warning")
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
+
+
+# --- what the checks work on --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    path: Path
+    sha256: str
+    md5: str
+    sha1: str
+    size: int
+
+
+@dataclass
+class Corpus:
+    root: Path
+    files: list[CorpusFile]
+
+    def by_hash(self) -> dict[str, CorpusFile]:
+        out: dict[str, CorpusFile] = {}
+        for f in self.files:
+            out[f.sha256] = out[f.md5] = out[f.sha1] = f
+        return out
+
+    @classmethod
+    def load(cls, root: Path) -> Corpus:
+        files = []
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root).parts
+            if any(p.startswith(".") for p in rel) or path.is_symlink() or not path.is_file():
+                continue
+            data = path.read_bytes()
+            files.append(CorpusFile(path, hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest(),
+                                    hashlib.sha1(data).hexdigest(), len(data)))
+        return cls(root, files)
+
+
+@dataclass
+class ValidationContext:
+    root: Path
+    policy: Policy
+    settings: ReleaseSettings
+    files: list[RuleFile]                 # every rule file, in compile order (includes first)
+    targets: set[str]                     # names of the rules the per-rule checks look at
+    repo: SignatureRepository
+    base: str                             # revision for the version check, "" for none
+    scan_corpus: bool
+    threads: int | None
+    report: ValidationReport
+    include_findings: list[Finding] = field(default_factory=list)
+    _corpora: dict[str, Corpus] = field(default_factory=dict)
+
+    @property
+    def rules(self) -> list[RuleSource]:
+        return [r for rf in self.files for r in rf.rules]
+
+    @property
+    def target_files(self) -> list[RuleFile]:
+        return [rf for rf in self.files if any(r.name in self.targets for r in rf.rules)
+                or (not rf.rules and self.report.mode == "full")]
+
+    def target_rules(self) -> list[RuleSource]:
+        return [r for r in self.rules if r.name in self.targets]
+
+    def corpus(self, which: str) -> Corpus:
+        if which not in self._corpora:
+            rel = self.settings.malicious if which == "malicious" else self.settings.clean
+            self._corpora[which] = Corpus.load(self.root / rel)
+        return self._corpora[which]
+
+    def status(self, rule: RuleSource) -> str:
+        return str(rule.meta_value("status", "") or "")
+
+    def ruleset(self, rules: Sequence[RuleSource]) -> Ruleset:
+        entries = [RuleEntry(index=i, source=r, encoding="utf-8") for i, r in enumerate(rules)]
+        return Ruleset(entries, [rf.path for rf in self.files if rf.path])
+
+
+def _finding(id: str, severity: Severity, file: str | Path | None, line: int, message: str, hint: str,
+             rule: str = "", subject: str = "", column: int = 0) -> Finding:
+    return Finding(id, severity, str(file or ""), line, column or (1 if line else 0), message, hint,
+                   rule, subject or message)
+
+
+# --- compiling a set of rules as one namespace --------------------------------------
+
+
+@dataclass
+class SetCompile:
+    rules: yara.Rules | None
+    findings: list[Finding]
+
+
+def compile_set(ruleset: Ruleset, indices: Iterable[int], externals: dict[str, object], *,
+                yarax: bool = False, check_id: str = "V101", what: str = "the ruleset") -> SetCompile:
+    """Compile rules together (libyara, or YARA-X), errors pointed back at their files and lines."""
+    data, starts = ruleset.source_bytes(list(indices))
+
+    def locate(line: int) -> tuple[str, int, str]:
+        owner = None
+        for start, entry in starts:
+            if start <= line:
+                owner = (start, entry)
+        if owner is None:
+            return "", 0, ""
+        start, entry = owner
+        return str(entry.source.file or ""), entry.source.start_line + line - start, entry.name
+
+    findings: list[Finding] = []
+    if not yarax:
+        fd, name = tempfile.mkstemp(prefix="wb-validate-", suffix=".yar")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            try:
+                compiled = yara.compile(filepath=name, externals=externals, includes=False)
+                return SetCompile(compiled, [])
+            except yara.Error as exc:
+                text = str(exc)
+        finally:
+            os.unlink(name)
+        m = _LIBYARA_AT.search(text)
+        file, line, rule = locate(int(m.group(1))) if m else ("", 0, "")
+        message = m.group(2).strip() if m else text
+        findings.append(_explain(check_id, file, line, rule, f"libyara: {what} does not compile: {message}",
+                                 message, ruleset))
+        return SetCompile(None, findings)
+    compiler = yara_x.Compiler()
+    for key, value in externals.items():
+        compiler.define_global(key, value)
+    try:
+        compiler.add_source(data.decode("utf-8", "replace"))
+        compiler.build()
+        return SetCompile(None, [])
+    except yara_x.CompileError:
+        pass
+    for err in compiler.errors():
+        labels = err.get("labels") or [{}]
+        line = int(err.get("line") or labels[0].get("line") or 0)
+        file, fline, rule = locate(line) if line else ("", 0, "")
+        message = f"{err.get('code', '')}: {err.get('title', '')}"
+        detail = str(labels[0].get("text", "")).strip()
+        if detail and detail not in message:
+            message += f" ({detail})"
+        findings.append(_explain(check_id, file, fline, rule, f"yara-x: {what} does not compile: {message}",
+                                 message, ruleset))
+    return SetCompile(None, findings)
+
+
+def _explain(check_id: str, file: str, line: int, rule: str, message: str, raw: str,
+             ruleset: Ruleset) -> Finding:
+    """Name the likely cause: an undeclared external, or a rule the subset left out."""
+    m = _UNDEFINED.search(raw) or _UNKNOWN_IDENT.search(raw)
+    hint = "the rules compile alone but not together: look for clashing names or global rules"
+    if m:
+        ident = m.group(1)
+        if check_id == "V103":
+            hint = (f"{ident} does not ship (status not in [release] ship) but a shipped rule needs it: "
+                    f"ship it too, or stop using it")
+        elif ident not in ruleset.by_name:
+            return _finding("V105", "error", file, line,
+                            f"external variable {ident!r} is not declared in the policy",
+                            f"declare it under [externals] in workbench.toml with its default value "
+                            f"(e.g. {ident} = \"\")", rule, subject=f"external {ident}")
+    return _finding(check_id, "error", file, line, message, hint, rule, subject=raw)
+
+
+# --- the checks ------------------------------------------------------------------------
+
+
+class ValidationCheck:
+    id: ClassVar[str]
+    title: ClassVar[str]
+    needs_corpus: ClassVar[bool] = False
+
+    def run(self, ctx: ValidationContext) -> list[Finding]:
+        raise NotImplementedError
+
+
+class LintCheck(ValidationCheck):
+    """Both engines per file, metadata, names, performance: the rule linter with the baseline."""
+
+    id = "LINT"
+    title = "lint: compile each file alone (libyara and YARA-X), metadata, names, performance"
+
+    def run(self, ctx: ValidationContext) -> list[Finding]:
+        baseline = None
+        path = ctx.root / ctx.settings.baseline
+        if path.exists():
+            try:
+                baseline = Baseline.load(path)
+            except BaselineError as exc:
+                return [_finding("V003", "error", path, 0, str(exc), "fix or delete the baseline file")]
+        files = ctx.target_files
+        chosen = {id(rf) for rf in files}
+        others = {r.name: str(rf.path) for rf in ctx.files if id(rf) not in chosen for r in rf.rules}
+        report = lint_files(files, ctx.policy, baseline=baseline, externals=ctx.settings.externals,
+                            known_rules=others)
+        keep = ctx.targets if ctx.report.mode == "changed" else None
+        ctx.report.accepted.extend(f for f in report.accepted if keep is None or f.rule in keep or not f.rule)
+        return [f for f in report.findings if keep is None or f.rule in keep or not f.rule]
+
+
+class SetCompileCheck(ValidationCheck):
+    """The whole set together with both engines, includes resolved, externals declared."""
+
+    id = "V1"
+    title = "compile the whole set together (libyara and YARA-X); includes; externals"
+
+    def run(self, ctx: ValidationContext) -> list[Finding]:
+        findings = list(ctx.include_findings)
+        rules = ctx.rules
+        if not rules:
+            return findings
+        ruleset = ctx.ruleset(rules)
+        every = range(len(rules))
+        ext = dict(ctx.settings.externals)
+        findings += compile_set(ruleset, every, ext, check_id="V101").findings
+        findings += compile_set(ruleset, every, ext, yarax=True, check_id="V102").findings
+        shipped = [r for r in rules if ctx.settings.ships(ctx.status(r))]
+        if shipped and not any(f.id in ("V101", "V105") for f in findings):
+            findings += compile_set(ctx.ruleset(shipped), range(len(shipped)), ext, check_id="V103",
+                                    what="the shipped rules alone").findings
+        return findings
+
+
+class ShippedFingerprintCheck(ValidationCheck):
+    """Towers compare each loaded rule's ``fingerprint`` metadata with the manifest: it must be true."""
+
+    id = "V2"
+    title = "shipped rules carry their true fingerprint"
+
+    def run(self, ctx: ValidationContext) -> list[Finding]:
+        findings = []
+        for rule in ctx.target_rules():
+            if not ctx.settings.ships(ctx.status(rule)):
+                continue
+            meta = str(rule.meta_value("fingerprint", "") or "").lower()
+            if meta != rule.fingerprint:
+                findings.append(_finding(
+                    "V201", "error", rule.file, rule.meta_line("fingerprint"),
+                    f"rule {rule.name} ships but its fingerprint metadata is "
+                    f"{'stale' if meta else 'missing'} (should be {rule.fingerprint})",
+                    "towers refuse a bundle whose rules' fingerprints differ from the manifest: "
+                    "run `workbench rule fmt --update-meta`", rule.name, subject="fingerprint"))
+        return findings
+
+
+class CorpusCheck(ValidationCheck):
+    """Each rule matches its samples (``hash`` metadata) and nothing in the clean corpus."""
+
+    id = "V3"
+    title = "corpus: positive samples matched, clean corpus not matched"
+    needs_corpus = True
+
+    def run(self, ctx: ValidationContext) -> list[Finding]:
+        findings: list[Finding] = []
+        for which, rel in (("malicious", ctx.settings.malicious), ("clean", ctx.settings.clean)):
+            if not (ctx.root / rel).is_dir():
+                findings.append(_finding("V004", "error", ctx.root / rel, 0, f"{which} corpus folder {rel} is missing",
+                                         f"create it, or set release.{which} in workbench.toml"))
+        if findings:
+            return findings
+        malicious, clean = ctx.corpus("malicious"), ctx.corpus("clean")
+        by_hash = malicious.by_hash()
+        checked = [r for r in ctx.target_rules() if ctx.status(r) not in ctx.settings.exempt]
+        results: dict[str, RuleResult] = {}
+        wanted: dict[str, CorpusFile] = {}
+        for rule in checked:
+            rr = RuleResult(rule.name, str(rule.file or ""), ctx.status(rule))
+            results[rule.name] = rr
+            for h in rule.meta_values("hash"):
+                f = by_hash.get(str(h).strip().lower())
+                if f is not None and f.sha256 not in rr.positives:
+                    rr.positives.append(f.sha256)
+                    wanted[f.sha256] = f
+            if not rr.positives and not rule.is_private:
+                findings.append(_finding(
+                    "V301", "error", rule.file, rule.meta_line("hash"),
+                    f"rule {rule.name} has no positive sample in {ctx.settings.malicious}",
+                    f"add the sample to {ctx.settings.malicious}/ and its sha256 as hash metadata",
+                    rule.name, subject="no positive sample"))
+        if not checked:
+            return findings
+        if ctx.report.mode == "full":      # the coverage listing needs every malicious file scanned
+            wanted.update({f.sha256: f for f in malicious.files})
+        all_rules = ctx.rules
+        ruleset = ctx.ruleset(all_rules)
+        index = {r.name: i for i, r in enumerate(all_rules)}
+        compiled = compile_set(ruleset, ruleset.closure(index[r.name] for r in checked),
+                               dict(ctx.settings.externals), check_id="V101")
+        if compiled.rules is None:
+            return [*findings, _finding("V300", "warning", "", 0, "corpus checks skipped: the rules do not compile",
+                                        "fix the compile errors first")]
+        clean_files = {f.sha256: f for f in clean.files}
+        targets = [ScanTarget(f.sha256, f.path, f.size) for f in {**wanted, **clean_files}.values()]
+        outcome = scan_files(compiled.rules, targets, threads=ctx.threads, timeout=SCAN_TIMEOUT)
+        for sha in outcome.timeouts:
+            findings.append(_finding("V307", "error", _path_of(sha, wanted, clean_files), 0,
+                                     f"scanning this corpus file timed out after {SCAN_TIMEOUT} s",
+                                     "a rule is too slow on it; see the scan-time budget check"))
+        for sha, problem in outcome.errors.items():
+            findings.append(_finding("V307", "error", _path_of(sha, wanted, clean_files), 0,
+                                     f"could not scan this corpus file: {problem}", "check the file"))
+        matched_by: dict[str, set[str]] = {sha: {h.rule for h in hits} for sha, hits in outcome.results.items()}
+        allow = {(a.rule, a.file): a for a in ctx.settings.allow}
+        used: set[tuple[str, str]] = set()
+        rules_by_name = {r.name: r for r in checked}
+        for name, rr in results.items():
+            rule = rules_by_name[name]
+            for sha in rr.positives:
+                if name in matched_by.get(sha, set()):
+                    rr.matched.append(sha)
+                elif sha in outcome.results:
+                    findings.append(_finding(
+                        "V302", "error", rule.file, rule.start_line,
+                        f"rule {name} does not match its sample {wanted[sha].path.name} ({sha[:12]})",
+                        "the rule or the sample changed: fix the rule, or drop the hash if the sample "
+                        "is not of this family", name, subject=f"misses {sha}"))
+            for sha, f in clean_files.items():
+                if name not in matched_by.get(sha, set()):
+                    continue
+                rr.clean_matches.append(sha)
+                rel = f.path.relative_to(clean.root).as_posix()
+                key = next((k for k in ((name, sha), (name, rel)) if k in allow), None)
+                if key is not None:
+                    used.add(key)
+                    ctx.report.allowed.append(AllowedHit(name, sha, rel, allow[key].reason))
+                    findings.append(_finding("V305", "info", rule.file, rule.start_line,
+                                             f"rule {name} matches clean file {rel}, allowed: {allow[key].reason}",
+                                             "the allow-list entry in workbench.toml accepts it", name,
+                                             subject=f"allowed {sha}"))
+                    continue
+                severity: Severity = "warning" if rr.status in ctx.settings.noisy else "error"
+                findings.append(_finding(
+                    "V303" if severity == "error" else "V304", severity, rule.file, rule.start_line,
+                    f"rule {name} matches clean file {rel} ({sha[:12]})",
+                    "make the rule more specific; if the match is accepted after review, add "
+                    f'[[release.allow]] rule = "{name}", file = "{sha}", reason = "..."',
+                    name, subject=f"clean {sha}"))
+        if ctx.report.mode == "full":
+            known_rules = {r.name for r in all_rules}
+            for rule_name, file in allow:
+                if (rule_name, file) not in used:
+                    why = "names no rule" if rule_name not in known_rules else "matched nothing"
+                    findings.append(_finding("V306", "warning", ctx.policy.path, 0,
+                                             f"allow-list entry {rule_name} / {file} {why}",
+                                             "remove the stale [[release.allow]] entry", rule_name,
+                                             subject=f"stale allow {file}"))
+            claimed = {sha for rr in results.values() for sha in rr.positives}
+            ctx.report.uncovered = sorted(f.path.relative_to(malicious.root).as_posix()
+                                          for f in malicious.files if f.sha256 not in claimed
+                                          and not matched_by.get(f.sha256))
+        ctx.report.rules = sorted(results.values(), key=lambda r: r.name)
+        return findings
+
+
+def _path_of(sha: str, *maps: dict[str, CorpusFile]) -> str:
+    for m in maps:
+        if sha in m:
+            return str(m[sha].path)
+    return sha
+
+
+class BudgetCheck(ValidationCheck):
+    """Each rule alone over the corpora must stay within its scan-time budget (ms per MiB)."""
+
+    id = "V4"
+    title = "scan-time budget per rule"
+    needs_corpus = True
+
+    def run(self, ctx: ValidationContext) -> list[Finding]:
+        data = [f.path.read_bytes() for which in ("malicious", "clean")
+                if (ctx.root / getattr(ctx.settings, which)).is_dir() for f in ctx.corpus(which).files]
+        total = sum(len(d) for d in data)
+        if not total:
+            return []
+        mib = total / _MIB
+        empty = yara.compile(source="rule wb_budget_empty { condition: false }")
+        floor = _time_scan(empty, data)
+        all_rules = ctx.rules
+        ruleset = ctx.ruleset(all_rules)
+        index = {r.name: i for i, r in enumerate(all_rules)}
+        results = {rr.name: rr for rr in ctx.report.rules}
+        findings = []
+        for rule in ctx.target_rules():
+            if ctx.status(rule) in ctx.settings.exempt or rule.is_private:
+                continue
+            compiled = compile_set(ruleset, ruleset.closure([index[rule.name]]), dict(ctx.settings.externals))
+            if compiled.rules is None:
+                continue
+            budget = ctx.settings.budget_for(rule.name)
+            elapsed = _time_scan(compiled.rules, data, limit=budget * mib / 1000 * 10 + 1)
+            cost = max(0.0, elapsed - floor) * 1000 / mib
+            if rule.name in results:
+                results[rule.name].ms_per_mib = round(cost, 3)
+            if cost > budget:
+                findings.append(_finding(
+                    "V401", "error", rule.file, rule.start_line,
+                    f"rule {rule.name} costs {cost:.1f} ms per MiB scanned, over its budget of {budget:g}",
+                    "use longer fixed strings (atoms), bound regexes, check a cheap header first; "
+                    f"or raise it with [release.budgets] {rule.name} = N", rule.name, subject="budget"))
+        return findings
+
+
+def _time_scan(rules: yara.Rules, data: list[bytes], *, limit: float = 60.0) -> float:
+    """The fastest of a few runs over every input (seconds); a timeout counts as ``limit``."""
+    best = float("inf")
+    for _ in range(BUDGET_RUNS):
+        t0 = time.perf_counter()
+        try:
+            for d in data:
+                rules.match(data=d, timeout=max(1, int(limit) + 1))
+        except yara.TimeoutError:
+            return limit
+        best = min(best, time.perf_counter() - t0)
+        if best > limit:
+            break
+    return best
+
+
+class VersionCheck(ValidationCheck):
+    """A rule whose strings or condition changed since the base must bump version and modified."""
+
+    id = "V5"
+    title = "changed rules bump version and modified"
+
+    def run(self, ctx: ValidationContext) -> list[Finding]:
+        if not ctx.base:
+            return []
+        old: dict[str, RuleSource] = {}
+        for f in ctx.repo.files_at(ctx.base, ctx.settings.rules):
+            if f.path.lower().endswith((".yar", ".yara")):
+                parsed = parse_text(f.data.decode("utf-8", "replace"), Path(f.path))
+                old.update({r.name: r for r in parsed.rules})
+        findings = []
+        for rule in ctx.target_rules():
+            before = old.get(rule.name)
+            if before is None or before.fingerprint == rule.fingerprint:
+                continue
+            v_old, v_new = _version(before), _version(rule)
+            if v_new is None or v_old is None or v_new <= v_old:
+                findings.append(_finding(
+                    "V501", "error", rule.file, rule.meta_line("version"),
+                    f"rule {rule.name} changed since {ctx.base} but version is "
+                    f"{rule.meta_value('version', '(none)')} (was {before.meta_value('version', '(none)')})",
+                    f"set version = {(v_old or 0) + 1}", rule.name, subject="version not bumped"))
+            if rule.meta_value("modified") == before.meta_value("modified"):
+                findings.append(_finding(
+                    "V502", "error", rule.file, rule.meta_line("modified"),
+                    f"rule {rule.name} changed since {ctx.base} but modified is still "
+                    f"{rule.meta_value('modified', '(none)')}",
+                    "set modified to today's date", rule.name, subject="modified not updated"))
+        return findings
+
+
+def _version(rule: RuleSource) -> int | None:
+    value = rule.meta_value("version")
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+CHECKS: tuple[type[ValidationCheck], ...] = (LintCheck, SetCompileCheck, ShippedFingerprintCheck, CorpusCheck,
+                                              BudgetCheck, VersionCheck)
+
+VALIDATION_CATALOG = [
+    ("V001", "error", "policy file invalid", "fix workbench.toml"),
+    ("V002", "error", "rules folder missing", "create it or set release.rules"),
+    ("V003", "error", "lint baseline unreadable", "fix or delete the baseline file"),
+    ("V004", "error", "corpus folder missing", "create it or set release.malicious / release.clean"),
+    ("V101", "error", "the whole ruleset does not compile together (libyara)", "fix clashing names or globals"),
+    ("V102", "error", "the whole ruleset does not compile together (YARA-X)", "keep rules valid for both engines"),
+    ("V103", "error", "shipped rules need a rule that does not ship", "ship it too or stop using it"),
+    ("V104", "error", "include not resolved", "include a file inside the rules folder"),
+    ("V105", "error", "external variable not declared", "declare it under [externals] in workbench.toml"),
+    ("V201", "error", "shipped rule's fingerprint metadata is stale", "refresh it (rule fmt --update-meta)"),
+    ("V300", "warning", "corpus checks skipped", "fix the compile errors first"),
+    ("V301", "error", "no positive sample in the malicious corpus", "add the sample and its hash"),
+    ("V302", "error", "rule misses its positive sample", "fix the rule or the hash"),
+    ("V303", "error", "rule matches a clean file", "make the rule specific or allow the match"),
+    ("V304", "warning", "NOISY rule matches a clean file", "make the rule specific or allow the match"),
+    ("V305", "info", "clean match allowed by the allow-list", "reviewed; shown for the record"),
+    ("V306", "warning", "stale allow-list entry", "remove it"),
+    ("V307", "error", "corpus file could not be scanned", "a rule is too slow on it, or the file is unreadable"),
+    ("V401", "error", "rule over its scan-time budget", "improve atoms or raise the budget"),
+    ("V501", "error", "changed rule without a version bump", "increase version"),
+    ("V502", "error", "changed rule without a new modified date", "set modified to today"),
+]
+
+
+def catalog() -> list[dict[str, str]]:
+    """Every finding id validation can report (lint's included), for SARIF."""
+    own = [{"id": i, "severity": s, "title": t, "hint": h} for i, s, t, h in VALIDATION_CATALOG]
+    return check_catalog() + own
+
+
+# --- running ----------------------------------------------------------------------------
+
+
+NON_RULE_CHANGES_ALLOWED = ("CHANGELOG.md", "README.md")
+
+
+def validate(root: str | os.PathLike[str], *, changed_since: str | None = None, base: str | None = None,
+             scan_corpus: bool = True, threads: int | None = None,
+             progress: Callable[[str], None] | None = None) -> ValidationReport:
+    """Validate the signatures folder ``root`` (see the module docstring).
+
+    ``base`` is the revision changed rules are compared with for version bumps: by
+    default ``changed_since``, else the newest ``signatures-N`` release tag, else none.
+    Raises ``RepositoryError`` for an unknown revision or ``--changed-since`` outside git.
+    """
+    started = time.perf_counter()
+    root = Path(root).resolve()
+    report = ValidationReport(root=str(root), mode="full", base="", engines=dict(engine_versions()))
+    say = progress or (lambda _text: None)
+    try:
+        policy = Policy.load(root)
+        settings = ReleaseSettings.from_policy(policy)
+    except PolicyError as exc:
+        report.findings.append(_finding("V001", "error", root / "workbench.toml", 0, str(exc), "fix workbench.toml"))
+        return _finish(report, started)
+    rules_dir = root / settings.rules
+    if not rules_dir.is_dir():
+        report.findings.append(_finding("V002", "error", rules_dir, 0, f"no rules folder {settings.rules}/ in {root}",
+                                        "create it, or set release.rules in workbench.toml"))
+        return _finish(report, started)
+    repo = SignatureRepository(root)
+    files, include_findings = load_rule_tree(rules_dir)
+    names = {r.name for rf in files for r in rf.rules}
+    targets = set(names)
+    if changed_since:
+        report.mode = "changed"
+        changed = repo.changed_since(changed_since)
+        rule_prefix = settings.rules.rstrip("/") + "/"
+        other = [p for p in changed if not p.startswith(rule_prefix) and p not in NON_RULE_CHANGES_ALLOWED
+                 and p != settings.changelog]
+        if other:
+            report.mode = "full"
+            report.notes.append(f"{other[0]} changed since {changed_since}: validating every rule")
+        else:
+            targets = _changed_rules(repo, changed_since, files, [p for p in changed if p.startswith(rule_prefix)])
+    if base is None:
+        base = changed_since or _latest_release_tag(repo)
+    if base:
+        repo.commit(base)       # an unknown revision is the caller's mistake: say so now
+    report.base = base or ""
+    report.rules_total = len(names)
+    report.rules_checked = sorted(targets)
+    ctx = ValidationContext(root=root, policy=policy, settings=settings, files=files, targets=targets,
+                            repo=repo, base=base or "", scan_corpus=scan_corpus, threads=threads,
+                            report=report, include_findings=include_findings)
+    report.files_checked = len(ctx.target_files)
+    if not base:
+        report.notes.append("no base revision (no release tag yet): version bumps not checked")
+    for cls in CHECKS:
+        check = cls()
+        t0 = time.perf_counter()
+        if check.needs_corpus and not scan_corpus:
+            report.checks.append(CheckResult(check.id, check.title, "skipped", 0.0, note="--no-corpus"))
+            continue
+        say(check.title)
+        found = check.run(ctx)
+        report.findings.extend(found)
+        errors = sum(1 for f in found if f.severity == "error")
+        warnings = sum(1 for f in found if f.severity == "warning")
+        report.checks.append(CheckResult(check.id, check.title, "failed" if errors else "passed",
+                                         round(time.perf_counter() - t0, 3), errors, warnings))
+    return _finish(report, started)
+
+
+def _finish(report: ValidationReport, started: float) -> ValidationReport:
+    seen: set[tuple[str, str, int, str]] = set()
+    unique = []
+    for f in report.findings:
+        key = (f.id, f.file, f.line, f.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    report.findings = sorted(unique, key=Finding.sort_key)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _latest_release_tag(repo: SignatureRepository) -> str:
+    if repo.repo is None:
+        return ""
+    tags = repo.release_tags()
+    return tags[max(tags)].name if tags else ""
+
+
+def _changed_rules(repo: SignatureRepository, rev: str, files: list[RuleFile], changed: list[str]) -> set[str]:
+    """Rules in changed files whose text differs from ``rev`` (new rules included)."""
+    old_text: dict[str, str] = {}
+    for rel in changed:
+        try:
+            data = next((f.data for f in repo.files_at(rev, rel)), None)
+        except RepositoryError:
+            data = None
+        if data is not None:
+            old_text.update({r.name: r.text for r in parse_text(data.decode("utf-8", "replace")).rules})
+    changed_paths = {(repo.root / rel).resolve() for rel in changed}
+    out = set()
+    for rf in files:
+        if rf.path is not None and rf.path.resolve() in changed_paths:
+            out.update(r.name for r in rf.rules if old_text.get(r.name) != r.text)
+    return out
+
+
+def load_rule_tree(rules_dir: Path) -> tuple[list[RuleFile], list[Finding]]:
+    """Every rule file under ``rules_dir``, included files first (each once), as YARA reads them.
+
+    Includes must stay inside the rules folder: a bundle carries nothing else.
+    """
+    rules_dir = rules_dir.resolve()
+    order: list[RuleFile] = []
+    done: set[Path] = set()
+    active: set[Path] = set()
+    findings: list[Finding] = []
+
+    def visit(path: Path, parsed: RuleFile | None = None) -> None:
+        if path in done:
+            return
+        if path in active:
+            findings.append(_finding("V104", "error", path, 0, f"include cycle through {path.name}",
+                                     "remove the circular include"))
+            return
+        active.add(path)
+        rf = parsed or parse_file(path)
+        for inc in rf.includes:
+            target = (path.parent / inc).resolve()
+            line = _include_line(rf, inc)
+            if not target.is_relative_to(rules_dir):
+                findings.append(_finding("V104", "error", path, line,
+                                         f"include {inc!r} points outside the rules folder",
+                                         "bundles carry only the rules folder: move the file inside it",
+                                         subject=f"include {inc}"))
+            elif not target.is_file():
+                findings.append(_finding("V104", "error", path, line, f"include {inc!r}: no such file",
+                                         "fix the path (relative to the including file)", subject=f"include {inc}"))
+            else:
+                visit(target)
+        active.discard(path)
+        done.add(path)
+        order.append(rf)
+
+    for p in iter_rule_paths([rules_dir]):
+        visit(p.resolve())
+    return order, findings
+
+
+def _include_line(rf: RuleFile, inc: str) -> int:
+    for i, line in enumerate(rf.text.splitlines(), 1):
+        if line.strip().startswith("include") and inc in line:
+            return i
+    return 0
