@@ -285,9 +285,10 @@ class RequiredMeta(Check):
 
     def check(self, rule: RuleSource, rf: RuleFile, ctx: LintContext) -> Iterator[Finding]:
         present = {k for k, _ in rule.meta}
-        for key in ctx.policy.required_meta:
-            if key not in present:
-                yield self.finding(rule, rf, f"rule {rule.name} has no '{key}' metadata", subject=key)
+        missing = [key for key in ctx.policy.required_meta if key not in present]
+        if missing:
+            yield self.finding(rule, rf, f"rule {rule.name} lacks metadata: {', '.join(missing)}",
+                               subject="missing " + ",".join(missing))
 
 
 def meta_type_problem(kind: str, value: object, policy: Policy) -> str | None:

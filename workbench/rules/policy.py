@@ -88,11 +88,13 @@ class Policy:
     def load(cls, path: Path | str | None = None) -> Policy:
         """Read a policy file, or ``workbench.toml`` in a signatures folder.
 
-        A folder without the file, or ``None``, gives the built-in house defaults.
+        A folder without the file (or no folder yet), or ``None``, gives the built-in defaults.
         """
         if path is None:
             return cls()
         path = Path(path)
+        if not path.exists() and path.suffix != ".toml":
+            return cls()        # a signatures folder not created yet
         if path.is_dir():
             path = path / POLICY_FILE
             if not path.exists():

@@ -1,0 +1,277 @@
+"""``workbench rule ...``: draft, lint, fmt, the check catalog and the goodware database."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from workbench.cli.context import CommandError, Context, add_json_flag, table
+from workbench.document import dumps
+from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK
+from workbench.rules.draft import DraftError, draft, load_samples
+from workbench.rules.findings import Baseline, BaselineError, LintReport
+from workbench.rules.fmt import format_paths
+from workbench.rules.goodware import GoodwareDB, goodware_path
+from workbench.rules.lint import check_catalog, lint_files
+from workbench.rules.parse import iter_rule_paths, parse_file, parse_text
+from workbench.rules.policy import Policy, PolicyError
+from workbench.rules.sarif import to_sarif
+
+BASELINE_FILE = "lint-baseline.json"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("rule", help="YARA rules: draft, lint, format")
+    rs = r.add_subparsers(dest="rule_command", metavar="ACTION", required=True)
+
+    p = rs.add_parser("draft", help="draft a rule from quarantined samples and chosen strings")
+    p.add_argument("--from", dest="samples", action="append", required=True, metavar="SHA256",
+                   help="a sample in the quarantine store (repeat for several samples of one family)")
+    p.add_argument("--string", dest="strings", action="append", default=[], metavar="TEXT",
+                   help="a supporting string ($s*; half of them must match)")
+    p.add_argument("--strong", action="append", default=[], metavar="TEXT",
+                   help="a string strong enough alone ($x*)")
+    p.add_argument("--hex", dest="hexes", action="append", default=[], metavar="HEX",
+                   help="a supporting byte pattern, e.g. '4D 5A ?? 00' or 4d5a9000")
+    p.add_argument("--name", help="rule name (default <CATEGORY>_<Family>_<Detail>)")
+    p.add_argument("--category", default="MAL", help="category (default MAL)")
+    p.add_argument("--family", default="Unknown", help="malware or campaign family")
+    p.add_argument("--detail", help="last part of the name (default: the file type, e.g. Doc)")
+    p.add_argument("--description")
+    p.add_argument("--author", help="default: $WORKBENCH_ACTOR or the login name")
+    p.add_argument("--source", metavar="SHA256", help="the quarantine message (default: found from the sample)")
+    p.add_argument("--out", type=Path, metavar="PATH", help="append the rule to this file (created if missing)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_draft)
+
+    p = rs.add_parser("lint", help="check rules with both engines and the house policy")
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                   help="rule files or folders (default: the signature repository)")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--json", action="store_const", const="json", dest="format", help="same as --format json")
+    p.add_argument("--policy", type=Path, metavar="FILE", help="policy file (default: SIGNATURES/workbench.toml)")
+    p.add_argument("--baseline", type=Path, metavar="FILE",
+                   help=f"accepted findings (default: SIGNATURES/{BASELINE_FILE} when present)")
+    p.add_argument("--no-baseline", action="store_true", help="report every finding")
+    p.add_argument("--write-baseline", type=Path, metavar="FILE",
+                   help="accept every current warning and info into FILE (errors are never accepted)")
+    p.add_argument("--strict", action="store_true", help="warnings fail the lint too")
+    p.set_defaults(func=cmd_lint)
+
+    p = rs.add_parser("fmt", help="format rule files canonically (YARA-X formatter)")
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                   help="rule files or folders (default: the signature repository)")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 listing files that would change")
+    p.add_argument("--update-meta", action="store_true",
+                   help="refresh stale fingerprints (and set modified, raise version)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_fmt)
+
+    p = rs.add_parser("checks", help="list every lint check with its id, severity and hint")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_checks)
+
+    p = rs.add_parser("goodware", help="the goodware string database behind string suggestions")
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="clean files or folders to add")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_goodware)
+
+
+def _policy(ctx: Context, path: Path | None) -> Policy:
+    try:
+        return Policy.load(path if path is not None else ctx.workspace.signatures)
+    except PolicyError as exc:
+        raise CommandError(str(exc), E_INPUT) from exc
+
+
+def _targets(ctx: Context, paths: list[Path]) -> list[Path]:
+    if not paths:
+        if not ctx.workspace.signatures.is_dir():
+            raise CommandError(f"no paths given and no signature repository at {ctx.workspace.signatures}",
+                               E_NOT_FOUND)
+        return [ctx.workspace.signatures]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise CommandError(f"not found: {', '.join(missing)}", E_NOT_FOUND)
+    return paths
+
+
+def _display(file: str) -> str:
+    if not file:
+        return "<text>"
+    rel = os.path.relpath(file) if os.path.isabs(file) else file
+    return rel if len(rel) <= len(file) else file
+
+
+# -- lint ---------------------------------------------------------------------------------------
+
+
+def cmd_lint(args: argparse.Namespace, ctx: Context) -> int:
+    policy = _policy(ctx, args.policy)
+    targets = _targets(ctx, args.paths)
+    baseline = None
+    if not args.no_baseline and args.write_baseline is None:
+        path = args.baseline or (ctx.workspace.signatures / BASELINE_FILE)
+        if args.baseline is not None or path.exists():
+            try:
+                baseline = Baseline.load(path)
+            except BaselineError as exc:
+                raise CommandError(str(exc), E_INPUT) from exc
+    try:
+        files = [parse_file(p) for p in iter_rule_paths(targets)]
+    except OSError as exc:
+        raise CommandError(f"cannot read {exc.filename}: {exc.strerror}", E_INPUT) from exc
+    if not files:
+        raise CommandError("no *.yar or *.yara files found", E_NOT_FOUND)
+    report = lint_files(files, policy, baseline=baseline)
+    if args.write_baseline is not None:
+        accepted = Baseline.from_findings(report.findings)
+        accepted.save(args.write_baseline)
+        ctx.err.write(f"accepted {len(accepted.entries)} finding(s) into {args.write_baseline}\n")
+        baseline = accepted
+        accepted.apply(report)
+    if args.format == "json":
+        ctx.json(report)
+    elif args.format == "sarif":
+        ctx.print(json.dumps(to_sarif(report), indent=2, ensure_ascii=False))
+    else:
+        ctx.print(render_lint(report))
+    failed = report.errors > 0 or (args.strict and report.warnings > 0)
+    return E_FINDINGS if failed else E_OK
+
+
+def render_lint(report: LintReport) -> str:
+    lines = []
+    for f in report.findings:
+        where = _display(f.file)
+        if f.line:
+            where += f":{f.line}" + (f":{f.column}" if f.column else "")
+        rule = f" [{f.rule}]" if f.rule else ""
+        lines.append(f"{where}: {f.severity} {f.id}: {f.message}{rule}")
+        if f.hint:
+            lines.append(f"    hint: {f.hint}")
+    summary = (f"{len(report.files)} file(s), {report.rules} rule(s): {report.errors} error(s), "
+               f"{report.warnings} warning(s), {report.count('info')} info")
+    if report.accepted:
+        summary += f"; {len(report.accepted)} accepted by the baseline"
+    lines.append(summary)
+    return "\n".join(lines)
+
+
+# -- fmt ----------------------------------------------------------------------------------------
+
+
+def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int:
+    targets = _targets(ctx, args.paths)
+    policy = _policy(ctx, None) if args.update_meta else None
+    report = format_paths(targets, check=args.check, meta=args.update_meta, policy=policy)
+    if args.json:
+        ctx.json(report)
+    else:
+        verb = "would reformat" if args.check else "reformatted"
+        for path in report.changed:
+            ctx.print(f"{verb} {_display(path)}")
+        for path, why in report.errors.items():
+            ctx.error(f"{_display(path)}: left unchanged: {why}")
+        ctx.print(f"{report.checked} file(s) checked, {len(report.changed)} {verb}"
+                  + (f", {len(report.errors)} with errors" if report.errors else ""))
+    if report.errors:
+        return E_INPUT
+    return E_FINDINGS if args.check and report.changed else E_OK
+
+
+# -- draft --------------------------------------------------------------------------------------
+
+
+def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
+    policy = _policy(ctx, None)
+    try:
+        samples = load_samples(ctx.workspace, args.samples, source=args.source)
+    except DraftError as exc:
+        raise CommandError(str(exc), E_NOT_FOUND) from exc
+    gw = GoodwareDB.open_for(ctx.workspace, readonly=True)
+    try:
+        result = draft(samples, strings=args.strings, hexes=args.hexes, strong=args.strong, name=args.name,
+                       category=args.category, family=args.family, detail=args.detail,
+                       description=args.description, author=args.author, policy=policy, goodware=gw)
+    except DraftError as exc:
+        raise CommandError(str(exc), E_INPUT) from exc
+    finally:
+        if gw is not None:
+            gw.close()
+    if args.out is not None:
+        _append_rule(args.out, result.text, result.name)
+    if args.json:
+        ctx.json(result)
+    else:
+        if args.out is None:
+            ctx.out.write(result.text)
+        else:
+            ctx.print(f"wrote {result.name} to {args.out}")
+        for note in result.notes:
+            ctx.warn(note)
+        for f in result.findings:
+            ctx.warn(f"lint {f.severity} {f.id}: {f.message}")
+    return E_OK
+
+
+def _append_rule(path: Path, text: str, name: str) -> None:
+    """Add the rule to ``path``; refuses when the file already defines the name or does not parse."""
+    existing = ""
+    if path.exists():
+        existing = path.read_text(encoding="utf-8")
+        parsed = parse_text(existing, path)
+        if any(r.name == name for r in parsed.rules):
+            raise CommandError(f"{path} already has a rule named {name}: pass --name", E_INPUT)
+        if parsed.errors:
+            raise CommandError(f"{path} does not parse ({parsed.errors[0]}); not appending to it", E_INPUT)
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    new = existing + ("\n" if existing else "") + text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.draft-tmp")
+    tmp.write_text(new, encoding="utf-8")
+    tmp.replace(path)
+
+
+# -- checks and goodware ---------------------------------------------------------------------------
+
+
+def cmd_checks(args: argparse.Namespace, ctx: Context) -> int:
+    catalog = check_catalog()
+    if args.json:
+        ctx.print(dumps(catalog))
+    else:
+        ctx.print(table([[c["id"], c["severity"], c["title"], c["hint"]] for c in catalog],
+                        ["ID", "SEVERITY", "CHECK", "FIX"], max_width={3: 70}))
+    return E_OK
+
+
+def _clean_files(ctx: Context, paths: list[Path]) -> Iterator[tuple[str, bytes]]:
+    for target in _targets(ctx, paths):
+        found = sorted(q for q in target.rglob("*") if q.is_file()) if target.is_dir() else [target]
+        for f in found:
+            try:
+                data = f.read_bytes()
+            except OSError as exc:
+                ctx.warn(f"skipped {f}: {exc.strerror}")
+                continue
+            yield hashlib.sha256(data).hexdigest(), data
+
+
+def cmd_goodware(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.workspace.ensure()
+    with GoodwareDB(goodware_path(ctx.workspace)) as gw:
+        added = gw.add_files(_clean_files(ctx, args.paths)) if args.paths else 0
+        stats = gw.stats()
+    if args.json:
+        ctx.json({"added": added, **stats.__dict__})
+    else:
+        if args.paths:
+            ctx.print(f"added {added} new clean file(s)")
+        ctx.print(f"{stats.path}: {stats.files} clean file(s), {stats.strings} distinct string(s)")
+    return E_OK
