@@ -45,6 +45,7 @@ class WorkbenchApp(App[int]):
 
     def __init__(self, workspace: Workspace, *, theme: str = "dark", query: str = "",
                  open_message: str | None = None, open_rule: Path | None = None) -> None:
+        _start_resource_tracker()
         super().__init__()
         self.workspace = workspace
         self.initial_query = query
@@ -113,6 +114,18 @@ class WorkbenchApp(App[int]):
         self.log.error(f"{what} failed", error)
         self.notify(f"{type(error).__name__}: {error}" if error else "failed",
                     title=f"Could not {what}", severity="error", timeout=10)
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker while ``sys.stderr`` is still a real file.
+
+    Dissection runs in forkserver workers; the tracker they need is spawned with
+    ``sys.stderr.fileno()`` among the descriptors to keep, and while the app runs
+    Textual's stderr stand-in has no descriptor ("bad value(s) in fds_to_keep").
+    """
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
 
 
 def make_app(workspace: Workspace, *, theme: str = "dark", query: str = "",

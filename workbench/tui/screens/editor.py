@@ -313,7 +313,7 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
         self.app.push_screen(PromptScreen(
             "Save the rule as (relative to the signature repository)",
             str(suggested.relative_to(signatures)),
-            hint="signatures/rules/<category>/<family>.yar · enter saves · esc cancels"), chosen)
+            hint="rules/<category>/<family>.yar · enter saves · esc cancels"), chosen)
 
     @work(thread=True, exclusive=True, group="save", exit_on_error=False,
           description="save the rule")

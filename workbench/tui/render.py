@@ -1,0 +1,334 @@
+"""Dissection documents drawn as Rich text for the screens (no Textual here, so unit-testable).
+
+Nothing here interprets content: message text is shown as plain text (never as
+markup), HTML is shown as its text or its source, and URLs are defanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from workbench.dissect.formats.text import defang, html_to_text
+
+STATUS_BADGES = {
+    "partial": ("partial", "yellow"),
+    "limit-hit": ("limit hit", "bold yellow"),
+    "timed-out": ("timed out", "bold red"),
+    "parser-error": ("parser error", "bold red"),
+}
+FLAG_STYLE = "bold red"
+AUTH_STYLES = {"pass": "green", "fail": "bold red", "softfail": "yellow", "neutral": "yellow",
+               "temperror": "yellow", "permerror": "red", "none": "dim", "present": "cyan"}
+MAX_TABLE_ROWS = 500
+HASH_FIELDS = frozenset({"md5", "sha1", "sha256", "ssdeep", "tlsh", "imphash"})
+# VBA words that make a macro worth reading closely (olevba's AutoExec and Suspicious lists)
+VBA_KEYWORDS = (
+    "AutoOpen", "Auto_Open", "Document_Open", "Workbook_Open", "AutoExec", "AutoClose",
+    "Document_Close", "Shell", "WScript", "CreateObject", "GetObject", "Environ", "Kill",
+    "URLDownloadToFile", "XMLHTTP", "ADODB", "SaveToFile", "CallByName", "StrReverse",
+    "Chr", "ChrW", "Base64", "powershell", "cmd", "Run", "Exec", "ShellExecute", "VirtualAlloc",
+    "RtlMoveMemory", "CreateThread", "Lib", "Declare", "MacScript", "Open", "Write", "Put",
+)
+_VBA_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, VBA_KEYWORDS), key=len, reverse=True)) + r")\b",
+                     re.I)
+_URL_RE = re.compile(r"""\b(?:https?|ftp)://[^\s"'<>()\[\]{}\\^`|]{2,2048}""", re.I)
+
+
+def utc_text(value: dt.datetime | str | None) -> str:
+    """A date as ``2026-11-26 05:18:23`` UTC; cached reports carry dates as ISO text."""
+    if value is None or value == "":
+        return "?"
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def safely(render: Callable[[], RenderableType], what: str) -> RenderableType:
+    """Draw with ``render``; a report this code does not understand shows as an error in place."""
+    try:
+        return render()
+    except Exception as exc:          # a drawing bug must not take the analyst's session down
+        return Text(f"cannot show the {what}: {type(exc).__name__}: {exc}", style="bold red")
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def defang_text(text: str) -> str:
+    """Every URL in ``text`` defanged, the way the dissector defangs the URLs it lists."""
+    return _URL_RE.sub(lambda m: defang(m.group(0)), text)
+
+
+def html_as_text(markup: str) -> str:
+    text = html_to_text(markup)
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+# -- artifacts -------------------------------------------------------------------------------
+
+
+def artifact_label(art: Any) -> Text:
+    """One tree line: name, detected type, size, then badges for flags and problems."""
+    name = art.safe_name or art.path.rsplit("/", 1)[-1] or "(unnamed)"
+    label = Text(name, style="bold" if art.depth == 0 else "")
+    label.append(f"  {art.mime or art.declared_type or '?'}", style="dim")
+    label.append(f"  {human_size(art.size)}", style="dim")
+    for flag in art.flags:
+        label.append(f" ⚠ {flag}", style=FLAG_STYLE)
+    badge = STATUS_BADGES.get(art.status)
+    if badge:
+        label.append(f" [{badge[0]}]", style=badge[1])
+    return label
+
+
+def identity_table(art: Any) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, str | Text]] = [
+        ("path", art.path),
+        ("file name", art.filename or "(none)"),
+        ("shown as", art.safe_name or "(none)"),
+        ("declared type", art.declared_type or "(none)"),
+        ("detected type", f"{art.mime}  ({art.magic})"),
+        ("extension", art.extension or "(none)"),
+        ("size", f"{art.size:,} bytes ({human_size(art.size)})"),
+        ("md5", art.md5), ("sha1", art.sha1), ("sha256", art.sha256),
+        ("ssdeep", art.ssdeep or "(not computed)"), ("tlsh", art.tlsh or "(not computed)"),
+        ("entropy", f"{art.entropy:.3f} bits/byte over the file"),
+        ("dissector", f"{art.dissector} v{art.dissector_version}" if art.dissector else "(none)"),
+    ]
+    if art.flags:
+        rows.append(("flags", Text(", ".join(art.flags), style=FLAG_STYLE)))
+    status = Text(art.status, style=STATUS_BADGES.get(art.status, ("", "green"))[1])
+    if art.reason:
+        status.append(f"  {art.reason}")
+    rows.append(("status", status))
+    if art.note:
+        rows.append(("found as", art.note))
+    for note in art.notes:
+        rows.append(("note", note))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+
+def headers_text(report: Any, *, raw: bool = False) -> Text:
+    out = Text()
+    for header in report.headers:
+        out.append(f"{header.name}: ", style="bold cyan")
+        value = header.raw if raw else header.value
+        out.append(" ".join(value.split()) if not raw else value)
+        out.append("\n")
+    if not report.headers:
+        out.append("(no headers)", style="dim")
+    return out
+
+
+def hops_table(report: Any) -> Table:
+    table = Table(expand=True, show_edge=False, header_style="bold")
+    for title in ("#", "from", "ip", "by", "with", "date (UTC)", "delay"):
+        table.add_column(title, overflow="fold")
+    for hop in report.received:
+        when = utc_text(hop.date)
+        if hop.delay_seconds is None:
+            delay = Text("")
+        elif hop.delay_seconds < 0:
+            delay = Text(f"{hop.delay_seconds:+.0f}s clocks disagree", style="bold red")
+        else:
+            delay = Text(f"{hop.delay_seconds:.0f}s", style="yellow" if hop.delay_seconds > 3600 else "")
+        table.add_row(str(hop.index), hop.from_host, hop.from_ip, hop.by_host, hop.protocol, when, delay)
+    return table
+
+
+def auth_text(report: Any) -> Text:
+    out = Text()
+    if report.mismatches:
+        out.append("Sender mismatches\n", style="bold red underline")
+        for line in report.mismatches:
+            out.append(f"⚠ {line}\n", style="bold red")
+        out.append("\n")
+    out.append("Authentication results", style="bold underline")
+    out.append("  (as the receiving servers reported them; not re-verified)\n", style="dim")
+    if not report.auth:
+        out.append("none reported\n", style="dim")
+    for result in report.auth:
+        out.append(f"{result.method:<16}", style="bold")
+        out.append(f"{result.result:<10}", style=AUTH_STYLES.get(result.result, ""))
+        out.append(f" {result.detail}", style="")
+        out.append(f"  [{result.source}]\n", style="dim")
+    if report.defects:
+        out.append("\nDefects\n", style="bold underline")
+        for defect in report.defects:
+            out.append(f"• {defect}\n", style="yellow")
+    return out
+
+
+def body_text(report: Any, *, html_source: bool = False) -> Text:
+    """The text body, else the HTML body's text; never rendered, never fetched."""
+    out = Text()
+    if html_source and report.html:
+        out.append("HTML source, shown as text\n\n", style="dim italic")
+        out.append(defang_text(report.html))
+        return out
+    if report.text.strip():
+        out.append(defang_text(report.text))
+    elif report.html:
+        out.append("HTML body shown as text; nothing is loaded or fetched (h: source)\n\n",
+                   style="dim italic")
+        out.append(defang_text(html_as_text(report.html)))
+    else:
+        out.append("(no text body)", style="dim")
+    return out
+
+
+def urls_table(report: Any) -> Table:
+    table = Table(expand=True, show_edge=False, header_style="bold")
+    table.add_column("URL (defanged)", overflow="fold", ratio=4)
+    table.add_column("found in", ratio=1)
+    for url in report.urls:
+        table.add_row(url.defanged, url.source)
+    for address in getattr(report, "emails", []):
+        table.add_row(address, "address")
+    return table
+
+
+def parts_table(report: Any) -> Table:
+    table = Table(expand=True, show_edge=False, header_style="bold")
+    for title in ("part", "type", "disposition", "file name", "encoding", "size", "defects"):
+        table.add_column(title, overflow="fold")
+    for part in report.parts:
+        table.add_row("  " * part.depth + part.position, part.content_type, part.disposition,
+                      part.filename, part.encoding, f"{part.size:,}" if part.size else "",
+                      Text(", ".join(part.defects), style="yellow"))
+    return table
+
+
+# -- format reports --------------------------------------------------------------------------
+
+
+def vba_source(code: str) -> Text:
+    text = Text(code)
+    text.highlight_regex(_VBA_RE, "bold red")
+    text.highlight_regex(re.compile(r"'[^\n]*"), "dim")
+    text.highlight_regex(re.compile(r'"[^"\n]*"'), "yellow")
+    return text
+
+
+def _is_record(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, bytes):
+        return value[:32].hex() + ("…" if len(value) > 32 else "")
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0xFFFF:
+        return f"{value:,} (0x{value:X})"
+    return str(value)
+
+
+def _records_table(records: Sequence[Any]) -> RenderableType:
+    fields = [f.name for f in dataclasses.fields(records[0])
+              if not f.metadata.get("internal")]
+    scalar = [name for name in fields
+              if not any(_is_record(getattr(r, name)) or (isinstance(getattr(r, name), str)
+                                                           and "\n" in getattr(r, name))
+                         for r in records[:50])]
+    table = Table(expand=True, show_edge=False, header_style="bold")
+    for name in scalar:
+        # hashes and long values are cut rather than folded, so a row stays one line
+        table.add_column(name.replace("_", " "), overflow="ellipsis", no_wrap=True,
+                         max_width=18 if name in HASH_FIELDS else 48)
+    for record in records[:MAX_TABLE_ROWS]:
+        table.add_row(*(_cell(getattr(record, name)) for name in scalar))
+    parts: list[RenderableType] = [table]
+    if len(records) > MAX_TABLE_ROWS:
+        parts.append(Text(f"… {len(records) - MAX_TABLE_ROWS:,} more not shown", style="dim"))
+    # long text fields (VBA source, scripts) print in full below the table
+    for record in records[:MAX_TABLE_ROWS]:
+        for name in fields:
+            value = getattr(record, name)
+            if isinstance(value, str) and "\n" in value:
+                title = next((str(getattr(record, n)) for n in ("name", "stream", "module", "filename")
+                              if n in fields and getattr(record, n)), "")
+                parts.append(Text(f"\n{name.replace('_', ' ')} {title}", style="bold underline"))
+                parts.append(vba_source(value) if _looks_vba(name, value) else Text(value))
+    return Group(*parts)
+
+
+def _looks_vba(name: str, value: str) -> bool:
+    return "vba" in name.lower() or "macro" in name.lower() or bool(
+        re.search(r"^\s*(Sub|Function|Attribute VB_)", value, re.M | re.I))
+
+
+def report_renderable(report: Any, *, title: str = "") -> RenderableType:
+    """Any dissector's report dataclass as tables and text, field by field."""
+    if report is None:
+        return Text("No format report: no dissector applies to this type.", style="dim")
+    if not _is_record(report):
+        return Text(str(report))
+    parts: list[RenderableType] = []
+    if title:
+        parts.append(Text(title, style="bold"))
+    scalars = Table.grid(padding=(0, 2))
+    scalars.add_column(style="bold")
+    scalars.add_column()
+    deferred: list[RenderableType] = []
+    for f in dataclasses.fields(report):
+        if f.metadata.get("internal"):
+            continue
+        value = getattr(report, f.name)
+        label = f.name.replace("_", " ")
+        if isinstance(value, list | tuple) and value and _is_record(value[0]):
+            deferred.append(Text(f"\n{label} ({len(value):,})", style="bold underline"))
+            deferred.append(_records_table(value))
+        elif _is_record(value):
+            deferred.append(Text(f"\n{label}", style="bold underline"))
+            deferred.append(report_renderable(value))
+        elif isinstance(value, str) and "\n" in value:
+            deferred.append(Text(f"\n{label}", style="bold underline"))
+            deferred.append(vba_source(value) if _looks_vba(f.name, value) else Text(value))
+        elif isinstance(value, dict):
+            scalars.add_row(label, ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "—")
+        elif value not in ("", None, [], ()):
+            scalars.add_row(label, _cell(value))
+    parts.append(scalars)
+    parts.extend(deferred)
+    return Group(*parts)
+
+
+def entropy_summary(windows: Iterable[float]) -> str:
+    values = list(windows)
+    if not values:
+        return "no entropy profile"
+    high = sum(1 for v in values if v > 7.2)
+    return (f"{len(values):,} windows · max {max(values):.2f} · "
+            f"{high:,} over 7.2 bits/byte (packed or encrypted)")

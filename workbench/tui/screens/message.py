@@ -1,0 +1,339 @@
+"""One message: its index summary at once, then the artifact tree as dissection completes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import RenderableType
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane, Tree
+from textual.widgets.tree import TreeNode
+
+from workbench.quarantine.index import AmbiguousId, AuditEntry, MessageRow, Sighting, UnknownId
+from workbench.quarantine.service import Quarantine
+from workbench.tui.commands import PaletteCommand
+from workbench.tui.render import (
+    artifact_label,
+    auth_text,
+    body_text,
+    headers_text,
+    hops_table,
+    human_size,
+    parts_table,
+    safely,
+    urls_table,
+)
+from workbench.tui.screens.base import WorkbenchScreen
+from workbench.tui.screens.modals import StatusScreen, TagsScreen
+from workbench.tui.widgets.message_list import received_text
+
+TABS = ("headers", "received", "auth", "body", "urls", "parts", "history")
+
+
+def summary_text(row: MessageRow, sightings: list[Sighting]) -> Text:
+    out = Text()
+    out.append("From     ", style="bold")
+    out.append(f"{row.from_addr}\n")
+    out.append("To       ", style="bold")
+    out.append(f"{row.to_addrs}\n")
+    out.append("Subject  ", style="bold")
+    out.append(f"{row.subject}\n")
+    out.append("Received ", style="bold")
+    towers = sorted({f"{s.tower}/{s.server}" for s in sightings})
+    out.append(f"{received_text(row.first_seen)} UTC · {len(sightings)} sighting(s) on "
+               f"{', '.join(towers[:6]) or '?'}{' …' if len(towers) > 6 else ''} · {row.reason}\n")
+    out.append("Status   ", style="bold")
+    out.append(row.status, style="bold yellow" if row.status == "new" else "bold green")
+    if row.tags:
+        out.append("  " + " ".join(f"#{t}" for t in row.tags), style="italic")
+    out.append(f"   sha256 {row.sha256}  {human_size(row.size)}", style="dim")
+    return out
+
+
+def history_text(sightings: list[Sighting], audit: list[AuditEntry]) -> Text:
+    out = Text("Sightings\n", style="bold underline")
+    for s in sightings:
+        out.append(f"{s.seen_at[:19].replace('T', ' ')}  {s.tower}/{s.server}  {s.reason}  {s.source}\n")
+    out.append("\nAudit log\n", style="bold underline")
+    for entry in audit:
+        out.append(f"{entry.at[:19].replace('T', ' ')}  {entry.actor:<12} {entry.action:<9} "
+                   f"{entry.detail}")
+        if entry.note:
+            out.append(f"  “{entry.note}”", style="italic")
+        out.append("\n")
+    return out
+
+
+class MessageScreen(WorkbenchScreen):
+    """The summary comes from the index (instant); the tree fills as each node is dissected."""
+
+    HELP = """\
+## Message
+
+The summary at the top comes from the quarantine index and shows at once. The
+artifact tree on the left fills in while the message is dissected in the
+background: every MIME part, archive member and embedded object, with badges for
+type mismatches (⚠) and for limits hit, time-outs and parser errors.
+
+The tabs on the right show the headers (decoded; `r` shows them raw), the
+Received hops with the delay between them (negative: the clocks disagree), the
+authentication results as the receiving servers reported them and any sender
+mismatches, the text body (HTML shown as text, never loaded; `h` shows the HTML
+source), the URLs found (defanged), the MIME parts, and the history (sightings
+and audit log).
+
+Choose an artifact (enter) to open it: hashes, the format report, strings and a
+hex view, where you mark strings and bytes for a draft rule.
+"""
+
+    BINDINGS = [
+        Binding("escape,q", "back", "Back"),
+        Binding("enter", "open_artifact", "Open artifact", show=False),
+        Binding("r", "toggle_raw", "Raw headers"),
+        Binding("h", "toggle_html", "HTML source", show=False),
+        Binding("s", "status", "Status"),
+        Binding("t", "tags", "Tags"),
+        Binding("D", "redissect", "Re-dissect", show=False),
+    ]
+
+    class Summary(Message):
+        def __init__(self, row: MessageRow, sightings: list[Sighting], audit: list[AuditEntry]) -> None:
+            super().__init__()
+            self.row = row
+            self.sightings = sightings
+            self.audit = audit
+
+    class NotFound(Message):
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
+    class NodeDone(Message):
+        """One artifact finished; ``parent`` is its parent's path ("" for the root)."""
+
+        def __init__(self, artifact: Any, parent: str) -> None:
+            super().__init__()
+            self.artifact = artifact
+            self.parent = parent
+
+    class Dissected(Message):
+        def __init__(self, dissection: Any) -> None:
+            super().__init__()
+            self.dissection = dissection
+
+    def __init__(self, ident: str) -> None:
+        super().__init__()
+        self.ident = ident
+        self.sha256 = ""
+        self.row: MessageRow | None = None
+        self.report: Any = None
+        self.dissection: Any = None
+        self.nodes: dict[str, TreeNode[Any]] = {}
+        self.raw_headers = False
+        self.html_source = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(Text("loading…", style="dim"), id="message-summary")
+        with Horizontal(id="message-body"):
+            with Vertical(id="artifact-pane"):
+                yield Static("dissecting…", id="artifact-status")
+                tree: Tree[Any] = Tree("message", id="artifacts")
+                tree.show_root = False
+                tree.auto_expand = False
+                yield tree
+            with TabbedContent(id="message-tabs"):
+                for tab, title in zip(TABS, ("Headers", "Received", "Auth", "Body", "URLs",
+                                             "Parts", "History"), strict=True):
+                    with TabPane(title, id=f"tab-{tab}"), VerticalScroll():
+                        yield Static(Text("waiting for the dissection…", style="dim"),
+                                     id=f"{tab}-view", classes="report-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "message"
+        self.load_summary(self.ident)
+        self.query_one("#artifacts", Tree).focus()
+
+    # -- workers --------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="summary", exit_on_error=False,
+          description="read the message from the index")
+    def load_summary(self, ident: str) -> None:
+        with self.workbench.pool.reader() as index:
+            try:
+                sha = index.resolve(ident)
+            except (UnknownId, AmbiguousId) as exc:
+                self.post_message(self.NotFound(str(exc)))
+                return
+            row = index.get(sha)
+            sightings = index.sightings(sha)
+            audit = index.audit(sha)
+        self.post_message(self.Summary(row, sightings, audit))
+
+    @work(thread=True, exclusive=True, group="dissect", exit_on_error=False,
+          description="dissect the message")
+    def run_dissect(self, sha256: str, use_cache: bool = True) -> None:
+        from workbench.dissect.engine import dissect_message
+
+        last_at_depth: dict[int, str] = {}
+
+        def on_node(artifact: Any) -> None:
+            # nodes complete depth first, parent before children: the parent of a node is
+            # the last node reported one level up
+            parent = last_at_depth.get(artifact.depth - 1, "") if artifact.depth else ""
+            last_at_depth[artifact.depth] = artifact.path
+            self.post_message(self.NodeDone(artifact, parent))
+
+        with Quarantine(self.workbench.workspace.quarantine) as q:
+            result = dissect_message(q, sha256, on_node=on_node, use_cache=use_cache)
+        self.post_message(self.Dissected(result))
+
+    # -- results ---------------------------------------------------------------------
+
+    @on(Summary)
+    def _summary(self, event: Summary) -> None:
+        first = not self.sha256
+        self.row = event.row
+        self.sha256 = event.row.sha256
+        self.sub_title = event.row.subject or event.row.sha256[:12]
+        self.query_one("#message-summary", Static).update(summary_text(event.row, event.sightings))
+        self._show("history", history_text(event.sightings, event.audit))
+        if first:
+            self.run_dissect(self.sha256)
+
+    @on(NotFound)
+    def _not_found(self, event: NotFound) -> None:
+        self.query_one("#message-summary", Static).update(Text(event.reason, style="bold red"))
+        self.query_one("#artifact-status", Static).update("nothing to dissect")
+
+    @on(NodeDone)
+    def _node_done(self, event: NodeDone) -> None:
+        art = event.artifact
+        tree = self.query_one("#artifacts", Tree)
+        parent = self.nodes.get(event.parent, tree.root)
+        parent.allow_expand = True
+        parent.expand()
+        node = parent.add(artifact_label(art), data=art, allow_expand=False)
+        self.nodes[art.path] = node
+        if art.depth == 0:
+            self.report = art.report
+            self._show_report()
+            tree.move_cursor(node)
+        self.query_one("#artifact-status", Static).update(f"dissecting… {len(self.nodes)} artifacts")
+
+    @on(Dissected)
+    def _dissected(self, event: Dissected) -> None:
+        result = event.dissection
+        self.dissection = result
+        # statuses can change after a node was first shown (a limit hit while descending)
+        for art in result.root.walk():
+            node = self.nodes.get(art.path)
+            if node is not None:
+                node.set_label(artifact_label(art))
+                node.data = art
+        self.report = result.root.report
+        self._show_report()
+        problems = len(result.problems)
+        status = Text(f"{result.nodes} artifacts · {human_size(result.expanded_bytes)} expanded · "
+                      f"{result.elapsed_ms:.0f} ms")
+        if problems:
+            status.append(f" · {problems} problem(s)", style="bold yellow")
+        self.query_one("#artifact-status", Static).update(status)
+
+    def _show(self, tab: str, content: RenderableType) -> None:
+        self.query_one(f"#{tab}-view", Static).update(content)
+
+    def _show_report(self) -> None:
+        report = self.report
+        if report is None or not hasattr(report, "headers"):
+            return
+        self._show("headers", safely(lambda: headers_text(report, raw=self.raw_headers), "headers"))
+        self._show("received", safely(lambda: hops_table(report) if report.received
+                                      else Text("no Received headers", style="dim"), "hops"))
+        self._show("auth", safely(lambda: auth_text(report), "authentication results"))
+        self._show("body", safely(lambda: body_text(report, html_source=self.html_source), "body"))
+        self._show("urls", safely(lambda: urls_table(report) if report.urls or report.emails
+                                  else Text("no URLs found", style="dim"), "URLs"))
+        self._show("parts", safely(lambda: parts_table(report), "MIME parts"))
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_toggle_raw(self) -> None:
+        self.raw_headers = not self.raw_headers
+        self._show_report()
+        self.query_one(TabbedContent).active = "tab-headers"
+
+    def action_toggle_html(self) -> None:
+        self.html_source = not self.html_source
+        self._show_report()
+        self.query_one(TabbedContent).active = "tab-body"
+
+    def action_redissect(self) -> None:
+        if self.sha256:
+            self.nodes.clear()
+            self.query_one("#artifacts", Tree).clear()
+            self.run_dissect(self.sha256, use_cache=False)
+
+    def action_open_artifact(self) -> None:
+        node = self.query_one("#artifacts", Tree).cursor_node
+        if node is not None and node.data is not None:
+            self.workbench.open_artifact(node.data, message_sha256=self.sha256)
+
+    @on(Tree.NodeSelected, "#artifacts")
+    def _node_selected(self, event: Tree.NodeSelected[Any]) -> None:
+        event.stop()
+        self.action_open_artifact()
+
+    def action_status(self) -> None:
+        if self.row is None:
+            return
+        sha = self.row.sha256
+
+        def chosen(answer: tuple[str, str] | None) -> None:
+            if answer is not None:
+                self.triage(sha, status=answer)
+
+        self.app.push_screen(StatusScreen(1, self.row.status), chosen)
+
+    def action_tags(self) -> None:
+        if self.row is None:
+            return
+        sha = self.row.sha256
+
+        def chosen(answer: tuple[list[str], list[str]] | None) -> None:
+            if answer is not None:
+                self.triage(sha, tags=answer)
+
+        self.app.push_screen(TagsScreen(1, self.row.tags), chosen)
+
+    @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
+          description="triage the message")
+    def triage(self, sha: str, *, status: tuple[str, str] | None = None,
+               tags: tuple[list[str], list[str]] | None = None) -> None:
+        with Quarantine(self.workbench.workspace.quarantine) as q:
+            if status is not None:
+                q.set_status(sha, status[0], note=status[1])
+            if tags is not None:
+                q.tag(sha, *tags)
+            row, sightings, audit = q.index.get(sha), q.index.sightings(sha), q.index.audit(sha)
+        self.post_message(self.Summary(row, sightings, audit))
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        return [
+            PaletteCommand("Open artifact", "the artifact under the cursor (enter)",
+                           self.action_open_artifact),
+            PaletteCommand("Toggle raw headers", "r", self.action_toggle_raw),
+            PaletteCommand("Toggle HTML source", "h", self.action_toggle_html),
+            PaletteCommand("Set triage status", "s", self.action_status),
+            PaletteCommand("Edit tags", "t", self.action_tags),
+            PaletteCommand("Dissect again", "ignore cached reports (D)", self.action_redissect),
+        ]
