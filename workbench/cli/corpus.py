@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -280,7 +281,7 @@ def render_retrohunt(report: RetrohuntReport, ctx: Context) -> None:
 # -- shared ---------------------------------------------------------------------------
 
 
-def _progress_line(err: TextIO):  # type: ignore[no-untyped-def]
+def _progress_line(err: TextIO) -> Callable[[ScanProgress], None] | None:
     """A one-line progress display on a terminal; nothing when stderr is not one."""
     if not (err is sys.stderr and err.isatty()):
         return None

@@ -13,10 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from workbench.corpus.cache import ScanCache
-from workbench.corpus.ruleset import RuleEntry, Ruleset
+from workbench.corpus.ruleset import Ruleset
 from workbench.corpus.scanner import (
     DEFAULT_TIMEOUT,
     RuleHit,
@@ -25,12 +24,6 @@ from workbench.corpus.scanner import (
     ScanTarget,
     scan_files,
 )
-
-
-class Prefilter(Protocol):
-    """Narrows the files a rule must be scanned over; ``None`` when it cannot say."""
-
-    def candidates(self, entry: RuleEntry, shas: frozenset[str]) -> frozenset[str] | None: ...
 
 
 @dataclass
@@ -45,7 +38,6 @@ class Resolution:
     files_scanned: int = 0
     bytes_scanned: int = 0
     pairs_cached: int = 0          # (rule, file) results taken from the cache
-    pairs_prefiltered: int = 0     # (rule, file) pairs the prefilter proved cannot match
     compile_seconds: float = 0.0
     scan_seconds: float = 0.0
 
@@ -53,8 +45,7 @@ class Resolution:
 def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache | None,
             threads: int | None = None, timeout: int = DEFAULT_TIMEOUT,
             progress: Callable[[ScanProgress], None] | None = None,
-            cancel: threading.Event | None = None,
-            prefilter: Prefilter | None = None) -> Resolution:
+            cancel: threading.Event | None = None) -> Resolution:
     """Match results of every rule of ``ruleset`` over ``targets``, from the cache where known.
 
     Raises ``RulesetError`` when a rule that must be compiled does not compile and
@@ -73,8 +64,7 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache
 
     # Which files each rule still lacks; rules sharing a coverage share the set difference.
     missing_by_cover: dict[int, frozenset[str]] = {}
-    plan: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
-    proved_empty: dict[int, frozenset[str]] = {}
+    plan: dict[frozenset[str], list[int]] = {}
     for e in entries:
         cover = coverage.get(e.key, frozenset())
         missing = missing_by_cover.get(id(cover))
@@ -83,22 +73,15 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache
         res.pairs_cached += len(every) - len(missing)
         if not missing and e.key in known:
             continue
-        to_scan = missing
-        if prefilter is not None and missing:
-            narrowed = prefilter.candidates(e, missing)
-            if narrowed is not None:
-                to_scan = narrowed & missing
-                proved_empty[e.index] = missing - to_scan
-                res.pairs_prefiltered += len(missing) - len(to_scan)
-        plan.setdefault((missing, to_scan), []).append(e.index)
+        plan.setdefault(missing, []).append(e.index)
 
     state = ScanProgress("compiling", files_total=0, bytes_total=0)
-    for (_, to_scan) in plan:
+    for to_scan in plan:
         state.files_total += len(to_scan)
         state.bytes_total += sum(by_sha[s].size for s in to_scan)
     started = time.monotonic()
     scanned: set[str] = set()
-    for (missing, to_scan), group in sorted(plan.items(), key=lambda kv: kv[1][0]):
+    for to_scan, group in sorted(plan.items(), key=lambda kv: kv[1][0]):
         if cancel is not None and cancel.is_set():
             raise ScanCancelled()
         state.phase = "compiling"
@@ -127,16 +110,17 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache
             if cache is not None and exc.outcome is not None:     # keep what finished
                 partial = exc.outcome.results
                 cache.record([entries[i].key for i in group], partial,
-                             [(entries[i].key, sha, hit) for sha, hits in partial.items()
-                              for hit in hits if (i := index_of.get(hit.rule)) in in_group])
+                             [(entries[index_of[hit.rule]].key, sha, hit)
+                              for sha, hits in partial.items() for hit in hits
+                              if index_of.get(hit.rule, -1) in in_group])
             raise
         new_hits: list[tuple[str, str, RuleHit]] = []
         for sha, hits in outcome.results.items():
             for hit in hits:
-                i = index_of.get(hit.rule)
-                if i in in_group:
-                    res.hits[(i, sha)] = hit
-                    new_hits.append((entries[i].key, sha, hit))
+                j = index_of.get(hit.rule)
+                if j is not None and j in in_group:
+                    res.hits[(j, sha)] = hit
+                    new_hits.append((entries[j].key, sha, hit))
         for sha in outcome.timeouts:
             res.timeouts.setdefault(sha, []).extend(sorted(in_group))
         res.errors.update(outcome.errors)
@@ -144,9 +128,7 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache
         res.bytes_scanned += sum(by_sha[s].size for s in to_scan)
         failed = set(outcome.timeouts) | set(outcome.errors)
         if cache is not None:
-            # Files the prefilter excluded are as known as the ones scanned; failures are not.
-            done = (to_scan - failed) | (missing - to_scan)
-            cache.record([entries[i].key for i in group], done, new_hits)
+            cache.record([entries[i].key for i in group], to_scan - failed, new_hits)
     res.files_scanned = len(scanned)
     res.scan_seconds = time.monotonic() - started - res.compile_seconds
     if cache is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -319,7 +320,7 @@ class CorpusRegistry:
     def names(self) -> list[str]:
         return [r["name"] for r in self.db.execute("SELECT name FROM corpora ORDER BY name")]
 
-    def list(self, *, include_builtin: bool = True) -> list[CorpusInfo]:
+    def list(self, *, include_builtin: bool = True) -> builtins.list[CorpusInfo]:
         """Every registered corpus (and the built-in ``quarantine`` one), by name."""
         infos = [self.info(name) for name in self.names()]
         if include_builtin:
@@ -345,7 +346,7 @@ class CorpusRegistry:
                           members=counts["members"], sources=json.loads(row["sources"]),
                           created=row["created"], updated=row["updated"])
 
-    def files(self, name: str) -> list[CorpusFile]:
+    def files(self, name: str) -> builtins.list[CorpusFile]:
         """The distinct contents of a corpus (first path by name for duplicates), by name."""
         if name == QUARANTINE_CORPUS:
             return self._quarantine_files()
@@ -359,7 +360,7 @@ class CorpusRegistry:
                                               r["path"], r["size"])
         return list(out.values())
 
-    def _quarantine_files(self) -> list[CorpusFile]:
+    def _quarantine_files(self) -> builtins.list[CorpusFile]:
         out: dict[str, CorpusFile] = {}
         for art in extracted_artifacts(self.workspace):
             name = art.filename or art.sha256
@@ -368,11 +369,11 @@ class CorpusRegistry:
                 out[art.sha256] = CorpusFile(art.sha256, Path(art.path), name, int(art.size))
         return sorted(out.values(), key=lambda f: (f.original_name, f.sha256))
 
-    def find_hashes(self, hashes: Iterable[str], corpora: Iterable[str]) -> dict[str, list[HashMatch]]:
+    def find_hashes(self, hashes: Iterable[str], corpora: Iterable[str]) -> dict[str, builtins.list[HashMatch]]:
         """Resolve md5, sha1 or sha256 hex values to the files of ``corpora`` that have them."""
         wanted = {h.strip().lower() for h in hashes if h.strip()}
         names = list(corpora)
-        found: dict[str, list[HashMatch]] = {h: [] for h in wanted}
+        found: dict[str, builtins.list[HashMatch]] = {h: [] for h in wanted}
         registered = [n for n in names if n != QUARANTINE_CORPUS]
         columns = {32: "md5", 40: "sha1", 64: "sha256"}
         for value in sorted(wanted):

@@ -11,7 +11,7 @@ from pathlib import Path
 from workbench.corpus.cache import CACHE_NAME, ScanCache
 from workbench.corpus.engine import resolve
 from workbench.corpus.registry import extracted_artifacts
-from workbench.corpus.ruleset import load_ruleset
+from workbench.corpus.ruleset import PARSE_CACHE, load_ruleset
 from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress, ScanTarget, default_threads
 from workbench.quarantine.index import UnknownId
 from workbench.quarantine.service import Quarantine
@@ -80,7 +80,7 @@ def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
     and ValueError for a tag the quarantine refuses.
     """
     started = time.monotonic()
-    ruleset = load_ruleset(list(rule_paths))
+    ruleset = load_ruleset(list(rule_paths), parse_cache=workspace.state / PARSE_CACHE)
     with Quarantine.open(workspace) as q:
         origins: dict[str, list[_Origin]] = {}
         targets: dict[str, ScanTarget] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,7 @@ import yara
 from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths, parse_file
 
 KEY_VERSION = "wb-scan-1"
+PARSE_CACHE = "rule-parse-cache"        # under state/: parsed rule files by content hash
 _NOT_UTF8 = "file is not UTF-8"
 _TEXT_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _REGEX_LITERAL = re.compile(r"\bmatches\s*/(?:[^/\\\n]|\\.)*/[a-z]*")
@@ -205,11 +207,12 @@ class Ruleset:
         return None
 
 
-def load_ruleset(paths: Iterable[Path | str]) -> Ruleset:
+def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None) -> Ruleset:
     """Parse rule files and folders (``*.yar``/``*.yara``), following includes.
 
-    Raises :class:`RulesetError` for syntax errors and duplicate rule names and
-    FileNotFoundError for a path that is not there.
+    With ``parse_cache`` (a folder), parsed files are kept by content hash so an
+    unchanged file is not parsed again. Raises :class:`RulesetError` for syntax
+    errors and duplicate rule names and FileNotFoundError for a missing path.
     """
     problems: list[RuleProblem] = []
     entries: list[RuleEntry] = []
@@ -222,7 +225,7 @@ def load_ruleset(paths: Iterable[Path | str]) -> Ruleset:
             return
         seen.add(resolved)
         try:
-            parsed = parse_file(resolved)
+            parsed = _parse_cached(resolved, parse_cache)
         except OSError as exc:
             where = str(chain[-1]) if chain else str(path)
             problems.append(RuleProblem(where, 0, f"cannot read {path}: {exc.strerror or exc}"))
@@ -260,6 +263,39 @@ def load_ruleset(paths: Iterable[Path | str]) -> Ruleset:
     if problems:
         raise RulesetError(problems)
     return Ruleset(entries, files)
+
+
+def _parse_cached(path: Path, folder: Path | None) -> RuleFile:
+    """``parse_file``, remembered by (file bytes, parser source) when a cache folder is given."""
+    if folder is None:
+        return parse_file(path)
+    data = path.read_bytes()
+    key = hashlib.sha256(_PARSER_ID + data + str(path).encode("utf-8", "surrogateescape"))
+    entry = folder / f"{key.hexdigest()}.pickle"
+    try:
+        with open(entry, "rb") as fh:
+            cached = pickle.load(fh)
+        if isinstance(cached, RuleFile):
+            return cached
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        pass
+    parsed = parse_file(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
+    with os.fdopen(fd, "wb") as out:
+        pickle.dump(parsed, out, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, entry)
+    return parsed
+
+
+def _parser_id() -> bytes:
+    """Changes whenever the parser's code does, so cached parses never outlive it."""
+    from workbench.rules import parse
+
+    return hashlib.sha256(Path(parse.__file__).read_bytes()).digest()
+
+
+_PARSER_ID = _parser_id()
 
 
 def _encoding(parsed: RuleFile) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.corpus.cache import CACHE_NAME, ScanCache
-from workbench.corpus.engine import Prefilter, Resolution, resolve
+from workbench.corpus.engine import Resolution, resolve
 from workbench.corpus.registry import (
     QUARANTINE_CORPUS,
     CorpusFile,
@@ -17,7 +17,7 @@ from workbench.corpus.registry import (
     HashMatch,
     UnknownCorpus,
 )
-from workbench.corpus.ruleset import RuleEntry, Ruleset, load_ruleset
+from workbench.corpus.ruleset import PARSE_CACHE, RuleEntry, Ruleset, load_ruleset
 from workbench.corpus.scanner import (
     DEFAULT_TIMEOUT,
     RuleHit,
@@ -131,7 +131,6 @@ class TestStats:
     files_scanned: int
     bytes_scanned: int
     pairs_cached: int
-    pairs_prefiltered: int
     threads: int
     cache: bool
     compile_seconds: float
@@ -184,7 +183,7 @@ def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
                corpora: list[str] | None = None, *, threads: int | None = None,
                progress: Callable[[ScanProgress], None] | None = None,
                cancel: threading.Event | None = None, use_cache: bool = True,
-               timeout: int = DEFAULT_TIMEOUT, prefilter: Prefilter | None = None) -> TestReport:
+               timeout: int = DEFAULT_TIMEOUT) -> TestReport:
     """Test rules against corpora: true positives, false positives and false negatives per rule.
 
     ``rule_paths`` default to the workspace's ``signatures/rules``. ``corpora``
@@ -195,17 +194,16 @@ def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
     """
     started = time.monotonic()
     threads = threads or default_threads()
-    ruleset = load_ruleset(list(rule_paths) if rule_paths else default_rule_paths(workspace))
+    ruleset = load_ruleset(list(rule_paths) if rule_paths else default_rule_paths(workspace),
+                           parse_cache=workspace.state / PARSE_CACHE)
     with CorpusRegistry(workspace) as registry:
         targets, members, totals = gather_targets(registry, corpora)
         hashes = {h for e in ruleset.entries for h in e.hashes}
         found = registry.find_hashes(hashes, [t.name for t in totals])
     cache = ScanCache(workspace.state / CACHE_NAME) if use_cache else None
     try:
-        if prefilter is None and cache is not None:
-            prefilter = _default_prefilter(workspace)
         res = resolve(ruleset, targets, cache=cache, threads=threads, timeout=timeout,
-                      progress=progress, cancel=cancel, prefilter=prefilter)
+                      progress=progress, cancel=cancel)
     finally:
         if cache is not None:
             cache.close()
@@ -214,10 +212,6 @@ def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
 
 
 test_rules.__test__ = False     # type: ignore[attr-defined]  # a library function, not a test
-
-
-def _default_prefilter(workspace: Workspace) -> Prefilter | None:
-    return None
 
 
 def _report(ruleset: Ruleset, targets: list[ScanTarget], members: dict[str, list[_Member]],
@@ -240,7 +234,7 @@ def _report(ruleset: Ruleset, targets: list[ScanTarget], members: dict[str, list
         rules=len(ruleset), rules_compiled=res.rules_compiled, files=len(targets),
         bytes=sum(t.size for t in targets), files_scanned=res.files_scanned,
         bytes_scanned=res.bytes_scanned, pairs_cached=res.pairs_cached,
-        pairs_prefiltered=res.pairs_prefiltered, threads=threads, cache=use_cache,
+        threads=threads, cache=use_cache,
         compile_seconds=round(res.compile_seconds, 3), scan_seconds=round(res.scan_seconds, 3),
         seconds=round(seconds, 3))
     return TestReport(
