@@ -111,21 +111,21 @@ class DissectCache:
                     raise
         retry_busy(run)
 
-    def _read(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
         with self._lock:
             return retry_busy(lambda: self.db.execute(sql, args).fetchall())
 
     # -- identities and reports ------------------------------------------------------------
 
     def get_identity(self, sha256: str) -> dict[str, Any] | None:
-        rows = self._read("SELECT data FROM identities WHERE sha256 = ?", (sha256,))
+        rows = self.query("SELECT data FROM identities WHERE sha256 = ?", (sha256,))
         return json.loads(rows[0]["data"]) if rows else None
 
     def put_identity(self, sha256: str, identity: Any) -> None:
         self._write("INSERT OR REPLACE INTO identities VALUES (?, ?)", [(sha256, dumps(identity, indent=None))])
 
     def get_report(self, key: str) -> sqlite3.Row | None:
-        rows = self._read("SELECT * FROM reports WHERE key = ?", (key,))
+        rows = self.query("SELECT * FROM reports WHERE key = ?", (key,))
         return rows[0] if rows else None
 
     def put_report(self, key: str, *, sha256: str, dissector: str, version: int, status: str,
@@ -154,7 +154,7 @@ class DissectCache:
         retry_busy(run)
 
     def dissected_messages(self) -> set[str]:
-        return {r["message_sha256"] for r in self._read("SELECT message_sha256 FROM dissected", ())}
+        return {r["message_sha256"] for r in self.query("SELECT message_sha256 FROM dissected", ())}
 
 
 # -- JSON back to typed documents ---------------------------------------------------------------

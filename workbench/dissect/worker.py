@@ -63,7 +63,24 @@ def task_dissect(name: str, data: bytes, ctx: Any) -> DissectResult:
     return by_name(name).dissect(data, ctx)
 
 
-TASKS: dict[str, Callable[..., Any]] = {"identify": task_identify, "dissect": task_dissect}
+def task_probe(mode: str, amount: int = 0) -> str:
+    """Misbehave on purpose (sleep, spin, allocate, crash) so tests can see the limits hold."""
+    if mode == "sleep":
+        time.sleep(amount)
+    elif mode == "spin":
+        while True:
+            pass
+    elif mode == "allocate":
+        return str(len(bytearray(amount)))
+    elif mode == "crash":
+        import ctypes
+
+        ctypes.string_at(0)           # SIGSEGV: a native crash, as a buggy C parser would
+    return mode
+
+
+TASKS: dict[str, Callable[..., Any]] = {"identify": task_identify, "dissect": task_dissect,
+                                        "probe": task_probe}
 
 
 _HEADER = struct.Struct("<Q")

@@ -130,7 +130,7 @@ class ZipDissector(Dissector):
         result.report = report
         try:
             zf = pyzipper.AESZipFile(io.BytesIO(data))
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error) as exc:
+        except (zipfile.BadZipFile, pyzipper.BadZipFile, ValueError, OSError, EOFError, struct.error) as exc:
             result.problem(PARSER_ERROR, f"not a readable zip: {exc}")
             return result
         with zf:
@@ -161,8 +161,10 @@ class ZipDissector(Dissector):
                 if member.is_dir or info.filename in overlapping:
                     continue
                 if budget.children_left <= 0:
-                    result.problem(LIMIT_HIT, "children limit reached")
-                    break
+                    member.note = "children limit"
+                    if "children limit" not in result.reason:
+                        result.problem(LIMIT_HIT, "children limit reached: the rest listed, not extracted")
+                    continue
                 if info.file_size > ctx.limits.max_child:
                     member.note = "declared size over the child limit"
                     result.problem(LIMIT_HIT, f"{info.filename}: declares {info.file_size} bytes, over the "
@@ -187,8 +189,8 @@ class ZipDissector(Dissector):
                     result.problem(LIMIT_HIT, f"{info.filename}: expands past {budget.cap()} bytes "
                                               f"(declared {info.file_size})")
                     continue
-                except (RuntimeError, zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError,
-                        NotImplementedError, lzma.LZMAError) as exc:
+                except (RuntimeError, zipfile.BadZipFile, pyzipper.BadZipFile, zlib.error, ValueError,
+                        OSError, EOFError, NotImplementedError, lzma.LZMAError) as exc:
                     member.note = f"unreadable: {exc}"
                     result.problem(PARTIAL, f"{info.filename}: {exc}")
                     continue
@@ -209,7 +211,7 @@ class ZipDissector(Dissector):
                     _read_capped(fh, ctx.limits.max_child)
             except _TooBig:
                 pass
-            except (RuntimeError, zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError):
+            except Exception:      # wrong password: RuntimeError, BadZipFile (CRC), zlib.error ...
                 continue
             report.password = word
             return pwd
@@ -353,6 +355,9 @@ class _CappedFactory:
 
             def size(self) -> int:
                 return len(self.getbuffer())
+
+            def close(self) -> None:
+                pass               # py7zr closes its writers; the bytes are read afterwards
 
         self._writer = Writer
 

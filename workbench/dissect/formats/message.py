@@ -146,7 +146,7 @@ def _domain(address: str) -> str:
     return parseaddr(address)[1].rpartition("@")[2].lower().strip(">")
 
 
-def _mismatches(report: MessageReport) -> list[str]:
+def _mismatches(report: MessageReport, raw_from: str) -> list[str]:
     out: list[str] = []
     sender = _domain(report.from_addr)
     for label, value in (("Reply-To", report.reply_to), ("Return-Path", report.return_path),
@@ -154,7 +154,7 @@ def _mismatches(report: MessageReport) -> list[str]:
         other = _domain(value) if value else ""
         if sender and other and other != sender:
             out.append(f"From domain {sender} differs from {label} domain {other}")
-    display, addr = parseaddr(report.from_addr)
+    display, addr = parseaddr(raw_from)
     embedded = re.findall(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", display)
     if embedded and addr and embedded[0].lower() != addr.lower():
         out.append(f"From display name shows {embedded[0]} but the address is {addr}")
@@ -173,9 +173,10 @@ def password_candidates(text: str, limit: int = 40) -> list[str]:
     """Words a sender would give as an archive password: hinted ones first, then other tokens."""
     out: list[str] = []
     for m in _PW_HINT.finditer(text):
-        word = m.group(1).rstrip(".,;:!")
-        if word and word not in out:
-            out.append(word)
+        # Sentence punctuation may or may not belong to the password: try both.
+        for word in (m.group(1), m.group(1).rstrip(".,;:!")):
+            if word and word not in out:
+                out.append(word)
     for m in _TOKEN.finditer(text):
         word = m.group(0).rstrip(".,;:!")
         if len(word) >= 3 and word not in out and not word.startswith(("http", "www.")):
@@ -287,7 +288,7 @@ class MessageDissector(Dissector):
         report.date = parse_date(_first(msg, "Date", report), report.defects)
         report.received = _hops([str(v) for v in msg.get_all("Received") or []], report.defects)
         report.auth = _auth(msg)
-        report.mismatches = _mismatches(report)
+        report.mismatches = _mismatches(report, str(msg.get("From", "")))
 
     def _parts(self, msg: Message, report: MessageReport, result: DissectResult, ctx: DissectContext) -> None:
         limits = ctx.limits

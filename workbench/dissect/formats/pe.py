@@ -264,7 +264,8 @@ class PeDissector(Dissector):
         values = rich.get("values", [])
         for compid, count in zip(values[::2], values[1::2], strict=False):
             report.rich.append(RichEntry(compid >> 16, compid & 0xFFFF, count))
-        report.rich_hash = pe.get_rich_header_hash() or ""
+        clear = rich.get("clear_data")
+        report.rich_hash = hashlib.md5(clear).hexdigest() if clear else ""
 
     def _tls(self, pe: Any, report: PeReport) -> None:
         tls = getattr(pe, "DIRECTORY_ENTRY_TLS", None)

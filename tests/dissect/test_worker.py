@@ -1,0 +1,37 @@
+"""Worker processes: a hang, a native crash or a memory blow-up kills one worker, and the pool recovers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from workbench.dissect.model import MiB, Limits
+from workbench.dissect.worker import WorkerFailed, WorkerPool, WorkerTimeout, run_task
+
+
+def test_wall_clock_timeout_kills_the_worker_and_the_pool_recovers(pool: WorkerPool) -> None:
+    before = pool.restarts
+    started = time.monotonic()
+    with pytest.raises(WorkerTimeout):
+        pool.call("probe", ("sleep", 30), timeout=0.5, memory=0)
+    assert time.monotonic() - started < 5
+    assert pool.restarts == before + 1
+    assert pool.call("probe", ("ok",), timeout=10, memory=0) == "ok"
+
+
+def test_native_crash_is_reported_as_a_dead_worker(pool: WorkerPool) -> None:
+    with pytest.raises(WorkerFailed, match="SIGSEGV"):
+        pool.call("probe", ("crash",), timeout=10, memory=0)
+    assert pool.call("probe", ("ok",), timeout=10, memory=0) == "ok"
+
+
+def test_memory_limit_stops_an_allocation(pool: WorkerPool) -> None:
+    with pytest.raises(WorkerFailed, match="out of memory"):
+        pool.call("probe", ("allocate", 2048 * MiB), timeout=10, memory=256 * MiB)
+    # the limit is per call: the same worker may allocate modestly afterwards
+    assert pool.call("probe", ("allocate", 64 * MiB), timeout=10, memory=256 * MiB) == str(64 * MiB)
+
+
+def test_inline_mode_runs_in_process() -> None:
+    assert run_task("probe", ("inline",), limits=Limits(isolate=False), timeout=1) == "inline"

@@ -1,0 +1,158 @@
+"""``workbench dissect`` and ``workbench strings``: the artifact tree and an artifact's strings."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from workbench.cli.context import CommandError, Context, add_json_flag, table
+from workbench.exitcodes import E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.quarantine.index import AmbiguousId, UnknownId
+from workbench.quarantine.store import is_sha256
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dissect", help="take a message or file apart into its artifact tree")
+    p.add_argument("target", nargs="?", metavar="TARGET",
+                   help="quarantine ID (sha256 or unique prefix), a stored artifact's sha256, or a file path")
+    p.add_argument("--depth", type=int, default=None, metavar="N",
+                   help="how deep to follow nested artifacts (default 6, at most 15)")
+    p.add_argument("--no-cache", action="store_true", help="ignore cached reports and dissect afresh")
+    p.add_argument("--all", action="store_true",
+                   help="dissect every quarantined message not yet in the catalog (for corpora)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_dissect)
+
+    p = sub.add_parser("strings", help="printable ASCII and UTF-16LE strings of a stored artifact")
+    p.add_argument("sha256", metavar="SHA256", help="a stored object's sha256 (or a unique message prefix)")
+    p.add_argument("--min-len", type=int, default=4, metavar="N")
+    p.add_argument("--wide", action=argparse.BooleanOptionalAction, default=True,
+                   help="include UTF-16LE strings (default on; --no-wide for ASCII only)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many strings (paging)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many strings")
+    p.add_argument("--suggest", action="store_true",
+                   help="rank the strings as YARA string candidates (goodware-aware)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_strings)
+
+
+def _limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from workbench.dissect.model import Limits
+
+    if args.depth is None:
+        return Limits()
+    if not 0 <= args.depth <= Limits.HARD_MAX_DEPTH:
+        raise CommandError(f"--depth must be between 0 and {Limits.HARD_MAX_DEPTH}", E_USAGE)
+    return Limits(max_depth=args.depth)
+
+
+def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
+    from workbench.dissect.cache import DissectCache
+    from workbench.dissect.engine import dissect_bytes, dissect_message
+    from workbench.dissect.render import render_tree
+    from workbench.quarantine.service import Quarantine
+
+    if args.all:
+        from workbench.dissect.catalog import catalog_all
+
+        count = catalog_all(ctx.workspace, progress=None if args.json else
+                            lambda i, n, sha: ctx.err.write(f"\r{i}/{n} {sha[:12]}"))
+        if args.json:
+            ctx.json({"dissected": count})
+        else:
+            ctx.err.write("\n" if count else "")
+            ctx.print(f"dissected {count} message(s) into the catalog")
+        return E_OK
+    if not args.target:
+        raise CommandError("give a TARGET (quarantine ID, sha256 or file path) or --all", E_USAGE)
+    limits = _limits(args)
+    target = args.target
+    path = Path(target)
+    with Quarantine.open(ctx.workspace) as q:
+        sha = _message_id(q, target)
+        if sha is not None:
+            result = dissect_message(q, sha, limits=limits, use_cache=not args.no_cache)
+        elif is_sha256(target.lower()) and q.store.exists(target.lower()):
+            data = q.store.read(target.lower())
+            name = _stored_name(ctx, target.lower())
+            with DissectCache.open(ctx.workspace) as cache:
+                result = dissect_bytes(data, name, store=q.store, limits=limits,
+                                       cache=None if args.no_cache else cache)
+        elif path.is_file():
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise CommandError(f"{path}: {exc.strerror}", E_INPUT) from None
+            if len(data) > limits.max_input:
+                ctx.warn(f"{path}: {len(data)} bytes, over the input limit; only hashes are computed")
+            from workbench.quarantine.headers import looks_like_mail
+
+            result = dissect_bytes(data, path.name, store=None, limits=limits,
+                                   as_message=looks_like_mail(data) is None)
+        else:
+            raise CommandError(f"{target}: not a quarantine ID, a stored sha256 or a file", E_NOT_FOUND)
+    if args.json:
+        ctx.json(result)
+    else:
+        ctx.print(render_tree(result))
+    return E_OK
+
+
+def _message_id(q, target: str) -> str | None:  # type: ignore[no-untyped-def]
+    try:
+        return q.resolve(target)
+    except UnknownId:
+        return None
+    except AmbiguousId as exc:
+        raise CommandError(str(exc.args[0]), E_NOT_FOUND) from None
+
+
+def _stored_name(ctx: Context, sha256: str) -> str:
+    from workbench.dissect.catalog import find_parents
+
+    parents = find_parents(ctx.workspace, sha256)
+    return parents[0].filename if parents else ""
+
+
+def cmd_strings(args: argparse.Namespace, ctx: Context) -> int:
+    from workbench.dissect.strings import extract_strings
+    from workbench.quarantine.service import Quarantine
+
+    if args.min_len < 1:
+        raise CommandError("--min-len must be at least 1", E_USAGE)
+    with Quarantine.open(ctx.workspace) as q:
+        target = args.sha256.lower()
+        if not (is_sha256(target) and q.store.exists(target)):
+            target = _message_id(q, args.sha256) or ""
+        if not target:
+            raise CommandError(f"{args.sha256}: no stored object or message with that id", E_NOT_FOUND)
+        if args.suggest:
+            return _suggest(args, ctx, target)
+        data = q.store.read(target)
+    found = extract_strings(data, min_len=args.min_len, wide=args.wide, offset=args.offset, limit=args.limit)
+    if args.json:
+        ctx.json({"sha256": target, "min_len": args.min_len, "wide": args.wide, "offset": args.offset,
+                  "strings": [{"offset": s.offset, "encoding": s.encoding, "text": s.text} for s in found]})
+        return E_OK
+    for s in found:
+        ctx.print(f"{s.offset:>10x}  {'W' if s.encoding == 'utf-16le' else 'A'}  {s.text}")
+    return E_OK
+
+
+def _suggest(args: argparse.Namespace, ctx: Context, sha256: str) -> int:
+    try:
+        suggest = importlib.import_module("workbench.rules.suggest")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("workbench.rules.suggest", "workbench.rules"):
+            raise CommandError("--suggest needs workbench.rules.suggest, which is not built yet", E_USAGE) from None
+        raise
+    report = suggest.suggest_for_artifact(ctx.workspace, sha256, min_len=args.min_len, wide=args.wide,
+                                          limit=args.limit or 50)
+    if args.json:
+        ctx.json(report)
+        return E_OK
+    ctx.print(table([[f"{c.score:.2f}", c.encoding, f"{c.offset:x}", str(c.goodware_count), c.text,
+                      ", ".join(c.reasons)] for c in report.candidates],
+                    ["SCORE", "ENC", "OFFSET", "GOODWARE", "STRING", "WHY"], max_width={4: 60, 5: 60}))
+    return E_OK
