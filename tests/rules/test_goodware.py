@@ -87,3 +87,10 @@ def test_suggest_for_artifact_reads_the_store(workspace: Workspace) -> None:
     assert not goodware_path(workspace).exists()               # reading never creates it
     wide = [c for c in suggest_for_artifact(workspace, digest, limit=500).candidates if c.encoding == "utf-16le"]
     assert wide                                                # version info strings are UTF-16
+
+
+def test_short_strings_only_fill_in_when_long_ones_are_few() -> None:
+    few = extract_strings(b"abcd\x00\x01efgh\x00\x01a-longer-string")
+    assert {c.text for c in rank_strings(few, None, limit=10)[0]} == {"abcd", "efgh", "a-longer-string"}
+    many = extract_strings(b"\x00".join(b"long-string-%03d" % i for i in range(20)) + b"\x00\x01abcd")
+    assert "abcd" not in {c.text for c in rank_strings(many, None, limit=10)[0]}

@@ -16,7 +16,6 @@ from workbench.rules.parse import (
     RuleString,
     Token,
     decode_text_literal,
-    tokenize,
 )
 from workbench.rules.policy import Policy
 
@@ -569,7 +568,7 @@ class CountExceedsStrings(Check):
     _OF = re.compile(r"^\d+$")
 
     def check(self, rule: RuleSource, rf: RuleFile, ctx: LintContext) -> Iterator[Finding]:
-        tokens = tokenize(rule.condition)
+        tokens = rule.condition_tokens
         for i, t in enumerate(tokens[:-2]):
             if not (self._OF.match(t.text) and tokens[i + 1].text == "of"):
                 continue
@@ -605,7 +604,7 @@ class FilesizeLoop(Check):
     hint = "put a filesize bound first (filesize < 2MB and for ...) or loop over match offsets"
 
     def check(self, rule: RuleSource, rf: RuleFile, ctx: LintContext) -> Iterator[Finding]:
-        tokens = tokenize(rule.condition)
+        tokens = rule.condition_tokens
         bounded = False
         for i, t in enumerate(tokens):
             if t.text == "filesize" and i + 1 < len(tokens) and tokens[i + 1].text in ("<", "<=", "=="):
@@ -625,7 +624,7 @@ class MathNotLast(Check):
     hint = "move math.* terms to the end so cheaper terms short-circuit them"
 
     def check(self, rule: RuleSource, rf: RuleFile, ctx: LintContext) -> Iterator[Finding]:
-        terms = top_level_terms(tokenize(rule.condition))
+        terms = top_level_terms(rule.condition_tokens)
         for term in terms[:-1]:
             for t in term:
                 if t.kind == "word" and t.text.startswith("math."):
@@ -661,7 +660,7 @@ class PeWithoutHeaderCheck(Check):
     hint = "start the condition with uint16(0) == 0x5A4D and"
 
     def check(self, rule: RuleSource, rf: RuleFile, ctx: LintContext) -> Iterator[Finding]:
-        tokens = tokenize(rule.condition)
+        tokens = rule.condition_tokens
         first_pe = next((t for t in tokens if t.kind == "word" and t.text.startswith("pe.")), None)
         if first_pe is None:
             return

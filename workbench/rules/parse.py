@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
@@ -104,6 +105,11 @@ class RuleSource:
     start_offset: int = 0           # character offsets of ``text`` in the file
     end_offset: int = 0
     condition_offset: int = 0       # character offset of ``condition`` in the file
+
+    @functools.cached_property
+    def condition_tokens(self) -> list[Token]:
+        """The condition's tokens (computed once; several checks read them)."""
+        return tokenize(self.condition)
 
     def meta_values(self, key: str) -> list[MetaValue]:
         """Every value of ``key`` in order (``hash`` may repeat)."""

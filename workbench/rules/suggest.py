@@ -13,6 +13,7 @@ from workbench.quarantine.service import Quarantine
 from workbench.rules.goodware import GoodwareDB
 from workbench.workspace import Workspace
 
+SHORT_LEN = 6
 MAX_TEXT = 200          # candidates longer than this are cut (YARA strings this long are rarely wise)
 
 
@@ -86,14 +87,16 @@ _COMMON_PATTERNS = re.compile(
     r"^- (?:not enough space|Attempt to|unexpected|pure virtual|abnormal program)|^R60\d\d|"
     r"^Microsoft Visual|^mscorlib|^System\.|^api-ms-win-|^GCC: \(|^\.(?:text|data|rdata|rsrc)\$", re.I)
 # Long common strings also count when a string is one of them plus a few stray bytes.
-_COMMON_LONG = tuple(s for s in COMMON_RUNTIME if len(s) >= 8)
+_COMMON_LONG = re.compile("|".join(re.escape(c) for c in sorted(
+    (c for c in COMMON_RUNTIME if len(c) >= 8), key=len, reverse=True)))
 
 
 def is_common(text: str) -> bool:
     low = text.lower().strip()
     if low in COMMON_RUNTIME or low.startswith("!this program") or _COMMON_PATTERNS.search(text):
         return True
-    return any(c in low and len(low) <= len(c) + 4 for c in _COMMON_LONG)
+    m = _COMMON_LONG.search(low)
+    return m is not None and len(low) <= len(m.group()) + 4
 
 
 def _sequential(text: str) -> bool:
@@ -157,9 +160,16 @@ def rank_strings(strings: Iterable[ExtractedString], goodware: GoodwareDB | None
         key = (text[:MAX_TEXT], s.encoding)
         counts[key] = counts.get(key, 0) + 1
         first.setdefault(key, s)
-    freq = goodware.frequency(t for t, _ in first) if goodware is not None else {}
+    # Strings under SHORT_LEN characters make poor atoms and never outrank longer ones in
+    # practice; in a big binary they are most of the noise, so they are scored only when
+    # there are too few longer strings to fill the list.
+    keys = [k for k in first if len(k[0]) >= SHORT_LEN]
+    if len(keys) < limit:
+        keys = list(first)
+    freq = goodware.frequency(t for t, _ in keys) if goodware is not None else {}
     out = []
-    for (text, encoding), s in first.items():
+    for text, encoding in keys:
+        s = first[(text, encoding)]
         gw = freq.get(text, 0)
         score, reasons = score_text(text, encoding, gw)
         n = counts[(text, encoding)]
