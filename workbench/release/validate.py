@@ -369,7 +369,8 @@ class CorpusCheck(ValidationCheck):
             return findings
         malicious, clean = ctx.corpus("malicious"), ctx.corpus("clean")
         by_hash = malicious.by_hash()
-        checked = [r for r in ctx.target_rules() if ctx.status(r) not in ctx.settings.exempt]
+        # private rules never match on their own: the rules using them are checked instead
+        checked = [r for r in ctx.target_rules() if ctx.status(r) not in ctx.settings.exempt and not r.is_private]
         results: dict[str, RuleResult] = {}
         wanted: dict[str, CorpusFile] = {}
         for rule in checked:
@@ -380,7 +381,7 @@ class CorpusCheck(ValidationCheck):
                 if f is not None and f.sha256 not in rr.positives:
                     rr.positives.append(f.sha256)
                     wanted[f.sha256] = f
-            if not rr.positives and not rule.is_private:
+            if not rr.positives:
                 findings.append(_finding(
                     "V301", "error", rule.file, rule.meta_line("hash"),
                     f"rule {rule.name} has no positive sample in {ctx.settings.malicious}",

@@ -1,0 +1,330 @@
+"""workbench validate: each check passes on the house tree and fails on the breakage it is for."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import main
+from workbench.exitcodes import E_FINDINGS, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.release.validate import validate
+
+from .conftest import HOUSE, SigRepo, house_rule, refresh_fingerprint, set_meta, sha256
+
+EICAR_SHA = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+
+
+def ids(report) -> set[str]:
+    return {f.id for f in report.findings if f.severity == "error"}
+
+
+def run_cli(sig: SigRepo, *args: str) -> int:
+    return main(["--home", str(sig.workspace.home), "--signatures", str(sig.root), *args])
+
+
+def test_the_committed_house_tree_passes() -> None:
+    report = validate(HOUSE)
+    assert report.ok, [f"{f.id} {f.rule} {f.message}" for f in report.findings]
+    assert report.rules_total >= 9
+    assert [c.status for c in report.checks] == ["passed"] * len(report.checks)
+    by_name = {r.name: r for r in report.rules}
+    # every rule matched every sample it names, and nothing clean
+    for rr in by_name.values():
+        assert rr.positives and rr.matched == rr.positives and rr.clean_matches == [], rr
+        assert rr.ms_per_mib is not None
+    assert "eicar/statement.zip" in report.uncovered     # zip in a zip: only dissection finds it
+
+
+def test_cli_passes_on_the_house_tree_and_fails_on_a_broken_rule(sig: SigRepo, capsys) -> None:
+    assert run_cli(sig, "validate") == E_OK
+    assert "OK: 0 errors" in capsys.readouterr().out
+    path = sig.rule_file("spam/gtube.yar")
+    path.write_text(path.read_text().replace("condition:", "condition:\n        $missing and", 1))
+    assert run_cli(sig, "validate") == E_FINDINGS
+    out = capsys.readouterr().out
+    assert "C101" in out and "SPAM_GTUBE_TestString" in out and "FAILED" in out
+
+
+def test_unknown_path_and_bad_write_spec(sig: SigRepo, tmp_path: Path) -> None:
+    assert main(["validate", str(tmp_path / "nope")]) == E_NOT_FOUND
+    assert run_cli(sig, "validate", "--write", "pdf:x") == E_USAGE
+
+
+def test_duplicate_names_across_files_fail_the_whole_set_compile(sig: SigRepo) -> None:
+    (sig.root / "rules" / "test" / "copy.yar").write_text(sig.rule_file("test/eicar.yar").read_text())
+    report = validate(sig.root, scan_corpus=False)
+    assert {"N304", "V101"} <= ids(report)
+
+
+def test_shipped_rule_needing_an_unshipped_one(sig: SigRepo) -> None:
+    helper = house_rule("TEST_Helper_Small", strings="", condition="filesize < 1KB", status="TESTING",
+                        hashes=[EICAR_SHA], private=True)
+    user = house_rule("TEST_EICAR_Small_Only", strings='        $e = "EICAR-STANDARD"',
+                      condition="$e and TEST_Helper_Small", hashes=[EICAR_SHA], family="EICAR")
+    (sig.root / "rules" / "test" / "dep.yar").write_text(helper + "\n" + user)
+    report = validate(sig.root)
+    errors = [f for f in report.findings if f.id == "V103"]
+    assert errors and "TEST_Helper_Small" in errors[0].hint
+    # once the helper ships too, the set is fine
+    set_meta(sig.root / "rules" / "test" / "dep.yar", "TEST_Helper_Small", "status", "RELEASED")
+    assert "V103" not in ids(validate(sig.root))
+
+
+def test_includes_must_resolve_inside_the_rules_folder(sig: SigRepo) -> None:
+    path = sig.rule_file("spam/gtube.yar")
+    original = path.read_text()
+    path.write_text('include "missing.yar"\n' + original)
+    report = validate(sig.root, scan_corpus=False)
+    assert any(f.id == "V104" and "no such file" in f.message for f in report.findings)
+    (sig.root / "outside.yar").write_text("rule Outside { condition: false }\n")
+    path.write_text('include "../../outside.yar"\n' + original)
+    report = validate(sig.root, scan_corpus=False)
+    assert any(f.id == "V104" and "outside the rules folder" in f.message for f in report.findings)
+
+
+def test_included_file_is_compiled_once_and_in_order(sig: SigRepo) -> None:
+    common = house_rule("TEST_Common_Small", strings="", condition="filesize < 1KB", hashes=[EICAR_SHA],
+                        private=True)
+    (sig.root / "rules" / "test" / "common.yar").write_text(common)
+    user = house_rule("TEST_EICAR_Included_Helper", strings='        $e = "EICAR-STANDARD"',
+                      condition="$e and TEST_Common_Small", hashes=[EICAR_SHA], family="EICAR")
+    (sig.root / "rules" / "test" / "a_user.yar").write_text('include "common.yar"\n\n' + user)
+    (sig.root / "rules" / "test" / "b_user.yar").write_text(
+        'include "common.yar"\n\n' + user.replace("TEST_EICAR_Included_Helper", "TEST_EICAR_Included_Again")
+        .replace('family = "EICAR"', 'family = "EICAR"'))
+    refresh_fingerprint(sig.root / "rules" / "test" / "b_user.yar", "TEST_EICAR_Included_Again")
+    report = validate(sig.root)
+    assert report.ok, [f"{f.id} {f.message}" for f in report.findings if f.severity == "error"]
+
+
+def test_externals_must_be_declared(sig: SigRepo) -> None:
+    rule = house_rule("TEST_EICAR_Named_File", strings='        $e = "EICAR-STANDARD"',
+                      condition='$e and filename != "skip.me"', hashes=[EICAR_SHA], family="EICAR")
+    (sig.root / "rules" / "test" / "ext.yar").write_text(rule)
+    report = validate(sig.root, scan_corpus=False)
+    assert "V105" in ids(report)
+    assert any("filename" in f.message for f in report.findings if f.id == "V105")
+    policy = sig.root / "workbench.toml"
+    policy.write_text(policy.read_text().replace("[externals]\n", '[externals]\nfilename = ""\n'))
+    report = validate(sig.root)
+    assert report.ok, [f"{f.id} {f.message}" for f in report.findings if f.severity == "error"]
+
+
+def test_shipped_rule_with_a_stale_fingerprint(sig: SigRepo) -> None:
+    path = sig.rule_file("spam/gtube.yar")
+    path.write_text(path.read_text().replace("filesize < 10MB", "filesize < 11MB"))
+    assert "V201" in ids(validate(sig.root, scan_corpus=False))
+    # a TESTING rule may carry a stale one (lint warns); only shipped rules are checked by towers
+    set_meta(path, "SPAM_GTUBE_TestString", "status", "TESTING")
+    assert "V201" not in ids(validate(sig.root, scan_corpus=False))
+
+
+def test_rule_without_a_positive_sample(sig: SigRepo) -> None:
+    rule = house_rule("TEST_Orphan_Rule", strings='        $e = "NOTHING-LIKE-THIS-ANYWHERE"',
+                      condition="$e", hashes=["a" * 64])
+    (sig.root / "rules" / "test" / "orphan.yar").write_text(rule)
+    report = validate(sig.root)
+    assert any(f.id == "V301" and f.rule == "TEST_Orphan_Rule" for f in report.findings)
+
+
+def test_rule_missing_its_sample(sig: SigRepo) -> None:
+    rule = house_rule("TEST_EICAR_Wrong_Marker", strings='        $e = "NOTHING-LIKE-THIS-ANYWHERE"',
+                      condition="$e", hashes=[EICAR_SHA], family="EICAR")
+    (sig.root / "rules" / "test" / "miss.yar").write_text(rule)
+    report = validate(sig.root)
+    assert any(f.id == "V302" and f.rule == "TEST_EICAR_Wrong_Marker" for f in report.findings)
+    assert not report.ok
+
+
+def _clean_matcher(sig: SigRepo, status: str = "RELEASED") -> None:
+    rule = house_rule("TEST_EICAR_Memo_Words", strings='        $e = "EICAR"', condition="$e",
+                      hashes=[EICAR_SHA], status=status, family="EICAR")
+    (sig.root / "rules" / "test" / "memo.yar").write_text(rule)
+
+
+def test_clean_corpus_match_fails_and_the_allow_list_accepts_it_visibly(sig: SigRepo, capsys) -> None:
+    _clean_matcher(sig)
+    report = validate(sig.root)
+    fps = [f for f in report.findings if f.id == "V303"]
+    assert fps and "security_memo.txt" in fps[0].message and not report.ok
+    memo = sha256(sig.root / "corpora" / "clean" / "security_memo.txt")
+    policy = sig.root / "workbench.toml"
+    policy.write_text(policy.read_text() + f'\n[[release.allow]]\nrule = "TEST_EICAR_Memo_Words"\n'
+                      f'file = "{memo}"\nreason = "the memo names the test file"\n')
+    report = validate(sig.root)
+    assert report.ok, [f.message for f in report.findings if f.severity == "error"]
+    assert [(a.rule, a.path) for a in report.allowed] == [("TEST_EICAR_Memo_Words", "security_memo.txt")]
+    assert run_cli(sig, "validate") == E_OK
+    assert "allowed: TEST_EICAR_Memo_Words matches clean security_memo.txt" in capsys.readouterr().out
+
+
+def test_allow_list_by_path_and_stale_entries(sig: SigRepo) -> None:
+    _clean_matcher(sig)
+    policy = sig.root / "workbench.toml"
+    policy.write_text(policy.read_text() + '\n[[release.allow]]\nrule = "TEST_EICAR_Memo_Words"\n'
+                      'file = "security_memo.txt"\nreason = "reviewed"\n'
+                      '\n[[release.allow]]\nrule = "TEST_Gone_Rule"\nfile = "x.txt"\nreason = "old"\n')
+    report = validate(sig.root)
+    assert report.ok
+    stale = [f for f in report.findings if f.id == "V306"]
+    assert len(stale) == 1 and "TEST_Gone_Rule" in stale[0].message
+
+
+def test_noisy_rule_matching_clean_files_only_warns(sig: SigRepo) -> None:
+    _clean_matcher(sig, status="NOISY")
+    report = validate(sig.root)
+    assert report.ok
+    assert any(f.id == "V304" and f.severity == "warning" for f in report.findings)
+
+
+def test_disabled_rules_skip_the_corpus_checks(sig: SigRepo) -> None:
+    _clean_matcher(sig, status="DISABLED")
+    report = validate(sig.root)
+    assert report.ok and "TEST_EICAR_Memo_Words" not in {r.name for r in report.rules}
+
+
+def test_scan_time_budget(sig: SigRepo) -> None:
+    rule = house_rule("TEST_EICAR_Slow_Regex", strings='        $e = "EICAR-STANDARD"\n'
+                      '        $r = /[a-z]{2}[0-9a-z]{0,9}[A-Z]{2}/',
+                      condition="$e and $r", hashes=[EICAR_SHA], family="EICAR")
+    (sig.root / "rules" / "test" / "slow.yar").write_text(rule)
+    policy = sig.root / "workbench.toml"
+    text = policy.read_text()
+    policy.write_text(text.replace("scan_budget_ms_per_mib = 100", "scan_budget_ms_per_mib = 0.001"))
+    report = validate(sig.root)
+    slow = [f for f in report.findings if f.id == "V401"]
+    assert any(f.rule == "TEST_EICAR_Slow_Regex" for f in slow)
+    cost = next(r.ms_per_mib for r in report.rules if r.name == "TEST_EICAR_Slow_Regex")
+    assert cost and cost > 0.001
+    # a per-rule budget lifts it for that rule alone
+    policy.write_text(policy.read_text().replace("[release.budgets]\n",
+                                                 "[release.budgets]\nTEST_EICAR_Slow_Regex = 100000\n"))
+    report = validate(sig.root)
+    assert "TEST_EICAR_Slow_Regex" not in {f.rule for f in report.findings if f.id == "V401"}
+
+
+def test_changed_rule_must_bump_version_and_modified(sig: SigRepo) -> None:
+    path = sig.rule_file("spam/gtube.yar")
+    path.write_text(path.read_text().replace("filesize < 10MB", "filesize < 12MB"))
+    refresh_fingerprint(path, "SPAM_GTUBE_TestString")
+    report = validate(sig.root, changed_since="HEAD")
+    assert {"V501", "V502"} <= ids(report)
+    set_meta(path, "SPAM_GTUBE_TestString", "version", 2)
+    set_meta(path, "SPAM_GTUBE_TestString", "modified", "2026-11-21")
+    report = validate(sig.root, changed_since="HEAD")
+    assert report.ok, [f"{f.id} {f.message}" for f in report.findings if f.severity == "error"]
+    # metadata-only edits need no bump
+    sig.commit("bumped")
+    set_meta(path, "SPAM_GTUBE_TestString", "description", "GTUBE, reworded")
+    assert validate(sig.root, changed_since="HEAD").ok
+
+
+def test_full_validation_compares_with_the_newest_release_tag(sig: SigRepo) -> None:
+    sig.repo.create_tag("signatures-3", message="release 3")
+    path = sig.rule_file("spam/gtube.yar")
+    path.write_text(path.read_text().replace("filesize < 10MB", "filesize < 12MB"))
+    refresh_fingerprint(path, "SPAM_GTUBE_TestString")
+    sig.commit("unbumped change")
+    report = validate(sig.root)
+    assert report.base == "signatures-3" and "V501" in ids(report)
+
+
+def test_changed_since_checks_only_changed_rules(sig: SigRepo) -> None:
+    report = validate(sig.root, changed_since="HEAD")
+    assert report.mode == "changed" and report.rules_checked == [] and report.ok
+    path = sig.rule_file("mal/wbjsdrop.yar")
+    set_meta(path, "MAL_WbJsDrop_Downloader_Js", "description", "reworded")
+    report = validate(sig.root, changed_since="HEAD")
+    assert report.rules_checked == ["MAL_WbJsDrop_Downloader_Js"] and report.files_checked == 1
+    assert [r.name for r in report.rules] == ["MAL_WbJsDrop_Downloader_Js"]
+    # a broken rule elsewhere is still caught by the whole-set compile ...
+    other = sig.rule_file("test/eicar.yar")
+    (sig.root / "rules" / "test" / "dupe.yar").write_text(other.read_text())
+    report = validate(sig.root, changed_since="HEAD")
+    assert "V101" in ids(report)
+    # ... and a policy change validates everything
+    (sig.root / "rules" / "test" / "dupe.yar").unlink()
+    policy = sig.root / "workbench.toml"
+    policy.write_text(policy.read_text() + "\n# reviewed\n")
+    report = validate(sig.root, changed_since="HEAD")
+    assert report.mode == "full" and len(report.rules_checked) == report.rules_total
+    assert any("workbench.toml changed" in n for n in report.notes)
+
+
+def test_changed_since_needs_git_and_a_known_revision(sig: SigRepo, tmp_path: Path) -> None:
+    assert run_cli(sig, "validate", "--changed-since", "no-such-rev") == E_NOT_FOUND
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "rules").mkdir()
+    assert main(["validate", str(plain), "--changed-since", "HEAD"]) != E_OK
+
+
+def test_lint_baseline_accepts_a_reviewed_warning(sig: SigRepo) -> None:
+    rule = house_rule("TEST_EICAR_Nocase_Words", strings='        $e = "EICAR" nocase',
+                      condition="$e and filesize < 100", hashes=[EICAR_SHA], family="EICAR")
+    (sig.root / "rules" / "test" / "nocase.yar").write_text(rule)
+    report = validate(sig.root, scan_corpus=False)
+    warned = [f for f in report.findings if f.rule == "TEST_EICAR_Nocase_Words" and f.severity == "warning"]
+    assert warned, report.findings
+    from workbench.rules.findings import Baseline
+
+    Baseline.from_findings(warned, reason="reviewed").save(sig.root / "lint-baseline.json")
+    report = validate(sig.root, scan_corpus=False)
+    assert not [f for f in report.findings if f.rule == "TEST_EICAR_Nocase_Words" and f.severity == "warning"]
+    assert {f.key for f in report.accepted} >= {f.key for f in warned}
+    (sig.root / "lint-baseline.json").write_text("{broken")
+    assert "V003" in ids(validate(sig.root, scan_corpus=False))
+
+
+def test_bad_policy_or_missing_rules_folder(sig: SigRepo) -> None:
+    policy = sig.root / "workbench.toml"
+    policy.write_text(policy.read_text().replace('ship = ["RELEASED", "NOISY"]', 'ship = ["SHIPPED"]'))
+    report = validate(sig.root)
+    assert ids(report) == {"V001"} and "SHIPPED" in report.findings[0].message
+    policy.write_text(policy.read_text().replace('ship = ["SHIPPED"]', 'ship = ["RELEASED"]')
+                      .replace('rules = "rules"', 'rules = "nowhere"'))
+    assert ids(validate(sig.root)) == {"V002"}
+
+
+def test_machine_readable_formats(sig: SigRepo, capsys, tmp_path: Path) -> None:
+    path = sig.rule_file("spam/gtube.yar")
+    path.write_text(path.read_text().replace("$gtube\n}", "$gtube and $nope\n}"))
+    sarif_file, junit_file = tmp_path / "v.sarif", tmp_path / "v.xml"
+    code = run_cli(sig, "validate", "--format", "json", "--write", f"sarif:{sarif_file}",
+                   "--write", f"junit:{junit_file}")
+    assert code == E_FINDINGS
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["mode"] == "full" and any(f["rule"] == "SPAM_GTUBE_TestString" for f in doc["findings"])
+    sarif = json.loads(sarif_file.read_text())
+    run = sarif["runs"][0]
+    assert run["tool"]["driver"]["name"] == "workbench-validate"
+    result = next(r for r in run["results"] if r["level"] == "error")
+    location = result["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"] == "rules/spam/gtube.yar"     # relative to the repository
+    assert location["region"]["startLine"] > 1
+    assert result["ruleId"] in {r["id"] for r in run["tool"]["driver"]["rules"]}
+    suites = ET.parse(junit_file).getroot()
+    failed = [c for c in suites.iter("testcase") if c.find("failure") is not None]
+    assert failed and {c.get("name") for c in failed} == {"SPAM_GTUBE_TestString"}
+    assert int(suites.get("failures")) == len(failed)
+
+
+def test_junit_marks_skipped_checks(sig: SigRepo, capsys) -> None:
+    assert run_cli(sig, "validate", "--no-corpus", "--format", "junit") == E_OK
+    root = ET.fromstring(capsys.readouterr().out)
+    skipped = [s for s in root.iter("testsuite") if s.get("skipped") != "0"]
+    assert {s.get("name").split(":")[0] for s in skipped} == {"V3", "V4"}
+
+
+@pytest.mark.parametrize("broken", ["syntax", "policy"])
+def test_junit_reports_setup_failures(sig: SigRepo, capsys, broken: str) -> None:
+    if broken == "policy":
+        (sig.root / "workbench.toml").write_text("[release\n")
+    else:
+        sig.rule_file("spam/gtube.yar").write_text("rule {")
+    assert run_cli(sig, "validate", "--format", "junit") == E_FINDINGS
+    root = ET.fromstring(capsys.readouterr().out)
+    assert int(root.get("failures")) >= 1
