@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import os
 
-from workbench.dissect.identify import entropy, entropy_profile, identify, name_flags, sanitize_filename
+from workbench.dissect.identify import (
+    entropy,
+    entropy_profile,
+    identify,
+    name_flags,
+    sanitize_filename,
+)
 from workbench.samples.mail import EICAR
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from workbench.dissect.model import MiB, Limits
+from workbench.dissect.model import Limits, MiB
 from workbench.dissect.worker import WorkerFailed, WorkerPool, WorkerTimeout, run_task
 
 
