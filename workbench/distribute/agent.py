@@ -225,7 +225,7 @@ class TowerAgent:
         state.last_state, state.last_error = result.state, result.error
         self._report(state, FleetReport(
             server=self.config.server, state=result.state, serial=result.serial,
-            error=result.error, target_serial=result.target_serial,
+            error=result.error, target_serial=result.target_serial if result.error else None,
             **self._agent_fields(result.serial)), result)
         self.install.save_state(state)
         result.duration_seconds = round(time.monotonic() - started, 3)
@@ -520,8 +520,10 @@ def _download_reason(exc: tuf_errors.DownloadError) -> str:
         return f"refused download: longer than its signed length (tampered?): {exc}"
     if isinstance(exc, tuf_errors.DownloadHTTPError):
         return f"the repository answered HTTP {exc.status_code}: {exc}"
-    cause = exc.__cause__ or exc
-    return f"cannot reach the repository: {cause}"
+    text = str(exc)
+    if exc.__cause__ is not None and str(exc.__cause__) not in text:
+        text += f": {exc.__cause__}"
+    return text
 
 
 def _metadata_reason(exc: tuf_errors.RepositoryError) -> str:
