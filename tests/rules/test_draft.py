@@ -157,3 +157,15 @@ def test_samples_and_their_source_message_from_the_quarantine(workspace: Workspa
         load_samples(workspace, ["f" * 64])
     with pytest.raises(DraftError, match="not a sha256"):
         load_samples(workspace, ["zzzz"])
+
+
+def test_unicode_and_quotes_in_metadata_survive(policy: Policy) -> None:
+    s = sample(build_pe(data=MARK))
+    text = draft_rule([s], strong=[MARK.decode()], author='José "Pepe" Núñez', family="Émotet",
+                      description="línea\tuno \\ dos")
+    rule = parse_text(text).rules[0]
+    assert rule.name == "MAL_Emotet_Exe"
+    assert rule.meta_value("author") == 'José "Pepe" Núñez'
+    assert rule.meta_value("description") == "línea\tuno \\ dos"
+    assert yara.compile(source=text) and yara_x.compile(text)
+    assert lint_text(text, None, policy).findings == []

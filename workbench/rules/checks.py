@@ -16,8 +16,9 @@ from workbench.rules.parse import (
     RuleString,
     Token,
     decode_text_literal,
+    yara_text_literal,
 )
-from workbench.rules.policy import Policy
+from workbench.rules.policy import Policy, name_part
 
 # -- the condition ---------------------------------------------------------------------------
 
@@ -453,7 +454,7 @@ class NameFamily(Check):
         family = rule.meta_value("family")
         if not m or "family" not in m.groupdict() or not isinstance(family, str) or not family:
             return
-        if m.group("family").lower() != re.sub(r"[^A-Za-z0-9]", "", family).lower():
+        if m.group("family").lower() != name_part(family).lower():
             yield self.finding(rule, rf, f"name says family {m.group('family')}, metadata says '{family}'",
                                subject="family")
 
@@ -690,19 +691,13 @@ class HexCouldBeText(Check):
                 continue
             raw = bytes(b for b in data if b is not None)
             if all(_printable(b) for b in raw):
-                suggestion = _yara_text(raw.decode("ascii"))
+                suggestion = yara_text_literal(raw)
             elif len(raw) % 2 == 0 and all(raw[i + 1] == 0 and _printable(raw[i]) for i in range(0, len(raw), 2)):
-                suggestion = _yara_text(raw[::2].decode("ascii")) + " wide"
+                suggestion = yara_text_literal(raw[::2]) + " wide"
             else:
                 continue
             yield self.finding(rule, rf, f"{s.identifier} is text: {suggestion}", line=s.line, column=s.column,
                                subject=s.identifier, hint=f"write {s.identifier} = {suggestion}")
-
-
-def _yara_text(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") \
-        .replace("\r", "\\r")
-    return f'"{escaped}"'
 
 
 RULE_CHECKS: tuple[type[Check], ...] = (

@@ -21,8 +21,8 @@ from workbench.rules.findings import Finding
 from workbench.rules.fmt import format_text
 from workbench.rules.goodware import GoodwareDB
 from workbench.rules.lint import lint_text
-from workbench.rules.parse import RuleString, compute_fingerprint
-from workbench.rules.policy import Policy
+from workbench.rules.parse import RuleString, compute_fingerprint, meta_literal, yara_text_literal
+from workbench.rules.policy import Policy, name_part
 from workbench.rules.suggest import rank_strings
 from workbench.workspace import Workspace, current_actor
 
@@ -101,26 +101,6 @@ class Draft:
     notes: list[str] = field(default_factory=list)
 
 
-def yara_text_literal(data: bytes) -> str:
-    """Bytes as a YARA text literal: printable ASCII kept, the rest escaped."""
-    out = []
-    for b in data:
-        c = chr(b)
-        if c == '"':
-            out.append('\\"')
-        elif c == "\\":
-            out.append("\\\\")
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\t":
-            out.append("\\t")
-        elif 32 <= b < 127:
-            out.append(c)
-        else:
-            out.append(f"\\x{b:02x}")
-    return '"' + "".join(out) + '"'
-
-
 _HEX_PLAIN = re.compile(r"^[0-9A-Fa-f\s]+$")
 
 
@@ -151,17 +131,12 @@ def _filesize_bound(sizes: Iterable[int]) -> str:
     return f"filesize < {math.ceil(limit / (1024 * 1024))}MB"
 
 
-def _camel(text: str) -> str:
-    parts = [p for p in re.split(r"[^A-Za-z0-9]+", text) if p]
-    return "".join(p[:1].upper() + p[1:] for p in parts)
-
-
 def rule_name(category: str, family: str, detail: str) -> str:
     """``<CATEGORY>_<Family>_<Detail>``, e.g. MAL_Emotet_Loader_Doc."""
-    fam = _camel(family) or "Unknown"
+    fam = name_part(family) or "Unknown"
     if fam[0].isdigit():
         fam = "F" + fam
-    parts = [category.upper(), fam] + [_camel(p) for p in detail.split("_") if _camel(p)]
+    parts = [category.upper(), fam] + [name_part(p) for p in detail.split("_") if name_part(p)]
     return "_".join(parts)
 
 
@@ -310,7 +285,7 @@ def draft(samples: Sequence[Sample], *, strings: Sequence[str] = (), hexes: Sequ
         ("modified", stamp),
         ("status", "TESTING"),
         ("author", author or policy.default_author or current_actor()),
-        ("description", description or f"{_camel(family) or 'Unknown'} {type_detail.lower()} "
+        ("description", description or f"{name_part(family) or 'Unknown'} {type_detail.lower()} "
                                         f"({category}), drafted from {len(samples)} sample(s)"),
         ("category", category),
         ("family", family),
@@ -319,9 +294,9 @@ def draft(samples: Sequence[Sample], *, strings: Sequence[str] = (), hexes: Sequ
     meta.append(("source", sources[0] if sources else samples[0].sha256))
 
     lines = [f"rule {name} {{", "  meta:"]
-    for key, value in meta:
-        lines.append(f"    {key} = {value}" if isinstance(value, int)
-                     else f"    {key} = {yara_text_literal(value.encode('utf-8'))}")
+    for key, meta_value in meta:
+        lines.append(f"    {key} = {meta_value}" if isinstance(meta_value, int)
+                     else f"    {key} = {meta_literal(meta_value)}")
     lines.append("  strings:")
     for d in drafted:
         lines.append(f"    {d.identifier} = {d.value}" + (" " + " ".join(d.modifiers) if d.modifiers else ""))

@@ -30,9 +30,9 @@ def format_text(text: str) -> str:
     before = parse_text(text)
     if before.errors:
         raise FormatError("; ".join(before.errors))
-    out = io.BytesIO()
-    _formatter().format(io.BytesIO(text.encode("utf-8")), out)
-    formatted = out.getvalue().decode("utf-8")
+    out = io.StringIO()
+    _formatter().format(io.StringIO(text), out)
+    formatted = out.getvalue()
     after = parse_text(formatted)
     if after.errors or [r.fingerprint for r in after.rules] != [r.fingerprint for r in before.rules]:
         raise FormatError("the formatter would change the rules' strings or condition; left as it is")

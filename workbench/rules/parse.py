@@ -208,6 +208,43 @@ def decode_text_literal(literal: str) -> str:
     return "".join(out)
 
 
+def yara_text_literal(data: bytes) -> str:
+    """Bytes as a YARA text literal: printable ASCII kept, the rest escaped."""
+    out = []
+    for b in data:
+        c = chr(b)
+        if c == '"':
+            out.append('\\"')
+        elif c == "\\":
+            out.append("\\\\")
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\t":
+            out.append("\\t")
+        elif 32 <= b < 127:
+            out.append(c)
+        else:
+            out.append(f"\\x{b:02x}")
+    return '"' + "".join(out) + '"'
+
+
+def meta_literal(text: str) -> str:
+    """A metadata string: quotes, backslashes and control characters escaped, Unicode kept."""
+    out = []
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\t":
+            out.append("\\t")
+        elif ord(c) < 32 or ord(c) == 127:
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
 class _Parser:
     """A hand-written scanner: one pass, regexes for tokens, no backtracking."""
 

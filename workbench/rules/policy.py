@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,13 @@ DEFAULT_TYPES = {
     "family": "string", "hash": "hash", "source": "sha256", "reference": "url",
 }
 DEFAULT_NAME_PATTERN = r"^(?P<category>[A-Z]+)_(?P<family>[A-Z0-9][A-Za-z0-9]*)(?:_[A-Za-z0-9]+)+$"
+
+
+def name_part(text: str) -> str:
+    """``text`` as one CamelCase ASCII part of a rule name: "émotet loader" -> "EmotetLoader"."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", folded) if p]
+    return "".join(p[:1].upper() + p[1:] for p in parts)
 
 
 class PolicyError(ValueError):
