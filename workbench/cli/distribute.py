@@ -270,6 +270,9 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--openapi", action="store_true",
                    help="print the OpenAPI document and exit (docs/openapi.json)")
+    p.add_argument("--nginx-config", metavar="SERVER_NAME",
+                   help="print an nginx server block that serves this repository as static "
+                        "files and proxies the API to --host/--port, then exit")
     p.set_defaults(func=cmd_serve)
 
 
@@ -279,6 +282,13 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
 
     if args.openapi:
         ctx.print(json.dumps(openapi_document(), indent=2))
+        return E_OK
+    if args.nginx_config:
+        from workbench.distribute.nginx import nginx_server_block
+
+        ctx.out.write(nginx_server_block(_repository(ctx).root, server_name=args.nginx_config,
+                                         api_upstream=f"http://{args.host}:{args.port}",
+                                         max_body=str(args.max_message_bytes)))
         return E_OK
     if args.silent_after <= args.stale_after:
         raise CommandError("--silent-after must be longer than --stale-after", E_USAGE)
