@@ -20,6 +20,7 @@ from workbench.corpus.testing import (
     default_rule_paths,
     test_rules,
 )
+from workbench.dissect.render import human_size as _size
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 
 
@@ -297,10 +298,3 @@ def _progress_line(err: TextIO) -> Callable[[ScanProgress], None] | None:
     return show
 
 
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"

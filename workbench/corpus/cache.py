@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+from workbench.corpus.database import open_database, transaction
 from workbench.corpus.scanner import RuleHit, StringHit
 from workbench.document import iso, utcnow
-from workbench.quarantine.index import retry_busy
 
 CACHE_NAME = "scan-cache.sqlite"
 _CHUNK = 500
@@ -56,13 +56,7 @@ class ScanCache:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                  check_same_thread=False)
-        retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
-        retry_busy(lambda: self.db.executescript(_SCHEMA))
+        self.db = open_database(self.path, _SCHEMA)
         self._batch_files: dict[int, frozenset[str]] = {}
 
     def close(self) -> None:
@@ -74,16 +68,8 @@ class ScanCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        retry_busy(lambda: self.db.execute("BEGIN IMMEDIATE"))
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
-            retry_busy(lambda: self.db.execute("COMMIT"))
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db)
 
     # -- what is known ----------------------------------------------------------------
 

@@ -10,13 +10,13 @@ import re
 import sqlite3
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.corpus.database import open_database, transaction
 from workbench.document import iso, utcnow
-from workbench.quarantine.index import retry_busy
 from workbench.quarantine.store import ObjectStore
 from workbench.workspace import Workspace
 
@@ -147,15 +147,7 @@ class CorpusRegistry:
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                 check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            retry_busy(lambda: db.execute("PRAGMA journal_mode=WAL"))
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
-            retry_busy(lambda: db.executescript(_SCHEMA))
-            self._db = db
+            self._db = open_database(self.path, _SCHEMA)
         return self._db
 
     def close(self) -> None:
@@ -169,17 +161,8 @@ class CorpusRegistry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self.db
-        retry_busy(lambda: db.execute("BEGIN IMMEDIATE"))
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
-            retry_busy(lambda: db.execute("COMMIT"))
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db)
 
     # -- adding -----------------------------------------------------------------------
 
