@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import httpx
@@ -219,3 +220,19 @@ def test_ingest_counts_in_metrics(http: httpx.Client, tower_token: str) -> None:
                  'workbench_ingest_messages_total{result="failed"} 1.0',
                  "workbench_auth_failures_total 1.0"):
         assert line in text, line
+
+
+def test_large_files_stream_with_etag_range_and_head(http: httpx.Client,
+                                                     repo: UpdateRepository) -> None:
+    """Files over the in-memory limit go through the streaming route, with the same semantics."""
+    data = bytes(range(256)) * 6000                      # 1.5 MB
+    (repo.targets_dir / "big.tar.gz").write_bytes(data)
+    url = "/repository/targets/big.tar.gz"
+    full = http.get(url)
+    assert full.status_code == 200 and full.content == data
+    assert full.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    assert http.get(url, headers={"if-none-match": full.headers["etag"]}).status_code == 304
+    part = http.get(url, headers={"range": "bytes=1000000-1000009"})
+    assert part.status_code == 206 and part.content == data[1000000:1000010]
+    head = http.head(url)
+    assert head.content == b"" and int(head.headers["content-length"]) == len(data)

@@ -150,6 +150,53 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class RepositoryFastPath:
+    """ASGI: answer the no-change poll (304) and small whole files straight from memory.
+
+    This is the request every tower makes every minute, and the framework would cost
+    several times the work of the answer. Ranges, large files and 404s go on to the
+    documented ``/repository/{path}`` route.
+    """
+
+    PREFIX = "/repository/"
+
+    def __init__(self, app: ASGIApp, state: "ServerState"):
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] in ("GET", "HEAD")
+                and scope["path"].startswith(self.PREFIX)):
+            if_none_match = None
+            ranged = False
+            for name, value in scope["headers"]:
+                if name == b"if-none-match":
+                    if_none_match = value.decode("latin-1")
+                elif name == b"range":
+                    ranged = True
+            entry = None if ranged else self.state.files.lookup(scope["path"][len(self.PREFIX):])
+            if entry is not None:
+                metrics = self.state.metrics
+                headers = [(b"etag", entry.etag.encode()),
+                           (b"cache-control", entry.cache_control.encode())]
+                if if_none_match is not None and etag_matches(if_none_match, entry.etag):
+                    metrics.repository_requests.labels(entry.kind, "304").inc()
+                    await send({"type": "http.response.start", "status": 304, "headers": headers})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+                if entry.data is not None:
+                    metrics.repository_requests.labels(entry.kind, "200").inc()
+                    metrics.repository_bytes.labels(entry.kind).inc(entry.size)
+                    headers += [(b"content-type", entry.content_type.encode()),
+                                (b"content-length", str(entry.size).encode()),
+                                (b"accept-ranges", b"bytes")]
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                    await send({"type": "http.response.body",
+                                "body": b"" if scope["method"] == "HEAD" else entry.data})
+                    return
+        await self.app(scope, receive, send)
+
+
 def to_json_bytes(value: Any) -> bytes:
     import json
 
@@ -263,15 +310,12 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
             state.metrics.repository_requests.labels(
                 kind if kind in SERVED_FOLDERS else "other", "404").inc()
             return JSONResponse({"detail": "not found"}, status_code=404)
+        # Small whole files and 304s were answered by RepositoryFastPath already.
         headers = {"etag": entry.etag, "cache-control": entry.cache_control}
         inm = request.headers.get("if-none-match")
         if inm is not None and etag_matches(inm, entry.etag):
             state.metrics.repository_requests.labels(entry.kind, "304").inc()
             return Response(status_code=304, headers=headers)
-        if entry.data is not None and "range" not in request.headers:
-            state.metrics.repository_requests.labels(entry.kind, "200").inc()
-            state.metrics.repository_bytes.labels(entry.kind).inc(entry.size)
-            return Response(entry.data, media_type=entry.content_type, headers=headers)
         state.metrics.repository_requests.labels(
             entry.kind, "206" if "range" in request.headers else "200").inc()
         if "range" not in request.headers:
@@ -365,6 +409,7 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
         return settings.max_message_bytes if path == "/v1/quarantine" else settings.max_json_bytes
 
     app.add_middleware(BodyLimit, limit_for=limit_for, on_refuse=state.metrics.too_large.inc)
+    app.add_middleware(RepositoryFastPath, state=state)
     return app
 
 
