@@ -107,7 +107,7 @@ def test_parse_paths_walks_folders(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("rule Not { condition: true }")
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "x.yar").write_text("rule Hidden { condition: true }")
-    files = parse_paths([tmp_path])
+    files = parse_paths([tmp_path, tmp_path / "two.yara"])
     assert [r.name for f in files for r in f.rules] == ["One", "Two"]
     assert files[0].rules[0].file == tmp_path / "a" / "one.yar"
 

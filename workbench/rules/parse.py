@@ -583,17 +583,21 @@ def parse_file(path: Path, namespace: str | None = None) -> RuleFile:
 
 
 def iter_rule_paths(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files as given; folders walked (sorted) for ``*.yar`` / ``*.yara``, skipping hidden ones."""
+    """Files as given; folders walked (sorted) for ``*.yar`` / ``*.yara``, skipping hidden ones.
+    A file reached twice (named and inside a named folder) is yielded once."""
+    seen: set[Path] = set()
     for p in paths:
         p = Path(p)
+        found = [p]
         if p.is_dir():
-            for child in sorted(p.rglob("*")):
-                rel = child.relative_to(p).parts
-                if child.suffix.lower() in RULE_SUFFIXES and child.is_file() \
-                        and not any(part.startswith(".") for part in rel):
-                    yield child
-        else:
-            yield p
+            found = [child for child in sorted(p.rglob("*"))
+                     if child.suffix.lower() in RULE_SUFFIXES and child.is_file()
+                     and not any(part.startswith(".") for part in child.relative_to(p).parts)]
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                yield f
 
 
 def parse_paths(paths: Iterable[Path]) -> list[RuleFile]:
