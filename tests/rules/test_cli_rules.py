@@ -54,6 +54,7 @@ def test_strict_and_baseline(workspace: Workspace, rules_dir: Path, capsys) -> N
     assert run(workspace, "rule", "lint") == E_OK
     assert run(workspace, "rule", "lint", "--strict") == E_FINDINGS
     baseline = workspace.signatures / "lint-baseline.json"
+    assert run(workspace, "rule", "lint", "--update-baseline", str(baseline)) == E_OK   # alias
     assert run(workspace, "rule", "lint", "--write-baseline", str(baseline)) == E_OK
     capsys.readouterr()
     assert run(workspace, "rule", "lint", "--strict") == E_OK          # picked up by default

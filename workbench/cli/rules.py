@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", type=Path, metavar="FILE",
                    help=f"accepted findings (default: SIGNATURES/{BASELINE_FILE} when present)")
     p.add_argument("--no-baseline", action="store_true", help="report every finding")
-    p.add_argument("--write-baseline", type=Path, metavar="FILE",
+    p.add_argument("--write-baseline", "--update-baseline", type=Path, metavar="FILE",
                    help="accept every current warning and info into FILE (errors are never accepted)")
     p.add_argument("--strict", action="store_true", help="warnings fail the lint too")
     p.set_defaults(func=cmd_lint)
