@@ -19,7 +19,7 @@ def _settings(toml: str) -> ReleaseSettings:
 
 def test_house_policy() -> None:
     s = ReleaseSettings.from_policy(Policy.load(HOUSE))
-    assert s.ship == ("RELEASED", "NOISY") and s.rules == "rules" and s.budget_ms_per_mib == 100
+    assert s.ship == ("RELEASED", "NOISY") and s.rules == "rules" and s.budget_ms_per_mib == 10
     assert s.ships("NOISY") and not s.ships("TESTING")
 
 

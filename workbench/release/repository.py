@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -161,8 +162,13 @@ class SignatureRepository:
         repo = self.require_git()
         if name in [t.name for t in repo.tags]:
             raise RepositoryError(f"tag {name} already exists")
-        with self._identity():
-            return repo.create_tag(name, ref=commit, message=message)
+        # the message goes through a file: a big release's changelog is too long for a command line
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as fh:
+            fh.write(message)
+            fh.flush()
+            with self._identity():
+                repo.git.tag("-a", "-F", fh.name, "--", name, commit.hexsha)
+        return next(t for t in repo.tags if t.name == name)
 
     # --- commits
 

@@ -189,11 +189,17 @@ def _write_changelog(path: Path, serial: int, message: str, changelog: Changelog
     path.write_text(text + (f"\n{earlier}\n" if earlier else ""), encoding="utf-8")
 
 
+TAG_MESSAGE_LINES = 200
+
+
 def _tag_message(title: str, message: str, changelog: Changelog) -> str:
     parts = [title, ""]
     if message:
         parts += [message.strip(), ""]
     parts.append(changelog.summary())
     parts.append("")
-    parts += changelog.lines()
+    lines = changelog.lines()
+    if len(lines) > TAG_MESSAGE_LINES:
+        lines = [*lines[:TAG_MESSAGE_LINES], f"... and {len(lines) - TAG_MESSAGE_LINES} more lines: see CHANGELOG.md"]
+    parts += lines
     return "\n".join(parts).rstrip() + "\n"

@@ -10,7 +10,7 @@ from workbench.rules.policy import DEFAULT_SHIPPED_STATUSES, Policy, PolicyError
 
 ExternalValue = str | int | float | bool
 
-DEFAULT_BUDGET_MS_PER_MIB = 100.0
+DEFAULT_BUDGET_MS_PER_MIB = 10.0
 DEFAULT_SELFTEST_MAX_BYTES = 4 * 1024 * 1024
 
 
