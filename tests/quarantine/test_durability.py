@@ -57,6 +57,22 @@ def test_concurrent_ingest_and_analysts_share_one_quarantine(quarantine):
     assert report.ok and report.objects == 165
 
 
+def _indexed(root: Path) -> int:
+    import sqlite3
+
+    db = root / "index.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05)
+        try:
+            return int(con.execute("SELECT count(*) FROM messages").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
 INGEST_CHILD = """
 import sys
 from pathlib import Path
@@ -77,11 +93,10 @@ def test_killed_ingest_loses_nothing_and_leaves_no_half_object(quarantine):
         path.write_bytes(raw)
         originals[path] = hashlib.sha256(raw).hexdigest()
     child = subprocess.Popen([sys.executable, "-c", INGEST_CHILD, str(quarantine.root)])
-    deadline = time.time() + 60
-    journal = quarantine.root / "journal"
-    while time.time() < deadline and not any(journal.glob("*.jsonl")):
-        time.sleep(0.005)
-    time.sleep(0.05)
+    # Kill as soon as the first batch is committed: four batches are still to come.
+    deadline = time.time() + 120
+    while time.time() < deadline and child.poll() is None and _indexed(quarantine.root) == 0:
+        time.sleep(0.002)
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import random
 import sqlite3
@@ -346,7 +347,7 @@ class QuarantineIndex:
             raise UnknownId(f"no quarantined message with id {sha256!r}")
         return MessageRow.from_row(row)
 
-    def list(self, query: Query | str = "", *, offset: int = 0, limit: int = 50) -> list[MessageRow]:
+    def list(self, query: Query | str = "", *, offset: int = 0, limit: int = 50) -> builtins.list[MessageRow]:
         q = parse_query(query) if isinstance(query, str) else query
         rows = self.db.execute(
             f"SELECT * FROM messages WHERE {q.where} ORDER BY {q.order_by} LIMIT ? OFFSET ?",
@@ -369,12 +370,12 @@ class QuarantineIndex:
             out[column] = {r["k"]: r["n"] for r in rows}
         return out
 
-    def sightings(self, sha256: str) -> list[Sighting]:
+    def sightings(self, sha256: str) -> builtins.list[Sighting]:
         rows = self.db.execute(
             "SELECT * FROM sightings WHERE sha256 = ? ORDER BY seen_at", (sha256,)).fetchall()
         return [Sighting(**dict(r)) for r in rows]
 
-    def audit(self, sha256: str | None = None, *, limit: int = 1000) -> list[AuditEntry]:
+    def audit(self, sha256: str | None = None, *, limit: int = 1000) -> builtins.list[AuditEntry]:
         if sha256:
             rows = self.db.execute("SELECT * FROM audit WHERE sha256 = ? ORDER BY id LIMIT ?",
                                    (sha256, limit)).fetchall()
@@ -383,7 +384,7 @@ class QuarantineIndex:
                                    (limit,)).fetchall()
         return [AuditEntry(**dict(r)) for r in rows]
 
-    def failed(self, *, limit: int = 1000) -> list[FailedInput]:
+    def failed(self, *, limit: int = 1000) -> builtins.list[FailedInput]:
         rows = self.db.execute("SELECT * FROM failed ORDER BY at DESC LIMIT ?", (limit,)).fetchall()
         return [FailedInput(**dict(r)) for r in rows]
 

@@ -140,6 +140,10 @@ def _is_mbox(path: Path) -> bool:
         return False
 
 
+def _constant(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
 def _mbox_items(path: Path, *, tower: str, server: str, reason: str) -> Iterator[IngestItem]:
     st = path.stat()
     box = mailbox.mbox(path, create=False)
@@ -147,7 +151,7 @@ def _mbox_items(path: Path, *, tower: str, server: str, reason: str) -> Iterator
         for n, key in enumerate(box.iterkeys()):
             data = box.get_bytes(key)
             yield IngestItem(
-                source=f"{path}#{n + 1}", read=lambda d=data: d, size=len(data),
+                source=f"{path}#{n + 1}", read=_constant(data), size=len(data),
                 tower=tower, server=server, reason=reason,
                 received_at=dt.datetime.fromtimestamp(st.st_mtime, dt.UTC),
                 identity=f"{path.resolve()}|{st.st_ino}|{st.st_mtime_ns}|{n}")

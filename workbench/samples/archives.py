@@ -113,7 +113,7 @@ def _seeded_random(seed: bytes) -> Iterator[None]:
             return _Stream()
 
     original = zaes.Random
-    zaes.Random = _Random  # type: ignore[assignment]
+    zaes.Random = _Random
     try:
         yield
     finally:
