@@ -74,6 +74,8 @@ def test_nginx_serves_the_repository_to_an_agent(nginx: str, repo: UpdateReposit
         assert http.get("/repository/metadata/.timestamp.json.1.tmp").status_code == 404
         assert http.get("/repository/settings.json").status_code == 404
         assert "immutable" in http.get("/repository/metadata/2.targets.json").headers["cache-control"]
+        next_root = http.get("/repository/metadata/2.root.json")      # probed on every refresh
+        assert next_root.status_code == 404 and "cache-control" not in next_root.headers
         assert http.get("/v1/health").json()["newest_serial"] == 1      # proxied to the API
     config = dataclasses.replace(tower_config, repository_url=f"{nginx}/repository",
                                  server_url=nginx)

@@ -81,6 +81,7 @@ def test_nothing_else_is_served(http: httpx.Client, path: str) -> None:
     response = http.get(path)
     assert response.status_code == 404
     assert b"PRIVATE" not in response.content
+    assert response.headers["cache-control"] == "no-cache"     # the next root may appear
 
 
 # --- quarantine upload -----------------------------------------------------------------------

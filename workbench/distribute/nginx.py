@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-IMMUTABLE = 'add_header Cache-Control "public, max-age=31536000, immutable" always;'
-REVALIDATE = 'add_header Cache-Control "no-cache" always;'
+# Without "always": a 404 (a tower probing for the next root version) must not be cached.
+IMMUTABLE = 'add_header Cache-Control "public, max-age=31536000, immutable";'
+REVALIDATE = 'add_header Cache-Control "no-cache";'
 
 
 def nginx_server_block(repository_root: Path, *, listen: str = "80",

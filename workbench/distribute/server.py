@@ -309,7 +309,9 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
             kind = path.split("/", 1)[0]
             state.metrics.repository_requests.labels(
                 kind if kind in SERVED_FOLDERS else "other", "404").inc()
-            return JSONResponse({"detail": "not found"}, status_code=404)
+            # no-cache: towers probe for the next root version, which may appear any time
+            return JSONResponse({"detail": "not found"}, status_code=404,
+                                headers={"cache-control": "no-cache"})
         # Small whole files and 304s were answered by RepositoryFastPath already.
         headers = {"etag": entry.etag, "cache-control": entry.cache_control}
         inm = request.headers.get("if-none-match")
