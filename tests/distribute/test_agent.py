@@ -211,6 +211,8 @@ def test_a_signed_older_serial_is_refused(repo: UpdateRepository, bundles: dict,
     assert "refused rollback" in result.error and "already ran 2" in result.error
     scanning_with(tower_config, 2)
     assert fleet_record(workspace).serial == 2
+    again = TowerAgent(tower_config).pull()          # still refused, not "nothing changed"
+    assert again.state == "failed" and "refused rollback" in again.error
 
 
 def test_expired_timestamp_is_a_freeze(repo: UpdateRepository, bundles: dict,
@@ -235,6 +237,15 @@ def test_nothing_new_for_days_is_a_freeze_too(repo: UpdateRepository, bundles: d
     assert later.state == "failed" and "timestamp metadata expired" in later.error
     assert later.requests == 1
     scanning_with(config, 1)
+
+
+def test_lost_local_metadata_means_a_full_refresh(repo: UpdateRepository, bundles: dict,
+                                                  tower_config: TowerConfig) -> None:
+    installed(repo, bundles, tower_config, 1)
+    (tower_config.install_dir / "metadata" / "snapshot.json").unlink()
+    result = TowerAgent(tower_config).pull()
+    assert (result.state, result.checked, result.serial) == ("ok", "refreshed", 1)
+    assert TowerAgent(tower_config).pull().checked == "not-modified"
 
 
 def test_bundle_failing_its_self_test_is_refused_once(repo: UpdateRepository, bundles: dict,
@@ -373,6 +384,26 @@ def test_one_agent_per_install_folder(repo: UpdateRepository, tower_config: Towe
             TowerAgent(tower_config).pull()
     assert install.lock_holder() is None
     assert TowerAgent(tower_config).pull().state == "ok"
+
+
+def test_run_survives_an_unexpected_error(repo: UpdateRepository,
+                                          tower_config: TowerConfig) -> None:
+    agent = TowerAgent(tower_config)
+    lines: list[str] = []
+    agent.log = lines.append
+    real_attempt = agent._attempt
+    calls = iter([RuntimeError("disk on fire")])
+
+    def flaky() -> PullResult:
+        for exc in calls:
+            raise exc
+        return real_attempt()
+
+    agent._attempt = flaky                    # type: ignore[method-assign]
+    results: list[PullResult] = []
+    agent.run(max_attempts=2, on_result=results.append)
+    assert any("attempt crashed: RuntimeError('disk on fire')" in line for line in lines)
+    assert [r.state for r in results] == ["ok"]
 
 
 def test_run_polls_until_stopped(repo: UpdateRepository, bundles: dict,

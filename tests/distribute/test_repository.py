@@ -72,7 +72,7 @@ def test_publish_adds_a_target_a_tuf_client_accepts(repo: UpdateRepository, bund
                                                     tmp_path: Path) -> None:
     result = publish_bundle(repo, bundles[1])
     assert result.target.serial == 1 and result.target.rule_count == 1
-    assert result.versions == {"targets": 2, "snapshot": 2, "timestamp": 2}
+    assert result.versions == {"root": 1, "targets": 2, "snapshot": 2, "timestamp": 2}
     stored = repo.targets_dir / result.target.file_name
     assert stored.read_bytes() == bundles[1].read_bytes()
     updater = client(repo, tmp_path / "client")

@@ -28,8 +28,9 @@ import shutil
 import subprocess
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -170,15 +171,22 @@ class TowerAgent:
         stop = stop or threading.Event()
         rng = rng or random.Random()
         attempts = 0
+        crashes = 0
         with self.install.locked():
             while not stop.is_set():
-                result = self._attempt()
+                try:
+                    result = self._attempt()
+                    crashes = 0
+                except Exception as exc:          # a service keeps going; the log says why
+                    self.log(f"attempt crashed: {exc!r}\n{traceback.format_exc()}")
+                    crashes += 1
+                    result = None
                 attempts += 1
-                if on_result:
+                if on_result and result is not None:
                     on_result(result)
                 if max_attempts is not None and attempts >= max_attempts:
                     return
-                failures = self.install.load_state().consecutive_failures
+                failures = self.install.load_state().consecutive_failures + crashes
                 stop.wait(next_delay(self.config.poll_seconds, failures, jitter=self.config.jitter,
                                      max_backoff=self.config.max_backoff_seconds, rng=rng))
 
@@ -212,6 +220,8 @@ class TowerAgent:
             with httpx.Client(timeout=self.config.timeout_seconds,
                               headers={"user-agent": USER_AGENT}) as client:
                 self._update(client, counter, state, current, damaged, result)
+            if damaged and not result.changed:
+                raise AttemptFailed("the repository offers no bundle to reinstall", transient=False)
             state.consecutive_failures = 0
         except AttemptFailed as exc:
             result.state, result.error, result.transient = "failed", exc.reason, exc.transient
@@ -258,7 +268,7 @@ class TowerAgent:
             state.timestamp_etag = etag
             return
         if newest.serial < floor:
-            state.timestamp_etag = etag
+            # no ETag kept: every poll refreshes and reports the refusal again
             raise AttemptFailed(
                 f"refused rollback: the repository's newest serial is {newest.serial}, "
                 f"this server already ran {floor}", transient=False, target_serial=newest.serial)
@@ -307,8 +317,13 @@ class TowerAgent:
         except httpx.HTTPError as exc:
             raise AttemptFailed(f"cannot reach the repository: {exc}", transient=True) from None
         if response.status_code == 304:
-            self._check_local_expiry()
-            return True
+            if self._check_local_expiry():
+                return True
+            counter.requests += 1          # local metadata lost: fetch it all again
+            try:
+                response = client.get(url)
+            except httpx.HTTPError as exc:
+                raise AttemptFailed(f"cannot reach the repository: {exc}", transient=True) from None
         if response.status_code != 200:
             raise AttemptFailed(f"the repository answered HTTP {response.status_code} for {url}",
                                 transient=response.status_code >= 500 or response.status_code == 404)
@@ -317,21 +332,24 @@ class TowerAgent:
         fetcher.prefetched_etag = response.headers.get("etag", "")
         return False
 
-    def _check_local_expiry(self) -> None:
-        """Without a download, the metadata trusted last time must still be valid (freeze check)."""
+    def _check_local_expiry(self) -> bool:
+        """Without a download, the metadata trusted last time must still be valid (freeze check).
+
+        False if it cannot be read (a full refresh follows); expired metadata is a refusal.
+        """
         now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
         for role in ("root", "timestamp", "snapshot", "targets"):
             path = self.install.metadata_dir / f"{role}.json"
             try:
                 signed = Metadata.from_bytes(path.read_bytes()).signed
             except (OSError, ValueError, tuf_errors.RepositoryError):
-                raise AttemptFailed(f"trusted {role} metadata is missing locally; "
-                                    "a full refresh follows", transient=True) from None
+                return False
             if signed.is_expired(now):
                 raise AttemptFailed(
                     f"refused: {role} metadata expired at {signed.expires:%Y-%m-%d %H:%M}Z and the "
                     "server offers nothing newer (repository not refreshed, or a freeze attack)",
                     transient=False)
+        return True
 
     @property
     def _metadata_url(self) -> str:
@@ -512,7 +530,6 @@ class TowerStatus:
     last_error: str
     rejected_serial: int | None
     pending_reports: int
-    notes: list[str] = field(default_factory=list)
 
 
 def _download_reason(exc: tuf_errors.DownloadError) -> str:

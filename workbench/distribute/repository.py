@@ -413,12 +413,11 @@ class UpdateRepository:
             targets.expires = now + settings.expiry.period("targets")
             self._sign(targets_md, [self._online_signer("targets", root)])
             self._write(f"{targets.version}.targets.json", targets_md)
-            versions = self._snapshot_and_timestamp(root, targets_md, settings, now)
+            self._snapshot_and_timestamp(root, targets_md, settings, now)
             _fsync_dir(self.metadata_dir)
             self._prune(settings)
             target = target_from_info(name, info)
-        return PublishResult(target=target, already_published=False,
-                             versions={"targets": targets.version, **versions},
+        return PublishResult(target=target, already_published=False, versions=self._versions(),
                              expires=self._expiries(), pruned=pruned)
 
     def refresh(self, *, now: dt.datetime | None = None, force_all: bool = False) -> RefreshResult:
