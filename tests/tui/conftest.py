@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import time
+from collections.abc import Callable
 import shutil
 from pathlib import Path
 
 import pytest
 from textual.app import App
 from textual.pilot import Pilot
-from textual.widgets import Input, TextArea
+from rich.console import Console
+from textual.widgets import Input, Static, TextArea
+from textual.worker import WorkerFailed
 
+from workbench.dissect.engine import dissect_message
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import Quarantine
 from workbench.samples.archives import build_zip
@@ -69,7 +75,12 @@ def build_quarantine(workspace: Workspace, count: int = MESSAGES) -> None:
 @pytest.fixture(scope="session")
 def _quarantine_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("tui-template") / "home"
-    build_quarantine(Workspace.resolve(home).ensure())
+    workspace = Workspace.resolve(home).ensure()
+    build_quarantine(workspace)
+    # the messages the flows open are dissected once here; each copy reuses the report cache
+    with Quarantine.open(workspace) as q:
+        for row in q.index.list("subject:Loader", limit=5) + q.index.list('subject:"Invoice 3"', limit=5):
+            dissect_message(q, row.sha256)
     return home
 
 
@@ -88,14 +99,45 @@ def _no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TextArea.cursor_blink, "_default", False)
 
 
+def static_text(widget: Static, width: int = 200) -> str:
+    """What a Static shows, as plain text (Rich tables included)."""
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    console.print(widget.content)
+    return console.export_text()
+
+
 async def settle(pilot: Pilot[object], rounds: int = 40) -> None:
     """Wait until no worker runs and the messages they posted have been handled."""
     app: App[object] = pilot.app
     for _ in range(rounds):
-        await app.workers.wait_for_complete()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerFailed:
+            pass            # the app shows worker errors itself; tests check what it showed
         await pilot.pause()
         if not any(w.is_running for w in app.workers):
             await pilot.pause()
             if not any(w.is_running for w in app.workers):
                 return
     raise AssertionError("the app did not settle: workers kept running")
+
+
+async def until(pilot: Pilot[object], condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (settling workers as it goes) until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+        await settle(pilot)
+
+
+async def linted(pilot: Pilot[object]) -> None:
+    """Wait for the rule editor's debounced lint of the current text."""
+    from workbench.tui.screens.editor import EditorScreen
+
+    def done() -> bool:
+        screen = pilot.app.screen
+        return isinstance(screen, EditorScreen) and screen.linted_generation == screen.generation
+
+    await until(pilot, done)

@@ -262,13 +262,18 @@ def _records_table(records: Sequence[Any]) -> RenderableType:
               if not any(_is_record(getattr(r, name)) or (isinstance(getattr(r, name), str)
                                                            and "\n" in getattr(r, name))
                          for r in records[:50])]
+    shown = records[:MAX_TABLE_ROWS]
+    cells = {name: [_cell(getattr(r, name)) for r in shown] for name in scalar}
     table = Table(expand=True, show_edge=False, header_style="bold")
     for name in scalar:
-        # hashes and long values are cut rather than folded, so a row stays one line
+        # hashes and long values are cut rather than folded, so a row stays one line; short
+        # columns (names, sizes) keep their full width
+        longest = max((len(c) for c in cells[name]), default=0)
         table.add_column(name.replace("_", " "), overflow="ellipsis", no_wrap=True,
-                         max_width=18 if name in HASH_FIELDS else 48)
-    for record in records[:MAX_TABLE_ROWS]:
-        table.add_row(*(_cell(getattr(record, name)) for name in scalar))
+                         min_width=min(longest, 12 if name in HASH_FIELDS else 16),
+                         max_width=12 if name in HASH_FIELDS else 48)
+    for i in range(len(shown)):
+        table.add_row(*(cells[name][i] for name in scalar))
     parts: list[RenderableType] = [table]
     if len(records) > MAX_TABLE_ROWS:
         parts.append(Text(f"… {len(records) - MAX_TABLE_ROWS:,} more not shown", style="dim"))

@@ -106,6 +106,7 @@ view. `d` drafts a rule from everything marked, in the rule editor.
         self.data = b""
         self.strings: list[StringRow] = []
         self.by_score = False
+        self.suggestion_notes: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -175,9 +176,8 @@ view. `d` drafts a rule from everything marked, in the rule editor.
             if candidate is not None:
                 row.score, row.goodware, row.reasons = (candidate.score, candidate.goodware_count,
                                                         candidate.reasons)
+        self.suggestion_notes = list(event.report.notes)
         self._filter_strings()
-        for note in event.report.notes:
-            self.notify(note, timeout=4)
 
     # -- strings -------------------------------------------------------------------------
 
@@ -196,9 +196,10 @@ view. `d` drafts a rule from everything marked, in the rule editor.
             rows.sort(key=lambda r: (-(r.score if r.score is not None else -1e9), r.offset))
         self.query_one(StringsTable).show(rows)
         scored = sum(1 for r in self.strings if r.score is not None)
-        self.query_one("#strings-count", Static).update(
-            f"{len(rows):,} of {len(self.strings):,} · {scored:,} scored"
-            + (" · by score" if self.by_score else ""))
+        count = self.query_one("#strings-count", Static)
+        count.update(f"{len(rows):,} of {len(self.strings):,} · {scored:,} scored"
+                     + (" · by score" if self.by_score else ""))
+        count.tooltip = "\n".join(self.suggestion_notes) or None
 
     def action_sort_by_score(self) -> None:
         self.by_score = not self.by_score

@@ -93,15 +93,17 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
             self.text = text
 
     class Saved(Message):
-        def __init__(self, path: Path, appended: bool) -> None:
+        def __init__(self, path: Path, appended: bool, text: str) -> None:
             super().__init__()
             self.path = path
             self.appended = appended
+            self.text = text                # what the file holds now
 
     def __init__(self) -> None:
         super().__init__()
         self.path: Path | None = None
         self.generation = 0                   # bumped on every edit
+        self.linted_generation = -1           # the edit the findings shown belong to
         self.saved_text = STARTER
         self.findings: list[Any] = []
         self._lint_timer: Timer | None = None
@@ -214,6 +216,7 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
     def _linted(self, event: Linted) -> None:
         if event.generation != self.generation:
             return                     # the text changed since: a newer lint is coming
+        self.linted_generation = event.generation
         title = self.query_one("#lint-title", Static)
         findings = self.query_one("#findings", OptionList)
         findings.clear_options()
@@ -233,6 +236,8 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
             label.append(f.message)
             if f.hint:
                 label.append(f"\n→ {f.hint}", style="italic dim")
+            if n:
+                findings.add_option(None)          # a separator line between findings
             findings.add_option(Option(label, id=f"finding-{n}"))
         errors = sum(1 for f in self.findings if f.severity == "error")
         warnings = sum(1 for f in self.findings if f.severity == "warning")
@@ -244,7 +249,7 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
 
     @on(OptionList.OptionSelected, "#findings")
     def _finding_chosen(self, event: OptionList.OptionSelected) -> None:
-        self._jump(self.findings[event.option_index])
+        self._jump(self.findings[int((event.option.id or "finding-0").removeprefix("finding-"))])
 
     def _jump(self, finding: Any) -> None:
         editor = self.query_one(YaraEditor)
@@ -319,10 +324,9 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
           description="save the rule")
     def run_save(self, text: str, path: Path, *, append: bool) -> None:
         if append:
-            write_atomically(path, merge_into(path.read_text(encoding="utf-8"), text))
-        else:
-            write_atomically(path, text)
-        self.post_message(self.Saved(path, append))
+            text = merge_into(path.read_text(encoding="utf-8"), text)
+        write_atomically(path, text)
+        self.post_message(self.Saved(path, append, text))
 
     @on(Saved)
     def _saved(self, event: Saved) -> None:
@@ -330,11 +334,11 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
         where = self._relative(event.path)
         if event.appended:
             # the buffer now lives inside a bigger file: edit that file from here on
-            self.load_file(event.path)
+            self._set_text(event.text, event.path)
             self.notify(f"appended to {where}", timeout=4)
         else:
             self.path = event.path
-            self.saved_text = self.query_one(YaraEditor).text
+            self.saved_text = event.text        # typing since the save started stays unsaved
             self.notify(f"saved {where}" + (f" with {errors} lint error(s)" if errors else ""),
                         severity="warning" if errors else "information", timeout=4)
         self._update_status()

@@ -240,8 +240,7 @@ hex view, where you mark strings and bytes for a draft rule.
         self.report = result.root.report
         self._show_report()
         problems = len(result.problems)
-        status = Text(f"{result.nodes} artifacts · {human_size(result.expanded_bytes)} expanded · "
-                      f"{result.elapsed_ms:.0f} ms")
+        status = Text(f"{result.nodes} artifacts · {human_size(result.expanded_bytes)} expanded")
         if problems:
             status.append(f" · {problems} problem(s)", style="bold yellow")
         self.query_one("#artifact-status", Static).update(status)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
@@ -110,6 +111,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self.columns = list(columns)
         self._line_cache: LRUCache[tuple[object, ...], Strip] = LRUCache(maxsize=512)
         self._epoch = 0          # bumped whenever cached lines go stale
+        self._styles: dict[str, Style] = {}
 
     # -- what subclasses provide ----------------------------------------------------
 
@@ -140,7 +142,18 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def notify_style_update(self) -> None:
         self._line_cache.clear()
+        self._styles.clear()
         super().notify_style_update()
+
+    def _style(self, component: str = "") -> Style:
+        """The widget's style plus a component's, looked up once per style change."""
+        style = self._styles.get(component)
+        if style is None:
+            style = self.rich_style
+            if component:
+                style = style + self.get_component_rich_style(component)
+            self._styles[component] = style
+        return style
 
     def on_resize(self, event: events.Resize) -> None:
         self._line_cache.clear()
@@ -153,9 +166,15 @@ class VirtualTable(ScrollView, can_focus=True):
         return max(1, self.scrollable_content_region.height - 1)
 
     def watch_cursor_row(self, old: int, new: int) -> None:
-        self._line_cache.clear()
+        # cached lines know whether they hold the cursor: only two lines change, unless we scroll
+        top = int(self.scroll_y)
         self._scroll_cursor_into_view()
-        self.refresh()
+        if int(self.scroll_y) != top:
+            self.refresh()
+        else:
+            for row in (old, new):
+                if top <= row < top + self.visible_rows:
+                    self.refresh_line(row - top + 1)
         self.post_message(self.Highlighted(self, new))
 
     def validate_cursor_row(self, row: int) -> int:
@@ -227,33 +246,34 @@ class VirtualTable(ScrollView, can_focus=True):
         else:
             row = int(self.scroll_y) + y - 1
             if row >= self.row_count():
-                return Strip.blank(width, self.rich_style)
+                return Strip.blank(width, self._style())
             key = (row, width, self._epoch, row == self.cursor_row, self.has_focus)
         cached = self._line_cache.get(key)
         if cached is not None:
             return cached
-        strip = self._render_row(row, width)
-        if row < 0 or self.row_cells(row) is not None:
+        strip, complete = self._render_row(row, width)
+        if complete:                       # placeholders are drawn again once data arrives
             self._line_cache[key] = strip
         return strip
 
-    def _render_row(self, row: int, width: int) -> Strip:
-        base = self.rich_style
+    def _render_row(self, row: int, width: int) -> tuple[Strip, bool]:
+        complete = True
         if row < 0:
             cells: Sequence[Cell] = self.header_titles()
-            style = base + self.get_component_rich_style("virtual-table--header")
+            style = self._style("virtual-table--header")
         else:
             loaded = self.row_cells(row)
             if loaded is None:
+                complete = False
                 cells = ["…"] + [""] * (len(self.columns) - 1)
-                style = base + self.get_component_rich_style("virtual-table--placeholder")
+                style = self._style("virtual-table--placeholder")
             else:
                 cells = loaded
-                style = base
+                style = self._style()
             if self.row_marked(row):
-                style += self.get_component_rich_style("virtual-table--marked")
+                style += self._style("virtual-table--marked")
             if row == self.cursor_row:
-                style += self.get_component_rich_style("virtual-table--cursor")
+                style += self._style("virtual-table--cursor")
         line = Text(no_wrap=True, overflow="ellipsis", end="")
         for i, (cell, w) in enumerate(zip(cells, self.column_widths(width), strict=False)):
             if i:
@@ -265,4 +285,4 @@ class VirtualTable(ScrollView, can_focus=True):
         line.truncate(width, pad=True)
         segments = [Segment(s.text, style + s.style if s.style else style)
                     for s in line.render(self.app.console)]
-        return Strip(segments, width).adjust_cell_length(width, style)
+        return Strip(segments, width).adjust_cell_length(width, style), complete

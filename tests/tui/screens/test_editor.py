@@ -1,0 +1,174 @@
+"""Pilot tests of the rule editor: live lint, format, save, append, unsaved-changes guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input, OptionList, Static
+
+from tests.tui.conftest import linted, settle, static_text
+from workbench.tui.app import make_app
+from workbench.tui.screens.editor import EditorScreen
+from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
+from workbench.tui.widgets.yara_editor import ERROR_LINE, YaraEditor
+from workbench.workspace import Workspace
+
+CLEAN = '''rule TEST_Editor_Sample
+{
+    meta:
+        id = "0b1b3a4e-5f0e-4b6a-9c0d-1e2f3a4b5c6d"
+        fingerprint = "0000000000000000000000000000000000000000000000000000000000000000"
+        version = 1
+        date = "2026-11-02"
+        modified = "2026-11-02"
+        status = "TESTING"
+        author = "tester"
+        description = "editor test rule"
+        category = "TEST"
+        family = "Editor"
+        hash = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+        source = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+    strings:
+        $a = "EICAR-STANDARD-ANTIVIRUS"
+    condition:
+        $a
+}
+'''
+
+
+async def open_editor(pilot) -> EditorScreen:
+    await settle(pilot)
+    await pilot.press("f3")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, EditorScreen)
+    return screen
+
+
+def findings(screen: EditorScreen) -> list[tuple[str, int]]:
+    return [(f.severity, f.line) for f in screen.findings]
+
+
+async def test_a_syntax_error_appears_and_goes_away_after_a_fix(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_editor(pilot)
+        editor = screen.query_one(YaraEditor)
+        screen.load_draft(CLEAN)
+        await linted(pilot)
+        assert not [f for f in screen.findings if f.severity == "error"]
+        # break the condition: "$a and" is not YARA
+        editor.move_cursor((18, len("        $a")))
+        await pilot.press("space", *"and")
+        await linted(pilot)                     # the lint waits for typing to pause
+        errors = [f for f in screen.findings if f.severity == "error"]
+        assert errors and errors[0].line in (19, 20)       # at "and" or where the rule ends
+        assert any(name == ERROR_LINE for spans in editor._highlights.values()
+                   for _s, _e, name in spans)
+        assert "error" in static_text(screen.query_one("#lint-title", Static))
+        # choosing the finding moves the cursor to it
+        options = screen.query_one("#findings", OptionList)
+        options.focus()
+        options.highlighted = options.get_option_index(f"finding-{screen.findings.index(errors[0])}")
+        await pilot.press("enter")
+        assert editor.cursor_location[0] == errors[0].line - 1
+        assert app.focused is editor
+        # fix it: the error goes away
+        editor.move_cursor((18, len("        $a and")))
+        for _ in range(4):
+            await pilot.press("backspace")
+        await linted(pilot)
+        assert not [f for f in screen.findings if f.severity == "error"]
+        assert not any(name == ERROR_LINE for spans in editor._highlights.values()
+                       for _s, _e, name in spans)
+
+
+async def test_save_a_draft_into_its_family_file_then_append(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_editor(pilot)
+        screen.load_draft(CLEAN)
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        prompt = app.screen
+        assert isinstance(prompt, PromptScreen)
+        assert prompt.query_one("#prompt", Input).value == "rules/test/editor.yar"
+        await pilot.press("enter")
+        await settle(pilot)
+        target = ui_workspace.signatures / "rules" / "test" / "editor.yar"
+        assert target.read_text() == CLEAN
+        assert screen.path == target and not screen.dirty
+        assert "rules/test/editor.yar" in static_text(screen.query_one("#editor-status", Static))
+        # a second draft for the same family is appended to the file, after asking
+        second = CLEAN.replace("TEST_Editor_Sample", "TEST_Editor_Second")
+        screen.load_draft(second)
+        await settle(pilot)
+        await pilot.press("ctrl+n")                 # unsaved draft: the editor asks first
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert "TEST_Editor_Second" in screen.query_one(YaraEditor).text
+        await pilot.press("ctrl+s", "enter")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        text = target.read_text()
+        assert "TEST_Editor_Sample" in text and "TEST_Editor_Second" in text
+        assert screen.path == target and screen.query_one(YaraEditor).text == text
+
+
+async def test_edit_an_existing_file_saves_in_place(ui_workspace: Workspace, tmp_path: Path) -> None:
+    rule = ui_workspace.signatures / "rules" / "test" / "existing.yar"
+    rule.parent.mkdir(parents=True)
+    rule.write_text(CLEAN)
+    app = make_app(ui_workspace, open_rule=rule)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, EditorScreen)
+        editor = screen.query_one(YaraEditor)
+        assert editor.text == CLEAN and not screen.dirty
+        editor.move_cursor((18, 0))
+        await pilot.press(*"//")
+        assert screen.dirty
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert rule.read_text().splitlines()[18].startswith("//")
+        assert not screen.dirty
+
+
+async def test_format_on_a_key(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_editor(pilot)
+        messy = 'rule TEST_Fmt_X {strings: $a="abcd" condition: $a}'
+        screen.load_draft(messy)
+        await settle(pilot)
+        await pilot.press("ctrl+l")
+        await settle(pilot)
+        text = screen.query_one(YaraEditor).text
+        assert text != messy
+        assert "strings:" in text.splitlines()[1] or "strings:" in text
+        assert len(text.splitlines()) > 3
+        # formatting broken text says why and changes nothing
+        shown: list[str] = []
+        app.notify = lambda message, **kw: shown.append(f"{kw.get('title')}: {message}")  # type: ignore[method-assign]
+        screen.load_draft("rule {")
+        await pilot.press("y")                     # replace the unsaved formatted draft
+        await settle(pilot)
+        await pilot.press("ctrl+l")
+        await settle(pilot)
+        assert screen.query_one(YaraEditor).text == "rule {"
+        assert any(s.startswith("Could not format the rule") for s in shown)
+
+
+async def test_highlighting_uses_the_yara_tokenizer(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_editor(pilot)
+        editor = screen.query_one(YaraEditor)
+        editor.load_text(CLEAN)
+        names = {name for spans in editor._highlights.values() for _s, _e, name in spans}
+        assert {"keyword", "type.class", "heading", "yaml.field", "string", "function"} <= names
+        assert editor.theme == "workbench-dark"
+        await pilot.press("ctrl+t")
+        assert editor.theme == "workbench-light"

@@ -1,0 +1,155 @@
+"""Pilot tests of the message screen: summary at once, the tree filling as dissection runs."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from textual.widgets import Static, TabbedContent, Tree
+
+from tests.tui.conftest import settle, static_text
+from workbench.quarantine.service import Quarantine
+from workbench.tui.app import make_app
+from workbench.tui.screens.artifact import ArtifactScreen
+from workbench.tui.screens.message import MessageScreen
+from workbench.workspace import Workspace
+
+
+def sha_of(workspace: Workspace, subject: str) -> str:
+    with Quarantine.open(workspace) as q:
+        return next(r.sha256 for r in q.index.list(f'subject:"{subject}"') if r.subject == subject)
+
+
+def tree_labels(screen: MessageScreen) -> list[str]:
+    tree = screen.query_one("#artifacts", Tree)
+    out = []
+    stack = list(reversed(tree.root.children))
+    while stack:
+        node = stack.pop()
+        out.append(str(node.label))
+        stack.extend(reversed(node.children))
+    return out
+
+
+def view_text(screen: MessageScreen, tab: str) -> str:
+    return static_text(screen.query_one(f"#{tab}-view", Static))
+
+
+async def test_open_from_the_list_shows_summary_tree_and_tabs(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace, query="loader")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, MessageScreen)
+        summary = static_text(screen.query_one("#message-summary", Static))
+        assert "Loader sample" in summary and "t12/mx9" in summary
+        labels = tree_labels(screen)
+        assert labels[0].startswith("message")
+        assert any(label.startswith("setup.exe") for label in labels)
+        assert "Subject: Loader sample" in view_text(screen, "headers")
+        assert "see attached" in view_text(screen, "body")
+        assert "artifacts" in static_text(screen.query_one("#artifact-status", Static))
+        # raw headers on demand
+        await pilot.press("r")
+        assert screen.query_one(TabbedContent).active == "tab-headers"
+        assert screen.raw_headers
+        # enter on an artifact opens it
+        tree = screen.query_one("#artifacts", Tree)
+        exe = next(n for n in screen.nodes.values() if str(n.label).startswith("setup.exe"))
+        tree.move_cursor(exe)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ArtifactScreen)
+        assert app.screen.artifact.safe_name == "setup.exe"
+        await pilot.press("escape")
+        assert app.screen is screen
+        await pilot.press("escape")
+        assert not isinstance(app.screen, MessageScreen)
+
+
+async def test_urls_are_defanged_and_history_lists_sightings(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Invoice 3")[:12])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, MessageScreen)
+        urls = view_text(screen, "urls")
+        assert "hxxp://evil-3[.]example/login?id=3" in urls
+        assert "http://evil-3.example" not in view_text(screen, "body")
+        assert "t12/mx3" in view_text(screen, "history")
+        labels = tree_labels(screen)
+        assert any(label.startswith("invoice-3.zip") for label in labels)
+        assert any(label.startswith("eicar.com") for label in labels)
+
+
+async def test_tree_fills_while_dissection_runs(ui_workspace: Workspace, monkeypatch) -> None:
+    """The root (with the headers) shows before the rest of the message is dissected."""
+    import workbench.dissect.engine as engine
+
+    real = engine.dissect_message
+    root_shown = threading.Event()
+    proceed = threading.Event()
+
+    def paused(quarantine: Any, sha256: str, *, on_node: Any = None, **kwargs: Any) -> Any:
+        def hold_after_root(artifact: Any) -> None:
+            on_node(artifact)
+            if artifact.depth == 0:
+                root_shown.set()
+                assert proceed.wait(10), "the test never released the dissection"
+
+        return real(quarantine, sha256, on_node=hold_after_root, **kwargs)
+
+    monkeypatch.setattr(engine, "dissect_message", paused)
+    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Loader sample"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if root_shown.is_set() and isinstance(app.screen, MessageScreen) and app.screen.nodes:
+                break
+        screen = app.screen
+        assert isinstance(screen, MessageScreen)
+        assert list(screen.nodes) == ["message"]            # only the root so far
+        assert "Subject: Loader sample" in view_text(screen, "headers")
+        assert "dissecting" in static_text(screen.query_one("#artifact-status", Static))
+        proceed.set()
+        await settle(pilot)
+        assert any(label.startswith("setup.exe") for label in tree_labels(screen))
+
+
+async def test_unknown_id_is_reported_in_place(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace, open_message="ffffffffffff")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, MessageScreen)
+        assert "no quarantined message" in static_text(screen.query_one("#message-summary", Static))
+
+
+async def test_dissection_failure_is_shown_not_fatal(ui_workspace: Workspace, monkeypatch) -> None:
+    import workbench.dissect.engine as engine
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(engine, "dissect_message", broken)
+    shown: list[str] = []
+    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Loader sample"))
+    monkeypatch.setattr(app, "notify", lambda message, **kw: shown.append(f"{kw.get('title')}: {message}"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, MessageScreen)      # still running, still on the screen
+        assert shown == ["Could not dissect the message: OSError: disk on fire"]
+
+
+async def test_triage_from_the_message(ui_workspace: Workspace) -> None:
+    sha = sha_of(ui_workspace, "GTUBE spam")
+    app = make_app(ui_workspace, open_message=sha)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("s", "5")           # dismissed
+        await settle(pilot)
+        assert "dismissed" in static_text(app.screen.query_one("#message-summary", Static))
+    with Quarantine.open(ui_workspace) as q:
+        assert q.index.get(sha).status == "dismissed"

@@ -1,0 +1,138 @@
+"""Screenshots of every screen at 120x40 (pytest-textual-snapshot; update with --snapshot-update)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from textual.pilot import Pilot
+
+from tests.tui.conftest import linted, settle
+from tests.tui.screens.test_editor import CLEAN
+from tests.tui.screens.test_message import sha_of
+from workbench.rules.parse import parse_text
+from workbench.tui.app import make_app
+from workbench.tui.screens.artifact import ArtifactScreen
+from workbench.tui.screens.editor import EditorScreen
+from workbench.tui.screens.message import MessageScreen
+from workbench.workspace import Workspace
+
+SIZE = (120, 40)
+Snap = Callable[..., bool]
+
+
+def clean_rule() -> str:
+    """The editor sample with its real fingerprint, so it lints clean."""
+    fingerprint = parse_text(CLEAN).rules[0].fingerprint
+    return CLEAN.replace("0" * 64, fingerprint)
+
+
+def test_quarantine(snap_compare: Snap, ui_workspace: Workspace) -> None:
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+        await pilot.press("down", "down", "space")
+
+    assert snap_compare(make_app(ui_workspace), terminal_size=SIZE, run_before=ready)
+
+
+def test_quarantine_filtered_light(snap_compare: Snap, ui_workspace: Workspace) -> None:
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+
+    app = make_app(ui_workspace, theme="light", query="has:attachment -tower:t30 sort:+subject")
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_quarantine_bad_query(snap_compare: Snap, ui_workspace: Workspace) -> None:
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+
+    assert snap_compare(make_app(ui_workspace, query="after:yesterday"), terminal_size=SIZE,
+                        run_before=ready)
+
+
+def test_status_dialog(snap_compare: Snap, ui_workspace: Workspace) -> None:
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+        await pilot.press("s")
+
+    assert snap_compare(make_app(ui_workspace), terminal_size=SIZE, run_before=ready)
+
+
+def test_message(snap_compare: Snap, ui_workspace: Workspace) -> None:
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, MessageScreen)
+
+    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Invoice 3"))
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_message_auth_tab(snap_compare: Snap, ui_workspace: Workspace) -> None:
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+        await pilot.click("#message-tabs Tab#--content-tab-tab-auth")
+        await settle(pilot)
+
+    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Invoice 3"))
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+async def _open_exe(pilot: Pilot[object], tab: str) -> None:
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, MessageScreen)
+    exe = next(n for n in screen.nodes.values() if str(n.label).startswith("setup.exe"))
+    pilot.app.open_artifact(exe.data, message_sha256=screen.sha256)     # type: ignore[attr-defined]
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, ArtifactScreen)
+    await pilot.press(tab)
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("tab", ["1", "2", "3"])
+def test_artifact_tabs(snap_compare: Snap, ui_workspace: Workspace, tab: str) -> None:
+    async def ready(pilot: Pilot[object]) -> None:
+        await _open_exe(pilot, tab)
+
+    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Loader sample"))
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_artifact_hex_selection(snap_compare: Snap, ui_workspace: Workspace) -> None:
+    async def ready(pilot: Pilot[object]) -> None:
+        await _open_exe(pilot, "4")
+        await pilot.press("down", "down", "down", "right", "shift+right", "shift+right",
+                          "shift+down")
+
+    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Loader sample"))
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_editor_clean(snap_compare: Snap, ui_workspace: Workspace) -> None:
+    rule = ui_workspace.signatures / "rules" / "test" / "editor.yar"
+    rule.parent.mkdir(parents=True)
+    rule.write_text(clean_rule())
+
+    async def ready(pilot: Pilot[object]) -> None:
+        await linted(pilot)
+        assert isinstance(pilot.app.screen, EditorScreen)
+
+    assert snap_compare(make_app(ui_workspace, open_rule=rule), terminal_size=SIZE, run_before=ready)
+
+
+def test_editor_with_errors(snap_compare: Snap, ui_workspace: Workspace) -> None:
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+        pilot.app.open_draft(clean_rule().replace("        $a\n}", "        $a and\n}"))  # type: ignore[attr-defined]
+        await linted(pilot)
+
+    assert snap_compare(make_app(ui_workspace), terminal_size=SIZE, run_before=ready)
+
+
+def test_help(snap_compare: Snap, ui_workspace: Workspace) -> None:
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+        await pilot.press("f1")
+
+    assert snap_compare(make_app(ui_workspace), terminal_size=SIZE, run_before=ready)
