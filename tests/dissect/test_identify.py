@@ -43,8 +43,9 @@ def test_entropy_bounds_and_profile() -> None:
     window, points = entropy_profile(b"\x00" * 1024 + os.urandom(1024))
     assert window == 256 and len(points) == 8
     assert points[0] == 0.0 and points[-1] > 6.5
-    window, points = entropy_profile(b"\x00" * (4 << 20))
-    assert window > 256 and len(points) <= 4096
+    stride, points = entropy_profile(b"\x00" * (4 << 20) + os.urandom(1 << 20))
+    assert stride == 2048 and len(points) == 2560
+    assert points[0] == 0.0 and points[-1] > 6.5
 
 
 def test_identity_of_eicar() -> None:

@@ -42,7 +42,7 @@ class Limits:
     timeout: float = 10.0                 # seconds per dissector call
     slow_timeout: float = 60.0            # 7z and PDF
     memory: int = 512 * MiB               # address space a worker may add to its baseline
-    fuzzy_max: int = 4 * MiB              # ssdeep (pure Python ppdeep) only up to this size
+    fuzzy_max: int = 1 * MiB              # ssdeep (pure Python ppdeep, ~3 MB/s) only up to this size
     isolate: bool = True                  # run dissectors in worker processes
 
     HARD_MAX_DEPTH = 15
