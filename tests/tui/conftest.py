@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import shutil
 import time
 from collections.abc import Callable
-import shutil
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
-from rich.console import Console
 from textual.widgets import Input, Static, TextArea
 from textual.worker import WorkerFailed
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import yara
-
 from textual.widgets import Input
 
 from tests.tui.conftest import MARKER, settle
