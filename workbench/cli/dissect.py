@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.cli.context import CommandError, Context, add_json_flag, table
 from workbench.exitcodes import E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.quarantine.index import AmbiguousId, UnknownId
 from workbench.quarantine.store import is_sha256
+
+if TYPE_CHECKING:
+    from workbench.dissect.model import Limits
+    from workbench.quarantine.service import Quarantine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_strings)
 
 
-def _limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _limits(args: argparse.Namespace) -> Limits:
+
     from workbench.dissect.model import Limits
 
     if args.depth is None:
@@ -56,8 +62,10 @@ def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
     if args.all:
         from workbench.dissect.catalog import catalog_all
 
-        count = catalog_all(ctx.workspace, progress=None if args.json else
-                            lambda i, n, sha: ctx.err.write(f"\r{i}/{n} {sha[:12]}"))
+        def progress(i: int, n: int, sha: str) -> None:
+            ctx.err.write(f"\r{i}/{n} {sha[:12]}")
+
+        count = catalog_all(ctx.workspace, progress=None if args.json else progress)
         if args.json:
             ctx.json({"dissected": count})
         else:
@@ -99,7 +107,7 @@ def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
     return E_OK
 
 
-def _message_id(q, target: str) -> str | None:  # type: ignore[no-untyped-def]
+def _message_id(q: Quarantine, target: str) -> str | None:
     try:
         return q.resolve(target)
     except UnknownId:

@@ -93,8 +93,8 @@ class _Run:
                 refs = revive(list[ChildRef], json.loads(row["children"]))
                 if all(self.store.exists(r.sha256) for r in refs):
                     report = revive(getattr(d, "report_type", Any), json.loads(row["report"]))
-                    result = DissectResult(report=report, status=row["status"], reason=row["reason"])
-                    return result, list(refs), True
+                    hit = DissectResult(report=report, status=row["status"], reason=row["reason"])
+                    return hit, list(refs), True
         timeout = self.limits.slow_timeout if d.slow else self.limits.timeout
         try:
             result: DissectResult = run_task("dissect", (d.name, data, ctx), limits=self.limits,

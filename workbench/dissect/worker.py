@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from workbench.dissect.model import DissectResult, Identity, Limits, MiB
 
@@ -98,13 +98,13 @@ class _ResultUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refused {module}.{name}")
 
 
-def _send(fh: BinaryIO, value: Any) -> None:
+def _send(fh: IO[bytes], value: Any) -> None:
     blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     fh.write(_HEADER.pack(len(blob)) + blob)
     fh.flush()
 
 
-def _recv_exact(fh: BinaryIO, n: int) -> bytes:
+def _recv_exact(fh: IO[bytes], n: int) -> bytes:
     out = bytearray()
     while len(out) < n:
         chunk = fh.read(n - len(out))
@@ -162,8 +162,8 @@ class _Worker:
             [sys.executable, "-m", "workbench.dissect.worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.stdin: BinaryIO = self.process.stdin
-        self.stdout: BinaryIO = self.process.stdout
+        self.stdin: IO[bytes] = self.process.stdin
+        self.stdout: IO[bytes] = self.process.stdout
 
     def call(self, message: tuple[Any, ...], timeout: float) -> tuple[str, Any]:
         deadline = time.monotonic() + timeout

@@ -436,7 +436,7 @@ class SevenZipDissector(Dissector):
         factory = _CappedFactory(ctx.limits.max_child)
         try:
             with py7zr.SevenZipFile(io.BytesIO(data), password=password) as archive:
-                archive.extract(targets=wanted, factory=factory)   # type: ignore[arg-type]
+                archive.extract(targets=wanted, factory=factory)
         except _TooBig:
             result.problem(LIMIT_HIT, "a member expands past its declared size and the child limit")
         except Exception as exc:

@@ -217,10 +217,10 @@ def _ooxml(data: bytes, ctx: DissectContext, report: OfficeReport, result: Disse
                         name, (rtype.group(1).decode("utf-8", "replace").rsplit("/", 1)[-1] if rtype else ""),
                         target.group(1).decode("utf-8", "replace")[:2000] if target else ""))
             elif name.endswith(".xml") and ("document" in name or "sheet" in name or "slide" in name):
-                xml = (read(info, 16 << 20) or b"").decode("utf-8", "replace")
+                part = (read(info, 16 << 20) or b"").decode("utf-8", "replace")
                 # Field codes split across runs: join every instrText, then look for DDE.
                 text = " ".join(a or b for a, b in re.findall(
-                    r"<w:instrText[^>]*>(.*?)</w:instrText>|w:instr=\"([^\"]*)\"", xml, re.S))
+                    r"<w:instrText[^>]*>(.*?)</w:instrText>|w:instr=\"([^\"]*)\"", part, re.S))
                 report.dde += [m.group(0).strip()[:300] for m in _DDE.finditer(text)][:20]
             elif "/embeddings/" in name or name.endswith("/activeX/activeX1.bin"):
                 payload = read(info, ctx.limits.max_child)
