@@ -186,6 +186,7 @@ class SimAgent:
 @dataclasses.dataclass
 class Stats:
     no_change_polls: int = 0
+    no_change_wire: int = 0        # bytes both ways, GET 304 + report
     updates: int = 0
     requests: int = 0
     errors: int = 0
@@ -232,8 +233,10 @@ class Fleet:
             self.stats.latencies.append(time.perf_counter() - started)
             self.stats.requests += 1
             if ts.status == 304:
-                await self._report(conn, agent, "ok")
+                report = await self._report(conn, agent, "ok")
                 self.stats.no_change_polls += 1
+                self.stats.no_change_wire += (ts.wire_in + ts.wire_out + report.wire_in
+                                              + report.wire_out)
                 return
             if ts.status != 200:
                 raise ValueError(f"timestamp: HTTP {ts.status}")
@@ -448,6 +451,7 @@ async def _drive(fleet: Fleet, repo: UpdateRepository, bundle: Path, server_pid:
     await asyncio.sleep(args.poll * 1.2)             # every agent has started polling
     stats = fleet.stats
     polls0, requests0, errors0 = stats.no_change_polls, stats.requests, stats.errors
+    wire0 = stats.no_change_wire
     stats.latencies.clear()
     cpu0, t0 = tree_cpu_seconds(server_pid), time.monotonic()
     await asyncio.sleep(args.poll * args.window)
@@ -461,6 +465,7 @@ async def _drive(fleet: Fleet, repo: UpdateRepository, bundle: Path, server_pid:
         "server_cpu_share_of_one_core": round(cpu / elapsed, 3),
         "server_cpu_ms_per_no_change_poll": round(cpu / polls * 1000, 3) if polls else None,
         "requests_per_no_change_poll": 2,
+        "wire_bytes_per_no_change_poll": round((stats.no_change_wire - wire0) / polls) if polls else None,
         "timestamp_get_ms_p50": round(statistics.median(lat) * 1000, 2) if lat else None,
         "timestamp_get_ms_p99": round(lat[int(len(lat) * 0.99)] * 1000, 2) if lat else None,
         "errors": stats.errors - errors0}

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from workbench.distribute.repository import fsync_dir
 from workbench.release.bundle import BundleError, Manifest, read_manifest, verify_extracted
 
 
@@ -171,7 +172,7 @@ class InstallDir:
         tmp = self.root / f".current.{secrets.token_hex(4)}"
         os.symlink(relative, tmp)
         os.replace(tmp, self.current)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     # -- bundles ---------------------------------------------------------------------------
 
@@ -187,7 +188,7 @@ class InstallDir:
             os.replace(final, aside)
             shutil.rmtree(aside, ignore_errors=True)
         os.replace(staging, final)
-        _fsync_dir(self.bundles_dir)
+        fsync_dir(self.bundles_dir)
         return final
 
     def bundle_serials(self) -> list[int]:
@@ -234,10 +235,3 @@ class InstallDir:
                     path.unlink(missing_ok=True)
         return removed
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

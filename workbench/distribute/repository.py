@@ -310,7 +310,7 @@ class UpdateRepository:
             self._sign(targets_md, [signers["targets"]])
             self._write("1.targets.json", targets_md)
             self._snapshot_and_timestamp(root, targets_md, settings, now, signers=signers)
-            _fsync_dir(self.metadata_dir)
+            fsync_dir(self.metadata_dir)
         return InitResult(path=self.root, trusted_root=self.trusted_root,
                           keyids={role: s.public_key.keyid for role, s in signers.items()})
 
@@ -397,7 +397,7 @@ class UpdateRepository:
                     tmp.unlink(missing_ok=True)
                     raise RepositoryError(f"{bundle_path} changed while it was copied")
                 os.replace(tmp, stored)
-                _fsync_dir(self.targets_dir)
+                fsync_dir(self.targets_dir)
             info = TargetFile.from_file(name, str(stored), ["sha256"])
             info.unrecognized_fields["custom"] = {
                 "serial": serial, "created": created, "commit": commit, "rule_count": rule_count}
@@ -414,7 +414,7 @@ class UpdateRepository:
             self._sign(targets_md, [self._online_signer("targets", root)])
             self._write(f"{targets.version}.targets.json", targets_md)
             self._snapshot_and_timestamp(root, targets_md, settings, now)
-            _fsync_dir(self.metadata_dir)
+            fsync_dir(self.metadata_dir)
             self._prune(settings)
             target = target_from_info(name, info)
         return PublishResult(target=target, already_published=False, versions=self._versions(),
@@ -446,7 +446,7 @@ class UpdateRepository:
             self._snapshot_and_timestamp(root, targets_md, settings, now,
                                          resign_snapshot=snapshot_due)
             resigned.append("timestamp")
-            _fsync_dir(self.metadata_dir)
+            fsync_dir(self.metadata_dir)
             self._prune(settings)
         warnings = [w for w in self.status(now).warnings if w.startswith("root")]
         return RefreshResult(resigned=resigned, versions=self._versions(),
@@ -466,26 +466,19 @@ class UpdateRepository:
         with self._locked():
             root_md = self.root_md()
             root = root_md.signed
-            try:
-                old_root_signer = self.keys.signer("root", _role_keys(root, "root"), path=root_key)
-            except KeyringError as exc:
-                raise RepositoryError(str(exc)) from None
+            old_root_signer = self._root_signer(root, root_key)
             old_keyids = list(root.roles[role].keyids)
             new_signer = self._generate_replacement(role)
             for keyid in old_keyids:
                 root.revoke_key(keyid, role)
             root.add_key(new_signer.public_key, role)
-            root.version += 1
-            root.expires = now + settings.expiry.period("root")
             signers: list[Signer] = [old_root_signer]
             if role == "root":
                 signers.append(new_signer)
-            self._sign(root_md, signers)
-            self._write(f"{root.version}.root.json", root_md)
-            self._write("root.json", root_md)
+            self._next_root(root_md, signers, settings, now)
             self._install_replacement(role)
             resigned = self._resign_after_rotation(role, root, settings, now)
-            _fsync_dir(self.metadata_dir)
+            fsync_dir(self.metadata_dir)
         return RotateResult(role=role, old_keyids=old_keyids, new_keyid=new_signer.public_key.keyid,
                             root_version=root.version, resigned=resigned)
 
@@ -497,20 +490,28 @@ class UpdateRepository:
         with self._locked():
             root_md = self.root_md()
             root = root_md.signed
-            try:
-                signer = self.keys.signer("root", _role_keys(root, "root"), path=root_key)
-            except KeyringError as exc:
-                raise RepositoryError(str(exc)) from None
-            root.version += 1
-            root.expires = now + settings.expiry.period("root")
-            self._sign(root_md, [signer])
-            self._write(f"{root.version}.root.json", root_md)
-            self._write("root.json", root_md)
+            self._next_root(root_md, [self._root_signer(root, root_key)], settings, now)
             # A fresh timestamp makes towers notice the new root on their next poll.
             self._snapshot_and_timestamp(root, None, settings, now, resign_snapshot=False)
-            _fsync_dir(self.metadata_dir)
+            fsync_dir(self.metadata_dir)
         return RoleStatus(role="root", version=root.version, expires=root.expires,
                           keyids=list(root.roles["root"].keyids), key_online=self.keys.has("root"))
+
+    def _root_signer(self, root: Root, root_key: Path | None) -> Signer:
+        try:
+            return self.keys.signer("root", _role_keys(root, "root"), path=root_key)
+        except KeyringError as exc:
+            raise RepositoryError(str(exc)) from None
+
+    def _next_root(self, root_md: Metadata[Root], signers: list[Signer],
+                   settings: RepositorySettings, now: dt.datetime) -> None:
+        """Version + 1, a fresh expiry, signed; kept as ``<N>.root.json`` and ``root.json``."""
+        root = root_md.signed
+        root.version += 1
+        root.expires = now + settings.expiry.period("root")
+        self._sign(root_md, signers)
+        self._write(f"{root.version}.root.json", root_md)
+        self._write("root.json", root_md)
 
     def _generate_replacement(self, role: str) -> Signer:
         staged = KeyRing(self.keys.folder / ".rotating")
@@ -614,7 +615,8 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
