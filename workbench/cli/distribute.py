@@ -349,7 +349,7 @@ def cmd_tokens_add(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int:
     from workbench.distribute.tokens import TokenStore
 
-    records = TokenStore.for_workspace(ctx.workspace).list()
+    records = TokenStore.for_workspace(ctx.workspace).records()
     if args.json:
         ctx.json(records)
         return E_OK

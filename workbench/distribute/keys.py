@@ -78,8 +78,8 @@ def load_signer(path: Path, trusted: Iterable[Key], *, role: str) -> CryptoSigne
         private = load_pem_private_key(Path(path).read_bytes(), None)
     except (OSError, ValueError, TypeError) as exc:
         raise KeyringError(f"cannot read the {role} key {path}: {exc}") from None
-    public = SSlibKey.from_crypto(private.public_key())     # type: ignore[arg-type]
+    public = SSlibKey.from_crypto(private.public_key())
     for key in trusted:
         if isinstance(key, SSlibKey) and key.keyval == public.keyval:
-            return CryptoSigner(private, key)               # type: ignore[arg-type]
+            return CryptoSigner(private, key)
     raise KeyringError(f"{path} is not a {role} key this repository's root trusts")

@@ -24,7 +24,7 @@ import hashlib
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -316,7 +316,7 @@ class UpdateRepository:
 
     def _snapshot_and_timestamp(self, root: Root, targets_md: Metadata[Targets] | None,
                                 settings: RepositorySettings, now: dt.datetime, *,
-                                signers: dict[str, Signer] | None = None,
+                                signers: Mapping[str, Signer] | None = None,
                                 resign_snapshot: bool = True) -> dict[str, int]:
         """New snapshot (when asked) and a new timestamp pointing at it."""
         signers = signers or {}

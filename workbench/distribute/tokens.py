@@ -84,7 +84,7 @@ class TokenStore:
             self._stamp = stamp
         return self._by_id
 
-    def list(self) -> list[TokenRecord]:
+    def records(self) -> list[TokenRecord]:
         with self._lock:
             return sorted(self._load().values(), key=lambda r: (r.tower, r.created, r.id))
 
