@@ -159,6 +159,27 @@ def test_samples_and_their_source_message_from_the_quarantine(workspace: Workspa
         load_samples(workspace, ["zzzz"])
 
 
+def test_source_is_the_message_the_real_dissect_catalog_names(workspace: Workspace) -> None:
+    from workbench.dissect import dissect_message
+
+    payload = build_pe(data=MARK)
+    mail = Mail("a@example.com", "b@example.com", "invoice", text="see attached",
+                attachments=[Attachment("inv.exe", payload)]).build()
+    with Quarantine.open(workspace) as q:
+        ingest_bytes(q, mail, tower="t1", server="s1", reason="test", source="test")
+        dissect_message(q, hashlib.sha256(mail).hexdigest())
+    [art] = load_samples(workspace, [hashlib.sha256(payload).hexdigest()])
+    assert art.source == hashlib.sha256(mail).hexdigest()
+
+
+def test_family_comes_from_a_given_name(policy: Policy) -> None:
+    s = sample(build_pe(data=MARK))
+    rule = parse_text(draft([s], strong=[MARK.decode()], name="MAL_WbStealer_Strings_Exe",
+                            policy=policy).text).rules[0]
+    assert rule.meta_value("family") == "WbStealer"
+    assert rule.meta_value("description").startswith("WbStealer")
+
+
 def test_unicode_and_quotes_in_metadata_survive(policy: Policy) -> None:
     s = sample(build_pe(data=MARK))
     text = draft_rule([s], strong=[MARK.decode()], author='José "Pepe" Núñez', family="Émotet",

@@ -262,6 +262,11 @@ def draft(samples: Sequence[Sample], *, strings: Sequence[str] = (), hexes: Sequ
     condition = build_condition(header, _filesize_bound(len(s.data) for s in samples),
                                 n_strong, len(drafted) - n_strong)
 
+    if name is not None and family == "Unknown":
+        # MAL_WbStealer_Strings_Exe names its family: keep the metadata in step with it
+        parts = name.split("_")
+        if len(parts) >= 3 and parts[0] == category:
+            family = parts[1]
     if name is None:
         name = rule_name(category, family, detail or type_detail)
     elif not policy.name_regex.search(name):
@@ -338,8 +343,7 @@ def find_source_message(workspace: Workspace, q: Quarantine, sha256: str) -> str
         except Exception:       # the catalog is optional here; a broken one must not stop drafting
             parents = []
         for parent in parents:
-            sha = parent if isinstance(parent, str) else (
-                getattr(parent, "message", None) or getattr(parent, "sha256", None))
+            sha = parent if isinstance(parent, str) else getattr(parent, "message_sha256", None)
             if isinstance(sha, str) and is_sha256(sha):
                 return sha
     try:
