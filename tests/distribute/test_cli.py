@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -212,3 +213,25 @@ def test_workbench_serve_runs_as_a_process(workspace: Workspace, repo: UpdateRep
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_tower_run_stops_on_sigterm(workspace: Workspace, tower_config) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    config = dataclasses.replace(tower_config, poll_seconds=30.0)
+    path = config.write(config.install_dir.parent / "tower.toml")
+    command = Path(sys.executable).with_name("workbench")
+    proc = subprocess.Popen([str(command), "tower", "run", "--config", str(path)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        state = config.install_dir / "state.json"
+        while not state.exists():                   # the first attempt is done
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == E_OK        # it does not sit out the 30 s wait
+        assert "stopping" in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
