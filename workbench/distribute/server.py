@@ -6,9 +6,12 @@ body is size-limited before it is read into memory.
 """
 
 import contextlib
+import json
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
@@ -198,8 +201,6 @@ class RepositoryFastPath:
 
 
 def to_json_bytes(value: Any) -> bytes:
-    import json
-
     return json.dumps(to_data(value), separators=(",", ":")).encode("utf-8")
 
 
@@ -381,15 +382,18 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
     async def get_fleet(
         tower: Annotated[str | None, Query(description="only this tower")] = None,
         servers: Annotated[bool, Query(description="include the per-server list")] = True,
-    ) -> JSONResponse:
-        fleet = state.fleet_state()
-        data = to_data(fleet)
-        if tower is not None:
-            data["towers"] = [t for t in data["towers"] if t["tower"] == tower]
-            data["servers"] = [s for s in data["servers"] if s["tower"] == tower]
-        if not servers:
-            data["servers"] = []
-        return JSONResponse(data)
+    ) -> Response:
+        def build() -> bytes:
+            data = to_data(state.fleet_state())
+            if tower is not None:
+                data["towers"] = [t for t in data["towers"] if t["tower"] == tower]
+                data["servers"] = [s for s in data["servers"] if s["tower"] == tower]
+            if not servers:
+                data["servers"] = []
+            return json.dumps(data, separators=(",", ":")).encode("utf-8")
+
+        # a whole fleet takes a few hundred ms: off the loop that answers the polls
+        return Response(await run_in_threadpool(build), media_type="application/json")
 
     @app.get("/v1/fleet/history", tags=["fleet"], response_model=list[FleetEvent],
              summary="Changes of state, serial or error, newest first")
@@ -405,7 +409,7 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
     @app.get("/metrics", tags=["server"], summary="Prometheus metrics",
              response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
     async def get_metrics() -> Response:
-        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+        return Response(await run_in_threadpool(state.metrics.render), media_type=CONTENT_TYPE)
 
     def limit_for(path: str) -> int:
         return settings.max_message_bytes if path == "/v1/quarantine" else settings.max_json_bytes
@@ -417,9 +421,6 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
 
 def openapi_document(workspace: Workspace | None = None) -> dict[str, Any]:
     """The OpenAPI document (checked in as docs/openapi.json)."""
-    import tempfile
-    from pathlib import Path
-
     with tempfile.TemporaryDirectory(prefix="wb-openapi-") as tmp:
         app = make_app(workspace or Workspace(Path(tmp)))
         document = app.openapi()
