@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -73,15 +74,30 @@ def build_quarantine(workspace: Workspace, count: int = MESSAGES) -> None:
 
 
 @pytest.fixture(scope="session")
-def _quarantine_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _dissected_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     home = tmp_path_factory.mktemp("tui-template") / "home"
     workspace = Workspace.resolve(home).ensure()
     build_quarantine(workspace)
     # the messages the flows open are dissected once here; each copy reuses the report cache
+    # (and the store holds the extracted attachments)
+    loader = None
     with Quarantine.open(workspace) as q:
         for row in q.index.list("subject:Loader", limit=5) + q.index.list('subject:"Invoice 3"', limit=5):
-            dissect_message(q, row.sha256)
-    return home
+            result = dissect_message(q, row.sha256)
+            loader = loader or next((a for a in result.root.walk() if a.safe_name == "setup.exe"), None)
+    return home, loader
+
+
+@pytest.fixture(scope="session")
+def _quarantine_template(_dissected_template: tuple[Path, Any]) -> Path:
+    return _dissected_template[0]
+
+
+@pytest.fixture(scope="session")
+def loader_exe(_dissected_template: tuple[Path, Any]) -> Any:
+    """The Artifact of the loader sample's setup.exe (its bytes are in every copy's store)."""
+    assert _dissected_template[1] is not None
+    return _dissected_template[1]
 
 
 @pytest.fixture

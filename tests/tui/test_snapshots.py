@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
 from tests.tui.conftest import linted, settle
+from tests.tui.screens.test_artifact import open_artifact
 from tests.tui.screens.test_editor import CLEAN
 from tests.tui.screens.test_message import sha_of
 from workbench.rules.parse import parse_text
 from workbench.tui.app import make_app
-from workbench.tui.screens.artifact import ArtifactScreen
 from workbench.tui.screens.editor import EditorScreen
 from workbench.tui.screens.message import MessageScreen
 from workbench.workspace import Workspace
@@ -78,35 +79,28 @@ def test_message_auth_tab(snap_compare: Snap, ui_workspace: Workspace) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
 
-async def _open_exe(pilot: Pilot[object], tab: str) -> None:
-    await settle(pilot)
-    screen = pilot.app.screen
-    assert isinstance(screen, MessageScreen)
-    exe = next(n for n in screen.nodes.values() if str(n.label).startswith("setup.exe"))
-    pilot.app.open_artifact(exe.data, message_sha256=screen.sha256)     # type: ignore[attr-defined]
-    await settle(pilot)
-    assert isinstance(pilot.app.screen, ArtifactScreen)
+async def _open_exe(pilot: Pilot[object], artifact: Any, tab: str) -> None:
+    await open_artifact(pilot, artifact)
     await pilot.press(tab)
     await settle(pilot)
 
 
 @pytest.mark.parametrize("tab", ["1", "2", "3"])
-def test_artifact_tabs(snap_compare: Snap, ui_workspace: Workspace, tab: str) -> None:
+def test_artifact_tabs(snap_compare: Snap, ui_workspace: Workspace, loader_exe: Any,
+                       tab: str) -> None:
     async def ready(pilot: Pilot[object]) -> None:
-        await _open_exe(pilot, tab)
+        await _open_exe(pilot, loader_exe, tab)
 
-    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Loader sample"))
-    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+    assert snap_compare(make_app(ui_workspace), terminal_size=SIZE, run_before=ready)
 
 
-def test_artifact_hex_selection(snap_compare: Snap, ui_workspace: Workspace) -> None:
+def test_artifact_hex_selection(snap_compare: Snap, ui_workspace: Workspace, loader_exe: Any) -> None:
     async def ready(pilot: Pilot[object]) -> None:
-        await _open_exe(pilot, "4")
+        await _open_exe(pilot, loader_exe, "4")
         await pilot.press("down", "down", "down", "right", "shift+right", "shift+right",
                           "shift+down")
 
-    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Loader sample"))
-    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+    assert snap_compare(make_app(ui_workspace), terminal_size=SIZE, run_before=ready)
 
 
 def test_editor_clean(snap_compare: Snap, ui_workspace: Workspace) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
+from textual.filter import LineFilter
 from textual.worker import Worker
 
 from workbench.quarantine.service import INDEX_NAME
 from workbench.tui.commands import ScreenCommands, WorkbenchCommands
 from workbench.tui.marks import Marks
 from workbench.tui.pages import IndexPool
+from workbench.tui.safety import ControlFilter
 from workbench.tui.screens.editor import EditorScreen
 from workbench.tui.screens.help import HelpScreen
 from workbench.tui.screens.quarantine import QuarantineScreen
@@ -51,9 +54,14 @@ class WorkbenchApp(App[int]):
         self.initial_query = query
         self.pool = IndexPool(workspace.quarantine / INDEX_NAME)
         self.marks = Marks()
+        self._control_filter = ControlFilter()
         self.theme = THEMES.get(theme, theme)
         self._open_message = open_message
         self._open_rule = open_rule
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        # last, so nothing a widget drew from mail reaches the terminal as a control code
+        return [*super().get_line_filters(), self._control_filter]
 
     def on_mount(self) -> None:
         self.switch_mode("quarantine")

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -17,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.dissect.formats.text import defang, html_to_text
+from workbench.tui.safety import visible
 
 STATUS_BADGES = {
     "partial": ("partial", "yellow"),
@@ -88,7 +90,7 @@ def html_as_text(markup: str) -> str:
 
 def artifact_label(art: Any) -> Text:
     """One tree line: name, detected type, size, then badges for flags and problems."""
-    name = art.safe_name or art.path.rsplit("/", 1)[-1] or "(unnamed)"
+    name = visible(art.safe_name or art.path.rsplit("/", 1)[-1] or "(unnamed)")
     label = Text(name, style="bold" if art.depth == 0 else "")
     label.append(f"  {art.mime or art.declared_type or '?'}", style="dim")
     label.append(f"  {human_size(art.size)}", style="dim")
@@ -105,10 +107,10 @@ def identity_table(art: Any) -> Table:
     table.add_column(style="bold")
     table.add_column()
     rows: list[tuple[str, str | Text]] = [
-        ("path", art.path),
-        ("file name", art.filename or "(none)"),
-        ("shown as", art.safe_name or "(none)"),
-        ("declared type", art.declared_type or "(none)"),
+        ("path", visible(art.path)),
+        ("file name", visible(art.filename) or "(none)"),
+        ("shown as", visible(art.safe_name) or "(none)"),
+        ("declared type", visible(art.declared_type) or "(none)"),
         ("detected type", f"{art.mime}  ({art.magic})"),
         ("extension", art.extension or "(none)"),
         ("size", f"{art.size:,} bytes ({human_size(art.size)})"),
@@ -138,13 +140,40 @@ def identity_table(art: Any) -> Table:
 def headers_text(report: Any, *, raw: bool = False) -> Text:
     out = Text()
     for header in report.headers:
-        out.append(f"{header.name}: ", style="bold cyan")
+        out.append(f"{visible(header.name)}: ", style="bold cyan")
         value = header.raw if raw else header.value
-        out.append(" ".join(value.split()) if not raw else value)
+        out.append(visible(" ".join(value.split())) if not raw else visible(value, multiline=True))
         out.append("\n")
     if not report.headers:
         out.append("(no headers)", style="dim")
     return out
+
+
+@dataclass
+class QuickHeader:
+    """A header read straight from the stored message, shown before dissection reports."""
+
+    name: str
+    value: str
+    raw: str
+
+
+HEAD_BYTES = 256 * 1024
+
+
+def quick_headers(head: bytes) -> list[QuickHeader]:
+    """The header block of a message's first bytes: names, decoded and raw values."""
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+
+    from workbench.quarantine.headers import decode_text
+
+    end = min((i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0),
+              default=len(head))
+    msg = BytesHeaderParser(policy=compat32).parsebytes(head[:end + 2])
+    defects: list[str] = []
+    return [QuickHeader(str(name), decode_text(str(value), defects, str(name)), str(value))
+            for name, value in msg.items()]
 
 
 def hops_table(report: Any) -> Table:
@@ -159,7 +188,8 @@ def hops_table(report: Any) -> Table:
             delay = Text(f"{hop.delay_seconds:+.0f}s clocks disagree", style="bold red")
         else:
             delay = Text(f"{hop.delay_seconds:.0f}s", style="yellow" if hop.delay_seconds > 3600 else "")
-        table.add_row(str(hop.index), hop.from_host, hop.from_ip, hop.by_host, hop.protocol, when, delay)
+        table.add_row(str(hop.index), visible(hop.from_host), visible(hop.from_ip),
+                      visible(hop.by_host), visible(hop.protocol), when, delay)
     return table
 
 
@@ -168,7 +198,7 @@ def auth_text(report: Any) -> Text:
     if report.mismatches:
         out.append("Sender mismatches\n", style="bold red underline")
         for line in report.mismatches:
-            out.append(f"⚠ {line}\n", style="bold red")
+            out.append(f"⚠ {visible(line)}\n", style="bold red")
         out.append("\n")
     out.append("Authentication results", style="bold underline")
     out.append("  (as the receiving servers reported them; not re-verified)\n", style="dim")
@@ -177,12 +207,12 @@ def auth_text(report: Any) -> Text:
     for result in report.auth:
         out.append(f"{result.method:<16}", style="bold")
         out.append(f"{result.result:<10}", style=AUTH_STYLES.get(result.result, ""))
-        out.append(f" {result.detail}", style="")
-        out.append(f"  [{result.source}]\n", style="dim")
+        out.append(f" {visible(result.detail)}", style="")
+        out.append(f"  [{visible(result.source)}]\n", style="dim")
     if report.defects:
         out.append("\nDefects\n", style="bold underline")
         for defect in report.defects:
-            out.append(f"• {defect}\n", style="yellow")
+            out.append(f"• {visible(defect)}\n", style="yellow")
     return out
 
 
@@ -191,14 +221,14 @@ def body_text(report: Any, *, html_source: bool = False) -> Text:
     out = Text()
     if html_source and report.html:
         out.append("HTML source, shown as text\n\n", style="dim italic")
-        out.append(defang_text(report.html))
+        out.append(visible(defang_text(report.html), multiline=True))
         return out
     if report.text.strip():
-        out.append(defang_text(report.text))
+        out.append(visible(defang_text(report.text), multiline=True))
     elif report.html:
         out.append("HTML body shown as text; nothing is loaded or fetched (h: source)\n\n",
                    style="dim italic")
-        out.append(defang_text(html_as_text(report.html)))
+        out.append(visible(defang_text(html_as_text(report.html)), multiline=True))
     else:
         out.append("(no text body)", style="dim")
     return out
@@ -209,9 +239,9 @@ def urls_table(report: Any) -> Table:
     table.add_column("URL (defanged)", overflow="fold", ratio=4)
     table.add_column("found in", ratio=1)
     for url in report.urls:
-        table.add_row(url.defanged, url.source)
+        table.add_row(visible(url.defanged), url.source)
     for address in getattr(report, "emails", []):
-        table.add_row(address, "address")
+        table.add_row(visible(address), "address")
     return table
 
 
@@ -220,8 +250,9 @@ def parts_table(report: Any) -> Table:
     for title in ("part", "type", "disposition", "file name", "encoding", "size", "defects"):
         table.add_column(title, overflow="fold")
     for part in report.parts:
-        table.add_row("  " * part.depth + part.position, part.content_type, part.disposition,
-                      part.filename, part.encoding, f"{part.size:,}" if part.size else "",
+        table.add_row("  " * part.depth + part.position, visible(part.content_type),
+                      visible(part.disposition), visible(part.filename), visible(part.encoding),
+                      f"{part.size:,}" if part.size else "",
                       Text(", ".join(part.defects), style="yellow"))
     return table
 
@@ -230,7 +261,7 @@ def parts_table(report: Any) -> Table:
 
 
 def vba_source(code: str) -> Text:
-    text = Text(code)
+    text = Text(visible(code, multiline=True))
     text.highlight_regex(_VBA_RE, "bold red")
     text.highlight_regex(re.compile(r"'[^\n]*"), "dim")
     text.highlight_regex(re.compile(r'"[^"\n]*"'), "yellow")
@@ -242,6 +273,8 @@ def _is_record(value: Any) -> bool:
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return visible(value)
     if isinstance(value, float):
         return f"{value:.3f}"
     if isinstance(value, bytes):
@@ -285,7 +318,8 @@ def _records_table(records: Sequence[Any]) -> RenderableType:
                 title = next((str(getattr(record, n)) for n in ("name", "stream", "module", "filename")
                               if n in fields and getattr(record, n)), "")
                 parts.append(Text(f"\n{name.replace('_', ' ')} {title}", style="bold underline"))
-                parts.append(vba_source(value) if _looks_vba(name, value) else Text(value))
+                parts.append(vba_source(value) if _looks_vba(name, value)
+                             else Text(visible(value, multiline=True)))
     return Group(*parts)
 
 
@@ -299,7 +333,7 @@ def report_renderable(report: Any, *, title: str = "") -> RenderableType:
     if report is None:
         return Text("No format report: no dissector applies to this type.", style="dim")
     if not _is_record(report):
-        return Text(str(report))
+        return Text(visible(str(report), multiline=True))
     parts: list[RenderableType] = []
     if title:
         parts.append(Text(title, style="bold"))
@@ -320,7 +354,8 @@ def report_renderable(report: Any, *, title: str = "") -> RenderableType:
             deferred.append(report_renderable(value))
         elif isinstance(value, str) and "\n" in value:
             deferred.append(Text(f"\n{label}", style="bold underline"))
-            deferred.append(vba_source(value) if _looks_vba(f.name, value) else Text(value))
+            deferred.append(vba_source(value) if _looks_vba(f.name, value)
+                            else Text(visible(value, multiline=True)))
         elif isinstance(value, dict):
             scalars.add_row(label, ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "—")
         elif value not in ("", None, [], ()):

@@ -6,33 +6,29 @@ import yara
 from textual.widgets import Input
 
 from tests.tui.conftest import MARKER, settle
-from tests.tui.screens.test_message import sha_of
 from workbench.tui.app import make_app
 from workbench.tui.screens.artifact import ArtifactScreen
 from workbench.tui.screens.editor import EditorScreen
-from workbench.tui.screens.message import MessageScreen
 from workbench.tui.widgets.hex_view import HexView
 from workbench.tui.widgets.strings_table import StringsTable
 from workbench.tui.widgets.yara_editor import YaraEditor
 from workbench.workspace import Workspace
 
 
-async def open_loader_exe(pilot) -> ArtifactScreen:
+async def open_artifact(pilot, artifact) -> ArtifactScreen:
+    """Straight to the artifact screen (the message screen's own tests open it from the tree)."""
     app = pilot.app
     await settle(pilot)
-    message = app.screen
-    assert isinstance(message, MessageScreen)
-    exe = next(n for n in message.nodes.values() if str(n.label).startswith("setup.exe"))
-    app.open_artifact(exe.data, message_sha256=message.sha256)
+    app.open_artifact(artifact)
     await settle(pilot)
     assert isinstance(app.screen, ArtifactScreen)
     return app.screen
 
 
-async def test_strings_search_mark_hex_select_and_draft(ui_workspace: Workspace) -> None:
-    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Loader sample"))
+async def test_strings_search_mark_hex_select_and_draft(ui_workspace: Workspace, loader_exe) -> None:
+    app = make_app(ui_workspace)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_loader_exe(pilot)
+        screen = await open_artifact(pilot, loader_exe)
         data = screen.data
         assert data[:2] == b"MZ"
         # strings: search for the marker and mark it
@@ -80,21 +76,21 @@ async def test_strings_search_mark_hex_select_and_draft(ui_workspace: Workspace)
         assert editor.dirty                                         # a draft is unsaved work
 
 
-async def test_draft_without_marks_explains(ui_workspace: Workspace) -> None:
-    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Loader sample"))
+async def test_draft_without_marks_explains(ui_workspace: Workspace, loader_exe) -> None:
+    app = make_app(ui_workspace)
     shown: list[str] = []
     app.notify = lambda message, **kw: shown.append(str(message))  # type: ignore[method-assign]
     async with app.run_test(size=(120, 40)) as pilot:
-        await open_loader_exe(pilot)
+        await open_artifact(pilot, loader_exe)
         await pilot.press("d")
         assert isinstance(app.screen, ArtifactScreen)
         assert any("mark strings" in s for s in shown)
 
 
-async def test_sort_strings_by_score(ui_workspace: Workspace) -> None:
-    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Loader sample"))
+async def test_sort_strings_by_score(ui_workspace: Workspace, loader_exe) -> None:
+    app = make_app(ui_workspace)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_loader_exe(pilot)
+        screen = await open_artifact(pilot, loader_exe)
         await pilot.press("3", "S")
         rows = screen.query_one(StringsTable).rows
         scores = [r.score for r in rows if r.score is not None]

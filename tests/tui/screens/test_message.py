@@ -118,6 +118,37 @@ async def test_tree_fills_while_dissection_runs(ui_workspace: Workspace, monkeyp
         assert any(label.startswith("setup.exe") for label in tree_labels(screen))
 
 
+async def test_headers_show_before_the_dissector_reports(ui_workspace: Workspace,
+                                                         monkeypatch) -> None:
+    """Read from the store with the index summary: no waiting for a big attachment."""
+    import workbench.dissect.engine as engine
+
+    real = engine.dissect_message
+    proceed = threading.Event()
+
+    def stalled(*args: Any, **kwargs: Any) -> Any:
+        assert proceed.wait(10), "the test never released the dissection"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "dissect_message", stalled)
+    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Loader sample"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            screen = app.screen
+            if isinstance(screen, MessageScreen) and screen.quick_headers:
+                break
+        assert isinstance(screen, MessageScreen)
+        assert not screen.nodes
+        headers = view_text(screen, "headers")
+        assert "Subject: Loader sample" in headers and "Content-Type: multipart/mixed" in headers
+        await pilot.press("r")
+        assert "Subject: Loader sample" in view_text(screen, "headers")
+        proceed.set()
+        await settle(pilot)
+        assert screen.report is not None and screen.nodes
+
+
 async def test_unknown_id_is_reported_in_place(ui_workspace: Workspace) -> None:
     app = make_app(ui_workspace, open_message="ffffffffffff")
     async with app.run_test(size=(120, 40)) as pilot:

@@ -23,6 +23,7 @@ from workbench.tui.render import (
     report_renderable,
     safely,
 )
+from workbench.tui.safety import visible
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.screens.modals import PromptScreen
 from workbench.tui.widgets.hex_view import HexView, parse_offset
@@ -135,7 +136,7 @@ view. `d` drafts a rule from everything marked, in the rule editor.
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = self.artifact.safe_name or self.artifact.path
+        self.sub_title = visible(self.artifact.safe_name or self.artifact.path)
         table = self.query_one(StringsTable)
         marks = self.workbench.marks
         sha = self.artifact.sha256

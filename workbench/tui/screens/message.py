@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from rich.console import RenderableType
@@ -16,8 +17,11 @@ from textual.widgets.tree import TreeNode
 
 from workbench.quarantine.index import AmbiguousId, AuditEntry, MessageRow, Sighting, UnknownId
 from workbench.quarantine.service import Quarantine
+from workbench.quarantine.store import ObjectStore
 from workbench.tui.commands import PaletteCommand
 from workbench.tui.render import (
+    HEAD_BYTES,
+    QuickHeader,
     artifact_label,
     auth_text,
     body_text,
@@ -25,9 +29,11 @@ from workbench.tui.render import (
     hops_table,
     human_size,
     parts_table,
+    quick_headers,
     safely,
     urls_table,
 )
+from workbench.tui.safety import visible
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.screens.modals import StatusScreen, TagsScreen
 from workbench.tui.widgets.message_list import received_text
@@ -38,11 +44,11 @@ TABS = ("headers", "received", "auth", "body", "urls", "parts", "history")
 def summary_text(row: MessageRow, sightings: list[Sighting]) -> Text:
     out = Text()
     out.append("From     ", style="bold")
-    out.append(f"{row.from_addr}\n")
+    out.append(f"{visible(row.from_addr)}\n")
     out.append("To       ", style="bold")
-    out.append(f"{row.to_addrs}\n")
+    out.append(f"{visible(row.to_addrs)}\n")
     out.append("Subject  ", style="bold")
-    out.append(f"{row.subject}\n")
+    out.append(f"{visible(row.subject)}\n")
     out.append("Received ", style="bold")
     towers = sorted({f"{s.tower}/{s.server}" for s in sightings})
     out.append(f"{received_text(row.first_seen)} UTC · {len(sightings)} sighting(s) on "
@@ -102,11 +108,13 @@ hex view, where you mark strings and bytes for a draft rule.
     ]
 
     class Summary(Message):
-        def __init__(self, row: MessageRow, sightings: list[Sighting], audit: list[AuditEntry]) -> None:
+        def __init__(self, row: MessageRow, sightings: list[Sighting], audit: list[AuditEntry],
+                     headers: list[QuickHeader] | None = None) -> None:
             super().__init__()
             self.row = row
             self.sightings = sightings
             self.audit = audit
+            self.headers = headers
 
     class NotFound(Message):
         def __init__(self, reason: str) -> None:
@@ -136,6 +144,7 @@ hex view, where you mark strings and bytes for a draft rule.
         self.nodes: dict[str, TreeNode[Any]] = {}
         self.raw_headers = False
         self.html_source = False
+        self.quick_headers: list[QuickHeader] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -174,7 +183,9 @@ hex view, where you mark strings and bytes for a draft rule.
             row = index.get(sha)
             sightings = index.sightings(sha)
             audit = index.audit(sha)
-        self.post_message(self.Summary(row, sightings, audit))
+        # the header block straight from the store: shown before the dissector reports
+        head = ObjectStore(self.workbench.workspace.quarantine).read(sha, limit=HEAD_BYTES)
+        self.post_message(self.Summary(row, sightings, audit, quick_headers(head)))
 
     @work(thread=True, exclusive=True, group="dissect", exit_on_error=False,
           description="dissect the message")
@@ -201,9 +212,12 @@ hex view, where you mark strings and bytes for a draft rule.
         first = not self.sha256
         self.row = event.row
         self.sha256 = event.row.sha256
-        self.sub_title = event.row.subject or event.row.sha256[:12]
+        self.sub_title = visible(event.row.subject) or event.row.sha256[:12]
         self.query_one("#message-summary", Static).update(summary_text(event.row, event.sightings))
         self._show("history", history_text(event.sightings, event.audit))
+        if event.headers is not None:
+            self.quick_headers = event.headers
+            self._show_headers()
         if first:
             self.run_dissect(self.sha256)
 
@@ -248,11 +262,20 @@ hex view, where you mark strings and bytes for a draft rule.
     def _show(self, tab: str, content: RenderableType) -> None:
         self.query_one(f"#{tab}-view", Static).update(content)
 
-    def _show_report(self) -> None:
+    def _show_headers(self) -> None:
+        """The dissector's headers once reported; until then the ones read from the store."""
         report = self.report
         if report is None or not hasattr(report, "headers"):
-            return
+            if not self.quick_headers:
+                return
+            report = SimpleNamespace(headers=self.quick_headers)
         self._show("headers", safely(lambda: headers_text(report, raw=self.raw_headers), "headers"))
+
+    def _show_report(self) -> None:
+        report = self.report
+        self._show_headers()
+        if report is None or not hasattr(report, "headers"):
+            return
         self._show("received", safely(lambda: hops_table(report) if report.received
                                       else Text("no Received headers", style="dim"), "hops"))
         self._show("auth", safely(lambda: auth_text(report), "authentication results"))

@@ -10,6 +10,7 @@ from textual.message import Message
 from workbench.quarantine.index import MessageRow
 from workbench.quarantine.query import SORT_COLUMNS
 from workbench.tui.pages import Listing
+from workbench.tui.safety import visible
 from workbench.tui.widgets.virtual_table import Cell, Column, VirtualTable
 
 COLUMNS = (
@@ -38,14 +39,14 @@ def received_text(stamp: str) -> str:
 
 
 def row_cells(row: MessageRow) -> list[Cell]:
-    subject = Text(row.subject or "(no subject)")
+    subject = Text(visible(row.subject) or "(no subject)")
     if row.tags:
         subject.append("  " + " ".join(f"#{t}" for t in row.tags), style="italic")
-    names = ", ".join(row.attachment_names)
+    names = visible(", ".join(row.attachment_names))
     return [
-        received_text(row.first_seen), row.tower, row.server, row.reason,
-        Text(row.status, style=STATUS_STYLES.get(row.status, "")),
-        row.from_addr, subject, names,
+        received_text(row.first_seen), visible(row.tower), visible(row.server),
+        visible(row.reason), Text(row.status, style=STATUS_STYLES.get(row.status, "")),
+        visible(row.from_addr), subject, names,
     ]
 
 

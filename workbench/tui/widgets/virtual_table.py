@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -24,6 +25,16 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 Cell = str | Text
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` on one line, cut with an ellipsis or padded to exactly ``width`` cells."""
+    text = text.replace("\n", " ").replace("\t", " ")
+    if text.isascii() and text.isprintable():
+        return text[: width - 1] + "…" if len(text) > width else text.ljust(width)
+    if cell_len(text) > width:
+        return set_cell_size(text, width - 1) + "…"
+    return set_cell_size(text, width)
 
 
 @dataclass(frozen=True)
@@ -274,15 +285,17 @@ class VirtualTable(ScrollView, can_focus=True):
                 style += self._style("virtual-table--marked")
             if row == self.cursor_row:
                 style += self._style("virtual-table--cursor")
-        line = Text(no_wrap=True, overflow="ellipsis", end="")
+        segments: list[Segment] = []
+        gap = Segment(" ", style)
         for i, (cell, w) in enumerate(zip(cells, self.column_widths(width), strict=False)):
             if i:
-                line.append(" ")
-            text = cell if isinstance(cell, Text) else Text(str(cell).replace("\n", " "))
-            text = text.copy()
-            text.truncate(w, overflow="ellipsis", pad=True)
-            line.append_text(text)
-        line.truncate(width, pad=True)
-        segments = [Segment(s.text, style + s.style if s.style else style)
-                    for s in line.render(self.app.console)]
-        return Strip(segments, width).adjust_cell_length(width, style), complete
+                segments.append(gap)
+            if isinstance(cell, Text):
+                text = cell.copy()
+                text.truncate(w, overflow="ellipsis", pad=True)
+                segments.extend(Segment(s.text, style + s.style if s.style else style)
+                                for s in text.render(self.app.console) if s.text)
+            else:
+                # plain cells (most of them) skip Rich's Text machinery
+                segments.append(Segment(fit(str(cell), w), style))
+        return Strip(segments).adjust_cell_length(width, style), complete
