@@ -70,8 +70,9 @@ def make_release(workspace: Workspace, *, message: str = "", dry_run: bool = Fal
     say("validating")
     report = validate(repo.root, base=latest.tag if latest else None, progress=say)
     if not report.ok:
-        raise ReleaseRefused(f"validation failed with {report.errors} error(s): run `workbench validate`",
-                             report)
+        first = next(f for f in report.findings if f.severity == "error")
+        raise ReleaseRefused(f"validation failed with {report.errors} error(s), first {first.id}"
+                             f"{' [' + first.rule + ']' if first.rule else ''}: {first.message}", report)
     say("building the bundle")
     built = _prepare(repo, head.hexsha)
     changelog = diff_rulesets(latest.ruleset if latest else [], built.ruleset,
