@@ -108,12 +108,16 @@ class WorkbenchApp(App[int]):
         screen = self.screen
         if isinstance(screen, HelpScreen):
             return
-        bindings = []
+        shown: list[tuple[str, str]] = []
+        others: list[tuple[str, str]] = []
         for key, active in self.active_bindings.items():
             binding = active.binding
-            if binding.description and active.enabled:
-                bindings.append((self.get_key_display(binding) or key, binding.description))
-        self.push_screen(HelpScreen(getattr(screen, "HELP", ""), bindings))
+            if not binding.description or not active.enabled or binding.action.startswith("scroll_"):
+                continue
+            # the keys the footer shows come first, then movement and the rest
+            (shown if binding.show else others).append(
+                (self.get_key_display(binding) or key, binding.description))
+        self.push_screen(HelpScreen(getattr(screen, "HELP", ""), shown + others))
 
     def report_worker_error(self, worker: Worker[object]) -> None:
         """Every worker failure ends here: shown to the analyst, logged, never a crash."""

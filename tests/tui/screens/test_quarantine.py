@@ -139,3 +139,19 @@ async def test_empty_workspace_says_how_to_fill_it(tmp_path) -> None:
         empty = app.screen.query_one("#empty", Static)
         assert "workbench quarantine ingest" in str(empty.render())
     assert not (tmp_path / "empty" / "quarantine" / "index.sqlite").exists()
+
+
+async def test_command_palette_offers_the_screens_commands(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        names = [c.name for c in screen.palette_commands()]
+        assert "Show new" in names and "Sort by subject" in names
+        await pilot.press("ctrl+p")
+        app.screen.query_one(Input).value = "show with attachm"
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.query_one("#filter", Input).value == "has:attachment"
+        assert len(_visible_subjects(app)) == 13

@@ -16,6 +16,7 @@ from textual.worker import get_current_worker
 from workbench.quarantine.index import MessageRow
 from workbench.quarantine.query import SORT_COLUMNS, Query, QueryError, parse_query
 from workbench.quarantine.service import Quarantine
+from workbench.tui.commands import PaletteCommand
 from workbench.tui.pages import PAGE_SIZE, Listing, fetch_page
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.screens.modals import StatusScreen, TagsScreen
@@ -302,9 +303,7 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
         current = self.listing.query.sort if self.listing else "received"
         keys = SORT_ORDER
         position = keys.index(current) if current in keys else -1
-        self.sort = keys[(position + 1) % len(keys)]
-        self.descending = self.sort == "received"
-        self.apply_filter(self.query_one("#filter", Input).value)
+        self._sort_by(keys[(position + 1) % len(keys)])
 
     def action_reverse(self) -> None:
         self.descending = not (self.listing.query.descending if self.listing else True)
@@ -355,6 +354,38 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
 
         self.app.push_screen(TagsScreen(len(targets), row.tags if row and len(targets) == 1 else []),
                              chosen)
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        presets = [("new", "status:new"), ("with attachments", "has:attachment"),
+                   ("not dismissed", "-status:dismissed"), ("with header defects", "has:defects"),
+                   ("tagged", "has:tag")]
+        commands = [
+            PaletteCommand(f"Show {label}", f"filter: {query}",
+                           lambda q=query: self._set_filter(q))
+            for label, query in presets]
+        commands += [
+            PaletteCommand(f"Sort by {c.title.lower()}", f"column {c.key} (o cycles)",
+                           lambda k=c.key: self._sort_by(k))
+            for c in COLUMNS]
+        commands += [
+            PaletteCommand("Reverse the order", "O", self.action_reverse),
+            PaletteCommand("Set triage status", "of the marked rows or the current one (s)",
+                           self.action_status),
+            PaletteCommand("Edit tags", "t", self.action_tags),
+            PaletteCommand("Clear the filter", "show every message",
+                           lambda: self._set_filter("")),
+            PaletteCommand("Refresh", "read the index again (r)", self.action_refresh),
+            PaletteCommand("Toggle counts", "the reason and status panel (f)",
+                           self.action_toggle_facets),
+        ]
+        return commands
+
+    def _set_filter(self, text: str) -> None:
+        self.query_one("#filter", Input).value = text
+
+    def _sort_by(self, key: str) -> None:
+        self.sort, self.descending = key, key == "received"
+        self.apply_filter(self.query_one("#filter", Input).value)
 
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
           description="set the triage status")
