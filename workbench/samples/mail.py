@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import textwrap
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 
@@ -43,7 +42,7 @@ def _boundary(seed: bytes, n: int) -> str:
 
 
 def _b64(data: bytes) -> str:
-    return "\n".join(textwrap.wrap(base64.b64encode(data).decode("ascii"), 76))
+    return base64.encodebytes(data).decode("ascii").rstrip("\n")      # 76-character lines, in linear time
 
 
 def _qp(text: str) -> str:
