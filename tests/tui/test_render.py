@@ -143,7 +143,7 @@ class FakeArtifact:
 
 def test_tree_labels_carry_flags_and_problem_badges() -> None:
     label = artifact_label(FakeArtifact()).plain
-    assert "invoice.pdf.exe" in label and "2.0 KB" in label
+    assert "invoice.pdf.exe" in label and "2.0 KiB" in label
     assert "⚠ extension-mismatch" in label and "⚠ double-extension" in label
     assert "[limit hit]" in label
     assert "[" not in artifact_label(FakeArtifact(flags=[], status="ok")).plain

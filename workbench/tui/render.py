@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.dissect.formats.text import defang, html_to_text
+from workbench.dissect.render import human_size
 from workbench.tui.safety import visible
 
 STATUS_BADGES = {
@@ -64,15 +65,6 @@ def safely(render: Callable[[], RenderableType], what: str) -> RenderableType:
         return render()
     except Exception as exc:          # a drawing bug must not take the analyst's session down
         return Text(f"cannot show the {what}: {type(exc).__name__}: {exc}", style="bold red")
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def defang_text(text: str) -> str:

@@ -13,6 +13,10 @@ from textual.widgets.option_list import Option
 from workbench.quarantine.index import STATUSES
 
 
+def _target(count: int) -> str:
+    return "this message" if count == 1 else f"{count:,} marked messages"
+
+
 class StatusScreen(ModalScreen[tuple[str, str] | None]):
     """Pick a triage status (1-5 or arrows + enter), with an optional note."""
 
@@ -27,9 +31,8 @@ class StatusScreen(ModalScreen[tuple[str, str] | None]):
         self.current = current
 
     def compose(self) -> ComposeResult:
-        target = "this message" if self.count == 1 else f"{self.count:,} marked messages"
         with Vertical(classes="dialog"):
-            yield Label(f"Triage status for {target}", classes="dialog-title")
+            yield Label(f"Triage status for {_target(self.count)}", classes="dialog-title")
             yield OptionList(*(Option(f"{n}  {s}", id=s) for n, s in enumerate(STATUSES, 1)),
                              id="statuses")
             yield Input(placeholder="note (optional, kept in the audit log)", id="note")
@@ -81,9 +84,8 @@ class TagsScreen(ModalScreen[tuple[list[str], list[str]] | None]):
         self.current = current
 
     def compose(self) -> ComposeResult:
-        target = "this message" if self.count == 1 else f"{self.count:,} marked messages"
         with Vertical(classes="dialog"):
-            yield Label(f"Tags for {target}", classes="dialog-title")
+            yield Label(f"Tags for {_target(self.count)}", classes="dialog-title")
             yield Label("current: " + (" ".join(self.current) or "none"), id="current-tags")
             yield Input(placeholder="+tag adds, -tag removes, e.g.  +campaign-x -todo", id="tags")
             yield Label("enter applies · esc cancels", classes="dialog-hint")

@@ -86,35 +86,33 @@ class VirtualTable(ScrollView, can_focus=True):
 
     cursor_row: reactive[int] = reactive(0, repaint=False, always_update=True)
 
-    class Highlighted(Message):
-        def __init__(self, table: VirtualTable, row: int) -> None:
+    class _TableMessage(Message):
+        def __init__(self, table: VirtualTable) -> None:
             super().__init__()
             self.table = table
-            self.row = row
 
         @property
         def control(self) -> VirtualTable:
             return self.table
 
-    class Selected(Message):
+    class Highlighted(_TableMessage):
+        """The cursor moved to ``row``."""
+
         def __init__(self, table: VirtualTable, row: int) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.row = row
 
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
+    class Selected(_TableMessage):
+        """``row`` was chosen (enter or a double click)."""
 
-    class HeaderClicked(Message):
+        def __init__(self, table: VirtualTable, row: int) -> None:
+            super().__init__(table)
+            self.row = row
+
+    class HeaderClicked(_TableMessage):
         def __init__(self, table: VirtualTable, column: Column) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.column = column
-
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
 
     def __init__(self, columns: Sequence[Column], *, name: str | None = None,
                  id: str | None = None, classes: str | None = None) -> None:
