@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from workbench.cli.context import CommandError, Context, add_json_flag, table
@@ -78,6 +79,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 # --- validate
 
 
+def _progress(ctx: Context) -> Callable[[str], None] | None:
+    """Step names on stderr when a person is watching."""
+    if not ctx.err.isatty():
+        return None
+
+    def say(text: str) -> None:
+        ctx.err.write(f"... {text}\n")
+    return say
+
+
 def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
     root = (args.path or ctx.workspace.signatures).resolve()
     if not root.is_dir():
@@ -89,8 +100,7 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
             raise CommandError(f"--write {spec!r}: expected FORMAT:FILE with FORMAT one of {', '.join(FORMATS)}",
                                E_USAGE)
         outputs.append((fmt, Path(file)))
-    progress = (lambda text: ctx.err.write(f"... {text}\n")) if args.format == "text" and ctx.err.isatty() \
-        else None
+    progress = _progress(ctx) if args.format == "text" else None
     try:
         report = validate(root, changed_since=args.changed_since, base=args.base, scan_corpus=not args.no_corpus,
                           threads=args.threads, progress=progress)
@@ -134,7 +144,7 @@ def cmd_hooks_install(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_release(args: argparse.Namespace, ctx: Context) -> int:
     try:
         outcome = make_release(ctx.workspace, message=args.message, dry_run=args.dry_run,
-                               progress=(lambda t: ctx.err.write(f"... {t}\n")) if ctx.err.isatty() else None)
+                               progress=_progress(ctx))
     except ReleaseRefused as exc:
         return _refused(exc, ctx, args.json)
     except (RepositoryError, BundleError) as exc:

@@ -145,31 +145,31 @@ class Manifest:
     def from_data(cls, raw: Any) -> Manifest:
         """Check the shape and types strictly: a manifest is untrusted until its checks pass."""
         d = _Fields(raw, "manifest")
-        fmt = d.int("format")
+        fmt = d.integer("format")
         if fmt != FORMAT_VERSION:
             raise BundleError(f"manifest format {fmt} is not supported (this workbench reads {FORMAT_VERSION})")
-        externals = d.dict("externals")
+        externals = d.table("externals")
         for key, value in externals.items():
             if not isinstance(value, str | int | float | bool):
                 raise BundleError(f"manifest: external {key!r} has an unsupported value {value!r}")
         manifest = cls(
             format=fmt,
-            serial=d.int("serial"),
-            created=d.str("created"),
-            commit=d.str("commit"),
-            tool_version=d.str("tool_version"),
-            libyara_version=d.str("libyara_version"),
-            rule_count=d.int("rule_count"),
+            serial=d.integer("serial"),
+            created=d.text("created"),
+            commit=d.text("commit"),
+            tool_version=d.text("tool_version"),
+            libyara_version=d.text("libyara_version"),
+            rule_count=d.integer("rule_count"),
             externals=dict(externals),
-            sources=tuple(SourceEntry(path=e.str("path"), namespace=e.str("namespace"))
+            sources=tuple(SourceEntry(path=e.text("path"), namespace=e.text("namespace"))
                           for e in d.items("sources")),
-            rules=tuple(ManifestRule(name=e.str("name"), namespace=e.str("namespace"),
-                                     fingerprint=e.str("fingerprint"), status=e.str("status"),
-                                     file=e.str("file"))
+            rules=tuple(ManifestRule(name=e.text("name"), namespace=e.text("namespace"),
+                                     fingerprint=e.text("fingerprint"), status=e.text("status"),
+                                     file=e.text("file"))
                         for e in d.items("rules")),
-            files=tuple(ManifestFile(path=e.str("path"), sha256=e.str("sha256"), size=e.int("size"))
+            files=tuple(ManifestFile(path=e.text("path"), sha256=e.text("sha256"), size=e.integer("size"))
                         for e in d.items("files")),
-            selftest=tuple(SelfTestVector(file=e.str("file"), rules=tuple(e.str_list("rules")))
+            selftest=tuple(SelfTestVector(file=e.text("file"), rules=tuple(e.texts("rules")))
                            for e in d.items("selftest")),
         )
         manifest._check_consistency()
@@ -227,16 +227,16 @@ class _Fields:
             raise BundleError(f"{self.where}: {key!r} must be {label}")
         return value
 
-    def int(self, key: str) -> int:
+    def integer(self, key: str) -> int:
         return int(self._get(key, int, "an integer"))
 
-    def str(self, key: str) -> str:
+    def text(self, key: str) -> str:
         return str(self._get(key, str, "a string"))
 
-    def dict(self, key: str) -> dict[str, Any]:
+    def table(self, key: str) -> dict[str, Any]:
         return dict(self._get(key, dict, "an object"))
 
-    def str_list(self, key: str) -> list[str]:
+    def texts(self, key: str) -> list[str]:
         value = self._get(key, list, "a list of strings")
         if not all(isinstance(v, str) for v in value):
             raise BundleError(f"{self.where}: {key!r} must be a list of strings")

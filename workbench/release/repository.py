@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import git
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+from git.objects import Blob
 
 from workbench.workspace import current_actor
 
@@ -123,11 +124,11 @@ class SignatureRepository:
             tree = commit.tree / sub if sub else commit.tree
         except KeyError:
             return
-        items = [tree] if tree.type == "blob" else tree.traverse()
+        items = [tree] if isinstance(tree, Blob) else tree.traverse()
         for item in items:
-            if item.type != "blob" or item.mode == _SYMLINK_MODE:
+            if not isinstance(item, Blob) or item.mode == _SYMLINK_MODE:
                 continue
-            rel = self._from_top(item.path)
+            rel = self._from_top(str(item.path))
             if rel is None:
                 continue
             yield TreeFile(rel, item.data_stream.read())

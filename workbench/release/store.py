@@ -17,6 +17,7 @@ is never listed.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as dt
 import fcntl
@@ -26,7 +27,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,7 @@ class ReleaseStore:
     # --- writing
 
     def add(self, prepared: PreparedBundle, *, serial: int, commit: str, created: dt.datetime,
-            message: str, changelog: Changelog, ruleset: list[RuleState],
+            message: str, changelog: Changelog, ruleset: Sequence[RuleState],
             reverts: int | None = None, tag: str | None = None) -> Release:
         """Write the bundle and its record for a reserved ``serial``; returns the release."""
         if serial > self.last_serial():
@@ -171,7 +172,7 @@ class ReleaseStore:
                                     commit=commit)
             (tmp / "manifest.json").write_bytes(bundle.manifest.to_bytes())
             (tmp / "changelog.json").write_text(dumps(changelog) + "\n", encoding="utf-8")
-            (tmp / "ruleset.json").write_text(dumps(ruleset, indent=None) + "\n", encoding="utf-8")
+            (tmp / "ruleset.json").write_text(dumps(builtins.list(ruleset), indent=None) + "\n", encoding="utf-8")
             record = {
                 "serial": serial, "tag": tag or tag_name(serial), "commit": commit,
                 "created": bundle.manifest.created,

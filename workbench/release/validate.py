@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -204,7 +204,7 @@ class SetCompile:
     findings: list[Finding]
 
 
-def compile_set(ruleset: Ruleset, indices: Iterable[int], externals: dict[str, object], *,
+def compile_set(ruleset: Ruleset, indices: Iterable[int], externals: Mapping[str, object], *,
                 yarax: bool = False, check_id: str = "V101", what: str = "the ruleset") -> SetCompile:
     """Compile rules together (libyara, or YARA-X), errors pointed back at their files and lines."""
     data, starts = ruleset.source_bytes(list(indices))
@@ -226,7 +226,7 @@ def compile_set(ruleset: Ruleset, indices: Iterable[int], externals: dict[str, o
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
             try:
-                compiled = yara.compile(filepath=name, externals=externals, includes=False)
+                compiled = yara.compile(filepath=name, externals=dict(externals), includes=False)
                 return SetCompile(compiled, [])
             except yara.Error as exc:
                 text = str(exc)
@@ -756,7 +756,7 @@ def _changed_rules(repo: SignatureRepository, rev: str, files: list[RuleFile], c
         if data is not None:
             old_text.update({r.name: r.text for r in parse_text(data.decode("utf-8", "replace")).rules})
     changed_paths = {(repo.root / rel).resolve() for rel in changed}
-    out = set()
+    out: set[str] = set()
     for rf in files:
         if rf.path is not None and rf.path.resolve() in changed_paths:
             out.update(r.name for r in rf.rules if old_text.get(r.name) != r.text)
