@@ -155,3 +155,16 @@ def test_found_urls_table_lists_defanged_urls_only() -> None:
     report = MessageReport(urls=[FoundUrl("http://a.example/x", "hxxp://a[.]example/x", "text")])
     shown = plain(urls_table(report))
     assert "hxxp://a[.]example/x" in shown and "http://a.example" not in shown
+
+
+def test_entropy_strip_uses_an_absolute_scale() -> None:
+    from workbench.tui.render import entropy_strip
+
+    low = entropy_strip([1.0] * 10, 256, height=4).plain.splitlines()
+    high = entropy_strip([1.0] * 5 + [8.0] * 5, 256, height=4).plain.splitlines()
+    assert low[:3] == [" " * 10] * 3 and low[3] == "▄" * 10   # 1 of 8 bits: half a row of 4
+    assert high[0] == " " * 5 + "█" * 5 and high[3] == "▄" * 5 + "█" * 5
+    assert any(s.style == "red" for s in entropy_strip([7.9], 256).spans)
+    wide = entropy_strip([float(i % 8) for i in range(1000)], 256, width=100)
+    assert len(wide.plain.splitlines()[0]) == 100
+    assert "2,560 bytes" in wide.plain

@@ -357,6 +357,33 @@ def report_renderable(report: Any, *, title: str = "") -> RenderableType:
     return Group(*parts)
 
 
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def entropy_strip(windows: Sequence[float], window: int, width: int = 100,
+                  height: int = 4) -> Text:
+    """Entropy along the file as bars on an absolute 0-8 scale, one column per stretch.
+
+    Each column is the highest entropy in its stretch of the file; above 7.2 bits per
+    byte (packed, compressed or encrypted) is red, above 6 yellow, the rest green.
+    """
+    out = Text()
+    if not windows:
+        return out.append("no entropy profile", style="dim")
+    per_cell = max(1, -(-len(windows) // width))
+    cells = [max(windows[i:i + per_cell]) for i in range(0, len(windows), per_cell)]
+    eighths = [round(min(8.0, max(0.0, v)) / 8 * height * 8) for v in cells]
+    styles = ["red" if v > 7.2 else ("yellow" if v > 6 else "green") for v in cells]
+    for row in range(height - 1, -1, -1):            # top row first
+        for filled, style in zip(eighths, styles, strict=True):
+            level = min(8, max(0, filled - row * 8))
+            out.append(BLOCKS[level] if level or row else "▁", style=style)
+        out.append("\n")
+    out.append(f"one column = {per_cell * window:,} bytes from the start of the file; "
+               "full height is 8 bits/byte", style="dim")
+    return out
+
+
 def entropy_summary(windows: Iterable[float]) -> str:
     values = list(windows)
     if not values:

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, Header, Input, Sparkline, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from workbench.dissect.strings import extract_strings
 from workbench.quarantine.store import ObjectStore
@@ -18,6 +18,7 @@ from workbench.tui.commands import PaletteCommand
 from workbench.tui.marks import Mark, hex_string
 from workbench.tui.render import (
     artifact_label,
+    entropy_strip,
     entropy_summary,
     identity_table,
     report_renderable,
@@ -118,7 +119,9 @@ view. `d` drafts a rule from everything marked, in the rule editor.
                              classes="report-text")
                 yield Static(Text("\nEntropy along the file (0-8 bits per byte)", style="bold"),
                              classes="report-text")
-                yield Sparkline(self.artifact.entropy_windows or [0.0], id="entropy")
+                yield Static(safely(lambda: entropy_strip(self.artifact.entropy_windows,
+                                                          self.artifact.entropy_window),
+                                    "entropy"), classes="report-text", id="entropy")
                 yield Static(entropy_summary(self.artifact.entropy_windows), classes="report-text")
             with TabPane("Report", id="tab-report"), VerticalScroll():
                 yield Static(safely(lambda: report_renderable(
