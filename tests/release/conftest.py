@@ -37,14 +37,20 @@ def sig(tmp_path: Path) -> SigRepo:
     """The house signatures, committed once, in a repository of their own."""
     root = tmp_path / "signatures"
     shutil.copytree(HOUSE, root, ignore=shutil.ignore_patterns("CHANGELOG.md"))
-    repo = git.Repo.init(root)
+    repo = init_repo(root, "house rules")
+    workspace = Workspace.resolve(tmp_path / "home", signatures=root).ensure()
+    return SigRepo(root, repo, workspace)
+
+
+def init_repo(folder: Path, message: str) -> git.Repo:
+    """A repository of everything in ``folder``, committed once."""
+    repo = git.Repo.init(folder)
     with repo.config_writer() as cw:
         cw.set_value("user", "name", "Tester")
         cw.set_value("user", "email", "tester@example.invalid")
     repo.git.add(A=True)
-    repo.index.commit("house rules")
-    workspace = Workspace.resolve(tmp_path / "home", signatures=root).ensure()
-    return SigRepo(root, repo, workspace)
+    repo.index.commit(message)
+    return repo
 
 
 def house_rule(name: str, *, strings: str, condition: str, status: str = "RELEASED",

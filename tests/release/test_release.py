@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -15,10 +17,9 @@ from workbench.release.bundle import BundleError, load_extracted, open_bundle
 from workbench.release.repository import SignatureRepository
 from workbench.release.service import ReleaseRefused, make_release, revert_release
 from workbench.release.store import ReleaseStore
+from workbench.workspace import Workspace
 
-from .conftest import SigRepo, refresh_fingerprint, set_meta
-
-CREATED_FIELDS = ("created", "commit", "serial")
+from .conftest import HOUSE, SigRepo, init_repo, refresh_fingerprint, set_meta
 
 
 def run_cli(sig: SigRepo, *args: str) -> int:
@@ -167,8 +168,6 @@ def test_a_failed_release_never_gives_its_serial_again(released, monkeypatch) ->
 def test_lost_state_still_continues_after_the_newest_tag(released, tmp_path: Path) -> None:
     sig, _ = released
     _change_gtube(sig)
-    from workbench.workspace import Workspace
-
     fresh = Workspace.resolve(tmp_path / "other-home", signatures=sig.root).ensure()
     assert make_release(fresh).serial == 2
 
@@ -223,8 +222,6 @@ def test_verify_refuses_a_tampered_bundle(released, tmp_path: Path, capsys) -> N
         for info, data in members:
             if info.name == "rules/spam/gtube.yar":
                 data = data.replace(b"filesize < 10MB", b"filesize < 99MB")
-            import io
-
             tf.addfile(info, io.BytesIO(data))
     assert run_cli(sig, "release", "verify", str(forged)) == E_INPUT
     assert "sha256 does not match" in capsys.readouterr().err
@@ -232,23 +229,10 @@ def test_verify_refuses_a_tampered_bundle(released, tmp_path: Path, capsys) -> N
 
 def test_release_of_a_subfolder_of_a_bigger_repository(tmp_path: Path) -> None:
     """As in the workbench's own repository, where signatures/ is one folder among many."""
-    import shutil
-
-    import git
-
-    from workbench.workspace import Workspace
-
-    from .conftest import HOUSE
-
     top = tmp_path / "mono"
     shutil.copytree(HOUSE, top / "signatures", ignore=shutil.ignore_patterns("CHANGELOG.md"))
     (top / "README.md").write_text("other things\n")
-    repo = git.Repo.init(top)
-    with repo.config_writer() as cw:
-        cw.set_value("user", "name", "Tester")
-        cw.set_value("user", "email", "t@example.invalid")
-    repo.git.add(A=True)
-    repo.index.commit("mono")
+    repo = init_repo(top, "mono")
     (top / "README.md").write_text("someone else's uncommitted work\n")      # outside signatures/: fine
     ws = Workspace.resolve(top).ensure()
     outcome = make_release(ws)

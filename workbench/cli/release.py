@@ -142,28 +142,25 @@ def cmd_hooks_install(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_release(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        outcome = make_release(ctx.workspace, message=args.message, dry_run=args.dry_run,
-                               progress=_progress(ctx))
-    except ReleaseRefused as exc:
-        return _refused(exc, ctx, args.json)
-    except (RepositoryError, BundleError) as exc:
-        raise CommandError(str(exc), E_CONFLICT) from None
-    _print_outcome(outcome, ctx, args.json)
-    return E_OK
+    return _run(ctx, args.json, lambda: make_release(ctx.workspace, message=args.message, dry_run=args.dry_run,
+                                                     progress=_progress(ctx)))
 
 
 def cmd_revert(args: argparse.Namespace, ctx: Context) -> int:
+    return _run(ctx, args.json, lambda: revert_release(ctx.workspace, args.serial, message=args.message,
+                                                       dry_run=args.dry_run))
+
+
+def _run(ctx: Context, as_json: bool, action: Callable[[], ReleaseOutcome]) -> int:
     try:
-        outcome = revert_release(ctx.workspace, args.serial, message=args.message, dry_run=args.dry_run)
-    except ReleaseNotFound:
-        raise CommandError(f"no release {args.serial} (not in this workspace, no tag signatures-{args.serial})",
-                           E_NOT_FOUND) from None
+        outcome = action()
+    except ReleaseNotFound as exc:
+        raise CommandError(str(exc), E_NOT_FOUND) from None
     except ReleaseRefused as exc:
-        return _refused(exc, ctx, args.json)
+        return _refused(exc, ctx, as_json)
     except (RepositoryError, BundleError) as exc:
         raise CommandError(str(exc), E_CONFLICT) from None
-    _print_outcome(outcome, ctx, args.json)
+    _print_outcome(outcome, ctx, as_json)
     return E_OK
 
 

@@ -105,7 +105,8 @@ def revert_release(workspace: Workspace, serial: int, *, message: str = "",
     except ReleaseNotFound:
         tag = repo.release_tags().get(serial)
         if tag is None:
-            raise
+            raise ReleaseNotFound(f"no release {serial}: not in this workspace and no tag "
+                                  f"{tag_name(serial)}") from None
         target_commit = tag.commit.hexsha
     latest = store.latest()
     built = _prepare(repo, target_commit)
