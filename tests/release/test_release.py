@@ -92,6 +92,10 @@ def test_refuses_a_dirty_tree_and_nothing_to_release(released, capsys) -> None:
     sig, _ = released
     with pytest.raises(ReleaseRefused, match="nothing to release"):
         make_release(sig.workspace)
+    (sig.root / "README.md").write_text("notes that do not change what ships\n")
+    sig.commit("readme")
+    with pytest.raises(ReleaseRefused, match="bundle would ship what signatures-1 ships"):
+        make_release(sig.workspace)
     (sig.root / "rules" / "test" / "new.yar").write_text("// draft\n")
     assert run_cli(sig, "release") == E_CONFLICT
     assert "uncommitted changes (rules/test/new.yar)" in capsys.readouterr().err

@@ -75,6 +75,8 @@ def make_release(workspace: Workspace, *, message: str = "", dry_run: bool = Fal
                              f"{' [' + first.rule + ']' if first.rule else ''}: {first.message}", report)
     say("building the bundle")
     built = _prepare(repo, head.hexsha)
+    if latest is not None and _same_content(built, latest):
+        raise ReleaseRefused(f"nothing to release: the bundle would ship what {latest.tag} ships")
     changelog = diff_rulesets(latest.ruleset if latest else [], built.ruleset,
                               latest.serial if latest else None)
     floor = repo.max_tag_serial()
@@ -150,6 +152,13 @@ def _prepare(repo: SignatureRepository, rev: str) -> BuiltRuleset:
         return prepare_commit(repo, rev)
     except BundleError as exc:
         raise ReleaseRefused(exc.reason) from None
+
+
+def _same_content(built: BuiltRuleset, release: Release) -> bool:
+    """Whether a bundle would carry exactly the rules, files and externals of ``release``."""
+    new = built.prepared.manifest(serial=release.serial, created=dt.datetime.now(dt.UTC), commit="")
+    old = release.manifest
+    return (new.files, new.rules, new.externals, new.sources) == (old.files, old.rules, old.externals, old.sources)
 
 
 def _same_tree(repo: SignatureRepository, a: str, b: str) -> bool:
