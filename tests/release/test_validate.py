@@ -39,11 +39,14 @@ def test_the_committed_house_tree_passes() -> None:
 
 
 def test_cli_passes_on_the_house_tree_and_fails_on_a_broken_rule(sig: SigRepo, capsys) -> None:
-    assert run_cli(sig, "validate") == E_OK
+    # as .ci/run calls it: workbench --home DIR validate PATH
+    ci = ["--home", str(sig.workspace.home), "validate", str(sig.root)]
+    assert main(ci) == E_OK
     assert "OK: 0 errors" in capsys.readouterr().out
     path = sig.rule_file("spam/gtube.yar")
     path.write_text(path.read_text().replace("condition:", "condition:\n        $missing and", 1))
-    assert run_cli(sig, "validate") == E_FINDINGS
+    sig.commit("broken rule")
+    assert main(ci) == E_FINDINGS
     out = capsys.readouterr().out
     assert "C101" in out and "SPAM_GTUBE_TestString" in out and "FAILED" in out
 
