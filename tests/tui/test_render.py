@@ -168,3 +168,26 @@ def test_entropy_strip_uses_an_absolute_scale() -> None:
     wide = entropy_strip([float(i % 8) for i in range(1000)], 256, width=100)
     assert len(wide.plain.splitlines()[0]) == 100
     assert "2,560 bytes" in wide.plain
+
+
+def test_text_artifacts_show_their_source_safely() -> None:
+    from workbench.tui.render import source_text
+
+    macro = b'Sub AutoOpen()\r\n  cmd = "powershell -enc AAA"\r\n  \' http://drop.example/p.ps1\r\nEnd Sub\r\n'
+    text = source_text(macro, vba=True)
+    assert text is not None
+    assert "hxxp://drop[.]example/p.ps1" in text.plain and "\r" not in text.plain
+    red = {text.plain[s.start:s.end] for s in text.spans if s.style == "bold red"}
+    assert {"AutoOpen", "powershell"} <= red               # a keyword inside a string too
+    assert source_text(b"MZ\x90\x00\x03\x00\x00\x00" * 10, vba=False) is None
+    big = source_text(b"a" * (300 * 1024), vba=False)
+    assert big is not None and "more bytes in the Hex tab" in big.plain
+
+
+def test_report_values_are_defanged() -> None:
+    @dataclass
+    class Script:
+        urls: list[str]
+
+    shown = plain(report_renderable(Script(["http://macro-drop.example/p.ps1"])))
+    assert "hxxp://macro-drop[.]example/p.ps1" in shown and "http://macro" not in shown

@@ -252,11 +252,30 @@ def parts_table(report: Any) -> Table:
 # -- format reports --------------------------------------------------------------------------
 
 
+MAX_SOURCE = 256 * 1024
+
+
+def source_text(data: bytes, *, vba: bool) -> Text | None:
+    """A text artifact's content (VBA, scripts, HTML as text), or None for binary data."""
+    head = data[:MAX_SOURCE]
+    if b"\x00" in head[:4096]:
+        return None
+    text = head.decode("utf-8", "replace")
+    if text.count("\ufffd") > len(text) // 20:
+        return None
+    text = defang_text(text.replace("\r\n", "\n"))
+    out = vba_source(text) if vba or _looks_vba("", text) else Text(visible(text, multiline=True))
+    if len(data) > MAX_SOURCE:
+        out.append(f"\n… {len(data) - MAX_SOURCE:,} more bytes in the Hex tab", style="dim")
+    return out
+
+
 def vba_source(code: str) -> Text:
     text = Text(visible(code, multiline=True))
-    text.highlight_regex(_VBA_RE, "bold red")
     text.highlight_regex(re.compile(r"'[^\n]*"), "dim")
     text.highlight_regex(re.compile(r'"[^"\n]*"'), "yellow")
+    # last, so a keyword stands out inside a string too ("powershell -enc ...")
+    text.highlight_regex(_VBA_RE, "bold red")
     return text
 
 
@@ -266,7 +285,7 @@ def _is_record(value: Any) -> bool:
 
 def _cell(value: Any) -> str:
     if isinstance(value, str):
-        return visible(value)
+        return visible(defang_text(value))
     if isinstance(value, float):
         return f"{value:.3f}"
     if isinstance(value, bytes):

@@ -23,6 +23,7 @@ from workbench.tui.render import (
     identity_table,
     report_renderable,
     safely,
+    source_text,
 )
 from workbench.tui.safety import visible
 from workbench.tui.screens.base import WorkbenchScreen
@@ -128,6 +129,7 @@ view. `d` drafts a rule from everything marked, in the rule editor.
                     self.artifact.report,
                     title=f"{self.artifact.dissector} report" if self.artifact.dissector else ""),
                     "format report"), classes="report-text", id="format-report")
+                yield Static("", classes="report-text", id="source-view")
             with TabPane("Strings", id="tab-strings"):
                 with Horizontal(id="strings-bar"):
                     yield Input(placeholder="search strings", id="strings-search")
@@ -169,8 +171,21 @@ view. `d` drafts a rule from everything marked, in the rule editor.
         self.data = event.data
         self.strings = event.strings
         self.query_one(HexView).data = event.data
+        self._show_source(event.data)
         self._filter_strings()
         self._show_hex_status(0, None)
+
+    def _show_source(self, data: bytes) -> None:
+        """Text artifacts (macros, scripts) are shown in full below their report."""
+        art = self.artifact
+        kinds = f"{art.mime} {art.declared_type} {getattr(art.report, 'language', '')}".lower()
+        if not (kinds.startswith("text/") or " text/" in kinds or "script" in kinds):
+            return
+        vba = "vba" in kinds or art.extension in ("bas", "cls", "frm")
+        source = safely(lambda: source_text(data, vba=vba), "source")
+        if source is not None:
+            view = self.query_one("#source-view", Static)
+            view.update(Text.assemble(("\nsource", "bold underline"), "\n", source))
 
     @on(Suggested)
     def _suggested(self, event: Suggested) -> None:
