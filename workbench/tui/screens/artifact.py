@@ -129,7 +129,9 @@ view. `d` drafts a rule from everything marked, in the rule editor.
                     self.artifact.report,
                     title=f"{self.artifact.dissector} report" if self.artifact.dissector else ""),
                     "format report"), classes="report-text", id="format-report")
-                yield Static("", classes="report-text", id="source-view")
+                source = Static("", classes="report-text", id="source-view")
+                source.display = False
+                yield source
             with TabPane("Strings", id="tab-strings"):
                 with Horizontal(id="strings-bar"):
                     yield Input(placeholder="search strings", id="strings-search")
@@ -186,6 +188,7 @@ view. `d` drafts a rule from everything marked, in the rule editor.
         if source is not None:
             view = self.query_one("#source-view", Static)
             view.update(Text.assemble(("\nsource", "bold underline"), "\n", source))
+            view.display = True
 
     @on(Suggested)
     def _suggested(self, event: Suggested) -> None:
