@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import yara
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from tests.tui.conftest import MARKER, settle
 from workbench.tui.app import make_app
@@ -96,3 +96,26 @@ async def test_sort_strings_by_score(ui_workspace: Workspace, loader_exe) -> Non
         scores = [r.score for r in rows if r.score is not None]
         assert scores == sorted(scores, reverse=True)
         assert rows[0].score == max(scores)
+
+
+async def test_a_macro_shows_its_source_with_keywords(ui_workspace: Workspace) -> None:
+    from workbench.dissect.engine import dissect_bytes
+    from workbench.quarantine.store import ObjectStore
+    from workbench.samples.office import build_vba_document
+
+    doc = build_vba_document('Sub AutoOpen()\n  Shell "calc.exe"\nEnd Sub\n')
+    store = ObjectStore(ui_workspace.quarantine)
+    put = store.put_bytes(doc)
+    assert put.sha256
+    tree = dissect_bytes(doc, "macro.doc", store=store)
+    module = next(a for a in tree.root.walk() if a.extension == "cls")
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_artifact(pilot, module)
+        await pilot.press("2")
+        source = screen.query_one("#source-view", Static)
+        assert source.display
+        text = source.content
+        assert "Sub AutoOpen()" in text.plain
+        red = {text.plain[s.start:s.end] for s in text.spans if "red" in str(s.style)}
+        assert {"AutoOpen", "Shell"} <= red
