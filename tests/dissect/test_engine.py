@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
 
 from workbench.dissect.cache import DissectCache
 from workbench.dissect.catalog import find_parents, iter_extracted, undissected
 from workbench.dissect.engine import dissect_bytes, dissect_message
 from workbench.dissect.formats.archive import ArchiveReport
 from workbench.dissect.formats.message import MessageReport
-from workbench.dissect.model import Artifact
-from workbench.dissect.worker import WorkerPool
+from workbench.dissect.model import Artifact, Dissection, Limits
+from workbench.dissect.worker import WorkerFailed, WorkerPool, run_task
 from workbench.document import dumps
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.samples.archives import build_zip
@@ -93,3 +96,93 @@ def test_cache_survives_a_new_process_view(tmp_path, pool: WorkerPool) -> None: 
         again = dissect_bytes(data, "e.zip", store=store, cache=cache, pool=pool)
     assert again.root.cached and isinstance(again.root.children[0], Artifact)
     assert again.root.children[0].sha256 == EICAR_SHA
+
+
+def _mixed_message() -> bytes:
+    from workbench.samples.documents import build_pdf
+    from workbench.samples.office import AUTOOPEN_SHELL_MACRO, build_vba_document
+
+    return build_message(Mail("a@evil.example", "b@corp.example", "Mixed", text="password: infected",
+                              attachments=[Attachment("invoice.zip", build_zip([("invoice.com", EICAR)])),
+                                           Attachment("statement.pdf", build_pdf("S", javascript="app.alert(1)")),
+                                           Attachment("order.doc", build_vba_document(AUTOOPEN_SHELL_MACRO))]))
+
+
+def _facts(result: Dissection) -> list[tuple[object, ...]]:
+    return [(n.path, n.sha256, n.md5, n.sha1, n.ssdeep, n.tlsh, n.entropy, tuple(n.entropy_windows), n.mime,
+             n.magic, n.dissector, n.status, n.reason) for n in result.root.walk()]
+
+
+def test_worker_lanes_give_what_one_process_gives(pool: WorkerPool) -> None:
+    raw = _mixed_message()
+    isolated = dissect_bytes(raw, as_message=True, pool=pool)
+    inline = dissect_bytes(raw, as_message=True, limits=Limits(isolate=False))
+    assert _facts(isolated) == _facts(inline)
+    assert len(_facts(isolated)) >= 8 and all(n.ssdeep and n.md5 for n in isolated.root.walk())
+
+
+def test_same_bytes_twice_are_fingerprinted_once(pool: WorkerPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import workbench.dissect.engine as engine
+
+    kinds: list[str] = []
+
+    def counting(kind: str, *args: Any, **kwargs: Any) -> Any:
+        kinds.append(kind)
+        return run_task(kind, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_task", counting)
+    zipped = build_zip([("invoice.com", EICAR)])
+    raw = build_message(Mail("a@evil.example", "b@corp.example", "Twice", text="see attached",
+                             attachments=[Attachment("a.zip", zipped), Attachment("b.zip", zipped)]))
+    result = dissect_bytes(raw, as_message=True, pool=pool)
+    shas = [n.sha256 for n in result.root.walk()]
+    assert len(shas) == 6 and len(set(shas)) == 4           # message, body, the zip twice, EICAR twice
+    assert kinds.count("fingerprint") == 4
+    a, b = result.root.children[1], result.root.children[2]
+    assert (a.ssdeep, a.entropy_windows) == (b.ssdeep, b.entropy_windows) and a.path != b.path
+
+
+def test_a_failed_fingerprint_leaves_hashes_and_a_note(pool: WorkerPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import workbench.dissect.engine as engine
+
+    def no_fingerprints(kind: str, *args: Any, **kwargs: Any) -> Any:
+        if kind == "fingerprint":
+            raise WorkerFailed("worker died by SIGSEGV (native crash)")
+        return run_task(kind, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_task", no_fingerprints)
+    result = dissect_bytes(build_zip([("invoice.com", EICAR)]), "e.zip", pool=pool)
+    eicar = result.root.children[0]
+    assert eicar.sha256 == EICAR_SHA and eicar.md5 == "44d88612fea8a8f36de82e1278abb02f"
+    assert eicar.ssdeep == "" and any("fingerprint failed: worker died by SIGSEGV" in n for n in eicar.notes)
+    assert result.root.dissector == "zip" and result.root.report.members[0].name == "invoice.com"
+
+
+def test_a_dissector_that_dies_keeps_the_type_and_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.dissect.formats.pdf import PdfDissector
+    from workbench.samples.documents import build_pdf
+
+    def dies(self: PdfDissector, data: bytes, ctx: Any) -> Any:
+        raise MemoryError
+
+    # In-process, so the patched dissector runs; the engine takes the same path when a worker
+    # dies after it sent the type (the stepwise protocol itself: tests/dissect/test_worker.py).
+    monkeypatch.setattr(PdfDissector, "dissect", dies)
+    root = dissect_bytes(build_pdf("S", javascript="app.alert(1)"), "s.pdf",
+                         limits=Limits(isolate=False)).root
+    assert root.status == "parser-error" and "pdf: out of memory" in root.reason and root.report is None
+    assert root.dissector == "pdf" and root.mime == "application/pdf"
+    assert root.ssdeep and root.md5 and root.entropy > 0
+
+
+def test_identities_of_an_older_version_are_recomputed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from workbench.dissect.cache import IDENTITY_VERSION
+    from workbench.dissect.identify import identify
+
+    ident = identify(EICAR, fuzzy_max=1 << 20)
+    with DissectCache(tmp_path / "c.sqlite") as cache:
+        cache.put_identity(EICAR_SHA, ident)
+        assert cache.get_identity(EICAR_SHA)["ssdeep"] == ident.ssdeep
+        cache.db.execute("UPDATE identities SET data = ?", (dumps(ident, indent=None),))  # as version 1 wrote it
+        assert cache.get_identity(EICAR_SHA) is None
+    assert IDENTITY_VERSION >= 2

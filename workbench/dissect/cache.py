@@ -16,12 +16,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from workbench.document import dumps, utcnow
+from workbench.document import dumps, to_data, utcnow
 from workbench.quarantine.index import retry_busy
 from workbench.workspace import Workspace
 
 CACHE_NAME = "dissect.sqlite"
 SCHEMA_VERSION = 1
+# Bump when identities are computed differently. 2: ssdeep by libfuzzy for every size up to
+# Limits.fuzzy_max (version 1 skipped files over 1 MiB).
+IDENTITY_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS identities (
@@ -118,11 +121,16 @@ class DissectCache:
     # -- identities and reports ------------------------------------------------------------
 
     def get_identity(self, sha256: str) -> dict[str, Any] | None:
+        """The identity computed earlier, unless an older way of computing it made it."""
         rows = self.query("SELECT data FROM identities WHERE sha256 = ?", (sha256,))
-        return json.loads(rows[0]["data"]) if rows else None
+        if not rows:
+            return None
+        data: dict[str, Any] = json.loads(rows[0]["data"])
+        return data if data.get("identity_version") == IDENTITY_VERSION else None
 
     def put_identity(self, sha256: str, identity: Any) -> None:
-        self._write("INSERT OR REPLACE INTO identities VALUES (?, ?)", [(sha256, dumps(identity, indent=None))])
+        data = {**to_data(identity), "identity_version": IDENTITY_VERSION}
+        self._write("INSERT OR REPLACE INTO identities VALUES (?, ?)", [(sha256, dumps(data, indent=None))])
 
     def get_report(self, key: str) -> sqlite3.Row | None:
         rows = self.query("SELECT * FROM reports WHERE key = ?", (key,))

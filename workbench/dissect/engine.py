@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from workbench.dissect.cache import DissectCache, revive
@@ -17,16 +20,23 @@ from workbench.dissect.model import (
     PARTIAL,
     TIMED_OUT,
     Artifact,
-    Child,
     ChildRef,
     Dissection,
     DissectResult,
+    Fingerprint,
     Identity,
     Limits,
     worse,
 )
-from workbench.dissect.registry import DissectContext, Dissector, by_name, choose
-from workbench.dissect.worker import WorkerFailed, WorkerPool, WorkerTimeout, run_task
+from workbench.dissect.registry import DissectContext, Dissector, NodePlan, by_name
+from workbench.dissect.worker import (
+    WorkerFailed,
+    WorkerPool,
+    WorkerTimeout,
+    default_pool,
+    run_steps,
+    run_task,
+)
 
 if TYPE_CHECKING:
     from workbench.quarantine.service import Quarantine
@@ -37,44 +47,128 @@ DEFAULT_PASSWORDS = ("infected", "password", "VelvetSweatshop", "123", "1234", "
 NodeCallback = Callable[[Artifact], None]
 
 
-def _hash_only(data: bytes, note: str) -> Identity:
-    """Identity without libmagic or fuzzy hashes, for inputs over the size limit."""
-    return Identity(size=len(data), md5=hashlib.md5(data).hexdigest(), sha1=hashlib.sha1(data).hexdigest(),
-                    sha256=hashlib.sha256(data).hexdigest(), ssdeep="", tlsh="", magic="", mime="",
-                    entropy=0.0, entropy_window=0, entropy_windows=[], notes=[note])
+def _hashes_only(data: bytes) -> Fingerprint:
+    """md5 and sha1 without fuzzy hashes or entropy: for inputs over the size limit, or when the
+    fingerprint worker failed (hashlib reads bytes, it parses nothing: safe in this process)."""
+    return Fingerprint(md5=hashlib.md5(data).hexdigest(), sha1=hashlib.sha1(data).hexdigest(), ssdeep="",
+                       tlsh="", entropy=0.0, entropy_window=0, entropy_windows=[])
+
+
+@dataclass
+class _Extracted:
+    """A child on its way into the tree: its bytes (or its place in the store) and, once the
+    parent has hashed it, its sha256. Hashes a worker claims are never used."""
+
+    name: str
+    declared_type: str
+    segment: str
+    note: str
+    data: bytes | None                    # None: in the store under ``sha256`` (a cached report's child)
+    sha256: str = ""
+    stored: bool = False
+
+
+Outcome = tuple[DissectResult, list[_Extracted], bool]     # result, children, from the report cache
 
 
 class _Run:
-    """One dissection: counters shared by every node of the tree."""
+    """One dissection: counters shared by every node of the tree.
+
+    Each node takes two lanes at once: the fingerprint (hashes, ssdeep, TLSH, entropy:
+    no parsing) in one worker, and the type plus the dissector in another; children's
+    fingerprints start as soon as their parent's dissector hands them over. The tree
+    itself is walked in order on the calling thread, so limits, paths and callbacks do
+    not depend on which worker finished first.
+    """
 
     def __init__(self, *, limits: Limits, store: ObjectStore | None, cache: DissectCache | None,
-                 on_node: NodeCallback | None, pool: WorkerPool | None):
+                 on_node: NodeCallback | None, pool: WorkerPool | None, lanes: Executor):
         self.limits = limits
         self.store = store
         self.cache = cache
         self.on_node = on_node
         self.pool = pool
+        self.lanes = lanes
         self.passwords: list[str] = list(DEFAULT_PASSWORDS)
         self.expanded = 0
         self.children = 0
         self.nodes = 0
         self.problems: list[str] = []
+        self.identities: dict[str, Identity] = {}        # the same bytes twice in one tree: one identify
+        self.fingerprints: dict[str, Future[Fingerprint | str]] = {}
 
     # -- identity --------------------------------------------------------------------------
 
-    def identify(self, data: bytes, sha256: str) -> Identity:
-        if self.cache is not None:
+    def known_identity(self, sha256: str) -> Identity | None:
+        ident = self.identities.get(sha256)
+        if ident is None and self.cache is not None:
             cached = self.cache.get_identity(sha256)
             if cached is not None:
-                return revive(Identity, cached)
-        try:
-            ident = run_task("identify", (data, self.limits.fuzzy_max), limits=self.limits,
-                             timeout=self.limits.timeout, pool=self.pool)
-        except (WorkerFailed, WorkerTimeout) as exc:
-            return _hash_only(data, f"identification failed: {exc}")
-        if self.cache is not None:
-            self.cache.put_identity(sha256, ident)
+                ident = self.identities[sha256] = revive(Identity, cached)
         return ident
+
+    def fingerprint_soon(self, data: bytes, sha256: str) -> Future[Fingerprint | str]:
+        """The fingerprint of ``data``, computing in a worker (once per sha256 per dissection)."""
+        future = self.fingerprints.get(sha256)
+        if future is None:
+            future = self.fingerprints[sha256] = self.lanes.submit(self._fingerprint, data)
+        return future
+
+    def _fingerprint(self, data: bytes) -> Fingerprint | str:
+        """Runs on a lane thread: the fingerprint, or why there is none."""
+        try:
+            result: Fingerprint = run_task("fingerprint", (data, self.limits.fuzzy_max), limits=self.limits,
+                                           timeout=self.limits.timeout, pool=self.pool)
+        except (WorkerFailed, WorkerTimeout) as exc:
+            return f"fingerprint failed: {exc}"
+        return result
+
+    def identify_and_dissect(self, data: bytes, sha256: str, plan: NodePlan
+                             ) -> tuple[Identity, Dissector | None, Outcome | None]:
+        """Fingerprint in one lane; type, choice and dissection in another, as one worker task
+        whose first answer is the type, so a dissector that hangs or crashes still leaves the
+        node its hashes and type."""
+        fingerprint = self.fingerprint_soon(data, sha256)
+        limits = self.limits
+        notes: list[str] = []
+        budget = limits.timeout + max(limits.timeout, limits.slow_timeout)
+        d: Dissector | None = None
+        outcome: Outcome | None = None
+        try:
+            with run_steps("node", (data, plan), limits=limits, budget=budget, pool=self.pool) as steps:
+                description, mime, name = steps.next(limits.timeout)
+                d = by_name(name) if name else None
+                if not steps.done and d is not None:
+                    try:
+                        result = steps.next(limits.slow_timeout if d.slow else limits.timeout)
+                    except (WorkerFailed, WorkerTimeout) as exc:
+                        outcome = (self._failure(d, exc), [], False)
+                    else:
+                        outcome = self._accept(d, sha256, result)
+        except (WorkerFailed, WorkerTimeout) as exc:
+            # libmagic itself failed: no type, and the dissector (if one is chosen from the
+            # declared type, extension or leading bytes) runs on its own.
+            description, mime = "", ""
+            notes.append(f"identification failed: {exc}")
+            d = self._pick(plan, mime, description, data)
+            if d is not None and plan.may_dissect:
+                outcome = self.run_dissector(d, data, sha256, plan.ctx)
+        fp = fingerprint.result()
+        if isinstance(fp, str):
+            notes.append(fp)
+            fp = _hashes_only(data)
+        ident = Identity.of(size=len(data), sha256=sha256, magic=description, mime=mime, fingerprint=fp,
+                            notes=notes)
+        if not notes:
+            self.identities[sha256] = ident
+            if self.cache is not None:
+                self.cache.put_identity(sha256, ident)
+        return ident, d, outcome
+
+    @staticmethod
+    def _pick(plan: NodePlan, mime: str, magic: str, data: bytes) -> Dissector | None:
+        name = plan.pick(mime=mime, magic=magic, head=data[:16])
+        return by_name(name) if name else None
 
     # -- one dissector call -----------------------------------------------------------------
 
@@ -84,8 +178,7 @@ class _Run:
             parts.append(hashlib.sha256("\n".join(self.passwords).encode()).hexdigest()[:16])
         return "|".join(parts)
 
-    def run_dissector(self, d: Dissector, data: bytes, sha256: str, ctx: DissectContext
-                      ) -> tuple[DissectResult, list[Child | ChildRef], bool]:
+    def run_dissector(self, d: Dissector, data: bytes, sha256: str, ctx: DissectContext) -> Outcome:
         key = self._cache_key(d, sha256)
         if self.cache is not None and self.store is not None:
             row = self.cache.get_report(key)
@@ -94,64 +187,109 @@ class _Run:
                 if all(self.store.exists(r.sha256) for r in refs):
                     report = revive(getattr(d, "report_type", Any), json.loads(row["report"]))
                     hit = DissectResult(report=report, status=row["status"], reason=row["reason"])
-                    return hit, list(refs), True
+                    return hit, [_Extracted(r.name, r.declared_type, r.segment, r.note, None, r.sha256, True)
+                                 for r in refs], True
         timeout = self.limits.slow_timeout if d.slow else self.limits.timeout
         try:
             result: DissectResult = run_task("dissect", (d.name, data, ctx), limits=self.limits,
                                              timeout=timeout, pool=self.pool)
-        except WorkerTimeout as exc:
-            return DissectResult(status=TIMED_OUT, reason=f"{d.name}: {exc}"), [], False
-        except WorkerFailed as exc:
-            return DissectResult(status=PARSER_ERROR, reason=f"{d.name}: {exc}"), [], False
-        children: list[Child | ChildRef] = list(result.children)
-        if self.cache is not None and self.store is not None and result.status in (OK, PARTIAL, PARSER_ERROR):
-            refs = []
-            for c in result.children:
-                put = self.store.put_bytes(c.data, durable=False)
-                refs.append(ChildRef(c.name, put.sha256, len(c.data), c.declared_type, c.segment, c.note))
-            self.cache.put_report(key, sha256=sha256, dissector=d.name, version=d.version,
-                                  status=result.status, reason=result.reason, report=result.report,
-                                  children=refs)
+        except (WorkerFailed, WorkerTimeout) as exc:
+            return self._failure(d, exc), [], False
+        return self._accept(d, sha256, result)
+
+    @staticmethod
+    def _failure(d: Dissector, exc: Exception) -> DissectResult:
+        status = TIMED_OUT if isinstance(exc, WorkerTimeout) else PARSER_ERROR
+        return DissectResult(status=status, reason=f"{d.name}: {exc}")
+
+    def _accept(self, d: Dissector, sha256: str, result: DissectResult) -> Outcome:
+        """A dissector's answer: children out of the result, into the store and the report cache."""
+        children = [_Extracted(c.name, c.declared_type, c.segment, c.note, c.data) for c in result.children]
         result.children = []
+        caching = self.cache is not None and self.store is not None and result.status in (OK, PARTIAL,
+                                                                                          PARSER_ERROR)
+        for c in children:
+            assert c.data is not None
+            if caching:
+                assert self.store is not None
+                c.sha256, c.stored = self.store.put_bytes(c.data, durable=False).sha256, True
+            else:
+                c.sha256 = hashlib.sha256(c.data).hexdigest()
+        if caching:
+            assert self.cache is not None
+            refs = [ChildRef(c.name, c.sha256, len(c.data or b""), c.declared_type, c.segment, c.note)
+                    for c in children]
+            self.cache.put_report(self._cache_key(d, sha256), sha256=sha256, dissector=d.name,
+                                  version=d.version, status=result.status, reason=result.reason,
+                                  report=result.report, children=refs)
+        self._start_fingerprints(children)
         return result, children, False
+
+    def _start_fingerprints(self, children: list[_Extracted]) -> None:
+        """Start the fingerprints of the children the limits will let through, while the walk
+        is still busy with their parent and elder siblings."""
+        room = self.limits.max_total - self.expanded
+        count = self.limits.max_children - self.children
+        for c in children:
+            size = len(c.data or b"")
+            if c.data is None or count <= 0 or size > room:
+                break
+            count -= 1
+            if size > self.limits.max_child:
+                continue
+            room -= size
+            if self.known_identity(c.sha256) is None:
+                self.fingerprint_soon(c.data, c.sha256)
 
     # -- the tree -------------------------------------------------------------------------------
 
     def node(self, data: bytes, *, name: str, declared: str, segment: str, parent_path: str,
-             depth: int, note: str = "", force: str | None = None) -> Artifact:
+             depth: int, note: str = "", force: str | None = None, sha256: str = "") -> Artifact:
         started = time.perf_counter()
         self.nodes += 1
-        sha256 = hashlib.sha256(data).hexdigest()
+        sha256 = sha256 or hashlib.sha256(data).hexdigest()
         over = depth == 0 and len(data) > self.limits.max_input
-        ident = (_hash_only(data, f"input over {self.limits.max_input} bytes: not dissected")
-                 if over else self.identify(data, sha256))
+        plan = NodePlan(declared=declared, extension=extension(name), force=force or "",
+                        may_dissect=depth < self.limits.max_depth,
+                        ctx=DissectContext(filename=name, declared_type=declared, mime="", magic="",
+                                           limits=self.limits, passwords=list(self.passwords),
+                                           budget=max(0, self.limits.max_total - self.expanded),
+                                           children_left=max(0, self.limits.max_children - self.children)))
+        d: Dissector | None = None
+        outcome: Outcome | None = None
+        known = None if over else self.known_identity(sha256)
+        if over:
+            ident = Identity.of(size=len(data), sha256=sha256, magic="", mime="", fingerprint=_hashes_only(data),
+                                notes=[f"input over {self.limits.max_input} bytes: not dissected"])
+        elif known is None:
+            ident, d, outcome = self.identify_and_dissect(data, sha256, plan)
+        else:
+            ident = known
+            d = self._pick(plan, ident.mime, ident.magic, data)
+            if d is not None and plan.may_dissect:
+                ctx = dataclasses.replace(plan.ctx, mime=ident.mime, magic=ident.magic)
+                outcome = self.run_dissector(d, data, sha256, ctx)
         safe = sanitize_filename(name, fallback="")
         path = f"{parent_path}/{segment}" if parent_path else segment
         art = Artifact(
             path=path, filename=name, safe_name=safe, declared_type=declared, magic=ident.magic,
-            mime=ident.mime, extension=extension(name), flags=name_flags(name, declared, ident.mime),
-            size=ident.size, md5=ident.md5, sha1=ident.sha1, sha256=ident.sha256, ssdeep=ident.ssdeep,
+            mime=ident.mime, extension=plan.extension, flags=name_flags(name, declared, ident.mime),
+            size=len(data), md5=ident.md5, sha1=ident.sha1, sha256=sha256, ssdeep=ident.ssdeep,
             tlsh=ident.tlsh, entropy=ident.entropy, entropy_window=ident.entropy_window,
-            entropy_windows=ident.entropy_windows, depth=depth, note=note, notes=list(ident.notes))
+            entropy_windows=list(ident.entropy_windows), depth=depth, note=note, notes=list(ident.notes))
         if over:
             self._problem(art, LIMIT_HIT, f"size {len(data)} over the input limit {self.limits.max_input}")
             self._done(art, started)
             return art
-        d = by_name(force) if force else choose(mime=ident.mime, magic=ident.magic, declared=declared,
-                                                 extension=art.extension, head=data[:16])
         if d is None:
             self._done(art, started)
             return art
         art.dissector, art.dissector_version = d.name, d.version
-        if depth >= self.limits.max_depth:
+        if outcome is None:
             self._problem(art, LIMIT_HIT, f"depth limit {self.limits.max_depth}: {d.name} not run")
             self._done(art, started)
             return art
-        ctx = DissectContext(filename=name, declared_type=declared, mime=ident.mime, magic=ident.magic,
-                             limits=self.limits, passwords=list(self.passwords),
-                             budget=max(0, self.limits.max_total - self.expanded),
-                             children_left=max(0, self.limits.max_children - self.children))
-        result, children, cached = self.run_dissector(d, data, sha256, ctx)
+        result, children, cached = outcome
         art.report, art.cached = result.report, cached
         if result.status != OK:
             self._problem(art, result.status, result.reason)
@@ -162,14 +300,14 @@ class _Run:
         self._descend(art, children, depth)
         return art
 
-    def _descend(self, art: Artifact, children: list[Child | ChildRef], depth: int) -> None:
+    def _descend(self, art: Artifact, children: list[_Extracted], depth: int) -> None:
         used: dict[str, int] = {}
         for index, child in enumerate(children):
             if self.children >= self.limits.max_children:
                 self._problem(art, LIMIT_HIT, f"children limit {self.limits.max_children}: "
                                               f"{len(children) - index} more not dissected")
                 break
-            if isinstance(child, ChildRef):
+            if child.data is None:
                 assert self.store is not None
                 data = self.store.read(child.sha256)
             else:
@@ -184,15 +322,16 @@ class _Run:
                 break
             self.expanded += len(data)
             self.children += 1
-            if self.store is not None and isinstance(child, Child):
-                self.store.put_bytes(data, durable=False)
+            if self.store is not None and not child.stored:
+                child.sha256, child.stored = self.store.put_bytes(data, durable=False).sha256, True
+            child.data = None                  # the tree below holds the bytes as long as it needs them
             segment = child.segment or sanitize_filename(child.name, fallback=f"child {index + 1}")
             used[segment] = used.get(segment, 0) + 1
             if used[segment] > 1:
                 segment = f"{segment}#{used[segment]}"
             art.children.append(self.node(data, name=child.name, declared=child.declared_type,
                                           segment=segment, parent_path=art.path, depth=depth + 1,
-                                          note=child.note))
+                                          note=child.note, sha256=child.sha256))
 
     def _problem(self, art: Artifact, status: str, reason: str) -> None:
         art.status = worse(art.status, status)
@@ -218,12 +357,21 @@ def dissect_bytes(data: bytes, filename: str = "", *, store: ObjectStore | None 
     """Dissect any file. With ``store``, extracted children are written to it (and, with
     ``cache``, reports are reused). ``as_message`` forces the message dissector on the root."""
     limits = limits or Limits()
-    run = _Run(limits=limits, store=store, cache=cache, on_node=on_node, pool=pool)
-    started = time.perf_counter()
-    root_segment = "message" if as_message else (sanitize_filename(filename, fallback="file"))
-    root = run.node(data, name=filename, declared=declared_type, segment=root_segment, parent_path="",
-                    depth=0, force="message" if as_message else None)
-    return _finish(run, root, hashlib.sha256(data).hexdigest(), started)
+    if limits.isolate and pool is None:
+        pool = default_pool()
+    lanes = ThreadPoolExecutor(max_workers=pool.size if pool is not None else 2,
+                               thread_name_prefix="dissect-fingerprint")
+    try:
+        run = _Run(limits=limits, store=store, cache=cache, on_node=on_node, pool=pool, lanes=lanes)
+        started = time.perf_counter()
+        sha256 = hashlib.sha256(data).hexdigest()
+        root_segment = "message" if as_message else (sanitize_filename(filename, fallback="file"))
+        root = run.node(data, name=filename, declared=declared_type, segment=root_segment, parent_path="",
+                        depth=0, force="message" if as_message else None, sha256=sha256)
+        return _finish(run, root, sha256, started)
+    finally:
+        # Fingerprints started for children the walk never reached (a limit, an error) are not waited for.
+        lanes.shutdown(wait=True, cancel_futures=True)
 
 
 def dissect_message(quarantine: Quarantine, sha256: str, *, limits: Limits | None = None,

@@ -42,7 +42,7 @@ class Limits:
     timeout: float = 10.0                 # seconds per dissector call
     slow_timeout: float = 60.0            # 7z and PDF
     memory: int = 512 * MiB               # address space a worker may add to its baseline
-    fuzzy_max: int = 1 * MiB              # ssdeep (pure Python ppdeep, ~3 MB/s) only up to this size
+    fuzzy_max: int = 100 * MiB            # ssdeep up to this size (libfuzzy: ~100 MB/s)
     isolate: bool = True                  # run dissectors in worker processes
 
     HARD_MAX_DEPTH = 15
@@ -55,8 +55,22 @@ class Limits:
         """Identifies the limits that change a dissector's output (for the report cache)."""
         relevant = {k: v for k, v in dataclasses.asdict(self).items()
                     if k not in ("timeout", "slow_timeout", "memory", "isolate", "max_depth",
-                                 "max_total", "max_children")}
+                                 "max_total", "max_children", "fuzzy_max")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Fingerprint:
+    """What a file's bytes hash to, and their entropy: computed without parsing anything."""
+
+    md5: str
+    sha1: str
+    ssdeep: str
+    tlsh: str
+    entropy: float
+    entropy_window: int                   # bytes per point of ``entropy_windows``
+    entropy_windows: list[float]
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -75,6 +89,14 @@ class Identity:
     entropy_window: int                   # bytes per point of ``entropy_windows``
     entropy_windows: list[float]
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, *, size: int, sha256: str, magic: str, mime: str, fingerprint: Fingerprint,
+           notes: list[str] | None = None) -> Identity:
+        fp = fingerprint
+        return cls(size=size, md5=fp.md5, sha1=fp.sha1, sha256=sha256, ssdeep=fp.ssdeep, tlsh=fp.tlsh,
+                   magic=magic, mime=mime, entropy=fp.entropy, entropy_window=fp.entropy_window,
+                   entropy_windows=fp.entropy_windows, notes=[*fp.notes, *(notes or [])])
 
 
 @dataclass

@@ -96,5 +96,27 @@ def choose(*, mime: str, magic: str, declared: str, extension: str, head: bytes,
     return None
 
 
+@dataclass
+class NodePlan:
+    """How a node's dissector is picked and run once its type is known.
+
+    The engine sends it to the worker with the bytes, so identification, the choice and
+    the dissection take one trip (``task_node``); the same rules apply in the parent when
+    the identity came from a cache.
+    """
+
+    declared: str                         # declared Content-Type
+    extension: str
+    ctx: DissectContext                   # mime and magic are filled in once known
+    force: str = ""                       # a dissector the caller insists on (the message at the root)
+    may_dissect: bool = True              # False at the depth limit: the dissector is named, not run
+
+    def pick(self, *, mime: str, magic: str, head: bytes) -> str:
+        if self.force:
+            return by_name(self.force).name
+        d = choose(mime=mime, magic=magic, declared=self.declared, extension=self.extension, head=head)
+        return d.name if d is not None else ""
+
+
 def versions() -> dict[str, int]:
     return {d.name: d.version for d in registry()}

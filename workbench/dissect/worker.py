@@ -3,14 +3,19 @@
 A worker is a fresh ``python -m workbench.dissect.worker`` talking length-prefixed
 pickles over its stdin and stdout (results are unpickled with an allow-list). Each
 call sends a task, the parent waits at most the wall-clock timeout and kills the
-worker when it is exceeded. Inside, ``RLIMIT_AS`` caps the address space (baseline plus
-``Limits.memory``) and ``RLIMIT_CPU`` is raised per task to the CPU time used so
-far plus the timeout, so a busy loop dies by SIGXCPU even if the parent is stuck.
+worker when it is exceeded. A task may answer in steps (``node``: the type first,
+then the dissector's result), each step with its own timeout. Inside, ``RLIMIT_AS``
+caps the address space (baseline plus ``Limits.memory``) and ``RLIMIT_CPU`` is raised
+per task to the CPU time used so far plus the task's budget, so a busy loop dies by
+SIGXCPU even if the parent is stuck.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
+import inspect
 import io
 import os
 import pickle
@@ -23,10 +28,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import IO, Any
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from workbench.dissect.model import DissectResult, Identity, Limits, MiB
+from workbench.dissect.model import DissectResult, Fingerprint, Identity, Limits, MiB
+
+if TYPE_CHECKING:
+    from workbench.dissect.registry import NodePlan
 
 
 class WorkerFailed(Exception):
@@ -63,6 +71,28 @@ def task_dissect(name: str, data: bytes, ctx: Any) -> DissectResult:
     return by_name(name).dissect(data, ctx)
 
 
+def task_fingerprint(data: bytes, fuzzy_max: int) -> Fingerprint:
+    from workbench.dissect.identify import fingerprint
+
+    return fingerprint(data, fuzzy_max=fuzzy_max)
+
+
+def task_node(data: bytes, plan: NodePlan) -> Iterator[tuple[Any, bool]]:
+    """Classify, pick the dissector, run it: ``(magic, mime, name)`` first, then the result."""
+    import dataclasses
+
+    from workbench.dissect.identify import classify
+    from workbench.dissect.registry import by_name
+
+    description, mime = classify(data)
+    name = plan.pick(mime=mime, magic=description, head=data[:16])
+    runs = bool(name) and plan.may_dissect
+    yield (description, mime, name), not runs
+    if runs:
+        ctx = dataclasses.replace(plan.ctx, mime=mime, magic=description)
+        yield by_name(name).dissect(data, ctx), True
+
+
 def task_probe(mode: str, amount: int = 0) -> str:
     """Misbehave on purpose (sleep, spin, allocate, crash) so tests can see the limits hold."""
     if mode == "sleep":
@@ -79,11 +109,22 @@ def task_probe(mode: str, amount: int = 0) -> str:
     return mode
 
 
-TASKS: dict[str, Callable[..., Any]] = {"identify": task_identify, "dissect": task_dissect,
-                                        "probe": task_probe}
+def task_probe_steps(steps: int, sleep_at: int = -1, amount: float = 0.0) -> Iterator[tuple[Any, bool]]:
+    """Answer in ``steps`` steps, sleeping before step ``sleep_at`` (tests of the stepwise protocol)."""
+    for i in range(steps):
+        if i == sleep_at:
+            time.sleep(amount)
+        yield i, i == steps - 1
+
+
+TASKS: dict[str, Callable[..., Any]] = {"identify": task_identify, "fingerprint": task_fingerprint,
+                                        "dissect": task_dissect, "node": task_node, "probe": task_probe,
+                                        "probe_steps": task_probe_steps}
 
 
 _HEADER = struct.Struct("<Q")
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_PIPE_SIZE = 1 << 20
 _SAFE_MODULES = ("workbench.dissect.", "datetime", "collections", "copyreg", "_codecs")
 _SAFE_BUILTINS = {"list", "dict", "set", "frozenset", "tuple", "bytes", "bytearray", "str", "int",
                   "float", "bool", "complex", "NoneType", "slice", "range"}
@@ -100,7 +141,8 @@ class _ResultUnpickler(pickle.Unpickler):
 
 def _send(fh: IO[bytes], value: Any) -> None:
     blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    fh.write(_HEADER.pack(len(blob)) + blob)
+    fh.write(_HEADER.pack(len(blob)))
+    fh.write(blob)
     fh.flush()
 
 
@@ -114,15 +156,38 @@ def _recv_exact(fh: IO[bytes], n: int) -> bytes:
     return bytes(out)
 
 
+def _run_steps(kind: str, args: tuple[Any, ...], memory: int) -> Iterator[tuple[str, Any]]:
+    """The replies of one task: ``("more", v)`` for every step but the last, then ``("ok", v)``
+    or ``("error", why)``."""
+    try:
+        value: Any = TASKS[kind](*args)
+        if not inspect.isgenerator(value):
+            yield "ok", value
+            return
+        for step, last in cast(Iterator[tuple[Any, bool]], value):
+            yield ("ok" if last else "more"), step
+            if last:
+                return
+        yield "error", f"task {kind} ended without a last step"
+    except MemoryError:
+        yield "error", f"out of memory (worker limit {memory // MiB} MiB over its baseline)"
+    except RecursionError:
+        yield "error", "recursion too deep"
+    except Exception as exc:
+        yield "error", f"{type(exc).__name__}: {exc}"[:500]
+
+
 def worker_main() -> None:
     """The worker process: read tasks from stdin, answer on stdout, until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the parent's business
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr                            # stray prints must not corrupt the pipe
+    from workbench.dissect.identify import identify
     from workbench.dissect.registry import registry
 
     registry()                                         # import every format before limits apply
+    identify(b"warm-up " * 16, fuzzy_max=1 << 20)      # numpy, libfuzzy, tlsh, the magic database too
     baseline = _vm_size()
     while True:
         try:
@@ -135,18 +200,12 @@ def worker_main() -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, resource.RLIM_INFINITY))
         if memory and baseline:
             resource.setrlimit(resource.RLIMIT_AS, (baseline + memory, resource.RLIM_INFINITY))
-        try:
-            reply: tuple[str, Any] = ("ok", TASKS[kind](*args))
-        except MemoryError:
-            reply = ("error", f"out of memory (worker limit {memory // MiB} MiB over its baseline)")
-        except RecursionError:
-            reply = ("error", "recursion too deep")
-        except Exception as exc:
-            reply = ("error", f"{type(exc).__name__}: {exc}"[:500])
-        try:
-            _send(stdout, reply)
-        except MemoryError:
-            _send(stdout, ("error", "out of memory while returning the result"))
+        for reply in _run_steps(kind, args, memory):
+            try:
+                _send(stdout, reply)
+            except MemoryError:
+                _send(stdout, ("error", "out of memory while returning the result"))
+                break
         if memory and baseline:
             resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
@@ -158,35 +217,49 @@ class _Worker:
     """A ``python -m workbench.dissect.worker`` child: a fresh interpreter, no inherited state."""
 
     def __init__(self) -> None:
+        # numpy's OpenBLAS would start a thread per core (and ~100 MB of address space) for
+        # nothing: entropy needs no BLAS, and the worker's memory limit counts address space.
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "workbench.dissect.worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True,
+            env=env)
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin: IO[bytes] = self.process.stdin
         self.stdout: IO[bytes] = self.process.stdout
+        self._pending = bytearray()
+        for fh in (self.stdin, self.stdout):       # bigger pipes: fewer switches per MB of payload
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fh.fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
 
-    def call(self, message: tuple[Any, ...], timeout: float) -> tuple[str, Any]:
-        deadline = time.monotonic() + timeout
+    def send(self, message: tuple[Any, ...]) -> None:
         _send(self.stdin, message)
+
+    def receive(self, timeout: float) -> tuple[str, Any]:
+        """The next reply, within ``timeout`` seconds. Bytes past it stay for the next call: a
+        task answering in steps may have sent two replies by the time the parent reads."""
+        deadline = time.monotonic() + timeout
         fd = self.stdout.fileno()
-        buf = bytearray()
-        need = _HEADER.size
-        length: int | None = None
+        buf = self._pending
         while True:
+            if len(buf) >= _HEADER.size:
+                (length,) = _HEADER.unpack_from(buf)
+                end = _HEADER.size + length
+                if len(buf) >= end:
+                    with memoryview(buf) as view, view[_HEADER.size:end] as blob:
+                        value: tuple[str, Any] = _ResultUnpickler(io.BytesIO(blob)).load()
+                    del buf[:end]
+                    return value
+                want = end - len(buf)
+            else:
+                want = _HEADER.size - len(buf)
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise WorkerTimeout(f"no answer within {timeout:g} s; worker killed")
-            chunk = os.read(fd, max(need - len(buf), 1 << 16) if length is None else need - len(buf))
+            chunk = os.read(fd, max(want, 1 << 16))
             if not chunk:
                 raise EOFError("worker closed its pipe")
             buf += chunk
-            if length is None and len(buf) >= _HEADER.size:
-                (length,) = _HEADER.unpack_from(buf)
-                del buf[:_HEADER.size]
-                need = length
-            if length is not None and len(buf) >= need:
-                value: tuple[str, Any] = _ResultUnpickler(io.BytesIO(bytes(buf))).load()
-                return value
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -214,6 +287,75 @@ class _Worker:
             hint = {"SIGXCPU": " (CPU time limit)", "SIGKILL": " (killed)", "SIGSEGV": " (native crash)"}
             return f"worker died by {name}{hint.get(name, '')}"
         return f"worker exited with code {code}"
+
+
+class TaskSteps:
+    """The answers of one task in a worker, read one step at a time."""
+
+    def __init__(self, worker: _Worker, kind: str):
+        self._worker = worker
+        self.kind = kind
+        self.done = False                   # the last answer (or an error) has been read
+        self.broken = False                 # the worker timed out, died or sent garbage
+
+    def next(self, timeout: float) -> Any:
+        """The next answer; raises WorkerTimeout or WorkerFailed (the task's own error or a dead worker)."""
+        if self.done:
+            raise RuntimeError(f"task {self.kind} has no more answers")
+        try:
+            status, value = self._worker.receive(timeout)
+        except WorkerTimeout:
+            self.broken = True
+            raise
+        except (EOFError, OSError) as exc:
+            self.broken = True
+            raise WorkerFailed(self._worker.describe_death()) from exc
+        except (pickle.UnpicklingError, ValueError, TypeError, AttributeError) as exc:
+            self.broken = True
+            raise WorkerFailed(f"unreadable answer from the worker: {exc}") from None
+        if status == "more":
+            return value
+        self.done = True
+        if status == "error":
+            raise WorkerFailed(value)
+        return value
+
+
+class _InlineSteps:
+    """TaskSteps for ``Limits(isolate=False)``: the task runs in this process, step by step."""
+
+    def __init__(self, kind: str, args: tuple[Any, ...]):
+        self.kind = kind
+        self.done = False
+        self._value = _inline(TASKS[kind], *args)
+        self._generator = self._value if inspect.isgenerator(self._value) else None
+
+    def next(self, timeout: float) -> Any:
+        if self.done:
+            raise RuntimeError(f"task {self.kind} has no more answers")
+        if self._generator is None:
+            self.done = True
+            return self._value
+        try:
+            step, last = _inline(next, self._generator)
+        except BaseException:
+            self.done = True
+            raise
+        self.done = last
+        return step
+
+
+def _inline(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except StopIteration:
+        raise WorkerFailed("task ended without a last step") from None
+    except MemoryError:
+        raise WorkerFailed("out of memory") from None
+    except RecursionError:
+        raise WorkerFailed("recursion too deep") from None
+    except Exception as exc:
+        raise WorkerFailed(f"{type(exc).__name__}: {exc}"[:500]) from None
 
 
 class WorkerPool:
@@ -253,23 +395,33 @@ class WorkerPool:
                 self._all.remove(worker)
 
     def call(self, kind: str, args: tuple[Any, ...], *, timeout: float, memory: int) -> Any:
+        with self.steps(kind, args, budget=timeout, memory=memory) as steps:
+            return steps.next(timeout)
+
+    @contextlib.contextmanager
+    def steps(self, kind: str, args: tuple[Any, ...], *, budget: float, memory: int) -> Iterator[TaskSteps]:
+        """Start a task on a borrowed worker and read its answers step by step.
+
+        ``budget`` is the CPU time the whole task may use (the worker's own backstop);
+        each :meth:`TaskSteps.next` has its own wall-clock timeout. A worker whose task
+        was left unfinished, timed out or died is discarded, never reused.
+        """
         worker = self._acquire()
+        steps = TaskSteps(worker, kind)
         try:
-            status, value = worker.call((kind, args, timeout, memory), timeout)
-        except WorkerTimeout:
-            self._discard(worker)
-            raise
-        except (EOFError, OSError, pickle.UnpicklingError) as exc:
-            reason = worker.describe_death() if not isinstance(exc, pickle.UnpicklingError) else str(exc)
-            self._discard(worker)
-            raise WorkerFailed(reason) from None
-        except BaseException:
-            self._discard(worker)           # interrupted mid-call: its pipe state is unknown
-            raise
-        self._idle.put(worker)
-        if status == "error":
-            raise WorkerFailed(value)
-        return value
+            try:
+                worker.send((kind, args, budget, memory))
+            except OSError:
+                steps.broken = True
+                raise WorkerFailed(worker.describe_death()) from None
+            yield steps
+        finally:
+            # Reuse only a worker that finished its task; one interrupted mid-call (a timeout,
+            # a death, an exception in the caller) has an unknown pipe state.
+            if steps.done and not steps.broken:
+                self._idle.put(worker)
+            else:
+                self._discard(worker)
 
     def close(self) -> None:
         with self._lock:
@@ -298,15 +450,19 @@ def run_task(kind: str, args: tuple[Any, ...], *, limits: Limits, timeout: float
              pool: WorkerPool | None = None) -> Any:
     """Run a task in a worker (or inline when ``limits.isolate`` is False: no time or memory cap)."""
     if not limits.isolate:
-        try:
-            return TASKS[kind](*args)
-        except MemoryError:
-            raise WorkerFailed("out of memory") from None
-        except RecursionError:
-            raise WorkerFailed("recursion too deep") from None
-        except Exception as exc:
-            raise WorkerFailed(f"{type(exc).__name__}: {exc}"[:500]) from None
+        return _InlineSteps(kind, args).next(timeout)
     return (pool or default_pool()).call(kind, args, timeout=timeout, memory=limits.memory)
+
+
+@contextlib.contextmanager
+def run_steps(kind: str, args: tuple[Any, ...], *, limits: Limits, budget: float,
+              pool: WorkerPool | None = None) -> Iterator[TaskSteps | _InlineSteps]:
+    """Start a task that answers in steps (see :meth:`WorkerPool.steps`); inline without isolation."""
+    if not limits.isolate:
+        yield _InlineSteps(kind, args)
+        return
+    with (pool or default_pool()).steps(kind, args, budget=budget, memory=limits.memory) as steps:
+        yield steps
 
 
 if __name__ == "__main__":
