@@ -69,6 +69,33 @@ async def test_open_from_the_list_shows_summary_tree_and_tabs(ui_workspace: Work
         assert not isinstance(app.screen, MessageScreen)
 
 
+async def test_sender_problems_flag_the_auth_tab(ui_workspace: Workspace) -> None:
+    import datetime as dt
+
+    from textual.widgets import TabbedContent
+
+    from workbench.quarantine.ingest import ingest_bytes
+    from workbench.samples.mail import Mail
+
+    mail = Mail("Billing <billing@bank.example>", "analyst@corp.example", "Spoofed",
+                date=dt.datetime(2027, 1, 2, tzinfo=dt.UTC), text="pay",
+                headers=[("Authentication-Results", "mx.corp.example; spf=fail "
+                          "smtp.mailfrom=bank.example; dmarc=fail header.from=bank.example"),
+                         ("Reply-To", "collect@elsewhere.example")])
+    with Quarantine.open(ui_workspace) as q:
+        sha = ingest_bytes(q, mail.build(), tower="t1", server="mx1", reason="phish", source="t",
+                           received_at=mail.date).messages[0].sha256
+    app = make_app(ui_workspace, open_message=sha)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        label = screen.query_one(TabbedContent).get_tab("tab-auth").label.plain
+        assert label == "Auth ⚠ 3"          # spf, dmarc and the Reply-To domain
+        auth = view_text(screen, "auth")
+        assert "differs from Reply-To domain elsewhere.example" in auth
+        assert auth.index("Sender mismatches") < auth.index("spf")
+
+
 async def test_urls_are_defanged_and_history_lists_sightings(ui_workspace: Workspace) -> None:
     app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Invoice 3")[:12])
     async with app.run_test(size=(120, 40)) as pilot:

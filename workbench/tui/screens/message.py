@@ -271,6 +271,13 @@ hex view, where you mark strings and bytes for a draft rule.
             report = SimpleNamespace(headers=self.quick_headers)
         self._show("headers", safely(lambda: headers_text(report, raw=self.raw_headers), "headers"))
 
+    def _flag_auth(self, report: Any) -> None:
+        """The Auth tab's title warns when the sender does not add up, so it is not missed."""
+        failed = [a for a in report.auth if a.result in ("fail", "softfail", "permerror")]
+        problems = len(report.mismatches) + len(failed)
+        tab = self.query_one(TabbedContent).get_tab("tab-auth")
+        tab.label = Text.assemble("Auth ", (f"⚠ {problems}", "bold red")) if problems else "Auth"
+
     def _show_report(self) -> None:
         report = self.report
         self._show_headers()
@@ -279,6 +286,7 @@ hex view, where you mark strings and bytes for a draft rule.
         self._show("received", safely(lambda: hops_table(report) if report.received
                                       else Text("no Received headers", style="dim"), "hops"))
         self._show("auth", safely(lambda: auth_text(report), "authentication results"))
+        self._flag_auth(report)
         self._show("body", safely(lambda: body_text(report, html_source=self.html_source), "body"))
         self._show("urls", safely(lambda: urls_table(report) if report.urls or report.emails
                                   else Text("no URLs found", style="dim"), "URLs"))
