@@ -64,8 +64,8 @@ class ArtifactScreen(WorkbenchScreen):
 **Summary**: what the file is (declared and detected type, flags), its size, every
 hash, and its entropy along the file (high, flat stretches are packed or
 encrypted data). **Report**: what the format's dissector found (PE sections,
-imports and resources; VBA source with suspicious keywords in red; PDF objects;
-archive members). **Strings**: ASCII and UTF-16 strings with the suggester's score
+imports and resources; Office macro findings; PDF objects; archive members); a
+macro module or script shows its source, suspicious VBA keywords in red. **Strings**: ASCII and UTF-16 strings with the suggester's score
 (high is a good signature string, negative is common) and how many goodware files
 hold them; type to search, `S` sorts by score. **Hex**: offsets, bytes and ASCII;
 `g` jumps to an offset, `v` or shift+arrows select a range.
