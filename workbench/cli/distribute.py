@@ -14,6 +14,8 @@ from typing import Any
 from workbench.cli.context import CommandError, Context, add_json_flag, table
 from workbench.distribute.keys import ROLES
 from workbench.distribute.settings import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
     ExpiryPolicy,
     RepositorySettings,
     format_duration,
@@ -256,8 +258,6 @@ def _release_bundle(ctx: Context, serial: int | None) -> Path:
 
 
 def _register_serve(sub: argparse._SubParsersAction) -> None:
-    from workbench.distribute.server import DEFAULT_HOST, DEFAULT_PORT
-
     p = sub.add_parser("serve", help="run the update server (repository, reports, quarantine upload)")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")

@@ -32,14 +32,13 @@ from workbench.distribute.fleet import (
 )
 from workbench.distribute.metrics import CONTENT_TYPE, ServerMetrics
 from workbench.distribute.repository import RepositoryError, UpdateRepository
+from workbench.distribute.settings import DEFAULT_HOST, DEFAULT_PORT
 from workbench.distribute.tokens import NAME, TokenStore
 from workbench.document import to_data
 from workbench.quarantine.ingest import IngestSummary, ingest_bytes
 from workbench.quarantine.service import Quarantine
 from workbench.workspace import Workspace
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8470
 NAME_PATTERN = NAME.pattern
 
 Scope = MutableMapping[str, Any]

@@ -9,6 +9,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+DEFAULT_HOST = "127.0.0.1"   # workbench serve listens on loopback unless told otherwise
+DEFAULT_PORT = 8470
+
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
