@@ -12,7 +12,13 @@ from workbench.dissect.worker import WorkerPool
 from workbench.samples.archives import build_aes_zip, build_gzip, build_tar, build_zip
 from workbench.samples.documents import build_docx, build_pdf, build_rtf
 from workbench.samples.mail import EICAR, Attachment, Mail, build_message, received
-from workbench.samples.office import AUTOOPEN_SHELL_MACRO, build_tnef, build_vba_document
+from workbench.samples.office import (
+    AUTOOPEN_SHELL_MACRO,
+    VELVET_SWEATSHOP,
+    build_encrypted_docx,
+    build_tnef,
+    build_vba_document,
+)
 from workbench.samples.pe import RT_RCDATA, Resource, build_pe
 
 
@@ -43,15 +49,33 @@ def test_office_template_injection_and_dde(pool: WorkerPool) -> None:
 
 
 def test_office_encrypted_document_is_detected(pool: WorkerPool) -> None:
-    # msoffcrypto 6.1 writes agile-encrypted OOXML that it cannot decrypt again, so only the
-    # detection and the visible status are tested here (decryption is msoffcrypto's own code).
-    from msoffcrypto.format.ooxml import OOXMLFile
-
-    out = io.BytesIO()
-    OOXMLFile(io.BytesIO(build_docx(["secret contract"]))).encrypt("not-in-the-list", out)
-    root = dissect_bytes(out.getvalue(), "locked.docx", pool=pool).root
+    root = dissect_bytes(build_encrypted_docx("not-in-the-list"), "locked.docx", pool=pool).root
     assert root.dissector == "office" and root.report.encrypted and root.report.decrypted_with is None
-    assert root.status == PARTIAL and "passwords worked" in root.reason
+    assert root.status == PARTIAL and "passwords worked" in root.reason and root.children == []
+
+
+def test_office_velvet_sweatshop_is_decrypted_and_dissected(pool: WorkerPool) -> None:
+    encrypted = build_encrypted_docx(VELVET_SWEATSHOP, template_url="http://templates.example/x.dotm")
+    root = dissect_bytes(encrypted, "figures.docx", pool=pool).root
+    assert root.dissector == "office" and root.status == OK
+    assert root.report.encrypted and root.report.decrypted_with == "VelvetSweatshop"
+    decrypted = _child(root, "decrypted")
+    assert decrypted.note == "decrypted with password 'VelvetSweatshop'"
+    # what the encryption hid is now in the tree: the template injection of the plain document
+    assert decrypted.dissector == "office" and decrypted.report.container == "ooxml"
+    assert not decrypted.report.encrypted
+    assert [(r.type, r.target) for r in decrypted.report.external_relationships] == [
+        ("attachedTemplate", "http://templates.example/x.dotm")]
+
+
+def test_office_password_from_the_message_body(pool: WorkerPool) -> None:
+    mail = Mail("hr@evil.example", "victim@corp.example", "Salaries",
+                text="The document is protected. Password: 4471",
+                attachments=[Attachment("salaries.docx", build_encrypted_docx("4471"))])
+    root = dissect_bytes(build_message(mail), as_message=True, pool=pool).root
+    document = _child(root, "salaries.docx")
+    assert document.report.decrypted_with == "4471" and document.status == OK
+    assert _child(document, "decrypted").report.container == "ooxml"
 
 
 def test_rtf_object_becomes_child(pool: WorkerPool) -> None:

@@ -13,6 +13,7 @@ from oletools.olevba import VBA_Parser, decompress_stream
 from workbench.samples.office import (
     AUTOOPEN_SHELL_MACRO,
     build_cfb,
+    build_encrypted_docx,
     build_vba_document,
     ovba_compress,
 )
@@ -87,3 +88,23 @@ def test_pe_amd64_and_hostile_options() -> None:
     assert many.FILE_HEADER.NumberOfSections == 5000
     assert any("Too many sections" in w for w in many.get_warnings())
     assert len(build_pe(truncate=300)) == 300
+
+
+@pytest.mark.parametrize("password", ["VelvetSweatshop", "4471"])
+def test_encrypted_docx_decrypts_with_msoffcrypto(password: str) -> None:
+    import io
+    import zipfile
+
+    import msoffcrypto
+
+    office = msoffcrypto.OfficeFile(io.BytesIO(build_encrypted_docx(password, paragraphs=["secret contract"])))
+    assert office.is_encrypted()
+    office.load_key(password=password)
+    plain = io.BytesIO()
+    office.decrypt(plain)
+    with zipfile.ZipFile(plain) as zf:
+        assert b"secret contract" in zf.read("word/document.xml")
+    wrong = msoffcrypto.OfficeFile(io.BytesIO(build_encrypted_docx(password)))
+    wrong.load_key(password=password + "x")
+    with pytest.raises(msoffcrypto.exceptions.InvalidKeyError):
+        wrong.decrypt(io.BytesIO())

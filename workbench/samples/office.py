@@ -393,3 +393,35 @@ def build_tnef(attachments: list[tuple[str, bytes]], *, subject: str = "Invoice"
         out += _tnef_attr(2, 0x00018010, name.encode("latin-1", "replace") + b"\x00")  # attAttachTitle
         out += _tnef_attr(2, 0x0006800F, data)                                  # attAttachData
     return out
+
+
+# -- encrypted OOXML ------------------------------------------------------------------------------
+
+VELVET_SWEATSHOP = "VelvetSweatshop"     # Excel's built-in password: "encrypted" files anyone can open
+_SMALLEST_READABLE_PACKAGE = 4096 + 512
+
+
+def build_encrypted_docx(password: str = VELVET_SWEATSHOP, *, paragraphs: list[str] | None = None,
+                         template_url: str | None = None) -> bytes:
+    """A .docx encrypted with ECMA-376 agile encryption (msoffcrypto), as Word saves it.
+
+    msoffcrypto 6.1 cannot read back an ``EncryptedPackage`` under 4,096 bytes: the
+    stream then sits in the compound file's mini stream and decrypts to garbage. Real
+    documents are larger, so the document is padded with (seeded, incompressible)
+    paragraphs until its package is past that size.
+    """
+    import random
+
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    from workbench.samples.documents import build_docx
+
+    text = list(paragraphs or ["Quarterly figures: see the attached summary."])
+    rnd = random.Random(password)
+    plain = build_docx(text, template_url=template_url)
+    while len(plain) < _SMALLEST_READABLE_PACKAGE:
+        text += [f"ref {rnd.randbytes(48).hex()}" for _ in range(20)]
+        plain = build_docx(text, template_url=template_url)
+    out = io.BytesIO()
+    OOXMLFile(io.BytesIO(plain)).encrypt(password, out)
+    return out.getvalue()
