@@ -146,6 +146,7 @@ def test_tree_labels_carry_flags_and_problem_badges() -> None:
     assert "invoice.pdf.exe" in label and "2.0 KiB" in label
     assert "⚠ extension-mismatch" in label and "⚠ double-extension" in label
     assert "[limit hit]" in label
+    assert label.index("[limit hit]") < label.index("application/")   # seen in a narrow pane
     assert "[" not in artifact_label(FakeArtifact(flags=[], status="ok")).plain
 
 

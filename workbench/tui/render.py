@@ -81,16 +81,17 @@ def html_as_text(markup: str) -> str:
 
 
 def artifact_label(art: Any) -> Text:
-    """One tree line: name, detected type, size, then badges for flags and problems."""
+    """One tree line: name, then badges for flags and problems (first, so a narrow pane
+    still shows them), then the detected type and size."""
     name = visible(art.safe_name or art.path.rsplit("/", 1)[-1] or "(unnamed)")
     label = Text(name, style="bold" if art.depth == 0 else "")
-    label.append(f"  {art.mime or art.declared_type or '?'}", style="dim")
-    label.append(f"  {human_size(art.size)}", style="dim")
     for flag in art.flags:
         label.append(f" ⚠ {flag}", style=FLAG_STYLE)
     badge = STATUS_BADGES.get(art.status)
     if badge:
         label.append(f" [{badge[0]}]", style=badge[1])
+    label.append(f"  {art.mime or art.declared_type or '?'}", style="dim")
+    label.append(f"  {human_size(art.size)}", style="dim")
     return label
 
 
