@@ -8,6 +8,11 @@ then the dissector's result), each step with its own timeout. Inside, ``RLIMIT_A
 caps the address space (baseline plus ``Limits.memory``) and ``RLIMIT_CPU`` is raised
 per task to the CPU time used so far plus the task's budget, so a busy loop dies by
 SIGXCPU even if the parent is stuck.
+
+Payloads of SPOOL_MIN bytes and more (a node's bytes going in, extracted children
+coming back) travel as files in the pool's private spool folder on tmpfs instead of
+through the pipe: one write and one read instead of a pickle copy, two pipe copies and
+a context switch per MB. The pipe carries only their names.
 """
 
 from __future__ import annotations
@@ -17,18 +22,24 @@ import contextlib
 import fcntl
 import inspect
 import io
+import itertools
 import os
 import pickle
 import queue
+import re
 import resource
 import select
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from workbench.dissect.model import DissectResult, Fingerprint, Identity, Limits, MiB
@@ -109,6 +120,13 @@ def task_probe(mode: str, amount: int = 0) -> str:
     return mode
 
 
+def task_probe_digest(data: bytes) -> str:
+    """The sha256 of what arrived (tests of the payload transport)."""
+    import hashlib
+
+    return f"{len(data)}:{hashlib.sha256(data).hexdigest()}"
+
+
 def task_probe_steps(steps: int, sleep_at: int = -1, amount: float = 0.0) -> Iterator[tuple[Any, bool]]:
     """Answer in ``steps`` steps, sleeping before step ``sleep_at`` (tests of the stepwise protocol)."""
     for i in range(steps):
@@ -119,12 +137,52 @@ def task_probe_steps(steps: int, sleep_at: int = -1, amount: float = 0.0) -> Ite
 
 TASKS: dict[str, Callable[..., Any]] = {"identify": task_identify, "fingerprint": task_fingerprint,
                                         "dissect": task_dissect, "node": task_node, "probe": task_probe,
+                                        "probe_digest": task_probe_digest,
                                         "probe_steps": task_probe_steps}
 
 
 _HEADER = struct.Struct("<Q")
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _PIPE_SIZE = 1 << 20
+SPOOL_MIN = 256 << 10                  # payloads from this size go through the spool folder
+_SPOOL_ENV = "WORKBENCH_DISSECT_SPOOL"
+_SPOOL_NAME = re.compile(r"[ar]-[0-9]+-[0-9]+\Z")
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """Bytes waiting as a file in the spool folder; only this travels through the pipe."""
+
+    name: str
+    size: int
+
+
+def _write_spool(folder: str, name: str, data: bytes) -> Spooled:
+    fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with memoryview(data) as view:
+            done = 0
+            while done < len(view):
+                done += os.write(fd, view[done:])
+    finally:
+        os.close(fd)
+    return Spooled(name, len(data))
+
+
+def _read_spool(folder: str, item: Spooled) -> bytes:
+    if not isinstance(item, Spooled) or not _SPOOL_NAME.match(item.name) or item.size < 0:
+        raise ValueError(f"not a spooled payload: {item!r}")
+    fd = os.open(os.path.join(folder, item.name), os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        chunks = []
+        left = item.size + 1              # one byte more: a file longer than announced is refused
+        while left > 0 and (chunk := fh.read(left)):
+            chunks.append(chunk)
+            left -= len(chunk)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if len(data) != item.size:
+        raise ValueError(f"spooled payload {item.name}: {len(data)} bytes, {item.size} announced")
+    return data
 _SAFE_MODULES = ("workbench.dissect.", "datetime", "collections", "copyreg", "_codecs")
 _SAFE_BUILTINS = {"list", "dict", "set", "frozenset", "tuple", "bytes", "bytearray", "str", "int",
                   "float", "bool", "complex", "NoneType", "slice", "range"}
@@ -135,7 +193,11 @@ class _ResultUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module == "builtins" and name in _SAFE_BUILTINS) or module.startswith(_SAFE_MODULES):
-            return super().find_class(module, name)
+            found = super().find_class(module, name)
+            # Our documents are classes; a function of ours (a task, the engine) is never data.
+            if module.startswith("workbench.") and not isinstance(found, type):
+                raise pickle.UnpicklingError(f"refused {module}.{name}: not a document class")
+            return found
         raise pickle.UnpicklingError(f"refused {module}.{name}")
 
 
@@ -177,6 +239,18 @@ def _run_steps(kind: str, args: tuple[Any, ...], memory: int) -> Iterator[tuple[
         yield "error", f"{type(exc).__name__}: {exc}"[:500]
 
 
+def _spool_children(folder: str, value: Any, counter: Iterator[int]) -> dict[int, Spooled]:
+    """Move the big children of a dissector's result into spool files: ``{child index: file}``."""
+    if not isinstance(value, DissectResult):
+        return {}
+    spooled = {}
+    for index, child in enumerate(value.children):
+        if len(child.data) >= SPOOL_MIN:
+            spooled[index] = _write_spool(folder, f"r-{os.getpid()}-{next(counter)}", child.data)
+            child.data = b""
+    return spooled
+
+
 def worker_main() -> None:
     """The worker process: read tasks from stdin, answer on stdout, until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the parent's business
@@ -189,6 +263,8 @@ def worker_main() -> None:
     registry()                                         # import every format before limits apply
     identify(b"warm-up " * 16, fuzzy_max=1 << 20)      # numpy, libfuzzy, tlsh, the magic database too
     baseline = _vm_size()
+    spool = os.environ.get(_SPOOL_ENV, "")
+    replies = itertools.count(1)
     while True:
         try:
             (length,) = _HEADER.unpack(_recv_exact(stdin, _HEADER.size))
@@ -200,12 +276,19 @@ def worker_main() -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, resource.RLIM_INFINITY))
         if memory and baseline:
             resource.setrlimit(resource.RLIMIT_AS, (baseline + memory, resource.RLIM_INFINITY))
-        for reply in _run_steps(kind, args, memory):
+        try:
+            args = tuple(_read_spool(spool, a) if isinstance(a, Spooled) else a for a in args)
+            steps = _run_steps(kind, args, memory)
+        except (OSError, ValueError, MemoryError) as exc:
+            steps = iter([("error", f"payload unreadable: {type(exc).__name__}: {exc}"[:500])])
+        for status, value in steps:
             try:
-                _send(stdout, reply)
-            except MemoryError:
-                _send(stdout, ("error", "out of memory while returning the result"))
+                spooled = _spool_children(spool, value, replies) if spool and status != "error" else {}
+                _send(stdout, (status, value, spooled))
+            except (MemoryError, OSError) as exc:
+                _send(stdout, ("error", f"could not return the result: {type(exc).__name__}", {}))
                 break
+        del args
         if memory and baseline:
             resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
@@ -216,10 +299,11 @@ def worker_main() -> None:
 class _Worker:
     """A ``python -m workbench.dissect.worker`` child: a fresh interpreter, no inherited state."""
 
-    def __init__(self) -> None:
+    def __init__(self, spool: str | None = None) -> None:
         # numpy's OpenBLAS would start a thread per core (and ~100 MB of address space) for
         # nothing: entropy needs no BLAS, and the worker's memory limit counts address space.
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", _SPOOL_ENV: spool or ""}
+        self.spool = spool
         self.process = subprocess.Popen(
             [sys.executable, "-m", "workbench.dissect.worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True,
@@ -247,9 +331,11 @@ class _Worker:
                 end = _HEADER.size + length
                 if len(buf) >= end:
                     with memoryview(buf) as view, view[_HEADER.size:end] as blob:
-                        value: tuple[str, Any] = _ResultUnpickler(io.BytesIO(blob)).load()
+                        status, value, spooled = _ResultUnpickler(io.BytesIO(blob)).load()
                     del buf[:end]
-                    return value
+                    if spooled:
+                        self._unspool(value, spooled)
+                    return status, value
                 want = end - len(buf)
             else:
                 want = _HEADER.size - len(buf)
@@ -260,6 +346,25 @@ class _Worker:
             if not chunk:
                 raise EOFError("worker closed its pipe")
             buf += chunk
+
+    def _unspool(self, value: Any, spooled: Any) -> None:
+        """Put back the children the worker wrote to the spool folder (and remove the files)."""
+        if self.spool is None or not isinstance(value, DissectResult) or not isinstance(spooled, dict):
+            raise ValueError("spooled payloads in an answer that cannot have them")
+        for index, item in spooled.items():
+            if not isinstance(index, int) or not 0 <= index < len(value.children):
+                raise ValueError(f"spooled payload for child {index!r}")
+            try:
+                value.children[index].data = _read_spool(self.spool, item)
+            finally:
+                with contextlib.suppress(OSError, TypeError, AttributeError):
+                    os.unlink(os.path.join(self.spool, item.name))
+
+    def forget_replies(self) -> None:
+        """Remove the spool files of answers this worker wrote but nobody read (it was killed)."""
+        if self.spool is not None:
+            for leftover in Path(self.spool).glob(f"r-{self.process.pid}-*"):
+                leftover.unlink(missing_ok=True)
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -358,16 +463,51 @@ def _inline(fn: Callable[..., Any], *args: Any) -> Any:
         raise WorkerFailed(f"{type(exc).__name__}: {exc}"[:500]) from None
 
 
-class WorkerPool:
-    """Up to ``size`` long-lived workers; a call borrows one, and a dead one is replaced."""
+_TMPFS = "/dev/shm"
+_SPOOL_PREFIX = "workbench-dissect-"
 
-    def __init__(self, size: int | None = None):
+
+def _remove_orphaned_spools() -> None:
+    """Spool folders of workbench processes that died without cleaning up (SIGKILL): they hold RAM."""
+    for folder in Path(_TMPFS).glob(f"{_SPOOL_PREFIX}*-*"):
+        pid = folder.name[len(_SPOOL_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Outgoing:
+    """One payload in the spool folder and the tasks that still need it."""
+
+    def __init__(self, data: bytes, spooled: Spooled):
+        self.data = data
+        self.spooled = spooled
+        self.users = 0
+        self.written = False
+        self.ready = threading.Event()
+
+
+class WorkerPool:
+    """Up to ``size`` long-lived workers; a call borrows one, and a dead one is replaced.
+
+    ``spool``: pass big payloads as files in a private folder on tmpfs (``/dev/shm``)
+    rather than through the pipes; without a writable tmpfs everything goes by pipe.
+    """
+
+    def __init__(self, size: int | None = None, *, spool: bool = True):
         self.size = size or max(2, min(4, os.cpu_count() or 2))
         self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
         self._started = 0
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
         self.restarts = 0
+        self.spool: str | None = None
+        if spool and os.path.isdir(_TMPFS) and os.access(_TMPFS, os.W_OK):
+            _remove_orphaned_spools()
+            self.spool = tempfile.mkdtemp(prefix=f"{_SPOOL_PREFIX}{os.getpid()}-", dir=_TMPFS)
+        # Outgoing payloads by the identity of their bytes object (kept alive while in use,
+        # so the id cannot be reused): the fingerprint and the dissector of a node share a file.
+        self._outgoing: dict[int, _Outgoing] = {}
+        self._names = itertools.count(1)
 
     def _acquire(self) -> _Worker:
         try:
@@ -378,7 +518,7 @@ class WorkerPool:
             if self._started < self.size:
                 self._started += 1
                 try:
-                    worker = _Worker()
+                    worker = _Worker(self.spool)
                 except BaseException:
                     self._started -= 1
                     raise
@@ -388,11 +528,55 @@ class WorkerPool:
 
     def _discard(self, worker: _Worker) -> None:
         worker.kill()
+        worker.forget_replies()
         with self._lock:
             self._started -= 1
             self.restarts += 1
             if worker in self._all:
                 self._all.remove(worker)
+
+    def _spool_args(self, args: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[int]]:
+        """``args`` with big bytes replaced by spool files, and the keys to release afterwards."""
+        if self.spool is None:
+            return args, []
+        out: list[Any] = []
+        keys: list[int] = []
+        for arg in args:
+            if type(arg) is not bytes or len(arg) < SPOOL_MIN:
+                out.append(arg)
+                continue
+            with self._lock:
+                entry = self._outgoing.get(id(arg))
+                fresh = entry is None
+                if entry is None:
+                    entry = self._outgoing[id(arg)] = _Outgoing(
+                        arg, Spooled(f"a-{os.getpid()}-{next(self._names)}", len(arg)))
+                entry.users += 1
+            keys.append(id(arg))
+            if fresh:
+                try:
+                    _write_spool(self.spool, entry.spooled.name, arg)
+                    entry.written = True
+                except OSError:
+                    pass                        # tmpfs full or gone: this payload goes by pipe
+                finally:
+                    entry.ready.set()
+            else:
+                entry.ready.wait()              # another task of the same node is writing it
+            out.append(entry.spooled if entry.written else arg)
+        return tuple(out), keys
+
+    def _release(self, keys: list[int]) -> None:
+        for key in keys:
+            with self._lock:
+                entry = self._outgoing[key]
+                entry.users -= 1
+                if entry.users > 0:
+                    continue
+                del self._outgoing[key]
+            if self.spool is not None and entry.written:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.spool, entry.spooled.name))
 
     def call(self, kind: str, args: tuple[Any, ...], *, timeout: float, memory: int) -> Any:
         with self.steps(kind, args, budget=timeout, memory=memory) as steps:
@@ -408,14 +592,16 @@ class WorkerPool:
         """
         worker = self._acquire()
         steps = TaskSteps(worker, kind)
+        wire_args, keys = self._spool_args(args)
         try:
             try:
-                worker.send((kind, args, budget, memory))
+                worker.send((kind, wire_args, budget, memory))
             except OSError:
                 steps.broken = True
                 raise WorkerFailed(worker.describe_death()) from None
             yield steps
         finally:
+            self._release(keys)
             # Reuse only a worker that finished its task; one interrupted mid-call (a timeout,
             # a death, an exception in the caller) has an unknown pipe state.
             if steps.done and not steps.broken:
@@ -431,6 +617,9 @@ class WorkerPool:
             worker.kill()
         while not self._idle.empty():
             self._idle.get_nowait()
+        if self.spool is not None:
+            shutil.rmtree(self.spool, ignore_errors=True)
+            self.spool = None
 
 
 _DEFAULT: WorkerPool | None = None
@@ -466,4 +655,8 @@ def run_steps(kind: str, args: tuple[Any, ...], *, limits: Limits, budget: float
 
 
 if __name__ == "__main__":
-    worker_main()
+    # Run the imported module's copy, not this __main__ one: the classes that arrive pickled
+    # (Spooled, the documents) are the importable module's, and isinstance must agree.
+    from workbench.dissect.worker import worker_main as _worker_main
+
+    _worker_main()
