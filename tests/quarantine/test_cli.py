@@ -90,3 +90,18 @@ def test_home_from_environment(home, capsys, monkeypatch):
     assert main(["quarantine", "ingest", str(home / "in")]) == E_OK
     capsys.readouterr()
     assert (home / "quarantine" / "index.sqlite").exists()
+
+
+def test_hostile_subjects_cannot_drive_the_terminal(tmp_path, capsys):
+    raw = (b"From: x@evil.example\nTo: a@b.c\nSubject: =?utf-8?q?hi=1B]0;pwned=07_gpj=E2=80=AE.exe?=\n"
+           b"Date: Thu, 26 Nov 2026 10:00:00 +0000\n\nbody\n")
+    (tmp_path / "m.eml").write_bytes(raw)
+    assert run(tmp_path, capsys, "quarantine", "ingest", str(tmp_path / "m.eml"))[0] == E_OK
+    code, out, _ = run(tmp_path, capsys, "quarantine", "list")
+    assert code == E_OK
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "␛]0;pwned␇" in out and "⟨U+202E⟩" in out
+    code, out, _ = run(tmp_path, capsys, "quarantine", "show", "--json",
+                       json.loads(run(tmp_path, capsys, "quarantine", "list", "--json")[1])
+                       ["messages"][0]["sha256"])
+    assert "\\u001b" in out, "JSON keeps the exact value, escaped"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from workbench.document import dumps
+from workbench.terminal_text import visible
 from workbench.workspace import Workspace
 
 
@@ -25,16 +26,17 @@ class Context:
     err: TextIO
 
     def print(self, text: str = "") -> None:
-        self.out.write(text + "\n")
+        """Text for a terminal: control and bidi characters from mail are made visible."""
+        self.out.write(visible(text, multiline=True) + "\n")
 
     def json(self, document: Any) -> None:
         self.out.write(dumps(document) + "\n")
 
     def error(self, text: str) -> None:
-        self.err.write(f"workbench: error: {text}\n")
+        self.err.write(f"workbench: error: {visible(text, multiline=True)}\n")
 
     def warn(self, text: str) -> None:
-        self.err.write(f"workbench: warning: {text}\n")
+        self.err.write(f"workbench: warning: {visible(text, multiline=True)}\n")
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +50,7 @@ def table(rows: list[list[str]], headers: list[str], *, max_width: dict[int, int
 
     def clip(i: int, text: str) -> str:
         limit = max_width.get(i)
-        text = text.replace("\n", " ")
+        text = visible(text.replace("\n", " "))
         return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
     cells = [[clip(i, c) for i, c in enumerate(r)] for r in cells]

@@ -13,27 +13,15 @@ such characters through to the terminal. Two layers stop them:
 
 from __future__ import annotations
 
-import re
-
 from rich.segment import Segment
 from textual.color import Color
 from textual.filter import LineFilter
 
-_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+from workbench.terminal_text import UNSAFE, visible
 
-_VISIBLE = {c: chr(0x2400 + c) for c in range(0x20)}       # ␀ .. ␟, e.g. ESC -> ␛
-_VISIBLE[0x7F] = "␡"
-_VISIBLE.update({c: "�" for c in range(0x80, 0xA0)})
-_VISIBLE.update({ord(c): f"⟨U+{ord(c):04X}⟩" for c in _BIDI})
-_VISIBLE_MULTILINE = {k: v for k, v in _VISIBLE.items() if k not in (0x09, 0x0A)}
+__all__ = ["ControlFilter", "visible"]
 
-
-def visible(text: str, *, multiline: bool = False) -> str:
-    """``text`` with control and bidi characters shown as visible stand-ins."""
-    if not _UNSAFE.search(text):
-        return text
-    return text.translate(_VISIBLE_MULTILINE if multiline else _VISIBLE)
+_UNSAFE = UNSAFE     # one definition, shared with the command line (workbench.terminal_text)
 
 
 class ControlFilter(LineFilter):

@@ -1,0 +1,28 @@
+"""Hostile text stays text: control and bidi characters shown as visible stand-ins.
+
+Mail is attacker-controlled: a subject, a file name or a body can carry ESC
+sequences (set the window title, rewrite the screen) or bidi overrides that make
+``gpj.exe`` read as ``exe.jpg``. Every text the CLI prints and every untrusted field
+the TUI draws goes through ``visible()``.
+"""
+
+from __future__ import annotations
+
+import re
+
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{BIDI}]")
+
+_VISIBLE = {c: chr(0x2400 + c) for c in range(0x20)}       # ␀ .. ␟, e.g. ESC -> ␛
+_VISIBLE[0x7F] = "␡"
+_VISIBLE.update({c: "�" for c in range(0x80, 0xA0)})
+_VISIBLE.update({ord(c): f"⟨U+{ord(c):04X}⟩" for c in BIDI})
+_VISIBLE_MULTILINE = {k: v for k, v in _VISIBLE.items() if k not in (0x09, 0x0A)}
+
+
+def visible(text: str, *, multiline: bool = False) -> str:
+    """``text`` with control and bidi characters shown as visible stand-ins
+    (newlines and tabs kept when ``multiline``)."""
+    if not UNSAFE.search(text):
+        return text
+    return text.translate(_VISIBLE_MULTILINE if multiline else _VISIBLE)
