@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import importlib
 import inspect
 import io
 import itertools
@@ -251,6 +252,14 @@ def _spool_children(folder: str, value: Any, counter: Iterator[int]) -> dict[int
     return spooled
 
 
+# Imported by the dissectors on first use (the parent never needs them); a worker loads them
+# before it measures its memory baseline, so the first message pays no import and the
+# memory limit counts only what a task allocates.
+_PRELOAD = ("oletools.olevba", "oletools.mraptor", "oletools.oleobj", "oletools.rtfobj", "olefile",
+            "msoffcrypto", "pefile", "cryptography.hazmat.primitives.serialization.pkcs7", "pyzipper",
+            "py7zr", "tnefparse")
+
+
 def worker_main() -> None:
     """The worker process: read tasks from stdin, answer on stdout, until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the parent's business
@@ -262,6 +271,9 @@ def worker_main() -> None:
 
     registry()                                         # import every format before limits apply
     identify(b"warm-up " * 16, fuzzy_max=1 << 20)      # numpy, libfuzzy, tlsh, the magic database too
+    for name in _PRELOAD:                              # what dissectors import on first use
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     baseline = _vm_size()
     spool = os.environ.get(_SPOOL_ENV, "")
     replies = itertools.count(1)
