@@ -189,3 +189,15 @@ def test_spool_folders_of_dead_processes_are_removed() -> None:
         assert not os.path.exists(orphan)
     finally:
         fresh.close()
+
+
+def test_warm_starts_every_worker_at_once() -> None:
+    fresh = WorkerPool(size=2)
+    try:
+        fresh.warm()
+        assert len(fresh._all) == 2 and len({w.process.pid for w in fresh._all}) == 2
+        assert [fresh.call("probe", (str(i),), timeout=30, memory=0) for i in range(3)] == ["0", "1", "2"]
+        fresh.warm()                                  # already full: starts nothing more
+        assert len(fresh._all) == 2 and fresh.restarts == 0
+    finally:
+        fresh.close()
