@@ -186,3 +186,31 @@ def test_identities_of_an_older_version_are_recomputed(tmp_path) -> None:  # typ
         cache.db.execute("UPDATE identities SET data = ?", (dumps(ident, indent=None),))  # as version 1 wrote it
         assert cache.get_identity(EICAR_SHA) is None
     assert IDENTITY_VERSION >= 2
+
+
+def test_answers_a_subverted_worker_could_send_are_failures_not_crashes(
+        pool: WorkerPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import workbench.dissect.engine as engine
+    from workbench.dissect.engine import _type_answer
+
+    with pytest.raises(WorkerFailed, match="unknown dissector"):
+        _type_answer(("data", "application/zip", "os.system"))
+    with pytest.raises(WorkerFailed, match="for a type"):
+        _type_answer(["data", "application/zip", "zip"])
+    assert _type_answer(("Zip archive data", "application/zip", "zip"))[2] is not None
+
+    def lying(kind: str, *args: Any, **kwargs: Any) -> Any:
+        if kind == "fingerprint":
+            return "not a fingerprint"
+        if kind == "dissect":
+            return {"children": [b"x"]}
+        return run_task(kind, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_task", lying)
+    result = dissect_bytes(build_zip([("invoice.com", EICAR)]), "e.zip", pool=pool)
+    assert result.root.md5 and any("the worker answered a str" in n for n in result.root.notes)
+    # a dissector run on its own (identity known from this run's memo) that answers garbage
+    again = engine._Run(limits=Limits(), store=None, cache=None, on_node=None, pool=pool, lanes=None)  # type: ignore[arg-type]
+    zip_dissector = engine.by_name("zip")
+    outcome, children, _cached = again.run_dissector(zip_dissector, b"PK", "0" * 64, None)  # type: ignore[arg-type]
+    assert outcome.status == "parser-error" and "answered a dict" in outcome.reason and children == []

@@ -20,6 +20,7 @@ from workbench.dissect.model import (
     PARTIAL,
     TIMED_OUT,
     Artifact,
+    Child,
     ChildRef,
     Dissection,
     DissectResult,
@@ -71,6 +72,17 @@ class _Extracted:
 Outcome = tuple[DissectResult, list[_Extracted], bool]     # result, children, from the report cache
 
 
+def _type_answer(value: object) -> tuple[str, str, Dissector | None]:
+    """The first answer of a node task: ``(magic, mime, dissector)``; anything else is a failure."""
+    if (not isinstance(value, tuple) or len(value) != 3 or not all(isinstance(v, str) for v in value)):
+        raise WorkerFailed(f"the worker answered {type(value).__name__} for a type")
+    description, mime, name = value
+    try:
+        return description, mime, by_name(name) if name else None
+    except KeyError:
+        raise WorkerFailed(f"the worker named an unknown dissector {name[:40]!r}") from None
+
+
 class _Run:
     """One dissection: counters shared by every node of the tree.
 
@@ -117,10 +129,14 @@ class _Run:
     def _fingerprint(self, data: bytes) -> Fingerprint | str:
         """Runs on a lane thread: the fingerprint, or why there is none."""
         try:
-            result: Fingerprint = run_task("fingerprint", (data, self.limits.fuzzy_max), limits=self.limits,
-                                           timeout=self.limits.timeout, pool=self.pool)
+            result = run_task("fingerprint", (data, self.limits.fuzzy_max), limits=self.limits,
+                              timeout=self.limits.timeout, pool=self.pool)
         except (WorkerFailed, WorkerTimeout) as exc:
             return f"fingerprint failed: {exc}"
+        except Exception as exc:            # a lane thread must not take the walk down with it
+            return f"fingerprint failed: {type(exc).__name__}: {exc}"
+        if not isinstance(result, Fingerprint):
+            return f"fingerprint failed: the worker answered a {type(result).__name__}"
         return result
 
     def identify_and_dissect(self, data: bytes, sha256: str, plan: NodePlan
@@ -136,8 +152,7 @@ class _Run:
         outcome: Outcome | None = None
         try:
             with run_steps("node", (data, plan), limits=limits, budget=budget, pool=self.pool) as steps:
-                description, mime, name = steps.next(limits.timeout)
-                d = by_name(name) if name else None
+                description, mime, d = _type_answer(steps.next(limits.timeout))
                 if not steps.done and d is not None:
                     try:
                         result = steps.next(limits.slow_timeout if d.slow else limits.timeout)
@@ -204,6 +219,9 @@ class _Run:
 
     def _accept(self, d: Dissector, sha256: str, result: DissectResult) -> Outcome:
         """A dissector's answer: children out of the result, into the store and the report cache."""
+        if not isinstance(result, DissectResult) or not all(
+                isinstance(c, Child) and type(c.data) is bytes for c in result.children):
+            return self._failure(d, WorkerFailed(f"the worker answered a {type(result).__name__}")), [], False
         children = [_Extracted(c.name, c.declared_type, c.segment, c.note, c.data) for c in result.children]
         result.children = []
         caching = self.cache is not None and self.store is not None and result.status in (OK, PARTIAL,
