@@ -1,0 +1,677 @@
+"""The n-gram prefilter index: which hashed byte 4-grams each stored file contains, bit-sliced for fast queries.
+
+Every file gets a one-hash Bloom filter of its 4-grams (ASCII case folded, so
+``nocase`` strings need nothing special): ``2**k`` bits, ``k`` chosen per file so
+about a third of the bits are set (small files get small filters). Files of one
+``k`` share *blocks* stored bucket-major, as BitFunnel's bit-sliced signatures
+are: row ``r`` of a block is a bitmap over the block's files, so asking "which
+files may contain gram g" reads one row of a few hundred bytes, and a rule's
+requirement (``atoms.py``) is a handful of row reads and bitwise ands/ors.
+
+Answers err one way only: a file is ruled out only if some required gram's bit
+is clear, and a bit is never clear for a gram the file holds. Files the index
+does not hold, or whose filter is nearly full ("saturated"), are always
+candidates.
+
+Layout of ``state/gram-index/`` (plain files: a query must load in a millisecond):
+
+- ``FORMAT``: the parameters below; an index built with others is emptied and rebuilt;
+- ``blocks/<id>.bits``: a 64-byte header (``WBGRAMS1``, k, width as little-endian
+  uint32) then ``2**k`` rows of ``width`` bytes, bit ``7 - s % 8`` of byte ``s // 8``
+  being slot ``s``;
+- ``blocks/<id>.shas``: the block's files, one 81-byte line per slot
+  (``<sha256> <size, 15 digits>``), appended;
+- ``saturated``: files that are always candidates, same lines;
+- ``lock``: writers hold it (flock) while they add files. Readers take no lock:
+  a writer makes the bits durable (set in place, or a grown copy renamed over the
+  block) before it appends the lines that name the new slots, bits of listed slots
+  never change, and a torn last line is ignored (and cut by the next writer).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import shutil
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from workbench.corpus.atoms import ANYTHING, NOTHING, AllOf, AnyOf, Contains, Formula, Nothing
+
+INDEX_DIR = "gram-index"
+GRAM = 4
+MULTIPLIER = 0x9E3779B1          # Fibonacci hashing: the top k bits of gram * this
+K_MIN, K_MAX = 10, 21            # filters of 128 bytes to 256 KiB per file
+LOAD = 0.43                      # first guess: 4-gram positions per filter bit
+DENSITY = 0.35                   # fold the filter in half while it stays at most this full
+SATURATED = 0.75                 # fuller than this at K_MAX: the file is always a candidate
+MAX_FILE = 512 * 1024 * 1024     # larger files are not read: always candidates
+MAX_GRAMS = 16                   # grams looked up per variant (evenly spread; fewer is only weaker)
+BLOCK_BYTES = 8 * 1024 * 1024    # a block's size once full
+MAX_SLOTS = 4096
+PENDING_BYTES = 64 * 1024 * 1024  # filters kept in memory before they are written
+_CHUNK = 1 << 22
+_FOLD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+_PARAMS = f"v1 gram={GRAM} mult={MULTIPLIER:#x} fold=ascii k={K_MIN}-{K_MAX} d={DENSITY} s={SATURATED}\n"
+_MAGIC = b"WBGRAMS1"
+_HEADER = 64
+_LINE = 81                        # "<sha256> <size:015d>\n"
+
+# -- grams ----------------------------------------------------------------------------
+
+
+def _gram_hashes(folded: bytes) -> np.ndarray:
+    """Hashes of every 4-gram of already case-folded bytes (little-endian uint32 * MULTIPLIER)."""
+    n = len(folded)
+    parts = []
+    for offset in range(GRAM):            # four aligned views: a strided uint32 view is 30x slower
+        count = (n - offset) // GRAM
+        if count > 0:
+            parts.append(np.frombuffer(folded[offset:offset + GRAM * count], "<u4"))
+    if not parts:
+        return np.empty(0, np.uint32)
+    return np.concatenate(parts) * np.uint32(MULTIPLIER)
+
+
+def atom_hashes(atom: bytes) -> list[int]:
+    """Hashes of up to MAX_GRAMS grams of ``atom``, spread over it (first and last included)."""
+    folded = atom.translate(_FOLD)
+    count = len(folded) - GRAM + 1
+    if count <= 0:
+        return []
+    if count <= MAX_GRAMS:
+        positions: Iterable[int] = range(count)
+    else:
+        positions = sorted({round(i * (count - 1) / (MAX_GRAMS - 1)) for i in range(MAX_GRAMS)})
+    return [(int.from_bytes(folded[p:p + GRAM], "little") * MULTIPLIER) & 0xFFFFFFFF
+            for p in positions]
+
+
+@dataclass(frozen=True)
+class FileFilter:
+    """One file's filter: ``bits`` packed (``2**k`` bits), or None when saturated."""
+
+    k: int
+    bits: np.ndarray | None
+    size: int
+
+
+def _first_k(positions: int) -> int:
+    if positions <= 0:
+        return K_MIN
+    return min(K_MAX, max(K_MIN, math.ceil(math.log2(positions / LOAD))))
+
+
+def _finish(bits: np.ndarray, k: int, size: int) -> FileFilter:
+    """Fold the bitmap while it stays sparse; pack it. Saturated filters keep no bits."""
+    while k > K_MIN:
+        half = bits[0::2] | bits[1::2]        # row at k-1 is the row at k shifted right once
+        if np.count_nonzero(half) > DENSITY * half.size:
+            break
+        bits, k = half, k - 1
+    if np.count_nonzero(bits) > SATURATED * bits.size:
+        return FileFilter(k, None, size)
+    return FileFilter(k, np.packbits(bits), size)
+
+
+def filter_bytes(data: bytes) -> FileFilter:
+    """The filter of a file held in memory."""
+    k = _first_k(len(data) - GRAM + 1)
+    bits = np.zeros(1 << k, np.bool_)
+    shift = np.uint32(32 - k)
+    for start in range(0, max(1, len(data) - GRAM + 1), _CHUNK):
+        chunk = data[start:start + _CHUNK + GRAM - 1].translate(_FOLD)
+        bits[_gram_hashes(chunk) >> shift] = True
+    return _finish(bits, k, len(data))
+
+
+def filter_file(path: Path | str) -> FileFilter:
+    """The filter of a file on disk, read in chunks; files over MAX_FILE are saturated unread."""
+    size = os.stat(path).st_size
+    if size > MAX_FILE:
+        return FileFilter(K_MAX, None, size)
+    k = _first_k(size - GRAM + 1)
+    bits = np.zeros(1 << k, np.bool_)
+    shift = np.uint32(32 - k)
+    tail = b""
+    total = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            total += len(chunk)
+            data = (tail + chunk).translate(_FOLD)
+            bits[_gram_hashes(data) >> shift] = True
+            tail = data[-(GRAM - 1):]
+    return _finish(bits, k, total)
+
+
+# -- the index ------------------------------------------------------------------------
+
+
+@dataclass
+class IndexStats:
+    """What ``corpus index`` reports: the index's size next to what it covers."""
+
+    files: int = 0                # contents in the index
+    saturated: int = 0            # of which always candidates (too large or too varied)
+    bytes_covered: int = 0        # their total size
+    index_bytes: int = 0          # block files on disk
+    blocks: int = 0
+    by_k: dict[int, int] = field(default_factory=dict)    # filter size class (2**k bits) -> files
+
+
+@dataclass
+class BuildReport:
+    """What one indexing pass did."""
+
+    indexed: int = 0
+    saturated: int = 0
+    bytes: int = 0
+    errors: dict[str, str] = field(default_factory=dict)   # sha256 -> why it could not be read
+    seconds: float = 0.0
+
+
+def slots_for(k: int) -> int:
+    """Files per block of class ``k``: blocks stay near BLOCK_BYTES, 8 to MAX_SLOTS files."""
+    return max(8, min(MAX_SLOTS, (BLOCK_BYTES * 8 >> k) // 8 * 8))
+
+
+def _round8(n: int) -> int:
+    return -(-n // 8) * 8
+
+
+@dataclass
+class _Block:
+    id: int
+    k: int
+    width: int                   # bytes per row: capacity / 8
+    shas: list[str]
+    sizes: list[int]
+
+
+def _read_lines(path: Path) -> tuple[list[str], list[int]]:
+    """sha256s and sizes of a ``.shas``/``saturated`` file; a torn last line is left out."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], []
+    text = data[:len(data) - len(data) % _LINE].decode("ascii", "replace")
+    shas = [text[i:i + 64] for i in range(0, len(text), _LINE)]
+    sizes = [int(text[i + 65:i + 80]) for i in range(0, len(text), _LINE)]
+    return shas, sizes
+
+
+def _line(sha: str, size: int) -> bytes:
+    return f"{sha} {min(size, 10**15 - 1):015d}\n".encode("ascii")
+
+
+def _read_header(path: Path) -> tuple[int, int] | None:
+    """(k, width) of a block file, or None when it is not a whole, valid one."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEADER)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return None
+    if len(head) < _HEADER or head[:8] != _MAGIC:
+        return None
+    k, width = struct.unpack_from("<II", head, 8)
+    if not K_MIN <= k <= K_MAX or size != _HEADER + (1 << k) * width:
+        return None
+    return k, width
+
+
+def _map(path: Path, k: int, width: int, mode: str) -> np.ndarray:
+    """The rows of a block file, memory-mapped, as a plain array (fancy indexing on np.memmap is slow)."""
+    mapped = np.memmap(path, dtype=np.uint8, mode=mode, offset=_HEADER, shape=(1 << k, width))
+    return mapped.view(np.ndarray)
+
+
+class GramIndex:
+    """``state/gram-index/``: the filters of stored contents, by sha256."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.blocks_dir = self.folder / "blocks"
+        self._write_lock = threading.Lock()
+        self._checked = False
+
+    def close(self) -> None:
+        """Nothing stays open between calls; kept so the index reads like the other stores."""
+
+    def __enter__(self) -> GramIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> GramIndex:
+        """Create the folder, or empty an index built with other parameters. OSError if impossible."""
+        if self._checked:
+            return self
+        format_file = self.folder / "FORMAT"
+        try:
+            current = format_file.read_text()
+        except FileNotFoundError:
+            current = ""
+        if current != _PARAMS:
+            with self._locked():
+                try:
+                    current = format_file.read_text()
+                except FileNotFoundError:
+                    current = ""
+                if current != _PARAMS:           # not done meanwhile by another process
+                    self._wipe()
+        self._checked = True
+        return self
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer at a time, across threads and processes (never nested)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self._write_lock, open(self.folder / "lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _wipe(self) -> None:
+        """Everything but the lock goes (older layouts included)."""
+        for entry in os.scandir(self.folder):
+            if entry.name == "lock":
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        self.blocks_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / "FORMAT.tmp"
+        tmp.write_text(_PARAMS)
+        os.replace(tmp, self.folder / "FORMAT")
+
+    def clear(self) -> None:
+        """Forget every file (``corpus index --rebuild``)."""
+        self.open()
+        with self._locked():
+            self._wipe()
+
+    def _block_path(self, block: int, suffix: str = ".bits") -> Path:
+        return self.blocks_dir / f"{block:06d}{suffix}"
+
+    def _blocks(self, *, headers: bool) -> list[_Block]:
+        """Every block with its listed files (and, with ``headers``, its k and width)."""
+        out = []
+        try:
+            names = sorted(e.name for e in os.scandir(self.blocks_dir) if e.name.endswith(".shas"))
+        except FileNotFoundError:
+            return []
+        for name in names:
+            bid = int(name.split(".")[0])
+            shas, sizes = _read_lines(self.blocks_dir / name)
+            k = width = 0
+            if headers:
+                head = _read_header(self._block_path(bid))
+                if head is not None:
+                    k, width = head
+            out.append(_Block(bid, k, width, shas, sizes))
+        return out
+
+    # -- reading ----------------------------------------------------------------------
+
+    def reader(self) -> IndexReader:
+        """A view for queries of the files listed now."""
+        self.open()
+        where: dict[str, tuple[int, int]] = {}
+        for sha in _read_lines(self.folder / "saturated")[0]:
+            where[sha] = (-1, -1)
+        for block in self._blocks(headers=False):
+            where.update(zip(block.shas, ((block.id, slot) for slot in range(len(block.shas))),
+                             strict=True))
+        return IndexReader(self, where)
+
+    def indexed(self) -> set[str]:
+        """Every sha256 the index holds (saturated ones included)."""
+        return set(self.reader().where)
+
+    def stats(self) -> IndexStats:
+        self.open()
+        out = IndexStats()
+        shas, sizes = _read_lines(self.folder / "saturated")
+        out.saturated = len(shas)
+        out.files += len(shas)
+        out.bytes_covered += sum(sizes)
+        for block in self._blocks(headers=True):
+            out.blocks += 1
+            out.files += len(block.shas)
+            out.bytes_covered += sum(block.sizes)
+            out.by_k[block.k] = out.by_k.get(block.k, 0) + len(block.shas)
+            try:
+                out.index_bytes += self._block_path(block.id).stat().st_size
+            except OSError:
+                pass
+        return out
+
+    # -- writing ----------------------------------------------------------------------
+
+    def writer(self) -> IndexWriter:
+        return IndexWriter(self)
+
+    def build(self, files: Sequence[tuple[str, Path | str]], *, threads: int = 1,
+              cancel: threading.Event | None = None,
+              progress: Callable[[int, int], None] | None = None) -> BuildReport:
+        """Index the given (sha256, path) files the index lacks; numpy releases the GIL, so threads help."""
+        started = time.monotonic()
+        known = self.indexed()
+        todo = list(dict((sha, p) for sha, p in files if sha not in known).items())
+        report = BuildReport()
+        with self.writer() as writer, ThreadPoolExecutor(max(1, threads)) as pool:
+            def one(item: tuple[str, Path | str]) -> tuple[str, FileFilter | None, str]:
+                if cancel is not None and cancel.is_set():
+                    return item[0], None, "cancelled"
+                try:
+                    return item[0], filter_file(item[1]), ""
+                except OSError as exc:
+                    return item[0], None, exc.strerror or str(exc)
+
+            for done, (sha, filt, problem) in enumerate(pool.map(one, todo), 1):
+                if filt is None:
+                    if problem != "cancelled":
+                        report.errors[sha] = problem
+                else:
+                    writer.add(sha, filt)
+                    report.indexed += 1
+                    report.saturated += filt.bits is None
+                    report.bytes += filt.size
+                if progress is not None:
+                    progress(done, len(todo))
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _commit(self, pending: list[tuple[str, FileFilter]]) -> int:
+        """Give each new filter a slot, write the bits, then list the files. Returns files added."""
+        self.open()
+        with self._locked():
+            blocks = self._blocks(headers=True)
+            saturated_file = self.folder / "saturated"
+            present = set(_read_lines(saturated_file)[0])
+            for block in blocks:
+                present.update(block.shas)
+            fresh: dict[str, FileFilter] = {}
+            for sha, filt in pending:
+                if sha not in present:
+                    fresh.setdefault(sha, filt)
+            saturated = [(sha, f) for sha, f in fresh.items() if f.bits is None]
+            by_k: dict[int, list[tuple[str, FileFilter]]] = {}
+            for sha, filt in fresh.items():
+                if filt.bits is not None:
+                    by_k.setdefault(filt.k, []).append((sha, filt))
+            next_id = max((b.id for b in blocks), default=0) + 1
+            for k, members in sorted(by_k.items()):
+                limit = slots_for(k)
+                open_block = next((b for b in reversed(blocks) if b.k == k and b.width
+                                   and len(b.shas) < limit), None)
+                while members:
+                    if open_block is None:
+                        bid, width, used = next_id, 0, 0
+                        next_id += 1
+                    else:
+                        bid, width, used = open_block.id, open_block.width, len(open_block.shas)
+                        open_block = None
+                    take = members[:limit - used]
+                    members = members[len(take):]
+                    self._write_block(bid, k, width, used, [f for _, f in take])
+                    _append(self._block_path(bid, ".shas"), b"".join(
+                        _line(sha, f.size) for sha, f in take))
+            if saturated:
+                _append(saturated_file, b"".join(_line(sha, f.size) for sha, f in saturated))
+            _fsync(self.blocks_dir)
+            return len(fresh)
+
+    def _write_block(self, bid: int, k: int, width: int, used: int,
+                     filters: list[FileFilter]) -> None:
+        """Set the bits of ``filters`` in slots ``used``... of block ``bid``, durably.
+
+        A block that must grow is copied into a new file renamed over the old one;
+        otherwise the new slots' columns are written in place (bytes shared with
+        listed slots are rewritten with the bits they had).
+        """
+        path = self._block_path(bid)
+        need = used + len(filters)
+        if need > width * 8:        # grow by a quarter at least, so many small adds copy little
+            new_width = min(slots_for(k), _round8(max(need, width * 8 + width * 2))) // 8
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(_MAGIC + struct.pack("<II", k, new_width).ljust(_HEADER - len(_MAGIC), b"\0"))
+                fh.truncate(_HEADER + (1 << k) * new_width)
+            grown = _map(tmp, k, new_width, "r+")
+            if width:
+                grown[:, :width] = _map(path, k, width, "r")
+            _set_columns(grown, used, filters)
+            del grown
+            _fsync(tmp)
+            os.replace(tmp, path)
+        else:
+            block = _map(path, k, width, "r+")
+            _set_columns(block, used, filters)
+            del block
+            _fsync(path)
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append whole lines durably, first cutting a torn last line a crash may have left."""
+    with open(path, "ab") as fh:
+        size = fh.tell()
+        if size % _LINE:
+            fh.truncate(size - size % _LINE)
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _set_columns(block: np.ndarray, first: int, filters: list[FileFilter]) -> None:
+    """Write filters as columns ``first``, ``first+1``... of a bucket-major block.
+
+    Bits are transposed through a bool staging matrix of up to 16 MiB, a byte
+    column (8 slots) at a time; slots after the last filter in its byte are cleared.
+    """
+    rows = block.shape[0]
+    width = max(8, min(256, ((1 << 24) // rows) // 8 * 8))
+    start = first - first % 8
+    stop = first + len(filters)
+    for lo in range(start, stop, width):
+        hi = min(lo + width, stop)
+        hi8 = _round8(hi)
+        stage = np.zeros((hi8 - lo, rows), np.bool_)       # one row per slot: contiguous writes
+        for slot in range(max(lo, first), hi):
+            bits = filters[slot - first].bits
+            assert bits is not None
+            stage[slot - lo] = np.unpackbits(bits, count=rows).view(np.bool_)
+        keep = np.zeros(hi8 - lo, np.bool_)
+        keep[:max(0, first - lo)] = True                    # listed slots before ``first``
+        view = block[:, lo // 8:hi8 // 8]
+        view &= np.packbits(keep)
+        view |= np.packbits(stage, axis=0).T
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class IndexWriter:
+    """Collects filters (``corpus add`` computes them from bytes it already holds) and writes them in batches."""
+
+    def __init__(self, index: GramIndex):
+        self.index = index
+        self.pending: list[tuple[str, FileFilter]] = []
+        self.pending_bytes = 0
+        self.added = 0
+        self._known: set[str] | None = None
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.flush()
+
+    def known(self, sha: str) -> bool:
+        if self._known is None:
+            self._known = self.index.indexed()
+        return sha in self._known
+
+    def add_bytes(self, sha: str, data: bytes) -> bool:
+        """Index ``data`` under ``sha`` unless it is there already; True when it was computed."""
+        if self.known(sha):
+            return False
+        self.add(sha, filter_bytes(data))
+        return True
+
+    def add_file(self, sha: str, path: Path | str) -> bool:
+        if self.known(sha):
+            return False
+        self.add(sha, filter_file(path))
+        return True
+
+    def add(self, sha: str, filt: FileFilter) -> None:
+        self.pending.append((sha, filt))
+        if self._known is not None:
+            self._known.add(sha)
+        self.pending_bytes += 0 if filt.bits is None else filt.bits.nbytes
+        if self.pending_bytes >= PENDING_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.added += self.index._commit(self.pending)
+        self.pending = []
+        self.pending_bytes = 0
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """Files to query, grouped by block: ``always`` are candidates whatever is asked."""
+
+    always: list[str]
+    blocks: list[tuple[int, np.ndarray, list[str]]]
+
+    def every(self) -> set[str]:
+        return {*self.always, *(sha for _, _, names in self.blocks for sha in names)}
+
+
+class IndexReader:
+    """Evaluates requirements over the files listed when it was made."""
+
+    def __init__(self, index: GramIndex, where: dict[str, tuple[int, int]]):
+        self.index = index
+        self.where = where
+        self._blocks: dict[int, tuple[int, np.ndarray] | None] = {}
+        self._hashes: dict[int, tuple[Contains, np.ndarray | None]] = {}
+
+    def __contains__(self, sha: str) -> bool:
+        return sha in self.where
+
+    def _block(self, bid: int) -> tuple[int, np.ndarray] | None:
+        if bid not in self._blocks:
+            path = self.index._block_path(bid)
+            head = _read_header(path)
+            try:
+                self._blocks[bid] = None if head is None else (head[0], _map(path, *head, "r"))
+            except (OSError, ValueError):
+                self._blocks[bid] = None      # unreadable: its files stay candidates
+        return self._blocks[bid]
+
+    def select(self, shas: Iterable[str]) -> Selection:
+        """Group files by block once, for several queries over the same files."""
+        always: list[str] = []
+        by_block: dict[int, tuple[list[int], list[str]]] = {}
+        where = self.where
+        for sha in shas:
+            place = where.get(sha)
+            if place is None or place[0] < 0:
+                always.append(sha)
+            else:
+                slots, names = by_block.setdefault(place[0], ([], []))
+                slots.append(place[1])
+                names.append(sha)
+        return Selection(always, [(bid, np.array(slots, np.intp), names)
+                                  for bid, (slots, names) in by_block.items()])
+
+    def candidates(self, formula: Formula, shas: Iterable[str] | Selection) -> set[str]:
+        """The files among ``shas`` that may satisfy ``formula`` (never fewer than could)."""
+        sel = shas if isinstance(shas, Selection) else self.select(shas)
+        if formula is ANYTHING:
+            return sel.every()
+        if isinstance(formula, Nothing):
+            return set()
+        out = set(sel.always)
+        for bid, slots, names in sel.blocks:
+            block = self._block(bid)
+            hit = None if block is None else self._eval(formula, block[1], block[0])
+            if hit is None:
+                out.update(names)
+                continue
+            bits = np.unpackbits(hit)
+            inside = slots < len(bits)          # slots past the block's width: candidates
+            keep = np.ones(len(slots), np.bool_)
+            keep[inside] = bits[slots[inside]].astype(np.bool_)
+            out.update(names[i] for i in np.flatnonzero(keep))
+        return out
+
+    def _eval(self, f: Formula, block: np.ndarray, k: int) -> np.ndarray | None:
+        """A packed bitmap over the block's slots; None means every slot."""
+        if isinstance(f, Contains):
+            hashes = self._variant_hashes(f)
+            if hashes is None:
+                return None
+            grams = block[hashes >> np.uint32(32 - k)]              # (variants, grams, width)
+            return np.bitwise_or.reduce(np.bitwise_and.reduce(grams, axis=1), axis=0)
+        if isinstance(f, AllOf):
+            acc: np.ndarray | None = None
+            for part in f.parts:
+                got = self._eval(part, block, k)
+                if got is not None:
+                    acc = got if acc is None else acc & got
+                    if not acc.any():
+                        break
+            return acc
+        if isinstance(f, AnyOf):
+            acc = np.zeros(block.shape[1], np.uint8)
+            for part in f.parts:
+                got = self._eval(part, block, k)
+                if got is None:
+                    return None
+                acc |= got
+            return acc
+        if f is NOTHING or isinstance(f, Nothing):
+            return np.zeros(block.shape[1], np.uint8)
+        return None
+
+    def _variant_hashes(self, f: Contains) -> np.ndarray | None:
+        """(variants, grams) hashes, short variants padded with their own first gram (``and`` is
+        idempotent); None when some variant has no gram (then the string may be anywhere)."""
+        got = self._hashes.get(id(f))
+        if got is None or got[0] is not f:
+            lists = [sorted({h for atom in variant for h in atom_hashes(atom)}) for variant in f.variants]
+            if not lists or not all(lists):
+                got = (f, None)
+            else:
+                width = max(len(x) for x in lists)
+                got = (f, np.array([x + [x[0]] * (width - len(x)) for x in lists], np.uint32))
+            self._hashes[id(f)] = got       # the formula is kept with it, so its id stays its own
+        return got[1]
