@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from workbench.cli.context import CommandError, Context, add_json_flag, table
+from workbench.corpus.prefilter import index_corpora
 from workbench.corpus.registry import LABELS, CorpusError, CorpusRegistry, UnknownCorpus
 from workbench.corpus.retrohunt import RetrohuntReport, retrohunt
 from workbench.corpus.ruleset import RulesetError
@@ -45,6 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_show)
 
+    p = cs.add_parser("index", help="build the n-gram index that lets re-tests skip files "
+                                    "(done by 'corpus add' and when first needed)")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="corpora to index (default: all, the quarantine's artifacts and messages)")
+    p.add_argument("--rebuild", action="store_true", help="empty the index first")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="indexing threads (default: one per CPU)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_index)
+
     p = cs.add_parser("remove", help="forget a corpus (its files stay in the store)")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_remove)
@@ -75,6 +86,8 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
                    help=f"per-file scan timeout (default {DEFAULT_TIMEOUT})")
     p.add_argument("--no-cache", action="store_true",
                    help="scan everything again instead of using state/scan-cache.sqlite")
+    p.add_argument("--no-index", action="store_true",
+                   help="read every file instead of skipping the ones the n-gram index rules out")
 
 
 # -- corpus ---------------------------------------------------------------------------
@@ -137,6 +150,42 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     return E_OK
 
 
+def cmd_index(args: argparse.Namespace, ctx: Context) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise CommandError("--threads must be at least 1", E_USAGE)
+    try:
+        report = index_corpora(ctx.workspace.ensure(), args.names, rebuild=args.rebuild,
+                               threads=args.threads, progress=_index_progress(ctx.err))
+    except UnknownCorpus as exc:
+        raise CommandError(f"no corpus named {exc.args[0]!r} (see 'workbench corpus list')",
+                           E_NOT_FOUND) from None
+    except OSError as exc:
+        raise CommandError(f"cannot write the n-gram index: {exc}", E_CONFLICT) from None
+    if args.json:
+        ctx.json(report)
+        return E_OK
+    b, st = report.build, report.stats
+    ctx.print(f"indexed {b.indexed} of {report.files} files ({_size(b.bytes)}) in {b.seconds:.2f} s"
+              f"; {report.files - b.indexed - len(b.errors)} were indexed already")
+    for sha, reason in sorted(b.errors.items()):
+        ctx.print(f"  could not read {sha[:16]}: {reason}")
+    share = f", {100 * st.index_bytes / st.bytes_covered:.0f}% of what it covers" \
+        if st.bytes_covered else ""
+    ctx.print(f"index: {st.files} files ({_size(st.bytes_covered)}), {_size(st.index_bytes)} in "
+              f"{st.blocks} blocks{share}; {st.saturated} always scanned (too large or too varied)")
+    return E_OK if not b.errors else E_INPUT
+
+
+def _index_progress(err: TextIO) -> Callable[[int, int], None] | None:
+    if not (err is sys.stderr and err.isatty()):
+        return None
+
+    def show(done: int, total: int) -> None:
+        err.write("\r\033[K" if done >= total else f"\r\033[Kindexing: {done}/{total} files")
+        err.flush()
+    return show
+
+
 def cmd_remove(args: argparse.Namespace, ctx: Context) -> int:
     with CorpusRegistry(ctx.workspace) as registry:
         try:
@@ -159,7 +208,7 @@ def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
     try:
         report = test_rules(ctx.workspace, paths, args.corpus, threads=args.threads,
                             progress=_progress_line(ctx.err), use_cache=not args.no_cache,
-                            timeout=args.timeout)
+                            use_index=not args.no_index, timeout=args.timeout)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
     except UnknownCorpus as exc:
@@ -197,9 +246,11 @@ def render_test(report: TestReport, ctx: Context, *, verbose: bool = False) -> N
     s = report.stats
     corpora = ", ".join(f"{c.name} ({c.label}, {c.files})" for c in report.corpora)
     ctx.print(f"\n{s.rules} rules, {s.files} files ({_size(s.bytes)}) in {corpora or 'no corpora'}")
+    skipped = f", {s.files_skipped} ruled out by the index" if s.files_skipped else ""
+    indexed = f"; indexed {s.files_indexed} new files" if s.files_indexed else ""
     ctx.print(f"scanned {s.files_scanned} files ({_size(s.bytes_scanned)}) with {s.rules_compiled} "
-              f"rules on {s.threads} threads; {s.pairs_cached} results from the cache; "
-              f"{s.seconds:.2f} s")
+              f"rules on {s.threads} threads{skipped}; {s.pairs_cached} results from the cache"
+              f"{indexed}; {s.seconds:.2f} s")
     ctx.print(f"{report.true_positives} true positives, {report.false_positives} false positives, "
               f"{report.false_negatives} false negatives: {'PASS' if report.passed else 'FAIL'}")
 
@@ -245,7 +296,7 @@ def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
     try:
         report = retrohunt(ctx.workspace, args.rules, threads=args.threads,
                            progress=_progress_line(ctx.err), use_cache=not args.no_cache,
-                           timeout=args.timeout, tag=args.tag)
+                           use_index=not args.no_index, timeout=args.timeout, tag=args.tag)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
     except RulesetError as exc:

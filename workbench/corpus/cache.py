@@ -3,7 +3,8 @@
 Matches are few, so each matching pair is a row. Non-matches are the rule, and a
 row per (rule, file) would be millions; instead a *batch* records "these rule
 keys were scanned over these files", and a pair is known when some batch holds
-both. A cold test of 1,000 rules over 4,000 files writes one batch of 5,000 rows.
+both. A batch's files are one row (their sha256s end to end), so a cold test of
+1,000 rules over 4,000 files writes about 1,000 rows, and a re-test reads a few.
 """
 
 from __future__ import annotations
@@ -31,11 +32,15 @@ CREATE TABLE IF NOT EXISTS batch_rules (
     batch INTEGER NOT NULL,
     PRIMARY KEY (key, batch)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS batch_files (
+CREATE TABLE IF NOT EXISTS batch_files (       -- before batch_shas: one row per file
     batch INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     PRIMARY KEY (batch, sha256)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch_shas (
+    batch INTEGER PRIMARY KEY,
+    shas BLOB NOT NULL                             -- sorted sha256 hex, 64 bytes each, no separator
+);
 CREATE TABLE IF NOT EXISTS rule_keys (
     key TEXT PRIMARY KEY,
     warnings TEXT NOT NULL DEFAULT '[]'
@@ -94,15 +99,20 @@ class ScanCache:
     def _files_of(self, batch: int) -> frozenset[str]:
         files = self._batch_files.get(batch)
         if files is None:
-            files = frozenset(r[0] for r in self.db.execute(
-                "SELECT sha256 FROM batch_files WHERE batch=?", (batch,)))
+            row = self.db.execute("SELECT shas FROM batch_shas WHERE batch=?", (batch,)).fetchone()
+            if row is not None:
+                text = bytes(row[0]).decode("ascii")
+                files = frozenset(text[i:i + 64] for i in range(0, len(text), 64))
+            else:                          # a cache written before batch_shas
+                files = frozenset(r[0] for r in self.db.execute(
+                    "SELECT sha256 FROM batch_files WHERE batch=?", (batch,)))
             self._batch_files[batch] = files
         return files
 
     def matches(self, keys: Iterable[str], shas: Iterable[str] | None = None
                 ) -> dict[tuple[str, str], RuleHit]:
         """Cached matches of ``keys`` (restricted to ``shas`` when given), rule names left blank."""
-        wanted = None if shas is None else set(shas)
+        wanted = None if shas is None else shas if isinstance(shas, (set, frozenset)) else set(shas)
         out: dict[tuple[str, str], RuleHit] = {}
         for chunk in _chunks(list(dict.fromkeys(keys))):
             marks = ",".join("?" * len(chunk))
@@ -142,8 +152,12 @@ class ScanCache:
                                (iso(utcnow()),)).lastrowid
             db.executemany("INSERT OR IGNORE INTO batch_rules(key, batch) VALUES (?,?)",
                            [(k, batch) for k in keys])
-            db.executemany("INSERT OR IGNORE INTO batch_files(batch, sha256) VALUES (?,?)",
-                           [(batch, s) for s in shas])
+            if all(len(s) == 64 and s.isascii() for s in shas):
+                db.execute("INSERT INTO batch_shas(batch, shas) VALUES (?,?)",
+                           (batch, "".join(shas).encode("ascii")))
+            else:                          # not sha256 hex (never from the store): a row each
+                db.executemany("INSERT OR IGNORE INTO batch_files(batch, sha256) VALUES (?,?)",
+                               [(batch, s) for s in shas])
             db.executemany(
                 "INSERT OR REPLACE INTO matches(key, sha256, total, too_many, hits) "
                 "VALUES (?,?,?,?,?)",
@@ -152,23 +166,37 @@ class ScanCache:
             self._batch_files[int(batch)] = frozenset(shas)
 
     def stats(self) -> dict[str, int]:
-        return {table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                for table in ("batches", "batch_rules", "batch_files", "matches", "rule_keys")}
+        """Row counts; ``batch_files`` counts (batch, file) pairs recorded."""
+        out = {table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+               for table in ("batches", "batch_rules", "batch_files", "matches", "rule_keys")}
+        out["batch_files"] += self.db.execute(
+            "SELECT COALESCE(SUM(LENGTH(shas)), 0) / 64 FROM batch_shas").fetchone()[0]
+        return out
 
     def clear(self) -> None:
         with self._transaction() as db:
-            for table in ("batches", "batch_rules", "batch_files", "matches", "rule_keys"):
+            for table in ("batches", "batch_rules", "batch_files", "batch_shas", "matches",
+                          "rule_keys"):
                 db.execute(f"DELETE FROM {table}")
         self._batch_files.clear()
 
 
 def _encode_hits(hits: Iterable[StringHit]) -> str:
-    return json.dumps([[h.identifier, h.offset, h.length, h.data.hex()] for h in hits],
-                      separators=(",", ":"))
+    return json.dumps([[h.identifier, h.offset, h.length, h.data.hex()] +
+                       ([h.before.hex(), h.after.hex()] if h.before is not None and h.after is not None
+                        else []) for h in hits], separators=(",", ":"))
 
 
 def _decode_hits(text: str) -> tuple[StringHit, ...]:
-    return tuple(StringHit(i, o, n, bytes.fromhex(d)) for i, o, n, d in json.loads(text))
+    """Hits as stored: ``[id, offset, length, hex]`` plus ``before, after`` hex when known."""
+    out = []
+    for row in json.loads(text):
+        if len(row) == 6:
+            out.append(StringHit(row[0], row[1], row[2], bytes.fromhex(row[3]),
+                                 bytes.fromhex(row[4]), bytes.fromhex(row[5])))
+        else:
+            out.append(StringHit(row[0], row[1], row[2], bytes.fromhex(row[3])))
+    return tuple(out)
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:

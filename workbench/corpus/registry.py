@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.corpus.database import open_database, transaction
+from workbench.corpus.gramindex import INDEX_DIR, GramIndex, IndexWriter
 from workbench.document import iso, utcnow
 from workbench.quarantine.store import ObjectStore
 from workbench.workspace import Workspace
@@ -106,6 +107,7 @@ class AddReport:
     new_objects: int = 0         # contents the store did not hold before
     bytes_added: int = 0
     goodware_files: int = 0      # files fed to the goodware string database
+    indexed: int = 0             # contents added to the gram index (state/gram-index)
     notes: list[str] = field(default_factory=list)
     errors: list[AddError] = field(default_factory=list)
 
@@ -201,7 +203,22 @@ class CorpusRegistry:
 
         known = {(r["path"], r["size"], r["mtime_ns"]) for r in self.db.execute(
             "SELECT path, size, mtime_ns FROM files WHERE corpus=?", (name,))}
+        index = GramIndex(self.workspace.state / INDEX_DIR)
+        try:
+            self._add_files(name, root, now, known, index, report, progress)
+        finally:
+            index.close()
+        if label == "clean":
+            self._feed_goodware(name, report)
+        with self._transaction() as db:
+            db.execute("UPDATE corpora SET updated=? WHERE name=?", (iso(utcnow()), name))
+        return report
+
+    def _add_files(self, name: str, root: Path, now: str, known: set[tuple[str, int, int]],
+                   index: GramIndex, report: AddReport,
+                   progress: Callable[[AddReport], None] | None) -> None:
         pending: list[tuple[object, ...]] = []
+        writer: IndexWriter | None = index.writer()
         for file_path, rel in _walk(root, report):
             report.seen += 1
             try:
@@ -209,10 +226,11 @@ class CorpusRegistry:
                 if (rel, st.st_size, st.st_mtime_ns) in known:
                     report.unchanged += 1
                     continue
-                sha, md5, sha1, size, created = self._store_file(file_path, st.st_size)
+                sha, md5, sha1, size, created, data = self._store_file(file_path, st.st_size)
             except OSError as exc:
                 report.errors.append(AddError(rel, exc.strerror or str(exc)))
                 continue
+            writer = self._index(writer, sha, data, report)
             report.new_objects += int(created)
             pending.append((name, sha, rel, size, md5, sha1, st.st_mtime_ns, now))
             if len(pending) >= _BATCH:
@@ -220,14 +238,40 @@ class CorpusRegistry:
                 if progress is not None:
                     progress(report)
         self._record(pending, report)
-        if label == "clean":
-            self._feed_goodware(name, report)
-        with self._transaction() as db:
-            db.execute("UPDATE corpora SET updated=? WHERE name=?", (iso(utcnow()), name))
-        return report
+        if writer is not None:
+            self._index_flush(writer, report)
 
-    def _store_file(self, file_path: Path, size: int) -> tuple[str, str, str, int, bool]:
+    def _index(self, writer: IndexWriter | None, sha: str, data: bytes | None,
+               report: AddReport) -> IndexWriter | None:
+        """Add a new content's grams to the index (from the bytes already read, when small).
+
+        The index is only a speed-up: if it cannot be written, the files are indexed
+        when a test first needs them, and the add goes on.
+        """
+        if writer is None:
+            return None
+        try:
+            if data is not None:
+                writer.add_bytes(sha, data)
+            else:
+                writer.add_file(sha, self.store.path_for(sha))
+        except OSError as exc:
+            report.notes.append(f"gram index not updated ({exc}); files are indexed when first needed")
+            return None
+        return writer
+
+    def _index_flush(self, writer: IndexWriter, report: AddReport) -> None:
+        try:
+            writer.flush()
+        except OSError as exc:
+            report.notes.append(f"gram index not updated ({exc}); files are indexed when first needed")
+        report.indexed = writer.added
+
+    def _store_file(self, file_path: Path, size: int
+                    ) -> tuple[str, str, str, int, bool, bytes | None]:
+        """Store a file; returns sha256, md5, sha1, size, whether it is new, and its bytes if small."""
         md5, sha1 = hashlib.md5(usedforsecurity=False), hashlib.sha1(usedforsecurity=False)
+        data: bytes | None = None
         if size <= _IN_MEMORY_LIMIT:
             data = file_path.read_bytes()
             md5.update(data)
@@ -240,7 +284,7 @@ class CorpusRegistry:
                     sha1.update(chunk)
             with open(file_path, "rb") as fh:
                 put = self.store.put_stream(fh, durable=False)
-        return put.sha256, md5.hexdigest(), sha1.hexdigest(), put.size, put.created
+        return put.sha256, md5.hexdigest(), sha1.hexdigest(), put.size, put.created, data
 
     def _record(self, pending: list[tuple[object, ...]], report: AddReport) -> None:
         if not pending:
@@ -342,6 +386,24 @@ class CorpusRegistry:
                 out[r["sha256"]] = CorpusFile(r["sha256"], self.store.path_for(r["sha256"]),
                                               r["path"], r["size"])
         return list(out.values())
+
+    def members(self, name: str) -> builtins.list[tuple[str, str, str, int]]:
+        """``files`` as plain (sha256, path in store, original name, size) tuples, built fast.
+
+        A test run asks for every file of every corpus; Path objects for thousands
+        of files cost more than the rest of a cached run.
+        """
+        if name == QUARANTINE_CORPUS:
+            return [(f.sha256, str(f.path_in_store), f.original_name, f.size)
+                    for f in self._quarantine_files()]
+        if not self.exists(name):
+            raise UnknownCorpus(name)
+        objects = str(self.store.objects)
+        cursor = self.db.cursor()
+        cursor.row_factory = None             # plain tuples: sqlite3.Row costs a fifth here
+        return [(sha, f"{objects}/{sha[:2]}/{sha[2:4]}/{sha}", path, size) for sha, path, size in
+                cursor.execute("SELECT sha256, MIN(path), size FROM files WHERE corpus=? "
+                               "GROUP BY sha256 ORDER BY MIN(path), sha256", (name,))]
 
     def _quarantine_files(self) -> builtins.list[CorpusFile]:
         out: dict[str, CorpusFile] = {}

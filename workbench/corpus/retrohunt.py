@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.corpus.cache import CACHE_NAME, ScanCache
-from workbench.corpus.engine import resolve
+from workbench.corpus.engine import paused_gc, resolve
+from workbench.corpus.prefilter import open_index
 from workbench.corpus.registry import extracted_artifacts
 from workbench.corpus.ruleset import PARSE_CACHE, load_ruleset
 from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress, ScanTarget, default_threads
@@ -54,6 +55,7 @@ class RetrohuntReport:
     messages_scanned: int
     artifacts_scanned: int
     bytes_scanned: int
+    files_skipped: int                    # ruled out by the gram index without being read
     tag: str
     tagged: list[str]
     timeouts: list[str]                   # sha256 of messages or artifacts
@@ -71,11 +73,13 @@ class _Origin:
 def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
               progress: Callable[[ScanProgress], None] | None = None,
               cancel: threading.Event | None = None, threads: int | None = None,
-              use_cache: bool = True, timeout: int = DEFAULT_TIMEOUT,
+              use_cache: bool = True, use_index: bool = True, timeout: int = DEFAULT_TIMEOUT,
               tag: str | None = None, actor: str | None = None) -> RetrohuntReport:
     """Scan every quarantined raw message and extracted artifact; map hits back to messages.
 
     With ``tag``, every message hit gets that tag (journaled, like ``quarantine tag``).
+    With ``use_index``, a hunt with few new rules reads only the files the gram index
+    says they could match (messages and artifacts are indexed the first time).
     Raises ``RulesetError`` for rules that do not compile, ``ScanCancelled`` on cancel
     and ValueError for a tag the quarantine refuses.
     """
@@ -101,13 +105,17 @@ def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
             origins.setdefault(art.sha256, []).append(
                 _Origin(art.message_sha256, art.sha256, art.filename or ""))
         cache = ScanCache(workspace.state / CACHE_NAME) if use_cache else None
+        index = open_index(workspace) if use_index else None
         try:
-            res = resolve(ruleset, list(targets.values()), cache=cache,
-                          threads=threads or default_threads(), timeout=timeout,
-                          progress=progress, cancel=cancel)
+            with paused_gc():
+                res = resolve(ruleset, list(targets.values()), cache=cache,
+                              threads=threads or default_threads(), timeout=timeout,
+                              progress=progress, cancel=cancel, index=index)
         finally:
             if cache is not None:
                 cache.close()
+            if index is not None:
+                index.close()
 
         by_message: dict[str, list[RetroMatch]] = {}
         per_rule_msgs: dict[str, set[str]] = {}
@@ -141,7 +149,8 @@ def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
                  for e in ruleset.entries if e.reported]
     return RetrohuntReport(
         rules=summaries, messages=found, messages_scanned=len(messages),
-        artifacts_scanned=artifacts, bytes_scanned=res.bytes_scanned, tag=tag or "",
+        artifacts_scanned=artifacts, bytes_scanned=res.bytes_scanned,
+        files_skipped=res.files_skipped, tag=tag or "",
         tagged=sorted(tagged), timeouts=sorted(res.timeouts), errors=sorted(res.errors),
         seconds=round(time.monotonic() - started, 3))
 

@@ -16,8 +16,9 @@ import pickle
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import yara
 
@@ -53,25 +54,96 @@ class RulesetError(ValueError):
                          (f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""))
 
 
-@dataclass
-class RuleEntry:
-    """One rule of the flattened ruleset."""
+class RuleSummary(NamedTuple):
+    """What reports and cache keys need of a rule: kept apart so they never unpickle its parse."""
 
-    index: int
-    source: RuleSource
-    encoding: str                  # how the file's text maps back to its exact bytes
-    key: str = ""
-    deps: list[int] = field(default_factory=list)       # rules its condition names
-    hashes: list[str] = field(default_factory=list)     # its ``hash`` metadata, lower case
+    name: str
+    file: str                      # "" when the rule came from no file
+    start_line: int
+    end_line: int
+    fingerprint: str
+    is_private: bool
+    is_global: bool
+    base: str                      # digest of what the rule alone contributes to its key
+    names: tuple[tuple[str, bool], ...]     # identifiers its condition may name (with ``*``?)
+    hashes: tuple[str, ...]        # its ``hash`` metadata, lower case
+
+
+def summarize(source: RuleSource) -> RuleSummary:
+    return RuleSummary(source.name, str(source.file or ""), source.start_line, source.end_line,
+                       source.fingerprint, source.is_private, source.is_global,
+                       _digest([source.name, f"private={source.is_private}",
+                                f"global={source.is_global}", source.fingerprint,
+                                *sorted(set(source.imports))]),
+                       condition_names(source), tuple(rule_hashes(source)))
+
+
+class _LazyRules:
+    """A rule file's parsed rules, left pickled until one rule's full source is needed."""
+
+    def __init__(self, blob: bytes | None = None, parsed: RuleFile | None = None):
+        self._blob = blob
+        self._parsed = parsed
+
+    def rules(self) -> list[RuleSource]:
+        if self._parsed is None:
+            assert self._blob is not None
+            self._parsed = pickle.loads(self._blob)
+            self._blob = None
+        return self._parsed.rules
+
+
+class RuleEntry:
+    """One rule of the flattened ruleset: its summary at once, its parsed source when asked."""
+
+    def __init__(self, index: int, source: RuleSource | None = None, encoding: str = "utf-8", *,
+                 summary: RuleSummary | None = None, lazy: tuple[_LazyRules, int] | None = None):
+        if source is None and lazy is None:
+            raise ValueError("a rule entry needs its source or a way to load it")
+        self.index = index
+        self.encoding = encoding              # how the file's text maps back to its exact bytes
+        self._source = source
+        self._lazy = lazy
+        self.summary = summary if summary is not None else summarize(self.source)
+        self.key = ""
+        self.deps: list[int] = []             # rules its condition names
+        self.hashes = list(self.summary.hashes)
+
+    def __repr__(self) -> str:
+        return f"RuleEntry({self.index}, {self.name!r}, key={self.key[:12]!r})"
+
+    @property
+    def source(self) -> RuleSource:
+        if self._source is None:
+            assert self._lazy is not None
+            lazy, position = self._lazy
+            self._source = lazy.rules()[position]
+        return self._source
 
     @property
     def name(self) -> str:
-        return self.source.name
+        return self.summary.name
+
+    @property
+    def file(self) -> str:
+        return self.summary.file
+
+    @property
+    def start_line(self) -> int:
+        return self.summary.start_line
+
+    @property
+    def is_global(self) -> bool:
+        return self.summary.is_global
+
+    @property
+    def is_private(self) -> bool:
+        return self.summary.is_private
 
     @property
     def reported(self) -> bool:
         """libyara reports only non-private rules."""
-        return not self.source.is_private
+        return not self.summary.is_private
 
 
 @dataclass
@@ -88,7 +160,7 @@ class Ruleset:
         self.entries = entries
         self.files = files
         self.by_name = {e.name: e for e in entries}
-        self.globals = [e.index for e in entries if e.source.is_global]
+        self.globals = [e.index for e in entries if e.is_global]
         self._link()
 
     def __len__(self) -> int:
@@ -99,9 +171,7 @@ class Ruleset:
     def _link(self) -> None:
         for entry in self.entries:
             entry.deps = sorted({d for d in self._references(entry) if d != entry.index})
-            entry.hashes = [str(v).strip().lower() for v in entry.source.meta_values("hash")
-                            if str(v).strip()]
-        base = [self._base(e) for e in self.entries]
+        base = [e.summary.base for e in self.entries]
         seen: set[int] = set()
         stack = list(self.globals)
         while stack:                  # globals and everything they name, transitively
@@ -117,21 +187,13 @@ class Ruleset:
                 parts.append(dep.key if d < entry.index else f"forward:{dep.name}")
             entry.key = _digest(parts)
 
-    @staticmethod
-    def _base(entry: RuleEntry) -> str:
-        s = entry.source
-        return _digest([s.name, f"private={s.is_private}", f"global={s.is_global}",
-                        s.fingerprint, *sorted(set(s.imports))])
-
     def _references(self, entry: RuleEntry) -> set[int]:
         """Rules the condition may name: any identifier that is a rule name, or a ``Prefix*`` set.
 
         Erring towards too many is safe: an extra dependency only costs a rescan.
         """
-        condition = _REGEX_LITERAL.sub("matches //", _TEXT_LITERAL.sub('""', entry.source.condition))
         found: set[int] = set()
-        for m in _REFERENCE.finditer(condition):
-            name, star = m.group(1), m.group(2)
+        for name, star in entry.summary.names:
             if star:
                 found.update(e.index for e in self.entries if e.name.startswith(name))
             elif name in self.by_name:
@@ -198,13 +260,47 @@ class Ruleset:
         if owner is None:
             return RuleProblem("", 0, text)
         start, entry = owner
-        return RuleProblem(str(entry.source.file or ""), entry.source.start_line + line - start, text)
+        return RuleProblem(entry.file, entry.start_line + line - start, text)
 
     def rule_at(self, file: str, line: int) -> RuleEntry | None:
         for e in self.entries:
-            if str(e.source.file or "") == file and e.source.start_line <= line <= e.source.end_line:
+            if e.file == file and e.start_line <= line <= e.summary.end_line:
                 return e
         return None
+
+
+def rule_hashes(source: RuleSource) -> list[str]:
+    """The rule's ``hash`` metadata values, lower case."""
+    return [str(v).strip().lower() for v in source.meta_values("hash") if str(v).strip()]
+
+
+def condition_names(source: RuleSource) -> tuple[tuple[str, bool], ...]:
+    """Identifiers in the condition outside string and regex literals, with whether a ``*`` follows."""
+    condition = _REGEX_LITERAL.sub("matches //", _TEXT_LITERAL.sub('""', source.condition))
+    return tuple(dict.fromkeys((m.group(1), bool(m.group(2)))
+                               for m in _REFERENCE.finditer(condition)))
+
+
+@dataclass
+class _ParsedFile:
+    """What the parse cache keeps of a rule file: summaries, and the parse itself still pickled."""
+
+    summaries: list[RuleSummary]
+    errors: list[str]
+    includes: list[str]
+    rules: _LazyRules
+
+    def __getstate__(self) -> dict[str, object]:
+        parsed = self.rules._parsed
+        blob = self.rules._blob if parsed is None else pickle.dumps(parsed, pickle.HIGHEST_PROTOCOL)
+        return {"summaries": self.summaries, "errors": self.errors, "includes": self.includes,
+                "blob": blob}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.summaries = state["summaries"]            # type: ignore[assignment]
+        self.errors = state["errors"]                  # type: ignore[assignment]
+        self.includes = state["includes"]              # type: ignore[assignment]
+        self.rules = _LazyRules(blob=state["blob"])    # type: ignore[arg-type]
 
 
 def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None) -> Ruleset:
@@ -225,27 +321,28 @@ def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None
             return
         seen.add(resolved)
         try:
-            parsed = _parse_cached(resolved, parse_cache)
+            cached = _parse_cached(resolved, parse_cache)
         except OSError as exc:
             where = str(chain[-1]) if chain else str(path)
             problems.append(RuleProblem(where, 0, f"cannot read {path}: {exc.strerror or exc}"))
             return
         files.append(resolved)
-        encoding = _encoding(parsed)
-        for err in parsed.errors:
+        encoding = _encoding(cached.errors)
+        for err in cached.errors:
             if _NOT_UTF8 in err:
                 continue
             m = re.match(r"line (\d+): (.*)", err, re.S)
             problems.append(RuleProblem(str(resolved), int(m.group(1)) if m else 0,
                                         m.group(2) if m else err))
-        for inc in parsed.includes:    # YARA resolves includes against the including file
+        for inc in cached.includes:    # YARA resolves includes against the including file
             target = Path(inc) if os.path.isabs(inc) else resolved.parent / inc
             if not target.exists():
                 problems.append(RuleProblem(str(resolved), 0, f"include {inc!r}: no such file"))
                 continue
             take(target, (*chain, resolved))
-        for rule in parsed.rules:
-            entries.append(RuleEntry(index=len(entries), source=rule, encoding=encoding))
+        for j, summary in enumerate(cached.summaries):
+            entries.append(RuleEntry(len(entries), None, encoding, summary=summary,
+                                     lazy=(cached.rules, j)))
 
     for p in iter_rule_paths(Path(x) for x in paths):
         if not p.exists():
@@ -254,8 +351,8 @@ def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None
     names: dict[str, RuleEntry] = {}
     for e in entries:
         if e.name in names:
-            first = names[e.name].source
-            problems.append(RuleProblem(str(e.source.file), e.source.start_line,
+            first = names[e.name]
+            problems.append(RuleProblem(e.file, e.start_line,
                                         f"duplicated rule name {e.name!r} "
                                         f"(first defined at {first.file}:{first.start_line})"))
         else:
@@ -265,46 +362,57 @@ def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None
     return Ruleset(entries, files)
 
 
-def _parse_cached(path: Path, folder: Path | None) -> RuleFile:
-    """``parse_file``, remembered by (file bytes, parser source) when a cache folder is given."""
+def _parse_cached(path: Path, folder: Path | None) -> _ParsedFile:
+    """``parse_file`` plus key parts, remembered by (file bytes, code) when a cache folder is given.
+
+    The cached copy leaves out what only linting reads (the file's text, line
+    index and metadata positions): a re-test loads every unchanged file from here.
+    """
     if folder is None:
-        return parse_file(path)
+        return _prepare(parse_file(path))
     data = path.read_bytes()
     key = hashlib.sha256(_PARSER_ID + data + str(path).encode("utf-8", "surrogateescape"))
     entry = folder / f"{key.hexdigest()}.pickle"
     try:
         with open(entry, "rb") as fh:
             cached = pickle.load(fh)
-        if isinstance(cached, RuleFile):
+        if isinstance(cached, _ParsedFile):
             return cached
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
         pass
-    parsed = parse_file(path)
+    prepared = _prepare(parse_file(path))
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
     with os.fdopen(fd, "wb") as out:
-        pickle.dump(parsed, out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(prepared, out, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, entry)
-    return parsed
+    return prepared
+
+
+def _prepare(parsed: RuleFile) -> _ParsedFile:
+    parsed.text = ""
+    parsed.line_index = []
+    for rule in parsed.rules:
+        rule.meta_entries = []
+    return _ParsedFile([summarize(r) for r in parsed.rules], list(parsed.errors),
+                       list(parsed.includes), _LazyRules(parsed=parsed))
 
 
 def _parser_id() -> bytes:
-    """Changes whenever the parser's code does, so cached parses never outlive it."""
+    """Changes whenever the parser's or this module's code does, so cached parses never outlive it."""
     from workbench.rules import parse
 
-    return hashlib.sha256(Path(parse.__file__).read_bytes()).digest()
+    return hashlib.sha256(Path(parse.__file__).read_bytes() + Path(__file__).read_bytes()).digest()
 
 
 _PARSER_ID = _parser_id()
 
 
-def _encoding(parsed: RuleFile) -> str:
-    return "latin-1" if any(_NOT_UTF8 in e for e in parsed.errors) else "utf-8"
+def _encoding(errors: list[str]) -> str:
+    return "latin-1" if any(_NOT_UTF8 in e for e in errors) else "utf-8"
 
 
 def _digest(parts: Iterable[str]) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode("utf-8", "surrogateescape"))
-        h.update(b"\0")
-    return h.hexdigest()
+    """sha256 of the parts, each followed by a NUL byte."""
+    return hashlib.sha256(b"".join(p.encode("utf-8", "surrogateescape") + b"\0"
+                                   for p in parts)).hexdigest()

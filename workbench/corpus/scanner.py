@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import yara
 
 PROGRESS_INTERVAL = 0.1          # seconds between progress calls (the promise is 200 ms)
 DEFAULT_TIMEOUT = 60             # seconds per file
 MAX_INSTANCES_PER_STRING = 16    # match instances kept per string (the total is counted)
+CONTEXT_BYTES = 32               # bytes of context kept either side of a match ...
+CONTEXT_HITS = 8                 # ... for this many matches per rule and file (what a report lists)
 
 
 class ScanCancelled(Exception):
@@ -31,25 +34,30 @@ class ScanCancelled(Exception):
         self.outcome = outcome
 
 
-@dataclass(frozen=True)
-class ScanTarget:
+# Named tuples, not dataclasses: a run makes one per file and per match, and a cached
+# re-test has little else to do, so their construction cost shows.
+class ScanTarget(NamedTuple):
     sha256: str
-    path: Path
+    path: str | Path
     size: int
 
 
-@dataclass(frozen=True)
-class StringHit:
-    """One match instance: where a string matched and the bytes it matched (libyara keeps 512)."""
+class StringHit(NamedTuple):
+    """One match instance: where a string matched and the bytes it matched (libyara keeps 512).
+
+    ``before``/``after`` hold up to 32 bytes of the file either side when known
+    (the cache keeps them for the first matches), else None.
+    """
 
     identifier: str
     offset: int
     length: int
     data: bytes
+    before: bytes | None = None
+    after: bytes | None = None
 
 
-@dataclass(frozen=True)
-class RuleHit:
+class RuleHit(NamedTuple):
     rule: str
     hits: tuple[StringHit, ...]
     total: int                    # instances before the per-string cap
@@ -106,14 +114,39 @@ def convert_matches(matches: Sequence[yara.Match], too_many: set[str]) -> list[R
     return hits
 
 
+def with_context(path: str | Path, hits: list[RuleHit], count: int = CONTEXT_HITS) -> list[RuleHit]:
+    """``hits`` with the bytes around their first ``count`` matches read from the file.
+
+    Read right after the scan, while the file is in the page cache, so a report
+    (even one from the cache) never has to open the file again. An unreadable
+    file leaves the context unknown.
+    """
+    try:
+        with open(path, "rb") as fh:
+            out = []
+            for hit in hits:
+                shown = []
+                for h in hit.hits[:count]:
+                    start = max(0, h.offset - CONTEXT_BYTES)
+                    fh.seek(start)
+                    window = fh.read(h.offset - start + h.length + CONTEXT_BYTES)
+                    shown.append(h._replace(before=window[:h.offset - start],
+                                            after=window[h.offset - start + h.length:]))
+                out.append(hit._replace(hits=(*shown, *hit.hits[count:])))
+            return out
+    except OSError:
+        return hits
+
+
 def scan_files(rules: yara.Rules, targets: Sequence[ScanTarget], *, threads: int | None = None,
                timeout: int = DEFAULT_TIMEOUT,
                progress: Callable[[ScanProgress], None] | None = None,
                cancel: threading.Event | None = None,
-               base: ScanProgress | None = None) -> ScanOutcome:
+               base: ScanProgress | None = None, context: bool = False) -> ScanOutcome:
     """Scan files by path on ``threads`` threads; raises :class:`ScanCancelled` on cancel.
 
     ``base`` carries counts from earlier passes so one progress bar can span several.
+    With ``context``, matches carry the bytes around them (see :func:`with_context`).
     """
     threads = max(1, threads or default_threads())
     outcome = ScanOutcome()
@@ -145,6 +178,8 @@ def scan_files(rules: yara.Rules, targets: Sequence[ScanTarget], *, threads: int
             try:
                 hits = convert_matches(rules.match(str(target.path), timeout=timeout,
                                                    warnings_callback=on_warning), too_many)
+                if context and hits:
+                    hits = with_context(target.path, hits)
             except yara.TimeoutError:
                 timed_out = True
             except yara.Error as exc:

@@ -7,29 +7,33 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from workbench.corpus.cache import CACHE_NAME, ScanCache
-from workbench.corpus.engine import Resolution, resolve
+from workbench.corpus.engine import Resolution, paused_gc, resolve
+from workbench.corpus.prefilter import open_index
 from workbench.corpus.registry import (
     QUARANTINE_CORPUS,
-    CorpusFile,
     CorpusRegistry,
     HashMatch,
     UnknownCorpus,
 )
 from workbench.corpus.ruleset import PARSE_CACHE, RuleEntry, Ruleset, load_ruleset
 from workbench.corpus.scanner import (
+    CONTEXT_BYTES,
+    CONTEXT_HITS,
     DEFAULT_TIMEOUT,
     RuleHit,
     ScanProgress,
     ScanTarget,
     default_threads,
+    with_context,
 )
 from workbench.workspace import Workspace
 
-CONTEXT = 32                 # bytes of context either side of a match
+CONTEXT = CONTEXT_BYTES      # bytes of context either side of a match
 MAX_FILES_LISTED = 25        # files listed per rule and category (all are counted)
-MAX_HITS_LISTED = 8          # match instances shown per file
+MAX_HITS_LISTED = CONTEXT_HITS   # match instances shown per file
 NOISY_MIN_FILES = 20         # a rule matching more files than this ...
 NOISY_FRACTION = 0.10        # ... and more than this share of the files is "too broad"
 HEAVY_INSTANCES = 10_000     # match instances in one file that make a rule slow
@@ -131,9 +135,13 @@ class TestStats:
     files_scanned: int
     bytes_scanned: int
     pairs_cached: int
+    files_skipped: int         # ruled out by the gram index, not read (summed over rule groups)
+    files_indexed: int         # added to the gram index during this run
     threads: int
     cache: bool
+    index: bool
     compile_seconds: float
+    index_seconds: float
     scan_seconds: float
     seconds: float
 
@@ -152,8 +160,7 @@ class TestReport:
     stats: TestStats
 
 
-@dataclass
-class _Member:
+class _Member(NamedTuple):
     corpus: str
     label: str
     name: str
@@ -171,11 +178,14 @@ def gather_targets(registry: CorpusRegistry, corpora: Sequence[str] | None
     totals = []
     for name in dict.fromkeys(names):
         label = registry.label(name)
-        files: list[CorpusFile] = registry.files(name)
-        totals.append(CorpusTotals(name, label, len(files), sum(f.size for f in files)))
-        for f in files:
-            targets.setdefault(f.sha256, ScanTarget(f.sha256, f.path_in_store, f.size))
-            members.setdefault(f.sha256, []).append(_Member(name, label, f.original_name))
+        files = registry.members(name)
+        totals.append(CorpusTotals(name, label, len(files), sum(f[3] for f in files)))
+        for sha, path, original, size in files:
+            if sha not in targets:
+                targets[sha] = ScanTarget(sha, path, size)
+                members[sha] = [_Member(name, label, original)]
+            else:
+                members[sha].append(_Member(name, label, original))
     return list(targets.values()), members, totals
 
 
@@ -183,15 +193,31 @@ def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
                corpora: list[str] | None = None, *, threads: int | None = None,
                progress: Callable[[ScanProgress], None] | None = None,
                cancel: threading.Event | None = None, use_cache: bool = True,
-               timeout: int = DEFAULT_TIMEOUT) -> TestReport:
+               use_index: bool = True, timeout: int = DEFAULT_TIMEOUT) -> TestReport:
     """Test rules against corpora: true positives, false positives and false negatives per rule.
 
     ``rule_paths`` default to the workspace's ``signatures/rules``. ``corpora``
     default to every registered corpus plus the built-in ``quarantine`` one.
     ``progress`` is called from this thread at least every 200 ms while scanning;
     ``cancel`` stops the scan within a second (raising ``ScanCancelled``).
+    ``use_index`` lets a re-test of a few rules read only the files the gram index
+    says they could match (the results are the same either way).
     Raises ``RulesetError`` for rules that do not compile and ``UnknownCorpus``.
     """
+    with paused_gc():
+        return _test_rules(workspace, rule_paths, corpora, threads=threads, progress=progress,
+                           cancel=cancel, use_cache=use_cache, use_index=use_index,
+                           timeout=timeout)
+
+
+test_rules.__test__ = False     # type: ignore[attr-defined]  # a library function, not a test
+
+
+def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
+                corpora: list[str] | None, *, threads: int | None,
+                progress: Callable[[ScanProgress], None] | None,
+                cancel: threading.Event | None, use_cache: bool, use_index: bool,
+                timeout: int) -> TestReport:
     started = time.monotonic()
     threads = threads or default_threads()
     ruleset = load_ruleset(list(rule_paths) if rule_paths else default_rule_paths(workspace),
@@ -201,22 +227,22 @@ def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
         hashes = {h for e in ruleset.entries for h in e.hashes}
         found = registry.find_hashes(hashes, [t.name for t in totals])
     cache = ScanCache(workspace.state / CACHE_NAME) if use_cache else None
+    index = open_index(workspace) if use_index else None
     try:
         res = resolve(ruleset, targets, cache=cache, threads=threads, timeout=timeout,
-                      progress=progress, cancel=cancel)
+                      progress=progress, cancel=cancel, index=index)
     finally:
         if cache is not None:
             cache.close()
+        if index is not None:
+            index.close()
     return _report(ruleset, targets, members, totals, found, res, threads, use_cache,
-                   time.monotonic() - started)
-
-
-test_rules.__test__ = False     # type: ignore[attr-defined]  # a library function, not a test
+                   index is not None, time.monotonic() - started)
 
 
 def _report(ruleset: Ruleset, targets: list[ScanTarget], members: dict[str, list[_Member]],
             totals: list[CorpusTotals], found: dict[str, list[HashMatch]], res: Resolution,
-            threads: int, use_cache: bool, seconds: float) -> TestReport:
+            threads: int, use_cache: bool, use_index: bool, seconds: float) -> TestReport:
     by_sha = {t.sha256: t for t in targets}
     hits_of: dict[int, dict[str, RuleHit]] = {}
     for (i, sha), hit in res.hits.items():
@@ -234,9 +260,10 @@ def _report(ruleset: Ruleset, targets: list[ScanTarget], members: dict[str, list
         rules=len(ruleset), rules_compiled=res.rules_compiled, files=len(targets),
         bytes=sum(t.size for t in targets), files_scanned=res.files_scanned,
         bytes_scanned=res.bytes_scanned, pairs_cached=res.pairs_cached,
-        threads=threads, cache=use_cache,
-        compile_seconds=round(res.compile_seconds, 3), scan_seconds=round(res.scan_seconds, 3),
-        seconds=round(seconds, 3))
+        files_skipped=res.files_skipped, files_indexed=res.files_indexed,
+        threads=threads, cache=use_cache, index=use_index,
+        compile_seconds=round(res.compile_seconds, 3), index_seconds=round(res.index_seconds, 3),
+        scan_seconds=round(res.scan_seconds, 3), seconds=round(seconds, 3))
     return TestReport(
         passed=all(r.passed for r in results), rules=results, corpora=totals,
         true_positives=sum(r.tp_count for r in results),
@@ -255,11 +282,10 @@ def _problem(sha: str, members: dict[str, list[_Member]], reason: str, rules: li
 def _rule_result(e: RuleEntry, hits: dict[str, RuleHit], members: dict[str, list[_Member]],
                  found: dict[str, list[HashMatch]], res: Resolution, reader: _ContextReader,
                  total_files: int) -> RuleResult:
-    s = e.source
-    out = RuleResult(rule=e.name, file=str(s.file or ""), line=s.start_line, key=e.key,
-                     fingerprint=s.fingerprint, private=s.is_private,
+    out = RuleResult(rule=e.name, file=e.file, line=e.start_line, key=e.key,
+                     fingerprint=e.summary.fingerprint, private=e.is_private,
                      warnings=list(res.warnings.get(e.index, [])))
-    if s.is_private:
+    if e.is_private:
         out.warnings.append("private rule: libyara does not report it, so it has no results "
                             "of its own")
     for sha in sorted(hits, key=lambda x: (members[x][0].name, x)):
@@ -316,7 +342,7 @@ def _false_negatives(e: RuleEntry, value: str, hits: dict[str, RuleHit], places:
 
 
 class _ContextReader:
-    """Reads the bytes around matches straight from the stored files."""
+    """The bytes around matches: from the hits when the scan kept them, else read from the file."""
 
     def __init__(self, by_sha: dict[str, ScanTarget]):
         self.by_sha = by_sha
@@ -325,16 +351,8 @@ class _ContextReader:
         target = self.by_sha[sha]
         fm = FileMatch(sha, members[0].name, [m.corpus for m in members], target.size, hit.total)
         shown = hit.hits[:MAX_HITS_LISTED]
-        try:
-            with open(target.path, "rb") as fh:
-                for h in shown:
-                    start = max(0, h.offset - CONTEXT)
-                    fh.seek(start)
-                    window = fh.read(h.offset - start + h.length + CONTEXT)
-                    fm.strings.append(MatchDetail(
-                        h.identifier, h.offset, h.length, h.data, window[:h.offset - start],
-                        window[h.offset - start + h.length:]))
-        except OSError:
-            fm.strings = [MatchDetail(h.identifier, h.offset, h.length, h.data, b"", b"")
-                          for h in shown]
+        if any(h.before is None or h.after is None for h in shown):
+            shown = tuple(with_context(target.path, [hit], MAX_HITS_LISTED)[0].hits[:MAX_HITS_LISTED])
+        fm.strings = [MatchDetail(h.identifier, h.offset, h.length, h.data, h.before or b"",
+                                  h.after or b"") for h in shown]
         return fm
