@@ -73,30 +73,21 @@ class Fingerprint:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Identity:
-    """What any file is, whatever its format: hashes, detected type, entropy."""
+@dataclass(kw_only=True)
+class Identity(Fingerprint):
+    """What any file is, whatever its format: the fingerprint, the sha256 and the detected type."""
 
     size: int
-    md5: str
-    sha1: str
     sha256: str
-    ssdeep: str
-    tlsh: str
     magic: str
     mime: str
-    entropy: float
-    entropy_window: int                   # bytes per point of ``entropy_windows``
-    entropy_windows: list[float]
-    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, *, size: int, sha256: str, magic: str, mime: str, fingerprint: Fingerprint,
            notes: list[str] | None = None) -> Identity:
-        fp = fingerprint
-        return cls(size=size, md5=fp.md5, sha1=fp.sha1, sha256=sha256, ssdeep=fp.ssdeep, tlsh=fp.tlsh,
-                   magic=magic, mime=mime, entropy=fp.entropy, entropy_window=fp.entropy_window,
-                   entropy_windows=fp.entropy_windows, notes=[*fp.notes, *(notes or [])])
+        shared = {f.name: getattr(fingerprint, f.name) for f in dataclasses.fields(Fingerprint)}
+        shared["notes"] = [*fingerprint.notes, *(notes or [])]
+        return cls(size=size, sha256=sha256, magic=magic, mime=mime, **shared)
 
 
 @dataclass
