@@ -201,3 +201,18 @@ def test_warm_starts_every_worker_at_once() -> None:
         assert len(fresh._all) == 2 and fresh.restarts == 0
     finally:
         fresh.close()
+
+
+def test_children_stay_in_the_answer_when_the_spool_folder_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import itertools
+
+    from workbench.dissect.model import Child, DissectResult
+    from workbench.dissect.worker import SPOOL_MIN, _spool_children
+
+    big, small = b"b" * SPOOL_MIN, b"s"
+    result = DissectResult(children=[Child("big", big), Child("small", small), Child("big2", big)])
+    assert _spool_children(str(tmp_path / "gone"), result, itertools.count()) == {}
+    assert [c.data for c in result.children] == [big, small, big]
+    spooled = _spool_children(str(tmp_path), result, itertools.count())
+    assert sorted(spooled) == [0, 2] and [c.data for c in result.children] == [b"", small, b""]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(item.name for item in spooled.values())

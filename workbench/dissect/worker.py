@@ -241,14 +241,22 @@ def _run_steps(kind: str, args: tuple[Any, ...], memory: int) -> Iterator[tuple[
 
 
 def _spool_children(folder: str, value: Any, counter: Iterator[int]) -> dict[int, Spooled]:
-    """Move the big children of a dissector's result into spool files: ``{child index: file}``."""
+    """Move the big children of a dissector's result into spool files: ``{child index: file}``.
+    Should the folder fail (tmpfs full), every child stays in the answer instead."""
     if not isinstance(value, DissectResult):
         return {}
-    spooled = {}
-    for index, child in enumerate(value.children):
-        if len(child.data) >= SPOOL_MIN:
-            spooled[index] = _write_spool(folder, f"r-{os.getpid()}-{next(counter)}", child.data)
-            child.data = b""
+    spooled: dict[int, Spooled] = {}
+    try:
+        for index, child in enumerate(value.children):
+            if len(child.data) >= SPOOL_MIN:
+                spooled[index] = _write_spool(folder, f"r-{os.getpid()}-{next(counter)}", child.data)
+    except OSError:
+        for item in spooled.values():
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, item.name))
+        return {}
+    for index in spooled:
+        value.children[index].data = b""
     return spooled
 
 
@@ -346,7 +354,10 @@ class _Worker:
                         status, value, spooled = _ResultUnpickler(io.BytesIO(blob)).load()
                     del buf[:end]
                     if spooled:
-                        self._unspool(value, spooled)
+                        try:
+                            self._unspool(value, spooled)
+                        except OSError as exc:          # the worker's file, not its pipe, failed
+                            raise ValueError(f"spooled payload unreadable: {exc}") from None
                     return status, value
                 want = end - len(buf)
             else:
