@@ -58,6 +58,7 @@ def test_office_velvet_sweatshop_is_decrypted_and_dissected(pool: WorkerPool) ->
     encrypted = build_encrypted_docx(VELVET_SWEATSHOP, template_url="http://templates.example/x.dotm")
     root = dissect_bytes(encrypted, "figures.docx", pool=pool).root
     assert root.dissector == "office" and root.status == OK
+    assert root.mime == "application/encrypted" and root.flags == []     # how Office saves it
     assert root.report.encrypted and root.report.decrypted_with == "VelvetSweatshop"
     decrypted = _child(root, "decrypted")
     assert decrypted.note == "decrypted with password 'VelvetSweatshop'"
