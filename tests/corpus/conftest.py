@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import tempfile
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from workbench.corpus.registry import CorpusRegistry
 from workbench.samples.mail import EICAR, GTUBE
@@ -20,6 +22,10 @@ DROPPER = b"MZ" + b"\x00" * 62 + b"This program cannot be run in DOS mode.\r\n" 
 LOADER = b"%PDF-1.7\n" + b"A" * 300 + b"GTUBE-STANDARD-ANTI-UBE" + b"B" * 50
 CLEAN_README = b"This readme mentions http://docs.example/ and nothing bad at all.\n" * 4
 CLEAN_NOISY = b"Our antivirus notes: EICAR-STANDARD-ANTIVIRUS-TEST-FILE is a test string.\n"
+
+
+# Hypothesis keeps a cache under .hypothesis/ in the working folder: not in the repository.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "workbench-hypothesis")
 
 
 def sha256(data: bytes) -> str:

@@ -67,3 +67,21 @@ def test_retrohunt_command(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None
     assert code == E_OK
     doc = json.loads(out)
     assert doc["messages"] == [] and {r["rule"] for r in doc["rules"]} >= {"MAL_Any_Eicar"}
+
+
+def test_corpus_index_command_and_no_index_flag(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(lab, capsys, "corpus", "index", "--json")
+    doc = json.loads(out)
+    assert code == E_OK and doc["build"]["indexed"] == 0          # corpus add indexed them all
+    assert doc["stats"]["files"] == 4 and doc["files"] == 4
+    code, out, _ = run(lab, capsys, "corpus", "index", "mal", "--rebuild")
+    assert code == E_OK and "indexed 2 of 2 files" in out
+    assert run(lab, capsys, "corpus", "index", "nope")[0] == E_NOT_FOUND
+
+    code, out, _ = run(lab, capsys, "test", str(lab.rules), "--json")
+    indexed = json.loads(out)
+    assert indexed["stats"]["index"] is True and indexed["stats"]["files_indexed"] == 2
+    code, out, _ = run(lab, capsys, "test", str(lab.rules), "--json", "--no-index", "--no-cache")
+    plain = json.loads(out)
+    assert plain["stats"]["index"] is False and plain["stats"]["files_skipped"] == 0
+    assert plain["rules"] == indexed["rules"]

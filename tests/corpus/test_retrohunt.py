@@ -74,3 +74,16 @@ def test_a_second_hunt_comes_from_the_cache(hunted) -> None:
     second = retrohunt(workspace, [rules])
     assert second.bytes_scanned == 0 and first.bytes_scanned > 0
     assert [m.sha256 for m in first.messages] == [m.sha256 for m in second.messages]
+
+
+def test_a_hunt_with_a_new_rule_reads_only_what_it_could_match(hunted, tmp_path: Path) -> None:
+    workspace, rules, spam, carrier, plain = hunted
+    first = retrohunt(workspace, [rules])             # indexes the messages and the artifact
+    assert first.files_skipped > 0
+    new = tmp_path / "new.yar"
+    new.write_text('rule MAL_New { strings: $u = "evil.example/payload" condition: $u }\n')
+    hunt = retrohunt(workspace, [new])
+    full = retrohunt(workspace, [new], use_cache=False, use_index=False)
+    assert [m.sha256 for m in hunt.messages] == [m.sha256 for m in full.messages]
+    assert {m.sha256 for m in hunt.messages} == {carrier, plain}     # through the dropper artifact
+    assert hunt.files_skipped == 3 and hunt.bytes_scanned < full.bytes_scanned

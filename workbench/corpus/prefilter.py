@@ -26,7 +26,7 @@ from workbench.corpus.gramindex import (
 )
 from workbench.corpus.registry import QUARANTINE_CORPUS, CorpusRegistry
 from workbench.corpus.ruleset import Ruleset
-from workbench.corpus.scanner import ScanProgress, ScanTarget, default_threads
+from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, default_threads
 from workbench.workspace import Workspace
 
 MAX_RULES = 128        # larger groups are scanned whole: a cold run reads every file anyway
@@ -107,6 +107,8 @@ class Prefilter:
             todo = [(sha, targets[sha].path) for sha in sorted(lacking)]
             built = self.index.build(todo, threads=self.threads, cancel=self.cancel, progress=step)
             self.stats.files_indexed += built.indexed
+            if self.cancel is not None and self.cancel.is_set():
+                raise ScanCancelled()          # what was indexed is kept for the next run
             self._tried.update(lacking)            # unreadable ones stay candidates
             self._reader = self.index.reader()
             selection = self._reader.select(shas)
