@@ -37,8 +37,9 @@ import shutil
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -362,8 +363,8 @@ class GramIndex:
 
     # -- writing ----------------------------------------------------------------------
 
-    def writer(self) -> IndexWriter:
-        return IndexWriter(self)
+    def writer(self, threads: int = 0) -> IndexWriter:
+        return IndexWriter(self, threads)
 
     def build(self, files: Sequence[tuple[str, Path | str]], *, threads: int = 1,
               cancel: threading.Event | None = None,
@@ -477,29 +478,43 @@ def _append(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+_REVERSE_BITS = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], np.uint8)
+
+
 def _set_columns(block: np.ndarray, first: int, filters: list[FileFilter]) -> None:
     """Write filters as columns ``first``, ``first+1``... of a bucket-major block.
 
-    Bits are transposed through a bool staging matrix of up to 16 MiB, a byte
-    column (8 slots) at a time; slots after the last filter in its byte are cleared.
+    Eight filters make one byte column: byte ``b`` of each (rows 8b..8b+7) forms an
+    8x8 bit matrix in a uint64, transposed with three shift-and-mask steps
+    (Hacker's Delight 7-3) and bit-reversed into packbits' order; a bool staging
+    matrix did the same 4x slower. Slots after the last filter in its byte are cleared.
     """
     rows = block.shape[0]
-    width = max(8, min(256, ((1 << 24) // rows) // 8 * 8))
+    per_row = rows // 8
     start = first - first % 8
     stop = first + len(filters)
-    for lo in range(start, stop, width):
-        hi = min(lo + width, stop)
+    chunk = max(8, min(256, (1 << 25) // per_row // 8 * 8))     # files per pass: <= 32 MiB
+    for lo in range(start, stop, chunk):
+        hi = min(lo + chunk, stop)
         hi8 = _round8(hi)
-        stage = np.zeros((hi8 - lo, rows), np.bool_)       # one row per slot: contiguous writes
+        count = hi8 - lo
+        packed = np.zeros((count, per_row), np.uint8)
         for slot in range(max(lo, first), hi):
             bits = filters[slot - first].bits
             assert bits is not None
-            stage[slot - lo] = np.unpackbits(bits, count=rows).view(np.bool_)
-        keep = np.zeros(hi8 - lo, np.bool_)
-        keep[:max(0, first - lo)] = True                    # listed slots before ``first``
+            packed[slot - lo] = bits
+        x = np.ascontiguousarray(packed.reshape(count // 8, 8, per_row).transpose(0, 2, 1)
+                                 ).view("<u8")[..., 0]
+        for shift, mask in ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC),
+                            (28, 0x00000000F0F0F0F0)):
+            t = (x ^ (x >> np.uint64(shift))) & np.uint64(mask)
+            x = x ^ t ^ (t << np.uint64(shift))
+        columns = _REVERSE_BITS[x.byteswap().view(np.uint8)].reshape(count // 8, rows)
+        keep = np.zeros(count, np.bool_)
+        keep[:max(0, first - lo)] = True                          # listed slots before ``first``
         view = block[:, lo // 8:hi8 // 8]
         view &= np.packbits(keep)
-        view |= np.packbits(stage, axis=0).T
+        view |= columns.T
 
 
 def _fsync(path: Path) -> None:
@@ -511,21 +526,41 @@ def _fsync(path: Path) -> None:
 
 
 class IndexWriter:
-    """Collects filters (``corpus add`` computes them from bytes it already holds) and writes them in batches."""
+    """Collects filters and writes them in batches.
 
-    def __init__(self, index: GramIndex):
+    ``corpus add`` hands it the bytes it already read; with ``threads`` the filters
+    are computed on worker threads (numpy releases the GIL) while the caller goes
+    on hashing and storing the next files. Errors surface at the latest on flush.
+    """
+
+    def __init__(self, index: GramIndex, threads: int = 0):
         self.index = index
         self.pending: list[tuple[str, FileFilter]] = []
         self.pending_bytes = 0
         self.added = 0
         self._known: set[str] | None = None
+        self._pool = ThreadPoolExecutor(threads) if threads > 0 else None
+        self._running: deque[tuple[str, Future[FileFilter]]] = deque()
+        self._limit = 4 * max(1, threads)
 
     def __enter__(self) -> IndexWriter:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is None:
-            self.flush()
+        try:
+            if exc_type is None:
+                self.flush()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the worker threads (filters not yet flushed are dropped)."""
+        if self._pool is not None:
+            for _, future in self._running:
+                future.cancel()
+            self._running.clear()
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def known(self, sha: str) -> bool:
         if self._known is None:
@@ -533,10 +568,18 @@ class IndexWriter:
         return sha in self._known
 
     def add_bytes(self, sha: str, data: bytes) -> bool:
-        """Index ``data`` under ``sha`` unless it is there already; True when it was computed."""
+        """Index ``data`` under ``sha`` unless it is there already; True when it will be."""
         if self.known(sha):
             return False
-        self.add(sha, filter_bytes(data))
+        assert self._known is not None
+        self._known.add(sha)
+        if self._pool is None:
+            self.add(sha, filter_bytes(data))
+        else:
+            self._running.append((sha, self._pool.submit(filter_bytes, data)))
+            while len(self._running) > self._limit or (self._running and self._running[0][1].done()):
+                done_sha, future = self._running.popleft()
+                self.add(done_sha, future.result())
         return True
 
     def add_file(self, sha: str, path: Path | str) -> bool:
@@ -554,6 +597,9 @@ class IndexWriter:
             self.flush()
 
     def flush(self) -> None:
+        while self._running:
+            sha, future = self._running.popleft()
+            self.add(sha, future.result())
         if self.pending:
             self.added += self.index._commit(self.pending)
         self.pending = []

@@ -29,6 +29,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _IN_MEMORY_LIMIT = 64 * 1024 * 1024   # larger files are hashed and stored in two streaming passes
 _CHUNK = 1 << 20
 _BATCH = 200
+_INDEX_THREADS = 1            # gram filters computed beside the hashing and storing
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS corpora (
@@ -218,28 +219,32 @@ class CorpusRegistry:
                    index: GramIndex, report: AddReport,
                    progress: Callable[[AddReport], None] | None) -> None:
         pending: list[tuple[object, ...]] = []
-        writer: IndexWriter | None = index.writer()
-        for file_path, rel in _walk(root, report):
-            report.seen += 1
-            try:
-                st = file_path.stat()
-                if (rel, st.st_size, st.st_mtime_ns) in known:
-                    report.unchanged += 1
+        threads = index.writer(threads=_INDEX_THREADS)
+        writer: IndexWriter | None = threads
+        try:
+            for file_path, rel in _walk(root, report):
+                report.seen += 1
+                try:
+                    st = file_path.stat()
+                    if (rel, st.st_size, st.st_mtime_ns) in known:
+                        report.unchanged += 1
+                        continue
+                    sha, md5, sha1, size, created, data = self._store_file(file_path, st.st_size)
+                except OSError as exc:
+                    report.errors.append(AddError(rel, exc.strerror or str(exc)))
                     continue
-                sha, md5, sha1, size, created, data = self._store_file(file_path, st.st_size)
-            except OSError as exc:
-                report.errors.append(AddError(rel, exc.strerror or str(exc)))
-                continue
-            writer = self._index(writer, sha, data, report)
-            report.new_objects += int(created)
-            pending.append((name, sha, rel, size, md5, sha1, st.st_mtime_ns, now))
-            if len(pending) >= _BATCH:
-                self._record(pending, report)
-                if progress is not None:
-                    progress(report)
-        self._record(pending, report)
-        if writer is not None:
-            self._index_flush(writer, report)
+                writer = self._index(writer, sha, data, report)
+                report.new_objects += int(created)
+                pending.append((name, sha, rel, size, md5, sha1, st.st_mtime_ns, now))
+                if len(pending) >= _BATCH:
+                    self._record(pending, report)
+                    if progress is not None:
+                        progress(report)
+            self._record(pending, report)
+            if writer is not None:
+                self._index_flush(writer, report)
+        finally:
+            threads.close()
 
     def _index(self, writer: IndexWriter | None, sha: str, data: bytes | None,
                report: AddReport) -> IndexWriter | None:
