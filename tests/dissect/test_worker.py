@@ -216,3 +216,22 @@ def test_children_stay_in_the_answer_when_the_spool_folder_fails(tmp_path) -> No
     spooled = _spool_children(str(tmp_path), result, itertools.count())
     assert sorted(spooled) == [0, 2] and [c.data for c in result.children] == [b"", small, b""]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(item.name for item in spooled.values())
+
+
+def test_a_full_spool_folder_keeps_no_half_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import errno
+    import os
+
+    import workbench.dissect.worker as worker_module
+
+    real_write = os.write
+
+    def full_after_a_bit(fd: int, data: Any) -> int:
+        if len(data) <= 2000:                 # the device fills up after 3,000 bytes
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data[:1000])
+
+    monkeypatch.setattr(worker_module.os, "write", full_after_a_bit)
+    with pytest.raises(OSError, match="No space"):
+        worker_module._write_spool(str(tmp_path), "a-1-1", b"x" * 5000)
+    assert list(tmp_path.iterdir()) == []

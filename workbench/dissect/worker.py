@@ -159,14 +159,19 @@ class Spooled:
 
 
 def _write_spool(folder: str, name: str, data: bytes) -> Spooled:
-    fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    path = os.path.join(folder, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with memoryview(data) as view:
             done = 0
             while done < len(view):
                 done += os.write(fd, view[done:])
-    finally:
+    except BaseException:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)                 # a tmpfs that filled up keeps no half file
+        raise
+    os.close(fd)
     return Spooled(name, len(data))
 
 
