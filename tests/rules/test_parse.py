@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import yara
@@ -120,13 +119,11 @@ def test_non_utf8_file_is_read_and_flagged(tmp_path: Path) -> None:
     assert "not UTF-8" in f.errors[0]
 
 
-def test_parses_thousands_of_rules_fast() -> None:
+def test_parses_thousands_of_rules() -> None:
     body = "\n".join(
         f'rule R{i} : t {{ meta: id = "{i}" hash = "{i:064x}" strings: $a = "string{i}" wide '
         f'$h = {{ 4D 5A ?? {i % 256:02X} }} $r = /abc{i}[0-9]+/ condition: uint16(0) == 0x5A4D and any of them }}'
         for i in range(5000))
-    start = time.perf_counter()
-    f = parse_text(body)
-    elapsed = time.perf_counter() - start
+    f = parse_text(body)      # speed: bench/rules.py
     assert len(f.rules) == 5000 and not f.errors
-    assert elapsed < 5.0, f"parsing 5,000 rules took {elapsed:.2f} s"
+    assert f.rules[4999].name == "R4999" and f.rules[4999].meta_value("id") == "4999"
