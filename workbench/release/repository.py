@@ -177,7 +177,8 @@ class SignatureRepository:
         """Commit exactly ``paths`` (signatures-relative), whatever else is staged."""
         repo = self.require_git()
         top = [self._top_path(p) for p in paths]
-        repo.index.add(top)
+        # a deleted file is committed as deleted: only what still exists can be added
+        repo.index.add([t for t, p in zip(top, paths, strict=True) if (self.root / p).exists()])
         with self._identity():
             repo.git.commit("--only", "--no-verify", "-m", message, "--", *top)
         return repo.head.commit
