@@ -19,7 +19,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--edit", dest="edit", type=Path, metavar="RULE.yar",
                    help="open this rule file in the editor at start")
     p.add_argument("--theme", choices=("dark", "light"), default="dark")
+    p.add_argument("--fleet-url", metavar="URL",
+                   help="watch the fleet of a `workbench serve` elsewhere (default: this "
+                        "workspace's fleet store, which a server on this home writes)")
+    p.add_argument("--fleet-refresh", type=_seconds, default=2.0, metavar="SECONDS",
+                   help="seconds between fleet board refreshes (default 2)")
     p.set_defaults(func=run_tui)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError("between 0.1 and 3600 seconds")
+    return value
 
 
 def run_tui(args: argparse.Namespace, ctx: Context) -> int:
@@ -35,6 +50,8 @@ def run_tui(args: argparse.Namespace, ctx: Context) -> int:
         query=getattr(args, "query", "") or "",
         open_message=getattr(args, "open_message", None),
         open_rule=getattr(args, "edit", None),
+        fleet_url=getattr(args, "fleet_url", None),
+        fleet_refresh=getattr(args, "fleet_refresh", 2.0),
     )
     app.run()
     return app.return_code if app.return_code is not None else E_OK

@@ -8,6 +8,7 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 from textual.filter import LineFilter
+from textual.screen import Screen
 from textual.worker import Worker
 
 from workbench.quarantine.service import INDEX_NAME
@@ -16,44 +17,62 @@ from workbench.tui.marks import Marks
 from workbench.tui.pages import IndexPool
 from workbench.tui.safety import ControlFilter
 from workbench.tui.screens.editor import EditorScreen
+from workbench.tui.screens.fleet import FleetScreen
 from workbench.tui.screens.help import HelpScreen
 from workbench.tui.screens.quarantine import QuarantineScreen
+from workbench.tui.screens.release import ReleaseScreen
+from workbench.tui.screens.testing import RuleTestScreen
 from workbench.workspace import Workspace
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
+FLEET_REFRESH = 2.0         # seconds between fleet board refreshes
 
 
 class WorkbenchApp(App[int]):
     """Modes are the workbench's top-level screens, each with its own stack of screens.
 
     ``quarantine`` (F2): the list -> a message -> an artifact. ``rules`` (F3): the
-    rule editor. Later parts add their modes (test, release, fleet) to ``MODES``.
+    rule editor. ``test`` (F4): the rule or ruleset against corpora, and retro-hunts.
+    ``release`` (F5): changes, validation, commit, release, publish. ``fleet`` (F6):
+    which tower server runs which serial.
     """
 
     TITLE = "workbench"
     CSS_PATH = ["app.tcss"]
     COMMANDS = App.COMMANDS | {ScreenCommands, WorkbenchCommands}
     ENABLE_COMMAND_PALETTE = True
+    # the screens' keys work everywhere, the editor included (its TextArea binds f6 and f7)
     BINDINGS = [
         Binding("f1", "help", "Help"),
-        Binding("f2", "switch_mode('quarantine')", "Quarantine", show=False),
-        Binding("f3", "switch_mode('rules')", "Rules", show=False),
+        Binding("f2", "switch_mode('quarantine')", "Quarantine", show=False, priority=True),
+        Binding("f3", "switch_mode('rules')", "Rules", show=False, priority=True),
+        Binding("f4", "switch_mode('test')", "Test", show=False, priority=True),
+        Binding("f5", "switch_mode('release')", "Release", show=False, priority=True),
+        Binding("f6", "switch_mode('fleet')", "Fleet", show=False, priority=True),
         Binding("ctrl+t", "toggle_dark", "Theme", show=False),
     ]
 
     MODES = {
         "quarantine": QuarantineScreen,
         "rules": EditorScreen,
+        "test": RuleTestScreen,
+        "release": ReleaseScreen,
+        "fleet": FleetScreen,
     }
 
     def __init__(self, workspace: Workspace, *, theme: str = "dark", query: str = "",
-                 open_message: str | None = None, open_rule: Path | None = None) -> None:
+                 open_message: str | None = None, open_rule: Path | None = None,
+                 fleet_url: str | None = None, fleet_refresh: float = FLEET_REFRESH) -> None:
         _start_resource_tracker()
         super().__init__()
         self.workspace = workspace
         self.initial_query = query
         self.pool = IndexPool(workspace.quarantine / INDEX_NAME)
         self.marks = Marks()
+        self.marked_messages: set[str] = set()     # the quarantine list's marked rows (sha256)
+        self.quarantine_stale = False              # tags changed elsewhere: the list reloads
+        self.fleet_url = fleet_url
+        self.fleet_refresh = fleet_refresh
         self._control_filter = ControlFilter()
         self.theme = THEMES.get(theme, theme)
         self._open_message = open_message
@@ -81,19 +100,35 @@ class WorkbenchApp(App[int]):
         self.switch_mode("quarantine")
         self.push_screen(MessageScreen(ident))
 
-    def open_artifact(self, artifact: object, *, message_sha256: str = "") -> None:
+    def open_artifact(self, artifact: object, *, message_sha256: str = "", offset: int | None = None,
+                      length: int = 0) -> None:
+        """The artifact view, on top of the current screen; ``offset`` opens the hex view there."""
         from workbench.tui.screens.artifact import ArtifactScreen
 
-        self.push_screen(ArtifactScreen(artifact, message_sha256=message_sha256))
+        self.push_screen(ArtifactScreen(artifact, message_sha256=message_sha256, offset=offset,
+                                        length=length))
+
+    def mode_screen(self, mode: str) -> Screen[object] | None:
+        """The bottom screen of a mode's stack, if the mode was opened (without switching to it)."""
+        stack = self._screen_stacks.get(mode)       # Textual keeps one stack per mode
+        return stack[0] if stack else None
 
     def editor(self) -> EditorScreen:
         self.switch_mode("rules")
         screen = self.screen
+        if not isinstance(screen, EditorScreen):          # a dialog is open over the editor
+            screen = self.mode_screen("rules")
         assert isinstance(screen, EditorScreen)
         return screen
 
-    def open_rule_file(self, path: Path) -> None:
-        self.editor().load_file(Path(path))
+    def open_rule_file(self, path: Path, *, line: int = 0, column: int = 0) -> None:
+        """Edit a rule file; ``line`` (1-based) puts the cursor there."""
+        self.editor().load_file(Path(path), line=line, column=column)
+
+    def mark_messages(self, shas: Sequence[str]) -> None:
+        """Mark messages in the quarantine list (e.g. what a retro-hunt found) for triage."""
+        self.marked_messages.update(shas)
+        self.quarantine_stale = True
 
     def open_draft(self, text: str) -> None:
         self.editor().load_draft(text)
@@ -141,7 +176,12 @@ def _start_resource_tracker() -> None:
 
 
 def make_app(workspace: Workspace, *, theme: str = "dark", query: str = "",
-             open_message: str | None = None, open_rule: Path | None = None) -> WorkbenchApp:
-    """The app on a workspace, for ``workbench ui`` and for tests alike."""
+             open_message: str | None = None, open_rule: Path | None = None,
+             fleet_url: str | None = None, fleet_refresh: float = FLEET_REFRESH) -> WorkbenchApp:
+    """The app on a workspace, for ``workbench ui`` and for tests alike.
+
+    ``fleet_url`` points the fleet board at a ``workbench serve`` elsewhere; without it the
+    board reads this workspace's fleet store (where a server on this home records reports).
+    """
     return WorkbenchApp(workspace, theme=theme, query=query, open_message=open_message,
-                        open_rule=open_rule)
+                        open_rule=open_rule, fleet_url=fleet_url, fleet_refresh=fleet_refresh)

@@ -11,6 +11,7 @@ from workbench.rules.parse import parse_text
 
 _IMPORT = re.compile(r'^\s*import\s+"([^"]+)"\s*$', re.MULTILINE)
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_STATUS = re.compile(r'(^[ \t]*status[ \t]*=[ \t]*)"[^"\n]*"', re.MULTILINE)
 
 
 def _component(value: object, fallback: str) -> str:
@@ -39,6 +40,23 @@ def default_rule_path(signatures: Path, text: str) -> Path:
         if not family:
             family = rule.name
     return signatures / "rules" / _component(category, "draft") / f"{_component(family, 'draft')}.yar"
+
+
+def set_rule_status(text: str, status: str, line: int) -> tuple[str, str] | None:
+    """``text`` with the ``status`` metadata of the rule at ``line`` (1-based) set to ``status``.
+
+    Returns (new text, rule name), or None when no rule there has a status line. Only the
+    metadata changes: the fingerprint (strings and condition) stays what it was.
+    """
+    rules = parse_text(text).rules
+    if not rules:
+        return None
+    rule = next((r for r in rules if r.start_line <= line <= r.end_line), rules[0])
+    body = text[rule.start_offset:rule.end_offset]
+    new_body, found = _STATUS.subn(lambda m: f'{m.group(1)}"{status}"', body, count=1)
+    if not found:
+        return None
+    return text[:rule.start_offset] + new_body + text[rule.end_offset:], rule.name
 
 
 def merge_into(existing: str, addition: str) -> str:

@@ -102,10 +102,13 @@ view. `d` drafts a rule from everything marked, in the rule editor.
             super().__init__()
             self.draft = draft
 
-    def __init__(self, artifact: Any, *, message_sha256: str = "") -> None:
+    def __init__(self, artifact: Any, *, message_sha256: str = "", offset: int | None = None,
+                 length: int = 0) -> None:
         super().__init__()
         self.artifact = artifact
         self.message_sha256 = message_sha256
+        self.open_at = offset           # open on the hex view here (a match), selecting ``length`` bytes
+        self.open_length = length
         self.data = b""
         self.strings: list[StringRow] = []
         self.by_score = False
@@ -176,6 +179,11 @@ view. `d` drafts a rule from everything marked, in the rule editor.
         self._show_source(event.data)
         self._filter_strings()
         self._show_hex_status(0, None)
+        start = self.open_at
+        if start is not None and 0 <= start < len(event.data):
+            self.action_tab("hex")
+            end = start + self.open_length - 1
+            self.query_one(HexView).go_to(start, select_to=end if self.open_length > 1 else None)
 
     def _show_source(self, data: bytes) -> None:
         """Text artifacts (macros, scripts) are shown in full below their report."""

@@ -17,9 +17,9 @@ from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from workbench.tui.commands import PaletteCommand
-from workbench.tui.rulefiles import default_rule_path, merge_into, write_atomically
+from workbench.tui.rulefiles import default_rule_path, merge_into, set_rule_status, write_atomically
 from workbench.tui.screens.base import WorkbenchScreen
-from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
+from workbench.tui.screens.modals import ChoiceScreen, ConfirmScreen, PromptScreen
 from workbench.tui.widgets.yara_editor import Diagnostic, YaraEditor
 
 LINT_DELAY = 0.3          # seconds of quiet typing before a lint starts
@@ -67,6 +67,10 @@ in the editor. Choose a finding to jump to it.
 `ctrl+s` saves into `signatures/rules/<category>/<family>.yar` (from the rule's
 `category` and `family` metadata); a draft for a family that has a file already
 can be appended to it. `ctrl+l` formats the buffer with YARA-X's formatter.
+`ctrl+r` sets the status of the rule under the cursor: drafts are `TESTING` and
+never ship; a release ships `RELEASED` (and `NOISY`) rules.
+
+`f4` tests the rule (the saved file, or the buffer as it is) against corpora.
 
 Drafts open here from strings and bytes marked in the artifact view (`m`, then `d`).
 """
@@ -75,6 +79,7 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+l", "format", "Format"),
         Binding("f8", "next_finding", "Next finding"),
+        Binding("ctrl+r", "set_status", "Status"),
         Binding("ctrl+n", "new", "New", show=False),
         Binding("escape", "back", "Back", show=False),
     ]
@@ -107,7 +112,7 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
         self.saved_text = STARTER
         self.findings: list[Any] = []
         self._lint_timer: Timer | None = None
-        self._pending: tuple[str, Path | None] | None = None
+        self._pending: tuple[str, Path | None, int, int] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -122,9 +127,11 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
     def on_mount(self) -> None:
         self.sub_title = "rule editor"
         if self._pending is not None:
-            text, path = self._pending
+            text, path, line, column = self._pending
             self._pending = None
             self._set_text(text, path)
+            if line:
+                self.go_to(line, column)
         else:
             self._set_text(STARTER, None)
         self.query_one(YaraEditor).focus()
@@ -137,7 +144,17 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
             return False
         return self.query_one(YaraEditor).text != self.saved_text
 
-    def load_file(self, path: Path) -> None:
+    def buffer(self) -> tuple[Path | None, str, bool]:
+        """What the editor holds: (file or None for a draft, text, unsaved changes)."""
+        if not self.is_mounted:
+            return None, "", False
+        return self.path, self.query_one(YaraEditor).text, self.dirty or self.path is None
+
+    def load_file(self, path: Path, *, line: int = 0, column: int = 0) -> None:
+        if self.is_mounted and self.path is not None and path.resolve() == self.path.resolve():
+            if line:                     # already open (maybe with edits): just go there
+                self.go_to(line, column)
+            return
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -145,22 +162,32 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
         except (OSError, UnicodeDecodeError) as exc:
             self.notify(f"cannot open {path}: {exc}", severity="error")
             return
-        self._replace(text, path)
+        self._replace(text, path, line, column)
 
     def load_draft(self, text: str) -> None:
         self._replace(text, None)
 
-    def _replace(self, text: str, path: Path | None) -> None:
+    def go_to(self, line: int, column: int = 0) -> None:
+        """Put the cursor on ``line`` (1-based) and ``column`` (1-based; 0 for the start)."""
+        editor = self.query_one(YaraEditor)
+        editor.move_cursor((max(0, line - 1), max(0, column - 1)), center=True)
+        editor.focus()
+
+    def _replace(self, text: str, path: Path | None, line: int = 0, column: int = 0) -> None:
         if not self.is_mounted:
-            self._pending = (text, path)
+            self._pending = (text, path, line, column)
             return
         if not self.dirty:
             self._set_text(text, path)
+            if line:
+                self.go_to(line, column)
             return
 
         def answer(replace: bool | None) -> None:
             if replace:
                 self._set_text(text, path)
+                if line:
+                    self.go_to(line, column)
 
         self.app.push_screen(ConfirmScreen("The editor has unsaved changes. Replace them?",
                                            yes="Replace", no="Keep editing"), answer)
@@ -252,10 +279,7 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
         self._jump(self.findings[int((event.option.id or "finding-0").removeprefix("finding-"))])
 
     def _jump(self, finding: Any) -> None:
-        editor = self.query_one(YaraEditor)
-        row = max(0, finding.line - 1)
-        editor.move_cursor((row, max(0, finding.column - 1)), center=True)
-        editor.focus()
+        self.go_to(finding.line, finding.column)
 
     def action_next_finding(self) -> None:
         if not self.findings:
@@ -359,6 +383,35 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
     def action_new(self) -> None:
         self._replace(STARTER, None)
 
+    def action_set_status(self) -> None:
+        """Promote (or demote) the rule under the cursor: TESTING, RELEASED, NOISY ..."""
+        from workbench.rules.policy import Policy, PolicyError
+
+        try:
+            statuses = list(Policy.load(self.workbench.workspace.signatures).statuses)
+        except PolicyError as exc:
+            self.notify(f"policy: {exc}", severity="error")
+            return
+        editor = self.query_one(YaraEditor)
+        line = editor.cursor_location[0] + 1
+
+        def chosen(status: str | None) -> None:
+            if not status:
+                return
+            changed = set_rule_status(editor.text, status, line)
+            if changed is None:
+                self.notify("no rule with a status line here", severity="warning")
+                return
+            text, rule = changed
+            row, column = editor.cursor_location
+            editor.replace(text, (0, 0), editor.document.end)
+            editor.move_cursor((min(row, editor.document.line_count - 1), column))
+            self.notify(f"{rule}: status {status} (ctrl+s saves)", timeout=3)
+
+        self.app.push_screen(ChoiceScreen("Status of the rule under the cursor", statuses,
+                                          hint="TESTING never ships; RELEASED and NOISY ship"),
+                             chosen)
+
     def action_back(self) -> None:
         self.app.switch_mode("quarantine")
 
@@ -370,4 +423,8 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
                            lambda: self.schedule_lint(immediately=True)),
             PaletteCommand("Next finding", "f8", self.action_next_finding),
             PaletteCommand("New rule", "start from the house skeleton (ctrl+n)", self.action_new),
+            PaletteCommand("Set rule status", "TESTING, RELEASED, NOISY ... (ctrl+r)",
+                           self.action_set_status),
+            PaletteCommand("Test this rule", "against the corpora (f4)",
+                           lambda: self.app.switch_mode("test")),
         ]

@@ -17,6 +17,9 @@ GENERAL = """\
 | `f1` | this help |
 | `f2` | quarantine |
 | `f3` | rule editor |
+| `f4` | test rules against corpora, retro-hunt |
+| `f5` | release: changes, validation, commit, release, publish |
+| `f6` | fleet: which tower server runs which serial |
 | `ctrl+t` | light / dark theme |
 | `escape` | back |
 | `ctrl+q` | quit |

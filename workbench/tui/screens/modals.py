@@ -101,16 +101,21 @@ class TagsScreen(ModalScreen[tuple[list[str], list[str]] | None]):
 
 
 class PromptScreen(ModalScreen[str | None]):
-    """One line of input: a path to save to, an offset to jump to."""
+    """One line of input: a path to save to, an offset to jump to.
+
+    Escape answers None; an empty line answers None too, unless ``allow_empty`` (then "").
+    """
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, title: str, value: str = "", placeholder: str = "", hint: str = "") -> None:
+    def __init__(self, title: str, value: str = "", placeholder: str = "", hint: str = "", *,
+                 allow_empty: bool = False) -> None:
         super().__init__()
         self.title_text = title
         self.value = value
         self.placeholder = placeholder
         self.hint = hint
+        self.allow_empty = allow_empty
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -120,7 +125,8 @@ class PromptScreen(ModalScreen[str | None]):
 
     @on(Input.Submitted, "#prompt")
     def _submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        value = event.value.strip()
+        self.dismiss(value if value or self.allow_empty else None)
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -147,3 +153,41 @@ class ConfirmScreen(ModalScreen[bool]):
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """Pick one of a few values (digits or arrows + enter)."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        *(Binding(str(n), f"pick({n - 1})", show=False) for n in range(1, 10)),
+    ]
+
+    def __init__(self, title: str, choices: list[str], current: str = "", hint: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.choices = choices
+        self.current = current
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield OptionList(*(Option(f"{n}  {c}", id=c) for n, c in enumerate(self.choices, 1)),
+                             id="choices")
+            yield Label((self.hint + " · " if self.hint else "") + "digit or enter picks · esc cancels",
+                        classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        options = self.query_one("#choices", OptionList)
+        if self.current in self.choices:
+            options.highlighted = self.choices.index(self.current)
+        options.focus()
+
+    def action_pick(self, n: int) -> None:
+        if 0 <= n < len(self.choices):
+            self.dismiss(self.choices[n])
+
+    @on(OptionList.OptionSelected, "#choices")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_pick(event.option_index)

@@ -102,7 +102,7 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
         self.listing: Listing | None = None
         self.sort: str | None = None             # set by the sort keys; overrides the text
         self.descending: bool | None = None
-        self.marked: set[str] = set()
+        self.marked: set[str] = set()             # the app's: other screens mark too (retro-hunt)
 
     # -- layout -----------------------------------------------------------------
 
@@ -124,6 +124,7 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
 
     def on_mount(self) -> None:
         self.sub_title = self.workbench.workspace.home.name
+        self.marked = self.workbench.marked_messages
         messages = self.query_one(MessageList)
         messages.marked = self.marked
         if not self.workbench.pool.exists:
@@ -136,6 +137,12 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
             return
         messages.focus()
         self.apply_filter(self.initial_query)
+
+    def on_screen_resume(self) -> None:
+        """Back from another screen: tags or marks may have changed there (a retro-hunt)."""
+        if self.workbench.quarantine_stale and self.is_mounted and self.workbench.pool.exists:
+            self.workbench.quarantine_stale = False
+            self.action_refresh()
 
     # -- querying ---------------------------------------------------------------
 

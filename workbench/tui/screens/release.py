@@ -1,0 +1,560 @@
+"""The release screen: what changed since the last release, validation, commit, release, publish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+
+from workbench.tui.changes import (
+    Change,
+    SignaturesView,
+    commit_message,
+    commit_signatures,
+    file_diff,
+    read_signatures,
+    rule_path,
+)
+from workbench.tui.commands import PaletteCommand
+from workbench.tui.screens.base import WorkbenchScreen
+from workbench.tui.screens.editor import SEVERITY_STYLES
+from workbench.tui.screens.modals import PromptScreen
+from workbench.tui.widgets.list_table import ListTable
+from workbench.tui.widgets.virtual_table import Column, VirtualTable
+
+KIND_STYLES = {"added": "bold green", "modified": "bold yellow", "removed": "bold red",
+               "status": "cyan", "file": "dim"}
+TABS = ("changes", "validation", "releases")
+
+
+def change_cells(c: Change) -> list[Any]:
+    if c.kind == "status" or (c.previous_status and c.status != c.previous_status and c.kind != "added"):
+        status = f"{c.previous_status or '-'} → {c.status or '-'}"
+    else:
+        status = c.status or c.previous_status
+    if c.kind == "modified" and c.previous_version != c.version:
+        version = f"{c.previous_version or '?'} → {c.version or '?'}"
+    else:
+        version = c.version or c.previous_version
+    git = Text(c.git or "committed", style="yellow" if c.git else "dim")
+    return [Text(c.kind, style=KIND_STYLES.get(c.kind, "")), c.rule or "(file)", c.file, version,
+            status, git]
+
+
+def finding_cells(f: Any) -> list[Any]:
+    where = f"{Path(f.file).name}:{f.line}" if f.line else Path(f.file).name
+    return [Text(f.severity, style=SEVERITY_STYLES.get(f.severity, "")), f.id, where, f.rule, f.message]
+
+
+def release_cells(item: tuple[Any, bool]) -> list[Any]:
+    release, published = item
+    return [str(release.serial), release.created[:16].replace("T", " "), release.commit[:10],
+            str(release.rule_count), Text("✓ published", style="green") if published else Text("-", style="dim"),
+            f"reverts {release.reverts}" if release.reverts else "", release.message]
+
+
+CHANGE_COLUMNS = (Column("kind", "Change", 8), Column("rule", "Rule", 0, 12, weight=3),
+                  Column("file", "File", 0, 10, weight=2), Column("version", "Version", 7),
+                  Column("status", "Status", 10), Column("git", "Git", 10))
+FINDING_COLUMNS = (Column("severity", "Severity", 8), Column("id", "Check", 5),
+                   Column("where", "Where", 0, 10, weight=2), Column("rule", "Rule", 0, 10, weight=2),
+                   Column("message", "Message", 0, 12, weight=4))
+RELEASE_COLUMNS = (Column("serial", "Serial", 6), Column("created", "Created (UTC)", 16),
+                   Column("commit", "Commit", 10), Column("rules", "Rules", 5),
+                   Column("published", "Published", 11), Column("reverts", "", 10),
+                   Column("message", "Message", 0, 8))
+
+
+def diff_text(diff: str) -> Text:
+    """A unified diff coloured line by line (never parsed as markup)."""
+    out = Text()
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---", "diff ", "index ", "new file")):
+            style = "bold"
+        elif line.startswith("+"):
+            style = "green"
+        elif line.startswith("-"):
+            style = "red"
+        elif line.startswith("@@"):
+            style = "cyan"
+        else:
+            style = ""
+        out.append(line + "\n", style=style)
+    return out
+
+
+class ReleaseScreen(WorkbenchScreen):
+    """Reads the repository in a worker; commit, release and publish are workers over the core."""
+
+    HELP = """\
+## Release
+
+**Changes** lists what the next release would carry compared with the last one:
+rules added, modified (strings or condition changed), removed, status changes, and
+other files changed since; the Git column says what is not committed yet. The right
+pane shows the diff of the highlighted file since the last release.
+
+**v** validates the whole repository (both engines, the corpora, budgets, version
+bumps); **enter** on a finding opens the rule in the editor at its line.
+
+**c** commits every change in the signatures folder with a message, after checking
+the changed rules as the pre-commit hook does (an error refuses the commit).
+**R** cuts a release (validation, bundle, changelog, tag; refused when something is
+uncommitted or validation fails) and **p** publishes the newest release (or the one
+highlighted under Releases) to the update repository the towers pull from.
+"""
+
+    BINDINGS = [
+        Binding("v", "validate", "Validate"),
+        Binding("c", "commit", "Commit"),
+        Binding("R", "release", "Release"),
+        Binding("p", "publish", "Publish"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("enter", "open", "Open in editor", show=False),
+        Binding("escape", "back", "Back", show=False),
+        *(Binding(str(n), f"tab('{tab}')", show=False) for n, tab in enumerate(TABS, 1)),
+    ]
+
+    class Read(Message):
+        def __init__(self, view: SignaturesView) -> None:
+            super().__init__()
+            self.view = view
+
+    class Diffed(Message):
+        def __init__(self, file: str, text: str) -> None:
+            super().__init__()
+            self.file = file
+            self.text = text
+
+    class Validated(Message):
+        def __init__(self, report: Any, why: str) -> None:
+            super().__init__()
+            self.report = report
+            self.why = why
+
+    class Done(Message):
+        """An operation finished: say what happened, then read the repository again."""
+
+        def __init__(self, text: str, *, error: bool = False, tab: str = "") -> None:
+            super().__init__()
+            self.text = text
+            self.error = error
+            self.tab = tab            # show this tab afterwards
+
+    class Idle(Message):
+        """A repository operation ended, however it ended (posted last, from ``finally``)."""
+
+    class Step(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.view: SignaturesView | None = None
+        self.validation: Any = None
+        self.busy = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(Text("reading the signature repository…", style="dim"), id="release-status")
+        with Horizontal(id="release-body"):
+            with TabbedContent(id="release-tabs"):
+                with TabPane("Changes", id="tab-changes"):
+                    yield ListTable(CHANGE_COLUMNS, change_cells, empty="nothing changed since the last release",
+                                    id="changes")
+                with TabPane("Validation", id="tab-validation"):
+                    yield ListTable(FINDING_COLUMNS, finding_cells, empty="v validates the repository",
+                                    id="findings")
+                with TabPane("Releases", id="tab-releases"):
+                    yield ListTable(RELEASE_COLUMNS, release_cells, empty="no releases yet: R cuts one",
+                                    id="releases")
+            with VerticalScroll(id="release-detail-pane"):
+                yield Static("", id="release-detail", classes="report-text")
+        yield Static("", id="release-log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "release"
+        self.query_one("#changes", ListTable).focus()
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted and not self.busy:
+            self.refresh_view()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def refresh_view(self) -> None:
+        self.read_repository()
+
+    @work(thread=True, exclusive=True, group="read", exit_on_error=False,
+          description="read the signature repository")
+    def read_repository(self) -> None:
+        self.post_message(self.Read(read_signatures(self.workbench.workspace)))
+
+    @on(Read)
+    def _read(self, event: Read) -> None:
+        view = self.view = event.view
+        self.query_one("#release-status", Static).update(status_text(view))
+        changes = self.query_one("#changes", ListTable)
+        changes.show(view.changes, keep_cursor=True)
+        changes.reset()
+        if changes.cursor_row >= len(view.changes):
+            changes.cursor_row = 0
+        releases = self.query_one("#releases", ListTable)
+        releases.show([(r, r.serial in view.published) for r in view.releases], keep_cursor=True)
+        tabs = self.query_one("#release-tabs", TabbedContent)
+        uncommitted = sum(1 for c in view.changes if c.git)
+        tabs.get_tab("tab-changes").label = Text.assemble(
+            f"Changes {len(view.changes)}", (f" · {uncommitted} uncommitted", "yellow") if uncommitted else "")
+        tabs.get_tab("tab-releases").label = f"Releases {len(view.releases)}"
+        self._explain()
+
+    def _explain(self) -> None:
+        """The right pane follows what is highlighted in the active tab."""
+        tab = self.query_one("#release-tabs", TabbedContent).active
+        if tab == "tab-changes":
+            change = self.query_one("#changes", ListTable).current()
+            if change is None:
+                self._detail(Text("nothing changed since the last release", style="dim"))
+            elif self.view is not None:
+                self.diff(change.file, self.view.base)
+        elif tab == "tab-validation":
+            finding = self.query_one("#findings", ListTable).current()
+            self._detail(finding_text(finding, self.validation))
+        elif tab == "tab-releases":
+            item = self.query_one("#releases", ListTable).current()
+            self._detail(release_text(item[0], item[1]) if item else Text("no releases yet", style="dim"))
+
+    def _detail(self, content: Text) -> None:
+        self.query_one("#release-detail", Static).update(content)
+
+    @work(thread=True, exclusive=True, group="diff", exit_on_error=False, description="diff the file")
+    def diff(self, file: str, base: str) -> None:
+        self.post_message(self.Diffed(file, file_diff(self.workbench.workspace, file, base)))
+
+    @on(Diffed)
+    def _diffed(self, event: Diffed) -> None:
+        change = self.query_one("#changes", ListTable).current()
+        if change is not None and change.file == event.file:
+            self._detail(diff_text(event.text))
+
+    @on(VirtualTable.Highlighted)
+    def _highlighted(self, event: VirtualTable.Highlighted) -> None:
+        self._explain()
+
+    @on(TabbedContent.TabActivated, "#release-tabs")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        tab = (event.pane.id or "").removeprefix("tab-")
+        self.query_one(f"#{tab}", ListTable).focus()
+        self._explain()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#release-tabs", TabbedContent).active = f"tab-{tab}"
+
+    def action_refresh(self) -> None:
+        self.refresh_view()
+
+    # -- opening in the editor -------------------------------------------------------------
+
+    def action_open(self) -> None:
+        tab = self.query_one("#release-tabs", TabbedContent).active
+        workspace = self.workbench.workspace
+        if tab == "tab-validation":
+            finding = self.query_one("#findings", ListTable).current()
+            if finding is not None and finding.file:
+                self.workbench.open_rule_file(rule_path(workspace, finding.file), line=finding.line,
+                                              column=finding.column)
+        elif tab == "tab-changes":
+            change = self.query_one("#changes", ListTable).current()
+            if change is None:
+                return
+            path = rule_path(workspace, change.file)
+            if change.kind == "removed" or not path.is_file() or path.suffix not in (".yar", ".yara"):
+                self.notify(f"{change.file} is not a rule file in the working tree", severity="warning")
+                return
+            self.workbench.open_rule_file(path, line=change.line)
+
+    @on(VirtualTable.Selected, "#changes, #findings")
+    def _selected(self) -> None:
+        self.action_open()
+
+    # -- validate, commit, release, publish -------------------------------------------------
+
+    def _begin(self, what: str) -> bool:
+        if self.busy:
+            self.notify(f"still busy: {self.busy}", severity="warning")
+            return False
+        self.busy = what
+        self._log(f"{what}…")
+        return True
+
+    def _log(self, text: str, style: str = "") -> None:
+        self.query_one("#release-log", Static).update(Text(text, style=style))
+
+    def action_validate(self) -> None:
+        if self._begin("validating"):
+            self.run_validate()
+
+    @work(thread=True, exclusive=True, group="release", exit_on_error=False,
+          description="validate the signatures")
+    def run_validate(self) -> None:
+        from workbench.release.validate import validate
+
+        try:
+            report = validate(self.workbench.workspace.signatures,
+                              progress=lambda step: self.post_message(self.Step(f"validating: {step}")))
+        finally:
+            self.post_message(self.Idle())
+        self.post_message(self.Validated(report, "validation"))
+
+    @on(Idle)
+    def _idle(self) -> None:
+        self.busy = ""
+
+    @on(Step)
+    def _step(self, event: Step) -> None:
+        self._log(event.text)
+
+    @on(Validated)
+    def _validated(self, event: Validated) -> None:
+        report = self.validation = event.report
+        findings = self.query_one("#findings", ListTable)
+        findings.show(report.findings)
+        tabs = self.query_one("#release-tabs", TabbedContent)
+        tabs.get_tab("tab-validation").label = Text.assemble(
+            "Validation ", (f"✗ {report.errors}", "bold red") if report.errors else ("✓", "bold green"),
+            f" {report.warnings} warning(s)" if report.warnings else "")
+        verdict = "OK" if report.ok else "FAILED"
+        self._log(f"{event.why}: {verdict}, {report.errors} error(s), {report.warnings} warning(s), "
+                  f"{len(report.rules_checked)} of {report.rules_total} rules checked in {report.seconds:.1f} s",
+                  "green" if report.ok else "bold red")
+        if not report.ok or tabs.active == "tab-validation":
+            tabs.active = "tab-validation"
+            findings.focus()
+        self._explain()
+
+    def action_commit(self) -> None:
+        view = self.view
+        if view is None or self.busy:
+            return
+        pending = [c for c in view.changes if c.git]
+        if not view.uncommitted:
+            self.notify("nothing to commit: the signatures folder has no changes", timeout=3)
+            return
+        suggested = commit_message(pending) or "Update signatures"
+
+        def chosen(message: str | None) -> None:
+            if message and self._begin("checking the changed rules"):
+                self.run_commit(message)
+
+        self.app.push_screen(PromptScreen(
+            f"Commit {len(view.uncommitted)} changed file(s) in the signatures folder", suggested,
+            hint="enter commits after checking the changed rules · esc cancels"), chosen)
+
+    @work(thread=True, exclusive=True, group="release", exit_on_error=False,
+          description="commit the signatures")
+    def run_commit(self, message: str) -> None:
+        from workbench.release.repository import SignatureRepository
+        from workbench.release.validate import validate
+
+        workspace = self.workbench.workspace
+        try:
+            sig = SignatureRepository(workspace.signatures.resolve())
+            since = "HEAD" if sig.repo is not None and sig.has_commits() else None
+            report = validate(workspace.signatures, changed_since=since,
+                              progress=lambda step: self.post_message(self.Step(f"checking: {step}")))
+            self.post_message(self.Validated(report, "pre-commit check"))
+            if not report.ok:
+                self.post_message(self.Done(f"not committed: {report.errors} error(s) in the changed "
+                                            "rules (Validation tab; enter opens the rule)", error=True))
+                return
+            commit = commit_signatures(workspace, message)
+        finally:
+            self.post_message(self.Idle())
+        self.post_message(self.Done(f"committed {commit[:12]}: {message.splitlines()[0]}"))
+
+    def action_release(self) -> None:
+        view = self.view
+        if view is None or self.busy:
+            return
+        if view.uncommitted:
+            self.notify(f"commit first (c): {len(view.uncommitted)} file(s) are not committed",
+                        severity="warning")
+            return
+
+        def chosen(message: str | None) -> None:
+            if message is not None and self._begin("releasing"):
+                self.run_release(message)
+
+        latest = f" (after {view.latest.tag})" if view.latest else " (the first)"
+        self.app.push_screen(PromptScreen(f"Cut a release{latest}: a note for the changelog", "",
+                                          placeholder="what this release is for (optional)",
+                                          hint="enter releases · esc cancels", allow_empty=True),
+                             chosen)
+
+    @work(thread=True, exclusive=True, group="release", exit_on_error=False,
+          description="make the release")
+    def run_release(self, message: str) -> None:
+        from workbench.release.service import ReleaseRefused, make_release
+
+        try:
+            outcome = make_release(self.workbench.workspace, message=message,
+                                   progress=lambda step: self.post_message(self.Step(f"releasing: {step}")))
+        except ReleaseRefused as exc:
+            if exc.validation is not None:
+                self.post_message(self.Validated(exc.validation, "release validation"))
+            self.post_message(self.Done(f"release refused: {exc.reason}", error=True))
+            return
+        finally:
+            self.post_message(self.Idle())
+        self.post_message(self.Done(
+            f"released {outcome.tag} ({outcome.rules_shipped} rules ship; "
+            f"{outcome.changelog.summary()}): p publishes it", tab="releases"))
+
+    def action_publish(self) -> None:
+        view = self.view
+        if view is None or self.busy:
+            return
+        release = None
+        if self.query_one("#release-tabs", TabbedContent).active == "tab-releases":
+            item = self.query_one("#releases", ListTable).current()
+            release = item[0] if item else None
+        release = release or view.latest
+        if release is None:
+            self.notify("no release to publish yet: R cuts one", severity="warning")
+            return
+        if release.serial in view.published:
+            self.notify(f"{release.tag} is already published", timeout=3)
+            return
+        if self._begin(f"publishing {release.tag}"):
+            self.run_publish(Path(release.bundle_path))
+
+    @work(thread=True, exclusive=True, group="release", exit_on_error=False,
+          description="publish the release")
+    def run_publish(self, bundle: Path) -> None:
+        from workbench.distribute.repository import (
+            NoRepository,
+            RepositoryError,
+            UpdateRepository,
+            publish_bundle,
+        )
+
+        try:
+            result = publish_bundle(UpdateRepository.for_workspace(self.workbench.workspace), bundle)
+        except NoRepository:
+            self.post_message(self.Done("no update repository yet: run `workbench keys init` once",
+                                        error=True))
+            return
+        except RepositoryError as exc:
+            self.post_message(self.Done(f"not published: {exc}", error=True))
+            return
+        finally:
+            self.post_message(self.Idle())
+        t = result.target
+        self.post_message(self.Done(f"published serial {t.serial} ({t.rule_count} rules): the towers "
+                                    "pick it up on their next poll (f6 watches them)"))
+
+    @on(Done)
+    def _done(self, event: Done) -> None:
+        self._log(event.text, "bold red" if event.error else "green")
+        self.notify(event.text, severity="error" if event.error else "information",
+                    timeout=8 if event.error else 5)
+        if event.tab:
+            self.action_tab(event.tab)
+        self.refresh_view()
+
+    def action_back(self) -> None:
+        self.app.switch_mode("rules")
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        return [
+            PaletteCommand("Validate the repository", "every check, corpora included (v)",
+                           self.action_validate),
+            PaletteCommand("Commit the changes", "after the pre-commit checks (c)", self.action_commit),
+            PaletteCommand("Cut a release", "validate, bundle, changelog, tag (R)", self.action_release),
+            PaletteCommand("Publish a release", "to the update repository (p)", self.action_publish),
+            PaletteCommand("Refresh", "read the repository again (r)", self.action_refresh),
+        ]
+
+
+def status_text(view: SignaturesView) -> Text:
+    out = Text()
+    out.append("Signatures ", style="bold")
+    out.append(view.root.name)
+    if view.branch:
+        out.append(f" · {view.branch} @ {view.head}")
+    if view.uncommitted:
+        out.append(f" · {len(view.uncommitted)} uncommitted", style="yellow")
+    elif view.head:
+        out.append(" · clean", style="green")
+    out.append(f" · {view.ships} rules ship\n", style="")
+    out.append("Last release ", style="bold")
+    if view.latest is not None:
+        out.append(f"{view.latest.tag} ({view.latest.created[:16].replace('T', ' ')}, "
+                   f"{view.latest.rule_count} rules)")
+    else:
+        out.append("none yet", style="dim")
+    out.append(" · published ", style="bold")
+    if not view.repository:
+        out.append("no update repository (workbench keys init)", style="yellow")
+    elif view.newest_published is None:
+        out.append("nothing yet", style="dim")
+    else:
+        out.append(f"up to serial {view.newest_published}")
+        if view.latest is not None and view.latest.serial > view.newest_published:
+            out.append(f" · {view.latest.tag} not published (p)", style="yellow")
+    if view.problem:
+        out.append(f"\n{view.problem}", style="bold red")
+    return out
+
+
+def finding_text(finding: Any, report: Any) -> Text:
+    if finding is None:
+        if report is None:
+            return Text("v validates the whole repository; c checks the changed rules before committing",
+                        style="dim")
+        out = Text("✓ no findings\n\n" if not report.findings else "", style="green")
+        for check in report.checks:
+            out.append(f"{check.status:<8}", style="green" if check.status == "passed" else
+                       ("dim" if check.status == "skipped" else "bold red"))
+            out.append(f" {check.title}  ({check.errors} errors, {check.warnings} warnings)\n")
+        for note in report.notes:
+            out.append(f"\n{note}", style="dim")
+        return out
+    out = Text()
+    out.append(f"{finding.severity} {finding.id}", style=SEVERITY_STYLES.get(finding.severity, ""))
+    out.append(f"  {finding.file}:{finding.line}:{finding.column}\n", style="dim")
+    if finding.rule:
+        out.append(f"rule {finding.rule}\n", style="bold")
+    out.append(f"\n{finding.message}\n")
+    if finding.hint:
+        out.append(f"\n→ {finding.hint}\n", style="italic")
+    out.append("\nenter opens the rule in the editor at this line", style="dim")
+    return out
+
+
+def release_text(release: Any, published: bool) -> Text:
+    out = Text(f"{release.tag}", style="bold")
+    out.append(f"  {'published' if published else 'not published (p publishes)'}\n",
+               style="green" if published else "yellow")
+    out.append(f"commit {release.commit}\ncreated {release.created} · built {release.built}\n"
+               f"{release.rule_count} rules · bundle {release.bundle_sha256[:16]}… "
+               f"({release.bundle_size:,} bytes)\n", style="dim")
+    if release.reverts:
+        out.append(f"re-ships the content of signatures-{release.reverts}\n", style="yellow")
+    if release.message:
+        out.append(f"\n{release.message}\n")
+    try:
+        lines = release.changelog.lines()
+    except (OSError, ValueError, KeyError):
+        lines = ["(changelog unreadable)"]
+    out.append("\n" + "\n".join(lines))
+    return out

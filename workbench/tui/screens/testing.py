@@ -1,0 +1,674 @@
+"""The test screen: the edited rule or the whole ruleset against corpora, and retro-hunts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import (
+    Footer,
+    Header,
+    ProgressBar,
+    SelectionList,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+from textual.widgets.selection_list import Selection
+
+from workbench.corpus.scanner import ScanProgress
+from workbench.dissect.render import human_size
+from workbench.tui.commands import PaletteCommand
+from workbench.tui.rulefiles import write_atomically
+from workbench.tui.safety import visible
+from workbench.tui.screens.base import WorkbenchScreen
+from workbench.tui.screens.modals import PromptScreen
+from workbench.tui.widgets.list_table import ListTable
+from workbench.tui.widgets.message_list import received_text
+from workbench.tui.widgets.virtual_table import Column, VirtualTable
+
+TICK = 0.1                 # seconds between elapsed-time updates while a scan runs
+BUFFERS = "tui/buffers"    # under state/: unsaved editor buffers written for a test
+DETAIL_TABS = ("tp", "fp", "fn", "other", "retro", "notes")
+
+
+@dataclass(frozen=True)
+class MatchRow:
+    """One listed match (or a file listed without match details): what a results row opens."""
+
+    sha256: str
+    name: str
+    corpora: str
+    size: int
+    offset: int | None = None
+    length: int = 0
+    identifier: str = ""
+    data: bytes = b""
+    reason: str = ""               # for false negatives: missed, timeout, absent ...
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a run tests: paths given to ``test_rules`` and a label for people."""
+
+    paths: list[Path]
+    label: str
+    single: bool                   # the editor's rule (file), not the whole ruleset
+
+
+def preview(data: bytes, width: int = 48) -> str:
+    """Matched bytes as text when printable, else hex."""
+    if data and all(32 <= b < 127 for b in data):
+        return data.decode("ascii")[:width]
+    return " ".join(f"{b:02X}" for b in data[: width // 3])
+
+
+def match_rows(files: list[Any]) -> list[MatchRow]:
+    """``FileMatch`` entries of a rule result as rows: one per listed match instance."""
+    rows: list[MatchRow] = []
+    for fm in files:
+        corpora = ", ".join(fm.corpora)
+        if not fm.strings:
+            rows.append(MatchRow(fm.sha256, fm.name, corpora, fm.size))
+        for m in fm.strings:
+            rows.append(MatchRow(fm.sha256, fm.name, corpora, fm.size, m.offset, m.length,
+                                 m.identifier, m.data))
+    return rows
+
+
+def missed_rows(rule: Any) -> list[MatchRow]:
+    return [MatchRow(fn.sha256, fn.name or fn.hash, ", ".join(fn.corpora), 0,
+                     reason=f"{fn.reason}{': ' + fn.detail if fn.detail else ''}")
+            for fn in rule.false_negatives]
+
+
+def rule_cells(rule: Any) -> list[Any]:
+    if rule.fp_count and rule.false_negatives:
+        verdict = Text("✗ FP and FN", style="bold red")
+    elif rule.fp_count:
+        verdict = Text(f"✗ {rule.fp_count} false positive(s)", style="bold red")
+    elif rule.false_negatives:
+        verdict = Text(f"✗ {len(rule.false_negatives)} missed", style="bold red")
+    elif rule.warnings:
+        verdict = Text(f"✓ pass · ⚠ {len(rule.warnings)}", style="yellow")
+    else:
+        verdict = Text("✓ pass", style="green")
+    return [rule.rule, str(rule.tp_count), str(rule.fp_count), str(len(rule.false_negatives)),
+            str(rule.other_count), verdict]
+
+
+def match_cells(row: MatchRow) -> list[str]:
+    where = f"0x{row.offset:x}" if row.offset is not None else ""
+    return [visible(row.name), row.corpora, where, row.identifier, visible(preview(row.data))]
+
+
+def missed_cells(row: MatchRow) -> list[str]:
+    return [visible(row.name), row.corpora, row.reason]
+
+
+def retro_cells(msg: Any) -> list[str]:
+    via = ", ".join(sorted({m.artifact_name or "(the message)" for m in msg.matches}))
+    rules = ", ".join(sorted({m.rule for m in msg.matches}))
+    return [received_text(msg.first_seen), visible(msg.tower), msg.status, visible(msg.subject),
+            rules, visible(via)]
+
+
+RULE_COLUMNS = (Column("rule", "Rule", 0, 20, weight=4), Column("tp", "TP", 4), Column("fp", "FP", 4),
+                Column("fn", "FN", 4), Column("q", "Quar.", 5), Column("result", "Result", 0, 12, weight=2))
+MATCH_COLUMNS = (Column("file", "File", 0, 12, weight=3), Column("corpora", "Corpora", 0, 8, weight=2),
+                 Column("offset", "Offset", 9), Column("id", "String", 8),
+                 Column("data", "Matched", 0, 12, weight=3))
+MISSED_COLUMNS = (Column("file", "Sample", 0, 12, weight=3), Column("corpora", "Corpora", 0, 8, weight=2),
+                  Column("reason", "Why", 0, 12, weight=4))
+RETRO_COLUMNS = (Column("received", "Received", 16), Column("tower", "Tower", 8), Column("status", "Status", 9),
+                 Column("subject", "Subject", 0, 10, weight=3), Column("rules", "Rules", 0, 10, weight=2),
+                 Column("via", "Via", 0, 10, weight=2))
+
+
+class RuleTestScreen(WorkbenchScreen):
+    """Runs ``test_rules`` and ``retrohunt`` in workers; progress and results come back as messages."""
+
+    HELP = """\
+## Test
+
+Run the rule you are editing (`a` switches to the whole ruleset) against the
+corpora ticked on the right: **r** runs, **x** (or escape) cancels within a
+second; what finished is cached, so running again resumes. Results come from the
+scan cache where the rule and the file were scanned before (`n` ignores the cache).
+
+Per rule: **TP** files of malicious corpora it matched, **FP** files of clean
+corpora it matched, **FN** samples named by its `hash` metadata it missed (or that
+are in no tested corpus), **Quar.** hits in quarantined artifacts. Choose a rule to
+list its matches below; **enter** on a match opens the file in the artifact view
+at the match.
+
+**h** retro-hunts: scans every quarantined message and extracted artifact with the
+rule, lists the messages it would have caught, tags them (a tag you choose) and
+marks them in the quarantine list (`f2`) for triage.
+"""
+
+    BINDINGS = [
+        Binding("r", "run", "Run test"),
+        Binding("h", "retrohunt", "Retro-hunt"),
+        Binding("x", "cancel", "Cancel"),
+        Binding("a", "scope", "Rule/all"),
+        Binding("c", "corpora", "Corpora", show=False),
+        Binding("n", "toggle_cache", "Cache", show=False),
+        Binding("escape", "escape", "Back", show=False),
+        *(Binding(str(n), f"tab('{tab}')", show=False) for n, tab in enumerate(DETAIL_TABS, 1)),
+    ]
+
+    class Progress(Message):
+        def __init__(self, run: int, progress: ScanProgress) -> None:
+            super().__init__()
+            self.run = run
+            self.progress = progress
+
+    class Tested(Message):
+        def __init__(self, run: int, report: Any, scope: Scope) -> None:
+            super().__init__()
+            self.run = run
+            self.report = report
+            self.scope = scope
+
+    class Hunted(Message):
+        def __init__(self, run: int, report: Any) -> None:
+            super().__init__()
+            self.run = run
+            self.report = report
+
+    class Stopped(Message):
+        """The run ended without a report: cancelled, or the rules did not compile."""
+
+        def __init__(self, run: int, reason: str, *, error: bool = False) -> None:
+            super().__init__()
+            self.run = run
+            self.reason = reason
+            self.error = error
+
+    class CorporaLoaded(Message):
+        def __init__(self, corpora: list[Any]) -> None:
+            super().__init__()
+            self.corpora = corpora
+
+    class FileOpened(Message):
+        def __init__(self, artifact: Any, row: MatchRow) -> None:
+            super().__init__()
+            self.artifact = artifact
+            self.row = row
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.whole_ruleset = False
+        self.use_cache = True
+        self.report: Any = None
+        self.hunt: Any = None
+        self.run_id = 0
+        self.running = ""                 # "test", "hunt" or ""
+        self.cancel_event: threading.Event | None = None
+        self.started = 0.0
+        self.last_progress: ScanProgress | None = None
+        self.corpora_chosen: set[str] | None = None     # None: the defaults (every labelled corpus)
+        self._ticker: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="test-top"):
+            with Vertical(id="test-controls"):
+                yield Static("", id="test-scope")
+                with Horizontal(id="test-progress-row"):
+                    yield ProgressBar(total=None, show_eta=False, id="test-progress")
+                    yield Static("", id="test-phase")
+                yield Static(Text("r runs the test · h retro-hunts the quarantine", style="dim"),
+                             id="test-summary")
+            yield SelectionList[str](id="corpora")
+        yield ListTable(RULE_COLUMNS, rule_cells, empty="no results yet: r runs the test",
+                        id="test-rules")
+        with TabbedContent(id="test-tabs"):
+            with TabPane("True positives", id="tab-tp"):
+                yield ListTable(MATCH_COLUMNS, match_cells, empty="none", id="tp")
+            with TabPane("False positives", id="tab-fp"):
+                yield ListTable(MATCH_COLUMNS, match_cells, empty="none", id="fp")
+            with TabPane("False negatives", id="tab-fn"):
+                yield ListTable(MISSED_COLUMNS, missed_cells, empty="none", id="fn")
+            with TabPane("Quarantine", id="tab-other"):
+                yield ListTable(MATCH_COLUMNS, match_cells, empty="none", id="other")
+            with TabPane("Retro-hunt", id="tab-retro"):
+                yield ListTable(RETRO_COLUMNS, retro_cells, empty="h hunts the quarantine", id="retro")
+            with TabPane("Notes", id="tab-notes"):
+                yield Static("", id="notes", classes="report-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "test"
+        self.query_one("#corpora", SelectionList).border_title = "Corpora (c)"
+        self.query_one("#test-rules", ListTable).focus()
+
+    def on_screen_resume(self) -> None:
+        """Coming here from the editor: the scope follows the rule being edited."""
+        if self.is_mounted:
+            self._show_scope()
+            self.load_corpora()
+
+    # -- scope and corpora ----------------------------------------------------------------
+
+    def editor_buffer(self) -> tuple[Path | None, str, bool] | None:
+        from workbench.tui.screens.editor import STARTER, EditorScreen
+
+        editor = self.workbench.mode_screen("rules")
+        if not isinstance(editor, EditorScreen):
+            return None
+        path, text, unsaved = editor.buffer()
+        if path is None and text.strip() in ("", STARTER.strip()):
+            return None
+        return path, text, unsaved
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.workbench.workspace.signatures.resolve()))
+        except ValueError:
+            return str(path)
+
+    def scope(self) -> Scope:
+        """What ``r`` tests now. An unsaved buffer is written under state/ and tested as it is."""
+        from workbench.corpus.testing import default_rule_paths
+
+        buffer = None if self.whole_ruleset else self.editor_buffer()
+        if buffer is None:
+            paths = default_rule_paths(self.workbench.workspace)
+            return Scope(paths, f"every rule in {self._relative(paths[0])}", single=False)
+        path, text, unsaved = buffer
+        if path is not None and not unsaved:
+            return Scope([path], self._relative(path), single=True)
+        name = path.name if path is not None else "draft.yar"
+        copy = self.workbench.workspace.state / BUFFERS / name
+        write_atomically(copy, text)
+        label = f"{self._relative(path)} (unsaved edits)" if path is not None else "the unsaved draft"
+        return Scope([copy], label, single=True)
+
+    def _show_scope(self) -> None:
+        buffer = self.editor_buffer()
+        text = Text("Rules  ", style="bold")
+        if buffer is None:
+            text.append("every rule in the signature repository", style="")
+            text.append("   (open a rule in the editor, f3, to test it alone)", style="dim")
+        else:
+            path, _text, unsaved = buffer
+            name = (self._relative(path) if path is not None else "the unsaved draft") + \
+                (" (unsaved edits)" if unsaved and path is not None else "")
+            this, every = ("○", "◉") if self.whole_ruleset else ("◉", "○")
+            text.append(f"{this} this rule: {name}   ", style="" if not self.whole_ruleset else "dim")
+            text.append(f"{every} every rule", style="" if self.whole_ruleset else "dim")
+            text.append("   (a switches)", style="dim")
+        if not self.use_cache:
+            text.append("   · cache off (n)", style="yellow")
+        self.query_one("#test-scope", Static).update(text)
+
+    @work(thread=True, exclusive=True, group="corpora", exit_on_error=False,
+          description="list the corpora")
+    def load_corpora(self) -> None:
+        from workbench.corpus.registry import CorpusRegistry
+
+        with CorpusRegistry(self.workbench.workspace) as registry:
+            self.post_message(self.CorporaLoaded(registry.list()))
+
+    @on(CorporaLoaded)
+    def _corpora_loaded(self, event: CorporaLoaded) -> None:
+        chooser = self.query_one("#corpora", SelectionList)
+        if self.corpora_chosen is None:
+            chosen = {c.name for c in event.corpora if not c.builtin}
+        else:
+            chosen = self.corpora_chosen
+        chooser.clear_options()
+        for c in event.corpora:
+            label = Text(c.name)
+            label.append(f"  {c.label} · {c.files:,} files", style="dim")
+            chooser.add_option(Selection(label, c.name, c.name in chosen))
+        if not any(not c.builtin for c in event.corpora):
+            self.query_one("#test-summary", Static).update(Text(
+                "no corpora yet: workbench corpus add NAME PATH --label malicious|clean", style="yellow"))
+
+    def chosen_corpora(self) -> list[str]:
+        return list(self.query_one("#corpora", SelectionList).selected)
+
+    @on(SelectionList.SelectedChanged, "#corpora")
+    def _corpora_changed(self) -> None:
+        self.corpora_chosen = set(self.chosen_corpora())
+
+    def action_scope(self) -> None:
+        self.whole_ruleset = not self.whole_ruleset
+        self._show_scope()
+
+    def action_toggle_cache(self) -> None:
+        self.use_cache = not self.use_cache
+        self._show_scope()
+
+    def action_corpora(self) -> None:
+        self.query_one("#corpora", SelectionList).focus()
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _start(self, kind: str) -> threading.Event | None:
+        if self.running:
+            self.notify(f"a {self.running} is running: x cancels it", severity="warning")
+            return None
+        self.run_id += 1
+        self.running = kind
+        self.cancel_event = threading.Event()
+        self.started = time.monotonic()
+        self.last_progress = None
+        bar = self.query_one("#test-progress", ProgressBar)
+        bar.update(total=None, progress=0)
+        self._ticker = self.set_interval(TICK, self._tick)
+        self._tick()
+        return self.cancel_event
+
+    def _finish(self) -> float:
+        self.running = ""
+        self.cancel_event = None
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        return time.monotonic() - self.started
+
+    def action_run(self) -> None:
+        corpora = self.chosen_corpora()
+        if not corpora:
+            self.notify("tick at least one corpus on the right (c, then space)", severity="warning")
+            return
+        try:
+            scope = self.scope()
+        except OSError as exc:
+            self.notify(f"cannot write the buffer to test it: {exc}", severity="error")
+            return
+        cancel = self._start("test")
+        if cancel is not None:
+            self._show_scope()
+            self.run_test(self.run_id, scope, corpora, cancel, self.use_cache)
+
+    @work(thread=True, exclusive=True, group="scan", exit_on_error=False,
+          description="test the rules")
+    def run_test(self, run: int, scope: Scope, corpora: list[str], cancel: threading.Event,
+                 use_cache: bool) -> None:
+        from workbench.corpus.ruleset import RulesetError
+        from workbench.corpus.scanner import ScanCancelled
+        from workbench.corpus.testing import test_rules
+
+        def progress(p: ScanProgress) -> None:
+            self.post_message(self.Progress(run, p))
+
+        try:
+            report = test_rules(self.workbench.workspace, scope.paths, corpora, progress=progress,
+                                cancel=cancel, use_cache=use_cache)
+        except ScanCancelled:
+            self.post_message(self.Stopped(run, "cancelled"))
+            return
+        except RulesetError as exc:
+            self.post_message(self.Stopped(run, f"the rules do not compile: {exc}", error=True))
+            return
+        self.post_message(self.Tested(run, report, scope))
+
+    def action_retrohunt(self) -> None:
+        if self.running:
+            self.notify(f"a {self.running} is running: x cancels it", severity="warning")
+            return
+        try:
+            scope = self.scope()
+        except OSError as exc:
+            self.notify(f"cannot write the buffer to test it: {exc}", severity="error")
+            return
+
+        def chosen(tag: str | None) -> None:
+            cancel = self._start("retro-hunt")
+            if cancel is not None:
+                self.run_hunt(self.run_id, scope, cancel, tag or None)
+
+        self.app.push_screen(PromptScreen(
+            f"Retro-hunt the quarantine with {scope.label}: tag the messages hit",
+            default_tag(scope), hint="enter hunts · empty: no tag (they are still marked) · esc cancels",
+            allow_empty=True), lambda answer: chosen(answer) if answer is not None else None)
+
+    @work(thread=True, exclusive=True, group="scan", exit_on_error=False,
+          description="retro-hunt the quarantine")
+    def run_hunt(self, run: int, scope: Scope, cancel: threading.Event, tag: str | None) -> None:
+        from workbench.corpus.retrohunt import retrohunt
+        from workbench.corpus.ruleset import RulesetError
+        from workbench.corpus.scanner import ScanCancelled
+
+        def progress(p: ScanProgress) -> None:
+            self.post_message(self.Progress(run, p))
+
+        try:
+            report = retrohunt(self.workbench.workspace, scope.paths, progress=progress, cancel=cancel,
+                               tag=tag)
+        except ScanCancelled:
+            self.post_message(self.Stopped(run, "cancelled"))
+            return
+        except (RulesetError, ValueError) as exc:
+            self.post_message(self.Stopped(run, str(exc), error=True))
+            return
+        self.post_message(self.Hunted(run, report))
+
+    def action_cancel(self) -> None:
+        if self.cancel_event is not None:
+            self.cancel_event.set()
+            self.query_one("#test-phase", Static).update(Text("cancelling…", style="yellow"))
+
+    def action_escape(self) -> None:
+        if self.running:
+            self.action_cancel()
+        elif self.focused is self.query_one("#corpora", SelectionList):
+            self.query_one("#test-rules", ListTable).focus()
+        else:
+            self.app.switch_mode("rules")
+
+    # -- progress and results -------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Every 100 ms while running: the elapsed time moves even while libyara compiles."""
+        p = self.last_progress
+        elapsed = time.monotonic() - self.started
+        if p is None or p.phase == "compiling":
+            text = f"{self.running}: compiling… {elapsed:.1f} s"
+        else:
+            text = (f"{self.running}: {p.files_done:,}/{p.files_total:,} files · "
+                    f"{human_size(p.bytes_done)} of {human_size(p.bytes_total)} · "
+                    f"{p.matches:,} matches · {elapsed:.1f} s")
+        if self.cancel_event is not None and self.cancel_event.is_set():
+            text = "cancelling… " + text
+        self.query_one("#test-phase", Static).update(text)
+
+    @on(Progress)
+    def _progress(self, event: Progress) -> None:
+        if event.run != self.run_id or not self.running:
+            return
+        self.last_progress = p = event.progress
+        bar = self.query_one("#test-progress", ProgressBar)
+        if p.phase == "scanning" or p.bytes_total:
+            bar.update(total=max(p.bytes_total, 1), progress=p.bytes_done)
+        self._tick()
+
+    @on(Stopped)
+    def _stopped(self, event: Stopped) -> None:
+        if event.run != self.run_id:
+            return
+        elapsed = self._finish()
+        style = "bold red" if event.error else "yellow"
+        what = f"{event.reason} after {elapsed:.1f} s"
+        if not event.error:
+            what += "; what finished is cached: r resumes"
+        self.query_one("#test-phase", Static).update(Text(what, style=style))
+        if event.error:
+            self.notify(event.reason, title="Could not run", severity="error", timeout=10)
+
+    @on(Tested)
+    def _tested(self, event: Tested) -> None:
+        if event.run != self.run_id:
+            return
+        self._finish()
+        self.show_report(event.report, event.scope)
+
+    def show_report(self, report: Any, scope: Scope) -> None:
+        """Attribute down from a run (or a test): the per-rule table and the summary."""
+        self.report = report
+        bar = self.query_one("#test-progress", ProgressBar)
+        bar.update(total=1, progress=1)
+        st = report.stats
+        phase = Text(f"done in {st.seconds:.2f} s: {st.files_scanned:,} files scanned, "
+                     f"{st.pairs_cached:,} results from the cache")
+        self.query_one("#test-phase", Static).update(phase)
+        names = ", ".join(c.name for c in report.corpora)
+        summary = Text(f"{len(report.rules)} rule(s) · {st.files:,} files ({human_size(st.bytes)}) in "
+                       f"{names} · {report.true_positives} TP · {report.false_positives} FP · "
+                       f"{report.false_negatives} FN · ")
+        summary.append("PASS" if report.passed else "FAIL",
+                       style="bold green" if report.passed else "bold red")
+        self.query_one("#test-summary", Static).update(summary)
+        table = self.query_one("#test-rules", ListTable)
+        table.show(report.rules)
+        failing = next((i for i, r in enumerate(report.rules) if not r.passed), 0)
+        table.cursor_row = failing
+        self._show_rule(report.rules[failing] if report.rules else None)
+        self._show_notes()
+
+    def _show_rule(self, rule: Any) -> None:
+        tabs = self.query_one("#test-tabs", TabbedContent)
+        lists = {
+            "tp": match_rows(rule.true_positives) if rule else [],
+            "fp": match_rows(rule.false_positives) if rule else [],
+            "fn": missed_rows(rule) if rule else [],
+            "other": match_rows(rule.other_hits) if rule else [],
+        }
+        counts = {"tp": rule.tp_count if rule else 0, "fp": rule.fp_count if rule else 0,
+                  "fn": len(rule.false_negatives) if rule else 0,
+                  "other": rule.other_count if rule else 0}
+        titles = {"tp": "True positives", "fp": "False positives", "fn": "False negatives",
+                  "other": "Quarantine"}
+        for key, rows in lists.items():
+            self.query_one(f"#{key}", ListTable).show(rows)
+            count = counts[key]
+            label = Text(f"{titles[key]} ")
+            label.append(str(count), style="bold red" if count and key in ("fp", "fn") else "bold")
+            tabs.get_tab(f"tab-{key}").label = label
+        if rule is not None and (rule.fp_count or rule.false_negatives) and tabs.active in ("tab-tp", ""):
+            tabs.active = "tab-fp" if rule.fp_count else "tab-fn"
+
+    def _show_notes(self) -> None:
+        report = self.report
+        out = Text()
+        if report is not None:
+            for rule in report.rules:
+                for warning in rule.warnings:
+                    out.append(f"⚠ {rule.rule}: ", style="yellow")
+                    out.append(f"{warning}\n")
+            for problem in [*report.timeouts, *report.errors]:
+                out.append(f"✗ {visible(problem.name or problem.sha256)} ({', '.join(problem.corpora)}): ",
+                           style="red")
+                out.append(f"{problem.reason}{': ' + ', '.join(problem.rules) if problem.rules else ''}\n")
+        if self.hunt is not None:
+            for sha in [*self.hunt.timeouts, *self.hunt.errors]:
+                out.append(f"✗ retro-hunt could not scan {sha}\n", style="red")
+        self.query_one("#notes", Static).update(out or Text("nothing to note", style="dim"))
+
+    @on(VirtualTable.Highlighted, "#test-rules")
+    def _rule_highlighted(self, event: VirtualTable.Highlighted) -> None:
+        if self.report is not None and 0 <= event.row < len(self.report.rules):
+            self._show_rule(self.report.rules[event.row])
+
+    @on(Hunted)
+    def _hunted(self, event: Hunted) -> None:
+        if event.run != self.run_id:
+            return
+        elapsed = self._finish()
+        hunt = self.hunt = event.report
+        self.query_one("#test-progress", ProgressBar).update(total=1, progress=1)
+        shas = [m.sha256 for m in hunt.messages]
+        self.workbench.mark_messages(shas)
+        tagged = f", tagged #{hunt.tag}" if hunt.tag else ""
+        self.query_one("#test-phase", Static).update(
+            f"retro-hunt done in {elapsed:.1f} s: {hunt.messages_scanned:,} messages and "
+            f"{hunt.artifacts_scanned:,} artifacts")
+        self.query_one("#retro", ListTable).show(hunt.messages)
+        tabs = self.query_one("#test-tabs", TabbedContent)
+        tabs.get_tab("tab-retro").label = Text.assemble("Retro-hunt ", (str(len(shas)), "bold"))
+        tabs.active = "tab-retro"
+        self.query_one("#retro", ListTable).focus()
+        self.notify(f"{len(shas)} message(s) hit{tagged}; marked in the quarantine list (f2)",
+                    timeout=5)
+        self._show_notes()
+
+    # -- opening what was found ------------------------------------------------------------------
+
+    @on(VirtualTable.Selected, "#tp, #fp, #fn, #other")
+    def _match_chosen(self, event: VirtualTable.Selected) -> None:
+        table = event.control
+        assert isinstance(table, ListTable)
+        row = table.current()
+        if row is None:
+            return
+        if not row.sha256:
+            self.notify("this sample is in no tested corpus: nothing to open", severity="warning")
+            return
+        self.notify(f"opening {visible(row.name)}…", timeout=2)
+        self.open_file(row)
+
+    @work(thread=True, exclusive=True, group="open", exit_on_error=False, description="open the file")
+    def open_file(self, row: MatchRow) -> None:
+        from workbench.dissect.cache import DissectCache
+        from workbench.dissect.engine import dissect_bytes
+        from workbench.quarantine.store import ObjectStore
+
+        workspace = self.workbench.workspace
+        store = ObjectStore(workspace.quarantine)
+        data = store.read(row.sha256)
+        cache = DissectCache.open(workspace)
+        try:
+            dissection = dissect_bytes(data, row.name, store=store, cache=cache)
+        finally:
+            cache.close()
+        self.post_message(self.FileOpened(dissection.root, row))
+
+    @on(FileOpened)
+    def _file_opened(self, event: FileOpened) -> None:
+        self.workbench.open_artifact(event.artifact, offset=event.row.offset, length=event.row.length)
+
+    @on(VirtualTable.Selected, "#retro")
+    def _message_chosen(self) -> None:
+        msg = self.query_one("#retro", ListTable).current()
+        if msg is not None:
+            self.workbench.open_message(msg.sha256)
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#test-tabs", TabbedContent).active = f"tab-{tab}"
+        if tab != "notes":
+            self.query_one(f"#{tab}", ListTable).focus()
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        return [
+            PaletteCommand("Run the test", "the rule (or every rule) against the chosen corpora (r)",
+                           self.action_run),
+            PaletteCommand("Retro-hunt the quarantine", "which past messages would it catch (h)",
+                           self.action_retrohunt),
+            PaletteCommand("Cancel the scan", "x", self.action_cancel),
+            PaletteCommand("Test this rule / every rule", "a", self.action_scope),
+            PaletteCommand("Use the scan cache or not", "n", self.action_toggle_cache),
+            PaletteCommand("Choose corpora", "c", self.action_corpora),
+        ]
+
+
+def default_tag(scope: Scope) -> str:
+    """``retro-<family>`` from the tested file's name (``wbstealer.yar`` -> ``retro-wbstealer``)."""
+    if not scope.single:
+        return "retro-hunt"
+    stem = scope.paths[0].stem.lower().replace("_", "-")
+    return f"retro-{stem}"[:64]
