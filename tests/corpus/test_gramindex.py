@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from workbench.corpus import gramindex
-from workbench.corpus.atoms import ANYTHING, NOTHING, all_of, any_of, contains
+from workbench.corpus.atoms import ANYTHING, NOTHING, HeadIs, all_of, any_of, contains
 from workbench.corpus.gramindex import (
     DENSITY,
     K_MAX,
@@ -155,7 +155,7 @@ def test_a_torn_slot_list_is_ignored_then_cut(tmp_path: Path) -> None:
     reader = index.reader()
     assert set(reader.where) == set(files)
     build(tmp_path / "gi", more)
-    assert shas_file.stat().st_size % 81 == 0
+    assert shas_file.stat().st_size % gramindex._LINE == 0
     assert shas_file.read_bytes().startswith(listed)
     assert_no_false_negatives(index, {**files, **more})
 
@@ -232,3 +232,18 @@ def test_build_indexes_files_from_disk_and_reports_unreadable_ones(tmp_path: Pat
     assert index.reader().candidates(contains([[b"file content"]]), ["a" * 64, "b" * 64]) == \
         {"a" * 64, "b" * 64}                                    # never indexed: a candidate
     assert index.build([("a" * 64, tmp_path / "a")]).indexed == 0
+
+
+def test_header_checks_are_answered_exactly_from_the_first_bytes(tmp_path: Path) -> None:
+    files = {"a" * 64: b"MZ\x90\x00 a PE with words", "b" * 64: b"%PDF-1.7 a PDF with words",
+             "c" * 64: b"M", "d" * 64: b"PK\x03\x04" + bytes(range(40)),
+             "e" * 64: b"plain MZ text with words"}
+    index = build(tmp_path / "gi", files)
+    reader = index.reader()
+    assert reader.candidates(HeadIs(0, b"MZ"), files) == {"a" * 64}         # "c" is too short
+    assert reader.candidates(HeadIs(6, b"\x02\x03"), files) == {"d" * 64}
+    assert reader.candidates(any_of([HeadIs(0, b"%PDF"), HeadIs(0, b"PK\x03\x04")]), files) == \
+        {"b" * 64, "d" * 64}
+    words = contains([[b"with words"]])
+    assert reader.candidates(all_of([HeadIs(0, b"MZ"), words]), files) == {"a" * 64}
+    assert reader.candidates(any_of([HeadIs(0, b"MZ"), words]), files) >= {"a" * 64, "b" * 64, "e" * 64}

@@ -129,7 +129,9 @@ def case(draw: st.DrawFn) -> tuple[str, list[bytes]]:
                      f"\n condition:\n  {cond}\n}}\n")
     chunk = st.one_of(st.sampled_from(specs).flatmap(planted), st.binary(max_size=6),
                       st.sampled_from([b" ", b"\0", b"\n"]))
-    files = draw(st.lists(st.lists(chunk, max_size=8).map(b"".join), min_size=2, max_size=6))
+    heads = st.sampled_from([b"", b"", b"MZ", b"%PDF", b"M", b"MZev"])
+    files = draw(st.lists(st.tuples(heads, st.lists(chunk, max_size=8)).map(
+        lambda hc: hc[0] + b"".join(hc[1])), min_size=2, max_size=6))
     return "\n".join(rules), files
 
 
@@ -140,7 +142,8 @@ def condition(draw: st.DrawFn, names: list[str], depth: int = 0) -> str:
                 *(f"{n} at 0" for n in names), *(f"{n} in (0..64)" for n in names),
                 "any of them", "all of them", "2 of them", f"{counts[0]} == 1", f"{counts[0]} >= 2"]
     other = ["none of them", "not " + names[0], "filesize < 100", "true", "false",
-             "for any of them : ($ at 0)", f"{counts[0]} == 0"]
+             "for any of them : ($ at 0)", f"{counts[0]} == 0", "uint16(0) == 0x5A4D",
+             "uint32(0) == 0x46445025", "uint8(2) == 0x65", "uint16be(0) == 0x4D5A"]
     if depth >= 2 or draw(st.booleans()):
         return draw(st.sampled_from(decisive if draw(st.integers(0, 3)) else other))
     left = draw(condition(names, depth + 1))
@@ -213,6 +216,9 @@ def test_prefiltered_results_equal_a_full_scan(example: tuple[str, list[bytes]])
     ('"evil"', "none of them", b"nothing here"),
     ('"evil"', "$a or filesize > 3", b"nothing here"),
     ('"evil"', "for any of them : (true)", b"nothing here"),
+    ('"evil"', "uint16(0) == 0x5A4D and $a", b"MZ evil"),
+    ('"evil"', "uint32be(0) == 0x25504446 or $a", b"%PDF"),
+    ('"evil"', "uint8(1) == 0x5A and $a", b"MZevil"),
 ])
 def test_the_index_keeps_every_file_libyara_matches(tmp_path: Path, string: str, condition: str,
                                                     data: bytes) -> None:

@@ -77,7 +77,7 @@ def test_a_second_hunt_comes_from_the_cache(hunted) -> None:
 
 
 def test_a_hunt_with_a_new_rule_reads_only_what_it_could_match(hunted, tmp_path: Path) -> None:
-    workspace, rules, spam, carrier, plain = hunted
+    workspace, rules, _spam, carrier, plain = hunted
     first = retrohunt(workspace, [rules])             # indexes the messages and the artifact
     assert first.files_skipped > 0
     new = tmp_path / "new.yar"

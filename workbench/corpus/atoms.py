@@ -14,8 +14,9 @@ understood becomes :data:`ANYTHING` (every file is a candidate).
   ``nocase`` needs nothing: the index folds ASCII case on both sides.
 - A rule's requirement follows its condition: ``and``/``or`` of the parts it
   understands (``$a``, ``$a at``/``in``, ``#a > N``, ``N of (...)``, ``all of``,
-  rule references, globals); ``not``, ``none of``, loops, arithmetic, modules and
-  anything else are :data:`ANYTHING`.
+  rule references, globals, and header checks such as ``uint16(0) == 0x5A4D``,
+  which the index answers exactly from each file's first bytes); ``not``,
+  ``none of``, loops, arithmetic, modules and anything else are :data:`ANYTHING`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 MIN_ATOM = 4                 # bytes: the index holds 4-grams, shorter atoms say nothing
 MAX_XOR_KEYS = 256
+HEAD_BYTES = 16              # the index keeps each file's first bytes: header checks are exact
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,15 @@ class Contains:
 
 
 @dataclass(frozen=True)
+class HeadIs:
+    """The file's bytes at ``offset`` (within its first HEAD_BYTES) are ``data``:
+    what ``uint16(0) == 0x5A4D`` and the like say."""
+
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True)
 class AllOf:
     parts: tuple[Formula, ...]
 
@@ -69,7 +80,7 @@ class AnyOf:
     parts: tuple[Formula, ...]
 
 
-Formula: TypeAlias = Anything | Nothing | Contains | AllOf | AnyOf
+Formula: TypeAlias = Anything | Nothing | Contains | HeadIs | AllOf | AnyOf
 ANYTHING = Anything()
 NOTHING = Nothing()
 
@@ -436,6 +447,8 @@ def string_requirement(s: RuleString, encoding: str = "utf-8") -> Formula:
 # -- conditions -----------------------------------------------------------------------
 
 _NUMBER = re.compile(r"(0x[0-9A-Fa-f]+|0o[0-7]+|\d+)(KB|MB)?")
+_READS = {"uint8": (1, "little"), "uint16": (2, "little"), "uint32": (4, "little"),
+          "uint8be": (1, "big"), "uint16be": (2, "big"), "uint32be": (4, "big")}
 
 
 def _number(text: str) -> int | None:
@@ -526,6 +539,8 @@ class _Condition:
             return self._string_ref(t)
         if first.startswith("#") or (len(t) >= 3 and t[-1].text.startswith("#")):
             return self._count(t)
+        if first in _READS or (len(t) == 6 and t[2].text in _READS):
+            return self._header(t)
         if len(t) >= 3 and (first in ("any", "all", "none") or _number(first) is not None):
             return self._of(t)
         if len(t) == 1 and t[0].kind == "word" and first in self.rules.by_name:
@@ -568,6 +583,23 @@ class _Condition:
             return ANYTHING
         needs = (op == ">" and value >= 0) or (op in (">=", "==") and value >= 1)
         return self._string("$" + ident[1:]) if needs else ANYTHING
+
+    def _header(self, t: list[Token]) -> Formula:
+        """``uint16(0) == 0x5A4D`` (and uint8/uint32, big-endian forms, the value first)."""
+        texts = [x.text for x in t]
+        if len(texts) != 6:
+            return ANYTHING
+        if texts[0] in _READS and texts[1:5:2] == ["(", ")"] and texts[4] == "==":
+            read, offset, value = texts[0], _number(texts[2]), _number(texts[5])
+        elif texts[2] in _READS and texts[1] == "==" and texts[3:6:2] == ["(", ")"]:
+            read, offset, value = texts[2], _number(texts[4]), _number(texts[0])
+        else:
+            return ANYTHING
+        width, order = _READS[read]
+        if offset is None or value is None or value >= 1 << (8 * width) or \
+                offset + width > HEAD_BYTES:
+            return ANYTHING
+        return HeadIs(offset, value.to_bytes(width, order))  # type: ignore[arg-type]
 
     def _of(self, t: list[Token]) -> Formula:
         """``any|all|none|N|N% of them|(...)`` with an optional ``at``/``in`` after the set."""

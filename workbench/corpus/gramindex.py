@@ -19,8 +19,9 @@ Layout of ``state/gram-index/`` (plain files: a query must load in a millisecond
 - ``blocks/<id>.bits``: a 64-byte header (``WBGRAMS1``, k, width as little-endian
   uint32) then ``2**k`` rows of ``width`` bytes, bit ``7 - s % 8`` of byte ``s // 8``
   being slot ``s``;
-- ``blocks/<id>.shas``: the block's files, one 81-byte line per slot
-  (``<sha256> <size, 15 digits>``), appended;
+- ``blocks/<id>.shas``: the block's files, one 114-byte line per slot
+  (``<sha256> <size, 15 digits> <first 16 bytes, hex>``), appended; the first
+  bytes answer header checks (``uint16(0) == 0x5A4D``) exactly;
 - ``saturated``: files that are always candidates, same lines;
 - ``lock``: writers hold it (flock) while they add files. Readers take no lock:
   a writer makes the bits durable (set in place, or a grown copy renamed over the
@@ -46,14 +47,24 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.corpus.atoms import ANYTHING, NOTHING, AllOf, AnyOf, Contains, Formula, Nothing
+from workbench.corpus.atoms import (
+    ANYTHING,
+    HEAD_BYTES,
+    NOTHING,
+    AllOf,
+    AnyOf,
+    Contains,
+    Formula,
+    HeadIs,
+    Nothing,
+)
 
 INDEX_DIR = "gram-index"
 GRAM = 4
 MULTIPLIER = 0x9E3779B1          # Fibonacci hashing: the top k bits of gram * this
 K_MIN, K_MAX = 10, 21            # filters of 128 bytes to 256 KiB per file
-LOAD = 0.43                      # first guess: 4-gram positions per filter bit
-DENSITY = 0.35                   # fold the filter in half while it stays at most this full
+DENSITY = 0.30                   # fold the filter in half while it stays at most this full
+LOAD = -math.log(1 - DENSITY)    # distinct grams per bit that fill a filter to DENSITY
 SATURATED = 0.75                 # fuller than this at K_MAX: the file is always a candidate
 MAX_FILE = 512 * 1024 * 1024     # larger files are not read: always candidates
 MAX_GRAMS = 16                   # grams looked up per variant (evenly spread; fewer is only weaker)
@@ -62,10 +73,10 @@ MAX_SLOTS = 4096
 PENDING_BYTES = 64 * 1024 * 1024  # filters kept in memory before they are written
 _CHUNK = 1 << 22
 _FOLD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
-_PARAMS = f"v1 gram={GRAM} mult={MULTIPLIER:#x} fold=ascii k={K_MIN}-{K_MAX} d={DENSITY} s={SATURATED}\n"
+_PARAMS = f"v2 gram={GRAM} mult={MULTIPLIER:#x} fold=ascii k={K_MIN}-{K_MAX} d={DENSITY} s={SATURATED}\n"
 _MAGIC = b"WBGRAMS1"
 _HEADER = 64
-_LINE = 81                        # "<sha256> <size:015d>\n"
+_LINE = 114                       # "<sha256> <size:015d> <head:32 hex>\n"
 
 # -- grams ----------------------------------------------------------------------------
 
@@ -104,6 +115,7 @@ class FileFilter:
     k: int
     bits: np.ndarray | None
     size: int
+    head: bytes = b""             # the first HEAD_BYTES bytes
 
 
 def _first_k(positions: int) -> int:
@@ -112,7 +124,7 @@ def _first_k(positions: int) -> int:
     return min(K_MAX, max(K_MIN, math.ceil(math.log2(positions / LOAD))))
 
 
-def _finish(bits: np.ndarray, k: int, size: int) -> FileFilter:
+def _finish(bits: np.ndarray, k: int, size: int, head: bytes) -> FileFilter:
     """Fold the bitmap while it stays sparse; pack it. Saturated filters keep no bits."""
     while k > K_MIN:
         half = bits[0::2] | bits[1::2]        # row at k-1 is the row at k shifted right once
@@ -120,8 +132,8 @@ def _finish(bits: np.ndarray, k: int, size: int) -> FileFilter:
             break
         bits, k = half, k - 1
     if np.count_nonzero(bits) > SATURATED * bits.size:
-        return FileFilter(k, None, size)
-    return FileFilter(k, np.packbits(bits), size)
+        return FileFilter(k, None, size, head)
+    return FileFilter(k, np.packbits(bits), size, head)
 
 
 def filter_bytes(data: bytes) -> FileFilter:
@@ -132,26 +144,28 @@ def filter_bytes(data: bytes) -> FileFilter:
     for start in range(0, max(1, len(data) - GRAM + 1), _CHUNK):
         chunk = data[start:start + _CHUNK + GRAM - 1].translate(_FOLD)
         bits[_gram_hashes(chunk) >> shift] = True
-    return _finish(bits, k, len(data))
+    return _finish(bits, k, len(data), data[:HEAD_BYTES])
 
 
 def filter_file(path: Path | str) -> FileFilter:
     """The filter of a file on disk, read in chunks; files over MAX_FILE are saturated unread."""
-    size = os.stat(path).st_size
-    if size > MAX_FILE:
-        return FileFilter(K_MAX, None, size)
-    k = _first_k(size - GRAM + 1)
-    bits = np.zeros(1 << k, np.bool_)
-    shift = np.uint32(32 - k)
-    tail = b""
-    total = 0
     with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_FILE:
+            return FileFilter(K_MAX, None, size, fh.read(HEAD_BYTES))
+        k = _first_k(size - GRAM + 1)
+        bits = np.zeros(1 << k, np.bool_)
+        shift = np.uint32(32 - k)
+        head = tail = b""
+        total = 0
         while chunk := fh.read(_CHUNK):
+            if not total:
+                head = chunk[:HEAD_BYTES]
             total += len(chunk)
             data = (tail + chunk).translate(_FOLD)
             bits[_gram_hashes(data) >> shift] = True
             tail = data[-(GRAM - 1):]
-    return _finish(bits, k, total)
+    return _finish(bits, k, total, head)
 
 
 # -- the index ------------------------------------------------------------------------
@@ -210,8 +224,19 @@ def _read_lines(path: Path) -> tuple[list[str], list[int]]:
     return shas, sizes
 
 
-def _line(sha: str, size: int) -> bytes:
-    return f"{sha} {min(size, 10**15 - 1):015d}\n".encode("ascii")
+def _line(sha: str, filt: FileFilter) -> bytes:
+    head = filt.head[:HEAD_BYTES].ljust(HEAD_BYTES, b"\0").hex()
+    return f"{sha} {min(filt.size, 10**15 - 1):015d} {head}\n".encode("ascii")
+
+
+def _read_heads(path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first bytes ``(count, HEAD_BYTES)`` and sizes of a block's first ``count`` files."""
+    data = path.read_bytes()[:count * _LINE]
+    text = data[:len(data) - len(data) % _LINE].decode("ascii", "replace")
+    heads = bytes.fromhex("".join(text[i + 81:i + 113] for i in range(0, len(text), _LINE)))
+    sizes = [int(text[i + 65:i + 80]) for i in range(0, len(text), _LINE)]
+    return (np.frombuffer(heads, np.uint8).reshape(len(sizes), HEAD_BYTES),
+            np.array(sizes, np.int64))
 
 
 def _read_header(path: Path) -> tuple[int, int] | None:
@@ -431,9 +456,9 @@ class GramIndex:
                     members = members[len(take):]
                     self._write_block(bid, k, width, used, [f for _, f in take])
                     _append(self._block_path(bid, ".shas"), b"".join(
-                        _line(sha, f.size) for sha, f in take))
+                        _line(sha, f) for sha, f in take))
             if saturated:
-                _append(saturated_file, b"".join(_line(sha, f.size) for sha, f in saturated))
+                _append(saturated_file, b"".join(_line(sha, f) for sha, f in saturated))
             _fsync(self.blocks_dir)
             return len(fresh)
 
@@ -620,24 +645,48 @@ class Selection:
         return {*self.always, *(sha for _, _, names in self.blocks for sha in names)}
 
 
+class _BlockView:
+    """One block as a query sees it: its rows, and (read when first asked) its files' first bytes."""
+
+    def __init__(self, k: int, rows: np.ndarray, shas_file: Path):
+        self.k = k
+        self.rows = rows
+        self.shas_file = shas_file
+        self._heads: tuple[np.ndarray, np.ndarray] | None = None
+
+    def head_is(self, f: HeadIs, listed: int) -> np.ndarray | None:
+        if self._heads is None or len(self._heads[1]) < listed:
+            self._heads = _read_heads(self.shas_file, self.rows.shape[1] * 8)
+        heads, sizes = self._heads
+        if len(sizes) < listed:
+            return None                         # the slot list is shorter than the query's view
+        want = np.frombuffer(f.data, np.uint8)
+        ok = (sizes >= f.offset + len(f.data)) & \
+            (heads[:, f.offset:f.offset + len(f.data)] == want).all(axis=1)
+        bits = np.zeros(self.rows.shape[1] * 8, np.bool_)
+        bits[:len(ok)] = ok
+        return np.packbits(bits)
+
+
 class IndexReader:
     """Evaluates requirements over the files listed when it was made."""
 
     def __init__(self, index: GramIndex, where: dict[str, tuple[int, int]]):
         self.index = index
         self.where = where
-        self._blocks: dict[int, tuple[int, np.ndarray] | None] = {}
+        self._blocks: dict[int, _BlockView | None] = {}
         self._hashes: dict[int, tuple[Contains, np.ndarray | None]] = {}
 
     def __contains__(self, sha: str) -> bool:
         return sha in self.where
 
-    def _block(self, bid: int) -> tuple[int, np.ndarray] | None:
+    def _block(self, bid: int) -> _BlockView | None:
         if bid not in self._blocks:
             path = self.index._block_path(bid)
             head = _read_header(path)
             try:
-                self._blocks[bid] = None if head is None else (head[0], _map(path, *head, "r"))
+                self._blocks[bid] = None if head is None else _BlockView(
+                    head[0], _map(path, *head, "r"), self.index._block_path(bid, ".shas"))
             except (OSError, ValueError):
                 self._blocks[bid] = None      # unreadable: its files stay candidates
         return self._blocks[bid]
@@ -668,7 +717,8 @@ class IndexReader:
         out = set(sel.always)
         for bid, slots, names in sel.blocks:
             block = self._block(bid)
-            hit = None if block is None else self._eval(formula, block[1], block[0])
+            hit = None if block is None else self._eval(formula, block, len(slots) and
+                                                         int(slots.max()) + 1)
             if hit is None:
                 out.update(names)
                 continue
@@ -679,33 +729,39 @@ class IndexReader:
             out.update(names[i] for i in np.flatnonzero(keep))
         return out
 
-    def _eval(self, f: Formula, block: np.ndarray, k: int) -> np.ndarray | None:
-        """A packed bitmap over the block's slots; None means every slot."""
+    def _eval(self, f: Formula, block: _BlockView, listed: int) -> np.ndarray | None:
+        """A packed bitmap over the block's slots; None means every slot.
+
+        ``listed`` is how many slots the query looks at (header checks read that many
+        files' first bytes).
+        """
         if isinstance(f, Contains):
             hashes = self._variant_hashes(f)
             if hashes is None:
                 return None
-            grams = block[hashes >> np.uint32(32 - k)]              # (variants, grams, width)
+            grams = block.rows[hashes >> np.uint32(32 - block.k)]  # (variants, grams, width)
             return np.bitwise_or.reduce(np.bitwise_and.reduce(grams, axis=1), axis=0)
+        if isinstance(f, HeadIs):
+            return block.head_is(f, listed)
         if isinstance(f, AllOf):
             acc: np.ndarray | None = None
             for part in f.parts:
-                got = self._eval(part, block, k)
+                got = self._eval(part, block, listed)
                 if got is not None:
                     acc = got if acc is None else acc & got
                     if not acc.any():
                         break
             return acc
         if isinstance(f, AnyOf):
-            acc = np.zeros(block.shape[1], np.uint8)
+            acc = np.zeros(block.rows.shape[1], np.uint8)
             for part in f.parts:
-                got = self._eval(part, block, k)
+                got = self._eval(part, block, listed)
                 if got is None:
                     return None
                 acc |= got
             return acc
         if f is NOTHING or isinstance(f, Nothing):
-            return np.zeros(block.shape[1], np.uint8)
+            return np.zeros(block.rows.shape[1], np.uint8)
         return None
 
     def _variant_hashes(self, f: Contains) -> np.ndarray | None:
