@@ -63,6 +63,7 @@ class ScanCache:
         self.path = Path(path)
         self.db = open_database(self.path, _SCHEMA)
         self._batch_files: dict[int, frozenset[str]] = {}
+        self._by_blob: dict[bytes, frozenset[str]] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -92,7 +93,8 @@ class ScanCache:
         for key, batches in batches_of.items():
             combo = tuple(sorted(batches))
             if combo not in combos:
-                combos[combo] = frozenset().union(*(self._files_of(b) for b in combo))
+                distinct = list({id(f): f for f in map(self._files_of, combo)}.values())
+                combos[combo] = distinct[0] if len(distinct) == 1 else frozenset().union(*distinct)
             out[key] = combos[combo]
         return out
 
@@ -101,8 +103,12 @@ class ScanCache:
         if files is None:
             row = self.db.execute("SELECT shas FROM batch_shas WHERE batch=?", (batch,)).fetchone()
             if row is not None:
-                text = bytes(row[0]).decode("ascii")
-                files = frozenset(text[i:i + 64] for i in range(0, len(text), 64))
+                blob = bytes(row[0])
+                files = self._by_blob.get(blob)       # batches over the same files share a set
+                if files is None:
+                    text = blob.decode("ascii")
+                    files = self._by_blob[blob] = frozenset(text[i:i + 64]
+                                                            for i in range(0, len(text), 64))
             else:                          # a cache written before batch_shas
                 files = frozenset(r[0] for r in self.db.execute(
                     "SELECT sha256 FROM batch_files WHERE batch=?", (batch,)))
@@ -179,6 +185,7 @@ class ScanCache:
                           "rule_keys"):
                 db.execute(f"DELETE FROM {table}")
         self._batch_files.clear()
+        self._by_blob.clear()
 
 
 def _encode_hits(hits: Iterable[StringHit]) -> str:

@@ -209,19 +209,27 @@ class _Block:
     k: int
     width: int                   # bytes per row: capacity / 8
     shas: list[str]
-    sizes: list[int]
+    lines: str                   # the slot lines they came from (sizes and first bytes)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [int(self.lines[i + 65:i + 80]) for i in range(0, len(self.lines), _LINE)]
 
 
 def _read_lines(path: Path) -> tuple[list[str], list[int]]:
     """sha256s and sizes of a ``.shas``/``saturated`` file; a torn last line is left out."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], []
-    text = data[:len(data) - len(data) % _LINE].decode("ascii", "replace")
+    text = _whole_lines(path)
     shas = [text[i:i + 64] for i in range(0, len(text), _LINE)]
     sizes = [int(text[i + 65:i + 80]) for i in range(0, len(text), _LINE)]
     return shas, sizes
+
+
+def _whole_lines(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return ""
+    return data[:len(data) - len(data) % _LINE].decode("ascii", "replace")
 
 
 def _line(sha: str, filt: FileFilter) -> bytes:
@@ -229,10 +237,8 @@ def _line(sha: str, filt: FileFilter) -> bytes:
     return f"{sha} {min(filt.size, 10**15 - 1):015d} {head}\n".encode("ascii")
 
 
-def _read_heads(path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first bytes ``(count, HEAD_BYTES)`` and sizes of a block's first ``count`` files."""
-    data = path.read_bytes()[:count * _LINE]
-    text = data[:len(data) - len(data) % _LINE].decode("ascii", "replace")
+def _parse_heads(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first bytes ``(files, HEAD_BYTES)`` and sizes from a block's slot lines."""
     heads = bytes.fromhex("".join(text[i + 81:i + 113] for i in range(0, len(text), _LINE)))
     sizes = [int(text[i + 65:i + 80]) for i in range(0, len(text), _LINE)]
     return (np.frombuffer(heads, np.uint8).reshape(len(sizes), HEAD_BYTES),
@@ -342,13 +348,14 @@ class GramIndex:
             return []
         for name in names:
             bid = int(name.split(".")[0])
-            shas, sizes = _read_lines(self.blocks_dir / name)
+            lines = _whole_lines(self.blocks_dir / name)
             k = width = 0
             if headers:
                 head = _read_header(self._block_path(bid))
                 if head is not None:
                     k, width = head
-            out.append(_Block(bid, k, width, shas, sizes))
+            out.append(_Block(bid, k, width, [lines[i:i + 64] for i in range(0, len(lines), _LINE)],
+                              lines))
         return out
 
     # -- reading ----------------------------------------------------------------------
@@ -359,10 +366,12 @@ class GramIndex:
         where: dict[str, tuple[int, int]] = {}
         for sha in _read_lines(self.folder / "saturated")[0]:
             where[sha] = (-1, -1)
+        lines: dict[int, str] = {}
         for block in self._blocks(headers=False):
             where.update(zip(block.shas, ((block.id, slot) for slot in range(len(block.shas))),
                              strict=True))
-        return IndexReader(self, where)
+            lines[block.id] = block.lines
+        return IndexReader(self, where, lines)
 
     def indexed(self) -> set[str]:
         """Every sha256 the index holds (saturated ones included)."""
@@ -648,15 +657,15 @@ class Selection:
 class _BlockView:
     """One block as a query sees it: its rows, and (read when first asked) its files' first bytes."""
 
-    def __init__(self, k: int, rows: np.ndarray, shas_file: Path):
+    def __init__(self, k: int, rows: np.ndarray, lines: str):
         self.k = k
         self.rows = rows
-        self.shas_file = shas_file
+        self.lines = lines
         self._heads: tuple[np.ndarray, np.ndarray] | None = None
 
     def head_is(self, f: HeadIs, listed: int) -> np.ndarray | None:
-        if self._heads is None or len(self._heads[1]) < listed:
-            self._heads = _read_heads(self.shas_file, self.rows.shape[1] * 8)
+        if self._heads is None:
+            self._heads = _parse_heads(self.lines)
         heads, sizes = self._heads
         if len(sizes) < listed:
             return None                         # the slot list is shorter than the query's view
@@ -671,9 +680,11 @@ class _BlockView:
 class IndexReader:
     """Evaluates requirements over the files listed when it was made."""
 
-    def __init__(self, index: GramIndex, where: dict[str, tuple[int, int]]):
+    def __init__(self, index: GramIndex, where: dict[str, tuple[int, int]],
+                 lines: dict[int, str] | None = None):
         self.index = index
         self.where = where
+        self.lines = lines or {}
         self._blocks: dict[int, _BlockView | None] = {}
         self._hashes: dict[int, tuple[Contains, np.ndarray | None]] = {}
 
@@ -686,7 +697,7 @@ class IndexReader:
             head = _read_header(path)
             try:
                 self._blocks[bid] = None if head is None else _BlockView(
-                    head[0], _map(path, *head, "r"), self.index._block_path(bid, ".shas"))
+                    head[0], _map(path, *head, "r"), self.lines.get(bid, ""))
             except (OSError, ValueError):
                 self._blocks[bid] = None      # unreadable: its files stay candidates
         return self._blocks[bid]
