@@ -44,6 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -261,7 +262,7 @@ def _read_header(path: Path) -> tuple[int, int] | None:
     return k, width
 
 
-def _map(path: Path, k: int, width: int, mode: str) -> np.ndarray:
+def _map(path: Path, k: int, width: int, mode: Literal["r", "r+"]) -> np.ndarray:
     """The rows of a block file, memory-mapped, as a plain array (fancy indexing on np.memmap is slow)."""
     mapped = np.memmap(path, dtype=np.uint8, mode=mode, offset=_HEADER, shape=(1 << k, width))
     return mapped.view(np.ndarray)
