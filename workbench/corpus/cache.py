@@ -150,12 +150,22 @@ class ScanCache:
                            [(k, json.dumps(w)) for k, w in warnings.items()])
 
     def record(self, keys: Iterable[str], shas: Iterable[str],
-               hits: Iterable[tuple[str, str, RuleHit]] = ()) -> None:
-        """One batch: ``keys`` were scanned over ``shas``; ``hits`` are (key, sha, hit) matches."""
+               hits: Iterable[tuple[str, str, RuleHit]] = (),
+               compiled: dict[str, list[str]] | None = None) -> None:
+        """One batch: ``keys`` were scanned over ``shas``; ``hits`` are (key, sha, hit) matches.
+
+        ``compiled`` (keys that compiled, with their warnings) goes in the same transaction.
+        """
         keys, shas = list(dict.fromkeys(keys)), sorted(set(shas))
-        if not keys or not shas:
+        batch = None
+        if not compiled and (not keys or not shas):
             return
         with self._transaction() as db:
+            if compiled:
+                db.executemany("INSERT OR REPLACE INTO rule_keys(key, warnings) VALUES (?,?)",
+                               [(k, json.dumps(w)) for k, w in compiled.items()])
+            if not keys or not shas:
+                return
             batch = db.execute("INSERT INTO batches(created) VALUES (?)",
                                (iso(utcnow()),)).lastrowid
             db.executemany("INSERT OR IGNORE INTO batch_rules(key, batch) VALUES (?,?)",

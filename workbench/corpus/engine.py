@@ -131,8 +131,6 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache
                 warnings[owner.key].append(f"line {w.line}: {w.message}")
         for i in compiled.indices:
             res.warnings[i] = warnings[entries[i].key]
-        if cache is not None:
-            cache.record_compiled(warnings)
         index_of = {entries[i].name: i for i in compiled.indices}
         read = to_scan
         if prefilter is not None:
@@ -152,7 +150,7 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache
                 cache.record([entries[i].key for i in group], set(partial) | (to_scan - read),
                              [(entries[index_of[hit.rule]].key, sha, hit)
                               for sha, hits in partial.items() for hit in hits
-                              if index_of.get(hit.rule, -1) in in_group])
+                              if index_of.get(hit.rule, -1) in in_group], compiled=warnings)
             raise
         new_hits: list[tuple[str, str, RuleHit]] = []
         for sha, hits in outcome.results.items():
@@ -168,7 +166,8 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache
         res.bytes_scanned += sum(by_sha[s].size for s in read)
         failed = set(outcome.timeouts) | set(outcome.errors)
         if cache is not None:
-            cache.record([entries[i].key for i in group], to_scan - failed, new_hits)
+            cache.record([entries[i].key for i in group], to_scan - failed, new_hits,
+                         compiled=warnings)
     res.files_scanned = len(scanned)
     if prefilter is not None:
         res.files_skipped = prefilter.stats.files_skipped

@@ -94,7 +94,7 @@ class Prefilter:
             self._reader = self.index.reader()
         selection = self._reader.select(shas)
         lacking = {sha for sha in selection.always
-                   if sha not in self._reader and sha not in self._tried}
+                   if sha not in self._reader.saturated and sha not in self._tried}
         if lacking:
             last = time.monotonic()
 
