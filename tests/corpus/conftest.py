@@ -122,10 +122,10 @@ class FakeArtifact:
 
 @pytest.fixture
 def fake_catalog(monkeypatch: pytest.MonkeyPatch) -> list[FakeArtifact]:
-    """Stands in for ``workbench.dissect.catalog`` (its contract: ``iter_extracted(workspace)``)."""
+    """Stands in for ``workbench.dissect.catalog`` (its contract: ``iter_extracted(workspace, unique=)``)."""
     artifacts: list[FakeArtifact] = []
     module = types.ModuleType("workbench.dissect.catalog")
-    module.iter_extracted = lambda workspace: iter(list(artifacts))  # type: ignore[attr-defined]
+    module.iter_extracted = lambda workspace, unique=True: iter(list(artifacts))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "workbench.dissect.catalog", module)
     return artifacts
 

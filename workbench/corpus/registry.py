@@ -458,16 +458,17 @@ class CorpusRegistry:
         return int(count)
 
 
-def extracted_artifacts(workspace: Workspace) -> Iterable[Any]:
+def extracted_artifacts(workspace: Workspace, *, unique: bool = True) -> Iterable[Any]:
     """The dissect catalog's ``ExtractedArtifact`` rows (sha256, filename, mime, size,
-    message_sha256, path); none while dissection is not installed."""
+    message_sha256, path); none while dissection is not installed. ``unique=False``
+    gives every message holding an artifact, not only the first."""
     try:
         from workbench.dissect.catalog import iter_extracted
     except ModuleNotFoundError as exc:
         if exc.name != "workbench.dissect.catalog":
             raise
         return []
-    return iter_extracted(workspace)
+    return iter_extracted(workspace, unique=unique)
 
 
 def _walk(root: Path, report: AddReport) -> Iterator[tuple[Path, str]]:

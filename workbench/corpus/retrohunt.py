@@ -98,7 +98,8 @@ def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
             targets[sha] = ScanTarget(sha, path, size)
             origins.setdefault(sha, []).append(_Origin(sha, "", ""))
         artifacts = 0
-        for art in extracted_artifacts(workspace):
+        # every message holding an artifact: the same attachment often reaches many people
+        for art in extracted_artifacts(workspace, unique=False):
             if art.sha256 not in targets:
                 targets[art.sha256] = ScanTarget(art.sha256, Path(art.path), int(art.size))
                 artifacts += 1
