@@ -110,6 +110,14 @@ def lab(tmp_path: Path, workspace: Workspace) -> Iterator[Lab]:
     yield Lab(workspace, tmp_path, rules, malicious, clean)
 
 
+def edit_rules(lab: Lab, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in the lab's rule file (it must be there)."""
+    path = lab.rules / "main.yar"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
 @dataclass
 class FakeArtifact:
     sha256: str

@@ -13,7 +13,15 @@ import yara
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from tests.corpus.conftest import CLEAN_NOISY, DROPPER, LOADER, Lab, sha256, write_files
+from tests.corpus.conftest import (
+    CLEAN_NOISY,
+    DROPPER,
+    LOADER,
+    Lab,
+    edit_rules,
+    sha256,
+    write_files,
+)
 from workbench.corpus import prefilter
 from workbench.corpus.atoms import Requirements
 from workbench.corpus.engine import resolve
@@ -238,17 +246,10 @@ def test_the_index_keeps_every_file_libyara_matches(tmp_path: Path, string: str,
 # -- in test_rules and retrohunt -----------------------------------------------------------
 
 
-def _edit(lab: Lab, old: str, new: str) -> None:
-    path = lab.rules / "main.yar"
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
-
-
 def test_a_re_test_reads_only_the_files_the_edited_rule_could_match(lab: Lab) -> None:
     first = test_rules(lab.workspace, [lab.rules])
     assert first.stats.files_skipped > 0                    # a cold run of 4 rules is a small group
-    _edit(lab, "uint32(0) == 0x46445025 and $g", "filesize > 10 and $g")
+    edit_rules(lab, "uint32(0) == 0x46445025 and $g", "filesize > 10 and $g")
     retest = test_rules(lab.workspace, [lab.rules])
     # MAL_Pdf_Gtube changed; it and MAL_Pdf_Gtube_Dropper (which names it) need the GTUBE
     # bytes or the dropper's: only the loader and the dropper are read
@@ -268,7 +269,7 @@ def test_files_registered_before_the_index_are_indexed_when_first_needed(lab: La
     shutil.rmtree(lab.workspace.state / INDEX_DIR)
     first = test_rules(lab.workspace, [lab.rules])
     assert first.stats.files_indexed == 4 and first.stats.files_skipped > 0
-    _edit(lab, "  condition:\n    $eicar\n", "  condition:\n    $eicar and filesize > 1\n")
+    edit_rules(lab, "  condition:\n    $eicar\n", "  condition:\n    $eicar and filesize > 1\n")
     second = test_rules(lab.workspace, [lab.rules])
     assert second.stats.files_indexed == 0
     assert {f.sha256 for f in by_name(second)["MAL_Any_Eicar"].false_positives} == {sha256(CLEAN_NOISY)}

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.corpus.conftest import CLEAN_NOISY, DROPPER, LOADER, Lab, rules_text, sha256, write_files
+from tests.corpus.conftest import (
+    CLEAN_NOISY,
+    DROPPER,
+    LOADER,
+    Lab,
+    edit_rules,
+    rules_text,
+    sha256,
+    write_files,
+)
 from workbench.corpus.registry import CorpusRegistry, UnknownCorpus
 from workbench.corpus.ruleset import RulesetError, load_ruleset
 from workbench.corpus.testing import RuleResult, TestReport, test_rules
@@ -65,16 +74,9 @@ def test_cached_results_equal_cold_results(lab: Lab) -> None:
         (warm.true_positives, warm.false_positives, warm.false_negatives)
 
 
-def _edit(lab: Lab, old: str, new: str) -> None:
-    path = lab.rules / "main.yar"
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
-
-
 def test_editing_one_rule_rescans_only_that_rule(lab: Lab) -> None:
     test_rules(lab.workspace, [lab.rules])
-    _edit(lab, "  condition:\n    $eicar\n", "  condition:\n    $eicar and filesize > 1000\n")
+    edit_rules(lab, "  condition:\n    $eicar\n", "  condition:\n    $eicar and filesize > 1000\n")
     edited = test_rules(lab.workspace, [lab.rules])
     # only the two files holding the EICAR string are read; the index rules out the others
     assert edited.stats.rules_compiled == 1 and edited.stats.files_scanned == 2
@@ -86,9 +88,9 @@ def test_editing_one_rule_rescans_only_that_rule(lab: Lab) -> None:
 
 def test_metadata_and_layout_edits_reuse_the_cache(lab: Lab) -> None:
     test_rules(lab.workspace, [lab.rules])
-    _edit(lab, 'description = "EICAR inside a PE-looking dropper"',
+    edit_rules(lab, 'description = "EICAR inside a PE-looking dropper"',
           'description = "reworded"\n    author = "someone"')
-    _edit(lab, "uint16(0) == 0x5A4D and filesize < 1MB and all of them",
+    edit_rules(lab, "uint16(0) == 0x5A4D and filesize < 1MB and all of them",
           "uint16(0) == 0x5A4D   and\n      filesize < 1MB // comment\n      and all of them")
     again = test_rules(lab.workspace, [lab.rules])
     assert again.stats.rules_compiled == 0 and again.stats.files_scanned == 0
@@ -96,7 +98,7 @@ def test_metadata_and_layout_edits_reuse_the_cache(lab: Lab) -> None:
 
 def test_a_rule_naming_an_edited_rule_is_rescanned_too(lab: Lab) -> None:
     test_rules(lab.workspace, [lab.rules])
-    _edit(lab, "uint32(0) == 0x46445025 and $g", "uint32(0) == 0x0 and $g")
+    edit_rules(lab, "uint32(0) == 0x46445025 and $g", "uint32(0) == 0x0 and $g")
     report = test_rules(lab.workspace, [lab.rules])
     # MAL_Pdf_Gtube changed; MAL_Pdf_Gtube_Dropper names it (and MAL_Dropper_Eicar, compiled along)
     assert report.stats.rules_compiled == 3

@@ -178,7 +178,7 @@ def scan_files(rules: yara.Rules, targets: Sequence[ScanTarget], *, threads: int
             try:
                 hits = convert_matches(rules.match(str(target.path), timeout=timeout,
                                                    warnings_callback=on_warning), too_many)
-                if context and hits:
+                if context and any(hit.hits for hit in hits):
                     hits = with_context(target.path, hits)
             except yara.TimeoutError:
                 timed_out = True
