@@ -3,15 +3,22 @@
 Generates, deterministically from a seed, at least 1,000 rules and a corpus of at
 least 200 MB in several thousand files, then in one run:
 
-1. ``yara -r -p T -C`` with rules compiled by Debian's own ``yarac`` (apt-get
-   install -y yara, done here if missing), best of two runs;
-2. ``test_rules`` cold (empty result cache) with T threads;
-3. ``test_rules`` again after editing one rule, compared with a cold run of the
-   edited ruleset without the cache (the results must be identical).
+1. ``corpus add`` (which also builds the n-gram index), and the index built alone
+   from the stored files, against one ``yara`` CLI scan of the corpus;
+2. interleaved rounds of ``yara -r -p T -C`` (rules compiled by Debian's own
+   ``yarac``; apt-get install -y yara, done here if missing) and ``test_rules``
+   cold (empty result cache) with T threads, best of each;
+3. ``test_rules`` fully cached;
+4. re-tests after editing one rule, for several different rules: prefiltered by the
+   index (the normal path), and a few without the index (the old path);
+5. after each edit, an uncached, unindexed run of the edited ruleset: the re-tested
+   results must equal it, and the cold results must equal the cached ones (exit 1
+   otherwise).
 
-Both scanners see a warm page cache. Prints throughput and the ratios.
+Both scanners see a warm page cache. Prints throughput, times and the ratios.
 
-    python bench/scan.py [--files 4000] [--mb 200] [--rules 1000] [--threads 2] [--workdir DIR]
+    python bench/scan.py [--files 4000] [--mb 200] [--rules 1000] [--threads 2]
+                         [--rounds 3] [--edits 5] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from workbench.corpus.gramindex import INDEX_DIR, GramIndex
 from workbench.corpus.registry import CorpusRegistry
 from workbench.corpus.testing import test_rules
 from workbench.document import to_data
@@ -150,6 +159,18 @@ def clear_cache(workspace: Workspace) -> None:
         Path(str(cache_file) + suffix).unlink(missing_ok=True)
 
 
+def edit_rule(rule_files: list[Path], number: int, tag: int) -> str:
+    """Tighten rule ``number``'s condition (a new fingerprint, the same matches); returns its name."""
+    path = rule_files[number // RULES_PER_FILE]
+    text = path.read_text()
+    at = -1
+    for _ in range(number % RULES_PER_FILE + 1):
+        at = text.index("  condition:\n    ", at + 1)
+    head = "  condition:\n    "
+    path.write_text(text[:at] + head + f"filesize > {16 + tag} and " + text[at + len(head):])
+    return re.findall(r"^rule (\w+)", text[:at], re.M)[-1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=4000)
@@ -158,6 +179,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (best kept)")
+    ap.add_argument("--edits", type=int, default=5, help="rules edited and re-tested, one at a time")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
     ensure_yara()
@@ -175,7 +197,8 @@ def run(args: argparse.Namespace, work: Path) -> int:
     vocab = words(rng, 6000)
     rules, plant = make_rules(rng, args.rules, vocab)
     rules_dir = work / "rules"
-    rules_dir.mkdir(exist_ok=True)
+    shutil.rmtree(rules_dir, ignore_errors=True)          # edits of an earlier run undone
+    rules_dir.mkdir()
     rule_files = []
     for k in range(0, len(rules), RULES_PER_FILE):
         path = rules_dir / f"bench_{k // RULES_PER_FILE:03d}.yar"
@@ -188,17 +211,26 @@ def run(args: argparse.Namespace, work: Path) -> int:
         print(f"generated {args.files} files, {size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s")
     size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
     mb = size / 1e6
+    shutil.rmtree(work / "home", ignore_errors=True)       # every run adds and indexes afresh
     workspace = Workspace.resolve(work / "home").ensure()
+    warm(corpus)
+    compiled = compile_for_cli(rule_files, work)
+    cli_first, cli_pairs = yara_cli(compiled, corpus, args.threads)
+
     t0 = time.perf_counter()
     with CorpusRegistry(workspace) as registry:
-        registry.add("bench", corpus, "malicious")
-    print(f"corpus add: {time.perf_counter() - t0:.1f} s")
-    warm(corpus)
+        added = registry.add("bench", corpus, "malicious")
+        files = registry.files("bench")
+    add_seconds = time.perf_counter() - t0
+    with GramIndex(workspace.state / INDEX_DIR) as index:
+        stats = index.stats()
+    alone = GramIndex(work / "index-alone")
+    alone.clear()
+    built = alone.build([(f.sha256, f.path_in_store) for f in files], threads=args.threads)
     warm(workspace.quarantine / "objects")
 
     # Interleaved rounds, best of each: other work on the machine hits both alike.
-    compiled = compile_for_cli(rule_files, work)
-    cli_seconds = cold_seconds = float("inf")
+    cli_seconds = cold_seconds = cached_seconds = float("inf")
     for _ in range(args.rounds):
         seconds, cli_pairs = yara_cli(compiled, corpus, args.threads)
         cli_seconds = min(cli_seconds, seconds)
@@ -206,40 +238,70 @@ def run(args: argparse.Namespace, work: Path) -> int:
         t0 = time.perf_counter()
         cold = test_rules(workspace, [rules_dir], ["bench"], threads=args.threads)
         cold_seconds = min(cold_seconds, time.perf_counter() - t0)
-    names = {f.sha256: Path(f.original_name).name for f in CorpusRegistry(workspace).files("bench")}
+    for _ in range(args.rounds):
+        t0 = time.perf_counter()
+        cached = test_rules(workspace, [rules_dir], ["bench"], threads=args.threads)
+        cached_seconds = min(cached_seconds, time.perf_counter() - t0)
+    same_cached = to_data(cold.rules) == to_data(cached.rules)
+    names = {f.sha256: Path(f.original_name).name for f in files}
     wb_pairs = {(r.rule, names[f.sha256]) for r in cold.rules
                 for f in r.true_positives + r.other_hits}
     capped = any(r.tp_count > len(r.true_positives) for r in cold.rules)
 
-    # Edit one rule: tighten its condition (a new fingerprint, so a new cache key).
-    edited_file = rule_files[len(rule_files) // 2]
-    text = edited_file.read_text()
-    edited_file.write_text(text.replace("  condition:\n    ", "  condition:\n    filesize > 16 and ", 1))
-    t0 = time.perf_counter()
-    retest = test_rules(workspace, [rules_dir], ["bench"], threads=args.threads)
-    retest_seconds = time.perf_counter() - t0
-    reference = test_rules(workspace, [rules_dir], ["bench"], threads=args.threads, use_cache=False)
-    identical = to_data(retest.rules) == to_data(reference.rules)
+    # Edit one rule at a time; each re-test must equal a run of the edited ruleset from scratch.
+    retests: list[tuple[str, float, int, float]] = []     # rule, seconds, files read, index s
+    plain: list[float] = []
+    identical = True
+    for e in range(args.edits):
+        name = edit_rule(rule_files, (e * 397 + 500) % len(rules), e)
+        t0 = time.perf_counter()
+        retest = test_rules(workspace, [rules_dir], ["bench"], threads=args.threads)
+        retests.append((name, time.perf_counter() - t0, retest.stats.files_scanned,
+                        retest.stats.index_seconds))
+        reference = test_rules(workspace, [rules_dir], ["bench"], threads=args.threads,
+                               use_cache=False, use_index=False)
+        identical &= to_data(retest.rules) == to_data(reference.rules)
+    for e in range(min(2, args.edits)):                   # the old path: every file read again
+        edit_rule(rule_files, (e * 397 + 500) % len(rules), 100 + e)
+        t0 = time.perf_counter()
+        test_rules(workspace, [rules_dir], ["bench"], threads=args.threads, use_index=False)
+        plain.append(time.perf_counter() - t0)
 
-    print(f"\nmachine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"{subprocess.run(['yara', '--version'], capture_output=True, text=True).stdout.strip()} CLI")
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, Python "
+          f"{sys.version.split()[0]}, yara CLI "
+          f"{subprocess.run(['yara', '--version'], capture_output=True, text=True).stdout.strip()}")
     print(f"ruleset: {len(rules)} rules in {len(rule_files)} files; corpus: {args.files} files, "
           f"{mb:.1f} MB; threads: {args.threads}")
+    print(f"corpus add (store, hashes, index): {add_seconds:.2f} s, {mb / add_seconds:.0f} MB/s; "
+          f"{added.indexed} files indexed")
+    print(f"index built alone: {built.seconds:.2f} s, {mb / built.seconds:.0f} MB/s "
+          f"({built.seconds / cli_first:.1f}x one yara CLI scan of {cli_first:.2f} s); "
+          f"size {stats.index_bytes / 1e6:.1f} MB ({100 * stats.index_bytes / size:.0f}% of the "
+          f"corpus), {stats.saturated} saturated files")
     print(f"yara CLI (yarac + yara -C -p {args.threads}, best of {args.rounds}): {cli_seconds:.2f} s, "
           f"{mb / cli_seconds:.1f} MB/s, {len(cli_pairs)} rule/file matches")
-    print(f"workbench test, cold cache (best of {args.rounds}): {cold_seconds:.2f} s, {mb / cold_seconds:.1f} MB/s, "
-          f"{len(wb_pairs)} rule/file matches (compile {cold.stats.compile_seconds:.2f} s)")
+    print(f"workbench test, cold cache (best of {args.rounds}): {cold_seconds:.2f} s, "
+          f"{mb / cold_seconds:.1f} MB/s, {len(wb_pairs)} rule/file matches "
+          f"(compile {cold.stats.compile_seconds:.2f} s, scan {cold.stats.scan_seconds:.2f} s)")
     print(f"  cold throughput vs yara CLI: {cli_seconds / cold_seconds:.2f}x (target >= 0.9x)")
     same = wb_pairs == cli_pairs or capped
     print(f"  same matches as the yara CLI: {same}" +
           ("" if wb_pairs == cli_pairs else f" (CLI only {len(cli_pairs - wb_pairs)}, "
                                             f"workbench only {len(wb_pairs - cli_pairs)})"))
-    print(f"workbench test after editing one rule: {retest_seconds:.3f} s "
-          f"(compiled {retest.stats.rules_compiled} rule(s), scanned {retest.stats.files_scanned} "
-          "files)")
-    print(f"  re-test speed-up vs cold: {cold_seconds / retest_seconds:.1f}x (target >= 20x); "
-          f"identical to an uncached run: {identical}")
-    return 0 if identical else 1
+    print(f"workbench test, fully cached (best of {args.rounds}): {cached_seconds:.3f} s; "
+          f"identical to cold: {same_cached}")
+    for name, seconds, read, index_seconds in retests:
+        print(f"  re-test after editing {name}: {seconds:.3f} s, {read} files read "
+              f"(index {index_seconds * 1000:.0f} ms), {cold_seconds / seconds:.1f}x faster than cold")
+    times = sorted(t for _, t, _, _ in retests)
+    median = times[len(times) // 2]
+    print(f"re-test after one edit, median of {len(times)}: {median:.3f} s "
+          f"(range {times[0]:.3f}-{times[-1]:.3f}); speed-up vs cold: {cold_seconds / median:.1f}x "
+          f"(target >= 20x); identical to uncached, unindexed runs: {identical}")
+    if plain:
+        print(f"  the same re-test without the index (every file read): "
+              f"{', '.join(f'{t:.3f} s' for t in plain)} ({cold_seconds / min(plain):.1f}x)")
+    return 0 if identical and same_cached else 1
 
 
 if __name__ == "__main__":
