@@ -443,7 +443,7 @@ class GramIndex:
                     report.bytes += filt.size
                 if progress is not None:
                     progress(done, len(todo))
-        report.seconds = time.monotonic() - started
+        report.seconds = round(time.monotonic() - started, 3)
         return report
 
     def _commit(self, pending: list[tuple[str, FileFilter]]) -> int:
