@@ -60,6 +60,7 @@ from workbench.corpus.atoms import (
     HeadIs,
     Nothing,
 )
+from workbench.durable import fsync_path
 
 INDEX_DIR = "gram-index"
 GRAM = 4
@@ -483,7 +484,7 @@ class GramIndex:
                         _line(sha, f) for sha, f in take))
             if saturated:
                 _append(saturated_file, b"".join(_line(sha, f) for sha, f in saturated))
-            _fsync(self.blocks_dir)
+            fsync_path(self.blocks_dir)
             return len(fresh)
 
     def _write_block(self, bid: int, k: int, width: int, used: int,
@@ -508,14 +509,14 @@ class GramIndex:
             _set_columns(grown, used, filters)
             _flush(grown)
             del grown
-            _fsync(tmp)
+            fsync_path(tmp)
             os.replace(tmp, path)
         else:
             block = _map(path, k, width, "r+")
             _set_columns(block, used, filters)
             _flush(block)
             del block
-            _fsync(path)
+            fsync_path(path)
 
 
 def _append(path: Path, data: bytes) -> None:
@@ -567,13 +568,6 @@ def _set_columns(block: np.ndarray, first: int, filters: list[FileFilter]) -> No
         view &= np.packbits(keep)
         view |= columns.T
 
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class IndexWriter:

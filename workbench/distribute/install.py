@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from workbench.distribute.repository import fsync_dir
+from workbench.durable import atomic_write, fsync_path
 from workbench.release.bundle import BundleError, Manifest, read_manifest, verify_extracted
 
 
@@ -63,12 +63,7 @@ class AgentState:
         return cls(**{k: v for k, v in raw.items() if k in known})
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(asdict(self), fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(asdict(self), indent=2))
 
 
 @dataclass(frozen=True)
@@ -172,7 +167,7 @@ class InstallDir:
         tmp = self.root / f".current.{secrets.token_hex(4)}"
         os.symlink(relative, tmp)
         os.replace(tmp, self.current)
-        fsync_dir(self.root)
+        fsync_path(self.root)
 
     # -- bundles ---------------------------------------------------------------------------
 
@@ -188,7 +183,7 @@ class InstallDir:
             os.replace(final, aside)
             shutil.rmtree(aside, ignore_errors=True)
         os.replace(staging, final)
-        fsync_dir(self.bundles_dir)
+        fsync_path(self.bundles_dir)
         return final
 
     def bundle_serials(self) -> list[int]:

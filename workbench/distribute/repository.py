@@ -44,6 +44,7 @@ from tuf.api.serialization.json import JSONSerializer
 
 from workbench.distribute.keys import ROLES, KeyRing, KeyringError
 from workbench.distribute.settings import RepositorySettings
+from workbench.durable import atomic_write, fsync_path
 from workbench.release.bundle import BundleError, open_bundle
 from workbench.workspace import Workspace
 
@@ -269,7 +270,7 @@ class UpdateRepository:
 
     def _write(self, name: str, md: Metadata[Any]) -> bytes:
         data = md.to_bytes(SERIALIZER)
-        _atomic_write(self.metadata_dir / name, data)
+        atomic_write(self.metadata_dir / name, data)
         return data
 
     def _sign(self, md: Metadata[Any], signers: list[Signer]) -> None:
@@ -310,7 +311,7 @@ class UpdateRepository:
             self._sign(targets_md, [signers["targets"]])
             self._write("1.targets.json", targets_md)
             self._snapshot_and_timestamp(root, targets_md, settings, now, signers=signers)
-            fsync_dir(self.metadata_dir)
+            fsync_path(self.metadata_dir)
         return InitResult(path=self.root, trusted_root=self.trusted_root,
                           keyids={role: s.public_key.keyid for role, s in signers.items()})
 
@@ -392,12 +393,12 @@ class UpdateRepository:
             if not stored.exists():
                 tmp = stored.with_name(f".{stored.name}.tmp")
                 shutil.copyfile(bundle_path, tmp)
-                _fsync_file(tmp)
+                fsync_path(tmp)
                 if _sha256_file(tmp) != sha256:
                     tmp.unlink(missing_ok=True)
                     raise RepositoryError(f"{bundle_path} changed while it was copied")
                 os.replace(tmp, stored)
-                fsync_dir(self.targets_dir)
+                fsync_path(self.targets_dir)
             info = TargetFile.from_file(name, str(stored), ["sha256"])
             info.unrecognized_fields["custom"] = {
                 "serial": serial, "created": created, "commit": commit, "rule_count": rule_count}
@@ -414,7 +415,7 @@ class UpdateRepository:
             self._sign(targets_md, [self._online_signer("targets", root)])
             self._write(f"{targets.version}.targets.json", targets_md)
             self._snapshot_and_timestamp(root, targets_md, settings, now)
-            fsync_dir(self.metadata_dir)
+            fsync_path(self.metadata_dir)
             self._prune(settings)
             target = target_from_info(name, info)
         return PublishResult(target=target, already_published=False, versions=self._versions(),
@@ -446,7 +447,7 @@ class UpdateRepository:
             self._snapshot_and_timestamp(root, targets_md, settings, now,
                                          resign_snapshot=snapshot_due)
             resigned.append("timestamp")
-            fsync_dir(self.metadata_dir)
+            fsync_path(self.metadata_dir)
             self._prune(settings)
         warnings = [w for w in self.status(now).warnings if w.startswith("root")]
         return RefreshResult(resigned=resigned, versions=self._versions(),
@@ -478,7 +479,7 @@ class UpdateRepository:
             self._next_root(root_md, signers, settings, now)
             self._install_replacement(role)
             resigned = self._resign_after_rotation(role, root, settings, now)
-            fsync_dir(self.metadata_dir)
+            fsync_path(self.metadata_dir)
         return RotateResult(role=role, old_keyids=old_keyids, new_keyid=new_signer.public_key.keyid,
                             root_version=root.version, resigned=resigned)
 
@@ -493,7 +494,7 @@ class UpdateRepository:
             self._next_root(root_md, [self._root_signer(root, root_key)], settings, now)
             # A fresh timestamp makes towers notice the new root on their next poll.
             self._snapshot_and_timestamp(root, None, settings, now, resign_snapshot=False)
-            fsync_dir(self.metadata_dir)
+            fsync_path(self.metadata_dir)
         return RoleStatus(role="root", version=root.version, expires=root.expires,
                           keyids=list(root.roles["root"].keyids), key_online=self.keys.has("root"))
 
@@ -601,25 +602,4 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 

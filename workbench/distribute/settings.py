@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from workbench.durable import atomic_write
 
 DEFAULT_HOST = "127.0.0.1"   # workbench serve listens on loopback unless told otherwise
 DEFAULT_PORT = 8470
@@ -80,9 +81,7 @@ class RepositorySettings:
     keep_metadata_versions: int = 10
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> RepositorySettings:

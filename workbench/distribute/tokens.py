@@ -13,7 +13,6 @@ import fcntl
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import threading
@@ -22,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from workbench.document import iso, utcnow
+from workbench.durable import atomic_write
 from workbench.workspace import Workspace
 
 TOKEN_PREFIX = "wbt"
@@ -114,13 +114,7 @@ class TokenStore:
                 records = dict(self._load())
                 yield records
                 data = json.dumps({"tokens": [asdict(r) for r in records.values()]}, indent=2)
-                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(data + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
+                atomic_write(self.path, data + "\n", mode=0o600)
                 self._stamp = None
 
     def add(self, tower: str, *, label: str = "") -> tuple[TokenRecord, str]:

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from workbench.distribute.client import server_url_from_repository
 from workbench.distribute.settings import parse_duration
 from workbench.distribute.tokens import NAME
+from workbench.durable import atomic_write
 
 
 class ConfigError(Exception):
@@ -117,13 +118,7 @@ class TowerConfig:
         path = Path(path)
         if path.exists() and not overwrite:
             raise ConfigError(f"{path} exists (use --force to overwrite)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(self.to_toml())
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, self.to_toml(), mode=0o600)
 
 
 def _toml(value: Any) -> str:

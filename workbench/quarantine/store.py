@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from workbench.durable import fsync_path
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
@@ -118,7 +120,7 @@ class ObjectStore:
             os.chmod(final, stat.S_IRUSR | stat.S_IWUSR)
         os.replace(tmp, final)
         if durable:
-            _fsync_dir(final.parent)
+            fsync_path(final.parent)
         return True
 
     def open(self, sha256: str) -> BinaryIO:
@@ -186,13 +188,6 @@ class ObjectStore:
         """Make every write so far durable (one call per batch)."""
         os.sync()
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sha256_file(path: Path) -> str:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.document import dumps
+from workbench.durable import atomic_write
 from workbench.release.bundle import BundleError, Manifest, PreparedBundle, bundle_name
 from workbench.release.changelog import Changelog, RuleState
 from workbench.workspace import Workspace
@@ -142,7 +143,7 @@ class ReleaseStore:
         """
         with self.lock():
             serial = max(self.last_serial(), floor) + 1
-            _write_atomic(self.root / COUNTER_NAME, f"{serial}\n".encode())
+            atomic_write(self.root / COUNTER_NAME, f"{serial}\n".encode())
             return serial
 
     @contextlib.contextmanager
@@ -181,7 +182,7 @@ class ReleaseStore:
                 "bundle_sha256": bundle.sha256, "bundle_size": bundle.size,
                 "rule_count": bundle.manifest.rule_count,
             }
-            _write_atomic(tmp / "release.json", (json.dumps(record, indent=2) + "\n").encode())
+            atomic_write(tmp / "release.json", (json.dumps(record, indent=2) + "\n").encode())
             os.chmod(tmp, 0o755)
             with self.lock():
                 if final.exists():
@@ -196,16 +197,3 @@ class ReleaseStore:
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
