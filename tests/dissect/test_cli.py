@@ -90,3 +90,15 @@ def test_strings_suggest_calls_the_rules_engine(home: Path, capsys: pytest.Captu
         assert "workbench.rules.suggest" in out.err
     else:
         assert code == E_OK and "candidates" in json.loads(out.out)
+
+
+def test_short_artifact_ids_from_the_tree_work_in_strings_and_dissect(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sha = _message(home, capsys)
+    assert main(["--home", str(home), "dissect", sha]) == E_OK
+    assert EICAR_SHA[:12] in capsys.readouterr().out        # the tree prints short ids
+    assert main(["--home", str(home), "strings", EICAR_SHA[:12], "--json"]) == E_OK
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["sha256"] == EICAR_SHA and "EICAR-STANDARD-ANTIVIRUS-TEST-FILE" in doc["strings"][0]["text"]
+    assert main(["--home", str(home), "dissect", EICAR_SHA[:12], "--json"]) == E_OK
+    assert json.loads(capsys.readouterr().out)["root"]["sha256"] == EICAR_SHA

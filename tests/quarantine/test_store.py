@@ -77,3 +77,23 @@ def test_clean_tmp_only_removes_old_leftovers(store):
     os.utime(old, (1, 1))
     assert store.clean_tmp() == 1
     assert young.exists() and not old.exists()
+
+
+def test_resolve_takes_a_unique_prefix(store):
+    sha = store.put_bytes(b"artifact").sha256
+    assert store.resolve(sha[:6]) == sha
+    assert store.resolve(sha.upper()) == sha
+    with pytest.raises(ObjectNotFound, match="4\\+ hex"):
+        store.resolve("ab")
+    with pytest.raises(ObjectNotFound, match="no stored object"):
+        store.resolve("ffff")
+
+
+def test_resolve_refuses_an_ambiguous_prefix(store):
+    shas = [store.put_bytes(b"x%d" % n).sha256 for n in range(5000)]
+    by_four = {}
+    for sha in shas:
+        by_four.setdefault(sha[:4], []).append(sha)
+    prefix = next(p for p, group in by_four.items() if len(group) > 1)
+    with pytest.raises(ObjectNotFound, match="give more characters"):
+        store.resolve(prefix)

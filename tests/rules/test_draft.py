@@ -190,3 +190,11 @@ def test_unicode_and_quotes_in_metadata_survive(policy: Policy) -> None:
     assert rule.meta_value("description") == "línea\tuno \\ dos"
     assert yara.compile(source=text) and yara_x.compile(text)
     assert lint_text(text, None, policy).findings == []
+
+
+def test_a_short_artifact_id_is_enough_to_draft(workspace: Workspace) -> None:
+    payload = build_pe(data=MARK)
+    with Quarantine.open(workspace) as q:
+        sha = q.store.put_bytes(payload).sha256
+    [s] = load_samples(workspace, [sha[:12]])
+    assert s.sha256 == sha and s.data == payload

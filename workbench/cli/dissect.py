@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from workbench.cli.context import CommandError, Context, add_json_flag, table
 from workbench.exitcodes import E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.quarantine.index import AmbiguousId, UnknownId
-from workbench.quarantine.store import is_sha256
+from workbench.quarantine.store import ObjectNotFound
 
 if TYPE_CHECKING:
     from workbench.dissect.model import Limits
@@ -81,9 +81,9 @@ def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
         sha = _message_id(q, target)
         if sha is not None:
             result = dissect_message(q, sha, limits=limits, use_cache=not args.no_cache)
-        elif is_sha256(target.lower()) and q.store.exists(target.lower()):
-            data = q.store.read(target.lower())
-            name = _stored_name(ctx, target.lower())
+        elif (stored := _stored_object(q, target)) is not None:
+            data = q.store.read(stored)
+            name = _stored_name(ctx, stored)
             with DissectCache.open(ctx.workspace) as cache:
                 result = dissect_bytes(data, name, store=q.store, limits=limits,
                                        cache=None if args.no_cache else cache)
@@ -123,6 +123,14 @@ def _stored_name(ctx: Context, sha256: str) -> str:
     return parents[0].filename if parents else ""
 
 
+def _stored_object(q: Quarantine, ident: str) -> str | None:
+    """A stored artifact's sha256 from its full id or a unique prefix (as the tree prints it)."""
+    try:
+        return q.store.resolve(ident)
+    except ObjectNotFound:
+        return None
+
+
 def cmd_strings(args: argparse.Namespace, ctx: Context) -> int:
     from workbench.dissect.strings import extract_strings
     from workbench.quarantine.service import Quarantine
@@ -130,9 +138,7 @@ def cmd_strings(args: argparse.Namespace, ctx: Context) -> int:
     if args.min_len < 1:
         raise CommandError("--min-len must be at least 1", E_USAGE)
     with Quarantine.open(ctx.workspace) as q:
-        target = args.sha256.lower()
-        if not (is_sha256(target) and q.store.exists(target)):
-            target = _message_id(q, args.sha256) or ""
+        target = _message_id(q, args.sha256) or _stored_object(q, args.sha256) or ""
         if not target:
             raise CommandError(f"{args.sha256}: no stored object or message with that id", E_NOT_FOUND)
         if args.suggest:

@@ -22,6 +22,9 @@ _CHUNK = 1 << 20
 class ObjectNotFound(KeyError):
     """No object (or more than one, for a prefix) answers to the given id."""
 
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no such object"
+
 
 def is_sha256(text: str) -> bool:
     return bool(_SHA256.match(text))
@@ -57,6 +60,23 @@ class ObjectStore:
         if not is_sha256(sha256):
             raise ValueError(f"not a sha256: {sha256!r}")
         return self.objects / sha256[:2] / sha256[2:4] / sha256
+
+    def resolve(self, ident: str) -> str:
+        """The sha256 of the one object whose id starts with ``ident`` (4+ hex characters)."""
+        ident = ident.strip().lower()
+        if is_sha256(ident):
+            if self.exists(ident):
+                return ident
+            raise ObjectNotFound(f"no stored object {ident}")
+        if len(ident) < 4 or not re.fullmatch(r"[0-9a-f]+", ident):
+            raise ObjectNotFound(f"{ident!r} is not a sha256 or a prefix of 4+ hex characters")
+        folder = self.objects / ident[:2] / ident[2:4]
+        found = sorted(p.name for p in folder.iterdir() if p.name.startswith(ident)) if folder.is_dir() else []
+        if not found:
+            raise ObjectNotFound(f"no stored object with id {ident}")
+        if len(found) > 1:
+            raise ObjectNotFound(f"id {ident} matches {len(found)} stored objects: give more characters")
+        return found[0]
 
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()

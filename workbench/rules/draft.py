@@ -354,7 +354,8 @@ def find_source_message(workspace: Workspace, q: Quarantine, sha256: str) -> str
 
 
 def load_samples(workspace: Workspace, ids: Sequence[str], *, source: str | None = None) -> list[Sample]:
-    """Samples from the quarantine store by sha256 (or a unique prefix of a message id)."""
+    """Samples from the quarantine store by sha256, or a unique prefix of a message's or a
+    stored artifact's id (the short ids the dissection tree prints)."""
     q = Quarantine(workspace.quarantine)
     try:
         samples = []
@@ -364,7 +365,10 @@ def load_samples(workspace: Workspace, ids: Sequence[str], *, source: str | None
                 try:
                     sha = q.resolve(ident)
                 except (UnknownId, AmbiguousId) as exc:
-                    raise DraftError(f"{ident}: not a sha256 in the store ({exc})") from exc
+                    try:
+                        sha = q.store.resolve(ident)
+                    except ObjectNotFound:
+                        raise DraftError(f"{ident}: not a sha256 in the store ({exc})") from exc
             try:
                 data = q.store.read(sha)
             except ObjectNotFound as exc:
