@@ -214,3 +214,24 @@ def test_answers_a_subverted_worker_could_send_are_failures_not_crashes(
     zip_dissector = engine.by_name("zip")
     outcome, children, _cached = again.run_dissector(zip_dissector, b"PK", "0" * 64, None)  # type: ignore[arg-type]
     assert outcome.status == "parser-error" and "answered a dict" in outcome.reason and children == []
+
+
+def test_a_cached_report_is_the_same_typed_document_as_a_fresh_one(quarantine, pool: WorkerPool) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from workbench.samples.mail import received
+    from workbench.samples.pe import build_pe
+
+    when = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
+    raw = build_message(Mail("a@evil.example", "b@corp.example", "PE", text="x", date=when,
+                             headers=[received("mx.corp.example", "relay.evil.example", "192.0.2.1", when)],
+                             attachments=[Attachment("a.exe", build_pe())]))
+    ingest_bytes(quarantine, raw, tower="t1", server="s1", reason="test", source="test")
+    sha = next(r.sha256 for r in quarantine.index.list() if r.subject == "PE")
+    fresh = dissect_message(quarantine, sha, pool=pool)
+    cached = dissect_message(quarantine, sha, pool=pool)
+    assert cached.root.cached and not fresh.root.cached
+    assert cached.root.report == fresh.root.report
+    assert isinstance(cached.root.report.received[0].date, dt.datetime)
+    assert cached.root.children[1].report == fresh.root.children[1].report
+    assert isinstance(cached.root.children[1].report.compile_time, dt.datetime)

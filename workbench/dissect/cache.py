@@ -7,6 +7,7 @@ stored as JSON; :func:`revive` turns them back into the dissector's typed report
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import sqlite3
 import threading
@@ -187,4 +188,7 @@ def revive(cls: Any, data: Any) -> Any:
         kwargs = {f.name: revive(hints.get(f.name, Any), data[f.name])
                   for f in dataclasses.fields(cls) if f.name in data and f.init}
         return cls(**kwargs)
+    if cls is dt.datetime and isinstance(data, str):
+        # to_data wrote it as ISO 8601 with a Z; a cached report must look like a fresh one
+        return dt.datetime.fromisoformat(data.replace("Z", "+00:00"))
     return data
