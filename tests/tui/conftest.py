@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import shutil
 import time
@@ -17,6 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static, TextArea
 from textual.worker import WorkerFailed
 
+from workbench.corpus.registry import CorpusRegistry
 from workbench.dissect.engine import dissect_message
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import Quarantine
@@ -108,11 +110,87 @@ def ui_workspace(_quarantine_template: Path, tmp_path: Path) -> Workspace:
     return Workspace.resolve(home)
 
 
+ABSENT = "a" * 64
+QUOTED = b"Our notes quote the test string: EICAR-STANDARD-ANTIVIRUS-TEST-FILE, harmless.\n"
+SLOW_RULE = ("rule TEST_Slow_Loop { condition: for all i in (0..filesize - 1) : "
+             "(for all j in (0..3) : (uint8(i + j) < 0x100)) }\n")
+RULE = f'''rule TEST_Eicar_Marker
+{{
+    meta:
+        hash = "{hashlib.sha256(EICAR).hexdigest()}"
+        hash = "{ABSENT}"
+    strings:
+        $a = "EICAR-STANDARD-ANTIVIRUS"
+    condition:
+        $a
+}}
+'''
+
+
+@pytest.fixture
+def corpora_workspace(ui_workspace: Workspace, tmp_path: Path) -> Workspace:
+    """A malicious corpus with EICAR, a clean one quoting it, and the rule file to test."""
+    mal, clean = tmp_path / "mal", tmp_path / "clean"
+    mal.mkdir()
+    clean.mkdir()
+    (mal / "eicar.com").write_bytes(EICAR)
+    (mal / "other.bin").write_bytes(b"MZ nothing to see")
+    (clean / "notes.txt").write_bytes(QUOTED)
+    (clean / "readme.txt").write_bytes(b"hello\n")
+    with CorpusRegistry(ui_workspace) as registry:
+        registry.add("mal", mal, "malicious")
+        registry.add("clean", clean, "clean")
+    rule = ui_workspace.signatures / "rules" / "test" / "eicar_marker.yar"
+    rule.parent.mkdir(parents=True)
+    rule.write_text(RULE)
+    return ui_workspace
+
+
+FIXED_GIT_DATE = "2026-11-20T09:00:00+00:00"
+
+
+def git_signatures(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The house signatures committed once in a repository of their own, on branch main.
+
+    Commit dates are fixed so commit ids (and screenshots showing them) are the same
+    on every run.
+    """
+    import git
+
+    from tests.release.conftest import HOUSE
+
+    for var in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
+        monkeypatch.setenv(var, FIXED_GIT_DATE)
+    shutil.copytree(HOUSE, folder, ignore=shutil.ignore_patterns("CHANGELOG.md"))
+    repo = git.Repo.init(folder, initial_branch="main")
+    with repo.config_writer() as cw:
+        cw.set_value("user", "name", "Tester")
+        cw.set_value("user", "email", "tester@example.invalid")
+    repo.git.add(A=True)
+    repo.git.commit("-q", "-m", "house rules")
+    return folder
+
+
+@pytest.fixture
+def sig_workspace(ui_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """The generated quarantine with the house signatures in git beside it."""
+    signatures = git_signatures(tmp_path / "signatures", monkeypatch)
+    return Workspace(ui_workspace.home, signatures_override=signatures)
+
+
 @pytest.fixture(autouse=True)
 def _no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blinking cursors make screenshots differ by timing; freeze them on."""
     monkeypatch.setattr(Input.cursor_blink, "_default", False)
     monkeypatch.setattr(TextArea.cursor_blink, "_default", False)
+
+
+@pytest.fixture(autouse=True)
+def _no_animations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pilot waits for animations to end after each key: a tab switch's underline cost 0.4 s."""
+    import textual.constants
+
+    monkeypatch.setattr(textual.constants, "TEXTUAL_ANIMATIONS", "none")
 
 
 def static_text(widget: Static, width: int = 200) -> str:

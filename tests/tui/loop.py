@@ -60,7 +60,7 @@ def running_loop(base: Path) -> Iterator[Loop]:
     shutil.copytree(HOUSE, signatures, ignore=shutil.ignore_patterns("CHANGELOG.md"))
     init_repo(signatures, "house rules")
     workspace = Workspace.resolve(base / "home", signatures=signatures).ensure()
-    seed_demo(workspace, messages=20)
+    seed_demo(workspace, messages=0)          # every threat family once, WbStealer included
     repository = UpdateRepository.for_workspace(workspace)
     repository.init(RepositorySettings())
     first = make_release(workspace, message="house rules")

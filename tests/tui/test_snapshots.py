@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui.conftest import linted, settle
+from tests.tui.conftest import linted, settle, until
 from tests.tui.screens.test_artifact import open_artifact
 from tests.tui.screens.test_editor import CLEAN
 from tests.tui.screens.test_message import sha_of
@@ -130,3 +131,62 @@ def test_help(snap_compare: Snap, ui_workspace: Workspace) -> None:
         await pilot.press("f1")
 
     assert snap_compare(make_app(ui_workspace), terminal_size=SIZE, run_before=ready)
+
+
+def test_test_screen(snap_compare: Snap, corpora_workspace: Workspace) -> None:
+    from workbench.tui.screens.testing import RuleTestScreen
+
+    rule = corpora_workspace.signatures / "rules" / "test" / "eicar_marker.yar"
+
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+        await pilot.press("f4", "r")
+        screen = pilot.app.screen
+        assert isinstance(screen, RuleTestScreen)
+        await until(pilot, lambda: screen.report is not None)
+        # the run's timings differ every time: show fixed ones
+        report, scope = screen.report, screen.scope()
+        stats = dataclasses.replace(report.stats, seconds=0.04, files_scanned=4, pairs_cached=0)
+        screen.show_report(dataclasses.replace(report, stats=stats), scope)
+        await settle(pilot)
+
+    assert snap_compare(make_app(corpora_workspace, open_rule=rule), terminal_size=SIZE,
+                        run_before=ready)
+
+
+def test_release_screen(snap_compare: Snap, sig_workspace: Workspace) -> None:
+    from tests.release.conftest import set_meta
+
+    gtube = sig_workspace.signatures / "rules" / "spam" / "gtube.yar"
+    set_meta(gtube, "SPAM_GTUBE_TestString", "status", "NOISY")
+
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+        await pilot.press("f5")
+        screen = pilot.app.screen
+        await until(pilot, lambda: getattr(screen, "view", None) is not None)
+        changes = screen.query_one("#changes")
+        changes.cursor_row = next(i for i, c in enumerate(changes.items) if c.rule == "SPAM_GTUBE_TestString")
+        await settle(pilot)
+
+    assert snap_compare(make_app(sig_workspace), terminal_size=SIZE, run_before=ready)
+
+
+def test_fleet_screen(snap_compare: Snap, ui_workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.tui.fleet_data import fleet_state
+    from tests.tui.screens.test_fleet import FakeSource
+    from workbench.distribute.fleet import Health
+    from workbench.tui.widgets.fleet_board import FleetBoard
+
+    state = fleet_state()
+    monkeypatch.setattr("workbench.tui.screens.fleet.fleet_source", lambda workspace, url: FakeSource(state))
+
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+        await pilot.press("f6")
+        await until(pilot, lambda: getattr(pilot.app.screen, "state", None) is not None)
+        board = pilot.app.screen.query_one(FleetBoard)
+        board.action_jump(next(i for i, s in enumerate(board.servers) if s.health is Health.RED))
+        await settle(pilot)
+
+    assert snap_compare(make_app(ui_workspace, fleet_refresh=3600), terminal_size=SIZE, run_before=ready)

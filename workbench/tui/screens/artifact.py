@@ -183,7 +183,11 @@ view. `d` drafts a rule from everything marked, in the rule editor.
         if start is not None and 0 <= start < len(event.data):
             self.action_tab("hex")
             end = start + self.open_length - 1
-            self.query_one(HexView).go_to(start, select_to=end if self.open_length > 1 else None)
+            hex_view = self.query_one(HexView)
+            if self.open_length > 1:           # the cursor on the match's first byte, selected to its end
+                hex_view.go_to(end, select_to=start)
+            else:
+                hex_view.go_to(start)
 
     def _show_source(self, data: bytes) -> None:
         """Text artifacts (macros, scripts) are shown in full below their report."""

@@ -125,7 +125,6 @@ records every report; `workbench ui --fleet-url URL` watches a server elsewhere.
     BINDINGS = [
         Binding("r", "refresh", "Refresh"),
         Binding("space", "pause", "Pause"),
-        Binding("escape", "back", "Back", show=False),
     ]
 
     class Loaded(Message):
@@ -217,7 +216,7 @@ records every report; `workbench ui --fleet-url URL` watches a server elsewhere.
     def show_state(self, state: FleetState) -> None:
         """Attribute down: a fleet document onto the board and the summary."""
         self.state = state
-        self.updated = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
+        self.updated = state.generated_at.astimezone(dt.UTC).strftime("%H:%M:%S")
         board = self.query_one(FleetBoard)
         board.show(state)
         summary = self.query_one("#fleet-summary", Static)
@@ -290,9 +289,6 @@ records every report; `workbench ui --fleet-url URL` watches a server elsewhere.
         if self._timer is not None:
             (self._timer.pause if self.paused else self._timer.resume)()
         self._show_source()
-
-    def action_back(self) -> None:
-        self.app.switch_mode("release")
 
     def palette_commands(self) -> list[PaletteCommand]:
         board = self.query_one(FleetBoard)

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
@@ -31,7 +31,7 @@ from workbench.tui.widgets.virtual_table import Column, VirtualTable
 
 KIND_STYLES = {"added": "bold green", "modified": "bold yellow", "removed": "bold red",
                "status": "cyan", "file": "dim"}
-TABS = ("changes", "validation", "releases")
+TABS = {"changes": "changes", "validation": "findings", "releases": "releases"}   # tab -> its table
 
 
 def change_cells(c: Change) -> list[Any]:
@@ -44,8 +44,9 @@ def change_cells(c: Change) -> list[Any]:
     else:
         version = c.version or c.previous_version
     git = Text(c.git or "committed", style="yellow" if c.git else "dim")
-    return [Text(c.kind, style=KIND_STYLES.get(c.kind, "")), c.rule or "(file)", c.file, version,
-            status, git]
+    # every rule lives under rules/: the prefix only takes room
+    return [Text(c.kind, style=KIND_STYLES.get(c.kind, "")), c.rule or "(file)",
+            c.file.removeprefix("rules/"), version, status, git]
 
 
 def finding_cells(f: Any) -> list[Any]:
@@ -55,26 +56,26 @@ def finding_cells(f: Any) -> list[Any]:
 
 def release_cells(item: tuple[Any, bool]) -> list[Any]:
     release, published = item
+    note = f"(reverts to {release.reverts}) {release.message}" if release.reverts else release.message
     return [str(release.serial), release.created[:16].replace("T", " "), release.commit[:10],
-            str(release.rule_count), Text("✓ published", style="green") if published else Text("-", style="dim"),
-            f"reverts {release.reverts}" if release.reverts else "", release.message]
+            str(release.rule_count), Text("✓", style="bold green") if published else Text("-", style="dim"),
+            note]
 
 
 CHANGE_COLUMNS = (Column("kind", "Change", 8), Column("rule", "Rule", 0, 12, weight=3),
-                  Column("file", "File", 0, 10, weight=2), Column("version", "Version", 7),
-                  Column("status", "Status", 10), Column("git", "Git", 10))
+                  Column("file", "File", 0, 10, weight=2), Column("version", "Version", 9),
+                  Column("status", "Status", 22), Column("git", "Git", 10))
 FINDING_COLUMNS = (Column("severity", "Severity", 8), Column("id", "Check", 5),
                    Column("where", "Where", 0, 10, weight=2), Column("rule", "Rule", 0, 10, weight=2),
                    Column("message", "Message", 0, 12, weight=4))
 RELEASE_COLUMNS = (Column("serial", "Serial", 6), Column("created", "Created (UTC)", 16),
                    Column("commit", "Commit", 10), Column("rules", "Rules", 5),
-                   Column("published", "Published", 11), Column("reverts", "", 10),
-                   Column("message", "Message", 0, 8))
+                   Column("published", "Pub.", 4), Column("message", "Message", 0, 8))
 
 
 def diff_text(diff: str) -> Text:
-    """A unified diff coloured line by line (never parsed as markup)."""
-    out = Text()
+    """A unified diff coloured line by line (never parsed as markup, never wrapped)."""
+    out = Text(no_wrap=True, overflow="ignore")
     for line in diff.splitlines():
         if line.startswith(("+++", "---", "diff ", "index ", "new file")):
             style = "bold"
@@ -118,7 +119,6 @@ highlighted under Releases) to the update repository the towers pull from.
         Binding("p", "publish", "Publish"),
         Binding("r", "refresh", "Refresh"),
         Binding("enter", "open", "Open in editor", show=False),
-        Binding("escape", "back", "Back", show=False),
         *(Binding(str(n), f"tab('{tab}')", show=False) for n, tab in enumerate(TABS, 1)),
     ]
 
@@ -165,7 +165,7 @@ highlighted under Releases) to the update repository the towers pull from.
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(Text("reading the signature repository…", style="dim"), id="release-status")
-        with Horizontal(id="release-body"):
+        with Vertical(id="release-body"):
             with TabbedContent(id="release-tabs"):
                 with TabPane("Changes", id="tab-changes"):
                     yield ListTable(CHANGE_COLUMNS, change_cells, empty="nothing changed since the last release",
@@ -234,6 +234,8 @@ highlighted under Releases) to the update repository the towers pull from.
             self._detail(release_text(item[0], item[1]) if item else Text("no releases yet", style="dim"))
 
     def _detail(self, content: Text) -> None:
+        # a diff keeps its lines and scrolls sideways; prose wraps to the pane
+        self.query_one("#release-detail", Static).set_class(content.no_wrap, "-diff")
         self.query_one("#release-detail", Static).update(content)
 
     @work(thread=True, exclusive=True, group="diff", exit_on_error=False, description="diff the file")
@@ -253,7 +255,7 @@ highlighted under Releases) to the update repository the towers pull from.
     @on(TabbedContent.TabActivated, "#release-tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = (event.pane.id or "").removeprefix("tab-")
-        self.query_one(f"#{tab}", ListTable).focus()
+        self.query_one(f"#{TABS[tab]}", ListTable).focus()
         self._explain()
 
     def action_tab(self, tab: str) -> None:
@@ -350,14 +352,32 @@ highlighted under Releases) to the update repository the towers pull from.
             self.notify("nothing to commit: the signatures folder has no changes", timeout=3)
             return
         suggested = commit_message(pending) or "Update signatures"
+        title = f"Commit {len(view.uncommitted)} changed file(s) in the signatures folder"
+        unsaved = self._unsaved_rule()
+        if unsaved:
+            title += f" (the editor's unsaved edits to {unsaved} are not included: ctrl+s there first)"
 
         def chosen(message: str | None) -> None:
             if message and self._begin("checking the changed rules"):
                 self.run_commit(message)
 
         self.app.push_screen(PromptScreen(
-            f"Commit {len(view.uncommitted)} changed file(s) in the signatures folder", suggested,
-            hint="enter commits after checking the changed rules · esc cancels"), chosen)
+            title, suggested, hint="enter commits after checking the changed rules · esc cancels"), chosen)
+
+    def _unsaved_rule(self) -> str:
+        """The editor's file when it has unsaved edits inside the signatures folder, else ""."""
+        from workbench.tui.screens.editor import EditorScreen
+
+        editor = self.workbench.mode_screen("rules")
+        if not isinstance(editor, EditorScreen):
+            return ""
+        path, _text, unsaved = editor.buffer()
+        if path is None or not unsaved:
+            return ""
+        try:
+            return str(path.resolve().relative_to(self.workbench.workspace.signatures.resolve()))
+        except ValueError:
+            return ""
 
     @work(thread=True, exclusive=True, group="release", exit_on_error=False,
           description="commit the signatures")
@@ -471,9 +491,6 @@ highlighted under Releases) to the update repository the towers pull from.
             self.action_tab(event.tab)
         self.refresh_view()
 
-    def action_back(self) -> None:
-        self.app.switch_mode("rules")
-
     def palette_commands(self) -> list[PaletteCommand]:
         return [
             PaletteCommand("Validate the repository", "every check, corpora included (v)",
@@ -542,7 +559,8 @@ def finding_text(finding: Any, report: Any) -> Text:
 
 
 def release_text(release: Any, published: bool) -> Text:
-    out = Text(f"{release.tag}", style="bold")
+    out = Text()
+    out.append(release.tag, style="bold")
     out.append(f"  {'published' if published else 'not published (p publishes)'}\n",
                style="green" if published else "yellow")
     out.append(f"commit {release.commit}\ncreated {release.created} · built {release.built}\n"

@@ -164,7 +164,7 @@ marks them in the quarantine list (`f2`) for triage.
         Binding("a", "scope", "Rule/all"),
         Binding("c", "corpora", "Corpora", show=False),
         Binding("n", "toggle_cache", "Cache", show=False),
-        Binding("escape", "escape", "Back", show=False),
+        Binding("escape", "escape", "Cancel", show=False),
         *(Binding(str(n), f"tab('{tab}')", show=False) for n, tab in enumerate(DETAIL_TABS, 1)),
     ]
 
@@ -227,7 +227,7 @@ marks them in the quarantine list (`f2`) for triage.
             with Vertical(id="test-controls"):
                 yield Static("", id="test-scope")
                 with Horizontal(id="test-progress-row"):
-                    yield ProgressBar(total=None, show_eta=False, id="test-progress")
+                    yield ProgressBar(total=1, show_eta=False, id="test-progress")
                     yield Static("", id="test-phase")
                 yield Static(Text("r runs the test · h retro-hunts the quarantine", style="dim"),
                              id="test-summary")
@@ -307,9 +307,9 @@ marks them in the quarantine list (`f2`) for triage.
             name = (self._relative(path) if path is not None else "the unsaved draft") + \
                 (" (unsaved edits)" if unsaved and path is not None else "")
             this, every = ("○", "◉") if self.whole_ruleset else ("◉", "○")
-            text.append(f"{this} this rule: {name}   ", style="" if not self.whole_ruleset else "dim")
+            text.append(f"{this} {name}  ", style="" if not self.whole_ruleset else "dim")
             text.append(f"{every} every rule", style="" if self.whole_ruleset else "dim")
-            text.append("   (a switches)", style="dim")
+            text.append("  · a switches", style="dim")
         if not self.use_cache:
             text.append("   · cache off (n)", style="yellow")
         self.query_one("#test-scope", Static).update(text)
@@ -434,8 +434,8 @@ marks them in the quarantine list (`f2`) for triage.
                 self.run_hunt(self.run_id, scope, cancel, tag or None)
 
         self.app.push_screen(PromptScreen(
-            f"Retro-hunt the quarantine with {scope.label}: tag the messages hit",
-            default_tag(scope), hint="enter hunts · empty: no tag (they are still marked) · esc cancels",
+            f"Retro-hunt with {scope.label}: tag for the messages hit",
+            default_tag(scope), hint="enter hunts · empty: no tag (they are marked anyway) · esc cancels",
             allow_empty=True), lambda answer: chosen(answer) if answer is not None else None)
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False,
@@ -449,8 +449,10 @@ marks them in the quarantine list (`f2`) for triage.
             self.post_message(self.Progress(run, p))
 
         try:
+            failed = self.dissect_the_rest(run, cancel)
             report = retrohunt(self.workbench.workspace, scope.paths, progress=progress, cancel=cancel,
                                tag=tag)
+            report.errors.extend(failed)
         except ScanCancelled:
             self.post_message(self.Stopped(run, "cancelled"))
             return
@@ -459,18 +461,44 @@ marks them in the quarantine list (`f2`) for triage.
             return
         self.post_message(self.Hunted(run, report))
 
+    def dissect_the_rest(self, run: int, cancel: threading.Event) -> list[str]:
+        """Dissect the messages never opened, so the hunt sees their attachments; returns failures.
+
+        The hunt scans every raw message and every artifact the dissect catalog knows;
+        a message nobody dissected yet would only be scanned as raw (still encoded) mail.
+        """
+        from workbench.corpus.scanner import ScanCancelled
+        from workbench.dissect.catalog import undissected
+        from workbench.dissect.engine import dissect_message
+        from workbench.quarantine.service import Quarantine
+
+        todo = undissected(self.workbench.workspace)
+        failed: list[str] = []
+        if not todo:
+            return failed
+        with Quarantine.open(self.workbench.workspace) as q:
+            for done, sha in enumerate(todo):
+                if cancel.is_set():
+                    raise ScanCancelled()
+                self.post_message(self.Progress(run, ScanProgress("dissecting", files_done=done,
+                                                                   files_total=len(todo))))
+                try:
+                    dissect_message(q, sha)
+                except Exception:           # one bad message must not stop the hunt: listed in Notes
+                    failed.append(sha)
+        return failed
+
     def action_cancel(self) -> None:
         if self.cancel_event is not None:
             self.cancel_event.set()
             self.query_one("#test-phase", Static).update(Text("cancelling…", style="yellow"))
 
     def action_escape(self) -> None:
+        """Cancels a run; otherwise back to the rules table (never leaves the screen: f-keys do)."""
         if self.running:
             self.action_cancel()
-        elif self.focused is self.query_one("#corpora", SelectionList):
-            self.query_one("#test-rules", ListTable).focus()
         else:
-            self.app.switch_mode("rules")
+            self.query_one("#test-rules", ListTable).focus()
 
     # -- progress and results -------------------------------------------------------------------
 
@@ -480,6 +508,9 @@ marks them in the quarantine list (`f2`) for triage.
         elapsed = time.monotonic() - self.started
         if p is None or p.phase == "compiling":
             text = f"{self.running}: compiling… {elapsed:.1f} s"
+        elif p.phase == "dissecting":
+            text = (f"{self.running}: dissecting {p.files_done:,}/{p.files_total:,} messages never "
+                    f"opened… {elapsed:.1f} s")
         else:
             text = (f"{self.running}: {p.files_done:,}/{p.files_total:,} files · "
                     f"{human_size(p.bytes_done)} of {human_size(p.bytes_total)} · "
@@ -494,7 +525,9 @@ marks them in the quarantine list (`f2`) for triage.
             return
         self.last_progress = p = event.progress
         bar = self.query_one("#test-progress", ProgressBar)
-        if p.phase == "scanning" or p.bytes_total:
+        if p.phase == "dissecting":
+            bar.update(total=max(p.files_total, 1), progress=p.files_done)
+        elif p.phase == "scanning" or p.bytes_total:
             bar.update(total=max(p.bytes_total, 1), progress=p.bytes_done)
         self._tick()
 
@@ -524,8 +557,8 @@ marks them in the quarantine list (`f2`) for triage.
         bar = self.query_one("#test-progress", ProgressBar)
         bar.update(total=1, progress=1)
         st = report.stats
-        phase = Text(f"done in {st.seconds:.2f} s: {st.files_scanned:,} files scanned, "
-                     f"{st.pairs_cached:,} results from the cache")
+        phase = Text(f"done in {st.seconds:.2f} s · {st.files_scanned:,} files scanned · "
+                     f"{st.pairs_cached:,} results cached")
         self.query_one("#test-phase", Static).update(phase)
         names = ", ".join(c.name for c in report.corpora)
         summary = Text(f"{len(report.rules)} rule(s) · {st.files:,} files ({human_size(st.bytes)}) in "
@@ -576,8 +609,10 @@ marks them in the quarantine list (`f2`) for triage.
                            style="red")
                 out.append(f"{problem.reason}{': ' + ', '.join(problem.rules) if problem.rules else ''}\n")
         if self.hunt is not None:
-            for sha in [*self.hunt.timeouts, *self.hunt.errors]:
-                out.append(f"✗ retro-hunt could not scan {sha}\n", style="red")
+            for sha in self.hunt.timeouts:
+                out.append(f"✗ retro-hunt: the scan of {sha} timed out\n", style="red")
+            for sha in self.hunt.errors:
+                out.append(f"✗ retro-hunt: {sha} could not be read or dissected\n", style="red")
         self.query_one("#notes", Static).update(out or Text("nothing to note", style="dim"))
 
     @on(VirtualTable.Highlighted, "#test-rules")
@@ -640,6 +675,8 @@ marks them in the quarantine list (`f2`) for triage.
 
     @on(FileOpened)
     def _file_opened(self, event: FileOpened) -> None:
+        if self.app.screen is not self:
+            return                  # the analyst went elsewhere meanwhile: do not pop up there
         self.workbench.open_artifact(event.artifact, offset=event.row.offset, length=event.row.length)
 
     @on(VirtualTable.Selected, "#retro")

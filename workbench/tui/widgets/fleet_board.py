@@ -20,11 +20,13 @@ from workbench.distribute.fleet import FleetState, Health, ServerStatus, TowerSu
 from workbench.tui.safety import visible
 from workbench.tui.widgets.virtual_table import fit
 
-# the bar's height says how current a server is, so the board reads without colour too
-GLYPHS = {Health.GREEN: "█", Health.YELLOW: "▆", Health.RED: "▃"}
+# each state has its own shape as well as its colour, so the board reads without colour too:
+# a tower is a green strip (7/8 high: rows do not run together), behind is a dip, failed or
+# silent a full-height shaded block that stands out
+GLYPHS = {Health.GREEN: "▇", Health.YELLOW: "▄", Health.RED: "▓"}
 NAME_MAX = 16
 SUMMARY_WIDTH = 22          # " 36  ✓34 ⚠1 ✗1" and room to spare
-CELL = 2                    # a bar and a gap
+CELL = 1                    # cells per server: 36 servers take 36 columns
 
 
 @dataclass(frozen=True)
@@ -281,13 +283,11 @@ class FleetBoard(ScrollView, can_focus=True):
             segments.append(Segment(" " * name_width, base))
         segments.append(Segment(" ", base))
         cursor_style = self._style("fleet-board--cursor")
-        gap = Segment(" ", base)
         for n, server in enumerate(self.servers[line.first:line.first + line.count]):
             style = health_style[server.health]
             if n == cursor:
                 style += cursor_style
             segments.append(Segment(GLYPHS[server.health], style))
-            segments.append(gap)
         if line.count < self.per_line:          # counts line up in one column
             segments.append(Segment(" " * (CELL * (self.per_line - line.count)), base))
         if line.head:

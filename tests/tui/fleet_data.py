@@ -1,0 +1,44 @@
+"""Synthetic fleets for the board's tests, snapshots and benchmark: every health, reason and size."""
+
+from __future__ import annotations
+
+from workbench.distribute.fleet import FleetState, ServerRecord, summarize
+
+NOW = 1_795_000_000.0          # a fixed clock (2026-11-18), so reasons and ages never drift
+
+
+def record(tower: str, server: str, *, serial: int | None = 5, state: str = "ok", age: float = 30.0,
+           error: str = "", target: int | None = None) -> ServerRecord:
+    return ServerRecord(tower=tower, server=server, state=state, serial=serial, error=error,
+                        target_serial=target, agent_version="0.1.0", libyara_version="4.5.4",
+                        rule_count=9 if serial else None, reported_at=NOW - age)
+
+
+def fleet_records(towers: int = 100, servers: int = 36, *, newest: int = 5,
+                  vary: bool = True) -> list[ServerRecord]:
+    """Towers of 14 to ``servers`` servers (all ``servers`` unless ``vary``): most current, some
+    behind, updating, stale, failing or silent."""
+    out = []
+    for t in range(towers):
+        size = 14 + (t * 7) % (servers - 13) if vary and servers > 14 else servers
+        for s in range(size):
+            n = t * 100 + s
+            tower, server = f"t{t:03d}", f"mx{s:02d}"
+            if n % 97 == 13:
+                out.append(record(tower, server, state="failed", serial=newest - 1, target=newest,
+                                  error=f"refused serial {newest}: self-test failed (rule X missed sample Y)"))
+            elif n % 89 == 7:
+                out.append(record(tower, server, age=7200.0))                        # silent
+            elif n % 23 == 5:
+                out.append(record(tower, server, serial=newest - 1))                  # behind
+            elif n % 61 == 11:
+                out.append(record(tower, server, state="updating", serial=newest - 1, target=newest))
+            elif n % 71 == 3:
+                out.append(record(tower, server, age=600.0))                          # stale
+            else:
+                out.append(record(tower, server, serial=newest))
+    return out
+
+
+def fleet_state(towers: int = 100, servers: int = 36, *, newest: int = 5, vary: bool = True) -> FleetState:
+    return summarize(fleet_records(towers, servers, newest=newest, vary=vary), newest, now=NOW)

@@ -1,0 +1,143 @@
+"""Pilot tests of the fleet screen: the board, the spread, a server's details, live refresh, outages."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from textual.widgets import Static
+
+from tests.tui.conftest import settle, static_text, until
+from tests.tui.fleet_data import NOW, fleet_state, record
+from workbench.distribute.client import ClientError
+from workbench.distribute.fleet import FleetEvent, FleetState, Health, summarize
+from workbench.tui.app import WorkbenchApp, make_app
+from workbench.tui.screens.fleet import FleetScreen
+from workbench.tui.widgets.fleet_board import FleetBoard
+from workbench.workspace import Workspace
+
+SIZE = (120, 40)
+
+
+class FakeSource:
+    """Hands out the states it is given, one per poll (the last one again when they run out)."""
+
+    label = "a test fleet"
+
+    def __init__(self, *states: FleetState | Exception) -> None:
+        self.states = list(states)
+        self.polls = 0
+        self.history: dict[tuple[str, str], list[FleetEvent]] = {}
+
+    def state(self) -> FleetState:
+        self.polls += 1
+        item = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def events(self, tower: str, server: str, limit: int = 10) -> list[FleetEvent]:
+        return self.history.get((tower, server), [])[:limit]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def source(monkeypatch: pytest.MonkeyPatch) -> list[FakeSource]:
+    """The screen reads the last source a test appends here."""
+    made: list[FakeSource] = []
+    monkeypatch.setattr("workbench.tui.screens.fleet.fleet_source", lambda workspace, url: made[-1])
+    return made
+
+
+async def open_fleet(pilot, app: WorkbenchApp) -> FleetScreen:
+    await settle(pilot)
+    await pilot.press("f6")
+    screen = app.screen
+    assert isinstance(screen, FleetScreen)
+    await until(pilot, lambda: screen.state is not None)
+    return screen
+
+
+async def test_the_board_the_spread_and_a_failed_servers_details(ui_workspace: Workspace,
+                                                                 source: list[FakeSource]) -> None:
+    state = fleet_state()
+    fake = FakeSource(state)
+    source.append(fake)
+    failed = next(s for s in state.servers if s.health is Health.RED and s.state == "failed")
+    fake.history[(failed.tower, failed.server)] = [
+        FleetEvent(failed.tower, failed.server, dt.datetime(2026, 11, 18, 11, 0, tzinfo=dt.UTC), "failed",
+                   4, 5, "refused serial 5: self-test failed"),
+        FleetEvent(failed.tower, failed.server, dt.datetime(2026, 11, 17, 9, 0, tzinfo=dt.UTC), "ok", 4, None, ""),
+    ]
+    app = make_app(ui_workspace, fleet_refresh=30)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_fleet(pilot, app)
+        summary = static_text(screen.query_one("#fleet-summary", Static))
+        on_newest = sum(1 for s in state.servers if s.serial == 5)
+        assert f"Newest serial 5 · on {on_newest:,} of {len(state.servers):,} servers" in summary
+        assert f"{state.counts['red']:,} red" in summary and "failed" in summary and "silent" in summary
+        assert "serials in use: 5 on" in summary
+        assert "from a test fleet" in static_text(screen.query_one("#fleet-source", Static))
+        board = screen.query_one(FleetBoard)
+        assert len(board.servers) == len(state.servers) and board.towers[0].tower == "t000"
+        # tab walks to the problems; the details follow with the error and history
+        while board.current() != failed:
+            await pilot.press("tab")
+        await settle(pilot)
+        detail = static_text(screen.query_one("#fleet-detail", Static))
+        assert f"{failed.tower} / {failed.server}" in detail and "red" in detail
+        assert "last error" in detail and "self-test failed" in detail
+        assert "serial   4 (target 5)" in detail and "11-18 11:00:00 failed" in detail
+
+
+async def test_live_refresh_follows_the_towers(ui_workspace: Workspace, source: list[FakeSource]) -> None:
+    before = summarize([record("t1", "a", serial=1), record("t1", "b", serial=1)], 2, now=NOW)
+    after = summarize([record("t1", "a", serial=2), record("t1", "b", serial=2)], 2, now=NOW + 5)
+    fake = FakeSource(before, after)
+    source.append(fake)
+    app = make_app(ui_workspace, fleet_refresh=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_fleet(pilot, app)
+        await until(pilot, lambda: screen.state is after)
+        board = screen.query_one(FleetBoard)
+        assert {s.health for s in board.servers} == {Health.GREEN}
+        assert "on 2 of 2 servers (100%)" in static_text(screen.query_one("#fleet-summary", Static))
+        # space pauses polling; r still refreshes at once
+        await pilot.press("space")
+        polls = fake.polls
+        await pilot.pause(0.4)
+        assert fake.polls == polls
+        assert "paused" in static_text(screen.query_one("#fleet-source", Static))
+        await pilot.press("r")
+        await until(pilot, lambda: fake.polls == polls + 1)
+        # away from the screen it does not poll either
+        await pilot.press("space", "f2")
+        polls = fake.polls
+        await pilot.pause(0.4)
+        assert fake.polls <= polls + 1
+
+
+async def test_an_unreachable_server_is_shown_and_the_last_board_kept(ui_workspace: Workspace,
+                                                                       source: list[FakeSource]) -> None:
+    good = summarize([record("t1", "a")], 5, now=NOW)
+    fake = FakeSource(good, ClientError("cannot reach http://fleet.example:8470/v1/fleet: refused"))
+    source.append(fake)
+    app = make_app(ui_workspace, fleet_refresh=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_fleet(pilot, app)
+        await until(pilot, lambda: bool(screen.error))
+        text = static_text(screen.query_one("#fleet-source", Static))
+        assert "cannot reach http://fleet.example:8470" in text and "showing the last board read" in text
+        assert screen.state is good and len(screen.query_one(FleetBoard).servers) == 1
+
+
+async def test_no_reports_yet_says_how_towers_report(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)                        # the real local source: nothing reported
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_fleet(pilot, app)
+        summary = static_text(screen.query_one("#fleet-summary", Static))
+        assert "none published" in summary and "no tower server has reported yet" in summary
+        assert "this workspace's fleet store" in static_text(screen.query_one("#fleet-source", Static))
+        assert "choose a server" in static_text(screen.query_one("#fleet-detail", Static))

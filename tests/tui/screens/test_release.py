@@ -1,0 +1,185 @@
+"""Pilot tests of the release screen: changes and diffs, validation jumps, commit, release, publish."""
+
+from __future__ import annotations
+
+import git
+from textual.widgets import Input, Static, TabbedContent
+
+from tests.release.conftest import set_meta
+from tests.tui.conftest import settle, static_text, until
+from workbench.distribute.repository import UpdateRepository
+from workbench.distribute.settings import RepositorySettings
+from workbench.release.service import make_release
+from workbench.release.store import ReleaseStore
+from workbench.tui.app import WorkbenchApp, make_app
+from workbench.tui.screens.editor import EditorScreen
+from workbench.tui.screens.modals import PromptScreen
+from workbench.tui.screens.release import ReleaseScreen, diff_text
+from workbench.tui.widgets.list_table import ListTable
+from workbench.tui.widgets.yara_editor import YaraEditor
+from workbench.workspace import Workspace
+
+SIZE = (120, 40)
+
+
+async def open_releaser(pilot, app: WorkbenchApp) -> ReleaseScreen:
+    await settle(pilot)
+    await pilot.press("f5")
+    screen = app.screen
+    assert isinstance(screen, ReleaseScreen)
+    await until(pilot, lambda: screen.view is not None and not screen.busy)
+    return screen
+
+
+def log_text(screen: ReleaseScreen) -> str:
+    return static_text(screen.query_one("#release-log", Static))
+
+
+async def test_changes_diff_and_opening_a_rule(sig_workspace: Workspace) -> None:
+    make_release(sig_workspace, message="first")
+    gtube = sig_workspace.signatures / "rules" / "spam" / "gtube.yar"
+    set_meta(gtube, "SPAM_GTUBE_TestString", "status", "NOISY")
+    app = make_app(sig_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_releaser(pilot, app)
+        status = static_text(screen.query_one("#release-status", Static))
+        assert "main @" in status and "1 uncommitted" in status and "signatures-1" in status
+        assert "no update repository" in status
+        changes = screen.query_one("#changes", ListTable)
+        [change] = changes.items
+        assert (change.kind, change.rule, change.git) == ("status", "SPAM_GTUBE_TestString", "modified")
+        row = changes.render_line(1).text
+        assert "RELEASED → NOISY" in row and "spam/gtube.yar" in row and "rules/" not in row
+        await settle(pilot)
+        detail = static_text(screen.query_one("#release-detail", Static), width=400)
+        assert '+        status = "NOISY"' in detail and '-        status = "RELEASED"' in detail
+        # enter opens the rule in the editor, on the rule's first line
+        await pilot.press("enter")
+        editor = app.screen
+        assert isinstance(editor, EditorScreen)
+        await settle(pilot)
+        assert editor.path == gtube
+        assert editor.query_one(YaraEditor).cursor_location[0] == change.line - 1
+
+
+async def test_a_validation_finding_opens_the_rule_at_its_line(sig_workspace: Workspace) -> None:
+    eicar = sig_workspace.signatures / "rules" / "test" / "eicar.yar"
+    lines = eicar.read_text().splitlines()
+    bad = next(i for i, line in enumerate(lines) if "$eicar at 0" in line)
+    lines[bad] = lines[bad].replace("$eicar at 0", "$eicar at 0 and $missing")
+    eicar.write_text("\n".join(lines) + "\n")
+    app = make_app(sig_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_releaser(pilot, app)
+        await pilot.press("v")
+        await until(pilot, lambda: screen.validation is not None and not screen.busy, timeout=60)
+        assert not screen.validation.ok
+        tabs = screen.query_one("#release-tabs", TabbedContent)
+        assert tabs.active == "tab-validation" and "✗" in str(tabs.get_tab("tab-validation").label)
+        assert "FAILED" in log_text(screen)
+        findings = screen.query_one("#findings", ListTable)
+        target = next(i for i, f in enumerate(findings.items) if f.severity == "error" and f.line == bad + 1)
+        findings.cursor_row = target
+        await pilot.pause()
+        assert "enter opens the rule" in static_text(screen.query_one("#release-detail", Static))
+        await pilot.press("enter")
+        editor = app.screen
+        assert isinstance(editor, EditorScreen)
+        await settle(pilot)
+        assert editor.path == eicar.resolve() or editor.path == eicar
+        assert editor.query_one(YaraEditor).cursor_location[0] == bad
+
+
+async def test_commit_is_refused_while_a_changed_rule_has_errors(sig_workspace: Workspace) -> None:
+    broken = sig_workspace.signatures / "rules" / "mal" / "broken.yar"
+    broken.write_text("rule MAL_Broken_Rule { condition: $nope }\n")
+    repo = git.Repo(sig_workspace.signatures)
+    head = repo.head.commit.hexsha
+    app = make_app(sig_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_releaser(pilot, app)
+        await pilot.press("c")
+        prompt = app.screen
+        assert isinstance(prompt, PromptScreen)
+        assert prompt.query_one("#prompt", Input).value == "Add MAL_Broken_Rule"
+        await pilot.press("enter")
+        await until(pilot, lambda: not screen.busy and "not committed" in log_text(screen), timeout=60)
+        assert repo.head.commit.hexsha == head and broken.exists()
+        assert screen.query_one("#release-tabs", TabbedContent).active == "tab-validation"
+        assert any(f.file.endswith("broken.yar") for f in screen.validation.findings)
+        # a release is refused before anything runs while files are uncommitted
+        shown: list[str] = []
+        app.notify = lambda message, **kw: shown.append(str(message))  # type: ignore[method-assign]
+        await pilot.press("R")
+        assert app.screen is screen and any("commit first" in s for s in shown)
+
+
+async def test_commit_release_and_publish(sig_workspace: Workspace) -> None:
+    make_release(sig_workspace, message="first")
+    eicar = sig_workspace.signatures / "rules" / "test" / "eicar.yar"
+    set_meta(eicar, "TEST_EICAR_TestFile_Plain", "description", "the EICAR test file, alone")
+    app = make_app(sig_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_releaser(pilot, app)
+        # publishing without an update repository says what to do
+        await pilot.press("p")
+        await until(pilot, lambda: not screen.busy and "keys init" in log_text(screen))
+        await pilot.press("c")
+        app.screen.query_one("#prompt", Input).value = "Describe the EICAR rule better"
+        await pilot.press("enter")
+        await until(pilot, lambda: not screen.busy and screen.view is not None
+                    and not screen.view.uncommitted, timeout=60)
+        assert git.Repo(sig_workspace.signatures).head.commit.message.strip() == "Describe the EICAR rule better"
+        await pilot.press("R")
+        app.screen.query_one("#prompt", Input).value = "EICAR described"
+        await pilot.press("enter")
+        await until(pilot, lambda: not screen.busy and screen.view is not None
+                    and screen.view.latest is not None and screen.view.latest.serial == 2, timeout=60)
+        latest = ReleaseStore(sig_workspace).latest()
+        assert latest is not None and latest.message == "EICAR described"
+        assert [c.name for c in latest.changelog.modified] == []          # metadata only
+        tabs = screen.query_one("#release-tabs", TabbedContent)
+        assert tabs.active == "tab-releases"
+        detail = static_text(screen.query_one("#release-detail", Static))
+        assert "signatures-2" in detail and "not published" in detail and "EICAR described" in detail
+        # nothing changed since: the core refuses, the screen says why
+        await pilot.press("R", "enter")
+        await until(pilot, lambda: not screen.busy and "release refused" in log_text(screen), timeout=60)
+        assert "nothing to release" in log_text(screen)
+        # with an update repository, p publishes the newest release
+        UpdateRepository.for_workspace(sig_workspace).init(RepositorySettings())
+        await pilot.press("p")
+        await until(pilot, lambda: not screen.busy and screen.view is not None
+                    and 2 in screen.view.published, timeout=60)
+        assert UpdateRepository.for_workspace(sig_workspace).newest_serial() == 2
+        assert "published serial 2" in log_text(screen)
+        releases = screen.query_one("#releases", ListTable)
+        assert "✓" in releases.render_line(1).text and "EICAR described" in releases.render_line(1).text
+        # publishing it again is a no-op that says so
+        shown: list[str] = []
+        app.notify = lambda message, **kw: shown.append(str(message))  # type: ignore[method-assign]
+        await pilot.press("p")
+        assert any("already published" in s for s in shown)
+
+
+async def test_the_commit_dialog_warns_about_unsaved_editor_edits(sig_workspace: Workspace) -> None:
+    gtube = sig_workspace.signatures / "rules" / "spam" / "gtube.yar"
+    set_meta(gtube, "SPAM_GTUBE_TestString", "description", "GTUBE, reworded")
+    app = make_app(sig_workspace, open_rule=gtube)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.screen.query_one(YaraEditor).insert("// more\n", (0, 0))
+        screen = await open_releaser(pilot, app)
+        await pilot.press("c")
+        title = app.screen.query_one(".dialog-title", Static)
+        assert "unsaved edits to rules/spam/gtube.yar" in static_text(title)
+        await pilot.press("escape")
+        assert app.screen is screen and not screen.busy
+
+
+def test_diff_text_colours_lines_without_markup() -> None:
+    text = diff_text("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old [bold]\n+new\n same")
+    assert text.plain.splitlines() == ["--- a/x", "+++ b/x", "@@ -1 +1 @@", "-old [bold]", "+new", " same"]
+    styles = {text.plain[s.start:s.end].strip(): str(s.style) for s in text.spans}
+    assert styles["-old [bold]"] == "red" and styles["+new"] == "green" and styles["@@ -1 +1 @@"] == "cyan"
+    assert text.no_wrap
