@@ -53,7 +53,7 @@ from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.query import parse_query
 from workbench.quarantine.service import INDEX_NAME, Quarantine, stamp
 from workbench.samples.mail import Attachment, Mail
-from workbench.tui.app import make_app
+from workbench.tui.app import freeze_startup_objects, make_app
 from workbench.tui.screens.message import MessageScreen
 from workbench.tui.screens.quarantine import QuarantineScreen
 from workbench.tui.widgets.message_list import MessageList, row_cells
@@ -122,15 +122,17 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None
 
 
 class PaintClock:
-    """When the app last sent a screen update to its (headless) driver."""
+    """When the app sent screen updates to its (headless) driver: the last one, and all."""
 
     def __init__(self, app: App[object]) -> None:
         self.last = 0.0
+        self.times: list[float] = []
         original = app._display
 
         def display(screen: object, update: object) -> None:
             original(screen, update)          # type: ignore[arg-type]
             self.last = time.perf_counter()
+            self.times.append(self.last)
 
         app._display = display               # type: ignore[method-assign]
 
@@ -306,15 +308,8 @@ async def ours_scan(workspace: Workspace, rule: Path, cancel_after: float | None
     """Paint gaps while the test screen scans; with ``cancel_after``, the cancel latency too."""
     from workbench.tui.screens.testing import RuleTestScreen
 
-    app = make_app(workspace, open_rule=rule)
-    paints: list[float] = []
-    original = app._display
-
-    def display(screen: object, update: object) -> None:
-        original(screen, update)          # type: ignore[arg-type]
-        paints.append(time.perf_counter())
-
-    app._display = display               # type: ignore[method-assign]
+    app = make_app(workspace, open_rule=rule, freeze_startup=True)           # as the command line
+    paints = PaintClock(app).times
     out: dict[str, float] = {}
     async with app.run_test(size=SIZE):
         await wait_for(lambda: app.screen is not None)
@@ -382,16 +377,10 @@ class BlockingScanApp(App[None]):
 
 async def peer_scan(workspace: Workspace, rule: Path, cancel_after: float) -> dict[str, float]:
     app = BlockingScanApp(workspace, rule)
-    paints: list[float] = []
-    original = app._display
-
-    def display(screen: object, update: object) -> None:
-        original(screen, update)          # type: ignore[arg-type]
-        paints.append(time.perf_counter())
-
-    app._display = display               # type: ignore[method-assign]
+    paints = PaintClock(app).times
     async with app.run_test(size=SIZE):
         await asyncio.sleep(0.3)
+        freeze_startup_objects()
         start = time.perf_counter()
         app.call_later(app.scan)
         await asyncio.sleep(cancel_after)     # the scan holds the loop: this resumes at its end
@@ -448,7 +437,7 @@ async def ours_fleet(workspace: Workspace, rounds: int) -> dict[str, list[float]
         fleet_reports(workspace, flip=1)
         with FleetStore.for_workspace(workspace) as store:
             states.append(store.state(NEWEST))
-        app = make_app(workspace, fleet_refresh=3600)
+        app = make_app(workspace, fleet_refresh=3600, freeze_startup=True)    # as the command line
         clock = PaintClock(app)
         redraw: list[float] = []
         poll: list[float] = []
@@ -502,6 +491,7 @@ async def peer_fleet(workspace: Workspace, rounds: int) -> list[float]:
     times: list[float] = []
     async with app.run_test(size=SIZE):
         await asyncio.sleep(0.3)
+        freeze_startup_objects()                   # the same head start as ours
         for _ in range(rounds):
             start = time.perf_counter()
             app.show(state)

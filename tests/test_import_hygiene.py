@@ -67,3 +67,18 @@ def test_the_probe_would_notice_textual() -> None:
     report = _run(code)
     assert report["textual_after"] is not None
     assert str(report["textual_after"]).startswith("workbench.tui")
+
+
+def test_the_uis_plain_helpers_stay_free_of_textual() -> None:
+    """What the UI reads and computes lives in modules without Textual, tested on their own."""
+    plain = ["workbench.tui.changes", "workbench.tui.fleetview", "workbench.tui.pages",
+             "workbench.tui.rulefiles", "workbench.tui.marks", "workbench.tui.yara_highlight"]
+    code = textwrap.dedent(f"""
+        import importlib, json, sys
+        loaded = {{}}
+        for name in {plain!r}:
+            importlib.import_module(name)
+            loaded[name] = any(m == "textual" or m.startswith("textual.") for m in sys.modules)
+        print(json.dumps(loaded))
+    """)
+    assert _run(code) == dict.fromkeys(plain, False)

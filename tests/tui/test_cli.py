@@ -54,12 +54,26 @@ def test_ui_passes_its_options_to_the_app(monkeypatch: pytest.MonkeyPatch, tmp_p
     _tty(monkeypatch, True)
     rule = tmp_path / "r.yar"
     code = main(["--home", str(tmp_path), "ui", "--query", "status:new", "--open", "abcd1234",
-                 "--edit", str(rule), "--theme", "light"])
+                 "--edit", str(rule), "--theme", "light", "--fleet-url", "http://fleet:8470",
+                 "--fleet-refresh", "5"])
     assert code == 0
     assert captured["app"].ran
     assert captured["workspace"].home == tmp_path.resolve()
     assert captured["query"] == "status:new" and captured["open_message"] == "abcd1234"
     assert captured["open_rule"] == rule and captured["theme"] == "light"
+    assert captured["fleet_url"] == "http://fleet:8470" and captured["fleet_refresh"] == 5.0
+    assert captured["freeze_startup"] is True           # one app per process
+
+
+@pytest.mark.parametrize("value", ["0", "fast", "7200"])
+def test_a_bad_fleet_refresh_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              captured: dict[str, Any], value: str) -> None:
+    _tty(monkeypatch, True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--home", str(tmp_path), "ui", "--fleet-refresh", value])
+    assert exit_info.value.code == E_USAGE
+    assert "--fleet-refresh" in capsys.readouterr().err and "app" not in captured
 
 
 def test_no_command_on_a_terminal_opens_the_ui(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

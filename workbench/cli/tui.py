@@ -52,6 +52,7 @@ def run_tui(args: argparse.Namespace, ctx: Context) -> int:
         open_rule=getattr(args, "edit", None),
         fleet_url=getattr(args, "fleet_url", None),
         fleet_refresh=getattr(args, "fleet_refresh", 2.0),
+        freeze_startup=True,           # one app per process: start-up objects stay (see app.py)
     )
     app.run()
     return app.return_code if app.return_code is not None else E_OK

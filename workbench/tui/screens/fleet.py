@@ -109,9 +109,9 @@ class FleetScreen(WorkbenchScreen):
 ## Fleet
 
 Every tower server that reported to `workbench serve`, as a board: one line per
-tower, one bar per server. **Green** (full bar): on the newest published serial and
-reporting. **Yellow** (shorter): behind, updating, or its last report is getting old.
-**Red** (shortest): its last attempt failed, or it went silent.
+tower, one bar per server. **Green** `▇`: on the newest published serial and
+reporting. **Yellow** `▄` (a dip): behind, updating, or its last report is getting
+old. **Red** `▓` (shaded): its last attempt failed, or it went silent.
 
 The top lines say how far the newest release has spread and what holds the rest
 back. Arrows move between servers, **tab** jumps to the next one that is not green;

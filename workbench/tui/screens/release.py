@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +236,7 @@ highlighted under Releases) to the update repository the towers pull from.
 
     def _detail(self, content: Text) -> None:
         # a diff keeps its lines and scrolls sideways; prose wraps to the pane
-        self.query_one("#release-detail", Static).set_class(content.no_wrap, "-diff")
+        self.query_one("#release-detail", Static).set_class(bool(content.no_wrap), "-diff")
         self.query_one("#release-detail", Static).update(content)
 
     @work(thread=True, exclusive=True, group="diff", exit_on_error=False, description="diff the file")
@@ -311,11 +312,16 @@ highlighted under Releases) to the update repository the towers pull from.
         from workbench.release.validate import validate
 
         try:
-            report = validate(self.workbench.workspace.signatures,
-                              progress=lambda step: self.post_message(self.Step(f"validating: {step}")))
+            report = validate(self.workbench.workspace.signatures, progress=self._stepper("validating"))
         finally:
             self.post_message(self.Idle())
         self.post_message(self.Validated(report, "validation"))
+
+    def _stepper(self, what: str) -> Callable[[str], None]:
+        """A progress callback for the core (called from a worker) that shows each step."""
+        def step(text: str) -> None:
+            self.post_message(self.Step(f"{what}: {text}"))
+        return step
 
     @on(Idle)
     def _idle(self) -> None:
@@ -389,8 +395,7 @@ highlighted under Releases) to the update repository the towers pull from.
         try:
             sig = SignatureRepository(workspace.signatures.resolve())
             since = "HEAD" if sig.repo is not None and sig.has_commits() else None
-            report = validate(workspace.signatures, changed_since=since,
-                              progress=lambda step: self.post_message(self.Step(f"checking: {step}")))
+            report = validate(workspace.signatures, changed_since=since, progress=self._stepper("checking"))
             self.post_message(self.Validated(report, "pre-commit check"))
             if not report.ok:
                 self.post_message(self.Done(f"not committed: {report.errors} error(s) in the changed "
@@ -427,7 +432,7 @@ highlighted under Releases) to the update repository the towers pull from.
 
         try:
             outcome = make_release(self.workbench.workspace, message=message,
-                                   progress=lambda step: self.post_message(self.Step(f"releasing: {step}")))
+                                   progress=self._stepper("releasing"))
         except ReleaseRefused as exc:
             if exc.validation is not None:
                 self.post_message(self.Validated(exc.validation, "release validation"))

@@ -557,8 +557,8 @@ marks them in the quarantine list (`f2`) for triage.
         bar = self.query_one("#test-progress", ProgressBar)
         bar.update(total=1, progress=1)
         st = report.stats
-        phase = Text(f"done in {st.seconds:.2f} s · {st.files_scanned:,} files scanned · "
-                     f"{st.pairs_cached:,} results cached")
+        phase = Text(f"done in {st.seconds:.2f} s · {st.files_scanned:,} scanned · "
+                     f"{st.pairs_cached:,} cached", overflow="ellipsis", no_wrap=True)
         self.query_one("#test-phase", Static).update(phase)
         names = ", ".join(c.name for c in report.corpora)
         summary = Text(f"{len(report.rules)} rule(s) · {st.files:,} files ({human_size(st.bytes)}) in "

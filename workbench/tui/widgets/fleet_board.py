@@ -7,17 +7,16 @@ from dataclasses import dataclass
 
 from rich.cells import cell_len
 from rich.segment import Segment
-from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from workbench.distribute.fleet import FleetState, Health, ServerStatus, TowerSummary
 from workbench.tui.safety import visible
+from workbench.tui.widgets.drawn_view import DrawnView
 from workbench.tui.widgets.virtual_table import fit
 
 # each state has its own shape as well as its colour, so the board reads without colour too:
@@ -50,7 +49,7 @@ def layout(sizes: Sequence[int], per_line: int) -> list[BoardLine]:
     return lines
 
 
-class FleetBoard(ScrollView, can_focus=True):
+class FleetBoard(DrawnView, can_focus=True):
     """Attributes down: ``show(state)``. Messages up: ``Highlighted`` and ``Selected`` servers."""
 
     BINDINGS = [
@@ -111,7 +110,6 @@ class FleetBoard(ScrollView, can_focus=True):
         self._width = 0
         self._epoch = 0
         self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(maxsize=256)
-        self._styles: dict[str, Style] = {}
 
     # -- data ------------------------------------------------------------------------
 
@@ -166,19 +164,8 @@ class FleetBoard(ScrollView, can_focus=True):
         if event.size.width != self._width:
             self._relayout()
 
-    def notify_style_update(self) -> None:
+    def forget_drawn_lines(self) -> None:
         self._cache.clear()
-        self._styles.clear()
-        super().notify_style_update()
-
-    def _style(self, component: str = "") -> Style:
-        style = self._styles.get(component)
-        if style is None:
-            style = self.rich_style
-            if component:
-                style = style + self.get_component_rich_style(component)
-            self._styles[component] = style
-        return style
 
     # -- cursor ------------------------------------------------------------------------
 
@@ -267,10 +254,10 @@ class FleetBoard(ScrollView, can_focus=True):
         key = (line_no, width, self._epoch, cursor, self.has_focus)
         strip = self._cache.get(key)
         if strip is None:
-            strip = self._cache[key] = self._render(line, width, cursor)
+            strip = self._cache[key] = self._draw_line(line, width, cursor)
         return strip
 
-    def _render(self, line: BoardLine, width: int, cursor: int) -> Strip:
+    def _draw_line(self, line: BoardLine, width: int, cursor: int) -> Strip:
         base = self._style()
         tower = self.towers[line.tower]
         name_width = self.name_width()

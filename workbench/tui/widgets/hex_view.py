@@ -95,7 +95,7 @@ class HexView(ScrollView, can_focus=True):
     def __init__(self, data: bytes = b"", *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._data = data
-        self.anchor: int | None = None
+        self.select_from: int | None = None
         self._lines: LRUCache[tuple[int, int], Strip] = LRUCache(256)
 
     @property
@@ -105,7 +105,7 @@ class HexView(ScrollView, can_focus=True):
     @data.setter
     def data(self, value: bytes) -> None:
         self._data = value
-        self.anchor = None
+        self.select_from = None
         self.cursor = 0
         self._lines.clear()
         self._update_size()
@@ -118,9 +118,9 @@ class HexView(ScrollView, can_focus=True):
     @property
     def selection(self) -> tuple[int, int] | None:
         """(start, end) inclusive, when a range is selected."""
-        if self.anchor is None:
+        if self.select_from is None:
             return None
-        return (min(self.anchor, self.cursor), max(self.anchor, self.cursor))
+        return (min(self.select_from, self.cursor), max(self.select_from, self.cursor))
 
     def selected_bytes(self) -> bytes:
         span = self.selection
@@ -158,10 +158,10 @@ class HexView(ScrollView, can_focus=True):
     def go_to(self, offset: int, *, select_to: int | None = None) -> None:
         """Put the cursor on ``offset`` (and select up to ``select_to``, inclusive)."""
         if select_to is not None:
-            self.anchor = self.validate_cursor(offset)
+            self.select_from = self.validate_cursor(offset)
             self.cursor = select_to
         else:
-            self.anchor = None
+            self.select_from = None
             self.cursor = offset
         self._lines.clear()
         self.refresh()
@@ -170,8 +170,8 @@ class HexView(ScrollView, can_focus=True):
         self.cursor += delta
 
     def action_extend(self, delta: int) -> None:
-        if self.anchor is None:
-            self.anchor = self.cursor
+        if self.select_from is None:
+            self.select_from = self.cursor
         self.cursor += delta
 
     def action_page(self, direction: int) -> None:
@@ -184,7 +184,7 @@ class HexView(ScrollView, can_focus=True):
         self.cursor = offset if offset >= 0 else len(self._data) - 1
 
     def action_toggle_selection(self) -> None:
-        self.anchor = None if self.anchor is not None else self.cursor
+        self.select_from = None if self.select_from is not None else self.cursor
         self._lines.clear()
         self.refresh()
         self.post_message(self.CursorMoved(self, self.cursor, self.selection))
@@ -199,10 +199,10 @@ class HexView(ScrollView, can_focus=True):
             return
         target = row * ROW + column
         if target < len(self._data):
-            if event.shift and self.anchor is None:
-                self.anchor = self.cursor
+            if event.shift and self.select_from is None:
+                self.select_from = self.cursor
             elif not event.shift:
-                self.anchor = None
+                self.select_from = None
             self.cursor = target
 
     # -- drawing ---------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
-from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
@@ -21,8 +20,9 @@ from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from workbench.tui.widgets.drawn_view import DrawnView
 
 Cell = str | Text
 
@@ -46,7 +46,7 @@ class Column:
     weight: int = 1
 
 
-class VirtualTable(ScrollView, can_focus=True):
+class VirtualTable(DrawnView, can_focus=True):
     """Rows drawn on demand with a cursor and optional marks."""
 
     BINDINGS = [
@@ -120,7 +120,6 @@ class VirtualTable(ScrollView, can_focus=True):
         self.columns = list(columns)
         self._line_cache: LRUCache[tuple[object, ...], Strip] = LRUCache(maxsize=512)
         self._epoch = 0          # bumped whenever cached lines go stale
-        self._styles: dict[str, Style] = {}
 
     # -- what subclasses provide ----------------------------------------------------
 
@@ -149,20 +148,8 @@ class VirtualTable(ScrollView, can_focus=True):
             self.cursor_row = max(0, count - 1)
         self.refresh()
 
-    def notify_style_update(self) -> None:
+    def forget_drawn_lines(self) -> None:
         self._line_cache.clear()
-        self._styles.clear()
-        super().notify_style_update()
-
-    def _style(self, component: str = "") -> Style:
-        """The widget's style plus a component's, looked up once per style change."""
-        style = self._styles.get(component)
-        if style is None:
-            style = self.rich_style
-            if component:
-                style = style + self.get_component_rich_style(component)
-            self._styles[component] = style
-        return style
 
     def on_resize(self, event: events.Resize) -> None:
         self._line_cache.clear()

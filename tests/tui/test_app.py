@@ -1,0 +1,61 @@
+"""The app itself: switching screens from anywhere, the palette's screens, start-up objects frozen."""
+
+from __future__ import annotations
+
+import gc
+
+from tests.tui.conftest import settle
+from workbench.tui.app import make_app
+from workbench.tui.commands import WorkbenchCommands
+from workbench.tui.screens.editor import EditorScreen
+from workbench.tui.screens.fleet import FleetScreen
+from workbench.tui.screens.quarantine import QuarantineScreen
+from workbench.tui.screens.release import ReleaseScreen
+from workbench.tui.screens.testing import RuleTestScreen
+from workbench.tui.widgets.yara_editor import YaraEditor
+from workbench.workspace import Workspace
+
+
+async def test_function_keys_switch_screens_even_inside_the_editor(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace, fleet_refresh=3600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        expected = {"f3": EditorScreen, "f4": RuleTestScreen, "f5": ReleaseScreen,
+                    "f6": FleetScreen, "f2": QuarantineScreen}
+        for key, screen in expected.items():
+            await pilot.press("f3")
+            assert isinstance(app.focused, YaraEditor)      # TextArea binds f6 and f7 itself
+            await pilot.press(key)
+            assert isinstance(app.screen, screen), key
+        # each screen keeps its state: the editor's text survives a round trip
+        await pilot.press("f3")
+        app.screen.query_one(YaraEditor).text = "rule kept { condition: true }"
+        await pilot.press("f6", "f3")
+        assert app.screen.query_one(YaraEditor).text == "rule kept { condition: true }"
+        assert app.mode_screen("fleet") is not None and app.mode_screen("nowhere") is None
+
+
+async def test_the_palette_offers_every_screen(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        provider = WorkbenchCommands(app.screen)
+        names = [c.name for c in provider.commands()]
+        assert {"Go to quarantine", "Go to rule editor", "Go to test", "Go to release",
+                "Go to fleet"} <= set(names)
+        next(c for c in provider.commands() if c.name == "Go to release").run()
+        await pilot.pause()
+        assert isinstance(app.screen, ReleaseScreen)
+
+
+async def test_start_up_objects_are_frozen_only_when_asked(ui_workspace: Workspace) -> None:
+    gc.unfreeze()
+    try:
+        async with make_app(ui_workspace).run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            assert gc.get_freeze_count() == 0
+        async with make_app(ui_workspace, freeze_startup=True).run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
