@@ -168,31 +168,34 @@ marks them in the quarantine list (`f2`) for triage.
         *(Binding(str(n), f"tab('{tab}')", show=False) for n, tab in enumerate(DETAIL_TABS, 1)),
     ]
 
-    class Progress(Message):
-        def __init__(self, run: int, progress: ScanProgress) -> None:
+    class RunMessage(Message):
+        """From one run; the screen drops messages of a run it no longer shows."""
+
+        def __init__(self, run: int) -> None:
             super().__init__()
             self.run = run
+
+    class Progress(RunMessage):
+        def __init__(self, run: int, progress: ScanProgress) -> None:
+            super().__init__(run)
             self.progress = progress
 
-    class Tested(Message):
+    class Tested(RunMessage):
         def __init__(self, run: int, report: Any, scope: Scope) -> None:
-            super().__init__()
-            self.run = run
+            super().__init__(run)
             self.report = report
             self.scope = scope
 
-    class Hunted(Message):
+    class Hunted(RunMessage):
         def __init__(self, run: int, report: Any) -> None:
-            super().__init__()
-            self.run = run
+            super().__init__(run)
             self.report = report
 
-    class Stopped(Message):
+    class Stopped(RunMessage):
         """The run ended without a report: cancelled, or the rules did not compile."""
 
         def __init__(self, run: int, reason: str, *, error: bool = False) -> None:
-            super().__init__()
-            self.run = run
+            super().__init__(run)
             self.reason = reason
             self.error = error
 
