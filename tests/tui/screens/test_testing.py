@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, SelectionList, Static, TabbedContent
 
 from tests.tui.conftest import ABSENT, QUOTED, RULE, SLOW_RULE, settle, static_text, until
@@ -210,3 +211,28 @@ def test_default_tag_and_preview() -> None:
     assert default_tag(Scope([Path("rules")], "x", single=False)) == "retro-hunt"
     assert preview(b"WbUpdater") == "WbUpdater"
     assert preview(b"MZ\x90\x00") == "4D 5A 90 00"
+
+
+async def test_an_unexpected_failure_ends_the_run_and_is_shown(corpora_workspace: Workspace,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import workbench.corpus.testing
+
+    real = workbench.corpus.testing.test_rules
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(workbench.corpus.testing, "test_rules", broken)
+    app = make_app(corpora_workspace, open_rule=rule_file(corpora_workspace))
+    shown: list[str] = []
+    app.notify = lambda message, **kw: shown.append(f"{kw.get('title')}: {message}")  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_tester(pilot, app)
+        await pilot.press("r")
+        await until(pilot, lambda: not screen.running)
+        assert "disk on fire" in static_text(screen.query_one("#test-phase", Static))
+        assert any(s.startswith("Could not test the rules") and "disk on fire" in s for s in shown)
+        # and the next run is not refused as "still running"
+        monkeypatch.setattr(workbench.corpus.testing, "test_rules", real)
+        await pilot.press("r")
+        await until(pilot, lambda: not screen.running and screen.report is not None)

@@ -238,7 +238,8 @@ records every report; `workbench ui --fleet-url URL` watches a server elsewhere.
 
     def _show_source(self) -> None:
         source = self.source.label if self.source else "?"
-        out = Text(f"from {source} · ", style="dim")
+        out = Text()
+        out.append(f"from {source} · ", style="dim")
         if self.paused:
             out.append("paused (space resumes)", style="yellow")
         else:

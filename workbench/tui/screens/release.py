@@ -543,7 +543,9 @@ def finding_text(finding: Any, report: Any) -> Text:
         if report is None:
             return Text("v validates the whole repository; c checks the changed rules before committing",
                         style="dim")
-        out = Text("✓ no findings\n\n" if not report.findings else "", style="green")
+        out = Text()
+        if not report.findings:
+            out.append("✓ no findings\n\n", style="green")
         for check in report.checks:
             out.append(f"{check.status:<8}", style="green" if check.status == "passed" else
                        ("dim" if check.status == "skipped" else "bold red"))

@@ -25,6 +25,7 @@ from textual.widgets import (
     TabPane,
 )
 from textual.widgets.selection_list import Selection
+from textual.worker import Worker, WorkerState
 
 from workbench.corpus.scanner import ScanProgress
 from workbench.dissect.render import human_size
@@ -64,6 +65,11 @@ class Scope:
     paths: list[Path]
     label: str
     single: bool                   # the editor's rule (file), not the whole ruleset
+    buffer: str | None = None      # unsaved text, written to ``paths[0]`` by the run's worker
+
+    def write_buffer(self) -> None:
+        if self.buffer is not None:
+            write_atomically(self.paths[0], self.buffer)
 
 
 def preview(data: bytes, width: int = 48) -> str:
@@ -217,7 +223,7 @@ marks them in the quarantine list (`f2`) for triage.
         self.report: Any = None
         self.hunt: Any = None
         self.run_id = 0
-        self.running = ""                 # "test", "hunt" or ""
+        self.running = ""                 # "test", "retro-hunt" or "" (what runs now)
         self.cancel_event: threading.Event | None = None
         self.started = 0.0
         self.last_progress: ScanProgress | None = None
@@ -283,7 +289,7 @@ marks them in the quarantine list (`f2`) for triage.
             return str(path)
 
     def scope(self) -> Scope:
-        """What ``r`` tests now. An unsaved buffer is written under state/ and tested as it is."""
+        """What ``r`` tests now. An unsaved buffer is tested as it is, from a copy under state/."""
         from workbench.corpus.testing import default_rule_paths
 
         buffer = None if self.whole_ruleset else self.editor_buffer()
@@ -295,13 +301,13 @@ marks them in the quarantine list (`f2`) for triage.
             return Scope([path], self._relative(path), single=True)
         name = path.name if path is not None else "draft.yar"
         copy = self.workbench.workspace.state / BUFFERS / name
-        write_atomically(copy, text)
         label = f"{self._relative(path)} (unsaved edits)" if path is not None else "the unsaved draft"
-        return Scope([copy], label, single=True)
+        return Scope([copy], label, single=True, buffer=text)
 
     def _show_scope(self) -> None:
         buffer = self.editor_buffer()
-        text = Text("Rules  ", style="bold")
+        text = Text()
+        text.append("Rules  ", style="bold")
         if buffer is None:
             text.append("every rule in the signature repository", style="")
             text.append("   (open a rule in the editor, f3, to test it alone)", style="dim")
@@ -389,11 +395,7 @@ marks them in the quarantine list (`f2`) for triage.
         if not corpora:
             self.notify("tick at least one corpus on the right (c, then space)", severity="warning")
             return
-        try:
-            scope = self.scope()
-        except OSError as exc:
-            self.notify(f"cannot write the buffer to test it: {exc}", severity="error")
-            return
+        scope = self.scope()
         cancel = self._start("test")
         if cancel is not None:
             self._show_scope()
@@ -411,6 +413,7 @@ marks them in the quarantine list (`f2`) for triage.
             self.post_message(self.Progress(run, p))
 
         try:
+            scope.write_buffer()
             report = test_rules(self.workbench.workspace, scope.paths, corpora, progress=progress,
                                 cancel=cancel, use_cache=use_cache)
         except ScanCancelled:
@@ -425,11 +428,7 @@ marks them in the quarantine list (`f2`) for triage.
         if self.running:
             self.notify(f"a {self.running} is running: x cancels it", severity="warning")
             return
-        try:
-            scope = self.scope()
-        except OSError as exc:
-            self.notify(f"cannot write the buffer to test it: {exc}", severity="error")
-            return
+        scope = self.scope()
 
         def chosen(tag: str | None) -> None:
             cancel = self._start("retro-hunt")
@@ -452,6 +451,7 @@ marks them in the quarantine list (`f2`) for triage.
             self.post_message(self.Progress(run, p))
 
         try:
+            scope.write_buffer()
             failed = self.dissect_the_rest(run, cancel)
             report = retrohunt(self.workbench.workspace, scope.paths, progress=progress, cancel=cancel,
                                tag=tag)
@@ -533,6 +533,15 @@ marks them in the quarantine list (`f2`) for triage.
         elif p.phase == "scanning" or p.bytes_total:
             bar.update(total=max(p.bytes_total, 1), progress=p.bytes_done)
         self._tick()
+
+    @on(Worker.StateChanged)
+    def _scan_worker_ended(self, event: Worker.StateChanged) -> None:
+        """A scan that failed unexpectedly (the base screen shows the error) ends the run too."""
+        if event.worker.group == "scan" and event.state in (WorkerState.ERROR, WorkerState.CANCELLED) \
+                and self.running:
+            elapsed = self._finish()
+            self.query_one("#test-phase", Static).update(
+                Text(f"failed after {elapsed:.1f} s: {event.worker.error or 'stopped'}", style="bold red"))
 
     @on(Stopped)
     def _stopped(self, event: Stopped) -> None:
