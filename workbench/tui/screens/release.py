@@ -204,11 +204,7 @@ highlighted under Releases) to the update repository the towers pull from.
     def _read(self, event: Read) -> None:
         view = self.view = event.view
         self.query_one("#release-status", Static).update(status_text(view))
-        changes = self.query_one("#changes", ListTable)
-        changes.show(view.changes, keep_cursor=True)
-        changes.reset()
-        if changes.cursor_row >= len(view.changes):
-            changes.cursor_row = 0
+        self.query_one("#changes", ListTable).show(view.changes, keep_cursor=True)
         releases = self.query_one("#releases", ListTable)
         releases.show([(r, r.serial in view.published) for r in view.releases], keep_cursor=True)
         tabs = self.query_one("#release-tabs", TabbedContent)
