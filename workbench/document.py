@@ -6,12 +6,38 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import re
 from pathlib import Path
 from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Text that can be encoded: lone surrogates repaired.
+
+    Python's mail parser keeps undecodable 8-bit header bytes as surrogate escapes
+    (``caf\\udce9``); those cannot be written as UTF-8 (to a terminal, a JSON file or
+    SQLite). They become the bytes they stand for, read as UTF-8 when that works and
+    as Windows-1252 (what such mail nearly always is) otherwise; any other lone
+    surrogate becomes U+FFFD.
+    """
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
 
 
 def to_data(value: Any) -> Any:
     """Convert dataclasses, enums, paths, dates and bytes into plain JSON data."""
+    if isinstance(value, str):
+        return clean_text(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)
                 if not f.metadata.get("internal")}

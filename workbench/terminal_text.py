@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from workbench.document import clean_text
+
 BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{BIDI}]")
 
@@ -23,6 +25,7 @@ _VISIBLE_MULTILINE = {k: v for k, v in _VISIBLE.items() if k not in (0x09, 0x0A)
 def visible(text: str, *, multiline: bool = False) -> str:
     """``text`` with control and bidi characters shown as visible stand-ins
     (newlines and tabs kept when ``multiline``)."""
+    text = clean_text(text)
     if not UNSAFE.search(text):
         return text
     return text.translate(_VISIBLE_MULTILINE if multiline else _VISIBLE)

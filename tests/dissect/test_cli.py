@@ -102,3 +102,16 @@ def test_short_artifact_ids_from_the_tree_work_in_strings_and_dissect(
     assert doc["sha256"] == EICAR_SHA and "EICAR-STANDARD-ANTIVIRUS-TEST-FILE" in doc["strings"][0]["text"]
     assert main(["--home", str(home), "dissect", EICAR_SHA[:12], "--json"]) == E_OK
     assert json.loads(capsys.readouterr().out)["root"]["sha256"] == EICAR_SHA
+
+
+def test_eight_bit_headers_dissect_and_cache_without_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = (b"From: \xff\xfe sender@bad-charset.example\nTo: a@b.example\n"
+           b"Subject: caf\xe9 \xe0 la carte\nDate: Thu, 26 Nov 2026 10:00:00 +0000\n\nbody\n")
+    (tmp_path / "m.eml").write_bytes(raw)
+    home = tmp_path / "h"
+    assert main(["--home", str(home), "quarantine", "ingest", str(tmp_path / "m.eml")]) == E_OK
+    sha = _message(home, capsys)
+    assert main(["--home", str(home), "dissect", sha]) == E_OK
+    assert "café à la carte" in capsys.readouterr().out
+    assert main(["--home", str(home), "dissect", sha, "--json"]) == E_OK      # from the cache
+    assert json.loads(capsys.readouterr().out)["root"]["report"]["subject"] == "café à la carte"

@@ -96,3 +96,20 @@ def test_cpythons_unusual_test_messages_never_raise():
     for path in files:
         s = summarize_headers(path.read_bytes())
         assert isinstance(s.defects, list)
+
+
+def test_eight_bit_headers_are_read_as_utf8_or_windows_1252():
+    latin = summarize_headers(b"From: \xc9lise <e@example.com>\nTo: a@b.c\n"
+                              b"Subject: caf\xe9 \xe0 la carte\n\nbody\n")
+    assert latin.subject == "café à la carte" and latin.from_addr == "Élise <e@example.com>"
+    utf8 = summarize_headers("From: Jürgen <j@example.com>\nSubject: café\n\nx".encode())
+    assert utf8.subject == "café" and utf8.from_addr == "Jürgen <j@example.com>"
+
+
+def test_clean_text_repairs_lone_surrogates_so_text_can_be_written():
+    from workbench.document import clean_text, dumps
+
+    assert clean_text("caf\udce9") == "café"
+    assert clean_text("caf\udcc3\udca9") == "café"
+    assert clean_text("x\ud800y") == "x\ufffdy"
+    assert "caf\\udce9" not in dumps({"s": "caf\udce9"}) and "café" in dumps({"s": "caf\udce9"})

@@ -11,6 +11,8 @@ from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from urllib.parse import unquote
 
+from workbench.document import clean_text
+
 HEADER_SCAN_LIMIT = 256 * 1024       # headers beyond this are not read for the index
 _FIELD = re.compile(rb"^[!-9;-~]+:", re.M)
 _KNOWN = re.compile(
@@ -63,6 +65,7 @@ def decode_text(raw: str, defects: list[str], name: str) -> str:
     """Decode RFC 2047 words; on failure keep the raw text and record a defect."""
     if raw is None:
         return ""
+    raw = clean_text(raw)        # 8-bit bytes the parser kept as surrogate escapes
     try:
         return str(make_header(decode_header(raw))).strip()
     except Exception as exc:  # the stdlib raises many kinds here
@@ -71,6 +74,7 @@ def decode_text(raw: str, defects: list[str], name: str) -> str:
 
 
 def _addresses(values: list[str], defects: list[str], name: str) -> str:
+    values = [clean_text(v) for v in values]
     try:
         pairs = getaddresses(values)
     except Exception as exc:
@@ -119,20 +123,19 @@ def summarize_headers(data: bytes) -> HeaderSummary:
     for defect in getattr(msg, "defects", []):
         defects.append(f"headers: {type(defect).__name__}")
 
-    def get(name: str) -> str:
-        try:
-            value = msg.get(name)
-        except Exception as exc:
-            defects.append(f"{name}: unreadable ({type(exc).__name__})")
-            return ""
-        return str(value) if value is not None else ""
+    # Raw values, not msg.get(): compat32 turns a header holding 8-bit bytes into a Header
+    # object whose str() is U+FFFD for every such byte; the raw value keeps the bytes (as
+    # surrogate escapes) so clean_text can read them as UTF-8 or Windows-1252.
+    raw: dict[str, list[str]] = {}
+    for key, value in msg.raw_items():
+        raw.setdefault(key.lower(), []).append(value if isinstance(value, str) else str(value))
 
     def get_all(name: str) -> list[str]:
-        try:
-            return [str(v) for v in (msg.get_all(name) or [])]
-        except Exception as exc:
-            defects.append(f"{name}: unreadable ({type(exc).__name__})")
-            return []
+        return [clean_text(v) for v in raw.get(name.lower(), [])]
+
+    def get(name: str) -> str:
+        values = get_all(name)
+        return values[0] if values else ""
 
     summary.message_id = get("Message-ID").strip()
     from_values = get_all("From")

@@ -14,6 +14,7 @@ from workbench.dissect.formats.text import defang, find_emails, find_urls, html_
 from workbench.dissect.identify import sanitize_filename
 from workbench.dissect.model import LIMIT_HIT, PARSER_ERROR, PARTIAL, Child, DissectResult
 from workbench.dissect.registry import DissectContext, Dissector
+from workbench.document import clean_text
 from workbench.quarantine.headers import decode_text, parse_date
 
 MAX_HEADER_VALUE = 8192           # characters of one header kept in the report
@@ -129,13 +130,13 @@ def _hops(values: list[str], defects: list[str]) -> list[Hop]:
 def _auth(msg: Message) -> list[AuthResult]:
     found: list[AuthResult] = []
     for source in ("Authentication-Results", "ARC-Authentication-Results"):
-        for value in msg.get_all(source) or []:
+        for value in _values(msg, source):
             for m in _AUTH.finditer(" ".join(str(value).split())):
                 found.append(AuthResult(m.group(1).lower(), m.group(2).lower(), m.group(3).strip()[:300], source))
-    for value in msg.get_all("Received-SPF") or []:
+    for value in _values(msg, "Received-SPF"):
         text = " ".join(str(value).split())
         found.append(AuthResult("spf", text.split(" ", 1)[0].lower(), text[:300], "Received-SPF"))
-    for value in msg.get_all("DKIM-Signature") or []:
+    for value in _values(msg, "DKIM-Signature"):
         tags = dict(re.findall(r"\b([ds])=([^;\s]+)", " ".join(str(value).split())))
         found.append(AuthResult("dkim-signature", "present", f"d={tags.get('d', '')} s={tags.get('s', '')}",
                                 "DKIM-Signature"))
@@ -189,9 +190,15 @@ def password_candidates(text: str, limit: int = 40) -> list[str]:
 # -- the dissector -----------------------------------------------------------------------------
 
 
+def _values(msg: Message, name: str) -> list[str]:
+    """A header's raw values with 8-bit bytes read as text (``msg.get`` would give U+FFFD)."""
+    wanted = name.lower()
+    return [clean_text(v if isinstance(v, str) else str(v)) for k, v in msg.raw_items() if k.lower() == wanted]
+
+
 def _header_list(msg: Message, report: MessageReport, result: DissectResult) -> None:
     for name, value in msg.raw_items():
-        raw = str(value)
+        raw = clean_text(value if isinstance(value, str) else str(value))
         decoded = decode_text(raw, report.defects, name) if "=?" in raw else " ".join(raw.split())
         if len(raw) > MAX_HEADER_VALUE:
             result.problem(PARTIAL, f"header {name}: {len(raw)} characters, truncated in the report")
@@ -199,16 +206,12 @@ def _header_list(msg: Message, report: MessageReport, result: DissectResult) -> 
 
 
 def _first(msg: Message, name: str, report: MessageReport) -> str:
-    try:
-        value = msg.get(name)
-    except Exception as exc:
-        report.defects.append(f"{name}: unreadable ({type(exc).__name__})")
-        return ""
-    return decode_text(str(value), report.defects, name)[:MAX_HEADER_VALUE] if value is not None else ""
+    values = _values(msg, name)
+    return decode_text(values[0], report.defects, name)[:MAX_HEADER_VALUE] if values else ""
 
 
 def _addresses(msg: Message, name: str, report: MessageReport) -> str:
-    values = [str(v) for v in (msg.get_all(name) or [])]
+    values = _values(msg, name)
     if not values:
         return ""
     try:
@@ -286,9 +289,9 @@ class MessageDissector(Dissector):
         report.sender = _addresses(msg, "Sender", report)
         report.message_id = _first(msg, "Message-ID", report)
         report.date = parse_date(_first(msg, "Date", report), report.defects)
-        report.received = _hops([str(v) for v in msg.get_all("Received") or []], report.defects)
+        report.received = _hops(_values(msg, "Received"), report.defects)
         report.auth = _auth(msg)
-        report.mismatches = _mismatches(report, str(msg.get("From", "")))
+        report.mismatches = _mismatches(report, next(iter(_values(msg, "From")), ""))
 
     def _parts(self, msg: Message, report: MessageReport, result: DissectResult, ctx: DissectContext) -> None:
         limits = ctx.limits
