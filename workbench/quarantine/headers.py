@@ -114,6 +114,7 @@ def summarize_headers(data: bytes) -> HeaderSummary:
     summary = HeaderSummary()
     defects = summary.defects
     head = data[:HEADER_SCAN_LIMIT]
+    head = head[:_header_end(head) + 1]     # the parser would read every body line otherwise
     try:
         msg = BytesHeaderParser(policy=compat32).parsebytes(head)
     except Exception as exc:
