@@ -56,3 +56,20 @@ def test_demo_lays_out_corpora(demo):
     ws, report, _ = demo
     assert report.corpora["demo-malicious"] >= 10 and report.corpora["demo-clean"] >= 5
     assert (ws.corpora / "demo-malicious" / "eicar.com").is_file()
+
+
+def test_the_signature_repositorys_corpora_are_registered_too(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from workbench.corpus.testing import test_rules
+
+    repo_signatures = Path(__file__).resolve().parents[1] / "signatures"
+    ws = Workspace.resolve(tmp_path / "home").ensure()
+    shutil.copytree(repo_signatures, ws.signatures)
+    report = seed_demo(ws, messages=0)
+    assert report.corpora["house-malicious"] >= 10 and report.corpora["house-clean"] >= 5
+    result = test_rules(ws, [ws.signatures / "rules"], ["demo-malicious", "demo-clean",
+                                                         "house-malicious", "house-clean"])
+    assert result.passed, "every house rule finds its samples and spares the clean files"
+    assert result.false_negatives == 0 and result.false_positives == 0

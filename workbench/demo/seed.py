@@ -294,7 +294,14 @@ def _corpora(workspace: Workspace) -> dict[str, int]:
         from workbench.corpus.registry import CorpusRegistry
     except ImportError:
         return counts
-    registry = CorpusRegistry(workspace)
-    registry.add("demo-malicious", malicious, "malicious")
-    registry.add("demo-clean", clean, "clean")
+    with CorpusRegistry(workspace) as registry:
+        registry.add("demo-malicious", malicious, "malicious")
+        registry.add("demo-clean", clean, "clean")
+        # The signature repository's own test corpora hold the samples its rules' hash
+        # metadata names: registered too, `workbench test` finds them in the demo.
+        for label in ("malicious", "clean"):
+            folder = workspace.signatures / "corpora" / label
+            if folder.is_dir():
+                registry.add(f"house-{label}", folder, label)
+                counts[f"house-{label}"] = len(registry.files(f"house-{label}"))
     return counts
