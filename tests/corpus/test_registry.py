@@ -137,3 +137,52 @@ def test_quarantine_corpus_comes_from_the_dissect_catalog(lab: Lab, fake_catalog
         assert reg.list()[-1].name == QUARANTINE_CORPUS
         found = reg.find_hashes([put.sha256], [QUARANTINE_CORPUS])
         assert [m.corpus for m in found[put.sha256]] == [QUARANTINE_CORPUS]
+
+
+def _listed(reg: CorpusRegistry, name: str) -> list[tuple[str, str, int]]:
+    """What ``members`` should say, straight from the files table."""
+    return [(r[0], r[1], r[2]) for r in reg.db.execute(
+        "SELECT sha256, MIN(path), size FROM files WHERE corpus=? GROUP BY sha256 "
+        "ORDER BY MIN(path), sha256", (name,))]
+
+
+def test_a_corpus_state_changes_with_its_files_and_only_then(lab: Lab, tmp_path: Path) -> None:
+    with CorpusRegistry(lab.workspace) as reg:
+        mal, good = reg.state("mal"), reg.state("goodware")
+        reg.add("mal", lab.malicious, "malicious")              # nothing new: nothing changes
+        assert (reg.state("mal"), reg.state("goodware")) == (mal, good)
+        (lab.malicious / "new.bin").write_bytes(b"new content")
+        reg.add("mal", lab.malicious, "malicious")
+        assert reg.state("mal") != mal and reg.state("goodware") == good
+        mal = reg.state("mal")
+        # any writer, not only this class: the registry's triggers keep the state
+        reg.db.execute("UPDATE files SET path='renamed.bin' WHERE corpus='mal' AND path='new.bin'")
+        assert reg.state("mal") != mal
+        mal = reg.state("mal")
+        reg.db.execute("DELETE FROM files WHERE corpus='mal' AND path='renamed.bin'")
+        assert reg.state("mal") != mal
+        good = reg.state("goodware")
+        reg.remove("goodware")
+        gone = reg.state("goodware")
+        assert gone != good
+        reg.add("goodware", lab.clean, "clean")               # the same files again: a new state
+        assert reg.state("goodware") not in (good, gone)
+
+
+def test_members_follow_every_change_to_a_corpus(lab: Lab) -> None:
+    with CorpusRegistry(lab.workspace) as reg:
+        before = reg.members("mal")
+        assert [(s, n, z) for s, _, n, z in before] == _listed(reg, "mal")
+        assert [p for _, p, _, _ in before] == [str(reg.store.path_for(s)) for s, _, _, _ in before]
+        assert reg.members("mal") == before                    # from the kept list this time
+        reg.db.execute("DELETE FROM files WHERE corpus='mal' AND path='copy/dropper-again.exe'")
+        after = reg.members("mal")
+        assert [(s, n, z) for s, _, n, z in after] == _listed(reg, "mal")
+        assert after != before                   # the dropper's first name is now its other path
+
+
+def test_a_damaged_kept_member_list_is_read_again(lab: Lab) -> None:
+    with CorpusRegistry(lab.workspace) as reg:
+        expected = reg.members("mal")
+        reg.db.execute("UPDATE member_lists SET members = x'00ff00'")
+        assert reg.members("mal") == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import marshal
 import os
 import re
 import sqlite3
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from workbench.corpus.database import open_database, transaction
 from workbench.corpus.gramindex import INDEX_DIR, GramIndex, IndexWriter
@@ -55,6 +56,72 @@ CREATE INDEX IF NOT EXISTS files_path ON files(corpus, path);
 CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);
 CREATE INDEX IF NOT EXISTS files_md5 ON files(md5);
 CREATE INDEX IF NOT EXISTS files_sha1 ON files(sha1);
+
+-- Change tracking, kept by triggers so no writer can forget it: every change to a
+-- corpus's files or label moves a global counter, and the corpus remembers the value.
+-- A saved test result or member list is valid while its corpora's values are unchanged;
+-- ``instance`` (random, per registry file) keeps a recreated registry from repeating them.
+-- (No INSERT OR REPLACE in the triggers: the firing statement's own conflict policy,
+-- e.g. ``INSERT OR IGNORE INTO files``, would replace it, and the value would stay.)
+CREATE TABLE IF NOT EXISTS registry_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    instance TEXT NOT NULL,
+    generation INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO registry_state(id, instance, generation)
+    VALUES (1, lower(hex(randomblob(16))), 0);
+CREATE TABLE IF NOT EXISTS corpus_changes (
+    corpus TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS files_inserted AFTER INSERT ON files BEGIN
+    UPDATE registry_state SET generation = generation + 1;
+    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = NEW.corpus;
+    INSERT INTO corpus_changes SELECT NEW.corpus, generation FROM registry_state
+        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = NEW.corpus);
+END;
+CREATE TRIGGER IF NOT EXISTS files_deleted AFTER DELETE ON files BEGIN
+    UPDATE registry_state SET generation = generation + 1;
+    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = OLD.corpus;
+    INSERT INTO corpus_changes SELECT OLD.corpus, generation FROM registry_state
+        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = OLD.corpus);
+END;
+CREATE TRIGGER IF NOT EXISTS files_changed AFTER UPDATE OF corpus, sha256, path, size ON files BEGIN
+    UPDATE registry_state SET generation = generation + 1;
+    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = OLD.corpus;
+    INSERT INTO corpus_changes SELECT OLD.corpus, generation FROM registry_state
+        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = OLD.corpus);
+    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = NEW.corpus;
+    INSERT INTO corpus_changes SELECT NEW.corpus, generation FROM registry_state
+        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = NEW.corpus);
+END;
+CREATE TRIGGER IF NOT EXISTS corpora_inserted AFTER INSERT ON corpora BEGIN
+    UPDATE registry_state SET generation = generation + 1;
+    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = NEW.name;
+    INSERT INTO corpus_changes SELECT NEW.name, generation FROM registry_state
+        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = NEW.name);
+END;
+CREATE TRIGGER IF NOT EXISTS corpora_deleted AFTER DELETE ON corpora BEGIN
+    UPDATE registry_state SET generation = generation + 1;
+    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = OLD.name;
+    INSERT INTO corpus_changes SELECT OLD.name, generation FROM registry_state
+        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = OLD.name);
+END;
+CREATE TRIGGER IF NOT EXISTS corpora_relabelled AFTER UPDATE OF name, label ON corpora BEGIN
+    UPDATE registry_state SET generation = generation + 1;
+    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = OLD.name;
+    INSERT INTO corpus_changes SELECT OLD.name, generation FROM registry_state
+        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = OLD.name);
+    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = NEW.name;
+    INSERT INTO corpus_changes SELECT NEW.name, generation FROM registry_state
+        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = NEW.name);
+END;
+-- Each corpus's distinct contents as ``members`` lists them, kept for the state they were read at.
+CREATE TABLE IF NOT EXISTS member_lists (
+    corpus TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    members BLOB NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -111,6 +178,19 @@ class AddReport:
     indexed: int = 0             # contents added to the gram index (state/gram-index)
     notes: list[str] = field(default_factory=list)
     errors: list[AddError] = field(default_factory=list)
+
+
+class MemberList(NamedTuple):
+    """A corpus's distinct contents as parallel tuples, ordered as :meth:`CorpusRegistry.members`.
+
+    A test run reads every file of every corpus it tests; one object per file cost
+    more than the rest of a re-test.
+    """
+
+    shas: tuple[str, ...]
+    names: tuple[str, ...]             # the first original name, by name
+    sizes: tuple[int, ...]
+    paths: tuple[str, ...] | None      # None: each is the object store's ``path_for(sha)``
 
 
 @dataclass(frozen=True)
@@ -393,22 +473,66 @@ class CorpusRegistry:
         return list(out.values())
 
     def members(self, name: str) -> builtins.list[tuple[str, str, str, int]]:
-        """``files`` as plain (sha256, path in store, original name, size) tuples, built fast.
+        """``files`` as plain (sha256, path in store, original name, size) tuples, built fast."""
+        _, listed = self.snapshot(name)
+        paths = listed.paths if listed.paths is not None else self.store_paths(listed.shas)
+        return list(zip(listed.shas, paths, listed.names, listed.sizes, strict=True))
 
-        A test run asks for every file of every corpus; Path objects for thousands
-        of files cost more than the rest of a cached run.
+    def store_paths(self, shas: Iterable[str]) -> builtins.list[str]:
+        """Where the object store keeps each content (``ObjectStore.path_for``, as text)."""
+        objects = str(self.store.objects)
+        return [f"{objects}/{sha[:2]}/{sha[2:4]}/{sha}" for sha in shas]
+
+    def state(self, name: str) -> str:
+        """A value that changes whenever the corpus's files or label do (registered corpora).
+
+        ``files_inserted`` and its sibling triggers keep it, so every writer does.
+        """
+        row = self.db.execute(
+            "SELECT s.instance, c.generation FROM registry_state s "
+            "LEFT JOIN corpus_changes c ON c.corpus = ?", (name,)).fetchone()
+        return f"{row[0]}:{row[1] or 0}"
+
+    def snapshot(self, name: str) -> tuple[str, MemberList]:
+        """The corpus's distinct contents and the :meth:`state` they belong to.
+
+        A registered corpus's list is kept in ``member_lists`` for its state, so a run
+        that finds the corpus unchanged decodes one row instead of grouping its files.
+        The quarantine's state is a digest of its list (read from the catalog each time).
         """
         if name == QUARANTINE_CORPUS:
-            return [(f.sha256, str(f.path_in_store), f.original_name, f.size)
-                    for f in self._quarantine_files()]
-        if not self.exists(name):
-            raise UnknownCorpus(name)
-        objects = str(self.store.objects)
+            files = self._quarantine_files()
+            listed = MemberList(tuple(f.sha256 for f in files), tuple(f.original_name for f in files),
+                                tuple(f.size for f in files), tuple(str(f.path_in_store) for f in files))
+            digest = hashlib.sha256()
+            for sha, original, size in zip(listed.shas, listed.names, listed.sizes, strict=True):
+                digest.update(f"{sha}\0{original}\0{size}\0".encode("utf-8", "surrogateescape"))
+            return f"quarantine:{digest.hexdigest()}", listed
         cursor = self.db.cursor()
         cursor.row_factory = None             # plain tuples: sqlite3.Row costs a fifth here
-        return [(sha, f"{objects}/{sha[:2]}/{sha[2:4]}/{sha}", path, size) for sha, path, size in
-                cursor.execute("SELECT sha256, MIN(path), size FROM files WHERE corpus=? "
-                               "GROUP BY sha256 ORDER BY MIN(path), sha256", (name,))]
+        cursor.execute("BEGIN")               # the state and the files read at one moment
+        try:
+            if cursor.execute("SELECT 1 FROM corpora WHERE name=?", (name,)).fetchone() is None:
+                raise UnknownCorpus(name)
+            state = self.state(name)
+            row = cursor.execute("SELECT members FROM member_lists WHERE corpus=? AND state=?",
+                                 (name, state)).fetchone()
+            kept = _decode_members(row[0]) if row is not None else None
+            if kept is not None:
+                return state, kept
+            rows = cursor.execute("SELECT sha256, MIN(path), size FROM files WHERE corpus=? "
+                                  "GROUP BY sha256 ORDER BY MIN(path), sha256", (name,)).fetchall()
+        finally:
+            cursor.execute("COMMIT")
+        listed = MemberList(tuple(r[0] for r in rows), tuple(r[1] for r in rows),
+                            tuple(r[2] for r in rows), None)
+        try:                                  # only a speed-up: a busy or read-only registry skips it
+            with self._transaction() as db:
+                db.execute("INSERT OR REPLACE INTO member_lists(corpus, state, members) VALUES (?,?,?)",
+                           (name, state, marshal.dumps(listed[:3])))
+        except sqlite3.Error:
+            pass
+        return state, listed
 
     def _quarantine_files(self) -> builtins.list[CorpusFile]:
         out: dict[str, CorpusFile] = {}
@@ -469,6 +593,18 @@ def extracted_artifacts(workspace: Workspace, *, unique: bool = True) -> Iterabl
             raise
         return []
     return iter_extracted(workspace, unique=unique)
+
+
+def _decode_members(blob: bytes) -> MemberList | None:
+    """A kept member list, or None when it is not one (written by another Python, damaged)."""
+    try:
+        shas, names, sizes = marshal.loads(blob)
+    except (ValueError, EOFError, TypeError):
+        return None
+    if not (isinstance(shas, tuple) and isinstance(names, tuple) and isinstance(sizes, tuple)
+            and len(shas) == len(names) == len(sizes)):
+        return None
+    return MemberList(shas, names, sizes, None)
 
 
 def _walk(root: Path, report: AddReport) -> Iterator[tuple[Path, str]]:
