@@ -11,6 +11,7 @@ so the cached results, alone.
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
 import pickle
 import re
@@ -26,6 +27,7 @@ from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths, parse_f
 
 KEY_VERSION = "wb-scan-1"
 PARSE_CACHE = "rule-parse-cache"        # under state/: parsed rule files by content hash
+_ENTRY_FORMAT = "wb-parsed-1"
 _NOT_UTF8 = "file is not UTF-8"
 _TEXT_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _REGEX_LITERAL = re.compile(r"\bmatches\s*/(?:[^/\\\n]|\\.)*/[a-z]*")
@@ -67,6 +69,7 @@ class RuleSummary(NamedTuple):
     base: str                      # digest of what the rule alone contributes to its key
     names: tuple[tuple[str, bool], ...]     # identifiers its condition may name (with ``*``?)
     hashes: tuple[str, ...]        # its ``hash`` metadata, lower case
+    layout: str                    # digest of its exact text: where each of its lines falls
 
 
 def summarize(source: RuleSource) -> RuleSummary:
@@ -75,7 +78,7 @@ def summarize(source: RuleSource) -> RuleSummary:
                        _digest([source.name, f"private={source.is_private}",
                                 f"global={source.is_global}", source.fingerprint,
                                 *sorted(set(source.imports))]),
-                       condition_names(source), tuple(rule_hashes(source)))
+                       condition_names(source), tuple(rule_hashes(source)), _digest([source.text]))
 
 
 class _LazyRules:
@@ -96,6 +99,9 @@ class _LazyRules:
 class RuleEntry:
     """One rule of the flattened ruleset: its summary at once, its parsed source when asked."""
 
+    # slots: a run makes one per rule, and a re-test has little else to do
+    __slots__ = ("_lazy", "_source", "deps", "encoding", "hashes", "index", "key", "name", "summary")
+
     def __init__(self, index: int, source: RuleSource | None = None, encoding: str = "utf-8", *,
                  summary: RuleSummary | None = None, lazy: tuple[_LazyRules, int] | None = None):
         if source is None and lazy is None:
@@ -105,9 +111,10 @@ class RuleEntry:
         self._source = source
         self._lazy = lazy
         self.summary = summary if summary is not None else summarize(self.source)
+        self.name = self.summary.name
         self.key = ""
         self.deps: list[int] = []             # rules its condition names
-        self.hashes = list(self.summary.hashes)
+        self.hashes = self.summary.hashes     # its ``hash`` metadata, lower case
 
     def __repr__(self) -> str:
         return f"RuleEntry({self.index}, {self.name!r}, key={self.key[:12]!r})"
@@ -119,10 +126,6 @@ class RuleEntry:
             lazy, position = self._lazy
             self._source = lazy.rules()[position]
         return self._source
-
-    @property
-    def name(self) -> str:
-        return self.summary.name
 
     @property
     def file(self) -> str:
@@ -170,7 +173,9 @@ class Ruleset:
 
     def _link(self) -> None:
         for entry in self.entries:
-            entry.deps = sorted({d for d in self._references(entry) if d != entry.index})
+            deps = self._references(entry)
+            deps.discard(entry.index)
+            entry.deps = sorted(deps)
         base = [e.summary.base for e in self.entries]
         seen: set[int] = set()
         stack = list(self.globals)
@@ -180,12 +185,17 @@ class Ruleset:
                 seen.add(i)
                 stack.extend(self.entries[i].deps)
         globals_digest = _digest(["globals", *sorted(base[i] for i in seen)])
+        # _digest([KEY_VERSION, YARA_VERSION, base, globals, *deps]), the common prefix hashed once
+        prefix = hashlib.sha256(f"{KEY_VERSION}\0{yara.YARA_VERSION}\0".encode())
+        tail = f"\0{globals_digest}\0"
         for entry in self.entries:     # definition order: a rule may only name earlier rules
-            parts = [KEY_VERSION, yara.YARA_VERSION, base[entry.index], globals_digest]
+            h = prefix.copy()
+            h.update((base[entry.index] + tail).encode())
             for d in entry.deps:
                 dep = self.entries[d]
-                parts.append(dep.key if d < entry.index else f"forward:{dep.name}")
-            entry.key = _digest(parts)
+                h.update((dep.key if d < entry.index else f"forward:{dep.name}")
+                         .encode("utf-8", "surrogateescape") + b"\0")
+            entry.key = h.hexdigest()
 
     def _references(self, entry: RuleEntry) -> set[int]:
         """Rules the condition may name: any identifier that is a rule name, or a ``Prefix*`` set.
@@ -193,11 +203,14 @@ class Ruleset:
         Erring towards too many is safe: an extra dependency only costs a rescan.
         """
         found: set[int] = set()
+        by_name = self.by_name
         for name, star in entry.summary.names:
             if star:
                 found.update(e.index for e in self.entries if e.name.startswith(name))
-            elif name in self.by_name:
-                found.add(self.by_name[name].index)
+            else:
+                named = by_name.get(name)
+                if named is not None:
+                    found.add(named.index)
         return found
 
     # -- subsets ----------------------------------------------------------------------
@@ -290,17 +303,25 @@ class _ParsedFile:
     includes: list[str]
     rules: _LazyRules
 
-    def __getstate__(self) -> dict[str, object]:
+    def dumps(self) -> bytes:
+        """``marshal`` of plain tuples around the pickled parse: a re-test loads every
+        unchanged file's entry, and unpickling a named tuple per rule cost more than the rest."""
         parsed = self.rules._parsed
         blob = self.rules._blob if parsed is None else pickle.dumps(parsed, pickle.HIGHEST_PROTOCOL)
-        return {"summaries": self.summaries, "errors": self.errors, "includes": self.includes,
-                "blob": blob}
+        return marshal.dumps((_ENTRY_FORMAT, tuple(tuple(s) for s in self.summaries),
+                              tuple(self.errors), tuple(self.includes), blob))
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.summaries = state["summaries"]            # type: ignore[assignment]
-        self.errors = state["errors"]                  # type: ignore[assignment]
-        self.includes = state["includes"]              # type: ignore[assignment]
-        self.rules = _LazyRules(blob=state["blob"])    # type: ignore[arg-type]
+    @staticmethod
+    def loads(data: bytes) -> _ParsedFile | None:
+        try:
+            tag, summaries, errors, includes, blob = marshal.loads(data)
+        except (ValueError, EOFError, TypeError):
+            return None
+        if tag != _ENTRY_FORMAT or not isinstance(blob, bytes):
+            return None
+        make = tuple.__new__               # the named tuple without its Python-level __new__
+        return _ParsedFile([make(RuleSummary, s) for s in summaries], list(errors), list(includes),
+                           _LazyRules(blob=blob))
 
 
 def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None) -> Ruleset:
@@ -310,44 +331,12 @@ def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None
     unchanged file is not parsed again. Raises :class:`RulesetError` for syntax
     errors and duplicate rule names and FileNotFoundError for a missing path.
     """
-    problems: list[RuleProblem] = []
-    entries: list[RuleEntry] = []
-    files: list[Path] = []
-    seen: set[Path] = set()
-
-    def take(path: Path, chain: tuple[Path, ...]) -> None:
-        resolved = path.resolve()
-        if resolved in seen:
-            return
-        seen.add(resolved)
-        try:
-            cached = _parse_cached(resolved, parse_cache)
-        except OSError as exc:
-            where = str(chain[-1]) if chain else str(path)
-            problems.append(RuleProblem(where, 0, f"cannot read {path}: {exc.strerror or exc}"))
-            return
-        files.append(resolved)
-        encoding = _encoding(cached.errors)
-        for err in cached.errors:
-            if _NOT_UTF8 in err:
-                continue
-            m = re.match(r"line (\d+): (.*)", err, re.S)
-            problems.append(RuleProblem(str(resolved), int(m.group(1)) if m else 0,
-                                        m.group(2) if m else err))
-        for inc in cached.includes:    # YARA resolves includes against the including file
-            target = Path(inc) if os.path.isabs(inc) else resolved.parent / inc
-            if not target.exists():
-                problems.append(RuleProblem(str(resolved), 0, f"include {inc!r}: no such file"))
-                continue
-            take(target, (*chain, resolved))
-        for j, summary in enumerate(cached.summaries):
-            entries.append(RuleEntry(len(entries), None, encoding, summary=summary,
-                                     lazy=(cached.rules, j)))
-
+    loader = _Loader(parse_cache)
     for p in iter_rule_paths(Path(x) for x in paths):
         if not p.exists():
             raise FileNotFoundError(f"no such rule file or folder: {p}")
-        take(p, ())
+        loader.take(p, ())
+    entries, problems = loader.entries, loader.problems
     names: dict[str, RuleEntry] = {}
     for e in entries:
         if e.name in names:
@@ -359,7 +348,60 @@ def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None
             names[e.name] = e
     if problems:
         raise RulesetError(problems)
-    return Ruleset(entries, files)
+    return Ruleset(entries, loader.files)
+
+
+class _Loader:
+    """Rule files in order, includes first (a class, not a recursive closure: a closure that
+    calls itself is a reference cycle, and it kept every loaded rule alive until the
+    garbage collector's next full pass, which then cost a re-test a sixth of its time)."""
+
+    def __init__(self, parse_cache: Path | None):
+        self.parse_cache = parse_cache
+        self.problems: list[RuleProblem] = []
+        self.entries: list[RuleEntry] = []
+        self.files: list[Path] = []
+        self.seen: set[Path] = set()
+        self._folders: dict[Path, str] = {}      # folder -> its real path
+
+    def resolve(self, path: Path) -> Path:
+        """``path.resolve()``, each folder resolved once (a ruleset is many files in few folders)."""
+        if os.path.islink(path):
+            return path.resolve()
+        folder = self._folders.get(path.parent)
+        if folder is None:
+            folder = self._folders[path.parent] = os.path.realpath(path.parent)
+        return Path(folder, path.name)
+
+    def take(self, path: Path, chain: tuple[Path, ...]) -> None:
+        resolved = self.resolve(path)
+        if resolved in self.seen:
+            return
+        self.seen.add(resolved)
+        try:
+            cached = _parse_cached(resolved, self.parse_cache)
+        except OSError as exc:
+            where = str(chain[-1]) if chain else str(path)
+            self.problems.append(RuleProblem(where, 0, f"cannot read {path}: {exc.strerror or exc}"))
+            return
+        self.files.append(resolved)
+        encoding = _encoding(cached.errors)
+        for err in cached.errors:
+            if _NOT_UTF8 in err:
+                continue
+            m = re.match(r"line (\d+): (.*)", err, re.S)
+            self.problems.append(RuleProblem(str(resolved), int(m.group(1)) if m else 0,
+                                             m.group(2) if m else err))
+        for inc in cached.includes:    # YARA resolves includes against the including file
+            target = Path(inc) if os.path.isabs(inc) else resolved.parent / inc
+            if not target.exists():
+                self.problems.append(RuleProblem(str(resolved), 0, f"include {inc!r}: no such file"))
+                continue
+            self.take(target, (*chain, resolved))
+        entries = self.entries
+        for j, summary in enumerate(cached.summaries):
+            entries.append(RuleEntry(len(entries), None, encoding, summary=summary,
+                                     lazy=(cached.rules, j)))
 
 
 def _parse_cached(path: Path, folder: Path | None) -> _ParsedFile:
@@ -372,19 +414,19 @@ def _parse_cached(path: Path, folder: Path | None) -> _ParsedFile:
         return _prepare(parse_file(path))
     data = path.read_bytes()
     key = hashlib.sha256(_PARSER_ID + data + str(path).encode("utf-8", "surrogateescape"))
-    entry = folder / f"{key.hexdigest()}.pickle"
+    entry = folder / f"{key.hexdigest()}.parsed"
     try:
         with open(entry, "rb") as fh:
-            cached = pickle.load(fh)
-        if isinstance(cached, _ParsedFile):
+            cached = _ParsedFile.loads(fh.read())
+        if cached is not None:
             return cached
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
+    except OSError:
         pass
     prepared = _prepare(parse_file(path))
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
     with os.fdopen(fd, "wb") as out:
-        pickle.dump(prepared, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(prepared.dumps())
     os.replace(tmp, entry)
     return prepared
 
