@@ -3,25 +3,49 @@
 Matches are few, so each matching pair is a row. Non-matches are the rule, and a
 row per (rule, file) would be millions; instead a *batch* records "these rule
 keys were scanned over these files", and a pair is known when some batch holds
-both. A batch's files are one row (their sha256s end to end), so a cold test of
-1,000 rules over 4,000 files writes about 1,000 rows, and a re-test reads a few.
+both. A batch's files are one *file set* (their sha256s end to end, kept once however
+many batches share it), so a cold test of 1,000 rules over 4,000 files writes about
+1,000 rows, and a re-test reads a few and adds a few.
+
+The same file also keeps each test run's finished per-rule results (``rule_results``,
+see ``testing.py``), so a re-test rebuilds only the results that could have changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from workbench.corpus.database import open_database, transaction
 from workbench.corpus.scanner import RuleHit, StringHit
 from workbench.document import iso, utcnow
 
 CACHE_NAME = "scan-cache.sqlite"
+RESULT_SETS_KEPT = 8           # saved results are kept for this many corpus selections
 _CHUNK = 500
+_FEW_RULES = 200             # more, and saved results are read for the whole corpus selection
+
+
+class KnownKey(NamedTuple):
+    """A key compiled before: known to compile, with libyara's warnings about it."""
+
+    layout: str                                   # the rule text the lines were counted in
+    warnings: tuple[tuple[int, str], ...]         # (line within the rule, message)
+
+    def messages(self, start_line: int) -> list[str]:
+        """The warnings as reported, for the rule starting at ``start_line`` of its file."""
+        return [f"line {start_line + line}: {text}" for line, text in self.warnings]
+
+
+class SavedResult(NamedTuple):
+    key: str
+    variant: str
+    result: bytes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -38,13 +62,35 @@ CREATE TABLE IF NOT EXISTS batch_files (       -- before batch_shas: one row per
     sha256 TEXT NOT NULL,
     PRIMARY KEY (batch, sha256)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS batch_shas (
+CREATE TABLE IF NOT EXISTS batch_shas (         -- before file_sets: a copy per batch
     batch INTEGER PRIMARY KEY,
     shas BLOB NOT NULL                             -- sorted sha256 hex, 64 bytes each, no separator
 );
-CREATE TABLE IF NOT EXISTS rule_keys (
+CREATE TABLE IF NOT EXISTS file_sets (            -- each distinct set of files once
+    digest TEXT PRIMARY KEY,                       -- sha256 of ``shas``
+    shas BLOB NOT NULL                             -- sorted sha256 hex, 64 bytes each, no separator
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch_sets (
+    batch INTEGER PRIMARY KEY,
+    file_set TEXT NOT NULL
+);
+DROP TABLE IF EXISTS rule_keys;                    -- warnings kept with absolute lines, replaced by:
+CREATE TABLE IF NOT EXISTS compiled_keys (
     key TEXT PRIMARY KEY,
-    warnings TEXT NOT NULL DEFAULT '[]'
+    layout TEXT NOT NULL,                          -- the rule text its warnings' lines were counted in
+    warnings TEXT NOT NULL DEFAULT '[]'            -- [[line within the rule, message], ...]
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rule_results (          -- finished per-rule results (testing.py)
+    corpora TEXT NOT NULL,                         -- the tested corpora and their states, as a digest
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    variant TEXT NOT NULL,                         -- what else the result depends on (its hash metadata)
+    result BLOB NOT NULL,
+    PRIMARY KEY (corpora, rule)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS result_sets (
+    corpora TEXT PRIMARY KEY,
+    used INTEGER NOT NULL                          -- a counter: the least recently used sets go first
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS matches (
     key TEXT NOT NULL,
@@ -64,7 +110,7 @@ class ScanCache:
         self.path = Path(path)
         self.db = open_database(self.path, _SCHEMA)
         self._batch_files: dict[int, frozenset[str]] = {}
-        self._by_blob: dict[bytes, frozenset[str]] = {}
+        self._by_set: dict[str, frozenset[str]] = {}       # file set digest -> its files
 
     def close(self) -> None:
         self.db.close()
@@ -102,14 +148,17 @@ class ScanCache:
     def _files_of(self, batch: int) -> frozenset[str]:
         files = self._batch_files.get(batch)
         if files is None:
-            row = self.db.execute("SELECT shas FROM batch_shas WHERE batch=?", (batch,)).fetchone()
+            row = self.db.execute("SELECT s.digest, s.shas FROM batch_sets b JOIN file_sets s "
+                                  "ON s.digest = b.file_set WHERE b.batch=?", (batch,)).fetchone()
+            if row is None:                # a cache written before file_sets
+                old = self.db.execute("SELECT shas FROM batch_shas WHERE batch=?", (batch,)).fetchone()
+                row = None if old is None else (hashlib.sha256(old[0]).hexdigest(), old[0])
             if row is not None:
-                blob = bytes(row[0])
-                files = self._by_blob.get(blob)       # batches over the same files share a set
+                files = self._by_set.get(row[0])       # batches over the same files share a set
                 if files is None:
-                    text = blob.decode("ascii")
-                    files = self._by_blob[blob] = frozenset(text[i:i + 64]
-                                                            for i in range(0, len(text), 64))
+                    text = bytes(row[1]).decode("ascii")
+                    files = self._by_set[row[0]] = frozenset(text[i:i + 64]
+                                                             for i in range(0, len(text), 64))
             else:                          # a cache written before batch_shas
                 files = frozenset(r[0] for r in self.db.execute(
                     "SELECT sha256 FROM batch_files WHERE batch=?", (batch,)))
@@ -131,27 +180,22 @@ class ScanCache:
         return {(key, sha): RuleHit("", _hits(stored), total, bool(too_many))
                 for (key, sha, total, too_many, _), stored in zip(rows, decoded, strict=True)}
 
-    def known_keys(self, keys: Iterable[str]) -> dict[str, list[str]]:
+    def known_keys(self, keys: Iterable[str]) -> dict[str, KnownKey]:
         """Keys compiled before (so known to compile), with the libyara warnings they had."""
-        out: dict[str, list[str]] = {}
+        out: dict[str, KnownKey] = {}
         for chunk in _chunks(list(dict.fromkeys(keys))):
             marks = ",".join("?" * len(chunk))
-            for key, warnings in self.db.execute(
-                    f"SELECT key, warnings FROM rule_keys WHERE key IN ({marks})", chunk):
-                out[key] = [] if warnings == "[]" else json.loads(warnings)
+            for key, layout, warnings in self.db.execute(
+                    f"SELECT key, layout, warnings FROM compiled_keys WHERE key IN ({marks})", chunk):
+                out[key] = KnownKey(layout, () if warnings == "[]" else
+                                    tuple((int(line), str(text)) for line, text in json.loads(warnings)))
         return out
 
     # -- recording ----------------------------------------------------------------------
 
-    def record_compiled(self, warnings: dict[str, list[str]]) -> None:
-        """Keys that compiled, with their warnings (kept so a cached run reports them too)."""
-        with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO rule_keys(key, warnings) VALUES (?,?)",
-                           [(k, json.dumps(w)) for k, w in warnings.items()])
-
     def record(self, keys: Iterable[str], shas: Iterable[str],
                hits: Iterable[tuple[str, str, RuleHit]] = (),
-               compiled: dict[str, list[str]] | None = None) -> None:
+               compiled: dict[str, KnownKey] | None = None) -> None:
         """One batch: ``keys`` were scanned over ``shas``; ``hits`` are (key, sha, hit) matches.
 
         ``compiled`` (keys that compiled, with their warnings) goes in the same transaction.
@@ -162,8 +206,9 @@ class ScanCache:
             return
         with self._transaction() as db:
             if compiled:
-                db.executemany("INSERT OR REPLACE INTO rule_keys(key, warnings) VALUES (?,?)",
-                               [(k, json.dumps(w)) for k, w in compiled.items()])
+                db.executemany("INSERT OR REPLACE INTO compiled_keys(key, layout, warnings) VALUES (?,?,?)",
+                               [(k, c.layout, json.dumps([list(w) for w in c.warnings]))
+                                for k, c in compiled.items()])
             if not keys or not shas:
                 return
             batch = db.execute("INSERT INTO batches(created) VALUES (?)",
@@ -171,8 +216,10 @@ class ScanCache:
             db.executemany("INSERT OR IGNORE INTO batch_rules(key, batch) VALUES (?,?)",
                            [(k, batch) for k in keys])
             if all(len(s) == 64 and s.isascii() for s in shas):
-                db.execute("INSERT INTO batch_shas(batch, shas) VALUES (?,?)",
-                           (batch, "".join(shas).encode("ascii")))
+                blob = "".join(shas).encode("ascii")
+                digest = hashlib.sha256(blob).hexdigest()
+                db.execute("INSERT OR IGNORE INTO file_sets(digest, shas) VALUES (?,?)", (digest, blob))
+                db.execute("INSERT INTO batch_sets(batch, file_set) VALUES (?,?)", (batch, digest))
             else:                          # not sha256 hex (never from the store): a row each
                 db.executemany("INSERT OR IGNORE INTO batch_files(batch, sha256) VALUES (?,?)",
                                [(batch, s) for s in shas])
@@ -183,21 +230,61 @@ class ScanCache:
         if batch is not None:
             self._batch_files[int(batch)] = frozenset(shas)
 
+    # -- finished results ---------------------------------------------------------------
+
+    def saved_results(self, corpora: str, rules: Iterable[str]) -> dict[str, tuple[str, str, str, bytes]]:
+        """(rule, key, variant, result) saved for these rule names over the corpora ``corpora`` stands for."""
+        names = list(dict.fromkeys(rules))
+        cursor = self.db.cursor()
+        cursor.row_factory = None     # the rows as they come: a named tuple each would cost
+        if len(names) > _FEW_RULES:     # most of a ruleset: reading every row is 4x faster than IN
+            wanted = set(names)
+            return {row[0]: row for row in cursor.execute(
+                "SELECT rule, key, variant, result FROM rule_results WHERE corpora=?", (corpora,))
+                if row[0] in wanted}
+        marks = ",".join("?" * len(names))
+        return {row[0]: row for row in cursor.execute(
+            f"SELECT rule, key, variant, result FROM rule_results WHERE corpora=? AND rule IN ({marks})",
+            (corpora, *names))}
+
+    def save_results(self, corpora: str, results: dict[str, SavedResult]) -> None:
+        """Keep results (by rule name, replacing older ones); results of all but the
+        :data:`RESULT_SETS_KEPT` most recently saved corpus selections go."""
+        if not results:
+            return
+        with self._transaction() as db:
+            used = db.execute("SELECT COALESCE(MAX(used), 0) + 1 FROM result_sets").fetchone()[0]
+            db.execute("INSERT OR REPLACE INTO result_sets(corpora, used) VALUES (?,?)", (corpora, used))
+            db.executemany("INSERT OR REPLACE INTO rule_results(corpora, rule, key, variant, result) "
+                           "VALUES (?,?,?,?,?)",
+                           [(corpora, rule, r.key, r.variant, r.result) for rule, r in results.items()])
+            stale = [row[0] for row in db.execute(
+                "SELECT corpora FROM result_sets ORDER BY used DESC LIMIT -1 OFFSET ?",
+                (RESULT_SETS_KEPT,))]
+            for old in stale:
+                db.execute("DELETE FROM rule_results WHERE corpora=?", (old,))
+                db.execute("DELETE FROM result_sets WHERE corpora=?", (old,))
+
     def stats(self) -> dict[str, int]:
         """Row counts; ``batch_files`` counts (batch, file) pairs recorded."""
+        tables = ("batches", "batch_rules", "batch_files", "matches", "compiled_keys", "file_sets",
+                  "rule_results")
         out = {table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-               for table in ("batches", "batch_rules", "batch_files", "matches", "rule_keys")}
+               for table in tables}
         out["batch_files"] += self.db.execute(
             "SELECT COALESCE(SUM(LENGTH(shas)), 0) / 64 FROM batch_shas").fetchone()[0]
+        out["batch_files"] += self.db.execute(
+            "SELECT COALESCE(SUM(LENGTH(s.shas)), 0) / 64 FROM batch_sets b "
+            "JOIN file_sets s ON s.digest = b.file_set").fetchone()[0]
         return out
 
     def clear(self) -> None:
         with self._transaction() as db:
-            for table in ("batches", "batch_rules", "batch_files", "batch_shas", "matches",
-                          "rule_keys"):
+            for table in ("batches", "batch_rules", "batch_files", "batch_shas", "file_sets",
+                          "batch_sets", "matches", "compiled_keys", "rule_results", "result_sets"):
                 db.execute(f"DELETE FROM {table}")
         self._batch_files.clear()
-        self._by_blob.clear()
+        self._by_set.clear()
 
 
 def _encode_hits(hits: Iterable[StringHit]) -> str:

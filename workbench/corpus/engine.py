@@ -14,11 +14,11 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from workbench.corpus.cache import ScanCache
+from workbench.corpus.cache import KnownKey, ScanCache
 from workbench.corpus.gramindex import GramIndex
 from workbench.corpus.prefilter import Prefilter
 from workbench.corpus.ruleset import Ruleset
@@ -37,7 +37,7 @@ class Resolution:
     """Every match of every rule over the targets, and how they were obtained."""
 
     hits: dict[tuple[int, str], RuleHit] = field(default_factory=dict)   # (rule index, sha256)
-    warnings: dict[int, list[str]] = field(default_factory=dict)        # libyara's, per rule
+    compiled: dict[int, KnownKey] = field(default_factory=dict)        # libyara's warnings, per rule
     timeouts: dict[str, list[int]] = field(default_factory=dict)        # sha256 -> rules scanned
     errors: dict[str, str] = field(default_factory=dict)                # sha256 -> why unreadable
     rules_compiled: int = 0
@@ -68,33 +68,40 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache | None,
-            threads: int | None = None, timeout: int = DEFAULT_TIMEOUT,
+def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget] | Mapping[str, ScanTarget], *,
+            cache: ScanCache | None, threads: int | None = None, timeout: int = DEFAULT_TIMEOUT,
             progress: Callable[[ScanProgress], None] | None = None,
             cancel: threading.Event | None = None,
-            index: GramIndex | None = None) -> Resolution:
-    """Match results of every rule of ``ruleset`` over ``targets``, from the cache where known.
+            index: GramIndex | None = None, rules: Iterable[int] | None = None) -> Resolution:
+    """Match results of the rules of ``ruleset`` over ``targets``, from the cache where known.
 
+    ``targets`` may be a mapping by sha256 (built lazily by the caller). ``rules``
+    (default: all) are the rules whose results are wanted; the rules they need are
+    compiled along, but their results are neither looked up nor returned.
     With ``index``, groups of few rules scan only the files they could match.
 
     Raises ``RulesetError`` when a rule that must be compiled does not compile and
     ``ScanCancelled`` when ``cancel`` is set (work finished before is cached).
     """
     res = Resolution()
-    by_sha = {t.sha256: t for t in targets}
+    by_sha = targets if isinstance(targets, Mapping) else {t.sha256: t for t in targets}
     every = frozenset(by_sha)
     entries = ruleset.entries
-    keys = [e.key for e in entries]
-    coverage = cache.coverage(keys) if cache is not None else {}
-    known = cache.known_keys(keys) if cache is not None else {}
-    for e in entries:
-        if e.key in known:
-            res.warnings[e.index] = list(known[e.key])
+    wanted = [entries[i] for i in sorted(set(rules))] if rules is not None else entries
+    keys = [e.key for e in wanted]
+    coverage = cache.coverage(keys) if cache is not None and keys else {}
+    known = cache.known_keys(keys) if cache is not None and keys else {}
+    for e in wanted:
+        before = known.get(e.key)
+        if before is not None and (not before.warnings or before.layout == e.summary.layout):
+            res.compiled[e.index] = before
+        else:                 # never compiled, or its warnings' lines moved: compile it again
+            known.pop(e.key, None)
 
     # Which files each rule still lacks; rules sharing a coverage share the set difference.
     missing_by_cover: dict[int, frozenset[str]] = {}
     plan: dict[frozenset[str], list[int]] = {}
-    for e in entries:
+    for e in wanted:
         cover = coverage.get(e.key, frozenset())
         missing = missing_by_cover.get(id(cover))
         if missing is None:
@@ -124,13 +131,15 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache
         res.compile_seconds += time.monotonic() - t0
         res.rules_compiled += len(compiled.indices)
         in_group = set(group)
-        warnings: dict[str, list[str]] = {entries[i].key: [] for i in compiled.indices}
+        found: dict[int, list[tuple[int, str]]] = {i: [] for i in compiled.indices}
         for w in compiled.warnings:
             owner = ruleset.rule_at(w.file, w.line)
-            if owner is not None:
-                warnings[owner.key].append(f"line {w.line}: {w.message}")
+            if owner is not None and owner.index in found:
+                found[owner.index].append((w.line - owner.start_line, w.message))
+        warnings = {entries[i].key: KnownKey(entries[i].summary.layout, tuple(ws))
+                    for i, ws in found.items()}
         for i in compiled.indices:
-            res.warnings[i] = warnings[entries[i].key]
+            res.compiled[i] = warnings[entries[i].key]
         index_of = {entries[i].name: i for i in compiled.indices}
         read = to_scan
         if prefilter is not None:
@@ -174,8 +183,8 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget], *, cache: ScanCache
         res.files_indexed = prefilter.stats.files_indexed
         res.index_seconds = prefilter.stats.seconds
     res.scan_seconds = time.monotonic() - started - res.compile_seconds - res.index_seconds
-    if cache is not None:
-        entry_of = {e.key: e for e in entries}
+    if cache is not None and keys:
+        entry_of = {e.key: e for e in wanted}
         for (key, sha), hit in cache.matches(keys, every).items():
             e = entry_of[key]
             res.hits.setdefault((e.index, sha), hit)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import marshal
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from workbench.corpus.cache import CACHE_NAME, ScanCache
+from workbench.corpus.cache import CACHE_NAME, KnownKey, SavedResult, ScanCache
 from workbench.corpus.engine import Resolution, paused_gc, resolve
 from workbench.corpus.prefilter import open_index
 from workbench.corpus.registry import (
     QUARANTINE_CORPUS,
+    QUARANTINE_LABEL,
     CorpusRegistry,
     HashMatch,
+    MemberList,
     UnknownCorpus,
 )
 from workbench.corpus.ruleset import PARSE_CACHE, RuleEntry, Ruleset, load_ruleset
@@ -37,6 +42,7 @@ MAX_HITS_LISTED = CONTEXT_HITS   # match instances shown per file
 NOISY_MIN_FILES = 20         # a rule matching more files than this ...
 NOISY_FRACTION = 0.10        # ... and more than this share of the files is "too broad"
 HEAVY_INSTANCES = 10_000     # match instances in one file that make a rule slow
+PRIVATE_WARNING = "private rule: libyara does not report it, so it has no results of its own"
 
 
 def default_rule_paths(workspace: Workspace) -> list[Path]:
@@ -134,7 +140,8 @@ class TestStats:
     bytes: int
     files_scanned: int
     bytes_scanned: int
-    pairs_cached: int
+    pairs_cached: int          # (rule, file) results not scanned in this run
+    rules_reused: int          # rules whose finished result was saved by an earlier run
     files_skipped: int         # ruled out by the gram index, not read (summed over rule groups)
     files_indexed: int         # added to the gram index during this run
     threads: int
@@ -166,27 +173,92 @@ class _Member(NamedTuple):
     name: str
 
 
-def gather_targets(registry: CorpusRegistry, corpora: Sequence[str] | None
-                   ) -> tuple[list[ScanTarget], dict[str, list[_Member]], list[CorpusTotals]]:
-    """The distinct files of the chosen corpora (default: all, quarantine included)."""
-    names = list(corpora) if corpora else [*registry.names(), QUARANTINE_CORPUS]
+class CorpusFiles(Mapping[str, ScanTarget]):
+    """The distinct files of the tested corpora, by sha256, and which corpora hold each.
+
+    Built from each corpus's :class:`MemberList` without an object per file: a
+    re-test asks for the few files its edited rule matched or must read.
+    """
+
+    def __init__(self, lists: Sequence[tuple[str, str, str, MemberList]], objects: str):
+        self.lists = list(lists)               # (name, label, state, members), in the order asked
+        self._objects = objects
+        self._where: dict[str, int] = {}       # sha -> corpus number << 32 | position
+        self.bytes = 0
+        for c, (_, _, _, listed) in enumerate(self.lists):
+            if c == 0:
+                self._where = _positions(listed)
+                self.bytes = sum(listed.sizes)
+                continue
+            base = c << 32
+            new = {sha: base | i for i, sha in enumerate(listed.shas) if sha not in self._where}
+            self._where.update(new)
+            self.bytes += sum(listed.sizes[v & 0xFFFFFFFF] for v in new.values())
+        self._positions: dict[int, dict[str, int]] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _, _, _ in self.lists]
+
+    @property
+    def totals(self) -> list[CorpusTotals]:
+        return [CorpusTotals(name, label, len(listed.shas), sum(listed.sizes))
+                for name, label, _, listed in self.lists]
+
+    def state(self) -> str:
+        """A digest of the corpora asked for (in order), their labels and their states."""
+        return _digest([_RESULTS_ID, *(f"{name}\0{label}\0{state}"
+                                       for name, label, state, _ in self.lists)])
+
+    def __getitem__(self, sha: str) -> ScanTarget:
+        where = self._where[sha]
+        listed = self.lists[where >> 32][3]
+        i = where & 0xFFFFFFFF
+        path = listed.paths[i] if listed.paths is not None else \
+            f"{self._objects}/{sha[:2]}/{sha[2:4]}/{sha}"
+        return ScanTarget(sha, path, listed.sizes[i])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, sha: object) -> bool:
+        return sha in self._where
+
+    def members(self, sha: str) -> list[_Member]:
+        """Every corpus holding the file, in the order asked, with its name there."""
+        out = []
+        for c, (name, label, _, listed) in enumerate(self.lists):
+            positions = self._positions.get(c)
+            if positions is None:
+                positions = self._positions[c] = self._where if len(self.lists) == 1 else \
+                    _positions(listed)
+            i = positions.get(sha)
+            if i is not None:
+                out.append(_Member(name, label, listed.names[i]))
+        return out
+
+
+def _positions(listed: MemberList) -> dict[str, int]:
+    return dict(zip(listed.shas, range(len(listed.shas)), strict=True))
+
+
+def gather_files(registry: CorpusRegistry, corpora: Sequence[str] | None) -> CorpusFiles:
+    """The files of the chosen corpora (default: all, quarantine included). Raises UnknownCorpus."""
+    labels = {name: label for name, label in registry.db.execute("SELECT name, label FROM corpora")}
+    labels[QUARANTINE_CORPUS] = QUARANTINE_LABEL
+    names = list(corpora) if corpora else [*sorted(labels.keys() - {QUARANTINE_CORPUS}),
+                                           QUARANTINE_CORPUS]
     for name in names:
-        if not registry.exists(name):
+        if name not in labels:
             raise UnknownCorpus(name)
-    targets: dict[str, ScanTarget] = {}
-    members: dict[str, list[_Member]] = {}
-    totals = []
+    lists = []
     for name in dict.fromkeys(names):
-        label = registry.label(name)
-        files = registry.members(name)
-        totals.append(CorpusTotals(name, label, len(files), sum(f[3] for f in files)))
-        for sha, path, original, size in files:
-            if sha not in targets:
-                targets[sha] = ScanTarget(sha, path, size)
-                members[sha] = [_Member(name, label, original)]
-            else:
-                members[sha].append(_Member(name, label, original))
-    return list(targets.values()), members, totals
+        state, listed = registry.snapshot(name)
+        lists.append((name, labels[name], state, listed))
+    return CorpusFiles(lists, str(registry.store.objects))
 
 
 def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
@@ -223,71 +295,109 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
     ruleset = load_ruleset(list(rule_paths) if rule_paths else default_rule_paths(workspace),
                            parse_cache=workspace.state / PARSE_CACHE)
     with CorpusRegistry(workspace) as registry:
-        targets, members, totals = gather_targets(registry, corpora)
-        hashes = {h for e in ruleset.entries for h in e.hashes}
-        found = registry.find_hashes(hashes, [t.name for t in totals])
-    cache = ScanCache(workspace.state / CACHE_NAME) if use_cache else None
-    index = open_index(workspace) if use_index else None
-    try:
-        res = resolve(ruleset, targets, cache=cache, threads=threads, timeout=timeout,
-                      progress=progress, cancel=cancel, index=index)
-    finally:
-        if cache is not None:
-            cache.close()
-        if index is not None:
-            index.close()
-    return _report(ruleset, targets, members, totals, found, res, threads, use_cache,
-                   index is not None, time.monotonic() - started)
+        files = gather_files(registry, corpora)
+        cache = ScanCache(workspace.state / CACHE_NAME) if use_cache else None
+        try:
+            state = files.state()
+            saved = _saved_results(cache, state, ruleset, files) if cache is not None else {}
+            index = open_index(workspace) if use_index else None
+            try:
+                def run(rules: list[int] | None) -> Resolution:
+                    return resolve(ruleset, files, cache=cache, threads=threads, timeout=timeout,
+                                   progress=progress, cancel=cancel, index=index, rules=rules)
+
+                res = run([i for i in range(len(ruleset)) if i not in saved] if saved else None)
+                if saved and (res.timeouts or res.errors):
+                    # a file not scanned now makes other rules' false negatives say so: rebuild them all
+                    _merge(res, run(sorted(saved)))
+                    saved = {}
+            finally:
+                if index is not None:
+                    index.close()
+            rebuilt = [e for e in ruleset.entries if e.index not in saved]
+            found = registry.find_hashes({h for e in rebuilt for h in e.hashes}, files.names)
+            results = _results(ruleset, files, found, res, saved)
+            if cache is not None and not res.timeouts and not res.errors:
+                cache.save_results(state, {e.name: SavedResult(e.key, _variant(e), _encode(
+                    results[e.index], res.compiled.get(e.index), e)) for e in rebuilt})
+        finally:
+            if cache is not None:
+                cache.close()
+    return _report(ruleset, files, results, res, len(saved), threads, use_cache, use_index=index is not None,
+                   seconds=time.monotonic() - started)
 
 
-def _report(ruleset: Ruleset, targets: list[ScanTarget], members: dict[str, list[_Member]],
-            totals: list[CorpusTotals], found: dict[str, list[HashMatch]], res: Resolution,
-            threads: int, use_cache: bool, use_index: bool, seconds: float) -> TestReport:
-    by_sha = {t.sha256: t for t in targets}
+def _merge(res: Resolution, more: Resolution) -> None:
+    res.hits.update(more.hits)
+    res.compiled.update(more.compiled)
+    for sha, rules in more.timeouts.items():
+        res.timeouts.setdefault(sha, []).extend(rules)
+    res.errors.update(more.errors)
+    res.rules_compiled += more.rules_compiled
+    res.files_scanned += more.files_scanned
+    res.bytes_scanned += more.bytes_scanned
+    res.pairs_cached += more.pairs_cached
+    res.files_skipped += more.files_skipped
+    res.files_indexed += more.files_indexed
+    res.compile_seconds += more.compile_seconds
+    res.index_seconds += more.index_seconds
+    res.scan_seconds += more.scan_seconds
+
+
+def _results(ruleset: Ruleset, files: CorpusFiles, found: dict[str, list[HashMatch]],
+             res: Resolution, saved: dict[int, RuleResult]) -> list[RuleResult]:
+    """Every rule's result: saved ones as they are, the others built from the resolution."""
     hits_of: dict[int, dict[str, RuleHit]] = {}
     for (i, sha), hit in res.hits.items():
         hits_of.setdefault(i, {})[sha] = hit
-    reader = _ContextReader(by_sha)
-    results = []
-    for e in ruleset.entries:
-        results.append(_rule_result(e, hits_of.get(e.index, {}), members, found, res, reader,
-                                    len(targets)))
-    timeouts = [_problem(sha, members, "scan timed out",
-                         [ruleset.entries[i].name for i in rules])
+    reader = _ContextReader(files)
+    members: dict[str, list[_Member]] = {}
+    return [saved.get(e.index) or _rule_result(e, hits_of.get(e.index, {}), files, members, found,
+                                               res, reader)
+            for e in ruleset.entries]
+
+
+def _report(ruleset: Ruleset, files: CorpusFiles, results: list[RuleResult], res: Resolution,
+            reused: int, threads: int, use_cache: bool, *, use_index: bool,
+            seconds: float) -> TestReport:
+    timeouts = [_problem(sha, files, "scan timed out", [ruleset.entries[i].name for i in rules])
                 for sha, rules in sorted(res.timeouts.items())]
-    errors = [_problem(sha, members, reason, []) for sha, reason in sorted(res.errors.items())]
+    errors = [_problem(sha, files, reason, []) for sha, reason in sorted(res.errors.items())]
     stats = TestStats(
-        rules=len(ruleset), rules_compiled=res.rules_compiled, files=len(targets),
-        bytes=sum(t.size for t in targets), files_scanned=res.files_scanned,
-        bytes_scanned=res.bytes_scanned, pairs_cached=res.pairs_cached,
-        files_skipped=res.files_skipped, files_indexed=res.files_indexed,
+        rules=len(ruleset), rules_compiled=res.rules_compiled, files=len(files),
+        bytes=files.bytes, files_scanned=res.files_scanned,
+        bytes_scanned=res.bytes_scanned, pairs_cached=res.pairs_cached + reused * len(files),
+        rules_reused=reused, files_skipped=res.files_skipped, files_indexed=res.files_indexed,
         threads=threads, cache=use_cache, index=use_index,
         compile_seconds=round(res.compile_seconds, 3), index_seconds=round(res.index_seconds, 3),
         scan_seconds=round(res.scan_seconds, 3), seconds=round(seconds, 3))
     return TestReport(
-        passed=all(r.passed for r in results), rules=results, corpora=totals,
+        passed=all(r.passed for r in results), rules=results, corpora=files.totals,
         true_positives=sum(r.tp_count for r in results),
         false_positives=sum(r.fp_count for r in results),
         false_negatives=sum(len(r.false_negatives) for r in results),
         timeouts=timeouts, errors=errors, stats=stats)
 
 
-def _problem(sha: str, members: dict[str, list[_Member]], reason: str, rules: list[str]) -> FileProblem:
-    ms = members.get(sha, [])
+def _problem(sha: str, files: CorpusFiles, reason: str, rules: list[str]) -> FileProblem:
+    ms = files.members(sha) if sha in files else []
     if len(rules) > 10:
         rules = [*rules[:10], f"... and {len(rules) - 10} more (test fewer rules to find the slow one)"]
     return FileProblem(sha, ms[0].name if ms else "", [m.corpus for m in ms], reason, rules)
 
 
-def _rule_result(e: RuleEntry, hits: dict[str, RuleHit], members: dict[str, list[_Member]],
-                 found: dict[str, list[HashMatch]], res: Resolution, reader: _ContextReader,
-                 total_files: int) -> RuleResult:
+def _rule_result(e: RuleEntry, hits: dict[str, RuleHit], files: CorpusFiles,
+                 members: dict[str, list[_Member]], found: dict[str, list[HashMatch]],
+                 res: Resolution, reader: _ContextReader) -> RuleResult:
+    compiled = res.compiled.get(e.index)
     out = RuleResult(rule=e.name, file=e.file, line=e.start_line, key=e.key,
                      fingerprint=e.summary.fingerprint, private=e.is_private,
-                     warnings=list(res.warnings.get(e.index, [])))
+                     warnings=compiled.messages(e.start_line) if compiled is not None else [])
     if e.is_private:
-        out.warnings.append("private rule: libyara does not report it, so it has no results "
-                            "of its own")
+        out.warnings.append(PRIVATE_WARNING)
+    for sha in hits:
+        if sha not in members:
+            members[sha] = files.members(sha)
     for sha in sorted(hits, key=lambda x: (members[x][0].name, x)):
         hit = hits[sha]
         labels = {m.label for m in members[sha]}
@@ -309,7 +419,7 @@ def _rule_result(e: RuleEntry, hits: dict[str, RuleHit], members: dict[str, list
                                 "(libyara stopped counting): slow and too broad")
         elif hit.total >= HEAVY_INSTANCES:
             out.warnings.append(f"{hit.total} matches in {members[sha][0].name}: slow")
-    matched = len(hits)
+    matched, total_files = len(hits), len(files)
     if matched > NOISY_MIN_FILES and matched > NOISY_FRACTION * total_files:
         out.warnings.append(f"matches {matched} of {total_files} files "
                             f"({100 * matched / total_files:.0f}%): too broad")
@@ -344,11 +454,11 @@ def _false_negatives(e: RuleEntry, value: str, hits: dict[str, RuleHit], places:
 class _ContextReader:
     """The bytes around matches: from the hits when the scan kept them, else read from the file."""
 
-    def __init__(self, by_sha: dict[str, ScanTarget]):
-        self.by_sha = by_sha
+    def __init__(self, files: Mapping[str, ScanTarget]):
+        self.files = files
 
     def file_match(self, sha: str, hit: RuleHit, members: list[_Member]) -> FileMatch:
-        target = self.by_sha[sha]
+        target = self.files[sha]
         fm = FileMatch(sha, members[0].name, [m.corpus for m in members], target.size, hit.total)
         shown = hit.hits[:MAX_HITS_LISTED]
         if any(h.before is None or h.after is None for h in shown):
@@ -356,3 +466,87 @@ class _ContextReader:
         fm.strings = [MatchDetail(h.identifier, h.offset, h.length, h.data, h.before or b"",
                                   h.after or b"") for h in shown]
         return fm
+
+
+# -- saved results ------------------------------------------------------------------------
+#
+# A rule's finished result depends on its key (what it matches), its ``hash`` metadata
+# (its false negatives), the corpora tested and their states (``CorpusFiles.state``, which
+# also covers this module's code), and, for libyara's warnings, where its lines are.
+# ``file`` and ``line`` are taken from the rule as it is now. Results are saved only by
+# runs in which every file was scanned or cached (no timeout, no unreadable file).
+
+
+def _variant(e: RuleEntry) -> str:
+    return "\0".join(e.hashes)
+
+
+def _encode(r: RuleResult, compiled: KnownKey | None, e: RuleEntry) -> bytes:
+    """A result as nested tuples for ``marshal``: a thousand decode in about a millisecond."""
+    positional = compiled is not None and bool(compiled.warnings)
+    own = len(compiled.warnings) if compiled is not None else 0
+    return marshal.dumps((
+        e.summary.layout if positional else "",
+        compiled.warnings if compiled is not None else (),
+        tuple(r.warnings[own:]), r.tp_count, r.fp_count, r.other_count,
+        *(tuple((f.sha256, f.name, tuple(f.corpora), f.size, f.matches_total,
+                 tuple((m.identifier, m.offset, m.length, m.data, m.before, m.after)
+                       for m in f.strings)) for f in found)
+          for found in (r.true_positives, r.false_positives, r.other_hits)),
+        tuple((n.hash, n.reason, n.sha256, tuple(n.corpora), n.name, n.detail)
+              for n in r.false_negatives)))
+
+
+def _decode(blob: bytes, e: RuleEntry) -> RuleResult | None:
+    """The saved result for the rule as it is now; None when its warnings' lines moved or the
+    blob is not one (written by another Python, damaged)."""
+    try:
+        layout, compiled, rest, tp, fp, other, tps, fps, others, fns = marshal.loads(blob)
+        if compiled and layout != e.summary.layout:
+            return None
+        # most lists are empty, and a thousand rules' worth of calls is most of the cost
+        return RuleResult(
+            e.name, e.file, e.start_line, e.key, e.summary.fingerprint, e.is_private, tp, fp, other,
+            _file_matches(tps) if tps else [], _file_matches(fps) if fps else [],
+            _file_matches(others) if others else [],
+            [FalseNegative(h, reason, sha, list(corpora), name, detail)
+             for h, reason, sha, corpora, name, detail in fns] if fns else [],
+            [f"line {e.start_line + line}: {text}" for line, text in compiled] + list(rest)
+            if compiled else list(rest))
+    except (ValueError, EOFError, TypeError):
+        return None
+
+
+def _file_matches(stored: tuple[tuple[Any, ...], ...]) -> list[FileMatch]:
+    return [FileMatch(sha, name, list(corpora), size, total, [MatchDetail(*m) for m in strings])
+            for sha, name, corpora, size, total, strings in stored]
+
+
+def _saved_results(cache: ScanCache, state: str, ruleset: Ruleset,
+                   files: CorpusFiles) -> dict[int, RuleResult]:
+    """Results an earlier run saved for rules unchanged since, over the same corpora."""
+    saved = cache.saved_results(state, [e.name for e in ruleset.entries])
+    out: dict[int, RuleResult] = {}
+    for e in ruleset.entries:
+        kept = saved.get(e.name)
+        if kept is not None and kept[1] == e.key and kept[2] == _variant(e):
+            result = _decode(kept[3], e)
+            if result is not None:
+                out[e.index] = result
+    return out
+
+
+def _results_id() -> str:
+    """Changes with the code that shapes a result, so saved results never outlive it."""
+    from workbench.corpus import scanner
+
+    return _digest([hashlib.sha256(Path(__file__).read_bytes() +
+                                   Path(scanner.__file__).read_bytes()).hexdigest(),
+                    sys.version, str(marshal.version)])
+
+
+def _digest(parts: Iterable[str]) -> str:
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+_RESULTS_ID = _results_id()
