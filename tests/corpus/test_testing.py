@@ -18,7 +18,7 @@ from tests.corpus.conftest import (
     write_files,
 )
 from workbench.corpus.registry import CorpusRegistry, UnknownCorpus
-from workbench.corpus.ruleset import RulesetError, load_ruleset
+from workbench.corpus.ruleset import PARSE_CACHE, RulesetError, load_ruleset
 from workbench.corpus.testing import RuleResult, TestReport, test_rules
 from workbench.document import to_data
 
@@ -184,3 +184,19 @@ def test_rules_default_to_the_signature_repository(lab: Lab) -> None:
     (folder / "r.yar").write_text(rules_text())
     assert {r.rule for r in test_rules(lab.workspace, None).rules} == {
         "MAL_Dropper_Eicar", "MAL_Any_Eicar", "MAL_Pdf_Gtube", "MAL_Pdf_Gtube_Dropper"}
+
+
+def test_a_parse_cache_that_lost_a_parse_reads_the_rule_file_again(lab: Lab) -> None:
+    first = test_rules(lab.workspace, [lab.rules])
+    parses = lab.workspace.state / PARSE_CACHE
+    for stored in parses.glob("*.rules"):
+        stored.unlink()
+    again = test_rules(lab.workspace, [lab.rules], use_cache=False)    # compiles every rule
+    assert to_data(again.rules) == to_data(first.rules)
+    # ... but only while the file is what was loaded
+    ruleset = load_ruleset([lab.rules], parse_cache=parses)
+    for stored in parses.glob("*.rules"):
+        stored.unlink()
+    edit_rules(lab, "$eicar\n}", "$eicar and filesize > 1\n}")
+    with pytest.raises(RulesetError, match="changed while it was being tested"):
+        ruleset.compile([0])

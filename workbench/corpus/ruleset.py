@@ -27,12 +27,17 @@ from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths, parse_f
 
 KEY_VERSION = "wb-scan-1"
 PARSE_CACHE = "rule-parse-cache"        # under state/: parsed rule files by content hash
-_ENTRY_FORMAT = "wb-parsed-1"
+_ENTRY_FORMAT = "wb-parsed-2"
 _NOT_UTF8 = "file is not UTF-8"
 _TEXT_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _REGEX_LITERAL = re.compile(r"\bmatches\s*/(?:[^/\\\n]|\\.)*/[a-z]*")
 _REFERENCE = re.compile(r"(?<![\w.$#@!])([A-Za-z_]\w*)(\*?)")
 _YARA_POSITION = re.compile(r"\((\d+)\): (.*)", re.S)
+_KEYWORDS = frozenset({         # YARA's reserved words that may appear in a condition
+    "all", "and", "any", "at", "contains", "defined", "endswith", "entrypoint", "false",
+    "filesize", "for", "icontains", "iendswith", "iequals", "in", "int16", "int16be", "int32",
+    "int32be", "int8", "int8be", "istartswith", "matches", "none", "not", "of", "or",
+    "startswith", "them", "true", "uint16", "uint16be", "uint32", "uint32be", "uint8", "uint8be"})
 
 
 @dataclass(frozen=True)
@@ -82,18 +87,38 @@ def summarize(source: RuleSource) -> RuleSummary:
 
 
 class _LazyRules:
-    """A rule file's parsed rules, left pickled until one rule's full source is needed."""
+    """A rule file's parsed rules, read from the parse cache when one rule's full source is needed."""
 
-    def __init__(self, blob: bytes | None = None, parsed: RuleFile | None = None):
-        self._blob = blob
+    def __init__(self, parsed: RuleFile | None = None, *, stored: Path | None = None,
+                 source: Path | None = None, key: str = ""):
         self._parsed = parsed
+        self._stored = stored          # the pickled parse in the cache
+        self._source = source          # the rule file, parsed again if the cache lost it ...
+        self._key = key                # ... and only while its content is what was loaded
 
     def rules(self) -> list[RuleSource]:
         if self._parsed is None:
-            assert self._blob is not None
-            self._parsed = pickle.loads(self._blob)
-            self._blob = None
+            assert self._stored is not None and self._source is not None
+            try:
+                with open(self._stored, "rb") as fh:
+                    self._parsed = pickle.load(fh)
+            except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError,
+                    TypeError):
+                self._parsed = self._parse_again(self._source)
+        assert self._parsed is not None
         return self._parsed.rules
+
+    def _parse_again(self, source: Path) -> RuleFile:
+        try:
+            unchanged = _content_key(source, _read(source)) == self._key
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            raise RulesetError([RuleProblem(str(source), 0, "the file changed while it was being "
+                                                            "tested; test again")])
+        parsed = parse_file(source)
+        _prepare(parsed)
+        return parsed
 
 
 class RuleEntry:
@@ -288,15 +313,18 @@ def rule_hashes(source: RuleSource) -> list[str]:
 
 
 def condition_names(source: RuleSource) -> tuple[tuple[str, bool], ...]:
-    """Identifiers in the condition outside string and regex literals, with whether a ``*`` follows."""
+    """Identifiers in the condition outside string and regex literals, with whether a ``*`` follows.
+
+    YARA's keywords are left out (no rule can be named one), not prefixes such as ``all*``.
+    """
     condition = _REGEX_LITERAL.sub("matches //", _TEXT_LITERAL.sub('""', source.condition))
-    return tuple(dict.fromkeys((m.group(1), bool(m.group(2)))
-                               for m in _REFERENCE.finditer(condition)))
+    return tuple(dict.fromkeys((m.group(1), bool(m.group(2))) for m in _REFERENCE.finditer(condition)
+                               if m.group(2) or m.group(1) not in _KEYWORDS))
 
 
 @dataclass
 class _ParsedFile:
-    """What the parse cache keeps of a rule file: summaries, and the parse itself still pickled."""
+    """What the parse cache keeps of a rule file: summaries, and (apart) the parse itself."""
 
     summaries: list[RuleSummary]
     errors: list[str]
@@ -304,24 +332,22 @@ class _ParsedFile:
     rules: _LazyRules
 
     def dumps(self) -> bytes:
-        """``marshal`` of plain tuples around the pickled parse: a re-test loads every
-        unchanged file's entry, and unpickling a named tuple per rule cost more than the rest."""
-        parsed = self.rules._parsed
-        blob = self.rules._blob if parsed is None else pickle.dumps(parsed, pickle.HIGHEST_PROTOCOL)
+        """``marshal`` of plain tuples: a re-test loads every unchanged file's summaries, and
+        unpickling a named tuple per rule cost more than reading the files."""
         return marshal.dumps((_ENTRY_FORMAT, tuple(tuple(s) for s in self.summaries),
-                              tuple(self.errors), tuple(self.includes), blob))
+                              tuple(self.errors), tuple(self.includes)))
 
     @staticmethod
-    def loads(data: bytes) -> _ParsedFile | None:
+    def loads(data: bytes, rules: _LazyRules) -> _ParsedFile | None:
         try:
-            tag, summaries, errors, includes, blob = marshal.loads(data)
+            tag, summaries, errors, includes = marshal.loads(data)
         except (ValueError, EOFError, TypeError):
             return None
-        if tag != _ENTRY_FORMAT or not isinstance(blob, bytes):
+        if tag != _ENTRY_FORMAT:
             return None
         make = tuple.__new__               # the named tuple without its Python-level __new__
         return _ParsedFile([make(RuleSummary, s) for s in summaries], list(errors), list(includes),
-                           _LazyRules(blob=blob))
+                           rules)
 
 
 def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None) -> Ruleset:
@@ -407,28 +433,45 @@ class _Loader:
 def _parse_cached(path: Path, folder: Path | None) -> _ParsedFile:
     """``parse_file`` plus key parts, remembered by (file bytes, code) when a cache folder is given.
 
-    The cached copy leaves out what only linting reads (the file's text, line
-    index and metadata positions): a re-test loads every unchanged file from here.
+    The cache keeps two files per rule file content: ``<key>.parsed``, the summaries every
+    run reads, and ``<key>.rules``, the parse itself (without what only linting reads: the
+    file's text, line index and metadata positions), read only for the rules a run
+    compiles or prefilters.
     """
     if folder is None:
         return _prepare(parse_file(path))
-    data = path.read_bytes()
-    key = hashlib.sha256(_PARSER_ID + data + str(path).encode("utf-8", "surrogateescape"))
-    entry = folder / f"{key.hexdigest()}.parsed"
+    key = _content_key(path, _read(path))
+    base = f"{folder}/{key}"          # text, not Path: fifty files a run
+    stored = Path(f"{base}.rules")
     try:
-        with open(entry, "rb") as fh:
-            cached = _ParsedFile.loads(fh.read())
+        with open(f"{base}.parsed", "rb") as fh:
+            cached = _ParsedFile.loads(fh.read(), _LazyRules(stored=stored, source=path, key=key))
         if cached is not None:
             return cached
     except OSError:
         pass
-    prepared = _prepare(parse_file(path))
+    parsed = parse_file(path)
+    prepared = _prepare(parsed)
     folder.mkdir(parents=True, exist_ok=True)
+    _write_atomically(folder, stored, pickle.dumps(parsed, pickle.HIGHEST_PROTOCOL))
+    _write_atomically(folder, Path(f"{base}.parsed"), prepared.dumps())   # once its parse is there
+    return prepared
+
+
+def _read(path: Path) -> bytes:
+    with open(path, "rb") as fh:          # not Path.read_bytes: a third of the time, 50 files a run
+        return fh.read()
+
+
+def _content_key(path: Path, data: bytes) -> str:
+    return hashlib.sha256(_PARSER_ID + data + str(path).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _write_atomically(folder: Path, target: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
     with os.fdopen(fd, "wb") as out:
-        out.write(prepared.dumps())
-    os.replace(tmp, entry)
-    return prepared
+        out.write(data)
+    os.replace(tmp, target)
 
 
 def _prepare(parsed: RuleFile) -> _ParsedFile:
@@ -437,7 +480,7 @@ def _prepare(parsed: RuleFile) -> _ParsedFile:
     for rule in parsed.rules:
         rule.meta_entries = []
     return _ParsedFile([summarize(r) for r in parsed.rules], list(parsed.errors),
-                       list(parsed.includes), _LazyRules(parsed=parsed))
+                       list(parsed.includes), _LazyRules(parsed))
 
 
 def _parser_id() -> bytes:
