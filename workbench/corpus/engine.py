@@ -175,8 +175,10 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget] | Mapping[str, ScanT
         res.bytes_scanned += sum(by_sha[s].size for s in read)
         failed = set(outcome.timeouts) | set(outcome.errors)
         if cache is not None:
-            cache.record([entries[i].key for i in group], to_scan - failed, new_hits,
-                         compiled=warnings)
+            done = to_scan - failed
+            # in the targets' order (deterministic), which spares the cache a sort
+            ordered = list(by_sha) if len(done) == len(by_sha) else [s for s in by_sha if s in done]
+            cache.record([entries[i].key for i in group], ordered, new_hits, compiled=warnings)
     res.files_scanned = len(scanned)
     if prefilter is not None:
         res.files_skipped = prefilter.stats.files_skipped

@@ -734,12 +734,15 @@ class IndexReader:
         found: set[str] = set()
         blocks = []
         for bid, names in self.block_shas.items():
-            slots = [slot for slot, sha in enumerate(names) if sha in wanted]
-            if slots:
+            if wanted.issuperset(names):          # the usual case, a set operation in C
+                slots, picked = list(range(len(names))), names
+            else:
+                slots = [slot for slot, sha in enumerate(names) if sha in wanted]
                 picked = [names[slot] for slot in slots]
+            if slots:
                 found.update(picked)
                 blocks.append((bid, np.array(slots, np.intp), picked))
-        return Selection([sha for sha in wanted if sha not in found], blocks)
+        return Selection(list(wanted - found), blocks)
 
     def candidates(self, formula: Formula, shas: Iterable[str] | Selection) -> set[str]:
         """The files among ``shas`` that may satisfy ``formula`` (never fewer than could)."""

@@ -201,6 +201,8 @@ def scan_files(rules: yara.Rules, targets: Sequence[ScanTarget], *, threads: int
                 state.files_done += 1
                 state.bytes_done += target.size
 
+    if not order:               # a re-test whose rules the index ruled out everywhere
+        return outcome
     workers = [threading.Thread(target=worker, name=f"yara-scan-{i}", daemon=True)
                for i in range(min(threads, max(1, len(order))))]
     for w in workers:
