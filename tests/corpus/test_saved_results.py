@@ -309,3 +309,23 @@ def test_any_sequence_of_changes_gives_what_an_uncached_run_gives(
         check(workspace, rules)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_nothing_is_saved_when_a_corpus_changed_during_the_run(lab: Lab,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    first = by_rule(check(lab.workspace, lab.rules))["MAL_Any_Eicar"]
+    edit_rules(lab, "  condition:\n    $eicar\n", "  condition:\n    $eicar and filesize > 10\n")
+    real = CorpusRegistry.find_hashes
+
+    def find_while_a_file_arrives(self: CorpusRegistry, *args: object, **kwargs: object) -> object:
+        self.db.execute("INSERT INTO files(corpus, sha256, path, size, md5, sha1, added) "
+                        "VALUES ('mal', ?, 'late.bin', 1, '', '', '')", ("cd" * 32,))
+        return real(self, *args, **kwargs)          # type: ignore[arg-type]
+
+    monkeypatch.setattr(CorpusRegistry, "find_hashes", find_while_a_file_arrives)
+    edited = by_rule(test_rules(lab.workspace, [lab.rules]))["MAL_Any_Eicar"]
+    assert edited.key != first.key
+    with ScanCache(lab.workspace.state / CACHE_NAME) as cache:
+        kept = [row[0] for row in cache.db.execute(
+            "SELECT key FROM rule_results WHERE rule='MAL_Any_Eicar'")]
+    assert kept == [first.key]          # the edited rule's result was not saved for the old files

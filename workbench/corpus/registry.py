@@ -10,7 +10,7 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -543,8 +543,12 @@ class CorpusRegistry:
                 out[art.sha256] = CorpusFile(art.sha256, Path(art.path), name, int(art.size))
         return sorted(out.values(), key=lambda f: (f.original_name, f.sha256))
 
-    def find_hashes(self, hashes: Iterable[str], corpora: Iterable[str]) -> dict[str, builtins.list[HashMatch]]:
-        """Resolve md5, sha1 or sha256 hex values to the files of ``corpora`` that have them."""
+    def find_hashes(self, hashes: Iterable[str], corpora: Iterable[str], *,
+                    quarantine: Mapping[str, str] | None = None) -> dict[str, builtins.list[HashMatch]]:
+        """Resolve md5, sha1 or sha256 hex values to the files of ``corpora`` that have them.
+
+        ``quarantine`` (sha256 -> name) is the built-in corpus as the caller already read it.
+        """
         wanted = {h.strip().lower() for h in hashes if h.strip()}
         names = list(corpora)
         found: dict[str, builtins.list[HashMatch]] = {h: [] for h in wanted}
@@ -562,11 +566,12 @@ class CorpusRegistry:
                     (value, *registered)):
                 found[value].append(HashMatch(r["sha256"], r["corpus"], r["label"], r["path"]))
         if QUARANTINE_CORPUS in names:
-            by_sha = {f.sha256: f for f in self._quarantine_files()}
+            if quarantine is None:
+                quarantine = {f.sha256: f.original_name for f in self._quarantine_files()}
             for value in wanted:
-                if value in by_sha:
+                if value in quarantine:
                     found[value].append(HashMatch(value, QUARANTINE_CORPUS, QUARANTINE_LABEL,
-                                                  by_sha[value].original_name))
+                                                  quarantine[value]))
         return found
 
     # -- removing ---------------------------------------------------------------------

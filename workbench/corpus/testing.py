@@ -210,6 +210,18 @@ class CorpusFiles(Mapping[str, ScanTarget]):
         return _digest([_RESULTS_ID, *(f"{name}\0{label}\0{state}"
                                        for name, label, state, _ in self.lists)])
 
+    def quarantine(self) -> dict[str, str] | None:
+        """The built-in corpus's files as sha256 -> name, if it is tested."""
+        for name, _, _, listed in self.lists:
+            if name == QUARANTINE_CORPUS:
+                return dict(zip(listed.shas, listed.names, strict=True))
+        return None
+
+    def unchanged(self, registry: CorpusRegistry) -> bool:
+        """Whether the registered corpora are still in the state they were read in."""
+        return all(registry.state(name) == state for name, _, state, _ in self.lists
+                   if name != QUARANTINE_CORPUS)
+
     def __getitem__(self, sha: str) -> ScanTarget:
         where = self._where[sha]
         listed = self.lists[where >> 32][3]
@@ -315,9 +327,13 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
                 if index is not None:
                     index.close()
             rebuilt = [e for e in ruleset.entries if e.index not in saved]
-            found = registry.find_hashes({h for e in rebuilt for h in e.hashes}, files.names)
+            found = registry.find_hashes({h for e in rebuilt for h in e.hashes}, files.names,
+                                         quarantine=files.quarantine())
             results = _results(ruleset, files, found, res, saved)
-            if cache is not None and not res.timeouts and not res.errors:
+            # saved only from a run that scanned or had cached every file, over corpora that
+            # did not change while it ran (the hash lookups above read them again)
+            if cache is not None and not res.timeouts and not res.errors and \
+                    files.unchanged(registry):
                 cache.save_results(state, {e.name: SavedResult(e.key, _variant(e), _encode(
                     results[e.index], res.compiled.get(e.index), e)) for e in rebuilt})
         finally:
