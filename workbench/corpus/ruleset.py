@@ -16,14 +16,14 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import yara
 
-from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths, parse_file
+from workbench.rules.parse import RULE_SUFFIXES, RuleFile, RuleSource, parse_file
 
 KEY_VERSION = "wb-scan-1"
 PARSE_CACHE = "rule-parse-cache"        # under state/: parsed rule files by content hash
@@ -358,9 +358,7 @@ def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None
     errors and duplicate rule names and FileNotFoundError for a missing path.
     """
     loader = _Loader(parse_cache)
-    for p in iter_rule_paths(Path(x) for x in paths):
-        if not p.exists():
-            raise FileNotFoundError(f"no such rule file or folder: {p}")
+    for p in rule_files(paths):
         loader.take(p, ())
     entries, problems = loader.entries, loader.problems
     names: dict[str, RuleEntry] = {}
@@ -375,6 +373,35 @@ def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None
     if problems:
         raise RulesetError(problems)
     return Ruleset(entries, loader.files)
+
+
+def rule_files(paths: Iterable[Path | str]) -> Iterator[Path]:
+    """The files ``rules.parse.iter_rule_paths`` gives, in its order, without its cost.
+
+    Files as given; folders walked for ``*.yar``/``*.yara`` (any case), hidden names and
+    symlinked folders skipped, sorted by path. It made a Path and resolved it (four
+    lstat calls) for every entry walked: 2 ms of a 30 ms re-test. Files reached twice
+    are left to the caller (the loader resolves each once). FileNotFoundError for a
+    given path that does not exist.
+    """
+    for given in paths:
+        root = Path(given)
+        if not root.is_dir():
+            if not root.exists():
+                raise FileNotFoundError(f"no such rule file or folder: {root}")
+            yield root
+            continue
+        found: list[tuple[str, ...]] = []
+        for folder, dirs, names in os.walk(root):        # symlinked folders are not entered
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            rel = os.path.relpath(folder, root)
+            parts = () if rel == "." else tuple(rel.split(os.sep))
+            found.extend((*parts, name) for name in names if not name.startswith(".")
+                         and os.path.splitext(name)[1].lower() in RULE_SUFFIXES)
+        for parts in sorted(found):
+            path = root.joinpath(*parts)
+            if path.is_file():
+                yield path
 
 
 class _Loader:
