@@ -186,3 +186,11 @@ def test_a_damaged_kept_member_list_is_read_again(lab: Lab) -> None:
         expected = reg.members("mal")
         reg.db.execute("UPDATE member_lists SET members = x'00ff00'")
         assert reg.members("mal") == expected
+
+
+def test_the_first_version_s_triggers_are_replaced(lab: Lab) -> None:
+    with CorpusRegistry(lab.workspace) as reg:
+        reg.db.execute("CREATE TRIGGER files_inserted AFTER INSERT ON files BEGIN SELECT 1; END")
+    with CorpusRegistry(lab.workspace) as reg:
+        triggers = {r[0] for r in reg.db.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+        assert "files_inserted" not in triggers and "stamp_files_insert" in triggers

@@ -32,6 +32,18 @@ _CHUNK = 1 << 20
 _BATCH = 200
 _INDEX_THREADS = 1            # gram filters computed beside the hashing and storing
 
+def _stamping_trigger(name: str, event: str, corpora: tuple[str, ...]) -> str:
+    """A trigger that moves the registry's counter and stamps each of ``corpora`` with it."""
+    stamps = "".join(
+        f"    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) "
+        f"WHERE corpus = {corpus};\n"
+        f"    INSERT INTO corpus_changes SELECT {corpus}, generation FROM registry_state\n"
+        f"        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = {corpus});\n"
+        for corpus in corpora)
+    return (f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} BEGIN\n"
+            f"    UPDATE registry_state SET generation = generation + 1;\n{stamps}END;\n")
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS corpora (
     name TEXT PRIMARY KEY,
@@ -74,55 +86,29 @@ CREATE TABLE IF NOT EXISTS corpus_changes (
     corpus TEXT PRIMARY KEY,
     generation INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS files_inserted AFTER INSERT ON files BEGIN
-    UPDATE registry_state SET generation = generation + 1;
-    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = NEW.corpus;
-    INSERT INTO corpus_changes SELECT NEW.corpus, generation FROM registry_state
-        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = NEW.corpus);
-END;
-CREATE TRIGGER IF NOT EXISTS files_deleted AFTER DELETE ON files BEGIN
-    UPDATE registry_state SET generation = generation + 1;
-    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = OLD.corpus;
-    INSERT INTO corpus_changes SELECT OLD.corpus, generation FROM registry_state
-        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = OLD.corpus);
-END;
-CREATE TRIGGER IF NOT EXISTS files_changed AFTER UPDATE OF corpus, sha256, path, size ON files BEGIN
-    UPDATE registry_state SET generation = generation + 1;
-    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = OLD.corpus;
-    INSERT INTO corpus_changes SELECT OLD.corpus, generation FROM registry_state
-        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = OLD.corpus);
-    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = NEW.corpus;
-    INSERT INTO corpus_changes SELECT NEW.corpus, generation FROM registry_state
-        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = NEW.corpus);
-END;
-CREATE TRIGGER IF NOT EXISTS corpora_inserted AFTER INSERT ON corpora BEGIN
-    UPDATE registry_state SET generation = generation + 1;
-    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = NEW.name;
-    INSERT INTO corpus_changes SELECT NEW.name, generation FROM registry_state
-        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = NEW.name);
-END;
-CREATE TRIGGER IF NOT EXISTS corpora_deleted AFTER DELETE ON corpora BEGIN
-    UPDATE registry_state SET generation = generation + 1;
-    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = OLD.name;
-    INSERT INTO corpus_changes SELECT OLD.name, generation FROM registry_state
-        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = OLD.name);
-END;
-CREATE TRIGGER IF NOT EXISTS corpora_relabelled AFTER UPDATE OF name, label ON corpora BEGIN
-    UPDATE registry_state SET generation = generation + 1;
-    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = OLD.name;
-    INSERT INTO corpus_changes SELECT OLD.name, generation FROM registry_state
-        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = OLD.name);
-    UPDATE corpus_changes SET generation = (SELECT generation FROM registry_state) WHERE corpus = NEW.name;
-    INSERT INTO corpus_changes SELECT NEW.name, generation FROM registry_state
-        WHERE NOT EXISTS (SELECT 1 FROM corpus_changes WHERE corpus = NEW.name);
-END;
+-- Triggers of the first version, which used INSERT OR REPLACE (see above): replaced.
+DROP TRIGGER IF EXISTS files_inserted;
+DROP TRIGGER IF EXISTS files_deleted;
+DROP TRIGGER IF EXISTS files_changed;
+DROP TRIGGER IF EXISTS corpora_inserted;
+DROP TRIGGER IF EXISTS corpora_deleted;
+DROP TRIGGER IF EXISTS corpora_relabelled;
 -- Each corpus's distinct contents as ``members`` lists them, kept for the state they were read at.
 CREATE TABLE IF NOT EXISTS member_lists (
     corpus TEXT PRIMARY KEY,
     state TEXT NOT NULL,
     members BLOB NOT NULL
 ) WITHOUT ROWID;
-"""
+""" + "".join(
+    _stamping_trigger(f"stamp_{table}_{event.split()[0].lower()}", f"{event} ON {table}", corpora)
+    for table, event, corpora in (
+        ("files", "INSERT", ("NEW.corpus",)),
+        ("files", "DELETE", ("OLD.corpus",)),
+        ("files", "UPDATE OF corpus, sha256, path, size", ("OLD.corpus", "NEW.corpus")),
+        ("corpora", "INSERT", ("NEW.name",)),
+        ("corpora", "DELETE", ("OLD.name",)),
+        ("corpora", "UPDATE OF name, label", ("OLD.name", "NEW.name"))))
+_TRIGGERS_VERSION = "t2"       # in every state: values stamped by the first triggers are never reused
 
 
 class CorpusError(ValueError):
@@ -491,7 +477,7 @@ class CorpusRegistry:
         row = self.db.execute(
             "SELECT s.instance, c.generation FROM registry_state s "
             "LEFT JOIN corpus_changes c ON c.corpus = ?", (name,)).fetchone()
-        return f"{row[0]}:{row[1] or 0}"
+        return f"{row[0]}:{_TRIGGERS_VERSION}:{row[1] or 0}"
 
     def snapshot(self, name: str) -> tuple[str, MemberList]:
         """The corpus's distinct contents and the :meth:`state` they belong to.

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -349,15 +349,10 @@ def _merge(res: Resolution, more: Resolution) -> None:
     for sha, rules in more.timeouts.items():
         res.timeouts.setdefault(sha, []).extend(rules)
     res.errors.update(more.errors)
-    res.rules_compiled += more.rules_compiled
-    res.files_scanned += more.files_scanned
-    res.bytes_scanned += more.bytes_scanned
-    res.pairs_cached += more.pairs_cached
-    res.files_skipped += more.files_skipped
-    res.files_indexed += more.files_indexed
-    res.compile_seconds += more.compile_seconds
-    res.index_seconds += more.index_seconds
-    res.scan_seconds += more.scan_seconds
+    for f in fields(Resolution):              # the counts and seconds add up
+        value = getattr(more, f.name)
+        if isinstance(value, int | float):
+            setattr(res, f.name, getattr(res, f.name) + value)
 
 
 def _results(ruleset: Ruleset, files: CorpusFiles, found: dict[str, list[HashMatch]],
