@@ -548,12 +548,12 @@ def _saved_results(cache: ScanCache, state: str, ruleset: Ruleset,
 
 
 def _results_id() -> str:
-    """Changes with the code that shapes a result, so saved results never outlive it."""
-    from workbench.corpus import scanner
-
-    return _digest([hashlib.sha256(Path(__file__).read_bytes() +
-                                   Path(scanner.__file__).read_bytes()).hexdigest(),
-                    sys.version, str(marshal.version)])
+    """Changes with the code that could shape a result (this package's), so saved results
+    never outlive it, and with the Python that wrote them."""
+    code = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        code.update(source.name.encode() + b"\0" + source.read_bytes())
+    return _digest([code.hexdigest(), sys.version, str(marshal.version)])
 
 
 def _digest(parts: Iterable[str]) -> str:
