@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
-from workbench.durable import atomic_write, fsync_path
+from workbench.durable import LockBusy, atomic_write, file_lock, fsync_path
 
 
 def test_atomic_write_replaces_content_and_leaves_no_temp_file(tmp_path):
@@ -40,3 +42,29 @@ def test_fsync_path_takes_files_and_folders(tmp_path):
     (tmp_path / "x").write_text("x")
     fsync_path(tmp_path / "x")
     fsync_path(tmp_path)
+
+
+def test_file_lock_excludes_a_second_holder_and_frees_on_exit(tmp_path):
+    lock = tmp_path / "state" / "x.lock"
+    with file_lock(lock), pytest.raises(LockBusy), file_lock(lock, wait=False):
+        pass
+    with file_lock(lock, wait=False):    # released: free again
+        pass
+
+
+def test_file_lock_is_released_when_the_holder_dies(tmp_path):
+    lock = tmp_path / "x.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from workbench.durable import file_lock\n"
+         f"with file_lock({str(lock)!r}):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockBusy), file_lock(lock, wait=False):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with file_lock(lock, wait=False):
+        pass

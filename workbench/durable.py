@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+
+class LockBusy(Exception):
+    """Another process (or another open of the lock file) holds the lock."""
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
@@ -41,3 +47,27 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, mode: int =
     if sync_folder:
         fsync_path(path.parent)
     return path
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str], *, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block.
+
+    The lock belongs to the open file, so it is released when the holder exits or dies,
+    and two opens in one process exclude each other as two processes do. With
+    ``wait=False`` a held lock raises :class:`LockBusy` at once instead of waiting.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockBusy(str(path)) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -31,7 +31,6 @@ Layout of ``state/gram-index/`` (plain files: a query must load in a millisecond
 
 from __future__ import annotations
 
-import fcntl
 import math
 import mmap
 import os
@@ -60,7 +59,7 @@ from workbench.corpus.atoms import (
     HeadIs,
     Nothing,
 )
-from workbench.durable import fsync_path
+from workbench.durable import file_lock, fsync_path
 
 INDEX_DIR = "gram-index"
 GRAM = 4
@@ -331,13 +330,8 @@ class GramIndex:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """One writer at a time, across threads and processes (never nested)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with self._write_lock, open(self.folder / "lock", "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with self._write_lock, file_lock(self.folder / "lock"):
+            yield
 
     def _wipe(self) -> None:
         """Everything but the lock goes (older layouts included)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import os
 import re
@@ -44,7 +43,7 @@ from tuf.api.serialization.json import JSONSerializer
 
 from workbench.distribute.keys import ROLES, KeyRing, KeyringError
 from workbench.distribute.settings import RepositorySettings
-from workbench.durable import atomic_write, fsync_path
+from workbench.durable import LockBusy, atomic_write, file_lock, fsync_path
 from workbench.release.bundle import BundleError, open_bundle
 from workbench.workspace import Workspace
 
@@ -257,16 +256,11 @@ class UpdateRepository:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RepositoryError("another publish is running on this repository") from None
-            try:
+        try:
+            with file_lock(self.root / ".lock", wait=False):
                 yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        except LockBusy:
+            raise RepositoryError("another publish is running on this repository") from None
 
     def _write(self, name: str, md: Metadata[Any]) -> bytes:
         data = md.to_bytes(SERIALIZER)

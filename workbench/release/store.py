@@ -20,7 +20,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime as dt
-import fcntl
 import functools
 import json
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.document import dumps
-from workbench.durable import atomic_write
+from workbench.durable import atomic_write, file_lock
 from workbench.release.bundle import BundleError, Manifest, PreparedBundle, bundle_name
 from workbench.release.changelog import Changelog, RuleState
 from workbench.workspace import Workspace
@@ -148,13 +147,8 @@ class ReleaseStore:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(self.root / ".lock"):
+            yield
 
     # --- writing
 
