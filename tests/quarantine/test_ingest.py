@@ -32,6 +32,7 @@ def test_duplicates_are_counted_not_stored_twice(quarantine, tmp_path, mail):
         (tmp_path / f"copy{n}.eml").write_bytes(raw)
     summary = ingest_paths(quarantine, [tmp_path])
     assert summary.accepted == 1 and summary.duplicates == 2
+    assert [m.new for m in summary.messages] == [True, False, False]   # one batch, one first copy
     row = quarantine.index.list("")[0]
     assert row.sightings == 3
     assert len(list(quarantine.store.iter_objects())) == 1

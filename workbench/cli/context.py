@@ -6,6 +6,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from workbench.distribute.settings import parse_duration
 from workbench.document import dumps
 from workbench.terminal_text import visible
 from workbench.workspace import Workspace
@@ -58,3 +59,16 @@ def table(rows: list[list[str]], headers: list[str], *, max_width: dict[int, int
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def duration_arg(text: str) -> float:
+    """An argparse type: ``90``, ``90s``, ``15m``, ``12h``, ``7d`` as seconds (positive)."""
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def duration_or_zero_arg(text: str) -> float:
+    """Like :func:`duration_arg`, and ``0`` turns the thing off."""
+    return 0.0 if text.strip().rstrip("sS") in {"0", "0.0"} else duration_arg(text)

@@ -11,7 +11,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from workbench.cli.context import CommandError, Context, add_json_flag, table
+from workbench.cli.context import (
+    CommandError,
+    Context,
+    add_json_flag,
+    duration_arg,
+    duration_or_zero_arg,
+    table,
+)
 from workbench.distribute.keys import ROLES
 from workbench.distribute.settings import (
     DEFAULT_HOST,
@@ -19,7 +26,6 @@ from workbench.distribute.settings import (
     ExpiryPolicy,
     RepositorySettings,
     format_duration,
-    parse_duration,
 )
 from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK, E_REMOTE, E_USAGE
 
@@ -33,13 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_fleet(sub)
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text).total_seconds()
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 # --- keys -------------------------------------------------------------------------------
 
 
@@ -50,7 +49,7 @@ def _register_keys(sub: argparse._SubParsersAction) -> None:
     p = ks.add_parser("init", help="generate the keys and an empty signed repository")
     defaults = ExpiryPolicy()
     for role in ("timestamp", "snapshot", "targets", "root"):
-        p.add_argument(f"--{role}-expiry", type=_duration, metavar="DURATION",
+        p.add_argument(f"--{role}-expiry", type=duration_arg, metavar="DURATION",
                        default=getattr(defaults, role),
                        help=f"how long {role} metadata stays valid (default "
                             f"{format_duration(getattr(defaults, role))})")
@@ -263,10 +262,13 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--max-message-bytes", type=int, default=50 * 1024 * 1024, metavar="BYTES",
                    help="largest message POST /v1/quarantine takes (default 50 MiB)")
-    p.add_argument("--stale-after", type=_duration, default=300.0, metavar="DURATION",
+    p.add_argument("--stale-after", type=duration_arg, default=300.0, metavar="DURATION",
                    help="a server whose last report is older turns yellow (default 5m)")
-    p.add_argument("--silent-after", type=_duration, default=1800.0, metavar="DURATION",
+    p.add_argument("--silent-after", type=duration_arg, default=1800.0, metavar="DURATION",
                    help="... and red (default 30m)")
+    p.add_argument("--spool-interval", type=duration_or_zero_arg, default=5.0, metavar="DURATION",
+                   help="also ingest quarantine/incoming this often, as `quarantine watch` "
+                        "does (default 5s; 0 leaves the spool to another process)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--openapi", action="store_true",
                    help="print the OpenAPI document and exit (docs/openapi.json)")
@@ -297,7 +299,8 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         ctx.warn(f"no update repository at {repo.root} yet: run `workbench keys init`")
     settings = ServerSettings(max_message_bytes=args.max_message_bytes,
                               thresholds=FleetThresholds(stale_after=args.stale_after,
-                                                         silent_after=args.silent_after))
+                                                         silent_after=args.silent_after),
+                              spool_interval=args.spool_interval)
     ctx.err.write(f"workbench: serving {ctx.workspace.home} on http://{args.host}:{args.port} "
                   f"(repository at /repository/)\n")
     try:
@@ -391,7 +394,7 @@ def _register_tower(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--server", required=True)
     p.add_argument("--token", default="", help="from `workbench tokens add TOWER`; without it, "
                                                 "the agent does not report")
-    p.add_argument("--poll", type=_duration, default=60.0, metavar="DURATION",
+    p.add_argument("--poll", type=duration_arg, default=60.0, metavar="DURATION",
                    help="poll interval (default 60s)")
     p.add_argument("--reload-command", default="", metavar="CMD",
                    help="run after switching bundles, e.g. 'systemctl reload scanner'")

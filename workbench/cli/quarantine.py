@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 from pathlib import Path
 
-from workbench.cli.context import CommandError, Context, add_json_flag, table
-from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.cli.context import (
+    CommandError,
+    Context,
+    add_json_flag,
+    duration_arg,
+    duration_or_zero_arg,
+    table,
+)
+from workbench.document import dumps, to_data
+from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.quarantine.index import STATUSES, AmbiguousId, UnknownId
-from workbench.quarantine.ingest import DEFAULT_MAX_MESSAGE, ingest_paths
+from workbench.quarantine.ingest import DEFAULT_MAX_MESSAGE, IngestSummary, ingest_paths
 from workbench.quarantine.query import QueryError, parse_query
-from workbench.quarantine.service import Quarantine
+from workbench.quarantine.service import Quarantine, stamp
+from workbench.quarantine.watch import DEFAULT_INTERVAL, DEFAULT_SETTLE, DrainResult, SpoolWatcher
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +37,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="messages larger than this go to failed/ (default 100 MiB)")
     add_json_flag(p)
     p.set_defaults(func=cmd_ingest)
+
+    p = qs.add_parser("watch", help="ingest the tower spool continuously as mail arrives")
+    p.add_argument("--interval", type=duration_arg, default=DEFAULT_INTERVAL, metavar="DURATION",
+                   help=f"poll the spool this often (default {DEFAULT_INTERVAL:g}s)")
+    p.add_argument("--settle", type=duration_or_zero_arg, default=DEFAULT_SETTLE,
+                   metavar="DURATION",
+                   help=f"leave files modified less than this ago; a tower may still be "
+                        f"writing them (default {DEFAULT_SETTLE:g}s, 0 takes everything)")
+    p.add_argument("--once", action="store_true", help="drain once and exit")
+    p.add_argument("--max-size", type=int, default=DEFAULT_MAX_MESSAGE, metavar="BYTES",
+                   help="larger inputs go to failed/ (default 100 MiB)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON line per drain that did something (see docs/formats.md)")
+    p.set_defaults(func=cmd_watch)
 
     p = qs.add_parser("list", help="list quarantined messages, newest first")
     p.add_argument("--query", "-q", default="", help="filter, e.g. 'tower:t12 status:new has:attachment invoice'")
@@ -92,11 +117,55 @@ def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         ctx.json(summary)
     else:
-        ctx.print(f"accepted {summary.accepted}, duplicates {summary.duplicates}, "
-                  f"repeated {summary.repeated}, flagged {summary.flagged}, failed {summary.failed}")
+        ctx.print(_summary_line(summary))
         for f in summary.failures:
             ctx.print(f"  failed: {f.source}: {f.reason} (kept as quarantine/{f.stored_as})")
     return E_INPUT if summary.failed and not summary.messages else E_OK
+
+
+def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
+    watcher = SpoolWatcher(ctx.workspace, interval=args.interval, settle=args.settle,
+                           max_message=args.max_size)
+
+    def report(result: DrainResult) -> None:
+        if args.json:
+            ctx.out.write(dumps({"at": stamp(), **to_data(result)}, indent=None) + "\n")
+        elif result.error:
+            ctx.warn(f"spool drain failed, retrying in {args.interval:g}s: {result.error}")
+        elif result.summary is not None:
+            ctx.print(f"{stamp()} {_summary_line(result.summary)}")
+            for f in result.summary.failures:
+                ctx.print(f"  failed: {f.source}: {f.reason} (kept as quarantine/{f.stored_as})")
+        ctx.out.flush()
+
+    if args.once:
+        with _open(ctx) as q:
+            result = watcher.drain(q)
+        if result.busy:
+            raise CommandError("another reader holds the spool (quarantine/spool.lock)", E_CONFLICT)
+        if result.error:
+            raise CommandError(f"spool drain failed (the files are still in the spool): "
+                               f"{result.error}", E_CONFLICT)
+        report(result)
+        return E_OK
+    ctx.err.write(f"workbench: watching {ctx.workspace.quarantine / 'incoming'} every "
+                  f"{args.interval:g}s (Ctrl-C to stop)\n")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        watcher.run(stop, report)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    t = watcher.totals
+    ctx.err.write(f"workbench: stopped after {watcher.drains} drains: {_summary_line(t)}\n")
+    return E_OK
+
+
+def _summary_line(summary: IngestSummary) -> str:
+    return (f"accepted {summary.accepted}, duplicates {summary.duplicates}, "
+            f"repeated {summary.repeated}, flagged {summary.flagged}, failed {summary.failed}")
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:

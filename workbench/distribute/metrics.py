@@ -57,6 +57,12 @@ class ServerMetrics:
         self.ingest = Counter("workbench_ingest_messages",
                               "Messages received on POST /v1/quarantine by result",
                               ["result"], registry=self.registry)
+        self.spool = Counter("workbench_spool_messages",
+                             "Messages taken from the quarantine/incoming spool by result",
+                             ["result"], registry=self.registry)
+        self.spool_errors = Counter("workbench_spool_drain_errors",
+                                    "Spool drains that failed and will be retried",
+                                    registry=self.registry)
         self.auth_failures = Counter("workbench_auth_failures",
                                      "Write requests refused for a missing, wrong or foreign token",
                                      registry=self.registry)

@@ -7,6 +7,7 @@ body is size-limited before it is read into memory.
 
 import contextlib
 import json
+import logging
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -37,7 +38,10 @@ from workbench.distribute.tokens import NAME, TokenStore
 from workbench.document import to_data
 from workbench.quarantine.ingest import IngestSummary, ingest_bytes
 from workbench.quarantine.service import Quarantine
+from workbench.quarantine.watch import DrainResult, SpoolWatcher
 from workbench.workspace import Workspace
+
+log = logging.getLogger("workbench.serve")
 
 NAME_PATTERN = NAME.pattern
 
@@ -53,6 +57,8 @@ class ServerSettings:
     max_message_bytes: int = 50 * 1024 * 1024     # POST /v1/quarantine
     max_json_bytes: int = 64 * 1024               # every other request body
     thresholds: FleetThresholds = field(default_factory=lambda: DEFAULT_THRESHOLDS)
+    spool_interval: float = 0.0                   # drain quarantine/incoming this often; 0: off
+    spool_settle: float = 2.0                     # leave spool files younger than this
 
 
 @dataclass(frozen=True)
@@ -243,6 +249,27 @@ class ServerState:
                                 source=f"http:{tower}/{server}",
                                 max_message=self.settings.max_message_bytes, actor=f"tower:{tower}")
 
+    def start_spool_watcher(self) -> tuple[threading.Thread, threading.Event] | None:
+        """Drain ``quarantine/incoming`` in a thread, so one process takes mail both ways."""
+        if self.settings.spool_interval <= 0:
+            return None
+        watcher = SpoolWatcher(self.workspace, interval=self.settings.spool_interval,
+                               settle=self.settings.spool_settle,
+                               max_message=self.settings.max_message_bytes)
+
+        def count(result: DrainResult) -> None:
+            if result.error:
+                self.metrics.spool_errors.inc()
+                log.warning("spool drain failed, retrying: %s", result.error)
+                return
+            summary = result.summary
+            assert summary is not None
+            self.metrics.spool.labels("accepted").inc(summary.accepted)
+            self.metrics.spool.labels("duplicate").inc(summary.duplicates)
+            self.metrics.spool.labels("failed").inc(summary.failed)
+
+        return watcher.start(count)
+
     def close(self) -> None:
         with self._ingest_lock:
             if self._quarantine is not None:
@@ -261,9 +288,14 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        spool = state.start_spool_watcher()
         try:
             yield
         finally:
+            if spool is not None:
+                thread, stop = spool
+                stop.set()
+                await run_in_threadpool(thread.join, 30)
             state.close()
 
     app = FastAPI(

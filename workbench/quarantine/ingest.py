@@ -8,17 +8,20 @@ ingested again, which the sighting id makes a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import mailbox
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.durable import file_lock
 from workbench.quarantine.headers import looks_like_mail, summarize_headers
 from workbench.quarantine.index import FailedInput, NewMessage, Sighting
 from workbench.quarantine.service import Quarantine, stamp
@@ -28,6 +31,7 @@ DEFAULT_MAX_MESSAGE = 100 * 1024 * 1024
 BATCH = 500
 SIDECAR_SUFFIX = ".json"
 SPOOL_SKIP_SUFFIXES = (".tmp", ".part", SIDECAR_SUFFIX)
+SPOOL_LOCK = "spool.lock"
 
 
 @dataclass
@@ -203,21 +207,31 @@ def _mbox_count(path: Path) -> int:
     return count
 
 
-def spool_items(incoming: Path) -> Iterator[IngestItem]:
+def spool_items(incoming: Path, *, settle: float = 0.0) -> Iterator[IngestItem]:
     """``incoming/<tower>/<server>/<file>``: what towers copy in.
 
     Towers write ``name.tmp`` (or a dot-file) and rename it when complete; those
-    and ``<file>.json`` sidecars are not messages themselves.
+    and ``<file>.json`` sidecars are not messages themselves. ``settle`` leaves alone
+    files modified less than that many seconds ago, for a tower that copies in place
+    instead of renaming: taking a file while it is still being written would store
+    a truncated message and then delete the file the tower is still writing to.
     """
     if not incoming.is_dir():
         return
+    newest = time.time() - settle
     for tower_dir in sorted(p for p in incoming.iterdir() if p.is_dir()):
         for server_dir in sorted(p for p in tower_dir.iterdir() if p.is_dir()):
             for f in sorted(server_dir.iterdir()):
                 if not f.is_file() or f.name.startswith(".") or f.name.endswith(SPOOL_SKIP_SUFFIXES):
                     continue
-                yield _file_item(f, tower=tower_dir.name, server=server_dir.name, reason="",
-                                 spool=True)
+                try:
+                    item = _file_item(f, tower=tower_dir.name, server=server_dir.name, reason="",
+                                      spool=True)
+                except FileNotFoundError:      # taken meanwhile by the tower or an operator
+                    continue
+                if settle and max(os.stat(p).st_mtime for p in item.spool_files) > newest:
+                    continue
+                yield item
 
 
 class Ingester:
@@ -265,8 +279,10 @@ class Ingester:
         added = self.q.index.record(messages.values(), sightings, actor=self.actor)
         if failures:
             self.q.index.record_failed(failures, actor=self.actor)
-        for msg in summary.messages:
-            msg.new = msg.sha256 not in known
+        first: set[str] = set()
+        for msg in summary.messages:          # a second copy in the same batch is not new
+            msg.new = msg.sha256 not in known and msg.sha256 not in first
+            first.add(msg.sha256)
         summary.repeated = len(before)
         summary.accepted = len({m.sha256 for m in summary.messages if m.new})
         summary.duplicates = added - summary.accepted
@@ -346,17 +362,32 @@ def ingest_paths(q: Quarantine, paths: Iterable[Path], *, tower: str = "", serve
                  reason: str = "", max_message: int = DEFAULT_MAX_MESSAGE,
                  actor: str = "ingest") -> IngestSummary:
     """Ingest files, folders, Maildirs and mboxes; the spool folder is read as a spool."""
+    paths = [Path(p) for p in paths]
+    ingester = Ingester(q, max_message=max_message, actor=actor, override_reason=reason)
+    spool = [p for p in paths if p.resolve() == q.incoming.resolve()]
     items: list[IngestItem] = []
-    for path in map(Path, paths):
-        if path.resolve() == q.incoming.resolve():
-            items.extend(spool_items(q.incoming))
-        else:
+    for path in paths:
+        if path not in spool:
             items.extend(discover([path], tower=tower, server=server))
-    return Ingester(q, max_message=max_message, actor=actor, override_reason=reason).run(items)
+    summary = ingester.run(items)
+    if spool:
+        with spool_lock(q):
+            summary.merge(ingester.run(spool_items(q.incoming)))
+    return summary
 
 
-def ingest_spool(q: Quarantine, *, max_message: int = DEFAULT_MAX_MESSAGE) -> IngestSummary:
-    return Ingester(q, max_message=max_message).run(spool_items(q.incoming))
+def spool_lock(q: Quarantine, *, wait: bool = True) -> contextlib.AbstractContextManager[None]:
+    """One reader of the spool at a time (``quarantine/spool.lock``): two readers could
+    both take a file, and the second would find it gone half-way."""
+    return file_lock(q.root / SPOOL_LOCK, wait=wait)
+
+
+def ingest_spool(q: Quarantine, *, max_message: int = DEFAULT_MAX_MESSAGE, settle: float = 0.0,
+                 actor: str = "ingest") -> IngestSummary:
+    """Everything in ``incoming/`` now, under the spool lock."""
+    with spool_lock(q):
+        return Ingester(q, max_message=max_message, actor=actor).run(
+            spool_items(q.incoming, settle=settle))
 
 
 def ingest_bytes(q: Quarantine, data: bytes, *, tower: str, server: str, reason: str,
