@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -20,6 +20,8 @@ from rich.text import Text
 from workbench.dissect.formats.text import defang, html_to_text
 from workbench.dissect.render import human_size
 from workbench.tui.safety import visible
+
+_R = TypeVar("_R")
 
 STATUS_BADGES = {
     "partial": ("partial", "yellow"),
@@ -51,15 +53,17 @@ def utc_text(value: dt.datetime | str | None) -> str:
         return "?"
     if isinstance(value, str):
         try:
-            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return value
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    else:
+        when = value
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def safely(render: Callable[[], RenderableType], what: str) -> RenderableType:
+def safely(render: Callable[[], _R], what: str) -> _R | Text:
     """Draw with ``render``; a report this code does not understand shows as an error in place."""
     try:
         return render()

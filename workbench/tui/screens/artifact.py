@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from rich.text import Text
@@ -361,6 +362,6 @@ view. `d` drafts a rule from everything marked, in the rule editor.
                            self.action_draft),
             PaletteCommand("Go to offset", "in the hex view (g)", self.action_goto),
             PaletteCommand("Sort strings by score", "S", self.action_sort_by_score),
-            *(PaletteCommand(f"Show {tab}", f"tab {n}", lambda t=tab: self.action_tab(t))
+            *(PaletteCommand(f"Show {tab}", f"tab {n}", partial(self.action_tab, tab))
               for n, tab in enumerate(("summary", "report", "strings", "hex"), 1)),
         ]

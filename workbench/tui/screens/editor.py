@@ -44,7 +44,7 @@ def lint_rule_text(text: str, file: str, signatures: Path) -> Any:
     from workbench.rules.lint import lint_text
     from workbench.rules.policy import Policy
 
-    return lint_text(text, file, Policy.load(signatures))
+    return lint_text(text, Path(file) if file else None, Policy.load(signatures))
 
 
 def format_rule_text(text: str) -> str:
@@ -332,10 +332,13 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
                 self.notify("rule files end in .yar or .yara", severity="error")
                 return
             if path.exists():
+                def answered(append: bool | None) -> None:
+                    if append:
+                        self.run_save(text, path, append=True)
+
                 self.app.push_screen(
                     ConfirmScreen(f"{path.name} exists. Append this rule to it?",
-                                  yes="Append", no="Cancel"),
-                    lambda ok: self.run_save(text, path, append=True) if ok else None)
+                                  yes="Append", no="Cancel"), answered)
             else:
                 self.run_save(text, path, append=False)
 

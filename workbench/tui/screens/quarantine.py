@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from functools import partial
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -136,7 +137,7 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
             self.query_one("#filter", Input).disabled = True
             return
         messages.focus()
-        self.apply_filter(self.initial_query)
+        self.apply_filter(self.initial_query or "")
 
     def on_screen_resume(self) -> None:
         """Back from another screen: tags or marks may have changed there (a retro-hunt)."""
@@ -367,12 +368,11 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
                    ("not dismissed", "-status:dismissed"), ("with header defects", "has:defects"),
                    ("tagged", "has:tag")]
         commands = [
-            PaletteCommand(f"Show {label}", f"filter: {query}",
-                           lambda q=query: self._set_filter(q))
+            PaletteCommand(f"Show {label}", f"filter: {query}", partial(self._set_filter, query))
             for label, query in presets]
         commands += [
             PaletteCommand(f"Sort by {c.title.lower()}", f"column {c.key} (o cycles)",
-                           lambda k=c.key: self._sort_by(k))
+                           partial(self._sort_by, c.key))
             for c in COLUMNS]
         commands += [
             PaletteCommand("Reverse the order", "O", self.action_reverse),
