@@ -134,3 +134,19 @@ def test_ingest_bytes_is_the_same_path_as_the_spool(quarantine, mail):
 def test_missing_path_is_a_clear_error(quarantine, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         ingest_paths(quarantine, [tmp_path / "nope"])
+
+
+def test_every_write_moves_last_change(quarantine, mail):
+    """Readers (the TUI list) poll last_change() to learn that their view is old."""
+    seen = [quarantine.index.last_change()]
+    summary = ingest_bytes(quarantine, mail(1), tower="t01", server="mx01", reason="stuck", source="a")
+    seen.append(quarantine.index.last_change())
+    sha = summary.messages[0].sha256
+    quarantine.set_status(sha, "triaged")
+    seen.append(quarantine.index.last_change())
+    quarantine.tag(sha, ["campaign"])
+    seen.append(quarantine.index.last_change())
+    ingest_bytes(quarantine, b"\x00\x01", tower="t01", server="mx01", reason="stuck", source="b")
+    seen.append(quarantine.index.last_change())
+    assert seen[0] == 0 and seen == sorted(set(seen))
+    assert quarantine.index.last_change() == seen[-1]       # reading changes nothing

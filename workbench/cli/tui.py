@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "workspace's fleet store, which a server on this home writes)")
     p.add_argument("--fleet-refresh", type=_seconds, default=2.0, metavar="SECONDS",
                    help="seconds between fleet board refreshes (default 2)")
+    p.add_argument("--list-refresh", type=_seconds, default=3.0, metavar="SECONDS",
+                   help="seconds between looks for new mail in the quarantine list (default 3)")
     p.set_defaults(func=run_tui)
 
 
@@ -52,6 +54,7 @@ def run_tui(args: argparse.Namespace, ctx: Context) -> int:
         open_rule=getattr(args, "edit", None),
         fleet_url=getattr(args, "fleet_url", None),
         fleet_refresh=getattr(args, "fleet_refresh", 2.0),
+        list_refresh=getattr(args, "list_refresh", 3.0),
         freeze_startup=True,           # one app per process: start-up objects stay (see app.py)
     )
     app.run()

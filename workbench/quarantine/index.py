@@ -341,6 +341,11 @@ class QuarantineIndex:
             raise AmbiguousId(f"id {ident!r} matches more than one message: give more characters")
         return str(rows[0]["sha256"])
 
+    def last_change(self) -> int:
+        """The newest audit entry's id. Every write to the index appends one (sightings,
+        status, tags, failures, exports), so a reader that sees it move knows its view is old."""
+        return int(self.db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
+
     def get(self, sha256: str) -> MessageRow:
         row = self.db.execute("SELECT * FROM messages WHERE sha256 = ?", (sha256,)).fetchone()
         if row is None:

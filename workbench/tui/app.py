@@ -26,6 +26,7 @@ from workbench.workspace import Workspace
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 FLEET_REFRESH = 2.0         # seconds between fleet board refreshes
+LIST_REFRESH = 3.0          # seconds between looks for new mail in the quarantine index
 
 
 class WorkbenchApp(App[int]):
@@ -63,7 +64,7 @@ class WorkbenchApp(App[int]):
     def __init__(self, workspace: Workspace, *, theme: str = "dark", query: str = "",
                  open_message: str | None = None, open_rule: Path | None = None,
                  fleet_url: str | None = None, fleet_refresh: float = FLEET_REFRESH,
-                 freeze_startup: bool = False) -> None:
+                 list_refresh: float = LIST_REFRESH, freeze_startup: bool = False) -> None:
         _start_resource_tracker()
         super().__init__()
         self.workspace = workspace
@@ -74,6 +75,7 @@ class WorkbenchApp(App[int]):
         self.quarantine_stale = False              # tags changed elsewhere: the list reloads
         self.fleet_url = fleet_url
         self.fleet_refresh = fleet_refresh
+        self.list_refresh = list_refresh           # 0: the quarantine list reloads only on r
         self._control_filter = ControlFilter()
         self.theme = THEMES.get(theme, theme)
         self._open_message = open_message
@@ -194,7 +196,7 @@ def _start_resource_tracker() -> None:
 def make_app(workspace: Workspace, *, theme: str = "dark", query: str = "",
              open_message: str | None = None, open_rule: Path | None = None,
              fleet_url: str | None = None, fleet_refresh: float = FLEET_REFRESH,
-             freeze_startup: bool = False) -> WorkbenchApp:
+             list_refresh: float = LIST_REFRESH, freeze_startup: bool = False) -> WorkbenchApp:
     """The app on a workspace, for ``workbench ui`` and for tests alike.
 
     ``fleet_url`` points the fleet board at a ``workbench serve`` elsewhere; without it the
@@ -204,4 +206,4 @@ def make_app(workspace: Workspace, *, theme: str = "dark", query: str = "",
     """
     return WorkbenchApp(workspace, theme=theme, query=query, open_message=open_message,
                         open_rule=open_rule, fleet_url=fleet_url, fleet_refresh=fleet_refresh,
-                        freeze_startup=freeze_startup)
+                        list_refresh=list_refresh, freeze_startup=freeze_startup)

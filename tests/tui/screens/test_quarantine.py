@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from textual.widgets import Input, Static
 
 from tests.tui.conftest import MESSAGES, settle
+from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import Quarantine
 from workbench.tui.app import make_app
 from workbench.tui.screens.quarantine import QuarantineScreen
@@ -155,3 +158,62 @@ async def test_command_palette_offers_the_screens_commands(ui_workspace: Workspa
         await settle(pilot)
         assert screen.query_one("#filter", Input).value == "has:attachment"
         assert len(_visible_subjects(app)) == 13
+
+
+def _arrive(workspace: Workspace, subject: str) -> None:
+    """Mail from a tower while the analyst watches (another process would do the same)."""
+    data = (f"From: tower@t09.example\r\nTo: soc@corp.example\r\nSubject: {subject}\r\n\r\n"
+            "body\r\n").encode()
+    with Quarantine.open(workspace) as q:
+        ingest_bytes(q, data, tower="t09", server="mx01", reason="stuck", source="test",
+                     received_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+
+
+async def _until(pilot, condition, seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the screen did not change in time")
+
+
+async def test_new_mail_appears_by_itself_at_the_top(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace, list_refresh=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        messages = app.screen.query_one(MessageList)
+        _arrive(ui_workspace, "Arrived while watching")
+        await _until(pilot, lambda: messages.row_count() == TOTAL + 1)
+        await settle(pilot)
+        assert messages.listing.row(0).subject == "Arrived while watching"
+        assert f"{TOTAL + 1} messages" in str(app.screen.query_one("#count", Static).render())
+
+
+async def test_new_mail_further_down_waits_for_r_and_the_cursor_stays(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace, list_refresh=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        messages = screen.query_one(MessageList)
+        await pilot.press("down", "down", "down")
+        under_cursor = messages.current().sha256
+        _arrive(ui_workspace, "Arrived while reading")
+        count = screen.query_one("#count", Static)
+        await _until(pilot, lambda: "changed: r reloads" in str(count.render()))
+        assert messages.cursor_row == 3 and messages.current().sha256 == under_cursor
+        assert messages.row_count() == TOTAL
+        await pilot.press("r")
+        await settle(pilot)
+        assert messages.row_count() == TOTAL + 1
+        assert "changed" not in str(count.render())
+        assert messages.listing.row(0).subject == "Arrived while reading"
+
+
+async def test_no_refresh_when_asked_for_none(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace, list_refresh=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        _arrive(ui_workspace, "Unseen")
+        await pilot.pause(0.5)
+        await settle(pilot)
+        assert app.screen.query_one(MessageList).row_count() == TOTAL

@@ -49,6 +49,10 @@ Words without a field match the subject, the sender and attachment names.
 
 Choose a reason or status on the right to narrow the filter. Mark rows with
 **space** to triage several at once.
+
+New mail and other analysts' triage show up by themselves while the cursor is on
+the first row; further down, the count says the index changed and **r** reloads,
+so the row under the cursor never moves on its own.
 """
 
     BINDINGS = [
@@ -67,10 +71,18 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
     class Loaded(Message):
         """The first page of a query (and, when it fits in a page, its total)."""
 
-        def __init__(self, generation: int, rows: list[MessageRow]) -> None:
+        def __init__(self, generation: int, rows: list[MessageRow], change: int) -> None:
             super().__init__()
             self.generation = generation
             self.rows = rows
+            self.change = change           # the index's last_change() the rows were read at
+
+    class IndexChanged(Message):
+        """The index's last_change() as polled now."""
+
+        def __init__(self, change: int | None) -> None:
+            super().__init__()
+            self.change = change           # None: the look failed (the error is shown)
 
     class Counted(Message):
         def __init__(self, generation: int, total: int) -> None:
@@ -104,6 +116,9 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
         self.sort: str | None = None             # set by the sort keys; overrides the text
         self.descending: bool | None = None
         self.marked: set[str] = set()             # the app's: other screens mark too (retro-hunt)
+        self.listed_change: int | None = None     # index.last_change() when the list was read
+        self.changed_since = False                # the index moved on and the list was not reloaded
+        self.checking = False                     # a look for changes is under way
 
     # -- layout -----------------------------------------------------------------
 
@@ -138,6 +153,8 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
             return
         messages.focus()
         self.apply_filter(self.initial_query or "")
+        if self.workbench.list_refresh > 0:
+            self.set_interval(self.workbench.list_refresh, self.poll_changes)
 
     def on_screen_resume(self) -> None:
         """Back from another screen: tags or marks may have changed there (a retro-hunt)."""
@@ -177,10 +194,11 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
         worker = get_current_worker()
         try:
             with self.workbench.pool.reader(generation) as index:
+                change = index.last_change()         # before the rows: a write between is seen
                 rows = fetch_page(index, query, 0)
                 if worker.is_cancelled:
                     return
-                self.post_message(self.Loaded(generation, rows))
+                self.post_message(self.Loaded(generation, rows, change))
                 if len(rows) < PAGE_SIZE:
                     return
                 total = index.count(query)
@@ -215,11 +233,40 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
         listing = self.listing
         return listing if listing is not None and listing.generation == generation else None
 
+    def poll_changes(self) -> None:
+        """Every ``list_refresh`` seconds while this screen is shown: has the index changed?"""
+        if self.app.screen is self and self.listing is not None and not self.checking:
+            self.checking = True                  # one look at a time, however slow the disk
+            self.check_changes()
+
+    @work(thread=True, group="changes", exit_on_error=False, description="look for new mail")
+    def check_changes(self) -> None:
+        try:
+            with self.workbench.pool.reader() as index:
+                change = index.last_change()
+        except Exception:
+            self.post_message(self.IndexChanged(None))
+            raise
+        self.post_message(self.IndexChanged(change))
+
+    @on(IndexChanged)
+    def _index_changed(self, event: IndexChanged) -> None:
+        self.checking = False
+        if event.change is None or self.listed_change is None or event.change == self.listed_change:
+            return
+        if self.query_one(MessageList).cursor_row == 0:
+            self.action_refresh()               # at the top: new mail simply appears
+        elif not self.changed_since:
+            self.changed_since = True
+            self._show_count()
+
     @on(Loaded)
     def _loaded(self, event: Loaded) -> None:
         listing = self._current(event.generation)
         if listing is None:
             return
+        self.listed_change = event.change
+        self.changed_since = False
         listing.store(0, event.rows)
         self.query_one(MessageList).show(listing)
         self._show_count()
@@ -257,11 +304,12 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
         if listing is None:
             return
         marked = f" · {len(self.marked):,} marked" if self.marked else ""
+        changed = " · changed: r reloads" if self.changed_since else ""
         if listing.total is None:
             text = f"{listing.known_rows - listing.page_size:,}+ messages · counting…"
         else:
             text = f"{listing.total:,} message{'s' if listing.total != 1 else ''}"
-        self.query_one("#count", Static).update(text + marked)
+        self.query_one("#count", Static).update(text + marked + changed)
 
     # -- events from widgets --------------------------------------------------------
 
