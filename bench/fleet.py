@@ -484,8 +484,12 @@ async def _drive(fleet: Fleet, repo: UpdateRepository, bundle: Path, server_pid:
     async with httpx.AsyncClient() as client:
         board = (await client.get(f"{base}/v1/fleet", params={"servers": "false"}, timeout=30)).json()
         t_get = time.perf_counter()
-        full = await client.get(f"{base}/v1/fleet", timeout=30)
+        full = await client.get(f"{base}/v1/fleet", timeout=30)      # httpx asks for gzip
         fleet_get_ms = (time.perf_counter() - t_get) * 1000
+        t_get = time.perf_counter()
+        plain = await client.get(f"{base}/v1/fleet", timeout=30,
+                                 headers={"accept-encoding": "identity"})
+        fleet_plain_ms = (time.perf_counter() - t_get) * 1000
     wires = [a.update_wire for a in fleet.agents if a.serial >= 2]
     bodies = [a.update_bodies for a in fleet.agents if a.serial >= 2]
     out["rollout"] = {
@@ -498,7 +502,9 @@ async def _drive(fleet: Fleet, repo: UpdateRepository, bundle: Path, server_pid:
         "bytes_per_agent_per_update_bodies": round(statistics.mean(bodies)) if bodies else None,
         "fleet_board_serials": board["serials"], "fleet_board_counts": board["counts"],
         "get_fleet_ms_with_all_servers": round(fleet_get_ms, 1),
-        "get_fleet_bytes": len(full.content), "errors": stats.errors}
+        "get_fleet_ms_identity": round(fleet_plain_ms, 1),
+        "get_fleet_bytes": len(full.content), "get_fleet_bytes_gzip_wire": full.num_bytes_downloaded,
+        "get_fleet_bytes_identity_wire": plain.num_bytes_downloaded, "errors": stats.errors}
     print(f"rollout: {out['rollout']}")
     await asyncio.wait_for(runner, timeout=args.poll * 2)
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.distribute.conftest import LiveServer
 from workbench.distribute.repository import UpdateRepository, publish_bundle
-from workbench.distribute.server import ServerSettings
+from workbench.distribute.server import ServerSettings, accepts_gzip
 from workbench.distribute.tokens import TokenStore
 from workbench.quarantine.service import Quarantine
 from workbench.samples.mail import EICAR, Attachment, Mail
@@ -207,6 +207,30 @@ def test_reports_make_the_fleet_and_the_metrics(http: httpx.Client, repo: Update
                  "workbench_repository_newest_serial 2.0"):
         assert line in text, line
     assert http.get("/v1/health").json() == {"status": "ok", "version": "0.1.0", "newest_serial": 2}
+
+
+def test_the_fleet_is_gzipped_for_clients_that_take_it(http: httpx.Client,
+                                                      tower_token: str) -> None:
+    for n in range(40):                 # enough servers for a body worth compressing
+        body = {"server": f"mx{n:02d}", "state": "ok", "serial": 1}
+        assert http.post("/v1/fleet/report", json=body, headers=auth(tower_token)).status_code == 204
+    plain = http.get("/v1/fleet", headers={"accept-encoding": "identity"})
+    packed = http.get("/v1/fleet", headers={"accept-encoding": "br, gzip;q=0.8"})
+    assert "content-encoding" not in plain.headers
+    assert packed.headers["content-encoding"] == "gzip" and packed.headers["vary"] == "accept-encoding"
+    assert packed.num_bytes_downloaded * 4 < len(plain.content)         # repetitive JSON
+    assert len(packed.json()["servers"]) == len(plain.json()["servers"]) == 40
+    history = http.get("/v1/fleet/history", headers={"accept-encoding": "gzip"})
+    assert history.headers["content-encoding"] == "gzip" and len(history.json()) == 40
+    refused = http.get("/v1/fleet", headers={"accept-encoding": "gzip;q=0"})
+    assert "content-encoding" not in refused.headers
+
+
+@pytest.mark.parametrize(("header", "gzip"), [
+    ("gzip", True), ("deflate, gzip", True), ("*", True), ("GZIP;q=0.5", True),
+    ("gzip;q=0", False), ("identity", False), ("", False), ("gzip;q=nonsense", False)])
+def test_accept_encoding_is_read_as_rfc_9110_says(header: str, gzip: bool) -> None:
+    assert accepts_gzip(header) is gzip
 
 
 def test_ingest_counts_in_metrics(http: httpx.Client, tower_token: str) -> None:
