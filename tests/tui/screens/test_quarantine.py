@@ -197,16 +197,24 @@ async def test_new_mail_further_down_waits_for_r_and_the_cursor_stays(ui_workspa
         messages = screen.query_one(MessageList)
         await pilot.press("down", "down", "down")
         under_cursor = messages.current().sha256
+        toasts: list[str] = []
+        notify = screen.notify
+        screen.notify = lambda message, **kw: (toasts.append(message), notify(message, **kw))[1]
         _arrive(ui_workspace, "Arrived while reading")
         count = screen.query_one("#count", Static)
-        await _until(pilot, lambda: "changed: r reloads" in str(count.render()))
+        await _until(pilot, lambda: str(count.render()).startswith("↻ "))
+        assert toasts == ["The quarantine changed: r reloads the list"]
         assert messages.cursor_row == 3 and messages.current().sha256 == under_cursor
         assert messages.row_count() == TOTAL
+        _arrive(ui_workspace, "And another")             # one toast per change, not per poll
+        await pilot.pause(0.4)
+        assert len(toasts) == 1
         await pilot.press("r")
         await settle(pilot)
-        assert messages.row_count() == TOTAL + 1
-        assert "changed" not in str(count.render())
-        assert messages.listing.row(0).subject == "Arrived while reading"
+        assert messages.row_count() == TOTAL + 2
+        assert "↻" not in str(count.render())
+        assert {messages.listing.row(i).subject for i in (0, 1)} == {"Arrived while reading",
+                                                                     "And another"}
 
 
 async def test_no_refresh_when_asked_for_none(ui_workspace: Workspace) -> None:

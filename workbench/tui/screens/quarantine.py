@@ -51,8 +51,8 @@ Choose a reason or status on the right to narrow the filter. Mark rows with
 **space** to triage several at once.
 
 New mail and other analysts' triage show up by themselves while the cursor is on
-the first row; further down, the count says the index changed and **r** reloads,
-so the row under the cursor never moves on its own.
+the first row; further down, the count gets a ↻ and **r** reloads, so the row under
+the cursor never moves on its own.
 """
 
     BINDINGS = [
@@ -259,6 +259,7 @@ so the row under the cursor never moves on its own.
         elif not self.changed_since:
             self.changed_since = True
             self._show_count()
+            self.notify("The quarantine changed: r reloads the list", timeout=6)
 
     @on(Loaded)
     def _loaded(self, event: Loaded) -> None:
@@ -304,12 +305,12 @@ so the row under the cursor never moves on its own.
         if listing is None:
             return
         marked = f" · {len(self.marked):,} marked" if self.marked else ""
-        changed = " · changed: r reloads" if self.changed_since else ""
+        changed = "↻ " if self.changed_since else ""      # the width is tight: a mark, and a toast
         if listing.total is None:
             text = f"{listing.known_rows - listing.page_size:,}+ messages · counting…"
         else:
             text = f"{listing.total:,} message{'s' if listing.total != 1 else ''}"
-        self.query_one("#count", Static).update(text + marked + changed)
+        self.query_one("#count", Static).update(changed + text + marked)
 
     # -- events from widgets --------------------------------------------------------
 
