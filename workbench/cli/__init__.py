@@ -30,8 +30,45 @@ COMMAND_MODULES = (
     "workbench.cli.tui",
 )
 
+# Which module registers each command. A command line that names one imports only that
+# module: importing every domain (numpy, GitPython, YARA-X, cryptography ...) costs about
+# 0.4 s, which every `workbench quarantine list` in a script would otherwise pay.
+# tests/test_cli_startup.py checks this table against what the modules register.
+COMMANDS = {
+    "quarantine": "workbench.cli.quarantine",
+    "demo": "workbench.cli.demo",
+    "dissect": "workbench.cli.dissect", "strings": "workbench.cli.dissect",
+    "rule": "workbench.cli.rules",
+    "corpus": "workbench.cli.corpus", "test": "workbench.cli.corpus",
+    "retrohunt": "workbench.cli.corpus",
+    "validate": "workbench.cli.release", "hooks": "workbench.cli.release",
+    "release": "workbench.cli.release",
+    "keys": "workbench.cli.distribute", "publish": "workbench.cli.distribute",
+    "serve": "workbench.cli.distribute", "tokens": "workbench.cli.distribute",
+    "tower": "workbench.cli.distribute", "fleet": "workbench.cli.distribute",
+    "ui": "workbench.cli.tui",
+}
+_GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--signatures")
 
-def build_parser() -> argparse.ArgumentParser:
+
+def named_command(argv: Sequence[str]) -> str | None:
+    """The command an argument list names (the first word that is not a global option)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _GLOBAL_OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+        elif arg == "--":
+            return None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv`` that names a known command, only that command's module
+    is imported, and with no command none is (``--help`` and a typo get every command)."""
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="Signature-writing workbench for email-security analysts. "
@@ -43,7 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--signatures", metavar="PATH",
                         help="signature repository (default: HOME/signatures, or $WORKBENCH_SIGNATURES)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    command = named_command(argv) if argv is not None else None
+    if command in COMMANDS:
+        modules: Sequence[str] = (COMMANDS[command],)
+    elif argv is not None and command is None and not {"-h", "--help"} & set(argv):
+        modules = ()          # no command: the UI, which imports what it needs itself
+    else:
+        modules = COMMAND_MODULES
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -55,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     workspace = Workspace.resolve(args.home, args.signatures)
     ctx = Context(workspace=workspace, out=sys.stdout, err=sys.stderr)
