@@ -153,7 +153,7 @@ def test_watch_runs_until_sigterm_and_reports_what_it_took(workspace, quarantine
         assert "accepted 1" in line
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=10)
     assert proc.returncode == E_OK
     assert "stopped after" in err and "accepted 1" in err
     assert quarantine.index.count() == 1

@@ -69,7 +69,7 @@ class SpoolWatcher:
                     spool_items(q.incoming, settle=self.settle))
         except LockBusy:
             return DrainResult(busy=True)
-        except Exception as exc:     # noqa: BLE001 - a loop that must keep going reports and retries
+        except Exception as exc:     # a loop that must keep going reports and retries
             self.errors += 1
             return DrainResult(error=f"{type(exc).__name__}: {exc}")
         self.drains += 1
