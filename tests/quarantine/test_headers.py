@@ -6,8 +6,16 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from workbench.quarantine.headers import attachment_names, looks_like_mail, summarize_headers
+from workbench.quarantine.headers import (
+    _PART_HEADER,
+    attachment_names,
+    looks_like_mail,
+    part_headers,
+    summarize_headers,
+)
 from workbench.samples.mail import EICAR, Attachment, Mail
 
 
@@ -113,3 +121,18 @@ def test_clean_text_repairs_lone_surrogates_so_text_can_be_written():
     assert clean_text("caf\udcc3\udca9") == "café"
     assert clean_text("x\ud800y") == "x\ufffdy"
     assert "caf\\udce9" not in dumps({"s": "caf\udce9"}) and "café" in dumps({"s": "caf\udce9"})
+
+
+_LINES = st.sampled_from([
+    b"Content-Type: text/plain", b"content-disposition: attachment; filename=a.pdf",
+    b"CONTENT-TYPE: application/zip;\r\n\tname=\"b.zip\"", b" folded; name=c.txt",
+    b"X-Content-Type: nope", b"QUJDRGNvbnRlbnQtdHlwZQ==", b"body content-type: inline",
+    b"content-", b"", b"--boundary", b"\tcontent-type: continuation"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINES, max_size=30), st.sampled_from([b"\n", b"\r\n"]))
+def test_part_headers_finds_what_the_plain_regex_finds(lines, eol):
+    """The fast scan is an optimisation only: same matches as _PART_HEADER.finditer."""
+    data = eol.join(lines)
+    assert [m.span() for m in part_headers(data)] == [m.span() for m in _PART_HEADER.finditer(data)]
