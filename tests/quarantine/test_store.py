@@ -29,10 +29,20 @@ def test_put_bytes_lays_out_split_directories_and_keeps_bytes(store):
 
 
 def test_objects_are_read_only_and_temp_folder_is_empty(store):
-    sha = store.put_bytes(b"abc").sha256
-    mode = store.path_for(sha).stat().st_mode
-    assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    for sha in (store.put_bytes(b"abc").sha256, store.put_stream(io.BytesIO(b"stream")).sha256):
+        mode = store.path_for(sha).stat().st_mode
+        assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
     assert list(store.tmp.iterdir()) == []
+
+
+def test_a_split_folder_removed_under_a_running_store_is_made_again(store):
+    """The store remembers the folders it made; one deleted behind its back still works."""
+    first = store.put_bytes(b"one").sha256
+    folder = store.path_for(first).parent
+    store.remove(first)
+    folder.rmdir()
+    folder.parent.rmdir()
+    assert store.put_bytes(b"one").created and store.read(first) == b"one"
 
 
 def test_duplicate_put_is_not_stored_twice(store):

@@ -17,6 +17,7 @@ from workbench.durable import fsync_path
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+_READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH   # objects never change once written
 
 
 class ObjectNotFound(KeyError):
@@ -50,6 +51,7 @@ class ObjectStore:
         self.root = Path(root)
         self.objects = self.root / "objects"
         self.tmp = self.root / "tmp"
+        self._folders: set[Path] = set()      # objects/ab/cd/ made by this process
 
     def ensure(self) -> ObjectStore:
         self.objects.mkdir(parents=True, exist_ok=True)
@@ -90,6 +92,7 @@ class ObjectStore:
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
+                os.fchmod(fd, _READ_ONLY)
                 if durable:
                     out.flush()
                     os.fsync(out.fileno())
@@ -112,6 +115,7 @@ class ObjectStore:
                         raise ValueError(f"object larger than {max_bytes} bytes")
                     digest.update(chunk)
                     out.write(chunk)
+                os.fchmod(fd, _READ_ONLY)
                 if durable:
                     out.flush()
                     os.fsync(out.fileno())
@@ -133,14 +137,20 @@ class ObjectStore:
             return False
 
     def _install(self, tmp: Path, final: Path, durable: bool) -> bool:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        folder = final.parent
+        if folder not in self._folders:     # objects/ab/cd/ once per process, not per object
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
         if final.exists():
             # A damaged object (wrong size) is replaced by the good copy we hold.
             os.chmod(final, stat.S_IRUSR | stat.S_IWUSR)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:           # the folder went away under us (a manual clean-up)
+            folder.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
         if durable:
-            fsync_path(final.parent)
+            fsync_path(folder)
         return True
 
     def open(self, sha256: str) -> BinaryIO:
