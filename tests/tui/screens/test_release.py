@@ -12,6 +12,7 @@ from workbench.distribute.settings import RepositorySettings
 from workbench.release.service import make_release
 from workbench.release.store import ReleaseStore
 from workbench.tui.app import WorkbenchApp, make_app
+from workbench.tui.changes import commit_signatures
 from workbench.tui.screens.editor import EditorScreen
 from workbench.tui.screens.modals import PromptScreen
 from workbench.tui.screens.release import ReleaseScreen, diff_text
@@ -160,6 +161,31 @@ async def test_commit_release_and_publish(sig_workspace: Workspace) -> None:
         app.notify = lambda message, **kw: shown.append(str(message))  # type: ignore[method-assign]
         await pilot.press("p")
         assert any("already published" in s for s in shown)
+
+
+def release_twice(workspace: Workspace) -> None:
+    """Release 1 ships the house rules; release 2 stops shipping GTUBE (the bad release)."""
+    make_release(workspace, message="first")
+    gtube = workspace.signatures / "rules" / "spam" / "gtube.yar"
+    set_meta(gtube, "SPAM_GTUBE_TestString", "status", "DISABLED")
+    commit_signatures(workspace, "Disable the GTUBE rule")
+    make_release(workspace, message="second")
+
+
+async def test_a_new_release_is_highlighted_so_p_publishes_it(sig_workspace: Workspace) -> None:
+    release_twice(sig_workspace)
+    eicar = sig_workspace.signatures / "rules" / "test" / "eicar.yar"
+    set_meta(eicar, "TEST_EICAR_TestFile_Plain", "description", "the EICAR test file, alone")
+    commit_signatures(sig_workspace, "Describe the EICAR rule better")
+    app = make_app(sig_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_releaser(pilot, app)
+        # the cursor on an older release: its row would hold release 2 once release 3 is listed
+        await pilot.press("3", "down", "R", "enter")
+        await until(pilot, lambda: not screen.busy and screen.view is not None
+                    and screen.view.latest is not None and screen.view.latest.serial == 3, timeout=60)
+        releases = screen.query_one("#releases", ListTable)
+        assert [r.serial for r, _ in releases.items] == [3, 2, 1] and releases.current()[0].serial == 3
 
 
 async def test_the_commit_dialog_warns_about_unsaved_editor_edits(sig_workspace: Workspace) -> None:

@@ -143,11 +143,12 @@ highlighted under Releases) to the update repository the towers pull from.
     class Done(Message):
         """An operation finished: say what happened, then read the repository again."""
 
-        def __init__(self, text: str, *, error: bool = False, tab: str = "") -> None:
+        def __init__(self, text: str, *, error: bool = False, tab: str = "", serial: int | None = None) -> None:
             super().__init__()
             self.text = text
             self.error = error
             self.tab = tab            # show this tab afterwards
+            self.serial = serial      # highlight this release once read (p then publishes it)
 
     class Idle(Message):
         """A repository operation ended, however it ended (posted last, from ``finally``)."""
@@ -162,6 +163,7 @@ highlighted under Releases) to the update repository the towers pull from.
         self.view: SignaturesView | None = None
         self.validation: Any = None
         self.busy = ""
+        self.select_serial: int | None = None     # highlight this release after the next read
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -207,6 +209,12 @@ highlighted under Releases) to the update repository the towers pull from.
         self.query_one("#changes", ListTable).show(view.changes, keep_cursor=True)
         releases = self.query_one("#releases", ListTable)
         releases.show([(r, r.serial in view.published) for r in view.releases], keep_cursor=True)
+        if self.select_serial is not None:
+            # the cursor kept its row, which now holds an older release: follow the new one
+            row = next((i for i, (r, _) in enumerate(releases.items) if r.serial == self.select_serial), None)
+            if row is not None:
+                releases.cursor_row = row
+            self.select_serial = None
         tabs = self.query_one("#release-tabs", TabbedContent)
         uncommitted = sum(1 for c in view.changes if c.git)
         tabs.get_tab("tab-changes").label = Text.assemble(
@@ -438,7 +446,7 @@ highlighted under Releases) to the update repository the towers pull from.
             self.post_message(self.Idle())
         self.post_message(self.Done(
             f"released {outcome.tag} ({outcome.rules_shipped} rules ship; "
-            f"{outcome.changelog.summary()}): p publishes it", tab="releases"))
+            f"{outcome.changelog.summary()}): p publishes it", tab="releases", serial=outcome.serial))
 
     def action_publish(self) -> None:
         view = self.view
@@ -490,6 +498,8 @@ highlighted under Releases) to the update repository the towers pull from.
                     timeout=8 if event.error else 5)
         if event.tab:
             self.action_tab(event.tab)
+        if event.serial is not None:
+            self.select_serial = event.serial
         self.refresh_view()
 
     def palette_commands(self) -> list[PaletteCommand]:
