@@ -1,4 +1,4 @@
-"""Fleet judgement (pure) and the fleet store."""
+"""Fleet judgement (pure), the inventory of expected servers, and the fleet store."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from workbench.distribute.fleet import (
+    NEVER_REPORTED,
+    ExpectedServer,
     FleetReport,
     FleetState,
     FleetStore,
@@ -97,7 +99,7 @@ def test_store_keeps_the_newest_report_and_the_changes(tmp_path: Path) -> None:
         assert len(store.events()) == 3
         state = store.state(2, now=NOW + 140)
         assert state.counts == {"green": 0, "yellow": 1, "red": 1}
-        assert store.forget("t01", "s01") == 1 and store.forget("t09") == 0
+        assert store.forget("t01", "s01") == ["s01"] and store.forget("t09") == []
         assert [r.tower for r in store.records()] == ["t02"]
     with FleetStore(tmp_path / "fleet.sqlite") as reopened:        # persisted
         assert len(reopened.records()) == 1 and len(reopened.events()) == 3
@@ -107,3 +109,132 @@ def test_store_truncates_long_errors(tmp_path: Path) -> None:
     with FleetStore(tmp_path / "fleet.sqlite") as store:
         store.record("t01", FleetReport(server="s01", state="failed", error="x" * 10_000))
         assert len(store.records()[0].error) == 2000
+
+
+# --- the inventory: expected servers ------------------------------------------------------------
+
+
+def test_an_empty_inventory_changes_nothing() -> None:
+    records = [record("t01", "s01"), record("t01", "s02", serial=6), record("t02", "s01", age=4000)]
+    plain = summarize(records, 7, now=NOW, thresholds=T)
+    assert summarize(records, 7, now=NOW, thresholds=T, expected={}) == plain
+    assert summarize(records, 7, now=NOW, thresholds=T, expected={"t09": []}) == plain
+    assert (plain.expected, plain.never_reported, plain.not_in_inventory) == (0, 0, 0)
+    assert all(s.expected is None and s.reported_at is not None for s in plain.servers)
+    assert all((t.expected, t.never_reported, t.not_in_inventory) == (0, 0, 0) for t in plain.towers)
+
+
+def test_expected_servers_that_never_reported_are_red_and_counted() -> None:
+    records = [record("t01", "s01"),                            # listed, green
+               record("t01", "s09", serial=6),                  # reports, not listed: stays yellow
+               record("t03", "s01")]                            # a tower without an inventory
+    expected = {"t01": ["s01", "s03"], "t02": ["a", "b"]}     # t02: not one agent came up
+    fleet = summarize(records, 7, now=NOW, thresholds=T, expected=expected)
+    by = {(s.tower, s.server): s for s in fleet.servers}
+    assert list(by) == [("t01", "s01"), ("t01", "s03"), ("t01", "s09"), ("t02", "a"), ("t02", "b"),
+                        ("t03", "s01")]
+    never = by[("t01", "s03")]
+    assert (never.health, never.reason, never.state) == (Health.RED, "never reported", NEVER_REPORTED)
+    assert never.serial is None and never.reported_at is None and never.age_seconds is None
+    assert never.expected is True and never.never_reported
+    assert by[("t01", "s01")].expected is True and by[("t01", "s01")].health is Health.GREEN
+    unlisted = by[("t01", "s09")]
+    assert unlisted.health is Health.YELLOW and unlisted.expected is False
+    assert unlisted.reason == "behind: serial 6, newest 7 (not in the inventory)"
+    assert by[("t03", "s01")].expected is None and "inventory" not in by[("t03", "s01")].reason
+    # counted in the health counts and the towers, not in the serials in use
+    assert fleet.counts == {"green": 2, "yellow": 1, "red": 3}
+    assert fleet.serials == {"7": 2, "6": 1}
+    assert (fleet.expected, fleet.never_reported, fleet.not_in_inventory) == (4, 3, 1)
+    towers = {t.tower: t for t in fleet.towers}
+    assert [t.tower for t in fleet.towers] == ["t01", "t02", "t03"]
+    t01, t02, t03 = towers["t01"], towers["t02"], towers["t03"]
+    assert (t01.health, t01.servers, t01.red, t01.expected, t01.never_reported, t01.not_in_inventory) \
+        == (Health.RED, 3, 1, 2, 1, 1)
+    assert (t02.health, t02.servers, t02.red, t02.never_reported, t02.serials) == (Health.RED, 2, 2, 2, {})
+    assert (t03.health, t03.expected, t03.never_reported) == (Health.GREEN, 0, 0)
+
+
+def test_a_fleet_with_never_reported_servers_survives_json() -> None:
+    fleet = summarize([record(), record(server="s02", serial=6)], 7, now=NOW,
+                      expected={"t01": ["s01", "s03"], "t02": ["x"]})
+    data = json.loads(dumps(fleet))
+    missing = next(s for s in data["servers"] if s["server"] == "s03")
+    assert missing["reported_at"] is None and missing["age_seconds"] is None
+    assert missing["health"] == "red" and missing["reason"] == "never reported"
+    assert FleetState.from_data(data) == fleet
+
+
+def test_fleet_documents_of_other_versions_still_read() -> None:
+    fleet = summarize([record()], 7, now=NOW, expected={"t01": ["s01", "s02"]})
+    data = json.loads(dumps(fleet))
+    # a newer server may add fields: they are left out, not an error
+    data["quorum"] = 3
+    data["towers"][0]["racks"] = 2
+    data["servers"][0]["rack"] = "r1"
+    data["thresholds"]["dead_after"] = 1.0
+    assert FleetState.from_data(data) == fleet
+    # an older server has no inventory fields at all
+    for key in ("expected", "never_reported", "not_in_inventory"):
+        del data[key]
+        del data["towers"][0][key]
+    for s in data["servers"]:
+        del s["expected"]
+    older = FleetState.from_data(data)
+    assert older.never_reported == 0 and older.towers[0].expected == 0
+    assert [s.expected for s in older.servers] == [None, None]
+
+
+def test_the_inventory_in_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.sqlite"
+    with FleetStore(path) as store:
+        assert store.inventory() == {}
+        change = store.expect({"t01": ["s02", "s01"], "t02": ["a"]})
+        assert change.added == [ExpectedServer("t01", "s01"), ExpectedServer("t01", "s02"),
+                                ExpectedServer("t02", "a")]
+        assert (change.removed, change.expected, change.dry_run) == ([], 3, False)
+        again = store.expect({"t01": ["s01", "s03"]})                     # adds; keeps s02
+        assert again.added == [ExpectedServer("t01", "s03")] and again.expected == 4
+        preview = store.expect({"t01": ["s01", "s04"]}, replace=True, dry_run=True)
+        assert preview.added == [ExpectedServer("t01", "s04")] and preview.dry_run
+        assert preview.removed == [ExpectedServer("t01", "s02"), ExpectedServer("t01", "s03")]
+        assert preview.expected == 3
+        assert store.inventory() == {"t01": ["s01", "s02", "s03"], "t02": ["a"]}   # dry run
+        store.expect({"t01": ["s01", "s04"]}, replace=True)
+        assert store.inventory() == {"t01": ["s01", "s04"], "t02": ["a"]}          # t02 untouched
+        emptied = store.expect({"t02": []}, replace=True)
+        assert emptied.removed == [ExpectedServer("t02", "a")]
+        store.record("t01", FleetReport(server="s01", state="ok", serial=7), received_at=NOW)
+        store.record("t01", FleetReport(server="s09", state="ok", serial=7), received_at=NOW)
+        state = store.state(7, now=NOW + 10)
+        assert [(s.server, s.health.value, s.reason) for s in state.servers] == [
+            ("s01", "green", "on serial 7"), ("s04", "red", "never reported"),
+            ("s09", "green", "on serial 7 (not in the inventory)")]
+    with FleetStore(path) as reopened:                                   # persisted
+        assert reopened.inventory() == {"t01": ["s01", "s04"]}
+        # forget drops the reports and the inventory entries together
+        assert reopened.forget("t01", "s04", "s09", "s77") == ["s04", "s09"]
+        assert reopened.inventory() == {"t01": ["s01"]}
+        assert [r.server for r in reopened.records()] == ["s01"]
+        assert reopened.forget("t01") == ["s01"] and reopened.inventory() == {}
+        assert len(reopened.events()) == 2                               # the history stays
+
+
+def test_the_server_sees_an_inventory_change_at_once(tmp_path: Path) -> None:
+    """The server keeps its connection open while the CLI writes through another one."""
+    path = tmp_path / "fleet.sqlite"
+    with FleetStore(path) as server, FleetStore(path) as cli:
+        server.record("t01", FleetReport(server="s01", state="ok", serial=7), received_at=NOW)
+        assert server.state(7, now=NOW).counts == {"green": 1, "yellow": 0, "red": 0}
+        cli.expect({"t01": ["s01", "s02"]})
+        assert server.state(7, now=NOW).counts == {"green": 1, "yellow": 0, "red": 1}
+        cli.forget("t01", "s02")
+        assert server.state(7, now=NOW).never_reported == 0
+
+
+def test_summarize_a_full_fleet_with_its_inventory() -> None:
+    records = [record(f"t{t:03d}", f"s{s:02d}") for t in range(100) for s in range(36) if (t + s) % 50]
+    expected = {f"t{t:03d}": [f"s{s:02d}" for s in range(36)] for t in range(100)}
+    fleet = summarize(records, 7, now=NOW, expected=expected)
+    assert len(fleet.servers) == 3600 and fleet.never_reported == 3600 - len(records) == 72
+    assert fleet.counts["red"] == 72 and sum(fleet.serials.values()) == len(records)

@@ -40,5 +40,21 @@ def fleet_records(towers: int = 100, servers: int = 36, *, newest: int = 5,
     return out
 
 
-def fleet_state(towers: int = 100, servers: int = 36, *, newest: int = 5, vary: bool = True) -> FleetState:
-    return summarize(fleet_records(towers, servers, newest=newest, vary=vary), newest, now=NOW)
+def fleet_inventory(records: list[ServerRecord], *, missing: int = 0) -> dict[str, list[str]]:
+    """The inventory of ``records``' servers, and ``missing`` more (``mx90``, ``mx91`` ... spread
+    over the towers) whose agents never reported."""
+    inventory: dict[str, list[str]] = {}
+    for r in records:
+        inventory.setdefault(r.tower, []).append(r.server)
+    towers = sorted(inventory)
+    for n in range(missing):
+        inventory[towers[(n * 7) % len(towers)]].append(f"mx{90 + n // len(towers)}")
+    return inventory
+
+
+def fleet_state(towers: int = 100, servers: int = 36, *, newest: int = 5, vary: bool = True,
+                missing: int = 0) -> FleetState:
+    """A judged fleet; with ``missing``, also an inventory with that many never-reported servers."""
+    records = fleet_records(towers, servers, newest=newest, vary=vary)
+    expected = fleet_inventory(records, missing=missing) if missing else None
+    return summarize(records, newest, now=NOW, expected=expected)

@@ -31,6 +31,25 @@ def test_spread_counts_what_holds_the_newest_back() -> None:
     assert s.fraction == pytest.approx(3 / 8)
 
 
+def test_spread_counts_servers_that_never_reported() -> None:
+    records = [record("t1", "a"), record("t1", "b", serial=4), record("t1", "c", age=7200.0),
+               record("t2", "a", state="failed", error="boom")]
+    expected = {"t1": ["a", "b", "c", "d"], "t2": ["a"], "t3": ["a", "b"]}
+    state = summarize(records, 5, now=NOW, expected=expected)
+    s = spread(state)
+    assert (s.servers, s.on_newest, s.behind) == (7, 3, 1)      # silent and failed are on 5
+    assert (s.failed, s.silent, s.never_reported) == (1, 1, 3)
+    assert state.counts["red"] == s.failed + s.silent + s.never_reported
+
+
+def test_spread_of_a_big_fleet_with_an_inventory_adds_up() -> None:
+    state = fleet_state(missing=25)
+    s = spread(state)
+    assert s.never_reported == state.never_reported == 25
+    assert state.counts["red"] == s.failed + s.silent + s.never_reported
+    assert sum(state.serials.values()) == s.servers - 25
+
+
 def test_spread_of_an_empty_or_unpublished_fleet() -> None:
     empty = spread(summarize([], None, now=NOW))
     assert (empty.servers, empty.on_newest, empty.fraction) == (0, 0, 0.0)
@@ -62,6 +81,15 @@ def test_local_fleet_reads_the_workspace_store(tmp_path: Path) -> None:
     assert state.newest_serial is None                                   # nothing published yet
     events = source.events("t07", "mx1")
     assert [e.state for e in events] == ["failed", "ok"]
+    # the inventory in the same store: a server that never reported is on the board, red
+    with FleetStore.for_workspace(workspace) as store:
+        store.expect({"t07": ["mx1", "mx2"], "t08": ["mx1"]})
+    state = source.state()
+    assert [(s.tower, s.server, s.reason) for s in state.servers if s.never_reported] == [
+        ("t07", "mx2", "never reported"), ("t08", "mx1", "never reported")]
+    assert [(t.tower, t.health.value, t.never_reported) for t in state.towers] == [
+        ("t07", "red", 1), ("t08", "red", 1)]
+    assert source.events("t08", "mx1") == []
     source.close()
     source.close()                                                       # twice is fine
 

@@ -595,9 +595,10 @@ def _register_fleet(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=50)
     add_json_flag(p)
     p.set_defaults(func=cmd_fleet_history)
-    p = fs.add_parser("forget", help="drop decommissioned servers from the board")
+    p = fs.add_parser("forget", help="drop decommissioned servers (or a whole tower) from the "
+                                     "board and the inventory")
     p.add_argument("tower")
-    p.add_argument("server", nargs="?")
+    p.add_argument("servers", nargs="*", metavar="SERVER", help="default: every server of TOWER")
     p.set_defaults(func=cmd_fleet_forget)
 
 
@@ -631,16 +632,26 @@ def cmd_fleet(args: argparse.Namespace, ctx: Context) -> int:
         ctx.json(fleet)
         return E_OK
     counts = fleet.counts
+    never = f" ({fleet.never_reported} never reported)" if fleet.never_reported else ""
     ctx.print(f"newest serial {fleet.newest_serial if fleet.newest_serial is not None else '-'}; "
               f"{sum(counts.values())} servers: {counts.get('green', 0)} green, "
-              f"{counts.get('yellow', 0)} yellow, {counts.get('red', 0)} red; serials in use: "
+              f"{counts.get('yellow', 0)} yellow, {counts.get('red', 0)} red{never}; serials in use: "
               + (", ".join(f"{k}x{v}" for k, v in fleet.serials.items()) or "-"))
+    if fleet.not_in_inventory:
+        ctx.print(f"{fleet.not_in_inventory} reporting server"
+                  f"{'s are' if fleet.not_in_inventory != 1 else ' is'} not in the inventory "
+                  "(`workbench fleet expect TOWER SERVER` adds them)")
     if fleet.towers:
         ctx.print("")
+        # the inventory's columns only once there is one: without it nothing else changes
+        listed = fleet.expected > 0
         ctx.print(table([[t.tower, t.health.value, str(t.servers), str(t.green), str(t.yellow),
-                          str(t.red), ", ".join(f"{k}x{v}" for k, v in t.serials.items())]
+                          str(t.red)]
+                         + ([str(t.expected), str(t.never_reported)] if listed else [])
+                         + [", ".join(f"{k}x{v}" for k, v in t.serials.items())]
                          for t in fleet.towers],
-                        ["TOWER", "HEALTH", "SERVERS", "GREEN", "YELLOW", "RED", "SERIALS"]))
+                        ["TOWER", "HEALTH", "SERVERS", "GREEN", "YELLOW", "RED"]
+                        + (["EXPECTED", "NEVER"] if listed else []) + ["SERIALS"]))
     shown = [s for s in fleet.servers if args.all or s.health.value != "green"]
     if shown:
         ctx.print("")
@@ -677,9 +688,13 @@ def cmd_fleet_forget(args: argparse.Namespace, ctx: Context) -> int:
     from workbench.distribute.fleet import FleetStore
 
     with FleetStore.for_workspace(ctx.workspace.ensure()) as store:
-        removed = store.forget(args.tower, args.server)
+        removed = store.forget(args.tower, *args.servers)
     if not removed:
-        raise CommandError(f"no such server in the fleet: {args.tower} {args.server or ''}".rstrip(),
-                           E_NOT_FOUND)
-    ctx.print(f"forgot {removed} server{'s' if removed != 1 else ''}")
+        raise CommandError(f"no such server in the fleet or the inventory: {args.tower} "
+                           f"{' '.join(args.servers)}".rstrip(), E_NOT_FOUND)
+    unknown = [s for s in dict.fromkeys(args.servers) if s not in removed]
+    if unknown:
+        ctx.warn(f"not in the fleet or the inventory of {args.tower}: {', '.join(unknown)}")
+    ctx.print(f"forgot {len(removed)} server{'s' if len(removed) != 1 else ''} of {args.tower}: "
+              f"{', '.join(removed)} (reports and inventory; the history stays)")
     return E_OK

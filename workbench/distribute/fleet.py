@@ -1,7 +1,8 @@
 """The fleet: what every tower server reports, kept in ``state/fleet.sqlite``, and how it is judged.
 
 ``classify`` and ``summarize`` are pure: the server, the CLI and the TUI's fleet board
-all draw the same ``FleetState`` from the same records.
+all draw the same ``FleetState`` from the same records. The operators' inventory (the
+servers each tower should have, table ``expected``) adds the servers that never reported.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from workbench.workspace import Workspace
 
 STATES = ("ok", "updating", "failed")
+NEVER_REPORTED = "never_reported"      # the state of an expected server nothing was heard from
+NOT_IN_INVENTORY = "not in the inventory"
 MAX_ERROR = 2000
 MAX_EVENTS = 200_000
 
@@ -27,7 +30,7 @@ MAX_EVENTS = 200_000
 class Health(enum.Enum):
     GREEN = "green"      # on the newest serial, reporting
     YELLOW = "yellow"    # behind, updating, or its report is getting old
-    RED = "red"          # failed, or silent past the threshold
+    RED = "red"          # failed, silent past the threshold, or expected and never reported
 
     @property
     def rank(self) -> int:
@@ -90,26 +93,34 @@ class ServerStatus:
     server: str
     health: Health
     reason: str
-    state: str
+    state: str                            # a report's state, or "never_reported"
     serial: int | None
     target_serial: int | None
     error: str
-    reported_at: dt.datetime
-    age_seconds: float
+    reported_at: dt.datetime | None       # None: never reported
+    age_seconds: float | None
     agent_version: str = ""
     libyara_version: str = ""
     rule_count: int | None = None
+    expected: bool | None = None          # in its tower's inventory; None: the tower has none
+
+    @property
+    def never_reported(self) -> bool:
+        return self.state == NEVER_REPORTED
 
 
 @dataclass(frozen=True)
 class TowerSummary:
     tower: str
     health: Health                        # the worst of its servers
-    servers: int
+    servers: int                          # reporting, and expected but never reported
     green: int
     yellow: int
     red: int
-    serials: dict[str, int]               # serial (or "none") -> servers on it
+    serials: dict[str, int]               # serial (or "none") -> reporting servers on it
+    expected: int = 0                     # servers in its inventory (0: no inventory)
+    never_reported: int = 0               # expected, nothing heard (counted in red)
+    not_in_inventory: int = 0             # reporting, missing from a non-empty inventory
 
 
 @dataclass(frozen=True)
@@ -120,23 +131,61 @@ class FleetState:
     newest_serial: int | None
     thresholds: FleetThresholds
     counts: dict[str, int]                # health -> servers
-    serials: dict[str, int]               # serial (or "none") -> servers
+    serials: dict[str, int]               # serial (or "none") -> reporting servers
     towers: list[TowerSummary]
+    expected: int = 0                     # servers in the inventory
+    never_reported: int = 0               # of those, nothing heard yet (counted in red)
+    not_in_inventory: int = 0             # reporting, but their tower's inventory lacks them
     servers: list[ServerStatus] = field(default_factory=list)
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> FleetState:
-        """Rebuild from the JSON document (the client side of ``GET /v1/fleet``)."""
+        """Rebuild from the JSON document (the client side of ``GET /v1/fleet``).
+
+        Fields this version does not know are left out, so a newer server's document
+        still reads.
+        """
         return cls(
             generated_at=parse_time(data["generated_at"]),
             newest_serial=data.get("newest_serial"),
-            thresholds=FleetThresholds(**data.get("thresholds", {})),
+            thresholds=FleetThresholds(**_known(FleetThresholds, data.get("thresholds", {}))),
             counts=dict(data.get("counts", {})),
             serials=dict(data.get("serials", {})),
-            towers=[TowerSummary(**{**t, "health": Health(t["health"])}) for t in data.get("towers", [])],
-            servers=[ServerStatus(**{**s, "health": Health(s["health"]),
-                                     "reported_at": parse_time(s["reported_at"])})
+            towers=[TowerSummary(**{**_known(TowerSummary, t), "health": Health(t["health"])})
+                    for t in data.get("towers", [])],
+            expected=data.get("expected", 0),
+            never_reported=data.get("never_reported", 0),
+            not_in_inventory=data.get("not_in_inventory", 0),
+            servers=[ServerStatus(**{**_known(ServerStatus, s), "health": Health(s["health"]),
+                                     "reported_at": (parse_time(s["reported_at"])
+                                                     if s.get("reported_at") else None)})
                      for s in data.get("servers", [])])
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))
+    return {k: v for k, v in data.items() if k in names}
+
+
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
+@dataclass(frozen=True)
+class ExpectedServer:
+    tower: str
+    server: str
+
+
+@dataclass(frozen=True)
+class InventoryChange:
+    """What ``FleetStore.expect`` did (or, with ``dry_run``, would do) to the inventory."""
+
+    added: list[ExpectedServer]
+    removed: list[ExpectedServer]
+    expected: int                         # servers in the inventory afterwards
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,39 +241,81 @@ def classify(record: ServerRecord, newest_serial: int | None, now: float,
     return Health.GREEN, f"on serial {record.serial}"
 
 
+def never_reported_status(tower: str, server: str) -> ServerStatus:
+    """An expected server that nothing was heard from: red, whatever else is going on.
+
+    Its agent was never installed, never started, or has no token; until it reports, the
+    board cannot tell which, and a server that scans with no rules is what this is for.
+    """
+    return ServerStatus(tower=tower, server=server, health=Health.RED, reason="never reported",
+                        state=NEVER_REPORTED, serial=None, target_serial=None, error="",
+                        reported_at=None, age_seconds=None, expected=True)
+
+
 def summarize(records: Iterable[ServerRecord], newest_serial: int | None, *,
-              now: float | None = None,
-              thresholds: FleetThresholds = DEFAULT_THRESHOLDS) -> FleetState:
-    """The fleet document: every server judged, rolled up per tower (thousands of servers in ms)."""
+              now: float | None = None, thresholds: FleetThresholds = DEFAULT_THRESHOLDS,
+              expected: Mapping[str, Iterable[str]] | None = None) -> FleetState:
+    """The fleet document: every server judged, rolled up per tower (thousands of servers in ms).
+
+    ``expected`` is the inventory, tower -> servers. A tower with an inventory gets a red
+    "never reported" entry for each listed server without a report, and its reporting
+    servers that are not listed keep their colour with "(not in the inventory)" added to
+    the reason: a typo in the inventory shows up once as red, not twice. A tower without
+    one is judged by its reports alone.
+    """
     now = time.time() if now is None else now
+    inventory = {tower: set(names) for tower, names in (expected or {}).items() if names}
     servers: list[ServerStatus] = []
-    per_tower: dict[str, list[ServerStatus]] = {}
-    for r in sorted(records, key=lambda r: (r.tower, r.server)):
+    for r in records:
         health, reason = classify(r, newest_serial, now, thresholds)
-        status = ServerStatus(
+        listed = inventory.get(r.tower)
+        in_inventory = None if listed is None else r.server in listed
+        if in_inventory is False:
+            reason = f"{reason} ({NOT_IN_INVENTORY})"
+        servers.append(ServerStatus(
             tower=r.tower, server=r.server, health=health, reason=reason, state=r.state,
             serial=r.serial, target_serial=r.target_serial, error=r.error,
             reported_at=dt.datetime.fromtimestamp(int(r.reported_at), dt.UTC),
             age_seconds=round(max(now - r.reported_at, 0.0), 1), agent_version=r.agent_version,
-            libyara_version=r.libyara_version, rule_count=r.rule_count)
-        servers.append(status)
-        per_tower.setdefault(r.tower, []).append(status)
+            libyara_version=r.libyara_version, rule_count=r.rule_count, expected=in_inventory))
+    if inventory:
+        heard = {(s.tower, s.server) for s in servers}
+        servers.extend(never_reported_status(tower, server) for tower, names in inventory.items()
+                       for server in names if (tower, server) not in heard)
+    servers.sort(key=lambda s: (s.tower, s.server))
+    per_tower: dict[str, list[ServerStatus]] = {}
+    for s in servers:
+        per_tower.setdefault(s.tower, []).append(s)
     towers = []
     for tower, members in per_tower.items():
         counts = Counter(s.health for s in members)
+        never = unlisted = 0
+        if tower in inventory:          # without an inventory, nothing to count
+            for s in members:
+                never += s.state == NEVER_REPORTED
+                unlisted += s.expected is False
         towers.append(TowerSummary(
-            tower=tower, health=max((s.health for s in members), key=lambda h: h.rank),
-            servers=len(members), green=counts[Health.GREEN], yellow=counts[Health.YELLOW],
-            red=counts[Health.RED], serials=_serial_counts(members)))
+            tower=tower, health=_worst(counts), servers=len(members), green=counts[Health.GREEN],
+            yellow=counts[Health.YELLOW], red=counts[Health.RED], serials=_serial_counts(members),
+            expected=len(inventory.get(tower, ())), never_reported=never, not_in_inventory=unlisted))
     counts = Counter(s.health for s in servers)
     return FleetState(
         generated_at=dt.datetime.fromtimestamp(int(now), dt.UTC), newest_serial=newest_serial,
         thresholds=thresholds, counts={h.value: counts[h] for h in Health},
-        serials=_serial_counts(servers), towers=towers, servers=servers)
+        serials=_serial_counts(servers), towers=towers,
+        expected=sum(len(names) for names in inventory.values()),
+        never_reported=sum(t.never_reported for t in towers),
+        not_in_inventory=sum(t.not_in_inventory for t in towers), servers=servers)
+
+
+def _worst(counts: Counter[Health]) -> Health:
+    return Health.RED if counts[Health.RED] else Health.YELLOW if counts[Health.YELLOW] else Health.GREEN
 
 
 def _serial_counts(servers: list[ServerStatus]) -> dict[str, int]:
-    counts = Counter("none" if s.serial is None else str(s.serial) for s in servers)
+    """Serials in use: what reporting servers run (a server never heard from runs nothing known)."""
+    counts = Counter("none" if s.serial is None else str(s.serial) for s in servers
+                     if s.state != NEVER_REPORTED)
     return dict(sorted(counts.items(), key=lambda kv: (kv[0] == "none", -int(kv[0]) if kv[0] != "none" else 0)))
 
 
@@ -238,6 +329,8 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, tower TEXT NOT NULL, server TEXT NOT NULL, at REAL NOT NULL,
     state TEXT NOT NULL, serial INTEGER, target_serial INTEGER, error TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS events_server ON events (tower, server, id);
+CREATE TABLE IF NOT EXISTS expected (
+    tower TEXT NOT NULL, server TEXT NOT NULL, PRIMARY KEY (tower, server)) WITHOUT ROWID;
 """
 
 _COLUMNS = ("tower", "server", "state", "serial", "error", "target_serial", "agent_version",
@@ -245,10 +338,13 @@ _COLUMNS = ("tower", "server", "state", "serial", "error", "target_serial", "age
 
 
 class FleetStore:
-    """``state/fleet.sqlite``: the newest report per server and the history of changes.
+    """``state/fleet.sqlite``: the newest report per server, the history of changes, and the
+    inventory of the servers each tower should have.
 
     Writes are short (one upsert, sometimes one event) and serialized by a lock, so the
-    server can call it straight from its event loop.
+    server can call it straight from its event loop. Every write is one SQLite
+    transaction, so the CLI can change the inventory while ``workbench serve`` reads it:
+    the server's next fleet document has the change, never half of it.
     """
 
     def __init__(self, path: Path):
@@ -311,6 +407,41 @@ class FleetStore:
             rows = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM servers").fetchall()
         return [ServerRecord(*row) for row in rows]
 
+    def inventory(self) -> dict[str, list[str]]:
+        """The expected servers, tower -> servers, both sorted."""
+        with self._lock:
+            rows = self.db.execute("SELECT tower, server FROM expected ORDER BY tower, server").fetchall()
+        return _by_tower(rows)
+
+    def expect(self, inventory: Mapping[str, Iterable[str]], *, replace: bool = False,
+               dry_run: bool = False) -> InventoryChange:
+        """Add servers to the towers' inventories; ``replace``: each tower named has exactly
+        the servers given (an empty list empties it). Towers not named are left alone.
+
+        Names are not checked here: ``workbench.distribute.inventory`` does that.
+        """
+        wanted = {tower: set(names) for tower, names in inventory.items()}
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                have = _by_tower(self.db.execute(
+                    "SELECT tower, server FROM expected ORDER BY tower, server").fetchall())
+                added = [ExpectedServer(t, s) for t in sorted(wanted)
+                         for s in sorted(wanted[t] - set(have.get(t, ())))]
+                removed = ([ExpectedServer(t, s) for t in sorted(wanted) for s in have.get(t, ())
+                            if s not in wanted[t]] if replace else [])
+                if not dry_run:
+                    self.db.executemany("INSERT INTO expected (tower, server) VALUES (?, ?)",
+                                        [(e.tower, e.server) for e in added])
+                    self.db.executemany("DELETE FROM expected WHERE tower = ? AND server = ?",
+                                        [(e.tower, e.server) for e in removed])
+                self.db.execute("ROLLBACK" if dry_run else "COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        total = sum(len(v) for v in have.values()) + len(added) - len(removed)
+        return InventoryChange(added=added, removed=removed, expected=total, dry_run=dry_run)
+
     def events(self, *, tower: str | None = None, server: str | None = None,
                limit: int = 100) -> list[FleetEvent]:
         where, params = [], []
@@ -328,16 +459,41 @@ class FleetStore:
                            state=st, serial=se, target_serial=ts, error=e)
                 for t, s, at, st, se, ts, e in rows]
 
-    def forget(self, tower: str, server: str | None = None) -> int:
-        """Drop decommissioned servers (their history stays)."""
+    def forget(self, tower: str, *servers: str) -> list[str]:
+        """Drop decommissioned servers, or a whole tower: their last reports and their
+        inventory entries, in one transaction (their history stays). Returns the servers
+        that went."""
+        where = "tower = ?" + (f" AND server IN ({', '.join('?' * len(servers))})" if servers else "")
+        params = (tower, *servers)
         with self._lock:
-            if server is None:
-                cur = self.db.execute("DELETE FROM servers WHERE tower = ?", (tower,))
-            else:
-                cur = self.db.execute("DELETE FROM servers WHERE tower = ? AND server = ?",
-                                      (tower, server))
-            return cur.rowcount
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                gone = {server for table in ("servers", "expected") for (server,) in self.db.execute(
+                    f"SELECT server FROM {table} WHERE {where}", params)}
+                for table in ("servers", "expected"):
+                    self.db.execute(f"DELETE FROM {table} WHERE {where}", params)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return sorted(gone)
 
     def state(self, newest_serial: int | None, *, now: float | None = None,
               thresholds: FleetThresholds = DEFAULT_THRESHOLDS) -> FleetState:
-        return summarize(self.records(), newest_serial, now=now, thresholds=thresholds)
+        with self._lock:
+            # one read transaction: the reports and the inventory as of the same moment
+            self.db.execute("BEGIN")
+            try:
+                rows = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM servers").fetchall()
+                expected = self.db.execute("SELECT tower, server FROM expected").fetchall()
+            finally:
+                self.db.execute("COMMIT")
+        return summarize([ServerRecord(*row) for row in rows], newest_serial, now=now,
+                         thresholds=thresholds, expected=_by_tower(expected))
+
+
+def _by_tower(rows: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for tower, server in rows:
+        out.setdefault(tower, []).append(server)
+    return out

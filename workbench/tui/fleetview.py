@@ -11,7 +11,14 @@ import contextlib
 from dataclasses import dataclass
 from typing import Protocol
 
-from workbench.distribute.fleet import FleetEvent, FleetState, FleetStore, Health, ServerStatus
+from workbench.distribute.fleet import (
+    NEVER_REPORTED,
+    FleetEvent,
+    FleetState,
+    FleetStore,
+    Health,
+    ServerStatus,
+)
 from workbench.workspace import Workspace
 
 
@@ -27,6 +34,7 @@ class Spread:
     failed: int
     silent: int           # red because nothing was heard for too long
     stale: int            # yellow because the last report is getting old
+    never_reported: int = 0   # red: in the inventory, nothing ever heard
 
     @property
     def fraction(self) -> float:
@@ -35,12 +43,14 @@ class Spread:
 
 def spread(state: FleetState) -> Spread:
     newest = state.newest_serial
-    on_newest = behind = updating = failed = silent = stale = 0
+    on_newest = behind = updating = failed = silent = stale = never = 0
     for s in state.servers:
         if newest is not None and s.serial == newest:
             on_newest += 1
         if s.health is Health.RED:
-            if s.reason.startswith("silent"):
+            if s.state == NEVER_REPORTED:
+                never += 1
+            elif s.reason.startswith("silent"):
                 silent += 1
             else:
                 failed += 1
@@ -50,7 +60,8 @@ def spread(state: FleetState) -> Spread:
             stale += 1
         elif s.health is Health.YELLOW and newest is not None and (s.serial or 0) < newest:
             behind += 1
-    return Spread(newest, len(state.servers), on_newest, behind, updating, failed, silent, stale)
+    return Spread(newest, len(state.servers), on_newest, behind, updating, failed, silent, stale,
+                  never)
 
 
 class FleetSource(Protocol):

@@ -1,4 +1,4 @@
-"""Pilot tests of the fleet screen: the board, the spread, a server's details, live refresh, outages."""
+"""Pilot tests of the fleet screen: board, spread, details, live refresh, outages, servers never heard from."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from workbench.distribute.client import ClientError
 from workbench.distribute.fleet import FleetEvent, FleetState, Health, summarize
 from workbench.tui.app import WorkbenchApp, make_app
 from workbench.tui.screens.fleet import FleetScreen
-from workbench.tui.widgets.fleet_board import FleetBoard
+from workbench.tui.widgets.fleet_board import GLYPHS, FleetBoard
 from workbench.workspace import Workspace
 
 SIZE = (120, 40)
@@ -141,3 +141,44 @@ async def test_no_reports_yet_says_how_towers_report(ui_workspace: Workspace) ->
         assert "none published" in summary and "no tower server has reported yet" in summary
         assert "this workspace's fleet store" in static_text(screen.query_one("#fleet-source", Static))
         assert "choose a server" in static_text(screen.query_one("#fleet-detail", Static))
+
+
+async def test_servers_that_never_reported_are_red_bars_with_their_reason(
+        ui_workspace: Workspace, source: list[FakeSource]) -> None:
+    records = [record("t1", "a"), record("t1", "b"),
+               record("t1", "c", state="failed", serial=4, target=5, error="boom"),
+               record("t2", "x"), record("t2", "y")]
+    expected = {"t1": ["a", "b", "c", "d"], "t2": ["x"], "t3": ["p", "q"]}
+    state = summarize(records, 5, now=NOW, expected=expected)
+    source.append(FakeSource(state))
+    app = make_app(ui_workspace, fleet_refresh=30)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_fleet(pilot, app)
+        board = screen.query_one(FleetBoard)
+        assert [(s.tower, s.server) for s in board.servers] == [
+            ("t1", "a"), ("t1", "b"), ("t1", "c"), ("t1", "d"), ("t2", "x"), ("t2", "y"),
+            ("t3", "p"), ("t3", "q")]
+        assert [t.tower for t in board.towers] == ["t1", "t2", "t3"]     # a tower nobody reported from
+        summary = static_text(screen.query_one("#fleet-summary", Static))
+        assert "4 red (1 failed, 3 never reported)" in summary and "1 not in the inventory" in summary
+        # each never-reported server is a red bar in its tower's line
+        for i, s in enumerate(board.servers):
+            line = board._line_of[i]
+            drawn = board.render_line(line - int(board.scroll_y)).text
+            column = board.name_width() + 1 + i - board.lines[line].first
+            assert drawn[column] == GLYPHS[s.health], (s.server, drawn)
+        assert [GLYPHS[s.health] for s in board.servers if s.never_reported] == [GLYPHS[Health.RED]] * 3
+        # tab: the failed one, then the one that never reported, and its details say so
+        await pilot.press("tab", "tab")
+        await settle(pilot)
+        assert (board.current().tower, board.current().server) == ("t1", "d")
+        detail = static_text(screen.query_one("#fleet-detail", Static))
+        assert "t1 / d" in detail and "red  never reported" in detail
+        assert "reported never" in detail and "workbench fleet forget t1 d" in detail
+        assert "history" not in detail and "last error" not in detail
+        # a server that reports but is not listed keeps its colour and says why it is flagged
+        board.action_jump(5)
+        await settle(pilot)
+        detail = static_text(screen.query_one("#fleet-detail", Static))
+        assert "green  on serial 5 (not in the inventory)" in detail
+        assert "`workbench fleet expect t2 y` adds it" in detail

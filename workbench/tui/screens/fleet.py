@@ -57,18 +57,40 @@ def spread_text(state: FleetState, s: Spread) -> Text:
     if yellow:
         out.append(f" ({', '.join(yellow)})", style="yellow")
     out.append("  ")
-    red = [f"{n:,} {what}" for n, what in ((s.failed, "failed"), (s.silent, "silent")) if n]
+    red = [f"{n:,} {what}" for n, what in ((s.failed, "failed"), (s.silent, "silent"),
+                                           (s.never_reported, "never reported")) if n]
     out.append(f"{GLYPHS[Health.RED]} {counts.get('red', 0):,} red", style="red")
     if red:
         out.append(f" ({', '.join(red)})", style="red")
     serials = ", ".join(f"{k} on {v:,}" for k, v in state.serials.items()) or "-"
     out.append(f"  · serials in use: {serials} · {len(state.towers):,} towers")
+    if state.not_in_inventory:
+        out.append(f" · {state.not_in_inventory:,} not in the inventory", style="dim")
+    return out
+
+
+def never_reported_text(status: ServerStatus, events: list[FleetEvent] | None) -> Text:
+    """The details of an expected server nothing was heard from: what to check on it."""
+    out = Text()
+    out.append(f"{visible(status.tower)} / {visible(status.server)}\n", style="bold")
+    out.append(f"{GLYPHS[status.health]} {status.health.value}", style=HEALTH_STYLES[status.health])
+    out.append(f"  {visible(status.reason)}\n\n")
+    out.append(f"{'reported':<9}", style="dim")
+    out.append("never\n\n")
+    out.append(f"In tower {visible(status.tower)}'s inventory, but no report has come from it: "
+               "is its agent installed and running (`workbench tower run`), with the tower's "
+               "token and this server's name in its tower.toml? If the server is gone, "
+               f"`workbench fleet forget {visible(status.tower)} {visible(status.server)}`.\n")
+    if events:                  # reported once, then forgotten and expected again
+        append_history(out, events)
     return out
 
 
 def server_text(status: ServerStatus | None, events: list[FleetEvent] | None) -> Text:
     if status is None:
         return Text("choose a server on the board (arrows, tab jumps to the next problem)", style="dim")
+    if status.reported_at is None:
+        return never_reported_text(status, events)
     out = Text()
     out.append(f"{visible(status.tower)} / {visible(status.server)}\n", style="bold")
     out.append(f"{GLYPHS[status.health]} {status.health.value}", style=HEALTH_STYLES[status.health])
@@ -77,7 +99,7 @@ def server_text(status: ServerStatus | None, events: list[FleetEvent] | None) ->
         ("state", status.state),
         ("serial", ("-" if status.serial is None else str(status.serial))
          + (f" (target {status.target_serial})" if status.target_serial not in (None, status.serial) else "")),
-        ("reported", f"{status.reported_at:%Y-%m-%d %H:%M:%S} UTC ({age_text(status.age_seconds)})"),
+        ("reported", f"{status.reported_at:%Y-%m-%d %H:%M:%S} UTC ({age_text(status.age_seconds or 0.0)})"),
         ("rules", "-" if status.rule_count is None else f"{status.rule_count:,}"),
         ("agent", visible(status.agent_version) or "-"),
         ("libyara", visible(status.libyara_version) or "-"),
@@ -85,21 +107,28 @@ def server_text(status: ServerStatus | None, events: list[FleetEvent] | None) ->
     for label, value in rows:
         out.append(f"{label:<9}", style="dim")
         out.append(f"{value}\n")
+    if status.expected is False:
+        out.append(f"\nnot in tower {visible(status.tower)}'s inventory: `workbench fleet expect "
+                   f"{visible(status.tower)} {visible(status.server)}` adds it\n", style="dim")
     if status.error:
         out.append("\nlast error\n", style="bold red")
         out.append(visible(status.error) + "\n")
     if events is not None:
-        out.append("\nhistory (newest first)\n", style="bold underline")
-        if not events:
-            out.append("no changes recorded\n", style="dim")
-        for e in events:
-            out.append(f"{e.at:%m-%d %H:%M:%S} ", style="dim")
-            out.append(f"{e.state:<8}", style="red" if e.state == "failed" else "")
-            out.append(f" {'-' if e.serial is None else e.serial}")
-            if e.error:
-                out.append(f"  {visible(e.error)[:120]}", style="red")
-            out.append("\n")
+        append_history(out, events)
     return out
+
+
+def append_history(out: Text, events: list[FleetEvent]) -> None:
+    out.append("\nhistory (newest first)\n", style="bold underline")
+    if not events:
+        out.append("no changes recorded\n", style="dim")
+    for e in events:
+        out.append(f"{e.at:%m-%d %H:%M:%S} ", style="dim")
+        out.append(f"{e.state:<8}", style="red" if e.state == "failed" else "")
+        out.append(f" {'-' if e.serial is None else e.serial}")
+        if e.error:
+            out.append(f"  {visible(e.error)[:120]}", style="red")
+        out.append("\n")
 
 
 class FleetScreen(WorkbenchScreen):
@@ -108,10 +137,11 @@ class FleetScreen(WorkbenchScreen):
     HELP = """\
 ## Fleet
 
-Every tower server that reported to `workbench serve`, as a board: one line per
-tower, one bar per server. **Green** `▇`: on the newest published serial and
-reporting. **Yellow** `▄` (a dip): behind, updating, or its last report is getting
-old. **Red** `▓` (shaded): its last attempt failed, or it went silent.
+Every tower server that reported to `workbench serve`, and every server in the
+inventory (`workbench fleet expect`), as a board: one line per tower, one bar per
+server. **Green** `▇`: on the newest published serial and reporting. **Yellow** `▄`
+(a dip): behind, updating, or its last report is getting old. **Red** `▓` (shaded):
+its last attempt failed, it went silent, or it is in the inventory and never reported.
 
 The top lines say how far the newest release has spread and what holds the rest
 back. Arrows move between servers, **tab** jumps to the next one that is not green;
