@@ -9,6 +9,8 @@ import httpx
 import pytest
 
 from tests.distribute.conftest import LiveServer
+from workbench.distribute.client import fetch_fleet
+from workbench.distribute.fleet import FleetStore
 from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.server import ServerSettings, accepts_gzip
 from workbench.distribute.tokens import TokenStore
@@ -207,6 +209,56 @@ def test_reports_make_the_fleet_and_the_metrics(http: httpx.Client, repo: Update
                  "workbench_repository_newest_serial 2.0"):
         assert line in text, line
     assert http.get("/v1/health").json() == {"status": "ok", "version": "0.1.0", "newest_serial": 2}
+
+
+def test_the_inventory_puts_servers_that_never_reported_on_the_fleet(
+        http: httpx.Client, live_server: LiveServer, repo: UpdateRepository, bundles: dict,
+        tower_token: str, workspace: Workspace) -> None:
+    publish_bundle(repo, bundles[2])
+    for body in ({"server": "s01", "state": "ok", "serial": 2},
+                 {"server": "s09", "state": "ok", "serial": 1}):              # s09 is not listed
+        assert http.post("/v1/fleet/report", json=body, headers=auth(tower_token)).status_code == 204
+    # the operators declare the inventory through their own connection, as the CLI does,
+    # while the server runs: its next document has it
+    with FleetStore.for_workspace(workspace) as store:
+        store.expect({"t01": ["s01", "s02", "s03"], "t05": ["mx01"]})
+    fleet = http.get("/v1/fleet").json()
+    assert fleet["counts"] == {"green": 1, "yellow": 1, "red": 3}
+    assert fleet["serials"] == {"2": 1, "1": 1}
+    assert (fleet["expected"], fleet["never_reported"], fleet["not_in_inventory"]) == (4, 3, 1)
+    by_server = {(s["tower"], s["server"]): s for s in fleet["servers"]}
+    assert list(by_server) == [("t01", "s01"), ("t01", "s02"), ("t01", "s03"), ("t01", "s09"),
+                               ("t05", "mx01")]
+    never = by_server[("t05", "mx01")]
+    assert (never["health"], never["reason"], never["state"]) == ("red", "never reported", "never_reported")
+    assert never["serial"] is None and never["reported_at"] is None and never["age_seconds"] is None
+    assert by_server[("t01", "s09")]["reason"] == "behind: serial 1, newest 2 (not in the inventory)"
+    assert by_server[("t01", "s09")]["expected"] is False and by_server[("t01", "s01")]["expected"]
+    towers = {t["tower"]: t for t in fleet["towers"]}
+    assert towers["t05"] == {"tower": "t05", "health": "red", "servers": 1, "green": 0, "yellow": 0,
+                             "red": 1, "serials": {}, "expected": 1, "never_reported": 1,
+                             "not_in_inventory": 0}
+    assert (towers["t01"]["servers"], towers["t01"]["never_reported"]) == (4, 2)
+    only = http.get("/v1/fleet", params={"tower": "t05"}).json()
+    assert [s["server"] for s in only["servers"]] == ["mx01"]
+    # the client (the board, `fleet --url`) reads the document back
+    state = fetch_fleet(live_server.url)
+    assert [s.server for s in state.servers if s.never_reported] == ["s02", "s03", "mx01"]
+    assert state.towers[1].never_reported == 1
+    text = http.get("/metrics").text
+    for line in ('workbench_fleet_servers{health="red"} 3.0',
+                 "workbench_fleet_expected_servers 4.0",
+                 "workbench_fleet_never_reported_servers 3.0",
+                 "workbench_fleet_not_in_inventory_servers 1.0",
+                 "workbench_fleet_failed_servers 0.0"):
+        assert line in text, line
+    assert 'serial="none"' not in text                  # a server never heard from runs nothing known
+    # forgetting a decommissioned server takes it out of the inventory as well
+    with FleetStore.for_workspace(workspace) as store:
+        assert store.forget("t05") == ["mx01"]
+    fleet = http.get("/v1/fleet").json()
+    assert fleet["never_reported"] == 2 and [t["tower"] for t in fleet["towers"]] == ["t01"]
+    assert "workbench_fleet_never_reported_servers 2.0" in http.get("/metrics").text
 
 
 def test_the_fleet_is_gzipped_for_clients_that_take_it(http: httpx.Client,

@@ -35,6 +35,18 @@ class _FleetCollector(Collector):
                                    "Tower servers whose last attempt failed")
         failed.add_metric([], sum(1 for s in fleet.servers if s.state == "failed"))
         yield failed
+        expected = GaugeMetricFamily("workbench_fleet_expected_servers",
+                                     "Tower servers in the inventory (fleet expect)")
+        expected.add_metric([], fleet.expected)
+        yield expected
+        never = GaugeMetricFamily("workbench_fleet_never_reported_servers",
+                                  "Servers in the inventory that never reported (also red)")
+        never.add_metric([], fleet.never_reported)
+        yield never
+        unlisted = GaugeMetricFamily("workbench_fleet_not_in_inventory_servers",
+                                     "Reporting servers missing from their tower's inventory")
+        unlisted.add_metric([], fleet.not_in_inventory)
+        yield unlisted
         newest = GaugeMetricFamily("workbench_repository_newest_serial",
                                    "Newest serial published in the update repository")
         newest.add_metric([], float(fleet.newest_serial or 0))
