@@ -164,6 +164,88 @@ def test_tower_commands_against_a_live_server(workspace: Workspace, repo: Update
     assert run(workspace, "fleet", "forget", "t01", "mx01") == E_NOT_FOUND
 
 
+def test_fleet_inventory_commands(workspace: Workspace, live_server: LiveServer, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from workbench.distribute.fleet import FleetReport, FleetStore
+
+    with FleetStore.for_workspace(workspace) as store:          # what `workbench serve` records
+        store.record("t01", FleetReport(server="mx01", state="ok", serial=None))
+        store.record("t01", FleetReport(server="mx07", state="ok", serial=None))
+    assert run(workspace, "fleet") == E_OK
+    out = capsys.readouterr().out
+    assert "never reported" not in out and "EXPECTED" not in out          # no inventory yet
+    assert run(workspace, "fleet", "inventory") == E_OK
+    assert "no inventory" in capsys.readouterr().out
+
+    assert run(workspace, "fleet", "expect", "t01", "mx01", "mx02", "mx03") == E_OK
+    assert "t01: added mx01, mx02, mx03" in capsys.readouterr().out
+    assert run(workspace, "fleet", "expect", "t02", "mx01", "--json") == E_OK
+    change = json.loads(capsys.readouterr().out)
+    assert change == {"added": [{"tower": "t02", "server": "mx01"}], "removed": [], "expected": 4,
+                      "dry_run": False}
+    assert run(workspace, "fleet") == E_OK
+    out = capsys.readouterr().out
+    assert "3 red (3 never reported)" in out and "1 reporting server is not in the inventory" in out
+    assert "EXPECTED  NEVER" in out
+    assert "t01    mx02    red     -       never reported" in out
+    assert run(workspace, "fleet", "--json") == E_OK
+    fleet = json.loads(capsys.readouterr().out)
+    assert (fleet["expected"], fleet["never_reported"], fleet["not_in_inventory"]) == (4, 3, 1)
+    assert [s["server"] for s in fleet["servers"] if s["state"] == "never_reported"] == ["mx02", "mx03", "mx01"]
+    assert run(workspace, "fleet", "--url", live_server.url, "--json") == E_OK     # the same over HTTP
+    assert json.loads(capsys.readouterr().out)["never_reported"] == 3
+
+    # the reviewable file: written, edited, read back with --replace (a dry run first)
+    assert run(workspace, "fleet", "inventory", "--toml") == E_OK
+    toml = capsys.readouterr().out
+    assert '"t01" = ["mx01", "mx02", "mx03"]' in toml
+    edited = tmp_path / "inventory.toml"
+    edited.write_text(toml.replace('"mx02", ', ""), encoding="utf-8")
+    assert run(workspace, "fleet", "expect", "--from", edited, "--replace", "--dry-run") == E_OK
+    assert "t01: would be removed mx02" in capsys.readouterr().out
+    assert run(workspace, "fleet", "inventory", "--json") == E_OK
+    assert json.loads(capsys.readouterr().out)["servers"] == 4                    # unchanged
+    assert run(workspace, "fleet", "expect", "--from", edited, "--replace") == E_OK
+    assert "t01: removed mx02" in capsys.readouterr().out
+    assert run(workspace, "fleet", "inventory", "--json", "--tower", "t01") == E_OK
+    assert json.loads(capsys.readouterr().out) == {
+        "servers": 2, "towers": [{"tower": "t01", "servers": ["mx01", "mx03"]}]}
+    # a CMDB export
+    cmdb = tmp_path / "cmdb.csv"
+    cmdb.write_text("hostname,tower,server,site\nh1,t03,mx01,dc1\nh2,t03,mx02,dc1\n", encoding="utf-8")
+    assert run(workspace, "fleet", "expect", "--from", cmdb) == E_OK
+    assert "2 added, 0 removed; 5 servers expected" in capsys.readouterr().out
+    assert run(workspace, "fleet", "inventory") == E_OK
+    assert "t03    2         mx01 mx02" in capsys.readouterr().out
+
+    # mistakes: exit codes that say what kind
+    capsys.readouterr()
+    assert run(workspace, "fleet", "expect") == E_USAGE
+    assert run(workspace, "fleet", "expect", "t01") == E_USAGE                  # no servers
+    assert run(workspace, "fleet", "expect", "t01", "mx 9") == E_USAGE
+    assert run(workspace, "fleet", "expect", "t01", "mx09", "--from", cmdb) == E_USAGE
+    assert run(workspace, "fleet", "expect", "--from", tmp_path / "nope.toml") == E_NOT_FOUND
+    bad = tmp_path / "bad.csv"
+    bad.write_text("tower,server\nt04,mx/1\n", encoding="utf-8")
+    assert run(workspace, "fleet", "expect", "--from", bad) == E_INPUT
+    assert "bad.csv:2: server name 'mx/1'" in capsys.readouterr().err
+    assert run(workspace, "fleet", "inventory", "--json") == E_OK
+    assert json.loads(capsys.readouterr().out)["servers"] == 5                    # nothing half-done
+
+    # forget: decommissioned servers leave the board and the inventory
+    assert run(workspace, "fleet", "forget", "t01", "mx03", "mx99") == E_OK
+    captured = capsys.readouterr()
+    assert "forgot 1 server of t01: mx03" in captured.out and "mx99" in captured.err
+    assert run(workspace, "fleet", "forget", "t02") == E_OK
+    assert run(workspace, "fleet", "forget", "t02") == E_NOT_FOUND
+    assert run(workspace, "fleet", "expect", "t01", "--replace") == E_OK          # empties t01's list
+    assert "t01: removed mx01" in capsys.readouterr().out
+    assert run(workspace, "fleet", "--json") == E_OK
+    fleet = json.loads(capsys.readouterr().out)
+    assert (fleet["never_reported"], fleet["not_in_inventory"]) == (2, 0)         # t03's two
+    assert {s["expected"] for s in fleet["servers"] if s["tower"] == "t01"} == {None}
+
+
 def test_tower_run_holds_the_lock(workspace: Workspace, tower_config, capsys) -> None:  # type: ignore[no-untyped-def]
     config = tower_config.write(tower_config.install_dir.parent / "tower.toml")
     assert run(workspace, "tower", "run", "--config", config, "--max-attempts", "2") == E_OK

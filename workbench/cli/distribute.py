@@ -600,6 +600,24 @@ def _register_fleet(sub: argparse._SubParsersAction) -> None:
     p.add_argument("tower")
     p.add_argument("servers", nargs="*", metavar="SERVER", help="default: every server of TOWER")
     p.set_defaults(func=cmd_fleet_forget)
+    p = fs.add_parser("expect", help="declare the servers a tower should have: those that never "
+                                     "report show red")
+    p.add_argument("tower", nargs="?", help="the tower (or --from FILE)")
+    p.add_argument("servers", nargs="*", metavar="SERVER")
+    p.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
+                   help="read towers and servers from a .toml or .csv file (docs/distribution.md)")
+    p.add_argument("--replace", action="store_true",
+                   help="each tower named has exactly these servers (others leave its inventory)")
+    p.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_fleet_expect)
+    p = fs.add_parser("inventory", help="the servers each tower should have")
+    p.add_argument("--tower", help="only this tower")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the inventory as JSON")
+    out.add_argument("--toml", action="store_true",
+                     help="print it as the TOML file `fleet expect --from` reads")
+    p.set_defaults(func=cmd_fleet_inventory)
 
 
 def _local_fleet_state(ctx: Context) -> Any:
@@ -697,4 +715,69 @@ def cmd_fleet_forget(args: argparse.Namespace, ctx: Context) -> int:
         ctx.warn(f"not in the fleet or the inventory of {args.tower}: {', '.join(unknown)}")
     ctx.print(f"forgot {len(removed)} server{'s' if len(removed) != 1 else ''} of {args.tower}: "
               f"{', '.join(removed)} (reports and inventory; the history stays)")
+    return E_OK
+
+
+def cmd_fleet_expect(args: argparse.Namespace, ctx: Context) -> int:
+    from workbench.distribute.fleet import FleetStore
+    from workbench.distribute.inventory import InventoryError, check_name, read_inventory
+
+    if args.from_file is not None:
+        if args.tower or args.servers:
+            raise CommandError("give TOWER SERVER... or --from FILE, not both", E_USAGE)
+        try:
+            inventory = read_inventory(args.from_file)
+        except OSError as exc:
+            raise CommandError(f"{args.from_file}: {exc.strerror or exc}", E_NOT_FOUND) from None
+        except InventoryError as exc:
+            raise CommandError(str(exc), E_INPUT) from None
+    else:
+        if not args.tower or not (args.servers or args.replace):
+            raise CommandError("name a TOWER and its SERVERs (or --from FILE)", E_USAGE)
+        try:
+            inventory = {check_name("tower", args.tower):
+                         [check_name("server", s) for s in args.servers]}
+        except InventoryError as exc:
+            raise CommandError(str(exc), E_USAGE) from None
+    with FleetStore.for_workspace(ctx.workspace.ensure()) as store:
+        change = store.expect(inventory, replace=args.replace, dry_run=args.dry_run)
+    if args.json:
+        ctx.json(change)
+        return E_OK
+    would = "would be " if change.dry_run else ""
+    for verb, entries in (("added", change.added), ("removed", change.removed)):
+        per_tower: dict[str, list[str]] = {}
+        for e in entries:
+            per_tower.setdefault(e.tower, []).append(e.server)
+        for tower, servers in per_tower.items():
+            ctx.print(f"{tower}: {would}{verb} {', '.join(servers)}")
+    ctx.print(f"{len(change.added)} {would}added, {len(change.removed)} {would}removed; "
+              f"{change.expected} server{'s' if change.expected != 1 else ''} expected"
+              + (" (dry run: nothing changed)" if change.dry_run else ""))
+    return E_OK
+
+
+def cmd_fleet_inventory(args: argparse.Namespace, ctx: Context) -> int:
+    from workbench.distribute.fleet import FleetStore
+    from workbench.distribute.inventory import Inventory, inventory_toml
+
+    with FleetStore.for_workspace(ctx.workspace.ensure()) as store:
+        inventory = store.inventory()
+    if args.tower:
+        inventory = {t: s for t, s in inventory.items() if t == args.tower}
+    if args.toml:
+        ctx.out.write(inventory_toml(inventory))
+        return E_OK
+    document = Inventory.from_mapping(inventory)
+    if args.json:
+        ctx.json(document)
+        return E_OK
+    if not document.towers:
+        ctx.print("no inventory" + (f" for tower {args.tower}" if args.tower else "")
+                  + ": every server that reports is on the board, and none is missing "
+                    "(`workbench fleet expect TOWER SERVER...`)")
+        return E_OK
+    ctx.print(table([[t.tower, str(len(t.servers)), " ".join(t.servers)] for t in document.towers],
+                    ["TOWER", "EXPECTED", "SERVERS"]))
+    ctx.print(f"\n{document.servers} servers in {len(document.towers)} towers")
     return E_OK
