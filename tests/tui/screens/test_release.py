@@ -1,6 +1,8 @@
-"""Pilot tests of the release screen: changes and diffs, validation jumps, commit, release, publish."""
+"""Pilot tests of the release screen: changes and diffs, validation jumps, commit, release, publish, revert."""
 
 from __future__ import annotations
+
+import shutil
 
 import git
 from textual.widgets import Input, Static, TabbedContent
@@ -9,12 +11,13 @@ from tests.release.conftest import set_meta
 from tests.tui.conftest import settle, static_text, until
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
+from workbench.release.bundle import open_bundle
 from workbench.release.service import make_release
 from workbench.release.store import ReleaseStore
 from workbench.tui.app import WorkbenchApp, make_app
 from workbench.tui.changes import commit_signatures
 from workbench.tui.screens.editor import EditorScreen
-from workbench.tui.screens.modals import PromptScreen
+from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
 from workbench.tui.screens.release import ReleaseScreen, diff_text
 from workbench.tui.widgets.list_table import ListTable
 from workbench.tui.widgets.yara_editor import YaraEditor
@@ -209,3 +212,106 @@ def test_diff_text_colours_lines_without_markup() -> None:
     styles = {text.plain[s.start:s.end].strip(): str(s.style) for s in text.spans}
     assert styles["-old [bold]"] == "red" and styles["+new"] == "green" and styles["@@ -1 +1 @@"] == "cyan"
     assert text.no_wrap
+
+
+async def ask_to_revert(pilot, screen: ReleaseScreen, serial: int) -> ConfirmScreen:
+    """Highlight release ``serial`` under Releases, press b, wait for the confirmation."""
+    await pilot.press("3")
+    releases = screen.query_one("#releases", ListTable)
+    releases.cursor_row = next(i for i, (r, _) in enumerate(releases.items) if r.serial == serial)
+    await pilot.press("b")
+    await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), timeout=60)
+    assert not screen.busy
+    return pilot.app.screen
+
+
+async def test_revert_to_an_older_release_then_publish_it(sig_workspace: Workspace) -> None:
+    release_twice(sig_workspace)
+    store = ReleaseStore(sig_workspace)
+    first, second = store.get(1), store.get(2)
+    assert first.rule_count == second.rule_count + 1
+    repo = git.Repo(sig_workspace.signatures)
+    head = repo.head.commit.hexsha
+    UpdateRepository.for_workspace(sig_workspace).init(RepositorySettings())
+    app = make_app(sig_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_releaser(pilot, app)
+        confirm = await ask_to_revert(pilot, screen, 1)
+        question = " ".join(static_text(confirm.query_one(".dialog-title", Static)).split())
+        assert f"Re-ship the content of signatures-1 (commit {first.commit[:10]}" in question
+        assert "as a new release, signatures-3?" in question
+        assert "Compared with signatures-2, the newest release: 0 added, 0 modified, 0 removed, 1 status" in question
+        await pilot.press("y")
+        await until(pilot, lambda: not screen.busy and screen.view is not None
+                    and screen.view.latest is not None and screen.view.latest.serial == 3, timeout=60)
+        # a new serial carrying release 1's content, tagged on release 1's commit; the branch is untouched
+        third = ReleaseStore(sig_workspace).get(3)
+        assert (third.reverts, third.commit, third.rule_count) == (1, first.commit, first.rule_count)
+        assert repo.tags["signatures-3"].commit.hexsha == first.commit and repo.head.commit.hexsha == head
+        old, new = open_bundle(first.bundle_path).manifest, open_bundle(third.bundle_path).manifest
+        assert (new.serial, new.rules, new.files) == (3, old.rules, old.files)
+        assert [(c.name, c.status) for c in third.changelog.status_changed] == [("SPAM_GTUBE_TestString",
+                                                                                  "RELEASED")]
+        # the history shows it, highlighted, and says what it re-ships
+        assert "released signatures-3, the content of signatures-1 again" in log_text(screen)
+        assert screen.query_one("#release-tabs", TabbedContent).active == "tab-releases"
+        releases = screen.query_one("#releases", ListTable)
+        assert [r.serial for r, _ in releases.items] == [3, 2, 1]
+        row = releases.render_line(1).text
+        assert row.lstrip().startswith("3") and "(reverts to 1) roll back to signatures-1" in row
+        assert releases.current()[0].serial == 3
+        assert "re-ships the content of signatures-1" in static_text(screen.query_one("#release-detail", Static))
+        # p then publishes the new serial, as after any release
+        await pilot.press("p")
+        await until(pilot, lambda: not screen.busy and screen.view is not None
+                    and 3 in screen.view.published, timeout=60)
+        assert UpdateRepository.for_workspace(sig_workspace).newest_serial() == 3
+
+
+async def test_a_cancelled_revert_changes_nothing(sig_workspace: Workspace) -> None:
+    release_twice(sig_workspace)
+    store = ReleaseStore(sig_workspace)
+    tags = sorted(t.name for t in git.Repo(sig_workspace.signatures).tags)
+    app = make_app(sig_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_releaser(pilot, app)
+        revert = next(c for c in screen.palette_commands() if c.name == "Revert to this release")
+        # from another tab, b (or the palette) shows the history to choose from first
+        revert.run()
+        await pilot.pause()
+        assert screen.query_one("#release-tabs", TabbedContent).active == "tab-releases"
+        assert app.screen is screen
+        for cancel in ("escape", "n"):
+            await ask_to_revert(pilot, screen, 1)
+            await pilot.press(cancel)
+            await settle(pilot)
+            assert app.screen is screen and not screen.busy
+            assert "cancelled" in log_text(screen)
+        # the dry run behind the question reserved no serial
+        assert [r.serial for r in store.list()] == [1, 2] and store.last_serial() == 2
+        assert sorted(t.name for t in git.Repo(sig_workspace.signatures).tags) == tags
+        assert [r.serial for r, _ in screen.query_one("#releases", ListTable).items] == [2, 1]
+
+
+async def test_a_revert_the_core_refuses_is_shown(sig_workspace: Workspace, monkeypatch) -> None:
+    release_twice(sig_workspace)
+    store = ReleaseStore(sig_workspace)
+    app = make_app(sig_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_releaser(pilot, app)
+        shown: list[str] = []
+        app.notify = lambda message, **kw: shown.append(str(message))  # type: ignore[method-assign]
+        # release 1 disappears (state folder and tag) after the screen listed it: an unknown serial
+        git.Repo(sig_workspace.signatures).delete_tag("signatures-1")
+        shutil.rmtree(store.get(1).folder)
+        await pilot.press("3", "down", "b")
+        await until(pilot, lambda: not screen.busy and "revert refused" in log_text(screen), timeout=60)
+        assert "no release 1" in log_text(screen) and any("no release 1" in s for s in shown)
+        assert not isinstance(app.screen, ConfirmScreen) and store.last_serial() == 2
+        # an unexpected failure is a notification too, never a crash
+        def broken(*args, **kwargs):
+            raise RuntimeError("disk on fire")
+        monkeypatch.setattr("workbench.release.service.revert_release", broken)
+        await pilot.press("b")
+        await until(pilot, lambda: not screen.busy and any("disk on fire" in s for s in shown))
+        assert app.is_running and app.screen is screen

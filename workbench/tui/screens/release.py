@@ -14,6 +14,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
+from workbench.release.store import ReleaseNotFound, tag_name
 from workbench.tui.changes import (
     Change,
     SignaturesView,
@@ -26,7 +27,7 @@ from workbench.tui.changes import (
 from workbench.tui.commands import PaletteCommand
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.screens.editor import SEVERITY_STYLES
-from workbench.tui.screens.modals import PromptScreen
+from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
 from workbench.tui.widgets.list_table import ListTable
 from workbench.tui.widgets.virtual_table import Column, VirtualTable
 
@@ -111,6 +112,11 @@ the changed rules as the pre-commit hook does (an error refuses the commit).
 **R** cuts a release (validation, bundle, changelog, tag; refused when something is
 uncommitted or validation fails) and **p** publishes the newest release (or the one
 highlighted under Releases) to the update repository the towers pull from.
+
+**b** under Releases rolls back to the highlighted release: after asking, its content
+is released again under a new serial (`workbench release revert`; the branch is not
+touched), which **p** then publishes. Towers only move to higher serials, so a
+rollback is a new release with older content.
 """
 
     BINDINGS = [
@@ -118,6 +124,7 @@ highlighted under Releases) to the update repository the towers pull from.
         Binding("c", "commit", "Commit"),
         Binding("R", "release", "Release"),
         Binding("p", "publish", "Publish"),
+        Binding("b", "revert", "Revert to this release"),
         Binding("r", "refresh", "Refresh"),
         Binding("enter", "open", "Open in editor", show=False),
         *(Binding(str(n), f"tab('{tab}')", show=False) for n, tab in enumerate(TABS, 1)),
@@ -149,6 +156,13 @@ highlighted under Releases) to the update repository the towers pull from.
             self.error = error
             self.tab = tab            # show this tab afterwards
             self.serial = serial      # highlight this release once read (p then publishes it)
+
+    class RevertPreviewed(Message):
+        """What reverting would do (a dry run): the serial it would use and the rule changes."""
+
+        def __init__(self, outcome: Any) -> None:
+            super().__init__()
+            self.outcome = outcome
 
     class Idle(Message):
         """A repository operation ended, however it ended (posted last, from ``finally``)."""
@@ -448,6 +462,71 @@ highlighted under Releases) to the update repository the towers pull from.
             f"released {outcome.tag} ({outcome.rules_shipped} rules ship; "
             f"{outcome.changelog.summary()}): p publishes it", tab="releases", serial=outcome.serial))
 
+    def action_revert(self) -> None:
+        view = self.view
+        if view is None:
+            return
+        tabs = self.query_one("#release-tabs", TabbedContent)
+        if tabs.active != "tab-releases":
+            self.action_tab("releases")
+            self.notify("highlight the release to go back to, then b", timeout=4)
+            return
+        item = self.query_one("#releases", ListTable).current()
+        if item is None:
+            self.notify("no releases yet: nothing to go back to", severity="warning")
+            return
+        release = item[0]
+        # a dry run first: the confirmation names the serial and the changes the core would make
+        if self._begin(f"preparing the revert to {release.tag}"):
+            self.run_revert(release.serial, dry_run=True)
+
+    @work(thread=True, exclusive=True, group="release", exit_on_error=False,
+          description="revert to the release")
+    def run_revert(self, serial: int, *, dry_run: bool) -> None:
+        from workbench.release.bundle import BundleError
+        from workbench.release.repository import RepositoryError
+        from workbench.release.service import ReleaseRefused, revert_release
+
+        try:
+            outcome = revert_release(self.workbench.workspace, serial, dry_run=dry_run)
+        except ReleaseRefused as exc:
+            self.post_message(self.Done(f"revert refused: {exc.reason}", error=True))
+            return
+        except (ReleaseNotFound, RepositoryError, BundleError) as exc:
+            self.post_message(self.Done(f"revert refused: {exc}", error=True))
+            return
+        finally:
+            self.post_message(self.Idle())
+        if dry_run:
+            self.post_message(self.RevertPreviewed(outcome))
+            return
+        self.post_message(self.Done(
+            f"released {outcome.tag}, the content of {tag_name(serial)} again ({outcome.rules_shipped} rules "
+            f"ship; {outcome.changelog.summary()}): p publishes it", tab="releases", serial=outcome.serial))
+
+    @on(RevertPreviewed)
+    def _revert_previewed(self, event: RevertPreviewed) -> None:
+        outcome = event.outcome
+        old, new = tag_name(outcome.reverts), outcome.tag
+        question = (f"Re-ship the content of {old} (commit {outcome.commit[:10]}, {outcome.rules_shipped} "
+                    f"rules ship) as a new release, {new}?\n\n")
+        changelog = outcome.changelog
+        if changelog.previous_serial is not None:
+            newest = tag_name(changelog.previous_serial)
+            question += (f"It ships the same rules as {newest}, the newest release.\n" if changelog.empty
+                         else f"Compared with {newest}, the newest release: {changelog.summary()}.\n")
+        question += "The branch is not touched; p publishes the new release afterwards."
+        self._log(f"revert to {old}: confirm or cancel")
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self._log(f"revert to {old} cancelled")
+                return
+            if self._begin(f"reverting to {old}"):
+                self.run_revert(outcome.reverts, dry_run=False)
+
+        self.app.push_screen(ConfirmScreen(question, yes=f"Release {new}", no="Cancel"), answered)
+
     def action_publish(self) -> None:
         view = self.view
         if view is None or self.busy:
@@ -509,6 +588,9 @@ highlighted under Releases) to the update repository the towers pull from.
             PaletteCommand("Commit the changes", "after the pre-commit checks (c)", self.action_commit),
             PaletteCommand("Cut a release", "validate, bundle, changelog, tag (R)", self.action_release),
             PaletteCommand("Publish a release", "to the update repository (p)", self.action_publish),
+            PaletteCommand("Revert to this release",
+                           "re-ship the highlighted release's content under a new serial (b)",
+                           self.action_revert),
             PaletteCommand("Refresh", "read the repository again (r)", self.action_refresh),
         ]
 
