@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import operator
 import sqlite3
 import threading
 import time
@@ -265,58 +266,65 @@ def summarize(records: Iterable[ServerRecord], newest_serial: int | None, *,
     """
     now = time.time() if now is None else now
     inventory = {tower: set(names) for tower, names in (expected or {}).items() if names}
+    unheard = {tower: set(names) for tower, names in inventory.items()}      # emptied by reports
+    unlisted: Counter[str] = Counter()
     servers: list[ServerStatus] = []
     for r in records:
         health, reason = classify(r, newest_serial, now, thresholds)
+        in_inventory = None
         listed = inventory.get(r.tower)
-        in_inventory = None if listed is None else r.server in listed
-        if in_inventory is False:
-            reason = f"{reason} ({NOT_IN_INVENTORY})"
+        if listed is not None:
+            in_inventory = r.server in listed
+            if in_inventory:
+                unheard[r.tower].discard(r.server)
+            else:
+                reason = f"{reason} ({NOT_IN_INVENTORY})"
+                unlisted[r.tower] += 1
         servers.append(ServerStatus(
             tower=r.tower, server=r.server, health=health, reason=reason, state=r.state,
             serial=r.serial, target_serial=r.target_serial, error=r.error,
             reported_at=dt.datetime.fromtimestamp(int(r.reported_at), dt.UTC),
             age_seconds=round(max(now - r.reported_at, 0.0), 1), agent_version=r.agent_version,
             libyara_version=r.libyara_version, rule_count=r.rule_count, expected=in_inventory))
-    if inventory:
-        heard = {(s.tower, s.server) for s in servers}
-        servers.extend(never_reported_status(tower, server) for tower, names in inventory.items()
-                       for server in names if (tower, server) not in heard)
-    servers.sort(key=lambda s: (s.tower, s.server))
+    servers.extend(never_reported_status(tower, server)
+                   for tower, names in unheard.items() for server in names)
+    servers.sort(key=_BOARD_ORDER)
     per_tower: dict[str, list[ServerStatus]] = {}
     for s in servers:
         per_tower.setdefault(s.tower, []).append(s)
     towers = []
     for tower, members in per_tower.items():
         counts = Counter(s.health for s in members)
-        never = unlisted = 0
-        if tower in inventory:          # without an inventory, nothing to count
-            for s in members:
-                never += s.state == NEVER_REPORTED
-                unlisted += s.expected is False
+        never = len(unheard.get(tower, ()))
         towers.append(TowerSummary(
             tower=tower, health=_worst(counts), servers=len(members), green=counts[Health.GREEN],
-            yellow=counts[Health.YELLOW], red=counts[Health.RED], serials=_serial_counts(members),
-            expected=len(inventory.get(tower, ())), never_reported=never, not_in_inventory=unlisted))
+            yellow=counts[Health.YELLOW], red=counts[Health.RED],
+            serials=_serial_counts(members, never), expected=len(inventory.get(tower, ())),
+            never_reported=never, not_in_inventory=unlisted[tower]))
     counts = Counter(s.health for s in servers)
+    never_total = sum(len(names) for names in unheard.values())
     return FleetState(
         generated_at=dt.datetime.fromtimestamp(int(now), dt.UTC), newest_serial=newest_serial,
         thresholds=thresholds, counts={h.value: counts[h] for h in Health},
-        serials=_serial_counts(servers), towers=towers,
-        expected=sum(len(names) for names in inventory.values()),
-        never_reported=sum(t.never_reported for t in towers),
-        not_in_inventory=sum(t.not_in_inventory for t in towers), servers=servers)
+        serials=_serial_counts(servers, never_total), towers=towers,
+        expected=sum(len(names) for names in inventory.values()), never_reported=never_total,
+        not_in_inventory=sum(unlisted.values()), servers=servers)
+
+
+_BOARD_ORDER = operator.attrgetter("tower", "server")
 
 
 def _worst(counts: Counter[Health]) -> Health:
     return Health.RED if counts[Health.RED] else Health.YELLOW if counts[Health.YELLOW] else Health.GREEN
 
 
-def _serial_counts(servers: list[ServerStatus]) -> dict[str, int]:
-    """Serials in use: what reporting servers run (a server never heard from runs nothing known)."""
-    counts = Counter("none" if s.serial is None else str(s.serial) for s in servers
-                     if s.state != NEVER_REPORTED)
-    return dict(sorted(counts.items(), key=lambda kv: (kv[0] == "none", -int(kv[0]) if kv[0] != "none" else 0)))
+def _serial_counts(servers: list[ServerStatus], never_reported: int = 0) -> dict[str, int]:
+    """Serials in use: what reporting servers run. The ``never_reported`` servers among them
+    (serial None) run nothing known, so they come off "none"."""
+    counts = Counter("none" if s.serial is None else str(s.serial) for s in servers)
+    counts["none"] -= never_reported
+    return dict(sorted(((k, v) for k, v in counts.items() if v > 0),
+                       key=lambda kv: (kv[0] == "none", -int(kv[0]) if kv[0] != "none" else 0)))
 
 
 _SCHEMA = """
