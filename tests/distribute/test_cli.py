@@ -242,8 +242,8 @@ def test_fleet_inventory_commands(workspace: Workspace, live_server: LiveServer,
     assert "t01: removed mx01" in capsys.readouterr().out
     assert run(workspace, "fleet", "--json") == E_OK
     fleet = json.loads(capsys.readouterr().out)
-    assert (fleet["never_reported"], fleet["not_in_inventory"]) == (2, 0)         # t03's two
-    assert {s["expected"] for s in fleet["servers"] if s["tower"] == "t01"} == {None}
+    assert fleet["never_reported"] == 2 and "not_in_inventory" not in fleet       # t03's two; 0 left out
+    assert [("expected" in s) for s in fleet["servers"] if s["tower"] == "t01"] == [False, False]
 
 
 def test_tower_run_holds_the_lock(workspace: Workspace, tower_config, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from workbench.distribute.fleet import (
     Health,
     ServerRecord,
     classify,
+    fleet_json_data,
     summarize,
 )
 from workbench.document import dumps
@@ -183,6 +184,37 @@ def test_fleet_documents_of_other_versions_still_read() -> None:
     older = FleetState.from_data(data)
     assert older.never_reported == 0 and older.towers[0].expected == 0
     assert [s.expected for s in older.servers] == [None, None]
+
+
+# the keys of GET /v1/fleet before the inventory existed: older boards and scripts read these
+OLD_FLEET_KEYS = {"generated_at", "newest_serial", "thresholds", "counts", "serials", "towers", "servers"}
+OLD_TOWER_KEYS = {"tower", "health", "servers", "green", "yellow", "red", "serials"}
+OLD_SERVER_KEYS = {"tower", "server", "health", "reason", "state", "serial", "target_serial", "error",
+                   "reported_at", "age_seconds", "agent_version", "libyara_version", "rule_count"}
+
+
+def test_without_an_inventory_the_json_document_is_the_old_one() -> None:
+    fleet = summarize([record(), record("t02", "s01", state="failed", error="x")], 7, now=NOW)
+    data = fleet_json_data(fleet)
+    assert set(data) == OLD_FLEET_KEYS
+    assert all(set(t) == OLD_TOWER_KEYS for t in data["towers"])
+    assert all(set(s) == OLD_SERVER_KEYS for s in data["servers"])
+    assert FleetState.from_data(data) == fleet
+
+
+def test_with_an_inventory_the_json_document_says_what_is_missing() -> None:
+    fleet = summarize([record("t01", "s01"), record("t01", "s09"), record("t02", "s01")], 7, now=NOW,
+                      expected={"t01": ["s01", "s02"]})
+    data = fleet_json_data(fleet)
+    assert (data["expected"], data["never_reported"], data["not_in_inventory"]) == (2, 1, 1)
+    towers = {t["tower"]: t for t in data["towers"]}
+    assert (towers["t01"]["expected"], towers["t01"]["never_reported"], towers["t01"]["not_in_inventory"]) \
+        == (2, 1, 1)
+    assert set(towers["t02"]) == OLD_TOWER_KEYS                     # no inventory for t02
+    servers = {(s["tower"], s["server"]): s for s in data["servers"]}
+    assert servers[("t01", "s02")]["reported_at"] is None and servers[("t01", "s02")]["expected"] is True
+    assert servers[("t01", "s09")]["expected"] is False and "expected" not in servers[("t02", "s01")]
+    assert FleetState.from_data(json.loads(json.dumps(data))) == fleet
 
 
 def test_the_inventory_in_the_store(tmp_path: Path) -> None:

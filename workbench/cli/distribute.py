@@ -647,7 +647,9 @@ def cmd_fleet(args: argparse.Namespace, ctx: Context) -> int:
             fleet, towers=[t for t in fleet.towers if t.tower == args.tower],
             servers=[s for s in fleet.servers if s.tower == args.tower])
     if args.json:
-        ctx.json(fleet)
+        from workbench.distribute.fleet import fleet_json_data
+
+        ctx.json(fleet_json_data(fleet))
         return E_OK
     counts = fleet.counts
     never = f" ({fleet.never_reported} never reported)" if fleet.never_reported else ""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from workbench.document import to_data
 from workbench.workspace import Workspace
 
 STATES = ("ok", "updating", "failed")
@@ -161,6 +162,27 @@ class FleetState:
                                      "reported_at": (parse_time(s["reported_at"])
                                                      if s.get("reported_at") else None)})
                      for s in data.get("servers", [])])
+
+
+_INVENTORY_FIELDS = ("expected", "never_reported", "not_in_inventory")
+
+
+def fleet_json_data(state: FleetState) -> dict[str, Any]:
+    """The JSON data of ``GET /v1/fleet`` and ``fleet --json``.
+
+    The inventory's fields are left out where they are 0 or null, so a fleet without an
+    inventory is the document it was before inventories existed, and boards and scripts
+    of that time keep reading it.
+    """
+    data: dict[str, Any] = to_data(state)
+    for item in (data, *data["towers"]):
+        for key in _INVENTORY_FIELDS:
+            if not item.get(key, 1):
+                del item[key]
+    for server in data["servers"]:
+        if server["expected"] is None:
+            del server["expected"]
+    return data
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:

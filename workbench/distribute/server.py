@@ -31,6 +31,7 @@ from workbench.distribute.fleet import (
     FleetState,
     FleetStore,
     FleetThresholds,
+    fleet_json_data,
 )
 from workbench.distribute.metrics import CONTENT_TYPE, ServerMetrics
 from workbench.distribute.repository import RepositoryError, UpdateRepository
@@ -443,7 +444,7 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
         servers: Annotated[bool, Query(description="include the per-server list")] = True,
     ) -> Response:
         def build() -> bytes:
-            data = to_data(state.fleet_state())
+            data = fleet_json_data(state.fleet_state())
             if tower is not None:
                 data["towers"] = [t for t in data["towers"] if t["tower"] == tower]
                 data["servers"] = [s for s in data["servers"] if s["tower"] == tower]
