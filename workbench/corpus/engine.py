@@ -51,21 +51,34 @@ class Resolution:
     scan_seconds: float = 0.0
 
 
+_gc_lock = threading.Lock()
+_gc_pausers = 0              # runs under way that paused the collector
+_gc_was_enabled = False      # the collector's state before the first of them began
+
+
 @contextmanager
 def paused_gc() -> Iterator[None]:
-    """The cyclic garbage collector off for one test run.
+    """The cyclic garbage collector off while one or more test runs are under way.
 
     A run builds tens of thousands of small acyclic objects (parsed rules, targets,
     hits, the report); the collector's full passes over them cost a cached re-test
-    about a third of its time. Reference counting still frees them all.
+    about a third of its time. Reference counting still frees them all. Runs may
+    overlap (the UI runs them in worker threads): the collector comes back when the
+    last one ends, and only if it was on before the first began.
     """
-    was = gc.isenabled()
-    gc.disable()
+    global _gc_pausers, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
     try:
         yield
     finally:
-        if was:
-            gc.enable()
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget] | Mapping[str, ScanTarget], *,
