@@ -68,6 +68,25 @@ class _Budget:
     def cap(self) -> int:
         return min(self.child_max, self.left)
 
+    def admit(self, member: Member) -> bool:
+        """Whether the member's declared size and the children count let it be read; when not,
+        the member and the node say which limit stopped it."""
+        if self.children_left <= 0:
+            member.note = "children limit"
+            if "children limit" not in self.result.reason:
+                self.result.problem(LIMIT_HIT, "children limit reached: the rest listed, not extracted")
+            return False
+        if member.size > self.child_max:
+            member.note = "declared size over the child limit"
+            self.result.problem(LIMIT_HIT, f"{member.name}: declares {member.size} bytes, over the "
+                                           f"child limit {self.child_max}")
+            return False
+        if member.size > self.left:
+            member.note = "total expanded bytes limit"
+            self.result.problem(LIMIT_HIT, f"{member.name}: total expanded bytes limit reached")
+            return False
+        return True
+
     def take(self, name: str, data: bytes, note: str) -> None:
         self.left -= len(data)
         self.children_left -= 1
@@ -160,19 +179,7 @@ class ZipDissector(Dissector):
                     report.high_ratio.append(f"{info.filename}: {member.ratio}:1")
                 if member.is_dir or info.filename in overlapping:
                     continue
-                if budget.children_left <= 0:
-                    member.note = "children limit"
-                    if "children limit" not in result.reason:
-                        result.problem(LIMIT_HIT, "children limit reached: the rest listed, not extracted")
-                    continue
-                if info.file_size > ctx.limits.max_child:
-                    member.note = "declared size over the child limit"
-                    result.problem(LIMIT_HIT, f"{info.filename}: declares {info.file_size} bytes, over the "
-                                              f"child limit {ctx.limits.max_child}")
-                    continue
-                if info.file_size > budget.left:
-                    member.note = "total expanded bytes limit"
-                    result.problem(LIMIT_HIT, f"{info.filename}: total expanded bytes limit reached")
+                if not budget.admit(member):
                     continue
                 if member.encrypted and password is None:
                     password = self._find_password(zf, info, ctx, report)
