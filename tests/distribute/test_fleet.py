@@ -106,6 +106,18 @@ def test_store_keeps_the_newest_report_and_the_changes(tmp_path: Path) -> None:
         assert len(reopened.records()) == 1 and len(reopened.events()) == 3
 
 
+def test_readers_of_the_store_judge_by_the_servers_thresholds(tmp_path: Path) -> None:
+    """`workbench fleet` and the TUI board read the store; they must colour as serve does."""
+    with FleetStore(tmp_path / "fleet.sqlite") as store:
+        store.record("t01", FleetReport(server="s01", state="ok", serial=1), received_at=NOW)
+        assert store.state(1, now=NOW + 400).counts["yellow"] == 1       # default: stale at 5 min
+        store.save_thresholds(FleetThresholds(stale_after=600, silent_after=3600))
+        assert store.state(1, now=NOW + 400).counts["green"] == 1
+        assert store.state(1, now=NOW + 400, thresholds=T).counts["yellow"] == 1   # asked for
+    with FleetStore(tmp_path / "fleet.sqlite") as reopened:
+        assert reopened.saved_thresholds() == FleetThresholds(stale_after=600, silent_after=3600)
+
+
 def test_store_truncates_long_errors(tmp_path: Path) -> None:
     with FleetStore(tmp_path / "fleet.sqlite") as store:
         store.record("t01", FleetReport(server="s01", state="failed", error="x" * 10_000))

@@ -10,7 +10,7 @@ import pytest
 
 from tests.distribute.conftest import LiveServer
 from workbench.distribute.client import fetch_fleet
-from workbench.distribute.fleet import FleetStore
+from workbench.distribute.fleet import FleetStore, FleetThresholds
 from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.server import ServerSettings, accepts_gzip
 from workbench.distribute.tokens import TokenStore
@@ -313,3 +313,15 @@ def test_large_files_stream_with_etag_range_and_head(http: httpx.Client,
     assert part.status_code == 206 and part.content == data[1000000:1000010]
     head = http.head(url)
     assert head.content == b"" and int(head.headers["content-length"]) == len(data)
+
+
+def test_the_server_saves_its_thresholds_for_local_readers(workspace: Workspace,
+                                                           repo: UpdateRepository) -> None:
+    thresholds = FleetThresholds(stale_after=120, silent_after=900)
+    server = LiveServer(workspace, settings=ServerSettings(thresholds=thresholds)).start()
+    try:
+        with FleetStore.for_workspace(workspace) as store:
+            assert store.saved_thresholds() == thresholds
+            assert store.state(None).thresholds == thresholds
+    finally:
+        server.stop()

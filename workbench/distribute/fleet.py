@@ -361,6 +361,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_server ON events (tower, server, id);
 CREATE TABLE IF NOT EXISTS expected (
     tower TEXT NOT NULL, server TEXT NOT NULL, PRIMARY KEY (tower, server)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value REAL NOT NULL) WITHOUT ROWID;
 """
 
 _COLUMNS = ("tower", "server", "state", "serial", "error", "target_serial", "agent_version",
@@ -508,8 +509,29 @@ class FleetStore:
                 raise
         return sorted(gone)
 
+    def save_thresholds(self, thresholds: FleetThresholds) -> None:
+        """What ``workbench serve`` judges by, so readers of this store (``workbench fleet``,
+        the TUI board) judge the same servers the same way."""
+        with self._lock:
+            self.db.executemany(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [("stale_after", thresholds.stale_after), ("silent_after", thresholds.silent_after)])
+
+    def saved_thresholds(self) -> FleetThresholds:
+        """The thresholds the server last saved; the defaults before any server ran."""
+        with self._lock:
+            values = dict(self.db.execute(
+                "SELECT key, value FROM settings WHERE key IN ('stale_after', 'silent_after')"))
+        if len(values) != 2:
+            return DEFAULT_THRESHOLDS
+        return FleetThresholds(stale_after=values["stale_after"], silent_after=values["silent_after"])
+
     def state(self, newest_serial: int | None, *, now: float | None = None,
-              thresholds: FleetThresholds = DEFAULT_THRESHOLDS) -> FleetState:
+              thresholds: FleetThresholds | None = None) -> FleetState:
+        """The fleet as of now; ``thresholds`` default to the ones the server saved."""
+        if thresholds is None:
+            thresholds = self.saved_thresholds()
         with self._lock:
             # one read transaction: the reports and the inventory as of the same moment
             self.db.execute("BEGIN")

@@ -247,6 +247,7 @@ class ServerState:
         self.files = RepositoryFiles(self.repository.root)
         self.tokens = TokenStore.for_workspace(workspace)
         self.fleet = FleetStore.for_workspace(workspace)
+        self.fleet.save_thresholds(settings.thresholds)     # local readers judge as we do
         self.metrics = ServerMetrics(self.fleet_state)
         self._quarantine: Quarantine | None = None
         self._ingest_lock = threading.Lock()
