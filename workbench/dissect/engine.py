@@ -224,8 +224,8 @@ class _Run:
             return self._failure(d, WorkerFailed(f"the worker answered a {type(result).__name__}")), [], False
         children = [_Extracted(c.name, c.declared_type, c.segment, c.note, c.data) for c in result.children]
         result.children = []
-        caching = self.cache is not None and self.store is not None and result.status in (OK, PARTIAL,
-                                                                                          PARSER_ERROR)
+        caching = (self.cache is not None and self.store is not None and result.cacheable
+                   and result.status in (OK, PARTIAL, PARSER_ERROR))
         for c in children:
             assert c.data is not None
             if caching:

@@ -119,6 +119,9 @@ class DissectResult:
     children: list[Child] = field(default_factory=list)
     status: str = OK
     reason: str = ""
+    # False when the answer says more about this machine than about the bytes (a backend
+    # library missing): the report cache must not keep it once the library is installed.
+    cacheable: bool = True
 
     def problem(self, status: str, reason: str) -> None:
         """Record a problem; the worst status stays, reasons accumulate."""
