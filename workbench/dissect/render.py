@@ -33,7 +33,11 @@ def _facts(report: Any) -> list[str]:
     elif kind == "ArchiveReport":
         line = f"{report.format}: {report.member_count} members"
         if report.encrypted:
-            line += f", encrypted, password {report.password!r}" if report.password else ", encrypted, no password found"
+            line += (f", encrypted, password {report.password!r}" if report.password
+                     else ", encrypted, no password found" if report.passwords_tried
+                     else ", encrypted, no password tried")
+        if report.notes:
+            line += f" ({'; '.join(report.notes[:3])})"
         out.append(line)
         out += [f"high ratio: {r}" for r in report.high_ratio[:5]]
         if report.overlapping:

@@ -270,7 +270,7 @@ def _spool_children(folder: str, value: Any, counter: Iterator[int]) -> dict[int
 # memory limit counts only what a task allocates.
 _PRELOAD = ("oletools.olevba", "oletools.mraptor", "oletools.oleobj", "oletools.rtfobj", "olefile",
             "msoffcrypto", "pefile", "cryptography.hazmat.primitives.serialization.pkcs7", "pyzipper",
-            "py7zr", "tnefparse")
+            "py7zr", "tnefparse", "libarchive")
 
 
 def worker_main() -> None:
@@ -285,7 +285,8 @@ def worker_main() -> None:
     registry()                                         # import every format before limits apply
     identify(b"warm-up " * 16, fuzzy_max=1 << 20)      # numpy, libfuzzy, tlsh, the magic database too
     for name in _PRELOAD:                              # what dissectors import on first use
-        with contextlib.suppress(ImportError):
+        # libarchive-c raises AttributeError or OSError, not ImportError, without its library
+        with contextlib.suppress(ImportError, OSError, AttributeError):
             importlib.import_module(name)
     baseline = _vm_size()
     spool = os.environ.get(_SPOOL_ENV, "")

@@ -1,4 +1,4 @@
-"""Archives: zip (ZipCrypto and AES), 7z, gzip, bzip2, xz, tar; rar is flagged when no backend exists.
+"""Archives: zip (ZipCrypto and AES), 7z, gzip, bzip2, xz, tar; rar through libarchive, flagged without it.
 
 Member names are reported, sanitised for display, and never used as paths: every
 member is read into memory with a cap, never extracted to disk.
@@ -7,18 +7,22 @@ member is read into memory with a cap, never extracted to disk.
 from __future__ import annotations
 
 import bz2
+import ctypes
+import functools
 import gzip
 import io
 import itertools
+import logging
 import lzma
 import struct
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.dissect.model import LIMIT_HIT, PARSER_ERROR, PARTIAL, Child, DissectResult
+from workbench.dissect.model import LIMIT_HIT, PARSER_ERROR, PARTIAL, Child, DissectResult, MiB
 from workbench.dissect.registry import DissectContext, Dissector
 
 _READ = 1 << 20
@@ -83,7 +87,9 @@ class _Budget:
             return False
         if member.size > self.left:
             member.note = "total expanded bytes limit"
-            self.result.problem(LIMIT_HIT, f"{member.name}: total expanded bytes limit reached")
+            if "total expanded bytes limit" not in self.result.reason:    # once, not per member
+                self.result.problem(LIMIT_HIT, f"{member.name}: total expanded bytes limit reached: "
+                                               "what does not fit listed, not extracted")
             return False
         return True
 
@@ -459,11 +465,249 @@ class SevenZipDissector(Dissector):
 
 
 # -- rar ---------------------------------------------------------------------------------------------
+#
+# libarchive reads the members (RAR 4 and RAR 5, not encrypted ones). What it does not
+# expose (packed size, CRC, method, the password flags) comes from a walk over the RAR
+# headers, which needs no backend: the table is there even when libarchive is missing.
+
+_RAR5_SIGNATURE = b"Rar!\x1a\x07\x01\x00"
+_RAR_METHODS = ("store", "fastest", "fast", "normal", "good", "best")
+_RAR_WALK_FACTOR = 100        # file headers counted past the entry limit before the walk gives up
+_RAR_HEADER_MAX = 2 * MiB     # RAR 5's own limit on one header
+
+
+@dataclass
+class _RarHeader:
+    """One file header as the archive declares it."""
+
+    name: str | None          # "/"-separated; None: a RAR 4 name in its packed Unicode form
+    size: int
+    packed: int
+    crc: str
+    method: str
+    flags: int
+    encrypted: bool
+    is_dir: bool
+    split: bool = False       # continues in the next volume: its CRC is of this part only
+
+
+@dataclass
+class _RarHeaders:
+    version: int
+    members: list[_RarHeader] = field(default_factory=list)     # up to the entry limit
+    count: int = 0                                               # file headers seen
+    solid: bool = False
+    headers_encrypted: bool = False
+    damaged: str = ""                                            # why the walk stopped early
+
+
+def _rar_method(number: int) -> str:
+    return _RAR_METHODS[number] if 0 <= number < len(_RAR_METHODS) else f"method {number}"
+
+
+def _walk_rar4(data: bytes, keep: int) -> _RarHeaders:
+    """Blocks of a RAR 1.5-4.x archive (RARLAB's technote.txt): a 7-byte base header, ADD_SIZE
+    bytes of data after it when flag 0x8000 is set (always for file headers)."""
+    out = _RarHeaders(4)
+    pos = 7
+    try:
+        while pos < len(data):
+            if pos + 7 > len(data):
+                out.damaged = f"truncated block header at offset {pos}"
+                break
+            head_type, flags, size = struct.unpack_from("<BHH", data, pos + 2)
+            if size < 7:
+                out.damaged = f"block header of {size} bytes at offset {pos}"
+                break
+            add = struct.unpack_from("<I", data, pos + 7)[0] if flags & 0x8000 and size >= 11 else 0
+            if head_type == 0x73:                            # archive header
+                out.solid = bool(flags & 0x0008)
+                if flags & 0x0080:                           # MHD_PASSWORD: headers encrypted
+                    out.headers_encrypted = True
+                    break
+            elif head_type == 0x74 and not flags & 0x0001:   # a file (not a volume's continuation)
+                if size < 32 or pos + size > len(data):
+                    out.damaged = f"truncated file header at offset {pos}"
+                    break
+                packed, unpacked, _host, crc, _time, _ver, method, name_len, _attr = struct.unpack_from(
+                    "<IIBIIBBHI", data, pos + 7)
+                name_at = pos + 32
+                if flags & 0x0100 and size >= 40:            # LHD_LARGE: high 32 bits follow
+                    high_packed, high_unpacked = struct.unpack_from("<II", data, pos + 32)
+                    packed, unpacked = packed | high_packed << 32, unpacked | high_unpacked << 32
+                    name_at = pos + 40
+                add = packed                                 # the data follows, flag 0x8000 or not
+                raw = data[name_at:min(name_at + name_len, pos + size)]
+                if flags & 0x0200 and b"\x00" in raw:
+                    name = None                              # RAR's packed Unicode: left to libarchive
+                else:
+                    name = raw.decode("utf-8", "replace").replace("\\", "/")
+                out.count += 1
+                if len(out.members) < keep:
+                    out.members.append(_RarHeader(name, unpacked, packed, f"{crc:08x}",
+                                                  _rar_method(method - 0x30), flags, bool(flags & 0x0004),
+                                                  flags & 0x00E0 == 0x00E0, bool(flags & 0x0002)))
+                elif out.count > keep * _RAR_WALK_FACTOR:
+                    break
+            elif head_type == 0x7B:                          # end of archive
+                break
+            pos += size + add
+        else:
+            if pos > len(data):
+                out.damaged = "truncated: the last block runs past the end of the file"
+    except struct.error as exc:
+        out.damaged = f"header unreadable at offset {pos}: {exc}"
+    return out
+
+
+def _vint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    for i in range(10):
+        byte = data[pos + i]                                     # IndexError past the end
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise ValueError(f"variable-length integer too long at offset {pos}")
+
+
+def _walk_rar5(data: bytes, keep: int) -> _RarHeaders:
+    """Headers of a RAR 5 archive (RARLAB's "RAR 5.0 archive format"): CRC32, size, type and
+    flags as variable-length integers, then an optional extra area and data area."""
+    out = _RarHeaders(5)
+    pos = len(_RAR5_SIGNATURE)
+    try:
+        while pos < len(data):
+            size, body = _vint(data, pos + 4)
+            end = body + size
+            if not 0 < size <= _RAR_HEADER_MAX or end > len(data):
+                out.damaged = f"bad or truncated header at offset {pos}"
+                break
+            head_type, p = _vint(data, body)
+            flags, p = _vint(data, p)
+            extra = data_size = 0
+            if flags & 0x0001:
+                extra, p = _vint(data, p)
+            if flags & 0x0002:
+                data_size, p = _vint(data, p)
+            if head_type == 4:                                   # archive encryption header
+                out.headers_encrypted = True
+                break
+            if head_type == 1:                                   # main archive header
+                archive_flags, p = _vint(data, p)
+                out.solid = bool(archive_flags & 0x0004)
+            elif head_type == 2 and not flags & 0x0008:          # a file (not a continuation)
+                file_flags, p = _vint(data, p)
+                unpacked, p = _vint(data, p)
+                _attr, p = _vint(data, p)
+                if file_flags & 0x0002:
+                    p += 4                                       # mtime
+                crc = ""
+                if file_flags & 0x0004:
+                    crc = f"{struct.unpack_from('<I', data, p)[0]:08x}"
+                    p += 4
+                compression, p = _vint(data, p)
+                _host, p = _vint(data, p)
+                name_len, p = _vint(data, p)
+                name = data[p:min(p + name_len, end)].decode("utf-8", "replace")
+                encrypted = False
+                q = end - extra                                  # extra area: size, type, data records
+                while extra and q < end:
+                    record, r = _vint(data, q)
+                    record_type, _ = _vint(data, r)
+                    encrypted |= record_type == 0x01             # file encryption record
+                    q = r + max(record, 1)
+                out.count += 1
+                if len(out.members) < keep:
+                    out.members.append(_RarHeader(name, unpacked, data_size, crc,
+                                                  _rar_method((compression >> 7) & 7), file_flags,
+                                                  encrypted, bool(file_flags & 0x0001), bool(flags & 0x0010)))
+                elif out.count > keep * _RAR_WALK_FACTOR:
+                    break
+            elif head_type == 5:                                 # end of archive
+                break
+            pos = end + data_size
+    except (IndexError, ValueError, struct.error) as exc:
+        out.damaged = f"header unreadable at offset {pos}: {exc or type(exc).__name__}"
+    if pos > len(data) and not out.damaged:
+        out.damaged = "truncated: the last block runs past the end of the file"
+    return out
+
+
+def _walk_rar(data: bytes, keep: int) -> _RarHeaders:
+    return _walk_rar5(data, keep) if data.startswith(_RAR5_SIGNATURE) else _walk_rar4(data, keep)
+
+
+@functools.cache
+def _load_libarchive() -> tuple[Any, str]:
+    """libarchive-c, or None and why: its import fails (AttributeError or OSError, not only
+    ImportError) when the shared library is missing."""
+    try:
+        import libarchive
+        import libarchive.ffi
+    except (ImportError, OSError, AttributeError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    return libarchive, ""
+
+
+def _archive_message(exc: Exception) -> str:
+    """libarchive's own words (libarchive-c's str() adds a pointer; some errors come without any)."""
+    msg = getattr(exc, "msg", None)
+    if not msg:
+        return f"damaged (libarchive gave no message, code {getattr(exc, 'retcode', '?')})"
+    return (msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg))[:300]
+
+
+class _LibarchiveWarnings(logging.Handler):
+    """libarchive-c logs ARCHIVE_WARN results instead of raising: keep them for the report."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self.logger = logging.getLogger("libarchive")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.messages) < 20:
+            self.messages.append(str(record.getMessage())[:300])
+
+    def __enter__(self) -> _LibarchiveWarnings:
+        self.logger.addHandler(self)
+        self.propagate, self.logger.propagate = self.logger.propagate, False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.propagate = self.propagate
+
+
+def _text(value: str | bytes | None) -> str:
+    """libarchive-c hands back bytes when a name is not valid in its codec."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value or ""
+
+
+def _read_blocks_capped(blocks: Iterator[bytes], cap: int) -> bytes:
+    out = bytearray()
+    for block in blocks:
+        out += block
+        if len(out) > cap:
+            raise _TooBig(len(out))
+    return bytes(out)
+
+
+def _data_encrypted(backend: Any, entry: Any) -> bool:
+    """libarchive's own verdict (3.2 and later; libarchive-c does not bind it)."""
+    check = getattr(backend.ffi.libarchive, "archive_entry_is_data_encrypted", None)
+    if check is None:
+        return False
+    check.argtypes, check.restype = [ctypes.c_void_p], ctypes.c_int
+    return bool(check(entry._entry_p) > 0)
 
 
 class RarDissector(Dissector):
     name = "rar"
-    version = 1
+    version = 2
     mimes = ("application/x-rar", "application/vnd.rar", "application/x-rar-compressed")
     prefixes = (b"Rar!\x1a\x07",)
     report_type = ArchiveReport
@@ -472,11 +716,143 @@ class RarDissector(Dissector):
         result = DissectResult()
         report = ArchiveReport("rar")
         result.report = report
-        version = "5" if data.startswith(b"Rar!\x1a\x07\x01\x00") else "4"
-        report.notes.append(f"RAR {version} archive")
-        result.problem(PARTIAL, "rar: no backend installed (rarfile with unrar, unar or bsdtar); "
-                                "members not listed or extracted")
+        limit = ctx.limits.max_archive_entries
+        headers = _walk_rar(data, limit)
+        report.notes.append(f"RAR {headers.version} archive" + (", solid" if headers.solid else ""))
+        report.member_count = headers.count
+        if headers.headers_encrypted:
+            report.encrypted = True
+            result.problem(PARTIAL, "rar: headers encrypted (rar -hp): members cannot be listed without "
+                                    "the password, and libarchive cannot decrypt RAR (no password tried)")
+            return result
+        if headers.count > limit:
+            more = "more than " if headers.count > limit * _RAR_WALK_FACTOR else ""
+            result.problem(LIMIT_HIT, f"{more}{headers.count} entries over the limit {limit}: first {limit} read")
+        backend, why = _load_libarchive()
+        if backend is None:
+            result.cacheable = False
+            for h in headers.members:
+                report.members.append(self._member(h.name or "?", h, note="listed from the headers"))
+            result.problem(PARTIAL, f"rar: no backend: libarchive could not be loaded ({why}); install "
+                                    "Debian's libarchive13 (./dev does) and the libarchive-c package; "
+                                    "members listed from the headers, not extracted")
+            if headers.damaged:
+                report.notes.append(f"headers: {headers.damaged}")
+            self._flag(report, result, ctx)
+            return result
+        report.notes.append(f"read by libarchive {self._libarchive_version(backend)}")
+        self._read(backend, data, headers, ctx, result, report)
+        report.member_count = max(report.member_count, len(report.members))
+        if headers.damaged:
+            report.notes.append(f"headers: {headers.damaged}")
+        self._flag(report, result, ctx)
         return result
+
+    def _read(self, backend: Any, data: bytes, headers: _RarHeaders, ctx: DissectContext,
+              result: DissectResult, report: ArchiveReport) -> None:
+        limit = ctx.limits.max_archive_entries
+        unclaimed = list(headers.members)
+        budget = _Budget(ctx, result)
+        fmt = "rar5" if headers.version == 5 else "rar"
+        seen = 0
+        stopped = False
+        with _LibarchiveWarnings() as warnings:
+            try:
+                # Only the RAR readers and no decompression filter: a file that claims to be
+                # RAR is parsed as nothing else.
+                with backend.memory_reader(data, format_name=fmt, filter_name="none") as archive:
+                    for entry in archive:
+                        seen += 1
+                        if seen > limit:
+                            if headers.count <= limit:       # the walk missed them: say so here
+                                result.problem(LIMIT_HIT, f"more than {limit} entries: the rest not read")
+                            break
+                        self._entry(backend, entry, unclaimed, budget, result, report)
+            except backend.ArchiveError as exc:
+                stopped = True
+                status = PARTIAL if report.members else PARSER_ERROR
+                result.problem(status, f"rar: {_archive_message(exc)}"
+                                       + (f" (after {len(report.members)} members)" if report.members else ""))
+            report.notes.extend(f"libarchive: {m}" for m in warnings.messages)
+        if stopped:       # what the headers declare past the point where libarchive gave up
+            for h in unclaimed[:max(0, limit - len(report.members))]:
+                report.members.append(self._member(h.name or "?", h, note="not reached: the archive is "
+                                                                          "damaged before it"))
+
+    def _entry(self, backend: Any, entry: Any, unclaimed: list[_RarHeader], budget: _Budget,
+               result: DissectResult, report: ArchiveReport) -> None:
+        name = _text(entry.pathname)
+        wanted = name.replace("\\", "/")
+        header = next((h for h in unclaimed if h.name is not None and h.name.replace("\\", "/") == wanted),
+                      None)
+        if header is None and unclaimed and unclaimed[0].name is None:
+            header = unclaimed[0]                 # a packed Unicode name: matched by its place
+        if header is not None:
+            unclaimed.remove(header)
+        kind = ("dir" if entry.isdir else "hardlink" if entry.islnk else "file" if entry.isreg
+                else "symlink" if entry.issym else "other")
+        member = self._member(name, header, size=entry.size)
+        member.kind, member.is_dir = kind, kind == "dir"
+        member.link_target = _text(entry.linkpath) if kind in ("symlink", "hardlink") else ""
+        member.encrypted = member.encrypted or _data_encrypted(backend, entry)
+        report.members.append(member)
+        if kind != "file":
+            return
+        if member.encrypted:
+            # libarchive would hand back the ciphertext of a stored member as if it were the file
+            member.note = "encrypted: not extracted (libarchive cannot decrypt RAR)"
+            return
+        if not budget.admit(member):
+            return
+        try:
+            # get_blocks allocates its whole buffer per member and copies all of it per block:
+            # sized to the declared size, small members cost no megabyte each (a lie only
+            # means more, smaller blocks, still capped)
+            block = min(_READ, max(4096, member.size + 1))
+            content = _read_blocks_capped(entry.get_blocks(block), budget.cap())
+        except _TooBig:
+            member.note = "expands past the limit"
+            result.problem(LIMIT_HIT, f"{name}: expands past {budget.cap()} bytes (declared {member.size})")
+            return
+        except backend.ArchiveError as exc:
+            member.note = f"unreadable: {_archive_message(exc)}"
+            result.problem(PARTIAL, f"{name}: {_archive_message(exc)}")
+            return
+        member.extracted = True
+        note = "rar member"
+        crc = f"{zlib.crc32(content) & 0xFFFFFFFF:08x}"
+        if header is not None and header.crc and not header.split and crc != header.crc:
+            # libarchive stops a stored member at its declared size without a word
+            member.note, note = f"CRC mismatch: read {len(content)} bytes, CRC {crc}", "rar member, CRC mismatch"
+            result.problem(PARTIAL, f"{name}: CRC mismatch (header {header.crc}, data {crc}; "
+                                    f"{len(content)} bytes read, {member.size} declared)")
+        budget.take(name, content, note)
+
+    @staticmethod
+    def _member(name: str, header: _RarHeader | None, *, size: int | None = None, note: str = "") -> Member:
+        if header is None:
+            declared = size or 0
+            return Member(name, declared, 0, 0.0, "", "", note=note)
+        declared = header.size if size is None else size
+        return Member(name, declared, header.packed, _ratio(declared, header.packed), header.crc, header.method,
+                      header.flags, header.encrypted, header.is_dir, "dir" if header.is_dir else "file",
+                      note=note)
+
+    @staticmethod
+    def _flag(report: ArchiveReport, result: DissectResult, ctx: DissectContext) -> None:
+        for m in report.members:
+            if m.ratio >= ctx.limits.ratio_flag and m.compressed_size:
+                report.high_ratio.append(f"{m.name}: {m.ratio}:1")
+        locked = [m.name for m in report.members if m.encrypted]
+        if locked:
+            report.encrypted = True
+            result.problem(PARTIAL, f"{len(locked)} encrypted member{'s' if len(locked) > 1 else ''} not "
+                                    "extracted: libarchive cannot decrypt RAR (no password tried)")
+
+    @staticmethod
+    def _libarchive_version(backend: Any) -> str:
+        number = int(backend.ffi.version_number())
+        return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
 
 DISSECTORS = [ZipDissector, SevenZipDissector, RarDissector, GzipDissector, Bzip2Dissector,
