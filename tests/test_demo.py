@@ -35,7 +35,7 @@ def test_every_threat_family_and_the_ordinary_mail_is_there(demo):
     for t in THREATS:
         if t.filename and t.key != "stealer":
             assert t.filename in names, t.key
-    assert "QB_update.zip" in names
+    assert "QB_update.zip" in names and "Invoice_9921.rar" in names
     assert benign_pe()[0] in names
     assert q.index.count("GTUBE") == 0 and q.index.count("from:cheap-meds.example") > 0
     assert q.index.count("has:defects") >= 3, "malformed mail is kept and flagged"
@@ -73,3 +73,15 @@ def test_the_signature_repositorys_corpora_are_registered_too(tmp_path):
                                                          "house-malicious", "house-clean"])
     assert result.passed, "every house rule finds its samples and spares the clean files"
     assert result.false_negatives == 0 and result.false_positives == 0
+
+
+def test_the_rar_invoice_dissects_to_eicar(demo):
+    from workbench.dissect.engine import dissect_message
+
+    _, _, q = demo
+    (row,) = q.index.list("Invoice_9921.rar", limit=5)
+    result = dissect_message(q, row.sha256, use_cache=False)
+    rar = next(n for n in result.root.walk() if n.dissector == "rar")
+    assert rar.status == "ok" and "RAR 5 archive" in rar.report.notes
+    assert [c.sha256 for c in rar.children] == [
+        "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"]

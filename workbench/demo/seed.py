@@ -18,7 +18,8 @@ from workbench.quarantine.ingest import IngestSummary, ingest_spool
 from workbench.quarantine.service import Quarantine
 from workbench.samples.archives import build_zip
 from workbench.samples.documents import build_docx, build_html_page, build_pdf
-from workbench.samples.mail import GTUBE, Attachment, Mail, received
+from workbench.samples.mail import EICAR, GTUBE, Attachment, Mail, received
+from workbench.samples.rar import build_rar5
 from workbench.samples.threats import PHISH_HTML, THREATS, ZIP_PASSWORD, Threat, benign_pe
 from workbench.workspace import Workspace
 
@@ -166,6 +167,19 @@ def _threat_mail(rng: random.Random, when: dt.datetime, t: Threat) -> Mail:
                          ("Return-Path", f"<bounce@{domain}>")])
 
 
+def _rar_invoice(when: dt.datetime) -> Mail:
+    """EICAR in a RAR 5 archive (dissected through libarchive). Its own random stream: the
+    rest of the demo stays what it was."""
+    rng = random.Random(f"{SEED}-rar")
+    domain = "billing-notice.example"
+    rar = build_rar5([("Invoice_9921/", b""), ("Invoice_9921/invoice_9921.com", EICAR)])
+    return Mail(f"accounts@{domain}", _addr(rng), "Invoice 9921 (archive)",
+                text="Please find invoice 9921 attached as a RAR archive.\n",
+                attachments=[Attachment("Invoice_9921.rar", rar, "application/x-rar")], date=when,
+                headers=[*_hops(rng, when, domain), _auth(rng, domain, False),
+                         ("Return-Path", f"<bounce@{domain}>")])
+
+
 def _gtube(rng: random.Random, when: dt.datetime) -> Mail:
     domain = "cheap-meds.example"
     return Mail(f"deals@{domain}", _addr(rng), "You won't believe these prices!!!",
@@ -250,6 +264,9 @@ def seed_demo(workspace: Workspace, *, messages: int = 240, force: bool = False)
             when = START + dt.timedelta(days=6, hours=THREATS.index(t))
             mail = _gtube(rng, when) if t.key == "gtube" else _threat_mail(rng, when, t)
             writer.place(mail.build(), when, reason=t.reason, tower="fra-t07")
+        if messages:       # not in the walkthrough's --messages 0 quarantine
+            when = START + dt.timedelta(days=6, hours=len(THREATS))
+            writer.place(_rar_invoice(when).build(), when, reason="unknown-virus", tower="fra-t07")
         # A tower's spool also gets junk: it must be kept in failed/, not dropped.
         junk_dir = q.incoming / "iad-t12" / "mx07"
         junk_dir.mkdir(parents=True, exist_ok=True)
@@ -269,8 +286,6 @@ def _corpora(workspace: Workspace) -> dict[str, int]:
     malicious, clean = base / "demo-malicious", base / "demo-clean"
     for folder in (malicious, clean):
         folder.mkdir(parents=True, exist_ok=True)
-    from workbench.samples.mail import EICAR
-
     files = {malicious / "eicar.com": EICAR, malicious / "gtube.txt": GTUBE}
     for t in THREATS:
         if t.filename and t.key not in ("eicar",):
