@@ -31,26 +31,22 @@ class _FleetCollector(Collector):
         for serial, count in fleet.serials.items():
             serials.add_metric([serial], count)
         yield serials
-        failed = GaugeMetricFamily("workbench_fleet_failed_servers",
-                                   "Tower servers whose last attempt failed")
-        failed.add_metric([], sum(1 for s in fleet.servers if s.state == "failed"))
-        yield failed
-        expected = GaugeMetricFamily("workbench_fleet_expected_servers",
-                                     "Tower servers in the inventory (fleet expect)")
-        expected.add_metric([], fleet.expected)
-        yield expected
-        never = GaugeMetricFamily("workbench_fleet_never_reported_servers",
-                                  "Servers in the inventory that never reported (also red)")
-        never.add_metric([], fleet.never_reported)
-        yield never
-        unlisted = GaugeMetricFamily("workbench_fleet_not_in_inventory_servers",
-                                     "Reporting servers missing from their tower's inventory")
-        unlisted.add_metric([], fleet.not_in_inventory)
-        yield unlisted
-        newest = GaugeMetricFamily("workbench_repository_newest_serial",
-                                   "Newest serial published in the update repository")
-        newest.add_metric([], float(fleet.newest_serial or 0))
-        yield newest
+        scalars = [
+            ("workbench_fleet_failed_servers", "Tower servers whose last attempt failed",
+             sum(1 for s in fleet.servers if s.state == "failed")),
+            ("workbench_fleet_expected_servers", "Tower servers in the inventory (fleet expect)",
+             fleet.expected),
+            ("workbench_fleet_never_reported_servers",
+             "Servers in the inventory that never reported (also red)", fleet.never_reported),
+            ("workbench_fleet_not_in_inventory_servers",
+             "Reporting servers missing from their tower's inventory", fleet.not_in_inventory),
+            ("workbench_repository_newest_serial",
+             "Newest serial published in the update repository", float(fleet.newest_serial or 0)),
+        ]
+        for name, documentation, value in scalars:
+            gauge = GaugeMetricFamily(name, documentation)
+            gauge.add_metric([], value)
+            yield gauge
 
 
 class ServerMetrics:
