@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from workbench.quarantine.query import Query, parse_query
 
 STATUSES = ("new", "triaged", "drafted", "signed", "dismissed")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2          # 2: the trigram text index (messages_fts)
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -82,6 +82,32 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# The text index: free text and from:/subject:/name: terms find their rows through a trigram
+# FTS5 index (substring semantics, like LIKE) when a term is selective, instead of a LIKE over
+# every row; see QuarantineIndex._plan. It keeps its own copy of the three columns and the
+# sha256 that queries join on; its rowid mirrors the message's only so the triggers find it.
+_FTS_STATEMENTS = (
+    """CREATE VIRTUAL TABLE messages_fts USING fts5(
+        sha256 UNINDEXED, subject, from_addr, attachment_names, tokenize = 'trigram')""",
+    """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, sha256, subject, from_addr, attachment_names)
+        VALUES (new.rowid, new.sha256, new.subject, new.from_addr, new.attachment_names);
+    END""",
+    """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        DELETE FROM messages_fts WHERE rowid = old.rowid;
+    END""",
+    """CREATE TRIGGER messages_fts_update
+    AFTER UPDATE OF subject, from_addr, attachment_names ON messages BEGIN
+        DELETE FROM messages_fts WHERE rowid = old.rowid;
+        INSERT INTO messages_fts (rowid, sha256, subject, from_addr, attachment_names)
+        VALUES (new.rowid, new.sha256, new.subject, new.from_addr, new.attachment_names);
+    END""",
+)
+# A term that matches at most this many messages is looked up in the text index; a more
+# common one is left to LIKE, which finds a first page of common matches by reading a few
+# rows in list order (the index would have to list every match before sorting them).
+SELECTIVE_MATCHES = 1000
 
 MESSAGE_COLUMNS = (
     "sha256", "message_id", "from_addr", "to_addrs", "subject", "date", "size", "tower",
@@ -223,9 +249,49 @@ class QuarantineIndex:
         self.db.execute("PRAGMA busy_timeout=30000")
         if not readonly:
             retry_busy(lambda: self.db.executescript(_SCHEMA))
+            retry_busy(self._ensure_text_index)
             retry_busy(lambda: self.db.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),)))
+        self.text_index = self._has_text_index()
+
+    def _has_text_index(self) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'").fetchone() is not None
+
+    def _ensure_text_index(self) -> None:
+        """Create the text index, filled from the messages when the index predates it."""
+        if self._has_text_index():
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if not self._has_text_index():        # not made meanwhile by another process
+                for statement in _FTS_STATEMENTS:
+                    self.db.execute(statement)
+                self.db.execute(
+                    "INSERT INTO messages_fts (rowid, sha256, subject, from_addr, attachment_names) "
+                    "SELECT rowid, sha256, subject, from_addr, attachment_names FROM messages")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _plan(self, q: Query) -> tuple[str, list[object]]:
+        """The WHERE clause and parameters for ``q``: each text term through the text index
+        when it is selective (at most SELECTIVE_MATCHES messages), else through LIKE."""
+        if not q.text_terms or not self.text_index:
+            return q.where, q.params
+
+        def selective(match: str) -> bool:
+            try:
+                found = self.db.execute(
+                    "SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts MATCH ? "
+                    "LIMIT ?)", (match, SELECTIVE_MATCHES + 1)).fetchone()[0]
+            except sqlite3.OperationalError:        # a term FTS5 cannot take: LIKE it is
+                return False
+            return int(found) <= SELECTIVE_MATCHES
+
+        return q.planned(selective)
 
     def close(self) -> None:
         self.db.close()
@@ -354,24 +420,27 @@ class QuarantineIndex:
 
     def list(self, query: Query | str = "", *, offset: int = 0, limit: int = 50) -> builtins.list[MessageRow]:
         q = parse_query(query) if isinstance(query, str) else query
+        where, params = self._plan(q)
         rows = self.db.execute(
-            f"SELECT * FROM messages WHERE {q.where} ORDER BY {q.order_by} LIMIT ? OFFSET ?",
-            (*q.params, limit, offset)).fetchall()
+            f"SELECT * FROM messages WHERE {where} ORDER BY {q.order_by} LIMIT ? OFFSET ?",
+            (*params, limit, offset)).fetchall()
         return [MessageRow.from_row(r) for r in rows]
 
     def count(self, query: Query | str = "") -> int:
         q = parse_query(query) if isinstance(query, str) else query
-        return int(self.db.execute(f"SELECT count(*) FROM messages WHERE {q.where}",
-                                   q.params).fetchone()[0])
+        where, params = self._plan(q)
+        return int(self.db.execute(f"SELECT count(*) FROM messages WHERE {where}",
+                                   params).fetchone()[0])
 
     def facets(self, query: Query | str = "") -> dict[str, dict[str, int]]:
         """Counts by reason and by status for the messages a query selects."""
         q = parse_query(query) if isinstance(query, str) else query
+        where, params = self._plan(q)
         out: dict[str, dict[str, int]] = {}
         for column in ("reason", "status"):
             rows = self.db.execute(
-                f"SELECT {column} AS k, count(*) AS n FROM messages WHERE {q.where} "
-                f"GROUP BY {column} ORDER BY n DESC", q.params).fetchall()
+                f"SELECT {column} AS k, count(*) AS n FROM messages WHERE {where} "
+                f"GROUP BY {column} ORDER BY n DESC", params).fetchall()
             out[column] = {r["k"]: r["n"] for r in rows}
         return out
 

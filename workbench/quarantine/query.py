@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # field -> (column, match kind). "exact" compares case-insensitively, "like" is a substring.
@@ -41,6 +42,14 @@ class QueryError(ValueError):
     """The query text cannot be understood; the message says where."""
 
 
+@dataclass(frozen=True)
+class TextTerm:
+    """A substring term the text index can answer: its LIKE clause, and its FTS5 query."""
+
+    position: int            # which clause of the query it is
+    match: str               # the FTS5 query: a phrase, perhaps limited to one column
+
+
 @dataclass
 class Query:
     text: str = ""
@@ -48,10 +57,45 @@ class Query:
     params: list[object] = field(default_factory=list)
     sort: str = "received"
     descending: bool = True
+    text_terms: list[TextTerm] = field(default_factory=list)
+    _param_counts: list[int] = field(default_factory=list)
 
     @property
     def where(self) -> str:
+        """Every term as SQL over ``messages`` alone (LIKE for the text terms)."""
         return " AND ".join(self.clauses) if self.clauses else "1"
+
+    def add(self, clause: str, params: list[object], *, text: str = "", negate: bool = False) -> None:
+        """A clause and its parameters; ``text`` (an FTS5 query) marks a term the text index
+        can narrow (not a negated one: NOT of a rare word selects nearly every row anyway)."""
+        if text and not negate:
+            self.text_terms.append(TextTerm(len(self.clauses), text))
+        self.clauses.append(f"NOT ({clause})" if negate else clause)
+        self.params += params
+        self._param_counts.append(len(params))
+
+    def planned(self, use_index: Callable[[str], bool]) -> tuple[str, list[object]]:
+        """``where`` and ``params``, with each text term for which ``use_index(match)`` says so
+        answered by the text index instead of LIKE."""
+        indexed = {t.position: t for t in self.text_terms if use_index(t.match)}
+        if not indexed:
+            return self.where, self.params
+        clauses: list[str] = []
+        params: list[object] = []
+        start = 0
+        for position, (clause, count) in enumerate(zip(self.clauses, self._param_counts,
+                                                        strict=True)):
+            term = indexed.get(position)
+            if term is None:
+                clauses.append(clause)
+                params += self.params[start:start + count]
+            else:
+                # the index narrows, LIKE decides: the trigram index also folds non-ASCII case,
+                # which LIKE does not, so alone it would find more than LIKE on some terms
+                clauses.append(f"({_TEXT_MATCH} AND {clause})")
+                params += [term.match, *self.params[start:start + count]]
+            start += count
+        return " AND ".join(clauses), params
 
     @property
     def order_by(self) -> str:
@@ -59,6 +103,18 @@ class Query:
         direction = "DESC" if self.descending else "ASC"
         # rowid breaks ties so paging is stable
         return f"{column} {direction}, rowid {direction}"
+
+
+# The text index (index.py, ``messages_fts``) answers substring terms of three characters
+# or more (a trigram tokenizer has nothing to look up for fewer).
+TRIGRAM = 3
+TEXT_INDEXED = ("subject", "from_addr", "attachment_names")
+_TEXT_MATCH = "sha256 IN (SELECT sha256 FROM messages_fts WHERE messages_fts MATCH ?)"
+
+
+def _phrase(value: str) -> str:
+    """``value`` as one FTS5 phrase: with the trigram tokenizer, a case-insensitive substring."""
+    return '"' + value.replace('"', '""') + '"'
 
 
 def _like(value: str) -> str:
@@ -98,10 +154,9 @@ def parse_query(text: str, *, sort: str | None = None, descending: bool | None =
         name = name.lower()
         if not sep or name not in (*FIELDS, "has", *DATE_FIELDS, "sort"):
             like = _like(token)
-            query.clauses.append(
-                "(subject LIKE ? ESCAPE '\\' OR from_addr LIKE ? ESCAPE '\\' "
-                "OR attachment_names LIKE ? ESCAPE '\\')")
-            query.params += [like, like, like]
+            query.add("(subject LIKE ? ESCAPE '\\' OR from_addr LIKE ? ESCAPE '\\' "
+                      "OR attachment_names LIKE ? ESCAPE '\\')", [like, like, like],
+                      text=_phrase(token) if len(token) >= TRIGRAM else "")
             continue
         if not value:
             raise QueryError(f"{name}: needs a value (known fields: {', '.join(KNOWN)})")
@@ -112,28 +167,32 @@ def parse_query(text: str, *, sort: str | None = None, descending: bool | None =
             query.sort = key
             query.descending = not value.startswith("+")
             continue
+        params: list[object] = []
+        text = ""
         if name == "has":
             clause = HAS.get(value.lower())
             if clause is None:
                 raise QueryError(f"has: unknown value {value!r} (one of {', '.join(sorted(HAS))})")
         elif name in DATE_FIELDS:
             clause = f"first_seen {DATE_FIELDS[name]} ?"
-            query.params.append(_date(value, name))
+            params.append(_date(value, name))
         else:
             column, kind = FIELDS[name]
             if kind == "exact":
                 clause = f"{column} = ? COLLATE NOCASE"
-                query.params.append(value)
+                params.append(value)
             elif kind == "prefix":
                 clause = f"{column} LIKE ? ESCAPE '\\'"
-                query.params.append(_like(value.lower())[1:])
+                params.append(_like(value.lower())[1:])
             elif kind == "tag":
                 clause = f"{column} LIKE ? ESCAPE '\\'"
-                query.params.append(_like(f",{value.lower()},"))
+                params.append(_like(f",{value.lower()},"))
             else:
                 clause = f"{column} LIKE ? ESCAPE '\\'"
-                query.params.append(_like(value))
-        query.clauses.append(f"NOT ({clause})" if negate else clause)
+                params.append(_like(value))
+                if column in TEXT_INDEXED and len(value) >= TRIGRAM:
+                    text = f"{column} : {_phrase(value)}"
+        query.add(clause, params, text=text, negate=negate)
     if sort is not None:
         if sort not in SORT_COLUMNS:
             raise QueryError(f"unknown sort column {sort!r}")

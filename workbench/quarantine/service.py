@@ -201,6 +201,7 @@ class Quarantine:
             db.execute("DROP TRIGGER IF EXISTS audit_no_delete")
             for table in ("messages", "sightings", "failed", "audit"):
                 db.execute(f"DELETE FROM {table}")
+            db.execute("DELETE FROM messages_fts")     # whatever a VACUUM left out of step
         retry_busy(lambda: db.executescript(
             "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
             "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"))
