@@ -128,3 +128,26 @@ def test_a_term_fts5_cannot_parse_falls_back_to_like(index):
     assert index.count("renewal") == 6
     with pytest.raises(sqlite3.OperationalError):
         index.db.execute("SELECT * FROM messages_fts")
+
+
+def test_one_query_probes_each_term_once(index, monkeypatch):
+    """List, count, counts by reason and further pages of one query share its plan."""
+    probes: list[str] = []
+    real = index.db
+
+    class Spy:
+        def execute(self, sql, params=()):
+            if "LIMIT ?)" in sql:
+                probes.append(params[0])
+            return real.execute(sql, params)
+
+        def close(self):
+            real.close()
+
+    monkeypatch.setattr(index, "db", Spy())
+    query = parse_query("renewal invoice")
+    index.list(query)
+    index.list(query, offset=50)
+    index.count(query)
+    index.facets(query)
+    assert sorted(probes) == ['"invoice"', '"renewal"']

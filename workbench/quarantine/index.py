@@ -287,8 +287,10 @@ class QuarantineIndex:
                 found = self.db.execute(
                     "SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts MATCH ? "
                     "LIMIT ?)", (match, SELECTIVE_MATCHES + 1)).fetchone()[0]
-            except sqlite3.OperationalError:        # a term FTS5 cannot take: LIKE it is
-                return False
+            except sqlite3.OperationalError as exc:
+                if "interrupt" in str(exc).lower():   # the reader was stopped: stop, not LIKE
+                    raise
+                return False                          # a term FTS5 cannot take: LIKE it is
             return int(found) <= SELECTIVE_MATCHES
 
         return q.planned(selective)

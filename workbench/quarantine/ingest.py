@@ -78,14 +78,16 @@ class IngestSummary:
     messages: list[IngestedMessage] = field(default_factory=list)
     failures: list[FailedItem] = field(default_factory=list)
 
-    def merge(self, other: IngestSummary) -> None:
+    def merge(self, other: IngestSummary, *, counts_only: bool = False) -> None:
+        """Add ``other`` in; ``counts_only`` keeps no message list (a long-running total)."""
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.repeated += other.repeated
         self.failed += other.failed
         self.flagged += other.flagged
-        self.messages += other.messages
-        self.failures += other.failures
+        if not counts_only:
+            self.messages += other.messages
+            self.failures += other.failures
 
 
 def _sidecar(path: Path) -> dict[str, object]:
@@ -227,9 +229,9 @@ def spool_items(incoming: Path, *, settle: float = 0.0) -> Iterator[IngestItem]:
                 try:
                     item = _file_item(f, tower=tower_dir.name, server=server_dir.name, reason="",
                                       spool=True)
+                    if settle and max(os.stat(p).st_mtime for p in item.spool_files) > newest:
+                        continue
                 except FileNotFoundError:      # taken meanwhile by the tower or an operator
-                    continue
-                if settle and max(os.stat(p).st_mtime for p in item.spool_files) > newest:
                     continue
                 yield item
 
@@ -383,9 +385,10 @@ def spool_lock(q: Quarantine, *, wait: bool = True) -> contextlib.AbstractContex
 
 
 def ingest_spool(q: Quarantine, *, max_message: int = DEFAULT_MAX_MESSAGE, settle: float = 0.0,
-                 actor: str = "ingest") -> IngestSummary:
-    """Everything in ``incoming/`` now, under the spool lock."""
-    with spool_lock(q):
+                 actor: str = "ingest", wait: bool = True) -> IngestSummary:
+    """Everything that has settled in ``incoming/`` now, under the spool lock (``wait=False``:
+    raise ``LockBusy`` at once when another reader holds it)."""
+    with spool_lock(q, wait=wait):
         return Ingester(q, max_message=max_message, actor=actor).run(
             spool_items(q.incoming, settle=settle))
 

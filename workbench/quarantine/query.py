@@ -44,7 +44,7 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True)
 class TextTerm:
-    """A substring term the text index can answer: its LIKE clause, and its FTS5 query."""
+    """A substring term the text index can answer: which clause it is, and its FTS5 query."""
 
     position: int            # which clause of the query it is
     match: str               # the FTS5 query: a phrase, perhaps limited to one column
@@ -59,6 +59,7 @@ class Query:
     descending: bool = True
     text_terms: list[TextTerm] = field(default_factory=list)
     _param_counts: list[int] = field(default_factory=list)
+    _use_index: dict[str, bool] = field(default_factory=dict)   # planned()'s answers, kept
 
     @property
     def where(self) -> str:
@@ -76,8 +77,12 @@ class Query:
 
     def planned(self, use_index: Callable[[str], bool]) -> tuple[str, list[object]]:
         """``where`` and ``params``, with each text term for which ``use_index(match)`` says so
-        answered by the text index instead of LIKE."""
-        indexed = {t.position: t for t in self.text_terms if use_index(t.match)}
+        answered by the text index instead of LIKE. The answers are kept: one query's list,
+        count, counts by reason and further pages ask once per term, not each time."""
+        for text_term in self.text_terms:
+            if text_term.match not in self._use_index:
+                self._use_index[text_term.match] = use_index(text_term.match)
+        indexed = {t.position: t for t in self.text_terms if self._use_index[t.match]}
         if not indexed:
             return self.where, self.params
         clauses: list[str] = []

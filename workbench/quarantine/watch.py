@@ -16,13 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from workbench.durable import LockBusy
-from workbench.quarantine.ingest import (
-    DEFAULT_MAX_MESSAGE,
-    Ingester,
-    IngestSummary,
-    spool_items,
-    spool_lock,
-)
+from workbench.quarantine.ingest import DEFAULT_MAX_MESSAGE, IngestSummary, ingest_spool
 from workbench.quarantine.service import Quarantine
 from workbench.workspace import Workspace
 
@@ -64,18 +58,16 @@ class SpoolWatcher:
     def drain(self, q: Quarantine) -> DrainResult:
         """Ingest what has settled in the spool now, unless another reader has it."""
         try:
-            with spool_lock(q, wait=False):
-                summary = Ingester(q, max_message=self.max_message, actor=self.actor).run(
-                    spool_items(q.incoming, settle=self.settle))
+            summary = ingest_spool(q, max_message=self.max_message, settle=self.settle,
+                                   actor=self.actor, wait=False)
         except LockBusy:
             return DrainResult(busy=True)
         except Exception as exc:     # a loop that must keep going reports and retries
             self.errors += 1
             return DrainResult(error=f"{type(exc).__name__}: {exc}")
         self.drains += 1
-        for name in ("accepted", "duplicates", "repeated", "failed", "flagged"):   # counts only:
-            setattr(self.totals, name, getattr(self.totals, name) + getattr(summary, name))  # a
-        return DrainResult(summary=summary)                      # long run keeps no message list
+        self.totals.merge(summary, counts_only=True)
+        return DrainResult(summary=summary)
 
     def run(self, stop: threading.Event,
             on_drain: Callable[[DrainResult], None] | None = None) -> None:
