@@ -225,3 +225,21 @@ async def test_no_refresh_when_asked_for_none(ui_workspace: Workspace) -> None:
         await pilot.pause(0.5)
         await settle(pilot)
         assert app.screen.query_one(MessageList).row_count() == TOTAL
+
+
+async def test_the_analysts_own_triage_is_not_reported_as_a_change(ui_workspace: Workspace) -> None:
+    app = make_app(ui_workspace, list_refresh=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        toasts: list[str] = []
+        notify = screen.notify
+        screen.notify = lambda message, **kw: (toasts.append(message), notify(message, **kw))[1]
+        await pilot.press("down", "down", "space", "s", "2")      # triaged, further down
+        await settle(pilot)
+        await pilot.pause(0.4)                                     # several polls
+        await settle(pilot)
+        assert toasts == ["1 set to triaged"]
+        assert not str(screen.query_one("#count", Static).render()).startswith("↻")
+        _arrive(ui_workspace, "Someone else's mail")               # a real change still shows
+        await _until(pilot, lambda: str(screen.query_one("#count", Static).render()).startswith("↻"))

@@ -104,10 +104,11 @@ the cursor never moves on its own.
             self.facets = facets
 
     class Triaged(Message):
-        def __init__(self, rows: list[MessageRow], summary: str) -> None:
+        def __init__(self, rows: list[MessageRow], summary: str, changes: tuple[int, int]) -> None:
             super().__init__()
             self.rows = rows
             self.summary = summary
+            self.changes = changes         # the index's last_change() before and after our writes
 
     def __init__(self, query: str | None = None) -> None:
         super().__init__()
@@ -447,22 +448,29 @@ the cursor never moves on its own.
           description="set the triage status")
     def set_status(self, shas: list[str], status: str, note: str) -> None:
         with Quarantine(self.workbench.workspace.quarantine) as q:
+            before = q.index.last_change()
             for sha in shas:
                 q.set_status(sha, status, note=note)
             rows = [q.index.get(sha) for sha in shas]
-        self.post_message(self.Triaged(rows, f"{len(rows):,} set to {status}"))
+            changes = (before, q.index.last_change())
+        self.post_message(self.Triaged(rows, f"{len(rows):,} set to {status}", changes))
 
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
           description="tag messages")
     def set_tags(self, shas: list[str], add: list[str], remove: list[str]) -> None:
         with Quarantine(self.workbench.workspace.quarantine) as q:
+            before = q.index.last_change()
             for sha in shas:
                 q.tag(sha, add, remove)
             rows = [q.index.get(sha) for sha in shas]
-        self.post_message(self.Triaged(rows, f"{len(rows):,} tagged"))
+            changes = (before, q.index.last_change())
+        self.post_message(self.Triaged(rows, f"{len(rows):,} tagged", changes))
 
     @on(Triaged)
     def _triaged(self, event: Triaged) -> None:
+        before, after = event.changes
+        if self.listed_change == before:     # only our own writes since the list was read:
+            self.listed_change = after       # they are in the rows below, not "a change"
         if self.listing is not None:
             for row in event.rows:
                 self.listing.replace(row)
