@@ -69,12 +69,18 @@ def spread_text(state: FleetState, s: Spread) -> Text:
     return out
 
 
-def never_reported_text(status: ServerStatus, events: list[FleetEvent] | None) -> Text:
-    """The details of an expected server nothing was heard from: what to check on it."""
+def _server_heading(status: ServerStatus) -> Text:
+    """Tower / server, then its colour and why."""
     out = Text()
     out.append(f"{visible(status.tower)} / {visible(status.server)}\n", style="bold")
     out.append(f"{GLYPHS[status.health]} {status.health.value}", style=HEALTH_STYLES[status.health])
     out.append(f"  {visible(status.reason)}\n\n")
+    return out
+
+
+def never_reported_text(status: ServerStatus, events: list[FleetEvent] | None) -> Text:
+    """The details of an expected server nothing was heard from: what to check on it."""
+    out = _server_heading(status)
     out.append(f"{'reported':<9}", style="dim")
     out.append("never\n\n")
     out.append(f"In tower {visible(status.tower)}'s inventory, but no report has come from it: "
@@ -91,10 +97,7 @@ def server_text(status: ServerStatus | None, events: list[FleetEvent] | None) ->
         return Text("choose a server on the board (arrows, tab jumps to the next problem)", style="dim")
     if status.reported_at is None:
         return never_reported_text(status, events)
-    out = Text()
-    out.append(f"{visible(status.tower)} / {visible(status.server)}\n", style="bold")
-    out.append(f"{GLYPHS[status.health]} {status.health.value}", style=HEALTH_STYLES[status.health])
-    out.append(f"  {visible(status.reason)}\n\n")
+    out = _server_heading(status)
     rows = [
         ("state", status.state),
         ("serial", ("-" if status.serial is None else str(status.serial))
