@@ -251,8 +251,9 @@ class QuarantineIndex:
             retry_busy(lambda: self.db.executescript(_SCHEMA))
             retry_busy(self._ensure_text_index)
             retry_busy(lambda: self.db.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),)))
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value WHERE value != excluded.value",
+                (str(SCHEMA_VERSION),)))        # written when it changes, not on every open
         self.text_index = self._has_text_index()
 
     def _has_text_index(self) -> bool:
