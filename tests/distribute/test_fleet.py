@@ -282,3 +282,32 @@ def test_summarize_a_full_fleet_with_its_inventory() -> None:
     fleet = summarize(records, 7, now=NOW, expected=expected)
     assert len(fleet.servers) == 3600 and fleet.never_reported == 3600 - len(records) == 72
     assert fleet.counts["red"] == 72 and sum(fleet.serials.values()) == len(records)
+
+
+def test_closing_the_store_waits_for_a_reader_in_another_thread(tmp_path: Path) -> None:
+    """The TUI board's worker may still be reading when its screen closes the store; closing
+    a SQLite connection under a running statement crashes the process, so close waits."""
+    import sqlite3
+    import threading
+
+    store = FleetStore(tmp_path / "fleet.sqlite")
+    for n in range(2000):
+        store.record(f"t{n % 50:02d}", FleetReport(server=f"s{n:04d}", state="ok", serial=1),
+                     received_at=NOW)
+    outcome: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        try:
+            while True:
+                started.set()
+                store.state(1, now=NOW)
+        except sqlite3.ProgrammingError:
+            outcome.append("closed")          # the next read after close: a clean error
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    started.wait(5)
+    store.close()
+    reader.join(10)
+    assert outcome == ["closed"]

@@ -394,7 +394,10 @@ class FleetStore:
         return cls(workspace.state / "fleet.sqlite")
 
     def close(self) -> None:
-        self.db.close()
+        """Close once no other thread is using the connection: a board's worker may still be
+        reading when its screen goes (closing under a running statement crashes SQLite)."""
+        with self._lock:
+            self.db.close()
 
     def __enter__(self) -> FleetStore:
         return self
@@ -521,8 +524,11 @@ class FleetStore:
     def saved_thresholds(self) -> FleetThresholds:
         """The thresholds the server last saved; the defaults before any server ran."""
         with self._lock:
-            values = dict(self.db.execute(
-                "SELECT key, value FROM settings WHERE key IN ('stale_after', 'silent_after')"))
+            return self._saved_thresholds()
+
+    def _saved_thresholds(self) -> FleetThresholds:
+        values = dict(self.db.execute(
+            "SELECT key, value FROM settings WHERE key IN ('stale_after', 'silent_after')"))
         if len(values) != 2:
             return DEFAULT_THRESHOLDS
         return FleetThresholds(stale_after=values["stale_after"], silent_after=values["silent_after"])
@@ -530,14 +536,15 @@ class FleetStore:
     def state(self, newest_serial: int | None, *, now: float | None = None,
               thresholds: FleetThresholds | None = None) -> FleetState:
         """The fleet as of now; ``thresholds`` default to the ones the server saved."""
-        if thresholds is None:
-            thresholds = self.saved_thresholds()
         with self._lock:
-            # one read transaction: the reports and the inventory as of the same moment
+            # one read transaction: the reports, the inventory and the thresholds as of the
+            # same moment
             self.db.execute("BEGIN")
             try:
                 rows = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM servers").fetchall()
                 expected = self.db.execute("SELECT tower, server FROM expected").fetchall()
+                if thresholds is None:
+                    thresholds = self._saved_thresholds()
             finally:
                 self.db.execute("COMMIT")
         return summarize([ServerRecord(*row) for row in rows], newest_serial, now=now,
