@@ -7,9 +7,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, parsedate_to_datetime
 from urllib.parse import unquote
 
 from workbench.document import clean_text
@@ -74,24 +75,144 @@ def decode_text(raw: str, defects: list[str], name: str) -> str:
         return str(raw).strip()
 
 
+@dataclass(frozen=True)
+class Address:
+    """One mailbox as written: the display part keeps its quotes and comments, words decoded."""
+
+    display: str                  # as written: quotes and comments kept, RFC 2047 words decoded
+    addr: str
+    bare: bool = False            # written without angle brackets (``a@x (comment)``)
+    angle: bool = True            # False: no address at all, only words
+
+    def __str__(self) -> str:
+        if self.bare:
+            return f"{self.addr} {self.display}" if self.display else self.addr
+        if not self.addr and self.display:
+            return f"{self.display} <>" if self.angle else self.display
+        return f"{self.display} <{self.addr}>" if self.display else self.addr or "<>"
+
+
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+
+
+def _display(text: str, defects: list[str], name: str) -> str:
+    """The display part as written; quotes dropped only where they protect nothing."""
+    text = decode_text(text, defects, name) if "=?" in text else text
+    if len(text) >= 2 and text[0] == text[-1] == '"' and '"' not in text[1:-1]:
+        inner = text[1:-1]
+        if inner.strip() and not _SPECIALS.search(inner):
+            return inner.strip()
+    return text
+
+
+def _split_top(text: str, seps: str) -> list[str]:
+    """Split at ``seps`` outside quoted strings, comments and angle brackets."""
+    out: list[str] = []
+    start = depth = 0
+    quoted = angle = False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and (quoted or depth):
+            i += 2
+            continue
+        if quoted:
+            quoted = ch != '"'
+        elif ch == '"' and not depth:
+            quoted = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        elif depth:
+            pass
+        elif ch == "<":
+            angle = True
+        elif ch == ">":
+            angle = False
+        elif ch in seps and not angle:
+            out.append(text[start:i])
+            start = i + 1
+        i += 1
+    out.append(text[start:])
+    return out
+
+
+_GROUP = re.compile(r'^\s*((?:[^:"(<@]|"(?:[^"\\]|\\.)*")+):(?!:)')
+_ANGLE = re.compile(r'<([^<>]*)>')
+
+
+def _tokens(text: str) -> list[str]:
+    """Words of an address without angle brackets: atoms, quoted strings and comments stay whole."""
+    return [t for t in _split_top(text, " \t") if t.strip()]
+
+
+def _mailboxes(element: str, defects: list[str], name: str) -> list[Address]:
+    text = " ".join(element.split())
+    if not text:
+        return []
+    angle = None
+    for match in _ANGLE.finditer(text):
+        # An angle address outside quotes and comments: the one whose position survives a split.
+        before = text[:match.start()]
+        if before.count('"') % 2 == 0 and before.count("(") == before.count(")"):
+            angle = match
+            break
+    if angle is not None:
+        display = _display((text[:angle.start()] + text[angle.end():]).strip(), defects, name)
+        addr = angle.group(1).strip()
+        if not addr and name.lower() != "return-path":        # <> is the null sender of a bounce
+            defects.append(f"{name}: empty address <> in {text[:80]!r}")
+        return [Address(display, addr)]
+    words = _tokens(text)
+    addrs = [i for i, w in enumerate(words) if ("@" in w and not w.startswith(("(", '"'))) or
+             (w.startswith('"') and '"@' in w)]
+    if not addrs:
+        defects.append(f"{name}: no address in {text[:80]!r}")
+        return [Address(decode_text(text, defects, name) if "=?" in text else text, "", angle=False)]
+    if len(addrs) > 1:
+        defects.append(f"{name}: {len(addrs)} addresses not separated by commas in {text[:80]!r}")
+    out: list[Address] = []
+    for n, at in enumerate(addrs):
+        # Words between this address and the next belong to it (a trailing comment names it).
+        end = addrs[n + 1] if n + 1 < len(addrs) else len(words)
+        begin = 0 if n == 0 else at
+        rest = [w for w in words[begin:end] if w is not words[at]]
+        if n == 0 and at > 0 and not all(w.startswith("(") for w in words[:at]):
+            defects.append(f"{name}: words before an address without angle brackets in {text[:80]!r}")
+        display = " ".join(rest)
+        display = decode_text(display, defects, name) if "=?" in display else display
+        out.append(Address(display, words[at], bare=True))
+    return out
+
+
+def parse_addresses(values: list[str], defects: list[str], name: str) -> list[Address]:
+    """Every mailbox of an address header, as written, defects recorded.
+
+    The stdlib parsers lose what an analyst needs here: ``getaddresses`` turns
+    ``a@x b@x`` (no comma) into ``@x`` and the ``policy.default`` parser keeps only the
+    first address and drops comments. This one splits at commas outside quotes,
+    comments and angle brackets, keeps each display part as written (RFC 2047 words
+    decoded), keeps every address it sees and says what was wrong.
+    """
+    out: list[Address] = []
+    for value in values:
+        text = clean_text(value)
+        for element in _split_top(text, ",;"):
+            group = _GROUP.match(element)
+            if group and "@" not in group.group(1):
+                element = element[group.end():]          # "Friends: a@x, b@y;" keeps its members
+            out.extend(_mailboxes(element, defects, name))
+    return out
+
+
+def format_addresses(addresses: list[Address]) -> str:
+    return ", ".join(str(a) for a in addresses)
+
+
 def _addresses(values: list[str], defects: list[str], name: str) -> str:
-    values = [clean_text(v) for v in values]
-    try:
-        pairs = getaddresses(values)
-    except Exception as exc:
-        defects.append(f"{name}: unparseable address ({type(exc).__name__})")
-        return ", ".join(v.strip() for v in values)
-    out = []
-    for display, addr in pairs:
-        display = decode_text(display, defects, name) if display else ""
-        if addr and display:
-            out.append(f"{display} <{addr}>")
-        elif addr or display:
-            out.append(addr or display)
-    if values and not out:
-        defects.append(f"{name}: no address found in {values[0][:80]!r}")
-        return ", ".join(v.strip() for v in values)
-    return ", ".join(out)
+    """An address header as the index, the tree and the CLI all show it."""
+    return format_addresses(parse_addresses(values, defects, name))
 
 
 def parse_date(raw: str | None, defects: list[str]) -> dt.datetime | None:
@@ -178,10 +299,49 @@ def _rfc2231(value: str) -> str:
 
 
 def _param_value(raw: bytes) -> str:
-    text = raw.decode("utf-8", "replace").strip()
+    # Raw 8-bit bytes (RFC 6532 UTF-8, or Windows-1252 from old clients) read as the
+    # dissector reads them: one decoder for the index and the tree.
+    text = clean_text(raw.decode("utf-8", "surrogateescape")).strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1].replace('\\"', '"')
     return text
+
+
+def decode_param(value: str, defects: list[str], name: str) -> str:
+    """A ``filename``/``name`` parameter as a person reads it: 8-bit bytes as UTF-8 (or
+    Windows-1252), RFC 2047 words decoded. RFC 2231 is joined by the caller's parser."""
+    text = clean_text(value)
+    if "=?" in text:
+        text = decode_text(text, defects, name)
+    return text.strip()
+
+
+def part_names(part: Message, defects: list[str]) -> tuple[str, str]:
+    """A MIME part's Content-Disposition ``filename`` and Content-Type ``name``, both decoded.
+
+    compat32's ``get_filename`` reads a header holding raw UTF-8 as U+FFFD; the raw
+    header values are repaired first, then the stdlib parses the parameters (quoting,
+    RFC 2231 continuations and charsets).
+    """
+    found = {"content-disposition": "", "content-type": ""}
+    for key, value in part.raw_items():
+        low = key.lower()
+        if low in found and not found[low]:
+            found[low] = clean_text(value if isinstance(value, str) else str(value))
+    shadow = Message()
+    for key, value in found.items():
+        if value:
+            shadow[key] = " ".join(value.split())
+    names = []
+    for param, header in (("filename", "content-disposition"), ("name", "content-type")):
+        try:
+            raw = shadow.get_param(param, None, header=header)
+            value = collapse_rfc2231_value(raw) if raw is not None else ""
+        except Exception as exc:       # the stdlib raises many kinds on odd parameters
+            defects.append(f"{param} unreadable ({type(exc).__name__})")
+            value = ""
+        names.append(decode_param(str(value), defects, param) if value else "")
+    return names[0], names[1]
 
 
 def part_headers(data: bytes) -> Iterator[re.Match[bytes]]:
@@ -235,9 +395,7 @@ def attachment_names(data: bytes, limit: int = 200) -> list[str]:
         name = plain.get(b"filename") or plain.get(b"name")
         if not name:
             continue
-        if "=?" in name:
-            name = decode_text(name, [], "filename")
-        name = name.strip()
+        name = decode_param(name, [], "filename")
         if name and name not in seen:
             seen.add(name)
             names.append(name)

@@ -61,7 +61,9 @@ def _text_part(subtype: str, text: str) -> str:
 
 def _attachment_part(a: Attachment) -> str:
     name = a.filename.replace('"', "")
-    if any(ord(c) >= 128 for c in name):
+    if not name:
+        disp, ctype = a.disposition, a.content_type
+    elif any(ord(c) >= 128 for c in name):
         from urllib.parse import quote
 
         disp = f"{a.disposition}; filename*=utf-8''{quote(name)}"
@@ -108,6 +110,11 @@ def build_message(mail: Mail) -> bytes:
         out += f"--{mixed}\n{part}"
     out += f"--{mixed}--\n"
     return out.encode("utf-8")
+
+
+def attached_message(data: bytes, filename: str = "", *, inline: bool = False) -> Attachment:
+    """A message/rfc822 part: a forwarded message, attached (with a name) or inline."""
+    return Attachment(filename, data, "message/rfc822", "7bit", "inline" if inline else "attachment")
 
 
 def received(by: str, frm: str, ip: str, when: dt.datetime) -> tuple[str, str]:

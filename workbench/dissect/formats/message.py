@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
+import quopri
 import re
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
 
 from workbench.dissect.formats.text import defang, find_emails, find_urls, html_to_text
 from workbench.dissect.identify import sanitize_filename
 from workbench.dissect.model import LIMIT_HIT, PARSER_ERROR, PARTIAL, Child, DissectResult
 from workbench.dissect.registry import DissectContext, Dissector
 from workbench.document import clean_text
-from workbench.quarantine.headers import decode_text, parse_date
+from workbench.quarantine.headers import (
+    decode_text,
+    format_addresses,
+    parse_addresses,
+    parse_date,
+    part_names,
+)
 
 MAX_HEADER_VALUE = 8192           # characters of one header kept in the report
 MAX_BODY_TEXT = 64 * 1024         # characters of each body kept in the report
@@ -65,6 +73,7 @@ class MimePart:
     size: int                     # decoded bytes (leaf parts)
     defects: list[str] = field(default_factory=list)
     child: str = ""               # path segment of the artifact it became
+    name: str = ""                # Content-Type ``name`` (``filename`` is Content-Disposition's, else this)
 
 
 @dataclass
@@ -212,17 +221,7 @@ def _first(msg: Message, name: str, report: MessageReport) -> str:
 
 def _addresses(msg: Message, name: str, report: MessageReport) -> str:
     values = _values(msg, name)
-    if not values:
-        return ""
-    try:
-        pairs = getaddresses(values)
-    except Exception:
-        return ", ".join(values)[:MAX_HEADER_VALUE]
-    out = []
-    for display, addr in pairs:
-        display = decode_text(display, report.defects, name) if display else ""
-        out.append(f"{display} <{addr}>" if display and addr else addr or display)
-    return ", ".join(out)[:MAX_HEADER_VALUE]
+    return format_addresses(parse_addresses(values, report.defects, name))[:MAX_HEADER_VALUE] if values else ""
 
 
 def _payload(part: Message) -> bytes:
@@ -263,7 +262,7 @@ class MessageDissector(Dissector):
             result.problem(PARSER_ERROR, f"message parser failed: {type(exc).__name__}: {exc}")
             return result
         self._headers(msg, report, result)
-        self._parts(msg, report, result, ctx)
+        self._parts(msg, report, result, ctx, data)
         body_text = report.text + "\n" + html_to_text(report.html)
         report.password_candidates = password_candidates(body_text + "\n" + report.subject)
         urls = [(u, "text") for u in find_urls(report.text)] + [(u, "html") for u in find_urls(report.html)]
@@ -293,16 +292,18 @@ class MessageDissector(Dissector):
         report.auth = _auth(msg)
         report.mismatches = _mismatches(report, next(iter(_values(msg, "From")), ""))
 
-    def _parts(self, msg: Message, report: MessageReport, result: DissectResult, ctx: DissectContext) -> None:
+    def _parts(self, msg: Message, report: MessageReport, result: DissectResult, ctx: DissectContext,
+               data: bytes) -> None:
         limits = ctx.limits
-        if msg.is_multipart():
+        if msg.is_multipart() and msg.get_content_maintype() == "multipart":
             report.preamble = (msg.preamble or "")[:MAX_BODY_TEXT]
             report.epilogue = (msg.epilogue or "")[:MAX_BODY_TEXT]
-        stack: list[tuple[Message, str, int]] = [(msg, "1" if not msg.is_multipart() else "", 0)]
+        root_position = "" if msg.get_content_maintype() == "multipart" else "1"
+        stack: list[tuple[Message, str, int, tuple[int, ...]]] = [(msg, root_position, 0, ())]
         leaf = 0
         budget = ctx.budget
         while stack:
-            part, position, depth = stack.pop()
+            part, position, depth, path = stack.pop()
             if len(report.parts) >= limits.max_mime_parts:
                 result.problem(LIMIT_HIT, f"MIME parts limit {limits.max_mime_parts}: the rest not listed")
                 break
@@ -310,14 +311,23 @@ class MessageDissector(Dissector):
             entry = MimePart(position or "0", depth, ctype, str(part.get_content_charset("") or ""),
                              str(part.get("Content-Disposition", "")).split(";")[0].strip().lower(),
                              "", str(part.get("Content-Transfer-Encoding", "")).strip().lower(), 0)
-            try:
-                entry.filename = str(part.get_filename("") or part.get_param("name", "") or "")
-                if "=?" in entry.filename:
-                    entry.filename = decode_text(entry.filename, entry.defects, "filename")
-            except Exception as exc:
-                entry.defects.append(f"filename unreadable ({type(exc).__name__})")
+            filename, name = part_names(part, entry.defects)
+            entry.filename, entry.name = filename or name, name
+            if filename and name and filename != name:
+                mismatch = (f"part {entry.position}: Content-Type name {name!r} differs from "
+                            f"Content-Disposition filename {filename!r}")
+                entry.defects.append("name-mismatch: Content-Type name differs from Content-Disposition filename")
+                report.mismatches.append(mismatch)
             report.parts.append(entry)
-            if part.is_multipart():
+            broken = [type(d).__name__ for d in part.defects if type(d).__name__ in _BOUNDARY_DEFECTS]
+            if broken:
+                result.problem(PARTIAL, f"part {entry.position}: broken MIME boundary ({', '.join(broken)})")
+            # compat32 presents an attached message as a multipart holding one Message: it must
+            # be looked at before the walk goes into subparts, or the message is flattened away.
+            if ctype in _ATTACHED:
+                leaf += 1
+                content = self._attached(data, msg, part, path, entry)
+            elif part.is_multipart():
                 if depth >= limits.max_mime_depth:
                     result.problem(LIMIT_HIT, f"MIME nesting limit {limits.max_mime_depth} at part {position}")
                     continue
@@ -326,45 +336,122 @@ class MessageDissector(Dissector):
                     for defect in part.defects:
                         entry.defects.append(type(defect).__name__)
                 for i, sub in reversed(list(enumerate(subparts, start=1))):
-                    stack.append((sub, f"{position}.{i}" if position else str(i), depth + 1))
+                    stack.append((sub, f"{position}.{i}" if position else str(i), depth + 1, (*path, i - 1)))
                 continue
-            leaf += 1
-            if ctype == "message/rfc822" and isinstance(part.get_payload(), list):
-                inner = part.get_payload(0)
-                data = inner.as_bytes() if isinstance(inner, Message) else b""
             else:
-                data = _payload(part)
-            for defect in part.defects:
-                entry.defects.append(type(defect).__name__)
-            entry.size = len(data)
+                leaf += 1
+                content = _payload(part)
+            if part is not msg:
+                for defect in part.defects:
+                    entry.defects.append(type(defect).__name__)
+            entry.size = len(content)
             is_body = (not entry.filename and entry.disposition != "attachment"
                        and ctype in ("text/plain", "text/html"))
             if is_body:
-                text = _text_of(data, entry.charset)
+                text = _text_of(content, entry.charset)
                 if ctype == "text/plain" and len(report.text) < MAX_BODY_TEXT:
                     report.text += text[: MAX_BODY_TEXT - len(report.text)]
                 elif ctype == "text/html" and len(report.html) < MAX_BODY_TEXT:
                     report.html += text[: MAX_BODY_TEXT - len(report.html)]
-            if not data:
+            if not content:
+                if ctype in _ATTACHED:
+                    result.problem(PARTIAL, f"part {entry.position}: attached message is empty")
                 continue
-            if len(data) > limits.max_child:
-                result.problem(LIMIT_HIT, f"part {entry.position}: {len(data)} bytes over the child limit")
+            if len(content) > limits.max_child:
+                result.problem(LIMIT_HIT, f"part {entry.position}: {len(content)} bytes over the child limit")
                 continue
-            if len(data) > budget:
+            if len(content) > budget:
                 result.problem(LIMIT_HIT, f"part {entry.position}: total expanded bytes limit reached")
                 continue
-            budget -= len(data)
+            budget -= len(content)
             segment = f"part {leaf}"
             if entry.filename:
                 segment += "/" + sanitize_filename(entry.filename)
             entry.child = segment
-            result.children.append(Child(entry.filename, data, declared_type=ctype, segment=segment,
-                                         note=f"MIME part {entry.position}"))
+            note = f"{'attached message' if ctype in _ATTACHED else 'MIME part'} {entry.position}"
+            if name and filename and name != filename:
+                note += f"; Content-Type name {name!r}"
+            result.children.append(Child(entry.filename, content, declared_type=ctype, segment=segment, note=note))
             if len(result.children) >= ctx.children_left:
                 result.problem(LIMIT_HIT, f"children limit reached at part {entry.position}")
                 break
         defects = [f"part {p.position}: {d}" for p in report.parts for d in p.defects]
         report.defects.extend(defects)
+
+    @staticmethod
+    def _attached(data: bytes, msg: Message, part: Message, path: tuple[int, ...], entry: MimePart) -> bytes:
+        """The attached message's bytes as sent (its sha256 is the one a hunter searches for);
+        regenerated from the parse only when the raw bytes cannot be located."""
+        raw = _raw_entity(data, msg, path)
+        if raw is not None:
+            _head, body = _split_raw(raw)
+            if entry.encoding in ("base64", "quoted-printable"):       # not allowed for message/*, but sent
+                try:
+                    body = binascii.a2b_base64(body) if entry.encoding == "base64" else quopri.decodestring(body)
+                except (binascii.Error, ValueError):
+                    entry.defects.append(f"{entry.encoding} body undecodable")
+            return body
+        entry.defects.append("raw bytes not located: the attached message was regenerated from the parse")
+        inner = part.get_payload(0) if isinstance(part.get_payload(), list) else None
+        if not isinstance(inner, Message):
+            return _payload(part)
+        try:
+            return inner.as_bytes(policy=compat32.clone(max_line_length=0))
+        except Exception as exc:                    # the generator trips on what the parser let through
+            entry.defects.append(f"attached message not regenerated ({type(exc).__name__})")
+            return b""
+
+
+_ATTACHED = ("message/rfc822", "message/global", "message/news")
+_BOUNDARY_DEFECTS = {"StartBoundaryNotFoundDefect", "CloseBoundaryNotFoundDefect", "NoBoundaryInMultipartDefect",
+                     "MultipartInvariantViolationDefect"}
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _split_raw(raw: bytes) -> tuple[bytes, bytes]:
+    """The header block and the body of a raw MIME entity (split at the first empty line)."""
+    if raw.startswith(b"\r\n"):
+        return b"", raw[2:]
+    if raw.startswith(b"\n"):
+        return b"", raw[1:]
+    match = _HEAD_END.search(raw)
+    return (raw[:match.start()], raw[match.end():]) if match else (raw, b"")
+
+
+def _raw_parts(body: bytes, boundary: str) -> list[bytes]:
+    """A multipart body cut at its delimiter lines, the way the stdlib's feed parser cuts it."""
+    delimiter = re.compile(rb"^--" + re.escape(boundary.encode("utf-8", "surrogateescape"))
+                           + rb"(--)?[ \t]*\r?$", re.M)
+    parts: list[bytes] = []
+    start: int | None = None
+    for match in delimiter.finditer(body):
+        if start is not None:
+            end = match.start()
+            end -= 2 if body[end - 2:end] == b"\r\n" else 1 if body[end - 1:end] == b"\n" else 0
+            parts.append(body[start:max(start, end)])
+        if match.group(1):
+            return parts
+        start = min(match.end() + 1, len(body))
+    if start is not None:
+        parts.append(body[start:])
+    return parts
+
+
+def _raw_entity(data: bytes, msg: Message, path: tuple[int, ...]) -> bytes | None:
+    """The raw bytes of the part at ``path`` (subpart indices from the root), or None when the
+    raw structure does not line up with what the parser saw."""
+    raw, part = data, msg
+    for index in path:
+        boundary = part.get_boundary()
+        subparts = part.get_payload()
+        if boundary is None or not isinstance(subparts, list):
+            return None
+        pieces = _raw_parts(_split_raw(raw)[1], boundary)
+        sub = subparts[index] if len(pieces) == len(subparts) else None
+        if not isinstance(sub, Message):
+            return None
+        raw, part = pieces[index], sub
+    return raw
 
 
 DISSECTORS = [MessageDissector]
