@@ -245,8 +245,12 @@ def build_pe(*, machine: str = "i386", dll: bool = False, subsystem: str = "gui"
              resources: Sequence[Resource] = (), version_info: Mapping[str, str] | None = None,
              tls_callbacks: int = 0, rich: bool = True, dotnet: bool = False,
              signer: str | None = None, overlay: bytes = b"",
-             n_sections: int | None = None, truncate: int | None = None, data: bytes = b"") -> bytes:
+             n_sections: int | None = None, truncate: int | None = None, data: bytes = b"",
+             data_directories: int = 16) -> bytes:
     """A PE file; ``n_sections`` pads the table with empty sections, ``truncate`` cuts the file.
+
+    ``data_directories`` is ``NumberOfRvaAndSizes``: tiny and packed PEs declare fewer
+    than 16 and the optional header shrinks with them (directories past it are dropped).
 
     ``data`` goes at the end of the default ``.data`` section (strings a rule can match).
     """
@@ -272,7 +276,9 @@ def build_pe(*, machine: str = "i386", dll: bool = False, subsystem: str = "gui"
     if rich:
         stub += _rich_header(stub, [(0x00FF7809, 1), (0x01047809, 12), (0x01037809, 3)])
     e_lfanew = _align(len(stub), 8)
-    opt_size = 240 if wide else 224
+    if not 0 <= data_directories <= 16:
+        raise ValueError("data_directories must be 0..16")
+    opt_size = (112 if wide else 96) + 8 * data_directories
     headers_end = e_lfanew + 4 + 20 + opt_size + 40 * count
     size_of_headers = _align(headers_end, FILE_ALIGN)
 
@@ -366,13 +372,13 @@ def build_pe(*, machine: str = "i386", dll: bool = False, subsystem: str = "gui"
         opt = struct.pack("<HBBIIIIIQIIHHHHHHIIIIHHQQQQII", 0x20B, 14, 0, code_size, data_size, 0,
                           entry_rva, code_rva, image_base, SECT_ALIGN, FILE_ALIGN, 6, 0, 0, 0, 6, 0, 0,
                           size_of_image, size_of_headers, 0, sub, 0x8160, 0x100000, 0x1000, 0x100000,
-                          0x1000, 0, 16)
+                          0x1000, 0, data_directories)
     else:
         opt = struct.pack("<HBBIIIIIIIIIHHHHHHIIIIHHIIIIII", 0x10B, 14, 0, code_size, data_size, 0,
                           entry_rva, code_rva, 0, image_base, SECT_ALIGN, FILE_ALIGN, 6, 0, 0, 0, 6,
                           0, 0, size_of_image, size_of_headers, 0, sub, 0x8140, 0x100000, 0x1000,
-                          0x100000, 0x1000, 0, 16)
-    opt += b"".join(struct.pack("<II", a, s) for a, s in data_dirs)
+                          0x100000, 0x1000, 0, data_directories)
+    opt += b"".join(struct.pack("<II", a, s) for a, s in data_dirs[:data_directories])
     stub = stub[:0x3C] + struct.pack("<I", e_lfanew) + stub[0x40:]
     headers += stub.ljust(e_lfanew, b"\x00") + b"PE\x00\x00" + coff + opt + section_headers
     out = bytes(headers.ljust(size_of_headers, b"\x00")) + bytes(body) + certificate + overlay

@@ -52,6 +52,13 @@ class PeResource:
 
 
 @dataclass
+class PeDirectory:
+    name: str                     # EXPORT, IMPORT, RESOURCE, SECURITY ... (IMAGE_DIRECTORY_ENTRY_ dropped)
+    virtual_address: int          # for SECURITY, a file offset
+    size: int
+
+
+@dataclass
 class RichEntry:
     product_id: int
     build: int
@@ -70,6 +77,8 @@ class PeReport:
     entry_point: int = 0
     image_base: int = 0
     section_count: int = 0
+    directory_count: int = 0      # NumberOfRvaAndSizes as declared
+    directories: list[PeDirectory] = field(default_factory=list)    # the non-empty ones
     sections: list[PeSection] = field(default_factory=list)
     imports: list[PeImport] = field(default_factory=list)
     imphash: str = ""
@@ -148,11 +157,34 @@ def _version_info(pe: Any, report: PeReport) -> None:
                     report.version_info[_text(k)] = _text(v)[:500]
 
 
-def _signature(pe: Any, report: PeReport, data: bytes) -> tuple[int, int]:
+def _directories(pe: Any, report: PeReport) -> None:
+    report.directory_count = pe.OPTIONAL_HEADER.NumberOfRvaAndSizes
+    if len(pe.OPTIONAL_HEADER.DATA_DIRECTORY) < min(report.directory_count, 16):
+        report.warnings.append(f"{report.directory_count} data directories declared, "
+                               f"{len(pe.OPTIONAL_HEADER.DATA_DIRECTORY)} present")
+    for d in pe.OPTIONAL_HEADER.DATA_DIRECTORY:
+        if d.VirtualAddress or d.Size:
+            report.directories.append(PeDirectory(d.name.removeprefix("IMAGE_DIRECTORY_ENTRY_"),
+                                                  d.VirtualAddress, d.Size))
+
+
+def data_directory(pe: Any, name: str) -> Any | None:
+    """A data directory by name, or None when the header declares fewer.
+
+    ``DATA_DIRECTORY`` holds only ``NumberOfRvaAndSizes`` entries (tiny and packed PEs
+    declare fewer than 16): indexing past them raised IndexError and lost the rest of
+    the report, the overlay included.
+    """
     import pefile
 
-    sec = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_SECURITY"]]
-    if not sec.VirtualAddress or not sec.Size:
+    index = pefile.DIRECTORY_ENTRY[name]
+    directories = pe.OPTIONAL_HEADER.DATA_DIRECTORY
+    return directories[index] if index < len(directories) else None
+
+
+def _signature(pe: Any, report: PeReport, data: bytes) -> tuple[int, int]:
+    sec = data_directory(pe, "IMAGE_DIRECTORY_ENTRY_SECURITY")
+    if sec is None or not sec.VirtualAddress or not sec.Size:
         return 0, 0
     report.signed = True
     blob = data[sec.VirtualAddress: sec.VirtualAddress + sec.Size]
@@ -172,10 +204,8 @@ def _signature(pe: Any, report: PeReport, data: bytes) -> tuple[int, int]:
 
 
 def _dotnet(pe: Any, report: PeReport, data: bytes) -> None:
-    import pefile
-
-    clr = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_COM_DESCRIPTOR"]]
-    if not clr.VirtualAddress:
+    clr = data_directory(pe, "IMAGE_DIRECTORY_ENTRY_COM_DESCRIPTOR")
+    if clr is None or not clr.VirtualAddress:
         return
     report.dotnet = True
     try:
@@ -191,7 +221,7 @@ def _dotnet(pe: Any, report: PeReport, data: bytes) -> None:
 
 class PeDissector(Dissector):
     name = "pe"
-    version = 1
+    version = 2
     mimes = ("application/x-dosexec", "application/vnd.microsoft.portable-executable",
              "application/x-msdownload")
     magic_words = ("PE32", "MS-DOS executable")
@@ -211,33 +241,60 @@ class PeDissector(Dissector):
             return result
         try:
             self._headers(pe, report)
+            _directories(pe, report)
             pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY[n] for n in (
                 "IMAGE_DIRECTORY_ENTRY_IMPORT", "IMAGE_DIRECTORY_ENTRY_EXPORT",
                 "IMAGE_DIRECTORY_ENTRY_RESOURCE", "IMAGE_DIRECTORY_ENTRY_TLS")])
-            _sections(pe, report, data)
-            if report.section_count > len(report.sections):
-                result.problem(PARTIAL, f"{report.section_count} sections declared; "
-                                        f"{len(report.sections)} listed")
-            for entry in getattr(pe, "DIRECTORY_ENTRY_IMPORT", [])[:500]:
-                report.imports.append(PeImport(_text(entry.dll), [
-                    _text(i.name) if i.name else f"ord{i.ordinal}" for i in entry.imports[:2000]]))
-            report.imphash = pe.get_imphash() if report.imports else ""
-            exports = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
-            if exports is not None:
-                report.exports = [_text(s.name) if s.name else f"ord{s.ordinal}" for s in exports.symbols[:5000]]
-                report.export_name = _text(pe.get_string_at_rva(exports.struct.Name) or b"")
-                report.exphash = pe.get_exphash()
-            _resources(pe, report, result, data, ctx)
-            _version_info(pe, report)
-            self._rich(pe, report)
-            self._tls(pe, report)
-            cert_offset, cert_size = _signature(pe, report, data)
-            _dotnet(pe, report, data)
-            self._overlay(pe, report, result, data, cert_offset, cert_size, ctx)
         except Exception as exc:
             result.problem(PARTIAL, f"pefile stopped: {type(exc).__name__}: {exc}")
+        cert = (0, 0)
+
+        def signature() -> None:
+            nonlocal cert
+            cert = _signature(pe, report, data)
+
+        # Each step on its own: one that trips on an odd file must not cost the others
+        # (the overlay above all, which pefile reports whatever the directories hold).
+        steps: list[tuple[str, Any]] = [
+            ("sections", lambda: self._section_step(pe, report, result, data)),
+            ("imports", lambda: self._imports(pe, report)),
+            ("exports", lambda: self._exports(pe, report)),
+            ("resources", lambda: _resources(pe, report, result, data, ctx)),
+            ("version info", lambda: _version_info(pe, report)),
+            ("rich header", lambda: self._rich(pe, report)),
+            ("tls", lambda: self._tls(pe, report)),
+            ("signature", signature),
+            (".NET header", lambda: _dotnet(pe, report, data)),
+            ("overlay", lambda: self._overlay(pe, report, result, data, cert[0], cert[1], ctx)),
+        ]
+        for label, step in steps:
+            try:
+                step()
+            except Exception as exc:
+                result.problem(PARTIAL, f"{label}: pefile stopped: {type(exc).__name__}: {exc}")
         report.warnings += [str(w)[:300] for w in pe.get_warnings()[:100]]
         return result
+
+    @staticmethod
+    def _section_step(pe: Any, report: PeReport, result: DissectResult, data: bytes) -> None:
+        _sections(pe, report, data)
+        if report.section_count > len(report.sections):
+            result.problem(PARTIAL, f"{report.section_count} sections declared; {len(report.sections)} listed")
+
+    @staticmethod
+    def _imports(pe: Any, report: PeReport) -> None:
+        for entry in getattr(pe, "DIRECTORY_ENTRY_IMPORT", [])[:500]:
+            report.imports.append(PeImport(_text(entry.dll), [
+                _text(i.name) if i.name else f"ord{i.ordinal}" for i in entry.imports[:2000]]))
+        report.imphash = pe.get_imphash() if report.imports else ""
+
+    @staticmethod
+    def _exports(pe: Any, report: PeReport) -> None:
+        exports = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
+        if exports is not None:
+            report.exports = [_text(s.name) if s.name else f"ord{s.ordinal}" for s in exports.symbols[:5000]]
+            report.export_name = _text(pe.get_string_at_rva(exports.struct.Name) or b"")
+            report.exphash = pe.get_exphash()
 
     def _headers(self, pe: Any, report: PeReport) -> None:
         import pefile
