@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import re
 import unicodedata
 from pathlib import PurePosixPath, PureWindowsPath
@@ -144,9 +145,36 @@ def classify(data: bytes) -> tuple[str, str]:
 
     head = data[: 4 * (1 << 20)]     # libmagic reads the start; a bounded buffer keeps it quick
     try:
-        return magic.from_buffer(head), magic.from_buffer(head, mime=True)
+        description, mime = magic.from_buffer(head), magic.from_buffer(head, mime=True)
     except Exception as exc:          # libmagic reports its own errors for odd input
         return f"libmagic error: {exc}", "application/octet-stream"
+    if description.startswith("Microsoft OOXML"):
+        mime = ooxml_mime(data) or mime
+    return description, mime
+
+
+_OOXML_MAIN = re.compile(rb'ContentType="(application/vnd\.[\w.-]+?)\.main(?:\+xml)?"')
+
+
+def ooxml_mime(data: bytes) -> str:
+    """The MIME type of an Office Open XML package from its main part's content type.
+
+    libmagic names the application only when a ``word/``, ``xl/`` or ``ppt/`` member comes
+    early; a genuine document whose package starts with ``customXml/`` or ``docProps/``
+    is "Microsoft OOXML", application/octet-stream, and its .docx name looked disguised.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as package, package.open("[Content_Types].xml") as fh:
+            types = fh.read(1 << 20)
+    except Exception:                 # not a readable package: libmagic's answer stands
+        return ""
+    match = _OOXML_MAIN.search(types)
+    if match is None:
+        return ""
+    main = match.group(1).decode("ascii")
+    return main + ".12" if main.startswith("application/vnd.ms-") else main
 
 
 def _libfuzzy() -> Any:

@@ -34,7 +34,8 @@ def _facts(report: Any) -> list[str]:
         line = f"{report.format}: {report.member_count} members"
         if report.encrypted:
             line += (f", encrypted, password {report.password!r}" if report.password
-                     else ", encrypted, no password found" if report.passwords_tried
+                     else f", encrypted, no password found ({report.passwords_tried} tried)"
+                     if report.passwords_tried
                      else ", encrypted, no password tried")
         if report.notes:
             line += f" ({'; '.join(report.notes[:3])})"
@@ -42,6 +43,7 @@ def _facts(report: Any) -> list[str]:
         out += [f"high ratio: {r}" for r in report.high_ratio[:5]]
         if report.overlapping:
             out.append(f"overlapping entries: {', '.join(report.overlapping[:5])}")
+        out += [f"link: {m.name} -> {m.link_target}" for m in report.members if m.kind == "symlink"][:5]
     elif kind == "OfficeReport":
         line = f"{report.container}"
         if report.vba:

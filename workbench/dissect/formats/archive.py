@@ -43,6 +43,7 @@ class Member:
     link_target: str = ""
     extracted: bool = False
     note: str = ""
+    passwords_tried: int = 0      # for this member (zip: each encrypted member may have its own)
 
 
 @dataclass
@@ -51,8 +52,8 @@ class ArchiveReport:
     member_count: int = 0
     members: list[Member] = field(default_factory=list)
     encrypted: bool = False
-    password: str | None = None           # the one that worked
-    passwords_tried: int = 0
+    password: str | None = None           # the one that worked (zip: the last one that did)
+    passwords_tried: int = 0              # attempts over the whole archive (a running total)
     overlapping: list[str] = field(default_factory=list)
     high_ratio: list[str] = field(default_factory=list)
     comment: str = ""
@@ -136,12 +137,21 @@ def _overlaps(data: bytes, infos: list[zipfile.ZipInfo]) -> set[str]:
     return bad
 
 
+MAX_LINK_TARGET = 4096
+S_IFMT, S_IFLNK = 0o170000, 0o120000
+
+
+def _zip_symlink(info: zipfile.ZipInfo) -> bool:
+    """A member unzip would restore as a symbolic link (unix mode in the external attributes)."""
+    return info.create_system in (3, 19) and (info.external_attr >> 16) & S_IFMT == S_IFLNK
+
+
 _METHODS = {0: "stored", 8: "deflate", 9: "deflate64", 12: "bzip2", 14: "lzma", 93: "zstd", 99: "aes"}
 
 
 class ZipDissector(Dissector):
     name = "zip"
-    version = 1
+    version = 2
     uses_passwords = True
     mimes = ("application/zip", "application/x-zip-compressed", "application/java-archive")
     prefixes = (b"PK\x03\x04", b"PK\x05\x06")
@@ -183,17 +193,26 @@ class ZipDissector(Dissector):
                     report.encrypted = True
                 if member.ratio >= ctx.limits.ratio_flag:
                     report.high_ratio.append(f"{info.filename}: {member.ratio}:1")
+                if member.is_dir:
+                    member.kind = "dir"
                 if member.is_dir or info.filename in overlapping:
+                    continue
+                if _zip_symlink(info):
+                    # unzip would make a link: its content is the target path, not a file to dissect.
+                    member.kind = "symlink"
+                    member.link_target, member.note = self._link_target(zf, info, password)
                     continue
                 if not budget.admit(member):
                     continue
-                if member.encrypted and password is None:
-                    password = self._find_password(zf, info, ctx, report)
-                    if password is None:
+                if member.encrypted and not self._opens(zf, info, password):
+                    # Each encrypted member gets the whole list: members may have different passwords.
+                    found = self._find_password(zf, info, ctx, report, member)
+                    if found is None:
                         member.note = "encrypted; no password worked"
                         result.problem(PARTIAL, f"{info.filename}: encrypted, none of "
-                                                f"{report.passwords_tried} passwords worked")
+                                                f"{member.passwords_tried} passwords worked")
                         continue
+                    password = found
                 try:
                     with zf.open(info, pwd=password if member.encrypted else None) as fh:
                         content = _read_capped(fh, budget.cap())
@@ -212,10 +231,36 @@ class ZipDissector(Dissector):
                     f", password {report.password!r}" if member.encrypted else ""))
         return result
 
+    @staticmethod
+    def _opens(zf: Any, info: zipfile.ZipInfo, password: bytes | None) -> bool:
+        """Whether the password found so far opens this member too (one read, capped)."""
+        if password is None:
+            return False
+        try:
+            with zf.open(info, pwd=password) as fh:
+                _read_capped(fh, _READ)
+        except _TooBig:
+            return True
+        except Exception:          # wrong password: RuntimeError, BadZipFile (CRC), zlib.error ...
+            return False
+        return True
+
+    @staticmethod
+    def _link_target(zf: Any, info: zipfile.ZipInfo, password: bytes | None) -> tuple[str, str]:
+        try:
+            with zf.open(info, pwd=password if info.flag_bits & 1 else None) as fh:
+                target = _read_capped(fh, MAX_LINK_TARGET)
+        except _TooBig:
+            return "", f"symbolic link; target over {MAX_LINK_TARGET} bytes, not read"
+        except Exception as exc:
+            return "", f"symbolic link; target unreadable: {type(exc).__name__}"
+        return target.decode("utf-8", "replace"), "symbolic link: not extracted"
+
     def _find_password(self, zf: Any, info: zipfile.ZipInfo, ctx: DissectContext,
-                       report: ArchiveReport) -> bytes | None:
+                       report: ArchiveReport, member: Member) -> bytes | None:
         for word in ctx.passwords:
             report.passwords_tried += 1
+            member.passwords_tried += 1
             pwd = word.encode("utf-8")
             try:
                 with zf.open(info, pwd=pwd) as fh:
