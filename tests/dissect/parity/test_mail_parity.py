@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from workbench.dissect.engine import dissect_bytes
-from workbench.dissect.model import LIMIT_HIT, OK, PARTIAL, Artifact, Limits
+from workbench.dissect.model import LIMIT_HIT, OK, PARSER_ERROR, PARTIAL, Artifact, Limits
 from workbench.dissect.worker import WorkerPool
 from workbench.samples.mail import (
     EICAR,
@@ -44,6 +44,7 @@ class RefMessage:
     auth: list[str]
     attachments: list[str]
     attached: list[RefMessage] = field(default_factory=list)
+    parts: int = 0                 # MIME entities down to (and including) attached messages
 
 
 def _walk(part: Message):
@@ -69,6 +70,7 @@ def reference(msg: Message) -> RefMessage:
     ref = RefMessage(" ".join(header("subject").split()), senders, len(msg.get_all("received") or []),
                      [str(v) for v in msg.get_all("authentication-results") or []], [])
     for part in _walk(msg):
+        ref.parts += 1
         try:
             name = part.get_filename()
         except Exception:
@@ -102,6 +104,8 @@ def assert_covers(node: Artifact, ref: RefMessage) -> None:
     for sender in ref.senders:
         assert sender and sender in report.from_addr, (node.path, sender, report.from_addr)
     assert len(report.received) >= ref.received, node.path
+    assert len(report.parts) >= ref.parts, (node.path, "MIME parts lost")
+    assert node.status != PARSER_ERROR, (node.path, node.reason)
     for value in ref.auth:
         for method in ("spf", "dkim", "dmarc"):
             if f"{method}=" in value:
@@ -205,6 +209,15 @@ def test_broken_boundary_inside_attached_message_is_flagged(pool: WorkerPool) ->
     assert child.status == PARTIAL and "StartBoundaryNotFound" in child.reason
     kept = [p for p in child.report.parts if p.content_type == "multipart/mixed"]
     assert kept and kept[0].child and kept[0].size > len(b"QUJD")
+
+
+def test_broken_boundary_of_the_message_itself_keeps_the_body(pool: WorkerPool) -> None:
+    data = (b"From: m@evil.example\nSubject: typo\nMIME-Version: 1.0\n"
+            b'Content-Type: multipart/mixed; boundary="DECLARED"\n\n--USED\nContent-Type: text/plain\n\nhi\n'
+            b"--USED\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nQUJD\n--USED--\n")
+    root = dissect(data, pool)
+    assert root.status == PARTIAL and "StartBoundaryNotFound" in root.reason
+    assert root.children and root.children[0].size >= len(b"--USED") * 3     # kept whole, not dropped
 
 
 def test_message_global_and_base64_attached_message(pool: WorkerPool) -> None:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
-from email.utils import parseaddr
 
 from workbench.dissect.formats.text import defang, find_emails, find_urls, html_to_text
 from workbench.dissect.identify import sanitize_filename
@@ -153,7 +152,8 @@ def _auth(msg: Message) -> list[AuthResult]:
 
 
 def _domain(address: str) -> str:
-    return parseaddr(address)[1].rpartition("@")[2].lower().strip(">")
+    found = parse_addresses([address], [], "") if address else []
+    return found[0].addr.rpartition("@")[2].lower().strip(">") if found else ""
 
 
 def _mismatches(report: MessageReport, raw_from: str) -> list[str]:
@@ -164,7 +164,8 @@ def _mismatches(report: MessageReport, raw_from: str) -> list[str]:
         other = _domain(value) if value else ""
         if sender and other and other != sender:
             out.append(f"From domain {sender} differs from {label} domain {other}")
-    display, addr = parseaddr(raw_from)
+    first = parse_addresses([raw_from], [], "From")[:1] if raw_from else []
+    display, addr = (first[0].display, first[0].addr) if first else ("", "")
     embedded = re.findall(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", display)
     if embedded and addr and embedded[0].lower() != addr.lower():
         out.append(f"From display name shows {embedded[0]} but the address is {addr}")
