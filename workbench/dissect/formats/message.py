@@ -303,6 +303,7 @@ class MessageDissector(Dissector):
         stack: list[tuple[Message, str, int, tuple[int, ...]]] = [(msg, root_position, 0, ())]
         leaf = 0
         budget = ctx.budget
+        locator = _RawLocator(data, msg)
         while stack:
             part, position, depth, path = stack.pop()
             if len(report.parts) >= limits.max_mime_parts:
@@ -327,7 +328,7 @@ class MessageDissector(Dissector):
             # be looked at before the walk goes into subparts, or the message is flattened away.
             if ctype in _ATTACHED:
                 leaf += 1
-                content = self._attached(data, msg, part, path, entry)
+                content = self._attached(locator, part, path, entry)
             elif part.is_multipart():
                 if depth >= limits.max_mime_depth:
                     result.problem(LIMIT_HIT, f"MIME nesting limit {limits.max_mime_depth} at part {position}")
@@ -380,10 +381,10 @@ class MessageDissector(Dissector):
         report.defects.extend(defects)
 
     @staticmethod
-    def _attached(data: bytes, msg: Message, part: Message, path: tuple[int, ...], entry: MimePart) -> bytes:
+    def _attached(locator: _RawLocator, part: Message, path: tuple[int, ...], entry: MimePart) -> bytes:
         """The attached message's bytes as sent (its sha256 is the one a hunter searches for);
         regenerated from the parse only when the raw bytes cannot be located."""
-        raw = _raw_entity(data, msg, path)
+        raw = locator.entity(path)
         if raw is not None:
             _head, body = _split_raw(raw)
             if entry.encoding in ("base64", "quoted-printable"):       # not allowed for message/*, but sent
@@ -438,21 +439,33 @@ def _raw_parts(body: bytes, boundary: str) -> list[bytes]:
     return parts
 
 
-def _raw_entity(data: bytes, msg: Message, path: tuple[int, ...]) -> bytes | None:
-    """The raw bytes of the part at ``path`` (subpart indices from the root), or None when the
-    raw structure does not line up with what the parser saw."""
-    raw, part = data, msg
-    for index in path:
-        boundary = part.get_boundary()
-        subparts = part.get_payload()
-        if boundary is None or not isinstance(subparts, list):
-            return None
-        pieces = _raw_parts(_split_raw(raw)[1], boundary)
-        sub = subparts[index] if len(pieces) == len(subparts) else None
-        if not isinstance(sub, Message):
-            return None
-        raw, part = pieces[index], sub
-    return raw
+class _RawLocator:
+    """Finds the raw bytes of a part from its path of subpart indices, cutting each multipart
+    once (a message with thousands of attached messages is not re-split for each)."""
+
+    def __init__(self, data: bytes, msg: Message):
+        self.data = data
+        self.msg = msg
+        self.cut: dict[tuple[int, ...], list[bytes] | None] = {}
+
+    def entity(self, path: tuple[int, ...]) -> bytes | None:
+        """The part's raw bytes, or None when the raw structure does not line up with the parse."""
+        raw, part = self.data, self.msg
+        for depth, index in enumerate(path):
+            subparts = part.get_payload()
+            if not isinstance(subparts, list):
+                return None
+            prefix = path[:depth]
+            if prefix not in self.cut:
+                boundary = part.get_boundary()
+                pieces = _raw_parts(_split_raw(raw)[1], boundary) if boundary is not None else None
+                self.cut[prefix] = pieces if pieces is not None and len(pieces) == len(subparts) else None
+            pieces = self.cut[prefix]
+            sub = subparts[index] if pieces is not None else None
+            if pieces is None or not isinstance(sub, Message):
+                return None
+            raw, part = pieces[index], sub
+        return raw
 
 
 DISSECTORS = [MessageDissector]
