@@ -24,8 +24,9 @@ from workbench.workspace import Workspace
 CACHE_NAME = "dissect.sqlite"
 SCHEMA_VERSION = 1
 # Bump when identities are computed differently. 2: ssdeep by libfuzzy for every size up to
-# Limits.fuzzy_max (version 1 skipped files over 1 MiB).
-IDENTITY_VERSION = 2
+# Limits.fuzzy_max (version 1 skipped files over 1 MiB). 3: an OOXML package libmagic calls only
+# "Microsoft OOXML" gets its MIME type from [Content_Types].xml.
+IDENTITY_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS identities (

@@ -8,6 +8,7 @@ import hashlib
 import io
 import zipfile
 
+import pytest
 import pyzipper
 
 from workbench.dissect.engine import dissect_bytes
@@ -105,25 +106,37 @@ def test_passwords_counted_per_member_and_in_total(pool: WorkerPool) -> None:
     assert {c.filename: c.sha256 for c in node.children} == expected
 
 
-def _ooxml(first: list[str]) -> bytes:
+WORD_MAIN = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+
+
+def _ooxml(first: list[str], main: str = WORD_MAIN, part: str = "word/document.xml") -> bytes:
     types = ('<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
              '<Default Extension="xml" ContentType="application/xml"/>'
-             '<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.'
-             'wordprocessingml.document.main+xml"/></Types>')
+             f'<Override PartName="/{part}" ContentType="{main}"/></Types>')
     entries = [("[Content_Types].xml", types.encode()), ("_rels/.rels", b"<Relationships/>")]
     entries += [(name, b"<x/>") for name in first]
-    entries += [("word/document.xml", b"<w:document/>")]
+    entries += [(part, b"<document/>")]
     return _zip([(_info(n, FILE_MODE, system=0), c) for n, c in entries])
 
 
-def test_genuine_ooxml_is_not_an_extension_mismatch(pool: WorkerPool) -> None:
-    # SharePoint-style package: customXml/ and docProps/ before word/; libmagic says only "Microsoft OOXML".
+@pytest.mark.parametrize("name, main, part, mime", [
+    ("report.docx", WORD_MAIN, "word/document.xml",
+     "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    ("sheet.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml", "xl/workbook.xml",
+     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    ("macro.xlsm", "application/vnd.ms-excel.sheet.macroEnabled.main+xml", "xl/workbook.xml",
+     "application/vnd.ms-excel.sheet.macroEnabled.12"),
+])
+def test_genuine_ooxml_is_not_an_extension_mismatch(pool: WorkerPool, name: str, main: str, part: str,
+                                                    mime: str) -> None:
+    # SharePoint-style package: customXml/ and docProps/ before the main part; libmagic says only
+    # "Microsoft OOXML" (application/octet-stream).
     data = _ooxml(["customXml/item1.xml", "customXml/itemProps1.xml", "customXml/_rels/item1.xml.rels",
-                   "docProps/app.xml", "docProps/core.xml", "docProps/custom.xml"])
-    node = dissect_bytes(data, "report.docx", pool=pool).root
+                   "docProps/app.xml", "docProps/core.xml", "docProps/custom.xml"], main, part)
+    node = dissect_bytes(data, name, pool=pool).root
+    assert node.magic.startswith("Microsoft OOXML")
     assert "extension-mismatch" not in node.flags, (node.magic, node.mime)
-    assert node.mime == "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-    assert node.dissector == "office"
+    assert node.mime == mime and node.dissector == "office"
 
 
 def test_disguised_files_named_docx_are_still_flagged(pool: WorkerPool) -> None:

@@ -242,7 +242,7 @@ def _text_of(data: bytes, charset: str) -> str:
 
 class MessageDissector(Dissector):
     name = "message"
-    version = 1
+    version = 2                   # 2: attached messages are children, not flattened parts
     mimes = ("message/rfc822", "message/news")
     magic_words = ("RFC 822 mail", "SMTP mail", "news or mail")
     report_type = MessageReport
