@@ -136,3 +136,48 @@ def test_part_headers_finds_what_the_plain_regex_finds(lines, eol):
     """The fast scan is an optimisation only: same matches as _PART_HEADER.finditer."""
     data = eol.join(lines)
     assert [m.span() for m in part_headers(data)] == [m.span() for m in _PART_HEADER.finditer(data)]
+
+
+@pytest.mark.parametrize(("value", "shown", "defect"), [
+    ("a@x.example b@x.example", "a@x.example, b@x.example", "not separated by commas"),
+    ('"Doe, John" <jd@x.example>', '"Doe, John" <jd@x.example>', None),
+    ("jd@x.example (John Doe)", "jd@x.example (John Doe)", None),
+    ("Joe (the boss) <joe@x.example>", "Joe (the boss) <joe@x.example>", None),
+    ('"ceo@corp.example" <boss@evil.example>', '"ceo@corp.example" <boss@evil.example>', None),
+    ('"John Doe" <jd@x.example>', "John Doe <jd@x.example>", None),       # quotes protecting nothing
+    ("=?utf-8?q?J=C3=BCrgen?= <j@x.example>", "Jürgen <j@x.example>", None),
+    ('"john doe"@x.example', '"john doe"@x.example', None),
+    ('Friends: a@x.example, "b, c" <b@y.example>;', 'a@x.example, "b, c" <b@y.example>', None),
+    ("undisclosed-recipients:;", "", None),
+    ("MAILER DAEMON <>", "MAILER DAEMON <>", "empty address"),
+    ("Doe, John <jd@x.example>", "Doe, John <jd@x.example>", "no address in 'Doe'"),
+])
+def test_address_lists_keep_every_address_as_written(value, shown, defect):
+    from workbench.quarantine.headers import format_addresses, parse_addresses
+
+    defects: list[str] = []
+    assert format_addresses(parse_addresses([value], defects, "From")) == shown
+    if defect is None:
+        assert defects == []
+    else:
+        assert any(defect in d for d in defects), defects
+
+
+def test_null_return_path_is_not_a_defect():
+    from workbench.quarantine.headers import format_addresses, parse_addresses
+
+    defects: list[str] = []
+    assert format_addresses(parse_addresses(["<>"], defects, "Return-Path")) == "<>" and defects == []
+
+
+def test_raw_utf8_and_windows_1252_parameters_decode_the_same_in_the_scan_and_the_parse():
+    from email.parser import BytesParser
+    from email.policy import compat32
+
+    from workbench.quarantine.headers import part_names
+
+    for raw, name in (("ciële.txt".encode(), "ciële.txt"), (b"r\xe9sum\xe9.doc", "résumé.doc")):
+        data = (b"From: a@b.c\nContent-Type: text/plain; name=" + raw
+                + b"\nContent-Disposition: attachment; filename=\"" + raw + b"\"\n\nx\n")
+        assert attachment_names(data) == [name]
+        assert part_names(BytesParser(policy=compat32).parsebytes(data), []) == (name, name)
