@@ -422,8 +422,11 @@ def _split_raw(raw: bytes) -> tuple[bytes, bytes]:
 
 def _raw_parts(body: bytes, boundary: str) -> list[bytes]:
     """A multipart body cut at its delimiter lines, the way the stdlib's feed parser cuts it."""
-    delimiter = re.compile(rb"^--" + re.escape(boundary.encode("utf-8", "surrogateescape"))
-                           + rb"(--)?[ \t]*\r?$", re.M)
+    try:
+        raw_boundary = boundary.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:          # not bytes the parser read: the caller falls back
+        return []
+    delimiter = re.compile(rb"^--" + re.escape(raw_boundary) + rb"(--)?[ \t]*\r?$", re.M)
     parts: list[bytes] = []
     start: int | None = None
     for match in delimiter.finditer(body):
