@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.document import to_data, utcnow
-from workbench.durable import atomic_output, crash_point, file_lock
+from workbench.durable import LockBusy, atomic_output, crash_point, file_lock
 from workbench.quarantine.access import Access
 from workbench.quarantine.headers import summarize_headers
 from workbench.quarantine.index import (
@@ -115,6 +115,8 @@ class ReindexReport:
 
 WRITE_LOCK = "index.lock"      # shared: writers (journal + index); exclusive: reindex, repair
 WRITE_GATE = "index.gate"      # a turnstile, so a stream of writers cannot starve a reindex
+REINDEX_LOCK = "reindex.lock"  # held for a whole reindex
+SCRATCH_PREFIX = ".index-rebuild-"
 
 
 class Quarantine:
@@ -261,6 +263,8 @@ class Quarantine:
         unjournaled = [r for r in indexed_rows if r["id"] not in journaled_ids]
         report.unjournaled_sightings = sorted({r["sha256"] for r in unjournaled})
         report.tmp_leftovers = self.store.clean_tmp()
+        with contextlib.suppress(LockBusy), file_lock(self.root / REINDEX_LOCK, wait=False):
+            report.tmp_leftovers += self._remove_scratch()
         report.failed_inputs = len(self.index.failed(limit=1_000_000))
         if repair:
             self._repair(report, unjournaled)
@@ -296,10 +300,23 @@ class Quarantine:
         Readers see the old index or the new one. The audit log is only appended to:
         it is restored from the journal only when it is empty (a lost index).
         """
+        with file_lock(self.root / REINDEX_LOCK):       # one reindex at a time
+            self._remove_scratch()
+            return self._reindex()
+
+    def _remove_scratch(self) -> int:
+        """Scratch indexes of a reindex that died (call holding the reindex lock)."""
+        count = 0
+        for leftover in self.root.glob(f"{SCRATCH_PREFIX}*"):
+            leftover.unlink(missing_ok=True)
+            count += 1
+        return count
+
+    def _reindex(self) -> ReindexReport:
         report = ReindexReport()
         messages: dict[str, NewMessage] = {}
         actors: dict[tuple[str, str], str] = {}
-        fd, name = tempfile.mkstemp(prefix=".index-rebuild-", suffix=".sqlite", dir=self.root)
+        fd, name = tempfile.mkstemp(prefix=SCRATCH_PREFIX, suffix=".sqlite", dir=self.root)
         os.close(fd)
         scratch = Path(name)
         try:
