@@ -275,6 +275,8 @@ class Quarantine:
             taken = self.journal.repair()
             report.repaired.append(f"took {taken} torn line(s) out of the journal "
                                    f"(kept in journal/torn-fragments.txt)")
+            salvaged = {e.get("id") for e in self.journal.events() if e["event"] == "sighting"}
+            unjournaled = [r for r in unjournaled if r["id"] not in salvaged]
         if unjournaled:
             # The index row is all that is left of these sightings: write them to the
             # journal so that a reindex keeps them.
