@@ -17,6 +17,7 @@ from workbench.cli.context import (
 )
 from workbench.document import dumps, to_data
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.quarantine.access import AccessError
 from workbench.quarantine.index import STATUSES, AmbiguousId, UnknownId
 from workbench.quarantine.ingest import DEFAULT_MAX_MESSAGE, IngestSummary, ingest_paths
 from workbench.quarantine.query import QueryError, parse_query
@@ -100,7 +101,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(ctx: Context) -> Quarantine:
-    return Quarantine.open(ctx.workspace)
+    try:
+        return Quarantine.open(ctx.workspace)
+    except AccessError as exc:
+        raise CommandError(str(exc), E_CONFLICT) from None
 
 
 def _resolve(q: Quarantine, ident: str) -> str:
