@@ -79,6 +79,8 @@ class Access:
         """Give a quarantine folder its mode (and group, with set-group-ID)."""
         mode = self.folder_mode | (stat.S_ISGID if self.group else 0)
         st = path.stat()
+        if st.st_uid != os.geteuid():
+            return          # another analyst's folder: only its owner may change it
         if self.gid >= 0 and st.st_gid != self.gid:
             os.chown(path, -1, self.gid)
         if stat.S_IMODE(st.st_mode) != mode:

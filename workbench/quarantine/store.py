@@ -51,7 +51,7 @@ class ObjectStore:
         self.root = Path(root)
         self.objects = self.root / "objects"
         self.tmp = self.root / "tmp"
-        self.access = access or Access()
+        self.access = access or Access.load(self.root)     # every store honours access.json
         self._folders: set[Path] = set()      # objects/ab/cd/ made by this process
 
     def ensure(self) -> ObjectStore:
