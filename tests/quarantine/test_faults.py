@@ -214,11 +214,12 @@ def test_reindex_beside_a_running_serve_keeps_every_acknowledged_upload(serving_
         for t in threads:
             t.start()
         try:
-            while len(acknowledged) < 5:
+            deadline = time.monotonic() + 300
+            while len(acknowledged) < 5 and not failures and time.monotonic() < deadline:
                 time.sleep(0.05)
             for _ in range(3):
                 workbench(home, "quarantine", "reindex")
-            while len(acknowledged) < 40:
+            while len(acknowledged) < 40 and not failures and time.monotonic() < deadline:
                 time.sleep(0.05)
         finally:
             stop.set()
