@@ -68,3 +68,45 @@ def test_file_lock_is_released_when_the_holder_dies(tmp_path):
         holder.wait()
     with file_lock(lock, wait=False):
         pass
+
+
+def test_atomic_output_streams_and_never_opens_a_planted_name(tmp_path):
+    from workbench.durable import atomic_output
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    out = tmp_path / "out.zip"
+    (tmp_path / "out.zip.part").symlink_to(victim)
+    with atomic_output(out, mode=0o600) as fh:
+        fh.write(b"zip bytes")
+        fh.seek(0)                       # a zip writer seeks back to patch headers
+        fh.write(b"ZIP")
+    assert out.read_bytes() == b"ZIP bytes" and victim.read_bytes() == b"keep"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    with pytest.raises(RuntimeError), atomic_output(out) as fh:
+        fh.write(b"half")
+        raise RuntimeError("interrupted")
+    assert out.read_bytes() == b"ZIP bytes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zip", "out.zip.part", "victim"]
+
+
+def test_shared_locks_admit_each_other_and_exclude_an_exclusive_one(tmp_path):
+    lock = tmp_path / "index.lock"
+    with file_lock(lock, shared=True), file_lock(lock, shared=True), \
+            pytest.raises(LockBusy), file_lock(lock, wait=False):
+        pass
+    with file_lock(lock, wait=False):
+        pass
+
+
+def test_crash_point_kills_the_process_only_at_the_named_pass(tmp_path):
+    code = ("from workbench.durable import crash_point\n"
+            "for n in range(5):\n"
+            "    crash_point('other'); crash_point('step')\n"
+            "    print(n, flush=True)\n")
+    env = {**os.environ, "WORKBENCH_CRASH_AT": "step@3"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == -9 and done.stdout.split() == ["0", "1"]
+    env["WORKBENCH_CRASH_AT"] = ""
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and len(done.stdout.split()) == 5

@@ -29,3 +29,14 @@ def visible(text: str, *, multiline: bool = False) -> str:
     if not UNSAFE.search(text):
         return text
     return text.translate(_VISIBLE_MULTILINE if multiline else _VISIBLE)
+
+
+_RAW_IN_JSON = re.compile(f"[\x7f-\x9f{BIDI}]")     # what json.dumps(ensure_ascii=False) leaves raw
+
+
+def json_for_terminal(document: str) -> str:
+    """A JSON text with C1 controls and bidi characters written as ``\\uXXXX`` escapes:
+    the same data to a parser, nothing a terminal would act on (``json.dumps`` already
+    escapes C0 controls). These characters only occur inside JSON strings, where an
+    escape is always valid."""
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", document)

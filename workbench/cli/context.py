@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from workbench.distribute.settings import parse_duration
 from workbench.document import dumps
-from workbench.terminal_text import visible
+from workbench.terminal_text import json_for_terminal, visible
 from workbench.workspace import Workspace
 
 
@@ -31,7 +31,8 @@ class Context:
         self.out.write(visible(text, multiline=True) + "\n")
 
     def json(self, document: Any) -> None:
-        self.out.write(dumps(document) + "\n")
+        """A JSON document; bidi and C1 control characters from mail are escaped."""
+        self.out.write(json_for_terminal(dumps(document)) + "\n")
 
     def error(self, text: str) -> None:
         self.err.write(f"workbench: error: {visible(text, multiline=True)}\n")

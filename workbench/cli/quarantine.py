@@ -17,11 +17,13 @@ from workbench.cli.context import (
 )
 from workbench.document import dumps, to_data
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.quarantine.access import AccessError
 from workbench.quarantine.index import STATUSES, AmbiguousId, UnknownId
 from workbench.quarantine.ingest import DEFAULT_MAX_MESSAGE, IngestSummary, ingest_paths
 from workbench.quarantine.query import QueryError, parse_query
-from workbench.quarantine.service import Quarantine, stamp
+from workbench.quarantine.service import Quarantine, QuarantineUnavailable, stamp
 from workbench.quarantine.watch import DEFAULT_INTERVAL, DEFAULT_SETTLE, DrainResult, SpoolWatcher
+from workbench.terminal_text import json_for_terminal, visible
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,6 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = qs.add_parser("fsck", help="check objects against their hashes and the index against the objects")
     p.add_argument("--quick", action="store_true", help="do not re-hash every object")
+    p.add_argument("--repair", action="store_true",
+                   help="fix what can be fixed without losing anything: torn journal lines, "
+                        "sightings only the index or only the journal has, object modes")
     add_json_flag(p)
     p.set_defaults(func=cmd_fsck)
 
@@ -96,7 +101,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(ctx: Context) -> Quarantine:
-    return Quarantine.open(ctx.workspace)
+    try:
+        return Quarantine.open(ctx.workspace)
+    except AccessError as exc:
+        raise CommandError(str(exc), E_CONFLICT) from None
 
 
 def _resolve(q: Quarantine, ident: str) -> str:
@@ -114,6 +122,9 @@ def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
                                    actor="ingest")
         except FileNotFoundError as exc:
             raise CommandError(str(exc), E_NOT_FOUND) from None
+        except QuarantineUnavailable as exc:
+            raise CommandError(f"{exc.reason} (that batch was not taken; nothing of it is lost)",
+                               E_CONFLICT) from None
     if args.json:
         ctx.json(summary)
     else:
@@ -129,7 +140,8 @@ def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
 
     def report(result: DrainResult) -> None:
         if args.json:
-            ctx.out.write(dumps({"at": stamp(), **to_data(result)}, indent=None) + "\n")
+            ctx.out.write(json_for_terminal(dumps({"at": stamp(), **to_data(result)}, indent=None))
+                          + "\n")
         elif result.error:
             ctx.warn(f"spool drain failed, retrying in {args.interval:g}s: {result.error}")
         elif result.summary is not None:
@@ -205,16 +217,18 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
         ("sightings", str(row.sightings)),
         ("attachments", ", ".join(row.attachment_names) or "-"),
     ]:
-        ctx.print(f"{label:>12}: {value}")
+        # One line per field, always: a decoded subject may carry a newline that would
+        # otherwise print a fake "status:" line under it.
+        ctx.print(f"{label:>12}: {visible(value)}")
     for defect in row.defects:
-        ctx.print(f"{'defect':>12}: {defect}")
+        ctx.print(f"{'defect':>12}: {visible(defect)}")
     ctx.print("\nsightings:")
     for s in sightings:
-        ctx.print(f"  {s.seen_at}  {s.tower}/{s.server}  {s.reason}  {s.source}")
+        ctx.print("  " + visible(f"{s.seen_at}  {s.tower}/{s.server}  {s.reason}  {s.source}"))
     ctx.print("\naudit:")
     for a in audit:
         note = f"  note: {a.note}" if a.note else ""
-        ctx.print(f"  {a.at}  {a.actor}  {a.action}  {a.detail}{note}")
+        ctx.print("  " + visible(f"{a.at}  {a.actor}  {a.action}  {a.detail}{note}"))
     return E_OK
 
 
@@ -249,9 +263,14 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_fsck(args: argparse.Namespace, ctx: Context) -> int:
     with _open(ctx) as q:
-        report = q.fsck(verify_hashes=not args.quick)
+        report = q.fsck(verify_hashes=not args.quick, repair=args.repair)
+        if args.repair and report.repaired:
+            after = q.fsck(verify_hashes=False)
+            report.unindexed_sightings = after.unindexed_sightings
+            report.unjournaled_sightings = after.unjournaled_sightings
+            report.torn_journal_lines = after.torn_journal_lines
     if args.json:
-        ctx.json({"ok": report.ok, **report.__dict__})
+        ctx.json({"ok": report.ok, **to_data(report)})
     else:
         ctx.print(f"objects {report.objects}, indexed messages {report.messages}, "
                   f"failed inputs {report.failed_inputs}, tmp leftovers removed {report.tmp_leftovers}")
@@ -261,8 +280,20 @@ def cmd_fsck(args: argparse.Namespace, ctx: Context) -> int:
             ctx.print(f"MISSING  {sha}: indexed but no object")
         for sha in report.unindexed_sightings:
             ctx.print(f"UNINDEXED {sha}: journaled but not in the index (run 'quarantine reindex')")
+        for sha in report.unjournaled_sightings:
+            ctx.print(f"UNJOURNALED {sha}: indexed but not in the journal; a reindex would "
+                      f"drop it (run 'quarantine fsck --repair')")
+        for torn in report.torn_journal_lines:
+            ctx.print(f"TORN     journal/{torn.file} line {torn.line}: not a whole event "
+                      f"(run 'quarantine fsck --repair')")
         for sha in report.writable_objects:
             ctx.print(f"WRITABLE {sha}: object is not read-only")
+        loose = [s for s in report.loose_objects if s not in report.writable_objects]
+        if loose:
+            ctx.print(f"MODE     {len(loose)} object(s) not at the mode of access.json "
+                      f"(--repair sets it)")
+        for done in report.repaired:
+            ctx.print(f"repaired: {done}")
         ctx.print("ok" if report.ok else "problems found")
     return E_OK if report.ok else E_FINDINGS
 

@@ -39,7 +39,7 @@ from workbench.distribute.settings import DEFAULT_HOST, DEFAULT_PORT
 from workbench.distribute.tokens import NAME, TokenStore
 from workbench.document import to_data
 from workbench.quarantine.ingest import IngestSummary, ingest_bytes
-from workbench.quarantine.service import Quarantine
+from workbench.quarantine.service import Quarantine, QuarantineUnavailable
 from workbench.quarantine.watch import DrainResult, SpoolWatcher
 from workbench.workspace import Workspace
 
@@ -394,6 +394,8 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
                          401: {"description": "missing or wrong token"},
                          403: {"description": "the token belongs to another tower"},
                          413: {"description": "body over the size limit"},
+                         503: {"description": "the quarantine cannot store mail now: send again"},
+                         507: {"description": "the quarantine's disk is full: send again later"},
                          422: {"description": "not mail; kept in quarantine/failed/",
                                "model": QuarantineReceipt}},
               openapi_extra={"requestBody": {"required": True, "content": {
@@ -413,8 +415,12 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
         data = await request.body()
         if not data:
             raise HTTPException(400, "empty body: send the raw message")
-        summary = await run_in_threadpool(state.ingest, data, tower=tower,
-                                          server=x_workbench_server, reason=x_workbench_reason)
+        try:
+            summary = await run_in_threadpool(state.ingest, data, tower=tower,
+                                              server=x_workbench_server, reason=x_workbench_reason)
+        except QuarantineUnavailable as exc:     # nothing acknowledged: the tower sends it again
+            state.metrics.ingest.labels("unavailable").inc()
+            raise HTTPException(507 if exc.full else 503, exc.reason) from None
         if summary.messages:
             m = summary.messages[0]
             state.metrics.ingest.labels("accepted" if m.new else "duplicate").inc()

@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench.durable import file_lock
+from workbench.durable import crash_point, file_lock
 from workbench.quarantine.headers import looks_like_mail, summarize_headers
 from workbench.quarantine.index import FailedInput, NewMessage, Sighting
-from workbench.quarantine.service import Quarantine, stamp
+from workbench.quarantine.service import Quarantine, stamp, storage_errors
 from workbench.quarantine.store import sha256_file
 
 DEFAULT_MAX_MESSAGE = 100 * 1024 * 1024
@@ -260,6 +260,12 @@ class Ingester:
         return summary
 
     def _batch(self, items: list[IngestItem]) -> IngestSummary:
+        """One batch, all or nothing acknowledged: a full disk raises ``QuarantineUnavailable``
+        before anything is reported as taken, and leaves the spool files in place."""
+        with storage_errors():
+            return self._store_batch(items)
+
+    def _store_batch(self, items: list[IngestItem]) -> IngestSummary:
         summary = IngestSummary()
         messages: dict[str, NewMessage] = {}
         sightings: list[Sighting] = []
@@ -275,12 +281,16 @@ class Ingester:
                 summary.failures.append(FailedItem(item.source, failure.reason, failure.stored_as))
             done.append(item)
         self.q.store.sync()
-        self.q.journal.append(events)
-        known = self.q.index.known(messages)
-        before = {s.id for s in sightings if self._sighting_known(s.id)}
-        added = self.q.index.record(messages.values(), sightings, actor=self.actor)
-        if failures:
-            self.q.index.record_failed(failures, actor=self.actor)
+        crash_point("ingest.objects")
+        with self.q.writing():
+            self.q.journal.append(events)
+            crash_point("ingest.journaled")
+            known = self.q.index.known(messages)
+            before = {s.id for s in sightings if self._sighting_known(s.id)}
+            added = self.q.index.record(messages.values(), sightings, actor=self.actor)
+            if failures:
+                self.q.index.record_failed(failures, actor=self.actor)
+        crash_point("ingest.indexed")
         first: set[str] = set()
         for msg in summary.messages:          # a second copy in the same batch is not new
             msg.new = msg.sha256 not in known and msg.sha256 not in first

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import json
-from collections.abc import Iterable, Sequence
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workbench.document import to_data, utcnow
+from workbench.durable import LockBusy, atomic_output, crash_point, file_lock
+from workbench.quarantine.access import Access
 from workbench.quarantine.headers import summarize_headers
 from workbench.quarantine.index import (
+    MESSAGE_COLUMNS,
     STATUSES,
     FailedInput,
     NewMessage,
     QuarantineIndex,
     Sighting,
-    retry_busy,
 )
-from workbench.quarantine.journal import Journal
+from workbench.quarantine.journal import Journal, TornLine
 from workbench.quarantine.store import ObjectNotFound, ObjectStore
 from workbench.workspace import Workspace, current_actor
 
@@ -44,6 +51,35 @@ def message_from_bytes(sha256: str, data: bytes) -> NewMessage:
         attachment_names=summary.attachment_names, defects=summary.defects)
 
 
+class QuarantineUnavailable(Exception):
+    """The quarantine cannot take this now (``full``: no space left); nothing was acknowledged.
+
+    What was written before the failure is rolled back or harmless: a journal append
+    is whole or absent, an object without a journal line is not referenced.
+    """
+
+    def __init__(self, reason: str, *, full: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.full = full
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn a full disk or an unwritable quarantine into :class:`QuarantineUnavailable`."""
+    try:
+        yield
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise QuarantineUnavailable(f"the quarantine cannot store mail now: {exc}", full=full) from exc
+    except sqlite3.OperationalError as exc:
+        text = str(exc).lower()
+        if "full" in text or "disk i/o" in text:
+            raise QuarantineUnavailable(f"the quarantine index cannot be written: {exc}",
+                                        full="full" in text) from exc
+        raise
+
+
 @dataclass
 class FsckReport:
     """What ``quarantine fsck`` found; ``ok`` is False when anything needs repair."""
@@ -53,13 +89,18 @@ class FsckReport:
     corrupt_objects: list[str] = field(default_factory=list)
     missing_objects: list[str] = field(default_factory=list)
     unindexed_sightings: list[str] = field(default_factory=list)
+    unjournaled_sightings: list[str] = field(default_factory=list)   # indexed, not journaled
+    torn_journal_lines: list[TornLine] = field(default_factory=list)
     writable_objects: list[str] = field(default_factory=list)
+    loose_objects: list[str] = field(default_factory=list)   # mode is not access.json's
     tmp_leftovers: int = 0
     failed_inputs: int = 0
+    repaired: list[str] = field(default_factory=list)         # what --repair did
 
     @property
     def ok(self) -> bool:
-        return not (self.corrupt_objects or self.missing_objects or self.unindexed_sightings)
+        return not (self.corrupt_objects or self.missing_objects or self.unindexed_sightings
+                    or self.unjournaled_sightings or self.torn_journal_lines)
 
 
 @dataclass
@@ -69,6 +110,13 @@ class ReindexReport:
     status_changes: int = 0
     failed: int = 0
     missing_objects: list[str] = field(default_factory=list)
+    caught_up: int = 0          # journal events written while the new index was being built
+
+
+WRITE_LOCK = "index.lock"      # shared: writers (journal + index); exclusive: reindex, repair
+WRITE_GATE = "index.gate"      # a turnstile, so a stream of writers cannot starve a reindex
+REINDEX_LOCK = "reindex.lock"  # held for a whole reindex
+SCRATCH_PREFIX = ".index-rebuild-"
 
 
 class Quarantine:
@@ -76,8 +124,10 @@ class Quarantine:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.store = ObjectStore(self.root).ensure()
-        self.journal = Journal(self.root / "journal")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.access = Access.load(self.root)
+        self.store = ObjectStore(self.root, self.access).ensure()
+        self.journal = Journal(self.root / "journal", mode=self.access.file_mode)
         self.incoming = self.root / "incoming"
         self.failed_dir = self.root / "failed"
         self._index: QuarantineIndex | None = None
@@ -89,8 +139,28 @@ class Quarantine:
     @property
     def index(self) -> QuarantineIndex:
         if self._index is None:
+            fresh = not (self.root / INDEX_NAME).exists()
             self._index = QuarantineIndex(self.root / INDEX_NAME)
+            if fresh:
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(OSError):
+                        self.access.path(Path(f"{self.root / INDEX_NAME}{suffix}"))
         return self._index
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held (shared) by every writer from its journal line to its index commit, so a
+        reindex, which holds it exclusively, sees every journaled event it must keep."""
+        with file_lock(self.root / WRITE_GATE):
+            pass
+        with file_lock(self.root / WRITE_LOCK, shared=True):
+            yield
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """No writer between its journal line and its index commit while this is held."""
+        with file_lock(self.root / WRITE_GATE), file_lock(self.root / WRITE_LOCK):
+            yield
 
     def close(self) -> None:
         if self._index is not None:
@@ -119,9 +189,10 @@ class Quarantine:
         sha = self.resolve(ident)
         actor = actor or current_actor()
         at = stamp()
-        self.journal.append([{"event": "status", "sha256": sha, "status": status, "note": note,
-                              "actor": actor, "at": at}])
-        self.index.apply_status(sha, status, actor=actor, at=at, note=note)
+        with self.writing():
+            self.journal.append([{"event": "status", "sha256": sha, "status": status,
+                                  "note": note, "actor": actor, "at": at}])
+            self.index.apply_status(sha, status, actor=actor, at=at, note=note)
         return sha
 
     def tag(self, ident: str, add: Iterable[str] = (), remove: Iterable[str] = (), *,
@@ -133,9 +204,10 @@ class Quarantine:
                 raise ValueError(f"tag {tag!r}: no commas, at most 64 characters")
         actor = actor or current_actor()
         at = stamp()
-        self.journal.append([{"event": "tags", "sha256": sha, "add": add, "remove": remove,
-                              "actor": actor, "at": at}])
-        return self.index.apply_tags(sha, add, remove, actor=actor, at=at)
+        with self.writing():
+            self.journal.append([{"event": "tags", "sha256": sha, "add": add, "remove": remove,
+                                  "actor": actor, "at": at}])
+            return self.index.apply_tags(sha, add, remove, actor=actor, at=at)
 
     def export_zip(self, idents: Sequence[str], out: Path, *, actor: str | None = None) -> list[str]:
         """Write the raw messages into an AES-256 zip, password ``infected`` (the field's habit)."""
@@ -143,77 +215,156 @@ class Quarantine:
 
         shas = [self.resolve(i) for i in idents]
         out = Path(out)
-        tmp = out.with_name(out.name + ".part")
-        with pyzipper.AESZipFile(tmp, "w", compression=pyzipper.ZIP_DEFLATED,
-                                 encryption=pyzipper.WZ_AES) as zf:
+        # A fresh temp file beside OUT (never a name someone could plant a link at), private
+        # like the objects it holds, renamed over OUT once complete.
+        with atomic_output(out, mode=0o600) as fh, pyzipper.AESZipFile(
+                fh, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as zf:
             zf.setpassword(EXPORT_PASSWORD)
             for sha in shas:
                 zf.writestr(f"{sha}.eml", self.store.read(sha))
-        tmp.replace(out)
         actor = actor or current_actor()
         at = stamp()
-        self.journal.append([{"event": "export", "sha256": sha, "actor": actor, "at": at,
-                              "detail": str(out)} for sha in shas])
-        for sha in shas:
-            self.index.log("export", actor=actor, at=at, sha256=sha, detail=str(out))
+        with self.writing():
+            self.journal.append([{"event": "export", "sha256": sha, "actor": actor, "at": at,
+                                  "detail": str(out)} for sha in shas])
+            for sha in shas:
+                self.index.log("export", actor=actor, at=at, sha256=sha, detail=str(out))
         return shas
 
     # -- checks and recovery ----------------------------------------------------------
 
-    def fsck(self, *, verify_hashes: bool = True) -> FsckReport:
+    def fsck(self, *, verify_hashes: bool = True, repair: bool = False) -> FsckReport:
+        """Check objects, index and journal against each other; ``repair`` fixes what it can
+        without losing anything (torn journal lines, unjournaled and unindexed sightings,
+        object modes)."""
         report = FsckReport()
-        indexed = self.index.all_shas()
+        with self.exclusive():       # one consistent view of the index and the journal
+            indexed_rows = self.index.db.execute(
+                "SELECT id, sha256, tower, server, reason, seen_at, source FROM sightings").fetchall()
+            indexed = self.index.all_shas()
+            events = list(self.journal.events())
+            report.torn_journal_lines = self.journal.torn()
         report.messages = len(indexed)
         for sha in self.store.iter_objects():
             report.objects += 1
-            path = self.store.path_for(sha)
-            if path.stat().st_mode & 0o222:
+            mode = self.store.path_for(sha).stat().st_mode
+            if mode & 0o222:
                 report.writable_objects.append(sha)
+            if self.store.loose(sha):
+                report.loose_objects.append(sha)
             if verify_hashes and not self.store.verify(sha):
                 report.corrupt_objects.append(sha)
         for sha in sorted(indexed):
             if not self.store.exists(sha):
                 report.missing_objects.append(sha)
-        journaled = {e["sha256"] for e in self.journal.events() if e["event"] == "sighting"}
+        journaled_ids = {e.get("id") for e in events if e["event"] == "sighting"}
+        journaled = {e["sha256"] for e in events if e["event"] == "sighting"}
         report.unindexed_sightings = sorted(journaled - indexed)
+        unjournaled = [r for r in indexed_rows if r["id"] not in journaled_ids]
+        report.unjournaled_sightings = sorted({r["sha256"] for r in unjournaled})
         report.tmp_leftovers = self.store.clean_tmp()
+        with contextlib.suppress(LockBusy), file_lock(self.root / REINDEX_LOCK, wait=False):
+            report.tmp_leftovers += self._remove_scratch()
         report.failed_inputs = len(self.index.failed(limit=1_000_000))
+        if repair:
+            self._repair(report, unjournaled)
         return report
 
+    def _repair(self, report: FsckReport, unjournaled: list[sqlite3.Row]) -> None:
+        if report.torn_journal_lines:
+            taken = self.journal.repair()
+            report.repaired.append(f"took {taken} torn line(s) out of the journal "
+                                   f"(kept in journal/torn-fragments.txt)")
+            salvaged = {e.get("id") for e in self.journal.events() if e["event"] == "sighting"}
+            unjournaled = [r for r in unjournaled if r["id"] not in salvaged]
+        if unjournaled:
+            # The index row is all that is left of these sightings: write them to the
+            # journal so that a reindex keeps them.
+            self.journal.append([{"event": "sighting", **dict(r),
+                                  "actor": "fsck"} for r in unjournaled])
+            report.repaired.append(f"journaled {len(unjournaled)} sighting(s) that only "
+                                   f"the index had")
+        for sha in report.loose_objects:
+            self.store.tighten(sha)
+        if report.loose_objects:
+            report.repaired.append(f"set the mode of {len(report.loose_objects)} object(s) "
+                                   f"to {self.access.object_mode:04o}")
+        if report.unindexed_sightings or report.torn_journal_lines:
+            rebuilt = self.reindex()
+            report.repaired.append(f"reindexed: {rebuilt.messages} messages")
+
     def reindex(self) -> ReindexReport:
-        """Rebuild the index from the objects and the journal, in one transaction."""
+        """Rebuild the index from the objects and the journal while ingest goes on.
+
+        The new index is built in a file beside the live one; then, holding the write
+        lock (ingest and triage wait, readers do not), the journal lines written
+        meanwhile are added and the live index's rows are replaced in one transaction.
+        Readers see the old index or the new one. The audit log is only appended to:
+        it is restored from the journal only when it is empty (a lost index).
+        """
+        with file_lock(self.root / REINDEX_LOCK):       # one reindex at a time
+            self._remove_scratch()
+            return self._reindex()
+
+    def _remove_scratch(self) -> int:
+        """Scratch indexes of a reindex that died (call holding the reindex lock)."""
+        count = 0
+        for leftover in self.root.glob(f"{SCRATCH_PREFIX}*"):
+            leftover.unlink(missing_ok=True)
+            count += 1
+        return count
+
+    def _reindex(self) -> ReindexReport:
         report = ReindexReport()
-        events = list(self.journal.events())
         messages: dict[str, NewMessage] = {}
-        for event in events:
-            if event["event"] != "sighting" or event["sha256"] in messages:
-                continue
-            sha = event["sha256"]
+        actors: dict[tuple[str, str], str] = {}
+        fd, name = tempfile.mkstemp(prefix=SCRATCH_PREFIX, suffix=".sqlite", dir=self.root)
+        os.close(fd)
+        scratch = Path(name)
+        try:
+            rebuilt = QuarantineIndex(scratch)
+            rebuilt.db.execute("PRAGMA synchronous=OFF")     # a scratch file: a crash drops it
             try:
-                data = self.store.read(sha)
-            except ObjectNotFound:
-                report.missing_objects.append(sha)
-                continue
-            messages[sha] = message_from_bytes(sha, data)
-        index = self.index
-        db = index.db
-        with index.transaction():
-            db.execute("DROP TRIGGER IF EXISTS audit_no_delete")
-            for table in ("messages", "sightings", "failed", "audit"):
-                db.execute(f"DELETE FROM {table}")
-            db.execute("DELETE FROM messages_fts")     # whatever a VACUUM left out of step
-        retry_busy(lambda: db.executescript(
-            "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
-            "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"))
+                events, positions = self.journal.read()
+                self._replay(rebuilt, events, messages, actors, report)
+                crash_point("reindex.built")
+                with self.exclusive():
+                    more, positions = self.journal.read(positions)
+                    report.caught_up = len(more)
+                    self._replay(rebuilt, more, messages, actors, report)
+                    report.messages = rebuilt.count()
+                    rebuilt.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    rebuilt.close()
+                    self._swap_in(scratch, actors, report)
+                    crash_point("reindex.swapped")
+            finally:
+                rebuilt.close()
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{scratch}{suffix}").unlink(missing_ok=True)
+        return report
+
+    def _replay(self, index: QuarantineIndex, events: list[dict[str, Any]],
+                messages: dict[str, NewMessage], actors: dict[tuple[str, str], str],
+                report: ReindexReport) -> None:
         for event in events:
             kind, sha = event["event"], event.get("sha256", "")
+            if kind == "sighting" and sha not in messages:
+                try:
+                    messages[sha] = message_from_bytes(sha, self.store.read(sha))
+                except ObjectNotFound:
+                    if sha not in report.missing_objects:
+                        report.missing_objects.append(sha)
+                    continue
             if kind == "sighting" and sha in messages:
+                actor = event.get("actor", "ingest")
+                actors["sighting", event["id"]] = actor
                 report.sightings += index.record(
                     [messages[sha]],
                     [Sighting(id=event["id"], sha256=sha, tower=event.get("tower", ""),
                               server=event.get("server", ""), reason=event.get("reason", ""),
                               seen_at=event["seen_at"], source=event.get("source", ""))],
-                    actor=event.get("actor", "ingest"))
+                    actor=actor)
             elif kind == "status" and sha in messages:
                 index.apply_status(sha, event["status"], actor=event.get("actor", ""),
                                    at=event["at"], note=event.get("note", ""))
@@ -222,6 +373,7 @@ class Quarantine:
                 index.apply_tags(sha, event.get("add", []), event.get("remove", []),
                                  actor=event.get("actor", ""), at=event["at"])
             elif kind == "failed":
+                actors["failed", event["id"]] = event.get("actor", "ingest")
                 index.record_failed([FailedInput(**{k: event[k] for k in (
                     "id", "at", "reason", "size", "source", "stored_as", "tower", "server")})],
                     actor=event.get("actor", "ingest"))
@@ -229,10 +381,54 @@ class Quarantine:
             elif kind == "export" and sha in messages:
                 index.log("export", actor=event.get("actor", ""), at=event["at"], sha256=sha,
                           detail=event.get("detail", ""))
-        report.messages = index.count()
-        index.log("reindex", actor=current_actor(), at=stamp(),
-                  detail=json.dumps(to_data(report)))
-        return report
+
+    def _swap_in(self, scratch: Path, actors: dict[tuple[str, str], str],
+                 report: ReindexReport) -> None:
+        """Replace the live index's rows by the rebuilt ones, in one transaction."""
+        live = self.index
+        db = live.db
+        db.execute("ATTACH DATABASE ? AS rebuilt", (str(scratch),))
+        try:
+            with live.transaction():
+                old_sightings = {r[0] for r in db.execute("SELECT id FROM main.sightings")}
+                old_failed = {r[0] for r in db.execute("SELECT id FROM main.failed")}
+                audit_empty = db.execute("SELECT count(*) FROM main.audit").fetchone()[0] == 0
+                for table in ("messages", "sightings", "failed"):
+                    db.execute(f"DELETE FROM main.{table}")
+                if live.text_index:
+                    db.execute("DELETE FROM main.messages_fts")   # whatever a VACUUM left
+                columns = ", ".join(MESSAGE_COLUMNS)
+                db.execute(f"INSERT INTO main.messages ({columns}) "
+                           f"SELECT {columns} FROM rebuilt.messages ORDER BY rowid")
+                db.execute("INSERT INTO main.sightings SELECT * FROM rebuilt.sightings")
+                db.execute("INSERT INTO main.failed SELECT * FROM rebuilt.failed")
+                if audit_empty:
+                    db.execute("INSERT INTO main.audit (at, actor, action, sha256, detail, note) "
+                               "SELECT at, actor, action, sha256, detail, note FROM rebuilt.audit "
+                               "ORDER BY id")
+                else:
+                    # Keep the log as it is; add what only the journal knew.
+                    for row in db.execute("SELECT * FROM rebuilt.sightings").fetchall():
+                        if row["id"] not in old_sightings:
+                            db.execute(
+                                "INSERT INTO main.audit (at, actor, action, sha256, detail) "
+                                "VALUES (?,?,?,?,?)",
+                                (row["seen_at"], actors.get(("sighting", row["id"]), "ingest"),
+                                 "sighting", row["sha256"],
+                                 json.dumps({"tower": row["tower"], "server": row["server"],
+                                             "reason": row["reason"], "source": row["source"]})))
+                    for row in db.execute("SELECT * FROM rebuilt.failed").fetchall():
+                        if row["id"] not in old_failed:
+                            db.execute(
+                                "INSERT INTO main.audit (at, actor, action, detail) "
+                                "VALUES (?,?,?,?)",
+                                (row["at"], actors.get(("failed", row["id"]), "ingest"), "failed",
+                                 json.dumps({"reason": row["reason"],
+                                             "stored_as": row["stored_as"]})))
+                db.execute("INSERT INTO main.audit (at, actor, action, detail) VALUES (?,?,?,?)",
+                           (stamp(), current_actor(), "reindex", json.dumps(to_data(report))))
+        finally:
+            db.execute("DETACH DATABASE rebuilt")
 
     def summary(self) -> dict[str, Any]:
         return {**self.index.stats(), "root": str(self.root), "at": to_data(utcnow())}

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from workbench.durable import fsync_path
+from workbench.quarantine.access import Access
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
-_READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH   # objects never change once written
 
 
 class ObjectNotFound(KeyError):
@@ -47,15 +47,17 @@ class ObjectStore:
     still atomic.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, access: Access | None = None):
         self.root = Path(root)
         self.objects = self.root / "objects"
         self.tmp = self.root / "tmp"
+        self.access = access or Access.load(self.root)     # every store honours access.json
         self._folders: set[Path] = set()      # objects/ab/cd/ made by this process
 
     def ensure(self) -> ObjectStore:
-        self.objects.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root, self.objects, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True)
+            self.access.folder(folder)
         return self
 
     def path_for(self, sha256: str) -> Path:
@@ -92,7 +94,7 @@ class ObjectStore:
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
-                os.fchmod(fd, _READ_ONLY)
+                self.access.file(fd, readonly=True)
                 if durable:
                     out.flush()
                     os.fsync(out.fileno())
@@ -115,7 +117,7 @@ class ObjectStore:
                         raise ValueError(f"object larger than {max_bytes} bytes")
                     digest.update(chunk)
                     out.write(chunk)
-                os.fchmod(fd, _READ_ONLY)
+                self.access.file(fd, readonly=True)
                 if durable:
                     out.flush()
                     os.fsync(out.fileno())
@@ -139,7 +141,7 @@ class ObjectStore:
     def _install(self, tmp: Path, final: Path, durable: bool) -> bool:
         folder = final.parent
         if folder not in self._folders:     # objects/ab/cd/ once per process, not per object
-            folder.mkdir(parents=True, exist_ok=True)
+            self._make_folders(folder)
             self._folders.add(folder)
         if final.exists():
             # A damaged object (wrong size) is replaced by the good copy we hold.
@@ -147,11 +149,30 @@ class ObjectStore:
         try:
             os.replace(tmp, final)
         except FileNotFoundError:           # the folder went away under us (a manual clean-up)
-            folder.mkdir(parents=True, exist_ok=True)
+            self._make_folders(folder)
             os.replace(tmp, final)
         if durable:
             fsync_path(folder)
         return True
+
+    def _make_folders(self, folder: Path) -> None:
+        """``objects/ab/cd/`` with the quarantine's folder mode, whatever the umask."""
+        for level in (folder.parent, folder):
+            try:
+                level.mkdir()
+            except FileExistsError:
+                continue
+            self.access.folder(level)
+
+    def loose(self, sha256: str) -> bool:
+        """Whether an object's mode is not the configured one (e.g. writable or world-readable)."""
+        return stat.S_IMODE(self.path_for(sha256).stat().st_mode) != self.access.object_mode
+
+    def tighten(self, sha256: str) -> None:
+        path = self.path_for(sha256)
+        if self.access.gid >= 0:
+            os.chown(path, -1, self.access.gid)
+        os.chmod(path, self.access.object_mode)
 
     def open(self, sha256: str) -> BinaryIO:
         try:

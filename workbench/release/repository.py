@@ -171,6 +171,17 @@ class SignatureRepository:
                 repo.git.tag("-a", "-F", fh.name, "--", name, commit.hexsha)
         return next(t for t in repo.tags if t.name == name)
 
+    def restore_path(self, rel: str) -> None:
+        """Put ``rel`` (signatures-relative) back as committed at HEAD; removed if not there."""
+        repo = self.require_git()
+        top = self._top_path(rel)
+        try:
+            repo.head.commit.tree / top
+        except KeyError:
+            (self.root / rel).unlink(missing_ok=True)
+            return
+        repo.git.checkout("HEAD", "--", top)
+
     # --- commits
 
     def commit_paths(self, paths: list[str], message: str) -> git.Commit:

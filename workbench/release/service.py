@@ -8,16 +8,20 @@ a rollback (``revert``) is a new serial carrying the content of an older release
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.durable import atomic_write, crash_point
 from workbench.release.build import BuiltRuleset, prepare_commit
 from workbench.release.bundle import BundleError
 from workbench.release.changelog import Changelog, diff_rulesets
 from workbench.release.repository import RepositoryError, SignatureRepository, commit_time
 from workbench.release.settings import ReleaseSettings
-from workbench.release.store import Release, ReleaseNotFound, ReleaseStore, tag_name
+from workbench.release.store import PENDING_NAME, Release, ReleaseNotFound, ReleaseStore, tag_name
 from workbench.release.validate import ValidationReport, validate
 from workbench.rules.policy import Policy, PolicyError
 from workbench.workspace import Workspace
@@ -57,12 +61,50 @@ def make_release(workspace: Workspace, *, message: str = "", dry_run: bool = Fal
                  progress: Callable[[str], None] | None = None) -> ReleaseOutcome:
     say = progress or (lambda _text: None)
     repo = _open_repo(workspace)
+    store = ReleaseStore(workspace)
+    with store.releasing():
+        for done in recover(repo, store):
+            say(done)
+        return _make_release(repo, store, message=message, dry_run=dry_run, say=say)
+
+
+def recover(repo: SignatureRepository, store: ReleaseStore) -> list[str]:
+    """Clean up after a release that was killed (call holding ``store.releasing()``).
+
+    A temporary release folder is removed (its serial stays used, as after any failed
+    release). A CHANGELOG.md the dead release wrote but did not commit is put back as
+    committed, when it is exactly what that release wrote: an analyst's edit is kept
+    and the release refuses as for any dirty tree.
+    """
+    done = []
+    for leftover in store.leftovers():
+        shutil.rmtree(leftover, ignore_errors=True)
+        done.append(f"removed {leftover.name}, left by a release that did not finish")
+    pending = store.root / PENDING_NAME
+    try:
+        record = json.loads(pending.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return done
+    except ValueError:
+        record = {}
+    rel = str(record.get("changelog", ""))
+    path = repo.root / rel
+    if rel and rel in repo.dirty_paths() and path.is_file() and \
+            hashlib.sha256(path.read_bytes()).hexdigest() == record.get("sha256"):
+        repo.restore_path(rel)
+        done.append(f"put {rel} back as committed: release {tag_name(int(record['serial']))} "
+                    f"wrote it and did not finish")
+    pending.unlink(missing_ok=True)
+    return done
+
+
+def _make_release(repo: SignatureRepository, store: ReleaseStore, *, message: str, dry_run: bool,
+                  say: Callable[[str], None]) -> ReleaseOutcome:
     dirty = repo.dirty_paths()
     if dirty:
         more = f" and {len(dirty) - 1} more" if len(dirty) > 1 else ""
         raise ReleaseRefused(f"the signatures tree has uncommitted changes ({dirty[0]}{more}): "
                              "commit or discard them first")
-    store = ReleaseStore(workspace)
     latest = store.latest()
     head = repo.commit("HEAD")
     if latest is not None and latest.reverts is None and _same_tree(repo, latest.commit, head.hexsha):
@@ -84,13 +126,28 @@ def make_release(workspace: Workspace, *, message: str = "", dry_run: bool = Fal
         serial = store.peek_next_serial(floor)
         return _outcome(serial, head.hexsha, latest, changelog, built, dry_run=True, validation=report)
     serial = store.next_serial(floor)
+    crash_point("release.serial")
     settings = _settings(repo.root)
     title = f"Release {tag_name(serial)}"
-    _write_changelog(repo.root / settings.changelog, serial, message, changelog)
-    say("committing the changelog and tagging")
-    commit = repo.commit_paths([settings.changelog],
-                               f"{title}\n\n{message}\n\n{changelog.summary()}".replace("\n\n\n", "\n\n"))
+    text = _changelog_text(repo.root / settings.changelog, serial, message, changelog)
+    # Say what is about to be written, so that if this process dies before the commit the
+    # next release knows the dirty CHANGELOG.md is this one's and puts it back.
+    pending = store.root / PENDING_NAME
+    atomic_write(pending, json.dumps({"serial": serial, "changelog": settings.changelog,
+                                      "sha256": hashlib.sha256(text.encode()).hexdigest()}) + "\n")
+    try:
+        atomic_write(repo.root / settings.changelog, text)
+        crash_point("release.changelog")
+        say("committing the changelog and tagging")
+        commit = repo.commit_paths([settings.changelog],
+                                   f"{title}\n\n{message}\n\n{changelog.summary()}".replace("\n\n\n", "\n\n"))
+    except BaseException:
+        recover(repo, store)
+        raise
+    pending.unlink(missing_ok=True)
+    crash_point("release.commit")
     repo.create_tag(tag_name(serial), commit, _tag_message(title, message, changelog))
+    crash_point("release.tag")
     release = store.add(built.prepared, serial=serial, commit=commit.hexsha, created=commit_time(commit),
                         message=message, changelog=changelog, ruleset=built.ruleset)
     return _outcome(serial, commit.hexsha, latest, changelog, built, dry_run=False, validation=report,
@@ -102,6 +159,13 @@ def revert_release(workspace: Workspace, serial: int, *, message: str = "",
     """Release the content of release ``serial`` again under a new serial (the branch is not touched)."""
     repo = _open_repo(workspace)
     store = ReleaseStore(workspace)
+    with store.releasing():
+        recover(repo, store)
+        return _revert_release(repo, store, serial, message=message, dry_run=dry_run)
+
+
+def _revert_release(repo: SignatureRepository, store: ReleaseStore, serial: int, *, message: str,
+                    dry_run: bool) -> ReleaseOutcome:
     try:
         target_commit = store.get(serial).commit
     except ReleaseNotFound:
@@ -183,8 +247,9 @@ def _outcome(serial: int, commit: str, latest: Release | None, changelog: Change
         bundle_sha256=release.bundle_sha256 if release else "", validation=validation, release=release)
 
 
-def _write_changelog(path: Path, serial: int, message: str, changelog: Changelog) -> None:
-    """Prepend this release's section under the title, keeping everything already there."""
+def _changelog_text(path: Path, serial: int, message: str, changelog: Changelog) -> str:
+    """CHANGELOG.md with this release's section prepended under the title, keeping
+    everything already there."""
     old = path.read_text(encoding="utf-8") if path.exists() else CHANGELOG_TITLE
     body = old[len(CHANGELOG_TITLE):] if old.startswith(CHANGELOG_TITLE) else old
     day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
@@ -197,7 +262,7 @@ def _write_changelog(path: Path, serial: int, message: str, changelog: Changelog
     section += changelog.lines()
     earlier = body.strip("\n")
     text = CHANGELOG_TITLE + "\n" + "\n".join(section).rstrip("\n") + "\n"
-    path.write_text(text + (f"\n{earlier}\n" if earlier else ""), encoding="utf-8")
+    return text + (f"\n{earlier}\n" if earlier else "")
 
 
 TAG_MESSAGE_LINES = 200

@@ -3,7 +3,9 @@
 Layout::
 
     state/releases/SERIAL                    the last serial handed out (only goes up)
-    state/releases/.lock                     serialises writers
+    state/releases/.lock                     serialises writers of the counter and folders
+    state/releases/.release.lock             held by a whole release or revert
+    state/releases/PENDING.json              the CHANGELOG.md a release wrote and has not committed
     state/releases/signatures-<n>/
         signatures-<n>.tar.gz                the bundle
         release.json                         the record (small: list() reads only these)
@@ -32,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from workbench.document import dumps
-from workbench.durable import atomic_write, file_lock
+from workbench.durable import atomic_write, crash_point, file_lock
 from workbench.release.bundle import BundleError, Manifest, PreparedBundle, bundle_name
 from workbench.release.changelog import Changelog, RuleState
 from workbench.workspace import Workspace
 
 COUNTER_NAME = "SERIAL"
+PENDING_NAME = "PENDING.json"     # a release between writing CHANGELOG.md and committing it
 TAG_PREFIX = "signatures-"
 _FOLDER = re.compile(r"signatures-([1-9][0-9]*)")
 
@@ -150,6 +153,21 @@ class ReleaseStore:
         with file_lock(self.root / ".lock"):
             yield
 
+    @contextlib.contextmanager
+    def releasing(self) -> Iterator[None]:
+        """Held for a whole release or revert: one at a time, so whatever a release folder's
+        temporary copy or a pending changelog this one finds was left by a dead one."""
+        with file_lock(self.root / ".release.lock"):
+            yield
+
+    def leftovers(self) -> builtins.list[Path]:
+        """Temporary release folders (``.signatures-N.*``) of a release that died while
+        storing its bundle. Only meaningful while holding :meth:`releasing`."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir()
+                      if p.is_dir() and p.name.startswith(f".{TAG_PREFIX}"))
+
     # --- writing
 
     def add(self, prepared: PreparedBundle, *, serial: int, commit: str, created: dt.datetime,
@@ -178,6 +196,7 @@ class ReleaseStore:
             }
             atomic_write(tmp / "release.json", (json.dumps(record, indent=2) + "\n").encode())
             os.chmod(tmp, 0o755)
+            crash_point("release.store")
             with self.lock():
                 if final.exists():
                     raise BundleError(f"release {serial} already exists; serials are never reused")
