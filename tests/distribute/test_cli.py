@@ -34,8 +34,9 @@ def test_keys_init_prints_the_root_to_pin(workspace: Workspace,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert run(workspace, "keys", "init", "--timestamp-expiry", "6h") == E_OK
     out = capsys.readouterr().out
-    root = Path(out.split()[-1])
+    root = Path(out.split("Distribute the FILE ")[1].split()[0])
     assert root == workspace.state / "repository" / "metadata" / "root.json" and root.is_file()
+    assert "Never point a tower at this path" in out
     assert "move" in out and "offline" in out
     assert run(workspace, "keys", "init") == E_CONFLICT
     assert "already exists" in capsys.readouterr().err
