@@ -415,6 +415,7 @@ class UpdateRepository:
             snapshot_md = Metadata(snapshot)
             self._sign(snapshot_md, [signer("snapshot")])
             snapshot_bytes = self._write(f"{snapshot.version}.snapshot.json", snapshot_md)
+            crashpoints.step("publish:snapshot-written")      # also on refresh and rotate
         else:
             snapshot_md = self.snapshot_md()
             snapshot_bytes = snapshot_md.to_bytes(SERIALIZER)
@@ -478,6 +479,7 @@ class UpdateRepository:
                     raise RepositoryError(f"{bundle_path} changed while it was copied")
                 os.replace(tmp, stored)
                 fsync_path(self.targets_dir)
+            crashpoints.step("publish:target-stored")
             info = TargetFile.from_file(name, str(stored), ["sha256"])
             info.unrecognized_fields["custom"] = {
                 "serial": serial, "created": created, "commit": commit, "rule_count": rule_count}
@@ -493,8 +495,10 @@ class UpdateRepository:
             targets.expires = now + settings.expiry.period("targets")
             self._sign(targets_md, [self._online_signer("targets", root)])
             self._write(f"{targets.version}.targets.json", targets_md)
+            crashpoints.step("publish:targets-written")
             self._snapshot_and_timestamp(root, targets_md, settings, now)
             fsync_path(self.metadata_dir)
+            crashpoints.step("publish:timestamp-written")
             self._prune(settings)
             target = target_from_info(name, info)
         return PublishResult(target=target, already_published=False, versions=self._versions(),
