@@ -133,6 +133,10 @@ def test_tower_commands_against_a_live_server(workspace: Workspace, repo: Update
             "--tower", "t01", "--server", "mx01", "--token", token, "--poll", "30s"]
     assert run(workspace, *init) == E_OK
     assert "tower run --config" in capsys.readouterr().out
+    # the trust anchor is a copy in the tower's own state, never the path it was given
+    pinned = tmp_path / "install" / "pinned-root.json"
+    assert pinned.read_bytes() == repo.trusted_root.read_bytes()
+    assert f'trusted_root = "{pinned}"' in config.read_text()
     assert run(workspace, *init) == E_USAGE                  # exists: --force to overwrite
     assert run(workspace, *init, "--force", "--trusted-root", repo.metadata_dir / "timestamp.json") \
         == E_INPUT
