@@ -89,7 +89,7 @@ def test_polls_and_health_are_answered_while_a_report_waits_for_a_locked_store(
     reporter = threading.Thread(target=report)
     reporter.start()
     try:
-        wait_for(lambda: state.fleet_writes == 1, "the report reached the locked store")
+        wait_for(lambda: state.fleet_writer.pending == 1, "the report reached the locked store")
         # The report is stuck behind the other process's lock; everything else answers.
         with httpx.Client(base_url=live_server.url, timeout=10) as client:
             first = client.get("/repository/metadata/timestamp.json")

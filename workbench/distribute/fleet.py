@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -415,27 +415,18 @@ class FleetStore:
         self.close()
 
     def record(self, tower: str, report: FleetReport, *, received_at: float | None = None) -> None:
+        self.record_many([(tower, report)], received_at=received_at)
+
+    def record_many(self, reports: Sequence[tuple[str, FleetReport]], *,
+                    received_at: float | None = None) -> None:
+        """Store reports (tower, report) in one transaction: the server batches what arrived
+        while the previous batch was written."""
         received_at = time.time() if received_at is None else received_at
-        error = report.error[:MAX_ERROR]
-        row = (tower, report.server, report.state, report.serial, error, report.target_serial,
-               report.agent_version[:100], report.libyara_version[:100], report.rule_count,
-               received_at, report.at[:40])
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                previous = self.db.execute(
-                    "SELECT state, serial, target_serial, error FROM servers WHERE tower=? AND server=?",
-                    (tower, report.server)).fetchone()
-                self.db.execute(
-                    f"INSERT OR REPLACE INTO servers ({', '.join(_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' * len(_COLUMNS))})", row)
-                if previous != (report.state, report.serial, report.target_serial, error):
-                    self.db.execute(
-                        "INSERT INTO events (tower, server, at, state, serial, target_serial, error) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (tower, report.server, received_at, report.state, report.serial,
-                         report.target_serial, error))
-                    self._events_written += 1
+                for tower, report in reports:
+                    self._record(tower, report, received_at)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -446,6 +437,25 @@ class FleetStore:
                     self.db.execute(
                         "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
                         (MAX_EVENTS,))
+
+    def _record(self, tower: str, report: FleetReport, received_at: float) -> None:
+        error = report.error[:MAX_ERROR]
+        row = (tower, report.server, report.state, report.serial, error, report.target_serial,
+               report.agent_version[:100], report.libyara_version[:100], report.rule_count,
+               received_at, report.at[:40])
+        previous = self.db.execute(
+            "SELECT state, serial, target_serial, error FROM servers WHERE tower=? AND server=?",
+            (tower, report.server)).fetchone()
+        self.db.execute(
+            f"INSERT OR REPLACE INTO servers ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_COLUMNS))})", row)
+        if previous != (report.state, report.serial, report.target_serial, error):
+            self.db.execute(
+                "INSERT INTO events (tower, server, at, state, serial, target_serial, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tower, report.server, received_at, report.state, report.serial,
+                 report.target_serial, error))
+            self._events_written += 1
 
     def records(self) -> list[ServerRecord]:
         with self._read_lock:

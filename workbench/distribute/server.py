@@ -5,13 +5,17 @@ writes need a tower's bearer token (``workbench tokens add TOWER``), and every r
 body is size-limited before it is read into memory.
 """
 
+import asyncio
+import concurrent.futures
 import contextlib
 import gzip
 import json
 import logging
+import queue
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +74,7 @@ class ServerSettings:
     header_timeout: float = 10.0                  # a request's headers must be in by then (408)
     body_timeout: float = 20.0                    # longest wait for the next part of a body (408)
     fleet_busy_timeout: float = 5.0               # wait for a locked fleet.sqlite, then 503
-    max_fleet_writes: int = 8                     # reports waiting for the store; more get 503
+    max_fleet_queue: int = 10_000                 # reports waiting for the store; more get 503
     retry_after: int = 10                         # seconds, in 429/503 answers
     max_connections: int = 4096                   # uvicorn's limit_concurrency (503 beyond)
 
@@ -219,6 +223,99 @@ def json_bytes_response(body: bytes, *, gzipped: bool) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
+class FleetBusy(Exception):
+    """The fleet store could not take a report in time (locked by another process, or too
+    many waiting): the answer is 503 with Retry-After, and the agent keeps the report."""
+
+
+@dataclass(frozen=True)
+class _QueuedReport:
+    tower: str
+    report: FleetReport
+    queued: float
+    future: concurrent.futures.Future[None]
+
+
+class FleetWriter:
+    """One thread writes the towers' reports to the fleet store, in batches.
+
+    The event loop only queues a report and awaits its future, so SQLite (and another
+    process's write lock) never blocks the loop that answers the polls, and a burst of
+    reports costs one transaction per batch instead of one each. A report that has
+    waited longer than ``max_wait`` (the store was locked) is refused without trying, so
+    nothing waits much beyond twice the busy timeout.
+    """
+
+    BATCH = 500
+
+    def __init__(self, store: FleetStore, *, max_wait: float, max_queue: int):
+        self.store = store
+        self.max_wait = max_wait
+        self.max_queue = max_queue
+        self._queue: queue.SimpleQueue[_QueuedReport | None] = queue.SimpleQueue()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="fleet-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Reports queued or being written."""
+        return self._pending
+
+    def submit(self, tower: str, report: FleetReport) -> concurrent.futures.Future[None]:
+        with self._pending_lock:
+            if self._pending >= self.max_queue:
+                raise FleetBusy(f"{self._pending} reports are waiting for the fleet store")
+            self._pending += 1
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._queue.put(_QueuedReport(tower, report, time.monotonic(), future))
+        return future
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)           # stop after this batch
+                    break
+                batch.append(more)
+            now = time.monotonic()
+            fresh = [q for q in batch if now - q.queued <= self.max_wait]
+            stale = [q for q in batch if now - q.queued > self.max_wait]
+            error: BaseException | None = None
+            if fresh:
+                try:
+                    self.store.record_many([(q.tower, q.report) for q in fresh])
+                except sqlite3.Error as exc:
+                    error = FleetBusy(str(exc))
+                except BaseException as exc:        # never lose the thread: the caller hears it
+                    error = exc
+            for q in stale:
+                self._finish(q, FleetBusy("the fleet store stayed locked"))
+            for q in fresh:
+                self._finish(q, error)
+
+    def _finish(self, item: _QueuedReport, error: BaseException | None) -> None:
+        with self._pending_lock:
+            self._pending -= 1
+        if error is None:
+            item.future.set_result(None)
+        else:
+            item.future.set_exception(error)
+
+
 class ServerState:
     """What the endpoints share: repository, tokens, fleet store, quarantine, metrics."""
 
@@ -233,7 +330,8 @@ class ServerState:
         self.metrics = ServerMetrics(self.fleet_state)
         self.inflight = InFlight(settings.max_inflight_bytes, settings.max_inflight_bytes_per_tower)
         self.metrics.inflight_bytes.set_function(lambda: self.inflight.total)
-        self.fleet_writes = 0                 # reports waiting for or writing the fleet store
+        self.fleet_writer = FleetWriter(self.fleet, max_wait=settings.fleet_busy_timeout,
+                                        max_queue=settings.max_fleet_queue)
         self._quarantine: Quarantine | None = None
         self._ingest_lock = threading.Lock()
         self._newest: tuple[tuple[int, int, int] | None, int | None] = (None, None)
@@ -285,6 +383,7 @@ class ServerState:
         return watcher.start(count)
 
     def close(self) -> None:
+        self.fleet_writer.stop()
         with self._ingest_lock:
             if self._quarantine is not None:
                 self._quarantine.close()
@@ -425,21 +524,16 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
         # The token is checked (dependency) before a byte of the body is read; the guard
         # bounds the body (413); then typed validation with bounds (422), never a 500.
         report = parse_report(await request.body())
-        if state.fleet_writes >= settings.max_fleet_writes:
-            state.metrics.refused.labels("fleet_busy").inc()
-            raise HTTPException(503, "the fleet store is busy; retry later",
-                                headers={"Retry-After": str(settings.retry_after)})
-        state.fleet_writes += 1
         try:
-            # SQLite may wait for another process's lock: never on the loop that answers polls
-            await run_in_threadpool(state.fleet.record, tower, FleetReport(**report.model_dump()))
-        except sqlite3.OperationalError as exc:
+            # SQLite may wait for another process's lock: in the writer thread, never on
+            # the loop that answers the polls
+            await asyncio.wrap_future(state.fleet_writer.submit(
+                tower, FleetReport(**report.model_dump())))
+        except FleetBusy as exc:
             state.metrics.refused.labels("fleet_busy").inc()
             log.warning("fleet report from %s not stored: %s", tower, exc)
             raise HTTPException(503, "the fleet store is busy; retry later",
                                 headers={"Retry-After": str(settings.retry_after)}) from None
-        finally:
-            state.fleet_writes -= 1
         state.metrics.reports.labels(report.state).inc()
         return Response(status_code=204)
 
