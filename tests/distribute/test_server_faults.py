@@ -134,6 +134,18 @@ def test_a_store_locked_past_the_busy_timeout_is_503_with_retry_after(
         server.stop()
 
 
+def test_the_server_starts_while_another_process_holds_the_store(
+        workspace: Workspace, repo: UpdateRepository, live_server: LiveServer,
+        lock_holder: subprocess.Popen[str]) -> None:
+    second = LiveServer(workspace, settings=ServerSettings(fleet_busy_timeout=0.3)).start()
+    try:
+        with httpx.Client(base_url=second.url, timeout=10) as client:
+            assert client.get("/v1/health").status_code == 200
+            assert client.get("/repository/metadata/timestamp.json").status_code == 200
+    finally:
+        second.stop()
+
+
 # --- item 5: the report endpoint's input ------------------------------------------------------------
 
 

@@ -326,7 +326,12 @@ class ServerState:
         self.files = RepositoryFiles(self.repository.root)
         self.tokens = TokenStore.for_workspace(workspace)
         self.fleet = FleetStore.for_workspace(workspace, busy_timeout=settings.fleet_busy_timeout)
-        self.fleet.save_thresholds(settings.thresholds)     # local readers judge as we do
+        try:
+            self.fleet.save_thresholds(settings.thresholds)     # local readers judge as we do
+        except sqlite3.OperationalError as exc:
+            # another process holds the store's lock: serve anyway (this server judges by
+            # its own settings); `workbench fleet` reads the defaults until the next start
+            log.warning("fleet thresholds not saved: %s", exc)
         self.metrics = ServerMetrics(self.fleet_state)
         self.inflight = InFlight(settings.max_inflight_bytes, settings.max_inflight_bytes_per_tower)
         self.metrics.inflight_bytes.set_function(lambda: self.inflight.total)
