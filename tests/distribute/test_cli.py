@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -282,7 +283,7 @@ def test_workbench_serve_runs_as_a_process(workspace: Workspace, repo: UpdateRep
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = Path(sys.executable).with_name("workbench")      # the installed entry point
     proc = subprocess.Popen([str(command), "--home", str(workspace.home),
-                             "serve", "--port", str(port)], env=env,
+                             "serve", "--port", str(port), "--header-timeout", "1s"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
@@ -297,6 +298,10 @@ def test_workbench_serve_runs_as_a_process(workspace: Workspace, repo: UpdateRep
         assert health.json()["status"] == "ok"
         ts = httpx.get(f"http://127.0.0.1:{port}/repository/metadata/timestamp.json")
         assert ts.content == (repo.metadata_dir / "timestamp.json").read_bytes()
+        # the process runs the guarded protocol: headers that never finish are cut off
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as slow:
+            slow.sendall(b"GET /v1/health HTTP/1.1\r\nhost: test\r\nx-slow: ")
+            assert slow.recv(100).startswith(b"HTTP/1.1 408")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -287,6 +287,15 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spool-interval", type=duration_or_zero_arg, default=5.0, metavar="DURATION",
                    help="also ingest quarantine/incoming this often, as `quarantine watch` "
                         "does (default 5s; 0 leaves the spool to another process)")
+    p.add_argument("--max-inflight-bytes", type=int, default=256 * 1024 * 1024, metavar="BYTES",
+                   help="request bodies being received at once, all towers; more get 503 "
+                        "(default 256 MiB)")
+    p.add_argument("--max-inflight-bytes-per-tower", type=int, default=64 * 1024 * 1024,
+                   metavar="BYTES", help="... one tower's; more get 429 (default 64 MiB)")
+    p.add_argument("--header-timeout", type=duration_arg, default=10.0, metavar="DURATION",
+                   help="a request's headers must arrive within this, else 408 (default 10s)")
+    p.add_argument("--body-timeout", type=duration_arg, default=20.0, metavar="DURATION",
+                   help="longest pause inside a request body, else 408 (default 20s)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--openapi", action="store_true",
                    help="print the OpenAPI document and exit (docs/openapi.json)")
@@ -318,7 +327,10 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     settings = ServerSettings(max_message_bytes=args.max_message_bytes,
                               thresholds=FleetThresholds(stale_after=args.stale_after,
                                                          silent_after=args.silent_after),
-                              spool_interval=args.spool_interval)
+                              spool_interval=args.spool_interval,
+                              max_inflight_bytes=args.max_inflight_bytes,
+                              max_inflight_bytes_per_tower=args.max_inflight_bytes_per_tower,
+                              header_timeout=args.header_timeout, body_timeout=args.body_timeout)
     ctx.err.write(f"workbench: serving {ctx.workspace.home} on http://{args.host}:{args.port} "
                   f"(repository at /repository/)\n")
     try:
