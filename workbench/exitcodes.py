@@ -7,4 +7,5 @@ E_NOT_FOUND = 3       # an ID, serial, file or corpus that does not exist or is 
 E_INPUT = 4           # input was rejected (not mail, malformed rule, bad bundle); nothing was lost
 E_CONFLICT = 5        # refused because of state: dirty tree, lock held, validation failed before release
 E_REMOTE = 6          # a server or repository could not be reached or refused the request
+E_LOCAL = 7           # this machine failed the command (disk full, no permission); nothing was lost
 E_INTERNAL = 10       # a bug: an unexpected exception

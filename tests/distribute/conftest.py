@@ -14,7 +14,7 @@ import uvicorn
 
 from tests.distribute.bundles import make_bundle, make_failing_selftest_bundle
 from workbench.distribute.repository import UpdateRepository
-from workbench.distribute.server import ServerSettings, make_app
+from workbench.distribute.server import ServerSettings, make_app, uvicorn_config
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tokens import TokenStore
 from workbench.distribute.tower_config import TowerConfig
@@ -61,9 +61,8 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.app = make_app(self.workspace, self.settings)
-        app = self.wrap(self.app) if self.wrap else self.app
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False, lifespan="on")
+        config = uvicorn_config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                wrapped=self.wrap(self.app) if self.wrap else None)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

@@ -119,6 +119,48 @@ def test_a_failing_reload_switches_back(repo: UpdateRepository, bundles: dict,
     assert fleet_record(workspace).state == "failed"
 
 
+def test_an_unfinished_reload_whose_retry_fails_is_red_and_switches_back(
+        repo: UpdateRepository, bundles: dict, tower_config: TowerConfig, workspace: Workspace,
+        tmp_path: Path) -> None:
+    """The state a kill between the switch and the reload leaves (see test_faults for the kill):
+    the next run reloads; when that fails it reports red and puts the previous bundle back."""
+    installed(repo, bundles, tower_config, 1)
+    install = InstallDir(tower_config.install_dir)
+    installed(repo, bundles, tower_config, 2)
+    state = install.load_state()
+    state.reload_pending, state.reload_previous, state.installed_serial = 2, 1, 1
+    install.save_state(state)
+    marker = tmp_path / "reloaded"
+    script = (f"import os, sys; open({str(marker)!r}, 'a').write(os.environ['WORKBENCH_SERIAL'] + ' ');"
+              "sys.exit(3 if os.environ['WORKBENCH_SERIAL'] == '2' else 0)")
+    config = dataclasses.replace(tower_config, reload_command=[sys.executable, "-c", script])
+    result = TowerAgent(config).pull()
+    assert result.state == "failed" and result.serial == 1
+    assert "serial 2 installed, not reloaded" in result.error and "switched back to serial 1" in result.error
+    assert marker.read_text().split() == ["2", "1"]
+    scanning_with(config, 1)
+    record = fleet_record(workspace)
+    assert record.state == "failed" and "not reloaded" in record.error     # red on the board
+    assert install.load_state().reload_pending is None
+
+
+def test_an_unfinished_reload_with_nothing_to_go_back_to_stays_red(
+        repo: UpdateRepository, bundles: dict, tower_config: TowerConfig, workspace: Workspace) -> None:
+    installed(repo, bundles, tower_config, 1)
+    install = InstallDir(tower_config.install_dir)
+    state = install.load_state()
+    state.reload_pending, state.reload_previous = 1, None
+    install.save_state(state)
+    config = dataclasses.replace(tower_config, reload_command=[sys.executable, "-c", "raise SystemExit(5)"])
+    for _ in range(2):
+        result = TowerAgent(config).pull()
+        assert result.state == "failed" and "serial 1 installed, not reloaded" in result.error
+        assert install.load_state().reload_pending == 1
+    assert fleet_record(workspace).state == "failed"
+    assert TowerAgent(tower_config).pull().state == "ok"          # a reload that works ends it
+    assert install.load_state().reload_pending is None
+
+
 # --- refused: tampering, foreign keys, rollback, freeze, bad self-test ---------------------------------
 
 
@@ -362,6 +404,20 @@ def test_damaged_install_falls_back_when_the_server_is_gone(repo: UpdateReposito
     assert result.state == "failed" and result.serial == 1
     assert "switched to intact serial 1" in result.error and "cannot reach" in result.error
     scanning_with(tower_config, 1)
+
+
+def test_after_a_fall_back_the_next_run_is_not_a_304(repo: UpdateRepository, bundles: dict,
+                                                    tower_config: TowerConfig,
+                                                    live_server: LiveServer) -> None:
+    installed(repo, bundles, tower_config, 1)
+    installed(repo, bundles, tower_config, 2)
+    shutil.rmtree(tower_config.install_dir / "bundles" / "2" / "rules")
+    live_server.stop()
+    assert TowerAgent(tower_config).pull().serial == 1          # fell back to the intact 1
+    live_server.start()                                         # timestamp.json is unchanged
+    back = TowerAgent(tower_config).pull()
+    assert back.state == "ok" and back.checked == "refreshed" and back.serial == 2, back
+    scanning_with(tower_config, 2)
 
 
 def test_dangling_current_link_is_repaired(repo: UpdateRepository, bundles: dict,

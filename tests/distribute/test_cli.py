@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -34,8 +35,9 @@ def test_keys_init_prints_the_root_to_pin(workspace: Workspace,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert run(workspace, "keys", "init", "--timestamp-expiry", "6h") == E_OK
     out = capsys.readouterr().out
-    root = Path(out.split()[-1])
+    root = Path(out.split("Distribute the FILE ")[1].split()[0])
     assert root == workspace.state / "repository" / "metadata" / "root.json" and root.is_file()
+    assert "Never point a tower at this path" in out
     assert "move" in out and "offline" in out
     assert run(workspace, "keys", "init") == E_CONFLICT
     assert "already exists" in capsys.readouterr().err
@@ -132,6 +134,10 @@ def test_tower_commands_against_a_live_server(workspace: Workspace, repo: Update
             "--tower", "t01", "--server", "mx01", "--token", token, "--poll", "30s"]
     assert run(workspace, *init) == E_OK
     assert "tower run --config" in capsys.readouterr().out
+    # the trust anchor is a copy in the tower's own state, never the path it was given
+    pinned = tmp_path / "install" / "pinned-root.json"
+    assert pinned.read_bytes() == repo.trusted_root.read_bytes()
+    assert f'trusted_root = "{pinned}"' in config.read_text()
     assert run(workspace, *init) == E_USAGE                  # exists: --force to overwrite
     assert run(workspace, *init, "--force", "--trusted-root", repo.metadata_dir / "timestamp.json") \
         == E_INPUT
@@ -277,7 +283,7 @@ def test_workbench_serve_runs_as_a_process(workspace: Workspace, repo: UpdateRep
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = Path(sys.executable).with_name("workbench")      # the installed entry point
     proc = subprocess.Popen([str(command), "--home", str(workspace.home),
-                             "serve", "--port", str(port)], env=env,
+                             "serve", "--port", str(port), "--header-timeout", "1s"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
@@ -292,6 +298,10 @@ def test_workbench_serve_runs_as_a_process(workspace: Workspace, repo: UpdateRep
         assert health.json()["status"] == "ok"
         ts = httpx.get(f"http://127.0.0.1:{port}/repository/metadata/timestamp.json")
         assert ts.content == (repo.metadata_dir / "timestamp.json").read_bytes()
+        # the process runs the guarded protocol: headers that never finish are cut off
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as slow:
+            slow.sendall(b"GET /v1/health HTTP/1.1\r\nhost: test\r\nx-slow: ")
+            assert slow.recv(100).startswith(b"HTTP/1.1 408")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

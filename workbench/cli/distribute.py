@@ -27,7 +27,16 @@ from workbench.distribute.settings import (
     RepositorySettings,
     format_duration,
 )
-from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK, E_REMOTE, E_USAGE
+from workbench.exitcodes import (
+    E_CONFLICT,
+    E_FINDINGS,
+    E_INPUT,
+    E_LOCAL,
+    E_NOT_FOUND,
+    E_OK,
+    E_REMOTE,
+    E_USAGE,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -114,7 +123,9 @@ def cmd_keys_init(args: argparse.Namespace, ctx: Context) -> int:
         ctx.print(f"  {role:<9} {keyid[:16]}")
     ctx.print("The root key is only needed for `keys rotate` and `keys renew-root`: move "
               f"{repo.keys.path('root')} offline.")
-    ctx.print(f"Towers pin this root metadata (tower init --trusted-root): {result.trusted_root}")
+    ctx.print(f"Distribute the FILE {result.trusted_root} to every tower (a copy, by a channel you "
+              "trust) and pin it there: `workbench tower init --trusted-root FILE` keeps its own "
+              "copy. Never point a tower at this path.")
     return E_OK
 
 
@@ -125,21 +136,28 @@ def cmd_keys_status(args: argparse.Namespace, ctx: Context) -> int:
         status = _repository(ctx).status()
     except RepositoryError as exc:
         raise _repository_error(exc) from None
+    # Not verified (a tower would refuse the repository): E_FINDINGS, the operator must act.
+    code = E_OK if status.verified else E_FINDINGS
     if args.json:
         ctx.json(status)
-        return E_OK
+        return code
     now = dt.datetime.now(dt.UTC)
     ctx.print(table([[r.role, str(r.version), f"{r.expires:%Y-%m-%d %H:%M}Z",
                       format_duration(round((r.expires - now).total_seconds())),
-                      ", ".join(k[:12] for k in r.keyids), "online" if r.key_online else "offline"]
+                      ", ".join(k[:12] for k in r.keyids),
+                      ("offline" if not r.key_online else
+                       "online" if r.key_trusted is not False else "NOT TRUSTED")]
                      for r in status.roles],
                     ["ROLE", "VERSION", "EXPIRES", "IN", "KEY", "KEY FILE"]))
     ctx.print(f"\nnewest serial: {status.newest_serial if status.newest_serial is not None else '-'}"
               f" ({len(status.targets)} bundles listed)")
     ctx.print(f"trusted root:  {status.trusted_root}")
+    ctx.print("as a tower:    " + ("verified (root chain from version 1, timestamp, snapshot, "
+                                   "targets, bundle files)" if status.verified
+                                   else f"REFUSED: {status.verify_error}"))
     for warning in status.warnings:
         ctx.warn(warning)
-    return E_OK
+    return code
 
 
 def cmd_keys_rotate(args: argparse.Namespace, ctx: Context) -> int:
@@ -269,6 +287,15 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spool-interval", type=duration_or_zero_arg, default=5.0, metavar="DURATION",
                    help="also ingest quarantine/incoming this often, as `quarantine watch` "
                         "does (default 5s; 0 leaves the spool to another process)")
+    p.add_argument("--max-inflight-bytes", type=int, default=256 * 1024 * 1024, metavar="BYTES",
+                   help="request bodies being received at once, all towers; more get 503 "
+                        "(default 256 MiB)")
+    p.add_argument("--max-inflight-bytes-per-tower", type=int, default=64 * 1024 * 1024,
+                   metavar="BYTES", help="... one tower's; more get 429 (default 64 MiB)")
+    p.add_argument("--header-timeout", type=duration_arg, default=10.0, metavar="DURATION",
+                   help="a request's headers must arrive within this, else 408 (default 10s)")
+    p.add_argument("--body-timeout", type=duration_arg, default=20.0, metavar="DURATION",
+                   help="longest pause inside a request body, else 408 (default 20s)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--openapi", action="store_true",
                    help="print the OpenAPI document and exit (docs/openapi.json)")
@@ -300,7 +327,10 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     settings = ServerSettings(max_message_bytes=args.max_message_bytes,
                               thresholds=FleetThresholds(stale_after=args.stale_after,
                                                          silent_after=args.silent_after),
-                              spool_interval=args.spool_interval)
+                              spool_interval=args.spool_interval,
+                              max_inflight_bytes=args.max_inflight_bytes,
+                              max_inflight_bytes_per_tower=args.max_inflight_bytes_per_tower,
+                              header_timeout=args.header_timeout, body_timeout=args.body_timeout)
     ctx.err.write(f"workbench: serving {ctx.workspace.home} on http://{args.host}:{args.port} "
                   f"(repository at /repository/)\n")
     try:
@@ -388,7 +418,8 @@ def _register_tower(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repository-url", required=True, metavar="URL",
                    help="the server's /repository, e.g. http://updates:8470/repository")
     p.add_argument("--trusted-root", type=Path, required=True, metavar="ROOT_JSON",
-                   help="the root metadata `workbench keys init` printed")
+                   help="a copy of the root metadata `workbench keys init` wrote; it is copied "
+                        "into INSTALL_DIR/pinned-root.json and never read again")
     p.add_argument("--install-dir", type=Path, required=True, metavar="DIR")
     p.add_argument("--tower", required=True)
     p.add_argument("--server", required=True)
@@ -434,28 +465,42 @@ def _tower_config(path: Path) -> Any:
 def cmd_tower_init(args: argparse.Namespace, ctx: Context) -> int:
     from tuf.api.metadata import Metadata, Root
 
+    from workbench.distribute.install import PINNED_ROOT
     from workbench.distribute.tower_config import ConfigError, TowerConfig
+    from workbench.durable import atomic_write
 
     root_path = args.trusted_root.expanduser().resolve()
     try:
-        md = Metadata.from_bytes(root_path.read_bytes())
+        root_bytes = root_path.read_bytes()
+        md = Metadata.from_bytes(root_bytes)
     except OSError as exc:
         raise CommandError(f"{root_path}: {exc.strerror or exc}", E_NOT_FOUND) from None
     except Exception as exc:
         raise CommandError(f"{root_path} is not TUF metadata: {exc}", E_INPUT) from None
     if not isinstance(md.signed, Root):
         raise CommandError(f"{root_path} is {md.signed.type} metadata, not root", E_INPUT)
+    install_dir = args.install_dir.expanduser().resolve()
+    # The trust anchor is the root given here, copied into the tower's own state: a path
+    # re-read later would trust whatever is put there (e.g. a workbench's live root.json).
+    pinned = install_dir / PINNED_ROOT
     try:
         config = TowerConfig.from_data({
-            "repository_url": args.repository_url, "trusted_root": str(root_path),
-            "install_dir": str(args.install_dir.expanduser().resolve()), "tower": args.tower,
+            "repository_url": args.repository_url, "trusted_root": str(pinned),
+            "install_dir": str(install_dir), "tower": args.tower,
             "server": args.server, "token": args.token, "poll_seconds": args.poll,
             "reload_command": args.reload_command}, where="arguments")
+        if Path(args.config).exists() and not args.force:
+            raise ConfigError(f"{args.config} exists (use --force to overwrite)")
+        install_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(pinned, root_bytes, mode=0o644)
         written = config.write(args.config, overwrite=args.force)
     except ConfigError as exc:
         raise CommandError(str(exc), E_USAGE) from None
-    ctx.print(f"wrote {written} (tower {config.tower}, server {config.server}, pinned root "
-              f"version {md.signed.version}); start the agent with "
+    except OSError as exc:
+        raise CommandError(f"cannot write {exc.filename or pinned}: {exc.strerror or exc}",
+                           E_LOCAL) from None
+    ctx.print(f"wrote {written} (tower {config.tower}, server {config.server}); pinned root "
+              f"version {md.signed.version}, copied to {pinned}; start the agent with "
               f"`workbench tower run --config {written}`")
     return E_OK
 
@@ -463,6 +508,8 @@ def cmd_tower_init(args: argparse.Namespace, ctx: Context) -> int:
 def _pull_code(result: Any) -> int:
     if result.state == "ok":
         return E_OK
+    if result.local:
+        return E_LOCAL
     return E_REMOTE if result.transient else E_INPUT
 
 
@@ -538,6 +585,9 @@ def cmd_tower_status(args: argparse.Namespace, ctx: Context) -> int:
             ("last error", status.last_error or "-"),
             ("refused serial", str(status.rejected_serial) if status.rejected_serial else "-"),
             ("unsent reports", str(status.pending_reports))]
+    if status.reload_pending is not None:
+        rows.append(("RELOAD PENDING", f"serial {status.reload_pending} installed, not reloaded "
+                                       "(the next run finishes it)"))
     if status.damaged:
         rows.append(("DAMAGED", status.damaged))
     for label, value in rows:

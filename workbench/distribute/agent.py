@@ -42,6 +42,7 @@ from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
 import workbench
+from workbench.distribute import crashpoints
 from workbench.distribute.client import USER_AGENT, ClientError, send_report
 from workbench.distribute.fleet import FleetReport
 from workbench.distribute.install import (
@@ -71,11 +72,13 @@ __all__ = ["AgentBusy", "PullResult", "TowerAgent", "load_current", "next_delay"
 class AttemptFailed(Exception):
     """One attempt failed; ``transient`` failures (server, network) back off exponentially."""
 
-    def __init__(self, reason: str, *, transient: bool, target_serial: int | None = None):
+    def __init__(self, reason: str, *, transient: bool, target_serial: int | None = None,
+                 local: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
         self.target_serial = target_serial
+        self.local = local
 
 
 @dataclass
@@ -90,6 +93,7 @@ class PullResult:
     target_serial: int | None = None
     error: str = ""
     transient: bool = False
+    local: bool = False              # this server failed (full disk, permissions), not the repository
     repaired: str = ""               # why the install was repaired or switched back
     loaded_from: str = ""            # "compiled" or "sources" for a new bundle
     bytes_downloaded: int = 0
@@ -217,18 +221,27 @@ class TowerAgent:
                 server=self.config.server, state="updating", serial=None,
                 error=f"{result.repaired}; reinstalling", **self._agent_fields(None)), result)
         try:
+            if state.reload_pending is not None:
+                self._finish_reload(state, current, result)
             with httpx.Client(timeout=self.config.timeout_seconds,
                               headers={"user-agent": USER_AGENT}) as client:
                 self._update(client, counter, state, current, damaged, result)
             if damaged and not result.changed:
                 raise AttemptFailed("the repository offers no bundle to reinstall", transient=False)
             state.consecutive_failures = 0
-        except AttemptFailed as exc:
+        except (AttemptFailed, OSError) as exc:
+            if isinstance(exc, OSError):       # a full disk, a read-only or vanished folder
+                exc = AttemptFailed(_local_reason(exc), transient=True, local=True)
             result.state, result.error, result.transient = "failed", exc.reason, exc.transient
+            result.local = exc.local
             result.target_serial = exc.target_serial
             state.consecutive_failures = state.consecutive_failures + 1 if exc.transient else 0
             if damaged:
-                self._fall_back(state, result)
+                try:
+                    self._fall_back(state, result)
+                except OSError as local:
+                    result.error += f"; cannot fall back: {_local_reason(local)}"
+                    result.local = True
         result.bytes_downloaded = counter.bytes
         result.requests = counter.requests
         state.last_attempt = iso(utcnow())
@@ -237,7 +250,16 @@ class TowerAgent:
             server=self.config.server, state=result.state, serial=result.serial,
             error=result.error, target_serial=result.target_serial if result.error else None,
             **self._agent_fields(result.serial)), result)
-        self.install.save_state(state)
+        try:
+            self.install.save_state(state)
+        except OSError as exc:
+            # what the state would have kept (ETag, refusals, unsent reports) is redone next time;
+            # the server must still hear that this one is in trouble
+            result.state, result.transient, result.local = "failed", True, True
+            result.error = "cannot save the agent state: " + _local_reason(exc)
+            self._report(state, FleetReport(
+                server=self.config.server, state="failed", serial=result.serial, error=result.error,
+                **self._agent_fields(result.serial)), result)
         result.duration_seconds = round(time.monotonic() - started, 3)
         self.log(_summary(result))
         return result
@@ -283,7 +305,7 @@ class TowerAgent:
             server=self.config.server, state="updating", serial=installed,
             target_serial=newest.serial, **self._agent_fields(installed)), result)
         try:
-            loaded = self._install(updater, newest)
+            loaded = self._install(updater, newest, state)
         except AttemptFailed as exc:
             if not exc.transient:
                 state.timestamp_etag = etag
@@ -379,7 +401,7 @@ class TowerAgent:
         bundles = [t for t in listed if t.serial > 0]
         return max(bundles, key=lambda t: t.serial) if bundles else None
 
-    def _install(self, updater: Updater, target: PublishedTarget) -> LoadedRuleset:
+    def _install(self, updater: Updater, target: PublishedTarget, state: AgentState) -> LoadedRuleset:
         serial = target.serial
         try:
             info = updater.get_targetinfo(target.path)
@@ -395,11 +417,13 @@ class TowerAgent:
                 f"hash (tampered or truncated): {exc}", transient=True, target_serial=serial) from None
         except tuf_errors.RepositoryError as exc:
             raise AttemptFailed(_metadata_reason(exc), transient=False, target_serial=serial) from None
+        crashpoints.step("pull:downloaded")
         staging = self.install.new_staging(serial)
         try:
             bundle = open_bundle(path)
             if bundle.manifest.serial != serial:
                 raise BundleError(f"its manifest says serial {bundle.manifest.serial}")
+            crashpoints.step("pull:extracting")
             bundle.extract_to(staging)
             loaded = load_extracted(staging)
         except BundleError as exc:
@@ -407,10 +431,23 @@ class TowerAgent:
             Path(path).unlink(missing_ok=True)
             raise AttemptFailed(f"refused serial {serial}: {exc.reason}", transient=False,
                                 target_serial=serial) from None
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)      # give the space back
+            raise
         final = self.install.commit(staging, serial)
+        crashpoints.step("pull:committed")
         previous = self.install.current_target()
+        # Recorded before the switch: an agent killed from here until the reload command
+        # has confirmed the new rules finishes the reload on its next run (_finish_reload).
+        state.reload_pending = serial
+        state.reload_previous = _serial_of(previous)
+        self.install.save_state(state)
+        crashpoints.step("pull:reload-recorded")
         self.install.switch(final)
+        crashpoints.step("pull:switched")
         reload_error = self._reload(final, serial)
+        crashpoints.step("pull:reloaded")
+        state.reload_pending = state.reload_previous = None
         if reload_error:
             self.install.switch(previous)
             if previous is not None:
@@ -441,8 +478,42 @@ class TowerAgent:
             return f"the reload command failed (exit {done.returncode}){': ' + tail if tail else ''}"
         return ""
 
+    def _finish_reload(self, state: AgentState, current: CurrentInstall | None,
+                       result: PullResult) -> None:
+        """The last run switched ``current`` and died before the reload command confirmed it:
+        the scanner may still run the old rules. Reload now; if that fails, switch back."""
+        pending, previous = state.reload_pending, state.reload_previous
+        state.timestamp_etag = ""           # whatever happens, the next look is a full refresh
+        if current is None:                 # damaged: the repair path reinstalls and reloads
+            state.reload_pending = state.reload_previous = None
+            return
+        error = self._reload(current.folder, current.serial)
+        if not error:
+            state.reload_pending = state.reload_previous = None
+            if current.serial == pending:
+                state.installed_serial = current.serial
+                state.highest_serial = max(current.serial, state.highest_serial or 0)
+            result.repaired = (f"finished the reload of serial {current.serial} that the last "
+                               "run did not")
+            return
+        what = f"serial {current.serial} installed, not reloaded: {error}"
+        back = next((b for b in self.install.intact_bundles()
+                     if b.serial == previous and b.serial != current.serial), None)
+        if back is None:                    # nothing to go back to: stay red until a reload works
+            raise AttemptFailed(what, transient=True, target_serial=current.serial)
+        self.install.switch(back.folder)
+        back_error = self._reload(back.folder, back.serial)
+        state.reload_pending = state.reload_previous = None
+        state.installed_serial = result.serial = back.serial
+        raise AttemptFailed(f"{what}; switched back to serial {back.serial}"
+                            + (f"; {back_error}" if back_error else ""),
+                            transient=True, target_serial=current.serial)
+
     def _fall_back(self, state: AgentState, result: PullResult) -> None:
         """The install was damaged and could not be reinstalled: put back an intact kept bundle."""
+        # The ETag is of a timestamp that led to the damaged serial: a 304 on it must not keep
+        # this server on the older one until the repository happens to change.
+        state.timestamp_etag = ""
         intact = self.install.intact_bundles()
         if not intact:
             result.error = f"{result.repaired}; no intact bundle to fall back to; {result.error}"
@@ -509,7 +580,8 @@ class TowerAgent:
             damaged=damaged, kept=self.install.bundle_serials(),
             agent_pid=self.install.lock_holder(), last_attempt=state.last_attempt,
             last_state=state.last_state, last_error=state.last_error,
-            rejected_serial=state.rejected_serial, pending_reports=len(state.pending_reports))
+            rejected_serial=state.rejected_serial, pending_reports=len(state.pending_reports),
+            reload_pending=state.reload_pending)
 
 
 @dataclass(frozen=True)
@@ -530,6 +602,16 @@ class TowerStatus:
     last_error: str
     rejected_serial: int | None
     pending_reports: int
+    reload_pending: int | None = None     # switched to, reload not confirmed (finished next run)
+
+
+def _serial_of(folder: Path | None) -> int | None:
+    return int(folder.name) if folder is not None and folder.name.isdigit() else None
+
+
+def _local_reason(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"local failure on this server: {exc.strerror or exc}{where}; the bundle in use is kept"
 
 
 def _download_reason(exc: tuf_errors.DownloadError) -> str:

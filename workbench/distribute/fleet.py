@@ -7,6 +7,7 @@ servers each tower should have, table ``expected``) adds the servers that never 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import operator
@@ -14,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -372,30 +373,38 @@ class FleetStore:
     """``state/fleet.sqlite``: the newest report per server, the history of changes, and the
     inventory of the servers each tower should have.
 
-    Writes are short (one upsert, sometimes one event) and serialized by a lock, so the
-    server can call it straight from its event loop. Every write is one SQLite
+    Writes are short (one upsert, sometimes one event) and serialized by a lock, but may
+    wait ``busy_timeout`` for another process's write lock: the server calls them from a
+    thread, never from its event loop. Reads use a connection of their own. Every write is one SQLite
     transaction, so the CLI can change the inventory while ``workbench serve`` reads it:
     the server's next fleet document has the change, never half of it.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+        self.db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        # Reads have their own connection: in WAL mode they never wait for a writer, so a
+        # report stuck behind another process's write lock does not hold up the board.
+        self._reader = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
+                                       check_same_thread=False)
+        self._read_lock = threading.Lock()
         self._events_written = 0
 
     @classmethod
-    def for_workspace(cls, workspace: Workspace) -> FleetStore:
-        return cls(workspace.state / "fleet.sqlite")
+    def for_workspace(cls, workspace: Workspace, *, busy_timeout: float = 30.0) -> FleetStore:
+        return cls(workspace.state / "fleet.sqlite", busy_timeout=busy_timeout)
 
     def close(self) -> None:
         """Close once no other thread is using the connection: a board's worker may still be
         reading when its screen goes (closing under a running statement crashes SQLite)."""
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self.db.close()
 
@@ -406,45 +415,58 @@ class FleetStore:
         self.close()
 
     def record(self, tower: str, report: FleetReport, *, received_at: float | None = None) -> None:
+        self.record_many([(tower, report)], received_at=received_at)
+
+    def record_many(self, reports: Sequence[tuple[str, FleetReport]], *,
+                    received_at: float | None = None) -> None:
+        """Store reports (tower, report) in one transaction: the server batches what arrived
+        while the previous batch was written."""
         received_at = time.time() if received_at is None else received_at
-        error = report.error[:MAX_ERROR]
-        row = (tower, report.server, report.state, report.serial, error, report.target_serial,
-               report.agent_version[:100], report.libyara_version[:100], report.rule_count,
-               received_at, report.at[:40])
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                previous = self.db.execute(
-                    "SELECT state, serial, target_serial, error FROM servers WHERE tower=? AND server=?",
-                    (tower, report.server)).fetchone()
-                self.db.execute(
-                    f"INSERT OR REPLACE INTO servers ({', '.join(_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' * len(_COLUMNS))})", row)
-                if previous != (report.state, report.serial, report.target_serial, error):
-                    self.db.execute(
-                        "INSERT INTO events (tower, server, at, state, serial, target_serial, error) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (tower, report.server, received_at, report.state, report.serial,
-                         report.target_serial, error))
-                    self._events_written += 1
+                for tower, report in reports:
+                    self._record(tower, report, received_at)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
             if self._events_written >= 10_000:
                 self._events_written = 0
-                self.db.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
-                                (MAX_EVENTS,))
+                with contextlib.suppress(sqlite3.OperationalError):      # next time, then
+                    self.db.execute(
+                        "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
+                        (MAX_EVENTS,))
+
+    def _record(self, tower: str, report: FleetReport, received_at: float) -> None:
+        error = report.error[:MAX_ERROR]
+        row = (tower, report.server, report.state, report.serial, error, report.target_serial,
+               report.agent_version[:100], report.libyara_version[:100], report.rule_count,
+               received_at, report.at[:40])
+        previous = self.db.execute(
+            "SELECT state, serial, target_serial, error FROM servers WHERE tower=? AND server=?",
+            (tower, report.server)).fetchone()
+        self.db.execute(
+            f"INSERT OR REPLACE INTO servers ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_COLUMNS))})", row)
+        if previous != (report.state, report.serial, report.target_serial, error):
+            self.db.execute(
+                "INSERT INTO events (tower, server, at, state, serial, target_serial, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tower, report.server, received_at, report.state, report.serial,
+                 report.target_serial, error))
+            self._events_written += 1
 
     def records(self) -> list[ServerRecord]:
-        with self._lock:
-            rows = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM servers").fetchall()
+        with self._read_lock:
+            rows = self._reader.execute(f"SELECT {', '.join(_COLUMNS)} FROM servers").fetchall()
         return [ServerRecord(*row) for row in rows]
 
     def inventory(self) -> dict[str, list[str]]:
         """The expected servers, tower -> servers, both sorted."""
-        with self._lock:
-            rows = self.db.execute("SELECT tower, server FROM expected ORDER BY tower, server").fetchall()
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT tower, server FROM expected ORDER BY tower, server").fetchall()
         return _by_tower(rows)
 
     def expect(self, inventory: Mapping[str, Iterable[str]], *, replace: bool = False,
@@ -487,8 +509,8 @@ class FleetStore:
             params.append(server)
         sql = ("SELECT tower, server, at, state, serial, target_serial, error FROM events"
                + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ?")
-        with self._lock:
-            rows = self.db.execute(sql, (*params, limit)).fetchall()
+        with self._read_lock:
+            rows = self._reader.execute(sql, (*params, limit)).fetchall()
         return [FleetEvent(tower=t, server=s, at=dt.datetime.fromtimestamp(at, dt.UTC).replace(microsecond=0),
                            state=st, serial=se, target_serial=ts, error=e)
                 for t, s, at, st, se, ts, e in rows]
@@ -523,11 +545,11 @@ class FleetStore:
 
     def saved_thresholds(self) -> FleetThresholds:
         """The thresholds the server last saved; the defaults before any server ran."""
-        with self._lock:
+        with self._read_lock:
             return self._saved_thresholds()
 
     def _saved_thresholds(self) -> FleetThresholds:
-        values = dict(self.db.execute(
+        values = dict(self._reader.execute(
             "SELECT key, value FROM settings WHERE key IN ('stale_after', 'silent_after')"))
         if len(values) != 2:
             return DEFAULT_THRESHOLDS
@@ -536,17 +558,17 @@ class FleetStore:
     def state(self, newest_serial: int | None, *, now: float | None = None,
               thresholds: FleetThresholds | None = None) -> FleetState:
         """The fleet as of now; ``thresholds`` default to the ones the server saved."""
-        with self._lock:
+        with self._read_lock:
             # one read transaction: the reports, the inventory and the thresholds as of the
             # same moment
-            self.db.execute("BEGIN")
+            self._reader.execute("BEGIN")
             try:
-                rows = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM servers").fetchall()
-                expected = self.db.execute("SELECT tower, server FROM expected").fetchall()
+                rows = self._reader.execute(f"SELECT {', '.join(_COLUMNS)} FROM servers").fetchall()
+                expected = self._reader.execute("SELECT tower, server FROM expected").fetchall()
                 if thresholds is None:
                     thresholds = self._saved_thresholds()
             finally:
-                self.db.execute("COMMIT")
+                self._reader.execute("COMMIT")
         return summarize([ServerRecord(*row) for row in rows], newest_serial, now=now,
                          thresholds=thresholds, expected=_by_tower(expected))
 

@@ -9,6 +9,7 @@
     install_dir/downloads/                   downloaded bundle files
     install_dir/state.json                   what the agent remembers between attempts
     install_dir/agent.lock                   one agent per install folder
+    install_dir/pinned-root.json             the trust anchor ``tower init`` was given (a copy)
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from workbench.distribute import crashpoints
 from workbench.durable import atomic_write, fsync_path
 from workbench.release.bundle import BundleError, Manifest, read_manifest, verify_extracted
+
+PINNED_ROOT = "pinned-root.json"
 
 
 class AgentBusy(Exception):
@@ -52,6 +56,8 @@ class AgentState:
     last_state: str = ""
     last_error: str = ""
     pending_reports: list[dict[str, Any]] = field(default_factory=list)
+    reload_pending: int | None = None       # current was (being) switched to this serial and
+    reload_previous: int | None = None      # ... the reload command has not confirmed it yet
 
     @classmethod
     def load(cls, path: Path) -> AgentState:
@@ -99,12 +105,19 @@ class InstallDir:
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
                 raise AgentBusy(f"another agent (pid {holder}) is running on {self.root}") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                # the pid is for people (`tower status`); the flock is the lock. A full disk
+                # must not crash the agent here, before it can report why it is stuck.
+                os.ftruncate(fd, 0)
+                crashpoints.step("pull:lock-written")
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass
             try:
                 yield
             finally:
-                os.ftruncate(fd, 0)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -77,6 +77,17 @@ class ServerMetrics:
         self.too_large = Counter("workbench_request_too_large",
                                  "Requests refused because the body was over the limit",
                                  registry=self.registry)
+        self.refused = Counter(
+            "workbench_requests_refused",
+            "Requests refused to protect the server: tower_busy (429) and server_busy (503) for "
+            "bytes in flight, fleet_busy (503) for a locked fleet store",
+            ["reason"], registry=self.registry)
+        self.timeouts = Counter("workbench_request_timeouts",
+                                "Connections closed because the client was too slow (408), by phase",
+                                ["phase"], registry=self.registry)
+        self.inflight_bytes = Gauge("workbench_inflight_request_bytes",
+                                    "Bytes of request bodies being received now (reserved)",
+                                    registry=self.registry)
         self.registry.register(_FleetCollector(fleet_state))
 
     def render(self) -> bytes:

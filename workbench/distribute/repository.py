@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from securesystemslib.signer import Key, Signer
+from tuf.api.exceptions import DownloadError, DownloadHTTPError
 from tuf.api.exceptions import RepositoryError as TufRepositoryError
 from tuf.api.metadata import (
     Metadata,
@@ -40,7 +42,9 @@ from tuf.api.metadata import (
     Timestamp,
 )
 from tuf.api.serialization.json import JSONSerializer
+from tuf.ngclient.fetcher import FetcherInterface
 
+from workbench.distribute import crashpoints
 from workbench.distribute.keys import ROLES, KeyRing, KeyringError
 from workbench.distribute.settings import RepositorySettings
 from workbench.durable import LockBusy, atomic_write, file_lock, fsync_path
@@ -52,6 +56,7 @@ SERIALIZER = JSONSerializer(compact=True)
 # Re-sign snapshot/targets on refresh once less than this share of their lifetime is left.
 REFRESH_FRACTION = 0.5
 ROOT_WARNING = dt.timedelta(days=30)
+ROTATION_COMMIT = "COMMIT"       # in .rotation/: the rotation is decided; apply it (again)
 
 
 class RepositoryError(Exception):
@@ -90,7 +95,8 @@ class RoleStatus:
     version: int
     expires: dt.datetime
     keyids: list[str]
-    key_online: bool
+    key_online: bool                      # the key file is here
+    key_trusted: bool | None = None       # ... and it is a key the root trusts (None: no file)
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,9 @@ class RepositoryStatus:
     targets: list[PublishedTarget]
     newest_serial: int | None
     warnings: list[str] = field(default_factory=list)
+    verified: bool = True                 # a tower pinning 1.root.json accepts the repository
+    verify_error: str = ""                # ... else why not, as the tower says it
+    pending_rotation: str = ""            # an interrupted `keys rotate` the next write finishes
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,8 @@ class UpdateRepository:
     def __init__(self, root: Path, keys: KeyRing):
         self.root = Path(root)
         self.keys = keys
+        self._staging: Path | None = None      # set while a rotation stages its metadata
+        self._staged: list[str] = []
         self.metadata_dir = self.root / "metadata"
         self.targets_dir = self.root / "targets"
         self.settings_path = self.root / "settings.json"
@@ -227,7 +238,10 @@ class UpdateRepository:
         newest = self.newest()
         return newest.serial if newest else None
 
-    def status(self, now: dt.datetime | None = None) -> RepositoryStatus:
+    def status(self, now: dt.datetime | None = None, *, verify: bool = True) -> RepositoryStatus:
+        """Versions, expiries, key files, and (``verify``) the repository checked as a tower
+        checks it: the root chain from version 1 and the top-level metadata, with the TUF
+        client's own code, so "online" never hides keys a tower would refuse."""
         now = _now(now)
         root = self.root_md().signed
         signed: dict[str, Root | Targets | Snapshot | Timestamp] = {
@@ -236,9 +250,19 @@ class UpdateRepository:
         roles, warnings = [], []
         for role in ROLES:
             s = signed[role]
+            online = self.keys.has(role)
+            trusted = None
+            if online:
+                try:
+                    self.keys.signer(role, _role_keys(root, role))
+                    trusted = True
+                except KeyringError:
+                    trusted = False
+                    warnings.append(f"the {role} key file {self.keys.path(role)} is not a key the "
+                                    "root trusts: towers refuse what it signs")
             roles.append(RoleStatus(role=role, version=s.version, expires=s.expires,
                                     keyids=list(root.roles[role].keyids),
-                                    key_online=self.keys.has(role)))
+                                    key_online=online, key_trusted=trusted))
             if s.expires <= now:
                 warnings.append(f"{role} metadata expired at {s.expires:%Y-%m-%d %H:%M}Z: "
                                 + ("run `workbench keys renew-root`" if role == "root"
@@ -247,10 +271,16 @@ class UpdateRepository:
             warnings.append(f"root metadata expires {root.expires:%Y-%m-%d}; bring the root key "
                             "online and run `workbench keys renew-root`")
         targets = self.targets()
+        pending = self.pending_rotation()
+        if pending:
+            warnings.append(f"{pending}: the next `workbench publish --refresh` (or any publish "
+                            "or rotate) finishes it")
+        verify_error = verify_as_tower(self.root, now) if verify else ""
         return RepositoryStatus(path=self.root, trusted_root=self.trusted_root, roles=roles,
                                 targets=targets,
                                 newest_serial=targets[-1].serial if targets else None,
-                                warnings=warnings)
+                                warnings=warnings, verified=not verify_error,
+                                verify_error=verify_error, pending_rotation=pending)
 
     # -- writing ----------------------------------------------------------------------
 
@@ -258,14 +288,69 @@ class UpdateRepository:
     def _locked(self) -> Iterator[None]:
         try:
             with file_lock(self.root / ".lock", wait=False):
+                self._recover_rotation()
                 yield
         except LockBusy:
             raise RepositoryError("another publish is running on this repository") from None
 
     def _write(self, name: str, md: Metadata[Any]) -> bytes:
         data = md.to_bytes(SERIALIZER)
-        atomic_write(self.metadata_dir / name, data)
+        if self._staging is not None:
+            atomic_write(self._staging / name, data)
+            self._staged.append(name)
+        else:
+            atomic_write(self.metadata_dir / name, data)
         return data
+
+    # -- key rotation: staged, then one commit marker, then applied (redone after a crash) --
+
+    @property
+    def _rotation_dir(self) -> Path:
+        return self.root / ".rotation"
+
+    @property
+    def _rotating_keys(self) -> KeyRing:
+        return KeyRing(self.keys.folder / ".rotating")
+
+    def pending_rotation(self) -> str:
+        """'' or what an interrupted ``keys rotate`` left (the next locked write resolves it)."""
+        marker = self._rotation_dir / ROTATION_COMMIT
+        if marker.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                role = json.loads(marker.read_text(encoding="utf-8")).get("role", "?")
+                return f"the rotation of the {role} key was committed but not finished"
+            return "a rotation was committed but not finished"
+        if self._rotation_dir.exists() or self._rotating_keys.folder.exists():
+            return "a rotation was interrupted before its commit and will be rolled back"
+        return ""
+
+    def _recover_rotation(self) -> None:
+        """Finish a committed rotation, or roll back one killed before its commit."""
+        if (self._rotation_dir / ROTATION_COMMIT).is_file():
+            self._apply_rotation()
+        elif self._rotation_dir.exists() or self._rotating_keys.folder.exists():
+            shutil.rmtree(self._rotation_dir, ignore_errors=True)
+            shutil.rmtree(self._rotating_keys.folder, ignore_errors=True)
+
+    def _apply_rotation(self) -> None:
+        """Install the staged key, then the staged metadata in the order written (root first,
+        timestamp last); idempotent, so a crash anywhere here is redone by the next run."""
+        staging = self._rotation_dir
+        plan = json.loads((staging / ROTATION_COMMIT).read_text(encoding="utf-8"))
+        staged_key = self._rotating_keys.path(plan["role"])
+        if staged_key.exists():
+            os.replace(staged_key, self.keys.path(plan["role"]))
+            fsync_path(self.keys.folder)
+        crashpoints.step("rotate:key-installed")
+        for name in plan["files"]:
+            atomic_write(self.metadata_dir / name, (staging / name).read_bytes())
+            if name == "root.json":
+                crashpoints.step("rotate:root-written")
+        fsync_path(self.metadata_dir)
+        crashpoints.step("rotate:metadata-written")
+        (staging / ROTATION_COMMIT).unlink()
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(self._rotating_keys.folder, ignore_errors=True)
 
     def _sign(self, md: Metadata[Any], signers: list[Signer]) -> None:
         md.signatures.clear()
@@ -330,6 +415,7 @@ class UpdateRepository:
             snapshot_md = Metadata(snapshot)
             self._sign(snapshot_md, [signer("snapshot")])
             snapshot_bytes = self._write(f"{snapshot.version}.snapshot.json", snapshot_md)
+            crashpoints.step("publish:snapshot-written")      # also on refresh and rotate
         else:
             snapshot_md = self.snapshot_md()
             snapshot_bytes = snapshot_md.to_bytes(SERIALIZER)
@@ -393,6 +479,7 @@ class UpdateRepository:
                     raise RepositoryError(f"{bundle_path} changed while it was copied")
                 os.replace(tmp, stored)
                 fsync_path(self.targets_dir)
+            crashpoints.step("publish:target-stored")
             info = TargetFile.from_file(name, str(stored), ["sha256"])
             info.unrecognized_fields["custom"] = {
                 "serial": serial, "created": created, "commit": commit, "rule_count": rule_count}
@@ -408,8 +495,10 @@ class UpdateRepository:
             targets.expires = now + settings.expiry.period("targets")
             self._sign(targets_md, [self._online_signer("targets", root)])
             self._write(f"{targets.version}.targets.json", targets_md)
+            crashpoints.step("publish:targets-written")
             self._snapshot_and_timestamp(root, targets_md, settings, now)
             fsync_path(self.metadata_dir)
+            crashpoints.step("publish:timestamp-written")
             self._prune(settings)
             target = target_from_info(name, info)
         return PublishResult(target=target, already_published=False, versions=self._versions(),
@@ -443,7 +532,7 @@ class UpdateRepository:
             resigned.append("timestamp")
             fsync_path(self.metadata_dir)
             self._prune(settings)
-        warnings = [w for w in self.status(now).warnings if w.startswith("root")]
+        warnings = [w for w in self.status(now, verify=False).warnings if w.startswith("root")]
         return RefreshResult(resigned=resigned, versions=self._versions(),
                              expires=self._expiries(), warnings=warnings)
 
@@ -463,6 +552,7 @@ class UpdateRepository:
             root = root_md.signed
             old_root_signer = self._root_signer(root, root_key)
             old_keyids = list(root.roles[role].keyids)
+            # 1. stage: the new key and every re-signed file, beside the live ones
             new_signer = self._generate_replacement(role)
             for keyid in old_keyids:
                 root.revoke_key(keyid, role)
@@ -470,10 +560,23 @@ class UpdateRepository:
             signers: list[Signer] = [old_root_signer]
             if role == "root":
                 signers.append(new_signer)
-            self._next_root(root_md, signers, settings, now)
-            self._install_replacement(role)
-            resigned = self._resign_after_rotation(role, root, settings, now)
-            fsync_path(self.metadata_dir)
+            staging = self._rotation_dir
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            self._staging, self._staged = staging, []
+            try:
+                self._next_root(root_md, signers, settings, now)
+                resigned = self._resign_after_rotation(role, root, settings, now, new_signer)
+            finally:
+                self._staging = None
+            fsync_path(staging)
+            crashpoints.step("rotate:staged")
+            # 2. the switch: from this marker on, the rotation is finished, never undone
+            atomic_write(staging / ROTATION_COMMIT,
+                         json.dumps({"role": role, "files": self._staged}))
+            crashpoints.step("rotate:committed")
+            # 3. apply (a crash from here is redone by the next run's _recover_rotation)
+            self._apply_rotation()
         return RotateResult(role=role, old_keyids=old_keyids, new_keyid=new_signer.public_key.keyid,
                             root_version=root.version, resigned=resigned)
 
@@ -509,29 +612,24 @@ class UpdateRepository:
         self._write("root.json", root_md)
 
     def _generate_replacement(self, role: str) -> Signer:
-        staged = KeyRing(self.keys.folder / ".rotating")
+        staged = self._rotating_keys
         staged.retire(role)
         return staged.generate(role)
 
-    def _install_replacement(self, role: str) -> None:
-        staged = self.keys.folder / ".rotating" / f"{role}.pem"
-        os.replace(staged, self.keys.path(role))
-        with contextlib.suppress(OSError):
-            staged.parent.rmdir()
-
     def _resign_after_rotation(self, role: str, root: Root, settings: RepositorySettings,
-                               now: dt.datetime) -> list[str]:
+                               now: dt.datetime, new_signer: Signer) -> list[str]:
         resigned = []
         targets_md = None
         if role == "targets":
             targets_md = self.targets_md()
             targets_md.signed.version += 1
             targets_md.signed.expires = now + settings.expiry.period("targets")
-            self._sign(targets_md, [self._online_signer("targets", root)])
+            self._sign(targets_md, [new_signer])
             self._write(f"{targets_md.signed.version}.targets.json", targets_md)
             resigned.append("targets")
         resign_snapshot = role in ("targets", "snapshot")
         self._snapshot_and_timestamp(root, targets_md, settings, now,
+                                     signers={role: new_signer} if role != "root" else None,
                                      resign_snapshot=resign_snapshot)
         return [*resigned, *(["snapshot"] if resign_snapshot else []), "timestamp"]
 
@@ -566,6 +664,66 @@ class UpdateRepository:
             for path in self.targets_dir.iterdir():
                 if path.is_file() and not path.name.startswith(".") and path.name not in referenced:
                     path.unlink(missing_ok=True)
+
+
+class _LocalFetcher(FetcherInterface):
+    """The repository folder as a tower's fetcher sees a server: a missing file is a 404."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        path = url.removeprefix(_VERIFY_URL)
+        folder, _, name = path.partition("/")
+        if folder not in ("metadata", "targets") or "/" in name or name.startswith("."):
+            raise DownloadHTTPError(f"{url}: not found", 404)
+        try:
+            return iter([(self.root / folder / name).read_bytes()])
+        except FileNotFoundError:
+            raise DownloadHTTPError(f"{url}: not found", 404) from None
+        except OSError as exc:
+            raise DownloadError(f"{url}: {exc}") from None
+
+
+_VERIFY_URL = "http://repository.invalid/"
+
+
+def verify_as_tower(root: Path, now: dt.datetime | None = None) -> str:
+    """'' if a tower that pinned ``1.root.json`` accepts the repository folder; else its refusal.
+
+    The TUF client (``tuf.ngclient.Updater``) walks the root chain, then loads timestamp,
+    snapshot and targets with their signatures, versions, hashes and expiry, and each listed
+    bundle file must be there with its signed length.
+    """
+    import tempfile
+
+    from tuf.api import exceptions as tuf_errors
+    from tuf.ngclient import Updater
+
+    root = Path(root)
+    try:
+        first = (root / "metadata" / "1.root.json").read_bytes()
+    except OSError as exc:
+        return f"cannot read 1.root.json: {exc.strerror or exc}"
+    with tempfile.TemporaryDirectory(prefix="wb-verify-") as tmp:
+        try:
+            updater = Updater(tmp, _VERIFY_URL + "metadata/", target_dir=tmp,
+                              target_base_url=_VERIFY_URL + "targets/",
+                              fetcher=_LocalFetcher(root), bootstrap=first)
+            updater.refresh()
+            md = cast("Metadata[Targets]", Metadata.from_bytes(
+                (Path(tmp) / "targets.json").read_bytes()))
+        except (tuf_errors.RepositoryError, tuf_errors.DownloadError, ValueError, OSError) as exc:
+            return f"a tower refuses this repository: {exc}"
+    for name, info in md.signed.targets.items():
+        stored = root / "targets" / f"{info.hashes.get('sha256', '')}.{name}"
+        try:
+            size = stored.stat().st_size
+        except OSError:
+            return f"target {name} is listed but {stored.name} is missing"
+        if size != info.length:
+            return f"target {name}: {stored.name} is {size} bytes, signed as {info.length}"
+    return ""
 
 
 def publish_bundle(repo: UpdateRepository, bundle_path: Path, *,

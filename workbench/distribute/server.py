@@ -5,27 +5,34 @@ writes need a tower's bearer token (``workbench tokens add TOWER``), and every r
 body is size-limited before it is read into memory.
 """
 
+import asyncio
+import concurrent.futures
 import contextlib
 import gzip
 import json
 import logging
+import queue
+import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 import workbench
 from workbench.distribute.files import SERVED_FOLDERS, RepositoryFiles, etag_matches
 from workbench.distribute.fleet import (
     DEFAULT_THRESHOLDS,
+    MAX_ERROR,
     FleetEvent,
     FleetReport,
     FleetState,
@@ -33,6 +40,7 @@ from workbench.distribute.fleet import (
     FleetThresholds,
     fleet_json_data,
 )
+from workbench.distribute.guard import InFlight, RequestGuard, guarded_protocol
 from workbench.distribute.metrics import CONTENT_TYPE, ServerMetrics
 from workbench.distribute.repository import RepositoryError, UpdateRepository
 from workbench.distribute.settings import DEFAULT_HOST, DEFAULT_PORT
@@ -61,6 +69,14 @@ class ServerSettings:
     thresholds: FleetThresholds = field(default_factory=lambda: DEFAULT_THRESHOLDS)
     spool_interval: float = 0.0                   # drain quarantine/incoming this often; 0: off
     spool_settle: float = 2.0                     # leave spool files younger than this
+    max_inflight_bytes: int = 256 * 1024 * 1024   # request bodies being received, all towers (503)
+    max_inflight_bytes_per_tower: int = 64 * 1024 * 1024   # ... one tower's (429)
+    header_timeout: float = 10.0                  # a request's headers must be in by then (408)
+    body_timeout: float = 20.0                    # longest wait for the next part of a body (408)
+    fleet_busy_timeout: float = 5.0               # wait for a locked fleet.sqlite, then 503
+    max_fleet_queue: int = 10_000                 # reports waiting for the store; more get 503
+    retry_after: int = 10                         # seconds, in 429/503 answers
+    max_connections: int = 4096                   # uvicorn's limit_concurrency (503 beyond)
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,9 @@ class ServerInfo:
     newest_serial: int | None
 
 
+MAX_INT64 = 2**63 - 1        # SQLite's INTEGER: a larger serial or count is refused (422), not a 500
+
+
 class ReportIn(BaseModel):
     """A tower server's state after an update attempt."""
 
@@ -90,74 +109,41 @@ class ReportIn(BaseModel):
 
     server: str = Field(pattern=f"^{NAME_PATTERN}$", description="the mail server's name")
     state: Literal["ok", "updating", "failed"]
-    serial: int | None = Field(default=None, ge=1, description="serial in use")
-    error: str = Field(default="", description="why the last attempt failed")
-    target_serial: int | None = Field(default=None, ge=1,
+    serial: int | None = Field(default=None, ge=1, le=MAX_INT64, description="serial in use")
+    error: str = Field(default="", description=f"why the last attempt failed (cut to {MAX_ERROR})")
+    target_serial: int | None = Field(default=None, ge=1, le=MAX_INT64,
                                       description="serial being installed, or the one refused")
     agent_version: str = ""
     libyara_version: str = ""
-    rule_count: int | None = Field(default=None, ge=0)
+    rule_count: int | None = Field(default=None, ge=0, le=MAX_INT64)
     at: str = Field(default="", description="the agent's clock (ISO 8601)")
 
 
-class BodyTooLarge(Exception):
-    pass
+def validation_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
+    """Where and why, never the input: an error page must not echo what a client sent."""
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()]
 
 
-class BodyLimit:
-    """ASGI middleware: refuse a body over its limit (413) before the app buffers it."""
+def parse_report(body: bytes) -> ReportIn:
+    """A report body, validated with bounds; HTTPException 422 (no input echoed) if it is not one."""
+    try:
+        report = ReportIn.model_validate_json(body)
+    except ValidationError as exc:
+        raise HTTPException(422, validation_errors(exc)) from None
+    texts = (report.server, report.error, report.agent_version, report.libyara_version, report.at)
+    if any(_has_surrogate(t) for t in texts):
+        raise HTTPException(422, [{"loc": ["body"], "msg": "strings must be valid Unicode "
+                                   "(no unpaired surrogates)", "type": "unicode"}])
+    return report
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int], on_refuse: Callable[[], None]):
-        self.app = app
-        self.limit_for = limit_for
-        self.on_refuse = on_refuse
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
-            return
-        limit = self.limit_for(scope["path"])
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > limit
-                except ValueError:
-                    too_big = False
-                if too_big:
-                    await self._refuse(send, limit)
-                    return
-        received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send, limit)
-
-    async def _refuse(self, send: Send, limit: int) -> None:
-        self.on_refuse()
-        body = to_json_bytes({"detail": f"request body over the {limit} byte limit"})
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class RepositoryFastPath:
@@ -237,6 +223,99 @@ def json_bytes_response(body: bytes, *, gzipped: bool) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
+class FleetBusy(Exception):
+    """The fleet store could not take a report in time (locked by another process, or too
+    many waiting): the answer is 503 with Retry-After, and the agent keeps the report."""
+
+
+@dataclass(frozen=True)
+class _QueuedReport:
+    tower: str
+    report: FleetReport
+    queued: float
+    future: concurrent.futures.Future[None]
+
+
+class FleetWriter:
+    """One thread writes the towers' reports to the fleet store, in batches.
+
+    The event loop only queues a report and awaits its future, so SQLite (and another
+    process's write lock) never blocks the loop that answers the polls, and a burst of
+    reports costs one transaction per batch instead of one each. A report that has
+    waited longer than ``max_wait`` (the store was locked) is refused without trying, so
+    nothing waits much beyond twice the busy timeout.
+    """
+
+    BATCH = 500
+
+    def __init__(self, store: FleetStore, *, max_wait: float, max_queue: int):
+        self.store = store
+        self.max_wait = max_wait
+        self.max_queue = max_queue
+        self._queue: queue.SimpleQueue[_QueuedReport | None] = queue.SimpleQueue()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="fleet-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Reports queued or being written."""
+        return self._pending
+
+    def submit(self, tower: str, report: FleetReport) -> concurrent.futures.Future[None]:
+        with self._pending_lock:
+            if self._pending >= self.max_queue:
+                raise FleetBusy(f"{self._pending} reports are waiting for the fleet store")
+            self._pending += 1
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._queue.put(_QueuedReport(tower, report, time.monotonic(), future))
+        return future
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)           # stop after this batch
+                    break
+                batch.append(more)
+            now = time.monotonic()
+            fresh = [q for q in batch if now - q.queued <= self.max_wait]
+            stale = [q for q in batch if now - q.queued > self.max_wait]
+            error: BaseException | None = None
+            if fresh:
+                try:
+                    self.store.record_many([(q.tower, q.report) for q in fresh])
+                except sqlite3.Error as exc:
+                    error = FleetBusy(str(exc))
+                except BaseException as exc:        # never lose the thread: the caller hears it
+                    error = exc
+            for q in stale:
+                self._finish(q, FleetBusy("the fleet store stayed locked"))
+            for q in fresh:
+                self._finish(q, error)
+
+    def _finish(self, item: _QueuedReport, error: BaseException | None) -> None:
+        with self._pending_lock:
+            self._pending -= 1
+        if error is None:
+            item.future.set_result(None)
+        else:
+            item.future.set_exception(error)
+
+
 class ServerState:
     """What the endpoints share: repository, tokens, fleet store, quarantine, metrics."""
 
@@ -246,9 +325,18 @@ class ServerState:
         self.repository = UpdateRepository.for_workspace(workspace)
         self.files = RepositoryFiles(self.repository.root)
         self.tokens = TokenStore.for_workspace(workspace)
-        self.fleet = FleetStore.for_workspace(workspace)
-        self.fleet.save_thresholds(settings.thresholds)     # local readers judge as we do
+        self.fleet = FleetStore.for_workspace(workspace, busy_timeout=settings.fleet_busy_timeout)
+        try:
+            self.fleet.save_thresholds(settings.thresholds)     # local readers judge as we do
+        except sqlite3.OperationalError as exc:
+            # another process holds the store's lock: serve anyway (this server judges by
+            # its own settings); `workbench fleet` reads the defaults until the next start
+            log.warning("fleet thresholds not saved: %s", exc)
         self.metrics = ServerMetrics(self.fleet_state)
+        self.inflight = InFlight(settings.max_inflight_bytes, settings.max_inflight_bytes_per_tower)
+        self.metrics.inflight_bytes.set_function(lambda: self.inflight.total)
+        self.fleet_writer = FleetWriter(self.fleet, max_wait=settings.fleet_busy_timeout,
+                                        max_queue=settings.max_fleet_queue)
         self._quarantine: Quarantine | None = None
         self._ingest_lock = threading.Lock()
         self._newest: tuple[tuple[int, int, int] | None, int | None] = (None, None)
@@ -300,6 +388,7 @@ class ServerState:
         return watcher.start(count)
 
     def close(self) -> None:
+        self.fleet_writer.stop()
         with self._ingest_lock:
             if self._quarantine is not None:
                 self._quarantine.close()
@@ -437,9 +526,25 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
     @app.post("/v1/fleet/report", tags=["towers"], status_code=204,
               summary="Report a tower server's state after an update attempt",
               responses={401: {"description": "missing or wrong token"},
-                         413: {"description": "body over the size limit"}})
-    async def post_report(report: ReportIn, tower: Tower) -> Response:
-        state.fleet.record(tower, FleetReport(**report.model_dump()))
+                         413: {"description": "body over the size limit (chunked too)"},
+                         422: {"description": "not a report: where and why, never the input"},
+                         503: {"description": "the fleet store is busy: retry after Retry-After"}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": ReportIn.model_json_schema()}}}})
+    async def post_report(request: Request, tower: Tower) -> Response:
+        # The token is checked (dependency) before a byte of the body is read; the guard
+        # bounds the body (413); then typed validation with bounds (422), never a 500.
+        report = parse_report(await request.body())
+        try:
+            # SQLite may wait for another process's lock: in the writer thread, never on
+            # the loop that answers the polls
+            await asyncio.wrap_future(state.fleet_writer.submit(
+                tower, FleetReport(**report.model_dump())))
+        except FleetBusy as exc:
+            state.metrics.refused.labels("fleet_busy").inc()
+            log.warning("fleet report from %s not stored: %s", tower, exc)
+            raise HTTPException(503, "the fleet store is busy; retry later",
+                                headers={"Retry-After": str(settings.retry_after)}) from None
         state.metrics.reports.labels(report.state).inc()
         return Response(status_code=204)
 
@@ -467,9 +572,13 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
              summary="Changes of state, serial or error, newest first")
     async def get_history(request: Request, tower: str | None = None, server: str | None = None,
                           limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> Response:
-        events = state.fleet.events(tower=tower, server=server, limit=limit)
-        return json_bytes_response(to_json_bytes(events), gzipped=accepts_gzip(
-            request.headers.get("accept-encoding", "")))
+        gzipped = accepts_gzip(request.headers.get("accept-encoding", ""))
+
+        def build() -> Response:
+            events = state.fleet.events(tower=tower, server=server, limit=limit)
+            return json_bytes_response(to_json_bytes(events), gzipped=gzipped)
+
+        return await run_in_threadpool(build)
 
     @app.get("/v1/health", tags=["server"], response_model=ServerInfo, summary="Liveness")
     async def get_health() -> JSONResponse:
@@ -481,12 +590,50 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
     async def get_metrics() -> Response:
         return Response(await run_in_threadpool(state.metrics.render), media_type=CONTENT_TYPE)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_errors(exc)}, status_code=422)
+
     def limit_for(path: str) -> int:
         return settings.max_message_bytes if path == "/v1/quarantine" else settings.max_json_bytes
 
-    app.add_middleware(BodyLimit, limit_for=limit_for, on_refuse=state.metrics.too_large.inc)
+    def tower_for(scope: Scope) -> str:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer":
+                    return state.tokens.verify(token) or ""
+        return ""
+
+    def count(event: str) -> None:
+        if event == "too_large":
+            state.metrics.too_large.inc()
+        elif event == "body_timeout":
+            state.metrics.timeouts.labels("body").inc()
+        else:
+            state.metrics.refused.labels(event).inc()
+
+    app.add_middleware(RequestGuard, limit_for=limit_for, tower_for=tower_for,
+                       inflight=state.inflight, body_timeout=settings.body_timeout,
+                       retry_after=settings.retry_after, count=count)
     app.add_middleware(RepositoryFastPath, state=state)
     return app
+
+
+def uvicorn_config(app: FastAPI, *, host: str, port: int, wrapped: Any = None,
+                   access_log: bool = False, log_level: str = "info") -> Any:
+    """The uvicorn configuration ``serve`` runs (the tests run the same): keep-alive and
+    header timeouts, a connection limit. ``wrapped``: serve this ASGI app around ``app``."""
+    import uvicorn
+
+    state: ServerState = app.state.workbench
+    settings = state.settings
+    protocol = guarded_protocol(settings.header_timeout,
+                                state.metrics.timeouts.labels("headers").inc)
+    return uvicorn.Config(wrapped or app, host=host, port=port, access_log=access_log,
+                          log_level=log_level, server_header=False, proxy_headers=False,
+                          timeout_keep_alive=15, http=protocol, lifespan="on",
+                          limit_concurrency=settings.max_connections)
 
 
 def openapi_document(workspace: Workspace | None = None) -> dict[str, Any]:
@@ -503,6 +650,5 @@ def serve(workspace: Workspace, *, host: str = DEFAULT_HOST, port: int = DEFAULT
           log_level: str = "info") -> None:
     import uvicorn
 
-    uvicorn.run(make_app(workspace, settings), host=host, port=port, access_log=access_log,
-                log_level=log_level, server_header=False, proxy_headers=False,
-                timeout_keep_alive=15)
+    uvicorn.Server(uvicorn_config(make_app(workspace, settings), host=host, port=port,
+                                  access_log=access_log, log_level=log_level)).run()
