@@ -94,10 +94,10 @@ def task_node(data: bytes, plan: NodePlan) -> Iterator[tuple[Any, bool]]:
     import dataclasses
 
     from workbench.dissect.identify import classify
-    from workbench.dissect.registry import by_name
+    from workbench.dissect.registry import HEAD_BYTES, by_name
 
     description, mime = classify(data)
-    name = plan.pick(mime=mime, magic=description, head=data[:16])
+    name = plan.pick(mime=mime, magic=description, head=data[:HEAD_BYTES])
     runs = bool(name) and plan.may_dissect
     yield (description, mime, name), not runs
     if runs:

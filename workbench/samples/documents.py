@@ -70,19 +70,24 @@ def build_pdf(text: str = "Hello", *, javascript: str | None = None, uri: str | 
     return out.getvalue()
 
 
+def ole1_native(filename: str, data: bytes) -> bytes:
+    """The ``\\x01Ole10Native`` stream of an embedded Package (MS-OLEDS 2.3.6): size, names, the file."""
+    temp_path = f"C:\\Temp\\{filename}".encode("latin-1") + b"\x00"
+    native = (struct.pack("<H", 2) + filename.encode("latin-1") + b"\x00"
+              + f"C:\\Users\\user\\Desktop\\{filename}".encode("latin-1") + b"\x00"
+              + struct.pack("<I", 0x00030000) + struct.pack("<I", len(temp_path)) + temp_path
+              + struct.pack("<I", len(data)) + data)
+    return struct.pack("<I", len(native)) + native
+
+
 def ole1_package(filename: str, data: bytes) -> bytes:
     """An OLE 1.0 embedded "Package" object (MS-OLEDS 2.2), as RTF ``\\objdata`` carries it."""
     def lp_string(text: str) -> bytes:
         raw = text.encode("latin-1") + b"\x00"
         return struct.pack("<I", len(raw)) + raw
 
-    temp_path = f"C:\\Temp\\{filename}".encode("latin-1") + b"\x00"
-    native = (struct.pack("<H", 2) + filename.encode("latin-1") + b"\x00"
-              + f"C:\\Users\\user\\Desktop\\{filename}".encode("latin-1") + b"\x00"
-              + struct.pack("<I", 0x00030000) + struct.pack("<I", len(temp_path)) + temp_path
-              + struct.pack("<I", len(data)) + data)
     return (struct.pack("<II", 0x00000501, 2) + lp_string("Package") + struct.pack("<II", 0, 0)
-            + struct.pack("<I", len(native)) + native)
+            + ole1_native(filename, data))
 
 
 def build_rtf(text: str, *, embedded: tuple[str, bytes] | None = None) -> bytes:
@@ -153,3 +158,107 @@ def build_docx(paragraphs: list[str], *, template_url: str | None = None,
 def build_html_page(title: str, body: str) -> str:
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n"
             f"<body>\n{body}\n</body></html>\n")
+
+
+# -- Excel with DDE links, and the single-file Office XML formats --------------------------------------
+
+_XLSX_CT = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">
+<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>
+<Default Extension="xml" ContentType="application/xml"/>
+<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>
+<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>
+{links}</Types>"""
+_SML = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def build_xlsx(*, dde_link: tuple[str, str] | None = None, cell_text: str = "Totals") -> bytes:
+    """An Excel workbook; ``dde_link`` (service, topic) adds an ``xl/externalLinks`` part with a
+    ``ddeLink`` (what Excel saves for ``=cmd|' /c calc'!A0``)."""
+    links = ('<Override PartName="/xl/externalLinks/externalLink1.xml" ContentType="application/'
+             'vnd.openxmlformats-officedocument.spreadsheetml.externalLink+xml"/>\n') if dde_link else ""
+    workbook = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<workbook xmlns="{_SML}" '
+                f'xmlns:r="{_REL}"><sheets><sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets>'
+                + ('<externalReferences><externalReference r:id="rId2"/></externalReferences>' if dde_link else "")
+                + "</workbook>")
+    rels = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships xmlns="http://schemas.'
+            'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="'
+            f'{_REL}/worksheet" Target="worksheets/sheet1.xml"/>'
+            + (f'<Relationship Id="rId2" Type="{_REL}/externalLink" Target="externalLinks/externalLink1.xml"/>'
+               if dde_link else "") + "</Relationships>")
+    safe = cell_text.replace("&", "&amp;").replace("<", "&lt;")
+    sheet = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet xmlns="{_SML}"><sheetData>'
+             f'<row r="1"><c r="A1" t="inlineStr"><is><t>{safe}</t></is></c></row></sheetData></worksheet>')
+    members = [("[Content_Types].xml", _XLSX_CT.replace("{links}", links)),
+               ("_rels/.rels", _ROOT_RELS.replace("word/document.xml", "xl/workbook.xml")),
+               ("xl/workbook.xml", workbook), ("xl/_rels/workbook.xml.rels", rels),
+               ("xl/worksheets/sheet1.xml", sheet)]
+    if dde_link:
+        service, topic = (v.replace("&", "&amp;").replace('"', "&quot;") for v in dde_link)
+        members.append(("xl/externalLinks/externalLink1.xml",
+                        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<externalLink xmlns="{_SML}">'
+                        f'<ddeLink ddeService="{service}" ddeTopic="{topic}"><ddeItems>'
+                        '<ddeItem name="A0" advise="1"/></ddeItems></ddeLink></externalLink>'))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in members:
+            zf.writestr(zipfile.ZipInfo(name, date_time=FIXED_TIME), text.encode("utf-8"))
+    return buf.getvalue()
+
+
+def _xml_attr(value: str) -> str:
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+
+def build_spreadsheetml_2003(formulas: list[str], *, text: str = "Totals") -> bytes:
+    """An Excel 2003 XML workbook (SpreadsheetML): one row with ``text`` and a cell per formula."""
+    cells = "".join(f'<Cell ss:Formula="{_xml_attr(f)}"><Data ss:Type="Number">0</Data></Cell>' for f in formulas)
+    return ('<?xml version="1.0"?>\n<?mso-application progid="Excel.Sheet"?>\n'
+            '<Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" '
+            'xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet"><Worksheet ss:Name="Sheet1"><Table><Row>'
+            f'<Cell><Data ss:Type="String">{_xml_attr(text)}</Data></Cell>{cells}</Row></Table></Worksheet>'
+            "</Workbook>\n").encode()
+
+
+def _word_body(paragraphs: list[str], dde_command: str | None, *, simple: bool = False) -> str:
+    body = "".join(f'<w:p><w:r><w:t>{_xml_attr(p)}</w:t></w:r></w:p>' for p in paragraphs)
+    if dde_command and simple:
+        body += f'<w:p><w:fldSimple w:instr=" DDEAUTO {_xml_attr(dde_command)} "><w:r><w:t>!</w:t></w:r></w:fldSimple></w:p>'
+    elif dde_command:
+        body += ('<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r>'
+                 f'<w:r><w:instrText> DDEAUTO {_xml_attr(dde_command)} </w:instrText></w:r>'
+                 '<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>!</w:t></w:r>'
+                 '<w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>')
+    return body
+
+
+def build_word_2003_xml(paragraphs: list[str], *, dde_command: str | None = None, simple: bool = False) -> bytes:
+    """A Word 2003 XML document (WordprocessingML 2003); ``dde_command`` adds a DDEAUTO field
+    (``simple``: a ``fldSimple`` instead of ``fldChar`` runs)."""
+    return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<?mso-application progid="Word.Document"?>\n'
+            '<w:wordDocument xmlns:w="http://schemas.microsoft.com/office/word/2003/wordml"><w:body>'
+            + _word_body(paragraphs, dde_command, simple=simple) + "</w:body></w:wordDocument>\n").encode("utf-8")
+
+
+def build_flat_opc(paragraphs: list[str], *, dde_command: str | None = None) -> bytes:
+    """A Word Flat OPC document (the whole package in one XML file, as "Word XML Document" saves it)."""
+    return ('<?xml version="1.0" standalone="yes"?>\n<?mso-application progid="Word.Document"?>\n'
+            '<pkg:package xmlns:pkg="http://schemas.microsoft.com/office/2006/xmlPackage">'
+            '<pkg:part pkg:name="/_rels/.rels" pkg:contentType="application/vnd.openxmlformats-package.'
+            'relationships+xml"><pkg:xmlData><Relationships xmlns="http://schemas.openxmlformats.org/package/'
+            f'2006/relationships"><Relationship Id="rId1" Type="{_REL}/officeDocument" '
+            'Target="word/document.xml"/></Relationships></pkg:xmlData></pkg:part>'
+            '<pkg:part pkg:name="/word/document.xml" pkg:contentType="application/vnd.openxmlformats-'
+            'officedocument.wordprocessingml.document.main+xml"><pkg:xmlData>'
+            f'<w:document {_W}><w:body>{_word_body(paragraphs, dde_command)}</w:body></w:document>'
+            "</pkg:xmlData></pkg:part></pkg:package>\n").encode()
+
+
+def build_csv(rows: list[list[str]], *, delimiter: str = ",") -> bytes:
+    """CSV text as Excel reads it (cells quoted only when they must be)."""
+    import csv
+
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerows(rows)
+    return out.getvalue().encode("utf-8")
