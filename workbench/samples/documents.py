@@ -15,9 +15,16 @@ def _pdf_string(text: str) -> str:
 
 
 def build_pdf(text: str = "Hello", *, javascript: str | None = None, uri: str | None = None,
-              embedded: tuple[str, bytes] | None = None) -> bytes:
-    """A small valid PDF (correct xref) with one page of text; optionally an /OpenAction
-    JavaScript, a /URI link annotation and an /EmbeddedFiles entry."""
+              embedded: tuple[str, bytes] | None = None, open_action: bool = True,
+              trailer_javascript: str | None = None, object_streams: bool = False) -> bytes:
+    """A small valid PDF (correct xref) with one page of text; optionally a JavaScript action in
+    the /Names /JavaScript tree (and as the /OpenAction unless ``open_action`` is False), a /URI
+    link annotation and an /EmbeddedFiles entry.
+
+    ``trailer_javascript`` puts a JavaScript /OpenAction in the trailer dictionary;
+    ``object_streams`` packs every dictionary into one Flate-compressed /ObjStm with a
+    cross-reference stream (PDF 1.5), so nothing of them shows in the raw bytes.
+    """
     objects: list[str | bytes] = []
 
     def add(body: str | bytes) -> int:
@@ -40,7 +47,8 @@ def build_pdf(text: str = "Hello", *, javascript: str | None = None, uri: str | 
     extra = ""
     if javascript:
         js_id = add(f"<< /Type /Action /S /JavaScript /JS {_pdf_string(javascript)} >>")
-        extra += f" /OpenAction {js_id} 0 R"
+        if open_action:
+            extra += f" /OpenAction {js_id} 0 R"
         names_js = add(f"<< /Names [{_pdf_string('init')} {js_id} 0 R] >>")
         extra += f" /Names << /JavaScript {names_js} 0 R"
         if embedded is None:
@@ -53,6 +61,10 @@ def build_pdf(text: str = "Hello", *, javascript: str | None = None, uri: str | 
         tree_id = add(f"<< /Names [{_pdf_string(fname)} {spec_id} 0 R] >>")
         extra += (" " if javascript else " /Names << ") + f"/EmbeddedFiles {tree_id} 0 R >>"
     objects[catalog_id - 1] = f"<< /Type /Catalog /Pages {pages_id} 0 R{extra} >>"
+    trailer_extra = (f" /OpenAction << /S /JavaScript /JS {_pdf_string(trailer_javascript)} >>"
+                     if trailer_javascript else "")
+    if object_streams:
+        return _pdf_with_object_stream(objects, catalog_id, trailer_extra)
 
     out = io.BytesIO()
     out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
@@ -65,8 +77,46 @@ def build_pdf(text: str = "Hello", *, javascript: str | None = None, uri: str | 
     out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
     for offset in offsets:
         out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root {catalog_id} 0 R >>\n"
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root {catalog_id} 0 R{trailer_extra} >>\n"
               f"startxref\n{xref}\n%%EOF\n".encode())
+    return out.getvalue()
+
+
+def _pdf_with_object_stream(objects: list[str | bytes], catalog_id: int, trailer_extra: str) -> bytes:
+    """Dictionaries in one /ObjStm, streams as they are, and a cross-reference stream."""
+    import zlib
+
+    packed = [n for n, body in enumerate(objects, start=1) if isinstance(body, str) and "stream" not in body]
+    header, bodies = [], b""
+    for n in packed:
+        header.append(f"{n} {len(bodies)}")
+        bodies += str(objects[n - 1]).encode("latin-1") + b"\n"
+    first = (" ".join(header) + "\n").encode()
+    stm_id = len(objects) + 1
+    xref_id = stm_id + 1
+    packed_data = zlib.compress(first + bodies)
+    out = io.BytesIO()
+    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets: dict[int, int] = {}
+    for number, body in enumerate(objects, start=1):
+        if number in packed:
+            continue
+        offsets[number] = out.tell()
+        data = body if isinstance(body, bytes) else body.encode("latin-1")
+        out.write(f"{number} 0 obj\n".encode() + data + b"\nendobj\n")
+    offsets[stm_id] = out.tell()
+    out.write(f"{stm_id} 0 obj\n<< /Type /ObjStm /N {len(packed)} /First {len(first)} /Filter /FlateDecode "
+              f"/Length {len(packed_data)} >>\nstream\n".encode() + packed_data + b"\nendstream\nendobj\n")
+    offsets[xref_id] = out.tell()
+    rows = b"\x00" + struct.pack(">IH", 0, 0xFFFF)
+    for number in range(1, xref_id + 1):
+        if number in packed:
+            rows += b"\x02" + struct.pack(">IH", stm_id, packed.index(number))
+        else:
+            rows += b"\x01" + struct.pack(">IH", offsets[number], 0)
+    out.write(f"{xref_id} 0 obj\n<< /Type /XRef /Size {xref_id + 1} /W [1 4 2] /Root {catalog_id} 0 R"
+              f"{trailer_extra} /Length {len(rows)} >>\nstream\n".encode() + rows + b"\nendstream\nendobj\n")
+    out.write(f"startxref\n{offsets[xref_id]}\n%%EOF\n".encode())
     return out.getvalue()
 
 
@@ -90,10 +140,17 @@ def ole1_package(filename: str, data: bytes) -> bytes:
             + ole1_native(filename, data))
 
 
-def build_rtf(text: str, *, embedded: tuple[str, bytes] | None = None) -> bytes:
-    """An RTF document; with ``embedded``, an ``\\object\\objemb`` Package holding that file."""
-    body = text.replace("\\", "\\\\").replace("{", "\\{").replace("}", "\\}")
-    out = "{\\rtf1\\ansi\\deff0{\\fonttbl{\\f0 Calibri;}}\n\\pard\\f0\\fs22 " + body + "\\par\n"
+def _rtf_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("{", "\\{").replace("}", "\\}")
+
+
+def build_rtf(text: str, *, embedded: tuple[str, bytes] | None = None, dde_command: str | None = None) -> bytes:
+    """An RTF document; with ``embedded``, an ``\\object\\objemb`` Package holding that file;
+    with ``dde_command``, a ``\\field`` whose ``\\fldinst`` is ``DDEAUTO`` and the command."""
+    out = "{\\rtf1\\ansi\\deff0{\\fonttbl{\\f0 Calibri;}}\n\\pard\\f0\\fs22 " + _rtf_escape(text) + "\\par\n"
+    if dde_command:
+        out += ("{\\field{\\*\\fldinst DDEAUTO " + _rtf_escape(dde_command)
+                + "}{\\fldrslt {\\ul Click}}}\\par\n")
     if embedded:
         name, data = embedded
         hexdata = ole1_package(name, data).hex()
@@ -262,3 +319,48 @@ def build_csv(rows: list[list[str]], *, delimiter: str = ",") -> bytes:
     out = io.StringIO()
     csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerows(rows)
     return out.getvalue().encode("utf-8")
+
+
+def _xlsb_record(rec_type: int, payload: bytes) -> bytes:
+    """A BIFF12 record: type and size as 7-bit varints (MS-XLSB 2.1.4)."""
+    def varint(value: int, limit: int) -> bytes:
+        out = bytearray()
+        for _ in range(limit):
+            byte = value & 0x7F
+            value >>= 7
+            out.append(byte | (0x80 if value else 0))
+            if not value:
+                break
+        return bytes(out)
+
+    return varint(rec_type, 2) + varint(len(payload), 4) + payload
+
+
+def _xlsb_string(text: str) -> bytes:
+    return struct.pack("<I", len(text)) + text.encode("utf-16-le")
+
+
+def build_xlsb(*, dde_link: tuple[str, str] | None = None) -> bytes:
+    """An Excel binary workbook (.xlsb); ``dde_link`` (service, topic) adds an external link part
+    starting with a DDE ``BrtBeginSupBook`` record."""
+    ct = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Types xmlns="http://schemas.openxmlformats.org/'
+          'package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+          'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+          '<Override PartName="/xl/workbook.bin" ContentType="application/vnd.ms-excel.sheet.binary.macroEnabled.main"/>'
+          + ('<Override PartName="/xl/externalLinks/externalLink1.bin" ContentType="application/'
+             'vnd.ms-excel.externalLinkBin"/>' if dde_link else "") + "</Types>")
+    members: list[tuple[str, bytes]] = [
+        ("[Content_Types].xml", ct.encode()),
+        ("_rels/.rels", _ROOT_RELS.replace("word/document.xml", "xl/workbook.bin").encode()),
+        ("xl/workbook.bin", _xlsb_record(0x0083, b"") + _xlsb_record(0x0084, b"")),     # BrtBeginBook/EndBook
+    ]
+    if dde_link:
+        service, topic = dde_link
+        link = (_xlsb_record(0x0168, struct.pack("<H", 1) + _xlsb_string(service) + _xlsb_string(topic))
+                + _xlsb_record(0x0169, b""))
+        members.append(("xl/externalLinks/externalLink1.bin", link))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            zf.writestr(zipfile.ZipInfo(name, date_time=FIXED_TIME), data)
+    return buf.getvalue()
