@@ -270,7 +270,7 @@ def _spool_children(folder: str, value: Any, counter: Iterator[int]) -> dict[int
 # memory limit counts only what a task allocates.
 _PRELOAD = ("oletools.olevba", "oletools.mraptor", "oletools.oleobj", "oletools.rtfobj", "olefile",
             "msoffcrypto", "pefile", "cryptography.hazmat.primitives.serialization.pkcs7", "pyzipper",
-            "py7zr", "tnefparse", "libarchive")
+            "py7zr", "tnefparse", "libarchive", "oletools.msodde", "oletools.ppt_record_parser", "pikepdf")
 
 
 def worker_main() -> None:
