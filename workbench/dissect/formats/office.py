@@ -114,6 +114,8 @@ def _macros(data: bytes, filename: str, report: OfficeReport, result: DissectRes
             seen[name] = seen.get(name, 0) + 1
             folder = "XLM" if stream == "xlm_macro" else "VBA"
             segment = f"{folder}/{name}" + (f"#{seen[name]}" if seen[name] > 1 else "")
+            if folder == "XLM":
+                code = (code or "").replace("\x00", "")   # plugin_biff keeps a sheet name's BIFF8 flag byte
             source = (code or "").encode("utf-8", "replace")
             report.modules.append(VbaModule(stream, vba_filename, len(source), segment))
             note = "XLM macro formulas (olevba)" if folder == "XLM" else "VBA source (olevba)"
