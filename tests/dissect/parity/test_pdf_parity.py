@@ -111,3 +111,42 @@ def test_js_keyword_without_an_extracted_script_is_partial(pool: WorkerPool) -> 
     data = b"%PDF-1.4\n%%EOF\nnot a pdf body /JS (x"
     node = dissect_bytes(data, "junk.pdf", pool=pool).root
     assert node.status == PARTIAL and "scripts extracted" in node.reason
+
+
+def _encrypted_with_stream_script() -> bytes:
+    """AES-encrypted with an empty user password (opens without asking), the script a stream."""
+    import io
+
+    pdf = pikepdf.open(io.BytesIO(build_pdf("x", javascript=JS, embedded=PAYLOAD)))
+    pdf.Root.OpenAction = pikepdf.Dictionary(S=pikepdf.Name.JavaScript,
+                                             JS=pikepdf.Stream(pdf, b"app.alert('WB-PDF-STREAM');" * 40))
+    out = io.BytesIO()
+    pdf.save(out, encryption=pikepdf.Encryption(owner="owner", user="", aes=True))
+    return out.getvalue()
+
+
+def test_encrypted_pdf_scripts_are_decrypted(pool: WorkerPool) -> None:
+    data = _encrypted_with_stream_script()
+    assert b"WB-PDF" not in data
+    reference = pikepdf_answer(data)
+    assert len(set(reference.scripts)) == 2 and len(reference.attachments) == 1
+    node = dissect_bytes(data, "locked.pdf", pool=pool).root
+    assert set(reference.scripts) | {h for _n, h in reference.attachments} <= _hashes(node)
+    assert node.report.encrypted and "encrypted" in node.report.flags and node.status == OK
+
+
+def test_script_stream_bomb_is_capped(pool: WorkerPool) -> None:
+    import io
+
+    from workbench.dissect.model import LIMIT_HIT, Limits
+
+    pdf = pikepdf.open(io.BytesIO(build_pdf("x")))
+    bomb = pikepdf.Stream(pdf, zlib.compress(b"app.alert(1);" + b" " * (64 << 20)))
+    bomb.Filter = pikepdf.Name.FlateDecode
+    pdf.Root.OpenAction = pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS=bomb)
+    out = io.BytesIO()
+    pdf.save(out)
+    node = dissect_bytes(out.getvalue(), "bomb.pdf", pool=pool, limits=Limits(max_child=1 << 20)).root
+    assert node.status == LIMIT_HIT and "expands past" in node.reason
+    (child,) = node.children
+    assert child.size == 1 << 20

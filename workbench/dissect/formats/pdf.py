@@ -127,6 +127,15 @@ def _string_after(key: bytes, body: bytes) -> bytes | None:
 
 def _decode_stream(raw: bytes, dictionary: bytes, cap: int) -> tuple[bytes, list[str], str]:
     filters = [f.decode("latin-1") for f in re.findall(rb"/(\w+Decode|Fl|AHx)\b", dictionary)]
+    data, problem = _apply_filters(raw, filters, cap)
+    return data, filters, problem
+
+
+CAPPED_FILTERS = ("FlateDecode", "Fl", "ASCIIHexDecode", "AHx")
+
+
+def _apply_filters(raw: bytes, filters: list[str], cap: int) -> tuple[bytes, str]:
+    """Flate and ASCIIHex undone in order, never past ``cap`` bytes: ``(data, problem)``."""
     data = raw
     for f in filters:
         if f in ("FlateDecode", "Fl"):
@@ -134,15 +143,15 @@ def _decode_stream(raw: bytes, dictionary: bytes, cap: int) -> tuple[bytes, list
             try:
                 data = d.decompress(data, cap + 1)
             except zlib.error as exc:
-                return data, filters, f"FlateDecode failed: {exc}"
+                return data, f"FlateDecode failed: {exc}"
             if len(data) > cap:
-                return data[:cap], filters, f"stream expands past {cap} bytes"
+                return data[:cap], f"stream expands past {cap} bytes"
         elif f in ("ASCIIHexDecode", "AHx"):
             digits = re.sub(rb"[^0-9A-Fa-f]", b"", data.split(b">")[0])
             data = bytes.fromhex((digits + b"0" * (len(digits) % 2)).decode("ascii"))
         else:
-            return data, filters, f"{f} not decoded"
-    return data, filters, ""
+            return data, f"{f} not decoded"
+    return data, ""
 
 
 _AUTO_TRIGGERS = ("/OpenAction", "/AA", "/Names/JavaScript")
@@ -420,10 +429,19 @@ class PdfDissector(Dissector):
             return bytes(value)
         if isinstance(value, pikepdf.Stream):
             length = value.stream_dict.get("/Length")
+            spec = value.stream_dict.get("/Filter")
+            filters = ([str(f)[1:] for f in spec] if isinstance(spec, pikepdf.Array)
+                       else [str(spec)[1:]] if spec is not None else [])
             try:
                 if isinstance(length, int) and int(length) > cap:
                     result.problem(LIMIT_HIT, f"{where}: stream of {int(length)} bytes over the child limit")
                     return None
+                if all(f in CAPPED_FILTERS for f in filters) and "/DecodeParms" not in value.stream_dict:
+                    # qpdf would decode a Flate bomb whole in memory: decode it here, capped.
+                    data, problem = _apply_filters(bytes(value.read_raw_bytes()), filters, cap)
+                    if problem:
+                        result.problem(LIMIT_HIT if "past" in problem else PARTIAL, f"{where}: {problem}")
+                    return data
                 data = bytes(value.read_bytes())
             except Exception as exc:
                 result.problem(PARTIAL, f"{where}: stream not decoded ({type(exc).__name__}: {str(exc)[:200]})")
