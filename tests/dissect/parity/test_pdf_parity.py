@@ -150,3 +150,25 @@ def test_script_stream_bomb_is_capped(pool: WorkerPool) -> None:
     assert node.status == LIMIT_HIT and "expands past" in node.reason
     (child,) = node.children
     assert child.size == 1 << 20
+
+
+def test_script_past_the_object_limit_is_still_found(pool: WorkerPool) -> None:
+    """Objects past ``max_pdf_objects`` are skimmed: those whose keys can hold an action are walked."""
+    import io
+
+    from workbench.dissect.model import LIMIT_HIT
+
+    pdf = pikepdf.new()
+    for _ in range(600):
+        pdf.add_blank_page()
+    pdf.pages[-1].obj.AA = pikepdf.Dictionary(O=pikepdf.Dictionary(S=pikepdf.Name.JavaScript,
+                                                                   JS=pikepdf.String("app.alert('LAST');")))
+    out = io.BytesIO()
+    pdf.save(out, object_stream_mode=pikepdf.ObjectStreamMode.generate)
+    data = out.getvalue()
+    reference = pikepdf_answer(data)
+    node = dissect_bytes(data, "long.pdf", pool=pool).root
+    assert node.status == LIMIT_HIT and "can hold an action walked" in node.reason
+    assert set(reference.scripts) <= _hashes(node) and len(reference.scripts) == 1
+    (script,) = node.report.scripts
+    assert script.triggers == ["/AA/O"] and script.auto

@@ -155,6 +155,9 @@ def _apply_filters(raw: bytes, filters: list[str], cap: int) -> tuple[bytes, str
 
 
 _AUTO_TRIGGERS = ("/OpenAction", "/AA", "/Names/JavaScript")
+# Keys under which a script, a launch, a link or a file can sit (directly or in a nested dictionary).
+_ACTION_KEYS = frozenset(("/JS", "/A", "/AA", "/OpenAction", "/Names", "/JavaScript", "/EF", "/EmbeddedFiles",
+                          "/URI", "/S", "/Annots", "/AcroForm", "/Fields", "/Kids", "/Next", "/F", "/Launch"))
 
 
 def _label(number: int) -> str:
@@ -182,6 +185,7 @@ class _Walker:
         # (source, key path, dictionary, (number, generation) of its indirect object, its keys and name values)
         self.dicts: list[tuple[str, str, Any, tuple[int, int] | None, set[str]]] = []
         self.examined = 0
+        self.skimmed = 0              # past the limit, walked because their keys can hold an action
         self.total = 0
 
     def run(self) -> None:
@@ -195,6 +199,12 @@ class _Walker:
                 continue          # a cross-reference stream's dictionary is the trailer, walked above
             self.total += 1
             if self.examined >= self.limit:
+                # Past the limit, only what can hold an action is walked: a key-set check is cheap.
+                keys = obj.stream_dict.keys() if isinstance(obj, pikepdf.Stream) else (
+                    obj.keys() if isinstance(obj, pikepdf.Dictionary) else ())
+                if isinstance(obj, pikepdf.Array) or not _ACTION_KEYS.isdisjoint(keys):
+                    self.skimmed += 1
+                    self._visit(obj, f"object {obj.objgen[0]}", "", 0, obj.objgen, top=True)
                 continue
             self.examined += 1
             self._visit(obj, f"object {obj.objgen[0]}", "", 0, obj.objgen, top=True)
@@ -340,7 +350,8 @@ class PdfDissector(Dissector):
             report.objects_examined = walker.examined
             if walker.total > walker.examined:
                 result.problem(LIMIT_HIT, f"{walker.total} objects over the limit {walker.limit}: "
-                                          f"first {walker.examined} examined")
+                                          f"first {walker.examined} examined, {walker.skimmed} more that can "
+                                          "hold an action walked")
             warnings = [str(w)[:300] for w in pdf.get_warnings()]
             if warnings:
                 report.notes.append(f"qpdf repaired the file ({len(warnings)} warnings): {warnings[0]}")
