@@ -230,9 +230,10 @@ _SML = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 
 
-def build_xlsx(*, dde_link: tuple[str, str] | None = None, cell_text: str = "Totals") -> bytes:
-    """An Excel workbook; ``dde_link`` (service, topic) adds an ``xl/externalLinks`` part with a
-    ``ddeLink`` (what Excel saves for ``=cmd|' /c calc'!A0``)."""
+def build_xlsx(*, dde_link: tuple[str, str] | None = None, cell_text: str = "Totals",
+               macro_enabled: bool = False) -> bytes:
+    """An Excel workbook (``macro_enabled``: typed as an .xlsm); ``dde_link`` (service, topic) adds
+    an ``xl/externalLinks`` part with a ``ddeLink`` (what Excel saves for ``=cmd|' /c calc'!A0``)."""
     links = ('<Override PartName="/xl/externalLinks/externalLink1.xml" ContentType="application/'
              'vnd.openxmlformats-officedocument.spreadsheetml.externalLink+xml"/>\n') if dde_link else ""
     workbook = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<workbook xmlns="{_SML}" '
@@ -247,7 +248,11 @@ def build_xlsx(*, dde_link: tuple[str, str] | None = None, cell_text: str = "Tot
     safe = cell_text.replace("&", "&amp;").replace("<", "&lt;")
     sheet = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet xmlns="{_SML}"><sheetData>'
              f'<row r="1"><c r="A1" t="inlineStr"><is><t>{safe}</t></is></c></row></sheetData></worksheet>')
-    members = [("[Content_Types].xml", _XLSX_CT.replace("{links}", links)),
+    content_types = _XLSX_CT.replace("{links}", links)
+    if macro_enabled:
+        content_types = content_types.replace("openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+                                              "ms-excel.sheet.macroEnabled.main+xml")
+    members = [("[Content_Types].xml", content_types),
                ("_rels/.rels", _ROOT_RELS.replace("word/document.xml", "xl/workbook.xml")),
                ("xl/workbook.xml", workbook), ("xl/_rels/workbook.xml.rels", rels),
                ("xl/worksheets/sheet1.xml", sheet)]

@@ -60,6 +60,7 @@ DDE_CASES = [
     ("xls-benign", "b.xls", build_xls(xlm=None), False),
     ("xlsx", "a.xlsx", build_xlsx(dde_link=("cmd", "/c calc")), True),
     ("xlsx-benign", "b.xlsx", build_xlsx(cell_text=DDE_PROSE), False),
+    ("xlsm", "a.xlsm", build_xlsx(dde_link=("cmd", "/c calc"), macro_enabled=True), True),
     ("xlsb", "a.xlsb", build_xlsb(dde_link=("cmd", "/c calc")), True),
     ("xlsb-benign", "b.xlsb", build_xlsb(), False),
     ("docx", "a.docx", build_docx(["hi"], dde_command=CMD), True),
@@ -81,6 +82,11 @@ DDE_CASES = [
 ]
 
 
+# Where msodde 0.60 finds nothing and the workbench does: a UTF-16 field whose instruction starts after
+# a space (msodde's NUL-interleaved prefix test fails), SYLK (its CSV sniffer raises on SYLK records).
+MSODDE_MISSES = {"doc-utf16-spaced", "slk"}
+
+
 def _office_node(root: Artifact) -> Artifact:
     assert root.dissector == "office", f"{root.filename}: typed {root.mime}, dissector {root.dissector!r}"
     return root
@@ -94,6 +100,7 @@ def test_dde_at_least_what_msodde_finds(pool: WorkerPool, case: str, filename: s
     found = {normalise_command(c) for c in node.report.dde}
     assert set(reference) <= found, f"msodde found {reference}, the workbench {sorted(found)}"
     if malicious:
+        assert bool(reference) == (case not in MSODDE_MISSES), f"msodde: {reference}"
         assert found, "no DDE reported"
         assert any("calc" in c for c in found)
     else:
