@@ -206,3 +206,11 @@ def test_xlm_only_workbook_reports_auto_open_and_formulas(pool: WorkerPool) -> N
     assert any('EXEC("calc.exe")' in line for line in report.xlm_macros)
     (child,) = node.children
     assert child.path.endswith("XLM/xlm_macro.txt") and child.note == "XLM macro formulas (olevba)"
+
+
+@pytest.mark.parametrize(("filename", "data"), [("notes.slk", b"just some text that mentions DDE\r\n"),
+                                                ("data.csv", b"\x00\x01\x02binary junk named csv")])
+def test_text_named_as_a_spreadsheet_is_read_as_csv_without_error(pool: WorkerPool, filename: str,
+                                                                   data: bytes) -> None:
+    node = _office_node(dissect_bytes(data, filename, pool=pool).root)
+    assert node.report.container == "csv" and node.report.dde == [] and node.status == OK

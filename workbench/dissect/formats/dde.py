@@ -228,7 +228,7 @@ def ooxml(zf: zipfile.ZipFile, names: Iterable[str], read: Any) -> list[str]:
     found: list[str] = []
     for name in names:
         lower = name.lower()
-        if lower.endswith((".xml", ".rels")) and not lower.endswith(".rels"):
+        if lower.endswith(".xml"):
             part = read(name)
             if not part:
                 continue

@@ -417,8 +417,9 @@ class OfficeDissector(Dissector):
             _rtf(data, report, result)
             return result
         is_ole = data.startswith(b"\xd0\xcf\x11\xe0")
+        # Neither a compound file nor a zip: a text format. msodde reads whatever else it is as CSV.
         kind = "" if is_ole or data.startswith(b"PK") else text_container(
-            data[:4096], ctx.mime, _extension(ctx.filename), ctx.declared_type)
+            data[:4096], ctx.mime, _extension(ctx.filename), ctx.declared_type) or "csv"
         if kind:
             report = OfficeReport(kind)
             result.report = report
