@@ -214,3 +214,16 @@ def test_text_named_as_a_spreadsheet_is_read_as_csv_without_error(pool: WorkerPo
                                                                    data: bytes) -> None:
     node = _office_node(dissect_bytes(data, filename, pool=pool).root)
     assert node.report.container == "csv" and node.report.dde == [] and node.status == OK
+
+
+def test_office_xml_entity_bomb_is_refused(pool: WorkerPool) -> None:
+    """Billion laughs in a Word 2003 XML document: expat's amplification limit stops it, the node says so."""
+    from workbench.dissect.model import PARSER_ERROR
+
+    entities = "".join(f'<!ENTITY lol{i} "' + (f"&lol{i - 1};" if i > 1 else "lol") * 10 + '">' for i in range(1, 10))
+    data = ('<?xml version="1.0"?>\n<?mso-application progid="Word.Document"?>\n'
+            f"<!DOCTYPE lolz [{entities}]>\n"
+            '<w:wordDocument xmlns:w="http://schemas.microsoft.com/office/word/2003/wordml"><w:body><w:p><w:r>'
+            "<w:instrText>&lol9;</w:instrText></w:r></w:p></w:body></w:wordDocument>").encode()
+    node = _office_node(dissect_bytes(data, "lol.xml", pool=pool).root)
+    assert node.status == PARSER_ERROR and "amplification" in node.reason
