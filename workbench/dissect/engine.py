@@ -29,7 +29,7 @@ from workbench.dissect.model import (
     Limits,
     worse,
 )
-from workbench.dissect.registry import DissectContext, Dissector, NodePlan, by_name
+from workbench.dissect.registry import HEAD_BYTES, DissectContext, Dissector, NodePlan, by_name
 from workbench.dissect.worker import (
     WorkerFailed,
     WorkerPool,
@@ -182,7 +182,7 @@ class _Run:
 
     @staticmethod
     def _pick(plan: NodePlan, mime: str, magic: str, data: bytes) -> Dissector | None:
-        name = plan.pick(mime=mime, magic=magic, head=data[:16])
+        name = plan.pick(mime=mime, magic=magic, head=data[:HEAD_BYTES])
         return by_name(name) if name else None
 
     # -- one dissector call -----------------------------------------------------------------

@@ -18,6 +18,9 @@ DISSECTOR_MODULES = (
     "workbench.dissect.formats.pe",
     "workbench.dissect.formats.html",
 )
+# How much of a file a dissector sees to decide (readers find "%PDF-" within the first 1,024 bytes,
+# Office XML names its program in a processing instruction after the XML declaration).
+HEAD_BYTES = 4096
 
 
 @dataclass

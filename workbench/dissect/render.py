@@ -47,9 +47,11 @@ def _facts(report: Any) -> list[str]:
     elif kind == "OfficeReport":
         line = f"{report.container}"
         if report.vba:
-            line += f", VBA: {', '.join(m.filename for m in report.modules)}"
-            if report.mraptor:
-                line += f", mraptor {report.mraptor.flags or '-'}{' SUSPICIOUS' if report.mraptor.suspicious else ''}"
+            line += f", VBA: {', '.join(m.filename for m in report.modules if not m.child.startswith('XLM/'))}"
+        if report.xlm:
+            line += ", XLM macros"
+        if report.mraptor:
+            line += f", mraptor {report.mraptor.flags or '-'}{' SUSPICIOUS' if report.mraptor.suspicious else ''}"
         if report.encrypted:
             line += f", encrypted (decrypted with {report.decrypted_with!r})" if report.decrypted_with else ", encrypted"
         out.append(line)
@@ -64,6 +66,10 @@ def _facts(report: Any) -> list[str]:
         if report.xlm:
             out.append(f"XLM macros: {len(report.xlm_macros)} lines")
     elif kind == "PdfReport":
+        if report.flags:
+            out.append("flags: " + ", ".join(report.flags) + (f" (read by {report.parser})" if report.parser else ""))
+        out += [f"script in {s.source}" + (f" via {', '.join(s.triggers[:3])}" if s.triggers else "")
+                + (": runs on open" if s.auto else "") for s in report.scripts[:5]]
         if report.keyword_counts:
             out.append("keywords: " + ", ".join(f"{k} {v}" for k, v in report.keyword_counts.items()))
         out += [f"uri: {u}" for u in report.uris[:3]]

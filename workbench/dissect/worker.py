@@ -94,10 +94,10 @@ def task_node(data: bytes, plan: NodePlan) -> Iterator[tuple[Any, bool]]:
     import dataclasses
 
     from workbench.dissect.identify import classify
-    from workbench.dissect.registry import by_name
+    from workbench.dissect.registry import HEAD_BYTES, by_name
 
     description, mime = classify(data)
-    name = plan.pick(mime=mime, magic=description, head=data[:16])
+    name = plan.pick(mime=mime, magic=description, head=data[:HEAD_BYTES])
     runs = bool(name) and plan.may_dissect
     yield (description, mime, name), not runs
     if runs:
@@ -270,7 +270,7 @@ def _spool_children(folder: str, value: Any, counter: Iterator[int]) -> dict[int
 # memory limit counts only what a task allocates.
 _PRELOAD = ("oletools.olevba", "oletools.mraptor", "oletools.oleobj", "oletools.rtfobj", "olefile",
             "msoffcrypto", "pefile", "cryptography.hazmat.primitives.serialization.pkcs7", "pyzipper",
-            "py7zr", "tnefparse", "libarchive")
+            "py7zr", "tnefparse", "libarchive", "oletools.msodde", "oletools.ppt_record_parser", "pikepdf")
 
 
 def worker_main() -> None:

@@ -425,3 +425,139 @@ def build_encrypted_docx(password: str = VELVET_SWEATSHOP, *, paragraphs: list[s
     out = io.BytesIO()
     OOXMLFile(io.BytesIO(plain)).encrypt(password, out)
     return out.getvalue()
+
+
+# -- binary Word with fields ---------------------------------------------------------------------
+
+
+def word_field(instruction: str, result: str = "", *, pad: str = " ") -> str:
+    """A Word field in document text: 0x13 instruction 0x14 result 0x15 (MS-DOC 2.8.25)."""
+    return f"\x13{pad}{instruction}{pad}\x14{result}\x15"
+
+
+def build_dde_doc(command: str | None, *, text: str = _DOC_TEXT, utf16: bool = True, pad: str = " ") -> bytes:
+    """A .doc whose text holds a ``DDEAUTO`` field (None: the text only), in UTF-16 or 8-bit text.
+
+    ``pad`` is what Word writes between the field marks and the instruction (a space);
+    msodde misses a UTF-16 field whose instruction does not start right after the mark.
+    """
+    body = text + (word_field(f"DDEAUTO {command}", pad=pad) if command else "")
+    if utf16:
+        return build_ole_word(text=body)
+    fib = struct.pack("<HHHHH", 0xA5EC, 0x00C1, 0, 0x0409, 0) + b"\x00" * 27
+    stream = (fib + body.encode("cp1252")).ljust(4096, b"\x00")
+    return build_cfb({"WordDocument": stream, "1Table": b"\x00" * 512}, root_clsid=WORD_CLSID)
+
+
+# -- BIFF8 Excel (.xls): DDE links and Excel 4 (XLM) macro sheets -----------------------------------
+
+EXCEL_CLSID = uuid.UUID("00020820-0000-0000-C000-000000000046").bytes_le
+_XLM_FUNCTIONS = {"HALT": (0x0036, None), "EXEC": (0x006E, None), "CALL": (0x0096, None),
+                  "ALERT": (0x003B, None), "RETURN": (0x0037, None)}
+
+
+def _biff(opcode: int, payload: bytes) -> bytes:
+    return struct.pack("<HH", opcode, len(payload)) + payload
+
+
+def _bof(kind: int) -> bytes:
+    return _biff(0x0809, struct.pack("<HHHHII", 0x0600, kind, 0x0DBB, 0x07CC, 0x000100C1, 0x00000406))
+
+
+def _short_string(text: str) -> bytes:
+    return struct.pack("<BB", len(text), 0) + text.encode("latin-1")
+
+
+def xlm_formula(function: str, *args: str) -> bytes:
+    """Parsed formula bytes (rgce) of ``FUNCTION("arg", ...)`` for an XLM macro sheet cell."""
+    number, fixed = _XLM_FUNCTIONS[function]
+    rgce = b"".join(b"\x17" + _short_string(a) for a in args)
+    if fixed is not None:
+        return rgce + struct.pack("<BH", 0x41, number)                 # ptgFuncV
+    return rgce + struct.pack("<BBH", 0x42, len(args), number)       # ptgFuncVarV
+
+
+def build_xls(*, dde_link: tuple[str, str] | None = None,
+              xlm: list[tuple[str, tuple[str, ...]]] | None = None, auto_open: bool = True,
+              sheet_name: str = "Macro1") -> bytes:
+    """An Excel 97-2003 workbook: a ``SupBook`` DDE link (service, topic) and/or an Excel 4.0 macro
+    sheet whose cells hold ``xlm`` formulas (function, string arguments), ``Auto_Open`` naming A1."""
+    macro_sheet = b""
+    if xlm:
+        cells = b""
+        for row, (function, args) in enumerate(xlm):
+            rgce = xlm_formula(function, *args)
+            cells += _biff(0x0006, struct.pack("<HHH", row, 0, 0x0F) + b"\x00" * 8
+                           + struct.pack("<HIH", 0, 0, len(rgce)) + rgce)
+        macro_sheet = _bof(0x0040) + cells + _biff(0x000A, b"")
+    records = []
+    if xlm:
+        records.append(("sheet", b""))
+        if auto_open:
+            ref = struct.pack("<BHHH", 0x3A, 0, 0, 0)              # ptgRef3d: first sheet, A1
+            name = struct.pack("<HBBHHH4s", 0x0020, 0, 1, len(ref), 0, 1, b"\x00" * 4) + b"\x00\x01" + ref
+            records.append(("raw", _biff(0x0018, name)))
+    if dde_link:
+        service, topic = dde_link
+        path = f"{service}\x03{topic}"
+        records.append(("raw", _biff(0x01AE, struct.pack("<HH", 0, len(path)) + b"\x00" + path.encode("latin-1"))))
+    globals_without_sheet = _bof(0x0005) + b"".join(r for k, r in records if k == "raw") + _biff(0x000A, b"")
+    boundsheet_size = 4 + 6 + 2 + len(sheet_name) if xlm else 0
+    offset = len(globals_without_sheet) + boundsheet_size
+    workbook = _bof(0x0005)
+    for kind, rec in records:
+        if kind == "sheet":
+            workbook += _biff(0x0085, struct.pack("<IBB", offset, 0, 1) + _short_string(sheet_name))
+        else:
+            workbook += rec
+    workbook += _biff(0x000A, b"") + macro_sheet
+    return build_cfb({"Workbook": workbook.ljust(4096, b"\x00")}, root_clsid=EXCEL_CLSID)
+
+
+# -- PowerPoint 97-2003 (.ppt) with embedded OLE objects --------------------------------------------
+
+PPT_CLSID = uuid.UUID("64818D10-4F9B-11CF-86EA-00AA00B929E8").bytes_le
+
+
+def _ppt_record(rec_type: int, payload: bytes, *, version: int = 0, instance: int = 0) -> bytes:
+    return struct.pack("<HHI", (instance << 4) | version, rec_type, len(payload)) + payload
+
+
+def build_ppt(embedded: list[tuple[str, bytes]] | None = None, *, compressed: bool = True) -> bytes:
+    """A PowerPoint 97-2003 file whose document holds each ``embedded`` file as an OLE ``Package``
+    object (``ExOleObjStg``, zlib-compressed as PowerPoint writes it), as oleobj extracts them."""
+    import zlib
+
+    from workbench.samples.documents import ole1_native
+
+    objects = b""
+    for name, data in embedded or []:
+        storage = build_cfb({"\x01Ole10Native": ole1_native(name, data)})
+        if compressed:
+            payload = struct.pack("<I", len(storage)) + zlib.compress(storage)
+            objects += _ppt_record(0x1011, payload, instance=1)
+        else:
+            objects += _ppt_record(0x1011, storage)
+    document = _ppt_record(0x03E8, _ppt_record(0x03E9, b"\x00" * 40), version=0xF)
+    user_edit_offset = len(document) + len(objects)
+    user_edit = _ppt_record(0x0FF5, struct.pack("<IHBBIIIII", 0, 0, 0, 3, 0, 0, 0, 1, 0), version=0)
+    persist = _ppt_record(0x1772, struct.pack("<II", 0x00100001, 0))
+    stream = document + objects + user_edit + persist
+    current_user = _ppt_record(0x0FF6, struct.pack("<IIIHHBBH", 0x14, 0xE391C05F, user_edit_offset, 4, 0x03F4,
+                                                    3, 0, 0) + b"user" + struct.pack("<I", 8))
+    return build_cfb({"PowerPoint Document": stream, "Current User": current_user},
+                     root_clsid=PPT_CLSID)
+
+
+# -- SYLK (.slk) ------------------------------------------------------------------------------------
+
+
+def build_slk(formulas: list[str], *, macro_sheet: bool = True, auto_open: bool = True) -> bytes:
+    """A SYLK file: ``formulas`` in column A (``CALL("Kernel32","WinExec",...)``, ``HALT()`` or a DDE
+    ``MSEXCEL|'..'!A0``); ``macro_sheet`` marks it an Excel 4.0 macro sheet (``O;E``), with an
+    ``Auto_Open`` name on A1."""
+    lines = ["ID;P", *(["O;E"] if macro_sheet else []),
+             *(["NN;NAuto_open;ER1C1"] if auto_open and macro_sheet else [])]
+    lines += [f"C;X1;Y{row};K0;E{formula}" for row, formula in enumerate(formulas, start=1)]
+    lines.append("E")
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
