@@ -11,7 +11,6 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from workbench.dissect.cache import DissectCache, revive
 from workbench.dissect.identify import extension, name_flags, sanitize_filename
 from workbench.dissect.model import (
     LIMIT_HIT,
@@ -47,6 +46,7 @@ from workbench.dissect.worker import (
 )
 
 if TYPE_CHECKING:
+    from workbench.dissect.cache import DissectCache
     from workbench.quarantine.service import Quarantine
     from workbench.quarantine.store import ObjectStore
 
@@ -124,6 +124,8 @@ class _Run:
         if ident is None and self.cache is not None:
             cached = self.cache.get_identity(sha256)
             if cached is not None:
+                from workbench.dissect.cache import revive
+
                 ident = self.identities[sha256] = revive(Identity, cached)
         return ident
 
@@ -206,6 +208,8 @@ class _Run:
         if self.cache is not None and self.store is not None:
             row = self.cache.get_report(key)
             if row is not None and row["version"] == d.version:
+                from workbench.dissect.cache import revive
+
                 refs = revive(list[ChildRef], json.loads(row["children"]))
                 if all(self.store.exists(r.sha256) for r in refs):
                     report = revive(getattr(d, "report_type", Any), json.loads(row["report"]))
@@ -419,6 +423,8 @@ def dissect_message(quarantine: Quarantine, sha256: str, *, limits: Limits | Non
     sha = quarantine.resolve(sha256)
     size = quarantine.store.size(sha)
     data = quarantine.store.read(sha, limit=limits.max_input + 1)
+    from workbench.dissect.cache import DissectCache
+
     cache = DissectCache.open(workspace)
     try:
         result = dissect_bytes(data, "", store=quarantine.store, limits=limits, on_node=on_node,

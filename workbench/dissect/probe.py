@@ -197,7 +197,7 @@ def run_hostile_probe(pool: WorkerPool, keys_dir: Path, scratch: Path) -> ProbeR
     def hold() -> None:
         holder_started.set()
         try:
-            pool.call("probe_hold", (held, 8.0), timeout=30, memory=0)
+            pool.call("probe_hold", (held, 3.0), timeout=30, memory=0)
         except Exception as exc:
             holder_error.append(str(exc))
 

@@ -726,11 +726,12 @@ class _Server:
     """A fork server this process started (private) or found (shared)."""
 
     def __init__(self, address: str, isolation: str, process: subprocess.Popen[bytes] | None,
-                 folder: str | None):
+                 folder: str | None, first: _Worker | None = None):
         self.address = address
         self.isolation = isolation
         self.process = process
         self.folder = folder
+        self.first = first                  # the worker that answered when we looked for the server
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -819,11 +820,10 @@ def _start_server(mode: str, *, shared: bool) -> _Server:
                 os.unlink(address)                  # a server that left (idle) or died
             isolation, _process = _launch(address, mode, shared=True)
             return _Server(address, isolation, None, None)
-        isolation = probe.isolation
-        probe.kill()
-        if mode == sandbox.REQUIRE and not sandbox.is_sandboxed(isolation):
-            raise sandbox.SandboxUnavailable(f"the dissect sandbox is not running ({isolation})")
-        return _Server(address, isolation, None, None)
+        if mode == sandbox.REQUIRE and not sandbox.is_sandboxed(probe.isolation):
+            probe.kill()
+            raise sandbox.SandboxUnavailable(f"the dissect sandbox is not running ({probe.isolation})")
+        return _Server(address, probe.isolation, None, None, first=probe)
 
 
 class _Outgoing:
@@ -880,6 +880,10 @@ class WorkerPool:
 
     def _connect(self) -> _Worker:
         server = self._ensure_server()
+        with self._server_lock:
+            first, server.first = server.first, None
+        if first is not None:
+            return first                    # forked already: do not fork another
         try:
             return _Worker(server.address)
         except (FileNotFoundError, ConnectionRefusedError):
@@ -1027,6 +1031,8 @@ class WorkerPool:
         with self._server_lock:
             server, self._server = self._server, None
         if server is not None:
+            if server.first is not None:
+                server.first.kill()
             server.stop()
 
 
