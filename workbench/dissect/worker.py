@@ -459,7 +459,7 @@ def serve(listener: socket.socket, ready: int, *, idle: float, sandboxed: bool, 
         if timeout == 0.0:
             return
         try:
-            readable = select.select([listener, wake_r], [], [], timeout)[0]
+            readable: list[int] = select.select([listener.fileno(), wake_r], [], [], timeout)[0]
         except InterruptedError:
             readable = []
         if wake_r in readable:
@@ -479,7 +479,7 @@ def serve(listener: socket.socket, ready: int, *, idle: float, sandboxed: bool, 
                 conn.close()
             if not workers:
                 quiet_since = time.monotonic()
-        if listener not in readable:
+        if listener.fileno() not in readable:
             continue
         try:
             conn, _ = listener.accept()
