@@ -815,7 +815,8 @@ def _start_server(mode: str, *, shared: bool) -> _Server:
         fcntl.flock(lock, fcntl.LOCK_EX)            # one launcher at a time; the others connect
         try:
             probe = _Worker(address)
-        except (FileNotFoundError, ConnectionRefusedError):
+        except (FileNotFoundError, ConnectionRefusedError, EOFError):
+            # EOFError: the server accepted nothing and left (its idle time ran out just now)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(address)                  # a server that left (idle) or died
             isolation, _process = _launch(address, mode, shared=True)
@@ -886,7 +887,7 @@ class WorkerPool:
             return first                    # forked already: do not fork another
         try:
             return _Worker(server.address)
-        except (FileNotFoundError, ConnectionRefusedError):
+        except (FileNotFoundError, ConnectionRefusedError, EOFError):
             if not self.shared:
                 raise WorkerFailed("the private fork server is gone") from None
         # The shared server left (idle timeout) between two calls: start or find the next one.
