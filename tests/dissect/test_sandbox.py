@@ -213,3 +213,17 @@ def test_two_pools_share_one_server_which_leaves_when_idle(
             probe.close()
     else:
         pytest.fail(f"the shared server at {address} did not leave when idle")
+
+
+def test_a_private_server_that_dies_is_replaced() -> None:
+    private = WorkerPool(size=1, sandbox="off")
+    try:
+        assert private.call("probe", ("a",), timeout=60, memory=0) == "a"
+        assert private._server is not None and private._server.process is not None
+        private._server.process.kill()               # unwrapped: the server itself
+        private._server.process.wait()
+        with pytest.raises(WorkerFailed):              # its worker went with it
+            private.call("probe", ("b",), timeout=60, memory=0)
+        assert private.call("probe", ("c",), timeout=60, memory=0) == "c"
+    finally:
+        private.close()

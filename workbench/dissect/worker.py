@@ -888,13 +888,17 @@ class WorkerPool:
         try:
             return _Worker(server.address)
         except (FileNotFoundError, ConnectionRefusedError, EOFError):
-            if not self.shared:
-                raise WorkerFailed("the private fork server is gone") from None
-        # The shared server left (idle timeout) between two calls: start or find the next one.
+            pass
+        # The server is gone (a shared one left when idle, a private one died): start or
+        # find the next one, once.
         with self._server_lock:
             if self._server is server:
                 self._server = None
-        return _Worker(self._ensure_server().address)
+                server.stop()
+        try:
+            return _Worker(self._ensure_server().address)
+        except (FileNotFoundError, ConnectionRefusedError, EOFError) as exc:
+            raise WorkerFailed(f"the dissect fork server is gone and could not be restarted: {exc}") from None
 
     def _acquire(self) -> _Worker:
         try:
