@@ -22,11 +22,9 @@ their resource limits only: :data:`LIMITS_ONLY` is recorded on every node, and t
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,6 +72,8 @@ def bwrap_binary() -> str | None:
     configured = os.environ.get(BWRAP_ENV)
     if configured is not None:
         return configured if os.access(configured, os.X_OK) else None
+    import shutil
+
     return shutil.which("bwrap")
 
 
@@ -166,6 +166,8 @@ _PR_SET_DUMPABLE = 4
 
 
 def _prctl(option: int, value: int) -> None:
+    import ctypes
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl failed")

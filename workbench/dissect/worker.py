@@ -32,7 +32,6 @@ import atexit
 import contextlib
 import hashlib
 import importlib
-import inspect
 import io
 import os
 import pickle
@@ -48,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -315,7 +315,7 @@ def _run_steps(kind: str, args: tuple[Any, ...], memory: int) -> Iterator[tuple[
     or ``("error", why)``."""
     try:
         value: Any = TASKS[kind](*args)
-        if not inspect.isgenerator(value):
+        if not isinstance(value, types.GeneratorType):
             yield "ok", value
             return
         for step, last in cast(Iterator[tuple[Any, bool]], value):
@@ -666,7 +666,7 @@ class _InlineSteps:
         self.kind = kind
         self.done = False
         self._value = _inline(TASKS[kind], *args)
-        self._generator = self._value if inspect.isgenerator(self._value) else None
+        self._generator = self._value if isinstance(self._value, types.GeneratorType) else None
 
     def next(self, timeout: float) -> Any:
         if self.done:
