@@ -30,6 +30,7 @@ from __future__ import annotations
 import array
 import atexit
 import contextlib
+import gc
 import hashlib
 import importlib
 import io
@@ -267,7 +268,8 @@ class _Channel:
                 (length,) = _HEADER.unpack_from(buf)
                 end = _HEADER.size + length
                 if len(buf) >= end:
-                    blob = bytes(buf[_HEADER.size:end])
+                    with memoryview(buf) as view:
+                        blob = bytes(view[_HEADER.size:end])
                     del buf[:end]                   # a frame that fails to load is gone all the same
                     return loads(memoryview(blob))
                 want = end - len(buf)
@@ -446,6 +448,10 @@ def serve(listener: socket.socket, ready: int, *, idle: float, sandboxed: bool, 
         problem = apply
     sandbox.not_dumpable()
     isolation = sandbox.describe(sandboxed, problem)
+    # Everything loaded so far lives as long as the server: out of the collector's sight, so
+    # a worker's collections neither walk it nor copy its pages (copy-on-write) by touching it.
+    gc.collect()
+    gc.freeze()
     baseline = _vm_size()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
