@@ -1,6 +1,6 @@
 """Benchmark: dissection throughput and latency vs a stdlib baseline, and zip-bomb rejection.
 
-    python bench/dissect.py [--mixed N] [--seed S] [--rounds R] [--small-runs K]
+    python bench/dissect.py [--mixed N] [--seed S] [--rounds R] [--small-runs K] [--only-small]
 
 Sets (built in memory with workbench.samples, nothing read from disk):
 - demo: one message per threat family of the demo (workbench.samples.threats) plus benign mail;
@@ -165,13 +165,19 @@ def run_set(name: str, messages: list[bytes], pool: WorkerPool) -> dict[str, flo
     return row
 
 
-def _median_wall(command: list[str], runs: int, env: dict[str, str]) -> float:
-    times = []
+def _median_wall(command: list[str], runs: int, env: dict[str, str]) -> tuple[float, float]:
+    """Median wall time and median CPU time (user + system) of a command, run ``runs`` times."""
+    walls, cpus = [], []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        walls.append(time.perf_counter() - t)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise SystemExit(f"{command} exited {child.returncode}")
+        cpus.append(usage.ru_utime + usage.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 _STDLIB_SMALL = ("import email, hashlib, sys\nfrom email import policy\ndata = open(sys.argv[1], 'rb').read()\n"
@@ -192,12 +198,13 @@ def small_file(runs: int) -> None:
         # (some shells here set PYTHONDONTWRITEBYTECODE, which recompiles every import every time).
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         command = [workbench, "dissect", str(sample)]
-        cold = _median_wall(command, 1, env)            # starts the server: loads every parser once
-        ours = _median_wall(command, runs, env)
-        stdlib = _median_wall([sys.executable, "-c", _STDLIB_SMALL, str(sample)], runs, env)
-        python = _median_wall([sys.executable, "-c", "pass"], runs, env)
-        imports = _median_wall([sys.executable, "-c", "import workbench.cli.dissect, workbench.dissect.engine, "
-                                "workbench.dissect.render, workbench.quarantine.headers"], runs, env)
+        cold, _ = _median_wall(command, 1, env)         # starts the server: loads every parser once
+        ours, ours_cpu = _median_wall(command, runs, env)
+        stdlib, stdlib_cpu = _median_wall([sys.executable, "-c", _STDLIB_SMALL, str(sample)], runs, env)
+        python, python_cpu = _median_wall([sys.executable, "-c", "pass"], runs, env)
+        imports, imports_cpu = _median_wall(
+            [sys.executable, "-c", "import workbench.cli.dissect, workbench.dissect.engine, "
+             "workbench.dissect.render, workbench.quarantine.headers"], runs, env)
         # In this process, on the same warm server: what the dissection itself costs.
         os.environ.update({"XDG_RUNTIME_DIR": tmp, "WORKBENCH_DISSECT_IDLE": "5"})
         pool = WorkerPool(size=2, shared=True)
@@ -212,12 +219,13 @@ def small_file(runs: int) -> None:
                 fresh.close()
         finally:
             pool.close()
-    print(f"small file (5 B), median of {runs}: workbench dissect {ours * 1000:.0f} ms wall "
-          f"(Python start-up {python * 1000:.0f} ms, start-up + the command's imports {imports * 1000:.0f} ms, "
-          f"the dissection itself in-process on the warm fork server {statistics.median(inner) * 1000:.0f} ms); "
-          f"first command, which starts the fork server: {cold * 1000:.0f} ms | "
-          f"stdlib baseline (python -c: read, parse, hash) {stdlib * 1000:.0f} ms | workbench/baseline time "
-          f"{ours / stdlib:.2f}")
+    print(f"small file (5 B), median of {runs}: workbench dissect {ours * 1000:.0f} ms wall, "
+          f"{ours_cpu * 1000:.0f} ms CPU in the command (of which Python start-up {python * 1000:.0f} ms wall / "
+          f"{python_cpu * 1000:.0f} ms CPU; start-up + the command's imports {imports * 1000:.0f} ms wall / "
+          f"{imports_cpu * 1000:.0f} ms CPU); the dissection itself, in-process on the warm fork server: "
+          f"{statistics.median(inner) * 1000:.0f} ms wall; the first command, which starts the fork server: "
+          f"{cold * 1000:.0f} ms | stdlib baseline (python -c: read, parse, hash) {stdlib * 1000:.0f} ms wall, "
+          f"{stdlib_cpu * 1000:.0f} ms CPU | workbench/baseline wall {ours / stdlib:.2f}")
 
 
 def sandbox_cost(sets: list[tuple[str, list[bytes]]]) -> None:
@@ -265,10 +273,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=1, help="run each set this many times")
     parser.add_argument("--small-runs", type=int, default=10, help="runs of the small-file command")
+    parser.add_argument("--only-small", action="store_true", help="only the small-file comparison")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, pid {os.getpid()}, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (the machine is shared: "
           f"wall-clock numbers move with it, CPU per message much less)")
+    if args.only_small:
+        small_file(args.small_runs)
+        return 0
     pool = WorkerPool(size=2)
     try:
         pool.warm()                                  # worker start-up is not measured
