@@ -442,10 +442,7 @@ def serve(listener: socket.socket, ready: int, *, idle: float, sandboxed: bool, 
             return
     sys.stdout = sys.stderr                            # stray prints go nowhere useful, not into a frame
     _preload()
-    problem = apply = ""
-    if sandboxed:
-        apply = sandbox.apply_seccomp()
-        problem = apply
+    problem = sandbox.apply_seccomp() if sandboxed else ""
     sandbox.not_dumpable()
     isolation = sandbox.describe(sandboxed, problem)
     # Everything loaded so far lives as long as the server: out of the collector's sight, so
@@ -458,6 +455,12 @@ def serve(listener: socket.socket, ready: int, *, idle: float, sandboxed: bool, 
     signal.signal(signal.SIGCHLD, lambda *_: None)
     os.write(ready, f"ready {isolation}\n".encode())
     os.close(ready)
+    # The launcher has read what start-up had to say; from here on, what the parsers print
+    # (oletools logs warnings) would only grow a file nobody reads.
+    with contextlib.suppress(OSError):
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 2)
+        os.close(quiet)
     workers: dict[int, socket.socket] = {}
     quiet_since = time.monotonic()
     while True:
@@ -491,7 +494,11 @@ def serve(listener: socket.socket, ready: int, *, idle: float, sandboxed: bool, 
             conn, _ = listener.accept()
         except OSError:
             continue
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:                                 # out of processes or memory: this one waits
+            conn.close()
+            continue
         if pid == 0:
             try:
                 signal.set_wakeup_fd(-1)
