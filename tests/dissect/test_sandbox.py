@@ -227,3 +227,26 @@ def test_a_private_server_that_dies_is_replaced() -> None:
         assert private.call("probe", ("c",), timeout=60, memory=0) == "c"
     finally:
         private.close()
+
+
+def test_a_bubblewrap_that_cannot_create_namespaces_falls_back_loudly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """What a machine with user namespaces disabled looks like: bwrap is there but refuses."""
+    refusing = tmp_path / "bwrap"
+    refusing.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
+    refusing.chmod(0o755)
+    monkeypatch.setenv("WORKBENCH_BWRAP", str(refusing))
+    fallback = WorkerPool(size=1)
+    try:
+        with caplog.at_level("WARNING", logger="workbench.dissect"):
+            assert fallback.isolation == LIMITS_ONLY
+        assert "NOT sandboxed" in caplog.text and "No permissions to creating new namespace" in caplog.text
+        assert fallback.call("probe", ("works",), timeout=60, memory=0) == "works"
+    finally:
+        fallback.close()
+    strict = WorkerPool(size=1, sandbox="require")
+    try:
+        with pytest.raises(SandboxUnavailable, match="No permissions"):
+            _ = strict.isolation
+    finally:
+        strict.close()
