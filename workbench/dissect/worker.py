@@ -812,6 +812,25 @@ def _spawn(listener: socket.socket, wrap: list[str] | None, *, shared: bool
     return None, process, (why[-1] if why else f"exit code {process.returncode}")
 
 
+def _forget_dead_servers(runtime: str) -> None:
+    """Remove the sockets (and lock files) of servers of other code versions that have left."""
+    for name in os.listdir(runtime):
+        if not (name.startswith("dissect-") and name.endswith(".sock")):
+            continue
+        path = os.path.join(runtime, name)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                os.unlink(path[: -len(".sock")] + ".lock")
+        except OSError:
+            pass
+        finally:
+            probe.close()
+
+
 def _start_server(mode: str, *, shared: bool) -> _Server:
     """The fork server for ``mode``: the user's shared one (started if need be) or a private one."""
     if not shared:
@@ -832,6 +851,7 @@ def _start_server(mode: str, *, shared: bool) -> _Server:
             # EOFError: the server accepted nothing and left (its idle time ran out just now)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(address)                  # a server that left (idle) or died
+            _forget_dead_servers(runtime)
             isolation, _process = _launch(address, mode, shared=True)
             return _Server(address, isolation, None, None)
         if mode == sandbox.REQUIRE and not sandbox.is_sandboxed(probe.isolation):
