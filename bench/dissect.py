@@ -1,6 +1,6 @@
 """Benchmark: dissection throughput and latency vs a stdlib baseline, and zip-bomb rejection.
 
-    python bench/dissect.py [--mixed N] [--seed S] [--rounds R]
+    python bench/dissect.py [--mixed N] [--seed S] [--rounds R] [--small-runs K] [--only-small]
 
 Sets (built in memory with workbench.samples, nothing read from disk):
 - demo: one message per threat family of the demo (workbench.samples.threats) plus benign mail;
@@ -12,6 +12,14 @@ Peer baseline, same messages, same process: the stdlib ``email`` full parse
 (recursively) and sha256-hashed. It is what a script without a dissection framework
 does, so the ratio shows what the tree, the type detection, fuzzy hashes, the format
 reports and the worker isolation cost.
+
+Two more comparisons, each in the same run:
+- the sandbox's cost: the same sets through a sandboxed pool (bubblewrap + seccomp) and
+  an unsandboxed one (limits only), plus what forking one worker and one round trip cost;
+- a small file: ``workbench dissect FILE`` of a 5-byte file as a user runs it (a new
+  process, the shared fork server already up), against the stdlib baseline run the same
+  way (``python -c`` that reads, parses and hashes the file), with Python's own start-up
+  and the command's imports measured apart, and the fork server's cold start.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import os
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -112,7 +121,7 @@ def _worker_cpu(pool: WorkerPool) -> float:
     total = 0.0
     for worker in list(pool._all):
         try:
-            fields = Path(f"/proc/{worker.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -156,15 +165,122 @@ def run_set(name: str, messages: list[bytes], pool: WorkerPool) -> dict[str, flo
     return row
 
 
+def _median_wall(command: list[str], runs: int, env: dict[str, str]) -> tuple[float, float]:
+    """Median wall time and median CPU time (user + system) of a command, run ``runs`` times."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        walls.append(time.perf_counter() - t)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise SystemExit(f"{command} exited {child.returncode}")
+        cpus.append(usage.ru_utime + usage.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+_STDLIB_SMALL = ("import email, hashlib, sys\nfrom email import policy\ndata = open(sys.argv[1], 'rb').read()\n"
+                 "email.message_from_bytes(data, policy=policy.default)\nprint(hashlib.sha256(data).hexdigest())")
+
+
+def small_file(runs: int) -> None:
+    """Wall time of ``workbench dissect`` on a 5-byte file, as the user meets it."""
+    workbench = str(Path(sys.executable).with_name("workbench"))
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = Path(tmp) / "five.txt"
+        sample.write_bytes(b"hello")
+        # A shared fork server of this run only, gone 5 s after the last command.
+        env = {**os.environ, "XDG_RUNTIME_DIR": tmp, "WORKBENCH_DISSECT_IDLE": "5",
+               "WORKBENCH_HOME": str(Path(tmp) / "home")}
+        env.pop("WORKBENCH_DISSECT_SERVER", None)
+        # As a user's machine runs it: the first command leaves bytecode that the others load
+        # (some shells here set PYTHONDONTWRITEBYTECODE, which recompiles every import every time).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        command = [workbench, "dissect", str(sample)]
+        cold, _ = _median_wall(command, 1, env)         # starts the server: loads every parser once
+        ours, ours_cpu = _median_wall(command, runs, env)
+        stdlib, stdlib_cpu = _median_wall([sys.executable, "-c", _STDLIB_SMALL, str(sample)], runs, env)
+        python, python_cpu = _median_wall([sys.executable, "-c", "pass"], runs, env)
+        imports, imports_cpu = _median_wall(
+            [sys.executable, "-c", "import workbench.cli.dissect, workbench.dissect.engine, "
+             "workbench.dissect.render, workbench.quarantine.headers"], runs, env)
+        # In this process, on the same warm server: what the dissection itself costs.
+        os.environ.update({"XDG_RUNTIME_DIR": tmp, "WORKBENCH_DISSECT_IDLE": "5"})
+        pool = WorkerPool(size=2, shared=True)
+        try:
+            dissect_bytes(b"hello", "five.txt", pool=pool)
+            inner = []
+            for _ in range(runs):
+                fresh = WorkerPool(size=2, shared=True)       # new connections: forks, as a new command does
+                t = time.perf_counter()
+                dissect_bytes(b"hello", "five.txt", pool=fresh)
+                inner.append(time.perf_counter() - t)
+                fresh.close()
+        finally:
+            pool.close()
+    print(f"small file (5 B), median of {runs}: workbench dissect {ours * 1000:.0f} ms wall, "
+          f"{ours_cpu * 1000:.0f} ms CPU in the command (of which Python start-up {python * 1000:.0f} ms wall / "
+          f"{python_cpu * 1000:.0f} ms CPU; start-up + the command's imports {imports * 1000:.0f} ms wall / "
+          f"{imports_cpu * 1000:.0f} ms CPU); the dissection itself, in-process on the warm fork server: "
+          f"{statistics.median(inner) * 1000:.0f} ms wall; the first command, which starts the fork server: "
+          f"{cold * 1000:.0f} ms | stdlib baseline (python -c: read, parse, hash) {stdlib * 1000:.0f} ms wall, "
+          f"{stdlib_cpu * 1000:.0f} ms CPU | workbench/baseline wall {ours / stdlib:.2f}")
+
+
+def sandbox_cost(sets: list[tuple[str, list[bytes]]]) -> None:
+    """The same messages through a sandboxed and an unsandboxed pool, one after the other."""
+    rows = {}
+    for mode in ("auto", "off"):
+        pool = WorkerPool(size=2, sandbox=mode)
+        try:
+            t = time.perf_counter()
+            isolation = pool.isolation
+            server = time.perf_counter() - t
+            t = time.perf_counter()
+            pool.warm()
+            fork = (time.perf_counter() - t) / pool.size
+            trips = []
+            for _ in range(50):
+                t = time.perf_counter()
+                pool.call("probe", ("x",), timeout=30, memory=0)
+                trips.append(time.perf_counter() - t)
+            with tempfile.TemporaryDirectory() as tmp:
+                store = ObjectStore(Path(tmp)).ensure()
+                for name, messages in sets:
+                    cpu0, wcpu0 = _own_cpu(), _worker_cpu(pool)
+                    t = time.perf_counter()
+                    for raw in messages:
+                        dissect_bytes(raw, store=store, as_message=True, pool=pool)
+                    took = time.perf_counter() - t
+                    cpu = _own_cpu() - cpu0 + _worker_cpu(pool) - wcpu0
+                    rows[(mode, name)] = (len(messages) / took, cpu * 1000 / len(messages))
+        finally:
+            pool.close()
+        print(f"{isolation:32} server start {server * 1000:6.0f} ms, fork a worker {fork * 1000:5.1f} ms, "
+              f"round trip p50 {statistics.median(trips) * 1000:5.2f} ms | " + " | ".join(
+                  f"{name} {rows[(mode, name)][0]:6.1f} msg/s CPU {rows[(mode, name)][1]:5.1f} ms/msg"
+                  for name, _ in sets))
+    for name, _ in sets:
+        (fast, cpu_in), (slow, cpu_out) = rows[("off", name)], rows[("auto", name)]
+        print(f"sandbox cost, {name}: {slow:.1f} vs {fast:.1f} msg/s unsandboxed (sandboxed/unsandboxed "
+              f"speed {slow / fast:.3f}), CPU {cpu_out:.1f} vs {cpu_in:.1f} ms/msg")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mixed", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=1, help="run each set this many times")
+    parser.add_argument("--small-runs", type=int, default=10, help="runs of the small-file command")
+    parser.add_argument("--only-small", action="store_true", help="only the small-file comparison")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, pid {os.getpid()}, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (the machine is shared: "
           f"wall-clock numbers move with it, CPU per message much less)")
+    if args.only_small:
+        small_file(args.small_runs)
+        return 0
     pool = WorkerPool(size=2)
     try:
         pool.warm()                                  # worker start-up is not measured
@@ -174,13 +290,15 @@ def main() -> int:
         for _ in range(args.rounds):
             for name, messages in sets:
                 run_set(name, messages, pool)
+        sandbox_cost(sets)
+        small_file(args.small_runs)
         bomb = zip_bomb()
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         t = time.perf_counter()
         result = dissect_bytes(bomb, "bomb.zip", pool=pool)
         took = time.perf_counter() - t
         rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        workers = max(_vm_hwm(w.process.pid) for w in pool._all)
+        workers = max(_vm_hwm(w.pid) for w in pool._all)
         print(f"zip bomb: {len(bomb)} bytes -> 100 MiB declared; {result.root.status}: {result.root.reason}")
         print(f"zip bomb rejected in {took * 1000:.0f} ms; parent peak RSS {rss1 / 2**20:.0f} MiB "
               f"(+{(rss1 - rss0) / 2**20:.0f} MiB), worker peak RSS {workers / 2**20:.0f} MiB")

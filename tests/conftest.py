@@ -29,3 +29,6 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("WORKBENCH_HOME", "WORKBENCH_SIGNATURES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WORKBENCH_ACTOR", "tester")
+    # Dissect workers come from a fork server of this test process, not the user's shared
+    # one, which would outlive the run.
+    monkeypatch.setenv("WORKBENCH_DISSECT_SERVER", "private")

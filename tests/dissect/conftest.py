@@ -12,6 +12,7 @@ from workbench.dissect.worker import WorkerPool
 @pytest.fixture(scope="session")
 def pool() -> Iterator[WorkerPool]:
     p = WorkerPool(size=2)
+    p.warm()               # the fork server's start-up (seconds on a busy machine) is not any test's time
     yield p
     p.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
@@ -77,8 +76,13 @@ def test_inline_steps_match_the_worker() -> None:
         run_task("dissect", ("no-such-dissector", b"x", None), limits=Limits(isolate=False), timeout=1)
 
 
-def test_big_payloads_go_through_the_spool_folder_and_leave_nothing(
-        pool: WorkerPool, monkeypatch: pytest.MonkeyPatch) -> None:
+def _open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_big_payloads_go_as_one_memfd_and_leave_nothing(pool: WorkerPool, monkeypatch: pytest.MonkeyPatch) -> None:
     import hashlib
     import os
     import threading
@@ -86,74 +90,75 @@ def test_big_payloads_go_through_the_spool_folder_and_leave_nothing(
 
     import workbench.dissect.worker as worker_module
 
-    writes: list[str] = []
+    writes: list[int] = []
+    real_write = worker_module._write_memfd
 
-    def slow_write(folder: str, name: str, data: bytes) -> Any:
-        # half now, the rest a little later: a task that did not wait would read half a file
-        writes.append(name)
-        with open(os.path.join(folder, name), "xb") as fh:
-            fh.write(data[: len(data) // 2])
-            fh.flush()
-            time.sleep(0.3)
-            fh.write(data[len(data) // 2:])
-        return worker_module.Spooled(name, len(data))
+    def slow_write(data: bytes) -> int:
+        # takes a while: a task that did not wait for it would pass an empty descriptor
+        writes.append(len(data))
+        time.sleep(0.3)
+        return real_write(data)
 
-    monkeypatch.setattr(worker_module, "_write_spool", slow_write)
-    assert pool.spool is not None and os.path.isdir(pool.spool)
+    monkeypatch.setattr(worker_module, "_write_memfd", slow_write)
     payload = os.urandom(4 * worker_module.SPOOL_MIN + 3)
     want = f"{len(payload)}:{hashlib.sha256(payload).hexdigest()}"
     together = threading.Barrier(2)
     with ThreadPoolExecutor(2) as threads:     # two live workers first: no start-up in between
         list(threads.map(lambda _: pool.call("probe", ("sleep", 0.2), timeout=10, memory=0), range(2)))
+    before = _open_fds()
 
     def digest_in_a_worker(_: int) -> str:
         together.wait()
         return str(pool.call("probe_digest", (payload,), timeout=30, memory=0))
 
-    # The same bytes object from two threads at once share one spool file: the second task
-    # waits until the first has written it, and the file goes when the last is done.
+    # The same bytes object from two threads at once share one memfd: the second task waits
+    # until the first has written it, and the descriptor is closed when the last is done.
     with ThreadPoolExecutor(2) as threads:
         assert list(threads.map(digest_in_a_worker, range(2))) == [want, want]
-    assert len(writes) == 1 and os.listdir(pool.spool) == []
+    assert writes == [len(payload)] and pool._outgoing == {}
+    assert _open_fds() == before
 
 
-def test_big_children_come_back_through_the_spool_folder(pool: WorkerPool) -> None:
+def test_big_children_come_back_as_memfds(pool: WorkerPool) -> None:
     import hashlib
     import os
 
     from workbench.dissect.engine import dissect_bytes
     from workbench.samples.archives import build_zip
 
+    pool.warm()
+    before = _open_fds()
     member = os.urandom(3 << 20)
     result = dissect_bytes(build_zip([("big.bin", member)], compress=False), "big.zip", pool=pool)
     child = result.root.children[0]
     assert child.sha256 == hashlib.sha256(member).hexdigest() and child.size == len(member)
     assert child.ssdeep and not child.notes
-    assert pool.spool is not None and os.listdir(pool.spool) == []
+    assert _open_fds() == before                # every passed descriptor was closed
 
 
-def test_without_a_spool_folder_everything_goes_by_pipe() -> None:
+def test_without_memfds_everything_goes_through_the_socket() -> None:
     import os
 
     payload = os.urandom(1 << 20)
-    piped = WorkerPool(size=1, spool=False)
+    inline = WorkerPool(size=1, spool=False)
     try:
-        assert piped.spool is None
-        assert piped.call("fingerprint", (payload, 1 << 30), timeout=30, memory=0).ssdeep
+        assert inline.call("fingerprint", (payload, 1 << 30), timeout=30, memory=0).ssdeep
     finally:
-        piped.close()
+        inline.close()
 
 
-def test_spool_names_and_sizes_are_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from workbench.dissect.worker import Spooled, _read_spool, _write_spool
+def test_passed_payloads_must_be_regular_files_of_the_announced_size() -> None:
+    import os
 
-    item = _write_spool(str(tmp_path), "r-1-1", b"x" * 10)
-    assert _read_spool(str(tmp_path), item) == b"x" * 10
+    from workbench.dissect.worker import _read_memfd, _write_memfd
+
+    assert _read_memfd(_write_memfd(b"x" * 10), 10) == b"x" * 10
     with pytest.raises(ValueError, match="announced"):
-        _read_spool(str(tmp_path), Spooled("r-1-1", 9))
-    (tmp_path.parent / "secret").write_bytes(b"s")
-    with pytest.raises(ValueError, match="not a spooled payload"):
-        _read_spool(str(tmp_path), Spooled("../secret", 1))
+        _read_memfd(_write_memfd(b"x" * 10), 9)
+    r, w = os.pipe()                             # a pipe would block the reader forever
+    os.close(w)
+    with pytest.raises(ValueError, match="not a regular file"):
+        _read_memfd(r, 1)
 
 
 def test_answers_may_name_document_classes_but_no_functions() -> None:
@@ -174,28 +179,11 @@ def test_answers_may_name_document_classes_but_no_functions() -> None:
         _ResultUnpickler(io.BytesIO(pickle.dumps(Call()))).load()
 
 
-def test_spool_folders_of_dead_processes_are_removed() -> None:
-    import os
-
-    from workbench.dissect.worker import _SPOOL_PREFIX, _TMPFS
-
-    if not os.access(_TMPFS, os.W_OK):
-        pytest.skip("no writable tmpfs")
-    orphan = os.path.join(_TMPFS, f"{_SPOOL_PREFIX}999999999-test")    # above any pid_max
-    os.makedirs(orphan, exist_ok=True)
-    open(os.path.join(orphan, "a-999999999-1"), "wb").close()
-    fresh = WorkerPool(size=1)
-    try:
-        assert not os.path.exists(orphan)
-    finally:
-        fresh.close()
-
-
 def test_warm_starts_every_worker_at_once() -> None:
     fresh = WorkerPool(size=2)
     try:
         fresh.warm()
-        assert len(fresh._all) == 2 and len({w.process.pid for w in fresh._all}) == 2
+        assert len(fresh._all) == 2 and len({w.pid for w in fresh._all}) == 2
         assert [fresh.call("probe", (str(i),), timeout=30, memory=0) for i in range(3)] == ["0", "1", "2"]
         fresh.warm()                                  # already full: starts nothing more
         assert len(fresh._all) == 2 and fresh.restarts == 0
@@ -203,35 +191,16 @@ def test_warm_starts_every_worker_at_once() -> None:
         fresh.close()
 
 
-def test_children_stay_in_the_answer_when_the_spool_folder_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import itertools
-
-    from workbench.dissect.model import Child, DissectResult
-    from workbench.dissect.worker import SPOOL_MIN, _spool_children
-
-    big, small = b"b" * SPOOL_MIN, b"s"
-    result = DissectResult(children=[Child("big", big), Child("small", small), Child("big2", big)])
-    assert _spool_children(str(tmp_path / "gone"), result, itertools.count()) == {}
-    assert [c.data for c in result.children] == [big, small, big]
-    spooled = _spool_children(str(tmp_path), result, itertools.count())
-    assert sorted(spooled) == [0, 2] and [c.data for c in result.children] == [b"", small, b""]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(item.name for item in spooled.values())
-
-
-def test_a_full_spool_folder_keeps_no_half_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    import errno
-    import os
-
+def test_children_stay_in_the_answer_when_memfds_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     import workbench.dissect.worker as worker_module
+    from workbench.dissect.model import Child, DissectResult
 
-    real_write = os.write
+    def no_memory(data: bytes) -> int:
+        raise OSError(12, "Cannot allocate memory")
 
-    def full_after_a_bit(fd: int, data: Any) -> int:
-        if len(data) <= 2000:                 # the device fills up after 3,000 bytes
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data[:1000])
-
-    monkeypatch.setattr(worker_module.os, "write", full_after_a_bit)
-    with pytest.raises(OSError, match="No space"):
-        worker_module._write_spool(str(tmp_path), "a-1-1", b"x" * 5000)
-    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(worker_module, "_write_memfd", no_memory)
+    big, small = b"b" * worker_module.SPOOL_MIN, b"s"
+    result = DissectResult(children=[Child("big", big), Child("small", small), Child("big2", big)])
+    fds: list[int] = []
+    assert worker_module._spool_children(result, fds) == {} and fds == []
+    assert [c.data for c in result.children] == [big, small, big]

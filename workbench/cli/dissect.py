@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.cli.context import CommandError, Context, add_json_flag, table
-from workbench.exitcodes import E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
-from workbench.quarantine.index import AmbiguousId, UnknownId
-from workbench.quarantine.store import ObjectNotFound
+from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 
 if TYPE_CHECKING:
-    from workbench.dissect.model import Limits
+    from workbench.dissect.model import Dissection, Limits
     from workbench.quarantine.service import Quarantine
 
 
@@ -26,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="ignore cached reports and dissect afresh")
     p.add_argument("--all", action="store_true",
                    help="dissect every quarantined message not yet in the catalog (for corpora)")
+    p.add_argument("--require-sandbox", action="store_true",
+                   help="refuse to dissect unless the parsers run in the sandbox (also: [dissect] sandbox = "
+                        "\"require\" in HOME/workbench.toml)")
     add_json_flag(p)
     p.set_defaults(func=cmd_dissect)
 
@@ -42,30 +44,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_strings)
 
 
-def _limits(args: argparse.Namespace) -> Limits:
-
+def _limits(args: argparse.Namespace, ctx: Context) -> Limits:
     from workbench.dissect.model import Limits
+    from workbench.dissect.sandbox import REQUIRE, SandboxUnavailable, workspace_mode
 
+    try:
+        mode = REQUIRE if args.require_sandbox else workspace_mode(ctx.workspace)
+    except SandboxUnavailable as exc:
+        raise CommandError(str(exc), E_CONFLICT) from None
     if args.depth is None:
-        return Limits()
+        return Limits(sandbox=mode)
     if not 0 <= args.depth <= Limits.HARD_MAX_DEPTH:
         raise CommandError(f"--depth must be between 0 and {Limits.HARD_MAX_DEPTH}", E_USAGE)
-    return Limits(max_depth=args.depth)
+    return Limits(max_depth=args.depth, sandbox=mode)
+
+
+def _warn_unsandboxed(ctx: Context, isolation: str) -> None:
+    """Once per command: the parsers ran with resource limits only."""
+    from workbench.dissect.sandbox import is_sandboxed
+
+    if isolation and not is_sandboxed(isolation):
+        ctx.warn(f"WARNING: dissection ran WITHOUT the sandbox ({isolation}): a parser exploited by this "
+                 "input runs as you, with your files and the network. 'workbench doctor' says why; "
+                 "--require-sandbox refuses instead.")
 
 
 def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.dissect.cache import DissectCache
-    from workbench.dissect.engine import dissect_bytes, dissect_message
-    from workbench.dissect.render import render_tree
-    from workbench.quarantine.service import Quarantine
+    from workbench.dissect.sandbox import SandboxUnavailable
 
+    try:
+        return _dissect(args, ctx)
+    except SandboxUnavailable as exc:
+        raise CommandError(f"refused: {exc}", E_CONFLICT) from None
+
+
+def _dissect(args: argparse.Namespace, ctx: Context) -> int:
     if args.all:
         from workbench.dissect.catalog import catalog_all
 
         def progress(i: int, n: int, sha: str) -> None:
             ctx.err.write(f"\r{i}/{n} {sha[:12]}")
 
-        count = catalog_all(ctx.workspace, progress=None if args.json else progress)
+        limits = _limits(args, ctx)
+        count = catalog_all(ctx.workspace, progress=None if args.json else progress, limits=limits)
+        if count:
+            from workbench.dissect.worker import default_pool
+
+            _warn_unsandboxed(ctx, default_pool(limits.sandbox).isolation)
         if args.json:
             ctx.json({"dissected": count})
         else:
@@ -74,9 +99,19 @@ def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
         return E_OK
     if not args.target:
         raise CommandError("give a TARGET (quarantine ID, sha256 or file path) or --all", E_USAGE)
-    limits = _limits(args)
+    limits = _limits(args, ctx)
     target = args.target
     path = Path(target)
+    if not _HEX.fullmatch(target) and path.is_file():
+        # Not an ID: a file, without opening the quarantine (a small file's dissection is
+        # otherwise mostly the quarantine's start-up).
+        result = _dissect_file(ctx, path, limits)
+        _warn_unsandboxed(ctx, result.root.isolation)
+        return _show(args, ctx, result)
+    from workbench.dissect.cache import DissectCache
+    from workbench.dissect.engine import dissect_bytes, dissect_message
+    from workbench.quarantine.service import Quarantine
+
     with Quarantine.open(ctx.workspace) as q:
         sha = _message_id(q, target)
         if sha is not None:
@@ -88,18 +123,32 @@ def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
                 result = dissect_bytes(data, name, store=q.store, limits=limits,
                                        cache=None if args.no_cache else cache)
         elif path.is_file():
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise CommandError(f"{path}: {exc.strerror}", E_INPUT) from None
-            if len(data) > limits.max_input:
-                ctx.warn(f"{path}: {len(data)} bytes, over the input limit; only hashes are computed")
-            from workbench.quarantine.headers import looks_like_mail
-
-            result = dissect_bytes(data, path.name, store=None, limits=limits,
-                                   as_message=looks_like_mail(data) is None)
+            result = _dissect_file(ctx, path, limits)
         else:
             raise CommandError(f"{target}: not a quarantine ID, a stored sha256 or a file", E_NOT_FOUND)
+    _warn_unsandboxed(ctx, result.root.isolation)
+    return _show(args, ctx, result)
+
+
+_HEX = re.compile(r"[0-9a-fA-F]{1,64}")
+
+
+def _dissect_file(ctx: Context, path: Path, limits: Limits) -> Dissection:
+    from workbench.dissect.engine import dissect_bytes
+    from workbench.quarantine.headers import looks_like_mail
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"{path}: {exc.strerror}", E_INPUT) from None
+    if len(data) > limits.max_input:
+        ctx.warn(f"{path}: {len(data)} bytes, over the input limit; only hashes are computed")
+    return dissect_bytes(data, path.name, store=None, limits=limits, as_message=looks_like_mail(data) is None)
+
+
+def _show(args: argparse.Namespace, ctx: Context, result: Dissection) -> int:
+    from workbench.dissect.render import render_tree
+
     if args.json:
         ctx.json(result)
     else:
@@ -108,6 +157,8 @@ def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _message_id(q: Quarantine, target: str) -> str | None:
+    from workbench.quarantine.index import AmbiguousId, UnknownId
+
     try:
         return q.resolve(target)
     except UnknownId:
@@ -125,6 +176,8 @@ def _stored_name(ctx: Context, sha256: str) -> str:
 
 def _stored_object(q: Quarantine, ident: str) -> str | None:
     """A stored artifact's sha256 from its full id or a unique prefix (as the tree prints it)."""
+    from workbench.quarantine.store import ObjectNotFound
+
     try:
         return q.store.resolve(ident)
     except ObjectNotFound:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.dissect.cache import DissectCache, cache_path
+from workbench.dissect.model import Limits
 from workbench.workspace import Workspace
 
 
@@ -81,7 +82,8 @@ def undissected(workspace: Workspace) -> list[str]:
     return sorted(messages - done)
 
 
-def catalog_all(workspace: Workspace, *, progress: Callable[[int, int, str], None] | None = None) -> int:
+def catalog_all(workspace: Workspace, *, progress: Callable[[int, int, str], None] | None = None,
+                limits: Limits | None = None) -> int:
     """Dissect every message not yet in the catalog; returns how many were dissected."""
     from workbench.dissect.engine import dissect_message
     from workbench.quarantine.service import Quarantine
@@ -89,7 +91,7 @@ def catalog_all(workspace: Workspace, *, progress: Callable[[int, int, str], Non
     todo = undissected(workspace)
     with Quarantine.open(workspace) as q:
         for i, sha in enumerate(todo, start=1):
-            dissect_message(q, sha)
+            dissect_message(q, sha, limits=limits)
             if progress is not None:
                 progress(i, len(todo), sha)
     return len(todo)

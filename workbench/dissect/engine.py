@@ -11,7 +11,6 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from workbench.dissect.cache import DissectCache, revive
 from workbench.dissect.identify import extension, name_flags, sanitize_filename
 from workbench.dissect.model import (
     LIMIT_HIT,
@@ -30,6 +29,13 @@ from workbench.dissect.model import (
     worse,
 )
 from workbench.dissect.registry import HEAD_BYTES, DissectContext, Dissector, NodePlan, by_name
+from workbench.dissect.sandbox import (
+    IN_PROCESS,
+    REQUIRE,
+    SandboxUnavailable,
+    is_sandboxed,
+    workspace_mode,
+)
 from workbench.dissect.worker import (
     WorkerFailed,
     WorkerPool,
@@ -40,6 +46,7 @@ from workbench.dissect.worker import (
 )
 
 if TYPE_CHECKING:
+    from workbench.dissect.cache import DissectCache
     from workbench.quarantine.service import Quarantine
     from workbench.quarantine.store import ObjectStore
 
@@ -106,6 +113,7 @@ class _Run:
         self.children = 0
         self.nodes = 0
         self.problems: list[str] = []
+        self.isolation = pool.isolation if pool is not None else IN_PROCESS
         self.identities: dict[str, Identity] = {}        # the same bytes twice in one tree: one identify
         self.fingerprints: dict[str, Future[Fingerprint | str]] = {}
 
@@ -116,6 +124,8 @@ class _Run:
         if ident is None and self.cache is not None:
             cached = self.cache.get_identity(sha256)
             if cached is not None:
+                from workbench.dissect.cache import revive
+
                 ident = self.identities[sha256] = revive(Identity, cached)
         return ident
 
@@ -198,6 +208,8 @@ class _Run:
         if self.cache is not None and self.store is not None:
             row = self.cache.get_report(key)
             if row is not None and row["version"] == d.version:
+                from workbench.dissect.cache import revive
+
                 refs = revive(list[ChildRef], json.loads(row["children"]))
                 if all(self.store.exists(r.sha256) for r in refs):
                     report = revive(getattr(d, "report_type", Any), json.loads(row["report"]))
@@ -294,7 +306,8 @@ class _Run:
             mime=ident.mime, extension=plan.extension, flags=name_flags(name, declared, ident.mime),
             size=len(data), md5=ident.md5, sha1=ident.sha1, sha256=sha256, ssdeep=ident.ssdeep,
             tlsh=ident.tlsh, entropy=ident.entropy, entropy_window=ident.entropy_window,
-            entropy_windows=list(ident.entropy_windows), depth=depth, note=note, notes=list(ident.notes))
+            entropy_windows=list(ident.entropy_windows), depth=depth, note=note, notes=list(ident.notes),
+            isolation=self.isolation)
         if over:
             self._problem(art, LIMIT_HIT, f"size {len(data)} over the input limit {self.limits.max_input}")
             self._done(art, started)
@@ -373,10 +386,14 @@ def dissect_bytes(data: bytes, filename: str = "", *, store: ObjectStore | None 
                   cache: DissectCache | None = None, declared_type: str = "",
                   as_message: bool = False, pool: WorkerPool | None = None) -> Dissection:
     """Dissect any file. With ``store``, extracted children are written to it (and, with
-    ``cache``, reports are reused). ``as_message`` forces the message dissector on the root."""
+    ``cache``, reports are reused). ``as_message`` forces the message dissector on the root.
+    Raises :class:`SandboxUnavailable` when ``limits.sandbox`` is ``require`` and the
+    workers are not sandboxed; every node records the isolation its parsers ran in."""
     limits = limits or Limits()
     if limits.isolate and pool is None:
-        pool = default_pool()
+        pool = default_pool(limits.sandbox)
+    if pool is not None and limits.sandbox == REQUIRE and not is_sandboxed(pool.isolation):
+        raise SandboxUnavailable(f"the dissect sandbox is required but the workers run with {pool.isolation}")
     lanes = ThreadPoolExecutor(max_workers=pool.size if pool is not None else 2,
                                thread_name_prefix="dissect-fingerprint")
     try:
@@ -399,11 +416,15 @@ def dissect_message(quarantine: Quarantine, sha256: str, *, limits: Limits | Non
     cache in ``state/dissect.sqlite`` and every extracted artifact into the catalog."""
     from workbench.workspace import Workspace
 
+    workspace = Workspace(quarantine.root.parent)
     limits = limits or Limits()
+    if limits.sandbox == "auto":
+        limits = dataclasses.replace(limits, sandbox=workspace_mode(workspace))   # the workspace setting
     sha = quarantine.resolve(sha256)
     size = quarantine.store.size(sha)
     data = quarantine.store.read(sha, limit=limits.max_input + 1)
-    workspace = Workspace(quarantine.root.parent)
+    from workbench.dissect.cache import DissectCache
+
     cache = DissectCache.open(workspace)
     try:
         result = dissect_bytes(data, "", store=quarantine.store, limits=limits, on_node=on_node,

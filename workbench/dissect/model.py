@@ -44,17 +44,20 @@ class Limits:
     memory: int = 512 * MiB               # address space a worker may add to its baseline
     fuzzy_max: int = 100 * MiB            # ssdeep up to this size (libfuzzy: ~100 MB/s)
     isolate: bool = True                  # run dissectors in worker processes
+    sandbox: str = "auto"                 # auto | require | off: see workbench.dissect.sandbox
 
     HARD_MAX_DEPTH = 15
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_depth <= self.HARD_MAX_DEPTH:
             raise ValueError(f"depth must be 0..{self.HARD_MAX_DEPTH}, not {self.max_depth}")
+        if self.sandbox not in ("auto", "require", "off"):
+            raise ValueError(f"sandbox must be auto, require or off, not {self.sandbox!r}")
 
     def fingerprint(self) -> str:
         """Identifies the limits that change a dissector's output (for the report cache)."""
         relevant = {k: v for k, v in dataclasses.asdict(self).items()
-                    if k not in ("timeout", "slow_timeout", "memory", "isolate", "max_depth",
+                    if k not in ("timeout", "slow_timeout", "memory", "isolate", "sandbox", "max_depth",
                                  "max_total", "max_children", "fuzzy_max")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -158,6 +161,7 @@ class Artifact:
     note: str = ""                        # how the parent found it
     notes: list[str] = field(default_factory=list)
     cached: bool = False
+    isolation: str = ""                   # what the parsers of this node ran in (sandbox, limits only ...)
     elapsed_ms: float = 0.0
     report: Any = None
     children: list[Artifact] = field(default_factory=list)

@@ -132,4 +132,6 @@ def render_tree(dissection: Dissection, *, facts: bool = True) -> str:
     lines.append("")
     lines.append(f"{dissection.nodes} artifacts, {human_size(dissection.expanded_bytes)} extracted, "
                  f"{dissection.elapsed_ms:.0f} ms, status {dissection.status}")
+    if dissection.root.isolation:
+        lines.append(f"isolation: {dissection.root.isolation}")
     return "\n".join(lines)
