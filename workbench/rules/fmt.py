@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +25,33 @@ def _formatter() -> yara_x.Formatter:
     return yara_x.Formatter()
 
 
+_BLANK_WITH_INDENT = re.compile(r"^[ \t]+$", re.M)
+
+
+def _layout(text: str) -> str:
+    """One pass of YARA-X's formatter, whitespace-only lines emptied.
+
+    YARA-X re-indents the blank lines of a block comment on each pass, so formatting
+    would never settle (``fmt(fmt(x)) != fmt(x)``). An empty line means the same
+    everywhere in a rule file: in comments, between rules, inside hex strings.
+    """
+    out = io.StringIO()
+    _formatter().format(io.StringIO(text), out)
+    return _BLANK_WITH_INDENT.sub("", out.getvalue())
+
+
 def format_text(text: str) -> str:
     """The canonical layout of ``text``. FormatError if it does not parse or if
     formatting would change what any rule matches (its fingerprint)."""
     before = parse_text(text)
     if before.errors:
         raise FormatError("; ".join(before.errors))
-    out = io.StringIO()
-    _formatter().format(io.StringIO(text), out)
-    formatted = out.getvalue()
+    formatted = _layout(text)
+    again = _layout(formatted)
+    if again != formatted:
+        # YARA-X indents whitespace-only lines inside /* */ once more on every pass; the
+        # canonical layout is the one that no longer moves
+        formatted = again
     after = parse_text(formatted)
     if after.errors or [r.fingerprint for r in after.rules] != [r.fingerprint for r in before.rules]:
         raise FormatError("the formatter would change the rules' strings or condition; left as it is")
