@@ -13,6 +13,7 @@ from workbench.corpus.prefilter import index_corpora
 from workbench.corpus.registry import LABELS, CorpusError, CorpusRegistry, UnknownCorpus
 from workbench.corpus.retrohunt import RetrohuntReport, retrohunt
 from workbench.corpus.ruleset import RulesetError
+from workbench.rules.policy import PolicyError
 from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress
 from workbench.corpus.testing import (
     FileMatch,
@@ -105,8 +106,9 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
         ctx.json(report)
     else:
         ctx.print(f"{report.name} ({report.label}): {report.added} added "
-                  f"({report.new_objects} new to the store, {_size(report.bytes_added)}), "
-                  f"{report.unchanged} unchanged, {len(report.errors)} skipped")
+                  f"({report.new_objects} new to the store, {_size(report.bytes_added)} new to the corpus), "
+                  f"{report.unchanged} unchanged, {len(report.errors)} skipped; "
+                  f"now {report.files_total} files, {_size(report.bytes_total)}")
         for err in report.errors:
             ctx.print(f"  skipped {err.path}: {err.reason}")
         for note in report.notes:
@@ -215,8 +217,9 @@ def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
         raise CommandError(f"no corpus named {exc.args[0]!r} (see 'workbench corpus list')",
                            E_NOT_FOUND) from None
     except RulesetError as exc:
-        raise CommandError("rules do not compile:\n  " +
-                           "\n  ".join(str(p) for p in exc.problems), E_INPUT) from None
+        raise CommandError(_not_compiled(exc), E_INPUT) from None
+    except PolicyError as exc:
+        raise CommandError(f"policy: {exc}", E_INPUT) from None
     if args.json:
         ctx.json(report)
     else:
@@ -287,6 +290,12 @@ def _printable(data: bytes, limit: int = 64) -> str:
     return repr(text) + ("..." if len(data) > limit else "")
 
 
+def _not_compiled(exc: RulesetError) -> str:
+    files = {p.file for p in exc.problems if p.file}
+    head = f"rules in {len(files)} files do not compile" if len(files) > 1 else "rules do not compile"
+    return head + ":\n  " + "\n  ".join(str(p) for p in exc.problems)
+
+
 # -- retrohunt ------------------------------------------------------------------------
 
 
@@ -300,8 +309,9 @@ def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
     except RulesetError as exc:
-        raise CommandError("rules do not compile:\n  " +
-                           "\n  ".join(str(p) for p in exc.problems), E_INPUT) from None
+        raise CommandError(_not_compiled(exc), E_INPUT) from None
+    except PolicyError as exc:
+        raise CommandError(f"policy: {exc}", E_INPUT) from None
     except ValueError as exc:
         raise CommandError(str(exc), E_USAGE) from None
     if args.json:
