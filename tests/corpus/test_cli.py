@@ -95,11 +95,12 @@ def test_corpus_add_reports_the_size_corpus_list_shows(lab: Lab, capsys: pytest.
     (folder / "b.txt").write_bytes(b"x" * 3000)         # the same content again
     (folder / "c.txt").write_bytes(b"y" * 1000)
     code, out, _ = run(lab, capsys, "corpus", "add", "dupes", str(folder), "--label", "clean", "--json")
+    assert code == E_OK
     added = json.loads(out)
-    code, out, _ = run(lab, capsys, "corpus", "list", "--json")
+    _, out, _ = run(lab, capsys, "corpus", "list", "--json")
     listed = {c["name"]: c for c in json.loads(out)["corpora"]}["dupes"]
     assert added["bytes_added"] == listed["bytes"] == 4000
     assert added["files_total"] == listed["files"] == 2 and added["bytes_total"] == 4000
-    code, out, _ = run(lab, capsys, "corpus", "add", "dupes", str(folder), "--label", "clean")
+    _, out, _ = run(lab, capsys, "corpus", "add", "dupes", str(folder), "--label", "clean")
     assert "0 B new to the corpus" in out
     assert "now 2 files" in out

@@ -13,7 +13,6 @@ from workbench.corpus.prefilter import index_corpora
 from workbench.corpus.registry import LABELS, CorpusError, CorpusRegistry, UnknownCorpus
 from workbench.corpus.retrohunt import RetrohuntReport, retrohunt
 from workbench.corpus.ruleset import RulesetError
-from workbench.rules.policy import PolicyError
 from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress
 from workbench.corpus.testing import (
     FileMatch,
@@ -24,6 +23,7 @@ from workbench.corpus.testing import (
 )
 from workbench.dissect.render import human_size as _size
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.rules.policy import PolicyError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

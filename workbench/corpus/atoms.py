@@ -323,7 +323,7 @@ def regex_runs(pattern: bytes, *, into_groups: bool = False) -> list[list[bytes]
                 return None
             group = pattern[i + 1:j]
             i = j + 1
-            if into_groups and not (i < n and pattern[i] in b"*?" or pattern[i:i + 2] == b"{0"
+            if into_groups and not ((i < n and pattern[i] in b"*?") or pattern[i:i + 2] == b"{0"
                                     or pattern[i:i + 2] == b"{,"):
                 inner = regex_runs(group[2:] if group.startswith(b"?:") else group, into_groups=True) \
                     if not group.startswith(b"?") or group.startswith(b"?:") else None

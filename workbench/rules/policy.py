@@ -177,7 +177,7 @@ class Policy:
 
 def known_check_ids() -> tuple[str, ...]:
     """Every lint check id (compile checks included), in catalogue order."""
-    from workbench.rules.checks import check_catalog      # checks import this module
+    from workbench.rules.checks import check_catalog  # checks import this module
 
     return tuple(c["id"] for c in check_catalog())
 
