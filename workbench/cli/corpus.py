@@ -24,6 +24,7 @@ from workbench.corpus.testing import (
 from workbench.dissect.render import human_size as _size
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.rules.policy import PolicyError
+from workbench.rules.vendor import VendorError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -206,7 +207,10 @@ def cmd_remove(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
-    paths = args.rules or default_rule_paths(ctx.workspace)
+    try:
+        paths = args.rules or default_rule_paths(ctx.workspace)
+    except VendorError as exc:
+        raise CommandError(f"vendor source: {exc}", E_INPUT) from None
     try:
         report = test_rules(ctx.workspace, paths, args.corpus, threads=args.threads,
                             progress=_progress_line(ctx.err), use_cache=not args.no_cache,

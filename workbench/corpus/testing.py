@@ -35,6 +35,7 @@ from workbench.corpus.scanner import (
     with_context,
 )
 from workbench.rules.policy import Policy
+from workbench.rules.vendor import VendorSet
 from workbench.workspace import Workspace
 
 CONTEXT = CONTEXT_BYTES      # bytes of context either side of a match
@@ -53,9 +54,12 @@ def policy_externals(workspace: Workspace) -> dict[str, ExternalValue]:
 
 
 def default_rule_paths(workspace: Workspace) -> list[Path]:
-    """``signatures/rules`` when the repository has it, else the whole signature folder."""
+    """``signatures/rules`` when the repository has it (plus the vendor sources' rule files that
+    compile, as validation and release take them), else the whole signature folder."""
     rules = workspace.signatures / "rules"
-    return [rules if rules.is_dir() else workspace.signatures]
+    if not rules.is_dir():
+        return [workspace.signatures]
+    return [rules, *VendorSet.load(workspace.signatures).rule_paths()]
 
 
 @dataclass

@@ -6,7 +6,7 @@ import datetime as dt
 import io
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +90,7 @@ class FormatReport:
     checked: int = 0
     changed: list[str] = field(default_factory=list)     # files that were (or would be) rewritten
     errors: dict[str, str] = field(default_factory=dict)  # file -> why it was left alone
+    vendor: list[str] = field(default_factory=list)      # vendor files: kept byte-for-byte as upstream
 
     @property
     def ok(self) -> bool:
@@ -97,10 +98,17 @@ class FormatReport:
 
 
 def format_paths(paths: Iterable[Path], *, check: bool = False, meta: bool = False,
-                 today: dt.date | None = None, policy: Policy | None = None) -> FormatReport:
-    """Format files in place (atomically); with ``check`` only report what would change."""
+                 today: dt.date | None = None, policy: Policy | None = None,
+                 vendor: Callable[[Path], bool] | None = None) -> FormatReport:
+    """Format files in place (atomically); with ``check`` only report what would change.
+
+    Files ``vendor`` says are vendor files are never touched (listed in ``report.vendor``).
+    """
     report = FormatReport()
     for path in iter_rule_paths(paths):
+        if vendor is not None and vendor(path):
+            report.vendor.append(str(path))
+            continue
         report.checked += 1
         try:
             text, problems = read_rule_text(path)
