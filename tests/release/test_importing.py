@@ -223,3 +223,39 @@ def test_a_folder_source_imports_without_git(sig: SigRepo, tmp_path: Path) -> No
     assert report.name == "plain-rules" and report.kind == "folder" and report.commit == ""
     assert report.notes and "no licence file" in report.notes[0]
     assert prepare_tree(sig.root).shipped > 0
+
+
+def test_a_public_ruleset_imports_validates_tests_and_releases(sig: SigRepo, public_ruleset: Path) -> None:
+    """The real ReversingLabs set (MIT) beside the house rules: read in place, never copied into the repo."""
+    from workbench.corpus.registry import CorpusRegistry
+    from workbench.corpus.testing import test_rules
+
+    report = import_source(sig.root, str(public_ruleset), name="reversinglabs")
+    assert report.files >= 270 and report.rules >= 1100
+    assert report.licence == "MIT" and "ReversingLabs" in report.attribution
+    assert report.shipping + sum(1 for r in report.held_rules) + \
+        sum(len(parse_file(sig.root / "vendor/reversinglabs/upstream" / h.file).rules) for h in report.held_files) \
+        == report.rules
+    assert digest_tree(sig.root / "vendor/reversinglabs/upstream/yara") == digest_tree(public_ruleset / "yara")
+    checked = validate(sig.root)
+    assert checked.ok, [f"{f.id} {f.rule} {f.message}" for f in checked.findings if f.severity == "error"]
+    assert not {f.id for f in checked.findings if "/vendor/" in f.file} & {"M201", "N301", "V201", "V301"}
+    # `test` takes the vendor rules with the house's by default
+    with CorpusRegistry(sig.workspace) as registry:
+        registry.add("house-clean", sig.root / "corpora" / "clean", "clean")
+    tested = test_rules(sig.workspace, None, ["house-clean"])
+    assert len(tested.rules) >= report.rules and tested.false_positives == 0
+    sig.commit("import the ReversingLabs rules")
+    outcome = make_release(sig.workspace, message="house and vendor rules")
+    assert outcome.rules_shipped >= report.shipping
+    release = ReleaseStore(sig.workspace).get(outcome.serial)
+    assert release.bundle_path.exists()
+
+
+@pytest.fixture(scope="session")
+def public_ruleset() -> Path:
+    from tests.rules.conftest import PUBLIC_RULESET
+
+    if not (PUBLIC_RULESET / "yara").is_dir():
+        pytest.skip(f"no public ruleset at {PUBLIC_RULESET} (set WORKBENCH_PUBLIC_RULESET)")
+    return PUBLIC_RULESET
