@@ -259,3 +259,20 @@ def public_ruleset() -> Path:
     if not (PUBLIC_RULESET / "yara").is_dir():
         pytest.skip(f"no public ruleset at {PUBLIC_RULESET} (set WORKBENCH_PUBLIC_RULESET)")
     return PUBLIC_RULESET
+
+
+def test_the_command_imports_from_a_git_url_and_shows_the_licence(sig: SigRepo, tmp_path: Path, capsys) -> None:
+    upstream = tmp_path / "example-rules"
+    repo = upstream_repo(upstream)
+    assert cli(sig, "rule", "import", f"file://{upstream}") == E_OK
+    out = capsys.readouterr().out
+    assert f"imported example-rules from file://{upstream} at {repo.head.commit.hexsha[:12]}" in out
+    assert "licence: MIT (LICENSE); Copyright (c) 2024 Example Threat Research" in out
+    assert "Example.Magic.yara: line" in out and "needs a module this build lacks" in out
+    assert "Example_Memo_Hunter (yara/hunt/Example.Memo.yar): security_memo.txt (" in out
+    (upstream / "yara/hunt/Example.New.yar").write_text('rule Example_New_Two { condition: false }\n')
+    repo.git.add(A=True)
+    repo.index.commit("v2")
+    assert cli(sig, "rule", "import", "--update", "--name", "example-rules", "--json") == E_OK
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["added"] == ["Example_New_Two"] and doc["changed"] == [] and doc["removed"] == []

@@ -20,13 +20,14 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workbench.rules.engines import ExternalValue
 from workbench.rules.findings import Baseline, Finding, LintReport
-from workbench.rules.lint import lint_files
 from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths
 from workbench.rules.policy import Policy
+
+if TYPE_CHECKING:
+    from workbench.rules.engines import ExternalValue
 
 VENDOR_DIR = "vendor"
 UPSTREAM_DIR = "upstream"
@@ -240,6 +241,8 @@ def lint_by_source(files: list[RuleFile], policy: Policy, vendors: VendorSet | N
 
     Names are checked for duplicates across all of them (and ``known_rules``) either way.
     """
+    from workbench.rules.lint import lint_files  # the engines: only when linting, not for `test`
+
     groups: dict[str, list[RuleFile]] = {}
     for rf in files:
         source = vendors.source_of(rf.path) if vendors else None
