@@ -180,6 +180,20 @@ def test_update_shows_exactly_what_changed_upstream(imported) -> None:
         import_source(sig.root, None, name="example", update=True, commit="no-such-rev")
 
 
+def test_a_reviewed_clean_match_does_not_hold_a_vendor_rule(imported) -> None:
+    sig, _, _, first = imported
+    [noisy] = first.held_rules
+    sha = noisy.evidence[0].split("(")[1].rstrip(")")
+    policy = sig.root / "workbench.toml"
+    policy.write_text(policy.read_text().replace(
+        "[externals]", f'[[release.allow]]\nrule = "Example_Memo_Hunter"\nfile = "{sha}"\n'
+                       f'reason = "the memo quotes the hunted phrase"\n\n[externals]'))
+    again = import_source(sig.root, None, name="example", update=True)
+    assert again.held_rules == [] and again.shipping == 3
+    report = validate(sig.root)
+    assert report.ok and any(a.rule == "Example_Memo_Hunter" for a in report.allowed)
+
+
 def test_release_ships_vendor_rules_that_towers_can_check(imported, tmp_path: Path) -> None:
     sig, _, _, _ = imported
     sig.commit("import example rules")

@@ -327,11 +327,13 @@ def _clean_hits(root: Path, settings: ReleaseSettings, files: list[RuleFile],
     targets = [ScanTarget(f.sha256, f.path, f.size) for f in clean.files]
     outcome = scan_files(compiled, targets, threads=threads, timeout=SCAN_TIMEOUT)
     by_sha = {f.sha256: f for f in clean.files}
+    allowed = {(a.rule, a.file) for a in settings.allow}       # reviewed matches, as validation takes them
     hits: dict[str, list[str]] = {}
     for sha, found in outcome.results.items():
         rel = by_sha[sha].path.relative_to(clean_root).as_posix()
         for hit in found:
-            hits.setdefault(hit.rule, []).append(f"{rel} ({sha})")
+            if (hit.rule, sha) not in allowed and (hit.rule, rel) not in allowed:
+                hits.setdefault(hit.rule, []).append(f"{rel} ({sha})")
     return {k: sorted(set(v)) for k, v in hits.items()}, len(targets)
 
 
