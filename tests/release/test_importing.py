@@ -251,9 +251,10 @@ def test_a_public_ruleset_imports_validates_tests_and_releases(sig: SigRepo, pub
         sum(len(parse_file(sig.root / "vendor/reversinglabs/upstream" / h.file).rules) for h in report.held_files) \
         == report.rules
     assert digest_tree(sig.root / "vendor/reversinglabs/upstream/yara") == digest_tree(public_ruleset / "yara")
-    checked = validate(sig.root)
+    # the corpus and budget checks run once, inside the release below
+    checked = validate(sig.root, scan_corpus=False)
     assert checked.ok, [f"{f.id} {f.rule} {f.message}" for f in checked.findings if f.severity == "error"]
-    assert not {f.id for f in checked.findings if "/vendor/" in f.file} & {"M201", "N301", "V201", "V301"}
+    assert not {f.id for f in checked.findings if "/vendor/" in f.file} & {"M201", "N301", "V201"}
     # `test` takes the vendor rules with the house's by default
     with CorpusRegistry(sig.workspace) as registry:
         registry.add("house-clean", sig.root / "corpora" / "clean", "clean")
