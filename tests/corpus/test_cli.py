@@ -85,3 +85,22 @@ def test_corpus_index_command_and_no_index_flag(lab: Lab, capsys: pytest.Capture
     plain = json.loads(out)
     assert plain["stats"]["index"] is False and plain["stats"]["files_skipped"] == 0
     assert plain["rules"] == indexed["rules"]
+
+
+def test_corpus_add_reports_the_size_corpus_list_shows(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    """One content under two paths is one file of the corpus: add and list agree on files and bytes."""
+    folder = lab.root / "dupes"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"x" * 3000)
+    (folder / "b.txt").write_bytes(b"x" * 3000)         # the same content again
+    (folder / "c.txt").write_bytes(b"y" * 1000)
+    code, out, _ = run(lab, capsys, "corpus", "add", "dupes", str(folder), "--label", "clean", "--json")
+    assert code == E_OK
+    added = json.loads(out)
+    _, out, _ = run(lab, capsys, "corpus", "list", "--json")
+    listed = {c["name"]: c for c in json.loads(out)["corpora"]}["dupes"]
+    assert added["bytes_added"] == listed["bytes"] == 4000
+    assert added["files_total"] == listed["files"] == 2 and added["bytes_total"] == 4000
+    _, out, _ = run(lab, capsys, "corpus", "add", "dupes", str(folder), "--label", "clean")
+    assert "0 B new to the corpus" in out
+    assert "now 2 files" in out

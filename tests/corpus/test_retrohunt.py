@@ -87,3 +87,14 @@ def test_a_hunt_with_a_new_rule_reads_only_what_it_could_match(hunted, tmp_path:
     assert [m.sha256 for m in hunt.messages] == [m.sha256 for m in full.messages]
     assert {m.sha256 for m in hunt.messages} == {carrier, plain}     # through the dropper artifact
     assert hunt.files_skipped == 3 and hunt.bytes_scanned < full.bytes_scanned
+
+
+def test_a_hunt_compiles_the_policy_externals(hunted) -> None:
+    """``retrohunt`` honours ``[externals]`` as validate and release do (issue 19, defect 1)."""
+    workspace, _, spam, _, _ = hunted
+    rules = workspace.home / "ext.yar"
+    rules.write_text('rule MAL_Gtube_Env { strings: $g = "GTUBE-STANDARD" condition: $g and hunt_on }\n')
+    workspace.signatures.mkdir(parents=True, exist_ok=True)
+    (workspace.signatures / "workbench.toml").write_text("[externals]\nhunt_on = true\n")
+    report = retrohunt(workspace, [rules])
+    assert [m.sha256 for m in report.messages] == [spam]

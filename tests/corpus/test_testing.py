@@ -200,3 +200,42 @@ def test_a_parse_cache_that_lost_a_parse_reads_the_rule_file_again(lab: Lab) -> 
     edit_rules(lab, "$eicar\n}", "$eicar and filesize > 1\n}")
     with pytest.raises(RulesetError, match="changed while it was being tested"):
         ruleset.compile([0])
+
+
+EXTERNAL_RULE = """
+rule MAL_Named_Dropper {
+  strings:
+    $eicar = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE"
+  condition:
+    $eicar and filename contains "dropper"
+}
+"""
+
+
+def test_the_policy_externals_are_compiled_in(lab: Lab) -> None:
+    """``test`` honours ``[externals]`` as validate and release do (issue 19, defect 1)."""
+    rules = lab.root / "ext.yar"
+    rules.write_text(EXTERNAL_RULE)
+    with pytest.raises(RulesetError, match=r"\[externals\]"):
+        test_rules(lab.workspace, [rules])          # no policy yet: the hint names the table
+    lab.workspace.signatures.mkdir(parents=True, exist_ok=True)
+    (lab.workspace.signatures / "workbench.toml").write_text('[externals]\nfilename = "dropper.exe"\n')
+    hit = by_rule(test_rules(lab.workspace, [rules]))["MAL_Named_Dropper"]
+    assert hit.tp_count == 1 and hit.fp_count == 1          # the rule ran, with the policy's value
+    (lab.workspace.signatures / "workbench.toml").write_text('[externals]\nfilename = "other"\n')
+    quiet = by_rule(test_rules(lab.workspace, [rules]))["MAL_Named_Dropper"]
+    assert quiet.tp_count == 0 and quiet.fp_count == 0      # a new value is a new result, not a cached one
+    assert by_rule(test_rules(lab.workspace, [rules], externals={"filename": "dropper"}))[
+        "MAL_Named_Dropper"].tp_count == 1
+
+
+def test_every_file_that_does_not_compile_is_named(lab: Lab) -> None:
+    folder = lab.root / "several"
+    folder.mkdir()
+    (folder / "a_good.yar").write_text('rule Good_One { strings: $a = "evil.example" condition: $a }\n')
+    (folder / "b_bad.yar").write_text("rule Bad_One { condition: $missing }\n")
+    (folder / "c_bad.yar").write_text('rule Bad_Two {\n  condition:\n    nosuchthing > 1\n}\n')
+    with pytest.raises(RulesetError) as caught:
+        test_rules(lab.workspace, [folder])
+    named = {Path(p.file).name for p in caught.value.problems}
+    assert named == {"b_bad.yar", "c_bad.yar"}

@@ -125,6 +125,20 @@ def test_shipped_rule_with_a_stale_fingerprint(sig: SigRepo) -> None:
     assert "V201" not in ids(validate(sig.root, scan_corpus=False))
 
 
+def test_the_v201_hint_fixes_what_it_finds(sig: SigRepo) -> None:
+    """Stale: refresh that one file; missing: the value to add (--update-meta cannot add it)."""
+    path = sig.rule_file("spam/gtube.yar")
+    path.write_text(path.read_text().replace("filesize < 10MB", "filesize < 11MB"))
+    [stale] = [f for f in validate(sig.root, scan_corpus=False).findings if f.id == "V201"]
+    assert f"rule fmt --update-meta {path}" in stale.hint
+    text = path.read_text()
+    start = text.index("fingerprint = ")
+    path.write_text(text[:start] + text[text.index("\n", start) + 1:])
+    [missing] = [f for f in validate(sig.root, scan_corpus=False).findings if f.id == "V201"]
+    assert "missing" in missing.message and 'add fingerprint = "' in missing.hint
+    assert "--update-meta" not in missing.hint
+
+
 def test_rule_without_a_positive_sample(sig: SigRepo) -> None:
     rule = house_rule("TEST_Orphan_Rule", strings='        $e = "NOTHING-LIKE-THIS-ANYWHERE"',
                       condition="$e", hashes=["a" * 64])

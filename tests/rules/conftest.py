@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +53,14 @@ def policy() -> Policy:
 @pytest.fixture
 def today() -> dt.date:
     return dt.date(2026, 3, 4)
+
+
+# A real public ruleset (ReversingLabs, MIT) read in place, never copied into the repository.
+PUBLIC_RULESET = Path(os.environ.get("WORKBENCH_PUBLIC_RULESET", "/work/shared/rulesets/reversinglabs"))
+
+
+@pytest.fixture(scope="session")
+def public_ruleset() -> Path:
+    if not (PUBLIC_RULESET / "yara").is_dir():
+        pytest.skip(f"no public ruleset at {PUBLIC_RULESET} (set WORKBENCH_PUBLIC_RULESET)")
+    return PUBLIC_RULESET

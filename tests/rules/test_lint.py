@@ -160,3 +160,77 @@ def test_a_fifty_rule_file_lints_clean_twice(policy: Policy) -> None:
     again = lint_text(text, None, policy)
     assert first.rules == again.rules == 50
     assert first.findings == again.findings == []
+
+
+# -- issue 19, defect 2: checks that were wrong on a real public ruleset ---------------------------
+
+def test_p407_ignores_a_string_searched_in_a_range(policy: Policy) -> None:
+    """``$s in (X..filesize)`` is one search of a range, not a loop over offsets."""
+    ranged = house_rule(condition="uint16(0) == 0x5A4D and $x1 in (0x100..filesize)")
+    assert "P407" not in ids(ranged, policy)
+    counted = house_rule(condition="uint16(0) == 0x5A4D and #x1 in (0..filesize) > 2")
+    assert "P407" not in ids(counted, policy)
+    loop = house_rule(condition="uint16(0) == 0x5A4D and $x1 and "
+                                "for any i in (0..filesize) : (uint8(i) == 0x90)")
+    assert "P407" in ids(loop, policy)
+    nested = house_rule(condition="uint16(0) == 0x5A4D and $x1 and "
+                                  "for all i in (1..#x1) : (@x1[i] in (0..filesize))")
+    assert "P407" not in ids(nested, policy)
+
+
+@pytest.mark.parametrize("regex, fires", [
+    (r"/\(evil[^)]{1,20}\)payload/", False),         # a ")" inside a class closes no group
+    (r"/abc([^)]+)defg/", False),
+    (r"/(ab[^)]c)de/", True),
+    (r"/(?:payload)[0-9]+/", False),                  # the group's literal must occur
+    (r"/(abcd|ef)gh/", True),
+    (r"/[a-z]{3}[0-9]+ab/", True),
+    (r"/(evil)?ab/", True),                           # an optional group's literal is not required
+])
+def test_p405_reads_regexes_with_the_prefilters_parser(policy: Policy, regex: str, fires: bool) -> None:
+    text = house_rule(strings=f'$x1 = "WBDEMO-LOADER-CFG"\n    $x2 = {regex}')
+    assert ("P405" in ids(text, policy)) is fires
+
+
+def test_p404_is_not_confused_by_a_paren_in_a_class(policy: Policy) -> None:
+    text = house_rule(strings='$x1 = "WBDEMO-LOADER-CFG"\n    $x2 = /payload([^)]{1,8})\\.exe/')
+    assert "P404" not in ids(text, policy)
+
+
+def test_p410_accepts_pe_is_pe_and_guards_each_or_branch(policy: Policy) -> None:
+    pe = 'import "pe"'
+    assert "P410" not in ids(house_rule(imports=pe, condition="pe.is_pe and pe.number_of_sections > 2 and $x1"),
+                             policy)
+    assert "P410" not in ids(house_rule(imports=pe, condition="$x1 and (uint16(0) == 0x5A4D and pe.is_dll())"),
+                             policy)
+    # a script rule: a header check at the start would stop the script branch matching
+    script = house_rule(imports=pe, condition="$x1 or pe.imports(\"kernel32.dll\", \"VirtualAlloc\")")
+    found = [f for f in lint_text(script, None, policy).findings if f.id == "P410"]
+    assert len(found) == 1 and "branch" in found[0].hint and "start the condition" not in found[0].hint
+    guarded = house_rule(imports=pe, condition="$x1 or (uint16(0) == 0x5A4D and pe.is_dll())")
+    assert "P410" not in ids(guarded, policy)
+    bare = house_rule(imports=pe, condition="pe.is_dll() and $x1")
+    found = [f for f in lint_text(bare, None, policy).findings if f.id == "P410"]
+    assert len(found) == 1 and found[0].hint.startswith("start the condition")
+
+
+def test_p411_is_not_repeated_by_the_yarax_warning(policy: Policy) -> None:
+    text = house_rule(strings="$x1 = { 68 74 74 70 3A 2F 2F 65 76 69 6C }")
+    findings = lint_text(text, None, policy).findings
+    assert [f.id for f in findings if f.line == findings[0].line] == ["P411"]
+    assert not any("text_as_hex" in f.subject for f in findings)
+    # with P411 disabled, YARA-X's warning is still there: the finding is reported once, not never
+    quiet = Policy(disabled_checks=("P411",))
+    assert any("text_as_hex" in f.subject for f in lint_text(text, None, quiet).findings)
+
+
+def test_no_finding_is_reported_twice(policy: Policy) -> None:
+    text = house_rule(strings="$x1 = { 68 74 74 70 3A 2F 2F 65 76 69 6C }", condition="$x1 and bogus_name")
+    keys = [(f.id, f.line, f.column, f.message) for f in lint_text(text, None, policy).findings]
+    assert len(keys) == len(set(keys))
+
+
+def test_an_undefined_identifier_hint_names_the_externals_table(policy: Policy) -> None:
+    text = house_rule(condition="uint16(0) == 0x5A4D and $x1 and filename == \"x.exe\"")
+    hints = [f.hint for f in lint_text(text, None, policy).findings if f.id in ("C101", "C103")]
+    assert hints and all("[externals]" in h for h in hints)

@@ -27,12 +27,12 @@ def test_folder_without_policy_gives_defaults(tmp_path: Path) -> None:
 def test_overrides_and_unknown_sections_are_kept(tmp_path: Path) -> None:
     (tmp_path / "workbench.toml").write_text(
         '[meta]\nrequired = ["id"]\n[meta.allowed]\nstatus = ["TESTING"]\n'
-        '[performance]\nmax_strings = 5\n[lint]\ndisabled = ["W201"]\n[lint.severity]\nW202 = "error"\n'
+        '[performance]\nmax_strings = 5\n[lint]\ndisabled = ["P409"]\n[lint.severity]\nP401 = "error"\n'
         '[release]\nship = ["RELEASED"]\nbudget_ms = 40\n')
     p = Policy.load(tmp_path)
     assert p.required_meta == ("id",) and p.statuses == ("TESTING",)
-    assert p.performance.max_strings == 5 and p.disabled_checks == ("W201",)
-    assert p.severity_overrides == {"W202": "error"}
+    assert p.performance.max_strings == 5 and p.disabled_checks == ("P409",)
+    assert p.severity_overrides == {"P401": "error"}
     assert p.section("release") == {"ship": ["RELEASED"], "budget_ms": 40}
     assert p.raw["release"]["budget_ms"] == 40
 
@@ -43,6 +43,8 @@ def test_overrides_and_unknown_sections_are_kept(tmp_path: Path) -> None:
     ('[meta.types]\nid = "guid"\n', "meta.types.id"),
     ('[naming]\npattern = "(["\n', "naming.pattern"),
     ('[lint.severity]\nW1 = "fatal"\n', "lint.severity.W1"),
+    ('[lint]\ndisabled = ["W204"]\n', "no lint check has the id 'W204'"),
+    ('[lint.severity]\nP4O1 = "error"\n', "no lint check has the id 'P4O1'"),
 ])
 def test_bad_policy_files_say_what_is_wrong(tmp_path: Path, text: str, words: str) -> None:
     path = tmp_path / "workbench.toml"

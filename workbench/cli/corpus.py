@@ -23,6 +23,8 @@ from workbench.corpus.testing import (
 )
 from workbench.dissect.render import human_size as _size
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.rules.policy import PolicyError
+from workbench.rules.vendor import VendorError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -105,8 +107,9 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
         ctx.json(report)
     else:
         ctx.print(f"{report.name} ({report.label}): {report.added} added "
-                  f"({report.new_objects} new to the store, {_size(report.bytes_added)}), "
-                  f"{report.unchanged} unchanged, {len(report.errors)} skipped")
+                  f"({report.new_objects} new to the store, {_size(report.bytes_added)} new to the corpus), "
+                  f"{report.unchanged} unchanged, {len(report.errors)} skipped; "
+                  f"now {report.files_total} files, {_size(report.bytes_total)}")
         for err in report.errors:
             ctx.print(f"  skipped {err.path}: {err.reason}")
         for note in report.notes:
@@ -204,7 +207,10 @@ def cmd_remove(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
-    paths = args.rules or default_rule_paths(ctx.workspace)
+    try:
+        paths = args.rules or default_rule_paths(ctx.workspace)
+    except VendorError as exc:
+        raise CommandError(f"vendor source: {exc}", E_INPUT) from None
     try:
         report = test_rules(ctx.workspace, paths, args.corpus, threads=args.threads,
                             progress=_progress_line(ctx.err), use_cache=not args.no_cache,
@@ -215,8 +221,9 @@ def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
         raise CommandError(f"no corpus named {exc.args[0]!r} (see 'workbench corpus list')",
                            E_NOT_FOUND) from None
     except RulesetError as exc:
-        raise CommandError("rules do not compile:\n  " +
-                           "\n  ".join(str(p) for p in exc.problems), E_INPUT) from None
+        raise CommandError(_not_compiled(exc), E_INPUT) from None
+    except PolicyError as exc:
+        raise CommandError(f"policy: {exc}", E_INPUT) from None
     if args.json:
         ctx.json(report)
     else:
@@ -287,6 +294,12 @@ def _printable(data: bytes, limit: int = 64) -> str:
     return repr(text) + ("..." if len(data) > limit else "")
 
 
+def _not_compiled(exc: RulesetError) -> str:
+    files = {p.file for p in exc.problems if p.file}
+    head = f"rules in {len(files)} files do not compile" if len(files) > 1 else "rules do not compile"
+    return head + ":\n  " + "\n  ".join(str(p) for p in exc.problems)
+
+
 # -- retrohunt ------------------------------------------------------------------------
 
 
@@ -300,8 +313,9 @@ def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
     except RulesetError as exc:
-        raise CommandError("rules do not compile:\n  " +
-                           "\n  ".join(str(p) for p in exc.problems), E_INPUT) from None
+        raise CommandError(_not_compiled(exc), E_INPUT) from None
+    except PolicyError as exc:
+        raise CommandError(f"policy: {exc}", E_INPUT) from None
     except ValueError as exc:
         raise CommandError(str(exc), E_USAGE) from None
     if args.json:

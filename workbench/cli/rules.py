@@ -11,15 +11,16 @@ from pathlib import Path
 
 from workbench.cli.context import CommandError, Context, add_json_flag, table
 from workbench.document import dumps
-from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK
+from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.rules.draft import DraftError, draft, load_samples
 from workbench.rules.findings import Baseline, BaselineError, LintReport
 from workbench.rules.fmt import format_paths
 from workbench.rules.goodware import GoodwareDB, goodware_path
-from workbench.rules.lint import check_catalog, lint_files
+from workbench.rules.lint import check_catalog
 from workbench.rules.parse import iter_rule_paths, parse_file, parse_text
 from workbench.rules.policy import Policy, PolicyError
 from workbench.rules.sarif import to_sarif
+from workbench.rules.vendor import VendorError, VendorSet, lint_by_source, source_summary
 
 BASELINE_FILE = "lint-baseline.json"
 
@@ -70,6 +71,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="refresh stale fingerprints (and set modified, raise version)")
     add_json_flag(p)
     p.set_defaults(func=cmd_fmt)
+
+    p = rs.add_parser("import", help="import a public ruleset beside the house rules, byte-for-byte as upstream")
+    p.add_argument("source", nargs="?", metavar="SOURCE",
+                   help="a folder, or a git repository path or URL (with --update: default where it came from)")
+    p.add_argument("--name", help="the source's name under signatures/vendor/ (default from SOURCE)")
+    p.add_argument("--commit", metavar="REV", help="the git revision to import (default: the newest)")
+    p.add_argument("--update", action="store_true",
+                   help="fetch the source --name again and show which rules changed, were added or removed")
+    p.add_argument("--threads", type=int, help="threads for the clean-corpus check")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_import)
+
+    p = rs.add_parser("sources", help="imported vendor sources: origin, licence, attribution, what ships")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_sources)
 
     p = rs.add_parser("checks", help="list every lint check with its id, severity and hint")
     add_json_flag(p)
@@ -127,7 +143,11 @@ def cmd_lint(args: argparse.Namespace, ctx: Context) -> int:
         raise CommandError(f"cannot read {exc.filename}: {exc.strerror}", E_INPUT) from exc
     if not files:
         raise CommandError("no *.yar or *.yara files found", E_NOT_FOUND)
-    report = lint_files(files, policy, baseline=baseline)
+    try:
+        vendors = VendorSet.load(ctx.workspace.signatures) if args.policy is None else None
+    except VendorError as exc:
+        raise CommandError(f"vendor source: {exc}", E_INPUT) from exc
+    report = lint_by_source(files, policy, vendors, baseline=baseline)
     if args.write_baseline is not None:
         accepted = Baseline.from_findings(report.findings)
         accepted.save(args.write_baseline)
@@ -168,7 +188,12 @@ def render_lint(report: LintReport) -> str:
 def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int:
     targets = _targets(ctx, args.paths)
     policy = _policy(ctx, None) if args.update_meta else None
-    report = format_paths(targets, check=args.check, meta=args.update_meta, policy=policy)
+    try:
+        vendors = VendorSet.load(ctx.workspace.signatures)
+    except VendorError as exc:
+        raise CommandError(f"vendor source: {exc}", E_INPUT) from exc
+    report = format_paths(targets, check=args.check, meta=args.update_meta, policy=policy,
+                          vendor=lambda path: vendors.source_of(path) is not None)
     if args.json:
         ctx.json(report)
     else:
@@ -178,10 +203,80 @@ def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int:
         for path, why in report.errors.items():
             ctx.error(f"{_display(path)}: left unchanged: {why}")
         ctx.print(f"{report.checked} file(s) checked, {len(report.changed)} {verb}"
-                  + (f", {len(report.errors)} with errors" if report.errors else ""))
+                  + (f", {len(report.errors)} with errors" if report.errors else "")
+                  + (f"; {len(report.vendor)} vendor file(s) left as upstream" if report.vendor else ""))
     if report.errors:
         return E_INPUT
     return E_FINDINGS if args.check and report.changed else E_OK
+
+
+# -- vendor sources -----------------------------------------------------------------------------
+
+
+def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
+    if args.update and not args.name:
+        raise CommandError("--update needs --name (see `workbench rule sources`)", E_USAGE)
+    if not args.update and not args.source:
+        raise CommandError("name the SOURCE to import: a folder, or a git repository path or URL", E_USAGE)
+    # imported here: git, the scanner and release settings would slow every `rule lint` start
+    from workbench.release.importing import import_source
+
+    signatures = ctx.workspace.signatures
+    if not signatures.is_dir():
+        raise CommandError(f"no signature repository at {signatures}", E_NOT_FOUND)
+    try:
+        report = import_source(signatures, args.source, name=args.name, commit=args.commit, update=args.update,
+                               threads=args.threads)
+    except (VendorError, PolicyError) as exc:
+        raise CommandError(str(exc), E_INPUT) from exc
+    if args.json:
+        ctx.json(report)
+        return E_OK
+    origin = f"{report.origin}" + (f" at {report.commit[:12]}" if report.commit else "")
+    ctx.print(f"{'updated' if report.update else 'imported'} {report.name} from {origin}: "
+              f"{report.files} files, {report.rules} rules, {report.shipping} ship")
+    ctx.print(f"licence: {report.licence or 'unknown'}"
+              + (f" ({report.licence_file})" if report.licence_file else "")
+              + (f"; {report.attribution}" if report.attribution else ""))
+    if report.update:
+        ctx.print(f"upstream: {len(report.changed)} changed, {len(report.added)} added, "
+                  f"{len(report.removed)} removed, {report.unchanged} unchanged")
+        for label, names in (("changed", report.changed), ("added", report.added), ("removed", report.removed)):
+            for name in names:
+                ctx.print(f"  {label:8} {name}")
+    if report.held_files:
+        ctx.print(f"held back (not compiled, not shipped): {len(report.held_files)} file(s)")
+        for h in report.held_files:
+            ctx.print(f"  {h.file}: {h.reason}")
+    if report.held_rules:
+        ctx.print(f"held back (match the clean corpora): {len(report.held_rules)} rule(s)")
+        for r in report.held_rules:
+            ctx.print(f"  {r.rule} ({r.file}): {', '.join(r.evidence[:3])}"
+                      + (f" and {len(r.evidence) - 3} more" if len(r.evidence) > 3 else ""))
+    for note in report.notes:
+        ctx.warn(note)
+    return E_OK
+
+
+def cmd_sources(args: argparse.Namespace, ctx: Context) -> int:
+    try:
+        vendors = VendorSet.load(ctx.workspace.signatures)
+    except VendorError as exc:
+        raise CommandError(str(exc), E_INPUT) from exc
+    rows = [source_summary(s) for s in vendors]
+    if args.json:
+        ctx.json({"sources": rows})
+        return E_OK
+    if not rows:
+        ctx.print("no vendor sources (import one with `workbench rule import SOURCE`)")
+        return E_OK
+    ctx.print(table([[r["name"], r["origin"] + (f"@{r['commit'][:12]}" if r["commit"] else ""),
+                      r["licence"] or "?", str(r["rules"]), str(r["shipping"]), str(r["held"])] for r in rows],
+                    ["NAME", "ORIGIN", "LICENCE", "RULES", "SHIP", "HELD"]))
+    for r in rows:
+        if r["attribution"]:
+            ctx.print(f"{r['name']}: {r['attribution']}")
+    return E_OK
 
 
 # -- draft --------------------------------------------------------------------------------------

@@ -265,12 +265,14 @@ def hex_runs(value: str) -> list[bytes] | None:
     return runs
 
 
-def regex_runs(pattern: bytes) -> list[list[bytes]] | None:
+def regex_runs(pattern: bytes, *, into_groups: bool = False) -> list[list[bytes]] | None:
     """Literal runs every match must contain, one list per top-level alternative; None if unsure.
 
     Only the top level is read: groups, classes, ``.``, anchors and class escapes
     (``\\d``, ``\\w`` ...) split runs; a quantified literal ends its run (kept when
-    it must occur at least once). Anything unexpected gives None.
+    it must occur at least once). Anything unexpected gives None. With ``into_groups``
+    a group that must occur (no ``|`` at its own top level, not optional) adds its own
+    runs too: the linter's view of the literal a regex is anchored on.
     """
     branches: list[list[bytes]] = []
     runs: list[bytes] = []
@@ -319,7 +321,15 @@ def regex_runs(pattern: bytes) -> list[list[bytes]] | None:
             j = _group_end(pattern, i)
             if j < 0:
                 return None
+            group = pattern[i + 1:j]
             i = j + 1
+            if into_groups and not ((i < n and pattern[i] in b"*?") or pattern[i:i + 2] == b"{0"
+                                    or pattern[i:i + 2] == b"{,"):
+                inner = regex_runs(group[2:] if group.startswith(b"?:") else group, into_groups=True) \
+                    if not group.startswith(b"?") or group.startswith(b"?:") else None
+                if inner is not None and len(inner) == 1:
+                    end_run()
+                    runs.extend(inner[0])
         elif c in b".^$":
             i += 1
         elif c in b")*+?{}]":

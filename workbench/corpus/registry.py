@@ -159,7 +159,9 @@ class AddReport:
     added: int = 0               # new memberships (path, content)
     unchanged: int = 0           # already members with the same size and mtime
     new_objects: int = 0         # contents the store did not hold before
-    bytes_added: int = 0
+    bytes_added: int = 0         # of the distinct contents new to this corpus (as `corpus list` counts)
+    files_total: int = 0         # the corpus after the add: distinct contents and their bytes,
+    bytes_total: int = 0         # the same figures `corpus list` shows
     goodware_files: int = 0      # files fed to the goodware string database
     indexed: int = 0             # contents added to the gram index (state/gram-index)
     notes: list[str] = field(default_factory=list)
@@ -270,11 +272,16 @@ class CorpusRegistry:
 
         known = {(r["path"], r["size"], r["mtime_ns"]) for r in self.db.execute(
             "SELECT path, size, mtime_ns FROM files WHERE corpus=?", (name,))}
+        before = self.info(name).bytes
         index = GramIndex(self.workspace.state / INDEX_DIR)
         try:
             self._add_files(name, root, now, known, index, report, progress)
         finally:
             index.close()
+        after = self.info(name)
+        # one content under two paths is one file of the corpus: count it once, as `list` does
+        report.files_total, report.bytes_total = after.files, after.bytes
+        report.bytes_added = after.bytes - before
         if label == "clean":
             self._feed_goodware(name, report)
         with self._transaction() as db:
@@ -368,7 +375,6 @@ class CorpusRegistry:
                     "added) VALUES (?,?,?,?,?,?,?,?)", row)
                 if cur.rowcount:
                     report.added += 1
-                    report.bytes_added += int(row[3])      # type: ignore[call-overload]
                 else:       # same content, same path, new mtime: remember the mtime
                     db.execute("UPDATE files SET mtime_ns=? WHERE corpus=? AND sha256=? AND path=?",
                                (row[6], row[0], row[1], row[2]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,8 +12,9 @@ from workbench.corpus.cache import CACHE_NAME, ScanCache
 from workbench.corpus.engine import paused_gc, resolve
 from workbench.corpus.prefilter import open_index
 from workbench.corpus.registry import extracted_artifacts
-from workbench.corpus.ruleset import PARSE_CACHE, load_ruleset
+from workbench.corpus.ruleset import PARSE_CACHE, ExternalValue, load_ruleset
 from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress, ScanTarget, default_threads
+from workbench.corpus.testing import policy_externals
 from workbench.quarantine.index import UnknownId
 from workbench.quarantine.service import Quarantine
 from workbench.workspace import Workspace
@@ -74,7 +75,8 @@ def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
               progress: Callable[[ScanProgress], None] | None = None,
               cancel: threading.Event | None = None, threads: int | None = None,
               use_cache: bool = True, use_index: bool = True, timeout: int = DEFAULT_TIMEOUT,
-              tag: str | None = None, actor: str | None = None) -> RetrohuntReport:
+              tag: str | None = None, actor: str | None = None,
+              externals: Mapping[str, ExternalValue] | None = None) -> RetrohuntReport:
     """Scan every quarantined raw message and extracted artifact; map hits back to messages.
 
     With ``tag``, every message hit gets that tag (journaled, like ``quarantine tag``).
@@ -84,7 +86,9 @@ def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
     and ValueError for a tag the quarantine refuses.
     """
     started = time.monotonic()
-    ruleset = load_ruleset(list(rule_paths), parse_cache=workspace.state / PARSE_CACHE)
+    if externals is None:           # as test, validate and release compile them
+        externals = policy_externals(workspace)
+    ruleset = load_ruleset(list(rule_paths), parse_cache=workspace.state / PARSE_CACHE, externals=externals)
     with Quarantine.open(workspace) as q:
         origins: dict[str, list[_Origin]] = {}
         targets: dict[str, ScanTarget] = {}

@@ -16,7 +16,7 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +25,8 @@ import yara
 
 from workbench.rules.parse import RULE_SUFFIXES, RuleFile, RuleSource, parse_file
 
+ExternalValue = bool | int | float | str
+
 KEY_VERSION = "wb-scan-1"
 PARSE_CACHE = "rule-parse-cache"        # under state/: parsed rule files by content hash
 _ENTRY_FORMAT = "wb-parsed-2"
@@ -32,7 +34,7 @@ _NOT_UTF8 = "file is not UTF-8"
 _TEXT_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _REGEX_LITERAL = re.compile(r"\bmatches\s*/(?:[^/\\\n]|\\.)*/[a-z]*")
 _REFERENCE = re.compile(r"(?<![\w.$#@!])([A-Za-z_]\w*)(\*?)")
-_YARA_POSITION = re.compile(r"\((\d+)\): (.*)", re.S)
+_YARA_POSITION = re.compile(r"(?:\((\d+)\)|^line (\d+)): (.*)", re.S)   # file(N): or, from source, line N:
 _KEYWORDS = frozenset({         # YARA's reserved words that may appear in a condition
     "all", "and", "any", "at", "contains", "defined", "endswith", "entrypoint", "false",
     "filesize", "for", "icontains", "iendswith", "iequals", "in", "int16", "int16be", "int32",
@@ -184,9 +186,11 @@ class CompiledSubset:
 class Ruleset:
     """Rules of several files, includes resolved, in one namespace as ``yarac a.yar b.yar`` does."""
 
-    def __init__(self, entries: list[RuleEntry], files: list[Path]):
+    def __init__(self, entries: list[RuleEntry], files: list[Path],
+                 externals: Mapping[str, ExternalValue] | None = None):
         self.entries = entries
         self.files = files
+        self.externals = dict(externals or {})    # external variables, compiled in (policy [externals])
         self.by_name = {e.name: e for e in entries}
         self.globals = [e.index for e in entries if e.is_global]
         self._link()
@@ -212,6 +216,9 @@ class Ruleset:
         globals_digest = _digest(["globals", *sorted(base[i] for i in seen)])
         # _digest([KEY_VERSION, YARA_VERSION, base, globals, *deps]), the common prefix hashed once
         prefix = hashlib.sha256(f"{KEY_VERSION}\0{yara.YARA_VERSION}\0".encode())
+        if self.externals:           # their values change what a rule using them matches
+            prefix.update(_digest(["externals", *(f"{k}={v!r}" for k, v in sorted(self.externals.items()))])
+                          .encode())
         tail = f"\0{globals_digest}\0"
         for entry in self.entries:     # definition order: a rule may only name earlier rules
             h = prefix.copy()
@@ -275,9 +282,9 @@ class Ruleset:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
             try:
-                rules = yara.compile(filepath=name, includes=False)
+                rules = yara.compile(filepath=name, includes=False, externals=self.externals)
             except yara.SyntaxError as exc:
-                raise RulesetError([self._locate(str(exc), starts)]) from None
+                raise RulesetError(self._every_failing_file(chosen, self._locate(str(exc), starts))) from None
             except yara.Error as exc:
                 raise RulesetError([RuleProblem("", 0, str(exc))]) from None
         finally:
@@ -285,12 +292,32 @@ class Ruleset:
         warnings = [self._locate(w, starts) for w in getattr(rules, "warnings", [])]
         return CompiledSubset(rules, chosen, warnings)
 
+    def _every_failing_file(self, chosen: list[int], first: RuleProblem) -> list[RuleProblem]:
+        """libyara stops at the first error: compile each file's rules alone to name every failing file."""
+        by_file: dict[str, list[int]] = {}
+        for i in chosen:
+            by_file.setdefault(self.entries[i].file, []).append(i)
+        problems = [_explained(first)]
+        if len(by_file) < 2:
+            return problems
+        for file, indices in by_file.items():
+            if file == first.file:
+                continue
+            data, starts = self.source_bytes(self.closure(indices))
+            try:
+                yara.compile(source=data.decode("utf-8", "surrogateescape"), externals=self.externals)
+            except yara.SyntaxError as exc:
+                problems.append(_explained(self._locate(str(exc), starts)))
+            except (yara.Error, UnicodeError):
+                continue
+        return problems
+
     @staticmethod
     def _locate(message: str, starts: list[tuple[int, RuleEntry]]) -> RuleProblem:
         m = _YARA_POSITION.search(message)
         if not m:
             return RuleProblem("", 0, message)
-        line, text = int(m.group(1)), m.group(2).strip()
+        line, text = int(m.group(1) or m.group(2)), m.group(3).strip()
         owner: tuple[int, RuleEntry] | None = None
         for start, entry in starts:
             if start <= line:
@@ -305,6 +332,19 @@ class Ruleset:
             if e.file == file and e.start_line <= line <= e.summary.end_line:
                 return e
         return None
+
+
+_UNDEFINED = re.compile(r'undefined identifier "?([A-Za-z_][A-Za-z0-9_]*)')
+
+
+def _explained(problem: RuleProblem) -> RuleProblem:
+    """An undefined identifier is most often an external variable the policy does not declare."""
+    m = _UNDEFINED.search(problem.message)
+    if m is None:
+        return problem
+    return RuleProblem(problem.file, problem.line,
+                       f"{problem.message} (if it is an external variable, declare it under [externals] "
+                       f"in signatures/workbench.toml, e.g. {m.group(1)} = \"\")")
 
 
 def rule_hashes(source: RuleSource) -> list[str]:
@@ -350,7 +390,8 @@ class _ParsedFile:
                            rules)
 
 
-def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None) -> Ruleset:
+def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None,
+                 externals: Mapping[str, ExternalValue] | None = None) -> Ruleset:
     """Parse rule files and folders (``*.yar``/``*.yara``), following includes.
 
     With ``parse_cache`` (a folder), parsed files are kept by content hash so an
@@ -372,7 +413,7 @@ def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None
             names[e.name] = e
     if problems:
         raise RulesetError(problems)
-    return Ruleset(entries, loader.files)
+    return Ruleset(entries, loader.files, externals)
 
 
 def rule_files(paths: Iterable[Path | str]) -> Iterator[Path]:

@@ -23,7 +23,7 @@ from workbench.corpus.registry import (
     MemberList,
     UnknownCorpus,
 )
-from workbench.corpus.ruleset import PARSE_CACHE, RuleEntry, Ruleset, load_ruleset
+from workbench.corpus.ruleset import PARSE_CACHE, ExternalValue, RuleEntry, Ruleset, load_ruleset
 from workbench.corpus.scanner import (
     CONTEXT_BYTES,
     CONTEXT_HITS,
@@ -34,6 +34,8 @@ from workbench.corpus.scanner import (
     default_threads,
     with_context,
 )
+from workbench.rules.policy import Policy
+from workbench.rules.vendor import VendorSet
 from workbench.workspace import Workspace
 
 CONTEXT = CONTEXT_BYTES      # bytes of context either side of a match
@@ -45,10 +47,19 @@ HEAVY_INSTANCES = 10_000     # match instances in one file that make a rule slow
 PRIVATE_WARNING = "private rule: libyara does not report it, so it has no results of its own"
 
 
+def policy_externals(workspace: Workspace) -> dict[str, ExternalValue]:
+    """The signature repository's ``[externals]``: ``test`` and ``retrohunt`` compile with them,
+    as validation and release do. PolicyError if the policy cannot be read."""
+    return Policy.load(workspace.signatures).externals
+
+
 def default_rule_paths(workspace: Workspace) -> list[Path]:
-    """``signatures/rules`` when the repository has it, else the whole signature folder."""
+    """``signatures/rules`` when the repository has it (plus the vendor sources' rule files that
+    compile, as validation and release take them), else the whole signature folder."""
     rules = workspace.signatures / "rules"
-    return [rules if rules.is_dir() else workspace.signatures]
+    if not rules.is_dir():
+        return [workspace.signatures]
+    return [rules, *VendorSet.load(workspace.signatures).rule_paths()]
 
 
 @dataclass
@@ -277,7 +288,8 @@ def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
                corpora: list[str] | None = None, *, threads: int | None = None,
                progress: Callable[[ScanProgress], None] | None = None,
                cancel: threading.Event | None = None, use_cache: bool = True,
-               use_index: bool = True, timeout: int = DEFAULT_TIMEOUT) -> TestReport:
+               use_index: bool = True, timeout: int = DEFAULT_TIMEOUT,
+               externals: Mapping[str, ExternalValue] | None = None) -> TestReport:
     """Test rules against corpora: true positives, false positives and false negatives per rule.
 
     ``rule_paths`` default to the workspace's ``signatures/rules``. ``corpora``
@@ -286,12 +298,16 @@ def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
     ``cancel`` stops the scan within a second (raising ``ScanCancelled``).
     ``use_index`` lets a re-test of a few rules read only the files the gram index
     says they could match (the results are the same either way).
-    Raises ``RulesetError`` for rules that do not compile and ``UnknownCorpus``.
+    ``externals`` default to the signature repository's ``[externals]``.
+    Raises ``RulesetError`` for rules that do not compile, ``UnknownCorpus``, and
+    ``PolicyError`` for a policy that cannot be read.
     """
+    if externals is None:
+        externals = policy_externals(workspace)
     with paused_gc():
         return _test_rules(workspace, rule_paths, corpora, threads=threads, progress=progress,
                            cancel=cancel, use_cache=use_cache, use_index=use_index,
-                           timeout=timeout)
+                           timeout=timeout, externals=externals)
 
 
 test_rules.__test__ = False     # type: ignore[attr-defined]  # a library function, not a test
@@ -301,11 +317,11 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
                 corpora: list[str] | None, *, threads: int | None,
                 progress: Callable[[ScanProgress], None] | None,
                 cancel: threading.Event | None, use_cache: bool, use_index: bool,
-                timeout: int) -> TestReport:
+                timeout: int, externals: Mapping[str, ExternalValue]) -> TestReport:
     started = time.monotonic()
     threads = threads or default_threads()
     ruleset = load_ruleset(list(rule_paths) if rule_paths else default_rule_paths(workspace),
-                           parse_cache=workspace.state / PARSE_CACHE)
+                           parse_cache=workspace.state / PARSE_CACHE, externals=externals)
     with CorpusRegistry(workspace) as registry:
         files = gather_files(registry, corpora)
         cache = ScanCache(workspace.state / CACHE_NAME) if use_cache else None

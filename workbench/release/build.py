@@ -25,8 +25,15 @@ from workbench.release.changelog import RuleState
 from workbench.release.repository import SignatureRepository
 from workbench.release.settings import ReleaseSettings
 from workbench.release.validate import Corpus, load_rule_tree
-from workbench.rules.parse import RuleFile, RuleSource
+from workbench.rules.parse import RuleFile, RuleSource, parse_file
 from workbench.rules.policy import Policy, PolicyError
+from workbench.rules.vendor import (
+    VENDOR_DIR,
+    VendorError,
+    VendorSet,
+    status_of,
+    with_fingerprint_meta,
+)
 
 NAMESPACE = "default"
 _INCLUDE_LINE = re.compile(r'^([ \t]*)include[ \t]+"([^"\n]*)"', re.M)
@@ -55,6 +62,11 @@ def prepare_tree(root: Path) -> BuiltRuleset:
     if not rules_dir.is_dir():
         raise BundleError(f"no rules folder {settings.rules}/")
     files, include_problems = load_rule_tree(rules_dir)
+    try:
+        vendors = VendorSet.load(root)
+    except VendorError as exc:
+        raise BundleError(str(exc)) from None
+    files += [parse_file(p) for p in vendors.rule_paths()]     # held files are never compiled
     if include_problems:
         raise BundleError(f"{include_problems[0].file}: {include_problems[0].message}")
     broken = [rf for rf in files if any(_NOT_UTF8 not in e for e in rf.errors)]
@@ -62,7 +74,7 @@ def prepare_tree(root: Path) -> BuiltRuleset:
         raise BundleError(f"{broken[0].path}: {broken[0].errors[0]}")
 
     def status(rule: RuleSource) -> str:
-        return str(rule.meta_value("status", "") or "")
+        return status_of(rule, vendors)
 
     sources: dict[str, bytes] = {}
     entries: list[SourceEntry] = []
@@ -72,7 +84,9 @@ def prepare_tree(root: Path) -> BuiltRuleset:
     for rf in files:
         assert rf.path is not None
         rel_in_tree = rf.path.relative_to(root).as_posix()
-        member = f"{RULES_DIR}/{rf.path.relative_to(rules_dir).as_posix()}"
+        source = vendors.source_of(rf.path)
+        member = (f"{RULES_DIR}/{VENDOR_DIR}/{source.name}/{rf.path.relative_to(source.upstream).as_posix()}"
+                  if source is not None else f"{RULES_DIR}/{rf.path.relative_to(rules_dir).as_posix()}")
         ships = [r for r in rf.rules if settings.ships(status(r))]
         for r in rf.rules:
             states.append(RuleState(r.name, rel_in_tree, status(r), str(r.meta_value("version", "") or ""),
@@ -80,7 +94,8 @@ def prepare_tree(root: Path) -> BuiltRuleset:
         if not ships:
             continue
         encoding = "latin-1" if any(_NOT_UTF8 in e for e in rf.errors) else "utf-8"
-        sources[member] = _shipped_text(rf, ships).encode(encoding, "surrogateescape")
+        sources[member] = _shipped_text(rf, ships, fingerprints=source is not None).encode(encoding,
+                                                                                         "surrogateescape")
         entries.append(SourceEntry(member, NAMESPACE))
         shipped_rules.extend(ships)
         manifest_rules += [ManifestRule(r.name, NAMESPACE, r.fingerprint, status(r), member) for r in ships]
@@ -101,12 +116,18 @@ def prepare_commit(repo: SignatureRepository, rev: str) -> BuiltRuleset:
         return prepare_tree(repo.export(rev, Path(tmp) / "signatures"))
 
 
-def _shipped_text(rf: RuleFile, ships: list[RuleSource]) -> str:
-    """The file with rules that do not ship blanked out and includes commented, lines kept in place."""
+def _shipped_text(rf: RuleFile, ships: list[RuleSource], *, fingerprints: bool = False) -> str:
+    """The file with rules that do not ship blanked out and includes commented, lines kept in place.
+
+    With ``fingerprints`` (vendor files), shipped rules get their fingerprint metadata.
+    Rules are edited last to first, so each edit leaves the offsets of the rest valid.
+    """
     keep = {id(r) for r in ships}
     text = rf.text
     for rule in sorted(rf.rules, key=lambda r: r.start_offset, reverse=True):
-        if id(rule) not in keep:
+        if id(rule) in keep and fingerprints:
+            text = with_fingerprint_meta(text, [rule])
+        elif id(rule) not in keep:
             span = text[rule.start_offset:rule.end_offset]
             text = text[:rule.start_offset] + "\n" * span.count("\n") + text[rule.end_offset:]
     return _INCLUDE_LINE.sub(lambda m: f'{m.group(1)}// include "{m.group(2)}" (compiled in order by the bundle)',

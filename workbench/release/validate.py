@@ -27,9 +27,10 @@ from workbench.release.repository import RepositoryError, SignatureRepository
 from workbench.release.settings import ReleaseSettings
 from workbench.rules.engines import engine_versions
 from workbench.rules.findings import Baseline, BaselineError, Finding, Severity
-from workbench.rules.lint import check_catalog, lint_files
+from workbench.rules.lint import check_catalog
 from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths, parse_file, parse_text
 from workbench.rules.policy import Policy, PolicyError
+from workbench.rules.vendor import VendorError, VendorSet, lint_by_source, status_of
 
 SCAN_TIMEOUT = 20            # seconds per corpus file
 BUDGET_RUNS = 5              # timing runs per rule (and its floor); the fastest counts
@@ -155,6 +156,7 @@ class ValidationContext:
     threads: int | None
     report: ValidationReport
     include_findings: list[Finding] = field(default_factory=list)
+    vendors: VendorSet | None = None      # imported vendor sources (rules/vendor.py)
     _corpora: dict[str, Corpus] = field(default_factory=dict)
     _all: Ruleset | None = None
 
@@ -177,7 +179,10 @@ class ValidationContext:
         return self._corpora[which]
 
     def status(self, rule: RuleSource) -> str:
-        return str(rule.meta_value("status", "") or "")
+        return status_of(rule, self.vendors)
+
+    def is_vendor(self, rule: RuleSource) -> bool:
+        return self.vendors is not None and self.vendors.is_vendor(rule)
 
     def ruleset(self, rules: Sequence[RuleSource] | None = None) -> Ruleset:
         """The given rules (default: all, built once) as one namespace, in compile order."""
@@ -307,8 +312,9 @@ class LintCheck(ValidationCheck):
         files = ctx.target_files
         chosen = {id(rf) for rf in files}
         others = {r.name: str(rf.path) for rf in ctx.files if id(rf) not in chosen for r in rf.rules}
-        report = lint_files(files, ctx.policy, baseline=baseline, externals=ctx.settings.externals,
-                            known_rules=others)
+        # each vendor source is linted with its own profile (naming and metadata checks relaxed)
+        report = lint_by_source(files, ctx.policy, ctx.vendors, baseline=baseline,
+                                externals=ctx.settings.externals, known_rules=others)
         keep = ctx.targets if ctx.report.mode == "changed" else None
         ctx.report.accepted.extend(f for f in report.accepted if keep is None or f.rule in keep or not f.rule)
         return [f for f in report.findings if keep is None or f.rule in keep or not f.rule]
@@ -346,16 +352,21 @@ class ShippedFingerprintCheck(ValidationCheck):
     def run(self, ctx: ValidationContext) -> list[Finding]:
         findings = []
         for rule in ctx.target_rules():
-            if not ctx.settings.ships(ctx.status(rule)):
+            # vendor files stay as upstream wrote them: their fingerprints are kept in the source's
+            # record and written into the bundle's copy (rules/vendor.py)
+            if not ctx.settings.ships(ctx.status(rule)) or ctx.is_vendor(rule):
                 continue
             meta = str(rule.meta_value("fingerprint", "") or "").lower()
             if meta != rule.fingerprint:
+                where = f" {rule.file}" if rule.file else ""
+                hint = (f"run `workbench rule fmt --update-meta{where}` (it also bumps version and modified)"
+                        if meta else f'add fingerprint = "{rule.fingerprint}" to its meta')
                 findings.append(_finding(
                     "V201", "error", rule.file, rule.meta_line("fingerprint"),
                     f"rule {rule.name} ships but its fingerprint metadata is "
                     f"{'stale' if meta else 'missing'} (should be {rule.fingerprint})",
-                    "towers refuse a bundle whose rules' fingerprints differ from the manifest: "
-                    "run `workbench rule fmt --update-meta`", rule.name, subject="fingerprint"))
+                    f"towers refuse a bundle whose rules' fingerprints differ from the manifest: {hint}",
+                    rule.name, subject="fingerprint"))
         return findings
 
 
@@ -388,7 +399,7 @@ class CorpusCheck(ValidationCheck):
                 if f is not None and f.sha256 not in rr.positives:
                     rr.positives.append(f.sha256)
                     wanted[f.sha256] = f
-            if not rr.positives:
+            if not rr.positives and not ctx.is_vendor(rule):      # vendor rules may ship without samples
                 findings.append(_finding(
                     "V301", "error", rule.file, rule.meta_line("hash"),
                     f"rule {rule.name} has no positive sample in {ctx.settings.malicious}",
@@ -446,11 +457,14 @@ class CorpusCheck(ValidationCheck):
                                              subject=f"allowed {sha}"))
                     continue
                 severity: Severity = "warning" if rr.status in ctx.settings.noisy else "error"
+                source = ctx.vendors.source_of(rule.file) if ctx.vendors else None
+                fix = (f"`workbench rule import --update --name {source.name}` checks the clean corpora "
+                       f"again and holds it back; or, after review, add " if source is not None
+                       else "make the rule more specific; if the match is accepted after review, add ")
                 findings.append(_finding(
                     "V303" if severity == "error" else "V304", severity, rule.file, rule.start_line,
                     f"rule {name} matches clean file {rel} ({sha[:12]})",
-                    "make the rule more specific; if the match is accepted after review, add "
-                    f'[[release.allow]] rule = "{name}", file = "{sha}", reason = "..."',
+                    fix + f'[[release.allow]] rule = "{name}", file = "{sha}", reason = "..."',
                     name, subject=f"clean {sha}"))
         if ctx.report.mode == "full":
             known_rules = {r.name for r in all_rules}
@@ -591,7 +605,7 @@ class VersionCheck(ValidationCheck):
         findings = []
         for rule in ctx.target_rules():
             before = old.get(rule.name)
-            if before is None or before.fingerprint == rule.fingerprint:
+            if before is None or before.fingerprint == rule.fingerprint or ctx.is_vendor(rule):
                 continue
             v_old, v_new = _version(before), _version(rule)
             if v_new is None or v_old is None or v_new <= v_old:
@@ -625,6 +639,7 @@ VALIDATION_CATALOG = [
     ("V002", "error", "rules folder missing", "create it or set release.rules"),
     ("V003", "error", "lint baseline unreadable", "fix or delete the baseline file"),
     ("V004", "error", "corpus folder missing", "create it or set release.malicious / release.clean"),
+    ("V006", "error", "vendor source record unreadable", "fix it or import the source again"),
     ("V101", "error", "the whole ruleset does not compile together (libyara)", "fix clashing names or globals"),
     ("V102", "error", "the whole ruleset does not compile together (YARA-X)", "keep rules valid for both engines"),
     ("V103", "error", "shipped rules need a rule that does not ship", "ship it too or stop using it"),
@@ -683,6 +698,13 @@ def validate(root: str | os.PathLike[str], *, changed_since: str | None = None, 
         return _finish(report, started)
     repo = SignatureRepository(root)
     files, include_findings = load_rule_tree(rules_dir)
+    try:
+        vendors = VendorSet.load(root)
+    except VendorError as exc:
+        report.findings.append(_finding("V006", "error", root / "vendor", 0, str(exc),
+                                        "fix the record, or import the source again (rule import --update)"))
+        return _finish(report, started)
+    files += [parse_file(p) for p in vendors.rule_paths()]
     names = {r.name for rf in files for r in rf.rules}
     targets = set(names)
     if changed_since:
@@ -705,7 +727,7 @@ def validate(root: str | os.PathLike[str], *, changed_since: str | None = None, 
     report.rules_checked = sorted(targets)
     ctx = ValidationContext(root=root, policy=policy, settings=settings, files=files, targets=targets,
                             repo=repo, base=base or "", scan_corpus=scan_corpus, threads=threads,
-                            report=report, include_findings=include_findings)
+                            report=report, include_findings=include_findings, vendors=vendors)
     report.files_checked = len(ctx.target_files)
     if not base:
         report.notes.append("no base revision (no release tag yet): version bumps not checked")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from workbench.corpus.atoms import regex_runs
 from workbench.rules.findings import Finding, Severity
 from workbench.rules.parse import (
     RuleFile,
@@ -148,6 +149,16 @@ def _regex_items(body: str) -> Iterator[tuple[str, str]]:
                 if body[j] == "\\":
                     j += 2
                     continue
+                if body[j] == "[":              # a ")" inside a class closes nothing: [^)]
+                    j += 1
+                    if j < n and body[j] == "^":
+                        j += 1
+                    if j < n and body[j] == "]":
+                        j += 1
+                    while j < n and body[j] != "]":
+                        j += 2 if body[j] == "\\" else 1
+                    j += 1
+                    continue
                 depth += body[j] == "("
                 depth -= body[j] == ")"
                 j += 1
@@ -178,33 +189,13 @@ def _regex_items(body: str) -> Iterator[tuple[str, str]]:
             i += 1
 
 
-def regex_longest_literal(body: str) -> int:
-    """Length of the longest literal run every match must contain (min over top-level branches)."""
-    branches: list[int] = []
-    best = run = 0
-    items = list(_regex_items(body))
-    for idx, (kind, text) in enumerate(items):
-        nxt = items[idx + 1] if idx + 1 < len(items) else ("", "")
-        optional = nxt[0] == "quant" and bool(_QUANT_OPTIONAL.match(nxt[1]))
-        repeated = nxt[0] == "quant" and not optional
-        if kind == "lit" and not optional:
-            run += 1
-            best = max(best, run)
-            if repeated:
-                run = 0
-        elif kind == "group" and not optional and "|" not in text:
-            inner = regex_longest_literal(text.removeprefix("?:"))
-            best = max(best, inner)
-            run = 0
-        elif kind == "alt":
-            branches.append(best)
-            best = run = 0
-        elif kind == "anchor":
-            continue
-        else:
-            run = 0
-    branches.append(best)
-    return min(branches)
+def regex_longest_literal(body: str) -> int | None:
+    """Length of the longest literal run every match must contain (min over top-level branches),
+    read by the prefilter's regex parser (``corpus/atoms.py``); None when it cannot tell."""
+    branches = regex_runs(body.encode("utf-8", "surrogateescape"), into_groups=True)
+    if branches is None:
+        return None
+    return min(max((len(run) for run in runs), default=0) for runs in branches)
 
 
 def regex_unbounded(body: str) -> list[str]:
@@ -555,7 +546,7 @@ class RegexNoLiteral(Check):
         for s in rule.strings:
             if s.kind == "regex":
                 longest = regex_longest_literal(regex_body(s.value)[0])
-                if longest < limit:
+                if longest is not None and longest < limit:
                     yield self.finding(rule, rf, f"{s.identifier}'s longest literal is {longest} character(s)",
                                        line=s.line, column=s.column, subject=s.identifier)
 
@@ -612,10 +603,35 @@ class FilesizeLoop(Check):
                 bounded = True
             if t.text == "filesize" and i > 0 and tokens[i - 1].text in (">", ">=", "=="):
                 bounded = True
-            if t.text == ".." and i + 1 < len(tokens) and tokens[i + 1].text == "filesize" and not bounded:
+            if t.text == ".." and i + 1 < len(tokens) and tokens[i + 1].text == "filesize" and not bounded \
+                    and _is_loop_range(tokens, i):
                 yield self.at_condition(rule, rf, tokens[i + 1], "a for loop ranges up to filesize with no bound",
                                         subject="for..filesize")
                 return
+
+
+def _is_loop_range(tokens: list[Token], dots: int) -> bool:
+    """Whether the range around ``tokens[dots]`` (``..``) is what a ``for`` loop iterates over.
+
+    ``$s in (0..filesize)`` is a string searched in a range (one scan); only
+    ``for any i in (0..filesize)`` evaluates its body once per offset.
+    """
+    depth = 0
+    for j in range(dots - 1, -1, -1):
+        text = tokens[j].text
+        if text == ")":
+            depth += 1
+        elif text == "(":
+            if depth == 0:
+                if j < 2 or tokens[j - 1].text != "in":
+                    return False
+                subject = tokens[j - 2].text
+                if subject.startswith(("$", "#", "@", "!")):
+                    return False
+                # for <quantifier> <var>[, <var>] in (...)
+                return any(t.text == "for" for t in tokens[max(0, j - 7):j - 2])
+            depth -= 1
+    return False
 
 
 class MathNotLast(Check):
@@ -650,8 +666,40 @@ _HEADER_CHECK = re.compile(r"^u?int(?:8|16|32)(?:be)?\(0\)(==|!=)")
 
 
 def is_header_check(term: list[Token]) -> bool:
+    """``uint16(0) == 0x5A4D`` and the like, or ``pe.is_pe`` (the module's own header check)."""
     text = "".join(t.text for t in _strip_parens(term))
-    return bool(_HEADER_CHECK.match(text))
+    return bool(_HEADER_CHECK.match(text)) or text in ("pe.is_pe", "pe.is_pe==true", "pe.is_pe==1")
+
+
+def _uses_pe(tokens: list[Token]) -> Token | None:
+    return next((t for t in tokens if t.kind == "word" and t.text.startswith("pe.")), None)
+
+
+def unguarded_pe(tokens: list[Token]) -> tuple[Token, bool] | None:
+    """The first ``pe.`` use no header check guards, and whether it sits in one branch of an ``or``.
+
+    A header check guards the ``and`` terms after it; each ``or`` branch needs its own.
+    """
+    branches = top_level_terms(tokens, "or")
+    if len(branches) > 1:
+        for branch in branches:
+            found = unguarded_pe(_strip_parens(branch))
+            if found is not None:
+                return found[0], True
+        return None
+    for term in top_level_terms(tokens, "and"):
+        if is_header_check(term):
+            return None
+        inner = _strip_parens(term)
+        if inner is not term and len(inner) < len(term):
+            found = unguarded_pe(inner)
+            if found is not None:
+                return found
+            continue
+        token = _uses_pe(term)
+        if token is not None:
+            return token, False
+    return None
 
 
 class PeWithoutHeaderCheck(Check):
@@ -659,16 +707,22 @@ class PeWithoutHeaderCheck(Check):
     severity = "warning"
     title = "pe module used without a cheap header check first"
     hint = "start the condition with uint16(0) == 0x5A4D and"
+    branch_hint = ("check the header inside the branch that uses pe, e.g. (uint16(0) == 0x5A4D and pe.…) "
+                   "or …; a check at the start would stop the other branches matching non-PE files")
 
     def check(self, rule: RuleSource, rf: RuleFile, ctx: LintContext) -> Iterator[Finding]:
         tokens = rule.condition_tokens
-        first_pe = next((t for t in tokens if t.kind == "word" and t.text.startswith("pe.")), None)
-        if first_pe is None:
+        if _uses_pe(tokens) is None:
             return
-        terms = top_level_terms(tokens)
-        if not is_header_check(terms[0]):
-            yield self.at_condition(rule, rf, first_pe, f"{first_pe.text} is used without a header check first",
+        found = unguarded_pe(tokens)
+        if found is None:
+            return
+        token, in_branch = found
+        finding = self.at_condition(rule, rf, token, f"{token.text} is used without a header check first",
                                     subject="pe")
+        if in_branch:
+            finding.hint = self.branch_hint
+        yield finding
 
 
 def _printable(b: int) -> bool:

@@ -25,6 +25,19 @@ _LIBYARA_POS = re.compile(r"^(?:line (?P<line>\d+)|(?P<file>.+?)\((?P<fline>\d+)
 _UNKNOWN_MODULE = re.compile(r'unknown module "?`?(?P<name>[A-Za-z0-9_]+)')
 
 
+_UNDEFINED = re.compile(r'(?:undefined|unknown) identifier "?`?(?P<name>[A-Za-z_][A-Za-z0-9_]*)')
+
+
+def _externals_hint(message: str) -> str:
+    """For an undefined identifier: most often an external variable the policy does not declare."""
+    m = _UNDEFINED.search(message)
+    if m is None:
+        return ""
+    return (f"if {m.group('name')} is an external variable, declare it under [externals] in "
+            f"signatures/workbench.toml with its default value (e.g. {m.group('name')} = \"\"); "
+            f"otherwise fix the name")
+
+
 @functools.cache
 def engine_versions() -> dict[str, str]:
     versions = {"yara-python": yara.__version__, "libyara": yara.YARA_VERSION}
@@ -96,6 +109,7 @@ def _libyara_finding(text: str, file: str, rf: RuleFile, check: str, severity: s
                        _PYPI_MISSING_HINT, rule, subject=f"module {name}")
     hint = ("fix the rule so libyara (yara-python, the scanner's engine) compiles it" if severity == "error"
             else "libyara warns that this slows scanning or is likely a mistake")
+    hint = _externals_hint(message) or hint
     return Finding(check, severity, where, line, 0, f"yara-python: {message}", hint, rule,  # type: ignore[arg-type]
                    subject=_subject(message))
 
@@ -134,6 +148,7 @@ def _yarax_finding(item: dict, file: str, rf: RuleFile, check: str, severity: st
         message += f" ({detail})"
     hint = "; ".join(notes) or ("fix the rule so YARA-X compiles it: rules must stay valid for both engines"
                                 if severity == "error" else "YARA-X warns that this is slow or likely a mistake")
+    hint = _externals_hint(f"{title} {detail}") or hint
     module = _UNKNOWN_MODULE.search(title)
     if module and severity == "error":
         name = module.group("name")

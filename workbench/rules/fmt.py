@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,15 +25,33 @@ def _formatter() -> yara_x.Formatter:
     return yara_x.Formatter()
 
 
+_BLANK_WITH_INDENT = re.compile(r"^[ \t]+$", re.M)
+
+
+def _layout(text: str) -> str:
+    """One pass of YARA-X's formatter, whitespace-only lines emptied.
+
+    YARA-X re-indents the blank lines of a block comment on each pass, so formatting
+    would never settle (``fmt(fmt(x)) != fmt(x)``). An empty line means the same
+    everywhere in a rule file: in comments, between rules, inside hex strings.
+    """
+    out = io.StringIO()
+    _formatter().format(io.StringIO(text), out)
+    return _BLANK_WITH_INDENT.sub("", out.getvalue())
+
+
 def format_text(text: str) -> str:
     """The canonical layout of ``text``. FormatError if it does not parse or if
     formatting would change what any rule matches (its fingerprint)."""
     before = parse_text(text)
     if before.errors:
         raise FormatError("; ".join(before.errors))
-    out = io.StringIO()
-    _formatter().format(io.StringIO(text), out)
-    formatted = out.getvalue()
+    formatted = _layout(text)
+    again = _layout(formatted)
+    if again != formatted:
+        # YARA-X indents whitespace-only lines inside /* */ once more on every pass; the
+        # canonical layout is the one that no longer moves
+        formatted = again
     after = parse_text(formatted)
     if after.errors or [r.fingerprint for r in after.rules] != [r.fingerprint for r in before.rules]:
         raise FormatError("the formatter would change the rules' strings or condition; left as it is")
@@ -71,6 +90,7 @@ class FormatReport:
     checked: int = 0
     changed: list[str] = field(default_factory=list)     # files that were (or would be) rewritten
     errors: dict[str, str] = field(default_factory=dict)  # file -> why it was left alone
+    vendor: list[str] = field(default_factory=list)      # vendor files: kept byte-for-byte as upstream
 
     @property
     def ok(self) -> bool:
@@ -78,10 +98,17 @@ class FormatReport:
 
 
 def format_paths(paths: Iterable[Path], *, check: bool = False, meta: bool = False,
-                 today: dt.date | None = None, policy: Policy | None = None) -> FormatReport:
-    """Format files in place (atomically); with ``check`` only report what would change."""
+                 today: dt.date | None = None, policy: Policy | None = None,
+                 vendor: Callable[[Path], bool] | None = None) -> FormatReport:
+    """Format files in place (atomically); with ``check`` only report what would change.
+
+    Files ``vendor`` says are vendor files are never touched (listed in ``report.vendor``).
+    """
     report = FormatReport()
     for path in iter_rule_paths(paths):
+        if vendor is not None and vendor(path):
+            report.vendor.append(str(path))
+            continue
         report.checked += 1
         try:
             text, problems = read_rule_text(path)

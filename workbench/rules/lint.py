@@ -38,6 +38,10 @@ def _lint_one(rf: RuleFile, ctx: LintContext, checks: list[Check],
     return findings
 
 
+# YARA-X warnings a house check already reports, with a suggestion, at the same place
+_SAME_AS_HOUSE_CHECK = {"text_as_hex": "P411"}
+
+
 def _finish(findings: list[Finding], policy: Policy) -> list[Finding]:
     out = []
     for f in findings:
@@ -47,8 +51,19 @@ def _finish(findings: list[Finding], policy: Policy) -> list[Finding]:
         if override:
             f.severity = override  # type: ignore[assignment]
         out.append(f)
-    out.sort(key=Finding.sort_key)
-    return out
+    house = {(f.id, f.file, f.line) for f in out}
+    seen: set[tuple[str, str, int, int, str]] = set()
+    unique = []
+    for f in out:
+        code = f.subject.split(":", 1)[0] if f.id == "C104" else ""
+        if code in _SAME_AS_HOUSE_CHECK and (_SAME_AS_HOUSE_CHECK[code], f.file, f.line) in house:
+            continue            # one finding is reported once
+        key = (f.id, f.file, f.line, f.column, f.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    unique.sort(key=Finding.sort_key)
+    return unique
 
 
 def lint_files(files: list[RuleFile], policy: Policy, *, baseline: Baseline | None = None,

@@ -85,6 +85,15 @@ class Policy:
     def name_regex(self) -> re.Pattern[str]:
         return re.compile(self.name_pattern)
 
+    @property
+    def externals(self) -> dict[str, bool | int | float | str]:
+        """The ``[externals]`` table: external variables every rule compile defines, with their values."""
+        table = self.section("externals")
+        for key, value in table.items():
+            if not isinstance(value, str | int | float | bool):
+                raise PolicyError(f"{self.path or 'policy'}: externals.{key} must be a string, number or boolean")
+        return dict(table)
+
     def section(self, name: str) -> dict[str, Any]:
         """A top-level TOML table by name (``{}`` when absent), for keys this class does not model."""
         value = self.raw.get(name, {})
@@ -157,11 +166,30 @@ class Policy:
         lint = _table(data, "lint", where)
         if "disabled" in lint:
             policy.disabled_checks = tuple(_str_list(lint["disabled"], f"{where}: lint.disabled"))
+            _known_check_ids(policy.disabled_checks, f"{where}: lint.disabled")
         for check, severity in _table(lint, "severity", f"{where}: lint").items():
             if severity not in ("error", "warning", "info"):
                 raise PolicyError(f"{where}: lint.severity.{check} must be error, warning or info")
+            _known_check_ids([check], f"{where}: lint.severity")
             policy.severity_overrides[check] = severity
         return policy
+
+
+def known_check_ids() -> tuple[str, ...]:
+    """Every lint check id (compile checks included), in catalogue order."""
+    from workbench.rules.checks import check_catalog  # checks import this module
+
+    return tuple(c["id"] for c in check_catalog())
+
+
+def _known_check_ids(ids: list[str] | tuple[str, ...], where: str) -> None:
+    """PolicyError for an id no check has: a typo would silently leave the check on."""
+    known = known_check_ids()
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        close = [k for k in known if k[0] == unknown[0][:1]] or list(known)
+        raise PolicyError(f"{where}: no lint check has the id {unknown[0]!r} "
+                          f"(checks: {', '.join(close)}; `workbench rule checks` lists them all)")
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
