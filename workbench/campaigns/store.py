@@ -224,6 +224,7 @@ class CampaignStore:
             self._add_member(target, arrival, score, links)
         elif links:
             self._add_links(target, links)
+            self._explain(message, score, links)
         self._add_features(target, message, fresh)
         return Joined(message, target, score, links, merged, len(fresh))
 
@@ -299,6 +300,15 @@ class CampaignStore:
         self._bump("hours", cid, (hour_of(arrival.seen),))
         self.set_meta("messages", str(self.message_count() + 1))
         self._add_links(cid, links)
+
+    def _explain(self, message: str, score: float, links: list[Link]) -> None:
+        """Add what linked a member later (its payloads, once dissected) to why it is here."""
+        row = self.db.execute("SELECT why, score FROM members WHERE message = ?", (message,)).fetchone()
+        why = json.loads(row["why"])
+        known = {(k, v) for k, v, _ in why}
+        why += [[lk.kind, lk.value, lk.other] for lk in links if (lk.kind, lk.value) not in known]
+        self.db.execute("UPDATE members SET why = ?, score = ? WHERE message = ?",
+                        (json.dumps(why), max(row["score"], score), message))
 
     def _add_links(self, cid: str, links: list[Link]) -> None:
         for kind in dict.fromkeys(link.kind for link in links):

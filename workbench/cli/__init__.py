@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "workbench.cli.release",
     "workbench.cli.distribute",
     "workbench.cli.tui",
+    "workbench.cli.campaigns",
 )
 
 # Which module registers each command. A command line that names one imports only that
@@ -47,6 +48,7 @@ COMMANDS = {
     "serve": "workbench.cli.distribute", "tokens": "workbench.cli.distribute",
     "tower": "workbench.cli.distribute", "fleet": "workbench.cli.distribute",
     "ui": "workbench.cli.tui",
+    "campaigns": "workbench.cli.campaigns",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--signatures")
 
