@@ -190,6 +190,12 @@ def test_the_cli_lists_shows_and_drafts(wave_lab: WaveLab, clean_corpus: Path, c
     assert f"coverage: {len(wave_lab.wave)} of {len(wave_lab.wave)} members caught" in out
     assert "0 hit(s)" in out
     assert yara.compile(filepath=str(out_file))
+    # rule draft --campaign is the same use case, appending to a rule file as rule draft does
+    assert main([*home, "rule", "draft", "--campaign", cid, "--family", "WbCourier",
+                 "--name", "MAL_WbCourier_Wave_Exe", "--out", str(out_file)]) == 0
+    capsys.readouterr()
+    assert "rule MAL_WbCourier_Exe" in out_file.read_text() and "rule MAL_WbCourier_Wave_Exe" in out_file.read_text()
+    assert main([*home, "rule", "draft", "--campaign", cid, "--from", wave_lab.wave[0]]) == 2
     assert main([*home, "campaigns", "show", "C-nope"]) == 3
     assert "no campaign" in capsys.readouterr().err
     assert main([*home, "campaigns", "--since", "yesterday"]) == 2

@@ -28,17 +28,20 @@ class AllPairs:
             return mine.value == theirs.value or fuzzy_similar(mine, theirs)
         return mine.value == theirs.value
 
-    def _df(self, feature: Feature) -> int:
-        return sum(1 for fs in self.features.values() if feature in fs)
+    def _df(self, feature: Feature, memo: dict[Feature, int]) -> int:
+        if feature not in memo:
+            memo[feature] = sum(1 for fs in self.features.values() if feature in fs)
+        return memo[feature]
 
     def observe(self, message: str, features: Iterable[Feature]) -> str:
         mine = list(dict.fromkeys(f for f in features if f.kind in KINDS))
         common = max(COMMON_MIN, COMMON_SHARE * len(self.features))
+        memo: dict[Feature, int] = {}
         best: dict[str, dict[str, float]] = defaultdict(dict)
         for other, theirs in self.features.items():
             for f in mine:
                 for t in theirs:
-                    if self._shared(f, t) and not (KINDS[f.kind].weak and self._df(t) > common):
+                    if self._shared(f, t) and not (KINDS[f.kind].weak and self._df(t, memo) > common):
                         best[self.campaign[other]][f.kind] = KINDS[f.kind].weight
         linked = [c for c, kinds in best.items() if round(sum(kinds.values()), 3) >= LINK_THRESHOLD]
         self.features[message] = mine

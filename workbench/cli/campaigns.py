@@ -65,7 +65,7 @@ def add_draft_options(p: argparse.ArgumentParser) -> None:
                    help="clean corpus to test against (default: every registered clean corpus)")
     p.add_argument("--no-dissect", action="store_true",
                    help="do not dissect members that were not dissected yet")
-    p.add_argument("--out", type=Path, metavar="FILE.yar", help="also write the rule to this file")
+    p.add_argument("--out", type=Path, metavar="FILE.yar", help="append the rule to this file (created if missing)")
 
 
 def sparkline(counts: list[int], width: int = 24) -> str:
@@ -184,7 +184,7 @@ def run_campaign_draft(args: argparse.Namespace, ctx: Context, ident: str) -> in
     """``campaigns draft ID`` and ``rule draft --campaign ID``: one handler for both."""
     from workbench.campaigns.draft import draft_for_campaign
     from workbench.campaigns.service import UnknownCampaign
-    from workbench.durable import atomic_write
+    from workbench.cli.rules import _append_rule
     from workbench.rules.draft import DraftError
 
     try:
@@ -196,7 +196,7 @@ def run_campaign_draft(args: argparse.Namespace, ctx: Context, ident: str) -> in
     except DraftError as exc:
         raise CommandError(str(exc), E_INPUT) from exc
     if args.out:
-        atomic_write(args.out, result.draft.text)
+        _append_rule(args.out, result.draft.text, result.draft.name)
     if args.json:
         ctx.json(result)
         return E_OK if result.passed else E_FINDINGS
