@@ -9,6 +9,7 @@ import tlsh
 
 from workbench.campaigns.features import (
     DissectedNode,
+    arrival_features,
     Feature,
     dissection_features,
     first_external_hop,
@@ -49,6 +50,26 @@ def test_header_features_come_from_the_raw_message() -> None:
     kinds = {f.kind: f.value for f in header_features(raw)}
     assert kinds == {"subject": "delivery notice <n>", "relay": "192.0.2.77", "helo": "mail1.sender.example"}
     assert header_features(b"\xff\xfe garbage") == []
+
+
+def test_arrival_features_read_the_body_and_attachments_without_dissection() -> None:
+    import datetime as dt
+    import hashlib
+
+    from workbench.samples.campaign import courier_wave
+
+    wave = courier_wave(dt.datetime(2026, 12, 1, tzinfo=dt.UTC), messages=2)
+    direct = wave[1].mail
+    got = arrival_features(direct.build())
+    assert Feature("url", "courier-track.example/parcel") in got
+    assert Feature("payload", hashlib.sha256(direct.attachments[0].data).hexdigest()) in got
+    assert {"subject", "relay", "body", "domain"} <= {f.kind for f in got}
+    # both wave messages share the body template, whatever their parcel number
+    assert {f for f in got if f.kind == "body"} == {f for f in arrival_features(wave[0].mail.build())
+                                                    if f.kind == "body"}
+    broken = b"Subject: x\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain; charset=x-nope\n\n" + b"hi " * 30
+    assert Feature("subject", "x") not in arrival_features(broken)      # too short a subject
+    assert arrival_features(broken) is not None
 
 
 def test_urls_give_host_and_path_and_the_registrable_domain() -> None:

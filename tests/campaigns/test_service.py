@@ -83,6 +83,43 @@ def test_a_new_copy_joins_its_campaign_when_it_arrives(tmp_path: Path) -> None:
         assert store.campaign_of(hashlib.sha256(data).hexdigest()) == cid
 
 
+def test_builds_with_nothing_else_in_common_link_once_dissected(tmp_path: Path) -> None:
+    """Four builds of the family, zipped, in mail that shares no sender, subject, relay,
+    body or link: nothing links them on arrival; dissection finds the near-identical members."""
+    import datetime as dt
+
+    from workbench.dissect.engine import dissect_message
+    from workbench.quarantine.ingest import ingest_spool
+    from workbench.samples.archives import build_zip
+    from workbench.samples.mail import Attachment, Mail, received
+    from workbench.workspace import Workspace
+
+    workspace = Workspace.resolve(tmp_path / "home").ensure()
+    lures = ["Minutes of the board meeting, see attached.", "The scan you asked for is attached.",
+             "Attached is the updated price list for 2027.", "Here are the photos from Saturday's event."]
+    with Quarantine.open(workspace) as q:
+        for i, key in enumerate("abcd"):
+            when = START + dt.timedelta(hours=i)
+            mail = Mail(f"person{i}@org{i}.example", "li.wei@contoso.example", f"Topic number {i} of {key}",
+                        text=lures[i], date=when,
+                        attachments=[Attachment(f"file{i}.zip", build_zip([(f"doc{i}.exe", courier_variant(key))]))],
+                        headers=[received("mx.quarantine.example", f"smtp.org{i}.example", f"198.51.100.{60 + i}", when)])
+            spool(q, mail.build(), tower="fra-t07", when=when, n=i)
+        ingest_spool(q)
+        shas = sorted(q.index.all_shas())
+    catch_up(workspace)
+    with open_store(workspace, readonly=True) as store:
+        assert len({store.campaign_of(s) for s in shas}) == 4
+    with Quarantine.open(workspace) as q:
+        for sha in shas:
+            dissect_message(q, sha)
+    catch_up(workspace)
+    with open_store(workspace, readonly=True) as store:
+        (cid,) = {store.campaign_of(s) for s in shas}
+        kinds = {r["kind"] for r in store.link_counts(cid)}
+    assert kinds & {"ssdeep", "tlsh"} and "url" not in kinds
+
+
 def test_show_explains_reach_growth_and_why(wave_lab: WaveLab) -> None:
     cid = _partition(wave_lab)[wave_lab.wave[0]]
     report = show_campaign(wave_lab.workspace, cid)
@@ -183,7 +220,7 @@ def test_the_cli_lists_shows_and_drafts(wave_lab: WaveLab, clean_corpus: Path, c
     assert cid in capsys.readouterr().out
     assert main([*home, "campaigns", "show", cid[:8]]) == 0
     out = capsys.readouterr().out
-    assert f"campaign {cid}: {len(wave_lab.wave)} messages" in out and "near-identical" in out
+    assert f"campaign {cid}: {len(wave_lab.wave)} messages" in out and "same URL" in out
     out_file = tmp_path / "courier.yar"
     assert main([*home, "campaigns", "draft", cid, "--family", "WbCourier", "--out", str(out_file)]) == 0
     out = capsys.readouterr().out

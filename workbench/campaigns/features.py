@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +48,8 @@ SSDEEP_MIN_SCORE = 60          # ssdeep similarity (0-100) that counts as near-i
 TLSH_MAX_DISTANCE = 40         # TLSH distance that counts as near-identical
 FUZZY_MIN_SIZE = 4096          # fuzzy hashes of smaller files say little
 PAYLOAD_MIN_SIZE = 64
+ARRIVAL_MAX = 16 * 2**20       # larger messages wait for dissection
+BODY_MAX = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,43 @@ def header_features(raw: bytes) -> list[Feature]:
     except Exception:          # a header the parser cannot take still leaves the others
         return []
     return from_headers(subject, received)
+
+
+def arrival_features(raw: bytes) -> list[Feature]:
+    """What a message gives before anyone dissects it: its headers, the URLs and template of
+    its body, and the sha256 of each attachment as sent. One pass of the standard library's
+    parser over at most ARRIVAL_MAX bytes; dissection adds archive members, fuzzy hashes
+    and import tables later."""
+    out = header_features(raw)
+    if len(raw) > ARRIVAL_MAX:
+        return out
+    from workbench.dissect.formats.text import find_urls, html_to_text
+
+    try:
+        msg = BytesParser(policy=compat32).parsebytes(raw)
+        texts: list[str] = []
+        for part in msg.walk():
+            if part.is_multipart() or part.get_content_maintype() == "message":
+                continue
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                continue
+            if part.get_filename() is None and part.get_content_maintype() == "text":
+                try:
+                    text = payload[:BODY_MAX].decode(part.get_content_charset() or "utf-8", "replace")
+                except LookupError:          # a charset Python does not know
+                    text = payload[:BODY_MAX].decode("latin-1")
+                texts.append(html_to_text(text) if part.get_content_subtype() == "html" else text)
+            elif len(payload) >= PAYLOAD_MIN_SIZE:
+                out.append(Feature("payload", hashlib.sha256(payload).hexdigest()))
+    except Exception:          # hostile structure: the headers still count; dissection says more
+        return out
+    body = "\n".join(texts)
+    out += url_features(find_urls(body))
+    shape = body_template(texts[0]) if texts else ""
+    if shape:
+        out.append(Feature("body", shape))
+    return list(dict.fromkeys(out))
 
 
 def from_headers(subject: str, received: Iterable[str]) -> list[Feature]:

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.campaigns.features import KINDS, DissectedNode, Feature, dissection_features, header_features
+from workbench.campaigns.features import (
+    ARRIVAL_MAX,
+    KINDS,
+    DissectedNode,
+    Feature,
+    arrival_features,
+    dissection_features,
+)
 from workbench.campaigns.store import Arrival, CampaignStore, UnknownCampaign, store_path
 from workbench.durable import file_lock
 from workbench.quarantine.index import STATUSES, MessageRow
@@ -27,7 +34,6 @@ from workbench.workspace import Workspace
 __all__ = ["UnknownCampaign"]
 
 BATCH = 500
-HEADER_BYTES = 65536
 
 
 # -- documents -----------------------------------------------------------------------------------
@@ -154,10 +160,10 @@ def _follow_index(store: CampaignStore, q: Quarantine, report: CatchUpReport,
                 if store.known(row.sha256):
                     continue
                 try:
-                    raw = q.store.read(row.sha256, limit=HEADER_BYTES)
+                    raw = q.store.read(row.sha256, limit=ARRIVAL_MAX + 1)
                 except (OSError, LookupError):
                     raw = b""         # fsck reports a missing object; the message still joins by nothing
-                joined = store.observe(_arrival(row), header_features(raw))
+                joined = store.observe(_arrival(row), arrival_features(raw))
                 report.messages += 1
                 report.joined += bool(joined.links)
                 report.merges += len(joined.merged)
