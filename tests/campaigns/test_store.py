@@ -45,11 +45,14 @@ def test_weak_links_need_company(store: CampaignStore) -> None:
     _observe(store, sha(1), Feature("subject", "delivery notice <n>"))
     alone = _observe(store, sha(2), Feature("subject", "delivery notice <n>"))
     assert alone.links == [] and alone.campaign != store.campaign_of(sha(1))
-    both = _observe(store, sha(3), Feature("subject", "delivery notice <n>"), Feature("relay", "192.0.2.7"))
-    assert both.links == []                       # nobody else has the relay yet
-    joined = _observe(store, sha(4), Feature("subject", "delivery notice <n>"), Feature("relay", "192.0.2.7"))
+    relayed = _observe(store, sha(3), Feature("subject", "delivery notice <n>"), Feature("relay", "192.0.2.7"),
+                       Feature("body", "b1"))
+    assert relayed.links == []                    # the subject alone is not enough
+    infra = _observe(store, sha(4), Feature("relay", "192.0.2.7"), Feature("helo", "mail.x.example"))
+    assert infra.links == []                      # a shared relay alone is not enough (providers)
+    joined = _observe(store, sha(5), Feature("subject", "delivery notice <n>"), Feature("body", "b1"))
     assert joined.campaign == store.campaign_of(sha(3))
-    assert {lk.kind for lk in joined.links} == {"subject", "relay"}
+    assert {lk.kind for lk in joined.links} == {"subject", "body"}
 
 
 def test_a_message_that_bridges_two_campaigns_merges_them_and_old_ids_still_resolve(store: CampaignStore) -> None:

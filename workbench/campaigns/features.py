@@ -29,19 +29,20 @@ class Kind:
 
 
 # Two messages (or a message and a campaign) are linked when the weights of the kinds they share
-# add up to LINK_THRESHOLD: an identical or near-identical payload is enough alone, a shared
-# URL nearly so; infrastructure and templates only link together with something else.
+# add up to LINK_THRESHOLD: an identical or near-identical payload is enough alone; a shared
+# URL or import table with one more thing; templates and infrastructure only together, since
+# big providers relay for many unrelated senders and lures reuse stock phrases.
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("payload", 1.0, "identical payload (sha256)", weak=False),
     Kind("ssdeep", 0.9, "near-identical payload (ssdeep)", weak=False),
     Kind("tlsh", 0.9, "near-identical payload (TLSH)", weak=False),
-    Kind("imphash", 0.5, "same PE import table (imphash)", weak=False),
     Kind("url", 0.7, "same URL", weak=False),
-    Kind("domain", 0.4, "same linked domain", weak=True),
-    Kind("body", 0.6, "same body template", weak=True),
+    Kind("imphash", 0.5, "same PE import table (imphash)", weak=False),
+    Kind("body", 0.5, "same body template", weak=True),
     Kind("subject", 0.4, "same subject template", weak=True),
-    Kind("relay", 0.4, "same sending relay (first external hop)", weak=True),
-    Kind("helo", 0.2, "same HELO name", weak=True),
+    Kind("domain", 0.3, "same linked domain", weak=True),
+    Kind("relay", 0.25, "same sending relay (first external hop)", weak=True),
+    Kind("helo", 0.1, "same HELO name", weak=True),
 )}
 LINK_THRESHOLD = 0.8
 SSDEEP_MIN_SCORE = 60          # ssdeep similarity (0-100) that counts as near-identical
