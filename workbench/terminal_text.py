@@ -29,3 +29,19 @@ def visible(text: str, *, multiline: bool = False) -> str:
     if not UNSAFE.search(text):
         return text
     return text.translate(_VISIBLE_MULTILINE if multiline else _VISIBLE)
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(counts: list[int], width: int = 24) -> str:
+    """Counts as one line of block characters (folded into ``width`` buckets); a zero is a
+    blank, so a quiet hour reads as a gap, not as the lowest bar."""
+    if not counts:
+        return ""
+    if len(counts) > width:
+        step = len(counts) / width
+        counts = [sum(counts[int(i * step):int((i + 1) * step)]) for i in range(width)]
+    top = max(counts) or 1
+    return "".join(SPARK[min(len(SPARK) - 1, (n * (len(SPARK) - 1) + top - 1) // top)] if n else " "
+                   for n in counts)

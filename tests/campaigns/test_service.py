@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yara
 
-from tests.campaigns.conftest import START, WaveLab, build_wave_lab, spool
+from tests.support.campaign_lab import START, WaveLab, build_wave_lab, spool
 from workbench.campaigns.draft import draft_for_campaign
 from workbench.campaigns.service import (
     catch_up,

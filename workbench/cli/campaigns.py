@@ -8,9 +8,7 @@ from pathlib import Path
 from workbench.cli.context import CommandError, Context, add_json_flag, table
 from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.quarantine.index import STATUSES
-
-SPARK = "▁▂▃▄▅▆▇█"
-
+from workbench.terminal_text import sparkline
 
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("campaigns", help="campaigns: quarantined messages grouped by what links them")
@@ -66,17 +64,6 @@ def add_draft_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dissect", action="store_true",
                    help="do not dissect members that were not dissected yet")
     p.add_argument("--out", type=Path, metavar="FILE.yar", help="append the rule to this file (created if missing)")
-
-
-def sparkline(counts: list[int], width: int = 24) -> str:
-    if not counts:
-        return ""
-    if len(counts) > width:       # fold into ``width`` buckets
-        step = len(counts) / width
-        counts = [sum(counts[int(i * step):int((i + 1) * step)]) for i in range(width)]
-    top = max(counts) or 1
-    return "".join(SPARK[min(len(SPARK) - 1, (n * (len(SPARK) - 1) + top - 1) // top)] if n else " "
-                   for n in counts)
 
 
 def _time(iso: str) -> str:
