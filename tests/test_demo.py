@@ -85,3 +85,22 @@ def test_the_rar_invoice_dissects_to_eicar(demo):
     assert rar.status == "ok" and "RAR 5 archive" in rar.report.notes
     assert [c.sha256 for c in rar.children] == [
         "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"]
+
+
+def test_the_demo_wave_is_one_campaign_with_nothing_else_in_it(demo):
+    import datetime as dt
+    import hashlib
+
+    from workbench.campaigns.service import list_campaigns, show_campaign
+    from workbench.demo.seed import START, WAVE_SIZE
+    from workbench.samples.campaign import courier_wave
+
+    ws, _, q = demo
+    wave = {hashlib.sha256(w.mail.build()).hexdigest()
+            for w in courier_wave(START + dt.timedelta(days=5, hours=7), messages=WAVE_SIZE)}
+    assert len(q.index.known(wave)) == WAVE_SIZE
+    list_campaigns(ws)
+    report = show_campaign(ws, sorted(wave)[0], members=1000)
+    assert {m.sha256 for m in report.members} == wave
+    assert report.summary.towers >= 4 and len(report.summary.growth) >= 5
+    assert {"url", "payload"} <= set(report.links)

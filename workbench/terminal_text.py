@@ -40,3 +40,19 @@ def json_for_terminal(document: str) -> str:
     escapes C0 controls). These characters only occur inside JSON strings, where an
     escape is always valid."""
     return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(counts: list[int], width: int = 24) -> str:
+    """Counts as one line of block characters (folded into ``width`` buckets); a zero is a
+    blank, so a quiet hour reads as a gap, not as the lowest bar."""
+    if not counts:
+        return ""
+    if len(counts) > width:
+        step = len(counts) / width
+        counts = [sum(counts[int(i * step):int((i + 1) * step)]) for i in range(width)]
+    top = max(counts) or 1
+    return "".join(SPARK[min(len(SPARK) - 1, (n * (len(SPARK) - 1) + top - 1) // top)] if n else " "
+                   for n in counts)

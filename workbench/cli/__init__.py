@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "workbench.cli.distribute",
     "workbench.cli.tui",
     "workbench.cli.doctor",
+    "workbench.cli.campaigns",
 )
 
 # Which module registers each command. A command line that names one imports only that
@@ -49,6 +50,7 @@ COMMANDS = {
     "tower": "workbench.cli.distribute", "fleet": "workbench.cli.distribute",
     "ui": "workbench.cli.tui",
     "doctor": "workbench.cli.doctor",
+    "campaigns": "workbench.cli.campaigns",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--signatures")
 

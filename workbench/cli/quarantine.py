@@ -148,6 +148,8 @@ def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
             ctx.print(f"{stamp()} {_summary_line(result.summary)}")
             for f in result.summary.failures:
                 ctx.print(f"  failed: {f.source}: {f.reason} (kept as quarantine/{f.stored_as})")
+        if result.summary is not None and result.summary.accepted:
+            _follow_campaigns(ctx, quiet=args.json)
         ctx.out.flush()
 
     if args.once:
@@ -173,6 +175,19 @@ def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
     t = watcher.totals
     ctx.err.write(f"workbench: stopped after {watcher.drains} drains: {_summary_line(t)}\n")
     return E_OK
+
+
+def _follow_campaigns(ctx: Context, *, quiet: bool) -> None:
+    """New mail joins its campaign as it arrives: the watcher is what keeps up with towers."""
+    from workbench.campaigns.service import catch_up
+
+    try:
+        report = catch_up(ctx.workspace)
+    except Exception as exc:        # campaigns are derived data: ingest goes on without them
+        ctx.warn(f"campaigns not updated: {type(exc).__name__}: {exc}")
+        return
+    if report.joined and not quiet:
+        ctx.print(f"  {report.joined} of {report.messages} joined a campaign (workbench campaigns)")
 
 
 def _summary_line(summary: IngestSummary) -> str:

@@ -30,8 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     rs = r.add_subparsers(dest="rule_command", metavar="ACTION", required=True)
 
     p = rs.add_parser("draft", help="draft a rule from quarantined samples and chosen strings")
-    p.add_argument("--from", dest="samples", action="append", required=True, metavar="SHA256",
+    p.add_argument("--from", dest="samples", action="append", default=[], metavar="SHA256",
                    help="a sample in the quarantine store (repeat for several samples of one family)")
+    p.add_argument("--campaign", metavar="ID",
+                   help="draft for every member of a campaign instead (see workbench campaigns draft)")
     p.add_argument("--string", dest="strings", action="append", default=[], metavar="TEXT",
                    help="a supporting string ($s*; half of them must match)")
     p.add_argument("--strong", action="append", default=[], metavar="TEXT",
@@ -283,6 +285,16 @@ def cmd_sources(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
+    if args.campaign:
+        if args.samples or args.strings or args.strong or args.hexes:
+            raise CommandError("--campaign chooses its own samples and strings: "
+                               "drop --from/--string/--strong/--hex", E_USAGE)
+        from workbench.cli.campaigns import run_campaign_draft
+
+        args.corpus, args.no_dissect = None, False
+        return run_campaign_draft(args, ctx, args.campaign)
+    if not args.samples:
+        raise CommandError("give --from SHA256 (a sample) or --campaign ID", E_USAGE)
     policy = _policy(ctx, None)
     try:
         samples = load_samples(ctx.workspace, args.samples, source=args.source)

@@ -17,6 +17,7 @@ from pathlib import Path
 from workbench.quarantine.ingest import IngestSummary, ingest_spool
 from workbench.quarantine.service import Quarantine
 from workbench.samples.archives import build_zip
+from workbench.samples.campaign import courier_wave
 from workbench.samples.documents import build_docx, build_html_page, build_pdf
 from workbench.samples.mail import EICAR, GTUBE, Attachment, Mail, received
 from workbench.samples.rar import build_rar5
@@ -25,6 +26,7 @@ from workbench.workspace import Workspace
 
 SEED = 2026
 START = dt.datetime(2026, 11, 19, 6, 0, tzinfo=dt.UTC)
+WAVE_SIZE = 36
 TOWERS = {
     "ams-t03": 14, "fra-t07": 18, "iad-t12": 24, "sin-t21": 16, "gru-t30": 14, "syd-t44": 20,
 }
@@ -267,6 +269,11 @@ def seed_demo(workspace: Workspace, *, messages: int = 240, force: bool = False)
         if messages:       # not in the walkthrough's --messages 0 quarantine
             when = START + dt.timedelta(days=6, hours=len(THREATS))
             writer.place(_rar_invoice(when).build(), when, reason="unknown-virus", tower="fra-t07")
+        # An outbreak: the WbCourier wave, four builds over five hours across five towers,
+        # for the campaigns view (its own random stream: the rest stays what it was).
+        if messages:
+            for w in courier_wave(START + dt.timedelta(days=5, hours=7), messages=WAVE_SIZE):
+                writer.place(w.mail.build(), w.when, reason="unknown-virus", tower=w.tower)
         # A tower's spool also gets junk: it must be kept in failed/, not dropped.
         junk_dir = q.incoming / "iad-t12" / "mx07"
         junk_dir.mkdir(parents=True, exist_ok=True)

@@ -138,6 +138,16 @@ class DissectCache:
         rows = self.query("SELECT * FROM reports WHERE key = ?", (key,))
         return rows[0] if rows else None
 
+    def reports_of(self, sha256: str) -> dict[str, Any]:
+        """The newest report of each dissector for ``sha256``, as JSON data."""
+        rows = self.query("SELECT dissector, report FROM reports WHERE sha256 = ? ORDER BY at", (sha256,))
+        out: dict[str, Any] = {}
+        for r in rows:
+            data = json.loads(r["report"])
+            if isinstance(data, dict):
+                out[r["dissector"]] = data
+        return out
+
     def put_report(self, key: str, *, sha256: str, dissector: str, version: int, status: str,
                    reason: str, report: Any, children: list[Any]) -> None:
         self._write("INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -476,6 +476,19 @@ class QuarantineIndex:
                 f"SELECT sha256 FROM messages WHERE sha256 IN ({marks})", chunk)}
         return found
 
+    def rows_after(self, rowid: int, limit: int) -> builtins.list[tuple[int, MessageRow]]:
+        """Messages in the order they were indexed, after ``rowid``: what a follower of the
+        index (the campaign store) has not seen yet."""
+        rows = self.db.execute("SELECT rowid AS rowid_, * FROM messages WHERE rowid > ? "
+                               "ORDER BY rowid LIMIT ?", (rowid, limit)).fetchall()
+        return [(int(r["rowid_"]), MessageRow.from_row(r)) for r in rows]
+
+    def sha_at(self, rowid: int) -> str:
+        """The message at ``rowid`` ("" when none): a follower's check that its mark still
+        means what it did (a reindex numbers rows anew)."""
+        row = self.db.execute("SELECT sha256 FROM messages WHERE rowid = ?", (rowid,)).fetchone()
+        return str(row[0]) if row else ""
+
     def all_shas(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT sha256 FROM messages")}
 

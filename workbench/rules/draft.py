@@ -195,15 +195,16 @@ def _auto_strings(samples: Sequence[Sample], goodware: GoodwareDB | None) -> tup
     return texts[:MAX_AUTO_STRONG], texts[MAX_AUTO_STRONG:MAX_AUTO_STRONG + MAX_AUTO_STRINGS]
 
 
-def build_condition(header: str | None, filesize: str, strong: int, supporting: int) -> str:
+def build_condition(header: str | None, filesize: str, strong: int, supporting: int,
+                    need: int | None = None) -> str:
+    """``need``: how many supporting strings must match (default: half of them)."""
     terms = [t for t in (header, filesize) if t]
+    n = max(1, min(supporting, need if need is not None else math.ceil(supporting / 2)))
     if strong and supporting:
-        n = max(1, math.ceil(supporting / 2))
         terms.append(f"(1 of ($x*) or {n} of ($s*))")
     elif strong:
         terms.append("1 of ($x*)")
     elif supporting:
-        n = max(1, math.ceil(supporting / 2))
         terms.append(f"{n} of ($s*)")
     return " and ".join(terms)
 
@@ -223,11 +224,12 @@ def draft(samples: Sequence[Sample], *, strings: Sequence[str] = (), hexes: Sequ
           strong: Sequence[str] = (), name: str | None = None, category: str = "MAL",
           family: str = "Unknown", detail: str | None = None, description: str | None = None,
           author: str | None = None, today: dt.date | None = None, rule_id: str | None = None,
-          policy: Policy | None = None, goodware: GoodwareDB | None = None) -> Draft:
+          policy: Policy | None = None, goodware: GoodwareDB | None = None,
+          need: int | None = None) -> Draft:
     """Draft a rule matching ``samples``.
 
     ``strong`` strings each suffice alone (``$x*``); ``strings`` and ``hexes`` are supporting
-    (``$s*``, half of them needed). With none given, the best suggested strings of the first
+    (``$s*``, ``need`` of them needed, half by default). With none given, the best suggested strings of the first
     sample are used. The result is compiled with both engines, scanned against every sample
     and linted with ``policy``.
     """
@@ -260,7 +262,7 @@ def draft(samples: Sequence[Sample], *, strings: Sequence[str] = (), hexes: Sequ
     header, type_detail = HEADER_CHECKS.get(kind, (None, "File"))
     n_strong = sum(1 for d in drafted if d.identifier.startswith("$x"))
     condition = build_condition(header, _filesize_bound(len(s.data) for s in samples),
-                                n_strong, len(drafted) - n_strong)
+                                n_strong, len(drafted) - n_strong, need)
 
     if name is not None and family == "Unknown":
         # MAL_WbStealer_Strings_Exe names its family: keep the metadata in step with it

@@ -16,6 +16,7 @@ from workbench.tui.commands import ScreenCommands, WorkbenchCommands
 from workbench.tui.marks import Marks
 from workbench.tui.pages import IndexPool
 from workbench.tui.safety import ControlFilter
+from workbench.tui.screens.campaigns import CampaignsScreen
 from workbench.tui.screens.editor import EditorScreen
 from workbench.tui.screens.fleet import FleetScreen
 from workbench.tui.screens.help import HelpScreen
@@ -35,7 +36,7 @@ class WorkbenchApp(App[int]):
     ``quarantine`` (F2): the list -> a message -> an artifact. ``rules`` (F3): the
     rule editor. ``test`` (F4): the rule or ruleset against corpora, and retro-hunts.
     ``release`` (F5): changes, validation, commit, release, publish. ``fleet`` (F6):
-    which tower server runs which serial.
+    which tower server runs which serial. ``campaigns`` (F7): waves of related mail.
     """
 
     TITLE = "workbench"
@@ -50,6 +51,7 @@ class WorkbenchApp(App[int]):
         Binding("f4", "switch_mode('test')", "Test", show=False, priority=True),
         Binding("f5", "switch_mode('release')", "Release", show=False, priority=True),
         Binding("f6", "switch_mode('fleet')", "Fleet", show=False, priority=True),
+        Binding("f7", "switch_mode('campaigns')", "Campaigns", show=False, priority=True),
         Binding("ctrl+t", "toggle_dark", "Theme", show=False),
     ]
 
@@ -59,6 +61,7 @@ class WorkbenchApp(App[int]):
         "test": RuleTestScreen,
         "release": ReleaseScreen,
         "fleet": FleetScreen,
+        "campaigns": CampaignsScreen,
     }
 
     def __init__(self, workspace: Workspace, *, theme: str = "dark", query: str = "",
