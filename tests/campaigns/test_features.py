@@ -9,8 +9,8 @@ import tlsh
 
 from workbench.campaigns.features import (
     DissectedNode,
-    arrival_features,
     Feature,
+    arrival_features,
     dissection_features,
     first_external_hop,
     fuzzy_keys,

@@ -210,10 +210,7 @@ class CampaignStore:
         scores, evidence = self._score([*have, *fresh], exclude=message)
         linked = [c for c, s in scores.items() if s >= LINK_THRESHOLD and c != own]
         campaigns = ([own] if own else []) + linked
-        if not campaigns:
-            target = self._new_campaign(arrival)
-        else:
-            target = self._largest(campaigns)
+        target = self._largest(campaigns) if campaigns else self._new_campaign(arrival)
         merged = [c for c in campaigns if c != target]
         for other in merged:
             self._merge(target, other)

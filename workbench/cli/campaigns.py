@@ -10,6 +10,7 @@ from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.quarantine.index import STATUSES
 from workbench.terminal_text import sparkline
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("campaigns", help="campaigns: quarantined messages grouped by what links them")
     c.add_argument("--since", default="", metavar="WHEN",
