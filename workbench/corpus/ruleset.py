@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import yara
 
+from workbench.corpus.scanner import SCAN_ENGINE, ScanRules, compile_scanner
 from workbench.rules.parse import RULE_SUFFIXES, RuleFile, RuleSource, parse_file
 
 KEY_VERSION = "wb-scan-1"
@@ -176,7 +177,7 @@ class RuleEntry:
 
 @dataclass
 class CompiledSubset:
-    rules: yara.Rules
+    rules: ScanRules               # what scans them (scanner.compile_scanner)
     indices: list[int]             # the rules compiled, in order
     warnings: list[RuleProblem]
 
@@ -211,7 +212,7 @@ class Ruleset:
                 stack.extend(self.entries[i].deps)
         globals_digest = _digest(["globals", *sorted(base[i] for i in seen)])
         # _digest([KEY_VERSION, YARA_VERSION, base, globals, *deps]), the common prefix hashed once
-        prefix = hashlib.sha256(f"{KEY_VERSION}\0{yara.YARA_VERSION}\0".encode())
+        prefix = hashlib.sha256(f"{KEY_VERSION}\0{yara.YARA_VERSION}\0{SCAN_ENGINE}\0".encode())
         tail = f"\0{globals_digest}\0"
         for entry in self.entries:     # definition order: a rule may only name earlier rules
             h = prefix.copy()
@@ -274,15 +275,16 @@ class Ruleset:
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
-            try:
-                rules = yara.compile(filepath=name, includes=False)
+            try:      # libyara: the reference (what compiles, its warnings) ...
+                reference = yara.compile(filepath=name, includes=False)
             except yara.SyntaxError as exc:
                 raise RulesetError([self._locate(str(exc), starts)]) from None
             except yara.Error as exc:
                 raise RulesetError([RuleProblem("", 0, str(exc))]) from None
+            rules = compile_scanner(name, reference)       # ... and the faster engine scans
         finally:
             os.unlink(name)
-        warnings = [self._locate(w, starts) for w in getattr(rules, "warnings", [])]
+        warnings = [self._locate(w, starts) for w in getattr(reference, "warnings", [])]
         return CompiledSubset(rules, chosen, warnings)
 
     @staticmethod

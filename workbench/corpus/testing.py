@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 
 from workbench.corpus.cache import CACHE_NAME, KnownKey, SavedResult, ScanCache
 from workbench.corpus.engine import Resolution, paused_gc, resolve
-from workbench.corpus.prefilter import open_index
 from workbench.corpus.registry import (
     QUARANTINE_CORPUS,
     QUARANTINE_LABEL,
@@ -312,6 +311,8 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
         try:
             state = files.state()
             saved = _saved_results(cache, state, ruleset, files) if cache is not None else {}
+            if use_index:        # numpy and the index: only for a run that asks them
+                from workbench.corpus.prefilter import open_index
             index = open_index(workspace) if use_index else None
             try:
                 def run(rules: list[int] | None) -> Resolution:
