@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 import boreal
 import yara
@@ -29,7 +29,7 @@ boreal.set_config(yara_compatibility=True)
 SCAN_ENGINE = f"boreal {boreal.__version__}"
 _TIMEOUTS = (yara.TimeoutError, boreal.TimeoutError)
 _SCAN_ERRORS = (yara.Error, boreal.Error)
-ScanRules = yara.Rules | boreal.Scanner
+ScanRules: TypeAlias = "yara.Rules | boreal.Scanner"
 
 PROGRESS_INTERVAL = 0.1          # seconds between progress calls (the promise is 200 ms)
 DEFAULT_TIMEOUT = 60             # seconds per file

@@ -22,7 +22,7 @@ from workbench.corpus.registry import (
     MemberList,
     UnknownCorpus,
 )
-from workbench.corpus.ruleset import PARSE_CACHE, RuleEntry, Ruleset, load_ruleset
+from workbench.corpus.ruleset import PARSE_CACHE, RuleEntry, Ruleset, load_ruleset, rule_files
 from workbench.corpus.scanner import (
     CONTEXT_BYTES,
     CONTEXT_HITS,
@@ -301,15 +301,21 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
                 progress: Callable[[ScanProgress], None] | None,
                 cancel: threading.Event | None, use_cache: bool, use_index: bool,
                 timeout: int) -> TestReport:
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     threads = threads or default_threads()
-    ruleset = load_ruleset(list(rule_paths) if rule_paths else default_rule_paths(workspace),
-                           parse_cache=workspace.state / PARSE_CACHE)
+    paths = list(rule_paths) if rule_paths else default_rule_paths(workspace)
+    listed = [str(p) for p in rule_files(paths)]     # what the run memo's stamp covers
     with CorpusRegistry(workspace) as registry:
         files = gather_files(registry, corpora)
         cache = ScanCache(workspace.state / CACHE_NAME) if use_cache else None
         try:
             state = files.state()
+            if cache is not None:     # nothing changed since a finished run: its report
+                remembered = cache.saved_run(state, listed)
+                if isinstance(remembered, TestReport):
+                    return _remembered(remembered, len(files), threads, use_index,
+                                       time.monotonic() - started)
+            ruleset = load_ruleset(paths, parse_cache=workspace.state / PARSE_CACHE)
             saved = _saved_results(cache, state, ruleset, files) if cache is not None else {}
             if use_index:        # numpy and the index: only for a run that asks them
                 from workbench.corpus.prefilter import open_index
@@ -333,15 +339,29 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
             results = _results(ruleset, files, found, res, saved)
             # saved only from a run that scanned or had cached every file, over corpora that
             # did not change while it ran (the hash lookups above read them again)
+            report = _report(ruleset, files, results, res, len(saved), threads, use_cache,
+                             use_index=index is not None, seconds=time.monotonic() - started)
             if cache is not None and not res.timeouts and not res.errors and \
                     files.unchanged(registry):
                 cache.save_results(state, {e.name: SavedResult(e.key, _variant(e), _encode(
                     results[e.index], res.compiled.get(e.index), e)) for e in rebuilt})
+                cache.save_run(state, listed, ruleset.files, report, started=wall)
         finally:
             if cache is not None:
                 cache.close()
-    return _report(ruleset, files, results, res, len(saved), threads, use_cache, use_index=index is not None,
-                   seconds=time.monotonic() - started)
+    return report
+
+
+def _remembered(report: TestReport, files: int, threads: int, use_index: bool,
+                seconds: float) -> TestReport:
+    """A remembered run's report, its stats saying so: nothing compiled, scanned or looked up."""
+    rules = len(report.rules)
+    report.stats = TestStats(
+        rules=rules, rules_compiled=0, files=files, bytes=report.stats.bytes, files_scanned=0,
+        bytes_scanned=0, pairs_cached=rules * files, rules_reused=rules, files_skipped=0,
+        files_indexed=0, threads=threads, cache=True, index=use_index, compile_seconds=0.0,
+        index_seconds=0.0, scan_seconds=0.0, seconds=round(seconds, 3))
+    return report
 
 
 def _merge(res: Resolution, more: Resolution) -> None:
