@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yara
@@ -73,6 +73,40 @@ def libyara_findings(rf: RuleFile, *, externals: Mapping[str, ExternalValue] | N
     for warning in getattr(rules, "warnings", []) or []:
         findings.append(_libyara_finding(str(warning), file, rf, "C102", "warning"))
     return findings
+
+
+_BATCH_AT = re.compile(r"^(\d+)\((\d+)\): (.*)$", re.S)
+
+
+def libyara_findings_together(files: Sequence[RuleFile], *,
+                              externals: Mapping[str, ExternalValue] | None = None
+                              ) -> list[list[Finding]] | None:
+    """``libyara_findings`` of each file, from one compile of them all; None when that compile
+    fails (then only one file at a time says which errors are whose).
+
+    Each file is its own namespace, included by number so every warning names its file.
+    A compile has a fixed cost (the atom automaton, the modules) that 274 files paid 274
+    times: 2.3 s of CPU alone against 0.35 s together. Files that include others are
+    left to the caller (``None`` for them here is not possible: they must not be passed).
+    """
+    texts = {str(k): rf.text for k, rf in enumerate(files)}
+    try:
+        rules = yara.compile(sources={f"wb{k}": f'include "{k}"' for k in texts},
+                             externals=dict(externals or {}),
+                             include_callback=lambda requested, _including, _ns: texts.get(requested),
+                             error_on_warning=False)
+    except yara.Error:
+        return None
+    out: list[list[Finding]] = [[] for _ in files]
+    for warning in getattr(rules, "warnings", []) or []:
+        m = _BATCH_AT.match(str(warning).strip())
+        if m is None or int(m.group(1)) >= len(files):
+            return None
+        k = int(m.group(1))
+        rf = files[k]
+        out[k].append(_libyara_finding(f"line {m.group(2)}: {m.group(3)}", str(rf.path) if rf.path else "",
+                                       rf, "C102", "warning"))
+    return out
 
 
 def _libyara_finding(text: str, file: str, rf: RuleFile, check: str, severity: str) -> Finding:

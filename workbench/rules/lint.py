@@ -6,7 +6,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from workbench.rules.checks import PARSER_CHECK, Check, LintContext, all_checks, check_catalog
-from workbench.rules.engines import ExternalValue, engine_versions, libyara_findings, yarax_findings
+from workbench.rules.engines import (
+    ExternalValue,
+    engine_versions,
+    libyara_findings,
+    libyara_findings_together,
+    yarax_findings,
+)
 from workbench.rules.findings import Baseline, Finding, LintReport
 from workbench.rules.parse import RuleFile, iter_rule_paths, parse_file, parse_text
 from workbench.rules.policy import Policy
@@ -23,8 +29,10 @@ def _externals(policy: Policy, externals: Mapping[str, ExternalValue] | None) ->
 
 
 def _lint_one(rf: RuleFile, ctx: LintContext, checks: list[Check],
-              externals: dict[str, ExternalValue]) -> list[Finding]:
-    findings = libyara_findings(rf, externals=externals) + yarax_findings(rf, externals=externals)
+              externals: dict[str, ExternalValue], libyara: list[Finding] | None = None) -> list[Finding]:
+    if libyara is None:
+        libyara = libyara_findings(rf, externals=externals)
+    findings = libyara + yarax_findings(rf, externals=externals)
     if rf.errors and not any(f.severity == "error" and f.id.startswith("C") for f in findings):
         file = str(rf.path) if rf.path else ""
         for err in rf.errors:
@@ -60,8 +68,13 @@ def lint_files(files: list[RuleFile], policy: Policy, *, baseline: Baseline | No
     checks = all_checks()
     ext = _externals(policy, externals)
     findings: list[Finding] = []
+    # libyara compiles the files without includes together (the same findings, a seventh
+    # of the time), each file alone only when that fails or it includes others
+    alone = [rf for rf in files if not rf.includes]
+    together = libyara_findings_together(alone, externals=ext) if len(alone) > 1 else None
+    known = {id(rf): found for rf, found in zip(alone, together, strict=True)} if together else {}
     for rf in files:
-        findings.extend(_lint_one(rf, ctx, checks, ext))
+        findings.extend(_lint_one(rf, ctx, checks, ext, known.get(id(rf))))
     report = LintReport(files=[str(rf.path) if rf.path else "" for rf in files],
                         rules=sum(len(rf.rules) for rf in files),
                         findings=_finish(findings, policy), engines=dict(engine_versions()))
