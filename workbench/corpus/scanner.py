@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import boreal
 import yara
@@ -111,11 +111,13 @@ def default_threads() -> int:
                else (os.cpu_count() or 1))
 
 
-def compile_scanner(filepath: str, reference: yara.Rules) -> ScanRules:
-    """What scans the rules of ``filepath``, which libyara compiled as ``reference``: boreal's
-    compile of the same file, or ``reference`` itself when boreal does not accept it."""
+def compile_scanner(filepath: str, reference: yara.Rules,
+                    externals: Mapping[str, Any] | None = None) -> ScanRules:
+    """What scans the rules of ``filepath``, which libyara compiled as ``reference`` (with
+    ``externals``): boreal's compile of the same file, or ``reference`` itself when boreal
+    does not accept it."""
     try:
-        return boreal.compile(filepath=filepath, includes=False)
+        return boreal.compile(filepath=filepath, includes=False, externals=dict(externals or {}))
     except boreal.Error:
         return reference
 
