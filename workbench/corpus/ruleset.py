@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import yara
 
-from workbench.corpus.runmemo import RACY_SECONDS, stat_key
+from workbench.corpus import runmemo
 from workbench.corpus.scanner import SCAN_ENGINE, ScanRules, compile_scanner
 from workbench.rules.parse import RULE_SUFFIXES, RuleFile, RuleSource, parse_file
 
@@ -489,8 +489,8 @@ class _StatKeys:
 
     def key(self, path: Path) -> tuple[tuple[int, ...] | None, str | None]:
         """The file's stat key, and its content key when that stat was seen before."""
-        now = stat_key(str(path))
-        if now is None or now[1] / 1e9 > self.started - RACY_SECONDS:
+        now = runmemo.stat_key(str(path))
+        if now is None or now[1] / 1e9 > self.started - runmemo.RACY_SECONDS:
             return None, None
         seen = self.known.get(str(path))
         return now, (seen[1] if seen is not None and seen[0] == now else None)
