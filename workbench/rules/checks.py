@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import uuid
 from collections.abc import Iterator
@@ -61,7 +62,8 @@ _PAIR_RUNS = re.compile(r"(?:[0-9A-Fa-f]{2})+|\?\?|..")     # left to right: byt
 _ODD_TOKEN = re.compile(r"(?<![0-9A-Fa-f?])(?:[0-9A-Fa-f?]{2})*[0-9A-Fa-f?](?![0-9A-Fa-f?])")
 
 
-def _plain_runs(value: str) -> list[str] | None:
+@functools.lru_cache(maxsize=4096)         # several checks ask about the same string
+def _plain_runs(value: str) -> tuple[str, ...] | None:
     """A hex string of bytes and wildcards only (no comment, jump, alternative or ``~``) as
     runs of known bytes, ``??`` and other two-character tokens, without tokenising it byte
     by byte: real rules' hex strings run to kilobytes, and most are of this kind."""
@@ -71,7 +73,7 @@ def _plain_runs(value: str) -> list[str] | None:
     compact = "".join(body.split())
     if len(compact) % 2:
         return None
-    return _PAIR_RUNS.findall(compact)
+    return tuple(_PAIR_RUNS.findall(compact))
 
 
 def hex_bytes(value: str) -> list[int | None] | None:

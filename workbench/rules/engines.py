@@ -136,21 +136,47 @@ def _libyara_finding(text: str, file: str, rf: RuleFile, check: str, severity: s
 
 def yarax_findings(rf: RuleFile, *, externals: Mapping[str, ExternalValue] | None = None) -> list[Finding]:
     """Every compile error and warning from YARA-X, with line and column."""
-    file = str(rf.path) if rf.path else ""
+    path = str(rf.path) if rf.path else None
+    return yarax_findings_of(rf, _yarax_compile(rf.text, path, dict(externals or {})))
+
+
+YaraxRaw = tuple[list[dict], list[dict]]       # YARA-X's errors and warnings, as it gives them
+
+
+def _yarax_compile(text: str, path: str | None, externals: dict[str, ExternalValue]) -> YaraxRaw:
     compiler = yara_x.Compiler()
-    if rf.path:
-        compiler.add_include_dir(str(rf.path.parent))
-    for name, value in (externals or {}).items():
+    if path:
+        compiler.add_include_dir(str(Path(path).parent))
+    for name, value in externals.items():
         compiler.define_global(name, value)
     try:
-        compiler.add_source(rf.text, origin=file or None)
+        compiler.add_source(text, origin=path)
     except yara_x.CompileError:
         pass        # every error is also in compiler.errors()
-    findings: list[Finding] = []
-    for item, check, severity in ([(e, "C103", "error") for e in compiler.errors()]
-                                  + [(w, "C104", "warning") for w in compiler.warnings()]):
-        findings.append(_yarax_finding(item, file, rf, check, severity))
-    return findings
+    return list(compiler.errors()), list(compiler.warnings())
+
+
+def yarax_compile_many(items: list[tuple[str, str | None]], externals: dict[str, ExternalValue]
+                       ) -> list[YaraxRaw]:
+    """YARA-X's raw findings for (text, path) items; runs in a helper process (see lint.py)."""
+    return [_yarax_compile(text, path, externals) for text, path in items]
+
+
+def yarax_helper_main() -> None:
+    """A helper process's body (lint.py): pickled (items, externals) in, the raw findings out."""
+    import pickle
+    import sys
+
+    items, externals = pickle.loads(sys.stdin.buffer.read())
+    sys.stdout.buffer.write(pickle.dumps(yarax_compile_many(items, externals), pickle.HIGHEST_PROTOCOL))
+
+
+def yarax_findings_of(rf: RuleFile, raw: YaraxRaw) -> list[Finding]:
+    file = str(rf.path) if rf.path else ""
+    errors, warnings = raw
+    return [_yarax_finding(item, file, rf, check, severity)
+            for item, check, severity in ([(e, "C103", "error") for e in errors]
+                                          + [(w, "C104", "warning") for w in warnings])]
 
 
 def _yarax_finding(item: dict, file: str, rf: RuleFile, check: str, severity: str) -> Finding:
