@@ -41,6 +41,7 @@ from workbench.rules.policy import Policy, PolicyError
 SCAN_TIMEOUT = 20            # seconds per corpus file
 BUDGET_RUNS = 5              # timing runs per rule (and its floor); the fastest counts
 BUDGET_ROUNDS = 3            # measurements before a rule is called over its budget
+FLOOR_RUNS = 3               # runs of an empty ruleset (the modules' own cost) for the quick look
 _MIB = 1024 * 1024
 _LIBYARA_AT = re.compile(r"\((\d+)\): (.*)", re.S)
 _UNDEFINED = re.compile(r'undefined identifier "?`?([A-Za-z_][A-Za-z0-9_]*)')
@@ -605,7 +606,8 @@ class BudgetRun:
         if known is None:
             empty = yara.compile(source="".join(f'import "{m}"\n' for m in imports)
                                  + "rule wb_budget_empty { condition: false }")
-            known = (empty, _cpu_time(empty, self.data, BUDGET_RUNS))
+            # fewer runs than a rule's full measurement: that one times its floor again, in turns
+            known = (empty, _cpu_time(empty, self.data, FLOOR_RUNS))
             with self.lock:
                 known = self.floors.setdefault(imports, known)
         return known
