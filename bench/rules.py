@@ -7,7 +7,11 @@
 4. Suggestions: ranking a 2 MiB binary's strings against a 2,000-file goodware database
    vs the bare strings extraction they start from.
 
-Usage: .venv/bin/python bench/rules.py [--rules 5000]
+5. With ``--ruleset PATH`` (or ``--real``: the ReversingLabs rules in ../shared/rulesets),
+   ``workbench rule lint`` of that real ruleset through the command line (start-up
+   included) against Debian's ``yarac`` compiling it, alternating, medians.
+
+Usage: .venv/bin/python bench/rules.py [--rules 5000] [--real | --ruleset PATH] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ from pathlib import Path
 import plyara
 import yara
 import yara_x
+from realset import (
+    DEFAULT_RULESET,
+    WORKBENCH,
+    alternate,
+    ensure_yara,
+    load,
+    median,
+    rule_files,
+    run,
+)
 
 from workbench.dissect.strings import extract_strings
 from workbench.rules.goodware import GoodwareDB
@@ -65,6 +79,22 @@ def make_rule(i: int, rng: random.Random) -> str:
     return body.replace("0" * 64, fp, 1)
 
 
+def real_lint(ruleset: Path, rounds: int) -> None:
+    """`workbench rule lint RULESET` (the command, start-up included) against `yarac` on it."""
+    ensure_yara()
+    files = rule_files(ruleset)
+    with tempfile.TemporaryDirectory() as tmp:
+        run([*WORKBENCH, "--version"])          # .pyc files written first
+        times = alternate(rounds, {
+            "yarac": lambda: run(["yarac", *map(str, files), f"{tmp}/out.yarc"])[0],
+            "lint": lambda: run([*WORKBENCH, "--home", tmp, "rule", "lint", str(ruleset)], ok=(0, 1))[0]})
+    peer, ours = median(times["yarac"]), median(times["lint"])
+    print(f"real ruleset {ruleset} ({len(files)} files): rule lint "
+          f"{', '.join(f'{t:.2f}' for t in times['lint'])} s, median {ours:.2f} s (target < 3 s); "
+          f"yarac {', '.join(f'{t:.2f}' for t in times['yarac'])} s, median {peer:.2f} s; "
+          f"lint = {ours / peer:.1f}x yarac; {load()}")
+
+
 def timed(fn, repeat: int = 1) -> float:  # type: ignore[no-untyped-def]
     times = []
     for _ in range(repeat):
@@ -77,7 +107,15 @@ def timed(fn, repeat: int = 1) -> float:  # type: ignore[no-untyped-def]
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rules", type=int, default=5000)
+    ap.add_argument("--real", action="store_true", help="also lint the real ruleset against yarac")
+    ap.add_argument("--ruleset", type=Path, default=None)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--real-only", action="store_true", help="the real ruleset only")
     args = ap.parse_args()
+    if args.real or args.ruleset or args.real_only:
+        real_lint(args.ruleset or DEFAULT_RULESET, args.rounds)
+        if args.real_only:
+            return 0
     rng = random.Random(7)
     policy = Policy()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "

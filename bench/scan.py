@@ -19,6 +19,13 @@ Both scanners see a warm page cache. Prints throughput, times and the ratios.
 
     python bench/scan.py [--files 4000] [--mb 200] [--rules 1000] [--threads 2]
                          [--rounds 3] [--edits 5] [--workdir DIR]
+
+With ``--real``, the same questions on a real public ruleset (``--ruleset``, default the
+ReversingLabs rules in ../shared/rulesets) over ~300 MB of the system's own files, asked
+the way a user meets them: the ``workbench test`` command line (Python start-up
+included) against ``yara -p 2 -r`` given the rule sources, alternating, medians; the
+re-test with nothing changed and after one-rule edits; and the three engines
+(yara-python, YARA-X, boreal) side by side in one process on identical results.
 """
 
 from __future__ import annotations
@@ -205,8 +212,17 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (best kept)")
     ap.add_argument("--edits", type=int, default=5, help="rules edited and re-tested, one at a time")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--real", action="store_true", help="the real-ruleset benchmark (see above)")
+    ap.add_argument("--ruleset", type=Path, default=None, help="a real ruleset folder (implies --real)")
+    ap.add_argument("--clean-mb", type=int, default=300, help="--real: MB of system files")
+    ap.add_argument("--no-engines", action="store_true", help="--real: skip the engines side by side")
     args = ap.parse_args()
     ensure_yara()
+    if args.real or args.ruleset:
+        import real_scan
+
+        work = args.workdir or Path(tempfile.mkdtemp(prefix="wb-bench-real-"))
+        return real_scan.main(args, work)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="wb-bench-scan-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

@@ -13,7 +13,13 @@ a positive sample in a malicious corpus) is timed through the real command line:
 Peers, timed in the same run on the same files: Debian's ``yarac`` compiling the ruleset to a
 file (the CLI compiler), and a bare ``yara.compile`` of the same files in yara-python.
 
-Usage: .venv/bin/python bench/validate.py [--rules 5000] [--keep]
+With ``--real`` (or ``--ruleset PATH``): a signature repository holding a real public
+ruleset (default the ReversingLabs rules in ../shared/rulesets, copied into the bench's
+work folder) and a clean corpus of ``--clean-mb`` MB of system files; timed: the full
+``workbench validate`` (corpus scan and per-rule budgets included, progress lines read
+from stderr) and ``--changed-since HEAD`` after a one-rule change, against ``yarac``.
+
+Usage: .venv/bin/python bench/validate.py [--rules 5000] [--keep] [--real [--clean-mb 100]]
 """
 
 from __future__ import annotations
@@ -33,6 +39,16 @@ from pathlib import Path
 
 import git
 import yara
+from realset import (
+    DEFAULT_RULESET,
+    WORKBENCH,
+    bytecode_env,
+    clean_corpus,
+    ensure_yara,
+    load,
+    rule_files,
+    run,
+)
 
 from workbench.release.build import prepare_commit
 from workbench.release.repository import SignatureRepository
@@ -122,11 +138,62 @@ def timed(cmd: list[str], *, expect: int = 0) -> float:
     return took
 
 
+def real_validate(args: argparse.Namespace) -> None:
+    ensure_yara()
+    base = Path(__file__).resolve().parent / "out"
+    base.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="validate-real-", dir=base))
+    try:
+        root, home = tmp / "signatures", tmp / "home"
+        shutil.copytree(args.ruleset or DEFAULT_RULESET, root / "rules" / "vendor")
+        shutil.copy(HOUSE / "workbench.toml", root / "workbench.toml")
+        (root / "corpora" / "malicious").mkdir(parents=True)
+        size = clean_corpus(root / "corpora" / "clean", args.clean_mb)
+        repo = git.Repo.init(root)
+        with repo.config_writer() as cw:
+            cw.set_value("user", "name", "bench")
+            cw.set_value("user", "email", "bench@example.invalid")
+        (root / ".gitignore").write_text("corpora/\n")      # the corpus lives beside the rules, untracked
+        repo.git.add("rules", "workbench.toml", ".gitignore")
+        repo.index.commit("vendor rules")
+        files = rule_files(root / "rules")
+        wb = [*WORKBENCH, "--home", str(home), "--signatures", str(root)]
+        run([*WORKBENCH, "--version"])
+        print(f"{len(files)} rule files, clean corpus {size / 1e6:.0f} MB; {load()}")
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([*wb, "validate", "--format", "json"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env=bytecode_env())
+        assert proc.stderr is not None
+        for line in proc.stderr:                 # progress arrives while it runs, not a terminal
+            print(f"  [{time.perf_counter() - t0:6.1f} s] {line.rstrip()}")
+        proc.wait()
+        full = time.perf_counter() - t0
+        edit = files[len(files) // 2]
+        text = edit.read_text()
+        at = text.index("condition:")
+        eol = text.index("\n", at)
+        edit.write_text(text[:eol + 1] + "        filesize > 16 and\n" + text[eol + 1:])
+        changed, _ = run([*wb, "validate", "--changed-since", "HEAD"], ok=(0, 1))
+        peer, _ = run(["yarac", *map(str, files), str(tmp / "out.yarc")])
+        print(f"validate (full, corpus and budgets): {full:.1f} s (target < 60 s), exit {proc.returncode}")
+        print(f"validate --changed-since HEAD (one rule): {changed:.2f} s (target < 5 s)")
+        print(f"peer: yarac {peer:.2f} s; full = {full / peer:.0f}x, changed = {changed / peer:.1f}x; {load()}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rules", type=int, default=5000)
     ap.add_argument("--keep", action="store_true", help="keep the generated repository under bench/out/")
+    ap.add_argument("--real", action="store_true", help="the real ruleset instead of generated rules")
+    ap.add_argument("--ruleset", type=Path, default=None)
+    ap.add_argument("--clean-mb", type=int, default=100)
     args = ap.parse_args()
+    if args.real or args.ruleset:
+        real_validate(args)
+        return
     yarac = shutil.which("yarac")
     base = Path(__file__).resolve().parent / "out"
     base.mkdir(exist_ok=True)

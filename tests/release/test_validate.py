@@ -204,9 +204,11 @@ def test_disabled_rules_skip_the_corpus_checks(sig: SigRepo) -> None:
 
 
 def test_scan_time_budget(sig: SigRepo) -> None:
+    # it matches its sample and nothing clean (a rule that already fails is not timed), and
+    # its regex is searched everywhere
     rule = house_rule("TEST_EICAR_Slow_Regex", strings='        $e = "EICAR-STANDARD"\n'
                       '        $r = /[a-z]{2}[0-9a-z]{0,9}[A-Z]{2}/',
-                      condition="$e and $r", hashes=[EICAR_SHA], family="EICAR")
+                      condition="$e and #r >= 0", hashes=[EICAR_SHA], family="EICAR")
     (sig.root / "rules" / "test" / "slow.yar").write_text(rule)
     policy = sig.root / "workbench.toml"
     report = validate(sig.root)          # the house budget: 10 ms per MiB
@@ -219,6 +221,20 @@ def test_scan_time_budget(sig: SigRepo) -> None:
                                                  "[release.budgets]\nTEST_EICAR_Slow_Regex = 100000\n"))
     report = validate(sig.root)
     assert "TEST_EICAR_Slow_Regex" not in {f.rule for f in report.findings if f.id == "V401"}
+
+
+def test_rules_that_already_fail_are_not_timed(sig: SigRepo) -> None:
+    """A rule that misses its sample fails whatever it costs: the budget check skips it."""
+    rule = house_rule("TEST_EICAR_Slow_Regex", strings='        $e = "EICAR-STANDARD"\n'
+                      '        $r = /[a-z]{2}[0-9a-z]{0,9}[A-Z]{2}/',
+                      condition="$e and $r", hashes=[EICAR_SHA], family="EICAR")
+    (sig.root / "rules" / "test" / "slow.yar").write_text(rule)
+    report = validate(sig.root)
+    assert {f.id for f in report.findings if f.rule == "TEST_EICAR_Slow_Regex"} >= {"V302"}
+    assert "V401" not in {f.id for f in report.findings}
+    costs = {r.name: r.ms_per_mib for r in report.rules}
+    assert costs["TEST_EICAR_Slow_Regex"] is None
+    assert all(c is not None and c <= 10 for n, c in costs.items() if n != "TEST_EICAR_Slow_Regex")
 
 
 def test_changed_rule_must_bump_version_and_modified(sig: SigRepo) -> None:

@@ -6,7 +6,6 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from workbench.distribute.settings import parse_duration
 from workbench.document import dumps
 from workbench.terminal_text import json_for_terminal, visible
 from workbench.workspace import Workspace
@@ -55,7 +54,14 @@ def table(rows: list[list[str]], headers: list[str], *, max_width: dict[int, int
         text = visible(text.replace("\n", " "))
         return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
-    cells = [[clip(i, c) for i, c in enumerate(r)] for r in cells]
+    # one look at the whole table: most are plain text, and a thousand-row report's
+    # cells one by one cost a re-test most of its time
+    flat = " ".join(" ".join(r) for r in cells)
+    if visible(flat) == flat:         # no control (newline, tab) or bidi characters anywhere
+        cells = [[c if (limit := max_width.get(i)) is None or len(c) <= limit else c[: limit - 1] + "…"
+                  for i, c in enumerate(r)] for r in cells]
+    else:
+        cells = [[clip(i, c) for i, c in enumerate(r)] for r in cells]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -64,6 +70,8 @@ def table(rows: list[list[str]], headers: list[str], *, max_width: dict[int, int
 
 def duration_arg(text: str) -> float:
     """An argparse type: ``90``, ``90s``, ``15m``, ``12h``, ``7d`` as seconds (positive)."""
+    from workbench.distribute.settings import parse_duration  # not for every command's start
+
     try:
         return parse_duration(text).total_seconds()
     except ValueError as exc:

@@ -6,12 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from workbench.cli.context import CommandError, Context, add_json_flag, table
-from workbench.corpus.prefilter import index_corpora
 from workbench.corpus.registry import LABELS, CorpusError, CorpusRegistry, UnknownCorpus
-from workbench.corpus.retrohunt import RetrohuntReport, retrohunt
 from workbench.corpus.ruleset import RulesetError
 from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress
 from workbench.corpus.testing import (
@@ -25,6 +23,9 @@ from workbench.dissect.render import human_size as _size
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.rules.policy import PolicyError
 from workbench.rules.vendor import VendorError
+
+if TYPE_CHECKING:    # `workbench test` imports neither the gram index (numpy) nor the quarantine
+    from workbench.corpus.retrohunt import RetrohuntReport
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -156,6 +157,8 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_index(args: argparse.Namespace, ctx: Context) -> int:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
+    from workbench.corpus.prefilter import index_corpora
+
     try:
         report = index_corpora(ctx.workspace.ensure(), args.names, rebuild=args.rebuild,
                                threads=args.threads, progress=_index_progress(ctx.err))
@@ -306,6 +309,8 @@ def _not_compiled(exc: RulesetError) -> str:
 def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
+    from workbench.corpus.retrohunt import retrohunt
+
     try:
         report = retrohunt(ctx.workspace, args.rules, threads=args.threads,
                            progress=_progress_line(ctx.err), use_cache=not args.no_cache,

@@ -80,12 +80,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _progress(ctx: Context) -> Callable[[str], None] | None:
-    """Step names on stderr when a person is watching."""
-    if not ctx.err.isatty():
-        return None
-
+    """Step names on stderr, and a line every few seconds in a long step: on a terminal and
+    in a CI log alike (a silent minute looks like a hang)."""
     def say(text: str) -> None:
         ctx.err.write(f"... {text}\n")
+        ctx.err.flush()
     return say
 
 
@@ -100,7 +99,7 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
             raise CommandError(f"--write {spec!r}: expected FORMAT:FILE with FORMAT one of {', '.join(FORMATS)}",
                                E_USAGE)
         outputs.append((fmt, Path(file)))
-    progress = _progress(ctx) if args.format == "text" else None
+    progress = _progress(ctx)          # stderr: the --json or SARIF document is not touched
     try:
         report = validate(root, changed_since=args.changed_since, base=args.base, scan_corpus=not args.no_corpus,
                           threads=args.threads, progress=progress)

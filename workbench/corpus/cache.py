@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from workbench.corpus import runmemo
 from workbench.corpus.database import open_database, transaction
 from workbench.corpus.scanner import RuleHit, StringHit
 from workbench.document import iso, utcnow
@@ -108,7 +109,7 @@ class ScanCache:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.db = open_database(self.path, _SCHEMA)
+        self.db = open_database(self.path, _SCHEMA + runmemo.SCHEMA)
         self._batch_files: dict[int, frozenset[str]] = {}
         self._by_set: dict[str, frozenset[str]] = {}       # file set digest -> its files
 
@@ -270,6 +271,16 @@ class ScanCache:
                 db.execute("DELETE FROM rule_results WHERE corpora=?", (old,))
                 db.execute("DELETE FROM result_sets WHERE corpora=?", (old,))
 
+    # -- whole runs ---------------------------------------------------------------------
+
+    def saved_run(self, corpora: str, files: Sequence[str]) -> Any | None:
+        """The report of a run over ``corpora`` whose rule files have not changed since."""
+        return runmemo.lookup(self.db, corpora, files)
+
+    def save_run(self, corpora: str, files: Sequence[str], loaded: Sequence[Path], report: Any,
+                 *, started: float) -> None:
+        runmemo.save(self.db, corpora, files, loaded, report, started=started)
+
     def stats(self) -> dict[str, int]:
         """Row counts; ``batch_files`` counts (batch, file) pairs recorded."""
         tables = ("batches", "batch_rules", "batch_files", "matches", "compiled_keys", "file_sets",
@@ -286,7 +297,8 @@ class ScanCache:
     def clear(self) -> None:
         with self._transaction() as db:
             for table in ("batches", "batch_rules", "batch_files", "batch_shas", "file_sets",
-                          "batch_sets", "matches", "compiled_keys", "rule_results", "result_sets"):
+                          "batch_sets", "matches", "compiled_keys", "rule_results", "result_sets",
+                          "test_runs"):
                 db.execute(f"DELETE FROM {table}")
         self._batch_files.clear()
         self._by_set.clear()

@@ -17,10 +17,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from workbench.corpus.cache import KnownKey, ScanCache
-from workbench.corpus.gramindex import GramIndex
-from workbench.corpus.prefilter import Prefilter
 from workbench.corpus.ruleset import Ruleset
 from workbench.corpus.scanner import (
     DEFAULT_TIMEOUT,
@@ -30,6 +29,9 @@ from workbench.corpus.scanner import (
     ScanTarget,
     scan_files,
 )
+
+if TYPE_CHECKING:    # the gram index needs numpy: imported only when a run asks the index
+    from workbench.corpus.gramindex import GramIndex
 
 
 @dataclass
@@ -131,6 +133,8 @@ def resolve(ruleset: Ruleset, targets: Sequence[ScanTarget] | Mapping[str, ScanT
             state.bytes_total += sum(by_sha[s].size for s in to_scan)
     started = time.monotonic()
     scanned: set[str] = set()
+    if index is not None:
+        from workbench.corpus.prefilter import Prefilter
     prefilter = Prefilter(index, ruleset, threads=threads or 1, cancel=cancel,
                           progress=progress) if index is not None else None
     for to_scan, group in sorted(plan.items(), key=lambda kv: kv[1][0]):

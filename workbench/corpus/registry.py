@@ -14,13 +14,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from workbench.corpus.database import open_database, transaction
-from workbench.corpus.gramindex import INDEX_DIR, GramIndex, IndexWriter
 from workbench.document import iso, utcnow
 from workbench.quarantine.store import ObjectStore
 from workbench.workspace import Workspace
+
+if TYPE_CHECKING:    # the gram index needs numpy: imported when a corpus is added, not to test
+    from workbench.corpus.gramindex import GramIndex, IndexWriter
 
 REGISTRY_NAME = "corpora.sqlite"
 LABELS = ("malicious", "clean")
@@ -273,6 +275,8 @@ class CorpusRegistry:
         known = {(r["path"], r["size"], r["mtime_ns"]) for r in self.db.execute(
             "SELECT path, size, mtime_ns FROM files WHERE corpus=?", (name,))}
         before = self.info(name).bytes
+        from workbench.corpus.gramindex import INDEX_DIR, GramIndex
+
         index = GramIndex(self.workspace.state / INDEX_DIR)
         try:
             self._add_files(name, root, now, known, index, report, progress)

@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,15 @@ from typing import NamedTuple
 
 import yara
 
+from workbench.corpus import runmemo
+from workbench.corpus.scanner import SCAN_ENGINE, ScanRules, compile_scanner
 from workbench.rules.parse import RULE_SUFFIXES, RuleFile, RuleSource, parse_file
 
 ExternalValue = bool | int | float | str
 
 KEY_VERSION = "wb-scan-1"
 PARSE_CACHE = "rule-parse-cache"        # under state/: parsed rule files by content hash
+_STAT_KEYS = "stat-keys"                 # in it: each rule file's stat and content hash
 _ENTRY_FORMAT = "wb-parsed-2"
 _NOT_UTF8 = "file is not UTF-8"
 _TEXT_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"')
@@ -178,7 +182,7 @@ class RuleEntry:
 
 @dataclass
 class CompiledSubset:
-    rules: yara.Rules
+    rules: ScanRules               # what scans them (scanner.compile_scanner)
     indices: list[int]             # the rules compiled, in order
     warnings: list[RuleProblem]
 
@@ -215,7 +219,7 @@ class Ruleset:
                 stack.extend(self.entries[i].deps)
         globals_digest = _digest(["globals", *sorted(base[i] for i in seen)])
         # _digest([KEY_VERSION, YARA_VERSION, base, globals, *deps]), the common prefix hashed once
-        prefix = hashlib.sha256(f"{KEY_VERSION}\0{yara.YARA_VERSION}\0".encode())
+        prefix = hashlib.sha256(f"{KEY_VERSION}\0{yara.YARA_VERSION}\0{SCAN_ENGINE}\0".encode())
         if self.externals:           # their values change what a rule using them matches
             prefix.update(_digest(["externals", *(f"{k}={v!r}" for k, v in sorted(self.externals.items()))])
                           .encode())
@@ -281,15 +285,16 @@ class Ruleset:
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
-            try:
-                rules = yara.compile(filepath=name, includes=False, externals=self.externals)
+            try:      # libyara: the reference (what compiles, its warnings) ...
+                reference = yara.compile(filepath=name, includes=False, externals=self.externals)
             except yara.SyntaxError as exc:
                 raise RulesetError(self._every_failing_file(chosen, self._locate(str(exc), starts))) from None
             except yara.Error as exc:
                 raise RulesetError([RuleProblem("", 0, str(exc))]) from None
+            rules = compile_scanner(name, reference, self.externals)    # ... and the faster engine scans
         finally:
             os.unlink(name)
-        warnings = [self._locate(w, starts) for w in getattr(rules, "warnings", [])]
+        warnings = [self._locate(w, starts) for w in getattr(reference, "warnings", [])]
         return CompiledSubset(rules, chosen, warnings)
 
     def _every_failing_file(self, chosen: list[int], first: RuleProblem) -> list[RuleProblem]:
@@ -401,6 +406,7 @@ def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None
     loader = _Loader(parse_cache)
     for p in rule_files(paths):
         loader.take(p, ())
+    loader.keep_stat_keys()
     entries, problems = loader.entries, loader.problems
     names: dict[str, RuleEntry] = {}
     for e in entries:
@@ -457,6 +463,11 @@ class _Loader:
         self.files: list[Path] = []
         self.seen: set[Path] = set()
         self._folders: dict[Path, str] = {}      # folder -> its real path
+        self.started = time.time()
+        self.stat_keys = _StatKeys(parse_cache, self.started)
+
+    def keep_stat_keys(self) -> None:
+        self.stat_keys.save()
 
     def resolve(self, path: Path) -> Path:
         """``path.resolve()``, each folder resolved once (a ruleset is many files in few folders)."""
@@ -473,7 +484,7 @@ class _Loader:
             return
         self.seen.add(resolved)
         try:
-            cached = _parse_cached(resolved, self.parse_cache)
+            cached = _parse_cached(resolved, self.parse_cache, self.stat_keys)
         except OSError as exc:
             where = str(chain[-1]) if chain else str(path)
             self.problems.append(RuleProblem(where, 0, f"cannot read {path}: {exc.strerror or exc}"))
@@ -498,7 +509,48 @@ class _Loader:
                                      lazy=(cached.rules, j)))
 
 
-def _parse_cached(path: Path, folder: Path | None) -> _ParsedFile:
+class _StatKeys:
+    """Rule file path -> (stat, content key), so an unchanged file's parse is found without
+    reading and hashing it (a real ruleset is hundreds of files); see ``runmemo.stat_key``
+    and ``RACY_SECONDS`` for when a stat is trusted."""
+
+    def __init__(self, folder: Path | None, started: float):
+        self.path = f"{folder}/{_STAT_KEYS}" if folder is not None else None
+        self.started = started
+        self.known: dict[str, tuple[tuple[int, ...], str]] = {}
+        self.changed = False
+        if self.path is not None:
+            try:
+                with open(self.path, "rb") as fh:
+                    tag, known = marshal.load(fh)
+                if tag == _ENTRY_FORMAT + _PARSER_ID.hex() and isinstance(known, dict):
+                    self.known = known
+            except (OSError, ValueError, EOFError, TypeError):
+                pass
+
+    def key(self, path: Path) -> tuple[tuple[int, ...] | None, str | None]:
+        """The file's stat key, and its content key when that stat was seen before."""
+        now = runmemo.stat_key(str(path))
+        if now is None or now[1] / 1e9 > self.started - runmemo.RACY_SECONDS:
+            return None, None
+        seen = self.known.get(str(path))
+        return now, (seen[1] if seen is not None and seen[0] == now else None)
+
+    def remember(self, path: Path, stat: tuple[int, ...] | None, content: str) -> None:
+        if stat is not None and self.path is not None and self.known.get(str(path)) != (stat, content):
+            self.known[str(path)] = (stat, content)
+            self.changed = True
+
+    def save(self) -> None:
+        if self.changed and self.path is not None:
+            folder = Path(self.path).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_atomically(folder, Path(self.path),
+                              marshal.dumps((_ENTRY_FORMAT + _PARSER_ID.hex(), self.known)))
+            self.changed = False
+
+
+def _parse_cached(path: Path, folder: Path | None, stat_keys: _StatKeys | None = None) -> _ParsedFile:
     """``parse_file`` plus key parts, remembered by (file bytes, code) when a cache folder is given.
 
     The cache keeps two files per rule file content: ``<key>.parsed``, the summaries every
@@ -508,7 +560,19 @@ def _parse_cached(path: Path, folder: Path | None) -> _ParsedFile:
     """
     if folder is None:
         return _prepare(parse_file(path))
+    stat, known = stat_keys.key(path) if stat_keys is not None else (None, None)
+    if known is not None:
+        try:
+            with open(f"{folder}/{known}.parsed", "rb") as fh:
+                cached = _ParsedFile.loads(fh.read(), _LazyRules(stored=Path(f"{folder}/{known}.rules"),
+                                                                  source=path, key=known))
+            if cached is not None:
+                return cached
+        except OSError:
+            pass
     key = _content_key(path, _read(path))
+    if stat_keys is not None:
+        stat_keys.remember(path, stat, key)
     base = f"{folder}/{key}"          # text, not Path: fifty files a run
     stored = Path(f"{base}.rules")
     try:

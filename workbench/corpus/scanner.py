@@ -1,7 +1,10 @@
-"""The threaded scanner: many files, one compiled ``yara.Rules``, a per-file timeout.
+"""The threaded scanner: many files, one compiled ruleset, a per-file timeout.
 
-libyara releases the GIL while it scans, so plain threads over one compiled
-ruleset use every core. The calling thread only waits, reports progress at
+boreal (a YARA engine in Rust, in its YARA-compatible mode) scans first when it accepts
+the rules: it finds which files match at all two to three times faster than libyara on
+real rulesets; libyara scans the files that match again, so reports are libyara's
+(``CheckedScanner``; docs/benchmarks.md; a test compares both on a public ruleset). Both release the GIL while they scan, so plain threads over
+one compiled ruleset use every core. The calling thread only waits, reports progress at
 least every ``PROGRESS_INTERVAL`` seconds and honours a cancel event: on cancel
 it returns at once, and files still being scanned finish in daemon threads
 whose results are dropped (each bounded by the per-file timeout).
@@ -12,12 +15,21 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
+import boreal
 import yara
+
+# Compatibility mode: libyara's string identifiers (``$a``), match details for every
+# string, no "fast" evaluation that skips strings; process-wide, set once here.
+boreal.set_config(yara_compatibility=True)
+SCAN_ENGINE = f"boreal {boreal.__version__}"
+_TIMEOUTS = (yara.TimeoutError, boreal.TimeoutError)
+_SCAN_ERRORS = (yara.Error, boreal.Error)
+ScanRules: TypeAlias = "yara.Rules | CheckedScanner"
 
 PROGRESS_INTERVAL = 0.1          # seconds between progress calls (the promise is 200 ms)
 DEFAULT_TIMEOUT = 60             # seconds per file
@@ -99,6 +111,40 @@ def default_threads() -> int:
                else (os.cpu_count() or 1))
 
 
+class CheckedScanner:
+    """boreal says which files match at all; libyara scans those again and its answer is kept.
+
+    On real rulesets most files match nothing, and boreal finds that two to three times
+    faster (``fast`` mode: it may skip strings a condition does not need). Where it finds
+    a match, libyara's own scan gives the report: the same rules, strings, offsets and
+    counts as libyara alone (boreal's string details differ in rare cases, e.g. one more
+    instance of a long hex string with jumps). A file libyara would match and boreal not
+    would be missed: tests/corpus/test_engine_choice.py compares both on a real ruleset.
+    """
+
+    def __init__(self, fast: boreal.Scanner, reference: yara.Rules):
+        self.fast = fast
+        self.reference = reference
+
+    def match(self, filepath: str, *, timeout: int = DEFAULT_TIMEOUT,
+              warnings_callback: Callable[[int, object], int] | None = None) -> list[yara.Match]:
+        if not self.fast.match(filepath, timeout=timeout, fast=True):
+            return []
+        return self.reference.match(filepath, timeout=timeout, warnings_callback=warnings_callback)
+
+
+def compile_scanner(filepath: str, reference: yara.Rules,
+                    externals: Mapping[str, Any] | None = None) -> ScanRules:
+    """What scans the rules of ``filepath``, which libyara compiled as ``reference`` (with
+    ``externals``): boreal's compile of the same file, or ``reference`` itself when boreal
+    does not accept it."""
+    try:
+        return CheckedScanner(boreal.compile(filepath=filepath, includes=False,
+                                             externals=dict(externals or {})), reference)
+    except boreal.Error:
+        return reference
+
+
 def convert_matches(matches: Sequence[yara.Match], too_many: set[str]) -> list[RuleHit]:
     hits = []
     for m in matches:
@@ -138,7 +184,7 @@ def with_context(path: str | Path, hits: list[RuleHit], count: int = CONTEXT_HIT
         return hits
 
 
-def scan_files(rules: yara.Rules, targets: Sequence[ScanTarget], *, threads: int | None = None,
+def scan_files(rules: ScanRules, targets: Sequence[ScanTarget], *, threads: int | None = None,
                timeout: int = DEFAULT_TIMEOUT,
                progress: Callable[[ScanProgress], None] | None = None,
                cancel: threading.Event | None = None,
@@ -180,9 +226,9 @@ def scan_files(rules: yara.Rules, targets: Sequence[ScanTarget], *, threads: int
                                                    warnings_callback=on_warning), too_many)
                 if context and any(hit.hits for hit in hits):
                     hits = with_context(target.path, hits)
-            except yara.TimeoutError:
+            except _TIMEOUTS:
                 timed_out = True
-            except yara.Error as exc:
+            except _SCAN_ERRORS as exc:
                 problem = str(exc)
             took = time.monotonic() - t0
             with lock:

@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 
 from workbench.corpus.cache import CACHE_NAME, KnownKey, SavedResult, ScanCache
 from workbench.corpus.engine import Resolution, paused_gc, resolve
-from workbench.corpus.prefilter import open_index
 from workbench.corpus.registry import (
     QUARANTINE_CORPUS,
     QUARANTINE_LABEL,
@@ -23,7 +22,14 @@ from workbench.corpus.registry import (
     MemberList,
     UnknownCorpus,
 )
-from workbench.corpus.ruleset import PARSE_CACHE, ExternalValue, RuleEntry, Ruleset, load_ruleset
+from workbench.corpus.ruleset import (
+    PARSE_CACHE,
+    ExternalValue,
+    RuleEntry,
+    Ruleset,
+    load_ruleset,
+    rule_files,
+)
 from workbench.corpus.scanner import (
     CONTEXT_BYTES,
     CONTEXT_HITS,
@@ -318,16 +324,26 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
                 progress: Callable[[ScanProgress], None] | None,
                 cancel: threading.Event | None, use_cache: bool, use_index: bool,
                 timeout: int, externals: Mapping[str, ExternalValue]) -> TestReport:
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     threads = threads or default_threads()
-    ruleset = load_ruleset(list(rule_paths) if rule_paths else default_rule_paths(workspace),
-                           parse_cache=workspace.state / PARSE_CACHE, externals=externals)
+    paths = list(rule_paths) if rule_paths else default_rule_paths(workspace)
+    listed = [str(p) for p in rule_files(paths)]     # what the run memo's stamp covers
     with CorpusRegistry(workspace) as registry:
         files = gather_files(registry, corpora)
         cache = ScanCache(workspace.state / CACHE_NAME) if use_cache else None
         try:
             state = files.state()
+            # a remembered run counts only for the same externals: their values change matches
+            memo = f"{state}\0externals={sorted(externals.items())!r}"
+            if cache is not None:     # nothing changed since a finished run: its report
+                remembered = cache.saved_run(memo, listed)
+                if isinstance(remembered, TestReport):
+                    return _remembered(remembered, len(files), threads, use_index,
+                                       time.monotonic() - started)
+            ruleset = load_ruleset(paths, parse_cache=workspace.state / PARSE_CACHE, externals=externals)
             saved = _saved_results(cache, state, ruleset, files) if cache is not None else {}
+            if use_index:        # numpy and the index: only for a run that asks them
+                from workbench.corpus.prefilter import open_index
             index = open_index(workspace) if use_index else None
             try:
                 def run(rules: list[int] | None) -> Resolution:
@@ -348,15 +364,29 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
             results = _results(ruleset, files, found, res, saved)
             # saved only from a run that scanned or had cached every file, over corpora that
             # did not change while it ran (the hash lookups above read them again)
+            report = _report(ruleset, files, results, res, len(saved), threads, use_cache,
+                             use_index=index is not None, seconds=time.monotonic() - started)
             if cache is not None and not res.timeouts and not res.errors and \
                     files.unchanged(registry):
                 cache.save_results(state, {e.name: SavedResult(e.key, _variant(e), _encode(
                     results[e.index], res.compiled.get(e.index), e)) for e in rebuilt})
+                cache.save_run(memo, listed, ruleset.files, report, started=wall)
         finally:
             if cache is not None:
                 cache.close()
-    return _report(ruleset, files, results, res, len(saved), threads, use_cache, use_index=index is not None,
-                   seconds=time.monotonic() - started)
+    return report
+
+
+def _remembered(report: TestReport, files: int, threads: int, use_index: bool,
+                seconds: float) -> TestReport:
+    """A remembered run's report, its stats saying so: nothing compiled, scanned or looked up."""
+    rules = len(report.rules)
+    report.stats = TestStats(
+        rules=rules, rules_compiled=0, files=files, bytes=report.stats.bytes, files_scanned=0,
+        bytes_scanned=0, pairs_cached=rules * files, rules_reused=rules, files_skipped=0,
+        files_indexed=0, threads=threads, cache=True, index=use_index, compile_seconds=0.0,
+        index_seconds=0.0, scan_seconds=0.0, seconds=round(seconds, 3))
+    return report
 
 
 def _merge(res: Resolution, more: Resolution) -> None:

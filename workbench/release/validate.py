@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,13 @@ import yara
 import yara_x
 
 from workbench.corpus.ruleset import RuleEntry, Ruleset
-from workbench.corpus.scanner import ScanTarget, scan_files
+from workbench.corpus.scanner import (
+    ScanRules,
+    ScanTarget,
+    compile_scanner,
+    default_threads,
+    scan_files,
+)
 from workbench.release.repository import RepositoryError, SignatureRepository
 from workbench.release.settings import ReleaseSettings
 from workbench.rules.engines import engine_versions
@@ -35,6 +42,7 @@ from workbench.rules.vendor import VendorError, VendorSet, lint_by_source, statu
 SCAN_TIMEOUT = 20            # seconds per corpus file
 BUDGET_RUNS = 5              # timing runs per rule (and its floor); the fastest counts
 BUDGET_ROUNDS = 3            # measurements before a rule is called over its budget
+FLOOR_RUNS = 3               # runs of an empty ruleset (the modules' own cost) for the quick look
 _MIB = 1024 * 1024
 _LIBYARA_AT = re.compile(r"\((\d+)\): (.*)", re.S)
 _UNDEFINED = re.compile(r'undefined identifier "?`?([A-Za-z_][A-Za-z0-9_]*)')
@@ -157,6 +165,7 @@ class ValidationContext:
     report: ValidationReport
     include_findings: list[Finding] = field(default_factory=list)
     vendors: VendorSet | None = None      # imported vendor sources (rules/vendor.py)
+    progress: Callable[[str], None] | None = None      # a line now and then for a long check
     _corpora: dict[str, Corpus] = field(default_factory=dict)
     _all: Ruleset | None = None
 
@@ -207,10 +216,12 @@ def _finding(id: str, severity: Severity, file: str | Path | None, line: int, me
 class SetCompile:
     rules: yara.Rules | None
     findings: list[Finding]
+    scanner: ScanRules | None = None       # with ``scanner=True``: what scans them fastest
 
 
 def compile_set(ruleset: Ruleset, indices: Iterable[int], externals: Mapping[str, object], *,
-                yarax: bool = False, check_id: str = "V101", what: str = "the ruleset") -> SetCompile:
+                yarax: bool = False, check_id: str = "V101", what: str = "the ruleset",
+                scanner: bool = False) -> SetCompile:
     """Compile rules together (libyara, or YARA-X), errors pointed back at their files and lines."""
     data, starts = ruleset.source_bytes(list(indices))
 
@@ -232,7 +243,8 @@ def compile_set(ruleset: Ruleset, indices: Iterable[int], externals: Mapping[str
                 out.write(data)
             try:
                 compiled = yara.compile(filepath=name, externals=dict(externals), includes=False)
-                return SetCompile(compiled, [])
+                return SetCompile(compiled, [], compile_scanner(name, compiled, externals) if scanner
+                                  else None)
             except yara.Error as exc:
                 text = str(exc)
         finally:
@@ -335,7 +347,11 @@ class SetCompileCheck(ValidationCheck):
         every = range(len(rules))
         ext = dict(ctx.settings.externals)
         findings += compile_set(ruleset, every, ext, check_id="V101").findings
-        findings += compile_set(ruleset, every, ext, yarax=True, check_id="V102").findings
+        # YARA-X takes seconds over a large set: for a change, the changed rules and what they
+        # need (libyara above still compiles everything, so clashes between files are found)
+        checked = every if ctx.report.mode == "full" else \
+            ruleset.closure(i for i, r in enumerate(rules) if r.name in ctx.targets)
+        findings += compile_set(ruleset, checked, ext, yarax=True, check_id="V102").findings
         shipped = [r for r in rules if ctx.settings.ships(ctx.status(r))]
         if shipped and not any(f.id in ("V101", "V105") for f in findings):
             findings += compile_set(ctx.ruleset(shipped), range(len(shipped)), ext, check_id="V103",
@@ -413,13 +429,14 @@ class CorpusCheck(ValidationCheck):
         ruleset = ctx.ruleset()
         index = {r.name: i for i, r in enumerate(all_rules)}
         compiled = compile_set(ruleset, ruleset.closure(index[r.name] for r in checked),
-                               dict(ctx.settings.externals), check_id="V101")
-        if compiled.rules is None:
+                               dict(ctx.settings.externals), check_id="V101", scanner=True)
+        if compiled.rules is None or compiled.scanner is None:
             return [*findings, _finding("V300", "warning", "", 0, "corpus checks skipped: the rules do not compile",
                                         "fix the compile errors first")]
         clean_files = {f.sha256: f for f in clean.files}
         targets = [ScanTarget(f.sha256, f.path, f.size) for f in {**wanted, **clean_files}.values()]
-        outcome = scan_files(compiled.rules, targets, threads=ctx.threads, timeout=SCAN_TIMEOUT)
+        # the same matches as libyara (the scanner's own test on a public ruleset), faster
+        outcome = scan_files(compiled.scanner, targets, threads=ctx.threads, timeout=SCAN_TIMEOUT)
         for sha in outcome.timeouts:
             findings.append(_finding("V307", "error", _path_of(sha, wanted, clean_files), 0,
                                      f"scanning this corpus file timed out after {SCAN_TIMEOUT} s",
@@ -490,13 +507,23 @@ def _path_of(sha: str, *maps: dict[str, CorpusFile]) -> str:
     return sha
 
 
+# Findings that already fail a rule on the corpus (or its compile): its scan cost changes nothing.
+_FAILED_ALREADY = frozenset({"V101", "V102", "V103", "V105", "V302", "V303", "C101", "C103", "C105"})
+
+
 class BudgetCheck(ValidationCheck):
     """Each rule alone over the corpora must stay within its scan-time budget (ms per MiB).
 
     The cost is the rule's own: CPU time of the scanning thread (so a busy machine does
     not inflate it), minus an empty ruleset importing the same modules (a module parses
-    each file once however many rules use it), fastest of a few runs. Only a rule that
-    looks over budget is measured at length.
+    each file once however many rules use it), fastest of a few runs.
+
+    Rules are first measured in groups (BUDGET_GROUP), one quick run each, on every core: a group that
+    costs less than the smallest budget among its rules clears them all (a rule costs no
+    more than a group holding it: the group scans its atoms and evaluates its condition
+    too). A group over budget is split in two until single rules are left, and only those
+    are measured at length. Rules that already fail (do not compile, miss a sample, match
+    a clean file) are not measured.
     """
 
     id = "V4"
@@ -509,44 +536,136 @@ class BudgetCheck(ValidationCheck):
         total = sum(len(d) for d in data)
         if not total:
             return []
-        mib = total / _MIB
-        floors: dict[tuple[str, ...], tuple[yara.Rules, float]] = {}
+        failed = {f.rule for f in ctx.report.findings
+                  if f.severity == "error" and f.rule and f.id in _FAILED_ALREADY}
         all_rules = ctx.rules
         ruleset = ctx.ruleset()
         index = {r.name: i for i, r in enumerate(all_rules)}
+        measured = [r for r in ctx.target_rules() if ctx.status(r) not in ctx.settings.exempt
+                    and not r.is_private and r.name not in failed]
+        if not measured:
+            return []
+        budget = BudgetRun(ctx, ruleset, data, index)
+        work = [measured[k:k + BUDGET_GROUP] for k in range(0, len(measured), BUDGET_GROUP)]
+        findings = budget.run(work, len(measured))
         results = {rr.name: rr for rr in ctx.report.rules}
-        findings = []
-        for rule in ctx.target_rules():
-            if ctx.status(rule) in ctx.settings.exempt or rule.is_private:
-                continue
-            closure = ruleset.closure([index[rule.name]])
-            compiled = compile_set(ruleset, closure, dict(ctx.settings.externals))
-            if compiled.rules is None:
-                continue
-            imports = tuple(sorted({m for i in closure for m in ruleset.entries[i].source.imports}))
-            if imports not in floors:
-                empty = yara.compile(source="".join(f'import "{m}"\n' for m in imports)
-                                     + "rule wb_budget_empty { condition: false }")
-                floors[imports] = (empty, _cpu_time(empty, data, BUDGET_RUNS))
-            empty, floor = floors[imports]
-            budget = ctx.settings.budget_for(rule.name)
-            # a quick look first; a rule that seems over budget is measured properly, in turns
-            # with its floor, up to BUDGET_ROUNDS times: a slow rule is slow every time, noise is not
-            cost = max(0.0, _cpu_time(compiled.rules, data, 2) - floor) * 1000 / mib
-            rounds = 0
-            while cost > budget and rounds < BUDGET_ROUNDS:
-                rounds += 1
-                elapsed, base = _time_scan(compiled.rules, empty, data)
-                cost = min(cost, max(0.0, elapsed - base) * 1000 / mib)
-            if rule.name in results:
-                results[rule.name].ms_per_mib = round(cost, 3)
+        for name, cost in budget.costs.items():
+            if name in results:
+                results[name].ms_per_mib = round(cost, 3)
+        return findings
+
+
+BUDGET_GROUP = 128           # rules measured together at first (each group pass scans every file)
+BUDGET_PROGRESS = 5.0        # seconds between progress lines
+
+
+class BudgetRun:
+    """The budget check's work list, shared by its threads."""
+
+    def __init__(self, ctx: ValidationContext, ruleset: Ruleset, data: list[bytes], index: dict[str, int]):
+        self.ctx = ctx
+        self.ruleset = ruleset
+        self.data = data
+        self.index = index
+        self.mib = sum(len(d) for d in data) / _MIB
+        self.lock = threading.Lock()
+        self.floors: dict[tuple[str, ...], tuple[yara.Rules, float]] = {}
+        self.costs: dict[str, float] = {}      # per rule: measured alone, or its group's (at most)
+        self.findings: list[Finding] = []
+        self.done = 0
+
+    def run(self, groups: list[list[RuleSource]], total: int) -> list[Finding]:
+        queue = list(reversed(groups))
+        started = last = time.monotonic()
+        say = self.ctx.progress
+        busy = 0
+
+        def worker() -> None:
+            nonlocal busy, last
+            while True:
+                with self.lock:
+                    if not queue:
+                        if busy == 0:
+                            return
+                        group = None
+                    else:
+                        group = queue.pop()
+                        busy += 1
+                if group is None:
+                    time.sleep(0.02)           # another thread may still split its group
+                    continue
+                try:
+                    halves = self.measure(group)
+                finally:
+                    with self.lock:
+                        busy -= 1
+                        queue.extend(halves)
+                        if say is not None and time.monotonic() - last >= BUDGET_PROGRESS:
+                            last = time.monotonic()
+                            say(f"scan-time budget: {self.done} of {total} rules cleared, "
+                                f"{time.monotonic() - started:.0f} s")
+
+        threads = [threading.Thread(target=worker, name=f"budget-{k}", daemon=True)
+                   for k in range(max(1, self.ctx.threads or default_threads()))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.findings.sort(key=Finding.sort_key)
+        return self.findings
+
+    def floor(self, imports: tuple[str, ...]) -> tuple[yara.Rules, float]:
+        with self.lock:
+            known = self.floors.get(imports)
+        if known is None:
+            empty = yara.compile(source="".join(f'import "{m}"\n' for m in imports)
+                                 + "rule wb_budget_empty { condition: false }")
+            # fewer runs than a rule's full measurement: that one times its floor again, in turns
+            known = (empty, _cpu_time(empty, self.data, FLOOR_RUNS))
+            with self.lock:
+                known = self.floors.setdefault(imports, known)
+        return known
+
+    def measure(self, group: list[RuleSource]) -> list[list[RuleSource]]:
+        """Measure a group; returns the halves still to measure (none when it is settled)."""
+        closure = self.ruleset.closure(self.index[r.name] for r in group)
+        compiled = compile_set(self.ruleset, closure, dict(self.ctx.settings.externals))
+        if compiled.rules is None:
+            if len(group) == 1:
+                with self.lock:
+                    self.done += 1
+                return []                      # does not compile alone: V1 says why
+            return [group[:len(group) // 2], group[len(group) // 2:]]
+        imports = tuple(sorted({m for i in closure for m in self.ruleset.entries[i].source.imports}))
+        empty, floor = self.floor(imports)
+        budgets = [self.ctx.settings.budget_for(r.name) for r in group]
+        if len(group) > 1:
+            cost = max(0.0, _cpu_time(compiled.rules, self.data, 1) - floor) * 1000 / self.mib
+            if cost <= min(budgets):
+                with self.lock:
+                    self.costs.update((r.name, cost) for r in group)
+                    self.done += len(group)
+                return []
+            return [group[:len(group) // 2], group[len(group) // 2:]]
+        rule, budget = group[0], budgets[0]
+        # a quick look first; a rule that seems over budget is measured properly, in turns
+        # with its floor, up to BUDGET_ROUNDS times: a slow rule is slow every time, noise is not
+        cost = max(0.0, _cpu_time(compiled.rules, self.data, 2) - floor) * 1000 / self.mib
+        rounds = 0
+        while cost > budget and rounds < BUDGET_ROUNDS:
+            rounds += 1
+            elapsed, base = _time_scan(compiled.rules, empty, self.data)
+            cost = min(cost, max(0.0, elapsed - base) * 1000 / self.mib)
+        with self.lock:
+            self.costs[rule.name] = cost
+            self.done += 1
             if cost > budget:
-                findings.append(_finding(
+                self.findings.append(_finding(
                     "V401", "error", rule.file, rule.start_line,
                     f"rule {rule.name} costs {cost:.1f} ms per MiB scanned, over its budget of {budget:g}",
                     "use longer fixed strings (atoms), bound regexes, check a cheap header first; "
                     f"or raise it with [release.budgets] {rule.name} = N", rule.name, subject="budget"))
-        return findings
+        return []
 
 
 def _cpu_time(rules: yara.Rules, data: list[bytes], runs: int) -> float:
@@ -727,7 +846,8 @@ def validate(root: str | os.PathLike[str], *, changed_since: str | None = None, 
     report.rules_checked = sorted(targets)
     ctx = ValidationContext(root=root, policy=policy, settings=settings, files=files, targets=targets,
                             repo=repo, base=base or "", scan_corpus=scan_corpus, threads=threads,
-                            report=report, include_findings=include_findings, vendors=vendors)
+                            report=report, include_findings=include_findings, vendors=vendors,
+                            progress=progress)
     report.files_checked = len(ctx.target_files)
     if not base:
         report.notes.append("no base revision (no release tag yet): version bumps not checked")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import uuid
 from collections.abc import Iterator
@@ -57,8 +58,38 @@ def _strip_parens(term: list[Token]) -> list[Token]:
 _HEX_TOKEN = re.compile(r"\[[^\]]*\]|~?[0-9A-Fa-f?]{2}|[()|]|//[^\n]*|/\*.*?\*/|\S", re.S)
 
 
+_PLAIN_HEX = re.compile(r"[0-9A-Fa-f?\s]*")
+_PAIR_RUNS = re.compile(r"(?:[0-9A-Fa-f]{2})+|\?\?|..")     # left to right: byte-aligned
+_ODD_TOKEN = re.compile(r"(?<![0-9A-Fa-f?])(?:[0-9A-Fa-f?]{2})*[0-9A-Fa-f?](?![0-9A-Fa-f?])")
+
+
+@functools.lru_cache(maxsize=4096)         # several checks ask about the same string
+def _plain_runs(value: str) -> tuple[str, ...] | None:
+    """A hex string of bytes and wildcards only (no comment, jump, alternative or ``~``) as
+    runs of known bytes, ``??`` and other two-character tokens, without tokenising it byte
+    by byte: real rules' hex strings run to kilobytes, and most are of this kind."""
+    body = value[1:-1]
+    if not _PLAIN_HEX.fullmatch(body) or _ODD_TOKEN.search(body):
+        return None
+    compact = "".join(body.split())
+    if len(compact) % 2:
+        return None
+    return tuple(_PAIR_RUNS.findall(compact))
+
+
 def hex_bytes(value: str) -> list[int | None] | None:
     """The bytes of a plain hex string (``None`` for ``??``), or None if it has jumps/alternatives."""
+    runs = _plain_runs(value)
+    if runs is not None:          # the same answer as the loop below, token for token
+        plain: list[int | None] = []
+        for run in runs:
+            if run == "??":
+                plain.append(None)
+            elif "?" in run:
+                return None
+            else:
+                plain.extend(bytes.fromhex(run))
+        return plain
     out: list[int | None] = []
     for m in _HEX_TOKEN.finditer(value[1:-1]):
         tok = m.group()
@@ -77,6 +108,9 @@ def hex_bytes(value: str) -> list[int | None] | None:
 
 def hex_longest_fixed_run(value: str) -> int:
     """Longest run of fully known bytes outside alternatives (what libyara can take atoms from)."""
+    runs = _plain_runs(value)
+    if runs is not None:
+        return max((len(r) // 2 for r in runs if "?" not in r), default=0)
     best = run = 0
     depth = 0
     for m in _HEX_TOKEN.finditer(value[1:-1]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yara
@@ -88,6 +88,40 @@ def libyara_findings(rf: RuleFile, *, externals: Mapping[str, ExternalValue] | N
     return findings
 
 
+_BATCH_AT = re.compile(r"^(\d+)\((\d+)\): (.*)$", re.S)
+
+
+def libyara_findings_together(files: Sequence[RuleFile], *,
+                              externals: Mapping[str, ExternalValue] | None = None
+                              ) -> list[list[Finding]] | None:
+    """``libyara_findings`` of each file, from one compile of them all; None when that compile
+    fails (then only one file at a time says which errors are whose).
+
+    Each file is its own namespace, included by number so every warning names its file.
+    A compile has a fixed cost (the atom automaton, the modules) that 274 files paid 274
+    times: 2.3 s of CPU alone against 0.35 s together. Files that include others are
+    left to the caller (``None`` for them here is not possible: they must not be passed).
+    """
+    texts = {str(k): rf.text for k, rf in enumerate(files)}
+    try:
+        rules = yara.compile(sources={f"wb{k}": f'include "{k}"' for k in texts},
+                             externals=dict(externals or {}),
+                             include_callback=lambda requested, _including, _ns: texts.get(requested),
+                             error_on_warning=False)
+    except yara.Error:
+        return None
+    out: list[list[Finding]] = [[] for _ in files]
+    for warning in getattr(rules, "warnings", []) or []:
+        m = _BATCH_AT.match(str(warning).strip())
+        if m is None or int(m.group(1)) >= len(files):
+            return None
+        k = int(m.group(1))
+        rf = files[k]
+        out[k].append(_libyara_finding(f"line {m.group(2)}: {m.group(3)}", str(rf.path) if rf.path else "",
+                                       rf, "C102", "warning"))
+    return out
+
+
 def _libyara_finding(text: str, file: str, rf: RuleFile, check: str, severity: str) -> Finding:
     m = _LIBYARA_POS.match(text.strip())
     line = 0
@@ -116,21 +150,47 @@ def _libyara_finding(text: str, file: str, rf: RuleFile, check: str, severity: s
 
 def yarax_findings(rf: RuleFile, *, externals: Mapping[str, ExternalValue] | None = None) -> list[Finding]:
     """Every compile error and warning from YARA-X, with line and column."""
-    file = str(rf.path) if rf.path else ""
+    path = str(rf.path) if rf.path else None
+    return yarax_findings_of(rf, _yarax_compile(rf.text, path, dict(externals or {})))
+
+
+YaraxRaw = tuple[list[dict], list[dict]]       # YARA-X's errors and warnings, as it gives them
+
+
+def _yarax_compile(text: str, path: str | None, externals: dict[str, ExternalValue]) -> YaraxRaw:
     compiler = yara_x.Compiler()
-    if rf.path:
-        compiler.add_include_dir(str(rf.path.parent))
-    for name, value in (externals or {}).items():
+    if path:
+        compiler.add_include_dir(str(Path(path).parent))
+    for name, value in externals.items():
         compiler.define_global(name, value)
     try:
-        compiler.add_source(rf.text, origin=file or None)
+        compiler.add_source(text, origin=path)
     except yara_x.CompileError:
         pass        # every error is also in compiler.errors()
-    findings: list[Finding] = []
-    for item, check, severity in ([(e, "C103", "error") for e in compiler.errors()]
-                                  + [(w, "C104", "warning") for w in compiler.warnings()]):
-        findings.append(_yarax_finding(item, file, rf, check, severity))
-    return findings
+    return list(compiler.errors()), list(compiler.warnings())
+
+
+def yarax_compile_many(items: list[tuple[str, str | None]], externals: dict[str, ExternalValue]
+                       ) -> list[YaraxRaw]:
+    """YARA-X's raw findings for (text, path) items; runs in a helper process (see lint.py)."""
+    return [_yarax_compile(text, path, externals) for text, path in items]
+
+
+def yarax_helper_main() -> None:
+    """A helper process's body (lint.py): pickled (items, externals) in, the raw findings out."""
+    import pickle
+    import sys
+
+    items, externals = pickle.loads(sys.stdin.buffer.read())
+    sys.stdout.buffer.write(pickle.dumps(yarax_compile_many(items, externals), pickle.HIGHEST_PROTOCOL))
+
+
+def yarax_findings_of(rf: RuleFile, raw: YaraxRaw) -> list[Finding]:
+    file = str(rf.path) if rf.path else ""
+    errors, warnings = raw
+    return [_yarax_finding(item, file, rf, check, severity)
+            for item, check, severity in ([(e, "C103", "error") for e in errors]
+                                          + [(w, "C104", "warning") for w in warnings])]
 
 
 def _yarax_finding(item: dict, file: str, rf: RuleFile, check: str, severity: str) -> Finding:

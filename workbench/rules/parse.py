@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 MetaValue = str | int | float | bool
 StringKind = Literal["text", "hex", "regex"]
@@ -22,6 +22,7 @@ _WS = re.compile(r"(?:\s+|//[^\n]*|/\*.*?\*/)+", re.S)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STRING_ID = re.compile(r"\$[A-Za-z0-9_]*\*?")
 _TEXT_LIT = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+_HEX_STOP = re.compile(r'[}/"${]')        # what ends (or breaks) a hex string
 _REGEX_LIT = re.compile(r"/(?:[^/\\\n]|\\.)*/[a-z]*")
 _NUMBER = re.compile(r"-?\s*(?:0x[0-9A-Fa-f]+|0o[0-7]+|\d+(?:\.\d+)?)(?:KB|MB)?")
 # Tokens of a condition (or a modifier): in YARA ``/`` never divides, it opens a regex.
@@ -35,8 +36,10 @@ _TOKEN = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
+    """A condition token (a named tuple: a real rule's condition is hundreds of them, and a
+    frozen dataclass each cost linting the ReversingLabs set a second)."""
+
     kind: str           # "str", "regex", "word" or "op"
     text: str
     start: int          # offset inside the tokenised text
@@ -451,6 +454,10 @@ class _Parser:
         start = self.pos
         i = self.pos + 1
         while i < self.n:
+            stop = _HEX_STOP.search(self.text, i)      # hex strings run to kilobytes: skip to
+            if stop is None:                           # the next character that matters
+                break
+            i = stop.start()
             c = self.text[i]
             if c == "}":
                 self.pos = i + 1

@@ -1,0 +1,104 @@
+"""Whole test runs remembered by the rule files' stat: a re-test with nothing changed reads one row.
+
+A run's report depends on the rule files' contents, the corpora and their states, and
+the code (``CorpusFiles.state`` covers the last two). Reading and hashing every rule
+file to learn that nothing changed costs a real ruleset more than the rest of the
+run, so a finished report is kept under a *stamp* of the files' paths and ``stat``
+(size, mtime, ctime, inode), as git's index does: a file written in place changes
+its mtime and ctime. A file modified within ``RACY_SECONDS`` of the run could change
+again within the clock's granularity without its stat changing, so such runs are not
+remembered (git's "racily clean" entries).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import os
+import pickle
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+RACY_SECONDS = 2.0
+RUNS_KEPT = 8
+_FORMAT = "wb-run-1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS test_runs (          -- whole reports of finished runs (runmemo.py)
+    corpora TEXT NOT NULL,                         -- CorpusFiles.state() of the run
+    stamp TEXT NOT NULL,                           -- digest of the rule files' paths and stat
+    extra BLOB NOT NULL,                           -- included files outside those paths: marshal
+    report BLOB NOT NULL,                          -- the TestReport, pickled
+    used INTEGER NOT NULL,
+    PRIMARY KEY (corpora, stamp)
+) WITHOUT ROWID;
+"""
+
+
+def stat_key(path: str) -> tuple[int, ...] | None:
+    """What ``stat`` says of a file that changes when it is written; None when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def stamp(files: Sequence[str], extra: Iterable[str] = (), *, started: float | None = None
+          ) -> str | None:
+    """A digest of the files' paths and stat keys, in order; None when one is missing or
+    was changed within RACY_SECONDS of ``started`` (default: now)."""
+    now = time.time() if started is None else started
+    digest = hashlib.sha256(_FORMAT.encode())
+    for path in (*files, "\0extra", *extra):
+        key = stat_key(path) if path != "\0extra" else ()
+        if key is None:
+            return None
+        if key and key[1] / 1e9 > now - RACY_SECONDS:
+            return None
+        digest.update(marshal.dumps((path, key)))
+    return digest.hexdigest()
+
+
+def lookup(db: Any, corpora: str, files: Sequence[str]) -> Any | None:
+    """The report a run with these rule files (unchanged since) saved over ``corpora``."""
+    quick = stamp(files)
+    if quick is None:
+        return None
+    row = db.execute("SELECT extra, report FROM test_runs WHERE corpora=? AND stamp=?",
+                     (corpora, quick)).fetchone()
+    if row is None:
+        return None
+    try:
+        extra, expected = marshal.loads(row[0])
+        if stamp(files, extra) != expected:      # an included file outside the paths changed
+            return None
+        return pickle.loads(row[1])
+    except (ValueError, EOFError, TypeError, pickle.UnpicklingError, AttributeError, ImportError):
+        return None
+
+
+def save(db: Any, corpora: str, files: Sequence[str], loaded: Sequence[Path], report: Any, *,
+         started: float) -> None:
+    """Remember ``report`` for these rule files as they were when the run ``started``."""
+    quick = stamp(files, started=started)
+    if quick is None:
+        return
+    listed = set(files)
+    extra = [str(p) for p in loaded if str(p) not in listed]
+    full = stamp(files, extra, started=started)
+    if full is None:
+        return
+    blob = pickle.dumps(report, pickle.HIGHEST_PROTOCOL)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        used = db.execute("SELECT COALESCE(MAX(used), 0) + 1 FROM test_runs").fetchone()[0]
+        db.execute("INSERT OR REPLACE INTO test_runs(corpora, stamp, extra, report, used) "
+                   "VALUES (?,?,?,?,?)", (corpora, quick, marshal.dumps((extra, full)), blob, used))
+        db.execute("DELETE FROM test_runs WHERE used <= ?", (used - RUNS_KEPT,))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
