@@ -32,12 +32,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.tui import build_index  # noqa: E402
-from workbench.quarantine.ingest import ingest_bytes  # noqa: E402
-from workbench.quarantine.service import Quarantine  # noqa: E402
-from workbench.samples.archives import build_zip  # noqa: E402
-from workbench.samples.mail import Attachment, Mail  # noqa: E402
-from workbench.workspace import Workspace  # noqa: E402
+from bench.tui import build_index
+from workbench.quarantine.ingest import ingest_bytes
+from workbench.quarantine.service import Quarantine
+from workbench.samples.archives import build_zip
+from workbench.samples.mail import Attachment, Mail
+from workbench.workspace import Workspace
 
 MESSAGES = 100_000
 REAL = 400                    # real stored messages among them (the ones opened and dissected)

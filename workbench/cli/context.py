@@ -52,7 +52,7 @@ def accept_query_terms(parser: argparse.ArgumentParser) -> None:
     negative number; to this parser a negated ``field:value`` term looks like one (no
     option of ours has a ``:`` in its name), so ``-q '-status:dismissed'`` works.
     """
-    parser._negative_number_matcher = re.compile(r"^-[A-Za-z]+:")  # noqa: SLF001
+    parser._negative_number_matcher = re.compile(r"^-[A-Za-z]+:")
 
 
 def table(rows: list[list[str]], headers: list[str], *, max_width: dict[int, int] | None = None) -> str:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from workbench.quarantine.query import STATUSES as STATUSES
 from workbench.quarantine.query import Query, parse_query
+
 SCHEMA_VERSION = 2          # 2: the trigram text index (messages_fts)
 T = TypeVar("T")
 

@@ -187,7 +187,7 @@ def parse_query(text: str, *, sort: str | None = None, descending: bool | None =
         else:
             column, kind = FIELDS[name]
             if kind == "exact" and negate and name == "status" and value.lower() in STATUSES:
-                others = [s for s in STATUSES if s != value.lower()]
+                others: list[object] = [s for s in STATUSES if s != value.lower()]
                 query.add(f"status COLLATE NOCASE IN ({', '.join('?' * len(others))})", others)
                 continue
             if kind == "exact":
