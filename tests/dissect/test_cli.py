@@ -63,9 +63,48 @@ def test_dissect_errors(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_dissect_all_fills_the_catalog(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--home", str(home), "dissect", "--all", "--json"]) == E_OK
-    assert json.loads(capsys.readouterr().out) == {"dissected": 1}
+    assert json.loads(capsys.readouterr().out)["dissected"] == 1
     assert main(["--home", str(home), "dissect", "--all", "--json"]) == E_OK
-    assert json.loads(capsys.readouterr().out) == {"dissected": 0}
+    assert json.loads(capsys.readouterr().out)["dissected"] == 0
+
+
+def test_dissect_all_side_by_side_by_query_and_limit(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Several jobs fill the same catalog as one; --query/--limit choose the messages."""
+    import sqlite3
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(8):
+        attachments = [Attachment(f"doc{n}.zip", build_zip([(f"a{n}.txt", b"x" * (n + 1))]))] \
+            if n % 2 else []
+        (folder / f"{n}.eml").write_bytes(build_message(Mail(
+            f"s{n}@evil.example", "b@corp.example", f"Invoice {n}" if n < 6 else f"Note {n}",
+            text=f"body {n}", attachments=attachments)))
+    homes = [tmp_path / "one", tmp_path / "two"]
+    for home in homes:
+        assert main(["--home", str(home), "quarantine", "ingest", str(folder)]) == E_OK
+    capsys.readouterr()
+
+    home = homes[1]
+    assert main(["--home", str(home), "dissect", "--all", "-q", "-subject:note", "--limit", "2",
+                 "--jobs", "2", "--json"]) == E_OK
+    assert json.loads(capsys.readouterr().out)["dissected"] == 2
+    assert main(["--home", str(home), "dissect", "--all", "-q", "-subject:note", "--jobs", "2",
+                 "--json"]) == E_OK
+    assert json.loads(capsys.readouterr().out)["dissected"] == 4     # the other Invoices
+    assert main(["--home", str(home), "dissect", "--all", "--since", "1d", "-j", "2"]) == E_OK
+    captured = capsys.readouterr()
+    assert "dissected 2 message(s)" in captured.out and "msg/s" in captured.err
+    assert main(["--home", str(homes[0]), "dissect", "--all", "--jobs", "1", "--json"]) == E_OK
+    assert json.loads(capsys.readouterr().out)["dissected"] == 8
+
+    def catalog(h: Path) -> list[tuple[object, ...]]:
+        with sqlite3.connect(h / "state" / "dissect.sqlite") as db:
+            return sorted(db.execute("SELECT message_sha256, path, sha256, size FROM extracted"))
+    assert catalog(homes[0]) == catalog(homes[1]) and catalog(homes[0])
+    assert main(["--home", str(home), "dissect", "--all", "--jobs", "0"]) == E_USAGE
+    assert main(["--home", str(home), "dissect", "--limit", "3"]) == E_USAGE
 
 
 def test_strings(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

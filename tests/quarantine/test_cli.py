@@ -105,3 +105,27 @@ def test_hostile_subjects_cannot_drive_the_terminal(tmp_path, capsys):
                        json.loads(run(tmp_path, capsys, "quarantine", "list", "--json")[1])
                        ["messages"][0]["sha256"])
     assert "\\u001b" in out, "JSON keeps the exact value, escaped"
+
+
+def test_list_takes_a_negated_term_and_counts_only_when_asked(home, capsys):
+    run(home, capsys, "quarantine", "ingest", str(home / "in"), "--tower", "t12")
+    code, out, _ = run(home, capsys, "quarantine", "list", "--json")
+    first = json.loads(out)["messages"][0]["sha256"]
+    assert run(home, capsys, "quarantine", "set-status", first, "dismissed")[0] == E_OK
+
+    # the documented negation, as the value of -q (argparse took it for an option: exit 2)
+    code, out, _ = run(home, capsys, "quarantine", "list", "-q", "-status:dismissed", "--json")
+    doc = json.loads(out)
+    assert code == E_OK and doc["total"] == 2 and first not in [m["sha256"] for m in doc["messages"]]
+    code, out, _ = run(home, capsys, "quarantine", "list", "--query", "-status:new", "--json")
+    assert [m["sha256"] for m in json.loads(out)["messages"]] == [first]
+
+    # a full page leaves the total unknown unless --count asks for it
+    code, out, _ = run(home, capsys, "quarantine", "list", "--limit", "2", "--json")
+    assert code == E_OK and json.loads(out)["total"] is None
+    code, out, _ = run(home, capsys, "quarantine", "list", "--limit", "2")
+    assert "more follow" in out
+    code, out, _ = run(home, capsys, "quarantine", "list", "--limit", "2", "--count", "--json")
+    assert json.loads(out)["total"] == 3
+    code, out, _ = run(home, capsys, "quarantine", "list", "--limit", "2", "--offset", "2", "--json")
+    assert json.loads(out)["total"] == 3

@@ -67,3 +67,28 @@ def test_tags_status_and_sort(filled):
 def test_bad_queries_say_what_is_wrong(text, message):
     with pytest.raises(QueryError, match=message):
         parse_query(text)
+
+
+def _plan(q, text):
+    query = parse_query(text)
+    where, params = q.index._plan(query)
+    rows = q.index.db.execute(
+        f"EXPLAIN QUERY PLAN SELECT count(*) FROM messages WHERE {where}", params).fetchall()
+    return " ".join(str(r[3]) for r in rows)
+
+
+def test_negated_status_and_defects_are_answered_by_an_index(filled):
+    sha = filled.index.list("invoice")[0].sha256
+    filled.set_status(sha, "dismissed")
+    assert subjects(filled, "-status:dismissed") == ["50% off_today", "Lunch plans", "Payroll update"]
+    assert subjects(filled, "-status:DISMISSED tower:t12") == ["Lunch plans"]
+    assert subjects(filled, "-status:new") == ["Invoice 4471"]
+    assert filled.index.count("-status:new") == 1
+    # the count walks the status index, not every message
+    assert "messages_status" in _plan(filled, "-status:new")
+    filled.index.db.execute("UPDATE messages SET defect_count = 1, defects = '[\"x\"]' "
+                            "WHERE sha256 = ?", (sha,))
+    assert subjects(filled, "has:defects") == ["Invoice 4471"]
+    assert "messages_defects" in _plan(filled, "has:defects")
+    # a status no triage sets is still a plain negation
+    assert subjects(filled, "-status:odd") == sorted(subjects(filled, ""))

@@ -37,6 +37,20 @@ def test_quarantine(snap_compare: Snap, ui_workspace: Workspace) -> None:
     assert snap_compare(make_app(ui_workspace), terminal_size=SIZE, run_before=ready)
 
 
+@pytest.mark.parametrize("size", [(120, 40), (160, 50)], ids=["120x40", "160x50"])
+def test_quarantine_counts_panel_in_full(snap_compare: Snap, ui_workspace: Workspace,
+                                         size: tuple[int, int]) -> None:
+    """Reason and Status both show in full and nothing wraps (the panel was cut at 9 lines)."""
+    from workbench.tui.widgets.facets import FacetPanel
+
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+        panel = pilot.app.screen.query_one(FacetPanel)
+        assert panel.scrollable_content_region.height >= panel.option_count
+
+    assert snap_compare(make_app(ui_workspace, list_refresh=0), terminal_size=size, run_before=ready)
+
+
 def test_quarantine_filtered_light(snap_compare: Snap, ui_workspace: Workspace) -> None:
     async def ready(pilot: Pilot[object]) -> None:
         await settle(pilot)

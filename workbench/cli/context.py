@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -42,6 +43,16 @@ class Context:
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON document (see docs/formats.md)")
+
+
+def accept_query_terms(parser: argparse.ArgumentParser) -> None:
+    """Let a query term such as ``-status:dismissed`` be an option's value or an argument.
+
+    argparse takes any word that starts with ``-`` for an option unless it looks like a
+    negative number; to this parser a negated ``field:value`` term looks like one (no
+    option of ours has a ``:`` in its name), so ``-q '-status:dismissed'`` works.
+    """
+    parser._negative_number_matcher = re.compile(r"^-[A-Za-z]+:")
 
 
 def table(rows: list[list[str]], headers: list[str], *, max_width: dict[int, int] | None = None) -> str:

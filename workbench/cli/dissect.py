@@ -8,7 +8,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.cli.context import CommandError, Context, add_json_flag, table
+from workbench.cli.context import (
+    CommandError,
+    Context,
+    accept_query_terms,
+    add_json_flag,
+    duration_arg,
+    table,
+)
 from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 
 if TYPE_CHECKING:
@@ -28,7 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--require-sandbox", action="store_true",
                    help="refuse to dissect unless the parsers run in the sandbox (also: [dissect] sandbox = "
                         "\"require\" in HOME/workbench.toml)")
+    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                   help="with --all: messages dissected side by side (default: one per core)")
+    p.add_argument("--query", "-q", default="", metavar="QUERY",
+                   help="with --all: only messages this quarantine query selects")
+    p.add_argument("--since", type=duration_arg, default=None, metavar="DURATION",
+                   help="with --all: only messages first seen this long ago or later (e.g. 7d)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="with --all: at most N messages, newest first")
     add_json_flag(p)
+    accept_query_terms(p)
     p.set_defaults(func=cmd_dissect)
 
     p = sub.add_parser("strings", help="printable ASCII and UTF-16LE strings of a stored artifact")
@@ -80,23 +96,9 @@ def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
 
 def _dissect(args: argparse.Namespace, ctx: Context) -> int:
     if args.all:
-        from workbench.dissect.catalog import catalog_all
-
-        def progress(i: int, n: int, sha: str) -> None:
-            ctx.err.write(f"\r{i}/{n} {sha[:12]}")
-
-        limits = _limits(args, ctx)
-        count = catalog_all(ctx.workspace, progress=None if args.json else progress, limits=limits)
-        if count:
-            from workbench.dissect.worker import default_pool
-
-            _warn_unsandboxed(ctx, default_pool(limits.sandbox).isolation)
-        if args.json:
-            ctx.json({"dissected": count})
-        else:
-            ctx.err.write("\n" if count else "")
-            ctx.print(f"dissected {count} message(s) into the catalog")
-        return E_OK
+        return _dissect_all(args, ctx)
+    if args.query or args.since is not None or args.limit is not None or args.jobs is not None:
+        raise CommandError("--jobs, --query, --since and --limit go with --all", E_USAGE)
     if not args.target:
         raise CommandError("give a TARGET (quarantine ID, sha256 or file path) or --all", E_USAGE)
     limits = _limits(args, ctx)
@@ -153,6 +155,55 @@ def _show(args: argparse.Namespace, ctx: Context, result: Dissection) -> int:
         ctx.json(result)
     else:
         ctx.print(render_tree(result))
+    return E_OK
+
+
+def _dissect_all(args: argparse.Namespace, ctx: Context) -> int:
+    import os
+    import time
+
+    from workbench.dissect.catalog import CatalogProgress, catalog_all, undissected
+    from workbench.quarantine.query import QueryError, parse_query
+
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1 or (args.limit is not None and args.limit < 0):
+        raise CommandError("--jobs must be 1 or more and --limit 0 or more", E_USAGE)
+    query = args.query
+    if args.since is not None:
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - args.since))
+        query = f"{query} after:{since}".strip()
+    try:
+        parse_query(query)
+    except QueryError as exc:
+        raise CommandError(f"query: {exc}", E_USAGE) from None
+    todo = undissected(ctx.workspace, query, limit=args.limit)
+    last = 0.0
+
+    def progress(p: CatalogProgress) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < 0.5 and p.done < p.total:
+            return                          # a line twice a second, not one per message
+        last = now
+        eta = f"{p.eta:,.0f}s left" if p.eta is not None else "…"
+        ctx.err.write(f"\r{p.done:,}/{p.total:,}  {p.rate:,.1f} msg/s  {eta}   ")
+        ctx.err.flush()
+
+    limits = _limits(args, ctx)
+    started = time.perf_counter()
+    count = catalog_all(ctx.workspace, progress=None if args.json else progress, jobs=jobs,
+                        todo=todo, limits=limits)
+    seconds = time.perf_counter() - started
+    if count:
+        from workbench.dissect.worker import default_pool
+
+        _warn_unsandboxed(ctx, default_pool(limits.sandbox).isolation)
+    if args.json:
+        ctx.json({"dissected": count, "jobs": jobs, "seconds": round(seconds, 3)})
+    else:
+        ctx.err.write("\n" if count else "")
+        ctx.print(f"dissected {count} message(s) into the catalog with {jobs} job(s) "
+                  f"in {seconds:.1f}s")
     return E_OK
 
 

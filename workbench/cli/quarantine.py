@@ -10,6 +10,7 @@ from pathlib import Path
 from workbench.cli.context import (
     CommandError,
     Context,
+    accept_query_terms,
     add_json_flag,
     duration_arg,
     duration_or_zero_arg,
@@ -55,10 +56,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_watch)
 
     p = qs.add_parser("list", help="list quarantined messages, newest first")
-    p.add_argument("--query", "-q", default="", help="filter, e.g. 'tower:t12 status:new has:attachment invoice'")
+    p.add_argument("--query", "-q", default="",
+                   help="filter, e.g. 'tower:t12 status:new has:attachment invoice' or '-status:dismissed'")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--count", action="store_true",
+                   help="count every matching message (a full count; without it the total is "
+                        "given only when this page reaches the end)")
     add_json_flag(p)
+    accept_query_terms(p)
     p.set_defaults(func=cmd_list)
 
     p = qs.add_parser("show", help="one message: index row, sightings, audit log")
@@ -200,9 +206,13 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
         query = parse_query(args.query)
     except QueryError as exc:
         raise CommandError(f"query: {exc}", E_USAGE) from None
+    if args.limit < 0 or args.offset < 0:
+        raise CommandError("--limit and --offset must be 0 or more", E_USAGE)
     with _open(ctx) as q:
         rows = q.index.list(query, offset=args.offset, limit=args.limit)
-        total = q.index.count(query)
+        total = listed_total(args.offset, args.limit, len(rows))
+        if total is None and args.count:
+            total = q.index.count(query)
     if args.json:
         ctx.json({"query": args.query, "total": total, "offset": args.offset, "messages": rows})
         return E_OK
@@ -211,8 +221,19 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
           r.status, r.from_addr, r.subject, ", ".join(r.attachment_names)] for r in rows],
         ["ID", "RECEIVED", "TOWER", "SERVER", "REASON", "STATUS", "FROM", "SUBJECT", "ATTACHMENTS"],
         max_width={6: 32, 7: 48, 8: 40}))
-    ctx.print(f"{len(rows)} of {total} messages")
+    if total is not None:
+        ctx.print(f"{len(rows)} of {total} messages")
+    else:
+        ctx.print(f"{len(rows)} messages from {args.offset + 1}, more follow (--count counts them)")
     return E_OK
+
+
+def listed_total(offset: int, limit: int, found: int) -> int | None:
+    """The total when a page shows it for free: a short page (found after the offset) is the
+    last one. Otherwise None: counting is a walk over every match, done only on --count."""
+    if found < limit and (found > 0 or offset == 0):
+        return offset + found
+    return None
 
 
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,29 +70,109 @@ def find_parents(workspace: Workspace, sha256: str) -> list[ExtractedArtifact]:
     return _rows(workspace, "SELECT * FROM extracted WHERE sha256 = ? ORDER BY message_sha256, path", (sha256,))
 
 
-def undissected(workspace: Workspace) -> list[str]:
-    """Quarantined messages the catalog does not cover yet."""
+def undissected(workspace: Workspace, query: str = "", *, limit: int | None = None) -> list[str]:
+    """Quarantined messages the catalog does not cover yet; ``query`` (the quarantine query
+    language) chooses among them, newest first, and ``limit`` caps how many."""
+    from workbench.quarantine.query import parse_query
     from workbench.quarantine.service import Quarantine
 
-    with Quarantine.open(workspace) as q:
-        messages = q.index.all_shas()
     cache = _open(workspace)
     done = cache.dissected_messages() if cache else set()
     if cache:
         cache.close()
-    return sorted(messages - done)
+    if not query and limit is None:
+        with Quarantine.open(workspace) as q:
+            messages = q.index.all_shas()
+        return sorted(messages - done)
+    parsed = parse_query(query)
+    todo: list[str] = []
+    with Quarantine.open(workspace) as q:
+        offset = 0
+        while limit is None or len(todo) < limit:
+            rows = q.index.list(parsed, offset=offset, limit=1000)
+            todo += [r.sha256 for r in rows if r.sha256 not in done]
+            if len(rows) < 1000:
+                break
+            offset += len(rows)
+    return todo if limit is None else todo[:limit]
 
 
-def catalog_all(workspace: Workspace, *, progress: Callable[[int, int, str], None] | None = None,
-                limits: Limits | None = None) -> int:
-    """Dissect every message not yet in the catalog; returns how many were dissected."""
+@dataclass
+class CatalogProgress:
+    """Where ``catalog_all`` is: messages done of the total, and the time so far."""
+
+    done: int
+    total: int
+    sha256: str
+    elapsed: float
+    failed: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the rate so far (None until one message is done)."""
+        return (self.total - self.done) / self.rate if self.rate > 0 else None
+
+
+def catalog_all(workspace: Workspace, *, progress: Callable[[CatalogProgress], None] | None = None,
+                jobs: int = 1, todo: list[str] | None = None, limits: Limits | None = None) -> int:
+    """Dissect every message not yet in the catalog (or those of ``todo``), ``jobs`` at a
+    time; returns how many were dissected.
+
+    Each message goes through the same ``dissect_message`` as a single dissection, so
+    every format still runs in the worker processes under their limits; running ``jobs``
+    messages side by side keeps ``jobs`` workers busy instead of about one (the caller's
+    own share, reading objects and writing the catalog, is what is left in this process).
+    """
+    import time
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     from workbench.dissect.engine import dissect_message
     from workbench.quarantine.service import Quarantine
 
-    todo = undissected(workspace)
+    todo = undissected(workspace) if todo is None else todo
+    jobs = max(1, jobs)
+    started = time.perf_counter()
+    done = 0
     with Quarantine.open(workspace) as q:
-        for i, sha in enumerate(todo, start=1):
-            dissect_message(q, sha, limits=limits)
-            if progress is not None:
-                progress(i, len(todo), sha)
-    return len(todo)
+        if jobs == 1:
+            for sha in todo:
+                dissect_message(q, sha, limits=limits)
+                done += 1
+                if progress is not None:
+                    progress(CatalogProgress(done, len(todo), sha, time.perf_counter() - started))
+            return done
+        # one index connection per thread: a connection must not run two statements at once
+        local = threading.local()
+        opened: list[Quarantine] = []
+        opened_lock = threading.Lock()
+
+        def one(sha: str) -> None:
+            mine = getattr(local, "quarantine", None)
+            if mine is None:
+                mine = local.quarantine = Quarantine.open(workspace)
+                with opened_lock:
+                    opened.append(mine)
+            dissect_message(mine, sha, limits=limits)
+
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dissect-all") as threads:
+            futures = {threads.submit(one, sha): sha for sha in todo}
+            try:
+                for future in as_completed(futures):
+                    future.result()
+                    done += 1
+                    if progress is not None:
+                        progress(CatalogProgress(done, len(todo), futures[future],
+                                                 time.perf_counter() - started))
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            finally:
+                threads.shutdown(wait=True)
+                for each in opened:
+                    each.close()
+    return done

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from workbench.quarantine.query import STATUSES as STATUSES
 from workbench.quarantine.query import Query, parse_query
 
-STATUSES = ("new", "triaged", "drafted", "signed", "dismissed")
 SCHEMA_VERSION = 2          # 2: the trigram text index (messages_fts)
 T = TypeVar("T")
 
@@ -46,6 +46,7 @@ CREATE INDEX IF NOT EXISTS messages_last_seen ON messages(last_seen);
 CREATE INDEX IF NOT EXISTS messages_tower ON messages(tower COLLATE NOCASE, first_seen);
 CREATE INDEX IF NOT EXISTS messages_status ON messages(status COLLATE NOCASE, first_seen);
 CREATE INDEX IF NOT EXISTS messages_reason ON messages(reason COLLATE NOCASE, first_seen);
+CREATE INDEX IF NOT EXISTS messages_defects ON messages(first_seen) WHERE defect_count > 0;
 CREATE TABLE IF NOT EXISTS sightings (
     id TEXT PRIMARY KEY,
     sha256 TEXT NOT NULL,

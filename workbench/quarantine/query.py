@@ -35,6 +35,9 @@ SORT_COLUMNS = {
     "from": "from_addr", "subject": "subject", "size": "size", "sightings": "sightings",
     "attachments": "attachment_names", "date": "date",
 }
+# The triage statuses (the index's too). A negated ``-status:x`` is asked as the other four,
+# so the status index answers it instead of a walk over every message.
+STATUSES = ("new", "triaged", "drafted", "signed", "dismissed")
 KNOWN = sorted([*FIELDS, "has", *DATE_FIELDS, "sort"])
 
 
@@ -183,6 +186,10 @@ def parse_query(text: str, *, sort: str | None = None, descending: bool | None =
             params.append(_date(value, name))
         else:
             column, kind = FIELDS[name]
+            if kind == "exact" and negate and name == "status" and value.lower() in STATUSES:
+                others: list[object] = [s for s in STATUSES if s != value.lower()]
+                query.add(f"status COLLATE NOCASE IN ({', '.join('?' * len(others))})", others)
+                continue
             if kind == "exact":
                 clause = f"{column} = ? COLLATE NOCASE"
                 params.append(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.binding import Binding
@@ -16,14 +17,11 @@ from workbench.tui.commands import ScreenCommands, WorkbenchCommands
 from workbench.tui.marks import Marks
 from workbench.tui.pages import IndexPool
 from workbench.tui.safety import ControlFilter
-from workbench.tui.screens.campaigns import CampaignsScreen
-from workbench.tui.screens.editor import EditorScreen
-from workbench.tui.screens.fleet import FleetScreen
-from workbench.tui.screens.help import HelpScreen
 from workbench.tui.screens.quarantine import QuarantineScreen
-from workbench.tui.screens.release import ReleaseScreen
-from workbench.tui.screens.testing import RuleTestScreen
 from workbench.workspace import Workspace
+
+if TYPE_CHECKING:
+    from workbench.tui.screens.editor import EditorScreen
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 FLEET_REFRESH = 2.0         # seconds between fleet board refreshes
@@ -55,13 +53,16 @@ class WorkbenchApp(App[int]):
         Binding("ctrl+t", "toggle_dark", "Theme", show=False),
     ]
 
+    # Only the quarantine list is imported with the app: the other screens (and what they
+    # import: git, the release tools, the YARA editor) load when first opened, so the
+    # first rows paint without waiting for them.
     MODES = {
         "quarantine": QuarantineScreen,
-        "rules": EditorScreen,
-        "test": RuleTestScreen,
-        "release": ReleaseScreen,
-        "fleet": FleetScreen,
-        "campaigns": CampaignsScreen,
+        "rules": lambda: _screen("editor", "EditorScreen"),
+        "test": lambda: _screen("testing", "RuleTestScreen"),
+        "release": lambda: _screen("release", "ReleaseScreen"),
+        "fleet": lambda: _screen("fleet", "FleetScreen"),
+        "campaigns": lambda: _screen("campaigns", "CampaignsScreen"),
     }
 
     def __init__(self, workspace: Workspace, *, theme: str = "dark", query: str = "",
@@ -123,6 +124,8 @@ class WorkbenchApp(App[int]):
         return stack[0] if stack else None
 
     def editor(self) -> EditorScreen:
+        from workbench.tui.screens.editor import EditorScreen
+
         self.switch_mode("rules")
         screen = self.screen if isinstance(self.screen, EditorScreen) else self.mode_screen("rules")
         assert isinstance(screen, EditorScreen)          # (a dialog may be open over the editor)
@@ -147,6 +150,8 @@ class WorkbenchApp(App[int]):
     # -- shared behaviour ---------------------------------------------------------------
 
     def action_help(self) -> None:
+        from workbench.tui.screens.help import HelpScreen
+
         screen = self.screen
         if isinstance(screen, HelpScreen):
             return
@@ -168,6 +173,14 @@ class WorkbenchApp(App[int]):
         self.log.error(f"{what} failed", error)
         self.notify(f"{type(error).__name__}: {error}" if error else "failed",
                     title=f"Could not {what}", severity="error", timeout=10)
+
+
+def _screen(module: str, name: str) -> Screen[object]:
+    """A new screen of ``workbench.tui.screens.<module>``, imported on first use."""
+    import importlib
+
+    screen: Screen[object] = getattr(importlib.import_module(f"workbench.tui.screens.{module}"), name)()
+    return screen
 
 
 def freeze_startup_objects() -> None:

@@ -243,3 +243,47 @@ async def test_the_analysts_own_triage_is_not_reported_as_a_change(ui_workspace:
         assert not str(screen.query_one("#count", Static).render()).startswith("↻")
         _arrive(ui_workspace, "Someone else's mail")               # a real change still shows
         await _until(pilot, lambda: str(screen.query_one("#count", Static).render()).startswith("↻"))
+
+
+async def test_a_keystroke_interrupts_the_superseded_counts(ui_workspace: Workspace,
+                                                          monkeypatch) -> None:
+    """Counts by reason for the old filter stop when the filter changes (sqlite interrupt)."""
+    import sqlite3
+    import threading
+
+    from workbench.quarantine.index import QuarantineIndex
+
+    original = QuarantineIndex.facets
+    slow_started = threading.Event()
+    outcomes: list[str] = []
+
+    def facets(self, query):
+        if "slow" in query.text:
+            slow_started.set()
+            try:        # a statement that would run for minutes on a real index
+                self.db.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                                "SELECT count(*) FROM c").fetchone()
+                outcomes.append("finished")
+            except sqlite3.OperationalError as exc:
+                outcomes.append(str(exc))
+                raise
+        return original(self, query)
+
+    monkeypatch.setattr(QuarantineIndex, "facets", facets)
+    app = make_app(ui_workspace, list_refresh=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.screen.query_one("#filter", Input).value = "slow"
+        await pilot.pause()
+        assert slow_started.wait(10)
+        app.screen.query_one("#filter", Input).value = "invoice"
+        for _ in range(1000):                  # the superseded worker's thread ends by itself
+            if outcomes and not any(w.is_cancelled and w.is_running for w in app.workers):
+                break
+            await pilot.pause(0.01)
+        assert outcomes == ["interrupted"]
+        await settle(pilot)
+        panel = app.screen.query_one(FacetPanel)
+        labels = [str(panel.get_option_at_index(i).prompt).strip() for i in range(panel.option_count)]
+        assert "Reason" in labels and "Status" in labels
+

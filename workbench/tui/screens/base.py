@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, cast
 
-from textual import on
+from textual import events, on
+from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -22,7 +23,48 @@ class WorkbenchScreen(Screen[None]):
     def workbench(self) -> WorkbenchApp:
         return cast("WorkbenchApp", self.app)
 
+    @on(events.ScreenResume)
+    def _prune_closed_watchers(self) -> None:
+        """Drop what closed screens left in long-lived watcher lists (see prune_watchers)."""
+        prune_watchers(self.app)
+        for node in self.walk_children(with_self=True):
+            prune_watchers(node)
+        forget_closed_styles()
+
     @on(Worker.StateChanged)
     def _worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
             self.workbench.report_worker_error(event.worker)
+
+
+def prune_watchers(node: DOMNode) -> None:
+    """Forget the watchers of closed widgets that ``node`` still holds.
+
+    Textual drops a closed widget's watcher from the watched object's list only when the
+    watched value next changes. Two lists never change, so each opened message stayed in
+    memory: every screen's Header watches the app's ``title`` and ``sub_title``, and the
+    Footer data-binds each key it draws to its ``compact`` (and draws new keys whenever the
+    bindings change, on every return to a screen). About 13,000 objects per message opened
+    stayed reachable, and each full collection walked them all.
+    """
+    watchers = getattr(node, "__watchers", None)    # Textual's own name for the lists
+    if not watchers:
+        return
+    for entries in watchers.values():
+        entries[:] = [(owner, callback) for owner, callback in entries
+                      if not (owner._closing or owner._closed)]
+
+
+def forget_closed_styles() -> None:
+    """Empty Textual's class-wide cache of background styles.
+
+    ``StylesCache.get_inner_outer`` is an ``lru_cache`` of 1,024 entries keyed by the
+    widget's own styles cache, which holds every line the widget last drew: a closed
+    screen's widgets and their drawn lines stayed in memory until a thousand newer keys
+    pushed them out. Refilled at the cost of one lookup per widget on the next paint.
+    """
+    from textual._styles_cache import StylesCache
+
+    clear = getattr(StylesCache.get_inner_outer, "cache_clear", None)
+    if clear is not None:
+        clear()

@@ -182,7 +182,9 @@ the cursor never moves on its own.
 
     def start_listing(self, query: Query) -> None:
         if self.listing is not None:
+            # the superseded list, count and counts by reason stop now, not when they finish
             self.workbench.pool.interrupt(self.listing.generation)
+            self.workbench.pool.interrupt(-self.listing.generation)
         self.listing = Listing(query=query, generation=next(_generations))
         self.query_one("#count", Static).update("searching…")
         self.query_one(FacetPanel).show(None)
@@ -200,7 +202,7 @@ the cursor never moves on its own.
                 if worker.is_cancelled:
                     return
                 self.post_message(self.Loaded(generation, rows, change))
-                if len(rows) < PAGE_SIZE:
+                if len(rows) < PAGE_SIZE or worker.is_cancelled:
                     return
                 total = index.count(query)
         except sqlite3.OperationalError as exc:
@@ -215,7 +217,9 @@ the cursor never moves on its own.
     def run_facets(self, query: Query, generation: int) -> None:
         worker = get_current_worker()
         try:
-            with self.workbench.pool.reader() as index:
+            with self.workbench.pool.reader(-generation) as index:   # start_listing interrupts it
+                if worker.is_cancelled:
+                    return
                 facets = index.facets(query)
         except sqlite3.OperationalError as exc:
             if worker.is_cancelled or _interrupted(exc):

@@ -32,12 +32,18 @@ class FacetPanel(OptionList):
             if not counts:
                 self.add_option(Option(Text("  none", style="dim"), disabled=True))
             for value, count in counts.items():
-                label = Text(f"  {value or '(none)'}")
+                label = Text(f"  {value or '(none)'}", no_wrap=True, overflow="ellipsis")
                 label.append(f" {count:,}", style="dim")
                 # an empty value cannot be written as a query term: shown, not choosable
                 self.add_option(Option(label, id=f"{field}:{value}" if value else None))
-        if highlighted is not None and highlighted < self.option_count:
+        # the same choice stays highlighted only while the analyst is in the panel: restoring
+        # an index from another query scrolled the panel to it, so what showed depended on
+        # how the query was reached
+        if self.has_focus and highlighted is not None and highlighted < self.option_count:
             self.highlighted = highlighted
+        else:
+            self.highlighted = None
+            self.scroll_home(animate=False)
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:

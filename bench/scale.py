@@ -1,0 +1,296 @@
+"""A day's work at 100,000 messages (issue 21): the figures an analyst feels, against the
+previous release's (docs/benchmarks.md, "Scale").
+
+The 100,000-message quarantine is built once and kept between runs outside the repository
+(``$XDG_CACHE_HOME/workbench-bench/scale-100k``, else ``/tmp/workbench-bench/...``): index
+rows for every message (as ``bench/tui.py`` makes them) plus real stored messages that the
+UI opens and ``dissect --all`` takes apart. Each part runs on its own:
+
+    python bench/scale.py                 # everything (soak: 100 opens)
+    python bench/scale.py --soak 500      # the full soak
+    python bench/scale.py --only launch,list,dissect,open
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import json
+import os
+import pty
+import select
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.tui import build_index
+from workbench.quarantine.ingest import ingest_bytes
+from workbench.quarantine.service import Quarantine
+from workbench.samples.archives import build_zip
+from workbench.samples.mail import Attachment, Mail
+from workbench.workspace import Workspace
+
+MESSAGES = 100_000
+REAL = 400                    # real stored messages among them (the ones opened and dissected)
+# the previous release's figures (issue 21, measured in tmux at 160x50 on 101,734 messages)
+BEFORE = {
+    "launch_ms": "600-700", "open_ms": "120-430", "back_ms": "120-360",
+    "list_ms": "91-201 (always counted)", "dissect_msg_s": "65-77 (one at a time)",
+    "soak_rss_mb": "69 -> 198 over 200 opens", "soak_gc_ms": "305 -> 636",
+    "soak_stalls": "17-25 over 200 ms per 50 opens",
+}
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or tempfile.gettempdir()
+    return Path(base) / "workbench-bench" / "scale-100k"
+
+
+def real_mail(n: int) -> bytes:
+    when = dt.datetime(2027, 2, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=n)
+    attachments = []
+    if n % 3 == 0:
+        attachments.append(Attachment(f"invoice-{n}.zip", build_zip([(f"inv{n}.txt", b"x" * (n % 500))]),
+                                      content_type="application/zip"))
+    return Mail(f"billing{n % 17}@acme.example", "analyst@corp.example", f"Scale message {n}",
+                text=f"Hello,\nsee http://evil-{n}.example/x\n" * 4, attachments=attachments,
+                date=when).build()
+
+
+def build(root: Path) -> Workspace:
+    workspace = Workspace(root)
+    marker = root / ".built"
+    if marker.exists():
+        return workspace
+    if root.exists():
+        shutil.rmtree(root)
+    print(f"building the {MESSAGES:,}-message quarantine in {root} (once)...", flush=True)
+    seconds = build_index(workspace, MESSAGES - REAL)
+    with Quarantine.open(workspace) as q:
+        for n in range(REAL):
+            ingest_bytes(q, real_mail(n), tower=f"t{n % 40:02d}", server="mx01",
+                         reason="unknown-virus" if n % 4 else "stuck", source="bench",
+                         received_at=dt.datetime(2027, 2, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=n))
+    # the UI opens messages an analyst has seen before: their dissections are cached
+    from workbench.dissect.catalog import catalog_all
+    catalog_all(workspace, jobs=os.cpu_count() or 1)
+    db = sqlite3.connect(workspace.quarantine / "index.sqlite")
+    db.execute("UPDATE messages SET status='triaged' WHERE rowid % 20 = 1")
+    db.execute("UPDATE messages SET status='dismissed' WHERE rowid % 30 = 2")
+    db.execute("UPDATE messages SET defects='[\"x\"]', defect_count=1 WHERE rowid % 97 = 3")
+    db.commit()
+    db.close()
+    marker.write_text(f"built in {seconds:.0f}s\n")
+    return workspace
+
+
+def workbench_cmd() -> list[str]:
+    """The installed ``workbench`` script, as an analyst starts it."""
+    return [str(Path(sys.executable).with_name("workbench"))]
+
+
+# -- launch to first rows, in a pseudo-terminal ---------------------------------------------
+
+def launch(workspace: Workspace, rounds: int) -> dict[str, object]:
+    """Process start to the newest message's subject on the terminal, read from a pty."""
+    newest = f"Scale message {REAL - 1}"
+    times = []
+    for _ in range(rounds):
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.environ.update(COLUMNS="160", LINES="50", TERM="xterm-256color")
+            os.execv(workbench_cmd()[0], [*workbench_cmd(), "--home", str(workspace.home), "ui"])
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+        start = time.perf_counter()
+        seen = b""
+        found = None
+        while time.perf_counter() - start < 20:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready:
+                try:
+                    seen += os.read(fd, 65536)
+                except OSError:
+                    break
+                if newest.encode() in seen:
+                    found = time.perf_counter() - start
+                    break
+        times.append(found)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    ok = [t for t in times if t is not None]
+    return {"launch_ms": [round(t * 1000) for t in ok], "launch_median_ms":
+            round(statistics.median(ok) * 1000) if ok else None, "target_ms": 300}
+
+
+# -- the list on the command line ------------------------------------------------------------
+
+def cli_list(workspace: Workspace) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for label, extra in [("list", []), ("list --count", ["--count"]),
+                         ("-status:new", ["-q", "-status:new"]),
+                         ("-status:new --count", ["-q", "-status:new", "--count"]),
+                         ("has:defects --count", ["-q", "has:defects", "--count"])]:
+        best = None
+        for _ in range(3):
+            start = time.perf_counter()
+            done = subprocess.run([*workbench_cmd(), "--home", str(workspace.home), "quarantine",
+                                   "list", *extra], capture_output=True, check=False)
+            took = time.perf_counter() - start
+            assert done.returncode == 0, done.stderr
+            best = took if best is None else min(best, took)
+        out[label] = round((best or 0) * 1000)
+    with Quarantine.open(workspace) as q:
+        for text in ("-status:new", "has:defects", "-status:dismissed"):
+            start = time.perf_counter()
+            q.index.list(text, limit=50)
+            page = time.perf_counter() - start
+            start = time.perf_counter()
+            q.index.count(text)
+            out[f"in-process {text} page / count ms"] = (round(page * 1000, 1),
+                                                         round((time.perf_counter() - start) * 1000, 1))
+    return out
+
+
+# -- dissect --all, one job and every core -------------------------------------------------
+
+def dissect_all(count: int) -> dict[str, object]:
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="wb-scale-dissect-") as tmp:
+        folder = Path(tmp) / "in"
+        folder.mkdir()
+        for n in range(count):
+            (folder / f"{n}.eml").write_bytes(real_mail(n))
+        for jobs in (1, 2):
+            home = Path(tmp) / f"h{jobs}"
+            subprocess.run([*workbench_cmd(), "--home", str(home), "quarantine", "ingest",
+                            str(folder)], check=True, capture_output=True)
+            done = subprocess.run([*workbench_cmd(), "--home", str(home), "dissect", "--all",
+                                   "--jobs", str(jobs), "--json"], check=True, capture_output=True)
+            doc = json.loads(done.stdout)
+            out[f"jobs={jobs} msg/s"] = round(doc["dissected"] / doc["seconds"], 1)
+            size = (home / "state" / "dissect.sqlite").stat().st_size
+            out[f"jobs={jobs} dissect.sqlite bytes/message"] = size // max(doc["dissected"], 1)
+        out["speed-up"] = round(out["jobs=2 msg/s"] / out["jobs=1 msg/s"], 2)  # type: ignore[operator]
+    return out
+
+
+# -- opening messages, and the soak ----------------------------------------------------------
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def soak(workspace: Workspace, opens: int) -> dict[str, object]:
+    from textual.widgets import Static
+
+    from workbench.tui.app import freeze_startup_objects, make_app
+    from workbench.tui.screens.message import MessageScreen
+    from workbench.tui.screens.quarantine import QuarantineScreen
+
+    pauses: list[float] = []
+    started: dict[str, float] = {}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started["t"] = time.perf_counter()
+        elif "t" in started:
+            pauses.append(time.perf_counter() - started.pop("t"))
+
+    stalls: list[float] = []
+
+    async def watch_loop() -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            stalls.append(time.perf_counter() - before - 0.01)
+
+    app = make_app(workspace, query="subject:\"Scale message\"", list_refresh=0)
+    open_ms: list[float] = []
+    back_ms: list[float] = []
+    rss: list[float] = []
+    async with app.run_test(size=(160, 50)) as pilot:
+        while not isinstance(app.screen, QuarantineScreen) or app.screen.listing is None \
+                or app.screen.listing.row(0) is None:
+            await pilot.pause(0.01)
+        freeze_startup_objects()                 # as `workbench ui` does once started
+        gc.callbacks.append(on_gc)
+        watcher = asyncio.create_task(watch_loop())
+        for n in range(opens):
+            start = time.perf_counter()
+            await pilot.press("enter")
+            screen = app.screen
+            while not isinstance(screen, MessageScreen) or screen.dissection is None:
+                await pilot.pause(0.001)
+                screen = app.screen
+            open_ms.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            await pilot.press("escape")
+            while not isinstance(app.screen, QuarantineScreen):
+                await pilot.pause(0.001)
+            await pilot.pause()
+            back_ms.append((time.perf_counter() - start) * 1000)
+            await pilot.press("down" if (n // REAL) % 2 == 0 else "up")
+            if n % 50 == 49:
+                rss.append(round(rss_mb(), 1))
+        watcher.cancel()
+        gc.callbacks.remove(on_gc)
+        del Static
+    warm = open_ms[10:] or open_ms
+    back = back_ms[10:] or back_ms
+    after_50 = stalls[len(stalls) // 10:]
+    return {
+        "opens": opens,
+        "open_ms median/p95": (round(statistics.median(warm)), round(sorted(warm)[int(len(warm) * .95)])),
+        "back_ms median/p95": (round(statistics.median(back)), round(sorted(back)[int(len(back) * .95)])),
+        "rss_mb every 50 opens": rss,
+        "rss growth after the first 50 (MB)": round(rss[-1] - rss[0], 1) if len(rss) > 1 else None,
+        "worst gc pause ms": round(max(pauses) * 1000, 1) if pauses else 0,
+        "event-loop stalls > 100 ms": sum(1 for s in after_50 if s > 0.1),
+        "worst stall ms": round(max(after_50) * 1000) if after_50 else 0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--soak", type=int, default=100, help="messages opened and closed")
+    parser.add_argument("--launch-rounds", type=int, default=5)
+    parser.add_argument("--dissect", type=int, default=300, help="messages for dissect --all")
+    parser.add_argument("--only", default="launch,list,dissect,open")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    workspace = build(cache_root())
+    load = os.getloadavg()
+    report: dict[str, object] = {"load before": [round(x, 2) for x in load],
+                                 "previous release": BEFORE}
+    if "launch" in parts:
+        report["launch"] = launch(workspace, args.launch_rounds)
+        print(json.dumps({"launch": report["launch"]}), flush=True)
+    if "list" in parts:
+        report["list"] = cli_list(workspace)
+        print(json.dumps({"list": report["list"]}), flush=True)
+    if "dissect" in parts:
+        report["dissect"] = dissect_all(args.dissect)
+        print(json.dumps({"dissect": report["dissect"]}), flush=True)
+    if "open" in parts:
+        report["open"] = asyncio.run(soak(workspace, args.soak))
+    report["load after"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
