@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from tests.distribute.conftest import LiveServer
+from tests.support.disks import fill, small_tmpfs
 from workbench.distribute.agent import TowerAgent, load_current
 from workbench.distribute.crashpoints import CRASH_ENV, DISK_FULL_ENV
 from workbench.distribute.fleet import FleetStore, ServerRecord
@@ -202,30 +202,8 @@ def test_tower_pull_killed_at_each_step(step: str, workspace: Workspace, repo: U
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (root only); skipped where mounting is not allowed."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    with open(filler, "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
-    return filler
+    with small_tmpfs(tmp_path / "disk", "1m") as folder:
+        yield folder
 
 
 def test_a_full_disk_on_the_tower_is_reported_red_and_the_bundle_kept(

@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from tests.quarantine.conftest import make_mail
-from tests.quarantine.test_faults import Serve, upload, workbench
+from tests.support.disks import fill, small_tmpfs
+from tests.support.processes import Serve, upload, workbench
 from workbench.cli import main
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
@@ -40,40 +41,10 @@ def home_cli(workspace, capsys):
     return run
 
 
-def _mount(folder: Path, size: str) -> bool:
-    folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                          capture_output=True)
-    return done.returncode == 0
-
-
 @pytest.fixture
 def small_disk(tmp_path) -> Iterator[Path]:
-    folder = tmp_path / "disk"
-    if os.geteuid() != 0 or not _mount(folder, "4m"):
-        pytest.skip("cannot mount a tmpfs here (needs root); the fault-injection tests cover it")
-    try:
+    with small_tmpfs(tmp_path / "disk", "4m") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Use up every free byte of the file system ``folder`` is on."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        for size in (1 << 20, 1 << 12, 1):
-            while True:
-                try:
-                    if os.write(fd, b"\0" * size) == 0:
-                        break
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
-                    break
-    finally:
-        os.close(fd)
-    return filler
 
 
 def grow(folder: Path, size: str) -> None:
@@ -135,10 +106,7 @@ def test_a_journal_line_that_does_not_fit_is_rolled_back(small_disk):
 
 
 def test_serve_answers_507_on_a_full_disk_and_acknowledges_nothing_lost(tmp_path):
-    disk = tmp_path / "disk"
-    if os.geteuid() != 0 or not _mount(disk, "64m"):
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with small_tmpfs(tmp_path / "disk", "64m") as disk:
         workspace = Workspace(disk / "home").ensure()
         UpdateRepository.for_workspace(workspace).init(RepositorySettings())
         token = TokenStore.for_workspace(workspace).add("t01")[1]
@@ -165,8 +133,6 @@ def test_serve_answers_507_on_a_full_disk_and_acknowledges_nothing_lost(tmp_path
         with Quarantine(workspace.quarantine) as q:
             assert set(acknowledged) <= q.index.all_shas()
             assert_journal_whole(q)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 # -- the same faults without a real full disk -----------------------------------------------

@@ -25,7 +25,7 @@ from workbench.campaigns.features import (
     arrival_features,
     dissection_features,
 )
-from workbench.campaigns.store import Arrival, CampaignStore, UnknownCampaign, store_path
+from workbench.campaigns.store import Arrival, CampaignStore, Joined, UnknownCampaign, store_path
 from workbench.durable import file_lock
 from workbench.quarantine.index import STATUSES, MessageRow
 from workbench.quarantine.service import Quarantine
@@ -45,6 +45,14 @@ class CatchUpReport:
     joined: int = 0                # observations that linked to an existing campaign
     merges: int = 0
     elapsed_ms: float = 0.0
+
+    def count(self, joined: Joined, *, dissected: bool) -> None:
+        if dissected:
+            self.dissections += 1
+        else:
+            self.messages += 1
+        self.joined += bool(joined.links)
+        self.merges += len(joined.merged)
 
 
 @dataclass
@@ -163,10 +171,7 @@ def _follow_index(store: CampaignStore, q: Quarantine, report: CatchUpReport,
                     raw = q.store.read(row.sha256, limit=ARRIVAL_MAX + 1)
                 except (OSError, LookupError):
                     raw = b""         # fsck reports a missing object; the message still joins by nothing
-                joined = store.observe(_arrival(row), arrival_features(raw))
-                report.messages += 1
-                report.joined += bool(joined.links)
-                report.merges += len(joined.merged)
+                report.count(store.observe(_arrival(row), arrival_features(raw)), dissected=False)
             store.set_meta("index_mark", f"{mark}:{rows[-1][1].sha256}")
         if progress:
             progress(report.messages + report.dissections)
@@ -197,10 +202,7 @@ def _follow_dissections(workspace: Workspace, store: CampaignStore, q: Quarantin
                         arrival = _arrival(q.index.get(sha))
                     except LookupError:
                         continue      # dissected but not (or no longer) in the quarantine
-                    joined = store.observe(arrival, features_from_cache(cache, sha))
-                    report.dissections += 1
-                    report.joined += bool(joined.links)
-                    report.merges += len(joined.merged)
+                    report.count(store.observe(arrival, features_from_cache(cache, sha)), dissected=True)
                 store.set_meta("dissect_mark", f"{mark}:")
             if progress:
                 progress(report.messages + report.dissections)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.cli.context import CommandError, Context, add_json_flag, table
 from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.quarantine.index import STATUSES
 from workbench.terminal_text import sparkline
+
+if TYPE_CHECKING:
+    from workbench.campaigns.service import BulkTriage
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -139,6 +143,10 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
         result = set_campaign_status(ctx.workspace, args.id, args.status, note=args.note)
     except UnknownCampaign as exc:
         raise _campaign_error(exc) from exc
+    return _triaged(args, ctx, result)
+
+
+def _triaged(args: argparse.Namespace, ctx: Context, result: BulkTriage) -> int:
     if args.json:
         ctx.json(result)
     else:
@@ -157,11 +165,7 @@ def cmd_tag(args: argparse.Namespace, ctx: Context) -> int:
         raise _campaign_error(exc) from exc
     except ValueError as exc:
         raise CommandError(str(exc), E_INPUT) from exc
-    if args.json:
-        ctx.json(result)
-    else:
-        ctx.print(f"{result.campaign}: {result.action} on {len(result.changed)} messages")
-    return E_OK
+    return _triaged(args, ctx, result)
 
 
 def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:

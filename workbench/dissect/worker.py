@@ -947,6 +947,10 @@ class WorkerPool:
                 start = False
         if not start:
             return self._idle.get()
+        return self._new_worker()
+
+    def _new_worker(self) -> _Worker:
+        """A new worker in a place already counted in ``_started`` (given back if it fails)."""
         try:
             worker = self._connect()
         except BaseException:
@@ -963,15 +967,7 @@ class WorkerPool:
             missing = self.size - self._started
             self._started += missing
         for _ in range(missing):
-            try:
-                worker = self._connect()
-            except BaseException:
-                with self._lock:
-                    self._started -= 1
-                raise
-            with self._lock:
-                self._all.append(worker)
-            self._idle.put(worker)
+            self._idle.put(self._new_worker())
 
     def _discard(self, worker: _Worker) -> None:
         worker.kill()

@@ -59,7 +59,7 @@ def report_text(report: CampaignReport) -> Text:
     for m in report.members:
         out.append(f"{m.sha256[:12]} ", style="dim")
         out.append(f"{m.status:<9}", style="yellow" if m.status == "new" else "")
-        out.append(f"{visible(m.subject)[:56]}")
+        out.append(f"{visible(m.subject)[:40]}")
         kinds = sorted({w.kind for w in m.why})
         out.append(f"  {', '.join(kinds) if kinds else '(first)'}\n", style="dim")
     return out
