@@ -120,3 +120,12 @@ def test_the_store_agrees_with_the_all_pairs_definition(tmp_path: Path) -> None:
         assert {frozenset(g) for g in groups.values()} == reference.partition()
         assert sum(r[0] for r in store.db.execute("SELECT size FROM campaigns")) == 300
         assert max(len(g) for g in groups.values()) > 5      # the random input did make campaigns
+
+
+def test_why_names_a_member_of_the_campaign_joined_not_of_another(store: CampaignStore) -> None:
+    joined_to = _observe(store, sha(5), Feature("payload", "p" * 64), Feature("subject", "s <n>")).campaign
+    elsewhere = _observe(store, sha(1), Feature("subject", "s <n>"))           # too weak to link alone
+    assert elsewhere.campaign != joined_to
+    third = _observe(store, sha(9), Feature("payload", "p" * 64), Feature("subject", "s <n>"))
+    assert third.campaign == joined_to
+    assert {(lk.kind, lk.other) for lk in third.links} == {("payload", sha(5)), ("subject", sha(5))}

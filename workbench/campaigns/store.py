@@ -245,9 +245,10 @@ class CampaignStore:
                 for campaign, _n in spread:
                     held = best[campaign].get(feature.kind)
                     if held is None:
-                        other = self.db.execute(
-                            "SELECT message FROM features WHERE kind = ? AND value = ? AND message != ? "
-                            "LIMIT 1", (feature.kind, value, exclude)).fetchone()
+                        other = self.db.execute(   # a member of that campaign that has it
+                            "SELECT f.message FROM features f JOIN members m ON m.message = f.message "
+                            "WHERE f.kind = ? AND f.value = ? AND m.campaign = ? AND f.message != ? "
+                            "LIMIT 1", (feature.kind, value, campaign, exclude)).fetchone()
                         if other is None:
                             continue
                         best[campaign][feature.kind] = Link(feature.kind, value, other[0], kind.weight)
