@@ -22,13 +22,11 @@ import boreal
 import pytest
 import yara
 
+from tests.support.rulesets import PUBLIC_RULESET
 from workbench.corpus.scanner import CheckedScanner, ScanTarget, compile_scanner, scan_files
 from workbench.rules.parse import parse_file
 
-_HERE = Path(__file__).resolve()
-RULESETS = [_HERE.parents[2].parent / "shared" / "rulesets" / "reversinglabs" / "yara",
-            _HERE.parents[4] / "shared" / "rulesets" / "reversinglabs" / "yara"]   # from a worktree
-RULESET = next((p for p in RULESETS if p.is_dir()), None)
+RULESET: Path | None = PUBLIC_RULESET / "yara" if (PUBLIC_RULESET / "yara").is_dir() else None
 pytestmark = pytest.mark.skipif(RULESET is None, reason="the shared ReversingLabs ruleset is not here")
 
 

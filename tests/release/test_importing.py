@@ -269,7 +269,7 @@ def test_a_public_ruleset_imports_validates_tests_and_releases(sig: SigRepo, pub
 
 @pytest.fixture(scope="session")
 def public_ruleset() -> Path:
-    from tests.rules.conftest import PUBLIC_RULESET
+    from tests.support.rulesets import PUBLIC_RULESET
 
     if not (PUBLIC_RULESET / "yara").is_dir():
         pytest.skip(f"no public ruleset at {PUBLIC_RULESET} (set WORKBENCH_PUBLIC_RULESET)")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.support.rulesets import PUBLIC_RULESET
 from workbench.rules.parse import parse_text
 from workbench.rules.policy import Policy
 
@@ -55,8 +55,6 @@ def today() -> dt.date:
     return dt.date(2026, 3, 4)
 
 
-# A real public ruleset (ReversingLabs, MIT) read in place, never copied into the repository.
-PUBLIC_RULESET = Path(os.environ.get("WORKBENCH_PUBLIC_RULESET", "/work/shared/rulesets/reversinglabs"))
 
 
 @pytest.fixture(scope="session")
