@@ -75,3 +75,13 @@ def test_a_new_rule_file_is_seen(lab: Lab) -> None:
     assert len(second.rules) == len(first.rules) + 1
     assert results(second) == results(test_rules(lab.workspace, [lab.rules], use_cache=False,
                                                  use_index=False))
+
+
+def test_another_engine_version_is_never_answered_from_memory(lab: Lab, monkeypatch) -> None:
+    import yara
+
+    age(lab.rules, 60)
+    test_rules(lab.workspace, [lab.rules])
+    monkeypatch.setattr(yara, "YARA_VERSION", "99.0.0")
+    again = test_rules(lab.workspace, [lab.rules])
+    assert again.stats.rules_compiled == len(again.rules)      # every rule compiled again

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import yara
+
 from workbench.corpus.cache import CACHE_NAME, KnownKey, SavedResult, ScanCache
 from workbench.corpus.engine import Resolution, paused_gc, resolve
 from workbench.corpus.registry import (
@@ -23,6 +25,7 @@ from workbench.corpus.registry import (
     UnknownCorpus,
 )
 from workbench.corpus.ruleset import (
+    KEY_VERSION,
     PARSE_CACHE,
     ExternalValue,
     RuleEntry,
@@ -34,6 +37,7 @@ from workbench.corpus.scanner import (
     CONTEXT_BYTES,
     CONTEXT_HITS,
     DEFAULT_TIMEOUT,
+    SCAN_ENGINE,
     RuleHit,
     ScanProgress,
     ScanTarget,
@@ -333,8 +337,9 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
         cache = ScanCache(workspace.state / CACHE_NAME) if use_cache else None
         try:
             state = files.state()
-            # a remembered run counts only for the same externals: their values change matches
-            memo = f"{state}\0externals={sorted(externals.items())!r}"
+            # a remembered run counts only for the same engines and externals: both change matches
+            memo = (f"{state}\0{KEY_VERSION}\0libyara {yara.YARA_VERSION}\0{SCAN_ENGINE}\0"
+                    f"externals={sorted(externals.items())!r}")
             if cache is not None:     # nothing changed since a finished run: its report
                 remembered = cache.saved_run(memo, listed)
                 if isinstance(remembered, TestReport):
