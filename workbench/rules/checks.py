@@ -149,6 +149,19 @@ def regex_body(value: str) -> tuple[str, str]:
 _QUANT_OPTIONAL = re.compile(r"\*|\?|\{0*,|\{0+\}|\{,")
 
 
+def _class_close(body: str, start: int) -> int:
+    """Where the character class opened at ``start`` closes (a leading ``^`` and a first
+    ``]`` are members, escapes are skipped); ``len(body)`` when it never does."""
+    j, n = start + 1, len(body)
+    if j < n and body[j] == "^":
+        j += 1
+    if j < n and body[j] == "]":
+        j += 1
+    while j < n and body[j] != "]":
+        j += 2 if body[j] == "\\" else 1
+    return min(j, n)
+
+
 def _regex_items(body: str) -> Iterator[tuple[str, str]]:
     """Regex pieces: ("lit", char), ("any", "."), ("class", ..), ("group", inner), ("alt", "|"),
     ("anchor", ..), ("quant", ..)."""
@@ -168,13 +181,7 @@ def _regex_items(body: str) -> Iterator[tuple[str, str]]:
                 yield ("lit", nxt)
                 i += 2
         elif c == "[":
-            j = i + 1
-            if j < n and body[j] == "^":
-                j += 1
-            if j < n and body[j] == "]":
-                j += 1
-            while j < n and body[j] != "]":
-                j += 2 if body[j] == "\\" else 1
+            j = _class_close(body, i)
             yield ("class", body[i:j + 1])
             i = j + 1
         elif c == "(":
@@ -184,14 +191,7 @@ def _regex_items(body: str) -> Iterator[tuple[str, str]]:
                     j += 2
                     continue
                 if body[j] == "[":              # a ")" inside a class closes nothing: [^)]
-                    j += 1
-                    if j < n and body[j] == "^":
-                        j += 1
-                    if j < n and body[j] == "]":
-                        j += 1
-                    while j < n and body[j] != "]":
-                        j += 2 if body[j] == "\\" else 1
-                    j += 1
+                    j = _class_close(body, j) + 1
                     continue
                 depth += body[j] == "("
                 depth -= body[j] == ")"
