@@ -46,25 +46,55 @@ def crash_point(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+KEEP_MODE = None
+"""``mode=KEEP_MODE``: the mode of the file replaced, or an ordinary new file's (0666 less the umask)."""
+
+
+def _umask() -> int:
+    """The process umask, read without setting it (``os.umask`` would race other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _mode_for(path: Path, mode: int | None) -> int:
+    if mode is not None:
+        return mode
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str], *, mode: int = 0o644,
-                  sync_folder: bool = False) -> Iterator[BinaryIO]:
+def atomic_output(path: str | os.PathLike[str], *, mode: int | None = 0o644,
+                  sync_folder: bool = False, durable: bool = True) -> Iterator[BinaryIO]:
     """A new file object that becomes ``path`` when the ``with`` block ends without error.
 
     The temporary file is made by ``mkstemp`` in the target folder (``O_CREAT | O_EXCL``,
     a fresh random name), so a file or symlink planted beside the target is never opened
-    or followed, and the target appears complete or not at all. ``mode`` is set before
-    any byte is written.
+    or followed, two writers never share a temporary file, and the target appears
+    complete or not at all. ``mode`` is set before any byte is written; ``KEEP_MODE``
+    keeps the mode of the file replaced (files people edit, such as rule files).
+    ``durable=False`` skips the fsync, for caches that are rebuilt when lost: still
+    never half a file, but a crash may leave the old content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _mode_for(path, mode)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w+b") as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -74,15 +104,15 @@ def atomic_output(path: str | os.PathLike[str], *, mode: int = 0o644,
         fsync_path(path.parent)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, mode: int = 0o644,
-                 sync_folder: bool = False) -> Path:
+def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, mode: int | None = 0o644,
+                 sync_folder: bool = False, durable: bool = True) -> Path:
     """Write ``data`` to a temp file beside ``path``, fsync it, rename it over ``path``.
 
     ``mode`` is set before any byte is written, so a secret (``0o600``) is never readable
     by others, not even for a moment. ``sync_folder`` also makes the rename durable.
     """
     path = Path(path)
-    with atomic_output(path, mode=mode, sync_folder=sync_folder) as fh:
+    with atomic_output(path, mode=mode, sync_folder=sync_folder, durable=durable) as fh:
         fh.write(data.encode("utf-8") if isinstance(data, str) else data)
     return path
 
