@@ -176,7 +176,7 @@ def run_campaign_draft(args: argparse.Namespace, ctx: Context, ident: str) -> in
     """``campaigns draft ID`` and ``rule draft --campaign ID``: one handler for both."""
     from workbench.campaigns.draft import draft_for_campaign
     from workbench.campaigns.service import UnknownCampaign
-    from workbench.cli.rules import _append_rule
+    from workbench.cli.rules import append_to_file
     from workbench.rules.draft import DraftError
 
     try:
@@ -188,7 +188,7 @@ def run_campaign_draft(args: argparse.Namespace, ctx: Context, ident: str) -> in
     except DraftError as exc:
         raise CommandError(str(exc), E_INPUT) from exc
     if args.out:
-        _append_rule(args.out, result.draft.text, result.draft.name)
+        append_to_file(args.out, result.draft.text)
     if args.json:
         ctx.json(result)
         return E_OK if result.passed else E_FINDINGS

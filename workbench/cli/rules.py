@@ -17,7 +17,7 @@ from workbench.rules.findings import Baseline, BaselineError, LintReport
 from workbench.rules.fmt import format_paths
 from workbench.rules.goodware import GoodwareDB, goodware_path
 from workbench.rules.lint import check_catalog
-from workbench.rules.parse import iter_rule_paths, parse_file, parse_text
+from workbench.rules.parse import iter_rule_paths, parse_file
 from workbench.rules.policy import Policy, PolicyError
 from workbench.rules.sarif import to_sarif
 from workbench.rules.vendor import VendorError, VendorSet, lint_by_source, source_summary
@@ -311,7 +311,7 @@ def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
         if gw is not None:
             gw.close()
     if args.out is not None:
-        _append_rule(args.out, result.text, result.name)
+        append_to_file(args.out, result.text)
     if args.json:
         ctx.json(result)
     else:
@@ -326,23 +326,17 @@ def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
     return E_OK
 
 
-def _append_rule(path: Path, text: str, name: str) -> None:
-    """Add the rule to ``path``; refuses when the file already defines the name or does not parse."""
-    existing = ""
-    if path.exists():
-        existing = path.read_text(encoding="utf-8")
-        parsed = parse_text(existing, path)
-        if any(r.name == name for r in parsed.rules):
-            raise CommandError(f"{path} already has a rule named {name}: pass --name", E_INPUT)
-        if parsed.errors:
-            raise CommandError(f"{path} does not parse ({parsed.errors[0]}); not appending to it", E_INPUT)
-    if existing and not existing.endswith("\n"):
-        existing += "\n"
-    new = existing + ("\n" if existing else "") + text
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.draft-tmp")
-    tmp.write_text(new, encoding="utf-8")
-    tmp.replace(path)
+def append_to_file(path: Path, text: str) -> None:
+    """``rule draft --out`` and ``campaigns draft --out``: ``rulefile.append_rule``, refusals as E_INPUT."""
+    from workbench.rules.rulefile import RuleFileError, append_rule
+
+    try:
+        append_rule(path, text)
+    except RuleFileError as exc:
+        hint = ": pass --name" if exc.taken else ""
+        raise CommandError(f"{exc}{hint}", E_INPUT) from None
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}", E_INPUT) from None
 
 
 # -- checks and goodware ---------------------------------------------------------------------------

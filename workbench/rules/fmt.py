@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import yara_x
 
 from workbench.rules.parse import iter_rule_paths, parse_text, read_rule_text
 from workbench.rules.policy import Policy
+from workbench.rules.rulefile import MetadataError, update_metadata, write_rule_file
 
 
 class FormatError(ValueError):
@@ -59,28 +59,12 @@ def format_text(text: str) -> str:
 
 
 def update_meta(text: str, *, today: dt.date | None = None, policy: Policy | None = None) -> str:
-    """Refresh each rule whose ``fingerprint`` metadata is stale: new fingerprint, ``modified``
-    set to today and an integer ``version`` raised by one. Other rules are left byte-for-byte."""
-    policy = policy or Policy()
-    parsed = parse_text(text)
-    if parsed.errors:
-        raise FormatError("; ".join(parsed.errors))
-    stamp = (today or dt.date.today()).strftime(policy.date_format)
-    edits: list[tuple[int, int, str]] = []
-    for rule in parsed.rules:
-        entries = {e.key: e for e in reversed(rule.meta_entries)}   # first entry of each key wins
-        fp = entries.get("fingerprint")
-        if fp is None or fp.value == rule.fingerprint:
-            continue
-        edits.append((fp.value_start, fp.value_end, f'"{rule.fingerprint}"'))
-        if (m := entries.get("modified")) is not None:
-            edits.append((m.value_start, m.value_end, f'"{stamp}"'))
-        if (v := entries.get("version")) is not None and isinstance(v.value, int) \
-                and not isinstance(v.value, bool):
-            edits.append((v.value_start, v.value_end, str(v.value + 1)))
-    for start, end, new in sorted(edits, reverse=True):
-        text = text[:start] + new + text[end:]
-    return text
+    """``rulefile.update_metadata`` (stale fingerprints refreshed, ``modified`` and ``version``
+    with them), a text that does not parse refused as a FormatError."""
+    try:
+        return update_metadata(text, today=today, policy=policy)
+    except MetadataError as exc:
+        raise FormatError(str(exc)) from None
 
 
 @dataclass
@@ -126,15 +110,5 @@ def format_paths(paths: Iterable[Path], *, check: bool = False, meta: bool = Fal
             continue
         report.changed.append(str(path))
         if not check:
-            _write_atomically(path, new)
+            write_rule_file(path, new)
     return report
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.fmt-tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, path.stat().st_mode & 0o7777)
-    tmp.replace(path)

@@ -116,6 +116,40 @@ async def test_save_a_draft_into_its_family_file_then_append(ui_workspace: Works
         assert screen.path == target and screen.query_one(YaraEditor).text == text
 
 
+async def test_append_refuses_a_taken_name_and_a_file_that_does_not_parse(ui_workspace: Workspace) -> None:
+    """As ``rule draft --out`` does (issue 14): the UI used to append a second rule of the
+    same name (YARA then refuses the whole family file) and append to a broken file."""
+    target = ui_workspace.signatures / "rules" / "test" / "editor.yar"
+    target.parent.mkdir(parents=True)
+    target.write_text(CLEAN)
+    app = make_app(ui_workspace)
+    shown: list[str] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_editor(pilot)
+        app.notify = lambda message, **kw: shown.append(str(message))  # type: ignore[method-assign]
+        screen.load_draft(CLEAN)                      # the same rule name again
+        await settle(pilot)
+        await pilot.press("ctrl+s", "enter")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await settle(pilot)
+        assert target.read_text() == CLEAN            # untouched
+        assert any("already has a rule named TEST_Editor_Sample" in m for m in shown), shown
+        assert screen.path is None and screen.dirty   # the draft stays in the editor, unsaved
+
+        broken = "rule Broken {\n"
+        target.write_text(broken)
+        screen.load_draft(CLEAN.replace("TEST_Editor_Sample", "TEST_Editor_Third"))
+        await pilot.press("y")                        # replace the unsaved draft
+        await settle(pilot)
+        await pilot.press("ctrl+s", "enter", "y")
+        await app.workers.wait_for_complete()
+        await settle(pilot)
+        assert target.read_text() == broken
+        assert any("does not parse" in m for m in shown), shown
+
+
 async def test_edit_an_existing_file_saves_in_place(ui_workspace: Workspace, tmp_path: Path) -> None:
     rule = ui_workspace.signatures / "rules" / "test" / "existing.yar"
     rule.parent.mkdir(parents=True)

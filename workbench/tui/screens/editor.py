@@ -16,8 +16,14 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
+from workbench.rules.rulefile import (
+    RuleFileError,
+    append_rule,
+    default_rule_path,
+    set_rule_status,
+    write_rule_file,
+)
 from workbench.tui.commands import PaletteCommand
-from workbench.tui.rulefiles import default_rule_path, merge_into, set_rule_status, write_atomically
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.screens.modals import ChoiceScreen, ConfirmScreen, PromptScreen
 from workbench.tui.widgets.yara_editor import Diagnostic, YaraEditor
@@ -351,8 +357,14 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
           description="save the rule")
     def run_save(self, text: str, path: Path, *, append: bool) -> None:
         if append:
-            text = merge_into(path.read_text(encoding="utf-8"), text)
-        write_atomically(path, text)
+            try:
+                text = append_rule(path, text).text
+            except RuleFileError as exc:     # a taken name, a file or a rule that does not parse
+                self.app.call_from_thread(self.notify, f"not appended: {exc}", severity="error",
+                                          timeout=8)
+                return
+        else:
+            write_rule_file(path, text)
         self.post_message(self.Saved(path, append, text))
 
     @on(Saved)
