@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,6 @@ from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 
 if TYPE_CHECKING:
     from workbench.dissect.model import Dissection, Limits
-    from workbench.quarantine.service import Quarantine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,11 +100,16 @@ def _dissect(args: argparse.Namespace, ctx: Context) -> int:
     if not args.target:
         raise CommandError("give a TARGET (quarantine ID, sha256 or file path) or --all", E_USAGE)
     limits = _limits(args, ctx)
-    target = args.target
-    path = Path(target)
-    if not _HEX.fullmatch(target) and path.is_file():
-        # Not an ID: a file, without opening the quarantine (a small file's dissection is
-        # otherwise mostly the quarantine's start-up).
+    from workbench.quarantine.targets import (
+        MESSAGE,
+        OBJECT,
+        TargetNotFound,
+        plain_file,
+        resolve_target,
+    )
+
+    path = plain_file(args.target)
+    if path is not None:
         result = _dissect_file(ctx, path, limits)
         _warn_unsandboxed(ctx, result.root.isolation)
         return _show(args, ctx, result)
@@ -115,24 +118,22 @@ def _dissect(args: argparse.Namespace, ctx: Context) -> int:
     from workbench.quarantine.service import Quarantine
 
     with Quarantine.open(ctx.workspace) as q:
-        sha = _message_id(q, target)
-        if sha is not None:
-            result = dissect_message(q, sha, limits=limits, use_cache=not args.no_cache)
-        elif (stored := _stored_object(q, target)) is not None:
-            data = q.store.read(stored)
-            name = _stored_name(ctx, stored)
+        try:
+            target = resolve_target(q, args.target, files=True)
+        except TargetNotFound as exc:
+            raise CommandError(str(exc), E_NOT_FOUND) from None
+        if target.kind == MESSAGE:
+            result = dissect_message(q, target.sha256, limits=limits, use_cache=not args.no_cache)
+        elif target.kind == OBJECT:
+            data = q.store.read(target.sha256)
+            name = _stored_name(ctx, target.sha256)
             with DissectCache.open(ctx.workspace) as cache:
                 result = dissect_bytes(data, name, store=q.store, limits=limits,
                                        cache=None if args.no_cache else cache)
-        elif path.is_file():
-            result = _dissect_file(ctx, path, limits)
         else:
-            raise CommandError(f"{target}: not a quarantine ID, a stored sha256 or a file", E_NOT_FOUND)
+            result = _dissect_file(ctx, target.path, limits)
     _warn_unsandboxed(ctx, result.root.isolation)
     return _show(args, ctx, result)
-
-
-_HEX = re.compile(r"[0-9a-fA-F]{1,64}")
 
 
 def _dissect_file(ctx: Context, path: Path, limits: Limits) -> Dissection:
@@ -207,32 +208,11 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int:
     return E_OK
 
 
-def _message_id(q: Quarantine, target: str) -> str | None:
-    from workbench.quarantine.index import AmbiguousId, UnknownId
-
-    try:
-        return q.resolve(target)
-    except UnknownId:
-        return None
-    except AmbiguousId as exc:
-        raise CommandError(str(exc.args[0]), E_NOT_FOUND) from None
-
-
 def _stored_name(ctx: Context, sha256: str) -> str:
     from workbench.dissect.catalog import find_parents
 
     parents = find_parents(ctx.workspace, sha256)
     return parents[0].filename if parents else ""
-
-
-def _stored_object(q: Quarantine, ident: str) -> str | None:
-    """A stored artifact's sha256 from its full id or a unique prefix (as the tree prints it)."""
-    from workbench.quarantine.store import ObjectNotFound
-
-    try:
-        return q.store.resolve(ident)
-    except ObjectNotFound:
-        return None
 
 
 def cmd_strings(args: argparse.Namespace, ctx: Context) -> int:
@@ -241,10 +221,13 @@ def cmd_strings(args: argparse.Namespace, ctx: Context) -> int:
 
     if args.min_len < 1:
         raise CommandError("--min-len must be at least 1", E_USAGE)
+    from workbench.quarantine.targets import TargetNotFound, resolve_target
+
     with Quarantine.open(ctx.workspace) as q:
-        target = _message_id(q, args.sha256) or _stored_object(q, args.sha256) or ""
-        if not target:
-            raise CommandError(f"{args.sha256}: no stored object or message with that id", E_NOT_FOUND)
+        try:
+            target = resolve_target(q, args.sha256).sha256
+        except TargetNotFound as exc:
+            raise CommandError(str(exc), E_NOT_FOUND) from None
         if args.suggest:
             return _suggest(args, ctx, target)
         data = q.store.read(target)

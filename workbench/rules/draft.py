@@ -14,7 +14,7 @@ import yara
 import yara_x
 
 from workbench.dissect.strings import extract_strings
-from workbench.quarantine.index import AmbiguousId, UnknownId
+from workbench.quarantine.index import UnknownId
 from workbench.quarantine.service import Quarantine
 from workbench.quarantine.store import ObjectNotFound, is_sha256
 from workbench.rules.findings import Finding
@@ -358,21 +358,17 @@ def find_source_message(workspace: Workspace, q: Quarantine, sha256: str) -> str
 def load_samples(workspace: Workspace, ids: Sequence[str], *, source: str | None = None) -> list[Sample]:
     """Samples from the quarantine store by sha256, or a unique prefix of a message's or a
     stored artifact's id (the short ids the dissection tree prints)."""
+    from workbench.quarantine.targets import TargetNotFound, resolve_target
+
     q = Quarantine(workspace.quarantine)
     try:
         samples = []
         for ident in ids:
-            sha = ident.lower()
-            if not is_sha256(sha):
-                try:
-                    sha = q.resolve(ident)
-                except (UnknownId, AmbiguousId) as exc:
-                    try:
-                        sha = q.store.resolve(ident)
-                    except ObjectNotFound:
-                        raise DraftError(f"{ident}: not a sha256 in the store ({exc})") from exc
             try:
+                sha = resolve_target(q, ident).sha256
                 data = q.store.read(sha)
+            except TargetNotFound as exc:
+                raise DraftError(str(exc)) from exc
             except ObjectNotFound as exc:
                 raise DraftError(f"{sha}: no such object in the quarantine store") from exc
             samples.append(Sample(sha, data, source=source or find_source_message(workspace, q, sha)))
