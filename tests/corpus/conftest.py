@@ -130,10 +130,12 @@ class FakeArtifact:
 
 @pytest.fixture
 def fake_catalog(monkeypatch: pytest.MonkeyPatch) -> list[FakeArtifact]:
-    """Stands in for ``workbench.dissect.catalog`` (its contract: ``iter_extracted(workspace, unique=)``)."""
+    """Stands in for ``workbench.dissect.catalog`` (its contract: ``iter_extracted(workspace, unique=)``,
+    and ``undissected(workspace)`` for a retro-hunt's ``dissect_missing``: nothing left to open)."""
     artifacts: list[FakeArtifact] = []
     module = types.ModuleType("workbench.dissect.catalog")
     module.iter_extracted = lambda workspace, unique=True: iter(list(artifacts))  # type: ignore[attr-defined]
+    module.undissected = lambda workspace: []  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "workbench.dissect.catalog", module)
     return artifacts
 

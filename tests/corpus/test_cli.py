@@ -69,6 +69,35 @@ def test_retrohunt_command(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None
     assert doc["messages"] == [] and {r["rule"] for r in doc["rules"]} >= {"MAL_Any_Eicar"}
 
 
+def test_retrohunt_command_dissects_messages_never_opened(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    """The match is only inside a base64 attachment: the CLI finds it as the UI does (issue 14)."""
+    from workbench.dissect.catalog import undissected
+    from workbench.quarantine.ingest import ingest_bytes
+    from workbench.quarantine.service import Quarantine
+    from workbench.samples.mail import Attachment, Mail
+
+    marker = b"retro-marker: only inside the attachment " + bytes(range(200, 256))
+    with Quarantine.open(lab.workspace) as q:
+        msg = ingest_bytes(q, Mail("a@example.org", "b@example.org", "report", text="see attached",
+                                   attachments=[Attachment("report.bin", marker)]).build(),
+                           tower="t1", server="s1", reason="virus", source="test").messages[0]
+        assert marker not in q.store.path_for(msg.sha256).read_bytes()     # encoded in the raw mail
+    rule = lab.root / "hunt.yar"
+    rule.write_text('rule MAL_Attachment_Marker { strings: $m = "retro-marker: only inside" '
+                    "condition: $m }\n")
+
+    code, out, _ = run(lab, capsys, "retrohunt", str(rule), "--json", "--no-dissect")
+    assert code == E_OK and json.loads(out)["messages"] == []            # the raw mail alone: no hit
+    assert undissected(lab.workspace) == [msg.sha256]
+
+    code, out, _ = run(lab, capsys, "retrohunt", str(rule), "--json")
+    doc = json.loads(out)
+    assert code == E_OK and [m["sha256"] for m in doc["messages"]] == [msg.sha256]
+    assert [(x["rule"], x["artifact_name"]) for x in doc["messages"][0]["matches"]] == \
+        [("MAL_Attachment_Marker", "report.bin")]
+    assert undissected(lab.workspace) == [] and doc["errors"] == []
+
+
 def test_corpus_index_command_and_no_index_flag(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(lab, capsys, "corpus", "index", "--json")
     doc = json.loads(out)

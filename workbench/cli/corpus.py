@@ -78,6 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("rules", nargs="+", type=Path, metavar="RULES")
     _scan_options(p)
     p.add_argument("--tag", metavar="TAG", help="tag every message hit")
+    p.add_argument("--no-dissect", action="store_true",
+                   help="do not dissect the messages never opened first (their attachments stay unscanned)")
     add_json_flag(p)
     p.set_defaults(func=cmd_retrohunt)
 
@@ -314,7 +316,8 @@ def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
     try:
         report = retrohunt(ctx.workspace, args.rules, threads=args.threads,
                            progress=_progress_line(ctx.err), use_cache=not args.no_cache,
-                           use_index=not args.no_index, timeout=args.timeout, tag=args.tag)
+                           use_index=not args.no_index, timeout=args.timeout, tag=args.tag,
+                           dissect_missing=not args.no_dissect)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
     except RulesetError as exc:

@@ -13,7 +13,13 @@ from workbench.corpus.engine import paused_gc, resolve
 from workbench.corpus.prefilter import open_index
 from workbench.corpus.registry import extracted_artifacts
 from workbench.corpus.ruleset import PARSE_CACHE, ExternalValue, load_ruleset
-from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress, ScanTarget, default_threads
+from workbench.corpus.scanner import (
+    DEFAULT_TIMEOUT,
+    ScanCancelled,
+    ScanProgress,
+    ScanTarget,
+    default_threads,
+)
 from workbench.corpus.testing import policy_externals
 from workbench.quarantine.index import UnknownId
 from workbench.quarantine.service import Quarantine
@@ -76,8 +82,14 @@ def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
               cancel: threading.Event | None = None, threads: int | None = None,
               use_cache: bool = True, use_index: bool = True, timeout: int = DEFAULT_TIMEOUT,
               tag: str | None = None, actor: str | None = None,
-              externals: Mapping[str, ExternalValue] | None = None) -> RetrohuntReport:
+              externals: Mapping[str, ExternalValue] | None = None,
+              dissect_missing: bool = True) -> RetrohuntReport:
     """Scan every quarantined raw message and extracted artifact; map hits back to messages.
+
+    With ``dissect_missing`` (the default, for the CLI and the UI alike), messages nobody
+    dissected yet are dissected first: the hunt scans every artifact the dissect catalog
+    knows, and a message never opened would only be scanned as raw, still encoded mail.
+    A message that fails to dissect is listed in ``errors`` and the hunt goes on.
 
     With ``tag``, every message hit gets that tag (journaled, like ``quarantine tag``).
     With ``use_index``, a hunt with few new rules reads only the files the gram index
@@ -89,6 +101,7 @@ def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
     if externals is None:           # as test, validate and release compile them
         externals = policy_externals(workspace)
     ruleset = load_ruleset(list(rule_paths), parse_cache=workspace.state / PARSE_CACHE, externals=externals)
+    failed = dissect_undissected(workspace, progress=progress, cancel=cancel) if dissect_missing else []
     with Quarantine.open(workspace) as q:
         origins: dict[str, list[_Origin]] = {}
         targets: dict[str, ScanTarget] = {}
@@ -156,6 +169,38 @@ def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
         rules=summaries, messages=found, messages_scanned=len(messages),
         artifacts_scanned=artifacts, bytes_scanned=res.bytes_scanned,
         files_skipped=res.files_skipped, tag=tag or "",
-        tagged=sorted(tagged), timeouts=sorted(res.timeouts), errors=sorted(res.errors),
+        tagged=sorted(tagged), timeouts=sorted(res.timeouts), errors=sorted(res.errors) + failed,
         seconds=round(time.monotonic() - started, 3))
 
+
+
+def dissect_undissected(workspace: Workspace, *, progress: Callable[[ScanProgress], None] | None = None,
+                        cancel: threading.Event | None = None) -> list[str]:
+    """Dissect the quarantined messages never opened; returns those that failed to dissect.
+
+    Progress comes as ``ScanProgress("dissecting", files_done, files_total)``; ``cancel``
+    stops between messages with ``ScanCancelled``. One bad message does not stop the rest.
+    """
+    try:
+        from workbench.dissect.catalog import undissected
+    except ModuleNotFoundError as exc:      # as ``extracted_artifacts``: no dissection installed
+        if exc.name != "workbench.dissect.catalog":
+            raise
+        return []
+    todo = undissected(workspace)
+    failed: list[str] = []
+    if not todo:
+        return failed
+    from workbench.dissect.engine import dissect_message
+
+    with Quarantine.open(workspace) as q:
+        for done, sha in enumerate(todo):
+            if cancel is not None and cancel.is_set():
+                raise ScanCancelled()
+            if progress is not None:
+                progress(ScanProgress("dissecting", files_done=done, files_total=len(todo)))
+            try:
+                dissect_message(q, sha)
+            except Exception:       # one bad message must not stop the hunt: listed in errors
+                failed.append(sha)
+    return failed

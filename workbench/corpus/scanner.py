@@ -80,7 +80,7 @@ class RuleHit(NamedTuple):
 class ScanProgress:
     """Where a scan is; passed to the progress callback from the calling thread."""
 
-    phase: str                    # "compiling", "scanning" or "done"
+    phase: str                    # "compiling", "scanning" or "done" ("dissecting" in a retro-hunt)
     files_done: int = 0
     files_total: int = 0
     bytes_done: int = 0

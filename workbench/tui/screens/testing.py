@@ -29,8 +29,8 @@ from textual.worker import Worker, WorkerState
 
 from workbench.corpus.scanner import ScanProgress
 from workbench.dissect.render import human_size
+from workbench.rules.rulefile import write_rule_file
 from workbench.tui.commands import PaletteCommand
-from workbench.tui.rulefiles import write_atomically
 from workbench.tui.safety import visible
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.screens.modals import PromptScreen
@@ -69,7 +69,7 @@ class Scope:
 
     def write_buffer(self) -> None:
         if self.buffer is not None:
-            write_atomically(self.paths[0], self.buffer)
+            write_rule_file(self.paths[0], self.buffer)
 
 
 def preview(data: bytes, width: int = 48) -> str:
@@ -452,10 +452,8 @@ marks them in the quarantine list (`f2`) for triage.
 
         try:
             scope.write_buffer()
-            failed = self.dissect_the_rest(run, cancel)
             report = retrohunt(self.workbench.workspace, scope.paths, progress=progress, cancel=cancel,
-                               tag=tag)
-            report.errors.extend(failed)
+                               tag=tag, dissect_missing=True)
         except ScanCancelled:
             self.post_message(self.Stopped(run, "cancelled"))
             return
@@ -463,33 +461,6 @@ marks them in the quarantine list (`f2`) for triage.
             self.post_message(self.Stopped(run, str(exc), error=True))
             return
         self.post_message(self.Hunted(run, report))
-
-    def dissect_the_rest(self, run: int, cancel: threading.Event) -> list[str]:
-        """Dissect the messages never opened, so the hunt sees their attachments; returns failures.
-
-        The hunt scans every raw message and every artifact the dissect catalog knows;
-        a message nobody dissected yet would only be scanned as raw (still encoded) mail.
-        """
-        from workbench.corpus.scanner import ScanCancelled
-        from workbench.dissect.catalog import undissected
-        from workbench.dissect.engine import dissect_message
-        from workbench.quarantine.service import Quarantine
-
-        todo = undissected(self.workbench.workspace)
-        failed: list[str] = []
-        if not todo:
-            return failed
-        with Quarantine.open(self.workbench.workspace) as q:
-            for done, sha in enumerate(todo):
-                if cancel.is_set():
-                    raise ScanCancelled()
-                self.post_message(self.Progress(run, ScanProgress("dissecting", files_done=done,
-                                                                   files_total=len(todo))))
-                try:
-                    dissect_message(q, sha)
-                except Exception:           # one bad message must not stop the hunt: listed in Notes
-                    failed.append(sha)
-        return failed
 
     def action_cancel(self) -> None:
         if self.cancel_event is not None:
@@ -673,16 +644,17 @@ marks them in the quarantine list (`f2`) for triage.
     def open_file(self, row: MatchRow) -> None:
         from workbench.dissect.cache import DissectCache
         from workbench.dissect.engine import dissect_bytes
-        from workbench.quarantine.store import ObjectStore
+        from workbench.quarantine.service import Quarantine
+        from workbench.quarantine.targets import resolve_target
 
         workspace = self.workbench.workspace
-        store = ObjectStore(workspace.quarantine)
-        data = store.read(row.sha256)
-        cache = DissectCache.open(workspace)
-        try:
-            dissection = dissect_bytes(data, row.name, store=store, cache=cache)
-        finally:
-            cache.close()
+        with Quarantine.open(workspace) as q:
+            data = q.store.read(resolve_target(q, row.sha256).sha256)
+            cache = DissectCache.open(workspace)
+            try:
+                dissection = dissect_bytes(data, row.name, store=q.store, cache=cache)
+            finally:
+                cache.close()
         self.post_message(self.FileOpened(dissection.root, row))
 
     @on(FileOpened)
