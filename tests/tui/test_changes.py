@@ -12,7 +12,7 @@ from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.settings import RepositorySettings
 from workbench.release.repository import RepositoryError
 from workbench.release.service import make_release
-from workbench.tui.changes import (
+from workbench.release.worktree import (
     Change,
     commit_message,
     commit_signatures,

@@ -6,6 +6,7 @@ import argparse
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.cli.context import CommandError, Context, add_json_flag, table
 from workbench.document import dumps
@@ -18,6 +19,9 @@ from workbench.release.repository import RepositoryError, SignatureRepository
 from workbench.release.service import ReleaseOutcome, ReleaseRefused, make_release, revert_release
 from workbench.release.store import ReleaseNotFound, ReleaseStore
 from workbench.release.validate import ValidationReport, validate
+
+if TYPE_CHECKING:
+    from workbench.release.worktree import Change
 
 FORMATS = ("text", "json", "sarif", "junit")
 
@@ -70,6 +74,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("bundle", metavar="SERIAL|FILE")
     add_json_flag(r)
     r.set_defaults(func=cmd_verify)
+    r = rs.add_parser("changes", help="what the next release would carry: rule changes since the last "
+                                      "release, and uncommitted files")
+    r.add_argument("--diff", metavar="FILE",
+                   help="the diff of one file (signatures-relative) since the last release tag")
+    add_json_flag(r)
+    r.set_defaults(func=cmd_changes)
+    r = rs.add_parser("commit", help="check the changed rules as the pre-commit hook does, then commit "
+                                     "every change in the signatures folder")
+    r.add_argument("--message", "-m", default="",
+                   help="commit message (default: one line from the changes, e.g. 'Add MAL_X_Y')")
+    add_json_flag(r)
+    r.set_defaults(func=cmd_commit)
     r = rs.add_parser("corpora", help="rebuild the signature corpora from workbench.samples")
     r.add_argument("--check", action="store_true", help="only report files that would change")
     add_json_flag(r)
@@ -228,6 +244,69 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     for line in release.changelog.lines():
         if line:
             ctx.print(f"  {line}")
+    return E_OK
+
+
+def cmd_changes(args: argparse.Namespace, ctx: Context) -> int:
+    from workbench.release.worktree import file_diff, read_signatures
+
+    view = read_signatures(ctx.workspace)
+    if view.problem and not view.changes:
+        raise CommandError(view.problem, E_NOT_FOUND if "no signatures folder" in view.problem else E_CONFLICT)
+    if args.diff:
+        if not (view.root / args.diff).exists() and not any(c.file == args.diff for c in view.changes):
+            raise CommandError(f"no file {args.diff} in {view.root}", E_NOT_FOUND)
+        ctx.out.write(file_diff(ctx.workspace, args.diff, view.base).rstrip("\n") + "\n")
+        return E_OK
+    if args.json:
+        ctx.json(view)
+        return E_OK
+    since = f"since {view.base}" if view.base else "(no release yet)" if view.latest is None \
+        else f"since signatures-{view.latest.serial} (its tag is missing)"
+    ctx.print(f"{view.root} · branch {view.branch or '-'} · head {view.head or '-'} · changes {since}")
+    if view.problem:
+        ctx.warn(view.problem)
+    ctx.print(table([[c.kind, c.rule or "-", c.file, _status_text(c), _version_text(c), c.git or "committed"]
+                     for c in view.changes],
+                    ["CHANGE", "RULE", "FILE", "STATUS", "VERSION", "GIT"], max_width={1: 48, 2: 48}))
+    uncommitted = len(view.uncommitted)
+    ctx.print(f"{len(view.changes)} changes, {uncommitted} uncommitted file(s), {view.ships} rules ship")
+    return E_OK
+
+
+def _status_text(c: Change) -> str:
+    if c.previous_status and c.status != c.previous_status:
+        return f"{c.previous_status} -> {c.status}"
+    return c.status
+
+
+def _version_text(c: Change) -> str:
+    if c.previous_version and c.version != c.previous_version:
+        return f"{c.previous_version} -> {c.version}"
+    return c.version
+
+
+def cmd_commit(args: argparse.Namespace, ctx: Context) -> int:
+    from workbench.release.worktree import commit_changes
+
+    try:
+        outcome = commit_changes(ctx.workspace, args.message, progress=_progress(ctx))
+    except RepositoryError as exc:
+        code = E_OK if str(exc).startswith("nothing to commit") else E_CONFLICT
+        if code == E_OK:
+            ctx.print(str(exc))
+            return code
+        raise CommandError(str(exc), code) from None
+    if args.json:
+        ctx.json(outcome)
+    elif outcome.committed:
+        ctx.print(f"committed {outcome.commit[:12]}: {outcome.message.splitlines()[0]} "
+                  f"({len(outcome.files)} file(s))")
+    elif outcome.check is not None:
+        ctx.print(render_text(outcome.check))
+    if not outcome.committed:
+        errors = outcome.check.errors if outcome.check is not None else 0
+        raise CommandError(f"not committed: {errors} error(s) in the changed rules", E_FINDINGS)
     return E_OK
 
 

@@ -1,14 +1,17 @@
-"""What the release screen shows: rule changes since the last release, git state, diffs (no Textual).
+"""The signature repository's working tree: rule changes since the last release, git state, diffs, commits.
 
 A change is judged the way the release changelog judges it (``diff_rulesets``: added,
 removed, modified when the fingerprint changed, status changes), but between the last
 release and the working tree, so the analyst sees what the next release would carry
 before committing. Files that changed without changing a rule (a corpus sample, the
 policy, a comment) are listed too: they are part of the next commit.
+
+The release screen and ``workbench release changes`` / ``release commit`` call these.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from workbench.release.changelog import RuleState, diff_rulesets
 from workbench.release.repository import RepositoryError, SignatureRepository
 from workbench.release.settings import ReleaseSettings
 from workbench.release.store import Release, ReleaseStore
-from workbench.release.validate import load_rule_tree
+from workbench.release.validate import ValidationReport, load_rule_tree, validate
 from workbench.rules.policy import Policy, PolicyError
 from workbench.workspace import Workspace
 
@@ -176,12 +179,11 @@ def file_diff(workspace: Workspace, rel: str, base: str) -> str:
         return _as_new(path, rel)
     top = f"{sig.prefix}/{rel}" if sig.prefix else rel
     tracked = sig.repo.git.ls_files("--", top)
-    in_base = True
-    if base:
-        try:
-            sig.repo.git.cat_file("-e", f"{base}:{top}")
-        except Exception:
-            in_base = False
+    try:        # before any release the base is HEAD: an untracked file is new there too
+        sig.repo.git.cat_file("-e", f"{base or 'HEAD'}:{top}")
+        in_base = True
+    except Exception:
+        in_base = False
     if not tracked and not in_base:
         return _as_new(path, rel)
     text: str = sig.repo.git.diff("--no-color", "--no-ext-diff", base or "HEAD", "--", top)
@@ -220,6 +222,47 @@ def commit_signatures(workspace: Workspace, message: str) -> str:
     if not paths:
         raise RepositoryError("nothing to commit: the signatures folder has no changes")
     return str(sig.commit_paths(paths, message).hexsha)
+
+
+@dataclass
+class CommitOutcome:
+    """What ``commit_changes`` did: the check of the changed rules, then the commit (or not)."""
+
+    message: str
+    files: list[str]                  # the paths committed (or that would have been)
+    check: ValidationReport | None    # None when the check was skipped
+    commit: str = ""                  # the new commit id; "" when the check refused it
+
+    @property
+    def committed(self) -> bool:
+        return bool(self.commit)
+
+
+def commit_changes(workspace: Workspace, message: str = "", *, check: bool = True,
+                   progress: Callable[[str], None] | None = None) -> CommitOutcome:
+    """Check the changed rules as the pre-commit hook does, then commit every change under
+    the signatures folder. An error in the check refuses the commit (``commit`` stays "").
+
+    Without ``message`` the first line comes from the changes (``commit_message``).
+    Raises RepositoryError when there is nothing to commit or no git repository.
+    """
+    root = workspace.signatures.resolve()
+    sig = SignatureRepository(root)
+    if sig.repo is None:
+        raise RepositoryError(f"{root} is not in a git repository: run `git init` there")
+    files = sorted(sig.dirty_paths())
+    if not files:
+        raise RepositoryError("nothing to commit: the signatures folder has no changes")
+    if not message.strip():
+        message = commit_message([c for c in read_signatures(workspace).changes if c.git]) \
+            or "Update signatures"
+    report = None
+    if check:
+        since = "HEAD" if sig.has_commits() else None
+        report = validate(root, changed_since=since, progress=progress)
+        if not report.ok:
+            return CommitOutcome(message, files, report)
+    return CommitOutcome(message, files, report, commit_signatures(workspace, message))
 
 
 def rule_path(workspace: Workspace, file: str) -> Path:

@@ -14,8 +14,8 @@ from workbench.distribute.settings import RepositorySettings
 from workbench.release.bundle import open_bundle
 from workbench.release.service import make_release
 from workbench.release.store import ReleaseStore
+from workbench.release.worktree import commit_signatures
 from workbench.tui.app import WorkbenchApp, make_app
-from workbench.tui.changes import commit_signatures
 from workbench.tui.screens.editor import EditorScreen
 from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
 from workbench.tui.screens.release import ReleaseScreen, diff_text

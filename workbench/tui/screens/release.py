@@ -15,11 +15,11 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from workbench.release.store import ReleaseNotFound, tag_name
-from workbench.tui.changes import (
+from workbench.release.worktree import (
     Change,
     SignaturesView,
+    commit_changes,
     commit_message,
-    commit_signatures,
     file_diff,
     read_signatures,
     rule_path,
@@ -406,23 +406,19 @@ rollback is a new release with older content.
     @work(thread=True, exclusive=True, group="release", exit_on_error=False,
           description="commit the signatures")
     def run_commit(self, message: str) -> None:
-        from workbench.release.repository import SignatureRepository
-        from workbench.release.validate import validate
-
         workspace = self.workbench.workspace
         try:
-            sig = SignatureRepository(workspace.signatures.resolve())
-            since = "HEAD" if sig.repo is not None and sig.has_commits() else None
-            report = validate(workspace.signatures, changed_since=since, progress=self._stepper("checking"))
-            self.post_message(self.Validated(report, "pre-commit check"))
-            if not report.ok:
-                self.post_message(self.Done(f"not committed: {report.errors} error(s) in the changed "
+            outcome = commit_changes(workspace, message, progress=self._stepper("checking"))
+            if outcome.check is not None:
+                self.post_message(self.Validated(outcome.check, "pre-commit check"))
+            if not outcome.committed:
+                errors = outcome.check.errors if outcome.check is not None else 0
+                self.post_message(self.Done(f"not committed: {errors} error(s) in the changed "
                                             "rules (Validation tab; enter opens the rule)", error=True))
                 return
-            commit = commit_signatures(workspace, message)
         finally:
             self.post_message(self.Idle())
-        self.post_message(self.Done(f"committed {commit[:12]}: {message.splitlines()[0]}"))
+        self.post_message(self.Done(f"committed {outcome.commit[:12]}: {message.splitlines()[0]}"))
 
     def action_release(self) -> None:
         view = self.view
