@@ -37,6 +37,7 @@ import yara
 
 import workbench
 from workbench.document import to_data
+from workbench.durable import atomic_output
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -631,22 +632,12 @@ class PreparedBundle:
         out = Path(out)
         manifest = self.manifest(serial=serial, created=created, commit=commit)
         mtime = int(_utc(created).timestamp())
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as raw:
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz, \
-                        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
-                    for name, data in [(MANIFEST_NAME, manifest.to_bytes()), *self._members()]:
-                        tf.addfile(_tarinfo(name, len(data), mtime), io.BytesIO(data))
-                raw.flush()
-                os.fsync(raw.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # closed in reverse: the tar, the gzip stream, then the file is synced and renamed
+        with atomic_output(out, mode=0o644) as raw, \
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            for name, data in [(MANIFEST_NAME, manifest.to_bytes()), *self._members()]:
+                tf.addfile(_tarinfo(name, len(data), mtime), io.BytesIO(data))
         return open_bundle(out)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shlex
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.durable import atomic_write
 from workbench.release.repository import RepositoryError, SignatureRepository
 
 MARKER = "# installed by `workbench hooks install`"
@@ -71,8 +71,5 @@ def install_hook(signatures: Path, *, force: bool = False, python: str | None = 
             target = path.with_name("pre-commit.before-workbench")
             os.replace(path, target)
             backup = str(target)
-    tmp = path.with_name(".pre-commit.tmp")
-    tmp.write_text(hook_script(Path(signatures).resolve(), python=python))
-    tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    os.replace(tmp, path)
+    atomic_write(path, hook_script(Path(signatures).resolve(), python=python), mode=0o755)
     return HookInstall(str(path), replaced, backup)

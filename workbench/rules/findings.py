@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from workbench.document import utcnow
+from workbench.durable import KEEP_MODE, atomic_write
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -169,7 +170,5 @@ class Baseline:
         }
 
     def save(self, path: Path | str) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_data(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        atomic_write(path, json.dumps(self.to_data(), indent=2, ensure_ascii=False) + "\n",
+                     mode=KEEP_MODE)
