@@ -26,6 +26,8 @@ import yara
 
 from workbench.corpus import runmemo
 from workbench.corpus.scanner import SCAN_ENGINE, ScanRules, compile_scanner
+from workbench.durable import atomic_write
+from workbench.rules.compiler_messages import libyara_message, undefined_identifier
 from workbench.rules.parse import RULE_SUFFIXES, RuleFile, RuleSource, parse_file
 
 ExternalValue = bool | int | float | str
@@ -38,7 +40,6 @@ _NOT_UTF8 = "file is not UTF-8"
 _TEXT_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _REGEX_LITERAL = re.compile(r"\bmatches\s*/(?:[^/\\\n]|\\.)*/[a-z]*")
 _REFERENCE = re.compile(r"(?<![\w.$#@!])([A-Za-z_]\w*)(\*?)")
-_YARA_POSITION = re.compile(r"(?:\((\d+)\)|^line (\d+)): (.*)", re.S)   # file(N): or, from source, line N:
 _KEYWORDS = frozenset({         # YARA's reserved words that may appear in a condition
     "all", "and", "any", "at", "contains", "defined", "endswith", "entrypoint", "false",
     "filesize", "for", "icontains", "iendswith", "iequals", "in", "int16", "int16be", "int32",
@@ -319,10 +320,10 @@ class Ruleset:
 
     @staticmethod
     def _locate(message: str, starts: list[tuple[int, RuleEntry]]) -> RuleProblem:
-        m = _YARA_POSITION.search(message)
-        if not m:
-            return RuleProblem("", 0, message)
-        line, text = int(m.group(1) or m.group(2)), m.group(3).strip()
+        said = libyara_message(message)
+        if not said.line:
+            return RuleProblem("", 0, said.text)
+        line, text = said.line, said.text.strip()
         owner: tuple[int, RuleEntry] | None = None
         for start, entry in starts:
             if start <= line:
@@ -339,17 +340,14 @@ class Ruleset:
         return None
 
 
-_UNDEFINED = re.compile(r'undefined identifier "?([A-Za-z_][A-Za-z0-9_]*)')
-
-
 def _explained(problem: RuleProblem) -> RuleProblem:
     """An undefined identifier is most often an external variable the policy does not declare."""
-    m = _UNDEFINED.search(problem.message)
-    if m is None:
+    name = undefined_identifier(problem.message)
+    if not name:
         return problem
     return RuleProblem(problem.file, problem.line,
                        f"{problem.message} (if it is an external variable, declare it under [externals] "
-                       f"in signatures/workbench.toml, e.g. {m.group(1)} = \"\")")
+                       f"in signatures/workbench.toml, e.g. {name} = \"\")")
 
 
 def rule_hashes(source: RuleSource) -> list[str]:
@@ -600,10 +598,8 @@ def _content_key(path: Path, data: bytes) -> str:
 
 
 def _write_atomically(folder: Path, target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(tmp, target)
+    # a cache: rebuilt when lost, so no fsync (a cold run writes two files per rule file)
+    atomic_write(target, data, mode=0o600, durable=False)
 
 
 def _prepare(parsed: RuleFile) -> _ParsedFile:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 import threading
 import time
@@ -32,6 +31,7 @@ from workbench.corpus.scanner import (
 )
 from workbench.release.repository import RepositoryError, SignatureRepository
 from workbench.release.settings import ReleaseSettings
+from workbench.rules.compiler_messages import libyara_message, undefined_identifier, yarax_message
 from workbench.rules.engines import engine_versions
 from workbench.rules.findings import Baseline, BaselineError, Finding, Severity
 from workbench.rules.lint import check_catalog
@@ -44,9 +44,6 @@ BUDGET_RUNS = 5              # timing runs per rule (and its floor); the fastest
 BUDGET_ROUNDS = 3            # measurements before a rule is called over its budget
 FLOOR_RUNS = 3               # runs of an empty ruleset (the modules' own cost) for the quick look
 _MIB = 1024 * 1024
-_LIBYARA_AT = re.compile(r"\((\d+)\): (.*)", re.S)
-_UNDEFINED = re.compile(r'undefined identifier "?`?([A-Za-z_][A-Za-z0-9_]*)')
-_UNKNOWN_IDENT = re.compile(r"unknown identifier `([A-Za-z_][A-Za-z0-9_]*)`")
 
 
 # --- the report --------------------------------------------------------------------
@@ -249,9 +246,9 @@ def compile_set(ruleset: Ruleset, indices: Iterable[int], externals: Mapping[str
                 text = str(exc)
         finally:
             os.unlink(name)
-        m = _LIBYARA_AT.search(text)
-        file, line, rule = locate(int(m.group(1))) if m else ("", 0, "")
-        message = m.group(2).strip() if m else text
+        said = libyara_message(text)
+        file, line, rule = locate(said.line) if said.line else ("", 0, "")
+        message = said.text
         findings.append(_explain(check_id, file, line, rule, f"libyara: {what} does not compile: {message}",
                                  message, ruleset))
         return SetCompile(None, findings)
@@ -265,13 +262,9 @@ def compile_set(ruleset: Ruleset, indices: Iterable[int], externals: Mapping[str
     except yara_x.CompileError:
         pass
     for err in compiler.errors():
-        labels = err.get("labels") or [{}]
-        line = int(err.get("line") or labels[0].get("line") or 0)
-        file, fline, rule = locate(line) if line else ("", 0, "")
-        message = f"{err.get('code', '')}: {err.get('title', '')}"
-        detail = str(labels[0].get("text", "")).strip()
-        if detail and detail not in message:
-            message += f" ({detail})"
+        x = yarax_message(err)
+        file, fline, rule = locate(x.line) if x.line else ("", 0, "")
+        message = x.summary
         findings.append(_explain(check_id, file, fline, rule, f"yara-x: {what} does not compile: {message}",
                                  message, ruleset))
     return SetCompile(None, findings)
@@ -280,10 +273,9 @@ def compile_set(ruleset: Ruleset, indices: Iterable[int], externals: Mapping[str
 def _explain(check_id: str, file: str, line: int, rule: str, message: str, raw: str,
              ruleset: Ruleset) -> Finding:
     """Name the likely cause: an undeclared external, or a rule the subset left out."""
-    m = _UNDEFINED.search(raw) or _UNKNOWN_IDENT.search(raw)
+    ident = undefined_identifier(raw)
     hint = "the rules compile alone but not together: look for clashing names or global rules"
-    if m:
-        ident = m.group(1)
+    if ident:
         if check_id == "V103":
             hint = (f"{ident} does not ship (status not in [release] ship) but a shipped rule needs it: "
                     f"ship it too, or stop using it")

@@ -11,6 +11,13 @@ from pathlib import Path
 import yara
 import yara_x
 
+from workbench.rules.compiler_messages import (
+    externals_hint,
+    libyara_message,
+    undefined_identifier,
+    unknown_module,
+    yarax_message,
+)
 from workbench.rules.findings import Finding
 from workbench.rules.parse import RuleFile
 
@@ -21,21 +28,10 @@ _PYPI_MISSING_HINT = ("yara-python from PyPI is built without the magic, cuckoo,
                       "androguard modules; the scanner uses yara-python, so this rule cannot run here. "
                       "Drop the import, or build yara-python against a libyara with the module")
 
-_LIBYARA_POS = re.compile(r"^(?:line (?P<line>\d+)|(?P<file>.+?)\((?P<fline>\d+)\)): (?P<msg>.*)$", re.S)
-_UNKNOWN_MODULE = re.compile(r'unknown module "?`?(?P<name>[A-Za-z0-9_]+)')
-
-
-_UNDEFINED = re.compile(r'(?:undefined|unknown) identifier "?`?(?P<name>[A-Za-z_][A-Za-z0-9_]*)')
-
-
 def _externals_hint(message: str) -> str:
     """For an undefined identifier: most often an external variable the policy does not declare."""
-    m = _UNDEFINED.search(message)
-    if m is None:
-        return ""
-    return (f"if {m.group('name')} is an external variable, declare it under [externals] in "
-            f"signatures/workbench.toml with its default value (e.g. {m.group('name')} = \"\"); "
-            f"otherwise fix the name")
+    name = undefined_identifier(message)
+    return externals_hint(name) if name else ""
 
 
 @functools.cache
@@ -88,9 +84,6 @@ def libyara_findings(rf: RuleFile, *, externals: Mapping[str, ExternalValue] | N
     return findings
 
 
-_BATCH_AT = re.compile(r"^(\d+)\((\d+)\): (.*)$", re.S)
-
-
 def libyara_findings_together(files: Sequence[RuleFile], *,
                               externals: Mapping[str, ExternalValue] | None = None
                               ) -> list[list[Finding]] | None:
@@ -112,35 +105,26 @@ def libyara_findings_together(files: Sequence[RuleFile], *,
         return None
     out: list[list[Finding]] = [[] for _ in files]
     for warning in getattr(rules, "warnings", []) or []:
-        m = _BATCH_AT.match(str(warning).strip())
-        if m is None or int(m.group(1)) >= len(files):
+        said = libyara_message(str(warning))
+        if not said.file.isdigit() or int(said.file) >= len(files):
             return None
-        k = int(m.group(1))
+        k = int(said.file)
         rf = files[k]
-        out[k].append(_libyara_finding(f"line {m.group(2)}: {m.group(3)}", str(rf.path) if rf.path else "",
+        out[k].append(_libyara_finding(f"line {said.line}: {said.text}", str(rf.path) if rf.path else "",
                                        rf, "C102", "warning"))
     return out
 
 
 def _libyara_finding(text: str, file: str, rf: RuleFile, check: str, severity: str) -> Finding:
-    m = _LIBYARA_POS.match(text.strip())
-    line = 0
-    where = file
-    message = text.strip()
-    if m:
-        message = m.group("msg")
-        if m.group("line"):
-            line = int(m.group("line"))
-        else:
-            line = int(m.group("fline"))
-            where = m.group("file")
-    module = _UNKNOWN_MODULE.search(message)
+    said = libyara_message(text)
+    line, message = said.line, said.text
+    where = said.file or file
+    module = unknown_module(message)
     rule = _rule_at(rf, line) if where == file else ""
     if module and check == "C101":
-        name = module.group("name")
         return Finding("C105", "error", where, line, 1,
-                       f'module "{name}" is not available in yara-python {yara.__version__}',
-                       _PYPI_MISSING_HINT, rule, subject=f"module {name}")
+                       f'module "{module}" is not available in yara-python {yara.__version__}',
+                       _PYPI_MISSING_HINT, rule, subject=f"module {module}")
     hint = ("fix the rule so libyara (yara-python, the scanner's engine) compiles it" if severity == "error"
             else "libyara warns that this slows scanning or is likely a mistake")
     hint = _externals_hint(message) or hint
@@ -194,28 +178,19 @@ def yarax_findings_of(rf: RuleFile, raw: YaraxRaw) -> list[Finding]:
 
 
 def _yarax_finding(item: dict, file: str, rf: RuleFile, check: str, severity: str) -> Finding:
-    labels = item.get("labels") or []
-    primary = labels[0] if labels else {}
-    origin = primary.get("code_origin")
-    where = origin if origin and origin != file else file
-    line = int(item.get("line") or primary.get("line") or 0)
-    column = int(item.get("column") or primary.get("column") or 0)
-    title = str(item.get("title", ""))
-    detail = str(primary.get("text", "")).strip()
-    notes = [str(f.get("text", "")) for f in item.get("footers") or [] if f.get("text")]
-    message = f"yara-x {item.get('code', '')}: {title}"
-    if detail and detail not in title:
-        message += f" ({detail})"
-    hint = "; ".join(notes) or ("fix the rule so YARA-X compiles it: rules must stay valid for both engines"
-                                if severity == "error" else "YARA-X warns that this is slow or likely a mistake")
+    said = yarax_message(item)
+    where = said.origin if said.origin and said.origin != file else file
+    line, column, title, detail = said.line, said.column, said.title, said.detail
+    message = f"yara-x {said.summary}"
+    hint = "; ".join(said.notes) or ("fix the rule so YARA-X compiles it: rules must stay valid for both engines"
+                                     if severity == "error" else "YARA-X warns that this is slow or likely a mistake")
     hint = _externals_hint(f"{title} {detail}") or hint
-    module = _UNKNOWN_MODULE.search(title)
+    module = unknown_module(title)
     if module and severity == "error":
-        name = module.group("name")
         return Finding("C105", "error", where, line, column,
-                       f'module "{name}" is not available in YARA-X {engine_versions()["yara-x"]}',
+                       f'module "{module}" is not available in YARA-X {engine_versions()["yara-x"]}',
                        "drop the import: rules must compile with both engines", _rule_at(rf, line),
-                       subject=f"yara-x module {name}")
+                       subject=f"yara-x module {module}")
     rule = _rule_at(rf, line) if where == file else ""
     return Finding(check, severity, where, line, column, message, hint, rule,  # type: ignore[arg-type]
-                   subject=f"{item.get('code', '')}:{title}:{detail}")
+                   subject=f"{said.code}:{title}:{detail}")
