@@ -1,7 +1,7 @@
 """What an analyst's target names: a quarantined message, a stored object, or a file on disk.
 
 One resolver for every command and screen that takes "an id or a file" (``dissect``,
-``dissect strings``, ``rule draft --from``, the UI opening a matched sample): a quarantine
+``strings``, ``rule draft --from``, the UI opening a matched sample): a quarantine
 id (full sha256 or a unique prefix), then a stored object (an extracted artifact or a
 corpus file, full or a unique prefix of 4+ characters), then, where files are allowed, a
 path.
