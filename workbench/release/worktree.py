@@ -239,11 +239,13 @@ class CommitOutcome:
 
 
 def commit_changes(workspace: Workspace, message: str = "", *, check: bool = True,
-                   progress: Callable[[str], None] | None = None) -> CommitOutcome:
+                   progress: Callable[[str], None] | None = None,
+                   checked: Callable[[ValidationReport], None] | None = None) -> CommitOutcome:
     """Check the changed rules as the pre-commit hook does, then commit every change under
     the signatures folder. An error in the check refuses the commit (``commit`` stays "").
 
     Without ``message`` the first line comes from the changes (``commit_message``).
+    ``checked`` gets the check's report as soon as it is there, before the commit.
     Raises RepositoryError when there is nothing to commit or no git repository.
     """
     root = workspace.signatures.resolve()
@@ -260,6 +262,8 @@ def commit_changes(workspace: Workspace, message: str = "", *, check: bool = Tru
     if check:
         since = "HEAD" if sig.has_commits() else None
         report = validate(root, changed_since=since, progress=progress)
+        if checked is not None:
+            checked(report)
         if not report.ok:
             return CommitOutcome(message, files, report)
     return CommitOutcome(message, files, report, commit_signatures(workspace, message))

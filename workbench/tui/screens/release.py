@@ -408,9 +408,9 @@ rollback is a new release with older content.
     def run_commit(self, message: str) -> None:
         workspace = self.workbench.workspace
         try:
-            outcome = commit_changes(workspace, message, progress=self._stepper("checking"))
-            if outcome.check is not None:
-                self.post_message(self.Validated(outcome.check, "pre-commit check"))
+            outcome = commit_changes(workspace, message, progress=self._stepper("checking"),
+                                     checked=lambda report: self.post_message(
+                                         self.Validated(report, "pre-commit check")))
             if not outcome.committed:
                 errors = outcome.check.errors if outcome.check is not None else 0
                 self.post_message(self.Done(f"not committed: {errors} error(s) in the changed "
