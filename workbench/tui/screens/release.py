@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -30,6 +30,9 @@ from workbench.tui.screens.editor import SEVERITY_STYLES
 from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
 from workbench.tui.widgets.list_table import ListTable
 from workbench.tui.widgets.virtual_table import Column, VirtualTable
+
+if TYPE_CHECKING:
+    from workbench.release.validate import ValidationReport
 
 KIND_STYLES = {"added": "bold green", "modified": "bold yellow", "removed": "bold red",
                "status": "cyan", "file": "dim"}
@@ -408,9 +411,11 @@ rollback is a new release with older content.
     def run_commit(self, message: str) -> None:
         workspace = self.workbench.workspace
         try:
+            def checked(report: ValidationReport) -> None:
+                self.post_message(self.Validated(report, "pre-commit check"))
+
             outcome = commit_changes(workspace, message, progress=self._stepper("checking"),
-                                     checked=lambda report: self.post_message(
-                                         self.Validated(report, "pre-commit check")))
+                                     checked=checked)
             if not outcome.committed:
                 errors = outcome.check.errors if outcome.check is not None else 0
                 self.post_message(self.Done(f"not committed: {errors} error(s) in the changed "
