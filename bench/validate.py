@@ -17,7 +17,8 @@ With ``--real`` (or ``--ruleset PATH``): a signature repository holding a real p
 ruleset (default the ReversingLabs rules in ../shared/rulesets, copied into the bench's
 work folder) and a clean corpus of ``--clean-mb`` MB of system files; timed: the full
 ``workbench validate`` (corpus scan and per-rule budgets included, progress lines read
-from stderr) and ``--changed-since HEAD`` after a one-rule change, against ``yarac``.
+from stderr) and ``--changed-since HEAD`` after a one-rule change (``--rounds`` times,
+alternating with ``yarac``), against ``yarac``.
 
 Usage: .venv/bin/python bench/validate.py [--rules 5000] [--keep] [--real [--clean-mb 100]]
 """
@@ -42,10 +43,12 @@ import yara
 from realset import (
     DEFAULT_RULESET,
     WORKBENCH,
+    alternate,
     bytecode_env,
     clean_corpus,
     ensure_yara,
     load,
+    median,
     rule_files,
     run,
 )
@@ -173,11 +176,15 @@ def real_validate(args: argparse.Namespace) -> None:
         at = text.index("condition:")
         eol = text.index("\n", at)
         edit.write_text(text[:eol + 1] + "        filesize > 16 and\n" + text[eol + 1:])
-        changed, _ = run([*wb, "validate", "--changed-since", "HEAD"], ok=(0, 1))
-        peer, _ = run(["yarac", *map(str, files), str(tmp / "out.yarc")])
         print(f"validate (full, corpus and budgets): {full:.1f} s (target < 60 s), exit {proc.returncode}")
-        print(f"validate --changed-since HEAD (one rule): {changed:.2f} s (target < 5 s)")
-        print(f"peer: yarac {peer:.2f} s; full = {full / peer:.0f}x, changed = {changed / peer:.1f}x; {load()}")
+        times = alternate(args.rounds, {
+            "yarac": lambda: run(["yarac", *map(str, files), str(tmp / "out.yarc")])[0],
+            "changed": lambda: run([*wb, "validate", "--changed-since", "HEAD"], ok=(0, 1))[0]})
+        changed, peer = median(times["changed"]), median(times["yarac"])
+        print(f"validate --changed-since HEAD (one rule): {', '.join(f'{t:.2f}' for t in times['changed'])} s, "
+              f"median {changed:.2f} s (target < 5 s)")
+        print(f"peer: yarac {', '.join(f'{t:.2f}' for t in times['yarac'])} s, median {peer:.2f} s; "
+              f"full = {full / peer:.0f}x, changed = {changed / peer:.1f}x; {load()}")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -190,6 +197,7 @@ def main() -> None:
     ap.add_argument("--real", action="store_true", help="the real ruleset instead of generated rules")
     ap.add_argument("--ruleset", type=Path, default=None)
     ap.add_argument("--clean-mb", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3, help="--real: changed-since runs, alternating with yarac")
     args = ap.parse_args()
     if args.real or args.ruleset:
         real_validate(args)

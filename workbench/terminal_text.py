@@ -14,6 +14,7 @@ from workbench.document import clean_text
 
 BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{BIDI}]")
+_UNSAFE_MULTILINE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{BIDI}]")     # tab and newline kept
 
 _VISIBLE = {c: chr(0x2400 + c) for c in range(0x20)}       # ␀ .. ␟, e.g. ESC -> ␛
 _VISIBLE[0x7F] = "␡"
@@ -26,7 +27,8 @@ def visible(text: str, *, multiline: bool = False) -> str:
     """``text`` with control and bidi characters shown as visible stand-ins
     (newlines and tabs kept when ``multiline``)."""
     text = clean_text(text)
-    if not UNSAFE.search(text):
+    # a multi-line text always has a newline: searching for it sent every report through translate
+    if not (_UNSAFE_MULTILINE if multiline else UNSAFE).search(text):
         return text
     return text.translate(_VISIBLE_MULTILINE if multiline else _VISIBLE)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -85,3 +89,43 @@ def test_another_engine_version_is_never_answered_from_memory(lab: Lab, monkeypa
     monkeypatch.setattr(yara, "YARA_VERSION", "99.0.0")
     again = test_rules(lab.workspace, [lab.rules])
     assert again.stats.rules_compiled == len(again.rules)      # every rule compiled again
+
+
+def _loaded_by_a_test_run(lab: Lab) -> dict[str, bool]:
+    """What a fresh process has imported after ``test_rules`` over the lab's rules."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        from pathlib import Path
+        from workbench.corpus.testing import test_rules
+        from workbench.workspace import Workspace
+        report = test_rules(Workspace(Path({str(lab.workspace.home)!r})), [Path({str(lab.rules)!r})])
+        print(json.dumps({{"compiled": report.stats.rules_compiled,
+                          **{{m: m in sys.modules for m in {_SLOW_PATH!r}}}}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+_SLOW_PATH = ("numpy", "workbench.corpus.prefilter", "workbench.rules.vendor", "workbench.quarantine.store")
+
+
+def test_a_remembered_run_imports_no_scan_machinery(lab: Lab) -> None:
+    """Nothing changed: the report is read, and the index (numpy), the vendor sources and the
+    object store are not even imported (importing was most of such a run's time)."""
+    age(lab.rules, 60)
+    test_rules(lab.workspace, [lab.rules])
+    loaded = _loaded_by_a_test_run(lab)
+    assert loaded.pop("compiled") == 0
+    assert not any(loaded.values()), loaded
+
+
+def test_a_one_rule_retest_queries_the_index_without_numpy(lab: Lab) -> None:
+    """An edited rule is prefiltered by the gram index, read as Python integers: numpy is
+    only for building filters, and importing it cost a re-test more than its scan."""
+    age(lab.rules, 60)
+    test_rules(lab.workspace, [lab.rules])
+    edit_rules(lab, "filesize < 1MB", "filesize < 2MB")
+    age(lab.rules, 60)
+    loaded = _loaded_by_a_test_run(lab)
+    assert loaded["compiled"] > 0 and loaded["workbench.corpus.prefilter"]
+    assert not loaded["numpy"]

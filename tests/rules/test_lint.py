@@ -234,3 +234,27 @@ def test_an_undefined_identifier_hint_names_the_externals_table(policy: Policy) 
     text = house_rule(condition="uint16(0) == 0x5A4D and $x1 and filename == \"x.exe\"")
     hints = [f.hint for f in lint_text(text, None, policy).findings if f.id in ("C101", "C103")]
     assert hints and all("[externals]" in h for h in hints)
+
+
+def test_yarax_findings_are_remembered_by_content_and_never_stale(tmp_path: Path, policy: Policy) -> None:
+    """`rule lint` keeps YARA-X's findings per file content: a second run gives the same
+    report without compiling, and an edited file (or other externals) is compiled again."""
+    from workbench.document import to_data
+    from workbench.rules.lint import YaraxMemo, lint_files
+    from workbench.rules.parse import parse_file
+
+    path = tmp_path / "r.yar"
+    path.write_text(house_rule(strings=r'$x1 = /WBDEMO-{LOADER/'))
+    memo = tmp_path / "state" / "yarax-findings"
+
+    def lint(memo_path: Path | None, externals: dict[str, str] | None = None) -> object:
+        return to_data(lint_files([parse_file(path)], policy, memo=memo_path, externals=externals))
+
+    first = lint(memo)
+    assert "C103" in {f["id"] for f in first["findings"]}           # YARA-X rejects the brace
+    assert YaraxMemo(memo, {}).get(parse_file(path)) is not None
+    assert lint(memo) == first == lint(None)
+    path.write_text(house_rule(strings=r'$x1 = /WBDEMO-\{LOADER/'))
+    assert YaraxMemo(memo, {}).get(parse_file(path)) is None         # new content: compiled again
+    assert "C103" not in {f["id"] for f in lint(memo)["findings"]}
+    assert YaraxMemo(memo, {"owner": "x"}).get(parse_file(path)) is None

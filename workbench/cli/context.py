@@ -68,13 +68,17 @@ def table(rows: list[list[str]], headers: list[str], *, max_width: dict[int, int
     # one look at the whole table: most are plain text, and a thousand-row report's
     # cells one by one cost a re-test most of its time
     flat = " ".join(" ".join(r) for r in cells)
+    columns = [list(column) for column in zip(*cells, strict=True)]
     if visible(flat) == flat:         # no control (newline, tab) or bidi characters anywhere
-        cells = [[c if (limit := max_width.get(i)) is None or len(c) <= limit else c[: limit - 1] + "…"
-                  for i, c in enumerate(r)] for r in cells]
+        for i, limit in max_width.items():
+            if i < len(columns):
+                columns[i] = [c if len(c) <= limit else c[: limit - 1] + "…" for c in columns[i]]
     else:
-        cells = [[clip(i, c) for i, c in enumerate(r)] for r in cells]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in cells]
+        columns = [[clip(i, c) for c in column] for i, column in enumerate(columns)]
+    widths = [max(map(len, column)) for column in columns]
+    # one format per row, not a padded cell each (the same text as ljust and join)
+    row = "  ".join(f"{{:<{w}}}" if w else "{}" for w in widths)
+    lines = [row.format(*r).rstrip() for r in zip(*columns, strict=True)]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -22,7 +22,6 @@ from workbench.corpus.testing import (
 from workbench.dissect.render import human_size as _size
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.rules.policy import PolicyError
-from workbench.rules.vendor import VendorError
 
 if TYPE_CHECKING:    # `workbench test` imports neither the gram index (numpy) nor the quarantine
     from workbench.corpus.retrohunt import RetrohuntReport
@@ -212,10 +211,14 @@ def cmd_remove(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
-    try:
-        paths = args.rules or default_rule_paths(ctx.workspace)
-    except VendorError as exc:
-        raise CommandError(f"vendor source: {exc}", E_INPUT) from None
+    paths = args.rules
+    if not paths:       # vendor sources: their module only when the command names no rules
+        from workbench.rules.vendor import VendorError
+
+        try:
+            paths = default_rule_paths(ctx.workspace)
+        except VendorError as exc:
+            raise CommandError(f"vendor source: {exc}", E_INPUT) from None
     try:
         report = test_rules(ctx.workspace, paths, args.corpus, threads=args.threads,
                             progress=_progress_line(ctx.err), use_cache=not args.no_cache,

@@ -16,7 +16,7 @@ from workbench.rules.draft import DraftError, draft, load_samples
 from workbench.rules.findings import Baseline, BaselineError, LintReport
 from workbench.rules.fmt import format_paths
 from workbench.rules.goodware import GoodwareDB, goodware_path
-from workbench.rules.lint import check_catalog
+from workbench.rules.lint import YARAX_MEMO, check_catalog
 from workbench.rules.parse import iter_rule_paths, parse_file
 from workbench.rules.policy import Policy, PolicyError
 from workbench.rules.sarif import to_sarif
@@ -149,7 +149,7 @@ def cmd_lint(args: argparse.Namespace, ctx: Context) -> int:
         vendors = VendorSet.load(ctx.workspace.signatures) if args.policy is None else None
     except VendorError as exc:
         raise CommandError(f"vendor source: {exc}", E_INPUT) from exc
-    report = lint_by_source(files, policy, vendors, baseline=baseline)
+    report = lint_by_source(files, policy, vendors, baseline=baseline, memo=ctx.workspace.state / YARAX_MEMO)
     if args.write_baseline is not None:
         accepted = Baseline.from_findings(report.findings)
         accepted.save(args.write_baseline)
@@ -168,8 +168,11 @@ def cmd_lint(args: argparse.Namespace, ctx: Context) -> int:
 
 def render_lint(report: LintReport) -> str:
     lines = []
+    shown: dict[str, str] = {}         # thousands of findings in a few hundred files
     for f in report.findings:
-        where = _display(f.file)
+        where = shown.get(f.file)
+        if where is None:
+            where = shown[f.file] = _display(f.file)
         if f.line:
             where += f":{f.line}" + (f":{f.column}" if f.column else "")
         rule = f" [{f.rule}]" if f.rule else ""

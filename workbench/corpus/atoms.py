@@ -235,21 +235,21 @@ def hex_runs(value: str) -> list[bytes] | None:
     cur = bytearray()
     depth = 0
     pos = 0
-    token = re.compile(r"\s+|[0-9A-Fa-f]{2}|[0-9A-Fa-f?]{2}|~\s*[0-9A-Fa-f?]{2}|\[[^\]]*\]|[()|]")
     while pos < len(body):
-        m = token.match(body, pos)
+        m = _HEX_TOKEN.match(body, pos)
         if not m:
             return None
-        t = m.group()
         pos = m.end()
-        if t.isspace():
+        kind = m.lastindex
+        if kind == 1:                           # whitespace
             continue
-        if depth == 0 and len(t) == 2 and all(c in "0123456789abcdefABCDEF" for c in t):
-            cur.append(int(t, 16))
+        if kind == 2 and depth == 0:            # fixed bytes (a kilobyte string: one token)
+            cur += bytes.fromhex(m.group())
             continue
         if cur:
             runs.append(bytes(cur))
             cur.clear()
+        t = m.group()
         if t == "(":
             depth += 1
         elif t == ")":
@@ -263,6 +263,12 @@ def hex_runs(value: str) -> list[bytes] | None:
     if cur:
         runs.append(bytes(cur))
     return runs
+
+
+# whitespace | fixed bytes | wildcards, negations and jumps | group punctuation (a run of
+# bytes, or of wildcards, is one token: real hex strings are kilobytes long)
+_HEX_TOKEN = re.compile(r"(\s+)|((?:[0-9A-Fa-f]{2}[ \t\r\n\f\v]*)+)"
+                        r"|((?:(?:[0-9A-Fa-f]\?|\?[0-9A-Fa-f?]|~\s*[0-9A-Fa-f?]{2}|\[[^\]]*\])\s*)+)|([()|])")
 
 
 def regex_runs(pattern: bytes, *, into_groups: bool = False) -> list[list[bytes]] | None:

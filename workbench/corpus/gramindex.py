@@ -31,6 +31,7 @@ Layout of ``state/gram-index/`` (plain files: a query must load in a millisecond
 
 from __future__ import annotations
 
+import functools
 import math
 import mmap
 import os
@@ -44,9 +45,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+if TYPE_CHECKING:     # numpy builds filters and writes blocks; queries read rows as Python ints
+    import numpy as np
 
 from workbench.corpus.atoms import (
     ANYTHING,
@@ -85,6 +87,8 @@ _LINE = 114                       # "<sha256> <size:015d> <head:32 hex>\n"
 
 def _gram_hashes(folded: bytes) -> np.ndarray:
     """Hashes of every 4-gram of already case-folded bytes (little-endian uint32 * MULTIPLIER)."""
+    import numpy as np
+
     n = len(folded)
     parts = []
     for offset in range(GRAM):            # four aligned views: a strided uint32 view is 30x slower
@@ -128,6 +132,8 @@ def _first_k(positions: int) -> int:
 
 def _finish(bits: np.ndarray, k: int, size: int, head: bytes) -> FileFilter:
     """Fold the bitmap while it stays sparse; pack it. Saturated filters keep no bits."""
+    import numpy as np
+
     while k > K_MIN:
         half = bits[0::2] | bits[1::2]        # row at k-1 is the row at k shifted right once
         if np.count_nonzero(half) > DENSITY * half.size:
@@ -140,6 +146,8 @@ def _finish(bits: np.ndarray, k: int, size: int, head: bytes) -> FileFilter:
 
 def filter_bytes(data: bytes) -> FileFilter:
     """The filter of a file held in memory."""
+    import numpy as np
+
     k = _first_k(len(data) - GRAM + 1)
     bits = np.zeros(1 << k, np.bool_)
     shift = np.uint32(32 - k)
@@ -151,6 +159,8 @@ def filter_bytes(data: bytes) -> FileFilter:
 
 def filter_file(path: Path | str) -> FileFilter:
     """The filter of a file on disk, read in chunks; files over MAX_FILE are saturated unread."""
+    import numpy as np
+
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > MAX_FILE:
@@ -242,19 +252,6 @@ def _line(sha: str, filt: FileFilter) -> bytes:
     return f"{sha} {min(filt.size, 10**15 - 1):015d} {head}\n".encode("ascii")
 
 
-_HEX_VALUE = np.zeros(256, np.uint8)
-_HEX_VALUE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
-
-
-def _parse_heads(lines: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """The first bytes ``(files, HEAD_BYTES)`` and sizes from a block's slot lines (vectorised)."""
-    table = np.frombuffer(lines, np.uint8).reshape(-1, _LINE)
-    digits = _HEX_VALUE[table[:, 81:113]]
-    heads = (digits[:, 0::2] << 4) | digits[:, 1::2]
-    sizes = (table[:, 65:80].astype(np.int64) - 48) @ (10 ** np.arange(14, -1, -1, dtype=np.int64))
-    return heads, sizes
-
-
 def _read_header(path: Path) -> tuple[int, int] | None:
     """(k, width) of a block file, or None when it is not a whole, valid one."""
     try:
@@ -273,6 +270,8 @@ def _read_header(path: Path) -> tuple[int, int] | None:
 
 def _map(path: Path, k: int, width: int, mode: Literal["r", "r+"]) -> np.ndarray:
     """The rows of a block file, memory-mapped (np.memmap costs 80 us a call; this a tenth)."""
+    import numpy as np
+
     with open(path, "r+b" if mode == "r+" else "rb") as fh:
         mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_WRITE if mode == "r+"
                            else mmap.ACCESS_READ)
@@ -524,7 +523,11 @@ def _append(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-_REVERSE_BITS = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], np.uint8)
+@functools.cache
+def _reverse_bits() -> np.ndarray:
+    import numpy as np
+
+    return np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], np.uint8)
 
 
 def _set_columns(block: np.ndarray, first: int, filters: list[FileFilter]) -> None:
@@ -535,6 +538,8 @@ def _set_columns(block: np.ndarray, first: int, filters: list[FileFilter]) -> No
     (Hacker's Delight 7-3) and bit-reversed into packbits' order; a bool staging
     matrix did the same 4x slower. Slots after the last filter in its byte are cleared.
     """
+    import numpy as np
+
     rows = block.shape[0]
     per_row = rows // 8
     start = first - first % 8
@@ -555,7 +560,7 @@ def _set_columns(block: np.ndarray, first: int, filters: list[FileFilter]) -> No
                             (28, 0x00000000F0F0F0F0)):
             t = (x ^ (x >> np.uint64(shift))) & np.uint64(mask)
             x = x ^ t ^ (t << np.uint64(shift))
-        columns = _REVERSE_BITS[x.byteswap().view(np.uint8)].reshape(count // 8, rows)
+        columns = _reverse_bits()[x.byteswap().view(np.uint8)].reshape(count // 8, rows)
         keep = np.zeros(count, np.bool_)
         keep[:max(0, first - lo)] = True                          # listed slots before ``first``
         view = block[:, lo // 8:hi8 // 8]
@@ -653,33 +658,49 @@ class Selection:
     """Files to query, grouped by block: ``always`` are candidates whatever is asked."""
 
     always: list[str]
-    blocks: list[tuple[int, np.ndarray, list[str]]]
+    blocks: list[tuple[int, list[int], list[str]]]
 
     def every(self) -> set[str]:
         return {*self.always, *(sha for _, _, names in self.blocks for sha in names)}
 
 
+# A query's bitmaps are Python ints over a block's slots, slot ``s`` being bit
+# ``width * 8 - 1 - s`` (the rows' byte order read big-endian): a query reads a few
+# rows of a few hundred bytes, where Python's integers do the ands and ors in C,
+# and needs no numpy (importing it cost a one-rule re-test more than its scan).
+
+
 class _BlockView:
     """One block as a query sees it: its rows, and (read when first asked) its files' first bytes."""
 
-    def __init__(self, k: int, rows: np.ndarray, lines: bytes):
+    def __init__(self, k: int, width: int, mapped: mmap.mmap, lines: bytes):
         self.k = k
-        self.rows = rows
+        self.width = width
+        self.bits = width * 8
+        self.mapped = mapped
         self.lines = lines
-        self._heads: tuple[np.ndarray, np.ndarray] | None = None
+        self._rows: dict[int, int] = {}
+        self._heads: list[tuple[int, bytes]] | None = None
 
-    def head_is(self, f: HeadIs, listed: int) -> np.ndarray | None:
+    def row(self, r: int) -> int:
+        got = self._rows.get(r)
+        if got is None:
+            at = _HEADER + r * self.width
+            got = self._rows[r] = int.from_bytes(self.mapped[at:at + self.width], "big")
+        return got
+
+    def head_is(self, f: HeadIs, listed: int) -> int | None:
         if self._heads is None:
-            self._heads = _parse_heads(self.lines)
-        heads, sizes = self._heads
-        if len(sizes) < listed:
+            self._heads = [(int(self.lines[i + 65:i + 80]), bytes.fromhex(self.lines[i + 81:i + 113].decode()))
+                           for i in range(0, len(self.lines), _LINE)]
+        if len(self._heads) < listed:
             return None                         # the slot list is shorter than the query's view
-        want = np.frombuffer(f.data, np.uint8)
-        ok = (sizes >= f.offset + len(f.data)) & \
-            (heads[:, f.offset:f.offset + len(f.data)] == want).all(axis=1)
-        bits = np.zeros(self.rows.shape[1] * 8, np.bool_)
-        bits[:len(ok)] = ok
-        return np.packbits(bits)
+        end = f.offset + len(f.data)
+        out = 0
+        for slot, (size, head) in enumerate(self._heads[:self.bits]):
+            if size >= end and head[f.offset:end] == f.data:
+                out |= 1 << (self.bits - 1 - slot)
+        return out
 
 
 class IndexReader:
@@ -693,7 +714,7 @@ class IndexReader:
         self.saturated = saturated
         self._where: dict[str, tuple[int, int]] | None = None
         self._blocks: dict[int, _BlockView | None] = {}
-        self._hashes: dict[int, tuple[Contains, np.ndarray | None]] = {}
+        self._hashes: dict[int, tuple[Contains, list[list[int]] | None]] = {}
 
     @property
     def where(self) -> dict[str, tuple[int, int]]:
@@ -713,8 +734,14 @@ class IndexReader:
             path = self.index._block_path(bid)
             head = _read_header(path)
             try:
-                self._blocks[bid] = None if head is None else _BlockView(
-                    head[0], _map(path, *head, "r"), self.lines.get(bid, b""))
+                if head is None:
+                    self._blocks[bid] = None
+                else:
+                    with open(path, "rb") as fh:
+                        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                    if len(mapped) < _HEADER + (1 << head[0]) * head[1]:
+                        raise ValueError("block shorter than its header says")
+                    self._blocks[bid] = _BlockView(head[0], head[1], mapped, self.lines.get(bid, b""))
             except (OSError, ValueError):
                 self._blocks[bid] = None      # unreadable: its files stay candidates
         return self._blocks[bid]
@@ -735,7 +762,7 @@ class IndexReader:
                 picked = [names[slot] for slot in slots]
             if slots:
                 found.update(picked)
-                blocks.append((bid, np.array(slots, np.intp), picked))
+                blocks.append((bid, slots, picked))
         return Selection(list(wanted - found), blocks)
 
     def candidates(self, formula: Formula, shas: Iterable[str] | Selection) -> set[str]:
@@ -748,63 +775,65 @@ class IndexReader:
         out = set(sel.always)
         for bid, slots, names in sel.blocks:
             block = self._block(bid)
-            hit = None if block is None else self._eval(formula, block, len(slots) and
-                                                         int(slots.max()) + 1)
-            if hit is None:
+            hit = None if block is None else self._eval(formula, block, max(slots) + 1 if slots else 0)
+            if block is None or hit is None:
                 out.update(names)
                 continue
-            bits = np.unpackbits(hit)
-            inside = slots < len(bits)          # slots past the block's width: candidates
-            keep = np.ones(len(slots), np.bool_)
-            keep[inside] = bits[slots[inside]].astype(np.bool_)
-            out.update(names[i] for i in np.flatnonzero(keep))
+            top = block.bits - 1            # slots past the block's width: candidates
+            out.update(name for slot, name in zip(slots, names, strict=True)
+                       if slot > top or hit >> (top - slot) & 1)
         return out
 
-    def _eval(self, f: Formula, block: _BlockView, listed: int) -> np.ndarray | None:
-        """A packed bitmap over the block's slots; None means every slot.
+    def _eval(self, f: Formula, block: _BlockView, listed: int) -> int | None:
+        """A bitmap over the block's slots; None means every slot.
 
         ``listed`` is how many slots the query looks at (header checks read that many
         files' first bytes).
         """
         if isinstance(f, Contains):
-            hashes = self._variant_hashes(f)
-            if hashes is None:
+            variants = self._variant_hashes(f)
+            if variants is None:
                 return None
-            grams = block.rows[hashes >> np.uint32(32 - block.k)]  # (variants, grams, width)
-            return np.bitwise_or.reduce(np.bitwise_and.reduce(grams, axis=1), axis=0)
+            shift = 32 - block.k
+            row = block.row
+            out = 0
+            for hashes in variants:           # any variant, all of its grams
+                grams = row(hashes[0] >> shift)
+                for h in hashes[1:]:
+                    if not grams:
+                        break
+                    grams &= row(h >> shift)
+                out |= grams
+            return out
         if isinstance(f, HeadIs):
             return block.head_is(f, listed)
         if isinstance(f, AllOf):
-            acc: np.ndarray | None = None
+            acc: int | None = None
             for part in f.parts:
                 got = self._eval(part, block, listed)
                 if got is not None:
                     acc = got if acc is None else acc & got
-                    if not acc.any():
+                    if not acc:
                         break
             return acc
         if isinstance(f, AnyOf):
-            acc = np.zeros(block.rows.shape[1], np.uint8)
+            any_of = 0
             for part in f.parts:
                 got = self._eval(part, block, listed)
                 if got is None:
                     return None
-                acc |= got
-            return acc
+                any_of |= got
+            return any_of
         if f is NOTHING or isinstance(f, Nothing):
-            return np.zeros(block.rows.shape[1], np.uint8)
+            return 0
         return None
 
-    def _variant_hashes(self, f: Contains) -> np.ndarray | None:
-        """(variants, grams) hashes, short variants padded with their own first gram (``and`` is
-        idempotent); None when some variant has no gram (then the string may be anywhere)."""
+    def _variant_hashes(self, f: Contains) -> list[list[int]] | None:
+        """Each variant's gram hashes; None when some variant has no gram (then the string may
+        be anywhere)."""
         got = self._hashes.get(id(f))
         if got is None or got[0] is not f:
             lists = [sorted({h for atom in variant for h in atom_hashes(atom)}) for variant in f.variants]
-            if not lists or not all(lists):
-                got = (f, None)
-            else:
-                width = max(len(x) for x in lists)
-                got = (f, np.array([x + [x[0]] * (width - len(x)) for x in lists], np.uint32))
+            got = (f, lists if lists and all(lists) else None)
             self._hashes[id(f)] = got       # the formula is kept with it, so its id stays its own
         return got[1]

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from workbench.corpus.database import open_database, transaction
 from workbench.document import iso, utcnow
-from workbench.quarantine.store import ObjectStore
 from workbench.workspace import Workspace
 
 if TYPE_CHECKING:    # the gram index needs numpy: imported when a corpus is added, not to test
     from workbench.corpus.gramindex import GramIndex, IndexWriter
+    from workbench.quarantine.store import ObjectStore
 
 REGISTRY_NAME = "corpora.sqlite"
 LABELS = ("malicious", "clean")
@@ -213,9 +213,18 @@ class CorpusRegistry:
 
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
-        self.store = ObjectStore(workspace.quarantine)
         self.path = workspace.state / REGISTRY_NAME
         self._db: sqlite3.Connection | None = None
+        self._store: ObjectStore | None = None
+
+    @property
+    def store(self) -> ObjectStore:
+        """The quarantine's object store (imported on first use: a re-test rarely reads it)."""
+        if self._store is None:
+            from workbench.quarantine.store import ObjectStore
+
+            self._store = ObjectStore(self.workspace.quarantine)
+        return self._store
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -371,7 +380,7 @@ class CorpusRegistry:
     def _record(self, pending: list[tuple[object, ...]], report: AddReport) -> None:
         if not pending:
             return
-        ObjectStore.sync()      # objects durable before the registry points at them
+        type(self.store).sync()      # objects durable before the registry points at them
         with self._transaction() as db:
             for row in pending:
                 cur = db.execute(

@@ -429,13 +429,20 @@ def rule_files(paths: Iterable[Path | str]) -> Iterator[Path]:
     are left to the caller (the loader resolves each once). FileNotFoundError for a
     given path that does not exist.
     """
+    return map(Path, rule_file_names(paths))
+
+
+def rule_file_names(paths: Iterable[Path | str]) -> list[str]:
+    """:func:`rule_files` as text, with no Path made: what a re-test's run memo stamps."""
+    out: list[str] = []
     for given in paths:
-        root = Path(given)
-        if not root.is_dir():
-            if not root.exists():
-                raise FileNotFoundError(f"no such rule file or folder: {root}")
-            yield root
+        root = os.fspath(given)
+        if not os.path.isdir(root):
+            if not os.path.exists(root):
+                raise FileNotFoundError(f"no such rule file or folder: {Path(root)}")
+            out.append(str(Path(root)))
             continue
+        root = str(Path(root))                           # as Path would print it
         found: list[tuple[str, ...]] = []
         for folder, dirs, names in os.walk(root):        # symlinked folders are not entered
             dirs[:] = [d for d in dirs if not d.startswith(".")]
@@ -443,10 +450,10 @@ def rule_files(paths: Iterable[Path | str]) -> Iterator[Path]:
             parts = () if rel == "." else tuple(rel.split(os.sep))
             found.extend((*parts, name) for name in names if not name.startswith(".")
                          and os.path.splitext(name)[1].lower() in RULE_SUFFIXES)
-        for parts in sorted(found):
-            path = root.joinpath(*parts)
-            if path.is_file():
-                yield path
+        prefix = "" if root == "." else root if root.endswith(os.sep) else root + os.sep
+        out.extend(path for path in (prefix + os.sep.join(parts) for parts in sorted(found))
+                   if os.path.isfile(path))
+    return out
 
 
 class _Loader:

@@ -24,6 +24,7 @@ from typing import Any
 RACY_SECONDS = 2.0
 RUNS_KEPT = 8
 _FORMAT = "wb-run-1"
+_EXTRA = "\0extra"                        # between the listed files and the included others
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS test_runs (          -- whole reports of finished runs (runmemo.py)
@@ -50,30 +51,48 @@ def stamp(files: Sequence[str], extra: Iterable[str] = (), *, started: float | N
           ) -> str | None:
     """A digest of the files' paths and stat keys, in order; None when one is missing or
     was changed within RACY_SECONDS of ``started`` (default: now)."""
+    digest = _stamped(files, started)
+    return None if digest is None else _extended(digest, extra, started)
+
+
+def _stamped(files: Sequence[str], started: float | None) -> Any | None:
+    """The digest of ``files`` and the extra marker (what :func:`stamp` starts with)."""
     now = time.time() if started is None else started
     digest = hashlib.sha256(_FORMAT.encode())
-    for path in (*files, "\0extra", *extra):
-        key = stat_key(path) if path != "\0extra" else ()
-        if key is None:
-            return None
-        if key and key[1] / 1e9 > now - RACY_SECONDS:
+    for path in files:
+        key = stat_key(path)
+        if key is None or key[1] / 1e9 > now - RACY_SECONDS:
             return None
         digest.update(marshal.dumps((path, key)))
-    return digest.hexdigest()
+    digest.update(marshal.dumps((_EXTRA, ())))      # a tuple made here, as the file's are: marshal
+    # marks a shared object (a constant) differently, and the stamps must not change
+    return digest
+
+
+def _extended(digest: Any, extra: Iterable[str], started: float | None) -> str | None:
+    now = time.time() if started is None else started
+    for path in extra:
+        key = stat_key(path)
+        if key is None or key[1] / 1e9 > now - RACY_SECONDS:
+            return None
+        digest.update(marshal.dumps((path, key)))
+    return str(digest.hexdigest())
 
 
 def lookup(db: Any, corpora: str, files: Sequence[str]) -> Any | None:
     """The report a run with these rule files (unchanged since) saved over ``corpora``."""
-    quick = stamp(files)
-    if quick is None:
+    digest = _stamped(files, None)
+    if digest is None:
         return None
+    quick = digest.hexdigest()
     row = db.execute("SELECT extra, report FROM test_runs WHERE corpora=? AND stamp=?",
                      (corpora, quick)).fetchone()
     if row is None:
         return None
     try:
         extra, expected = marshal.loads(row[0])
-        if stamp(files, extra) != expected:      # an included file outside the paths changed
+        # the files' part is stamped once: an included file outside the paths may have changed
+        if _extended(digest, extra, None) != expected:
             return None
         return pickle.loads(row[1])
     except (ValueError, EOFError, TypeError, pickle.UnpicklingError, AttributeError, ImportError):
@@ -87,6 +106,9 @@ def save(db: Any, corpora: str, files: Sequence[str], loaded: Sequence[Path], re
     if quick is None:
         return
     listed = set(files)
+    # the loader gives resolved paths: absolute ones are these files (a symlinked one is
+    # stamped twice, which costs a stat, not a wrong answer)
+    listed.update(os.path.abspath(f) for f in files)
     extra = [str(p) for p in loaded if str(p) not in listed]
     full = stamp(files, extra, started=started)
     if full is None:

@@ -10,12 +10,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yara
 
 from workbench.corpus.cache import CACHE_NAME, KnownKey, SavedResult, ScanCache
-from workbench.corpus.engine import Resolution, paused_gc, resolve
 from workbench.corpus.registry import (
     QUARANTINE_CORPUS,
     QUARANTINE_LABEL,
@@ -31,7 +30,7 @@ from workbench.corpus.ruleset import (
     RuleEntry,
     Ruleset,
     load_ruleset,
-    rule_files,
+    rule_file_names,
 )
 from workbench.corpus.scanner import (
     CONTEXT_BYTES,
@@ -45,8 +44,11 @@ from workbench.corpus.scanner import (
     with_context,
 )
 from workbench.rules.policy import Policy
-from workbench.rules.vendor import VendorSet
 from workbench.workspace import Workspace
+
+if TYPE_CHECKING:     # the scan engine (and vendor sources) are imported when a run needs them:
+    # a re-test that finds its report remembered does not pay for them
+    from workbench.corpus.engine import Resolution
 
 CONTEXT = CONTEXT_BYTES      # bytes of context either side of a match
 MAX_FILES_LISTED = 25        # files listed per rule and category (all are counted)
@@ -66,6 +68,8 @@ def policy_externals(workspace: Workspace) -> dict[str, ExternalValue]:
 def default_rule_paths(workspace: Workspace) -> list[Path]:
     """``signatures/rules`` when the repository has it (plus the vendor sources' rule files that
     compile, as validation and release take them), else the whole signature folder."""
+    from workbench.rules.vendor import VendorSet
+
     rules = workspace.signatures / "rules"
     if not rules.is_dir():
         return [workspace.signatures]
@@ -201,9 +205,10 @@ class CorpusFiles(Mapping[str, ScanTarget]):
     re-test asks for the few files its edited rule matched or must read.
     """
 
-    def __init__(self, lists: Sequence[tuple[str, str, str, MemberList]], objects: str):
+    def __init__(self, lists: Sequence[tuple[str, str, str, MemberList]], objects: Callable[[], str]):
         self.lists = list(lists)               # (name, label, state, members), in the order asked
-        self._objects = objects
+        self._objects_of = objects             # the object store's folder, asked when a file is
+        self._objects = ""
         self._where: dict[str, int] = {}       # sha -> corpus number << 32 | position
         self.bytes = 0
         for c, (_, _, _, listed) in enumerate(self.lists):
@@ -247,8 +252,11 @@ class CorpusFiles(Mapping[str, ScanTarget]):
         where = self._where[sha]
         listed = self.lists[where >> 32][3]
         i = where & 0xFFFFFFFF
-        path = listed.paths[i] if listed.paths is not None else \
-            f"{self._objects}/{sha[:2]}/{sha[2:4]}/{sha}"
+        if listed.paths is not None:
+            path = listed.paths[i]
+        else:
+            self._objects = self._objects or self._objects_of()
+            path = f"{self._objects}/{sha[:2]}/{sha[2:4]}/{sha}"
         return ScanTarget(sha, path, listed.sizes[i])
 
     def __iter__(self) -> Iterator[str]:
@@ -291,7 +299,8 @@ def gather_files(registry: CorpusRegistry, corpora: Sequence[str] | None) -> Cor
     for name in dict.fromkeys(names):
         state, listed = registry.snapshot(name)
         lists.append((name, labels[name], state, listed))
-    return CorpusFiles(lists, str(registry.store.objects))
+    # the store is not opened (nor its module imported) here: a remembered run reads no file
+    return CorpusFiles(lists, lambda: str(registry.store.objects))
 
 
 def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
@@ -312,6 +321,8 @@ def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
     Raises ``RulesetError`` for rules that do not compile, ``UnknownCorpus``, and
     ``PolicyError`` for a policy that cannot be read.
     """
+    from workbench.corpus.engine import paused_gc
+
     if externals is None:
         externals = policy_externals(workspace)
     with paused_gc():
@@ -331,7 +342,7 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
     started, wall = time.monotonic(), time.time()
     threads = threads or default_threads()
     paths = list(rule_paths) if rule_paths else default_rule_paths(workspace)
-    listed = [str(p) for p in rule_files(paths)]     # what the run memo's stamp covers
+    listed = rule_file_names(paths)     # what the run memo's stamp covers
     with CorpusRegistry(workspace) as registry:
         files = gather_files(registry, corpora)
         cache = ScanCache(workspace.state / CACHE_NAME) if use_cache else None
@@ -345,6 +356,8 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
                 if isinstance(remembered, TestReport):
                     return _remembered(remembered, len(files), threads, use_index,
                                        time.monotonic() - started)
+            from workbench.corpus.engine import resolve
+
             ruleset = load_ruleset(paths, parse_cache=workspace.state / PARSE_CACHE, externals=externals)
             saved = _saved_results(cache, state, ruleset, files) if cache is not None else {}
             if use_index:        # numpy and the index: only for a run that asks them
@@ -395,6 +408,8 @@ def _remembered(report: TestReport, files: int, threads: int, use_index: bool,
 
 
 def _merge(res: Resolution, more: Resolution) -> None:
+    from workbench.corpus.engine import Resolution
+
     res.hits.update(more.hits)
     res.compiled.update(more.compiled)
     for sha, rules in more.timeouts.items():

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -136,16 +137,28 @@ class Corpus:
         return out
 
     @classmethod
-    def load(cls, root: Path) -> Corpus:
-        files = []
+    def load(cls, root: Path, *, by_hash: bool = True) -> Corpus:
+        """The files under ``root``, hashed on every core (hashlib lets go of the GIL);
+        without ``by_hash`` (a corpus only scanned, as the clean one is) the md5 and sha1
+        that ``hash`` metadata may name are left empty."""
+        paths = []
         for path in sorted(root.rglob("*")):
             rel = path.relative_to(root).parts
             if any(p.startswith(".") for p in rel) or path.is_symlink() or not path.is_file():
                 continue
+            paths.append(path)
+
+        def one(path: Path) -> CorpusFile:
             data = path.read_bytes()
-            files.append(CorpusFile(path, hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest(),
-                                    hashlib.sha1(data).hexdigest(), len(data)))
-        return cls(root, files)
+            if not by_hash:
+                return CorpusFile(path, hashlib.sha256(data).hexdigest(), "", "", len(data))
+            return CorpusFile(path, hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest(),
+                              hashlib.sha1(data).hexdigest(), len(data))
+
+        if len(paths) < 2:
+            return cls(root, [one(p) for p in paths])
+        with ThreadPoolExecutor(max_workers=default_threads()) as pool:
+            return cls(root, list(pool.map(one, paths)))
 
 
 @dataclass
@@ -181,7 +194,7 @@ class ValidationContext:
     def corpus(self, which: str) -> Corpus:
         if which not in self._corpora:
             rel = self.settings.malicious if which == "malicious" else self.settings.clean
-            self._corpora[which] = Corpus.load(self.root / rel)
+            self._corpora[which] = Corpus.load(self.root / rel, by_hash=which == "malicious")
         return self._corpora[which]
 
     def status(self, rule: RuleSource) -> str:
@@ -345,7 +358,8 @@ class SetCompileCheck(ValidationCheck):
             ruleset.closure(i for i, r in enumerate(rules) if r.name in ctx.targets)
         findings += compile_set(ruleset, checked, ext, yarax=True, check_id="V102").findings
         shipped = [r for r in rules if ctx.settings.ships(ctx.status(r))]
-        if shipped and not any(f.id in ("V101", "V105") for f in findings):
+        # when every rule ships, "the shipped rules alone" is the set V101 just compiled
+        if shipped and len(shipped) < len(rules) and not any(f.id in ("V101", "V105") for f in findings):
             findings += compile_set(ctx.ruleset(shipped), range(len(shipped)), ext, check_id="V103",
                                     what="the shipped rules alone").findings
         return findings
@@ -561,7 +575,7 @@ class BudgetRun:
         self.index = index
         self.mib = sum(len(d) for d in data) / _MIB
         self.lock = threading.Lock()
-        self.floors: dict[tuple[str, ...], tuple[yara.Rules, float]] = {}
+        self.floors: dict[tuple[str, ...], Future[tuple[yara.Rules, float]]] = {}
         self.costs: dict[str, float] = {}      # per rule: measured alone, or its group's (at most)
         self.findings: list[Finding] = []
         self.done = 0
@@ -597,8 +611,14 @@ class BudgetRun:
                             say(f"scan-time budget: {self.done} of {total} rules cleared, "
                                 f"{time.monotonic() - started:.0f} s")
 
-        threads = [threading.Thread(target=worker, name=f"budget-{k}", daemon=True)
-                   for k in range(max(1, self.ctx.threads or default_threads()))]
+        count = max(1, self.ctx.threads or default_threads())
+        threads = [threading.Thread(target=worker, name=f"budget-{k}", daemon=True) for k in range(count)]
+        if len(groups) < count:
+            # a core would wait (a change of a rule or two): it times the floors meanwhile,
+            # while the worker compiles and takes its quick look
+            wanted = list(dict.fromkeys(self.imports(g) for g in groups))
+            threads.append(threading.Thread(target=lambda: [self.floor(i) for i in wanted],
+                                            name="budget-floors", daemon=True))
         for t in threads:
             t.start()
         for t in threads:
@@ -606,17 +626,28 @@ class BudgetRun:
         self.findings.sort(key=Finding.sort_key)
         return self.findings
 
+    def imports(self, group: list[RuleSource]) -> tuple[str, ...]:
+        closure = self.ruleset.closure(self.index[r.name] for r in group)
+        return tuple(sorted({m for i in closure for m in self.ruleset.entries[i].source.imports}))
+
     def floor(self, imports: tuple[str, ...]) -> tuple[yara.Rules, float]:
+        """An empty ruleset with these imports and its CPU time over the data, measured once
+        (another thread asking meanwhile waits for it)."""
         with self.lock:
             known = self.floors.get(imports)
-        if known is None:
-            empty = yara.compile(source="".join(f'import "{m}"\n' for m in imports)
-                                 + "rule wb_budget_empty { condition: false }")
-            # fewer runs than a rule's full measurement: that one times its floor again, in turns
-            known = (empty, _cpu_time(empty, self.data, FLOOR_RUNS))
-            with self.lock:
-                known = self.floors.setdefault(imports, known)
-        return known
+            mine = known is None
+            if known is None:
+                known = self.floors[imports] = Future()
+        if mine:
+            try:
+                empty = yara.compile(source="".join(f'import "{m}"\n' for m in imports)
+                                     + "rule wb_budget_empty { condition: false }")
+                # fewer runs than a rule's full measurement: that one times its floor again, in turns
+                known.set_result((empty, _cpu_time(empty, self.data, FLOOR_RUNS)))
+            except BaseException as exc:
+                known.set_exception(exc)
+                raise
+        return known.result()
 
     def measure(self, group: list[RuleSource]) -> list[list[RuleSource]]:
         """Measure a group; returns the halves still to measure (none when it is settled)."""
@@ -629,10 +660,11 @@ class BudgetRun:
                 return []                      # does not compile alone: V1 says why
             return [group[:len(group) // 2], group[len(group) // 2:]]
         imports = tuple(sorted({m for i in closure for m in self.ruleset.entries[i].source.imports}))
-        empty, floor = self.floor(imports)
         budgets = [self.ctx.settings.budget_for(r.name) for r in group]
         if len(group) > 1:
-            cost = max(0.0, _cpu_time(compiled.rules, self.data, 1) - floor) * 1000 / self.mib
+            scanned = _cpu_time(compiled.rules, self.data, 1)
+            empty, floor = self.floor(imports)
+            cost = max(0.0, scanned - floor) * 1000 / self.mib
             if cost <= min(budgets):
                 with self.lock:
                     self.costs.update((r.name, cost) for r in group)
@@ -642,7 +674,9 @@ class BudgetRun:
         rule, budget = group[0], budgets[0]
         # a quick look first; a rule that seems over budget is measured properly, in turns
         # with its floor, up to BUDGET_ROUNDS times: a slow rule is slow every time, noise is not
-        cost = max(0.0, _cpu_time(compiled.rules, self.data, 2) - floor) * 1000 / self.mib
+        scanned = _cpu_time(compiled.rules, self.data, 2)      # the floor's own runs, meanwhile
+        empty, floor = self.floor(imports)
+        cost = max(0.0, scanned - floor) * 1000 / self.mib
         rounds = 0
         while cost > budget and rounds < BUDGET_ROUNDS:
             rounds += 1

@@ -56,11 +56,13 @@ def _strip_parens(term: list[Token]) -> list[Token]:
 # -- string analysis ---------------------------------------------------------------------
 
 _HEX_TOKEN = re.compile(r"\[[^\]]*\]|~?[0-9A-Fa-f?]{2}|[()|]|//[^\n]*|/\*.*?\*/|\S", re.S)
+# the same tokens, a run of known bytes (with the blanks between them) taken as one: real
+# rules' hex strings with jumps run to kilobytes, and a token a byte cost their lint seconds
+_HEX_RUN_TOKEN = re.compile(r"((?:[0-9A-Fa-f]{2}[ \t\r\n\f\v]*)+)|" + _HEX_TOKEN.pattern, re.S)
 
 
 _PLAIN_HEX = re.compile(r"[0-9A-Fa-f?\s]*")
 _PAIR_RUNS = re.compile(r"(?:[0-9A-Fa-f]{2})+|\?\?|..")     # left to right: byte-aligned
-_ODD_TOKEN = re.compile(r"(?<![0-9A-Fa-f?])(?:[0-9A-Fa-f?]{2})*[0-9A-Fa-f?](?![0-9A-Fa-f?])")
 
 
 @functools.lru_cache(maxsize=4096)         # several checks ask about the same string
@@ -69,11 +71,12 @@ def _plain_runs(value: str) -> tuple[str, ...] | None:
     runs of known bytes, ``??`` and other two-character tokens, without tokenising it byte
     by byte: real rules' hex strings run to kilobytes, and most are of this kind."""
     body = value[1:-1]
-    if not _PLAIN_HEX.fullmatch(body) or _ODD_TOKEN.search(body):
+    if not _PLAIN_HEX.fullmatch(body):
         return None
-    compact = "".join(body.split())
-    if len(compact) % 2:
+    words = body.split()
+    if any(map((1).__and__, map(len, words))):       # a token of odd length (tested in C)
         return None
+    compact = "".join(words)
     return tuple(_PAIR_RUNS.findall(compact))
 
 
@@ -91,8 +94,11 @@ def hex_bytes(value: str) -> list[int | None] | None:
                 plain.extend(bytes.fromhex(run))
         return plain
     out: list[int | None] = []
-    for m in _HEX_TOKEN.finditer(value[1:-1]):
+    for m in _HEX_RUN_TOKEN.finditer(value[1:-1]):
         tok = m.group()
+        if m.lastindex == 1:
+            out.extend(bytes.fromhex(tok))
+            continue
         if tok.startswith(("//", "/*")):
             continue
         if tok.startswith(("[", "(", "|", ")", "~")) or len(tok) != 2:
@@ -106,6 +112,7 @@ def hex_bytes(value: str) -> list[int | None] | None:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def hex_longest_fixed_run(value: str) -> int:
     """Longest run of fully known bytes outside alternatives (what libyara can take atoms from)."""
     runs = _plain_runs(value)
@@ -113,8 +120,15 @@ def hex_longest_fixed_run(value: str) -> int:
         return max((len(r) // 2 for r in runs if "?" not in r), default=0)
     best = run = 0
     depth = 0
-    for m in _HEX_TOKEN.finditer(value[1:-1]):
+    for m in _HEX_RUN_TOKEN.finditer(value[1:-1]):
         tok = m.group()
+        if m.lastindex == 1:
+            if depth == 0:
+                run += len(bytes.fromhex(tok))
+                best = max(best, run)
+            else:
+                run = 0
+            continue
         if tok.startswith(("//", "/*")):
             continue
         if tok == "(":

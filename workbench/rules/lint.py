@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 import os
 import pickle
 import subprocess
@@ -10,6 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from workbench.durable import atomic_write
 from workbench.rules.checks import PARSER_CHECK, Check, LintContext, all_checks, check_catalog
 from workbench.rules.engines import (
     ExternalValue,
@@ -124,6 +127,67 @@ class _YaraxHelper:
             self._thread.join()
 
 
+YARAX_MEMO = "yarax-findings"     # under the workspace's state/: see YaraxMemo
+_MEMO_FORMAT = "wb-yarax-1"
+_MEMO_KEPT = 20_000               # entries (a few hundred bytes each) kept across runs
+
+
+class YaraxMemo:
+    """YARA-X's raw findings for rule files it compiled before, by content.
+
+    What YARA-X says of a file without includes depends only on its text, its path (the
+    origin it names), the externals and YARA-X's version, which is the key; compiling
+    the files again was most of `rule lint` on a real ruleset. Files with includes are
+    always compiled (what they include may have changed). A memo that cannot be read is
+    an empty one; one that cannot be written costs the next run time, not findings.
+    """
+
+    def __init__(self, path: Path | None, externals: Mapping[str, ExternalValue]):
+        self.path = path
+        self._salt = marshal.dumps((_MEMO_FORMAT, engine_versions().get("yara-x", ""),
+                                    sorted((k, repr(v)) for k, v in externals.items())))
+        self.known: dict[str, YaraxRaw] = {}
+        self._new: dict[str, YaraxRaw] = {}
+        if path is not None:
+            try:
+                with open(path, "rb") as fh:
+                    tag, known = marshal.load(fh)
+                if tag == _MEMO_FORMAT and isinstance(known, dict):
+                    self.known = known
+            except (OSError, ValueError, EOFError, TypeError):
+                pass
+
+    def key(self, rf: RuleFile) -> str | None:
+        if self.path is None or rf.includes:
+            return None
+        path = str(rf.path) if rf.path else ""
+        return hashlib.sha256(self._salt + path.encode("utf-8", "surrogateescape") + b"\0"
+                              + rf.text.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def get(self, rf: RuleFile) -> YaraxRaw | None:
+        key = self.key(rf)
+        got = self.known.get(key) if key is not None else None
+        return (list(got[0]), list(got[1])) if got is not None else None
+
+    def put(self, rf: RuleFile, raw: YaraxRaw) -> None:
+        key = self.key(rf)
+        if key is not None:
+            self._new[key] = raw
+
+    def save(self) -> None:
+        if self.path is None or not self._new:
+            return
+        kept = {k: v for k, v in self.known.items() if k not in self._new}
+        kept = dict(list(kept.items())[-(_MEMO_KEPT - len(self._new)):]) if len(kept) + len(self._new) > _MEMO_KEPT \
+            else kept
+        kept.update(self._new)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, marshal.dumps((_MEMO_FORMAT, kept)))
+        except (OSError, ValueError):
+            pass
+
+
 # YARA-X warnings a house check already reports, with a suggestion, at the same place
 _SAME_AS_HOUSE_CHECK = {"text_as_hex": "P411"}
 
@@ -154,8 +218,11 @@ def _finish(findings: list[Finding], policy: Policy) -> list[Finding]:
 
 def lint_files(files: list[RuleFile], policy: Policy, *, baseline: Baseline | None = None,
                externals: Mapping[str, ExternalValue] | None = None,
-               known_rules: Mapping[str, str] | None = None) -> LintReport:
-    """Lint already-parsed files together (duplicate names are checked across all of them)."""
+               known_rules: Mapping[str, str] | None = None, memo: Path | None = None) -> LintReport:
+    """Lint already-parsed files together (duplicate names are checked across all of them).
+
+    ``memo``: a file where YARA-X's findings are kept by content (:class:`YaraxMemo`).
+    """
     ctx = LintContext(policy, known_rules=dict(known_rules or {}))
     ctx.add_files(files)
     checks = all_checks()
@@ -166,16 +233,25 @@ def lint_files(files: list[RuleFile], policy: Policy, *, baseline: Baseline | No
     alone = [rf for rf in files if not rf.includes]
     together = libyara_findings_together(alone, externals=ext) if len(alone) > 1 else None
     known = {id(rf): found for rf, found in zip(alone, together, strict=True)} if together else {}
-    helper = _YaraxHelper(files, ext)      # YARA-X on half the files beside this process
+    yarax = YaraxMemo(memo, ext)
+    remembered = {id(rf): raw for rf in files if (raw := yarax.get(rf)) is not None}
+    # YARA-X on half the files it has not seen, beside this process
+    helper = _YaraxHelper([rf for rf in files if id(rf) not in remembered], ext)
     try:
         for rf in files:
             if helper.takes(rf):
                 continue
-            findings.extend(_lint_one(rf, ctx, checks, ext, known.get(id(rf))))
+            raw = remembered.get(id(rf))
+            if raw is None:
+                raw = yarax_compile_many([(rf.text, str(rf.path) if rf.path else None)], ext)[0]
+                yarax.put(rf, raw)
+            findings.extend(_lint_one(rf, ctx, checks, ext, known.get(id(rf)), yarax_findings_of(rf, raw)))
         for rf, raw in helper.results():
+            yarax.put(rf, raw)
             findings.extend(_lint_one(rf, ctx, checks, ext, known.get(id(rf)), yarax_findings_of(rf, raw)))
     finally:
         helper.close()
+    yarax.save()
     report = LintReport(files=[str(rf.path) if rf.path else "" for rf in files],
                         rules=sum(len(rf.rules) for rf in files),
                         findings=_finish(findings, policy), engines=dict(engine_versions()))
