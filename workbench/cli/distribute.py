@@ -452,6 +452,10 @@ def _register_tower(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_tower_send)
 
+    from workbench.cli import tower_scan
+
+    tower_scan.register(ts)
+
 
 def _tower_config(path: Path) -> Any:
     from workbench.distribute.tower_config import ConfigError, TowerConfig
