@@ -53,6 +53,8 @@ from workbench.distribute.install import (
     InstallDir,
 )
 from workbench.distribute.repository import PublishedTarget, target_from_info
+from workbench.distribute.scanner import read_stats, scanner_dir
+from workbench.distribute.telemetry import trim_for_report
 from workbench.distribute.tower_config import TowerConfig
 from workbench.document import iso, utcnow
 from workbench.release.bundle import (
@@ -540,7 +542,8 @@ class TowerAgent:
             except BundleError:
                 rule_count = None
         return {"agent_version": workbench.__version__, "libyara_version": yara.YARA_VERSION,
-                "rule_count": rule_count, "at": iso(utcnow())}
+                "rule_count": rule_count, "at": iso(utcnow()),
+                "scanner": trim_for_report(read_stats(scanner_dir(self.install.root)))}
 
     def _report(self, state: AgentState, report: FleetReport, result: PullResult) -> None:
         """Send this report after any that are waiting; keep what could not be delivered."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from workbench.distribute import telemetry
 from workbench.document import to_data
 from workbench.workspace import Workspace
 
@@ -71,6 +72,7 @@ class FleetReport:
     libyara_version: str = ""
     rule_count: int | None = None
     at: str = ""                          # the agent's clock, for the history
+    scanner: dict[str, Any] | None = None  # the tower scanner's counters (telemetry.py)
 
 
 @dataclass(frozen=True)
@@ -388,6 +390,7 @@ class FleetStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self.db.executescript(telemetry.SCHEMA)
         self._lock = threading.Lock()
         # Reads have their own connection: in WAL mode they never wait for a writer, so a
         # report stuck behind another process's write lock does not hold up the board.
@@ -456,6 +459,20 @@ class FleetStore:
                 (tower, report.server, received_at, report.state, report.serial,
                  report.target_serial, error))
             self._events_written += 1
+        if report.scanner:
+            telemetry.record_scanner(self.db, tower, report.server, report.scanner, received_at)
+
+    def telemetry_totals(self) -> telemetry.TelemetryTotals:
+        with self._read_lock:
+            return telemetry.telemetry_totals(self._reader)
+
+    def rules(self, *, window_hours: int = 24, now: float | None = None,
+              storm: telemetry.StormThresholds | None = None,
+              rule: str | None = None) -> telemetry.FleetRules:
+        """Per-rule hits over time from the scanners' reports (``GET /v1/fleet/rules``)."""
+        with self._read_lock:
+            return telemetry.rule_telemetry(self._reader, window_hours=window_hours, now=now,
+                                            storm=storm, rule=rule)
 
     def records(self) -> list[ServerRecord]:
         with self._read_lock:

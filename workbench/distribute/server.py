@@ -44,6 +44,7 @@ from workbench.distribute.guard import InFlight, RequestGuard, guarded_protocol
 from workbench.distribute.metrics import CONTENT_TYPE, ServerMetrics
 from workbench.distribute.repository import RepositoryError, UpdateRepository
 from workbench.distribute.settings import DEFAULT_HOST, DEFAULT_PORT
+from workbench.distribute.telemetry import FleetRules
 from workbench.distribute.tokens import NAME, TokenStore
 from workbench.document import to_data
 from workbench.quarantine.ingest import IngestSummary, ingest_bytes
@@ -102,6 +103,29 @@ class ServerInfo:
 MAX_INT64 = 2**63 - 1        # SQLite's INTEGER: a larger serial or count is refused (422), not a 500
 
 
+Count = Annotated[int, Field(ge=0, le=MAX_INT64)]
+
+
+class ScannerIn(BaseModel):
+    """The tower scanner's cumulative counters since it started (``workbench tower scan``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    started: str = Field(max_length=40, description="when the scanner started (tells a restart apart)")
+    messages: Count = 0
+    scan_seconds: float = Field(default=0.0, ge=0, le=1e15)
+    errors: Count = 0
+    quarantined: Count = 0
+    held: Count = 0
+    stuck: Count = 0
+    serial: int | None = Field(default=None, ge=1, le=MAX_INT64)
+    verdicts: dict[Annotated[str, Field(max_length=20)], Count] = Field(default_factory=dict,
+                                                                       max_length=10)
+    rule_hits: dict[Annotated[str, Field(min_length=1, max_length=200)], Count] = Field(
+        default_factory=dict, max_length=1000, description="rule name -> hits since started")
+    last_error: str = Field(default="", max_length=1000)
+
+
 class ReportIn(BaseModel):
     """A tower server's state after an update attempt."""
 
@@ -117,6 +141,7 @@ class ReportIn(BaseModel):
     libyara_version: str = ""
     rule_count: int | None = Field(default=None, ge=0, le=MAX_INT64)
     at: str = Field(default="", description="the agent's clock (ISO 8601)")
+    scanner: ScannerIn | None = Field(default=None, description="the tower scanner's counters")
 
 
 def validation_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
@@ -131,7 +156,9 @@ def parse_report(body: bytes) -> ReportIn:
         report = ReportIn.model_validate_json(body)
     except ValidationError as exc:
         raise HTTPException(422, validation_errors(exc)) from None
-    texts = (report.server, report.error, report.agent_version, report.libyara_version, report.at)
+    texts = (report.server, report.error, report.agent_version, report.libyara_version, report.at,
+             *(report.scanner.rule_hits if report.scanner else ()),
+             report.scanner.last_error if report.scanner else "")
     if any(_has_surrogate(t) for t in texts):
         raise HTTPException(422, [{"loc": ["body"], "msg": "strings must be valid Unicode "
                                    "(no unpaired surrogates)", "type": "unicode"}])
@@ -332,7 +359,8 @@ class ServerState:
             # another process holds the store's lock: serve anyway (this server judges by
             # its own settings); `workbench fleet` reads the defaults until the next start
             log.warning("fleet thresholds not saved: %s", exc)
-        self.metrics = ServerMetrics(self.fleet_state)
+        self.metrics = ServerMetrics(self.fleet_state, self.fleet.telemetry_totals,
+                                     lambda: self.fleet.rules())
         self.inflight = InFlight(settings.max_inflight_bytes, settings.max_inflight_bytes_per_tower)
         self.metrics.inflight_bytes.set_function(lambda: self.inflight.total)
         self.fleet_writer = FleetWriter(self.fleet, max_wait=settings.fleet_busy_timeout,
@@ -577,6 +605,21 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
         def build() -> Response:
             events = state.fleet.events(tower=tower, server=server, limit=limit)
             return json_bytes_response(to_json_bytes(events), gzipped=gzipped)
+
+        return await run_in_threadpool(build)
+
+    @app.get("/v1/fleet/rules", tags=["fleet"], response_model=FleetRules,
+             summary="Per-rule hits from the tower scanners over time, and likely false-positive storms")
+    async def get_fleet_rules(
+        request: Request,
+        hours: Annotated[int, Query(ge=1, le=24 * 90, description="window, hours")] = 24,
+        rule: Annotated[str | None, Query(max_length=200, description="only this rule")] = None,
+    ) -> Response:
+        gzipped = accepts_gzip(request.headers.get("accept-encoding", ""))
+
+        def build() -> Response:
+            return json_bytes_response(to_json_bytes(state.fleet.rules(window_hours=hours, rule=rule)),
+                                       gzipped=gzipped)
 
         return await run_in_threadpool(build)
 
