@@ -93,6 +93,9 @@ class TowerScanService:
         self._background: threading.Thread | None = None
         self.controller: Controller | None = None
         self.outbox_error = ""
+        self._local = threading.local()          # each scan thread keeps one next-hop connection
+        self._clients: set[smtplib.SMTP] = set()
+        self._clients_lock = threading.Lock()
 
     # -- one message ---------------------------------------------------------------------------------
 
@@ -131,25 +134,62 @@ class TowerScanService:
         return f"250 2.0.0 {verdict.verdict}, re-injected"
 
     def _reinject(self, data: bytes, mail_from: str, rcpt_tos: list[str]) -> None:
-        try:
-            with smtplib.SMTP(self.config.next_hop_host, self.config.next_hop_port,
-                              timeout=self.config.reinject_timeout_seconds) as client:
+        """Hand the message to the next hop over this thread's kept connection (one retry on a
+        fresh connection if the kept one went stale)."""
+        for attempt in (0, 1):
+            client = getattr(self._local, "client", None)
+            fresh = client is None
+            try:
+                if client is None:
+                    client = smtplib.SMTP(self.config.next_hop_host, self.config.next_hop_port,
+                                          timeout=self.config.reinject_timeout_seconds)
+                    self._local.client = client
+                    with self._clients_lock:
+                        self._clients.add(client)
                 refused = client.sendmail(mail_from, rcpt_tos, data)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, text = next(iter(exc.recipients.values()))
-            if 500 <= code < 600:
-                raise ReinjectFailed("refused", permanent=f"{code} {_text(text)}") from None
-            raise ReinjectFailed(f"next hop answered {code} {_text(text)}") from None
-        except smtplib.SMTPResponseException as exc:
-            if 500 <= exc.smtp_code < 600:
-                raise ReinjectFailed("refused",
-                                     permanent=f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
-            raise ReinjectFailed(f"next hop answered {exc.smtp_code} {_text(exc.smtp_error)}") from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise ReinjectFailed(f"next hop {self.config.next_hop_host}:{self.config.next_hop_port} "
-                                 f"unreachable: {exc}") from None
-        if refused:         # accepted for the others; these are logged, not bounced (docs: limits)
-            self.log(f"next hop refused some recipients: {sorted(refused)}")
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, text = next(iter(exc.recipients.values()))
+                self._reset()
+                if 500 <= code < 600:
+                    raise ReinjectFailed("refused", permanent=f"{code} {_text(text)}") from None
+                raise ReinjectFailed(f"next hop answered {code} {_text(text)}") from None
+            except smtplib.SMTPResponseException as exc:
+                self._reset()
+                if exc.smtp_code == 421 and not fresh and attempt == 0:
+                    continue                    # the kept connection timed out at the next hop
+                if 500 <= exc.smtp_code < 600:
+                    raise ReinjectFailed("refused",
+                                         permanent=f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
+                raise ReinjectFailed(f"next hop answered {exc.smtp_code} {_text(exc.smtp_error)}") from None
+            except (OSError, smtplib.SMTPException) as exc:
+                self._drop()
+                if not fresh and attempt == 0:
+                    continue                    # stale kept connection: once more on a new one
+                raise ReinjectFailed(f"next hop {self.config.next_hop_host}:{self.config.next_hop_port} "
+                                     f"unreachable: {exc}") from None
+            if refused:     # accepted for the others; these are logged, not bounced (docs: limits)
+                self.log(f"next hop refused some recipients: {sorted(refused)}")
+            return
+
+    def _reset(self) -> None:
+        """After a refused transaction: RSET so the kept connection can carry the next one."""
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            try:
+                client.rset()
+            except (OSError, smtplib.SMTPException):
+                self._drop()
+
+    def _drop(self) -> None:
+        client = getattr(self._local, "client", None)
+        self._local.client = None
+        if client is not None:
+            try:
+                client.close()
+            except OSError:
+                pass
+            with self._clients_lock:
+                self._clients.discard(client)
 
     def _stuck(self, raw: bytes, reason: str) -> str:
         digest = hashlib.sha256(raw).hexdigest()
@@ -203,6 +243,13 @@ class TowerScanService:
             self._background.join(timeout=30)
             self._background = None
         self.pool.shutdown(wait=True)
+        with self._clients_lock:
+            for client in self._clients:
+                try:
+                    client.quit()
+                except (OSError, smtplib.SMTPException):
+                    client.close()
+            self._clients.clear()
         self.save_stats()
 
     def run(self, stop: threading.Event) -> None:
