@@ -30,18 +30,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fleet import build_bundle, free_port  # noqa: E402
+from aiosmtpd.controller import Controller
+from fleet import build_bundle, free_port
 
-from aiosmtpd.controller import Controller  # noqa: E402
-
-from workbench.demo.seed import seed_demo  # noqa: E402
-from workbench.distribute.install import InstallDir  # noqa: E402
-from workbench.distribute.scanner import CurrentRules, MessageScanner, ScanConfig  # noqa: E402
-from workbench.distribute.smtp_filter import TowerScanService  # noqa: E402
-from workbench.distribute.tower_config import TowerConfig  # noqa: E402
-from workbench.quarantine.service import Quarantine  # noqa: E402
-from workbench.release.bundle import open_bundle  # noqa: E402
-from workbench.workspace import Workspace  # noqa: E402
+from workbench.demo.seed import seed_demo
+from workbench.distribute.install import InstallDir
+from workbench.distribute.scanner import CurrentRules, MessageScanner, ScanConfig
+from workbench.distribute.smtp_filter import TowerScanService
+from workbench.distribute.tower_config import TowerConfig
+from workbench.quarantine.service import Quarantine
+from workbench.release.bundle import open_bundle
+from workbench.workspace import Workspace
 
 
 def demo_messages(tmp: Path) -> list[bytes]:
