@@ -429,6 +429,9 @@ def _register_tower(sub: argparse._SubParsersAction) -> None:
                    help="poll interval (default 60s)")
     p.add_argument("--reload-command", default="", metavar="CMD",
                    help="run after switching bundles, e.g. 'systemctl reload scanner'")
+    p.add_argument("--long-poll", action="store_true",
+                   help="hold each poll at the server until a publish or the poll interval "
+                        "(a new serial arrives in seconds; needs `workbench serve`, not static files)")
     p.add_argument("--force", action="store_true", help="overwrite an existing config")
     p.set_defaults(func=cmd_tower_init)
 
@@ -492,7 +495,7 @@ def cmd_tower_init(args: argparse.Namespace, ctx: Context) -> int:
             "repository_url": args.repository_url, "trusted_root": str(pinned),
             "install_dir": str(install_dir), "tower": args.tower,
             "server": args.server, "token": args.token, "poll_seconds": args.poll,
-            "reload_command": args.reload_command}, where="arguments")
+            "reload_command": args.reload_command, "long_poll": args.long_poll}, where="arguments")
         if Path(args.config).exists() and not args.force:
             raise ConfigError(f"{args.config} exists (use --force to overwrite)")
         install_dir.mkdir(parents=True, exist_ok=True)

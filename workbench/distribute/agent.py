@@ -102,6 +102,7 @@ class PullResult:
     requests: int = 0
     reported: bool = False
     duration_seconds: float = 0.0
+    long_polled: bool = False        # the server held the poll (Preference-Applied: wait)
 
 
 class _Fetcher(FetcherInterface):
@@ -193,6 +194,11 @@ class TowerAgent:
                 if max_attempts is not None and attempts >= max_attempts:
                     return
                 failures = self.install.load_state().consecutive_failures + crashes
+                if result is not None and result.long_polled and result.state == "ok":
+                    # the server held the poll for the interval: ask again at once (a little
+                    # spread, so a fleet woken by one publish does not come back in step)
+                    stop.wait(rng.uniform(0.0, min(1.0, self.config.poll_seconds * self.config.jitter)))
+                    continue
                 stop.wait(next_delay(self.config.poll_seconds, failures, jitter=self.config.jitter,
                                      max_backoff=self.config.max_backoff_seconds, rng=rng))
 
@@ -270,7 +276,7 @@ class TowerAgent:
                 current: CurrentInstall | None, damaged: str, result: PullResult) -> None:
         fetcher = _Fetcher(client, counter)
         shortcut = not damaged and current is not None
-        if self._not_modified(client, counter, state, fetcher, shortcut=shortcut):
+        if self._not_modified(client, counter, state, fetcher, shortcut=shortcut, result=result):
             result.checked = "not-modified"
             if state.rejected_serial is not None:
                 raise AttemptFailed(state.rejected_reason, transient=False,
@@ -325,7 +331,7 @@ class TowerAgent:
             result.repaired += f"; reinstalled serial {newest.serial}"
 
     def _not_modified(self, client: httpx.Client, counter: _Counter, state: AgentState,
-                      fetcher: _Fetcher, *, shortcut: bool) -> bool:
+                      fetcher: _Fetcher, *, shortcut: bool, result: PullResult) -> bool:
         """One (conditional) GET of timestamp.json; True if nothing changed and nothing expired.
 
         A 200 hands the body to the TUF refresh, so it is not fetched twice.
@@ -333,13 +339,20 @@ class TowerAgent:
         url = f"{self._metadata_url}timestamp.json"
         headers = {}
         fresh = self.clock() - state.last_full_refresh < self.config.full_refresh_seconds
+        timeout: float | httpx.Timeout = self.config.timeout_seconds
         if shortcut and state.timestamp_etag and fresh:
             headers["if-none-match"] = state.timestamp_etag
+            if self.config.long_poll:
+                wait = max(1, int(self.config.poll_seconds))
+                headers["prefer"] = f"wait={wait}"
+                timeout = httpx.Timeout(self.config.timeout_seconds, read=wait + self.config.timeout_seconds)
         counter.requests += 1
         try:
-            response = client.get(url, headers=headers)
+            response = client.get(url, headers=headers, timeout=timeout)
         except httpx.HTTPError as exc:
             raise AttemptFailed(f"cannot reach the repository: {exc}", transient=True) from None
+        applied = response.headers.get("preference-applied", "").partition("wait=")[2]
+        result.long_polled = applied.isdigit() and int(applied) >= 1
         if response.status_code == 304:
             if self._check_local_expiry():
                 return True

@@ -121,6 +121,9 @@ class ServerMetrics:
         self.timeouts = Counter("workbench_request_timeouts",
                                 "Connections closed because the client was too slow (408), by phase",
                                 ["phase"], registry=self.registry)
+        self.long_polls = Counter("workbench_repository_long_polls",
+                                  "Conditional GETs of timestamp.json held with Prefer: wait",
+                                  registry=self.registry)
         self.inflight_bytes = Gauge("workbench_inflight_request_bytes",
                                     "Bytes of request bodies being received now (reserved)",
                                     registry=self.registry)

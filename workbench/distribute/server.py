@@ -12,6 +12,7 @@ import gzip
 import json
 import logging
 import queue
+import re
 import sqlite3
 import tempfile
 import threading
@@ -77,7 +78,9 @@ class ServerSettings:
     fleet_busy_timeout: float = 5.0               # wait for a locked fleet.sqlite, then 503
     max_fleet_queue: int = 10_000                 # reports waiting for the store; more get 503
     retry_after: int = 10                         # seconds, in 429/503 answers
-    max_connections: int = 4096                   # uvicorn's limit_concurrency (503 beyond)
+    max_connections: int = 16384                  # uvicorn's limit_concurrency (503 beyond); long-polls
+                                                  # hold one per tower server
+    max_poll_wait: float = 120.0                  # longest Prefer: wait a long-poll is held
 
 
 @dataclass(frozen=True)
@@ -173,12 +176,77 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
+TIMESTAMP = "metadata/timestamp.json"
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})", re.I)
+
+
+def requested_wait(prefer: str) -> int | None:
+    """Seconds from ``Prefer: wait=N`` (RFC 7240), or None."""
+    m = _PREFER_WAIT.search(prefer)
+    return int(m.group(1)) if m else None
+
+
+class RepositoryChanges:
+    """Wakes long-polls when ``timestamp.json`` changes (a new publish, a refresh).
+
+    One ``stat`` per ``interval`` for all waiters together, and only while some wait:
+    ``workbench publish`` runs in another process, so there is nothing to be told by.
+    """
+
+    def __init__(self, files: RepositoryFiles, *, interval: float = 0.2):
+        self.files = files
+        self.interval = interval
+        self.waiters = 0
+        self._event: asyncio.Event | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._etag = ""
+
+    def current_etag(self) -> str:
+        entry = self.files.lookup(TIMESTAMP)
+        return entry.etag if entry else ""
+
+    async def wait(self, if_none_match: str, timeout: float) -> None:
+        """Return when the timestamp's ETag no longer matches ``if_none_match``, or at ``timeout``."""
+        if self._event is None:
+            self._event = asyncio.Event()
+        self.waiters += 1
+        try:
+            if self._watcher is None or self._watcher.done():
+                self._etag = self.current_etag()
+                self._watcher = asyncio.get_running_loop().create_task(self._watch())
+            deadline = time.monotonic() + timeout
+            while etag_matches(if_none_match, self._etag):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                event = self._event
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
+        finally:
+            self.waiters -= 1
+
+    async def _watch(self) -> None:
+        while self.waiters > 0:
+            await asyncio.sleep(self.interval)
+            etag = self.current_etag()
+            if etag and etag != self._etag:
+                self._etag = etag
+                assert self._event is not None
+                self._event.set()                 # every waiter wakes; the next ones get a new event
+                self._event = asyncio.Event()
+
+
 class RepositoryFastPath:
     """ASGI: answer the no-change poll (304) and small whole files straight from memory.
 
     This is the request every tower makes every minute, and the framework would cost
     several times the work of the answer. Ranges, large files and 404s go on to the
     documented ``/repository/{path}`` route.
+
+    A conditional GET of ``timestamp.json`` with ``Prefer: wait=N`` is a long-poll: held
+    until the repository changes (then 200 with the new timestamp) or N seconds pass
+    (then 304), at most ``max_poll_wait``; the answer says ``Preference-Applied: wait=N``.
+    One request per poll interval still, and a publish reaches every waiting tower at once.
     """
 
     PREFIX = "/repository/"
@@ -192,16 +260,28 @@ class RepositoryFastPath:
                 and scope["path"].startswith(self.PREFIX)):
             if_none_match = None
             ranged = False
+            prefer = ""
             for name, value in scope["headers"]:
                 if name == b"if-none-match":
                     if_none_match = value.decode("latin-1")
                 elif name == b"range":
                     ranged = True
-            entry = None if ranged else self.state.files.lookup(scope["path"][len(self.PREFIX):])
+                elif name == b"prefer":
+                    prefer = value.decode("latin-1")
+            rel = scope["path"][len(self.PREFIX):]
+            applied: list[tuple[bytes, bytes]] = []
+            wait = requested_wait(prefer) if prefer and rel == TIMESTAMP else None
+            if wait is not None and if_none_match is not None and not ranged:
+                wait = min(wait, int(self.state.settings.max_poll_wait))
+                applied = [(b"preference-applied", f"wait={wait}".encode())]
+                if wait > 0:
+                    self.state.metrics.long_polls.inc()
+                    await self.state.changes.wait(if_none_match, wait)
+            entry = None if ranged else self.state.files.lookup(rel)
             if entry is not None:
                 metrics = self.state.metrics
                 headers = [(b"etag", entry.etag.encode()),
-                           (b"cache-control", entry.cache_control.encode())]
+                           (b"cache-control", entry.cache_control.encode()), *applied]
                 if if_none_match is not None and etag_matches(if_none_match, entry.etag):
                     metrics.repository_requests.labels(entry.kind, "304").inc()
                     await send({"type": "http.response.start", "status": 304, "headers": headers})
@@ -351,6 +431,7 @@ class ServerState:
         self.settings = settings
         self.repository = UpdateRepository.for_workspace(workspace)
         self.files = RepositoryFiles(self.repository.root)
+        self.changes = RepositoryChanges(self.files)
         self.tokens = TokenStore.for_workspace(workspace)
         self.fleet = FleetStore.for_workspace(workspace, busy_timeout=settings.fleet_busy_timeout)
         try:
