@@ -99,7 +99,7 @@ def test_unmatched_mail_that_looks_like_an_unknown_virus(installed: Path, attach
     verdict = scanner(installed).scan(mail("unknown", attachments=[attachment]))
     assert verdict.verdict == "unknown", verdict
     assert reason in verdict.unknown
-    assert verdict.quarantine_reason.startswith("unknown-virus: ")
+    assert verdict.quarantine_reason(ScanConfig()).startswith("unknown-virus: ")
 
 
 def test_unknown_virus_checks_are_configurable(installed: Path) -> None:

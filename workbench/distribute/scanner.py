@@ -65,6 +65,8 @@ class ScanConfig:
     on_unknown: str = "tag"                # matched nothing, looks like an unknown virus
     on_error: str = "tag"                  # could not be scanned (limits, damage): + tempfail
     tag_header: str = "X-Workbench-Scan"
+    copy_matches: bool = False             # also copy matched mail to the quarantine ("match: RULES"),
+                                           # so analysts can dismiss false positives (rules health)
     max_message_bytes: int = 25 * 1024 * 1024   # larger: not scanned, judged as on_error
     max_part_bytes: int = 10 * 1024 * 1024      # larger decoded parts are cut to this
     max_parts: int = 200                        # MIME leaves and archive members together
@@ -302,11 +304,13 @@ class ScanVerdict:
     parts: int = 0
     seconds: float = 0.0
 
-    @property
-    def quarantine_reason(self) -> str:
-        """Why a copy goes to the central quarantine ('' if none): unmatched unknown-virus mail."""
+    def quarantine_reason(self, config: ScanConfig) -> str:
+        """Why a copy goes to the central quarantine ('' if none): unmatched unknown-virus mail,
+        and matched mail when ``copy_matches`` is set."""
         if self.verdict == "unknown":
             return "unknown-virus: " + "; ".join(self.unknown)[:180]
+        if self.verdict == "match" and config.copy_matches:
+            return ("match: " + ",".join(self.rules))[:200]
         return ""
 
     def header_value(self) -> str:

@@ -177,6 +177,8 @@ def _has_surrogate(text: str) -> bool:
 
 
 TIMESTAMP = "metadata/timestamp.json"
+_ROOT_PROBE = re.compile(r"metadata/[0-9]{1,12}\.root\.json")
+_NOT_FOUND = b'{"detail":"not found"}'
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})", re.I)
 
 
@@ -278,6 +280,15 @@ class RepositoryFastPath:
                     self.state.metrics.long_polls.inc()
                     await self.state.changes.wait(if_none_match, wait)
             entry = None if ranged else self.state.files.lookup(rel)
+            if entry is None and not ranged and _ROOT_PROBE.fullmatch(rel):
+                # every refresh asks for the next root version, which is almost never there:
+                # the same 404 as the route's, without the framework (a rollout's herd asks at once)
+                self.state.metrics.repository_requests.labels("metadata", "404").inc()
+                await send({"type": "http.response.start", "status": 404, "headers": [
+                    (b"content-type", b"application/json"), (b"cache-control", b"no-cache"),
+                    (b"content-length", str(len(_NOT_FOUND)).encode())]})
+                await send({"type": "http.response.body", "body": _NOT_FOUND})
+                return
             if entry is not None:
                 metrics = self.state.metrics
                 headers = [(b"etag", entry.etag.encode()),

@@ -104,9 +104,10 @@ class TowerScanService:
         verdict = self.scanner.scan(raw)
         if verdict.action == "tempfail":
             return "451 4.3.0 the message could not be scanned now; try again later"
-        if verdict.quarantine_reason:
+        reason = verdict.quarantine_reason(self.config)
+        if reason:
             try:
-                self.outbox.put(raw, verdict.quarantine_reason)
+                self.outbox.put(raw, reason)
             except OSError as exc:      # the MTA keeps the message and offers it again
                 self.stats.bump("errors", error=f"outbox: {exc}")
                 return "451 4.3.0 cannot keep a copy for the quarantine now"

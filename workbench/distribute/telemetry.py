@@ -129,6 +129,13 @@ class FleetRules:
     rules: list[RuleTelemetry] = field(default_factory=list)
     history: dict[str, list[int]] = field(default_factory=dict)   # rule -> hits per hour, oldest first
 
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> FleetRules:
+        return cls(generated_at=float(data["generated_at"]), window_hours=int(data["window_hours"]),
+                   messages=int(data["messages"]), scan_seconds=float(data["scan_seconds"]),
+                   errors=int(data["errors"]), rules=[RuleTelemetry(**r) for r in data["rules"]],
+                   history={k: list(v) for k, v in data.get("history", {}).items()})
+
 
 def rule_telemetry(db: sqlite3.Connection, *, window_hours: int = 24, now: float | None = None,
                    storm: StormThresholds | None = None, rule: str | None = None) -> FleetRules:
