@@ -53,6 +53,7 @@ COMMANDS = {
     "doctor": "workbench.cli.doctor",
     "campaigns": "workbench.cli.campaigns",
     "rules": "workbench.cli.telemetry",
+    "rollout": "workbench.cli.distribute",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--signatures")
 

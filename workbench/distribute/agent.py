@@ -409,11 +409,13 @@ class TowerAgent:
                                 f"metadata: {exc}", transient=False) from None
 
     def _newest_target(self) -> PublishedTarget | None:
-        """The highest serial among the targets the refresh just verified."""
+        """The highest serial among the targets the refresh just verified that this tower
+        may install."""
         md = cast("Metadata[Targets]", Metadata.from_bytes(
             (self.install.metadata_dir / "targets.json").read_bytes()))
         listed = [target_from_info(p, i) for p, i in md.signed.targets.items()]
-        bundles = [t for t in listed if t.serial > 0]
+        # a canary release is for its canary towers until it is promoted (signed state)
+        bundles = [t for t in listed if t.serial > 0 and t.offered_to(self.config.tower)]
         return max(bundles, key=lambda t: t.serial) if bundles else None
 
     def _install(self, updater: Updater, target: PublishedTarget, state: AgentState) -> LoadedRuleset:

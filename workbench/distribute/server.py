@@ -34,6 +34,7 @@ from workbench.distribute.files import SERVED_FOLDERS, RepositoryFiles, etag_mat
 from workbench.distribute.fleet import (
     DEFAULT_THRESHOLDS,
     MAX_ERROR,
+    Canary,
     FleetEvent,
     FleetReport,
     FleetState,
@@ -44,6 +45,7 @@ from workbench.distribute.fleet import (
 from workbench.distribute.guard import InFlight, RequestGuard, guarded_protocol
 from workbench.distribute.metrics import CONTENT_TYPE, ServerMetrics
 from workbench.distribute.repository import RepositoryError, UpdateRepository
+from workbench.distribute.rollout import RolloutDecision, decide_rollout, fleet_view
 from workbench.distribute.settings import DEFAULT_HOST, DEFAULT_PORT
 from workbench.distribute.telemetry import FleetRules
 from workbench.distribute.tokens import NAME, TokenStore
@@ -81,6 +83,8 @@ class ServerSettings:
     max_connections: int = 16384                  # uvicorn's limit_concurrency (503 beyond); long-polls
                                                   # hold one per tower server
     max_poll_wait: float = 120.0                  # longest Prefer: wait a long-poll is held
+    canary_soak: float = 1800.0                   # canaries green this long: promote to all
+    canary_check_interval: float = 10.0           # how often the rollout is judged; 0: never (manual)
 
 
 @dataclass(frozen=True)
@@ -459,24 +463,65 @@ class ServerState:
                                         max_queue=settings.max_fleet_queue)
         self._quarantine: Quarantine | None = None
         self._ingest_lock = threading.Lock()
-        self._newest: tuple[tuple[int, int, int] | None, int | None] = (None, None)
+        self._newest: tuple[tuple[int, int, int] | None, int | None, Canary | None] = (None, None, None)
 
-    def newest_serial(self) -> int | None:
-        """The repository's newest serial, re-read only when timestamp.json changes."""
+    def _read_newest(self) -> tuple[int | None, Canary | None]:
+        """(the newest serial for everyone, the newest release's canary rollout if it has
+        one), re-read only when timestamp.json changes."""
         try:
             st = (self.repository.metadata_dir / "timestamp.json").stat()
         except OSError:
-            return None
+            return None, None
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         if self._newest[0] != stamp:
             try:
-                self._newest = (stamp, self.repository.newest_serial())
+                for_all, canary = fleet_view(self.repository)
             except RepositoryError:
-                return None
-        return self._newest[1]
+                return None, None
+            self._newest = (stamp, for_all, canary)
+        return self._newest[1], self._newest[2]
+
+    def newest_serial(self) -> int | None:
+        """The newest serial every tower should run (a release still on its canaries is not)."""
+        return self._read_newest()[0]
+
+    def canary(self) -> Canary | None:
+        return self._read_newest()[1]
 
     def fleet_state(self) -> FleetState:
-        return self.fleet.state(self.newest_serial(), thresholds=self.settings.thresholds)
+        newest, canary = self._read_newest()
+        return self.fleet.state(newest, thresholds=self.settings.thresholds, canary=canary)
+
+    def judge_rollout(self, *, now: float | None = None) -> RolloutDecision | None:
+        """Promote a canary release whose canaries stayed green for ``canary_soak`` with no
+        rule storming, or halt it (with the reason) when a canary failed on it or a rule storms.
+        Both are signed repository state (``UpdateRepository.set_rollout``)."""
+        canary = self.canary()
+        if canary is None or canary.stage != "canary":
+            return None
+        now = time.time() if now is None else now
+        decision = decide_rollout(self.fleet_state(), canary, self.fleet.rules(window_hours=1, now=now),
+                                  soak=self.settings.canary_soak, now=now)
+        if decision is not None:
+            self.repository.set_rollout(canary.serial, decision.stage, reason=decision.reason)
+            log.warning("rollout of serial %s: %s (%s)", canary.serial, decision.stage, decision.reason)
+        return decision
+
+    def start_rollout_watch(self) -> tuple[threading.Thread, threading.Event] | None:
+        if self.settings.canary_check_interval <= 0:
+            return None
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(self.settings.canary_check_interval):
+                try:
+                    self.judge_rollout()
+                except Exception as exc:           # keep watching; the log says why
+                    log.warning("rollout check failed: %s", exc)
+
+        thread = threading.Thread(target=watch, name="rollout-watch", daemon=True)
+        thread.start()
+        return thread, stop
 
     def ingest(self, data: bytes, *, tower: str, server: str, reason: str) -> IngestSummary:
         with self._ingest_lock:
@@ -527,9 +572,13 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         spool = state.start_spool_watcher()
+        rollout = state.start_rollout_watch()
         try:
             yield
         finally:
+            if rollout is not None:
+                rollout[1].set()
+                await run_in_threadpool(rollout[0].join, 30)
             if spool is not None:
                 thread, stop = spool
                 stop.set()
