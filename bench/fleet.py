@@ -200,6 +200,7 @@ class Fleet:
         self.agents = agents
         self.poll = poll
         self.long_poll = long_poll
+        self._late: list[asyncio.Task[None]] = []
         self.rng = random.Random(seed)
         self.stats = Stats()
         self.stopping = False
@@ -219,6 +220,14 @@ class Fleet:
                 await asyncio.sleep(self.rng.uniform(0, min(1.0, self.poll * 0.1)))
             else:
                 await asyncio.sleep(self.poll * self.rng.uniform(0.9, 1.1))
+
+    async def _late_report(self, agent: SimAgent) -> None:
+        await asyncio.sleep(self.rng.uniform(0, 30.0))
+        try:
+            async with Connection(self.host, self.port) as conn:
+                await self._report(conn, agent, "ok")
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.stats.errors += 1
 
     async def _report(self, conn: Connection, agent: SimAgent, state: str,
                       target: int | None = None) -> Reply:
@@ -263,7 +272,8 @@ class Fleet:
             path, info = max(listed.items(), key=lambda kv: kv[1]["custom"]["serial"])
             serial = info["custom"]["serial"]
             if serial > agent.serial:
-                replies.append(await self._report(conn, agent, "updating", serial))
+                if not held:            # as TowerAgent: no "updating" after a notification
+                    replies.append(await self._report(conn, agent, "updating", serial))
                 sha = info["hashes"]["sha256"]
                 bundle = await conn.request("GET", f"/repository/targets/{sha}.{path}")
                 if len(bundle.body) != info["length"] or hashlib.sha256(bundle.body).hexdigest() != sha:
@@ -271,7 +281,10 @@ class Fleet:
                 replies.append(bundle)
                 agent.updated_at = time.monotonic()      # verified: what a real agent switches to
                 agent.serial = serial
-                replies.append(await self._report(conn, agent, "ok"))
+                if held:                # as TowerAgent: the report is spread (report_spread_seconds),
+                    self._late.append(asyncio.create_task(self._late_report(agent)))   # new connection
+                else:
+                    replies.append(await self._report(conn, agent, "ok"))
                 self.stats.updates += 1
             self.stats.requests += len(replies)
             agent.update_wire = wire + sum(r.wire_in + r.wire_out for r in replies)
@@ -503,6 +516,8 @@ async def _drive(fleet: Fleet, repo: UpdateRepository, bundle: Path, server_pid:
     done = time.monotonic()
     behind = sum(a.serial < 2 for a in fleet.agents)
     times = sorted(a.updated_at - published for a in fleet.agents if a.serial >= 2)
+    if args.long_poll:
+        await asyncio.sleep(32)     # the spread reports, before the board is read
     fleet.stopping = True
     async with httpx.AsyncClient() as client:
         board = (await client.get(f"{base}/v1/fleet", params={"servers": "false"}, timeout=30)).json()

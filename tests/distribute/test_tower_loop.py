@@ -94,7 +94,8 @@ def loop(tmp_path: Path) -> Iterator[tuple[Workspace, LiveServer, list[Tower], t
             pinned.write_bytes(repo.trusted_root.read_bytes())
             config = TowerConfig(repository_url=server.repository_url, trusted_root=pinned,
                                  install_dir=tmp_path / name / "install", tower=name, server="mx01",
-                                 token=token, poll_seconds=100.0, long_poll=True, timeout_seconds=10.0)
+                                 token=token, poll_seconds=100.0, long_poll=True, timeout_seconds=10.0,
+                                 report_spread_seconds=1.0)
             agent = TowerAgent(config)
             assert agent.pull().serial == 1
             sink = Sink().start()

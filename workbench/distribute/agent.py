@@ -168,6 +168,8 @@ class TowerAgent:
         self.clock = clock
         self.log = log or (lambda _msg: None)
         self._trusted_root: bytes | None = None
+        self._stop: threading.Event | None = None
+        self._rng = random.Random()
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -177,6 +179,7 @@ class TowerAgent:
         """Poll until ``stop`` is set, holding the install folder's lock throughout."""
         stop = stop or threading.Event()
         rng = rng or random.Random()
+        self._stop, self._rng = stop, rng
         attempts = 0
         crashes = 0
         with self.install.locked():
@@ -254,6 +257,11 @@ class TowerAgent:
         result.requests = counter.requests
         state.last_attempt = iso(utcnow())
         state.last_state, state.last_error = result.state, result.error
+        if result.changed and result.long_polled and self.config.report_spread_seconds > 0:
+            # the new serial is in service already; its report is spread over a few seconds
+            # so that thousands of towers woken by one publish do not report in one burst
+            (self._stop or threading.Event()).wait(
+                self._rng.uniform(0, self.config.report_spread_seconds))
         self._report(state, FleetReport(
             server=self.config.server, state=result.state, serial=result.serial,
             error=result.error, target_serial=result.target_serial if result.error else None,
@@ -309,9 +317,12 @@ class TowerAgent:
         if state.rejected_serial == newest.serial and state.rejected_sha256 == newest.sha256:
             state.timestamp_etag = etag
             raise AttemptFailed(state.rejected_reason, transient=False, target_serial=newest.serial)
-        self._report(state, FleetReport(
-            server=self.config.server, state="updating", serial=installed,
-            target_serial=newest.serial, **self._agent_fields(installed)), result)
+        if not result.long_polled:
+            # after a notification the install takes moments, and a whole fleet saying
+            # "updating" in the same second would only slow the server down
+            self._report(state, FleetReport(
+                server=self.config.server, state="updating", serial=installed,
+                target_serial=newest.serial, **self._agent_fields(installed)), result)
         try:
             loaded = self._install(updater, newest, state)
         except AttemptFailed as exc:

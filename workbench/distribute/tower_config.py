@@ -39,6 +39,8 @@ class TowerConfig:
     full_refresh_seconds: float = 3600.0  # a full TUF refresh at least this often
     server_url: str = ""                  # for reports; default: repository_url without /repository
     long_poll: bool = False               # hold each no-change poll up to poll_seconds (Prefer: wait)
+    report_spread_seconds: float = 30.0   # after an update a held poll brought: report within this,
+                                          # spread, so a whole fleet does not report in one second
 
     @property
     def report_url(self) -> str:
@@ -82,7 +84,7 @@ class TowerConfig:
             p = Path(str(values[name])).expanduser()
             values[name] = (base / p) if base is not None and not p.is_absolute() else p
         for name in ("poll_seconds", "max_backoff_seconds", "reload_timeout_seconds",
-                     "timeout_seconds", "full_refresh_seconds"):
+                     "timeout_seconds", "full_refresh_seconds", "report_spread_seconds"):
             if name in values:
                 try:
                     values[name] = parse_duration(values[name]).total_seconds()
