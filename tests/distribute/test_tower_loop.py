@@ -2,8 +2,9 @@
 
 Two towers, each with a real agent (long-polling the real server) and a real SMTP
 scanner re-injecting into an SMTP sink; mail sent with smtplib. An unknown sample is
-copied to the central quarantine; live hits appear per rule and tower; the noisy rule
-is disabled by the kill switch and is gone from both scanners within one notification.
+copied to the central quarantine; live hits appear per rule and tower; a release goes to
+the canary tower first, then to both; the noisy rule is disabled by the kill switch and
+is gone from both scanners within one notification.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from workbench.distribute.tower_config import TowerConfig
 from workbench.exitcodes import E_FINDINGS, E_OK
 from workbench.quarantine.service import Quarantine
 from workbench.release.emergency import emergency_disable
-from workbench.release.service import make_release
+from workbench.release.service import make_release, revert_release
 from workbench.release.store import ReleaseStore
 from workbench.samples.mail import Attachment
 from workbench.samples.pe import build_pe
@@ -83,7 +84,9 @@ def loop(tmp_path: Path) -> Iterator[tuple[Workspace, LiveServer, list[Tower], t
     repo.init(RepositorySettings())
     publish_bundle(repo, Path(release.bundle_path))
     # held polls answered after 1 s: the agents report often, so the test sees hits soon
-    server = LiveServer(workspace, settings=ServerSettings(max_poll_wait=1)).start()
+    # the rollout watcher is off: the test judges the canary itself, with no soak time
+    server = LiveServer(workspace, settings=ServerSettings(
+        max_poll_wait=1, canary_check_interval=0, canary_soak=0)).start()
     stop = threading.Event()
     towers: list[Tower] = []
     try:
@@ -155,29 +158,40 @@ def test_mail_through_two_towers_to_telemetry_and_the_kill_switch(loop: Any) -> 
     assert main(["--home", str(workspace.home), "rules", "health", "--url", server.url,
                  "--no-validate", "--json"]) in (E_OK, E_FINDINGS)
 
-    # ... and takes it off the fleet: one signed minimal release, published
+    # a release goes to the canary tower first, then (canary green, no storm) to all
+    repo = UpdateRepository.for_workspace(workspace)
+    second = revert_release(workspace, 1, message="re-ship serial 1 as 2")
+    publish_bundle(repo, Path(second.bundle_path), canaries=("t01",))
+    state = server.app.state.workbench
+    wait_until(lambda: any(s.tower == "t01" and s.reason == "on canary serial 2"
+                           for s in state.fleet_state().servers), "the canary green on serial 2")
+    assert all(r.serial == 1 for _, r in towers[1].results)      # t02 was not offered it
+    decision = state.judge_rollout()
+    assert decision is not None and decision.stage == "all", decision
+    wait_until(lambda: any(r.serial == 2 for _, r in towers[1].results), "t02 promoted to 2")
+
+    # ... and takes the noisy rule off the fleet: one signed minimal release, published
     outcome = emergency_disable(workspace, NOISY, message="mass false positive")
-    assert outcome.serial == 2
-    publish_bundle(UpdateRepository.for_workspace(workspace),
-                   ReleaseStore(workspace).get(2).bundle_path)
+    assert outcome.serial == 3
+    publish_bundle(repo, ReleaseStore(workspace).get(3).bundle_path)
     published = time.monotonic()
-    wait_until(lambda: all(any(r.serial == 2 for _, r in t.results) for t in towers),
-               "both towers on serial 2")
+    wait_until(lambda: all(any(r.serial == 3 for _, r in t.results) for t in towers),
+               "both towers on serial 3")
     for tower in towers:
         after = [(end, r) for end, r in tower.results if end - r.duration_seconds >= published]
         # every attempt that started after the publish already runs serial 2, and the one
         # that brought it was a held poll: the notification, not a poll interval
-        assert all(r.serial == 2 for _, r in after)
-        first = next(r for _, r in tower.results if r.serial == 2)
+        assert all(r.serial == 3 for _, r in after)
+        first = next(r for _, r in tower.results if r.serial == 3)
         assert first.changed and first.long_polled
         # the scanner uses it from the next message: the noisy rule is gone
         code, text = send(tower, spam)
         assert code == 250 and b"clean" in text
         assert not tower.sink.received[-1].original_content.startswith(b"X-Workbench-Scan")
     board = httpx.get(f"{server.url}/v1/fleet", timeout=30).json()
-    wait_until(lambda: httpx.get(f"{server.url}/v1/fleet", timeout=30).json()["serials"] == {"2": 2},
-               "the fleet board showing serial 2 everywhere")
-    assert board["newest_serial"] == 2
+    wait_until(lambda: httpx.get(f"{server.url}/v1/fleet", timeout=30).json()["serials"] == {"3": 2},
+               "the fleet board showing serial 3 everywhere")
+    assert board["newest_serial"] == 3
     changelog = (workspace.signatures / "CHANGELOG.md").read_text()
     assert f"EMERGENCY: {NOISY} disabled: mass false positive" in changelog
     assert json.loads(json.dumps(live()[NOISY]))["hits"] == 6
