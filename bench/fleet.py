@@ -194,10 +194,13 @@ class Stats:
 
 
 class Fleet:
-    def __init__(self, host: str, port: int, agents: list[SimAgent], poll: float, seed: int = 1):
+    def __init__(self, host: str, port: int, agents: list[SimAgent], poll: float, seed: int = 1,
+                 long_poll: bool = False):
         self.host, self.port = host, port
         self.agents = agents
         self.poll = poll
+        self.long_poll = long_poll
+        self._late: list[asyncio.Task[None]] = []
         self.rng = random.Random(seed)
         self.stats = Stats()
         self.stopping = False
@@ -208,11 +211,23 @@ class Fleet:
     async def _loop(self, agent: SimAgent) -> None:
         await asyncio.sleep(self.rng.uniform(0, self.poll))
         while not self.stopping:
+            held = False
             try:
-                await self._poll(agent)
+                held = await self._poll(agent)
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 self.stats.errors += 1
-            await asyncio.sleep(self.poll * self.rng.uniform(0.9, 1.1))
+            if held:        # the server held the poll for the interval: ask again at once
+                await asyncio.sleep(self.rng.uniform(0, min(1.0, self.poll * 0.1)))
+            else:
+                await asyncio.sleep(self.poll * self.rng.uniform(0.9, 1.1))
+
+    async def _late_report(self, agent: SimAgent) -> None:
+        await asyncio.sleep(self.rng.uniform(0, 30.0))
+        try:
+            async with Connection(self.host, self.port) as conn:
+                await self._report(conn, agent, "ok")
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.stats.errors += 1
 
     async def _report(self, conn: Connection, agent: SimAgent, state: str,
                       target: int | None = None) -> Reply:
@@ -225,19 +240,24 @@ class Fleet:
             raise ValueError(f"report: HTTP {reply.status}")
         return reply
 
-    async def _poll(self, agent: SimAgent) -> None:
+    async def _poll(self, agent: SimAgent) -> bool:
+        """One attempt; True if the server held it (long-poll)."""
         async with Connection(self.host, self.port) as conn:
             started = time.perf_counter()
-            ts = await conn.request("GET", "/repository/metadata/timestamp.json",
-                                    {"If-None-Match": agent.etag})
-            self.stats.latencies.append(time.perf_counter() - started)
+            headers = {"If-None-Match": agent.etag}
+            if self.long_poll:
+                headers["Prefer"] = f"wait={max(1, int(self.poll))}"
+            ts = await conn.request("GET", "/repository/metadata/timestamp.json", headers)
+            held = "preference-applied" in ts.headers
+            if not held:
+                self.stats.latencies.append(time.perf_counter() - started)
             self.stats.requests += 1
             if ts.status == 304:
                 report = await self._report(conn, agent, "ok")
                 self.stats.no_change_polls += 1
                 self.stats.no_change_wire += (ts.wire_in + ts.wire_out + report.wire_in
                                               + report.wire_out)
-                return
+                return held
             if ts.status != 200:
                 raise ValueError(f"timestamp: HTTP {ts.status}")
             wire, bodies = ts.wire_in + ts.wire_out, len(ts.body)
@@ -252,20 +272,25 @@ class Fleet:
             path, info = max(listed.items(), key=lambda kv: kv[1]["custom"]["serial"])
             serial = info["custom"]["serial"]
             if serial > agent.serial:
-                replies.append(await self._report(conn, agent, "updating", serial))
+                if not held:            # as TowerAgent: no "updating" after a notification
+                    replies.append(await self._report(conn, agent, "updating", serial))
                 sha = info["hashes"]["sha256"]
                 bundle = await conn.request("GET", f"/repository/targets/{sha}.{path}")
                 if len(bundle.body) != info["length"] or hashlib.sha256(bundle.body).hexdigest() != sha:
                     raise ValueError("bundle does not match the signed length and hash")
                 replies.append(bundle)
+                agent.updated_at = time.monotonic()      # verified: what a real agent switches to
                 agent.serial = serial
-                replies.append(await self._report(conn, agent, "ok"))
-                agent.updated_at = time.monotonic()
+                if held:                # as TowerAgent: the report is spread (report_spread_seconds),
+                    self._late.append(asyncio.create_task(self._late_report(agent)))   # new connection
+                else:
+                    replies.append(await self._report(conn, agent, "ok"))
                 self.stats.updates += 1
             self.stats.requests += len(replies)
             agent.update_wire = wire + sum(r.wire_in + r.wire_out for r in replies)
             agent.update_bodies = bodies + sum(len(r.body) for r in replies)
             agent.etag = ts.headers.get("etag", "")
+            return held
 
 
 async def hammer(host: str, port: int, path: str, etag: str, *, connections: int,
@@ -353,6 +378,10 @@ def start_nginx(repo_root: Path, work: Path) -> tuple[subprocess.Popen[bytes] | 
     return proc, port, "/repository"
 
 
+class _SkipPeer(Exception):
+    """--skip-peer: stop after the fleet part."""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--towers", type=int, default=100)
@@ -362,6 +391,9 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=2.0, help="steady-state window, in polls")
     parser.add_argument("--connections", type=int, default=32, help="clients in the peer test")
     parser.add_argument("--saturate-seconds", type=float, default=5.0)
+    parser.add_argument("--long-poll", action="store_true",
+                        help="agents hold each poll at the server (Prefer: wait=POLL)")
+    parser.add_argument("--skip-peer", action="store_true", help="skip the real agent and nginx parts")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     count = args.towers * args.servers
@@ -370,7 +402,7 @@ def main() -> int:
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "python": platform.python_version(), "agents": count, "towers": args.towers,
-        "poll_seconds": args.poll, "rules_per_bundle": args.rules,
+        "poll_seconds": args.poll, "rules_per_bundle": args.rules, "long_poll": args.long_poll,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     try:
         workspace = Workspace(work / "home").ensure()
@@ -394,10 +426,12 @@ def main() -> int:
         agents = [SimAgent(tower=t, server=f"s{s:02d}", token=token, serial=1, etag=etag,
                            root_version=root_version)
                   for t, token in tower_tokens.items() for s in range(args.servers)]
-        fleet = Fleet("127.0.0.1", port, agents, args.poll)
+        fleet = Fleet("127.0.0.1", port, agents, args.poll, long_poll=args.long_poll)
         print(f"{count} agents polling {base} every {args.poll:g} s (+-10 %); bundle "
               f"{results['bundle_bytes']} bytes ({args.rules} rules)")
         results.update(asyncio.run(_drive(fleet, repo, bundles[2], server.pid, base, args)))
+        if args.skip_peer:
+            raise _SkipPeer
 
         print("one real TowerAgent (TUF client, unpack, self-test) pulls the same update ...")
         real = work / "real-agent"
@@ -428,6 +462,8 @@ def main() -> int:
                                                               / theirs["requests_per_second"], 3),
                            "ratio_cpu_per_request": round(ours["server_cpu_us_per_request"]
                                                           / theirs["server_cpu_us_per_request"], 2)}
+    except _SkipPeer:
+        pass
     finally:
         for proc in procs:
             proc.terminate()
@@ -480,6 +516,8 @@ async def _drive(fleet: Fleet, repo: UpdateRepository, bundle: Path, server_pid:
     done = time.monotonic()
     behind = sum(a.serial < 2 for a in fleet.agents)
     times = sorted(a.updated_at - published for a in fleet.agents if a.serial >= 2)
+    if args.long_poll:
+        await asyncio.sleep(32)     # the spread reports, before the board is read
     fleet.stopping = True
     async with httpx.AsyncClient() as client:
         board = (await client.get(f"{base}/v1/fleet", params={"servers": "false"}, timeout=30)).json()
@@ -497,6 +535,9 @@ async def _drive(fleet: Fleet, repo: UpdateRepository, bundle: Path, server_pid:
         "seconds_until_all": round(done - published, 2),
         "poll_intervals_until_all": round((done - published) / args.poll, 2),
         "seconds_p50": round(times[len(times) // 2], 2) if times else None,
+        "seconds_p95": round(times[int(len(fleet.agents) * 0.95) - 1], 2)
+        if len(times) >= int(len(fleet.agents) * 0.95) else None,
+        "share_within_10_s": round(sum(t <= 10 for t in times) / len(fleet.agents), 4),
         "server_cpu_seconds": round(tree_cpu_seconds(server_pid) - cpu0, 2),
         "bytes_per_agent_per_update_wire": round(statistics.mean(wires)) if wires else None,
         "bytes_per_agent_per_update_bodies": round(statistics.mean(bodies)) if bodies else None,

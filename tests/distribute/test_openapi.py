@@ -19,7 +19,8 @@ def test_checked_in_openapi_is_current() -> None:
 def test_openapi_describes_every_endpoint_and_the_token() -> None:
     document = openapi_document()
     assert set(document["paths"]) == {"/repository/{path}", "/v1/quarantine", "/v1/fleet/report",
-                                      "/v1/fleet", "/v1/fleet/history", "/v1/health", "/metrics"}
+                                      "/v1/fleet", "/v1/fleet/history", "/v1/fleet/rules", "/v1/health",
+                                      "/metrics"}
     assert document["paths"]["/v1/fleet/report"]["post"]["security"] == [{"HTTPBearer": []}]
     assert document["paths"]["/v1/quarantine"]["post"]["security"] == [{"HTTPBearer": []}]
     assert "security" not in document["paths"]["/v1/fleet"]["get"]

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "workbench.cli.tui",
     "workbench.cli.doctor",
     "workbench.cli.campaigns",
+    "workbench.cli.telemetry",
 )
 
 # Which module registers each command. A command line that names one imports only that
@@ -51,6 +52,8 @@ COMMANDS = {
     "ui": "workbench.cli.tui",
     "doctor": "workbench.cli.doctor",
     "campaigns": "workbench.cli.campaigns",
+    "rules": "workbench.cli.telemetry",
+    "rollout": "workbench.cli.distribute",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--signatures")
 

@@ -205,8 +205,15 @@ def _register_publish(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refresh", action="store_true",
                    help="only re-sign the timestamp (and snapshot/targets when half their "
                         "lifetime is gone); run from cron so a quiet week is not a freeze")
+    p.add_argument("--canary", default="", metavar="TOWER,...",
+                   help="offer it to these towers first; `serve` promotes it to all once they "
+                        "are green (or halts it); see `workbench rollout`")
     add_json_flag(p)
     p.set_defaults(func=cmd_publish)
+
+    from workbench.cli import rollout
+
+    rollout.register(sub)
 
 
 def cmd_publish(args: argparse.Namespace, ctx: Context) -> int:
@@ -237,12 +244,16 @@ def cmd_publish(args: argparse.Namespace, ctx: Context) -> int:
     else:
         bundle_path = _release_bundle(ctx, args.serial)
     try:
-        result = publish_bundle(repo, bundle_path)
+        canaries = tuple(t for t in (x.strip() for x in args.canary.split(",")) if t)
+        result = publish_bundle(repo, bundle_path, canaries=canaries)
     except RepositoryError as exc:
         raise _repository_error(exc) from None
     if args.json:
         ctx.json(result)
         return E_OK
+    if result.target.rollout is not None:
+        ctx.print(f"canary: only {', '.join(result.target.rollout.canaries)} get serial "
+                  f"{result.target.serial} until it is promoted")
     t = result.target
     if result.already_published:
         ctx.print(f"serial {t.serial} is already published ({t.path}); nothing to do")
@@ -429,6 +440,9 @@ def _register_tower(sub: argparse._SubParsersAction) -> None:
                    help="poll interval (default 60s)")
     p.add_argument("--reload-command", default="", metavar="CMD",
                    help="run after switching bundles, e.g. 'systemctl reload scanner'")
+    p.add_argument("--long-poll", action="store_true",
+                   help="hold each poll at the server until a publish or the poll interval "
+                        "(a new serial arrives in seconds; needs `workbench serve`, not static files)")
     p.add_argument("--force", action="store_true", help="overwrite an existing config")
     p.set_defaults(func=cmd_tower_init)
 
@@ -451,6 +465,10 @@ def _register_tower(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reason", default="", help="why it was quarantined")
     add_json_flag(p)
     p.set_defaults(func=cmd_tower_send)
+
+    from workbench.cli import tower_scan
+
+    tower_scan.register(ts)
 
 
 def _tower_config(path: Path) -> Any:
@@ -488,7 +506,7 @@ def cmd_tower_init(args: argparse.Namespace, ctx: Context) -> int:
             "repository_url": args.repository_url, "trusted_root": str(pinned),
             "install_dir": str(install_dir), "tower": args.tower,
             "server": args.server, "token": args.token, "poll_seconds": args.poll,
-            "reload_command": args.reload_command}, where="arguments")
+            "reload_command": args.reload_command, "long_poll": args.long_poll}, where="arguments")
         if Path(args.config).exists() and not args.force:
             raise ConfigError(f"{args.config} exists (use --force to overwrite)")
         install_dir.mkdir(parents=True, exist_ok=True)
@@ -673,13 +691,14 @@ def _register_fleet(sub: argparse._SubParsersAction) -> None:
 def _local_fleet_state(ctx: Context) -> Any:
     from workbench.distribute.fleet import FleetStore
     from workbench.distribute.repository import RepositoryError
+    from workbench.distribute.rollout import fleet_view
 
     try:
-        newest = _repository(ctx).newest_serial()
+        newest, canary = fleet_view(_repository(ctx))
     except RepositoryError:
-        newest = None
+        newest, canary = None, None
     with FleetStore.for_workspace(ctx.workspace.ensure()) as store:
-        return store.state(newest)
+        return store.state(newest, canary=canary)
 
 
 def cmd_fleet(args: argparse.Namespace, ctx: Context) -> int:
@@ -707,6 +726,10 @@ def cmd_fleet(args: argparse.Namespace, ctx: Context) -> int:
               f"{sum(counts.values())} servers: {counts.get('green', 0)} green, "
               f"{counts.get('yellow', 0)} yellow, {counts.get('red', 0)} red{never}; serials in use: "
               + (", ".join(f"{k}x{v}" for k, v in fleet.serials.items()) or "-"))
+    if fleet.rollout is not None:
+        r = fleet.rollout
+        ctx.print(f"rollout: serial {r.serial} {r.stage.upper()} on {', '.join(r.towers)} since "
+                  f"{r.since}" + (f": {r.reason}" if r.reason else ""))
     if fleet.not_in_inventory:
         ctx.print(f"{fleet.not_in_inventory} reporting server"
                   f"{'s are' if fleet.not_in_inventory != 1 else ' is'} not in the inventory "

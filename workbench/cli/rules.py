@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_draft)
 
+    from workbench.cli import emergency
+
+    emergency.register(rs)
+
     p = rs.add_parser("lint", help="check rules with both engines and the house policy")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                    help="rule files or folders (default: the signature repository)")

@@ -53,6 +53,8 @@ from workbench.distribute.install import (
     InstallDir,
 )
 from workbench.distribute.repository import PublishedTarget, target_from_info
+from workbench.distribute.scanner import read_stats, scanner_dir
+from workbench.distribute.telemetry import trim_for_report
 from workbench.distribute.tower_config import TowerConfig
 from workbench.document import iso, utcnow
 from workbench.release.bundle import (
@@ -100,6 +102,7 @@ class PullResult:
     requests: int = 0
     reported: bool = False
     duration_seconds: float = 0.0
+    long_polled: bool = False        # the server held the poll (Preference-Applied: wait)
 
 
 class _Fetcher(FetcherInterface):
@@ -165,6 +168,8 @@ class TowerAgent:
         self.clock = clock
         self.log = log or (lambda _msg: None)
         self._trusted_root: bytes | None = None
+        self._stop: threading.Event | None = None
+        self._rng = random.Random()
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -174,6 +179,7 @@ class TowerAgent:
         """Poll until ``stop`` is set, holding the install folder's lock throughout."""
         stop = stop or threading.Event()
         rng = rng or random.Random()
+        self._stop, self._rng = stop, rng
         attempts = 0
         crashes = 0
         with self.install.locked():
@@ -191,6 +197,11 @@ class TowerAgent:
                 if max_attempts is not None and attempts >= max_attempts:
                     return
                 failures = self.install.load_state().consecutive_failures + crashes
+                if result is not None and result.long_polled and result.state == "ok":
+                    # the server held the poll for the interval: ask again at once (a little
+                    # spread, so a fleet woken by one publish does not come back in step)
+                    stop.wait(rng.uniform(0.0, min(1.0, self.config.poll_seconds * self.config.jitter)))
+                    continue
                 stop.wait(next_delay(self.config.poll_seconds, failures, jitter=self.config.jitter,
                                      max_backoff=self.config.max_backoff_seconds, rng=rng))
 
@@ -246,6 +257,11 @@ class TowerAgent:
         result.requests = counter.requests
         state.last_attempt = iso(utcnow())
         state.last_state, state.last_error = result.state, result.error
+        if result.changed and result.long_polled and self.config.report_spread_seconds > 0:
+            # the new serial is in service already; its report is spread over a few seconds
+            # so that thousands of towers woken by one publish do not report in one burst
+            (self._stop or threading.Event()).wait(
+                self._rng.uniform(0, self.config.report_spread_seconds))
         self._report(state, FleetReport(
             server=self.config.server, state=result.state, serial=result.serial,
             error=result.error, target_serial=result.target_serial if result.error else None,
@@ -268,7 +284,7 @@ class TowerAgent:
                 current: CurrentInstall | None, damaged: str, result: PullResult) -> None:
         fetcher = _Fetcher(client, counter)
         shortcut = not damaged and current is not None
-        if self._not_modified(client, counter, state, fetcher, shortcut=shortcut):
+        if self._not_modified(client, counter, state, fetcher, shortcut=shortcut, result=result):
             result.checked = "not-modified"
             if state.rejected_serial is not None:
                 raise AttemptFailed(state.rejected_reason, transient=False,
@@ -301,9 +317,12 @@ class TowerAgent:
         if state.rejected_serial == newest.serial and state.rejected_sha256 == newest.sha256:
             state.timestamp_etag = etag
             raise AttemptFailed(state.rejected_reason, transient=False, target_serial=newest.serial)
-        self._report(state, FleetReport(
-            server=self.config.server, state="updating", serial=installed,
-            target_serial=newest.serial, **self._agent_fields(installed)), result)
+        if not result.long_polled:
+            # after a notification the install takes moments, and a whole fleet saying
+            # "updating" in the same second would only slow the server down
+            self._report(state, FleetReport(
+                server=self.config.server, state="updating", serial=installed,
+                target_serial=newest.serial, **self._agent_fields(installed)), result)
         try:
             loaded = self._install(updater, newest, state)
         except AttemptFailed as exc:
@@ -323,7 +342,7 @@ class TowerAgent:
             result.repaired += f"; reinstalled serial {newest.serial}"
 
     def _not_modified(self, client: httpx.Client, counter: _Counter, state: AgentState,
-                      fetcher: _Fetcher, *, shortcut: bool) -> bool:
+                      fetcher: _Fetcher, *, shortcut: bool, result: PullResult) -> bool:
         """One (conditional) GET of timestamp.json; True if nothing changed and nothing expired.
 
         A 200 hands the body to the TUF refresh, so it is not fetched twice.
@@ -331,13 +350,20 @@ class TowerAgent:
         url = f"{self._metadata_url}timestamp.json"
         headers = {}
         fresh = self.clock() - state.last_full_refresh < self.config.full_refresh_seconds
+        timeout: float | httpx.Timeout = self.config.timeout_seconds
         if shortcut and state.timestamp_etag and fresh:
             headers["if-none-match"] = state.timestamp_etag
+            if self.config.long_poll:
+                wait = max(1, int(self.config.poll_seconds))
+                headers["prefer"] = f"wait={wait}"
+                timeout = httpx.Timeout(self.config.timeout_seconds, read=wait + self.config.timeout_seconds)
         counter.requests += 1
         try:
-            response = client.get(url, headers=headers)
+            response = client.get(url, headers=headers, timeout=timeout)
         except httpx.HTTPError as exc:
             raise AttemptFailed(f"cannot reach the repository: {exc}", transient=True) from None
+        applied = response.headers.get("preference-applied", "").partition("wait=")[2]
+        result.long_polled = applied.isdigit() and int(applied) >= 1
         if response.status_code == 304:
             if self._check_local_expiry():
                 return True
@@ -394,11 +420,13 @@ class TowerAgent:
                                 f"metadata: {exc}", transient=False) from None
 
     def _newest_target(self) -> PublishedTarget | None:
-        """The highest serial among the targets the refresh just verified."""
+        """The highest serial among the targets the refresh just verified that this tower
+        may install."""
         md = cast("Metadata[Targets]", Metadata.from_bytes(
             (self.install.metadata_dir / "targets.json").read_bytes()))
         listed = [target_from_info(p, i) for p, i in md.signed.targets.items()]
-        bundles = [t for t in listed if t.serial > 0]
+        # a canary release is for its canary towers until it is promoted (signed state)
+        bundles = [t for t in listed if t.serial > 0 and t.offered_to(self.config.tower)]
         return max(bundles, key=lambda t: t.serial) if bundles else None
 
     def _install(self, updater: Updater, target: PublishedTarget, state: AgentState) -> LoadedRuleset:
@@ -540,7 +568,8 @@ class TowerAgent:
             except BundleError:
                 rule_count = None
         return {"agent_version": workbench.__version__, "libyara_version": yara.YARA_VERSION,
-                "rule_count": rule_count, "at": iso(utcnow())}
+                "rule_count": rule_count, "at": iso(utcnow()),
+                "scanner": trim_for_report(read_stats(scanner_dir(self.install.root)))}
 
     def _report(self, state: AgentState, report: FleetReport, result: PullResult) -> None:
         """Send this report after any that are waiting; keep what could not be delivered."""

@@ -9,6 +9,7 @@ import httpx
 
 import workbench
 from workbench.distribute.fleet import FleetEvent, FleetReport, FleetState, parse_time
+from workbench.distribute.telemetry import FleetRules
 
 USER_AGENT = f"workbench/{workbench.__version__}"
 DEFAULT_TIMEOUT = 10.0
@@ -64,6 +65,17 @@ def fetch_history(base_url: str, *, tower: str | None = None, server: str | None
     response = _request("GET", f"{base_url.rstrip('/')}/v1/fleet/history", params=params,
                         timeout=timeout)
     return [FleetEvent(**{**e, "at": parse_time(e["at"])}) for e in response.json()]
+
+
+def fetch_rules(base_url: str, *, hours: int = 24, rule: str | None = None,
+                timeout: float = DEFAULT_TIMEOUT) -> FleetRules:
+    """``GET /v1/fleet/rules`` as a ``FleetRules`` (per-rule hits over time)."""
+    params: dict[str, Any] = {"hours": hours}
+    if rule:
+        params["rule"] = rule
+    response = _request("GET", f"{base_url.rstrip('/')}/v1/fleet/rules", params=params,
+                        timeout=timeout)
+    return FleetRules.from_data(response.json())
 
 
 def send_report(base_url: str, token: str, report: FleetReport, *,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from workbench.distribute import telemetry
 from workbench.document import to_data
 from workbench.workspace import Workspace
 
@@ -59,6 +60,17 @@ DEFAULT_THRESHOLDS = FleetThresholds()
 
 
 @dataclass(frozen=True)
+class Canary:
+    """The newest release's rollout while it is not for everyone (from the signed targets)."""
+
+    serial: int
+    stage: str                            # "canary" or "halted"
+    towers: tuple[str, ...]
+    since: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class FleetReport:
     """What a tower server sends to ``POST /v1/fleet/report`` (the tower comes from its token)."""
 
@@ -71,6 +83,7 @@ class FleetReport:
     libyara_version: str = ""
     rule_count: int | None = None
     at: str = ""                          # the agent's clock, for the history
+    scanner: dict[str, Any] | None = None  # the tower scanner's counters (telemetry.py)
 
 
 @dataclass(frozen=True)
@@ -140,6 +153,7 @@ class FleetState:
     never_reported: int = 0               # of those, nothing heard yet (counted in red)
     not_in_inventory: int = 0             # reporting, but their tower's inventory lacks them
     servers: list[ServerStatus] = field(default_factory=list)
+    rollout: Canary | None = None         # a release on its canary towers (or halted there)
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> FleetState:
@@ -159,6 +173,9 @@ class FleetState:
             expected=data.get("expected", 0),
             never_reported=data.get("never_reported", 0),
             not_in_inventory=data.get("not_in_inventory", 0),
+            rollout=(Canary(**{**_known(Canary, data["rollout"]),
+                               "towers": tuple(data["rollout"].get("towers", ()))})
+                     if data.get("rollout") else None),
             servers=[ServerStatus(**{**_known(ServerStatus, s), "health": Health(s["health"]),
                                      "reported_at": (parse_time(s["reported_at"])
                                                      if s.get("reported_at") else None)})
@@ -183,6 +200,8 @@ def fleet_json_data(state: FleetState) -> dict[str, Any]:
     for server in data["servers"]:
         if server["expected"] is None:
             del server["expected"]
+    if data.get("rollout") is None:
+        data.pop("rollout", None)
     return data
 
 
@@ -240,8 +259,11 @@ def _ago(seconds: float) -> str:
 
 
 def classify(record: ServerRecord, newest_serial: int | None, now: float,
-             thresholds: FleetThresholds = DEFAULT_THRESHOLDS) -> tuple[Health, str]:
-    """Judge one server: (health, the reason a person reads)."""
+             thresholds: FleetThresholds = DEFAULT_THRESHOLDS,
+             canary: Canary | None = None) -> tuple[Health, str]:
+    """Judge one server: (health, the reason a person reads). ``newest_serial`` is the
+    newest release for everyone; a canary tower's server on the canary serial is judged
+    against that instead."""
     age = now - record.reported_at
     if age > thresholds.silent_after:
         return Health.RED, f"silent for {_ago(age)}"
@@ -252,6 +274,10 @@ def classify(record: ServerRecord, newest_serial: int | None, now: float,
         return Health.YELLOW, f"last report {_ago(age)} ago"
     if record.state == "updating":
         return Health.YELLOW, f"updating to {record.target_serial}"
+    if canary is not None and record.tower in canary.towers and record.serial == canary.serial:
+        if canary.stage == "halted":
+            return Health.YELLOW, f"on halted canary serial {canary.serial}: {canary.reason}"
+        return Health.GREEN, f"on canary serial {canary.serial}"
     if newest_serial is not None:
         if record.serial is None:
             return Health.YELLOW, f"no rules installed yet (newest {newest_serial})"
@@ -278,7 +304,8 @@ def never_reported_status(tower: str, server: str) -> ServerStatus:
 
 def summarize(records: Iterable[ServerRecord], newest_serial: int | None, *,
               now: float | None = None, thresholds: FleetThresholds = DEFAULT_THRESHOLDS,
-              expected: Mapping[str, Iterable[str]] | None = None) -> FleetState:
+              expected: Mapping[str, Iterable[str]] | None = None,
+              canary: Canary | None = None) -> FleetState:
     """The fleet document: every server judged, rolled up per tower (thousands of servers in ms).
 
     ``expected`` is the inventory, tower -> servers. A tower with an inventory gets a red
@@ -293,7 +320,7 @@ def summarize(records: Iterable[ServerRecord], newest_serial: int | None, *,
     unlisted: Counter[str] = Counter()
     servers: list[ServerStatus] = []
     for r in records:
-        health, reason = classify(r, newest_serial, now, thresholds)
+        health, reason = classify(r, newest_serial, now, thresholds, canary)
         in_inventory = None
         listed = inventory.get(r.tower)
         if listed is not None:
@@ -331,7 +358,7 @@ def summarize(records: Iterable[ServerRecord], newest_serial: int | None, *,
         thresholds=thresholds, counts={h.value: counts[h] for h in Health},
         serials=_serial_counts(servers, never_total), towers=towers,
         expected=sum(len(names) for names in inventory.values()), never_reported=never_total,
-        not_in_inventory=sum(unlisted.values()), servers=servers)
+        not_in_inventory=sum(unlisted.values()), servers=servers, rollout=canary)
 
 
 _BOARD_ORDER = operator.attrgetter("tower", "server")
@@ -388,6 +415,7 @@ class FleetStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self.db.executescript(telemetry.SCHEMA)
         self._lock = threading.Lock()
         # Reads have their own connection: in WAL mode they never wait for a writer, so a
         # report stuck behind another process's write lock does not hold up the board.
@@ -456,6 +484,20 @@ class FleetStore:
                 (tower, report.server, received_at, report.state, report.serial,
                  report.target_serial, error))
             self._events_written += 1
+        if report.scanner:
+            telemetry.record_scanner(self.db, tower, report.server, report.scanner, received_at)
+
+    def telemetry_totals(self) -> telemetry.TelemetryTotals:
+        with self._read_lock:
+            return telemetry.telemetry_totals(self._reader)
+
+    def rules(self, *, window_hours: int = 24, now: float | None = None,
+              storm: telemetry.StormThresholds | None = None,
+              rule: str | None = None) -> telemetry.FleetRules:
+        """Per-rule hits over time from the scanners' reports (``GET /v1/fleet/rules``)."""
+        with self._read_lock:
+            return telemetry.rule_telemetry(self._reader, window_hours=window_hours, now=now,
+                                            storm=storm, rule=rule)
 
     def records(self) -> list[ServerRecord]:
         with self._read_lock:
@@ -556,7 +598,7 @@ class FleetStore:
         return FleetThresholds(stale_after=values["stale_after"], silent_after=values["silent_after"])
 
     def state(self, newest_serial: int | None, *, now: float | None = None,
-              thresholds: FleetThresholds | None = None) -> FleetState:
+              thresholds: FleetThresholds | None = None, canary: Canary | None = None) -> FleetState:
         """The fleet as of now; ``thresholds`` default to the ones the server saved."""
         with self._read_lock:
             # one read transaction: the reports, the inventory and the thresholds as of the
@@ -570,7 +612,7 @@ class FleetStore:
             finally:
                 self._reader.execute("COMMIT")
         return summarize([ServerRecord(*row) for row in rows], newest_serial, now=now,
-                         thresholds=thresholds, expected=_by_tower(expected))
+                         thresholds=thresholds, expected=_by_tower(expected), canary=canary)
 
 
 def _by_tower(rows: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

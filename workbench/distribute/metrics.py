@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from workbench.distribute.fleet import FleetState
+from workbench.distribute.telemetry import FleetRules, TelemetryTotals
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -49,10 +50,45 @@ class _FleetCollector(Collector):
             yield gauge
 
 
+class _RulesCollector(Collector):
+    """The scanners' telemetry at scrape time: all-time counters, and the rules flagged now."""
+
+    def __init__(self, totals: Callable[[], TelemetryTotals], rules: Callable[[], FleetRules]):
+        self._totals = totals
+        self._rules = rules
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self._totals()
+        hits = CounterMetricFamily("workbench_rule_hits", "Rule hits reported by the tower scanners",
+                                   labels=["rule", "tower"])
+        for (rule, tower), count in sorted(totals.rule_hits.items()):
+            hits.add_metric([rule, tower], count)
+        yield hits
+        for name, documentation, values in (
+                ("workbench_scanner_messages", "Messages scanned by the tower scanners", totals.messages),
+                ("workbench_scanner_scan_seconds", "Seconds the tower scanners spent scanning",
+                 totals.scan_seconds),
+                ("workbench_scanner_errors", "Messages the tower scanners could not scan fully",
+                 totals.errors)):
+            family = CounterMetricFamily(name, documentation, labels=["tower"])
+            for tower, value in sorted(values.items()):
+                family.add_metric([tower], value)
+            yield family
+        storms = GaugeMetricFamily("workbench_rule_fp_storm",
+                                   "1 for a rule whose hit rate jumped far above its baseline",
+                                   labels=["rule"])
+        for telemetry in self._rules().rules:
+            if telemetry.storm:
+                storms.add_metric([telemetry.rule], 1)
+        yield storms
+
+
 class ServerMetrics:
     """One registry per app, so several servers (tests) do not share counters."""
 
-    def __init__(self, fleet_state: Callable[[], FleetState]):
+    def __init__(self, fleet_state: Callable[[], FleetState],
+                 totals: Callable[[], TelemetryTotals] | None = None,
+                 rules: Callable[[], FleetRules] | None = None):
         self.registry = CollectorRegistry()
         self.repository_requests = Counter(
             "workbench_repository_requests", "Repository file requests by kind and HTTP status",
@@ -85,10 +121,15 @@ class ServerMetrics:
         self.timeouts = Counter("workbench_request_timeouts",
                                 "Connections closed because the client was too slow (408), by phase",
                                 ["phase"], registry=self.registry)
+        self.long_polls = Counter("workbench_repository_long_polls",
+                                  "Conditional GETs of timestamp.json held with Prefer: wait",
+                                  registry=self.registry)
         self.inflight_bytes = Gauge("workbench_inflight_request_bytes",
                                     "Bytes of request bodies being received now (reserved)",
                                     registry=self.registry)
         self.registry.register(_FleetCollector(fleet_state))
+        if totals is not None and rules is not None:
+            self.registry.register(_RulesCollector(totals, rules))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

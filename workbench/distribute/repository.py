@@ -71,6 +71,35 @@ class InvalidBundle(RepositoryError):
     """The file to publish is not a valid release bundle."""
 
 
+ROLLOUT_STAGES = ("canary", "all", "halted")
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A release's rollout, kept in the target's signed ``custom`` object: ``canary`` (only
+    the canary towers may install it), ``all`` (promoted), ``halted`` (stays with the
+    canaries that have it; nobody else gets it). Changing it re-signs the targets, so
+    nobody without the targets key can choose who gets what."""
+
+    stage: str
+    canaries: tuple[str, ...]
+    since: str = ""                   # when this stage began (ISO 8601 UTC)
+    reason: str = ""                  # why it was promoted or halted
+
+    def to_custom(self) -> dict[str, Any]:
+        return {"stage": self.stage, "canaries": list(self.canaries), "since": self.since,
+                "reason": self.reason}
+
+    @classmethod
+    def from_custom(cls, raw: Any) -> Rollout | None:
+        if not isinstance(raw, dict) or raw.get("stage") not in ROLLOUT_STAGES:
+            return None
+        canaries = raw.get("canaries")
+        return cls(stage=str(raw["stage"]),
+                   canaries=tuple(str(c) for c in canaries) if isinstance(canaries, list) else (),
+                   since=str(raw.get("since", "")), reason=str(raw.get("reason", "")))
+
+
 @dataclass(frozen=True)
 class PublishedTarget:
     """One release bundle listed in the targets metadata."""
@@ -82,6 +111,13 @@ class PublishedTarget:
     created: str = ""
     commit: str = ""
     rule_count: int = 0
+    rollout: Rollout | None = None    # canary state, signed with the targets (None: everyone)
+
+    def offered_to(self, tower: str) -> bool:
+        """Whether a tower may install this target (the signed rollout decides, not the server)."""
+        if self.rollout is None or self.rollout.stage == "all":
+            return True
+        return tower in self.rollout.canaries
 
     @property
     def file_name(self) -> str:
@@ -169,7 +205,8 @@ def target_from_info(path: str, info: TargetFile) -> PublishedTarget:
     return PublishedTarget(
         path=path, serial=serial, length=info.length, sha256=info.hashes.get("sha256", ""),
         created=str(custom.get("created", "")), commit=str(custom.get("commit", "")),
-        rule_count=int(custom.get("rule_count", 0) or 0))
+        rule_count=int(custom.get("rule_count", 0) or 0),
+        rollout=Rollout.from_custom(custom.get("rollout")))
 
 
 class UpdateRepository:
@@ -237,6 +274,13 @@ class UpdateRepository:
     def newest_serial(self) -> int | None:
         newest = self.newest()
         return newest.serial if newest else None
+
+    def newest_for_all(self) -> PublishedTarget | None:
+        """The newest target every tower may install (canary and halted releases left out)."""
+        listed = [target_from_info(p, i) for p, i in self.targets_md().signed.targets.items()]
+        offered = [t for t in listed if t.serial > 0
+                   and (t.rollout is None or t.rollout.stage == "all")]
+        return max(offered, key=lambda t: t.serial, default=None)
 
     def status(self, now: dt.datetime | None = None, *, verify: bool = True) -> RepositoryStatus:
         """Versions, expiries, key files, and (``verify``) the repository checked as a tower
@@ -435,7 +479,7 @@ class UpdateRepository:
 
     def publish(self, bundle_path: Path, *, serial: int, created: str = "", commit: str = "",
                 rule_count: int = 0, sha256: str | None = None,
-                now: dt.datetime | None = None) -> PublishResult:
+                now: dt.datetime | None = None, canaries: tuple[str, ...] = ()) -> PublishResult:
         """Add a bundle as target ``signatures-<serial>.tar.gz`` and re-sign targets, snapshot, timestamp.
 
         The caller has checked the bundle (``open_bundle``) and passes what its manifest
@@ -483,6 +527,9 @@ class UpdateRepository:
             info = TargetFile.from_file(name, str(stored), ["sha256"])
             info.unrecognized_fields["custom"] = {
                 "serial": serial, "created": created, "commit": commit, "rule_count": rule_count}
+            if canaries:
+                info.unrecognized_fields["custom"]["rollout"] = Rollout(
+                    "canary", tuple(canaries), since=_iso(now)).to_custom()
             targets = targets_md.signed
             targets.targets[name] = info
             pruned = []
@@ -503,6 +550,39 @@ class UpdateRepository:
             target = target_from_info(name, info)
         return PublishResult(target=target, already_published=False, versions=self._versions(),
                              expires=self._expiries(), pruned=pruned)
+
+    def set_rollout(self, serial: int, stage: str, *, reason: str = "",
+                    now: dt.datetime | None = None) -> PublishedTarget:
+        """Promote (``all``) or halt (``halted``) a canary release: its signed rollout changes,
+        and targets, snapshot and timestamp are re-signed (towers see it on their next look)."""
+        if stage not in ("all", "halted"):
+            raise RepositoryError(f"a rollout can be promoted (all) or halted, not {stage!r}")
+        now = _now(now)
+        settings = self.settings
+        with self._locked():
+            root = self.root_md().signed
+            targets_md = self.targets_md()
+            path = f"signatures-{serial}.tar.gz"
+            info = targets_md.signed.targets.get(path)
+            current = target_from_info(path, info).rollout if info is not None else None
+            if info is None or current is None:
+                raise RepositoryError(f"serial {serial} is not a canary release")
+            if current.stage != "canary":
+                raise RepositoryError(f"serial {serial} was already {current.stage}"
+                                      + (f": {current.reason}" if current.reason else ""))
+            custom = dict(info.unrecognized_fields.get("custom") or {})
+            custom["rollout"] = Rollout(stage, current.canaries, since=_iso(now),
+                                        reason=reason[:500]).to_custom()
+            info.unrecognized_fields["custom"] = custom
+            targets = targets_md.signed
+            targets.version += 1
+            targets.expires = now + settings.expiry.period("targets")
+            self._sign(targets_md, [self._online_signer("targets", root)])
+            self._write(f"{targets.version}.targets.json", targets_md)
+            self._snapshot_and_timestamp(root, targets_md, settings, now)
+            fsync_path(self.metadata_dir)
+            self._prune(settings)
+            return target_from_info(path, info)
 
     def refresh(self, *, now: dt.datetime | None = None, force_all: bool = False) -> RefreshResult:
         """Re-sign the timestamp, and snapshot/targets when half their lifetime is gone.
@@ -727,7 +807,7 @@ def verify_as_tower(root: Path, now: dt.datetime | None = None) -> str:
 
 
 def publish_bundle(repo: UpdateRepository, bundle_path: Path, *,
-                   now: dt.datetime | None = None) -> PublishResult:
+                   now: dt.datetime | None = None, canaries: tuple[str, ...] = ()) -> PublishResult:
     """Check a release bundle (manifest and every member's hash) and publish it."""
     try:
         bundle = open_bundle(bundle_path)
@@ -735,7 +815,7 @@ def publish_bundle(repo: UpdateRepository, bundle_path: Path, *,
         raise InvalidBundle(f"{bundle_path} is not a valid bundle: {exc.reason}") from None
     m = bundle.manifest
     return repo.publish(bundle.path, serial=m.serial, created=m.created, commit=m.commit,
-                        rule_count=m.rule_count, sha256=bundle.sha256, now=now)
+                        rule_count=m.rule_count, sha256=bundle.sha256, now=now, canaries=canaries)
 
 
 def _role_keys(root: Root, role: str) -> list[Key]:
@@ -744,6 +824,10 @@ def _role_keys(root: Root, role: str) -> list[Key]:
 
 def _due(expires: dt.datetime, period: dt.timedelta, now: dt.datetime) -> bool:
     return expires - now < period * REFRESH_FRACTION
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _sha256_file(path: Path) -> str:

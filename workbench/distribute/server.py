@@ -12,6 +12,7 @@ import gzip
 import json
 import logging
 import queue
+import re
 import sqlite3
 import tempfile
 import threading
@@ -33,6 +34,7 @@ from workbench.distribute.files import SERVED_FOLDERS, RepositoryFiles, etag_mat
 from workbench.distribute.fleet import (
     DEFAULT_THRESHOLDS,
     MAX_ERROR,
+    Canary,
     FleetEvent,
     FleetReport,
     FleetState,
@@ -43,7 +45,9 @@ from workbench.distribute.fleet import (
 from workbench.distribute.guard import InFlight, RequestGuard, guarded_protocol
 from workbench.distribute.metrics import CONTENT_TYPE, ServerMetrics
 from workbench.distribute.repository import RepositoryError, UpdateRepository
+from workbench.distribute.rollout import RolloutDecision, decide_rollout, fleet_view
 from workbench.distribute.settings import DEFAULT_HOST, DEFAULT_PORT
+from workbench.distribute.telemetry import FleetRules
 from workbench.distribute.tokens import NAME, TokenStore
 from workbench.document import to_data
 from workbench.quarantine.ingest import IngestSummary, ingest_bytes
@@ -76,7 +80,11 @@ class ServerSettings:
     fleet_busy_timeout: float = 5.0               # wait for a locked fleet.sqlite, then 503
     max_fleet_queue: int = 10_000                 # reports waiting for the store; more get 503
     retry_after: int = 10                         # seconds, in 429/503 answers
-    max_connections: int = 4096                   # uvicorn's limit_concurrency (503 beyond)
+    max_connections: int = 16384                  # uvicorn's limit_concurrency (503 beyond); long-polls
+                                                  # hold one per tower server
+    max_poll_wait: float = 120.0                  # longest Prefer: wait a long-poll is held
+    canary_soak: float = 1800.0                   # canaries green this long: promote to all
+    canary_check_interval: float = 10.0           # how often the rollout is judged; 0: never (manual)
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,29 @@ class ServerInfo:
 MAX_INT64 = 2**63 - 1        # SQLite's INTEGER: a larger serial or count is refused (422), not a 500
 
 
+Count = Annotated[int, Field(ge=0, le=MAX_INT64)]
+
+
+class ScannerIn(BaseModel):
+    """The tower scanner's cumulative counters since it started (``workbench tower scan``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    started: str = Field(max_length=40, description="when the scanner started (tells a restart apart)")
+    messages: Count = 0
+    scan_seconds: float = Field(default=0.0, ge=0, le=1e15)
+    errors: Count = 0
+    quarantined: Count = 0
+    held: Count = 0
+    stuck: Count = 0
+    serial: int | None = Field(default=None, ge=1, le=MAX_INT64)
+    verdicts: dict[Annotated[str, Field(max_length=20)], Count] = Field(default_factory=dict,
+                                                                       max_length=10)
+    rule_hits: dict[Annotated[str, Field(min_length=1, max_length=200)], Count] = Field(
+        default_factory=dict, max_length=1000, description="rule name -> hits since started")
+    last_error: str = Field(default="", max_length=1000)
+
+
 class ReportIn(BaseModel):
     """A tower server's state after an update attempt."""
 
@@ -117,6 +148,7 @@ class ReportIn(BaseModel):
     libyara_version: str = ""
     rule_count: int | None = Field(default=None, ge=0, le=MAX_INT64)
     at: str = Field(default="", description="the agent's clock (ISO 8601)")
+    scanner: ScannerIn | None = Field(default=None, description="the tower scanner's counters")
 
 
 def validation_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
@@ -131,7 +163,9 @@ def parse_report(body: bytes) -> ReportIn:
         report = ReportIn.model_validate_json(body)
     except ValidationError as exc:
         raise HTTPException(422, validation_errors(exc)) from None
-    texts = (report.server, report.error, report.agent_version, report.libyara_version, report.at)
+    texts = (report.server, report.error, report.agent_version, report.libyara_version, report.at,
+             *(report.scanner.rule_hits if report.scanner else ()),
+             report.scanner.last_error if report.scanner else "")
     if any(_has_surrogate(t) for t in texts):
         raise HTTPException(422, [{"loc": ["body"], "msg": "strings must be valid Unicode "
                                    "(no unpaired surrogates)", "type": "unicode"}])
@@ -146,12 +180,79 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
+TIMESTAMP = "metadata/timestamp.json"
+_ROOT_PROBE = re.compile(r"metadata/[0-9]{1,12}\.root\.json")
+_NOT_FOUND = b'{"detail":"not found"}'
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})", re.I)
+
+
+def requested_wait(prefer: str) -> int | None:
+    """Seconds from ``Prefer: wait=N`` (RFC 7240), or None."""
+    m = _PREFER_WAIT.search(prefer)
+    return int(m.group(1)) if m else None
+
+
+class RepositoryChanges:
+    """Wakes long-polls when ``timestamp.json`` changes (a new publish, a refresh).
+
+    One ``stat`` per ``interval`` for all waiters together, and only while some wait:
+    ``workbench publish`` runs in another process, so there is nothing to be told by.
+    """
+
+    def __init__(self, files: RepositoryFiles, *, interval: float = 0.2):
+        self.files = files
+        self.interval = interval
+        self.waiters = 0
+        self._event: asyncio.Event | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._etag = ""
+
+    def current_etag(self) -> str:
+        entry = self.files.lookup(TIMESTAMP)
+        return entry.etag if entry else ""
+
+    async def wait(self, if_none_match: str, timeout: float) -> None:
+        """Return when the timestamp's ETag no longer matches ``if_none_match``, or at ``timeout``."""
+        if self._event is None:
+            self._event = asyncio.Event()
+        self.waiters += 1
+        try:
+            if self._watcher is None or self._watcher.done():
+                self._etag = self.current_etag()
+                self._watcher = asyncio.get_running_loop().create_task(self._watch())
+            deadline = time.monotonic() + timeout
+            while etag_matches(if_none_match, self._etag):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                event = self._event
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
+        finally:
+            self.waiters -= 1
+
+    async def _watch(self) -> None:
+        while self.waiters > 0:
+            await asyncio.sleep(self.interval)
+            etag = self.current_etag()
+            if etag and etag != self._etag:
+                self._etag = etag
+                assert self._event is not None
+                self._event.set()                 # every waiter wakes; the next ones get a new event
+                self._event = asyncio.Event()
+
+
 class RepositoryFastPath:
     """ASGI: answer the no-change poll (304) and small whole files straight from memory.
 
     This is the request every tower makes every minute, and the framework would cost
     several times the work of the answer. Ranges, large files and 404s go on to the
     documented ``/repository/{path}`` route.
+
+    A conditional GET of ``timestamp.json`` with ``Prefer: wait=N`` is a long-poll: held
+    until the repository changes (then 200 with the new timestamp) or N seconds pass
+    (then 304), at most ``max_poll_wait``; the answer says ``Preference-Applied: wait=N``.
+    One request per poll interval still, and a publish reaches every waiting tower at once.
     """
 
     PREFIX = "/repository/"
@@ -165,16 +266,37 @@ class RepositoryFastPath:
                 and scope["path"].startswith(self.PREFIX)):
             if_none_match = None
             ranged = False
+            prefer = ""
             for name, value in scope["headers"]:
                 if name == b"if-none-match":
                     if_none_match = value.decode("latin-1")
                 elif name == b"range":
                     ranged = True
-            entry = None if ranged else self.state.files.lookup(scope["path"][len(self.PREFIX):])
+                elif name == b"prefer":
+                    prefer = value.decode("latin-1")
+            rel = scope["path"][len(self.PREFIX):]
+            applied: list[tuple[bytes, bytes]] = []
+            wait = requested_wait(prefer) if prefer and rel == TIMESTAMP else None
+            if wait is not None and if_none_match is not None and not ranged:
+                wait = min(wait, int(self.state.settings.max_poll_wait))
+                applied = [(b"preference-applied", f"wait={wait}".encode())]
+                if wait > 0:
+                    self.state.metrics.long_polls.inc()
+                    await self.state.changes.wait(if_none_match, wait)
+            entry = None if ranged else self.state.files.lookup(rel)
+            if entry is None and not ranged and _ROOT_PROBE.fullmatch(rel):
+                # every refresh asks for the next root version, which is almost never there:
+                # the same 404 as the route's, without the framework (a rollout's herd asks at once)
+                self.state.metrics.repository_requests.labels("metadata", "404").inc()
+                await send({"type": "http.response.start", "status": 404, "headers": [
+                    (b"content-type", b"application/json"), (b"cache-control", b"no-cache"),
+                    (b"content-length", str(len(_NOT_FOUND)).encode())]})
+                await send({"type": "http.response.body", "body": _NOT_FOUND})
+                return
             if entry is not None:
                 metrics = self.state.metrics
                 headers = [(b"etag", entry.etag.encode()),
-                           (b"cache-control", entry.cache_control.encode())]
+                           (b"cache-control", entry.cache_control.encode()), *applied]
                 if if_none_match is not None and etag_matches(if_none_match, entry.etag):
                     metrics.repository_requests.labels(entry.kind, "304").inc()
                     await send({"type": "http.response.start", "status": 304, "headers": headers})
@@ -324,6 +446,7 @@ class ServerState:
         self.settings = settings
         self.repository = UpdateRepository.for_workspace(workspace)
         self.files = RepositoryFiles(self.repository.root)
+        self.changes = RepositoryChanges(self.files)
         self.tokens = TokenStore.for_workspace(workspace)
         self.fleet = FleetStore.for_workspace(workspace, busy_timeout=settings.fleet_busy_timeout)
         try:
@@ -332,31 +455,73 @@ class ServerState:
             # another process holds the store's lock: serve anyway (this server judges by
             # its own settings); `workbench fleet` reads the defaults until the next start
             log.warning("fleet thresholds not saved: %s", exc)
-        self.metrics = ServerMetrics(self.fleet_state)
+        self.metrics = ServerMetrics(self.fleet_state, self.fleet.telemetry_totals,
+                                     lambda: self.fleet.rules())
         self.inflight = InFlight(settings.max_inflight_bytes, settings.max_inflight_bytes_per_tower)
         self.metrics.inflight_bytes.set_function(lambda: self.inflight.total)
         self.fleet_writer = FleetWriter(self.fleet, max_wait=settings.fleet_busy_timeout,
                                         max_queue=settings.max_fleet_queue)
         self._quarantine: Quarantine | None = None
         self._ingest_lock = threading.Lock()
-        self._newest: tuple[tuple[int, int, int] | None, int | None] = (None, None)
+        self._newest: tuple[tuple[int, int, int] | None, int | None, Canary | None] = (None, None, None)
 
-    def newest_serial(self) -> int | None:
-        """The repository's newest serial, re-read only when timestamp.json changes."""
+    def _read_newest(self) -> tuple[int | None, Canary | None]:
+        """(the newest serial for everyone, the newest release's canary rollout if it has
+        one), re-read only when timestamp.json changes."""
         try:
             st = (self.repository.metadata_dir / "timestamp.json").stat()
         except OSError:
-            return None
+            return None, None
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         if self._newest[0] != stamp:
             try:
-                self._newest = (stamp, self.repository.newest_serial())
+                for_all, canary = fleet_view(self.repository)
             except RepositoryError:
-                return None
-        return self._newest[1]
+                return None, None
+            self._newest = (stamp, for_all, canary)
+        return self._newest[1], self._newest[2]
+
+    def newest_serial(self) -> int | None:
+        """The newest serial every tower should run (a release still on its canaries is not)."""
+        return self._read_newest()[0]
+
+    def canary(self) -> Canary | None:
+        return self._read_newest()[1]
 
     def fleet_state(self) -> FleetState:
-        return self.fleet.state(self.newest_serial(), thresholds=self.settings.thresholds)
+        newest, canary = self._read_newest()
+        return self.fleet.state(newest, thresholds=self.settings.thresholds, canary=canary)
+
+    def judge_rollout(self, *, now: float | None = None) -> RolloutDecision | None:
+        """Promote a canary release whose canaries stayed green for ``canary_soak`` with no
+        rule storming, or halt it (with the reason) when a canary failed on it or a rule storms.
+        Both are signed repository state (``UpdateRepository.set_rollout``)."""
+        canary = self.canary()
+        if canary is None or canary.stage != "canary":
+            return None
+        now = time.time() if now is None else now
+        decision = decide_rollout(self.fleet_state(), canary, self.fleet.rules(window_hours=1, now=now),
+                                  soak=self.settings.canary_soak, now=now)
+        if decision is not None:
+            self.repository.set_rollout(canary.serial, decision.stage, reason=decision.reason)
+            log.warning("rollout of serial %s: %s (%s)", canary.serial, decision.stage, decision.reason)
+        return decision
+
+    def start_rollout_watch(self) -> tuple[threading.Thread, threading.Event] | None:
+        if self.settings.canary_check_interval <= 0:
+            return None
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(self.settings.canary_check_interval):
+                try:
+                    self.judge_rollout()
+                except Exception as exc:           # keep watching; the log says why
+                    log.warning("rollout check failed: %s", exc)
+
+        thread = threading.Thread(target=watch, name="rollout-watch", daemon=True)
+        thread.start()
+        return thread, stop
 
     def ingest(self, data: bytes, *, tower: str, server: str, reason: str) -> IngestSummary:
         with self._ingest_lock:
@@ -407,9 +572,13 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         spool = state.start_spool_watcher()
+        rollout = state.start_rollout_watch()
         try:
             yield
         finally:
+            if rollout is not None:
+                rollout[1].set()
+                await run_in_threadpool(rollout[0].join, 30)
             if spool is not None:
                 thread, stop = spool
                 stop.set()
@@ -577,6 +746,21 @@ def make_app(workspace: Workspace, settings: ServerSettings | None = None) -> Fa
         def build() -> Response:
             events = state.fleet.events(tower=tower, server=server, limit=limit)
             return json_bytes_response(to_json_bytes(events), gzipped=gzipped)
+
+        return await run_in_threadpool(build)
+
+    @app.get("/v1/fleet/rules", tags=["fleet"], response_model=FleetRules,
+             summary="Per-rule hits from the tower scanners over time, and likely false-positive storms")
+    async def get_fleet_rules(
+        request: Request,
+        hours: Annotated[int, Query(ge=1, le=24 * 90, description="window, hours")] = 24,
+        rule: Annotated[str | None, Query(max_length=200, description="only this rule")] = None,
+    ) -> Response:
+        gzipped = accepts_gzip(request.headers.get("accept-encoding", ""))
+
+        def build() -> Response:
+            return json_bytes_response(to_json_bytes(state.fleet.rules(window_hours=hours, rule=rule)),
+                                       gzipped=gzipped)
 
         return await run_in_threadpool(build)
 

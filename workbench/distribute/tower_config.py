@@ -38,6 +38,9 @@ class TowerConfig:
     timeout_seconds: float = 30.0         # per HTTP request
     full_refresh_seconds: float = 3600.0  # a full TUF refresh at least this often
     server_url: str = ""                  # for reports; default: repository_url without /repository
+    long_poll: bool = False               # hold each no-change poll up to poll_seconds (Prefer: wait)
+    report_spread_seconds: float = 30.0   # after an update a held poll brought: report within this,
+                                          # spread, so a whole fleet does not report in one second
 
     @property
     def report_url(self) -> str:
@@ -81,7 +84,7 @@ class TowerConfig:
             p = Path(str(values[name])).expanduser()
             values[name] = (base / p) if base is not None and not p.is_absolute() else p
         for name in ("poll_seconds", "max_backoff_seconds", "reload_timeout_seconds",
-                     "timeout_seconds", "full_refresh_seconds"):
+                     "timeout_seconds", "full_refresh_seconds", "report_spread_seconds"):
             if name in values:
                 try:
                     values[name] = parse_duration(values[name]).total_seconds()
@@ -92,6 +95,8 @@ class TowerConfig:
             if not isinstance(jitter, int | float) or not 0 <= jitter < 1:
                 raise ConfigError(f"{where}: jitter must be a number from 0 to below 1")
             values["jitter"] = float(jitter)
+        if "long_poll" in values and not isinstance(values["long_poll"], bool):
+            raise ConfigError(f"{where}: long_poll must be true or false")
         if "keep_bundles" in values:
             keep = values["keep_bundles"]
             if not isinstance(keep, int) or keep < 1:

@@ -1,0 +1,85 @@
+"""``workbench rule disable ID [--emergency]``: take a rule out of service (now, with --emergency)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from workbench.cli.context import CommandError, Context, add_json_flag
+from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK
+
+
+def register(rs: argparse._SubParsersAction) -> None:
+    p = rs.add_parser("disable", help="set a rule's status to DISABLED; --emergency: release and "
+                                      "publish that alone, now")
+    p.add_argument("rule", metavar="ID", help="the rule's name")
+    p.add_argument("--emergency", action="store_true",
+                   help="a minimal signed release of the newest release without this rule "
+                        "(compile and self-tests only), committed, tagged and published")
+    p.add_argument("--message", "-m", default="", help="why (kept in the changelog and the tag)")
+    p.add_argument("--no-publish", action="store_true",
+                   help="with --emergency: make the release but do not publish it")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_disable)
+
+
+def cmd_disable(args: argparse.Namespace, ctx: Context) -> int:
+    from workbench.release.emergency import DISABLED, emergency_disable, set_rule_status
+    from workbench.release.service import ReleaseRefused
+
+    if not args.emergency:
+        path = _rule_file(ctx, args.rule)
+        try:
+            path.write_text(set_rule_status(path.read_text(encoding="utf-8"), args.rule, DISABLED),
+                            encoding="utf-8")
+        except ReleaseRefused as exc:
+            raise CommandError(exc.reason, E_INPUT) from None
+        if args.json:
+            ctx.json({"rule": args.rule, "file": str(path), "status": DISABLED})
+        else:
+            ctx.print(f"{args.rule}: status DISABLED in {path}; commit and release it "
+                      "(or use --emergency to take it off the fleet now)")
+        return E_OK
+    try:
+        outcome = emergency_disable(ctx.workspace, args.rule, message=args.message)
+    except ReleaseRefused as exc:
+        raise CommandError(exc.reason, E_CONFLICT) from None
+    published = None
+    if not args.no_publish:
+        from workbench.distribute.repository import (
+            RepositoryError,
+            UpdateRepository,
+            publish_bundle,
+        )
+
+        repo = UpdateRepository.for_workspace(ctx.workspace)
+        if repo.exists():
+            try:
+                published = publish_bundle(repo, Path(outcome.bundle_path))
+            except RepositoryError as exc:
+                raise CommandError(f"released {outcome.tag} but not published: {exc}",
+                                   E_CONFLICT) from None
+    if args.json:
+        ctx.json({"emergency": outcome, "published": published})
+        return E_OK
+    ctx.print(f"{outcome.tag}: {args.rule} disabled (was shipping in signatures-{outcome.previous_serial}); "
+              f"{outcome.rules_shipped} rules ship; skipped: {', '.join(outcome.skipped)}")
+    ctx.print(f"committed {outcome.branch_commit[:12]} ({outcome.file}, CHANGELOG.md); "
+              f"tag on {outcome.commit[:12]}")
+    if published is not None:
+        ctx.print(f"published serial {outcome.serial}: towers waiting on the repository get it now")
+    elif not args.no_publish:
+        ctx.print("no update repository in this workspace: publish it with "
+                  f"`workbench publish {outcome.serial}`")
+    return E_OK
+
+
+def _rule_file(ctx: Context, rule: str) -> Path:
+    from workbench.release.validate import load_rule_tree
+
+    rules_dir = ctx.workspace.signatures / "rules"
+    files, _problems = load_rule_tree(rules_dir)
+    for rf in files:
+        if rf.path is not None and any(r.name == rule for r in rf.rules):
+            return rf.path
+    raise CommandError(f"no rule {rule} under {rules_dir}", E_NOT_FOUND)
