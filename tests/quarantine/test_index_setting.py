@@ -55,3 +55,28 @@ def test_an_unreachable_server_is_said_plainly(tmp_path, capsys):
     code, out = _ingest(tmp_path, capsys, "--index",
                         "postgresql://nobody@/nowhere?host=/nonexistent&connect_timeout=2")
     assert code == E_REMOTE and "cannot be reached" in out
+
+
+def test_a_dropped_connection_fails_one_batch_and_the_next_reconnects(quarantine, index_backend):
+    """A PostgreSQL restart under a long-running ``serve``: the batch in flight is refused
+    (503, nothing acknowledged), the next one gets a new connection."""
+    if index_backend == "sqlite":
+        pytest.skip("PostgreSQL's connection")
+    import psycopg
+
+    from workbench.quarantine.ingest import ingest_bytes
+    from workbench.quarantine.service import QuarantineUnavailable
+
+    ingest_bytes(quarantine, make_mail(1), tower="t", server="s", reason="r", source="x")
+    pid = quarantine.index.db.info.backend_pid
+    with psycopg.connect(quarantine.index_address, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(QuarantineUnavailable):
+        ingest_bytes(quarantine, make_mail(2), tower="t", server="s", reason="r", source="x")
+    ingest_bytes(quarantine, make_mail(3), tower="t", server="s", reason="r", source="x")
+    assert quarantine.index.count("") == 2
+    # message 2 was journaled before the index refused it: fsck finds it, repair indexes it
+    report = quarantine.fsck()
+    assert len(report.unindexed_sightings) == 1
+    quarantine.fsck(repair=True)
+    assert quarantine.index.count("") == 3

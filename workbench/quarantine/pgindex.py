@@ -162,9 +162,21 @@ class PostgresIndex:
 
     def __init__(self, address: str, *, readonly: bool = False):
         self.address = address
-        self.db = psycopg.connect(address, autocommit=True, row_factory=dict_row)
+        self._db = self._connect()
         if not readonly:
             self._ensure_schema()
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        return psycopg.connect(self.address, autocommit=True, row_factory=dict_row)
+
+    @property
+    def db(self) -> psycopg.Connection[dict[str, Any]]:
+        """The connection; a new one when the server dropped the last (a restart, a
+        failover), so a long-running ``serve`` answers 503 while it is away, not forever."""
+        if self._db.broken:
+            self._db.close()
+            self._db = self._connect()
+        return self._db
 
     def __repr__(self) -> str:
         return f"PostgresIndex({self.db.info.dbname!r})"     # never the password
@@ -185,7 +197,7 @@ class PostgresIndex:
                 "DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
-        self.db.close()
+        self._db.close()
 
     def interrupt(self) -> None:
         """Cancel the statement running on this connection (a superseded UI query)."""
