@@ -19,7 +19,7 @@ import yara
 from tests.corpus.conftest import Lab, write_files
 from workbench.cli import main
 from workbench.corpus.cluster import partition
-from workbench.corpus.scanner import ScanTarget, scan_files
+from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, scan_files
 from workbench.corpus.testing import test_rules
 from workbench.document import to_data
 
@@ -107,6 +107,25 @@ def test_a_worker_killed_mid_scan_changes_nothing(tmp_path: Path, cluster: str) 
     assert remote.results == local.results and not remote.errors and not remote.timeouts
     assert sorted(remote.seconds) == sorted(local.seconds)
     assert seen == sorted(seen)
+
+
+def test_cancel_stops_a_cluster_scan_with_what_finished(tmp_path: Path, cluster: str) -> None:
+    rules = yara.compile(source=SLOW_RULE)
+    files = {f"f{i:02d}": bytes([i % 3]) * 200_000 for i in range(24)}
+    write_files(tmp_path, files)
+    targets = [ScanTarget(f"{i:064x}", tmp_path / name, len(data))
+               for i, (name, data) in enumerate(files.items())]
+    cancel = threading.Event()
+
+    def progress(p: ScanProgress) -> None:
+        if p.files_done:
+            cancel.set()
+
+    with pytest.raises(ScanCancelled) as raised:
+        scan_files(rules, targets, timeout=120, cluster=cluster, progress=progress,
+                   cancel=cancel)
+    partial = raised.value.outcome
+    assert partial is not None and 0 < len(partial.seconds) < len(targets)
 
 
 def _free_port() -> int:
