@@ -17,6 +17,7 @@ import pytest
 import yara
 
 from tests.corpus.conftest import Lab, write_files
+from tests.corpus.test_retrohunt import hunted  # noqa: F401 -- the retro-hunt fixture
 from workbench.cli import main
 from workbench.corpus.cluster import partition
 from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, scan_files
@@ -75,6 +76,18 @@ def test_the_cluster_option_of_test(lab: Lab, cluster: str, capsys: pytest.Captu
     remote = json.loads(capsys.readouterr().out)
     assert _without_timing(remote) == _without_timing(local)
     assert "WORKBENCH_CLUSTER" not in os.environ
+
+
+def test_retrohunt_on_a_cluster_equals_a_local_run(hunted, cluster: str,  # noqa: F811
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.corpus.retrohunt import retrohunt
+
+    workspace, rules, *_ = hunted
+    local = retrohunt(workspace, [rules], use_cache=False)
+    monkeypatch.setenv("WORKBENCH_CLUSTER", cluster)
+    remote = retrohunt(workspace, [rules], use_cache=False)
+    assert _without_timing(to_data(remote)) == _without_timing(to_data(local))
+    assert len(local.messages) == 3
 
 
 def test_a_worker_killed_mid_scan_changes_nothing(tmp_path: Path, cluster: str) -> None:
