@@ -26,7 +26,7 @@ def quarantine(workspace: Workspace):
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never read the developer's workspace or identity."""
-    for name in ("WORKBENCH_HOME", "WORKBENCH_SIGNATURES"):
+    for name in ("WORKBENCH_HOME", "WORKBENCH_SIGNATURES", "WORKBENCH_INDEX"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WORKBENCH_ACTOR", "tester")
     # Dissect workers come from a fork server of this test process, not the user's shared

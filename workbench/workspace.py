@@ -23,15 +23,17 @@ class Workspace:
 
     home: Path
     signatures_override: Path | None = None
+    index: str | None = None      # ``--index``: the quarantine index's address, if not the default
 
     @classmethod
     def resolve(cls, home: str | os.PathLike[str] | None = None,
-                signatures: str | os.PathLike[str] | None = None) -> Workspace:
+                signatures: str | os.PathLike[str] | None = None,
+                index: str | None = None) -> Workspace:
         """Pick the home: ``--home``, then ``$WORKBENCH_HOME``, then the current folder."""
         chosen = home or os.environ.get(HOME_ENV) or os.getcwd()
         sig = signatures or os.environ.get(SIGNATURES_ENV)
         return cls(Path(chosen).expanduser().resolve(),
-                   Path(sig).expanduser().resolve() if sig else None)
+                   Path(sig).expanduser().resolve() if sig else None, index or None)
 
     @property
     def quarantine(self) -> Path:

@@ -85,6 +85,7 @@ def test_fsck_exit_code_and_reindex(home, capsys):
     assert json.loads(out)["messages"] == 3
 
 
+@pytest.mark.sqlite_only
 def test_home_from_environment(home, capsys, monkeypatch):
     monkeypatch.setenv("WORKBENCH_HOME", str(home))
     assert main(["quarantine", "ingest", str(home / "in")]) == E_OK

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyzipper
 
-from tests.quarantine.conftest import make_mail
+from tests.quarantine.conftest import indexed_shas, make_mail
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import EXPORT_PASSWORD, Quarantine
 
@@ -60,16 +60,11 @@ def test_concurrent_ingest_and_analysts_share_one_quarantine(quarantine):
 def _indexed(root: Path) -> int:
     import sqlite3
 
-    db = root / "index.sqlite"
-    if not db.exists():
-        return 0
+    import psycopg
+
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05)
-        try:
-            return int(con.execute("SELECT count(*) FROM messages").fetchone()[0])
-        finally:
-            con.close()
-    except sqlite3.Error:
+        return len(indexed_shas(root))
+    except (sqlite3.Error, psycopg.Error):
         return 0
 
 
@@ -164,17 +159,22 @@ def test_reindex_rebuilds_everything_the_index_held(quarantine, tmp_path):
     q.close()
 
 
-def test_audit_log_is_append_only(quarantine):
+def test_audit_log_is_append_only(quarantine, index_backend):
     import sqlite3
 
+    import psycopg
     import pytest
 
     s = ingest_bytes(quarantine, make_mail(1), tower="t", server="s", reason="r", source="x")
     quarantine.set_status(s.messages[0].sha256, "triaged")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        quarantine.index.db.execute("DELETE FROM audit")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        quarantine.index.db.execute("UPDATE audit SET actor = 'mallory'")
+    refused = sqlite3.IntegrityError if index_backend == "sqlite" else psycopg.errors.RaiseException
+    attempts = ["DELETE FROM audit", "UPDATE audit SET actor = 'mallory'"]
+    if index_backend == "postgresql":
+        attempts.append("TRUNCATE audit")
+    for statement in attempts:
+        with pytest.raises(refused, match="append-only"):
+            quarantine.index.db.execute(statement)
+    assert len(quarantine.index.audit()) == 2
 
 
 def test_export_writes_an_aes_zip_with_the_fields_password(quarantine, tmp_path):

@@ -89,7 +89,7 @@ def mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_quarantine_is_private_whatever_the_umask(workspace, open_umask):
+def test_quarantine_is_private_whatever_the_umask(workspace, open_umask, index_backend):
     with Quarantine.open(workspace) as q:
         sha = ingest_bytes(q, make_mail(4), tower="t", server="s", reason="r",
                            source="x").messages[0].sha256
@@ -97,7 +97,8 @@ def test_quarantine_is_private_whatever_the_umask(workspace, open_umask):
         assert mode(obj) == 0o440
         assert mode(obj.parent) == mode(obj.parent.parent) == 0o750
         assert mode(q.root) == mode(q.store.objects) == mode(q.store.tmp) == 0o750
-        assert mode(q.root / "index.sqlite") == 0o640
+        if index_backend == "sqlite":       # PostgreSQL keeps its own files private
+            assert mode(q.root / "index.sqlite") == 0o640
         assert all(mode(p) == 0o640 for p in q.journal.files())
         assert q.fsck().loose_objects == []
 

@@ -77,18 +77,20 @@ def _plan(q, text):
     return " ".join(str(r[3]) for r in rows)
 
 
-def test_negated_status_and_defects_are_answered_by_an_index(filled):
+def test_negated_status_and_defects_are_answered_by_an_index(filled, index_backend):
     sha = filled.index.list("invoice")[0].sha256
     filled.set_status(sha, "dismissed")
     assert subjects(filled, "-status:dismissed") == ["50% off_today", "Lunch plans", "Payroll update"]
     assert subjects(filled, "-status:DISMISSED tower:t12") == ["Lunch plans"]
     assert subjects(filled, "-status:new") == ["Invoice 4471"]
     assert filled.index.count("-status:new") == 1
-    # the count walks the status index, not every message
-    assert "messages_status" in _plan(filled, "-status:new")
+    sqlite = index_backend == "sqlite"
+    # the count walks the status index, not every message (SQLite's plan; PostgreSQL's
+    # planner reads a table this small whole)
+    assert not sqlite or "messages_status" in _plan(filled, "-status:new")
     filled.index.db.execute("UPDATE messages SET defect_count = 1, defects = '[\"x\"]' "
-                            "WHERE sha256 = ?", (sha,))
+                            f"WHERE sha256 = {'?' if sqlite else '%s'}", (sha,))
     assert subjects(filled, "has:defects") == ["Invoice 4471"]
-    assert "messages_defects" in _plan(filled, "has:defects")
+    assert not sqlite or "messages_defects" in _plan(filled, "has:defects")
     # a status no triage sets is still a plain negation
     assert subjects(filled, "-status:odd") == sorted(subjects(filled, ""))

@@ -12,6 +12,9 @@ from workbench.quarantine import index as index_module
 from workbench.quarantine.index import NewMessage, QuarantineIndex, Sighting
 from workbench.quarantine.query import parse_query
 
+# SQLite's FTS5 text index; test_backends.py holds PostgreSQL to the same answers
+pytestmark = pytest.mark.sqlite_only
+
 SUBJECTS = ["Invoice 4471", "invoice reminder", "Lunch plans", "50% off_today", "Ünïcode Straße",
             'He said "hi"', "payroll update", "re: invoice", "ab", "Contract renewal 2027"]
 SENDERS = ["billing@evil.example", "anna@example.com", "hr@Example.com", "news@shop.example"]

@@ -86,6 +86,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                         help="workspace folder (default: $WORKBENCH_HOME, else the current folder)")
     parser.add_argument("--signatures", metavar="PATH",
                         help="signature repository (default: HOME/signatures, or $WORKBENCH_SIGNATURES)")
+    parser.add_argument("--index", metavar="ADDRESS",
+                        help="quarantine index: sqlite (the default) or postgresql://... "
+                             "(default: $WORKBENCH_INDEX, else quarantine/settings.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     command = named_command(argv) if argv is not None else None
     if command in COMMANDS:
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    workspace = Workspace.resolve(args.home, args.signatures)
+    workspace = Workspace.resolve(args.home, args.signatures, args.index)
     ctx = Context(workspace=workspace, out=sys.stdout, err=sys.stderr)
     handler = getattr(args, "func", None)
     if handler is None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -92,6 +94,26 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
                    help="scan everything again instead of using state/scan-cache.sqlite")
     p.add_argument("--no-index", action="store_true",
                    help="read every file instead of skipping the ones the n-gram index rules out")
+    p.add_argument("--cluster", metavar="ADDRESS", default=None,
+                   help="scan on a Dask cluster, e.g. tcp://host:8786 (default: "
+                        "$WORKBENCH_CLUSTER; none: here); workers need the store at the same path")
+
+
+@contextlib.contextmanager
+def _on_cluster(address: str | None) -> Iterator[None]:
+    """``--cluster`` for the scans this command runs (they read $WORKBENCH_CLUSTER)."""
+    if address is None:
+        yield
+        return
+    before = os.environ.get("WORKBENCH_CLUSTER")
+    os.environ["WORKBENCH_CLUSTER"] = address
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("WORKBENCH_CLUSTER", None)
+        else:
+            os.environ["WORKBENCH_CLUSTER"] = before
 
 
 # -- corpus ---------------------------------------------------------------------------
@@ -220,9 +242,10 @@ def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
         except VendorError as exc:
             raise CommandError(f"vendor source: {exc}", E_INPUT) from None
     try:
-        report = test_rules(ctx.workspace, paths, args.corpus, threads=args.threads,
-                            progress=_progress_line(ctx.err), use_cache=not args.no_cache,
-                            use_index=not args.no_index, timeout=args.timeout)
+        with _on_cluster(args.cluster):
+            report = test_rules(ctx.workspace, paths, args.corpus, threads=args.threads,
+                                progress=_progress_line(ctx.err), use_cache=not args.no_cache,
+                                use_index=not args.no_index, timeout=args.timeout)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
     except UnknownCorpus as exc:
@@ -317,10 +340,11 @@ def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
     from workbench.corpus.retrohunt import retrohunt
 
     try:
-        report = retrohunt(ctx.workspace, args.rules, threads=args.threads,
-                           progress=_progress_line(ctx.err), use_cache=not args.no_cache,
-                           use_index=not args.no_index, timeout=args.timeout, tag=args.tag,
-                           dissect_missing=not args.no_dissect)
+        with _on_cluster(args.cluster):
+            report = retrohunt(ctx.workspace, args.rules, threads=args.threads,
+                               progress=_progress_line(ctx.err), use_cache=not args.no_cache,
+                               use_index=not args.no_index, timeout=args.timeout, tag=args.tag,
+                               dissect_missing=not args.no_dissect)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
     except RulesetError as exc:

@@ -17,12 +17,25 @@ from workbench.cli.context import (
     table,
 )
 from workbench.document import dumps, to_data
-from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.exitcodes import (
+    E_CONFLICT,
+    E_FINDINGS,
+    E_INPUT,
+    E_NOT_FOUND,
+    E_OK,
+    E_REMOTE,
+    E_USAGE,
+)
 from workbench.quarantine.access import AccessError
 from workbench.quarantine.index import STATUSES, AmbiguousId, UnknownId
 from workbench.quarantine.ingest import DEFAULT_MAX_MESSAGE, IngestSummary, ingest_paths
 from workbench.quarantine.query import QueryError, parse_query
-from workbench.quarantine.service import Quarantine, QuarantineUnavailable, stamp
+from workbench.quarantine.service import (
+    IndexSettingError,
+    Quarantine,
+    QuarantineUnavailable,
+    stamp,
+)
 from workbench.quarantine.watch import DEFAULT_INTERVAL, DEFAULT_SETTLE, DrainResult, SpoolWatcher
 from workbench.terminal_text import json_for_terminal, visible
 
@@ -108,9 +121,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _open(ctx: Context) -> Quarantine:
     try:
-        return Quarantine.open(ctx.workspace)
+        q = Quarantine.open(ctx.workspace)
     except AccessError as exc:
         raise CommandError(str(exc), E_CONFLICT) from None
+    except IndexSettingError as exc:
+        raise CommandError(str(exc), E_USAGE) from None
+    if q.index_address:
+        import psycopg
+
+        try:
+            q.index   # noqa: B018 -- connect now, to say plainly when the server is not there
+        except psycopg.OperationalError as exc:
+            raise CommandError(f"the quarantine index cannot be reached: {exc}".strip(),
+                               E_REMOTE) from None
+    return q
 
 
 def _resolve(q: Quarantine, ident: str) -> str:

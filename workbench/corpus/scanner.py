@@ -188,12 +188,22 @@ def scan_files(rules: ScanRules, targets: Sequence[ScanTarget], *, threads: int 
                timeout: int = DEFAULT_TIMEOUT,
                progress: Callable[[ScanProgress], None] | None = None,
                cancel: threading.Event | None = None,
-               base: ScanProgress | None = None, context: bool = False) -> ScanOutcome:
+               base: ScanProgress | None = None, context: bool = False,
+               cluster: str | None = None) -> ScanOutcome:
     """Scan files by path on ``threads`` threads; raises :class:`ScanCancelled` on cancel.
 
     ``base`` carries counts from earlier passes so one progress bar can span several.
     With ``context``, matches carry the bytes around them (see :func:`with_context`).
+    ``cluster`` (default ``$WORKBENCH_CLUSTER``; ``""``: here) is a Dask scheduler's
+    address: the scan runs there instead, with the same outcome (corpus/cluster.py).
     """
+    if cluster is None:
+        cluster = os.environ.get("WORKBENCH_CLUSTER", "")
+    if cluster and targets:
+        from workbench.corpus.cluster import scan_on_cluster
+
+        return scan_on_cluster(cluster, rules, targets, timeout=timeout, progress=progress,
+                               cancel=cancel, base=base, context=context)
     threads = max(1, threads or default_threads())
     outcome = ScanOutcome()
     state = base or ScanProgress("scanning")

@@ -453,6 +453,15 @@ class QuarantineIndex:
             "SELECT * FROM sightings WHERE sha256 = ? ORDER BY seen_at", (sha256,)).fetchall()
         return [Sighting(**dict(r)) for r in rows]
 
+    def sighting_rows(self) -> builtins.list[sqlite3.Row]:
+        """Every sighting, for fsck's comparison with the journal."""
+        return self.db.execute("SELECT id, sha256, tower, server, reason, seen_at, source "
+                               "FROM sightings").fetchall()
+
+    def has_sighting(self, sighting_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sightings WHERE id = ?",
+                               (sighting_id,)).fetchone() is not None
+
     def audit(self, sha256: str | None = None, *, limit: int = 1000) -> builtins.list[AuditEntry]:
         if sha256:
             rows = self.db.execute("SELECT * FROM audit WHERE sha256 = ? ORDER BY id LIMIT ?",

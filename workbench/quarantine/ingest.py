@@ -304,9 +304,7 @@ class Ingester:
         return summary
 
     def _sighting_known(self, sighting_id: str) -> bool:
-        row = self.q.index.db.execute("SELECT 1 FROM sightings WHERE id = ?",
-                                      (sighting_id,)).fetchone()
-        return row is not None
+        return self.q.index.has_sighting(sighting_id)
 
     def _accept(self, item: IngestItem, messages: dict[str, NewMessage], sightings: list[Sighting],
                 events: list[dict[str, object]], summary: IngestSummary) -> FailedInput | None:

@@ -8,11 +8,13 @@ import errno
 import json
 import os
 import sqlite3
+import sys
 import tempfile
+import tomllib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench.document import to_data, utcnow
 from workbench.durable import LockBusy, atomic_output, crash_point, file_lock
@@ -30,7 +32,34 @@ from workbench.quarantine.journal import Journal, TornLine
 from workbench.quarantine.store import ObjectNotFound, ObjectStore
 from workbench.workspace import Workspace, current_actor
 
+if TYPE_CHECKING:
+    from workbench.quarantine.pgindex import PostgresIndex
+
 INDEX_NAME = "index.sqlite"
+SETTINGS_NAME = "settings.toml"      # quarantine/settings.toml: index = "postgresql://..."
+INDEX_ENV = "WORKBENCH_INDEX"        # the index address for this process (``--index``)
+
+
+class IndexSettingError(ValueError):
+    """The index address in the settings or ``--index`` is not one the workbench knows."""
+
+
+def index_address(root: Path, explicit: str | None = None) -> str:
+    """Where the quarantine's index lives: ``""`` for the SQLite file in ``root`` (the
+    default), or a ``postgresql://`` address. Asked in order: ``explicit`` (``--index``),
+    ``$WORKBENCH_INDEX``, ``index`` in ``quarantine/settings.toml``."""
+    address = explicit or os.environ.get(INDEX_ENV, "")
+    settings = Path(root) / SETTINGS_NAME
+    if not address and settings.exists():
+        try:
+            address = str(tomllib.loads(settings.read_text("utf-8")).get("index", ""))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise IndexSettingError(f"{settings}: {exc}") from None
+    address = address.strip()
+    if address in ("", "sqlite") or address.startswith(("postgresql://", "postgres://")):
+        return "" if address == "sqlite" else address
+    raise IndexSettingError(f"index {address!r}: give sqlite (the default) or a "
+                            f"postgresql://user@host/database address")
 EXPORT_PASSWORD = b"infected"
 
 
@@ -78,6 +107,13 @@ def storage_errors() -> Iterator[None]:
             raise QuarantineUnavailable(f"the quarantine index cannot be written: {exc}",
                                         full="full" in text) from exc
         raise
+    except Exception as exc:
+        psycopg = sys.modules.get("psycopg")     # loaded only when the index is PostgreSQL
+        if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+            full = isinstance(exc, psycopg.errors.DiskFull)
+            raise QuarantineUnavailable(f"the quarantine index cannot be written: {exc}",
+                                        full=full) from exc
+        raise
 
 
 @dataclass
@@ -122,22 +158,26 @@ SCRATCH_PREFIX = ".index-rebuild-"
 class Quarantine:
     """``quarantine/``: objects, index, journal, the incoming spool and failed inputs."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, index: str | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.index_address = index_address(self.root, index)
         self.access = Access.load(self.root)
         self.store = ObjectStore(self.root, self.access).ensure()
         self.journal = Journal(self.root / "journal", mode=self.access.file_mode)
         self.incoming = self.root / "incoming"
         self.failed_dir = self.root / "failed"
-        self._index: QuarantineIndex | None = None
+        self._index: QuarantineIndex | PostgresIndex | None = None
 
     @classmethod
     def open(cls, workspace: Workspace) -> Quarantine:
-        return cls(workspace.ensure().quarantine)
+        return cls(workspace.ensure().quarantine, index=workspace.index)
 
     @property
-    def index(self) -> QuarantineIndex:
+    def index(self) -> QuarantineIndex | PostgresIndex:
+        if self._index is None and self.index_address:
+            from workbench.quarantine.pgindex import PostgresIndex
+            self._index = PostgresIndex(self.index_address)
         if self._index is None:
             fresh = not (self.root / INDEX_NAME).exists()
             self._index = QuarantineIndex(self.root / INDEX_NAME)
@@ -239,8 +279,7 @@ class Quarantine:
         object modes)."""
         report = FsckReport()
         with self.exclusive():       # one consistent view of the index and the journal
-            indexed_rows = self.index.db.execute(
-                "SELECT id, sha256, tower, server, reason, seen_at, source FROM sightings").fetchall()
+            indexed_rows = self.index.sighting_rows()
             indexed = self.index.all_shas()
             events = list(self.journal.events())
             report.torn_journal_lines = self.journal.torn()
@@ -270,7 +309,7 @@ class Quarantine:
             self._repair(report, unjournaled)
         return report
 
-    def _repair(self, report: FsckReport, unjournaled: list[sqlite3.Row]) -> None:
+    def _repair(self, report: FsckReport, unjournaled: list[Any]) -> None:
         if report.torn_journal_lines:
             taken = self.journal.repair()
             report.repaired.append(f"took {taken} torn line(s) out of the journal "
@@ -386,6 +425,10 @@ class Quarantine:
                  report: ReindexReport) -> None:
         """Replace the live index's rows by the rebuilt ones, in one transaction."""
         live = self.index
+        if not isinstance(live, QuarantineIndex):
+            live.replace_from(scratch, actors, json.dumps(to_data(report)), at=stamp(),
+                              actor=current_actor())
+            return
         db = live.db
         db.execute("ATTACH DATABASE ? AS rebuilt", (str(scratch),))
         try:
