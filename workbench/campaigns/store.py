@@ -200,9 +200,10 @@ class CampaignStore:
         row = self.db.execute("SELECT campaign FROM members WHERE message = ?", (message,)).fetchone()
         own: str | None = row[0] if row else None
         wanted = list(dict.fromkeys(f for f in features if f.kind in KINDS))
-        have = {Feature(r[0], r[1]) for r in
-                self.db.execute("SELECT kind, value FROM features WHERE message = ?", (message,))} \
-            if own else set()
+        # In (kind, value) order, so which value a link names does not depend on set order.
+        have = dict.fromkeys(Feature(r[0], r[1]) for r in self.db.execute(
+            "SELECT kind, value FROM features WHERE message = ? ORDER BY kind, value", (message,))) \
+            if own else {}
         fresh = [f for f in wanted if f not in have]
         if own is not None and not fresh:
             return Joined(message, own, 0.0)
@@ -248,7 +249,7 @@ class CampaignStore:
                         other = self.db.execute(   # a member of that campaign that has it
                             "SELECT f.message FROM features f JOIN members m ON m.message = f.message "
                             "WHERE f.kind = ? AND f.value = ? AND m.campaign = ? AND f.message != ? "
-                            "LIMIT 1", (feature.kind, value, campaign, exclude)).fetchone()
+                            "ORDER BY f.message LIMIT 1", (feature.kind, value, campaign, exclude)).fetchone()
                         if other is None:
                             continue
                         best[campaign][feature.kind] = Link(feature.kind, value, other[0], kind.weight)
