@@ -12,7 +12,11 @@ and relays. Then measures, on a copy of that store:
 3. peer: the all-pairs definition (workbench/campaigns/reference.py) deciding the same new
    messages against the same N messages, for a few messages (it is O(N) each).
 
-Run: python bench/campaigns.py [--messages 1000000]
+4. rebuild (--rebuild): the whole store from the same messages, one at a time through
+   ``CampaignStore.observe`` (the old ``campaigns rebuild``) against ``MemoryStore`` and one
+   bulk write (the new one), and whether the two stores are the same, table by table.
+
+Run: python bench/campaigns.py [--messages 1000000] [--rebuild [--no-slow]]
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import argparse
 import os
 import random
 import shutil
+import sqlite3
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from workbench.campaigns.bulk import MemoryStore
 from workbench.campaigns.features import Feature
 from workbench.campaigns.reference import AllPairs
 from workbench.campaigns.service import _summary
@@ -89,14 +95,81 @@ def build(path: Path, messages: int) -> None:
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def build_bulk(path: Path, messages: int) -> float:
+    """The same messages through ``MemoryStore`` (what ``campaigns rebuild`` now does): seconds."""
+    started = time.perf_counter()
+    rng = random.Random(1)
+    waves = make_waves(rng)
+    memory = MemoryStore()
+    for n in range(messages):
+        seen = f"2026-11-{1 + n * 28 // messages:02d}T{n % 24:02d}:00:00Z"
+        memory.observe(Arrival(f"{n:064x}", f"t{n % 40}", f"mx{n % 20}", seen), message_features(rng, n, waves))
+        if n and n % 200_000 == 0:
+            print(f"  in memory: {n:,} of {messages:,} ({time.perf_counter() - started:.0f} s)", flush=True)
+    decided = time.perf_counter() - started
+    memory.write(path)
+    print(f"  decided in memory in {decided:.0f} s, written in {time.perf_counter() - started - decided:.0f} s")
+    return time.perf_counter() - started
+
+
+def differences(a: Path, b: Path) -> dict[str, int]:
+    """Rows of each table that differ between two stores (0 everywhere: the same campaigns)."""
+    db = sqlite3.connect(f"file:{a}?mode=ro", uri=True)
+    db.execute("ATTACH ? AS b", (f"file:{b}?mode=ro",))
+    out = {}
+    for table, cols in (("members", "message, campaign, tower, server, seen, score, why"),
+                        ("campaigns", "id, size, first_seen, last_seen"), ("spread", "kind, value, campaign, n"),
+                        ("features", "kind, value, message"), ("fuzzy", "key, kind, value"),
+                        ("reach", "campaign, tower, server, n"), ("hours", "campaign, hour, n"),
+                        ("links", "campaign, kind, n"), ("aliases", "old, new")):
+        out[table] = sum(db.execute(f"SELECT count(*) FROM (SELECT {cols} FROM {x} EXCEPT SELECT {cols} FROM {y})"
+                                    ).fetchone()[0] for x, y in ((f"main.{table}", f"b.{table}"),
+                                                                  (f"b.{table}", f"main.{table}")))
+    db.close()
+    return out
+
+
+def rebuild_bench(cache: Path, messages: int, *, slow: bool) -> None:
+    """Rebuild time: one message at a time through the store (before) against the bulk path."""
+    work = Path(tempfile.mkdtemp(prefix="bench-campaigns-rebuild-"))
+    try:
+        print(f"rebuild of {messages:,} messages; load average {os.getloadavg()[0]:.1f}")
+        bulk = build_bulk(work / "bulk.sqlite", messages)
+        print(f"bulk (MemoryStore + write): {bulk:.1f} s ({messages / bulk:,.0f} messages/s)")
+        if slow:
+            t = time.perf_counter()
+            build(work / "one.sqlite", messages)
+            one = time.perf_counter() - t
+            print(f"one at a time (CampaignStore.observe): {one:.1f} s ({messages / one:,.0f} messages/s)")
+            print(f"ratio: the bulk rebuild is {one / bulk:.1f}x faster")
+            reference = work / "one.sqlite"
+        else:
+            reference = cache / f"campaigns-{messages}.sqlite"
+            print(f"(one at a time not run: comparing with the cached store built that way, {reference})")
+        if reference.exists():
+            diff = differences(work / "bulk.sqlite", reference)
+            print("rows that differ from the one-at-a-time store:", diff,
+                  "-> the same campaigns" if not any(diff.values()) else "-> NOT THE SAME")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--peer", type=int, default=3, help="new messages the all-pairs peer decides")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="time a rebuild of --messages: bulk, and one at a time unless --no-slow")
+    parser.add_argument("--no-slow", action="store_true",
+                        help="with --rebuild: compare with the cached store instead of building one at a time")
     args = parser.parse_args()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "workbench-bench"
     cache.mkdir(parents=True, exist_ok=True)
+    if args.rebuild:
+        rebuild_bench(cache, args.messages, slow=not args.no_slow)
+        return
     built = cache / f"campaigns-{args.messages}.sqlite"
     if not built.exists():
         print(f"building a store of {args.messages:,} messages (once; cached at {built})")

@@ -126,25 +126,33 @@ class MemoryStore:
     def _score(self, features: list[Feature], own: str | None
                ) -> tuple[dict[str, float], dict[str, list[Link]]]:
         best: dict[str, dict[str, Link]] = defaultdict(dict)
+        touched: dict[str, tuple[int, str]] = {}       # campaign -> (first probe that found it, id)
         common = max(COMMON_MIN, COMMON_SHARE * len(self.members))
+        probe = 0
         for feature in features:
             kind = KINDS[feature.kind]
             values = [feature.value]
             if feature.kind in ("ssdeep", "tlsh"):
                 values += self._near(feature)
             for value in values:
+                probe += 1
                 spread = self.spread.get((feature.kind, value))
                 if not spread:
                     continue
                 if kind.weak and self.held[(feature.kind, value)] > common:
                     continue
-                for campaign, (_n, first) in sorted(spread.items()):     # the store's key order
+                for campaign, (_n, first) in spread.items():
                     # The store names the smallest other member holding the value; in its own
                     # campaign that may be the message itself, but that campaign never links.
-                    if campaign != own and feature.kind not in best[campaign]:
+                    if campaign == own:
+                        continue
+                    touched.setdefault(campaign, (probe, campaign))
+                    if feature.kind not in best[campaign]:
                         best[campaign][feature.kind] = Link(feature.kind, value, first, kind.weight)
-        scores = {c: round(sum(link.weight for link in kinds.values()), 3) for c, kinds in best.items()}
-        return scores, {c: list(kinds.values()) for c, kinds in best.items()}
+        # The store meets campaigns probe by probe, each probe's in id order: so do the results.
+        order = sorted(best, key=touched.__getitem__)
+        scores = {c: round(sum(link.weight for link in best[c].values()), 3) for c in order}
+        return scores, {c: list(best[c].values()) for c in order}
 
     def _near(self, feature: Feature) -> list[str]:
         """As the store's query: keys in order, each key's values in order, the first
