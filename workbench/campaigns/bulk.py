@@ -55,7 +55,7 @@ class _Member:
 
 class MemoryStore:
     """The parts of ``CampaignStore`` the feeds use (``known``, ``observe``, ``transaction``,
-    the marks), kept in memory."""
+    ``checkpoint``, the marks), kept in memory."""
 
     def __init__(self) -> None:
         self.members: dict[str, _Member] = {}
@@ -79,6 +79,9 @@ class MemoryStore:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         yield
+
+    def checkpoint(self) -> None:
+        pass
 
     def get_meta(self, key: str, default: str = "") -> str:
         return self.meta.get(key, default)

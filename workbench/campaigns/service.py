@@ -178,6 +178,7 @@ def _follow_index(store: Observer, q: Quarantine, report: CatchUpReport,
                     raw = b""         # fsck reports a missing object; the message still joins by nothing
                 report.count(store.observe(_arrival(row), arrival_features(raw)), dissected=False)
             store.set_meta("index_mark", f"{mark}:{rows[-1][1].sha256}")
+        store.checkpoint()        # after the commit: the batch's messages have joined already
         if progress:
             progress(report.messages + report.dissections)
 
@@ -209,6 +210,7 @@ def _follow_dissections(workspace: Workspace, store: Observer, q: Quarantine, re
                         continue      # dissected but not (or no longer) in the quarantine
                     report.count(store.observe(arrival, features_from_cache(cache, sha)), dissected=True)
                 store.set_meta("dissect_mark", f"{mark}:")
+            store.checkpoint()
             if progress:
                 progress(report.messages + report.dissections)
 

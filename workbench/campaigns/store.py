@@ -150,6 +150,10 @@ class CampaignStore:
                                       check_same_thread=False)
             retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
             self.db.execute("PRAGMA synchronous=NORMAL")
+            # Not whichever commit crosses 1,000 pages of WAL: that commit would copy them into a
+            # multi-GiB file and sync it before returning (seconds, after a copy or a rebuild).
+            # The feeds call checkpoint() after each batch, once the batch is committed.
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
             retry_busy(lambda: self.db.executescript(_SCHEMA))
             self._set_meta_default("schema_version", str(SCHEMA_VERSION))
         self.db.row_factory = sqlite3.Row
@@ -172,6 +176,10 @@ class CampaignStore:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database as far as readers allow (PASSIVE: never waits)."""
+        retry_busy(lambda: self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
 
     # -- meta --------------------------------------------------------------------------------
 
