@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS members (
     seen TEXT NOT NULL,
     score REAL NOT NULL DEFAULT 0,
     why TEXT NOT NULL DEFAULT '[]'
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS members_campaign ON members(campaign, seen);
 CREATE TABLE IF NOT EXISTS features (
     kind TEXT NOT NULL, value TEXT NOT NULL, message TEXT NOT NULL,
@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS campaigns (
     first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL,
     updated_at TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS campaigns_live ON campaigns(last_seen) WHERE size > 1;
 CREATE TABLE IF NOT EXISTS reach (
     campaign TEXT NOT NULL, tower TEXT NOT NULL, server TEXT NOT NULL, n INTEGER NOT NULL,
