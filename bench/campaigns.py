@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -138,7 +139,9 @@ def rebuild_bench(cache: Path, messages: int, *, slow: bool) -> None:
     try:
         print(f"rebuild of {messages:,} messages; load average {os.getloadavg()[0]:.1f}")
         bulk = build_bulk(work / "bulk.sqlite", messages)
-        print(f"bulk (MemoryStore + write): {bulk:.1f} s ({messages / bulk:,.0f} messages/s)")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+        print(f"bulk (MemoryStore + write): {bulk:.1f} s ({messages / bulk:,.0f} messages/s), "
+              f"peak memory {peak:,.0f} MiB")
         if slow:
             t = time.perf_counter()
             build(work / "one.sqlite", messages)
