@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS members (
     seen TEXT NOT NULL,
     score REAL NOT NULL DEFAULT 0,
     why TEXT NOT NULL DEFAULT '[]'
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS members_campaign ON members(campaign, seen);
 CREATE TABLE IF NOT EXISTS features (
     kind TEXT NOT NULL, value TEXT NOT NULL, message TEXT NOT NULL,
@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS campaigns (
     first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL,
     updated_at TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS campaigns_live ON campaigns(last_seen) WHERE size > 1;
 CREATE TABLE IF NOT EXISTS reach (
     campaign TEXT NOT NULL, tower TEXT NOT NULL, server TEXT NOT NULL, n INTEGER NOT NULL,
@@ -150,6 +150,10 @@ class CampaignStore:
                                       check_same_thread=False)
             retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
             self.db.execute("PRAGMA synchronous=NORMAL")
+            # Not whichever commit crosses 1,000 pages of WAL: that commit would copy them into a
+            # multi-GiB file and sync it before returning (seconds, after a copy or a rebuild).
+            # The feeds call checkpoint() after each batch, once the batch is committed.
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
             retry_busy(lambda: self.db.executescript(_SCHEMA))
             self._set_meta_default("schema_version", str(SCHEMA_VERSION))
         self.db.row_factory = sqlite3.Row
@@ -172,6 +176,10 @@ class CampaignStore:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database as far as readers allow (PASSIVE: never waits)."""
+        retry_busy(lambda: self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
 
     # -- meta --------------------------------------------------------------------------------
 
@@ -200,9 +208,10 @@ class CampaignStore:
         row = self.db.execute("SELECT campaign FROM members WHERE message = ?", (message,)).fetchone()
         own: str | None = row[0] if row else None
         wanted = list(dict.fromkeys(f for f in features if f.kind in KINDS))
-        have = {Feature(r[0], r[1]) for r in
-                self.db.execute("SELECT kind, value FROM features WHERE message = ?", (message,))} \
-            if own else set()
+        # In (kind, value) order, so which value a link names does not depend on set order.
+        have = dict.fromkeys(Feature(r[0], r[1]) for r in self.db.execute(
+            "SELECT kind, value FROM features WHERE message = ? ORDER BY kind, value", (message,))) \
+            if own else {}
         fresh = [f for f in wanted if f not in have]
         if own is not None and not fresh:
             return Joined(message, own, 0.0)
@@ -248,7 +257,7 @@ class CampaignStore:
                         other = self.db.execute(   # a member of that campaign that has it
                             "SELECT f.message FROM features f JOIN members m ON m.message = f.message "
                             "WHERE f.kind = ? AND f.value = ? AND m.campaign = ? AND f.message != ? "
-                            "LIMIT 1", (feature.kind, value, campaign, exclude)).fetchone()
+                            "ORDER BY f.message LIMIT 1", (feature.kind, value, campaign, exclude)).fetchone()
                         if other is None:
                             continue
                         best[campaign][feature.kind] = Link(feature.kind, value, other[0], kind.weight)
