@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.dissect.formats.text import defang, html_to_text
-from workbench.dissect.render import human_size
+from workbench.dissect.render import human_size, report_facts
 from workbench.tui.safety import visible
 
 _R = TypeVar("_R")
@@ -344,6 +344,18 @@ def _looks_vba(name: str, value: str) -> bool:
         re.search(r"^\s*(Sub|Function|Attribute VB_)", value, re.M | re.I))
 
 
+def facts_text(report: object) -> list[Text]:
+    """The report's key facts (the ones ``workbench dissect`` prints beneath the artifact),
+    first, so the CLI and the UI lead with the same lines; the fields follow in full."""
+    facts = report_facts(report)
+    if not facts:
+        return []
+    out = Text()
+    for fact in facts:
+        out.append(f"• {visible(fact)}\n")
+    return [Text("key facts", style="bold underline"), out]
+
+
 def report_renderable(report: Any, *, title: str = "") -> RenderableType:
     """Any dissector's report dataclass as tables and text, field by field."""
     if report is None:
@@ -353,6 +365,7 @@ def report_renderable(report: Any, *, title: str = "") -> RenderableType:
     parts: list[RenderableType] = []
     if title:
         parts.append(Text(title, style="bold"))
+    parts.extend(facts_text(report))
     scalars = Table.grid(padding=(0, 2))
     scalars.add_column(style="bold")
     scalars.add_column()
