@@ -13,7 +13,7 @@ import yara
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from tests.corpus.conftest import (
+from tests.support.corpus_lab import (
     CLEAN_NOISY,
     DROPPER,
     LOADER,

@@ -16,10 +16,9 @@ import yara
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.corpus.conftest import (
+from tests.support.corpus_lab import (
     CLEAN_NOISY,
     DROPPER,
-    EICAR,
     LOADER,
     FakeArtifact,
     Lab,
@@ -32,6 +31,7 @@ from workbench.corpus.registry import CorpusRegistry
 from workbench.corpus.testing import RuleResult, TestReport, test_rules
 from workbench.document import to_data
 from workbench.quarantine.store import ObjectStore
+from workbench.samples.mail import EICAR
 from workbench.workspace import Workspace
 
 

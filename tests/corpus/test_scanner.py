@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yara
 
-from tests.corpus.conftest import Lab, write_files
+from tests.support.corpus_lab import Lab, write_files
 from workbench.corpus.cache import CACHE_NAME, ScanCache
 from workbench.corpus.registry import CorpusRegistry
 from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, scan_files

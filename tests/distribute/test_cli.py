@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.distribute.bundles import prepared
-from tests.distribute.conftest import LiveServer, free_port
+from tests.support.bundles import prepared
+from tests.support.live_server import LiveServer, free_port
 from workbench.cli import main
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.tokens import TokenStore

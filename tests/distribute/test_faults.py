@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.distribute.conftest import LiveServer
 from tests.support.disks import fill, small_tmpfs
+from tests.support.live_server import LiveServer
 from workbench.distribute.agent import TowerAgent, load_current
 from workbench.distribute.crashpoints import CRASH_ENV, DISK_FULL_ENV
 from workbench.distribute.fleet import FleetStore, ServerRecord

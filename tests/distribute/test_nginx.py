@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.distribute.conftest import LiveServer, free_port
+from tests.support.live_server import LiveServer, free_port
 from workbench.distribute.agent import TowerAgent
 from workbench.distribute.nginx import nginx_server_block
 from workbench.distribute.repository import UpdateRepository, publish_bundle

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.distribute.conftest import LiveServer
+from tests.support.live_server import LiveServer
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.server import ServerSettings
 from workbench.distribute.tokens import TokenStore

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyzipper
 
-from tests.quarantine.conftest import make_mail
+from tests.support.quarantine_mail import make_mail
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import EXPORT_PASSWORD, Quarantine
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.quarantine.conftest import make_mail
 from tests.support.processes import Serve, upload, workbench
+from tests.support.quarantine_mail import make_mail
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tokens import TokenStore

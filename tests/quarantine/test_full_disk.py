@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.quarantine.conftest import make_mail
 from tests.support.disks import fill, small_tmpfs
 from tests.support.processes import Serve, upload, workbench
+from tests.support.quarantine_mail import make_mail
 from workbench.cli import main
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.distribute.conftest import LiveServer
+from tests.support.live_server import LiveServer
 from workbench.cli import main
 from workbench.distribute.server import ServerSettings
 from workbench.exitcodes import E_CONFLICT, E_OK

@@ -8,11 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.signatures import (
+    HOUSE,
+    SigRepo,
+    house_rule,
+    refresh_fingerprint,
+    set_meta,
+    sha256,
+)
 from workbench.cli import main
 from workbench.exitcodes import E_FINDINGS, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.release.validate import validate
-
-from .conftest import HOUSE, SigRepo, house_rule, refresh_fingerprint, set_meta, sha256
 
 EICAR_SHA = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
 

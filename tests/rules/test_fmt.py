@@ -10,7 +10,7 @@ import yara
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.rules.conftest import house_rule
+from tests.support.lint_rules import house_rule
 from workbench.rules.fmt import FormatError, format_paths, format_text, update_meta
 from workbench.rules.lint import lint_text
 from workbench.rules.parse import parse_text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from tests.tui.conftest import settle
+from tests.support.pilot import settle
 from workbench.tui.app import make_app
 from workbench.tui.commands import WorkbenchCommands
 from workbench.tui.screens.editor import EditorScreen

@@ -19,8 +19,8 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, Tree
 
-from tests.tui.conftest import linted, settle, static_text, until
-from tests.tui.loop import Loop, running_loop
+from tests.support.pilot import linted, settle, static_text, until
+from tests.support.tui_loop import Loop, running_loop
 from workbench.distribute.fleet import Health
 from workbench.release.store import ReleaseStore
 from workbench.tui.app import WorkbenchApp, make_app

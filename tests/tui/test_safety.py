@@ -9,7 +9,7 @@ from rich.style import Style
 from textual.color import Color
 from textual.strip import Strip
 
-from tests.tui.conftest import settle
+from tests.support.pilot import settle
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import Quarantine
 from workbench.samples.mail import Attachment, Mail

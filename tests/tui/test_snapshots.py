@@ -9,10 +9,8 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui.conftest import linted, settle, until
-from tests.tui.screens.test_artifact import open_artifact
-from tests.tui.screens.test_editor import CLEAN
-from tests.tui.screens.test_message import sha_of
+from tests.support.pilot import linted, open_artifact, settle, sha_of, until
+from tests.support.ui_samples import CLEAN
 from workbench.rules.parse import parse_text
 from workbench.tui.app import make_app
 from workbench.tui.screens.editor import EditorScreen
@@ -169,7 +167,7 @@ def test_test_screen(snap_compare: Snap, corpora_workspace: Workspace) -> None:
 
 
 def test_release_screen(snap_compare: Snap, sig_workspace: Workspace) -> None:
-    from tests.release.conftest import set_meta
+    from tests.support.signatures import set_meta
 
     gtube = sig_workspace.signatures / "rules" / "spam" / "gtube.yar"
     set_meta(gtube, "SPAM_GTUBE_TestString", "status", "NOISY")
@@ -187,8 +185,7 @@ def test_release_screen(snap_compare: Snap, sig_workspace: Workspace) -> None:
 
 
 def test_fleet_screen(snap_compare: Snap, ui_workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.tui.fleet_data import fleet_state
-    from tests.tui.screens.test_fleet import FakeSource
+    from tests.support.fleet import FakeSource, fleet_state
     from workbench.distribute.fleet import Health
     from workbench.tui.widgets.fleet_board import FleetBoard
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from textual.widgets import DataTable, Static
 
 from tests.support.campaign_lab import build_wave_lab
-from tests.tui.conftest import settle, static_text, until
+from tests.support.pilot import settle, static_text, until
 from workbench.quarantine.service import Quarantine
 from workbench.tui.app import make_app
 from workbench.tui.screens.campaigns import CampaignsScreen

@@ -6,7 +6,8 @@ import datetime as dt
 
 from textual.widgets import Input, Static
 
-from tests.tui.conftest import MESSAGES, settle
+from tests.support.pilot import settle
+from tests.support.ui_samples import MESSAGES
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import Quarantine
 from workbench.tui.app import make_app

@@ -7,8 +7,8 @@ import shutil
 import git
 from textual.widgets import Input, Static, TabbedContent
 
-from tests.release.conftest import set_meta
-from tests.tui.conftest import settle, static_text, until
+from tests.support.pilot import settle, static_text, until
+from tests.support.signatures import set_meta
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
 from workbench.release.bundle import open_bundle

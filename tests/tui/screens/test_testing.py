@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, SelectionList, Static, TabbedContent
 
-from tests.tui.conftest import ABSENT, QUOTED, RULE, SLOW_RULE, settle, static_text, until
+from tests.support.pilot import settle, static_text, until
+from tests.support.ui_samples import ABSENT, QUOTED, RULE, SLOW_RULE
 from workbench.corpus.registry import CorpusRegistry
 from workbench.quarantine.service import Quarantine
 from workbench.tui.app import WorkbenchApp, make_app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import App, ComposeResult
 
-from tests.tui.fleet_data import NOW, fleet_state, record
+from tests.support.fleet import NOW, fleet_state, record
 from workbench.distribute.fleet import Health, summarize
 from workbench.tui.widgets.fleet_board import GLYPHS, BoardLine, FleetBoard, layout
 
