@@ -16,9 +16,10 @@ from workbench.release.service import make_release
 from workbench.release.store import ReleaseStore
 from workbench.tui.app import WorkbenchApp, make_app
 from workbench.tui.changes import commit_signatures
+from workbench.tui.release_rows import diff_text
 from workbench.tui.screens.editor import EditorScreen
 from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
-from workbench.tui.screens.release import ReleaseScreen, diff_text
+from workbench.tui.screens.release import ReleaseScreen
 from workbench.tui.widgets.list_table import ListTable
 from workbench.tui.widgets.yara_editor import YaraEditor
 from workbench.workspace import Workspace

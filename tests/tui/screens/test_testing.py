@@ -17,7 +17,8 @@ from workbench.tui.app import WorkbenchApp, make_app
 from workbench.tui.screens.artifact import ArtifactScreen
 from workbench.tui.screens.modals import PromptScreen
 from workbench.tui.screens.quarantine import QuarantineScreen
-from workbench.tui.screens.testing import RuleTestScreen, Scope, default_tag, preview
+from workbench.tui.screens.testing import RuleTestScreen, Scope, default_tag
+from workbench.tui.testing_rows import preview
 from workbench.tui.widgets.hex_view import HexView
 from workbench.tui.widgets.list_table import ListTable
 from workbench.tui.widgets.yara_editor import YaraEditor
