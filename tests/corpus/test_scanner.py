@@ -16,6 +16,8 @@ from workbench.corpus.registry import CorpusRegistry
 from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, scan_files
 from workbench.corpus.testing import test_rules
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 # About 0.3 s per 200 KB file: a loop libyara cannot shortcut.
 SLOW_RULE = ("rule SLOW_Loop { condition: for all i in (0..filesize-1) : "
              "(for all j in (0..50) : (uint8(i) != j + 300)) }\n")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import resource
 
+import pytest
+
 from workbench.dissect.engine import dissect_bytes
 from workbench.dissect.model import LIMIT_HIT, OK, PARSER_ERROR, PARTIAL, Limits
 from workbench.dissect.worker import WorkerPool
 from workbench.samples import hostile
 from workbench.samples.mail import EICAR
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 def test_zip_bomb_rejected_fast_without_expanding(pool: WorkerPool, zip_bomb_100mib: bytes) -> None:

@@ -9,6 +9,8 @@ import pytest
 from workbench.dissect.model import Limits, MiB
 from workbench.dissect.worker import WorkerFailed, WorkerPool, WorkerTimeout, run_steps, run_task
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 
 def test_wall_clock_timeout_kills_the_worker_and_the_pool_recovers(pool: WorkerPool) -> None:
     before = pool.restarts

@@ -27,6 +27,8 @@ from workbench.distribute.tower_config import TowerConfig
 from workbench.samples.mail import EICAR
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 
 def scanning_with(config: TowerConfig, serial: int) -> None:
     """The install's current rules load, pass their self-tests and still catch EICAR."""

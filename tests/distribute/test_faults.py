@@ -33,6 +33,8 @@ from workbench.exitcodes import E_FINDINGS, E_LOCAL, E_OK
 from workbench.samples.mail import EICAR
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 WORKBENCH = Path(sys.executable).with_name("workbench")       # the installed entry point
 KILLED = -9
 

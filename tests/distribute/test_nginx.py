@@ -19,6 +19,8 @@ from workbench.distribute.nginx import nginx_server_block
 from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.tower_config import TowerConfig
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 

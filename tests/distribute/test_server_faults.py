@@ -27,6 +27,8 @@ from workbench.distribute.server import ServerSettings
 from workbench.distribute.tokens import TokenStore
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 HOLD_LOCK = """
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], isolation_level=None)

@@ -26,6 +26,8 @@ from workbench.distribute.tokens import TokenStore
 from workbench.quarantine.service import Quarantine
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 
 def indexed_shas(root: Path) -> set[str]:
     con = sqlite3.connect(f"file:{root / 'index.sqlite'}?mode=ro", uri=True, timeout=30)

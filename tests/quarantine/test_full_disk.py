@@ -32,6 +32,8 @@ from workbench.quarantine.journal import TORN_NAME
 from workbench.quarantine.service import Quarantine, QuarantineUnavailable
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 
 @pytest.fixture
 def home_cli(workspace, capsys):

@@ -15,6 +15,8 @@ from tests.support.signatures import SigRepo, change_gtube
 from workbench.release.service import make_release
 from workbench.release.store import PENDING_NAME, ReleaseStore
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 
 

@@ -22,6 +22,8 @@ from workbench.release.validate import validate
 from workbench.rules.parse import parse_file
 from workbench.rules.vendor import VendorError, VendorSet
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 MIT = """MIT License
 
 Copyright (c) 2024 Example Threat Research

@@ -27,6 +27,8 @@ from workbench.release.service import ReleaseRefused, make_release, revert_relea
 from workbench.release.store import ReleaseStore
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 
 def run_cli(sig: SigRepo, *args: str) -> int:
     return main(["--home", str(sig.workspace.home), "--signatures", str(sig.root), *args])

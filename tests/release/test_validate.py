@@ -20,6 +20,8 @@ from workbench.cli import main
 from workbench.exitcodes import E_FINDINGS, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.release.validate import validate
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 EICAR_SHA = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
 
 

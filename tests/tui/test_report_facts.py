@@ -18,6 +18,8 @@ from workbench.samples.office import AUTOOPEN_SHELL_MACRO, build_tnef, build_vba
 from workbench.samples.pe import build_pe
 from workbench.tui.render import report_renderable
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 WHEN = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
 
 

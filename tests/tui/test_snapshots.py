@@ -17,6 +17,8 @@ from workbench.tui.screens.editor import EditorScreen
 from workbench.tui.screens.message import MessageScreen
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 SIZE = (120, 40)
 Snap = Callable[..., bool]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yara
 from textual.widgets import Input, Static
 
@@ -14,6 +15,8 @@ from workbench.tui.widgets.hex_view import HexView
 from workbench.tui.widgets.strings_table import StringsTable
 from workbench.tui.widgets.yara_editor import YaraEditor
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 async def test_strings_search_mark_hex_select_and_draft(ui_workspace: Workspace, loader_exe) -> None:

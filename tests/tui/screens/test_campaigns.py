@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Static
 
 from tests.support.campaign_lab import build_wave_lab
@@ -12,6 +13,8 @@ from workbench.quarantine.service import Quarantine
 from workbench.tui.app import make_app
 from workbench.tui.screens.campaigns import CampaignsScreen
 from workbench.tui.screens.modals import StatusScreen
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 SIZE = (160, 50)
 

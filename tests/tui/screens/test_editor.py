@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, OptionList, Static
 
 from tests.support.pilot import linted, settle, static_text
@@ -13,6 +14,8 @@ from workbench.tui.screens.editor import EditorScreen
 from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
 from workbench.tui.widgets.yara_editor import ERROR_LINE, YaraEditor
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 async def open_editor(pilot) -> EditorScreen:

@@ -16,6 +16,8 @@ from workbench.tui.screens.fleet import FleetScreen
 from workbench.tui.widgets.fleet_board import GLYPHS, FleetBoard
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 SIZE = (120, 40)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from textual.widgets import Static, TabbedContent, Tree
 
 from tests.support.pilot import settle, sha_of, static_text
@@ -13,6 +14,8 @@ from workbench.tui.app import make_app
 from workbench.tui.screens.artifact import ArtifactScreen
 from workbench.tui.screens.message import MessageScreen
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 def tree_labels(screen: MessageScreen) -> list[str]:

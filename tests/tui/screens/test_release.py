@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import git
+import pytest
 from textual.widgets import Input, Static, TabbedContent
 
 from tests.support.pilot import settle, static_text, until
@@ -23,6 +24,8 @@ from workbench.tui.screens.release import ReleaseScreen
 from workbench.tui.widgets.list_table import ListTable
 from workbench.tui.widgets.yara_editor import YaraEditor
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 SIZE = (120, 40)
 

@@ -24,6 +24,8 @@ from workbench.tui.widgets.list_table import ListTable
 from workbench.tui.widgets.yara_editor import YaraEditor
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 SIZE = (120, 40)
 def rule_file(workspace: Workspace) -> Path:
     return workspace.signatures / "rules" / "test" / "eicar_marker.yar"
