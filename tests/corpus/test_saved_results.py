@@ -271,6 +271,7 @@ step = st.one_of(
 
 @settings(max_examples=25, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
 @given(steps=st.lists(step, min_size=2, max_size=7))
 def test_any_sequence_of_changes_gives_what_an_uncached_run_gives(
         steps: list[tuple[str, object, int, int]]) -> None:

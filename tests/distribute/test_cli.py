@@ -278,6 +278,7 @@ def test_serve_openapi(workspace: Workspace, capsys: pytest.CaptureFixture[str])
     assert json.loads(capsys.readouterr().out)["info"]["title"] == "workbench update server"
 
 
+@pytest.mark.slow
 def test_workbench_serve_runs_as_a_process(workspace: Workspace, repo: UpdateRepository) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

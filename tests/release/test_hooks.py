@@ -12,6 +12,7 @@ from workbench.release.hooks import MARKER, install_hook
 from workbench.release.repository import RepositoryError
 
 
+@pytest.mark.slow
 def test_hook_blocks_a_broken_rule_and_lets_a_good_change_through(sig: SigRepo, monkeypatch) -> None:
     monkeypatch.delenv("WORKBENCH", raising=False)
     assert main(["--home", str(sig.workspace.home), "--signatures", str(sig.root), "hooks", "install"]) == E_OK
