@@ -9,6 +9,8 @@ from workbench.quarantine.service import Quarantine
 from workbench.samples.threats import THREATS, benign_pe
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):

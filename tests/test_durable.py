@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -38,10 +40,31 @@ def test_a_failed_write_keeps_the_old_content(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
 
 
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (./dev test installs it)")
 def test_fsync_path_takes_files_and_folders(tmp_path):
-    (tmp_path / "x").write_text("x")
-    fsync_path(tmp_path / "x")
-    fsync_path(tmp_path)
+    """A real process under strace: each path is opened read-only and that descriptor is
+    fsynced, then closed (a folder's fsync is what makes a rename in it durable)."""
+    target = tmp_path / "x"
+    target.write_text("x")
+    trace = tmp_path / "trace"
+    code = ("import sys; from workbench.durable import fsync_path; "
+            "fsync_path(sys.argv[1]); fsync_path(sys.argv[2])")
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=openat,open,fsync,close", "-o", str(trace),
+                    sys.executable, "-c", code, str(target), str(tmp_path)], check=True, timeout=120)
+    calls = trace.read_text().splitlines()
+    for path in (target, tmp_path):
+        opened = [line for line in calls if f'"{path}"' in line and "O_RDONLY" in line]
+        assert len(opened) == 1, (path, opened)
+        fd = opened[0].rsplit("= ", 1)[1].strip()
+        after = calls[calls.index(opened[0]) + 1:]
+        assert any(re.search(rf"fsync\({fd}\)\s+= 0", line) for line in after), (path, after[:5])
+        assert any(re.search(rf"close\({fd}\)\s+= 0", line) for line in after), (path, after[:5])
+    assert target.read_text() == "x"
+
+
+def test_fsync_path_of_a_missing_path_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fsync_path(tmp_path / "missing")
 
 
 def test_file_lock_excludes_a_second_holder_and_frees_on_exit(tmp_path):

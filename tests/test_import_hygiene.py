@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 PROBE = textwrap.dedent("""
     import importlib, json, pkgutil, sys
     import workbench
@@ -39,6 +41,7 @@ def _run(code: str) -> dict[str, object]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_no_core_module_imports_textual() -> None:
     report = _run(PROBE)
     modules = report["modules"]
@@ -60,6 +63,7 @@ def test_the_command_line_loads_textual_only_for_the_ui() -> None:
     assert _run(code) == {"textual": False}
 
 
+@pytest.mark.slow
 def test_the_probe_would_notice_textual() -> None:
     """Guard against a probe that passes vacuously: importing the UI must be seen."""
     code = PROBE.replace('not (m.name == "workbench.tui" or m.name.startswith("workbench.tui."))',
@@ -72,7 +76,8 @@ def test_the_probe_would_notice_textual() -> None:
 def test_the_uis_plain_helpers_stay_free_of_textual() -> None:
     """What the UI reads and computes lives in modules without Textual, tested on their own."""
     plain = ["workbench.tui.changes", "workbench.tui.fleetview", "workbench.tui.pages",
-             "workbench.tui.rulefiles", "workbench.tui.marks", "workbench.tui.yara_highlight"]
+             "workbench.tui.rulefiles", "workbench.tui.marks", "workbench.tui.yara_highlight",
+             "workbench.tui.render", "workbench.tui.release_rows", "workbench.tui.testing_rows"]
     code = textwrap.dedent(f"""
         import importlib, json, sys
         loaded = {{}}

@@ -34,6 +34,7 @@ def _partition(lab: WaveLab) -> dict[str, str]:
         return {m: store.campaign_of(m) or "" for m in lab.wave + lab.others}
 
 
+@pytest.mark.slow
 def test_the_wave_is_one_campaign_and_nothing_else_is_in_it(wave_lab: WaveLab) -> None:
     report = catch_up(wave_lab.workspace)
     assert report.messages == len(wave_lab.wave) + len(wave_lab.others)
@@ -190,6 +191,7 @@ def clean_corpus(wave_lab: WaveLab, tmp_path_factory: pytest.TempPathFactory) ->
     return folder
 
 
+@pytest.mark.slow
 def test_the_campaign_draft_catches_every_member_and_nothing_clean(wave_lab: WaveLab, clean_corpus: Path) -> None:
     catch_up(wave_lab.workspace)
     cid = _partition(wave_lab)[wave_lab.wave[0]]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.corpus.conftest import Lab
+from tests.support.corpus_lab import Lab
 from workbench.cli import main
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yara
 
-from tests.corpus.conftest import Lab, write_files
 from tests.corpus.test_retrohunt import hunted  # noqa: F401 -- the retro-hunt fixture
+from tests.support.corpus_lab import Lab, write_files
 from workbench.cli import main
 from workbench.corpus.cluster import partition
 from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, scan_files

@@ -104,6 +104,7 @@ def pairs(rules: boreal.Scanner | yara.Rules, targets: list[ScanTarget]) -> set[
     return {(m.rule, t.sha256) for t in targets for m in rules.match(str(t.path), timeout=120, **kw)}
 
 
+@pytest.mark.slow
 def test_boreal_matches_exactly_what_libyara_matches_on_a_real_ruleset() -> None:
     assert RULESET is not None
     files = sorted(RULESET.rglob("*.yara"))

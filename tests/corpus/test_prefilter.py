@@ -13,7 +13,7 @@ import yara
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from tests.corpus.conftest import (
+from tests.support.corpus_lab import (
     CLEAN_NOISY,
     DROPPER,
     LOADER,
@@ -162,6 +162,7 @@ def condition(draw: st.DrawFn, names: list[str], depth: int = 0) -> str:
 
 @settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@pytest.mark.slow
 @given(example=case())
 def test_prefiltered_results_equal_a_full_scan(example: tuple[str, list[bytes]]) -> None:
     source, files = example

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.corpus.conftest import DROPPER, FakeArtifact
+from tests.support.corpus_lab import DROPPER, FakeArtifact
 from workbench.corpus.retrohunt import retrohunt
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import Quarantine

@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from tests.corpus.conftest import Lab, edit_rules
+from tests.support.corpus_lab import Lab, edit_rules
 from workbench.corpus.cache import CACHE_NAME, ScanCache
 from workbench.corpus.testing import TestReport, test_rules
 from workbench.document import to_data

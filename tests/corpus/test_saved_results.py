@@ -16,10 +16,9 @@ import yara
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.corpus.conftest import (
+from tests.support.corpus_lab import (
     CLEAN_NOISY,
     DROPPER,
-    EICAR,
     LOADER,
     FakeArtifact,
     Lab,
@@ -32,6 +31,7 @@ from workbench.corpus.registry import CorpusRegistry
 from workbench.corpus.testing import RuleResult, TestReport, test_rules
 from workbench.document import to_data
 from workbench.quarantine.store import ObjectStore
+from workbench.samples.mail import EICAR
 from workbench.workspace import Workspace
 
 
@@ -271,6 +271,7 @@ step = st.one_of(
 
 @settings(max_examples=25, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
 @given(steps=st.lists(step, min_size=2, max_size=7))
 def test_any_sequence_of_changes_gives_what_an_uncached_run_gives(
         steps: list[tuple[str, object, int, int]]) -> None:

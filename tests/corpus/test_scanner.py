@@ -1,20 +1,22 @@
-"""The threaded scanner: progress at least every 200 ms, cancel within a second, timeouts reported."""
+"""The threaded scanner: progress while it runs, cancel keeps what finished, timeouts reported.
+
+How often progress comes and how fast a cancel lands are speed claims: bench/tui.py measures them."""
 
 from __future__ import annotations
 
-import itertools
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import yara
 
-from tests.corpus.conftest import Lab, write_files
+from tests.support.corpus_lab import Lab, write_files
 from workbench.corpus.cache import CACHE_NAME, ScanCache
 from workbench.corpus.registry import CorpusRegistry
 from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, scan_files
 from workbench.corpus.testing import test_rules
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 # About 0.3 s per 200 KB file: a loop libyara cannot shortcut.
 SLOW_RULE = ("rule SLOW_Loop { condition: for all i in (0..filesize-1) : "
@@ -32,34 +34,28 @@ def _targets(folder: Path, count: int, size: int) -> list[ScanTarget]:
 
 
 def test_progress_comes_while_the_scan_runs(tmp_path: Path, slow_rules: yara.Rules) -> None:
-    # The scanner reports every 100 ms (the TUI promises an update at least every 200 ms;
-    # bench/tui.py measures the real gaps). On a loaded machine a tick can come late, so
-    # this checks that progress keeps coming, not the exact cadence.
+    # The scanner reports every 100 ms (the TUI promises an update at least every 200 ms);
+    # the cadence is a speed claim, measured by bench/tui.py. This checks the behaviour:
+    # progress arrives while files are still being scanned, in order, up to the last file.
     targets = _targets(tmp_path, 6, 200_000)
-    stamps: list[tuple[float, ScanProgress]] = []
-    start = time.monotonic()
-    outcome = scan_files(slow_rules, targets, threads=2,
-                         progress=lambda p: stamps.append((time.monotonic(), p)))
-    end = time.monotonic()
+    stamps: list[ScanProgress] = []
+    outcome = scan_files(slow_rules, targets, threads=2, progress=stamps.append)
     assert len(outcome.results) == 6 and all(h[0].rule == "SLOW_Loop" for h in outcome.results.values())
-    times = [start] + [t for t, _ in stamps] + [end]
-    assert end - start > 0.5                        # long enough for the check to mean something
-    assert len(stamps) >= 3
-    assert max(b - a for a, b in itertools.pairwise(times)) < 0.5
-    done = [p.files_done for _, p in stamps]
+    done = [p.files_done for p in stamps]
+    assert any(d < 6 for d in done), "no progress before the scan ended"
     assert done == sorted(done) and done[-1] == 6
 
 
 def test_cancel_stops_a_long_scan(tmp_path: Path, slow_rules: yara.Rules) -> None:
+    """Cancelled at the first progress report, the scan stops with the files it finished.
+
+    How fast it stops (promised within 1 s) is measured by bench/tui.py, not asserted here."""
     targets = _targets(tmp_path, 20, 200_000)                 # several seconds of work
     cancel = threading.Event()
-    timer = threading.Timer(0.3, cancel.set)
-    timer.start()
-    start = time.monotonic()
-    with pytest.raises(ScanCancelled):
-        scan_files(slow_rules, targets, threads=2, cancel=cancel)
-    assert time.monotonic() - start < 0.3 + 2.0      # promised within 1 s; bench/tui.py measures it
-    timer.cancel()
+    with pytest.raises(ScanCancelled) as stopped:
+        scan_files(slow_rules, targets, threads=2, progress=lambda p: cancel.set(), cancel=cancel)
+    partial = stopped.value.outcome
+    assert partial is not None and len(partial.results) < len(targets)
 
 
 def test_timeouts_are_reported_not_fatal(tmp_path: Path, slow_rules: yara.Rules) -> None:
@@ -85,10 +81,8 @@ def test_test_rules_reports_progress_and_cancels(lab: Lab, tmp_path: Path) -> No
         if p.files_done >= 2:
             cancel.set()
 
-    start = time.monotonic()
     with pytest.raises(ScanCancelled):
         test_rules(lab.workspace, [rule], ["slow"], threads=2, progress=progress, cancel=cancel)
-    assert time.monotonic() - start < 3.0
     assert seen[0].phase == "compiling" and seen[-1].phase == "scanning"
     assert seen[-1].files_total == 12
     # what finished before the cancel is cached: the next run scans only the rest

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.corpus.conftest import (
+from tests.support.corpus_lab import (
     CLEAN_NOISY,
     DROPPER,
     LOADER,

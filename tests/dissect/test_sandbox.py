@@ -31,6 +31,8 @@ from workbench.samples import hostile
 from workbench.samples.archives import build_zip
 from workbench.samples.mail import EICAR
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 needs_bwrap = pytest.mark.skipif(bwrap_binary() is None, reason="bubblewrap is not installed (./dev installs it)")
 
 

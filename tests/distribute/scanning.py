@@ -9,7 +9,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.distribute.conftest import free_port
+from tests.support.live_server import free_port
 from workbench.distribute.install import InstallDir
 from workbench.release.bundle import open_bundle
 from workbench.samples.archives import build_zip

@@ -15,8 +15,8 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import TargetFile
 
-from tests.distribute.bundles import make_bundle
-from tests.distribute.conftest import LiveServer
+from tests.support.bundles import make_bundle
+from tests.support.live_server import LiveServer
 from workbench.distribute.agent import PullResult, TowerAgent, load_current, next_delay
 from workbench.distribute.fleet import FleetEvent, FleetStore, ServerRecord
 from workbench.distribute.install import AgentBusy, InstallDir
@@ -26,6 +26,8 @@ from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tower_config import TowerConfig
 from workbench.samples.mail import EICAR
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 def scanning_with(config: TowerConfig, serial: int) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.distribute.bundles import prepared
-from tests.distribute.conftest import LiveServer, free_port
+from tests.support.bundles import prepared
+from tests.support.live_server import LiveServer, free_port
 from workbench.cli import main
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.tokens import TokenStore
@@ -278,6 +278,7 @@ def test_serve_openapi(workspace: Workspace, capsys: pytest.CaptureFixture[str])
     assert json.loads(capsys.readouterr().out)["info"]["title"] == "workbench update server"
 
 
+@pytest.mark.slow
 def test_workbench_serve_runs_as_a_process(workspace: Workspace, repo: UpdateRepository) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

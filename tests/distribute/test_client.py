@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.distribute.conftest import LiveServer, free_port
+from tests.support.live_server import LiveServer, free_port
 from workbench.distribute.client import (
     ClientError,
     fetch_fleet,

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.distribute.conftest import LiveServer
 from tests.support.disks import fill, small_tmpfs
+from tests.support.live_server import LiveServer
 from workbench.distribute.agent import TowerAgent, load_current
 from workbench.distribute.crashpoints import CRASH_ENV, DISK_FULL_ENV
 from workbench.distribute.fleet import FleetStore, ServerRecord
@@ -32,6 +32,8 @@ from workbench.distribute.tower_config import TowerConfig
 from workbench.exitcodes import E_FINDINGS, E_LOCAL, E_OK
 from workbench.samples.mail import EICAR
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 WORKBENCH = Path(sys.executable).with_name("workbench")       # the installed entry point
 KILLED = -9

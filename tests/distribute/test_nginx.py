@@ -13,11 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.distribute.conftest import LiveServer, free_port
+from tests.support.live_server import LiveServer, free_port
 from workbench.distribute.agent import TowerAgent
 from workbench.distribute.nginx import nginx_server_block
 from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.tower_config import TowerConfig
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 

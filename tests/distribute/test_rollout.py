@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.distribute.conftest import LiveServer
+from tests.support.live_server import LiveServer
 from workbench.cli import main
 from workbench.distribute.agent import TowerAgent
 from workbench.distribute.fleet import FleetReport

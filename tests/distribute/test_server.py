@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.distribute.conftest import LiveServer
+from tests.support.live_server import LiveServer
 from workbench.distribute.client import fetch_fleet
 from workbench.distribute.fleet import FleetStore, FleetThresholds
 from workbench.distribute.repository import UpdateRepository, publish_bundle

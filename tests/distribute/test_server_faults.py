@@ -21,11 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.distribute.conftest import LiveServer
+from tests.support.live_server import LiveServer
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.server import ServerSettings
 from workbench.distribute.tokens import TokenStore
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 HOLD_LOCK = """
 import sqlite3, sys

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.distribute.conftest import LiveServer
+from tests.support.live_server import LiveServer
 from workbench.distribute.agent import TowerAgent
 from workbench.distribute.fleet import FleetReport, FleetStore
 from workbench.distribute.repository import UpdateRepository, publish_bundle

@@ -8,52 +8,20 @@ file has (its pages, its locks, its file mode) is marked ``sqlite_only``.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from workbench.quarantine.service import index_address
-from workbench.samples.mail import Attachment, Mail
+from tests.support.quarantine_mail import make_mail
 
 _schemas = itertools.count(1)
-
-
-def make_mail(n: int, *, subject: str | None = None, sender: str | None = None,
-              attachment: str | None = None) -> bytes:
-    return Mail(sender or f"user{n}@sender{n % 7}.example", f"rcpt{n}@corp.example",
-                subject or f"Message number {n}", text=f"body {n}\n",
-                attachments=[Attachment(attachment, b"payload %d" % n)] if attachment else [],
-                date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=n)).build()
 
 
 @pytest.fixture
 def mail():
     return make_mail
 
-
-def indexed_shas(root: Path) -> set[str]:
-    """The messages the quarantine at ``root`` has indexed, read by a connection of our own
-    (whichever backend it uses); empty while there is no index yet."""
-    import sqlite3
-
-    address = index_address(root)
-    if address:
-        import psycopg
-
-        with psycopg.connect(address) as db:
-            if db.execute("SELECT to_regclass('messages')").fetchone() == (None,):
-                return set()
-            return {r[0] for r in db.execute("SELECT sha256 FROM messages")}
-    if not (root / "index.sqlite").exists():
-        return set()
-    con = sqlite3.connect(f"file:{root / 'index.sqlite'}?mode=ro", uri=True, timeout=30)
-    try:
-        return {r[0] for r in con.execute("SELECT sha256 FROM messages")}
-    finally:
-        con.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -7,7 +7,7 @@ import json
 import pytest
 import pyzipper
 
-from tests.quarantine.conftest import make_mail
+from tests.support.quarantine_mail import make_mail
 from workbench.cli import main
 from workbench.exitcodes import E_FINDINGS, E_NOT_FOUND, E_OK, E_USAGE
 

@@ -11,11 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import pyzipper
 
-from tests.quarantine.conftest import indexed_shas, make_mail
+from tests.support.quarantine_mail import indexed_shas, make_mail
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import EXPORT_PASSWORD, Quarantine
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 def _ingest_worker(root: str, start: int, count: int) -> None:

@@ -19,13 +19,15 @@ import httpx
 import psycopg
 import pytest
 
-from tests.quarantine.conftest import indexed_shas, make_mail
 from tests.support.processes import Serve, upload, workbench
+from tests.support.quarantine_mail import indexed_shas, make_mail
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tokens import TokenStore
 from workbench.quarantine.service import Quarantine
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 def fill_spool(root: Path, numbers: range) -> dict[Path, str]:

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.quarantine.conftest import make_mail
 from tests.support.disks import fill, small_tmpfs
 from tests.support.processes import Serve, upload, workbench
+from tests.support.quarantine_mail import make_mail
 from workbench.cli import main
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
@@ -31,6 +31,8 @@ from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.journal import TORN_NAME
 from workbench.quarantine.service import Quarantine, QuarantineUnavailable
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.quarantine.conftest import indexed_shas, make_mail
+from tests.support.quarantine_mail import indexed_shas, make_mail
 from workbench.cli import main
 from workbench.exitcodes import E_OK, E_REMOTE, E_USAGE
 from workbench.quarantine.service import IndexSettingError, index_address

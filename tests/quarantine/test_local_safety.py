@@ -12,7 +12,7 @@ import stat
 import pytest
 import pyzipper
 
-from tests.quarantine.conftest import make_mail
+from tests.support.quarantine_mail import make_mail
 from workbench.cli import main
 from workbench.exitcodes import E_CONFLICT, E_OK
 from workbench.quarantine.access import AccessError

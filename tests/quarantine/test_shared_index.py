@@ -7,8 +7,8 @@ from collections import Counter
 
 import httpx
 
-from tests.quarantine.conftest import indexed_shas, make_mail
 from tests.support.processes import Serve, upload, workbench
+from tests.support.quarantine_mail import indexed_shas, make_mail
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tokens import TokenStore

@@ -99,6 +99,7 @@ def test_resolve_takes_a_unique_prefix(store):
         store.resolve("ffff")
 
 
+@pytest.mark.slow
 def test_resolve_refuses_an_ambiguous_prefix(store):
     shas = [store.put_bytes(b"x%d" % n).sha256 for n in range(5000)]
     by_four = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import hashlib
 import io
@@ -13,73 +12,29 @@ from pathlib import Path
 import pytest
 import yara
 
+from tests.support.bundle_sources import (
+    COMMIT,
+    COMMON,
+    CREATED,
+    EICAR_RULE,
+    GTUBE_RULE,
+    prepare_sample,
+)
 from workbench.release.bundle import (
     COMPILED_NAME,
     MANIFEST_NAME,
     BundleError,
     Limits,
     ManifestRule,
-    SourceEntry,
     load_extracted,
     open_bundle,
-    prepare_bundle,
 )
 from workbench.samples.mail import EICAR, GTUBE
-
-CREATED = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-EICAR_RULE = b'''rule MAL_Eicar_TestFile {
-    meta:
-        fingerprint = "f1"
-        status = "RELEASED"
-    strings:
-        $e = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE"
-    condition:
-        $e
-}
-'''
-GTUBE_RULE = b'''include "common.yar"
-rule SPAM_Gtube_TestMail {
-    meta:
-        fingerprint = "f2"
-        status = "NOISY"
-    strings:
-        $g = "GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL"
-    condition:
-        $g and is_small
-}
-'''
-COMMON = b'''private rule is_small {
-    meta:
-        fingerprint = "f3"
-    condition:
-        filesize < 1MB
-}
-'''
-
-
-def _prepare(**overrides):
-    args = dict(
-        sources={"rules/malware/eicar.yar": EICAR_RULE, "rules/spam/gtube.yar": GTUBE_RULE,
-                 "rules/spam/common.yar": COMMON},
-        entrypoints=[SourceEntry("rules/malware/eicar.yar", "malware"),
-                     SourceEntry("rules/spam/gtube.yar", "spam")],
-        rules=[ManifestRule("MAL_Eicar_TestFile", "malware", "f1", "RELEASED", "rules/malware/eicar.yar"),
-               ManifestRule("SPAM_Gtube_TestMail", "spam", "f2", "NOISY", "rules/spam/gtube.yar"),
-               ManifestRule("is_small", "spam", "f3", "RELEASED", "rules/spam/common.yar")],
-        externals={},
-        samples={hashlib.sha256(EICAR).hexdigest(): EICAR, hashlib.sha256(GTUBE).hexdigest(): GTUBE,
-                 "clean": b"nothing to see"},
-        expected={hashlib.sha256(EICAR).hexdigest(): ["MAL_Eicar_TestFile"]},
-    )
-    args.update(overrides)
-    return prepare_bundle(**args)
 
 
 @pytest.fixture(scope="module")
 def prepared():
-    return _prepare()
+    return prepare_sample()
 
 
 @pytest.fixture
@@ -106,8 +61,8 @@ def _reg(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
 
 
 def test_same_input_builds_byte_identical_bundles(tmp_path: Path) -> None:
-    a = _prepare().write(tmp_path / "a" / "b.tar.gz", serial=3, created=CREATED, commit=COMMIT)
-    b = _prepare().write(tmp_path / "b" / "b.tar.gz", serial=3, created=CREATED, commit=COMMIT)
+    a = prepare_sample().write(tmp_path / "a" / "b.tar.gz", serial=3, created=CREATED, commit=COMMIT)
+    b = prepare_sample().write(tmp_path / "b" / "b.tar.gz", serial=3, created=CREATED, commit=COMMIT)
     assert a.path.read_bytes() == b.path.read_bytes()
     assert a.sha256 == b.sha256
 
@@ -297,13 +252,13 @@ def test_load_runs_the_self_test(bundle, tmp_path: Path) -> None:
 
 def test_prepare_refuses_what_a_tower_would_refuse() -> None:
     with pytest.raises(BundleError, match="fingerprint f1 differs"):
-        _prepare(rules=[ManifestRule("MAL_Eicar_TestFile", "malware", "zz", "RELEASED", "rules/malware/eicar.yar"),
+        prepare_sample(rules=[ManifestRule("MAL_Eicar_TestFile", "malware", "zz", "RELEASED", "rules/malware/eicar.yar"),
                         ManifestRule("SPAM_Gtube_TestMail", "spam", "f2", "NOISY", "rules/spam/gtube.yar"),
                         ManifestRule("is_small", "spam", "f3", "RELEASED", "rules/spam/common.yar")])
     with pytest.raises(BundleError, match="not matched by MAL_Eicar_TestFile"):
-        _prepare(expected={"clean": ["MAL_Eicar_TestFile"]})
+        prepare_sample(expected={"clean": ["MAL_Eicar_TestFile"]})
     with pytest.raises(BundleError, match="do not compile"):
-        _prepare(sources={"rules/malware/eicar.yar": b"rule {", "rules/spam/gtube.yar": GTUBE_RULE,
+        prepare_sample(sources={"rules/malware/eicar.yar": b"rule {", "rules/spam/gtube.yar": GTUBE_RULE,
                           "rules/spam/common.yar": COMMON})
     with pytest.raises(BundleError, match="unsafe"):
-        _prepare(sources={"rules/../x.yar": EICAR_RULE})
+        prepare_sample(sources={"rules/../x.yar": EICAR_RULE})

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.support.signatures import HOUSE
 from workbench.cli import main
 from workbench.exitcodes import E_FINDINGS, E_OK
 from workbench.release.corpora import house_samples, write_corpora
-
-from .conftest import HOUSE
 
 # Built from whatever launcher the local pip ships, so they may differ on another machine.
 PIP_DEPENDENT = {"clean/t64.exe", "malicious/wbloader/scan_0047.pdf.exe", "corpora.json"}

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.signatures import SigRepo, change_gtube
 from workbench.release.service import make_release
 from workbench.release.store import PENDING_NAME, ReleaseStore
 
-from .conftest import SigRepo
-from .test_release import _change_gtube
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 
@@ -31,7 +31,7 @@ def release_process(sig: SigRepo, *, crash_at: str = "") -> subprocess.Completed
                                   "release.tag", "release.store"])
 def test_the_release_after_a_killed_one_cleans_up_and_succeeds(sig: SigRepo, step: str) -> None:
     make_release(sig.workspace, message="first release")
-    _change_gtube(sig)
+    change_gtube(sig)
     killed = release_process(sig, crash_at=step)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     store = ReleaseStore(sig.workspace)
@@ -55,7 +55,7 @@ def test_the_release_after_a_killed_one_cleans_up_and_succeeds(sig: SigRepo, ste
 
 def test_an_edited_changelog_after_a_crash_is_never_discarded(sig: SigRepo) -> None:
     make_release(sig.workspace, message="first release")
-    _change_gtube(sig)
+    change_gtube(sig)
     assert release_process(sig, crash_at="release.changelog").returncode == -signal.SIGKILL
     changelog = sig.root / "CHANGELOG.md"
     changelog.write_text(changelog.read_text() + "\nan analyst's note\n")

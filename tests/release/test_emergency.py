@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.support.signatures import SigRepo
 from workbench.cli import main
 from workbench.exitcodes import E_CONFLICT, E_OK
 from workbench.release.bundle import load_extracted, open_bundle
@@ -13,8 +14,6 @@ from workbench.release.emergency import emergency_disable, set_rule_status
 from workbench.release.service import ReleaseRefused, make_release
 from workbench.release.store import ReleaseStore
 from workbench.rules.parse import parse_file, parse_text
-
-from .conftest import SigRepo
 
 RULE = "SPAM_GTUBE_TestString"
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import git
 import pytest
 
+from tests.support.signatures import SigRepo
 from workbench.cli import main
 from workbench.exitcodes import E_CONFLICT, E_OK
 from workbench.release.hooks import MARKER, install_hook
 from workbench.release.repository import RepositoryError
 
-from .conftest import SigRepo
 
-
+@pytest.mark.slow
 def test_hook_blocks_a_broken_rule_and_lets_a_good_change_through(sig: SigRepo, monkeypatch) -> None:
     monkeypatch.delenv("WORKBENCH", raising=False)
     assert main(["--home", str(sig.workspace.home), "--signatures", str(sig.root), "hooks", "install"]) == E_OK

@@ -9,6 +9,7 @@ from pathlib import Path
 import git
 import pytest
 
+from tests.support.signatures import SigRepo, init_repo
 from workbench.cli import main
 from workbench.corpus.testing import default_rule_paths
 from workbench.exitcodes import E_INPUT, E_OK
@@ -21,7 +22,7 @@ from workbench.release.validate import validate
 from workbench.rules.parse import parse_file
 from workbench.rules.vendor import VendorError, VendorSet
 
-from .conftest import SigRepo, init_repo
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 MIT = """MIT License
 

@@ -10,6 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.signatures import (
+    HOUSE,
+    SigRepo,
+    change_gtube,
+    init_repo,
+    refresh_fingerprint,
+    set_meta,
+)
 from workbench.cli import main
 from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK
 from workbench.release.build import prepare_commit
@@ -19,22 +27,11 @@ from workbench.release.service import ReleaseRefused, make_release, revert_relea
 from workbench.release.store import ReleaseStore
 from workbench.workspace import Workspace
 
-from .conftest import HOUSE, SigRepo, init_repo, refresh_fingerprint, set_meta
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 def run_cli(sig: SigRepo, *args: str) -> int:
     return main(["--home", str(sig.workspace.home), "--signatures", str(sig.root), *args])
-
-
-def _change_gtube(sig: SigRepo, *, status: str | None = None) -> None:
-    path = sig.rule_file("spam/gtube.yar")
-    path.write_text(path.read_text().replace("filesize < 10MB", "filesize < 12MB"))
-    refresh_fingerprint(path, "SPAM_GTUBE_TestString")
-    set_meta(path, "SPAM_GTUBE_TestString", "version", 2)
-    set_meta(path, "SPAM_GTUBE_TestString", "modified", "2026-11-24")
-    if status:
-        set_meta(sig.rule_file("mal/wbrtfobj.yar"), "MAL_WbRtfObj_Package_Rtf", "status", status)
-    sig.commit("gtube: allow bigger messages")
 
 
 @pytest.fixture
@@ -115,7 +112,7 @@ def test_refuses_when_validation_fails(sig: SigRepo, capsys) -> None:
 
 def test_second_release_has_a_changelog_and_the_next_serial(released) -> None:
     sig, _ = released
-    _change_gtube(sig, status="RELEASED")
+    change_gtube(sig, status="RELEASED")
     outcome = make_release(sig.workspace, message="gtube and rtf")
     assert outcome.serial == 2 and outcome.previous_serial == 1
     log = outcome.changelog
@@ -143,7 +140,7 @@ def test_version_bump_is_checked_against_the_last_release(released) -> None:
 
 def test_dry_run_changes_nothing(released, capsys) -> None:
     sig, _ = released
-    _change_gtube(sig)
+    change_gtube(sig)
     head = sig.repo.head.commit
     assert run_cli(sig, "release", "--dry-run") == E_OK
     assert "would release signatures-2" in capsys.readouterr().out
@@ -153,7 +150,7 @@ def test_dry_run_changes_nothing(released, capsys) -> None:
 
 def test_a_failed_release_never_gives_its_serial_again(released, monkeypatch) -> None:
     sig, _ = released
-    _change_gtube(sig)
+    change_gtube(sig)
 
     def disk_full(*args, **kwargs):
         raise BundleError("disk full")
@@ -171,14 +168,14 @@ def test_a_failed_release_never_gives_its_serial_again(released, monkeypatch) ->
 
 def test_lost_state_still_continues_after_the_newest_tag(released, tmp_path: Path) -> None:
     sig, _ = released
-    _change_gtube(sig)
+    change_gtube(sig)
     fresh = Workspace.resolve(tmp_path / "other-home", signatures=sig.root).ensure()
     assert make_release(fresh).serial == 2
 
 
 def test_revert_reships_old_content_under_a_new_serial(released, tmp_path: Path) -> None:
     sig, first = released
-    _change_gtube(sig)
+    change_gtube(sig)
     make_release(sig.workspace)
     head = sig.repo.head.commit
     outcome = revert_release(sig.workspace, 1, message="gtube change misfires")

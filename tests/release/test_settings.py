@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.signatures import HOUSE
 from workbench.release.changelog import RuleState, diff_rulesets
 from workbench.release.settings import ReleaseSettings
 from workbench.rules.policy import Policy, PolicyError
-
-from .conftest import HOUSE
 
 
 def _settings(toml: str) -> ReleaseSettings:

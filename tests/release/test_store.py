@@ -6,17 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.bundle_sources import COMMIT, CREATED, prepare_sample
 from workbench.release.bundle import BundleError, open_bundle
 from workbench.release.changelog import Changelog, RuleChange, RuleState
 from workbench.release.store import ReleaseNotFound, ReleaseStore
 from workbench.workspace import Workspace
 
-from .test_bundle import COMMIT, CREATED, _prepare
-
 
 @pytest.fixture(scope="module")
 def prepared():
-    return _prepare()
+    return prepare_sample()
 
 
 RULESET = [RuleState("MAL_Eicar_TestFile", "rules/malware/eicar.yar", "RELEASED", "1", "f1", True)]

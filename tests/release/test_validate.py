@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.signatures import (
+    HOUSE,
+    SigRepo,
+    house_rule,
+    refresh_fingerprint,
+    set_meta,
+    sha256,
+)
 from workbench.cli import main
 from workbench.exitcodes import E_FINDINGS, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.release.validate import validate
 
-from .conftest import HOUSE, SigRepo, house_rule, refresh_fingerprint, set_meta, sha256
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 EICAR_SHA = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
 
@@ -204,6 +212,11 @@ def test_disabled_rules_skip_the_corpus_checks(sig: SigRepo) -> None:
 
 
 def test_scan_time_budget(sig: SigRepo) -> None:
+    """A rule over its budget is an error naming the rule; a per-rule budget lifts it.
+
+    Budgets are set so the verdict does not depend on this machine's speed: nothing can
+    exceed 10^9 ms per MiB and every timed rule costs more than 0. Which real rules cost
+    what is a measurement (bench/validate.py), not a test."""
     # it matches its sample and nothing clean (a rule that already fails is not timed), and
     # its regex is searched everywhere
     rule = house_rule("TEST_EICAR_Slow_Regex", strings='        $e = "EICAR-STANDARD"\n'
@@ -211,16 +224,18 @@ def test_scan_time_budget(sig: SigRepo) -> None:
                       condition="$e and #r >= 0", hashes=[EICAR_SHA], family="EICAR")
     (sig.root / "rules" / "test" / "slow.yar").write_text(rule)
     policy = sig.root / "workbench.toml"
-    report = validate(sig.root)          # the house budget: 10 ms per MiB
+    text = policy.read_text().replace("scan_budget_ms_per_mib = 10", "scan_budget_ms_per_mib = 1000000000")
+    policy.write_text(text.replace("[release.budgets]\n", "[release.budgets]\nTEST_EICAR_Slow_Regex = 0\n"))
+    report = validate(sig.root)
     slow = [f for f in report.findings if f.id == "V401"]
     assert [f.rule for f in slow] == ["TEST_EICAR_Slow_Regex"]
+    assert "over its budget of 0" in slow[0].message
     costs = {r.name: r.ms_per_mib for r in report.rules}
-    assert costs["TEST_EICAR_Slow_Regex"] > 10 > max(c for n, c in costs.items() if n != "TEST_EICAR_Slow_Regex")
+    assert costs["TEST_EICAR_Slow_Regex"] > 0
     # a per-rule budget lifts it for that rule alone
-    policy.write_text(policy.read_text().replace("[release.budgets]\n",
-                                                 "[release.budgets]\nTEST_EICAR_Slow_Regex = 100000\n"))
+    policy.write_text(text.replace("[release.budgets]\n", "[release.budgets]\nTEST_EICAR_Slow_Regex = 1000000000\n"))
     report = validate(sig.root)
-    assert "TEST_EICAR_Slow_Regex" not in {f.rule for f in report.findings if f.id == "V401"}
+    assert "V401" not in {f.id for f in report.findings}
 
 
 def test_rules_that_already_fail_are_not_timed(sig: SigRepo) -> None:

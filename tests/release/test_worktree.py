@@ -6,11 +6,10 @@ import json
 
 import pytest
 
+from tests.support.signatures import SigRepo, house_rule, set_meta
 from workbench.cli import main
 from workbench.exitcodes import E_FINDINGS, E_NOT_FOUND, E_OK
 from workbench.release.worktree import commit_changes
-
-from .conftest import SigRepo, house_rule, set_meta
 
 
 def run_cli(sig: SigRepo, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rules.conftest import house_rule
+from tests.support.lint_rules import house_rule
 from workbench.cli import main
 from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK
 from workbench.quarantine.service import Quarantine

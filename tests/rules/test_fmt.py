@@ -10,7 +10,7 @@ import yara
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.rules.conftest import house_rule
+from tests.support.lint_rules import house_rule
 from workbench.rules.fmt import FormatError, format_paths, format_text, update_meta
 from workbench.rules.lint import lint_text
 from workbench.rules.parse import parse_text
@@ -93,6 +93,7 @@ def _compiled(text: str) -> list[tuple[str, tuple[str, ...], list[tuple[str, obj
     return sorted((r.identifier, tuple(r.tags), sorted(r.meta.items())) for r in rules)
 
 
+@pytest.mark.slow
 def test_fmt_settles_on_every_file_of_a_public_ruleset(public_ruleset: Path) -> None:
     """fmt(fmt(x)) == fmt(x), and the formatted rules compile to the same rules."""
     from workbench.rules.parse import iter_rule_paths

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rules.conftest import house_rule
+from tests.support.lint_rules import house_rule
 from workbench.rules.lint import check_catalog, lint_paths, lint_text
 from workbench.rules.policy import Policy
 

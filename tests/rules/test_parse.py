@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yara
 import yara_x
 
@@ -119,6 +120,7 @@ def test_non_utf8_file_is_read_and_flagged(tmp_path: Path) -> None:
     assert "not UTF-8" in f.errors[0]
 
 
+@pytest.mark.slow
 def test_parses_thousands_of_rules() -> None:
     body = "\n".join(
         f'rule R{i} : t {{ meta: id = "{i}" hash = "{i:064x}" strings: $a = "string{i}" wide '

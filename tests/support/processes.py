@@ -31,7 +31,7 @@ class Serve:
     """A real ``workbench serve`` process on a loopback port."""
 
     def __init__(self, home: Path, *, crash_at: str = ""):
-        from tests.distribute.conftest import free_port
+        from tests.support.live_server import free_port
 
         self.home = home
         self.port = free_port()

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
-from textual.app import App
-from textual.pilot import Pilot
-from textual.widgets import Input, Static, TextArea
-from textual.worker import WorkerFailed
+from textual.widgets import Input, TextArea
 
+from tests.support.ui_samples import MARKER, MESSAGES, QUOTED, RULE
 from workbench.corpus.registry import CorpusRegistry
 from workbench.dissect.engine import dissect_message
 from workbench.quarantine.ingest import ingest_bytes
@@ -31,8 +24,6 @@ BASE = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
 TOWERS = ("t12", "t07", "t30")
 SENDERS = ("billing@acme-invoices.example", "hr@payroll.example", "news@weekly.example")
 SUBJECTS = ("Invoice {n}", "Payroll update {n}", "This week in review {n}")
-MESSAGES = 36
-MARKER = "WBTEST-LOADER-CONFIG-1234"
 
 
 def _plain(n: int) -> Mail:
@@ -110,22 +101,6 @@ def ui_workspace(_quarantine_template: Path, tmp_path: Path) -> Workspace:
     return Workspace.resolve(home)
 
 
-ABSENT = "a" * 64
-QUOTED = b"Our notes quote the test string: EICAR-STANDARD-ANTIVIRUS-TEST-FILE, harmless.\n"
-SLOW_RULE = ("rule TEST_Slow_Loop { condition: for all i in (0..filesize - 1) : "
-             "(for all j in (0..3) : (uint8(i + j) < 0x100)) }\n")
-RULE = f'''rule TEST_Eicar_Marker
-{{
-    meta:
-        hash = "{hashlib.sha256(EICAR).hexdigest()}"
-        hash = "{ABSENT}"
-    strings:
-        $a = "EICAR-STANDARD-ANTIVIRUS"
-    condition:
-        $a
-}}
-'''
-
 
 @pytest.fixture
 def corpora_workspace(ui_workspace: Workspace, tmp_path: Path) -> Workspace:
@@ -157,7 +132,7 @@ def git_signatures(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """
     import git
 
-    from tests.release.conftest import HOUSE
+    from tests.support.signatures import HOUSE
 
     for var in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
         monkeypatch.setenv(var, FIXED_GIT_DATE)
@@ -191,47 +166,3 @@ def _no_animations(monkeypatch: pytest.MonkeyPatch) -> None:
     import textual.constants
 
     monkeypatch.setattr(textual.constants, "TEXTUAL_ANIMATIONS", "none")
-
-
-def static_text(widget: Static, width: int = 200) -> str:
-    """What a Static shows, as plain text (Rich tables included)."""
-    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
-    console.print(widget.content)
-    return console.export_text()
-
-
-async def settle(pilot: Pilot[object], rounds: int = 40) -> None:
-    """Wait until no worker runs and the messages they posted have been handled."""
-    app: App[object] = pilot.app
-    for _ in range(rounds):
-        try:
-            await app.workers.wait_for_complete()
-        except WorkerFailed:
-            pass            # the app shows worker errors itself; tests check what it showed
-        await pilot.pause()
-        if not any(w.is_running for w in app.workers):
-            await pilot.pause()
-            if not any(w.is_running for w in app.workers):
-                return
-    raise AssertionError("the app did not settle: workers kept running")
-
-
-async def until(pilot: Pilot[object], condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait (settling workers as it goes) until ``condition()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
-        await settle(pilot)
-
-
-async def linted(pilot: Pilot[object]) -> None:
-    """Wait for the rule editor's debounced lint of the current text."""
-    from workbench.tui.screens.editor import EditorScreen
-
-    def done() -> bool:
-        screen = pilot.app.screen
-        return isinstance(screen, EditorScreen) and screen.linted_generation == screen.generation
-
-    await until(pilot, done)

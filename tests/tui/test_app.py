@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 
-from tests.tui.conftest import settle
+import pytest
+
+from tests.support.pilot import settle
 from workbench.tui.app import make_app
 from workbench.tui.commands import WorkbenchCommands
 from workbench.tui.screens.editor import EditorScreen
@@ -14,6 +16,8 @@ from workbench.tui.screens.release import ReleaseScreen
 from workbench.tui.screens.testing import RuleTestScreen
 from workbench.tui.widgets.yara_editor import YaraEditor
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 async def test_function_keys_switch_screens_even_inside_the_editor(ui_workspace: Workspace) -> None:

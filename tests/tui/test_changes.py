@@ -7,7 +7,7 @@ from pathlib import Path
 import git
 import pytest
 
-from tests.release.conftest import house_rule, set_meta
+from tests.support.signatures import house_rule, set_meta
 from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.settings import RepositorySettings
 from workbench.release.repository import RepositoryError

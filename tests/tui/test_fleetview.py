@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.distribute.conftest import free_port
-from tests.tui.fleet_data import NOW, fleet_state, record
+from tests.support.fleet import NOW, fleet_state, record
+from tests.support.live_server import free_port
 from workbench.distribute.client import ClientError
 from workbench.distribute.fleet import FleetReport, FleetStore, summarize
 from workbench.distribute.settings import RepositorySettings

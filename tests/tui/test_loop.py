@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, Tree
 
-from tests.tui.conftest import linted, settle, static_text, until
-from tests.tui.loop import Loop, running_loop
+from tests.support.pilot import linted, settle, static_text, until
+from tests.support.tui_loop import Loop, running_loop
 from workbench.distribute.fleet import Health
 from workbench.release.store import ReleaseStore
 from workbench.tui.app import WorkbenchApp, make_app
@@ -35,6 +36,8 @@ from workbench.tui.widgets.fleet_board import FleetBoard
 from workbench.tui.widgets.list_table import ListTable
 from workbench.tui.widgets.strings_table import StringsTable
 from workbench.tui.widgets.yara_editor import YaraEditor
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 SIZE = (120, 40)
 STRONG = "http://exfil.stealer.example/upload.php"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.tui.conftest import MESSAGES
+from tests.support.ui_samples import MESSAGES
 from workbench.quarantine.index import MessageRow
 from workbench.quarantine.query import parse_query
 from workbench.quarantine.service import INDEX_NAME

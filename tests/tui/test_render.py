@@ -68,8 +68,8 @@ def test_auth_results_and_mismatches() -> None:
 
 def test_headers_decoded_or_raw() -> None:
     report = MessageReport(headers=[Header("Subject", "Grüße", "=?utf-8?q?Gr=C3=BC=C3=9Fe?=", 26)])
-    assert "Subject: Grüße" in headers_text(report).plain
-    assert "=?utf-8?q?Gr=C3=BC=C3=9Fe?=" in headers_text(report, raw=True).plain
+    assert "Subject: Grüße" in headers_text(report.headers).plain
+    assert "=?utf-8?q?Gr=C3=BC=C3=9Fe?=" in headers_text(report.headers, raw=True).plain
 
 
 def test_hops_accept_dates_as_datetimes_or_cached_text() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from rich.segment import Segment
 from rich.style import Style
 from textual.color import Color
 from textual.strip import Strip
 
-from tests.tui.conftest import settle
+from tests.support.pilot import settle
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import Quarantine
 from workbench.samples.mail import Attachment, Mail
@@ -17,6 +18,8 @@ from workbench.tui.app import make_app
 from workbench.tui.safety import ControlFilter, visible
 from workbench.tui.widgets.message_list import MessageList, row_cells
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 TITLE_ATTACK = "\x1b]2;owned\x07"
 RTLO_NAME = "invoice_\u202egpj.exe"

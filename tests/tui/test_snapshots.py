@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui.conftest import linted, settle, until
-from tests.tui.screens.test_artifact import open_artifact
-from tests.tui.screens.test_editor import CLEAN
-from tests.tui.screens.test_message import sha_of
+from tests.support.pilot import linted, open_artifact, settle, sha_of, until
+from tests.support.ui_samples import CLEAN
 from workbench.rules.parse import parse_text
 from workbench.tui.app import make_app
 from workbench.tui.screens.editor import EditorScreen
 from workbench.tui.screens.message import MessageScreen
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 SIZE = (120, 40)
 Snap = Callable[..., bool]
@@ -169,7 +169,7 @@ def test_test_screen(snap_compare: Snap, corpora_workspace: Workspace) -> None:
 
 
 def test_release_screen(snap_compare: Snap, sig_workspace: Workspace) -> None:
-    from tests.release.conftest import set_meta
+    from tests.support.signatures import set_meta
 
     gtube = sig_workspace.signatures / "rules" / "spam" / "gtube.yar"
     set_meta(gtube, "SPAM_GTUBE_TestString", "status", "NOISY")
@@ -187,8 +187,7 @@ def test_release_screen(snap_compare: Snap, sig_workspace: Workspace) -> None:
 
 
 def test_fleet_screen(snap_compare: Snap, ui_workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.tui.fleet_data import fleet_state
-    from tests.tui.screens.test_fleet import FakeSource
+    from tests.support.fleet import FakeSource, fleet_state
     from workbench.distribute.fleet import Health
     from workbench.tui.widgets.fleet_board import FleetBoard
 

@@ -21,6 +21,7 @@ from workbench.tui.screens.quarantine import QuarantineScreen
 from workbench.workspace import Workspace
 
 if TYPE_CHECKING:
+    from workbench.dissect.model import Artifact
     from workbench.tui.screens.editor import EditorScreen
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
@@ -110,7 +111,7 @@ class WorkbenchApp(App[int]):
         self.switch_mode("quarantine")
         self.push_screen(MessageScreen(ident))
 
-    def open_artifact(self, artifact: object, *, message_sha256: str = "", offset: int | None = None,
+    def open_artifact(self, artifact: Artifact, *, message_sha256: str = "", offset: int | None = None,
                       length: int = 0) -> None:
         """The artifact view, on top of the current screen; ``offset`` opens the hex view there."""
         from workbench.tui.screens.artifact import ArtifactScreen
@@ -130,6 +131,20 @@ class WorkbenchApp(App[int]):
         screen = self.screen if isinstance(self.screen, EditorScreen) else self.mode_screen("rules")
         assert isinstance(screen, EditorScreen)          # (a dialog may be open over the editor)
         return screen
+
+    def editor_buffer(self) -> tuple[Path | None, str, bool] | None:
+        """What the rule editor holds: its file (None for a new rule), text and whether it has
+        unsaved edits; None before the editor was opened or while it holds only the starter.
+        Other screens reach the buffer here rather than importing the editor."""
+        from workbench.tui.screens.editor import STARTER, EditorScreen
+
+        editor = self.mode_screen("rules")
+        if not isinstance(editor, EditorScreen):
+            return None
+        path, text, unsaved = editor.buffer()
+        if path is None and text.strip() in ("", STARTER.strip()):
+            return None
+        return path, text, unsaved
 
     def open_rule_file(self, path: Path, *, line: int = 0, column: int = 0) -> None:
         """Edit a rule file; ``line`` (1-based) puts the cursor there."""

@@ -11,17 +11,34 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeGuard, TypeVar
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from workbench.dissect.formats.text import defang, html_to_text
-from workbench.dissect.render import human_size
-from workbench.tui.safety import visible
+from workbench.dissect.render import human_size, report_facts
+from workbench.terminal_text import visible
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    from workbench.dissect.formats.message import MessageReport
+    from workbench.dissect.model import Artifact
 
 _R = TypeVar("_R")
+
+
+class HeaderLike(Protocol):
+    """A header as the dissector reports it, or as read straight from the store (``QuickHeader``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+    @property
+    def raw(self) -> str: ...
 
 STATUS_BADGES = {
     "partial": ("partial", "yellow"),
@@ -30,6 +47,7 @@ STATUS_BADGES = {
     "parser-error": ("parser error", "bold red"),
 }
 FLAG_STYLE = "bold red"
+SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}   # lint and validation findings
 AUTH_STYLES = {"pass": "green", "fail": "bold red", "softfail": "yellow", "neutral": "yellow",
                "temperror": "yellow", "permerror": "red", "none": "dim", "present": "cyan"}
 MAX_TABLE_ROWS = 500
@@ -81,10 +99,15 @@ def html_as_text(markup: str) -> str:
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def received_text(stamp: str) -> str:
+    """``2026-11-02T09:30:00.000000Z`` -> ``2026-11-02 09:30`` (the index stores UTC)."""
+    return stamp[:16].replace("T", " ") if stamp else ""
+
+
 # -- artifacts -------------------------------------------------------------------------------
 
 
-def artifact_label(art: Any) -> Text:
+def artifact_label(art: Artifact) -> Text:
     """One tree line: name, then badges for flags and problems (first, so a narrow pane
     still shows them), then the detected type and size."""
     name = visible(art.safe_name or art.path.rsplit("/", 1)[-1] or "(unnamed)")
@@ -99,7 +122,7 @@ def artifact_label(art: Any) -> Text:
     return label
 
 
-def identity_table(art: Any) -> Table:
+def identity_table(art: Artifact) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -134,14 +157,14 @@ def identity_table(art: Any) -> Table:
 # -- messages ---------------------------------------------------------------------------------
 
 
-def headers_text(report: Any, *, raw: bool = False) -> Text:
+def headers_text(headers: Sequence[HeaderLike], *, raw: bool = False) -> Text:
     out = Text()
-    for header in report.headers:
+    for header in headers:
         out.append(f"{visible(header.name)}: ", style="bold cyan")
         value = header.raw if raw else header.value
         out.append(visible(" ".join(value.split())) if not raw else visible(value, multiline=True))
         out.append("\n")
-    if not report.headers:
+    if not headers:
         out.append("(no headers)", style="dim")
     return out
 
@@ -173,7 +196,7 @@ def quick_headers(head: bytes) -> list[QuickHeader]:
             for name, value in msg.items()]
 
 
-def hops_table(report: Any) -> Table:
+def hops_table(report: MessageReport) -> Table:
     table = Table(expand=True, show_edge=False, header_style="bold")
     for title in ("#", "from", "ip", "by", "with", "date (UTC)", "delay"):
         table.add_column(title, overflow="fold")
@@ -190,7 +213,7 @@ def hops_table(report: Any) -> Table:
     return table
 
 
-def auth_text(report: Any) -> Text:
+def auth_text(report: MessageReport) -> Text:
     out = Text()
     if report.mismatches:
         out.append("Sender mismatches\n", style="bold red underline")
@@ -213,7 +236,7 @@ def auth_text(report: Any) -> Text:
     return out
 
 
-def body_text(report: Any, *, html_source: bool = False) -> Text:
+def body_text(report: MessageReport, *, html_source: bool = False) -> Text:
     """The text body, else the HTML body's text; never rendered, never fetched."""
     out = Text()
     if html_source and report.html:
@@ -231,7 +254,7 @@ def body_text(report: Any, *, html_source: bool = False) -> Text:
     return out
 
 
-def urls_table(report: Any) -> Table:
+def urls_table(report: MessageReport) -> Table:
     table = Table(expand=True, show_edge=False, header_style="bold")
     table.add_column("URL (defanged)", overflow="fold", ratio=4)
     table.add_column("found in", ratio=1)
@@ -242,7 +265,7 @@ def urls_table(report: Any) -> Table:
     return table
 
 
-def parts_table(report: Any) -> Table:
+def parts_table(report: MessageReport) -> Table:
     table = Table(expand=True, show_edge=False, header_style="bold")
     for title in ("part", "type", "disposition", "file name", "encoding", "size", "defects"):
         table.add_column(title, overflow="fold")
@@ -284,11 +307,11 @@ def vba_source(code: str) -> Text:
     return text
 
 
-def _is_record(value: Any) -> bool:
+def _is_record(value: object) -> TypeGuard[DataclassInstance]:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     if isinstance(value, str):
         return visible(defang_text(value))
     if isinstance(value, float):
@@ -304,7 +327,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _records_table(records: Sequence[Any]) -> RenderableType:
+def _records_table(records: Sequence[DataclassInstance]) -> RenderableType:
     fields = [f.name for f in dataclasses.fields(records[0])
               if not f.metadata.get("internal")]
     scalar = [name for name in fields
@@ -344,7 +367,19 @@ def _looks_vba(name: str, value: str) -> bool:
         re.search(r"^\s*(Sub|Function|Attribute VB_)", value, re.M | re.I))
 
 
-def report_renderable(report: Any, *, title: str = "") -> RenderableType:
+def facts_text(report: object) -> list[Text]:
+    """The report's key facts (the ones ``workbench dissect`` prints beneath the artifact),
+    first, so the CLI and the UI lead with the same lines; the fields follow in full."""
+    facts = report_facts(report)
+    if not facts:
+        return []
+    out = Text()
+    for fact in facts:
+        out.append(f"• {visible(fact)}\n")
+    return [Text("key facts", style="bold underline"), out]
+
+
+def report_renderable(report: object, *, title: str = "") -> RenderableType:
     """Any dissector's report dataclass as tables and text, field by field."""
     if report is None:
         return Text("No format report: no dissector applies to this type.", style="dim")
@@ -353,6 +388,7 @@ def report_renderable(report: Any, *, title: str = "") -> RenderableType:
     parts: list[RenderableType] = []
     if title:
         parts.append(Text(title, style="bold"))
+    parts.extend(facts_text(report))
     scalars = Table.grid(padding=(0, 2))
     scalars.add_column(style="bold")
     scalars.add_column()

@@ -29,6 +29,8 @@ from workbench.samples.mail import (
     received,
 )
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 ATTACHED = ("message/rfc822", "message/global", "message/news")
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 

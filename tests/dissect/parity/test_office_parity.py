@@ -43,6 +43,8 @@ from workbench.samples.office import (
     build_xls,
 )
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 CMD = 'c:\\windows\\system32\\cmd.exe "/k calc"'
 CSV_DDE = "=cmd|' /c calc'!A1"
 SLK_DDE = "MSEXCEL|'\\..\\..\\..\\Windows\\System32\\cmd.exe /c calc.exe'!''"

@@ -20,6 +20,8 @@ from workbench.dissect.model import OK, PARTIAL, Artifact
 from workbench.dissect.worker import WorkerPool
 from workbench.samples.documents import build_pdf
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 JS = "app.alert('WB-PDF');"
 PAYLOAD = ("invoice.exe", b"MZ" + b"\x00" * 62 + b"WB-PDF-EMBEDDED")
 PDF_CASES = [

@@ -14,6 +14,8 @@ from workbench.dissect.model import OK, Artifact
 from workbench.dissect.worker import WorkerPool
 from workbench.samples.pe import build_pe
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 OVERLAY = b"OVERLAY-CONFIG:" + bytes(range(256)) * 4
 
 

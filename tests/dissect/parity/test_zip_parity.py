@@ -17,6 +17,8 @@ from workbench.dissect.worker import WorkerPool
 from workbench.samples.mail import EICAR
 from workbench.samples.pe import build_pe
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 LINK_MODE = 0o120777 << 16
 FILE_MODE = 0o100644 << 16
 

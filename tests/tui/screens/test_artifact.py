@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import yara
 from textual.widgets import Input, Static
 
-from tests.tui.conftest import MARKER, settle
+from tests.support.pilot import open_artifact, settle
+from tests.support.ui_samples import MARKER
 from workbench.tui.app import make_app
 from workbench.tui.screens.artifact import ArtifactScreen
 from workbench.tui.screens.editor import EditorScreen
@@ -14,15 +16,7 @@ from workbench.tui.widgets.strings_table import StringsTable
 from workbench.tui.widgets.yara_editor import YaraEditor
 from workbench.workspace import Workspace
 
-
-async def open_artifact(pilot, artifact) -> ArtifactScreen:
-    """Straight to the artifact screen (the message screen's own tests open it from the tree)."""
-    app = pilot.app
-    await settle(pilot)
-    app.open_artifact(artifact)
-    await settle(pilot)
-    assert isinstance(app.screen, ArtifactScreen)
-    return app.screen
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 async def test_strings_search_mark_hex_select_and_draft(ui_workspace: Workspace, loader_exe) -> None:

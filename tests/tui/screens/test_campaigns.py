@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Static
 
 from tests.support.campaign_lab import build_wave_lab
-from tests.tui.conftest import settle, static_text, until
+from tests.support.pilot import settle, static_text, until
 from workbench.quarantine.service import Quarantine
 from workbench.tui.app import make_app
 from workbench.tui.screens.campaigns import CampaignsScreen
 from workbench.tui.screens.modals import StatusScreen
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 SIZE = (160, 50)
 

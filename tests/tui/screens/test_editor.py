@@ -4,36 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, OptionList, Static
 
-from tests.tui.conftest import linted, settle, static_text
+from tests.support.pilot import linted, settle, static_text
+from tests.support.ui_samples import CLEAN
 from workbench.tui.app import make_app
 from workbench.tui.screens.editor import EditorScreen
 from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
 from workbench.tui.widgets.yara_editor import ERROR_LINE, YaraEditor
 from workbench.workspace import Workspace
 
-CLEAN = '''rule TEST_Editor_Sample
-{
-    meta:
-        id = "0b1b3a4e-5f0e-4b6a-9c0d-1e2f3a4b5c6d"
-        fingerprint = "0000000000000000000000000000000000000000000000000000000000000000"
-        version = 1
-        date = "2026-11-02"
-        modified = "2026-11-02"
-        status = "TESTING"
-        author = "tester"
-        description = "editor test rule"
-        category = "TEST"
-        family = "Editor"
-        hash = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
-        source = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
-    strings:
-        $a = "EICAR-STANDARD-ANTIVIRUS"
-    condition:
-        $a
-}
-'''
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 async def open_editor(pilot) -> EditorScreen:

@@ -7,40 +7,18 @@ import datetime as dt
 import pytest
 from textual.widgets import Static
 
-from tests.tui.conftest import settle, static_text, until
-from tests.tui.fleet_data import NOW, fleet_state, record
+from tests.support.fleet import NOW, FakeSource, fleet_state, record
+from tests.support.pilot import settle, static_text, until
 from workbench.distribute.client import ClientError
-from workbench.distribute.fleet import FleetEvent, FleetState, Health, summarize
+from workbench.distribute.fleet import FleetEvent, Health, summarize
 from workbench.tui.app import WorkbenchApp, make_app
 from workbench.tui.screens.fleet import FleetScreen
 from workbench.tui.widgets.fleet_board import GLYPHS, FleetBoard
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
+
 SIZE = (120, 40)
-
-
-class FakeSource:
-    """Hands out the states it is given, one per poll (the last one again when they run out)."""
-
-    label = "a test fleet"
-
-    def __init__(self, *states: FleetState | Exception) -> None:
-        self.states = list(states)
-        self.polls = 0
-        self.history: dict[tuple[str, str], list[FleetEvent]] = {}
-
-    def state(self) -> FleetState:
-        self.polls += 1
-        item = self.states.pop(0) if len(self.states) > 1 else self.states[0]
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    def events(self, tower: str, server: str, limit: int = 10) -> list[FleetEvent]:
-        return self.history.get((tower, server), [])[:limit]
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

@@ -5,19 +5,17 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from textual.widgets import Static, TabbedContent, Tree
 
-from tests.tui.conftest import settle, static_text
+from tests.support.pilot import settle, sha_of, static_text
 from workbench.quarantine.service import Quarantine
 from workbench.tui.app import make_app
 from workbench.tui.screens.artifact import ArtifactScreen
 from workbench.tui.screens.message import MessageScreen
 from workbench.workspace import Workspace
 
-
-def sha_of(workspace: Workspace, subject: str) -> str:
-    with Quarantine.open(workspace) as q:
-        return next(r.sha256 for r in q.index.list(f'subject:"{subject}"') if r.subject == subject)
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 def tree_labels(screen: MessageScreen) -> list[str]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from textual.widgets import Input, Static
 
-from tests.tui.conftest import MESSAGES, settle
+from tests.support.pilot import settle
+from tests.support.ui_samples import MESSAGES
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import Quarantine
 from workbench.tui.app import make_app
@@ -14,6 +16,8 @@ from workbench.tui.screens.quarantine import QuarantineScreen
 from workbench.tui.widgets.facets import FacetPanel
 from workbench.tui.widgets.message_list import MessageList
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 TOTAL = MESSAGES + 2
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 
 import git
+import pytest
 from textual.widgets import Input, Static, TabbedContent
 
-from tests.release.conftest import set_meta
-from tests.tui.conftest import settle, static_text, until
+from tests.support.pilot import settle, static_text, until
+from tests.support.signatures import set_meta
 from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
 from workbench.release.bundle import open_bundle
@@ -16,12 +17,15 @@ from workbench.release.service import make_release
 from workbench.release.store import ReleaseStore
 from workbench.release.worktree import commit_signatures
 from workbench.tui.app import WorkbenchApp, make_app
+from workbench.tui.release_rows import diff_text
 from workbench.tui.screens.editor import EditorScreen
 from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
-from workbench.tui.screens.release import ReleaseScreen, diff_text
+from workbench.tui.screens.release import ReleaseScreen
 from workbench.tui.widgets.list_table import ListTable
 from workbench.tui.widgets.yara_editor import YaraEditor
 from workbench.workspace import Workspace
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 SIZE = (120, 40)
 

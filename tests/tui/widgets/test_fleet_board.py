@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.app import App, ComposeResult
 
-from tests.tui.fleet_data import NOW, fleet_state, record
+from tests.support.fleet import NOW, fleet_state, record
 from workbench.distribute.fleet import Health, summarize
 from workbench.tui.widgets.fleet_board import GLYPHS, BoardLine, FleetBoard, layout
+
+pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
 
 class BoardApp(App[None]):

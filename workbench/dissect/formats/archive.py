@@ -60,6 +60,23 @@ class ArchiveReport:
     inner_name: str = ""                  # gzip FNAME
     notes: list[str] = field(default_factory=list)
 
+    def facts(self) -> list[str]:
+        """What the dissection tree shows beneath an archive, in the CLI and the UI alike."""
+        line = f"{self.format}: {self.member_count} members"
+        if self.encrypted:
+            line += (f", encrypted, password {self.password!r}" if self.password
+                     else f", encrypted, no password found ({self.passwords_tried} tried)"
+                     if self.passwords_tried
+                     else ", encrypted, no password tried")
+        if self.notes:
+            line += f" ({'; '.join(self.notes[:3])})"
+        out = [line]
+        out += [f"high ratio: {r}" for r in self.high_ratio[:5]]
+        if self.overlapping:
+            out.append(f"overlapping entries: {', '.join(self.overlapping[:5])}")
+        out += [f"link: {m.name} -> {m.link_target}" for m in self.members if m.kind == "symlink"][:5]
+        return out
+
 
 class _Budget:
     """Bytes this dissector may still extract, with the per-child cap."""

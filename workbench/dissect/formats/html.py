@@ -56,6 +56,20 @@ class HtmlReport:
     keywords: list[str] = field(default_factory=list)
     blobs: list[DecodedBlob] = field(default_factory=list)
 
+    def facts(self) -> list[str]:
+        """What the dissection tree shows beneath HTML or a script, in the CLI and the UI alike."""
+        out: list[str] = []
+        if self.title:
+            out.append(f"title: {self.title}")
+        for form in self.forms[:3]:
+            out.append(f"form {form.method.upper()} {form.action or '(self)'}"
+                       + (" with a password field" if form.password_field else ""))
+        if self.keywords:
+            out.append("keywords: " + ", ".join(self.keywords[:10]))
+        if self.iframes:
+            out.append("iframes: " + ", ".join(self.iframes[:3]))
+        return out
+
 
 class _Collector(HTMLParser):
     def __init__(self, report: HtmlReport):

@@ -107,6 +107,20 @@ class MessageReport:
     emails: list[str] = field(default_factory=list)          # defanged
     password_candidates: list[str] = field(default_factory=list)
 
+    def facts(self) -> list[str]:
+        """What the dissection tree shows beneath a message, in the CLI and the UI alike."""
+        out = [f"from {self.from_addr or '-'} to {self.to or '-'}: {self.subject or '(no subject)'}"]
+        if self.auth:
+            out.append("auth: " + ", ".join(f"{a.method}={a.result}" for a in self.auth[:8]))
+        out += [f"mismatch: {m}" for m in self.mismatches]
+        if self.received:
+            out.append(f"received: {len(self.received)} hops")
+        if self.urls:
+            out.append("urls: " + ", ".join(u.defanged for u in self.urls[:5])
+                       + (f" (+{len(self.urls) - 5})" if len(self.urls) > 5 else ""))
+        out += [f"defect: {d}" for d in self.defects[:5]]
+        return out
+
 
 # -- headers -----------------------------------------------------------------------------------
 

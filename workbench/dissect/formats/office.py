@@ -79,6 +79,30 @@ class OfficeReport:
     streams: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def facts(self) -> list[str]:
+        """What the dissection tree shows beneath an Office document, in the CLI and the UI alike."""
+        line = f"{self.container}"
+        if self.vba:
+            line += f", VBA: {', '.join(m.filename for m in self.modules if not m.child.startswith('XLM/'))}"
+        if self.xlm:
+            line += ", XLM macros"
+        if self.mraptor:
+            line += f", mraptor {self.mraptor.flags or '-'}{' SUSPICIOUS' if self.mraptor.suspicious else ''}"
+        if self.encrypted:
+            line += f", encrypted (decrypted with {self.decrypted_with!r})" if self.decrypted_with else ", encrypted"
+        out = [line]
+        autoexec = [f.keyword for f in self.findings if f.kind == "AutoExec"]
+        suspicious = [f.keyword for f in self.findings if f.kind == "Suspicious"]
+        if autoexec:
+            out.append("autoexec: " + ", ".join(autoexec[:8]))
+        if suspicious:
+            out.append("suspicious: " + ", ".join(suspicious[:8]))
+        out += [f"external {r.type}: {r.target}" for r in self.external_relationships[:5]]
+        out += [f"DDE: {d}" for d in self.dde[:3]]
+        if self.xlm:
+            out.append(f"XLM macros: {len(self.xlm_macros)} lines")
+        return out
+
 
 def _quiet_oletools() -> None:
     for name in ("olevba", "oleobj", "rtfobj", "olefile", "msoffcrypto", "mraptor", "xls_parser",

@@ -72,6 +72,19 @@ class PdfReport:
     encrypted: bool = False
     notes: list[str] = field(default_factory=list)
 
+    def facts(self) -> list[str]:
+        """What the dissection tree shows beneath a PDF, in the CLI and the UI alike."""
+        out: list[str] = []
+        if self.flags:
+            out.append("flags: " + ", ".join(self.flags) + (f" (read by {self.parser})" if self.parser else ""))
+        out += [f"script in {s.source}" + (f" via {', '.join(s.triggers[:3])}" if s.triggers else "")
+                + (": runs on open" if s.auto else "") for s in self.scripts[:5]]
+        if self.keyword_counts:
+            out.append("keywords: " + ", ".join(f"{k} {v}" for k, v in self.keyword_counts.items()))
+        out += [f"uri: {u}" for u in self.uris[:3]]
+        out += [f"launch: {u}" for u in self.launch[:3]]
+        return out
+
 
 def _literal(raw: bytes) -> bytes:
     """A PDF literal string body (inside the parentheses) with its escapes undone."""

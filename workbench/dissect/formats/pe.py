@@ -98,6 +98,24 @@ class PeReport:
     clr_version: str = ""
     warnings: list[str] = field(default_factory=list)
 
+    def facts(self) -> list[str]:
+        """What the dissection tree shows beneath a PE file, in the CLI and the UI alike."""
+        from workbench.dissect.render import human_size
+
+        when = self.compile_time.strftime("%Y-%m-%d %H:%M") if self.compile_time else "?"
+        out = [f"{self.format} {self.machine} {self.subsystem}{' DLL' if self.dll else ''}, "
+               f"compiled {when}, {self.section_count} sections, imphash {self.imphash or '-'}"]
+        if self.signed:
+            out.append("signed by: " + ("; ".join(self.signers) or "(unreadable)"))
+        if self.overlay_offset is not None:
+            out.append(f"overlay: {human_size(self.overlay_size)} at {self.overlay_offset}")
+        if self.dotnet:
+            out.append(f".NET {self.clr_version}")
+        if self.tls_callbacks:
+            out.append(f"TLS callbacks: {len(self.tls_callbacks)}")
+        out += [f"{s.name}: {s.mismatch}" for s in self.sections if s.mismatch][:3]
+        return out
+
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

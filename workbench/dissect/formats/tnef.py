@@ -18,6 +18,10 @@ class TnefReport:
     has_html: bool = False
     has_rtf: bool = False
 
+    def facts(self) -> list[str]:
+        """What the dissection tree shows beneath a TNEF wrapper, in the CLI and the UI alike."""
+        return [f"TNEF {self.message_class}: {', '.join(self.attachments) or 'no attachments'}"]
+
 
 def _text(value: object) -> str:
     if isinstance(value, bytes):

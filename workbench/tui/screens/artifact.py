@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -32,10 +33,16 @@ from workbench.tui.screens.modals import PromptScreen
 from workbench.tui.widgets.hex_view import HexView, parse_offset
 from workbench.tui.widgets.strings_table import StringRow, StringsTable
 
+if TYPE_CHECKING:
+    from workbench.dissect.model import Artifact
+    from workbench.rules.draft import Draft
+    from workbench.rules.suggest import SuggestionReport
+    from workbench.workspace import Workspace
+
 MAX_HEX_MARK = 256          # bytes: a longer hex string is rarely a good signature
 
 
-def draft_text(workspace: Any, marks: list[Mark], category: str, family: str) -> Any:
+def draft_text(workspace: Workspace, marks: list[Mark], category: str, family: str) -> Draft:
     """Draft a rule from marked strings and bytes with the rules drafter (compiled, linted)."""
     from workbench.rules.draft import draft, load_samples
 
@@ -87,23 +94,20 @@ view. `d` drafts a rule from everything marked, in the rule editor.
         Binding("4", "tab('hex')", show=False),
     ]
 
+    @dataclass(eq=False)
     class Loaded(Message):
-        def __init__(self, data: bytes, strings: list[StringRow]) -> None:
-            super().__init__()
-            self.data = data
-            self.strings = strings
+        data: bytes
+        strings: list[StringRow]
 
+    @dataclass(eq=False)
     class Suggested(Message):
-        def __init__(self, report: Any) -> None:
-            super().__init__()
-            self.report = report
+        report: SuggestionReport
 
+    @dataclass(eq=False)
     class Drafted(Message):
-        def __init__(self, draft: Any) -> None:
-            super().__init__()
-            self.draft = draft
+        draft: Draft
 
-    def __init__(self, artifact: Any, *, message_sha256: str = "", offset: int | None = None,
+    def __init__(self, artifact: Artifact, *, message_sha256: str = "", offset: int | None = None,
                  length: int = 0) -> None:
         super().__init__()
         self.artifact = artifact

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -116,20 +117,17 @@ opens that draft in the rule editor, **r** refreshes.
         Binding("e", "edit_draft", "Edit draft", show=False),
     ]
 
+    @dataclass(eq=False)
     class Listed(Message):
-        def __init__(self, campaigns: list[CampaignSummary]) -> None:
-            super().__init__()
-            self.campaigns = campaigns
+        campaigns: list[CampaignSummary]
 
+    @dataclass(eq=False)
     class Shown(Message):
-        def __init__(self, report: CampaignReport) -> None:
-            super().__init__()
-            self.report = report
+        report: CampaignReport
 
+    @dataclass(eq=False)
     class Drafted(Message):
-        def __init__(self, result: CampaignDraft) -> None:
-            super().__init__()
-            self.result = result
+        result: CampaignDraft
 
     def __init__(self) -> None:
         super().__init__()

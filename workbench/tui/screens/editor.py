@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -24,12 +25,15 @@ from workbench.rules.rulefile import (
     write_rule_file,
 )
 from workbench.tui.commands import PaletteCommand
+from workbench.tui.render import SEVERITY_STYLES
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.screens.modals import ChoiceScreen, ConfirmScreen, PromptScreen
 from workbench.tui.widgets.yara_editor import Diagnostic, YaraEditor
 
+if TYPE_CHECKING:
+    from workbench.rules.findings import Finding, LintReport
+
 LINT_DELAY = 0.3          # seconds of quiet typing before a lint starts
-SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 _generations = itertools.count(1)
 
 STARTER = """\
@@ -45,7 +49,7 @@ rule NEW_Family_Detail
 """
 
 
-def lint_rule_text(text: str, file: str, signatures: Path) -> Any:
+def lint_rule_text(text: str, file: str, signatures: Path) -> LintReport:
     """The rules linter on one buffer (libyara, YARA-X and the house checks)."""
     from workbench.rules.lint import lint_text
     from workbench.rules.policy import Policy
@@ -90,25 +94,22 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
         Binding("escape", "back", "Back", show=False),
     ]
 
+    @dataclass(eq=False)
     class Linted(Message):
-        def __init__(self, generation: int, report: Any, note: str = "") -> None:
-            super().__init__()
-            self.generation = generation
-            self.report = report
-            self.note = note
+        generation: int
+        report: LintReport | None
+        note: str = ""
 
+    @dataclass(eq=False)
     class Formatted(Message):
-        def __init__(self, generation: int, text: str) -> None:
-            super().__init__()
-            self.generation = generation
-            self.text = text
+        generation: int
+        text: str
 
+    @dataclass(eq=False)
     class Saved(Message):
-        def __init__(self, path: Path, appended: bool, text: str) -> None:
-            super().__init__()
-            self.path = path
-            self.appended = appended
-            self.text = text                # what the file holds now
+        path: Path
+        appended: bool
+        text: str   # what the file holds now
 
     def __init__(self) -> None:
         super().__init__()
@@ -116,7 +117,7 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
         self.generation = 0                   # bumped on every edit
         self.linted_generation = -1           # the edit the findings shown belong to
         self.saved_text = STARTER
-        self.findings: list[Any] = []
+        self.findings: list[Finding] = []
         self._lint_timer: Timer | None = None
         self._pending: tuple[str, Path | None, int, int] | None = None
 
@@ -284,7 +285,7 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
     def _finding_chosen(self, event: OptionList.OptionSelected) -> None:
         self._jump(self.findings[int((event.option.id or "finding-0").removeprefix("finding-"))])
 
-    def _jump(self, finding: Any) -> None:
+    def _jump(self, finding: Finding) -> None:
         self.go_to(finding.line, finding.column)
 
     def action_next_finding(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual import on, work
@@ -160,22 +161,19 @@ records every report; `workbench ui --fleet-url URL` watches a server elsewhere.
         Binding("space", "pause", "Pause"),
     ]
 
+    @dataclass(eq=False)
     class Loaded(Message):
-        def __init__(self, state: FleetState, seconds: float) -> None:
-            super().__init__()
-            self.state = state
-            self.seconds = seconds
+        state: FleetState
+        seconds: float
 
+    @dataclass(eq=False)
     class Failed(Message):
-        def __init__(self, reason: str) -> None:
-            super().__init__()
-            self.reason = reason
+        reason: str
 
+    @dataclass(eq=False)
     class History(Message):
-        def __init__(self, key: tuple[str, str], events: list[FleetEvent]) -> None:
-            super().__init__()
-            self.key = key
-            self.events = events
+        key: tuple[str, str]
+        events: list[FleetEvent]
 
     def __init__(self) -> None:
         super().__init__()

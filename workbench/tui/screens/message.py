@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -37,6 +37,13 @@ from workbench.tui.safety import visible
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.screens.modals import StatusScreen, TagsScreen
 from workbench.tui.widgets.message_list import received_text
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from workbench.dissect.formats.message import MessageReport
+    from workbench.dissect.model import Artifact, Dissection
+    from workbench.tui.render import HeaderLike
 
 TABS = ("headers", "received", "auth", "body", "urls", "parts", "history")
 
@@ -75,6 +82,13 @@ def history_text(sightings: list[Sighting], audit: list[AuditEntry]) -> Text:
     return out
 
 
+def _message_report(report: object) -> MessageReport | None:
+    """The root's report when it is a message's (a file dissected as the root has another)."""
+    from workbench.dissect.formats.message import MessageReport
+
+    return report if isinstance(report, MessageReport) else None
+
+
 class MessageScreen(WorkbenchScreen):
     """The summary comes from the index (instant); the tree fills as each node is dissected."""
 
@@ -107,41 +121,36 @@ hex view, where you mark strings and bytes for a draft rule.
         Binding("D", "redissect", "Re-dissect", show=False),
     ]
 
+    @dataclass(eq=False)
     class Summary(Message):
-        def __init__(self, row: MessageRow, sightings: list[Sighting], audit: list[AuditEntry],
-                     headers: list[QuickHeader] | None = None) -> None:
-            super().__init__()
-            self.row = row
-            self.sightings = sightings
-            self.audit = audit
-            self.headers = headers
+        row: MessageRow
+        sightings: list[Sighting]
+        audit: list[AuditEntry]
+        headers: list[QuickHeader] | None = None
 
+    @dataclass(eq=False)
     class NotFound(Message):
-        def __init__(self, reason: str) -> None:
-            super().__init__()
-            self.reason = reason
+        reason: str
 
+    @dataclass(eq=False)
     class NodeDone(Message):
         """One artifact finished; ``parent`` is its parent's path ("" for the root)."""
 
-        def __init__(self, artifact: Any, parent: str) -> None:
-            super().__init__()
-            self.artifact = artifact
-            self.parent = parent
+        artifact: Artifact
+        parent: str
 
+    @dataclass(eq=False)
     class Dissected(Message):
-        def __init__(self, dissection: Any) -> None:
-            super().__init__()
-            self.dissection = dissection
+        dissection: Dissection
 
     def __init__(self, ident: str) -> None:
         super().__init__()
         self.ident = ident
         self.sha256 = ""
         self.row: MessageRow | None = None
-        self.report: Any = None
-        self.dissection: Any = None
-        self.nodes: dict[str, TreeNode[Any]] = {}
+        self.report: MessageReport | None = None      # the root's report, once dissected
+        self.dissection: Dissection | None = None
+        self.nodes: dict[str, TreeNode[Artifact]] = {}
         self.raw_headers = False
         self.html_source = False
         self.quick_headers: list[QuickHeader] = []
@@ -152,7 +161,7 @@ hex view, where you mark strings and bytes for a draft rule.
         with Horizontal(id="message-body"):
             with Vertical(id="artifact-pane"):
                 yield Static("dissecting…", id="artifact-status")
-                tree: Tree[Any] = Tree("message", id="artifacts")
+                tree: Tree[Artifact] = Tree("message", id="artifacts")
                 tree.show_root = False
                 tree.auto_expand = False
                 yield tree
@@ -194,7 +203,7 @@ hex view, where you mark strings and bytes for a draft rule.
 
         last_at_depth: dict[int, str] = {}
 
-        def on_node(artifact: Any) -> None:
+        def on_node(artifact: Artifact) -> None:
             # nodes complete depth first, parent before children: the parent of a node is
             # the last node reported one level up
             parent = last_at_depth.get(artifact.depth - 1, "") if artifact.depth else ""
@@ -236,7 +245,7 @@ hex view, where you mark strings and bytes for a draft rule.
         node = parent.add(artifact_label(art), data=art, allow_expand=False)
         self.nodes[art.path] = node
         if art.depth == 0:
-            self.report = art.report
+            self.report = _message_report(art.report)
             self._show_report()
             tree.move_cursor(node)
         self.query_one("#artifact-status", Static).update(f"dissecting… {len(self.nodes)} artifacts")
@@ -251,7 +260,7 @@ hex view, where you mark strings and bytes for a draft rule.
             if node is not None:
                 node.set_label(artifact_label(art))
                 node.data = art
-        self.report = result.root.report
+        self.report = _message_report(result.root.report)
         self._show_report()
         problems = len(result.problems)
         status = Text(f"{result.nodes} artifacts · {human_size(result.expanded_bytes)} expanded")
@@ -264,14 +273,12 @@ hex view, where you mark strings and bytes for a draft rule.
 
     def _show_headers(self) -> None:
         """The dissector's headers once reported; until then the ones read from the store."""
-        report = self.report
-        if report is None or not hasattr(report, "headers"):
-            if not self.quick_headers:
-                return
-            report = SimpleNamespace(headers=self.quick_headers)
-        self._show("headers", safely(lambda: headers_text(report, raw=self.raw_headers), "headers"))
+        headers: Sequence[HeaderLike] = self.report.headers if self.report is not None else self.quick_headers
+        if self.report is None and not self.quick_headers:
+            return
+        self._show("headers", safely(lambda: headers_text(headers, raw=self.raw_headers), "headers"))
 
-    def _flag_auth(self, report: Any) -> None:
+    def _flag_auth(self, report: MessageReport) -> None:
         """The Auth tab's title warns when the sender does not add up, so it is not missed."""
         failed = [a for a in report.auth if a.result in ("fail", "softfail", "permerror")]
         problems = len(report.mismatches) + len(failed)
@@ -281,7 +288,7 @@ hex view, where you mark strings and bytes for a draft rule.
     def _show_report(self) -> None:
         report = self.report
         self._show_headers()
-        if report is None or not hasattr(report, "headers"):
+        if report is None:
             return
         self._show("received", safely(lambda: hops_table(report) if report.received
                                       else Text("no Received headers", style="dim"), "hops"))
@@ -319,7 +326,7 @@ hex view, where you mark strings and bytes for a draft rule.
             self.workbench.open_artifact(node.data, message_sha256=self.sha256)
 
     @on(Tree.NodeSelected, "#artifacts")
-    def _node_selected(self, event: Tree.NodeSelected[Any]) -> None:
+    def _node_selected(self, event: Tree.NodeSelected[Artifact]) -> None:
         event.stop()
         self.action_open_artifact()
 

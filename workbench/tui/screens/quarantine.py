@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from dataclasses import dataclass
 from functools import partial
 
 from textual import on, work
@@ -68,47 +69,41 @@ the cursor never moves on its own.
         Binding("escape", "leave_filter", "List", show=False),
     ]
 
+    @dataclass(eq=False)
     class Loaded(Message):
         """The first page of a query (and, when it fits in a page, its total)."""
 
-        def __init__(self, generation: int, rows: list[MessageRow], change: int) -> None:
-            super().__init__()
-            self.generation = generation
-            self.rows = rows
-            self.change = change           # the index's last_change() the rows were read at
+        generation: int
+        rows: list[MessageRow]
+        change: int   # the index's last_change() the rows were read at
 
+    @dataclass(eq=False)
     class IndexChanged(Message):
         """The index's last_change() as polled now."""
 
-        def __init__(self, change: int | None) -> None:
-            super().__init__()
-            self.change = change           # None: the look failed (the error is shown)
+        change: int | None   # None: the look failed (the error is shown)
 
+    @dataclass(eq=False)
     class Counted(Message):
-        def __init__(self, generation: int, total: int) -> None:
-            super().__init__()
-            self.generation = generation
-            self.total = total
+        generation: int
+        total: int
 
+    @dataclass(eq=False)
     class PageLoaded(Message):
-        def __init__(self, generation: int, page: int, rows: list[MessageRow]) -> None:
-            super().__init__()
-            self.generation = generation
-            self.page = page
-            self.rows = rows
+        generation: int
+        page: int
+        rows: list[MessageRow]
 
+    @dataclass(eq=False)
     class FacetsLoaded(Message):
-        def __init__(self, generation: int, facets: dict[str, dict[str, int]]) -> None:
-            super().__init__()
-            self.generation = generation
-            self.facets = facets
+        generation: int
+        facets: dict[str, dict[str, int]]
 
+    @dataclass(eq=False)
     class Triaged(Message):
-        def __init__(self, rows: list[MessageRow], summary: str, changes: tuple[int, int]) -> None:
-            super().__init__()
-            self.rows = rows
-            self.summary = summary
-            self.changes = changes         # the index's last_change() before and after our writes
+        rows: list[MessageRow]
+        summary: str
+        changes: tuple[int, int]   # the index's last_change() before and after our writes
 
     def __init__(self, query: str | None = None) -> None:
         super().__init__()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -16,7 +17,6 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from workbench.release.store import ReleaseNotFound, tag_name
 from workbench.release.worktree import (
-    Change,
     SignaturesView,
     commit_changes,
     commit_message,
@@ -25,46 +25,25 @@ from workbench.release.worktree import (
     rule_path,
 )
 from workbench.tui.commands import PaletteCommand
+from workbench.tui.release_rows import (
+    change_cells,
+    diff_text,
+    finding_cells,
+    finding_text,
+    release_cells,
+    release_text,
+    status_text,
+)
 from workbench.tui.screens.base import WorkbenchScreen
-from workbench.tui.screens.editor import SEVERITY_STYLES
 from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
 from workbench.tui.widgets.list_table import ListTable
 from workbench.tui.widgets.virtual_table import Column, VirtualTable
 
 if TYPE_CHECKING:
+    from workbench.release.service import ReleaseOutcome
     from workbench.release.validate import ValidationReport
 
-KIND_STYLES = {"added": "bold green", "modified": "bold yellow", "removed": "bold red",
-               "status": "cyan", "file": "dim"}
 TABS = {"changes": "changes", "validation": "findings", "releases": "releases"}   # tab -> its table
-
-
-def change_cells(c: Change) -> list[Any]:
-    if c.kind == "status" or (c.previous_status and c.status != c.previous_status and c.kind != "added"):
-        status = f"{c.previous_status or '-'} → {c.status or '-'}"
-    else:
-        status = c.status or c.previous_status
-    if c.kind == "modified" and c.previous_version != c.version:
-        version = f"{c.previous_version or '?'} → {c.version or '?'}"
-    else:
-        version = c.version or c.previous_version
-    git = Text(c.git or "committed", style="yellow" if c.git else "dim")
-    # every rule lives under rules/: the prefix only takes room
-    return [Text(c.kind, style=KIND_STYLES.get(c.kind, "")), c.rule or "(file)",
-            c.file.removeprefix("rules/"), version, status, git]
-
-
-def finding_cells(f: Any) -> list[Any]:
-    where = f"{Path(f.file).name}:{f.line}" if f.line else Path(f.file).name
-    return [Text(f.severity, style=SEVERITY_STYLES.get(f.severity, "")), f.id, where, f.rule, f.message]
-
-
-def release_cells(item: tuple[Any, bool]) -> list[Any]:
-    release, published = item
-    note = f"(reverts to {release.reverts}) {release.message}" if release.reverts else release.message
-    return [str(release.serial), release.created[:16].replace("T", " "), release.commit[:10],
-            str(release.rule_count), Text("✓", style="bold green") if published else Text("-", style="dim"),
-            note]
 
 
 CHANGE_COLUMNS = (Column("kind", "Change", 8), Column("rule", "Rule", 0, 12, weight=3),
@@ -76,24 +55,6 @@ FINDING_COLUMNS = (Column("severity", "Severity", 8), Column("id", "Check", 5),
 RELEASE_COLUMNS = (Column("serial", "Serial", 6), Column("created", "Created (UTC)", 16),
                    Column("commit", "Commit", 10), Column("rules", "Rules", 5),
                    Column("published", "Pub.", 4), Column("message", "Message", 0, 8))
-
-
-def diff_text(diff: str) -> Text:
-    """A unified diff coloured line by line (never parsed as markup, never wrapped)."""
-    out = Text(no_wrap=True, overflow="ignore")
-    for line in diff.splitlines():
-        if line.startswith(("+++", "---", "diff ", "index ", "new file")):
-            style = "bold"
-        elif line.startswith("+"):
-            style = "green"
-        elif line.startswith("-"):
-            style = "red"
-        elif line.startswith("@@"):
-            style = "cyan"
-        else:
-            style = ""
-        out.append(line + "\n", style=style)
-    return out
 
 
 class ReleaseScreen(WorkbenchScreen):
@@ -133,52 +94,46 @@ rollback is a new release with older content.
         *(Binding(str(n), f"tab('{tab}')", show=False) for n, tab in enumerate(TABS, 1)),
     ]
 
+    @dataclass(eq=False)
     class Read(Message):
-        def __init__(self, view: SignaturesView) -> None:
-            super().__init__()
-            self.view = view
+        view: SignaturesView
 
+    @dataclass(eq=False)
     class Diffed(Message):
-        def __init__(self, file: str, text: str) -> None:
-            super().__init__()
-            self.file = file
-            self.text = text
+        file: str
+        text: str
 
+    @dataclass(eq=False)
     class Validated(Message):
-        def __init__(self, report: Any, why: str) -> None:
-            super().__init__()
-            self.report = report
-            self.why = why
+        report: ValidationReport
+        why: str
 
+    @dataclass(eq=False)
     class Done(Message):
         """An operation finished: say what happened, then read the repository again."""
 
-        def __init__(self, text: str, *, error: bool = False, tab: str = "", serial: int | None = None) -> None:
-            super().__init__()
-            self.text = text
-            self.error = error
-            self.tab = tab            # show this tab afterwards
-            self.serial = serial      # highlight this release once read (p then publishes it)
+        text: str
+        error: bool = False
+        tab: str = ""   # show this tab afterwards
+        serial: int | None = None   # highlight this release once read (p then publishes it)
 
+    @dataclass(eq=False)
     class RevertPreviewed(Message):
         """What reverting would do (a dry run): the serial it would use and the rule changes."""
 
-        def __init__(self, outcome: Any) -> None:
-            super().__init__()
-            self.outcome = outcome
+        outcome: ReleaseOutcome
 
     class Idle(Message):
         """A repository operation ended, however it ended (posted last, from ``finally``)."""
 
+    @dataclass(eq=False)
     class Step(Message):
-        def __init__(self, text: str) -> None:
-            super().__init__()
-            self.text = text
+        text: str
 
     def __init__(self) -> None:
         super().__init__()
         self.view: SignaturesView | None = None
-        self.validation: Any = None
+        self.validation: ValidationReport | None = None
         self.busy = ""
         self.select_serial: int | None = None     # highlight this release after the next read
 
@@ -393,12 +348,10 @@ rollback is a new release with older content.
 
     def _unsaved_rule(self) -> str:
         """The editor's file when it has unsaved edits inside the signatures folder, else ""."""
-        from workbench.tui.screens.editor import EditorScreen
-
-        editor = self.workbench.mode_screen("rules")
-        if not isinstance(editor, EditorScreen):
+        buffer = self.workbench.editor_buffer()
+        if buffer is None:
             return ""
-        path, _text, unsaved = editor.buffer()
+        path, _text, unsaved = buffer
         if path is None or not unsaved:
             return ""
         try:
@@ -508,7 +461,8 @@ rollback is a new release with older content.
     @on(RevertPreviewed)
     def _revert_previewed(self, event: RevertPreviewed) -> None:
         outcome = event.outcome
-        old, new = tag_name(outcome.reverts), outcome.tag
+        old = tag_name(outcome.reverts) if outcome.reverts is not None else "the release"
+        new = outcome.tag
         question = (f"Re-ship the content of {old} (commit {outcome.commit[:10]}, {outcome.rules_shipped} "
                     f"rules ship) as a new release, {new}?\n\n")
         changelog = outcome.changelog
@@ -596,79 +550,3 @@ rollback is a new release with older content.
         ]
 
 
-def status_text(view: SignaturesView) -> Text:
-    out = Text()
-    out.append("Signatures ", style="bold")
-    out.append(view.root.name)
-    if view.branch:
-        out.append(f" · {view.branch} @ {view.head}")
-    if view.uncommitted:
-        out.append(f" · {len(view.uncommitted)} uncommitted", style="yellow")
-    elif view.head:
-        out.append(" · clean", style="green")
-    out.append(f" · {view.ships} rules ship\n", style="")
-    out.append("Last release ", style="bold")
-    if view.latest is not None:
-        out.append(f"{view.latest.tag} ({view.latest.created[:16].replace('T', ' ')}, "
-                   f"{view.latest.rule_count} rules)")
-    else:
-        out.append("none yet", style="dim")
-    out.append(" · published ", style="bold")
-    if not view.repository:
-        out.append("no update repository (workbench keys init)", style="yellow")
-    elif view.newest_published is None:
-        out.append("nothing yet", style="dim")
-    else:
-        out.append(f"up to serial {view.newest_published}")
-        if view.latest is not None and view.latest.serial > view.newest_published:
-            out.append(f" · {view.latest.tag} not published (p)", style="yellow")
-    if view.problem:
-        out.append(f"\n{view.problem}", style="bold red")
-    return out
-
-
-def finding_text(finding: Any, report: Any) -> Text:
-    if finding is None:
-        if report is None:
-            return Text("v validates the whole repository; c checks the changed rules before committing",
-                        style="dim")
-        out = Text()
-        if not report.findings:
-            out.append("✓ no findings\n\n", style="green")
-        for check in report.checks:
-            out.append(f"{check.status:<8}", style="green" if check.status == "passed" else
-                       ("dim" if check.status == "skipped" else "bold red"))
-            out.append(f" {check.title}  ({check.errors} errors, {check.warnings} warnings)\n")
-        for note in report.notes:
-            out.append(f"\n{note}", style="dim")
-        return out
-    out = Text()
-    out.append(f"{finding.severity} {finding.id}", style=SEVERITY_STYLES.get(finding.severity, ""))
-    out.append(f"  {finding.file}:{finding.line}:{finding.column}\n", style="dim")
-    if finding.rule:
-        out.append(f"rule {finding.rule}\n", style="bold")
-    out.append(f"\n{finding.message}\n")
-    if finding.hint:
-        out.append(f"\n→ {finding.hint}\n", style="italic")
-    out.append("\nenter opens the rule in the editor at this line", style="dim")
-    return out
-
-
-def release_text(release: Any, published: bool) -> Text:
-    out = Text()
-    out.append(release.tag, style="bold")
-    out.append(f"  {'published' if published else 'not published (p publishes)'}\n",
-               style="green" if published else "yellow")
-    out.append(f"commit {release.commit}\ncreated {release.created} · built {release.built}\n"
-               f"{release.rule_count} rules · bundle {release.bundle_sha256[:16]}… "
-               f"({release.bundle_size:,} bytes)\n", style="dim")
-    if release.reverts:
-        out.append(f"re-ships the content of signatures-{release.reverts}\n", style="yellow")
-    if release.message:
-        out.append(f"\n{release.message}\n")
-    try:
-        lines = release.changelog.lines()
-    except (OSError, ValueError, KeyError):
-        lines = ["(changelog unreadable)"]
-    out.append("\n" + "\n".join(lines))
-    return out

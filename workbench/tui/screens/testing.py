@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -34,28 +34,27 @@ from workbench.tui.commands import PaletteCommand
 from workbench.tui.safety import visible
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.screens.modals import PromptScreen
+from workbench.tui.testing_rows import (
+    MatchRow,
+    match_cells,
+    match_rows,
+    missed_cells,
+    missed_rows,
+    retro_cells,
+    rule_cells,
+)
 from workbench.tui.widgets.list_table import ListTable
-from workbench.tui.widgets.message_list import received_text
 from workbench.tui.widgets.virtual_table import Column, VirtualTable
+
+if TYPE_CHECKING:
+    from workbench.corpus.registry import CorpusInfo
+    from workbench.corpus.retrohunt import RetrohuntReport
+    from workbench.corpus.testing import RuleResult, TestReport
+    from workbench.dissect.model import Artifact
 
 TICK = 0.1                 # seconds between elapsed-time updates while a scan runs
 BUFFERS = "tui/buffers"    # under state/: unsaved editor buffers written for a test
 DETAIL_TABS = ("tp", "fp", "fn", "other", "retro", "notes")
-
-
-@dataclass(frozen=True)
-class MatchRow:
-    """One listed match (or a file listed without match details): what a results row opens."""
-
-    sha256: str
-    name: str
-    corpora: str
-    size: int
-    offset: int | None = None
-    length: int = 0
-    identifier: str = ""
-    data: bytes = b""
-    reason: str = ""               # for false negatives: missed, timeout, absent ...
 
 
 @dataclass(frozen=True)
@@ -70,63 +69,6 @@ class Scope:
     def write_buffer(self) -> None:
         if self.buffer is not None:
             write_rule_file(self.paths[0], self.buffer)
-
-
-def preview(data: bytes, width: int = 48) -> str:
-    """Matched bytes as text when printable, else hex."""
-    if data and all(32 <= b < 127 for b in data):
-        return data.decode("ascii")[:width]
-    return " ".join(f"{b:02X}" for b in data[: width // 3])
-
-
-def match_rows(files: list[Any]) -> list[MatchRow]:
-    """``FileMatch`` entries of a rule result as rows: one per listed match instance."""
-    rows: list[MatchRow] = []
-    for fm in files:
-        corpora = ", ".join(fm.corpora)
-        if not fm.strings:
-            rows.append(MatchRow(fm.sha256, fm.name, corpora, fm.size))
-        for m in fm.strings:
-            rows.append(MatchRow(fm.sha256, fm.name, corpora, fm.size, m.offset, m.length,
-                                 m.identifier, m.data))
-    return rows
-
-
-def missed_rows(rule: Any) -> list[MatchRow]:
-    return [MatchRow(fn.sha256, fn.name or fn.hash, ", ".join(fn.corpora), 0,
-                     reason=f"{fn.reason}{': ' + fn.detail if fn.detail else ''}")
-            for fn in rule.false_negatives]
-
-
-def rule_cells(rule: Any) -> list[Any]:
-    if rule.fp_count and rule.false_negatives:
-        verdict = Text("✗ FP and FN", style="bold red")
-    elif rule.fp_count:
-        verdict = Text(f"✗ {rule.fp_count} false positive(s)", style="bold red")
-    elif rule.false_negatives:
-        verdict = Text(f"✗ {len(rule.false_negatives)} missed", style="bold red")
-    elif rule.warnings:
-        verdict = Text(f"✓ pass · ⚠ {len(rule.warnings)}", style="yellow")
-    else:
-        verdict = Text("✓ pass", style="green")
-    return [rule.rule, str(rule.tp_count), str(rule.fp_count), str(len(rule.false_negatives)),
-            str(rule.other_count), verdict]
-
-
-def match_cells(row: MatchRow) -> list[str]:
-    where = f"0x{row.offset:x}" if row.offset is not None else ""
-    return [visible(row.name), row.corpora, where, row.identifier, visible(preview(row.data))]
-
-
-def missed_cells(row: MatchRow) -> list[str]:
-    return [visible(row.name), row.corpora, row.reason]
-
-
-def retro_cells(msg: Any) -> list[str]:
-    via = ", ".join(sorted({m.artifact_name or "(the message)" for m in msg.matches}))
-    rules = ", ".join(sorted({m.rule for m in msg.matches}))
-    return [received_text(msg.first_seen), visible(msg.tower), msg.status, visible(msg.subject),
-            rules, visible(via)]
 
 
 RULE_COLUMNS = (Column("rule", "Rule", 0, 20, weight=4), Column("tp", "TP", 4), Column("fp", "FP", 4),
@@ -174,54 +116,47 @@ marks them in the quarantine list (`f2`) for triage.
         *(Binding(str(n), f"tab('{tab}')", show=False) for n, tab in enumerate(DETAIL_TABS, 1)),
     ]
 
+    @dataclass(eq=False)
     class RunMessage(Message):
         """From one run; the screen drops messages of a run it no longer shows."""
 
-        def __init__(self, run: int) -> None:
-            super().__init__()
-            self.run = run
+        run: int
 
+    @dataclass(eq=False)
     class Progress(RunMessage):
-        def __init__(self, run: int, progress: ScanProgress) -> None:
-            super().__init__(run)
-            self.progress = progress
+        progress: ScanProgress
 
+    @dataclass(eq=False)
     class Tested(RunMessage):
-        def __init__(self, run: int, report: Any, scope: Scope) -> None:
-            super().__init__(run)
-            self.report = report
-            self.scope = scope
+        report: TestReport
+        scope: Scope
 
+    @dataclass(eq=False)
     class Hunted(RunMessage):
-        def __init__(self, run: int, report: Any) -> None:
-            super().__init__(run)
-            self.report = report
+        report: RetrohuntReport
 
+    @dataclass(eq=False)
     class Stopped(RunMessage):
         """The run ended without a report: cancelled, or the rules did not compile."""
 
-        def __init__(self, run: int, reason: str, *, error: bool = False) -> None:
-            super().__init__(run)
-            self.reason = reason
-            self.error = error
+        reason: str
+        error: bool = False
 
+    @dataclass(eq=False)
     class CorporaLoaded(Message):
-        def __init__(self, corpora: list[Any]) -> None:
-            super().__init__()
-            self.corpora = corpora
+        corpora: list[CorpusInfo]
 
+    @dataclass(eq=False)
     class FileOpened(Message):
-        def __init__(self, artifact: Any, row: MatchRow) -> None:
-            super().__init__()
-            self.artifact = artifact
-            self.row = row
+        artifact: Artifact
+        row: MatchRow
 
     def __init__(self) -> None:
         super().__init__()
         self.whole_ruleset = False
         self.use_cache = True
-        self.report: Any = None
-        self.hunt: Any = None
+        self.report: TestReport | None = None
+        self.hunt: RetrohuntReport | None = None
         self.run_id = 0
         self.running = ""                 # "test", "retro-hunt" or "" (what runs now)
         self.cancel_event: threading.Event | None = None
@@ -272,15 +207,7 @@ marks them in the quarantine list (`f2`) for triage.
     # -- scope and corpora ----------------------------------------------------------------
 
     def editor_buffer(self) -> tuple[Path | None, str, bool] | None:
-        from workbench.tui.screens.editor import STARTER, EditorScreen
-
-        editor = self.workbench.mode_screen("rules")
-        if not isinstance(editor, EditorScreen):
-            return None
-        path, text, unsaved = editor.buffer()
-        if path is None and text.strip() in ("", STARTER.strip()):
-            return None
-        return path, text, unsaved
+        return self.workbench.editor_buffer()
 
     def _relative(self, path: Path) -> str:
         try:
@@ -534,7 +461,7 @@ marks them in the quarantine list (`f2`) for triage.
         self._finish()
         self.show_report(event.report, event.scope)
 
-    def show_report(self, report: Any, scope: Scope) -> None:
+    def show_report(self, report: TestReport, scope: Scope) -> None:
         """Attribute down from a run (or a test): the per-rule table and the summary."""
         self.report = report
         bar = self.query_one("#test-progress", ProgressBar)
@@ -557,7 +484,7 @@ marks them in the quarantine list (`f2`) for triage.
         self._show_rule(report.rules[failing] if report.rules else None)
         self._show_notes()
 
-    def _show_rule(self, rule: Any) -> None:
+    def _show_rule(self, rule: RuleResult | None) -> None:
         tabs = self.query_one("#test-tabs", TabbedContent)
         lists = {
             "tp": match_rows(rule.true_positives) if rule else [],

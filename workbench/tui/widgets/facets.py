@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.text import Text
 from textual import on
 from textual.message import Message
@@ -14,11 +16,10 @@ FACET_FIELDS = ("reason", "status")
 class FacetPanel(OptionList):
     """Attribute down: ``show(facets)``; message up: ``Chosen(field, value)``."""
 
+    @dataclass(eq=False)
     class Chosen(Message):
-        def __init__(self, field: str, value: str) -> None:
-            super().__init__()
-            self.field = field
-            self.value = value
+        field: str
+        value: str
 
     def show(self, facets: dict[str, dict[str, int]] | None) -> None:
         highlighted = self.highlighted

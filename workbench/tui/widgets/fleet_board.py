@@ -85,11 +85,10 @@ class FleetBoard(DrawnView, can_focus=True):
     }
     """
 
+    @dataclass(eq=False)
     class Highlighted(Message):
-        def __init__(self, board: FleetBoard, server: ServerStatus) -> None:
-            super().__init__()
-            self.board = board
-            self.server = server
+        board: FleetBoard
+        server: ServerStatus
 
         @property
         def control(self) -> FleetBoard:

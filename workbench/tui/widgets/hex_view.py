@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -85,12 +87,11 @@ class HexView(ScrollView, can_focus=True):
 
     cursor: reactive[int] = reactive(0, repaint=False)
 
+    @dataclass(eq=False)
     class CursorMoved(Message):
-        def __init__(self, view: HexView, offset: int, selection: tuple[int, int] | None) -> None:
-            super().__init__()
-            self.view = view
-            self.offset = offset
-            self.selection = selection
+        view: HexView
+        offset: int
+        selection: tuple[int, int] | None
 
     def __init__(self, data: bytes = b"", *, id: str | None = None) -> None:
         super().__init__(id=id)

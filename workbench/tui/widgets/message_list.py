@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.message import Message
@@ -10,6 +11,7 @@ from textual.message import Message
 from workbench.quarantine.index import MessageRow
 from workbench.quarantine.query import SORT_COLUMNS
 from workbench.tui.pages import Listing
+from workbench.tui.render import received_text
 from workbench.tui.safety import visible
 from workbench.tui.widgets.virtual_table import Cell, Column, VirtualTable
 
@@ -33,11 +35,6 @@ STATUS_STYLES = {
 }
 
 
-def received_text(stamp: str) -> str:
-    """``2026-11-02T09:30:00.000000Z`` -> ``2026-11-02 09:30`` (the index stores UTC)."""
-    return stamp[:16].replace("T", " ") if stamp else ""
-
-
 def row_cells(row: MessageRow) -> list[Cell]:
     subject = Text(visible(row.subject) or "(no subject)")
     if row.tags:
@@ -53,13 +50,12 @@ def row_cells(row: MessageRow) -> list[Cell]:
 class MessageList(VirtualTable):
     """Rows come from ``listing``; a missing page is asked for with ``PageWanted``."""
 
+    @dataclass(eq=False)
     class PageWanted(Message):
         """A visible row's page is not loaded: the screen fetches it in a worker."""
 
-        def __init__(self, generation: int, page: int) -> None:
-            super().__init__()
-            self.generation = generation
-            self.page = page
+        generation: int
+        page: int
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(COLUMNS, id=id)

@@ -86,10 +86,9 @@ class VirtualTable(DrawnView, can_focus=True):
 
     cursor_row: reactive[int] = reactive(0, repaint=False, always_update=True)
 
+    @dataclass(eq=False)
     class _TableMessage(Message):
-        def __init__(self, table: VirtualTable) -> None:
-            super().__init__()
-            self.table = table
+        table: VirtualTable
 
         @property
         def control(self) -> VirtualTable:

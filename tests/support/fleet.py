@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workbench.distribute.fleet import FleetState, ServerRecord, summarize
+from workbench.distribute.fleet import FleetEvent, FleetState, ServerRecord, summarize
 
 NOW = 1_795_000_000.0          # a fixed clock (2026-11-18), so reasons and ages never drift
 
@@ -58,3 +58,27 @@ def fleet_state(towers: int = 100, servers: int = 36, *, newest: int = 5, vary: 
     records = fleet_records(towers, servers, newest=newest, vary=vary)
     expected = fleet_inventory(records, missing=missing) if missing else None
     return summarize(records, newest, now=NOW, expected=expected)
+
+
+class FakeSource:
+    """Hands out the states it is given, one per poll (the last one again when they run out)."""
+
+    label = "a test fleet"
+
+    def __init__(self, *states: FleetState | Exception) -> None:
+        self.states = list(states)
+        self.polls = 0
+        self.history: dict[tuple[str, str], list[FleetEvent]] = {}
+
+    def state(self) -> FleetState:
+        self.polls += 1
+        item = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def events(self, tower: str, server: str, limit: int = 10) -> list[FleetEvent]:
+        return self.history.get((tower, server), [])[:limit]
+
+    def close(self) -> None:
+        pass

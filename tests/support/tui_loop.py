@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.distribute.conftest import LiveServer
-from tests.release.conftest import HOUSE, init_repo
+from tests.support.live_server import LiveServer
+from tests.support.signatures import HOUSE, init_repo
 from workbench.demo.seed import seed_demo
 from workbench.distribute.agent import TowerAgent
 from workbench.distribute.fleet import FleetState, FleetStore
