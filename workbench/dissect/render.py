@@ -81,7 +81,7 @@ def _facts(report: Any) -> list[str]:
         if report.signed:
             out.append("signed by: " + ("; ".join(report.signers) or "(unreadable)"))
         if report.overlay_offset is not None:
-            out.append(f"overlay: {human_size(report.overlay_size)} at {report.overlay_offset}")
+            out.append(f"overlay: {human_size(report.overlay_size)} at 0x{report.overlay_offset:X}")
         if report.dotnet:
             out.append(f".NET {report.clr_version}")
         if report.tls_callbacks:
