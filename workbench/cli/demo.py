@@ -103,6 +103,7 @@ def _open_with_lab(args: argparse.Namespace, ctx: Context) -> int:
     except LabError as exc:
         raise CommandError(str(exc), E_CONFLICT) from None
     with lab:
+        lab.hold_signals()
         ctx.print(f"lab: workbench serve on {lab.url}, agents for {', '.join(prepared.towers)}; "
                   f"logs in {prepared.folder}/logs")
         ui = argparse.Namespace(query="", open_message=None, edit=None, theme="dark",

@@ -124,6 +124,7 @@ class Lab:
 
         folder = lab_folder(self.workspace)
         tokens = json.loads((folder / "tokens.json").read_text())
+        stop_leftovers(self.workspace)
         self.port = self.port or _free_port()
         self._spawn("serve", ["serve", "--host", "127.0.0.1", "--port", str(self.port)])
         deadline = time.monotonic() + timeout
@@ -155,6 +156,15 @@ class Lab:
             {"url": self.url, "pids": {n: p.pid for n, p in self.processes.items()}}, indent=2))
         return self
 
+    def hold_signals(self) -> None:
+        """Turn SIGHUP (the terminal closed) and SIGTERM into SystemExit in this process, so
+        that ``with lab`` stops the lab instead of leaving its processes behind."""
+        def leave(signum: int, _frame: object) -> None:
+            raise SystemExit(128 + signum)
+
+        for signum in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(signum, leave)
+
     def running(self) -> dict[str, bool]:
         return {name: p.poll() is None for name, p in self.processes.items()}
 
@@ -179,3 +189,34 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stop_leftovers(workspace: Workspace) -> list[int]:
+    """Stop the processes of a lab whose owner died without stopping them (``lab.json``
+    still names them): a leftover agent holds its install folder's lock, and a new one
+    would wait for it forever. Only processes that still run this workspace's workbench."""
+    record = lab_folder(workspace) / "lab.json"
+    if not record.exists():
+        return []
+    try:
+        pids = [int(p) for p in json.loads(record.read_text()).get("pids", {}).values()]
+    except (ValueError, AttributeError):
+        pids = []
+    stopped = []
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(workspace.home).encode() in cmdline and _RUN_WORKBENCH.encode() in cmdline:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                stopped.append(pid)
+            except ProcessLookupError:
+                continue
+    deadline = time.monotonic() + 10
+    for pid in stopped:
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    record.unlink(missing_ok=True)
+    return stopped
