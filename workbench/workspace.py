@@ -57,6 +57,64 @@ class Workspace:
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
+    def missing(self) -> str:
+        """Why this is not a workspace a command may use ("" when it is one): a home folder
+        that does not exist is a typo until ``workbench init`` creates it."""
+        if not self.home.exists():
+            return f"no workspace at {self.home}"
+        if not self.home.is_dir():
+            return f"{self.home} is not a folder"
+        return ""
+
+
+@dataclass(frozen=True)
+class CreatedWorkspace:
+    """What ``workbench init`` made (or found already there)."""
+
+    home: str
+    signatures: str
+    signatures_created: bool        # a new git repository (seeded from ``seeded_from`` if given)
+    seeded_from: str = ""
+    commit: str = ""                # its first commit, when it was seeded
+
+
+def create_workspace(workspace: Workspace, *, signatures_from: Path | None = None) -> CreatedWorkspace:
+    """Create the home, its quarantine and state folders and, unless one is there, a
+    signature repository that is a git repository of its own (a copy of
+    ``signatures_from``, committed once), so that commits and release tags made in this
+    workspace never land in another repository's history."""
+    import shutil
+    import subprocess
+
+    workspace.ensure()
+    sig = workspace.signatures
+    if (sig / ".git").exists():
+        return CreatedWorkspace(str(workspace.home), str(sig), False)
+    if sig.exists() and any(sig.iterdir()):
+        raise FileExistsError(f"{sig} exists and is not a git repository of its own: "
+                              "make it one (git init) or name another with --signatures")
+    if signatures_from is not None:
+        source = Path(signatures_from).resolve()
+        if not (source / "workbench.toml").is_file():
+            raise FileNotFoundError(f"{source} is not a signature repository (no workbench.toml)")
+        # the copy starts its own history: the source's changelog belongs to the source's releases
+        shutil.copytree(source, sig, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".git", "CHANGELOG.md"))
+    else:
+        (sig / "rules").mkdir(parents=True, exist_ok=True)
+    git = ["git", "-C", str(sig), "-c", f"user.name={current_actor()}",
+           "-c", "user.email=workbench@localhost"]
+    subprocess.run([*git, "init", "-q"], check=True, capture_output=True)
+    commit = ""
+    if signatures_from is not None:
+        subprocess.run([*git, "add", "-A"], check=True, capture_output=True)
+        subprocess.run([*git, "commit", "-q", "-m", f"Signatures from {signatures_from}"],
+                       check=True, capture_output=True)
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                                text=True).stdout.strip()
+    return CreatedWorkspace(str(workspace.home), str(sig), True,
+                            str(Path(signatures_from).resolve()) if signatures_from else "", commit)
+
 
 def current_actor() -> str:
     """Who is acting, for the audit log: ``$WORKBENCH_ACTOR`` or the login name."""

@@ -20,6 +20,7 @@ def home(tmp_path: Path) -> Path:
     raw = build_message(Mail("a@evil.example", "b@corp.example", "Invoice", text="password: infected",
                              attachments=[Attachment("invoice.zip", build_zip([("invoice.com", EICAR)]))]))
     (tmp_path / "m.eml").write_bytes(raw)
+    assert main(["init", str(tmp_path / "h")]) == E_OK
     assert main(["--home", str(tmp_path / "h"), "quarantine", "ingest", str(tmp_path / "m.eml")]) == E_OK
     return tmp_path / "h"
 
@@ -83,6 +84,7 @@ def test_dissect_all_side_by_side_by_query_and_limit(tmp_path: Path,
             text=f"body {n}", attachments=attachments)))
     homes = [tmp_path / "one", tmp_path / "two"]
     for home in homes:
+        assert main(["init", str(home)]) == E_OK
         assert main(["--home", str(home), "quarantine", "ingest", str(folder)]) == E_OK
     capsys.readouterr()
 
@@ -148,6 +150,7 @@ def test_eight_bit_headers_dissect_and_cache_without_error(tmp_path: Path, capsy
            b"Subject: caf\xe9 \xe0 la carte\nDate: Thu, 26 Nov 2026 10:00:00 +0000\n\nbody\n")
     (tmp_path / "m.eml").write_bytes(raw)
     home = tmp_path / "h"
+    assert main(["init", str(home)]) == E_OK
     assert main(["--home", str(home), "quarantine", "ingest", str(tmp_path / "m.eml")]) == E_OK
     sha = _message(home, capsys)
     assert main(["--home", str(home), "dissect", sha]) == E_OK

@@ -139,6 +139,7 @@ def test_cli_without_a_sandbox_warns_records_and_refuses_on_request(
     sample = tmp_path / "note.txt"
     sample.write_bytes(b"hello")
     home = tmp_path / "home"
+    home.mkdir()
     assert main(["--home", str(home), "dissect", str(sample), "--json"]) == E_OK
     captured = capsys.readouterr()
     assert json.loads(captured.out)["root"]["isolation"] == LIMITS_ONLY

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.distribute.conftest import LiveServer
+from tests.support.live_server import LiveServer
 from workbench.distribute.agent import PullResult, TowerAgent
 from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.server import requested_wait

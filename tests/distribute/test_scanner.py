@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.distribute.conftest import LiveServer, free_port
 from tests.distribute.scanning import EICAR, GTUBE, Sink, install, mail, zip_attachment
+from tests.support.live_server import LiveServer, free_port
 from workbench.distribute.outbox import Outbox
 from workbench.distribute.scanner import (
     CurrentRules,

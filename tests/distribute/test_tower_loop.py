@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.distribute.conftest import LiveServer, free_port
 from tests.distribute.scanning import GTUBE, Sink, mail
-from tests.release.conftest import HOUSE, init_repo
+from tests.support.live_server import LiveServer, free_port
+from tests.support.signatures import HOUSE, init_repo
 from workbench.cli import main
 from workbench.distribute.agent import PullResult, TowerAgent
 from workbench.distribute.repository import UpdateRepository, publish_bundle

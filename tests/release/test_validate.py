@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.signatures import (
-    HOUSE,
     SigRepo,
     house_rule,
     refresh_fingerprint,
@@ -33,8 +32,9 @@ def run_cli(sig: SigRepo, *args: str) -> int:
     return main(["--home", str(sig.workspace.home), "--signatures", str(sig.root), *args])
 
 
-def test_the_committed_house_tree_passes() -> None:
-    report = validate(HOUSE)
+def test_the_committed_house_tree_passes(sig: SigRepo) -> None:
+    # a copy in a repository of its own: the checkout's history and tags are not the test's
+    report = validate(sig.root)
     assert report.ok, [f"{f.id} {f.rule} {f.message}" for f in report.findings]
     assert report.rules_total >= 9
     assert [c.status for c in report.checks] == ["passed"] * len(report.checks)

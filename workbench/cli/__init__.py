@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from workbench import __version__
 from workbench.cli.context import CommandError, Context
-from workbench.exitcodes import E_INTERNAL, E_OK
+from workbench.exitcodes import E_INTERNAL, E_NOT_FOUND, E_OK
 from workbench.workspace import Workspace
 
 # Modules that add subcommands; each has ``register(subparsers)``.
@@ -39,7 +39,7 @@ COMMAND_MODULES = (
 # tests/test_cli_startup.py checks this table against what the modules register.
 COMMANDS = {
     "quarantine": "workbench.cli.quarantine",
-    "demo": "workbench.cli.demo",
+    "demo": "workbench.cli.demo", "init": "workbench.cli.demo",
     "dissect": "workbench.cli.dissect", "strings": "workbench.cli.dissect",
     "rule": "workbench.cli.rules",
     "corpus": "workbench.cli.corpus", "test": "workbench.cli.corpus",
@@ -56,6 +56,9 @@ COMMANDS = {
     "rollout": "workbench.cli.distribute",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--signatures")
+# Commands that may run where no workspace is: those that create one, and the tower agent
+# (it keeps its state where its config file says).
+_NO_WORKSPACE_NEEDED = {"init", "demo", "tower"}
 
 
 def named_command(argv: Sequence[str]) -> str | None:
@@ -117,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "func", None)
     if handler is None:
         handler = _default_handler(parser)
+    if args.command not in _NO_WORKSPACE_NEEDED and (why := workspace.missing()):
+        # a typo in --home must not quietly become a new, empty workspace
+        ctx.error(f"{why}: create one with `workbench init {workspace.home}`, "
+                  "or name an existing one with --home or $WORKBENCH_HOME")
+        return E_NOT_FOUND
     try:
         code = handler(args, ctx)
     except CommandError as exc:

@@ -59,6 +59,7 @@ class DemoReport:
     ingest: IngestSummary = field(default_factory=IngestSummary)
     corpora: dict[str, int] = field(default_factory=dict)
     skipped: bool = False
+    dissected: int = 0          # messages dissected now (their bodies, inner names and strings searchable)
 
 
 class _Writer:
@@ -227,9 +228,21 @@ def _malformed(rng: random.Random, when: dt.datetime, kind: int) -> bytes:
             + b"\nSubject: caf\xe9 \xe0 la carte\nDate: " + date.encode() + b"\n\nbody\n")
 
 
-def seed_demo(workspace: Workspace, *, messages: int = 240, force: bool = False) -> DemoReport:
-    """Build the demo quarantine through the real spool ingest, and the demo corpora."""
+def seed_demo(workspace: Workspace, *, messages: int = 240, force: bool = False,
+              dissect: bool = False) -> DemoReport:
+    """Build the demo quarantine through the real spool ingest, and the demo corpora;
+    ``dissect``: then dissect every message not dissected yet, so that search reaches
+    bodies, names inside archives and strings of extracted files."""
     workspace.ensure()
+    report = _seed(workspace, messages=messages, force=force)
+    if dissect:
+        from workbench.dissect.catalog import catalog_all
+
+        report.dissected = catalog_all(workspace, jobs=max(1, min(4, os.cpu_count() or 1)))
+    return report
+
+
+def _seed(workspace: Workspace, *, messages: int, force: bool) -> DemoReport:
     report = DemoReport(home=str(workspace.home))
     rng = random.Random(SEED)
     with Quarantine.open(workspace) as q:

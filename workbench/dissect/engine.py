@@ -435,6 +435,18 @@ def dissect_message(quarantine: Quarantine, sha256: str, *, limits: Limits | Non
                 for n in result.root.walk() if n is not result.root]
         cache.record_message(sha, result.status, rows)
         quarantine.store.sync()
+        from workbench.dissect.searchable import searchable_content
+        from workbench.quarantine.store import ObjectNotFound
+
+        def read(digest: str, limit: int) -> bytes:
+            try:
+                return quarantine.store.read(digest, limit=limit)
+            except (OSError, ObjectNotFound):      # not kept (a limit): nothing to search in
+                return b""
+
+        content = searchable_content(result.root, read)
+        quarantine.index.record_content(sha, body=content.body, names=content.names,
+                                        strings=content.strings, hashes=content.hashes)
     finally:
         cache.close()
     return result

@@ -82,6 +82,23 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- What dissection found in a message, for free-text search (query.py): the text of its
+-- text parts, every name in its tree (archive members too) and the strings of its
+-- extracted files, in a trigram index (substring semantics); rowid = the message's rowid.
+CREATE VIRTUAL TABLE IF NOT EXISTS message_content USING fts5(
+    sha256 UNINDEXED, body, names, strings, tokenize = 'trigram');
+-- Every hash of every artifact dissection extracted, to the messages that held it.
+CREATE TABLE IF NOT EXISTS artifact_hashes (
+    value TEXT NOT NULL,
+    message_sha256 TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    PRIMARY KEY (value, message_sha256, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS artifact_hashes_message ON artifact_hashes(message_sha256);
+CREATE TRIGGER IF NOT EXISTS message_content_delete AFTER DELETE ON messages BEGIN
+    DELETE FROM message_content WHERE rowid = old.rowid;
+    DELETE FROM artifact_hashes WHERE message_sha256 = old.sha256;
+END;
 """
 
 # The text index: free text and from:/subject:/name: terms find their rows through a trigram
@@ -415,6 +432,25 @@ class QuarantineIndex:
         """The newest audit entry's id. Every write to the index appends one (sightings,
         status, tags, failures, exports), so a reader that sees it move knows its view is old."""
         return int(self.db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
+
+    def record_content(self, sha256: str, *, body: str, names: str, strings: str,
+                       hashes: Iterable[tuple[str, str]]) -> None:
+        """Replace what search knows of a dissected message's content and artifact hashes
+        (``hashes``: (kind, value) pairs, hex in lower case)."""
+        pairs = sorted({(kind, value) for kind, value in hashes if value})
+
+        def run() -> None:
+            with self.transaction() as db:
+                row = db.execute("SELECT rowid FROM messages WHERE sha256 = ?", (sha256,)).fetchone()
+                if row is None:
+                    raise UnknownId(f"no quarantined message with id {sha256!r}")
+                db.execute("DELETE FROM message_content WHERE rowid = ?", (row[0],))
+                db.execute("INSERT INTO message_content (rowid, sha256, body, names, strings) "
+                           "VALUES (?, ?, ?, ?, ?)", (row[0], sha256, body, names, strings))
+                db.execute("DELETE FROM artifact_hashes WHERE message_sha256 = ?", (sha256,))
+                db.executemany("INSERT OR IGNORE INTO artifact_hashes VALUES (?, ?, ?)",
+                               [(value, sha256, kind) for kind, value in pairs])
+        run()
 
     def get(self, sha256: str) -> MessageRow:
         row = self.db.execute("SELECT * FROM messages WHERE sha256 = ?", (sha256,)).fetchone()

@@ -39,7 +39,7 @@ from workbench.quarantine.index import (
     UnknownId,
     _join_tags,
 )
-from workbench.quarantine.query import SORT_COLUMNS, Query, parse_query
+from workbench.quarantine.query import _CONTENT_MATCH, SORT_COLUMNS, Query, parse_query
 
 T = TypeVar("T")
 SCHEME = "postgresql"
@@ -113,6 +113,28 @@ _SCHEMA = (
     "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit "
     "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # What dissection found in a message, for free-text search: SQLite's ``message_content``
+    # (an FTS5 trigram table) as three trigram-indexed columns, searched by substring.
+    """CREATE TABLE IF NOT EXISTS message_content (
+        sha256 TEXT COLLATE "C" PRIMARY KEY,
+        body TEXT COLLATE "C" NOT NULL DEFAULT '',
+        names TEXT COLLATE "C" NOT NULL DEFAULT '',
+        strings TEXT COLLATE "C" NOT NULL DEFAULT '')""",
+    "CREATE INDEX IF NOT EXISTS content_body_trgm ON message_content USING gin (body gin_trgm_ops)",
+    "CREATE INDEX IF NOT EXISTS content_names_trgm ON message_content USING gin (names gin_trgm_ops)",
+    "CREATE INDEX IF NOT EXISTS content_strings_trgm "
+    "ON message_content USING gin (strings gin_trgm_ops)",
+    """CREATE TABLE IF NOT EXISTS artifact_hashes (
+        value TEXT COLLATE "C" NOT NULL,
+        message_sha256 TEXT COLLATE "C" NOT NULL,
+        kind TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (value, message_sha256, kind))""",
+    "CREATE INDEX IF NOT EXISTS artifact_hashes_message ON artifact_hashes(message_sha256)",
+    # An FTS5 phrase ("word", quotes doubled inside) as the ILIKE pattern of the same substring.
+    """CREATE OR REPLACE FUNCTION wb_phrase_pattern(p text) RETURNS text
+        LANGUAGE sql IMMUTABLE AS $$
+        SELECT '%' || replace(replace(replace(replace(substr(p, 2, length(p) - 2), '""', '"'),
+                                              '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%' $$""",
 )
 # Schema creation is serialised across processes (CREATE ... IF NOT EXISTS races otherwise).
 _SCHEMA_LOCK = 0x5157_4958   # any constant: the advisory lock's key
@@ -127,6 +149,9 @@ def to_postgres(where: str) -> str:
     if where.strip() == "1":
         return "TRUE"
     sql = where.replace("%", "%%")
+    sql = sql.replace(_CONTENT_MATCH, "sha256 IN (SELECT c.sha256 FROM message_content c, "
+                      "(SELECT wb_phrase_pattern(?) AS pat) p WHERE c.body ILIKE p.pat "
+                      "OR c.names ILIKE p.pat OR c.strings ILIKE p.pat)")
     sql = re.sub(r"(\w+) = \? COLLATE NOCASE", r"lower(\1) = lower(?)", sql)
     sql = re.sub(r"(\w+) COLLATE NOCASE IN", r"lower(\1) IN", sql)
     sql = sql.replace(" LIKE ? ESCAPE '\\'", " ILIKE ?")
@@ -215,6 +240,27 @@ class PostgresIndex:
         return retry_conflict(attempt)
 
     # -- writes -------------------------------------------------------------------
+
+    def record_content(self, sha256: str, *, body: str, names: str, strings: str,
+                       hashes: Iterable[tuple[str, str]]) -> None:
+        """Replace what search knows of a dissected message's content and artifact hashes
+        (``hashes``: (kind, value) pairs, hex in lower case), as the SQLite index does."""
+        pairs = sorted({(kind, value) for kind, value in hashes if value})
+        # PostgreSQL's text holds no NUL; extracted strings never need one to be found
+        body, names, strings = (t.replace("\x00", "") for t in (body, names, strings))
+
+        def write(db: psycopg.Connection[Any]) -> None:
+            if db.execute("SELECT 1 FROM messages WHERE sha256 = %s", (sha256,)).fetchone() is None:
+                raise UnknownId(f"no quarantined message with id {sha256!r}")
+            db.execute("INSERT INTO message_content (sha256, body, names, strings) "
+                       "VALUES (%s, %s, %s, %s) ON CONFLICT (sha256) DO UPDATE SET "
+                       "body = excluded.body, names = excluded.names, strings = excluded.strings",
+                       (sha256, body, names, strings))
+            db.execute("DELETE FROM artifact_hashes WHERE message_sha256 = %s", (sha256,))
+            with db.cursor() as cur:
+                cur.executemany("INSERT INTO artifact_hashes VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                                [(value, sha256, kind) for kind, value in pairs])
+        self._write(write)
 
     def record(self, messages: Iterable[NewMessage], sightings: Iterable[Sighting],
                *, actor: str = "ingest") -> int:

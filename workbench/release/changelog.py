@@ -32,6 +32,7 @@ class RuleChange:
     version: str
     previous_status: str = ""
     previous_version: str = ""
+    ships: bool = True          # in the bundle (its status ships); else it stays in testing
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,21 @@ class Changelog:
         return not (self.added or self.modified or self.removed or self.status_changed)
 
     def summary(self) -> str:
-        return (f"{len(self.added)} added, {len(self.modified)} modified, "
+        testing = sum(1 for c in self.added if not c.ships)
+        added = (f"{len(self.added)} added ({len(self.added) - testing} ship, {testing} "
+                 f"{'stays' if testing == 1 else 'stay'} in testing)" if testing
+                 else f"{len(self.added)} added")
+        return (f"{added}, {len(self.modified)} modified, "
                 f"{len(self.removed)} removed, {len(self.status_changed)} status changes")
 
     def lines(self) -> list[str]:
         """The changelog as Markdown list lines (used for CHANGELOG.md and the tag message)."""
         out: list[str] = []
-        for label, changes in (("Added", self.added), ("Modified", self.modified),
+        # a rule added in a status that does not ship is in the repository, not in the bundle
+        added = [c for c in self.added if c.ships]
+        testing = [c for c in self.added if not c.ships]
+        for label, changes in (("Added", added), ("Added, stays in testing (not shipped)", testing),
+                               ("Modified", self.modified),
                                ("Removed", self.removed), ("Status changed", self.status_changed)):
             if not changes:
                 continue
@@ -67,6 +76,8 @@ class Changelog:
                     detail = f"was {c.previous_status}"
                 else:
                     detail = f"version {c.version or '?'}, {c.status}"
+                if label in ("Modified", "Status changed") and not c.ships:
+                    detail += ", not shipped"
                 out.append(f"- `{c.name}` ({c.file}): {detail}")
             out.append("")
         return out or ["No rule changes.", ""]
@@ -74,7 +85,11 @@ class Changelog:
     @classmethod
     def from_data(cls, raw: dict[str, Any]) -> Changelog:
         def changes(key: str) -> list[RuleChange]:
-            return [RuleChange(**{k: str(v) for k, v in item.items()}) for item in raw.get(key, [])]
+            out = []
+            for item in raw.get(key, []):
+                fields: dict[str, Any] = {k: (bool(v) if k == "ships" else str(v)) for k, v in item.items()}
+                out.append(RuleChange(**fields))
+            return out
         prev = raw.get("previous_serial")
         return cls(previous_serial=int(prev) if prev is not None else None,
                    added=changes("added"), modified=changes("modified"),
@@ -86,14 +101,17 @@ def diff_rulesets(previous: list[RuleState], current: list[RuleState],
     """Compare two rulesets by rule name; a rule is modified when its fingerprint changed."""
     old = {r.name: r for r in previous}
     new = {r.name: r for r in current}
-    added = [RuleChange(r.name, r.file, r.status, r.version) for n, r in sorted(new.items()) if n not in old]
-    removed = [RuleChange(r.name, r.file, "", "", previous_status=r.status, previous_version=r.version)
+    added = [RuleChange(r.name, r.file, r.status, r.version, ships=r.shipped)
+             for n, r in sorted(new.items()) if n not in old]
+    removed = [RuleChange(r.name, r.file, "", "", previous_status=r.status, previous_version=r.version,
+                          ships=False)
                for n, r in sorted(old.items()) if n not in new]
     modified, status_changed = [], []
     for name in sorted(set(old) & set(new)):
         before, after = old[name], new[name]
         change = RuleChange(after.name, after.file, after.status, after.version,
-                            previous_status=before.status, previous_version=before.version)
+                            previous_status=before.status, previous_version=before.version,
+                            ships=after.shipped)
         if before.fingerprint != after.fingerprint:
             modified.append(change)
         if before.status != after.status:

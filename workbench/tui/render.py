@@ -311,7 +311,11 @@ def _is_record(value: object) -> TypeGuard[DataclassInstance]:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
-def _cell(value: object) -> str:
+def _cell(value: object, *, hex_number: bool = False) -> str:
+    if hex_number and isinstance(value, int) and not isinstance(value, bool):
+        return f"0x{value:X}"          # an address or offset (field metadata "hex")
+    if hex_number and isinstance(value, list | tuple):
+        return ", ".join(_cell(v, hex_number=True) for v in value)
     if isinstance(value, str):
         return visible(defang_text(value))
     if isinstance(value, float):
@@ -330,12 +334,14 @@ def _cell(value: object) -> str:
 def _records_table(records: Sequence[DataclassInstance]) -> RenderableType:
     fields = [f.name for f in dataclasses.fields(records[0])
               if not f.metadata.get("internal")]
+    hex_fields = {f.name for f in dataclasses.fields(records[0]) if f.metadata.get("hex")}
     scalar = [name for name in fields
               if not any(_is_record(getattr(r, name)) or (isinstance(getattr(r, name), str)
                                                            and "\n" in getattr(r, name))
                          for r in records[:50])]
     shown = records[:MAX_TABLE_ROWS]
-    cells = {name: [_cell(getattr(r, name)) for r in shown] for name in scalar}
+    cells = {name: [_cell(getattr(r, name), hex_number=name in hex_fields) for r in shown]
+             for name in scalar}
     table = Table(expand=True, show_edge=False, header_style="bold")
     for name in scalar:
         # hashes and long values are cut rather than folded, so a row stays one line; short
@@ -411,7 +417,7 @@ def report_renderable(report: object, *, title: str = "") -> RenderableType:
         elif isinstance(value, dict):
             scalars.add_row(label, ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "—")
         elif value not in ("", None, [], ()):
-            scalars.add_row(label, _cell(value))
+            scalars.add_row(label, _cell(value, hex_number=bool(f.metadata.get("hex"))))
     parts.append(scalars)
     parts.extend(deferred)
     return Group(*parts)

@@ -129,9 +129,14 @@ async def test_commit_release_and_publish(sig_workspace: Workspace) -> None:
     app = make_app(sig_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_releaser(pilot, app)
-        # publishing without an update repository says what to do
+        # publishing without an update repository explains the key set-up and asks
         await pilot.press("p")
-        await until(pilot, lambda: not screen.busy and "keys init" in log_text(screen))
+        await until(pilot, lambda: "set-up asked" in log_text(screen))
+        question = static_text(app.screen.query_one(".dialog-title", Static))
+        assert "workbench keys init" in question and "OFFLINE" in question
+        await pilot.press("n")
+        await until(pilot, lambda: "set-up cancelled" in log_text(screen))
+        assert not UpdateRepository.for_workspace(sig_workspace).exists()
         await pilot.press("c")
         app.screen.query_one("#prompt", Input).value = "Describe the EICAR rule better"
         await pilot.press("enter")
@@ -168,6 +173,24 @@ async def test_commit_release_and_publish(sig_workspace: Workspace) -> None:
         app.notify = lambda message, **kw: shown.append(str(message))  # type: ignore[method-assign]
         await pilot.press("p")
         assert any("already published" in s for s in shown)
+
+
+async def test_publish_sets_up_the_update_repository_when_asked(sig_workspace: Workspace) -> None:
+    """A real workspace has no lab: p guides the key set-up, with the offline-root warning."""
+    make_release(sig_workspace, message="first")
+    app = make_app(sig_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_releaser(pilot, app)
+        await pilot.press("p")
+        await until(pilot, lambda: "set-up asked" in log_text(screen))
+        await pilot.press("y")
+        await until(pilot, lambda: not screen.busy and screen.view is not None
+                    and 1 in screen.view.published, timeout=60)
+        repository = UpdateRepository.for_workspace(sig_workspace)
+        assert repository.exists() and repository.newest_serial() == 1
+        text = log_text(screen)
+        assert "published serial 1" in text and "offline" in text
+        assert str(repository.keys.path("root")) in text
 
 
 def release_twice(workspace: Workspace) -> None:

@@ -20,12 +20,17 @@ _FILE_FLAGS = {0x0002: "executable", 0x0020: "large-address-aware", 0x0100: "32b
                0x0001: "relocs-stripped", 0x0200: "debug-stripped"}
 
 
+# Addresses and file offsets: shown in hex, as every PE tool shows them (renderers read
+# this field metadata; JSON keeps numbers).
+HEX = {"hex": True}
+
+
 @dataclass
 class PeSection:
     name: str
-    virtual_address: int
-    virtual_size: int
-    raw_offset: int
+    virtual_address: int = field(metadata=HEX)
+    virtual_size: int = field(metadata=HEX)
+    raw_offset: int = field(metadata=HEX)
     raw_size: int
     entropy: float
     md5: str
@@ -46,7 +51,7 @@ class PeResource:
     name: str
     language: int
     size: int
-    offset: int
+    offset: int = field(metadata=HEX)
     sha256: str
     child: str = ""
 
@@ -54,7 +59,7 @@ class PeResource:
 @dataclass
 class PeDirectory:
     name: str                     # EXPORT, IMPORT, RESOURCE, SECURITY ... (IMAGE_DIRECTORY_ENTRY_ dropped)
-    virtual_address: int          # for SECURITY, a file offset
+    virtual_address: int = field(metadata=HEX)    # for SECURITY, a file offset
     size: int
 
 
@@ -74,8 +79,8 @@ class PeReport:
     timestamp: int = 0
     compile_time: dt.datetime | None = None
     characteristics: list[str] = field(default_factory=list)
-    entry_point: int = 0
-    image_base: int = 0
+    entry_point: int = field(default=0, metadata=HEX)
+    image_base: int = field(default=0, metadata=HEX)
     section_count: int = 0
     directory_count: int = 0      # NumberOfRvaAndSizes as declared
     directories: list[PeDirectory] = field(default_factory=list)    # the non-empty ones
@@ -89,8 +94,8 @@ class PeReport:
     version_info: dict[str, str] = field(default_factory=dict)
     rich: list[RichEntry] = field(default_factory=list)
     rich_hash: str = ""
-    tls_callbacks: list[int] = field(default_factory=list)
-    overlay_offset: int | None = None
+    tls_callbacks: list[int] = field(default_factory=list, metadata=HEX)
+    overlay_offset: int | None = field(default=None, metadata=HEX)
     overlay_size: int = 0
     signed: bool = False
     signers: list[str] = field(default_factory=list)
@@ -108,7 +113,7 @@ class PeReport:
         if self.signed:
             out.append("signed by: " + ("; ".join(self.signers) or "(unreadable)"))
         if self.overlay_offset is not None:
-            out.append(f"overlay: {human_size(self.overlay_size)} at {self.overlay_offset}")
+            out.append(f"overlay: {human_size(self.overlay_size)} at 0x{self.overlay_offset:X}")
         if self.dotnet:
             out.append(f".NET {self.clr_version}")
         if self.tls_callbacks:

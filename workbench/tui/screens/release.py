@@ -15,7 +15,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
-from workbench.release.store import ReleaseNotFound, tag_name
+from workbench.release.store import Release, ReleaseNotFound, tag_name
 from workbench.release.worktree import (
     SignaturesView,
     commit_changes,
@@ -75,7 +75,9 @@ bumps); **enter** on a finding opens the rule in the editor at its line.
 the changed rules as the pre-commit hook does (an error refuses the commit).
 **R** cuts a release (validation, bundle, changelog, tag; refused when something is
 uncommitted or validation fails) and **p** publishes the newest release (or the one
-highlighted under Releases) to the update repository the towers pull from.
+highlighted under Releases) to the update repository the towers pull from. With no
+update repository yet, **p** explains the keys it needs and sets them up on yes (the
+root key then belongs offline).
 
 **b** under Releases rolls back to the highlighted release: after asking, its content
 is released again under a new serial (`workbench release revert`; the branch is not
@@ -497,12 +499,45 @@ rollback is a new release with older content.
         if release.serial in view.published:
             self.notify(f"{release.tag} is already published", timeout=3)
             return
+        from workbench.distribute.repository import UpdateRepository
+
+        # asked now, not from the view: a repository may have been set up since it was read
+        if not UpdateRepository.for_workspace(self.workbench.workspace).exists():
+            self._guide_key_setup(release)
+            return
         if self._begin(f"publishing {release.tag}"):
             self.run_publish(Path(release.bundle_path))
 
+    def _guide_key_setup(self, release: Release) -> None:
+        """No update repository yet: say what setting one up makes and where the root key
+        must go, and on yes make it (``workbench keys init``) and publish."""
+        from workbench.distribute.repository import UpdateRepository
+
+        repository = UpdateRepository.for_workspace(self.workbench.workspace)
+        question = (
+            f"There is no update repository yet, so {release.tag} cannot be published.\n\n"
+            f"Set one up now (what `workbench keys init` does)? It makes four signing keys in "
+            f"{repository.keys.folder} and an empty signed repository in {repository.root}.\n\n"
+            f"The ROOT key ({repository.keys.path('root')}) signs the other keys. Once set up, "
+            "move it OFFLINE (a removable disk, a vault): anyone holding it can make every "
+            "tower trust other keys. Only `keys rotate` and `keys renew-root` need it.\n\n"
+            f"Each tower pins a copy of {repository.trusted_root} (`workbench tower init "
+            "--trusted-root`), sent by a channel you trust.")
+        self._log("no update repository: set-up asked")
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self._log("update repository set-up cancelled")
+                return
+            if self._begin(f"setting up the update repository and publishing {release.tag}"):
+                self.run_publish(Path(release.bundle_path), set_up=True)
+
+        self.app.push_screen(ConfirmScreen(question, yes="Set up and publish", no="Cancel"),
+                             answered)
+
     @work(thread=True, exclusive=True, group="release", exit_on_error=False,
           description="publish the release")
-    def run_publish(self, bundle: Path) -> None:
+    def run_publish(self, bundle: Path, *, set_up: bool = False) -> None:
         from workbench.distribute.repository import (
             NoRepository,
             RepositoryError,
@@ -510,8 +545,17 @@ rollback is a new release with older content.
             publish_bundle,
         )
 
+        repository = UpdateRepository.for_workspace(self.workbench.workspace)
+        note = ""
         try:
-            result = publish_bundle(UpdateRepository.for_workspace(self.workbench.workspace), bundle)
+            if set_up and not repository.exists():
+                from workbench.distribute.settings import RepositorySettings
+
+                made = repository.init(RepositorySettings())
+                note = (f" Update repository set up in {made.path}: move the root key "
+                        f"{repository.keys.path('root')} offline now; towers pin a copy of "
+                        f"{made.trusted_root}.")
+            result = publish_bundle(repository, bundle)
         except NoRepository:
             self.post_message(self.Done("no update repository yet: run `workbench keys init` once",
                                         error=True))
@@ -523,7 +567,7 @@ rollback is a new release with older content.
             self.post_message(self.Idle())
         t = result.target
         self.post_message(self.Done(f"published serial {t.serial} ({t.rule_count} rules): the towers "
-                                    "pick it up on their next poll (f6 watches them)"))
+                                    f"pick it up on their next poll (f6 watches them).{note}"))
 
     @on(Done)
     def _done(self, event: Done) -> None:
