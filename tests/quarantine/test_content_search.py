@@ -91,6 +91,7 @@ def test_any_artifact_hash_finds_its_message(dissected):
         parse_query("hash:xyz")
 
 
+@pytest.mark.sqlite_only
 def test_header_search_still_uses_the_text_index_beside_the_content(dissected):
     q, stealer, _ = dissected
     where, _params = q.index._plan(parse_query("QuickBooks"))
