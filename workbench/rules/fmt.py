@@ -14,6 +14,7 @@ import yara_x
 
 from workbench.rules.parse import iter_rule_paths, parse_text, read_rule_text
 from workbench.rules.policy import Policy
+from workbench.rules.refresh import MetadataError, refresh_metadata
 
 
 class FormatError(ValueError):
@@ -60,27 +61,12 @@ def format_text(text: str) -> str:
 
 def update_meta(text: str, *, today: dt.date | None = None, policy: Policy | None = None) -> str:
     """Refresh each rule whose ``fingerprint`` metadata is stale: new fingerprint, ``modified``
-    set to today and an integer ``version`` raised by one. Other rules are left byte-for-byte."""
-    policy = policy or Policy()
-    parsed = parse_text(text)
-    if parsed.errors:
-        raise FormatError("; ".join(parsed.errors))
-    stamp = (today or dt.date.today()).strftime(policy.date_format)
-    edits: list[tuple[int, int, str]] = []
-    for rule in parsed.rules:
-        entries = {e.key: e for e in reversed(rule.meta_entries)}   # first entry of each key wins
-        fp = entries.get("fingerprint")
-        if fp is None or fp.value == rule.fingerprint:
-            continue
-        edits.append((fp.value_start, fp.value_end, f'"{rule.fingerprint}"'))
-        if (m := entries.get("modified")) is not None:
-            edits.append((m.value_start, m.value_end, f'"{stamp}"'))
-        if (v := entries.get("version")) is not None and isinstance(v.value, int) \
-                and not isinstance(v.value, bool):
-            edits.append((v.value_start, v.value_end, str(v.value + 1)))
-    for start, end, new in sorted(edits, reverse=True):
-        text = text[:start] + new + text[end:]
-    return text
+    set to today and an integer ``version`` raised by one. Other rules are left byte-for-byte.
+    (The editor's save does the same with the last release to compare with: rules/refresh.py.)"""
+    try:
+        return refresh_metadata(text, today=today, policy=policy).text
+    except MetadataError as exc:
+        raise FormatError(str(exc)) from None
 
 
 @dataclass
