@@ -268,6 +268,35 @@ marks them in the quarantine list (`f2`) for triage.
         if self.is_mounted:
             self._show_scope()
             self.load_corpora()
+            if self.hunt is not None and self.hunt.messages:
+                self.refresh_retro_statuses([m.sha256 for m in self.hunt.messages])
+
+    @work(thread=True, exclusive=True, group="retro-status", exit_on_error=False,
+          description="read the hunted messages' statuses")
+    def refresh_retro_statuses(self, shas: list[str]) -> None:
+        """Triage since the hunt (status, tags) shows in its list, not the values of hunt time."""
+        if not self.workbench.pool.exists:
+            return
+        now: dict[str, tuple[str, list[str]]] = {}
+        with self.workbench.pool.reader() as index:
+            for sha in shas:
+                try:
+                    row = index.get(sha)
+                except LookupError:          # (gone from the index since)
+                    continue
+                now[sha] = (row.status, list(row.tags))
+        self.app.call_from_thread(self._retro_statuses, now)
+
+    def _retro_statuses(self, now: dict[str, tuple[str, list[str]]]) -> None:
+        if self.hunt is None:
+            return
+        changed = False
+        for msg in self.hunt.messages:
+            if msg.sha256 in now and (msg.status, msg.tags) != now[msg.sha256]:
+                msg.status, msg.tags = now[msg.sha256][0], now[msg.sha256][1]
+                changed = True
+        if changed:
+            self.query_one("#retro", ListTable).show(self.hunt.messages, keep_cursor=True)
 
     # -- scope and corpora ----------------------------------------------------------------
 
@@ -433,6 +462,10 @@ marks them in the quarantine list (`f2`) for triage.
         def chosen(tag: str | None) -> None:
             cancel = self._start("retro-hunt")
             if cancel is not None:
+                # the last hunt's rows (and their statuses) go: they are not this hunt's
+                self.hunt = None
+                self.query_one("#retro", ListTable).show([])
+                self.query_one("#test-tabs", TabbedContent).get_tab("tab-retro").label = "Retro-hunt"
                 self.run_hunt(self.run_id, scope, cancel, tag or None)
 
         self.app.push_screen(PromptScreen(
