@@ -368,10 +368,13 @@ marks them in the quarantine list (`f2`) for triage.
         else:
             chosen = self.corpora_chosen
         chooser.clear_options()
+        lines: list[str] = []
         for c in event.corpora:
             label = Text(c.name)
             label.append(f"  {c.label} · {c.files:,} files", style="dim")
             chooser.add_option(Selection(label, c.name, c.name in chosen))
+            lines.append(f"{label.plain} · {c.path}" if getattr(c, "path", None) else label.plain)
+        chooser.tooltip = "\n".join(lines) or None     # a 42-column box cuts long names and paths
         if not any(not c.builtin for c in event.corpora):
             self.query_one("#test-summary", Static).update(Text(
                 "no corpora yet: workbench corpus add NAME PATH --label malicious|clean", style="yellow"))
@@ -606,12 +609,14 @@ marks them in the quarantine list (`f2`) for triage.
                      f"{st.pairs_cached:,} cached", overflow="ellipsis", no_wrap=True)
         self.query_one("#test-phase", Static).update(phase)
         names = ", ".join(c.name for c in report.corpora)
-        summary = Text(f"{len(report.rules)} rule(s) · {st.files:,} files ({human_size(st.bytes)}) in "
-                       f"{names} · {report.true_positives} TP · {report.false_positives} FP · "
-                       f"{report.false_negatives} FN · ")
-        summary.append("PASS" if report.passed else "FAIL",
-                       style="bold green" if report.passed else "bold red")
-        self.query_one("#test-summary", Static).update(summary)
+        # the verdict and the counts first: a narrow screen cuts the corpus names, not them
+        summary = Text("PASS" if report.passed else "FAIL", style="bold green" if report.passed else "bold red")
+        summary.append(f" · {report.true_positives} TP · {report.false_positives} FP · "
+                       f"{report.false_negatives} FN · {len(report.rules)} rule(s) · {st.files:,} files "
+                       f"({human_size(st.bytes)}) in {names}")
+        widget = self.query_one("#test-summary", Static)
+        widget.update(summary)
+        widget.tooltip = summary.plain
         table = self.query_one("#test-rules", ListTable)
         table.show(report.rules)
         failing = next((i for i, r in enumerate(report.rules) if not r.passed), 0)
