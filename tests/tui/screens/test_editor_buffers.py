@@ -137,6 +137,12 @@ async def test_before_saving_over_a_change_on_disk_it_asks(released: Workspace) 
         assert "+// mine" in app.screen.diff and "-" in app.screen.diff
         await pilot.press("escape")                     # back to the question
         assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("escape")                     # not now: the editor does not ask again
+        await settle(pilot)
+        assert app.screen is screen and path.read_text() == outside
+        await pilot.press("ctrl+s")                     # ... until the next save
+        await settle(pilot)
+        assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("1")                          # reload: the outside change wins
         await settle(pilot)
         assert editor.text == outside and not screen.dirty

@@ -109,6 +109,7 @@ class RuleBuffer:
     saved_text: str            # what the file held when loaded or saved: the disk baseline
     cursor: tuple[int, int] = (0, 0)
     note: str = ""             # what the last save or format refreshed
+    waved: str | None = None   # the disk text the analyst declined to decide about (esc): not asked again
 
     @property
     def label(self) -> str:
@@ -394,6 +395,8 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
             if then is not None:
                 then()
             return
+        if then is None and disk == buffer.waved:
+            return                  # asked already (and waved away); the save asks again
         if not self.dirty:
             row, column = self.query_one(YaraEditor).cursor_location
             self._set_text(disk, buffer.path)
@@ -419,6 +422,8 @@ Drafts open here from strings and bytes marked in the artifact view (`m`, then `
                 self._update_status()
                 if then is not None:
                     then()
+            elif choice is None:
+                buffer.waved = disk
             elif choice == DIFF:
                 def after_diff(_: None) -> None:
                     self._ask_about_disk(buffer, disk, then)
