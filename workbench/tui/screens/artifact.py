@@ -82,7 +82,7 @@ view. `d` drafts a rule from everything marked, in the rule editor.
         Binding("m,space", "mark", "Mark"),
         Binding("d", "draft", "Draft rule"),
         Binding("g", "goto", "Go to offset"),
-        Binding("S", "sort_by_score", "By score", show=False),
+        Binding("S", "sort_by_score", "By score"),
         Binding("slash", "search", "Search", show=False),
         Binding("1", "tab('summary')", show=False),
         Binding("2", "tab('report')", show=False),

@@ -65,9 +65,9 @@ the cursor never moves on its own.
         Binding("s", "status", "Status"),
         Binding("t", "tags", "Tags"),
         Binding("o", "sort", "Sort"),
-        Binding("O", "reverse", "Reverse", show=False),
+        Binding("O", "reverse", "Reverse"),
         Binding("r", "refresh", "Refresh"),
-        Binding("f", "toggle_facets", "Counts", show=False),
+        Binding("f", "toggle_facets", "Counts"),
         Binding("escape", "leave_filter", "List", show=False),
     ]
 
