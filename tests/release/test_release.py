@@ -135,7 +135,8 @@ def test_version_bump_is_checked_against_the_last_release(released) -> None:
     sig.commit("forgot to bump")
     with pytest.raises(ReleaseRefused) as err:
         make_release(sig.workspace)
-    assert {f.id for f in err.value.validation.findings} >= {"V501", "V502"}
+    # the same modified date is fine (a same-day edit); the version must still go up
+    assert {f.id for f in err.value.validation.findings if f.severity == "error"} == {"V501"}
 
 
 def test_dry_run_changes_nothing(released, capsys) -> None:

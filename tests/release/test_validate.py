@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.support.signatures import (
 from workbench.cli import main
 from workbench.exitcodes import E_FINDINGS, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.release.validate import validate
+from workbench.rules.parse import parse_file
 
 pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
@@ -252,20 +254,77 @@ def test_rules_that_already_fail_are_not_timed(sig: SigRepo) -> None:
     assert all(c is not None and c <= 10 for n, c in costs.items() if n != "TEST_EICAR_Slow_Regex")
 
 
-def test_changed_rule_must_bump_version_and_modified(sig: SigRepo) -> None:
+def _change_gtube(sig: SigRepo) -> Path:
     path = sig.rule_file("spam/gtube.yar")
     path.write_text(path.read_text().replace("filesize < 10MB", "filesize < 12MB"))
     refresh_fingerprint(path, "SPAM_GTUBE_TestString")
-    report = validate(sig.root, changed_since="HEAD")
-    assert {"V501", "V502"} <= ids(report)
+    return path
+
+
+def _modified(sig: SigRepo) -> dt.date:
+    rule = next(r for r in parse_file(sig.rule_file("spam/gtube.yar")).rules if r.name == "SPAM_GTUBE_TestString")
+    return dt.date.fromisoformat(str(rule.meta_value("modified")))
+
+
+def test_changed_rule_must_bump_version(sig: SigRepo) -> None:
+    written = _modified(sig)
+    path = _change_gtube(sig)
+    report = validate(sig.root, changed_since="HEAD", today=written)
+    assert ids(report) == {"V501"}
     set_meta(path, "SPAM_GTUBE_TestString", "version", 2)
-    set_meta(path, "SPAM_GTUBE_TestString", "modified", "2026-11-21")
-    report = validate(sig.root, changed_since="HEAD")
+    report = validate(sig.root, changed_since="HEAD", today=written)
     assert report.ok, [f"{f.id} {f.message}" for f in report.findings if f.severity == "error"]
     # metadata-only edits need no bump
     sig.commit("bumped")
     set_meta(path, "SPAM_GTUBE_TestString", "description", "GTUBE, reworded")
-    assert validate(sig.root, changed_since="HEAD").ok
+    assert validate(sig.root, changed_since="HEAD", today=written).ok
+
+
+def test_a_same_day_edit_with_a_version_bump_passes(sig: SigRepo) -> None:
+    """The rule was written today and changed today: modified stays today, version goes up."""
+    written = _modified(sig)
+    path = _change_gtube(sig)
+    set_meta(path, "SPAM_GTUBE_TestString", "version", 2)
+    report = validate(sig.root, changed_since="HEAD", today=written)
+    assert report.ok, [f"{f.id} {f.message}" for f in report.findings if f.severity == "error"]
+    # and a later day's edit may move modified forward to that day
+    set_meta(path, "SPAM_GTUBE_TestString", "modified", str(written + dt.timedelta(days=3)))
+    assert validate(sig.root, changed_since="HEAD", today=written + dt.timedelta(days=3)).ok
+
+
+def test_modified_may_not_go_back(sig: SigRepo) -> None:
+    written = _modified(sig)
+    path = _change_gtube(sig)
+    set_meta(path, "SPAM_GTUBE_TestString", "version", 2)
+    set_meta(path, "SPAM_GTUBE_TestString", "modified", str(written - dt.timedelta(days=1)))
+    report = validate(sig.root, changed_since="HEAD", today=written)
+    v502 = [f for f in report.findings if f.id == "V502"]
+    assert ids(report) == {"V502"} and "before its previous value" in v502[0].message
+    assert v502[0].hint == f'set modified = "{written}"'
+
+
+def test_modified_that_is_not_a_date_fails_for_a_changed_rule(sig: SigRepo) -> None:
+    written = _modified(sig)
+    path = _change_gtube(sig)
+    set_meta(path, "SPAM_GTUBE_TestString", "version", 2)
+    set_meta(path, "SPAM_GTUBE_TestString", "modified", "yesterday")
+    report = validate(sig.root, changed_since="HEAD", today=written)
+    assert "V502" in ids(report)
+
+
+def test_future_modified_dates_are_refused(sig: SigRepo) -> None:
+    """A false future date used to be the only way past V502; now it fails, changed or not."""
+    written = _modified(sig)
+    path = _change_gtube(sig)
+    set_meta(path, "SPAM_GTUBE_TestString", "version", 2)
+    set_meta(path, "SPAM_GTUBE_TestString", "modified", str(written + dt.timedelta(days=1)))
+    report = validate(sig.root, changed_since="HEAD", today=written)
+    assert ids(report) == {"V502"}
+    assert "in the future" in next(f.message for f in report.findings if f.id == "V502")
+    # an unchanged rule with a future date fails too, without any base to compare with
+    sig.commit("future")
+    assert "V502" in ids(validate(sig.root, base="", today=written))
+    assert validate(sig.root, base="", today=written + dt.timedelta(days=1)).ok
 
 
 def test_full_validation_compares_with_the_newest_release_tag(sig: SigRepo) -> None:

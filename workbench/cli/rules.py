@@ -201,8 +201,12 @@ def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int:
         vendors = VendorSet.load(ctx.workspace.signatures)
     except VendorError as exc:
         raise CommandError(f"vendor source: {exc}", E_INPUT) from exc
+    from workbench.release.released import released_rules
+
+    signatures = ctx.workspace.signatures
     report = format_paths(targets, check=args.check, meta=args.update_meta, policy=policy,
-                          vendor=lambda path: vendors.source_of(path) is not None)
+                          vendor=lambda path: vendors.source_of(path) is not None,
+                          released=lambda path: released_rules(signatures, path))
     if args.json:
         ctx.json(report)
     else:

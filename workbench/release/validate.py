@@ -8,6 +8,7 @@ per-rule checks to rules changed since REV; the whole-set compile always runs.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import tempfile
@@ -30,6 +31,7 @@ from workbench.corpus.scanner import (
     default_threads,
     scan_files,
 )
+from workbench.release.released import latest_release_tag
 from workbench.release.repository import RepositoryError, SignatureRepository
 from workbench.release.settings import ReleaseSettings
 from workbench.rules.compiler_messages import libyara_message, undefined_identifier, yarax_message
@@ -176,6 +178,7 @@ class ValidationContext:
     include_findings: list[Finding] = field(default_factory=list)
     vendors: VendorSet | None = None      # imported vendor sources (rules/vendor.py)
     progress: Callable[[str], None] | None = None      # a line now and then for a long check
+    today: dt.date | None = None          # the date a ``modified`` may not be later than (None: today)
     _corpora: dict[str, Corpus] = field(default_factory=dict)
     _all: Ruleset | None = None
 
@@ -730,14 +733,22 @@ def _time_scan(rules: yara.Rules, floor: yara.Rules, data: list[bytes]) -> tuple
 
 
 class VersionCheck(ValidationCheck):
-    """A rule whose strings or condition changed since the base must bump version and modified."""
+    """A rule whose strings or condition changed since the base must bump version; its
+    ``modified`` may not go back; no rule's ``modified`` may lie in the future.
+
+    A same-day edit keeps ``modified`` (today is still the date it was modified on): the
+    version bump is what tells a tower the rule changed.
+    """
 
     id = "V5"
-    title = "changed rules bump version and modified"
+    title = "changed rules bump version; modified neither goes back nor lies ahead"
 
     def run(self, ctx: ValidationContext) -> list[Finding]:
+        today = ctx.today or dt.date.today()
+        findings = [f for rule in ctx.target_rules() if not ctx.is_vendor(rule)
+                    for f in _future_modified(rule, today, ctx.policy.date_format)]
         if not ctx.base:
-            return []
+            return findings
         # a rule in a file git says is unchanged is unchanged: read only the changed files at base
         prefix = ctx.settings.rules.rstrip("/") + "/"
         old: dict[str, RuleSource] = {}
@@ -747,7 +758,6 @@ class VersionCheck(ValidationCheck):
             for f in ctx.repo.files_at(ctx.base, rel):
                 parsed = parse_text(f.data.decode("utf-8", "replace"), Path(f.path))
                 old.update({r.name: r for r in parsed.rules})
-        findings = []
         for rule in ctx.target_rules():
             before = old.get(rule.name)
             if before is None or before.fingerprint == rule.fingerprint or ctx.is_vendor(rule):
@@ -759,13 +769,45 @@ class VersionCheck(ValidationCheck):
                     f"rule {rule.name} changed since {ctx.base} but version is "
                     f"{rule.meta_value('version', '(none)')} (was {before.meta_value('version', '(none)')})",
                     f"set version = {(v_old or 0) + 1}", rule.name, subject="version not bumped"))
-            if rule.meta_value("modified") == before.meta_value("modified"):
-                findings.append(_finding(
-                    "V502", "error", rule.file, rule.meta_line("modified"),
-                    f"rule {rule.name} changed since {ctx.base} but modified is still "
-                    f"{rule.meta_value('modified', '(none)')}",
-                    "set modified to today's date", rule.name, subject="modified not updated"))
+            findings += _modified_went_back(rule, before, ctx.base, today, ctx.policy.date_format)
         return findings
+
+
+def _meta_date(rule: RuleSource, key: str, date_format: str) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(str(rule.meta_value(key, "")), date_format).date()
+    except ValueError:
+        return None
+
+
+def _future_modified(rule: RuleSource, today: dt.date, date_format: str) -> list[Finding]:
+    modified = _meta_date(rule, "modified", date_format)
+    if modified is None or modified <= today:
+        return []
+    stamp = today.strftime(date_format)
+    return [_finding("V502", "error", rule.file, rule.meta_line("modified"),
+                     f"rule {rule.name}: modified {rule.meta_value('modified')} is in the future "
+                     f"(today is {stamp})", f'set modified = "{stamp}"', rule.name,
+                     subject="modified in the future")]
+
+
+def _modified_went_back(rule: RuleSource, before: RuleSource, base: str, today: dt.date,
+                        date_format: str) -> list[Finding]:
+    """V502 for a changed rule whose ``modified`` is missing, not a date, or before its value at base."""
+    new = _meta_date(rule, "modified", date_format)
+    old = _meta_date(before, "modified", date_format)
+    stamp = today.strftime(date_format)
+    if new is None:
+        what = "has no modified date" if rule.meta_value("modified") is None else \
+            f"has modified {rule.meta_value('modified')!r}, not a date ({date_format})"
+        message = f"rule {rule.name} changed since {base} but {what}"
+    elif old is not None and new < old:
+        message = (f"rule {rule.name} changed since {base} but modified {rule.meta_value('modified')} "
+                   f"is before its previous value {before.meta_value('modified')}")
+    else:
+        return []
+    return [_finding("V502", "error", rule.file, rule.meta_line("modified"), message,
+                     f'set modified = "{stamp}"', rule.name, subject="modified went back")]
 
 
 def _version(rule: RuleSource) -> int | None:
@@ -801,7 +843,7 @@ VALIDATION_CATALOG = [
     ("V307", "error", "corpus file could not be scanned", "a rule is too slow on it, or the file is unreadable"),
     ("V401", "error", "rule over its scan-time budget", "improve atoms or raise the budget"),
     ("V501", "error", "changed rule without a version bump", "increase version"),
-    ("V502", "error", "changed rule without a new modified date", "set modified to today"),
+    ("V502", "error", "modified goes back, is missing, or lies in the future", "set modified to today"),
 ]
 
 
@@ -819,8 +861,11 @@ NON_RULE_CHANGES_ALLOWED = ("CHANGELOG.md", "README.md")
 
 def validate(root: str | os.PathLike[str], *, changed_since: str | None = None, base: str | None = None,
              scan_corpus: bool = True, threads: int | None = None,
-             progress: Callable[[str], None] | None = None) -> ValidationReport:
+             progress: Callable[[str], None] | None = None,
+             today: dt.date | None = None) -> ValidationReport:
     """Validate the signatures folder ``root`` (see the module docstring).
+
+    ``today`` is the latest date a rule's ``modified`` may carry (default: the real today).
 
     ``base`` is the revision changed rules are compared with for version bumps: by
     default ``changed_since``, else the newest ``signatures-N`` release tag, else none.
@@ -864,7 +909,7 @@ def validate(root: str | os.PathLike[str], *, changed_since: str | None = None, 
         else:
             targets = _changed_rules(repo, changed_since, files, [p for p in changed if p.startswith(rule_prefix)])
     if base is None:
-        base = changed_since or _latest_release_tag(repo)
+        base = changed_since or latest_release_tag(repo)
     if base:
         repo.commit(base)       # an unknown revision is the caller's mistake: say so now
     report.base = base or ""
@@ -873,7 +918,7 @@ def validate(root: str | os.PathLike[str], *, changed_since: str | None = None, 
     ctx = ValidationContext(root=root, policy=policy, settings=settings, files=files, targets=targets,
                             repo=repo, base=base or "", scan_corpus=scan_corpus, threads=threads,
                             report=report, include_findings=include_findings, vendors=vendors,
-                            progress=progress)
+                            progress=progress, today=today)
     report.files_checked = len(ctx.target_files)
     if not base:
         report.notes.append("no base revision (no release tag yet): version bumps not checked")
@@ -904,13 +949,6 @@ def _finish(report: ValidationReport, started: float) -> ValidationReport:
     report.findings = sorted(unique, key=Finding.sort_key)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
-
-
-def _latest_release_tag(repo: SignatureRepository) -> str:
-    if repo.repo is None:
-        return ""
-    tags = repo.release_tags()
-    return tags[max(tags)].name if tags else ""
 
 
 def _changed_rules(repo: SignatureRepository, rev: str, files: list[RuleFile], changed: list[str]) -> set[str]:

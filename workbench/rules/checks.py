@@ -415,7 +415,7 @@ class FingerprintStale(Check):
     id = "M205"
     severity = "warning"
     title = "fingerprint does not match strings and condition"
-    hint = "run `workbench rule fmt --update-meta` to refresh fingerprint and modified"
+    hint = "save in the editor (ctrl+s) or run `workbench rule fmt --update-meta`: fingerprint, version, modified"
 
     def check(self, rule: RuleSource, rf: RuleFile, ctx: LintContext) -> Iterator[Finding]:
         for entry in rule.meta_entries:

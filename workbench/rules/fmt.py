@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yara_x
 
-from workbench.rules.parse import iter_rule_paths, parse_text, read_rule_text
+from workbench.rules.parse import RuleSource, iter_rule_paths, parse_text, read_rule_text
 from workbench.rules.policy import Policy
-from workbench.rules.rulefile import MetadataError, update_metadata, write_rule_file
+from workbench.rules.refresh import MetadataError, refresh_metadata
+from workbench.rules.rulefile import write_rule_file
 
 
 class FormatError(ValueError):
@@ -58,11 +59,14 @@ def format_text(text: str) -> str:
     return formatted
 
 
-def update_meta(text: str, *, today: dt.date | None = None, policy: Policy | None = None) -> str:
-    """``rulefile.update_metadata`` (stale fingerprints refreshed, ``modified`` and ``version``
-    with them), a text that does not parse refused as a FormatError."""
+def update_meta(text: str, *, today: dt.date | None = None, policy: Policy | None = None,
+                previous: Mapping[str, RuleSource] | None = None) -> str:
+    """Refresh each rule whose ``fingerprint`` metadata is stale: new fingerprint, ``modified``
+    set to today and an integer ``version`` raised by one. Other rules are left byte-for-byte.
+    With ``previous`` (the released rules) version goes one above the released one, once
+    (rules/refresh.py, which the editor's save calls too)."""
     try:
-        return update_metadata(text, today=today, policy=policy)
+        return refresh_metadata(text, today=today, policy=policy, previous=previous).text
     except MetadataError as exc:
         raise FormatError(str(exc)) from None
 
@@ -83,8 +87,11 @@ class FormatReport:
 
 def format_paths(paths: Iterable[Path], *, check: bool = False, meta: bool = False,
                  today: dt.date | None = None, policy: Policy | None = None,
-                 vendor: Callable[[Path], bool] | None = None) -> FormatReport:
+                 vendor: Callable[[Path], bool] | None = None,
+                 released: Callable[[Path], Mapping[str, RuleSource] | None] | None = None) -> FormatReport:
     """Format files in place (atomically); with ``check`` only report what would change.
+
+    ``released`` gives a file's rules as the last release shipped them, for ``meta``.
 
     Files ``vendor`` says are vendor files are never touched (listed in ``report.vendor``).
     """
@@ -98,7 +105,8 @@ def format_paths(paths: Iterable[Path], *, check: bool = False, meta: bool = Fal
             text, problems = read_rule_text(path)
             if problems:
                 raise FormatError(problems[0])
-            new = update_meta(text, today=today, policy=policy) if meta else text
+            previous = released(path) if meta and released is not None else None
+            new = update_meta(text, today=today, policy=policy, previous=previous) if meta else text
             new = format_text(new)
         except FormatError as exc:
             report.errors[str(path)] = str(exc)

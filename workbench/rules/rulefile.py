@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.durable import KEEP_MODE, atomic_write
-from workbench.rules.parse import parse_text
+from workbench.rules.parse import RuleSource, parse_text
 from workbench.rules.policy import Policy
+from workbench.rules.refresh import refresh_metadata
 
 _IMPORT = re.compile(r'^\s*import\s+"([^"]+)"\s*$', re.MULTILINE)
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -29,10 +31,6 @@ class RuleFileError(ValueError):
     def __init__(self, message: str, *, taken: list[str] | None = None) -> None:
         super().__init__(message)
         self.taken = taken or []
-
-
-class MetadataError(ValueError):
-    """Text whose metadata cannot be refreshed because it does not parse; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -137,29 +135,9 @@ def set_rule_status(text: str, status: str, line: int) -> tuple[str, str] | None
     return text[:rule.start_offset] + new_body + text[rule.end_offset:], rule.name
 
 
-def update_metadata(text: str, *, today: dt.date | None = None, policy: Policy | None = None) -> str:
-    """Refresh each rule whose ``fingerprint`` metadata is stale: new fingerprint, ``modified``
-    set to today and an integer ``version`` raised by one. Other rules are left byte-for-byte.
-
-    Raises MetadataError when the text does not parse.
-    """
-    policy = policy or Policy()
-    parsed = parse_text(text)
-    if parsed.errors:
-        raise MetadataError("; ".join(parsed.errors))
-    stamp = (today or dt.date.today()).strftime(policy.date_format)
-    edits: list[tuple[int, int, str]] = []
-    for rule in parsed.rules:
-        entries = {e.key: e for e in reversed(rule.meta_entries)}   # first entry of each key wins
-        fp = entries.get("fingerprint")
-        if fp is None or fp.value == rule.fingerprint:
-            continue
-        edits.append((fp.value_start, fp.value_end, f'"{rule.fingerprint}"'))
-        if (m := entries.get("modified")) is not None:
-            edits.append((m.value_start, m.value_end, f'"{stamp}"'))
-        if (v := entries.get("version")) is not None and isinstance(v.value, int) \
-                and not isinstance(v.value, bool):
-            edits.append((v.value_start, v.value_end, str(v.value + 1)))
-    for start, end, new in sorted(edits, reverse=True):
-        text = text[:start] + new + text[end:]
-    return text
+def update_metadata(text: str, *, today: dt.date | None = None, policy: Policy | None = None,
+                    previous: Mapping[str, RuleSource] | None = None) -> str:
+    """The text with each changed rule's metadata brought in line with the policy
+    (``rules/refresh.py``: fingerprint, version once per release, modified); raises
+    MetadataError when the text does not parse."""
+    return refresh_metadata(text, today=today, policy=policy, previous=previous).text

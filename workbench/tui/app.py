@@ -45,6 +45,7 @@ class WorkbenchApp(App[int]):
     # the screens' keys work everywhere, the editor included (its TextArea binds f6 and f7)
     BINDINGS = [
         Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
         Binding("f2", "switch_mode('quarantine')", "Quarantine", show=False, priority=True),
         Binding("f3", "switch_mode('rules')", "Rules", show=False, priority=True),
         Binding("f4", "switch_mode('test')", "Test", show=False, priority=True),
@@ -160,7 +161,17 @@ class WorkbenchApp(App[int]):
 
     def clear_marks(self) -> None:
         self.marks.clear()
+        self.refresh_marks()
         self.notify("marks cleared", timeout=2)
+
+    def refresh_marks(self) -> None:
+        """Redraw every open view that shows marks (they were just cleared or changed)."""
+        from workbench.tui.widgets.strings_table import StringsTable
+
+        for stack in self._screen_stacks.values():
+            for screen in stack:
+                for table in screen.query(StringsTable):
+                    table.reset()
 
     # -- shared behaviour ---------------------------------------------------------------
 
@@ -172,10 +183,14 @@ class WorkbenchApp(App[int]):
             return
         shown: list[tuple[str, str]] = []
         others: list[tuple[str, str]] = []
+        seen: set[str] = set()
         for key, active in self.active_bindings.items():
             binding = active.binding
             if not binding.description or not active.enabled or binding.action.startswith("scroll_"):
                 continue
+            if not _workbench_binding(active.node, binding) or (binding.action in seen and not binding.show):
+                continue            # Textual's own keys (page left, copy ...) are not ours to explain
+            seen.add(binding.action)
             # the keys the footer shows come first, then movement and the rest
             (shown if binding.show else others).append(
                 (self.get_key_display(binding) or key, binding.description))
@@ -188,6 +203,17 @@ class WorkbenchApp(App[int]):
         self.log.error(f"{what} failed", error)
         self.notify(f"{type(error).__name__}: {error}" if error else "failed",
                     title=f"Could not {what}", severity="error", timeout=10)
+
+
+def _workbench_binding(node: object, binding: Binding) -> bool:
+    """Whether one of the workbench's own classes declares ``binding`` (not a Textual base class)."""
+    for cls in type(node).__mro__:
+        if not cls.__module__.startswith("workbench."):
+            continue
+        for declared in cls.__dict__.get("BINDINGS", ()):
+            if isinstance(declared, Binding) and declared.action == binding.action:
+                return True
+    return False
 
 
 def _screen(module: str, name: str) -> Screen[object]:

@@ -28,12 +28,20 @@ async def test_strings_search_mark_hex_select_and_draft(ui_workspace: Workspace,
         # strings: search for the marker and mark it
         await pilot.press("3")
         table = screen.query_one(StringsTable)
-        assert app.focused is table
+        search = screen.query_one("#strings-search", Input)
+        assert app.focused is search              # typing searches: no letter fires a command
         assert any(r.text == MARKER for r in table.rows)
         assert any(r.score is not None for r in table.rows)       # scored by the suggester
-        await pilot.click("#strings-search")
-        search = screen.query_one("#strings-search", Input)
+        await pilot.press("d")
+        assert app.screen is screen and search.value == "d"
+        await pilot.press("down")                 # into the list; a letter typed there searches on
+        assert app.focused is table
+        await pilot.press("w")
+        assert app.focused is search and search.value == "dw"
+        await pilot.press("down", "slash")        # / goes back to the search
+        assert app.focused is search
         search.value = "wbtest-loade"             # typing is slow under Pilot: set, then type one
+        search.action_end()
         await pilot.press("r")
         await settle(pilot)
         assert [r.text for r in table.rows] == [MARKER]
@@ -68,6 +76,7 @@ async def test_strings_search_mark_hex_select_and_draft(ui_workspace: Workspace,
         assert yara.compile(source=text).match(data=data)
         assert len(app.marks) == 0
         assert editor.dirty                                         # a draft is unsaved work
+        assert not table.row_marked(0)                              # no stale ● left behind
 
 
 async def test_draft_without_marks_explains(ui_workspace: Workspace, loader_exe) -> None:
@@ -85,7 +94,7 @@ async def test_sort_strings_by_score(ui_workspace: Workspace, loader_exe) -> Non
     app = make_app(ui_workspace)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_artifact(pilot, loader_exe)
-        await pilot.press("3", "S")
+        await pilot.press("3", "down", "S")
         rows = screen.query_one(StringsTable).rows
         scores = [r.score for r in rows if r.score is not None]
         assert scores == sorted(scores, reverse=True)

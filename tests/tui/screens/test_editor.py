@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,9 @@ from textual.widgets import Input, OptionList, Static
 
 from tests.support.pilot import linted, settle, static_text
 from tests.support.ui_samples import CLEAN
+from workbench.rules.parse import parse_text
 from workbench.tui.app import make_app
-from workbench.tui.screens.editor import EditorScreen
+from workbench.tui.screens.editor import STARTER, EditorScreen
 from workbench.tui.screens.modals import ConfirmScreen, PromptScreen
 from workbench.tui.widgets.yara_editor import ERROR_LINE, YaraEditor
 from workbench.workspace import Workspace
@@ -78,17 +80,23 @@ async def test_save_a_draft_into_its_family_file_then_append(ui_workspace: Works
         await pilot.press("enter")
         await settle(pilot)
         target = ui_workspace.signatures / "rules" / "test" / "editor.yar"
-        assert target.read_text() == CLEAN
+        # the placeholder fingerprint was made true on save; a rule never released keeps version 1
+        saved = parse_text(target.read_text()).rules[0]
+        assert saved.meta_value("fingerprint") == saved.fingerprint
+        assert saved.meta_value("version") == 1 and saved.meta_value("modified") == str(dt.date.today())
+        assert screen.query_one(YaraEditor).text == target.read_text()
         assert screen.path == target and not screen.dirty
-        assert "rules/test/editor.yar" in static_text(screen.query_one("#editor-status", Static))
-        # a second draft for the same family is appended to the file, after asking
+        status = static_text(screen.query_one("#editor-status", Static))
+        assert "rules/test/editor.yar" in status and "refreshed TEST_Editor_Sample: fingerprint" in status
+        # a second draft opens in a tab of its own; ctrl+n opens another
         second = CLEAN.replace("TEST_Editor_Sample", "TEST_Editor_Second")
         screen.load_draft(second)
         await settle(pilot)
-        await pilot.press("ctrl+n")                 # unsaved draft: the editor asks first
-        assert isinstance(app.screen, ConfirmScreen)
-        await pilot.press("n")
+        await pilot.press("ctrl+n")
+        assert len(screen.buffers) == 3 and screen.query_one(YaraEditor).text == STARTER
+        await pilot.press("ctrl+pageup")
         assert "TEST_Editor_Second" in screen.query_one(YaraEditor).text
+        # ... and is appended to the family's file, after asking
         await pilot.press("ctrl+s", "enter")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
@@ -96,6 +104,13 @@ async def test_save_a_draft_into_its_family_file_then_append(ui_workspace: Works
         text = target.read_text()
         assert "TEST_Editor_Sample" in text and "TEST_Editor_Second" in text
         assert screen.path == target and screen.query_one(YaraEditor).text == text
+        # opening a file that is open goes to its tab (and its older tab reloads what is on disk)
+        await pilot.press("ctrl+pagedown")
+        assert screen.query_one(YaraEditor).text == STARTER
+        screen.load_file(target)
+        await settle(pilot)
+        assert len(screen.buffers) == 3 and screen.path == target
+        assert screen.query_one(YaraEditor).text == text
 
 
 async def test_append_refuses_a_taken_name_and_a_file_that_does_not_parse(ui_workspace: Workspace) -> None:
@@ -168,8 +183,7 @@ async def test_format_on_a_key(ui_workspace: Workspace) -> None:
         # formatting broken text says why and changes nothing
         shown: list[str] = []
         app.notify = lambda message, **kw: shown.append(f"{kw.get('title')}: {message}")  # type: ignore[method-assign]
-        screen.load_draft("rule {")
-        await pilot.press("y")                     # replace the unsaved formatted draft
+        screen.load_draft("rule {")                # (a tab of its own)
         await settle(pilot)
         await pilot.press("ctrl+l")
         await settle(pilot)

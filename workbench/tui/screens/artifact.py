@@ -7,7 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -75,7 +75,9 @@ encrypted data). **Report**: what the format's dissector found (PE sections,
 imports and resources; Office macro findings; PDF objects; archive members); a
 macro module or script shows its source, suspicious VBA keywords in red. **Strings**: ASCII and UTF-16 strings with the suggester's score
 (high is a good signature string, negative is common) and how many goodware files
-hold them; type to search, `S` sorts by score. **Hex**: offsets, bytes and ASCII;
+hold them. The search box has the keys when the tab opens: type to search, ↓ or
+enter goes to the list (where `m` marks), `/` back to the search; a letter typed on
+the list that is no command goes to the search too. `S` sorts by score. **Hex**: offsets, bytes and ASCII;
 `g` jumps to an offset, `v` or shift+arrows select a range.
 
 `m` (or space) marks the string under the cursor, or the selected bytes in the hex
@@ -87,7 +89,8 @@ view. `d` drafts a rule from everything marked, in the rule editor.
         Binding("m,space", "mark", "Mark"),
         Binding("d", "draft", "Draft rule"),
         Binding("g", "goto", "Go to offset"),
-        Binding("S", "sort_by_score", "By score", show=False),
+        Binding("S", "sort_by_score", "By score"),
+        Binding("slash", "search", "Search", show=False),
         Binding("1", "tab('summary')", show=False),
         Binding("2", "tab('report')", show=False),
         Binding("3", "tab('strings')", show=False),
@@ -228,6 +231,25 @@ view. `d` drafts a rule from everything marked, in the rule editor.
     def _search_done(self) -> None:
         self.query_one(StringsTable).focus()
 
+    def action_search(self) -> None:
+        self.action_tab("strings")
+        self.query_one("#strings-search", Input).focus()
+
+    def typed(self, character: str) -> bool:
+        if self.query_one(TabbedContent).active != "tab-strings":
+            return False
+        search = self.query_one("#strings-search", Input)
+        search.focus()
+        search.insert_text_at_cursor(character)
+        return True
+
+    def on_key(self, event: events.Key) -> None:
+        # (WorkbenchScreen.on_key runs after this one unless the default is prevented)
+        if event.key == "down" and self.focused is self.query_one("#strings-search", Input):
+            event.stop()
+            event.prevent_default()
+            self.query_one(StringsTable).focus()
+
     def _filter_strings(self) -> None:
         needle = self.query_one("#strings-search", Input).value.lower()
         rows = [r for r in self.strings if needle in r.text.lower()] if needle else list(self.strings)
@@ -287,7 +309,8 @@ view. `d` drafts a rule from everything marked, in the rule editor.
     def _focus_tab(self, tab: str) -> None:
         """Keys go where the analyst looks: the strings list or the hex view."""
         if tab == "strings":
-            self.query_one(StringsTable).focus()
+            # typing searches: the first letter must not fire a command (d drafts, g goes to ...)
+            self.query_one("#strings-search", Input).focus()
         elif tab == "hex":
             self.query_one(HexView).focus()
 
@@ -350,6 +373,7 @@ view. `d` drafts a rule from everything marked, in the rule editor.
     def _drafted(self, event: Drafted) -> None:
         draft = event.draft
         self.workbench.marks.clear()
+        self.workbench.refresh_marks()          # no ● left beside strings that went into the draft
         self.workbench.open_draft(draft.text)
         missed = [s for s in draft.samples if s not in draft.matched]
         if missed:

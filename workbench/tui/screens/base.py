@@ -31,6 +31,26 @@ class WorkbenchScreen(Screen[None]):
             prune_watchers(node)
         forget_closed_styles()
 
+    def on_key(self, event: events.Key) -> None:
+        """A letter no key binding and no widget took goes somewhere visible, never nowhere.
+
+        The screen's ``typed(character)`` decides (a filter or search box takes it); by
+        default a short notice says the key does nothing here and where the keys are listed.
+        """
+        character = event.character
+        if not event.is_printable or not character or not character.strip():
+            return
+        if event.key in self.app.active_bindings:
+            return                      # a command: the bindings run it
+        event.stop()
+        event.prevent_default()
+        if not self.typed(character):
+            self.notify(f"{character!r} does nothing here · ? lists the keys", timeout=2)
+
+    def typed(self, character: str) -> bool:
+        """Take a typed letter no binding wanted (e.g. into a search box); False: not taken."""
+        return False
+
     @on(Worker.StateChanged)
     def _worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:

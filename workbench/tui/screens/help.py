@@ -14,7 +14,7 @@ GENERAL = """\
 | key | what |
 |---|---|
 | `ctrl+p` | command palette (commands for this screen first) |
-| `f1` | this help |
+| `f1` or `?` | this help |
 | `f2` | quarantine |
 | `f3` | rule editor |
 | `f4` | test rules against corpora, retro-hunt |
@@ -34,9 +34,9 @@ def key_table(bindings: list[tuple[str, str]]) -> str:
 
 
 class HelpScreen(ModalScreen[None]):
-    """Opened with F1; built from the screen's ``HELP`` text and its active bindings."""
+    """Opened with F1 or ?; built from the screen's ``HELP`` text and its active bindings."""
 
-    BINDINGS = [Binding("escape,f1,q", "dismiss(None)", "Close")]
+    BINDINGS = [Binding("escape,f1,q,question_mark", "dismiss(None)", "Close")]
 
     def __init__(self, screen_help: str, bindings: list[tuple[str, str]]) -> None:
         super().__init__()

@@ -325,6 +325,13 @@ hex view, where you mark strings and bytes for a draft rule.
         if node is not None and node.data is not None:
             self.workbench.open_artifact(node.data, message_sha256=self.sha256)
 
+    @on(Tree.NodeHighlighted, "#artifacts")
+    def _node_highlighted(self, event: Tree.NodeHighlighted[Artifact]) -> None:
+        # a narrow pane cuts the detected type and size: the tooltip has the whole line
+        tree = self.query_one("#artifacts", Tree)
+        art = event.node.data
+        tree.tooltip = artifact_label(art).plain if art is not None else None
+
     @on(Tree.NodeSelected, "#artifacts")
     def _node_selected(self, event: Tree.NodeSelected[Artifact]) -> None:
         event.stop()

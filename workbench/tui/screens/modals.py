@@ -191,3 +191,26 @@ class ChoiceScreen(ModalScreen[str | None]):
     @on(OptionList.OptionSelected, "#choices")
     def _selected(self, event: OptionList.OptionSelected) -> None:
         self.action_pick(event.option_index)
+
+
+class DiffScreen(ModalScreen[None]):
+    """A unified diff to read (escape or q closes)."""
+
+    BINDINGS = [Binding("escape,q", "dismiss(None)", "Close")]
+
+    def __init__(self, title: str, diff: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.diff = diff
+
+    def compose(self) -> ComposeResult:
+        from rich.syntax import Syntax
+        from textual.containers import VerticalScroll
+        from textual.widgets import Static
+
+        with Vertical(classes="dialog", id="diff-dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            with VerticalScroll(id="diff-body"):
+                yield Static(Syntax(self.diff or "(no difference)", "diff", word_wrap=True,
+                                    theme="ansi_dark"))
+            yield Label("esc closes", classes="dialog-hint")

@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from functools import partial
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -47,6 +47,9 @@ The **filter** uses the same language as `workbench quarantine list --query`:
 `tower:t12 reason:unknown-virus status:new has:attachment from:acme invoice`,
 `-status:dismissed` negates, `after:2026-11-01`, `sort:from` / `sort:+size`.
 Words without a field match the subject, the sender and attachment names.
+`/` goes to the filter; enter applies it and leaves you typing there (↓, tab or
+esc go to the list). A letter typed on the list that is no command (below) goes
+on the end of the filter.
 
 Choose a reason or status on the right to narrow the filter. Mark rows with
 **space** to triage several at once.
@@ -63,9 +66,9 @@ the cursor never moves on its own.
         Binding("s", "status", "Status"),
         Binding("t", "tags", "Tags"),
         Binding("o", "sort", "Sort"),
-        Binding("O", "reverse", "Reverse", show=False),
+        Binding("O", "reverse", "Reverse"),
         Binding("r", "refresh", "Refresh"),
-        Binding("f", "toggle_facets", "Counts", show=False),
+        Binding("f", "toggle_facets", "Counts"),
         Binding("escape", "leave_filter", "List", show=False),
     ]
 
@@ -124,7 +127,7 @@ the cursor never moves on its own.
         yield Header()
         with Horizontal(id="filter-bar"):
             yield Input(self.initial_query or "", id="filter",
-                        placeholder="filter: tower:t12 reason:unknown-virus has:attachment invoice  (/)")
+                        placeholder="no filter · / then type, e.g. has:attachment or a word from the subject")
             yield Static("", id="count")
         yield Static("", id="query-error")
         with Horizontal(id="quarantine-body"):
@@ -320,7 +323,25 @@ the cursor never moves on its own.
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:
-        self.query_one(MessageList).focus()
+        # the filter keeps the keys: letters typed after enter go on into it (they used to
+        # reach the list and re-sort it); ↓ or tab goes to the list, esc too
+        self.apply_filter(self.query_one("#filter", Input).value)
+
+    def on_key(self, event: events.Key) -> None:
+        # (WorkbenchScreen.on_key runs after this one unless the default is prevented)
+        if event.key == "down" and self.focused is self.query_one("#filter", Input):
+            event.stop()
+            event.prevent_default()
+            self.query_one(MessageList).focus()
+
+    def typed(self, character: str) -> bool:
+        """A letter typed on the list that is no command goes on the end of the filter."""
+        filter_input = self.query_one("#filter", Input)
+        if filter_input.disabled:
+            return False
+        filter_input.focus()
+        filter_input.insert_text_at_cursor(character)
+        return True
 
     @on(FacetPanel.Chosen)
     def _facet_chosen(self, event: FacetPanel.Chosen) -> None:

@@ -203,6 +203,35 @@ marks them in the quarantine list (`f2`) for triage.
         if self.is_mounted:
             self._show_scope()
             self.load_corpora()
+            if self.hunt is not None and self.hunt.messages:
+                self.refresh_retro_statuses([m.sha256 for m in self.hunt.messages])
+
+    @work(thread=True, exclusive=True, group="retro-status", exit_on_error=False,
+          description="read the hunted messages' statuses")
+    def refresh_retro_statuses(self, shas: list[str]) -> None:
+        """Triage since the hunt (status, tags) shows in its list, not the values of hunt time."""
+        if not self.workbench.pool.exists:
+            return
+        now: dict[str, tuple[str, list[str]]] = {}
+        with self.workbench.pool.reader() as index:
+            for sha in shas:
+                try:
+                    row = index.get(sha)
+                except LookupError:          # (gone from the index since)
+                    continue
+                now[sha] = (row.status, list(row.tags))
+        self.app.call_from_thread(self._retro_statuses, now)
+
+    def _retro_statuses(self, now: dict[str, tuple[str, list[str]]]) -> None:
+        if self.hunt is None:
+            return
+        changed = False
+        for msg in self.hunt.messages:
+            if msg.sha256 in now and (msg.status, msg.tags) != now[msg.sha256]:
+                msg.status, msg.tags = now[msg.sha256][0], now[msg.sha256][1]
+                changed = True
+        if changed:
+            self.query_one("#retro", ListTable).show(self.hunt.messages, keep_cursor=True)
 
     # -- scope and corpora ----------------------------------------------------------------
 
@@ -266,10 +295,13 @@ marks them in the quarantine list (`f2`) for triage.
         else:
             chosen = self.corpora_chosen
         chooser.clear_options()
+        lines: list[str] = []
         for c in event.corpora:
             label = Text(c.name)
             label.append(f"  {c.label} · {c.files:,} files", style="dim")
             chooser.add_option(Selection(label, c.name, c.name in chosen))
+            lines.append(f"{label.plain} · {', '.join(c.sources)}" if c.sources else label.plain)
+        chooser.tooltip = "\n".join(lines) or None     # a 42-column box cuts long names and paths
         if not any(not c.builtin for c in event.corpora):
             self.query_one("#test-summary", Static).update(Text(
                 "no corpora yet: workbench corpus add NAME PATH --label malicious|clean", style="yellow"))
@@ -360,6 +392,10 @@ marks them in the quarantine list (`f2`) for triage.
         def chosen(tag: str | None) -> None:
             cancel = self._start("retro-hunt")
             if cancel is not None:
+                # the last hunt's rows (and their statuses) go: they are not this hunt's
+                self.hunt = None
+                self.query_one("#retro", ListTable).show([])
+                self.query_one("#test-tabs", TabbedContent).get_tab("tab-retro").label = "Retro-hunt"
                 self.run_hunt(self.run_id, scope, cancel, tag or None)
 
         self.app.push_screen(PromptScreen(
@@ -471,12 +507,14 @@ marks them in the quarantine list (`f2`) for triage.
                      f"{st.pairs_cached:,} cached", overflow="ellipsis", no_wrap=True)
         self.query_one("#test-phase", Static).update(phase)
         names = ", ".join(c.name for c in report.corpora)
-        summary = Text(f"{len(report.rules)} rule(s) · {st.files:,} files ({human_size(st.bytes)}) in "
-                       f"{names} · {report.true_positives} TP · {report.false_positives} FP · "
-                       f"{report.false_negatives} FN · ")
-        summary.append("PASS" if report.passed else "FAIL",
-                       style="bold green" if report.passed else "bold red")
-        self.query_one("#test-summary", Static).update(summary)
+        # the verdict and the counts first: a narrow screen cuts the corpus names, not them
+        summary = Text("PASS" if report.passed else "FAIL", style="bold green" if report.passed else "bold red")
+        summary.append(f" · {report.true_positives} TP · {report.false_positives} FP · "
+                       f"{report.false_negatives} FN · {len(report.rules)} rule(s) · {st.files:,} files "
+                       f"({human_size(st.bytes)}) in {names}")
+        widget = self.query_one("#test-summary", Static)
+        widget.update(summary)
+        widget.tooltip = summary.plain
         table = self.query_one("#test-rules", ListTable)
         table.show(report.rules)
         failing = next((i for i, r in enumerate(report.rules) if not r.passed), 0)

@@ -37,6 +37,21 @@ def fit(text: str, width: int) -> str:
     return set_cell_size(text, width)
 
 
+SORT_ARROWS = ("▲", "▼")
+
+
+def fit_title(title: str, width: int) -> str:
+    """A header title in ``width`` cells; a sort arrow at its end always stays in sight."""
+    if cell_len(title) <= width or width < 3 or not title.endswith(SORT_ARROWS):
+        return fit(title, width)
+    arrow = title[-1]
+    return set_cell_size(title[:-1].rstrip(), width - 2) + " " + arrow
+
+
+def cell_text(cell: Cell) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
 @dataclass(frozen=True)
 class Column:
     key: str
@@ -211,6 +226,31 @@ class VirtualTable(DrawnView, can_focus=True):
                 self.post_message(self.Selected(self, row))
             self.cursor_row = row
 
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        """A cell cut short shows in full as the tooltip (tag names, paths, long messages)."""
+        offset = event.get_content_offset(self)
+        full = None
+        if offset is not None:
+            row = -1 if offset.y == 0 else int(self.scroll_y) + offset.y - 1
+            index = self._column_index_at(offset.x)
+            if index is not None and row < self.row_count():
+                cells = self.header_titles() if row < 0 else self.row_cells(row)
+                if cells is not None and index < len(cells):
+                    text = cell_text(cells[index])
+                    width = self.column_widths(self.scrollable_content_region.width)[index]
+                    if cell_len(text.replace("\n", " ")) > width:
+                        full = text
+        if full != self.tooltip:
+            self.tooltip = full
+
+    def _column_index_at(self, x: int) -> int | None:
+        left = 0
+        for i, width in enumerate(self.column_widths(self.scrollable_content_region.width)):
+            if left <= x < left + width + 1:
+                return i
+            left += width + 1
+        return None
+
     # -- drawing -------------------------------------------------------------------------
 
     def column_widths(self, width: int) -> list[int]:
@@ -279,6 +319,8 @@ class VirtualTable(DrawnView, can_focus=True):
                 text.truncate(w, overflow="ellipsis", pad=True)
                 segments.extend(Segment(s.text, style + s.style if s.style else style)
                                 for s in text.render(self.app.console) if s.text)
+            elif row < 0:
+                segments.append(Segment(fit_title(str(cell), w), style))
             else:
                 # plain cells (most of them) skip Rich's Text machinery
                 segments.append(Segment(fit(str(cell), w), style))
