@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from tests.rules.conftest import house_rule
+from tests.support.lint_rules import house_rule
 from workbench.rules.parse import parse_text
 from workbench.rules.refresh import MetadataError, refresh_metadata
 

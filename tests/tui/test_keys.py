@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import Input, Markdown
 
-from tests.tui.conftest import settle
+from tests.support.pilot import settle
 from workbench.tui.app import make_app
 from workbench.tui.screens.help import HelpScreen
 from workbench.tui.screens.quarantine import QuarantineScreen

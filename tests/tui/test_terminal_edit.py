@@ -20,7 +20,7 @@ from pathlib import Path
 import git
 import pytest
 
-from tests.release.conftest import HOUSE, init_repo
+from tests.support.signatures import HOUSE, init_repo
 from workbench.corpus.registry import CorpusRegistry
 from workbench.release.service import make_release
 from workbench.rules.parse import parse_file, parse_text

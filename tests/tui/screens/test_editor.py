@@ -138,8 +138,7 @@ async def test_append_refuses_a_taken_name_and_a_file_that_does_not_parse(ui_wor
         broken = "rule Broken {\n"
         target.write_text(broken)
         screen.load_draft(CLEAN.replace("TEST_Editor_Sample", "TEST_Editor_Third"))
-        await pilot.press("y")                        # replace the unsaved draft
-        await settle(pilot)
+        await settle(pilot)                           # a tab of its own beside the refused draft
         await pilot.press("ctrl+s", "enter", "y")
         await app.workers.wait_for_complete()
         await settle(pilot)

@@ -9,7 +9,7 @@ import git
 import pytest
 from textual.widgets import Static
 
-from tests.tui.conftest import settle, static_text
+from tests.support.pilot import settle, static_text
 from workbench.release.validate import validate
 from workbench.rules.parse import parse_file, parse_text
 from workbench.tui.app import make_app
