@@ -22,6 +22,9 @@ from tests.support.corpus_lab import (
     write_files,
 )
 from workbench.corpus.registry import CorpusRegistry
+from workbench.quarantine.ingest import ingest_bytes
+from workbench.quarantine.service import Quarantine
+from workbench.samples.mail import GTUBE, Attachment, Mail
 from workbench.workspace import Workspace
 
 # Hypothesis keeps a cache under .hypothesis/ in the working folder: not in the repository.
@@ -53,3 +56,30 @@ def fake_catalog(monkeypatch: pytest.MonkeyPatch) -> list[FakeArtifact]:
     monkeypatch.setitem(sys.modules, "workbench.dissect.catalog", module)
     return artifacts
 
+
+HUNT_RULES = """
+rule MAL_Gtube_Body { strings: $g = "GTUBE-STANDARD" condition: $g }
+rule MAL_Dropper_Artifact { strings: $u = "http://evil.example/" condition: uint16(0) == 0x5A4D and $u }
+"""
+
+
+@pytest.fixture
+def hunted(workspace: Workspace, fake_catalog: list[FakeArtifact], tmp_path: Path):
+    with Quarantine.open(workspace) as q:
+        spam = ingest_bytes(q, Mail("a@example.org", "b@example.org", "cheap pills",
+                                    text=GTUBE.decode()).build(),
+                            tower="t1", server="s1", reason="spam", source="test").messages[0]
+        dropper_mail = Mail("c@example.org", "d@example.org", "your invoice", text="see attached",
+                            attachments=[Attachment("invoice.exe", DROPPER)]).build()
+        carrier = ingest_bytes(q, dropper_mail, tower="t2", server="s1", reason="virus",
+                               source="test").messages[0]
+        plain = ingest_bytes(q, Mail("e@example.org", "f@example.org", "hello", text="hi").build(),
+                             tower="t1", server="s2", reason="", source="test").messages[0]
+        put = q.store.put_bytes(DROPPER)
+        # the dropper reached us twice: in the carrier message and in the plain one's sibling
+        for msg in (carrier.sha256, plain.sha256):
+            fake_catalog.append(FakeArtifact(put.sha256, "invoice.exe", "application/x-dosexec",
+                                             put.size, msg, q.store.path_for(put.sha256)))
+    rules = tmp_path / "hunt.yar"
+    rules.write_text(HUNT_RULES)
+    return workspace, rules, spam.sha256, carrier.sha256, plain.sha256

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import yara
 
-from tests.corpus.test_retrohunt import hunted  # noqa: F401 -- the retro-hunt fixture
 from tests.support.corpus_lab import Lab, write_files
 from workbench.cli import main
 from workbench.corpus.cluster import partition
@@ -78,7 +77,7 @@ def test_the_cluster_option_of_test(lab: Lab, cluster: str, capsys: pytest.Captu
     assert "WORKBENCH_CLUSTER" not in os.environ
 
 
-def test_retrohunt_on_a_cluster_equals_a_local_run(hunted, cluster: str,  # noqa: F811
+def test_retrohunt_on_a_cluster_equals_a_local_run(hunted, cluster: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from workbench.corpus.retrohunt import retrohunt
 

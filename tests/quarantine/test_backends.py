@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.quarantine.test_text_index import NAMES, QUERIES, SENDERS, SUBJECTS
+from tests.support.text_index_samples import NAMES, QUERIES, SENDERS, SUBJECTS
 from workbench.quarantine.index import (
     AmbiguousId,
     FailedInput,

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.text_index_samples import NAMES, QUERIES, SENDERS, SUBJECTS
 from workbench.quarantine import index as index_module
 from workbench.quarantine.index import NewMessage, QuarantineIndex, Sighting
 from workbench.quarantine.query import parse_query
@@ -15,10 +16,6 @@ from workbench.quarantine.query import parse_query
 # SQLite's FTS5 text index; test_backends.py holds PostgreSQL to the same answers
 pytestmark = pytest.mark.sqlite_only
 
-SUBJECTS = ["Invoice 4471", "invoice reminder", "Lunch plans", "50% off_today", "Ünïcode Straße",
-            'He said "hi"', "payroll update", "re: invoice", "ab", "Contract renewal 2027"]
-SENDERS = ["billing@evil.example", "anna@example.com", "hr@Example.com", "news@shop.example"]
-NAMES = ["invoice.zip", "payroll.xlsm", "", "scan_0047.pdf.exe", "straße.txt"]
 
 
 def _fill(index: QuarantineIndex, count: int = 60) -> None:
@@ -48,10 +45,6 @@ def _results(index: QuarantineIndex, text: str, monkeypatch, *, selective: int) 
             index.facets(text))
 
 
-QUERIES = ["invoice", "INVOICE 4471", "off_today", "50%", "straße", "ünïcode", '"said ""hi"""',
-           "from:example.com", "from:EVIL", "subject:renewal", "name:.zip", "name:pdf.exe",
-           "-subject:invoice", "-name:zip lunch", "ab", "re:", "zzz-nothing", "voice remind",
-           "tower:t01 payroll"]
 
 
 @pytest.mark.parametrize("text", QUERIES)
