@@ -14,8 +14,9 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from workbench import __version__
-from workbench.cli.context import CommandError, Context
-from workbench.exitcodes import E_INTERNAL, E_OK
+from workbench.cli.context import Context, Reply
+from workbench.errors import WorkbenchError
+from workbench.exitcodes import E_INTERNAL, E_OK, EXIT_CODES
 from workbench.workspace import Workspace
 
 # Modules that add subcommands; each has ``register(subparsers)``.
@@ -111,20 +112,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "func", None)
     if handler is None:
         handler = _default_handler(parser)
+    as_json = bool(getattr(args, "json", False))
     try:
-        code = handler(args, ctx)
-    except CommandError as exc:
-        ctx.error(str(exc))
-        return exc.code
+        result = handler(args, ctx)
+        if isinstance(result, Reply):
+            # --json is decided here, once: a handler returns its document and its text view
+            if as_json:
+                ctx.json(result.document)
+            elif result.text is not None:
+                result.text(ctx)
+            return result.code
+    except WorkbenchError as exc:
+        # The one place a failure becomes an exit code (exitcodes.EXIT_CODES)
+        code = EXIT_CODES[exc.kind]
+        ctx.error(exc.describe())
+        if as_json:
+            ctx.json({"error": {"kind": exc.kind.value, "message": exc.describe(), "exit_code": code}})
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return E_OK
-    except Exception:
+    except Exception as exc:
         ctx.error("internal error; please report this with the traceback below")
         traceback.print_exc(file=sys.stderr)
+        if as_json:
+            ctx.json({"error": {"kind": "internal", "message": f"{type(exc).__name__}: {exc}",
+                                "exit_code": E_INTERNAL}})
         return E_INTERNAL
-    return E_OK if code is None else int(code)
+    return E_OK if result is None else int(result)
 
 
 def _default_handler(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Context], int]:

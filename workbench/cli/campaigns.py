@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.cli.context import CommandError, Context, add_json_flag, table
-from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.exitcodes import E_FINDINGS, E_OK, E_USAGE
+from workbench.humanize import shown
 from workbench.quarantine.index import STATUSES
 from workbench.terminal_text import sparkline
 
@@ -72,16 +73,13 @@ def add_draft_options(p: argparse.ArgumentParser) -> None:
 
 
 def _time(iso: str) -> str:
-    return iso[:16].replace("T", " ")
+    return shown(iso, seconds=False)
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     from workbench.campaigns.service import list_campaigns, parse_since
 
-    try:
-        since = parse_since(args.since)
-    except ValueError as exc:
-        raise CommandError(str(exc), E_USAGE) from exc
+    since = parse_since(args.since)
     found = list_campaigns(ctx.workspace, since=since, min_size=args.min_size, limit=args.limit)
     if args.json:
         ctx.json({"campaigns": found})
@@ -97,17 +95,10 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     return E_OK
 
 
-def _campaign_error(exc: Exception) -> CommandError:
-    return CommandError(str(exc).strip("'\""), E_NOT_FOUND)
-
-
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.campaigns.service import UnknownCampaign, show_campaign
+    from workbench.campaigns.service import show_campaign
 
-    try:
-        report = show_campaign(ctx.workspace, args.id, members=args.members)
-    except UnknownCampaign as exc:
-        raise _campaign_error(exc) from exc
+    report = show_campaign(ctx.workspace, args.id, members=args.members)
     if args.json:
         ctx.json(report)
         return E_OK
@@ -137,12 +128,9 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.campaigns.service import UnknownCampaign, set_campaign_status
+    from workbench.campaigns.service import set_campaign_status
 
-    try:
-        result = set_campaign_status(ctx.workspace, args.id, args.status, note=args.note)
-    except UnknownCampaign as exc:
-        raise _campaign_error(exc) from exc
+    result = set_campaign_status(ctx.workspace, args.id, args.status, note=args.note)
     return _triaged(args, ctx, result)
 
 
@@ -155,16 +143,11 @@ def _triaged(args: argparse.Namespace, ctx: Context, result: BulkTriage) -> int:
 
 
 def cmd_tag(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.campaigns.service import UnknownCampaign, tag_campaign
+    from workbench.campaigns.service import tag_campaign
 
     if not args.add and not args.remove:
         raise CommandError("give --add TAG or --remove TAG", E_USAGE)
-    try:
-        result = tag_campaign(ctx.workspace, args.id, args.add, args.remove)
-    except UnknownCampaign as exc:
-        raise _campaign_error(exc) from exc
-    except ValueError as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
+    result = tag_campaign(ctx.workspace, args.id, args.add, args.remove)
     return _triaged(args, ctx, result)
 
 
@@ -175,18 +158,11 @@ def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
 def run_campaign_draft(args: argparse.Namespace, ctx: Context, ident: str) -> int:
     """``campaigns draft ID`` and ``rule draft --campaign ID``: one handler for both."""
     from workbench.campaigns.draft import draft_for_campaign
-    from workbench.campaigns.service import UnknownCampaign
     from workbench.cli.rules import _append_rule
-    from workbench.rules.draft import DraftError
 
-    try:
-        result = draft_for_campaign(ctx.workspace, ident, name=args.name, family=args.family,
-                                    category=args.category, clean_corpora=args.corpus,
-                                    dissect_missing=not args.no_dissect)
-    except UnknownCampaign as exc:
-        raise _campaign_error(exc) from exc
-    except DraftError as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
+    result = draft_for_campaign(ctx.workspace, ident, name=args.name, family=args.family,
+                                category=args.category, clean_corpora=args.corpus,
+                                dissect_missing=not args.no_dissect)
     if args.out:
         _append_rule(args.out, result.draft.text, result.draft.name)
     if args.json:

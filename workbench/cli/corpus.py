@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from workbench.cli.context import CommandError, Context, add_json_flag, table
-from workbench.corpus.registry import LABELS, CorpusError, CorpusRegistry, UnknownCorpus
-from workbench.corpus.ruleset import RulesetError
+from workbench.corpus.registry import LABELS, CorpusRegistry
 from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress
 from workbench.corpus.testing import (
     FileMatch,
@@ -19,10 +18,9 @@ from workbench.corpus.testing import (
     default_rule_paths,
     test_rules,
 )
-from workbench.dissect.render import human_size as _size
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
-from workbench.rules.policy import PolicyError
-from workbench.rules.vendor import VendorError
+from workbench.humanize import shown
+from workbench.humanize import size as _size
 
 if TYPE_CHECKING:    # `workbench test` imports neither the gram index (numpy) nor the quarantine
     from workbench.corpus.retrohunt import RetrohuntReport
@@ -102,8 +100,6 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
             report = registry.add(args.name, args.path, args.label)
         except FileNotFoundError as exc:
             raise CommandError(str(exc), E_NOT_FOUND) from None
-        except CorpusError as exc:
-            raise CommandError(str(exc), E_CONFLICT if "labelled" in str(exc) else E_USAGE) from None
     if args.json:
         ctx.json(report)
     else:
@@ -124,7 +120,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         ctx.json({"corpora": infos})
         return E_OK
-    ctx.print(table([[i.name, i.label, str(i.files), _size(i.bytes), i.updated[:19].replace("T", " ")
+    ctx.print(table([[i.name, i.label, str(i.files), _size(i.bytes), shown(i.updated)
                       or ("built-in" if i.builtin else "")] for i in infos],
                     ["NAME", "LABEL", "FILES", "SIZE", "UPDATED"]))
     return E_OK
@@ -132,12 +128,8 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     with CorpusRegistry(ctx.workspace) as registry:
-        try:
-            info = registry.info(args.name)
-            files = registry.files(args.name)
-        except UnknownCorpus:
-            raise CommandError(f"no corpus named {args.name!r} (see 'workbench corpus list')",
-                               E_NOT_FOUND) from None
+        info = registry.info(args.name)
+        files = registry.files(args.name)
     shown = files if args.limit <= 0 else files[:args.limit]
     if args.json:
         ctx.json({"corpus": info, "files": shown, "total": len(files)})
@@ -162,9 +154,6 @@ def cmd_index(args: argparse.Namespace, ctx: Context) -> int:
     try:
         report = index_corpora(ctx.workspace.ensure(), args.names, rebuild=args.rebuild,
                                threads=args.threads, progress=_index_progress(ctx.err))
-    except UnknownCorpus as exc:
-        raise CommandError(f"no corpus named {exc.args[0]!r} (see 'workbench corpus list')",
-                           E_NOT_FOUND) from None
     except OSError as exc:
         raise CommandError(f"cannot write the n-gram index: {exc}", E_CONFLICT) from None
     if args.json:
@@ -194,12 +183,7 @@ def _index_progress(err: TextIO) -> Callable[[int, int], None] | None:
 
 def cmd_remove(args: argparse.Namespace, ctx: Context) -> int:
     with CorpusRegistry(ctx.workspace) as registry:
-        try:
-            count = registry.remove(args.name)
-        except UnknownCorpus:
-            raise CommandError(f"no corpus named {args.name!r}", E_NOT_FOUND) from None
-        except CorpusError as exc:
-            raise CommandError(str(exc), E_USAGE) from None
+        count = registry.remove(args.name)
     ctx.print(f"removed corpus {args.name} ({count} files; stored objects are kept)")
     return E_OK
 
@@ -210,23 +194,13 @@ def cmd_remove(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
-    try:
-        paths = args.rules or default_rule_paths(ctx.workspace)
-    except VendorError as exc:
-        raise CommandError(f"vendor source: {exc}", E_INPUT) from None
+    paths = args.rules or default_rule_paths(ctx.workspace)
     try:
         report = test_rules(ctx.workspace, paths, args.corpus, threads=args.threads,
                             progress=_progress_line(ctx.err), use_cache=not args.no_cache,
                             use_index=not args.no_index, timeout=args.timeout)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
-    except UnknownCorpus as exc:
-        raise CommandError(f"no corpus named {exc.args[0]!r} (see 'workbench corpus list')",
-                           E_NOT_FOUND) from None
-    except RulesetError as exc:
-        raise CommandError(_not_compiled(exc), E_INPUT) from None
-    except PolicyError as exc:
-        raise CommandError(f"policy: {exc}", E_INPUT) from None
     if args.json:
         ctx.json(report)
     else:
@@ -297,12 +271,6 @@ def _printable(data: bytes, limit: int = 64) -> str:
     return repr(text) + ("..." if len(data) > limit else "")
 
 
-def _not_compiled(exc: RulesetError) -> str:
-    files = {p.file for p in exc.problems if p.file}
-    head = f"rules in {len(files)} files do not compile" if len(files) > 1 else "rules do not compile"
-    return head + ":\n  " + "\n  ".join(str(p) for p in exc.problems)
-
-
 # -- retrohunt ------------------------------------------------------------------------
 
 
@@ -317,12 +285,6 @@ def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
                            use_index=not args.no_index, timeout=args.timeout, tag=args.tag)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
-    except RulesetError as exc:
-        raise CommandError(_not_compiled(exc), E_INPUT) from None
-    except PolicyError as exc:
-        raise CommandError(f"policy: {exc}", E_INPUT) from None
-    except ValueError as exc:
-        raise CommandError(str(exc), E_USAGE) from None
     if args.json:
         ctx.json(report)
     else:
@@ -331,7 +293,7 @@ def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def render_retrohunt(report: RetrohuntReport, ctx: Context) -> None:
-    ctx.print(table([[m.sha256[:12], m.first_seen[:19].replace("T", " "), m.tower, m.status,
+    ctx.print(table([[m.sha256[:12], shown(m.first_seen), m.tower, m.status,
                       m.subject, ", ".join(sorted({x.rule for x in m.matches})),
                       ", ".join(sorted({x.artifact_name or "(message)" for x in m.matches}))]
                      for m in report.messages],

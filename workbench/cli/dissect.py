@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import re
 from pathlib import Path
@@ -16,7 +17,8 @@ from workbench.cli.context import (
     duration_arg,
     table,
 )
-from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.exitcodes import E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.humanize import iso_seconds, utc_now
 
 if TYPE_CHECKING:
     from workbench.dissect.model import Dissection, Limits
@@ -62,12 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _limits(args: argparse.Namespace, ctx: Context) -> Limits:
     from workbench.dissect.model import Limits
-    from workbench.dissect.sandbox import REQUIRE, SandboxUnavailable, workspace_mode
+    from workbench.dissect.sandbox import REQUIRE, workspace_mode
 
-    try:
-        mode = REQUIRE if args.require_sandbox else workspace_mode(ctx.workspace)
-    except SandboxUnavailable as exc:
-        raise CommandError(str(exc), E_CONFLICT) from None
+    mode = REQUIRE if args.require_sandbox else workspace_mode(ctx.workspace)
     if args.depth is None:
         return Limits(sandbox=mode)
     if not 0 <= args.depth <= Limits.HARD_MAX_DEPTH:
@@ -86,12 +85,7 @@ def _warn_unsandboxed(ctx: Context, isolation: str) -> None:
 
 
 def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.dissect.sandbox import SandboxUnavailable
-
-    try:
-        return _dissect(args, ctx)
-    except SandboxUnavailable as exc:
-        raise CommandError(f"refused: {exc}", E_CONFLICT) from None
+    return _dissect(args, ctx)
 
 
 def _dissect(args: argparse.Namespace, ctx: Context) -> int:
@@ -170,7 +164,7 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int:
         raise CommandError("--jobs must be 1 or more and --limit 0 or more", E_USAGE)
     query = args.query
     if args.since is not None:
-        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - args.since))
+        since = iso_seconds(utc_now() - dt.timedelta(seconds=args.since), zone=False)
         query = f"{query} after:{since}".strip()
     try:
         parse_query(query)
@@ -208,14 +202,12 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _message_id(q: Quarantine, target: str) -> str | None:
-    from workbench.quarantine.index import AmbiguousId, UnknownId
+    from workbench.quarantine.index import UnknownId
 
     try:
         return q.resolve(target)
     except UnknownId:
         return None
-    except AmbiguousId as exc:
-        raise CommandError(str(exc.args[0]), E_NOT_FOUND) from None
 
 
 def _stored_name(ctx: Context, sha256: str) -> str:

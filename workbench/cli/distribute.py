@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import signal
 import threading
@@ -25,7 +24,6 @@ from workbench.distribute.settings import (
     DEFAULT_PORT,
     ExpiryPolicy,
     RepositorySettings,
-    format_duration,
 )
 from workbench.exitcodes import (
     E_CONFLICT,
@@ -37,6 +35,7 @@ from workbench.exitcodes import (
     E_REMOTE,
     E_USAGE,
 )
+from workbench.humanize import format_duration, iso_seconds, shown, utc_now
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,29 +90,14 @@ def _repository(ctx: Context) -> Any:
     return UpdateRepository.for_workspace(ctx.workspace)
 
 
-def _repository_error(exc: Exception) -> CommandError:
-    from workbench.distribute.repository import InvalidBundle, NoRepository
-
-    if isinstance(exc, NoRepository):
-        return CommandError(str(exc), E_NOT_FOUND)
-    if isinstance(exc, InvalidBundle):
-        return CommandError(str(exc), E_INPUT)
-    return CommandError(str(exc), E_CONFLICT)
-
-
 def cmd_keys_init(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.distribute.repository import RepositoryError
-
     settings = RepositorySettings(
         expiry=ExpiryPolicy(root=args.root_expiry, targets=args.targets_expiry,
                             snapshot=args.snapshot_expiry, timestamp=args.timestamp_expiry),
         keep_releases=args.keep_releases)
     repo = _repository(ctx)
     ctx.workspace.ensure()
-    try:
-        result = repo.init(settings, force=args.force)
-    except RepositoryError as exc:
-        raise _repository_error(exc) from None
+    result = repo.init(settings, force=args.force)
     if args.json:
         ctx.json(result)
         return E_OK
@@ -130,19 +114,14 @@ def cmd_keys_init(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_keys_status(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.distribute.repository import RepositoryError
-
-    try:
-        status = _repository(ctx).status()
-    except RepositoryError as exc:
-        raise _repository_error(exc) from None
+    status = _repository(ctx).status()
     # Not verified (a tower would refuse the repository): E_FINDINGS, the operator must act.
     code = E_OK if status.verified else E_FINDINGS
     if args.json:
         ctx.json(status)
         return code
-    now = dt.datetime.now(dt.UTC)
-    ctx.print(table([[r.role, str(r.version), f"{r.expires:%Y-%m-%d %H:%M}Z",
+    now = utc_now()
+    ctx.print(table([[r.role, str(r.version), shown(r.expires, seconds=False) + "Z",
                       format_duration(round((r.expires - now).total_seconds())),
                       ", ".join(k[:12] for k in r.keyids),
                       ("offline" if not r.key_online else
@@ -161,12 +140,7 @@ def cmd_keys_status(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.distribute.repository import RepositoryError
-
-    try:
-        result = _repository(ctx).rotate(args.role, root_key=args.root_key)
-    except RepositoryError as exc:
-        raise _repository_error(exc) from None
+    result = _repository(ctx).rotate(args.role, root_key=args.root_key)
     if args.json:
         ctx.json(result)
         return E_OK
@@ -180,12 +154,7 @@ def cmd_keys_rotate(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_keys_renew_root(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.distribute.repository import RepositoryError
-
-    try:
-        result = _repository(ctx).renew_root(root_key=args.root_key)
-    except RepositoryError as exc:
-        raise _repository_error(exc) from None
+    result = _repository(ctx).renew_root(root_key=args.root_key)
     if args.json:
         ctx.json(result)
         return E_OK
@@ -210,16 +179,13 @@ def _register_publish(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_publish(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.distribute.repository import RepositoryError, publish_bundle
+    from workbench.distribute.repository import publish_bundle
 
     repo = _repository(ctx)
     if args.refresh:
         if args.serial is not None or args.bundle is not None:
             raise CommandError("--refresh takes no SERIAL or --bundle", E_USAGE)
-        try:
-            refreshed = repo.refresh()
-        except RepositoryError as exc:
-            raise _repository_error(exc) from None
+        refreshed = repo.refresh()
         if args.json:
             ctx.json(refreshed)
         else:
@@ -236,10 +202,7 @@ def cmd_publish(args: argparse.Namespace, ctx: Context) -> int:
             raise CommandError(f"{bundle_path}: no such file", E_NOT_FOUND)
     else:
         bundle_path = _release_bundle(ctx, args.serial)
-    try:
-        result = publish_bundle(repo, bundle_path)
-    except RepositoryError as exc:
-        raise _repository_error(exc) from None
+    result = publish_bundle(repo, bundle_path)
     if args.json:
         ctx.json(result)
         return E_OK
@@ -363,13 +326,9 @@ def _register_tokens(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_tokens_add(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.distribute.tokens import TokenError, TokenStore
+    from workbench.distribute.tokens import TokenStore
 
-    try:
-        record, token = TokenStore.for_workspace(ctx.workspace.ensure()).add(args.tower,
-                                                                             label=args.label)
-    except TokenError as exc:
-        raise CommandError(str(exc), E_USAGE) from None
+    record, token = TokenStore.for_workspace(ctx.workspace.ensure()).add(args.tower, label=args.label)
     if args.json:
         ctx.json({"id": record.id, "tower": record.tower, "created": record.created,
                   "label": record.label, "token": token})
@@ -392,12 +351,9 @@ def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.distribute.tokens import TokenError, TokenStore
+    from workbench.distribute.tokens import TokenStore
 
-    try:
-        gone = TokenStore.for_workspace(ctx.workspace).revoke(args.ident)
-    except TokenError as exc:
-        raise CommandError(str(exc), E_NOT_FOUND) from None
+    gone = TokenStore.for_workspace(ctx.workspace).revoke(args.ident)
     if args.json:
         ctx.json(gone)
         return E_OK
@@ -454,12 +410,9 @@ def _register_tower(sub: argparse._SubParsersAction) -> None:
 
 
 def _tower_config(path: Path) -> Any:
-    from workbench.distribute.tower_config import ConfigError, TowerConfig
+    from workbench.distribute.tower_config import TowerConfig
 
-    try:
-        return TowerConfig.load(path)
-    except ConfigError as exc:
-        raise CommandError(str(exc), E_USAGE if path.exists() else E_NOT_FOUND) from None
+    return TowerConfig.load(path)
 
 
 def cmd_tower_init(args: argparse.Namespace, ctx: Context) -> int:
@@ -494,8 +447,6 @@ def cmd_tower_init(args: argparse.Namespace, ctx: Context) -> int:
         install_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(pinned, root_bytes, mode=0o644)
         written = config.write(args.config, overwrite=args.force)
-    except ConfigError as exc:
-        raise CommandError(str(exc), E_USAGE) from None
     except OSError as exc:
         raise CommandError(f"cannot write {exc.filename or pinned}: {exc.strerror or exc}",
                            E_LOCAL) from None
@@ -515,13 +466,9 @@ def _pull_code(result: Any) -> int:
 
 def cmd_tower_pull(args: argparse.Namespace, ctx: Context) -> int:
     from workbench.distribute.agent import TowerAgent
-    from workbench.distribute.install import AgentBusy
 
     agent = TowerAgent(_tower_config(args.config))
-    try:
-        result = agent.pull()
-    except AgentBusy as exc:
-        raise CommandError(str(exc), E_CONFLICT) from None
+    result = agent.pull()
     if args.json:
         ctx.json(result)
     else:
@@ -543,12 +490,11 @@ def _describe(result: Any) -> str:
 
 def cmd_tower_run(args: argparse.Namespace, ctx: Context) -> int:
     from workbench.distribute.agent import TowerAgent
-    from workbench.distribute.install import AgentBusy
 
     stop = threading.Event()
 
     def log(message: str) -> None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = iso_seconds()
         ctx.err.write(f"{stamp} {message}\n")
         ctx.err.flush()
 
@@ -560,10 +506,7 @@ def cmd_tower_run(args: argparse.Namespace, ctx: Context) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     agent = TowerAgent(_tower_config(args.config), log=log)
-    try:
-        agent.run(stop, max_attempts=args.max_attempts)
-    except AgentBusy as exc:
-        raise CommandError(str(exc), E_CONFLICT) from None
+    agent.run(stop, max_attempts=args.max_attempts)
     return E_OK
 
 
@@ -672,26 +615,20 @@ def _register_fleet(sub: argparse._SubParsersAction) -> None:
 
 def _local_fleet_state(ctx: Context) -> Any:
     from workbench.distribute.fleet import FleetStore
-    from workbench.distribute.repository import RepositoryError
+    from workbench.distribute.repository import UpdateRepositoryError
 
     try:
         newest = _repository(ctx).newest_serial()
-    except RepositoryError:
+    except UpdateRepositoryError:
         newest = None
     with FleetStore.for_workspace(ctx.workspace.ensure()) as store:
         return store.state(newest)
 
 
 def cmd_fleet(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.distribute.client import ClientError, fetch_fleet
+    from workbench.distribute.client import fetch_fleet
 
-    if args.url:
-        try:
-            fleet = fetch_fleet(args.url, tower=args.tower)
-        except ClientError as exc:
-            raise CommandError(str(exc), E_REMOTE) from None
-    else:
-        fleet = _local_fleet_state(ctx)
+    fleet = fetch_fleet(args.url, tower=args.tower) if args.url else _local_fleet_state(ctx)
     if args.tower:
         fleet = dataclasses.replace(
             fleet, towers=[t for t in fleet.towers if t.tower == args.tower],
@@ -733,14 +670,11 @@ def cmd_fleet(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_fleet_history(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.distribute.client import ClientError, fetch_history
+    from workbench.distribute.client import fetch_history
     from workbench.distribute.fleet import FleetStore
 
     if args.url:
-        try:
-            events = fetch_history(args.url, tower=args.tower, server=args.server, limit=args.limit)
-        except ClientError as exc:
-            raise CommandError(str(exc), E_REMOTE) from None
+        events = fetch_history(args.url, tower=args.tower, server=args.server, limit=args.limit)
     else:
         with FleetStore.for_workspace(ctx.workspace.ensure()) as store:
             events = store.events(tower=args.tower, server=args.server, limit=args.limit)

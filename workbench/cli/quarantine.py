@@ -18,11 +18,11 @@ from workbench.cli.context import (
 )
 from workbench.document import dumps, to_data
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
-from workbench.quarantine.access import AccessError
-from workbench.quarantine.index import STATUSES, AmbiguousId, UnknownId
+from workbench.humanize import shown, stamp
+from workbench.quarantine.index import STATUSES
 from workbench.quarantine.ingest import DEFAULT_MAX_MESSAGE, IngestSummary, ingest_paths
-from workbench.quarantine.query import QueryError, parse_query
-from workbench.quarantine.service import Quarantine, QuarantineUnavailable, stamp
+from workbench.quarantine.query import parse_query
+from workbench.quarantine.service import Quarantine
 from workbench.quarantine.watch import DEFAULT_INTERVAL, DEFAULT_SETTLE, DrainResult, SpoolWatcher
 from workbench.terminal_text import json_for_terminal, visible
 
@@ -107,17 +107,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(ctx: Context) -> Quarantine:
-    try:
-        return Quarantine.open(ctx.workspace)
-    except AccessError as exc:
-        raise CommandError(str(exc), E_CONFLICT) from None
+    return Quarantine.open(ctx.workspace)
 
 
 def _resolve(q: Quarantine, ident: str) -> str:
-    try:
-        return q.resolve(ident)
-    except (UnknownId, AmbiguousId) as exc:
-        raise CommandError(str(exc.args[0]), E_NOT_FOUND) from None
+    return q.resolve(ident)
 
 
 def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
@@ -128,9 +122,6 @@ def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
                                    actor="ingest")
         except FileNotFoundError as exc:
             raise CommandError(str(exc), E_NOT_FOUND) from None
-        except QuarantineUnavailable as exc:
-            raise CommandError(f"{exc.reason} (that batch was not taken; nothing of it is lost)",
-                               E_CONFLICT) from None
     if args.json:
         ctx.json(summary)
     else:
@@ -202,10 +193,7 @@ def _summary_line(summary: IngestSummary) -> str:
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        query = parse_query(args.query)
-    except QueryError as exc:
-        raise CommandError(f"query: {exc}", E_USAGE) from None
+    query = parse_query(args.query)
     if args.limit < 0 or args.offset < 0:
         raise CommandError("--limit and --offset must be 0 or more", E_USAGE)
     with _open(ctx) as q:
@@ -217,7 +205,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
         ctx.json({"query": args.query, "total": total, "offset": args.offset, "messages": rows})
         return E_OK
     ctx.print(table(
-        [[r.sha256[:12], r.first_seen[:19].replace("T", " "), r.tower, r.server, r.reason,
+        [[r.sha256[:12], shown(r.first_seen), r.tower, r.server, r.reason,
           r.status, r.from_addr, r.subject, ", ".join(r.attachment_names)] for r in rows],
         ["ID", "RECEIVED", "TOWER", "SERVER", "REASON", "STATUS", "FROM", "SUBJECT", "ATTACHMENTS"],
         max_width={6: 32, 7: 48, 8: 40}))
@@ -281,10 +269,7 @@ def cmd_tag(args: argparse.Namespace, ctx: Context) -> int:
     remove = [t[1:] for t in args.tags if t.startswith("-")]
     with _open(ctx) as q:
         sha = _resolve(q, args.id)
-        try:
-            tags = q.tag(sha, add, remove)
-        except ValueError as exc:
-            raise CommandError(str(exc), E_USAGE) from None
+        tags = q.tag(sha, add, remove)
     ctx.print(f"{sha[:12]} tags: {', '.join(tags) or '-'}")
     return E_OK
 
@@ -353,6 +338,6 @@ def cmd_failed(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         ctx.json({"failed": rows})
         return E_OK
-    ctx.print(table([[f.at[:19], f.tower, f.server, str(f.size), f.reason, f.stored_as] for f in rows],
+    ctx.print(table([[shown(f.at), f.tower, f.server, str(f.size), f.reason, f.stored_as] for f in rows],
                     ["AT", "TOWER", "SERVER", "SIZE", "REASON", "KEPT AS"], max_width={4: 50}))
     return E_OK

@@ -10,13 +10,14 @@ from pathlib import Path
 from workbench.cli.context import CommandError, Context, add_json_flag, table
 from workbench.document import dumps
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.humanize import shown
 from workbench.release.bundle import BundleError, bundle_name, load_extracted, open_bundle
 from workbench.release.corpora import write_corpora
 from workbench.release.hooks import install_hook
 from workbench.release.render import render_junit, render_sarif, render_text
-from workbench.release.repository import RepositoryError, SignatureRepository
+from workbench.release.repository import SignatureRepository
 from workbench.release.service import ReleaseOutcome, ReleaseRefused, make_release, revert_release
-from workbench.release.store import ReleaseNotFound, ReleaseStore
+from workbench.release.store import ReleaseStore
 from workbench.release.validate import ValidationReport, validate
 
 FORMATS = ("text", "json", "sarif", "junit")
@@ -100,11 +101,8 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
                                E_USAGE)
         outputs.append((fmt, Path(file)))
     progress = _progress(ctx)          # stderr: the --json or SARIF document is not touched
-    try:
-        report = validate(root, changed_since=args.changed_since, base=args.base, scan_corpus=not args.no_corpus,
-                          threads=args.threads, progress=progress)
-    except RepositoryError as exc:
-        raise CommandError(str(exc), E_NOT_FOUND if "unknown revision" in str(exc) else E_CONFLICT) from None
+    report = validate(root, changed_since=args.changed_since, base=args.base, scan_corpus=not args.no_corpus,
+                      threads=args.threads, progress=progress)
     top = SignatureRepository(root).repo
     sarif_root = Path(top.working_tree_dir) if top is not None and top.working_tree_dir else root
     for fmt, file in outputs:
@@ -127,10 +125,7 @@ def _render(report: ValidationReport, fmt: str, sarif_root: Path, verbose: bool)
 
 
 def cmd_hooks_install(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        done = install_hook(ctx.workspace.signatures, force=args.force)
-    except RepositoryError as exc:
-        raise CommandError(str(exc), E_CONFLICT) from None
+    done = install_hook(ctx.workspace.signatures, force=args.force)
     ctx.print(f"{'updated' if done.replaced else 'installed'} pre-commit hook {done.path}")
     if done.backup:
         ctx.print(f"the previous hook was moved to {done.backup}")
@@ -153,11 +148,9 @@ def cmd_revert(args: argparse.Namespace, ctx: Context) -> int:
 def _run(ctx: Context, as_json: bool, action: Callable[[], ReleaseOutcome]) -> int:
     try:
         outcome = action()
-    except ReleaseNotFound as exc:
-        raise CommandError(str(exc), E_NOT_FOUND) from None
     except ReleaseRefused as exc:
         return _refused(exc, ctx, as_json)
-    except (RepositoryError, BundleError) as exc:
+    except BundleError as exc:        # a bundle this release cannot build: the state refuses it
         raise CommandError(str(exc), E_CONFLICT) from None
     _print_outcome(outcome, ctx, as_json)
     return E_OK
@@ -194,7 +187,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         ctx.json({"releases": releases})
         return E_OK
-    ctx.print(table([[str(r.serial), r.created.replace("T", " ").rstrip("Z"), r.commit[:12], str(r.rule_count),
+    ctx.print(table([[str(r.serial), shown(r.created), r.commit[:12], str(r.rule_count),
                       f"revert to {r.reverts}" if r.reverts else "", r.message]
                      for r in reversed(releases)],
                     ["SERIAL", "CREATED", "COMMIT", "RULES", "REVERT", "MESSAGE"], max_width={5: 60}))
@@ -203,10 +196,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        release = ReleaseStore(ctx.workspace).get(args.serial)
-    except ReleaseNotFound as exc:
-        raise CommandError(str(exc), E_NOT_FOUND) from None
+    release = ReleaseStore(ctx.workspace).get(args.serial)
     if args.json:
         ctx.json({"release": release, "manifest": release.manifest, "changelog": release.changelog})
         return E_OK
@@ -234,10 +224,7 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
     path = Path(args.bundle)
     if args.bundle.isdigit() and not path.exists():
-        try:
-            path = ReleaseStore(ctx.workspace).get(int(args.bundle)).bundle_path
-        except ReleaseNotFound as exc:
-            raise CommandError(str(exc), E_NOT_FOUND) from None
+        path = ReleaseStore(ctx.workspace).get(int(args.bundle)).bundle_path
     if not path.is_file():
         raise CommandError(f"no bundle {path}", E_NOT_FOUND)
     try:

@@ -12,15 +12,15 @@ from pathlib import Path
 from workbench.cli.context import CommandError, Context, add_json_flag, table
 from workbench.document import dumps
 from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
-from workbench.rules.draft import DraftError, draft, load_samples
-from workbench.rules.findings import Baseline, BaselineError, LintReport
+from workbench.rules.draft import draft, load_samples
+from workbench.rules.findings import Baseline, LintReport
 from workbench.rules.fmt import format_paths
 from workbench.rules.goodware import GoodwareDB, goodware_path
 from workbench.rules.lint import check_catalog
 from workbench.rules.parse import iter_rule_paths, parse_file, parse_text
-from workbench.rules.policy import Policy, PolicyError
+from workbench.rules.policy import Policy
 from workbench.rules.sarif import to_sarif
-from workbench.rules.vendor import VendorError, VendorSet, lint_by_source, source_summary
+from workbench.rules.vendor import VendorSet, lint_by_source, source_summary
 
 BASELINE_FILE = "lint-baseline.json"
 
@@ -100,10 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _policy(ctx: Context, path: Path | None) -> Policy:
-    try:
-        return Policy.load(path if path is not None else ctx.workspace.signatures)
-    except PolicyError as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
+    return Policy.load(path if path is not None else ctx.workspace.signatures)
 
 
 def _targets(ctx: Context, paths: list[Path]) -> list[Path]:
@@ -135,20 +132,14 @@ def cmd_lint(args: argparse.Namespace, ctx: Context) -> int:
     if not args.no_baseline and args.write_baseline is None:
         path = args.baseline or (ctx.workspace.signatures / BASELINE_FILE)
         if args.baseline is not None or path.exists():
-            try:
-                baseline = Baseline.load(path)
-            except BaselineError as exc:
-                raise CommandError(str(exc), E_INPUT) from exc
+            baseline = Baseline.load(path)
     try:
         files = [parse_file(p) for p in iter_rule_paths(targets)]
     except OSError as exc:
         raise CommandError(f"cannot read {exc.filename}: {exc.strerror}", E_INPUT) from exc
     if not files:
         raise CommandError("no *.yar or *.yara files found", E_NOT_FOUND)
-    try:
-        vendors = VendorSet.load(ctx.workspace.signatures) if args.policy is None else None
-    except VendorError as exc:
-        raise CommandError(f"vendor source: {exc}", E_INPUT) from exc
+    vendors = VendorSet.load(ctx.workspace.signatures) if args.policy is None else None
     report = lint_by_source(files, policy, vendors, baseline=baseline)
     if args.write_baseline is not None:
         accepted = Baseline.from_findings(report.findings)
@@ -190,10 +181,7 @@ def render_lint(report: LintReport) -> str:
 def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int:
     targets = _targets(ctx, args.paths)
     policy = _policy(ctx, None) if args.update_meta else None
-    try:
-        vendors = VendorSet.load(ctx.workspace.signatures)
-    except VendorError as exc:
-        raise CommandError(f"vendor source: {exc}", E_INPUT) from exc
+    vendors = VendorSet.load(ctx.workspace.signatures)
     report = format_paths(targets, check=args.check, meta=args.update_meta, policy=policy,
                           vendor=lambda path: vendors.source_of(path) is not None)
     if args.json:
@@ -226,11 +214,8 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
     signatures = ctx.workspace.signatures
     if not signatures.is_dir():
         raise CommandError(f"no signature repository at {signatures}", E_NOT_FOUND)
-    try:
-        report = import_source(signatures, args.source, name=args.name, commit=args.commit, update=args.update,
-                               threads=args.threads)
-    except (VendorError, PolicyError) as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
+    report = import_source(signatures, args.source, name=args.name, commit=args.commit, update=args.update,
+                           threads=args.threads)
     if args.json:
         ctx.json(report)
         return E_OK
@@ -261,10 +246,7 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_sources(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        vendors = VendorSet.load(ctx.workspace.signatures)
-    except VendorError as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
+    vendors = VendorSet.load(ctx.workspace.signatures)
     rows = [source_summary(s) for s in vendors]
     if args.json:
         ctx.json({"sources": rows})
@@ -296,17 +278,12 @@ def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
     if not args.samples:
         raise CommandError("give --from SHA256 (a sample) or --campaign ID", E_USAGE)
     policy = _policy(ctx, None)
-    try:
-        samples = load_samples(ctx.workspace, args.samples, source=args.source)
-    except DraftError as exc:
-        raise CommandError(str(exc), E_NOT_FOUND) from exc
+    samples = load_samples(ctx.workspace, args.samples, source=args.source)
     gw = GoodwareDB.open_for(ctx.workspace, readonly=True)
     try:
         result = draft(samples, strings=args.strings, hexes=args.hexes, strong=args.strong, name=args.name,
                        category=args.category, family=args.family, detail=args.detail,
                        description=args.description, author=args.author, policy=policy, goodware=gw)
-    except DraftError as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
     finally:
         if gw is not None:
             gw.close()

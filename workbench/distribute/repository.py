@@ -48,6 +48,7 @@ from workbench.distribute import crashpoints
 from workbench.distribute.keys import ROLES, KeyRing, KeyringError
 from workbench.distribute.settings import RepositorySettings
 from workbench.durable import LockBusy, atomic_write, file_lock, fsync_path
+from workbench.errors import Kind, WorkbenchError
 from workbench.release.bundle import BundleError, open_bundle
 from workbench.workspace import Workspace
 
@@ -59,16 +60,22 @@ ROOT_WARNING = dt.timedelta(days=30)
 ROTATION_COMMIT = "COMMIT"       # in .rotation/: the rotation is decided; apply it (again)
 
 
-class RepositoryError(Exception):
+class UpdateRepositoryError(WorkbenchError):
     """The repository cannot do what was asked; the message says why and what to do."""
 
+    kind = Kind.CONFLICT
 
-class NoRepository(RepositoryError):
+
+class NoRepository(UpdateRepositoryError):
     """``workbench keys init`` has not been run (or the metadata is gone)."""
 
+    kind = Kind.NOT_FOUND
 
-class InvalidBundle(RepositoryError):
+
+class InvalidBundle(UpdateRepositoryError):
     """The file to publish is not a valid release bundle."""
+
+    kind = Kind.INPUT
 
 
 @dataclass(frozen=True)
@@ -209,7 +216,7 @@ class UpdateRepository:
         except FileNotFoundError:
             raise NoRepository(f"{path} is missing; run `workbench keys init` first") from None
         except (OSError, TufRepositoryError, ValueError) as exc:
-            raise RepositoryError(f"{path} is unreadable: {exc}") from None
+            raise UpdateRepositoryError(f"{path} is unreadable: {exc}") from None
 
     def root_md(self) -> Metadata[Root]:
         return cast("Metadata[Root]", self._read("root.json"))
@@ -291,7 +298,7 @@ class UpdateRepository:
                 self._recover_rotation()
                 yield
         except LockBusy:
-            raise RepositoryError("another publish is running on this repository") from None
+            raise UpdateRepositoryError("another publish is running on this repository") from None
 
     def _write(self, name: str, md: Metadata[Any]) -> bytes:
         data = md.to_bytes(SERIALIZER)
@@ -361,7 +368,7 @@ class UpdateRepository:
         try:
             return self.keys.signer(role, _role_keys(root, role))
         except KeyringError as exc:
-            raise RepositoryError(str(exc)) from None
+            raise UpdateRepositoryError(str(exc)) from None
 
     def init(self, settings: RepositorySettings | None = None, *, now: dt.datetime | None = None,
              force: bool = False) -> InitResult:
@@ -369,7 +376,7 @@ class UpdateRepository:
         now = _now(now)
         settings = settings or RepositorySettings()
         if self.exists() and not force:
-            raise RepositoryError(f"a repository already exists at {self.root}; "
+            raise UpdateRepositoryError(f"a repository already exists at {self.root}; "
                                   "use `workbench keys rotate` to change keys")
         if force and self.root.exists():
             shutil.rmtree(self.root)
@@ -406,7 +413,7 @@ class UpdateRepository:
 
         if resign_snapshot:
             previous = None
-            with contextlib.suppress(RepositoryError):
+            with contextlib.suppress(UpdateRepositoryError):
                 previous = self.snapshot_md()
             snapshot = Snapshot(version=(previous.signed.version + 1) if previous else 1,
                                 expires=now + settings.expiry.period("snapshot"))
@@ -421,7 +428,7 @@ class UpdateRepository:
             snapshot_bytes = snapshot_md.to_bytes(SERIALIZER)
             snapshot = snapshot_md.signed
         previous_ts = None
-        with contextlib.suppress(RepositoryError):
+        with contextlib.suppress(UpdateRepositoryError):
             previous_ts = self.timestamp_md()
         timestamp = Timestamp(
             version=(previous_ts.signed.version + 1) if previous_ts else 1,
@@ -447,7 +454,7 @@ class UpdateRepository:
         bundle_path = Path(bundle_path)
         actual = _sha256_file(bundle_path)
         if sha256 is not None and actual != sha256:
-            raise RepositoryError(f"{bundle_path} changed after it was checked")
+            raise UpdateRepositoryError(f"{bundle_path} changed after it was checked")
         sha256 = actual
         name = f"signatures-{serial}.tar.gz"
         with self._locked():
@@ -460,11 +467,11 @@ class UpdateRepository:
                     return PublishResult(target=listed[serial], already_published=True,
                                          versions=self._versions(), expires=self._expiries(),
                                          pruned=[])
-                raise RepositoryError(f"serial {serial} is already published with different "
+                raise UpdateRepositoryError(f"serial {serial} is already published with different "
                                       "content; serials are never reused")
             newest = max(listed, default=0)
             if serial < newest:
-                raise RepositoryError(
+                raise UpdateRepositoryError(
                     f"serial {serial} is older than the published {newest}; towers refuse "
                     "rollbacks. Make a new serial with the old content "
                     f"(`workbench release revert {serial}`) and publish that")
@@ -476,7 +483,7 @@ class UpdateRepository:
                 fsync_path(tmp)
                 if _sha256_file(tmp) != sha256:
                     tmp.unlink(missing_ok=True)
-                    raise RepositoryError(f"{bundle_path} changed while it was copied")
+                    raise UpdateRepositoryError(f"{bundle_path} changed while it was copied")
                 os.replace(tmp, stored)
                 fsync_path(self.targets_dir)
             crashpoints.step("publish:target-stored")
@@ -544,7 +551,7 @@ class UpdateRepository:
         tower that trusts the old one accepts the new one and then trusts only it.
         """
         if role not in ROLES:
-            raise RepositoryError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+            raise UpdateRepositoryError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
         now = _now(now)
         settings = self.settings
         with self._locked():
@@ -599,7 +606,7 @@ class UpdateRepository:
         try:
             return self.keys.signer("root", _role_keys(root, "root"), path=root_key)
         except KeyringError as exc:
-            raise RepositoryError(str(exc)) from None
+            raise UpdateRepositoryError(str(exc)) from None
 
     def _next_root(self, root_md: Metadata[Root], signers: list[Signer],
                    settings: RepositorySettings, now: dt.datetime) -> None:

@@ -42,7 +42,7 @@ from workbench.distribute.fleet import (
 )
 from workbench.distribute.guard import InFlight, RequestGuard, guarded_protocol
 from workbench.distribute.metrics import CONTENT_TYPE, ServerMetrics
-from workbench.distribute.repository import RepositoryError, UpdateRepository
+from workbench.distribute.repository import UpdateRepository, UpdateRepositoryError
 from workbench.distribute.settings import DEFAULT_HOST, DEFAULT_PORT
 from workbench.distribute.tokens import NAME, TokenStore
 from workbench.document import to_data
@@ -351,7 +351,7 @@ class ServerState:
         if self._newest[0] != stamp:
             try:
                 self._newest = (stamp, self.repository.newest_serial())
-            except RepositoryError:
+            except UpdateRepositoryError:
                 return None
         return self._newest[1]
 

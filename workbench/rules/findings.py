@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from workbench.document import utcnow
+from workbench.errors import Kind, WorkbenchError
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -85,8 +86,10 @@ class LintReport:
         self.notes.extend(n for n in other.notes if n not in self.notes)
 
 
-class BaselineError(ValueError):
+class BaselineError(WorkbenchError, ValueError):
     """A baseline file that cannot be read."""
+
+    kind = Kind.INPUT
 
 
 @dataclass

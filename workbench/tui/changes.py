@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.release.changelog import RuleState, diff_rulesets
-from workbench.release.repository import RepositoryError, SignatureRepository
+from workbench.release.repository import SignatureRepository, SignatureRepositoryError
 from workbench.release.settings import ReleaseSettings
 from workbench.release.store import Release, ReleaseStore
 from workbench.release.validate import load_rule_tree
@@ -144,7 +144,7 @@ def read_signatures(workspace: Workspace) -> SignaturesView:
     if view.base:
         try:
             others |= set(sig.changed_since(view.base))
-        except RepositoryError:
+        except SignatureRepositoryError:
             pass
     for path in sorted(others - touched):
         if path != settings.changelog:
@@ -153,8 +153,7 @@ def read_signatures(workspace: Workspace) -> SignaturesView:
 
 
 def _read_published(workspace: Workspace, view: SignaturesView) -> None:
-    from workbench.distribute.repository import RepositoryError as UpdateRepositoryError
-    from workbench.distribute.repository import UpdateRepository
+    from workbench.distribute.repository import UpdateRepository, UpdateRepositoryError
 
     repository = UpdateRepository.for_workspace(workspace)
     view.repository = repository.exists()
@@ -218,7 +217,7 @@ def commit_signatures(workspace: Workspace, message: str) -> str:
     sig = SignatureRepository(workspace.signatures.resolve())
     paths = sig.dirty_paths()
     if not paths:
-        raise RepositoryError("nothing to commit: the signatures folder has no changes")
+        raise SignatureRepositoryError("nothing to commit: the signatures folder has no changes")
     return str(sig.commit_paths(paths, message).hexsha)
 
 
