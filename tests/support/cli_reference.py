@@ -30,7 +30,8 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
         if action.option_strings:
             out.append(max(action.option_strings, key=len))
         else:
-            out.append((action.metavar if isinstance(action.metavar, str) else None) or action.dest.upper())
+            name = (action.metavar if isinstance(action.metavar, str) else None) or action.dest.upper()
+            out.append(name.replace("|", "/"))     # a table cell cannot hold a "|"
     return out
 
 

@@ -1,0 +1,86 @@
+"""``workbench publish``: add a release bundle to the update repository."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from workbench.cli.context import (
+    CommandError,
+    Context,
+    add_json_flag,
+)
+from workbench.exitcodes import (
+    E_NOT_FOUND,
+    E_OK,
+    E_USAGE,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("publish", help="add a release bundle to the update repository")
+    p.add_argument("serial", nargs="?", type=int, metavar="SERIAL",
+                   help="release serial (default: the newest release)")
+    p.add_argument("--bundle", type=Path, metavar="FILE",
+                   help="publish this bundle file instead of one from the release store")
+    p.add_argument("--refresh", action="store_true",
+                   help="only re-sign the timestamp (and snapshot/targets when half their "
+                        "lifetime is gone); run from cron so a quiet week is not a freeze")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_publish)
+
+
+def cmd_publish(args: argparse.Namespace, ctx: Context) -> int:
+    from workbench.distribute.repository import UpdateRepository, publish_bundle
+
+    repo = UpdateRepository.for_workspace(ctx.workspace)
+    if args.refresh:
+        if args.serial is not None or args.bundle is not None:
+            raise CommandError("--refresh takes no SERIAL or --bundle", E_USAGE)
+        refreshed = repo.refresh()
+        if args.json:
+            ctx.json(refreshed)
+        else:
+            ctx.print(f"re-signed {', '.join(refreshed.resigned)}; timestamp valid until "
+                      f"{refreshed.expires['timestamp']:%Y-%m-%d %H:%M}Z")
+        for warning in refreshed.warnings:
+            ctx.warn(warning)
+        return E_OK
+    if args.bundle is not None:
+        if args.serial is not None:
+            raise CommandError("give SERIAL or --bundle, not both", E_USAGE)
+        bundle_path = args.bundle
+        if not bundle_path.is_file():
+            raise CommandError(f"{bundle_path}: no such file", E_NOT_FOUND)
+    else:
+        bundle_path = _release_bundle(ctx, args.serial)
+    result = publish_bundle(repo, bundle_path)
+    if args.json:
+        ctx.json(result)
+        return E_OK
+    t = result.target
+    if result.already_published:
+        ctx.print(f"serial {t.serial} is already published ({t.path}); nothing to do")
+        return E_OK
+    ctx.print(f"published serial {t.serial}: {t.path} ({t.length} bytes, sha256 {t.sha256[:16]}, "
+              f"{t.rule_count} rules)")
+    ctx.print(f"targets v{result.versions['targets']}, snapshot v{result.versions['snapshot']}, "
+              f"timestamp v{result.versions['timestamp']} (valid until "
+              f"{result.expires['timestamp']:%Y-%m-%d %H:%M}Z)")
+    if result.pruned:
+        ctx.print(f"no longer listed: {', '.join(result.pruned)}")
+    return E_OK
+
+
+def _release_bundle(ctx: Context, serial: int | None) -> Path:
+    from workbench.release.store import ReleaseNotFound, ReleaseStore
+
+    store = ReleaseStore(ctx.workspace)
+    try:
+        release = store.get(serial) if serial is not None else store.latest()
+    except ReleaseNotFound as exc:
+        raise CommandError(str(exc), E_NOT_FOUND) from None
+    if release is None:
+        raise CommandError("no releases yet: run `workbench release` (or pass --bundle FILE)",
+                           E_NOT_FOUND)
+    return Path(release.bundle_path)
