@@ -160,10 +160,12 @@ def _default_handler(parser: argparse.ArgumentParser) -> Callable[[argparse.Name
         # No terminal (or no UI): show what the UI would open on.
         from workbench.cli.quarantine import cmd_list
 
-        listing = argparse.Namespace(query="", limit=20, offset=0, json=False)
-        code = cmd_list(listing, ctx)
+        listing = argparse.Namespace(query="", limit=20, offset=0, json=False, count=False)
+        reply = cmd_list(listing, ctx)
+        if isinstance(reply, Reply) and reply.text is not None:
+            reply.text(ctx)
         ctx.print("\n(no terminal: the UI opens when stdout is a TTY; 'workbench --help' lists commands)")
-        return code
+        return reply.code if isinstance(reply, Reply) else reply
     return run
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from workbench.cli.context import CommandError, Context, add_json_flag, table
+from workbench.cli.context import CommandError, Context, Reply, add_json_flag, table
 from workbench.corpus.registry import LABELS, CorpusRegistry
 from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress
 from workbench.corpus.testing import (
@@ -94,15 +94,13 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
 # -- corpus ---------------------------------------------------------------------------
 
 
-def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_add(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with CorpusRegistry(ctx.workspace.ensure()) as registry:
         try:
             report = registry.add(args.name, args.path, args.label)
         except FileNotFoundError as exc:
             raise CommandError(str(exc), E_NOT_FOUND) from None
-    if args.json:
-        ctx.json(report)
-    else:
+    def text(ctx: Context) -> None:
         ctx.print(f"{report.name} ({report.label}): {report.added} added "
                   f"({report.new_objects} new to the store, {_size(report.bytes_added)} new to the corpus), "
                   f"{report.unchanged} unchanged, {len(report.errors)} skipped; "
@@ -111,39 +109,38 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
             ctx.print(f"  skipped {err.path}: {err.reason}")
         for note in report.notes:
             ctx.print(f"  note: {note}")
-    return E_INPUT if report.errors and not (report.added or report.unchanged) else E_OK
+
+    return Reply(report, text, E_INPUT if report.errors and not (report.added or report.unchanged) else E_OK)
 
 
-def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with CorpusRegistry(ctx.workspace) as registry:
         infos = registry.list()
-    if args.json:
-        ctx.json({"corpora": infos})
-        return E_OK
-    ctx.print(table([[i.name, i.label, str(i.files), _size(i.bytes), shown(i.updated)
-                      or ("built-in" if i.builtin else "")] for i in infos],
-                    ["NAME", "LABEL", "FILES", "SIZE", "UPDATED"]))
-    return E_OK
+    def text(ctx: Context) -> None:
+        ctx.print(table([[i.name, i.label, str(i.files), _size(i.bytes), shown(i.updated)
+                          or ("built-in" if i.builtin else "")] for i in infos],
+                        ["NAME", "LABEL", "FILES", "SIZE", "UPDATED"]))
+
+    return Reply({"corpora": infos}, text)
 
 
-def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with CorpusRegistry(ctx.workspace) as registry:
         info = registry.info(args.name)
         files = registry.files(args.name)
     shown = files if args.limit <= 0 else files[:args.limit]
-    if args.json:
-        ctx.json({"corpus": info, "files": shown, "total": len(files)})
-        return E_OK
-    for label, value in [("name", info.name), ("label", info.label), ("files", str(info.files)),
-                         ("size", _size(info.bytes)), ("sources", ", ".join(info.sources)),
-                         ("created", info.created or "-"), ("updated", info.updated or "-")]:
-        ctx.print(f"{label:>8}: {value}")
-    ctx.print()
-    ctx.print(table([[f.sha256[:16], str(f.size), f.original_name] for f in shown],
-                    ["SHA256", "SIZE", "NAME"], max_width={2: 80}))
-    if len(shown) < len(files):
-        ctx.print(f"{len(shown)} of {len(files)} files (--limit 0 for all)")
-    return E_OK
+    def text(ctx: Context) -> None:
+        for label, value in [("name", info.name), ("label", info.label), ("files", str(info.files)),
+                             ("size", _size(info.bytes)), ("sources", ", ".join(info.sources)),
+                             ("created", info.created or "-"), ("updated", info.updated or "-")]:
+            ctx.print(f"{label:>8}: {value}")
+        ctx.print()
+        ctx.print(table([[f.sha256[:16], str(f.size), f.original_name] for f in shown],
+                        ["SHA256", "SIZE", "NAME"], max_width={2: 80}))
+        if len(shown) < len(files):
+            ctx.print(f"{len(shown)} of {len(files)} files (--limit 0 for all)")
+
+    return Reply({"corpus": info, "files": shown, "total": len(files)}, text)
 
 
 def cmd_index(args: argparse.Namespace, ctx: Context) -> int:
@@ -191,7 +188,7 @@ def cmd_remove(args: argparse.Namespace, ctx: Context) -> int:
 # -- test -----------------------------------------------------------------------------
 
 
-def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_test(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
     paths = args.rules or default_rule_paths(ctx.workspace)
@@ -201,11 +198,10 @@ def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
                             use_index=not args.no_index, timeout=args.timeout)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
-    if args.json:
-        ctx.json(report)
-    else:
+    def text(ctx: Context) -> None:
         render_test(report, ctx, verbose=args.verbose)
-    return E_OK if report.passed else E_FINDINGS
+
+    return Reply(report, text, E_OK if report.passed else E_FINDINGS)
 
 
 def render_test(report: TestReport, ctx: Context, *, verbose: bool = False) -> None:
@@ -274,7 +270,7 @@ def _printable(data: bytes, limit: int = 64) -> str:
 # -- retrohunt ------------------------------------------------------------------------
 
 
-def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
     from workbench.corpus.retrohunt import retrohunt
@@ -285,11 +281,10 @@ def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
                            use_index=not args.no_index, timeout=args.timeout, tag=args.tag)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
-    if args.json:
-        ctx.json(report)
-    else:
+    def text(ctx: Context) -> None:
         render_retrohunt(report, ctx)
-    return E_OK
+
+    return Reply(report, text)
 
 
 def render_retrohunt(report: RetrohuntReport, ctx: Context) -> None:

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 from workbench.cli.context import (
     CommandError,
     Context,
+    Reply,
     accept_query_terms,
     add_json_flag,
     duration_arg,
     table,
 )
-from workbench.exitcodes import E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.exitcodes import E_INPUT, E_NOT_FOUND, E_USAGE
 from workbench.humanize import iso_seconds, utc_now
 
 if TYPE_CHECKING:
@@ -84,11 +85,11 @@ def _warn_unsandboxed(ctx: Context, isolation: str) -> None:
                  "--require-sandbox refuses instead.")
 
 
-def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int | Reply:
     return _dissect(args, ctx)
 
 
-def _dissect(args: argparse.Namespace, ctx: Context) -> int:
+def _dissect(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.all:
         return _dissect_all(args, ctx)
     if args.query or args.since is not None or args.limit is not None or args.jobs is not None:
@@ -142,17 +143,16 @@ def _dissect_file(ctx: Context, path: Path, limits: Limits) -> Dissection:
     return dissect_bytes(data, path.name, store=None, limits=limits, as_message=looks_like_mail(data) is None)
 
 
-def _show(args: argparse.Namespace, ctx: Context, result: Dissection) -> int:
+def _show(args: argparse.Namespace, ctx: Context, result: Dissection) -> int | Reply:
     from workbench.dissect.render import render_tree
 
-    if args.json:
-        ctx.json(result)
-    else:
+    def text(ctx: Context) -> None:
         ctx.print(render_tree(result))
-    return E_OK
+
+    return Reply(result, text)
 
 
-def _dissect_all(args: argparse.Namespace, ctx: Context) -> int:
+def _dissect_all(args: argparse.Namespace, ctx: Context) -> int | Reply:
     import os
     import time
 
@@ -192,13 +192,12 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int:
         from workbench.dissect.worker import default_pool
 
         _warn_unsandboxed(ctx, default_pool(limits.sandbox).isolation)
-    if args.json:
-        ctx.json({"dissected": count, "jobs": jobs, "seconds": round(seconds, 3)})
-    else:
+    def text(ctx: Context) -> None:
         ctx.err.write("\n" if count else "")
         ctx.print(f"dissected {count} message(s) into the catalog with {jobs} job(s) "
                   f"in {seconds:.1f}s")
-    return E_OK
+
+    return Reply({"dissected": count, "jobs": jobs, "seconds": round(seconds, 3)}, text)
 
 
 def _message_id(q: Quarantine, target: str) -> str | None:
@@ -227,7 +226,7 @@ def _stored_object(q: Quarantine, ident: str) -> str | None:
         return None
 
 
-def cmd_strings(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_strings(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.dissect.strings import extract_strings
     from workbench.quarantine.service import Quarantine
 
@@ -241,16 +240,15 @@ def cmd_strings(args: argparse.Namespace, ctx: Context) -> int:
             return _suggest(args, ctx, target)
         data = q.store.read(target)
     found = extract_strings(data, min_len=args.min_len, wide=args.wide, offset=args.offset, limit=args.limit)
-    if args.json:
-        ctx.json({"sha256": target, "min_len": args.min_len, "wide": args.wide, "offset": args.offset,
-                  "strings": [{"offset": s.offset, "encoding": s.encoding, "text": s.text} for s in found]})
-        return E_OK
-    for s in found:
-        ctx.print(f"{s.offset:>10x}  {'W' if s.encoding == 'utf-16le' else 'A'}  {s.text}")
-    return E_OK
+    def text(ctx: Context) -> None:
+        for s in found:
+            ctx.print(f"{s.offset:>10x}  {'W' if s.encoding == 'utf-16le' else 'A'}  {s.text}")
+
+    return Reply({"sha256": target, "min_len": args.min_len, "wide": args.wide, "offset": args.offset,
+                  "strings": [{"offset": s.offset, "encoding": s.encoding, "text": s.text} for s in found]}, text)
 
 
-def _suggest(args: argparse.Namespace, ctx: Context, sha256: str) -> int:
+def _suggest(args: argparse.Namespace, ctx: Context, sha256: str) -> int | Reply:
     try:
         suggest = importlib.import_module("workbench.rules.suggest")
     except ModuleNotFoundError as exc:
@@ -259,10 +257,9 @@ def _suggest(args: argparse.Namespace, ctx: Context, sha256: str) -> int:
         raise
     report = suggest.suggest_for_artifact(ctx.workspace, sha256, min_len=args.min_len, wide=args.wide,
                                           limit=args.limit or 50)
-    if args.json:
-        ctx.json(report)
-        return E_OK
-    ctx.print(table([[f"{c.score:.2f}", c.encoding, f"{c.offset:x}", str(c.goodware_count), c.text,
-                      ", ".join(c.reasons)] for c in report.candidates],
-                    ["SCORE", "ENC", "OFFSET", "GOODWARE", "STRING", "WHY"], max_width={4: 60, 5: 60}))
-    return E_OK
+    def text(ctx: Context) -> None:
+        ctx.print(table([[f"{c.score:.2f}", c.encoding, f"{c.offset:x}", str(c.goodware_count), c.text,
+                          ", ".join(c.reasons)] for c in report.candidates],
+                        ["SCORE", "ENC", "OFFSET", "GOODWARE", "STRING", "WHY"], max_width={4: 60, 5: 60}))
+
+    return Reply(report, text)

@@ -10,6 +10,7 @@ from typing import Any
 from workbench.cli.context import (
     CommandError,
     Context,
+    Reply,
     add_json_flag,
     table,
 )
@@ -118,7 +119,7 @@ def cmd_fleet(args: argparse.Namespace, ctx: Context) -> int:
     return E_OK
 
 
-def cmd_fleet_history(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_fleet_history(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.client import fetch_history
     from workbench.distribute.fleet import FleetStore
 
@@ -127,14 +128,13 @@ def cmd_fleet_history(args: argparse.Namespace, ctx: Context) -> int:
     else:
         with FleetStore.for_workspace(ctx.workspace.ensure()) as store:
             events = store.events(tower=args.tower, server=args.server, limit=args.limit)
-    if args.json:
-        ctx.json(events)
-        return E_OK
-    ctx.print(table([[f"{e.at:%Y-%m-%d %H:%M:%S}", e.tower, e.server, e.state,
-                      str(e.serial) if e.serial is not None else "-", e.error]
-                     for e in events], ["AT", "TOWER", "SERVER", "STATE", "SERIAL", "ERROR"],
-                    max_width={5: 100}))
-    return E_OK
+    def text(ctx: Context) -> None:
+        ctx.print(table([[f"{e.at:%Y-%m-%d %H:%M:%S}", e.tower, e.server, e.state,
+                          str(e.serial) if e.serial is not None else "-", e.error]
+                         for e in events], ["AT", "TOWER", "SERVER", "STATE", "SERIAL", "ERROR"],
+                        max_width={5: 100}))
+
+    return Reply(events, text)
 
 
 def cmd_fleet_forget(args: argparse.Namespace, ctx: Context) -> int:
@@ -153,7 +153,7 @@ def cmd_fleet_forget(args: argparse.Namespace, ctx: Context) -> int:
     return E_OK
 
 
-def cmd_fleet_expect(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_fleet_expect(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.fleet import FleetStore
     from workbench.distribute.inventory import InventoryError, check_name, read_inventory
 
@@ -176,20 +176,19 @@ def cmd_fleet_expect(args: argparse.Namespace, ctx: Context) -> int:
             raise CommandError(str(exc), E_USAGE) from None
     with FleetStore.for_workspace(ctx.workspace.ensure()) as store:
         change = store.expect(inventory, replace=args.replace, dry_run=args.dry_run)
-    if args.json:
-        ctx.json(change)
-        return E_OK
-    would = "would be " if change.dry_run else ""
-    for verb, entries in (("added", change.added), ("removed", change.removed)):
-        per_tower: dict[str, list[str]] = {}
-        for e in entries:
-            per_tower.setdefault(e.tower, []).append(e.server)
-        for tower, servers in per_tower.items():
-            ctx.print(f"{tower}: {would}{verb} {', '.join(servers)}")
-    ctx.print(f"{len(change.added)} {would}added, {len(change.removed)} {would}removed; "
-              f"{change.expected} server{'s' if change.expected != 1 else ''} expected"
-              + (" (dry run: nothing changed)" if change.dry_run else ""))
-    return E_OK
+    def text(ctx: Context) -> None:
+        would = "would be " if change.dry_run else ""
+        for verb, entries in (("added", change.added), ("removed", change.removed)):
+            per_tower: dict[str, list[str]] = {}
+            for e in entries:
+                per_tower.setdefault(e.tower, []).append(e.server)
+            for tower, servers in per_tower.items():
+                ctx.print(f"{tower}: {would}{verb} {', '.join(servers)}")
+        ctx.print(f"{len(change.added)} {would}added, {len(change.removed)} {would}removed; "
+                  f"{change.expected} server{'s' if change.expected != 1 else ''} expected"
+                  + (" (dry run: nothing changed)" if change.dry_run else ""))
+
+    return Reply(change, text)
 
 
 def cmd_fleet_inventory(args: argparse.Namespace, ctx: Context) -> int:

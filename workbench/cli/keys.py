@@ -7,6 +7,7 @@ from pathlib import Path
 
 from workbench.cli.context import (
     Context,
+    Reply,
     add_json_flag,
     duration_arg,
     table,
@@ -57,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_keys_renew_root)
 
 
-def cmd_keys_init(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_keys_init(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.repository import UpdateRepository
 
     settings = RepositorySettings(
@@ -67,71 +68,67 @@ def cmd_keys_init(args: argparse.Namespace, ctx: Context) -> int:
     repo = UpdateRepository.for_workspace(ctx.workspace)
     ctx.workspace.ensure()
     result = repo.init(settings, force=args.force)
-    if args.json:
-        ctx.json(result)
-        return E_OK
-    ctx.print(f"repository: {result.path}")
-    ctx.print(f"keys:       {repo.keys.folder} (root, targets, snapshot, timestamp)")
-    for role, keyid in result.keyids.items():
-        ctx.print(f"  {role:<9} {keyid[:16]}")
-    ctx.print("The root key is only needed for `keys rotate` and `keys renew-root`: move "
-              f"{repo.keys.path('root')} offline.")
-    ctx.print(f"Distribute the FILE {result.trusted_root} to every tower (a copy, by a channel you "
-              "trust) and pin it there: `workbench tower init --trusted-root FILE` keeps its own "
-              "copy. Never point a tower at this path.")
-    return E_OK
+    def text(ctx: Context) -> None:
+        ctx.print(f"repository: {result.path}")
+        ctx.print(f"keys:       {repo.keys.folder} (root, targets, snapshot, timestamp)")
+        for role, keyid in result.keyids.items():
+            ctx.print(f"  {role:<9} {keyid[:16]}")
+        ctx.print("The root key is only needed for `keys rotate` and `keys renew-root`: move "
+                  f"{repo.keys.path('root')} offline.")
+        ctx.print(f"Distribute the FILE {result.trusted_root} to every tower (a copy, by a channel you "
+                  "trust) and pin it there: `workbench tower init --trusted-root FILE` keeps its own "
+                  "copy. Never point a tower at this path.")
+
+    return Reply(result, text)
 
 
-def cmd_keys_status(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_keys_status(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.repository import UpdateRepository
 
     status = UpdateRepository.for_workspace(ctx.workspace).status()
     # Not verified (a tower would refuse the repository): E_FINDINGS, the operator must act.
     code = E_OK if status.verified else E_FINDINGS
-    if args.json:
-        ctx.json(status)
-        return code
-    now = utc_now()
-    ctx.print(table([[r.role, str(r.version), shown(r.expires, seconds=False) + "Z",
-                      format_duration(round((r.expires - now).total_seconds())),
-                      ", ".join(k[:12] for k in r.keyids),
-                      ("offline" if not r.key_online else
-                       "online" if r.key_trusted is not False else "NOT TRUSTED")]
-                     for r in status.roles],
-                    ["ROLE", "VERSION", "EXPIRES", "IN", "KEY", "KEY FILE"]))
-    ctx.print(f"\nnewest serial: {status.newest_serial if status.newest_serial is not None else '-'}"
-              f" ({len(status.targets)} bundles listed)")
-    ctx.print(f"trusted root:  {status.trusted_root}")
-    ctx.print("as a tower:    " + ("verified (root chain from version 1, timestamp, snapshot, "
-                                   "targets, bundle files)" if status.verified
-                                   else f"REFUSED: {status.verify_error}"))
-    for warning in status.warnings:
-        ctx.warn(warning)
-    return code
+    def text(ctx: Context) -> None:
+        now = utc_now()
+        ctx.print(table([[r.role, str(r.version), shown(r.expires, seconds=False) + "Z",
+                          format_duration(round((r.expires - now).total_seconds())),
+                          ", ".join(k[:12] for k in r.keyids),
+                          ("offline" if not r.key_online else
+                           "online" if r.key_trusted is not False else "NOT TRUSTED")]
+                         for r in status.roles],
+                        ["ROLE", "VERSION", "EXPIRES", "IN", "KEY", "KEY FILE"]))
+        ctx.print(f"\nnewest serial: {status.newest_serial if status.newest_serial is not None else '-'}"
+                  f" ({len(status.targets)} bundles listed)")
+        ctx.print(f"trusted root:  {status.trusted_root}")
+        ctx.print("as a tower:    " + ("verified (root chain from version 1, timestamp, snapshot, "
+                                       "targets, bundle files)" if status.verified
+                                       else f"REFUSED: {status.verify_error}"))
+        for warning in status.warnings:
+            ctx.warn(warning)
+
+    return Reply(status, text, code)
 
 
-def cmd_keys_rotate(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_keys_rotate(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.repository import UpdateRepository
 
     result = UpdateRepository.for_workspace(ctx.workspace).rotate(args.role, root_key=args.root_key)
-    if args.json:
-        ctx.json(result)
-        return E_OK
-    ctx.print(f"{result.role} key rotated: {', '.join(k[:12] for k in result.old_keyids)} -> "
-              f"{result.new_keyid[:12]}; root version {result.root_version}; "
-              f"re-signed {', '.join(result.resigned)}")
-    if result.role == "root":
-        ctx.print("Towers follow the new root on their next poll; new towers should pin the new "
-                  "root.json.")
-    return E_OK
+    def text(ctx: Context) -> None:
+        ctx.print(f"{result.role} key rotated: {', '.join(k[:12] for k in result.old_keyids)} -> "
+                  f"{result.new_keyid[:12]}; root version {result.root_version}; "
+                  f"re-signed {', '.join(result.resigned)}")
+        if result.role == "root":
+            ctx.print("Towers follow the new root on their next poll; new towers should pin the new "
+                      "root.json.")
+
+    return Reply(result, text)
 
 
-def cmd_keys_renew_root(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_keys_renew_root(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.repository import UpdateRepository
 
     result = UpdateRepository.for_workspace(ctx.workspace).renew_root(root_key=args.root_key)
-    if args.json:
-        ctx.json(result)
-        return E_OK
-    ctx.print(f"root version {result.version}, valid until {result.expires:%Y-%m-%d %H:%M}Z")
-    return E_OK
+    def text(ctx: Context) -> None:
+        ctx.print(f"root version {result.version}, valid until {result.expires:%Y-%m-%d %H:%M}Z")
+
+    return Reply(result, text)

@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.cli.context import CommandError, Context, add_json_flag, table
+from workbench.cli.context import CommandError, Context, Reply, add_json_flag, table
 from workbench.document import dumps
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.humanize import shown
@@ -182,46 +182,44 @@ def _print_outcome(o: ReleaseOutcome, ctx: Context, as_json: bool) -> None:
             ctx.print(f"  {line}")
 
 
-def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
     releases = ReleaseStore(ctx.workspace).list()
-    if args.json:
-        ctx.json({"releases": releases})
-        return E_OK
-    ctx.print(table([[str(r.serial), shown(r.created), r.commit[:12], str(r.rule_count),
-                      f"revert to {r.reverts}" if r.reverts else "", r.message]
-                     for r in reversed(releases)],
-                    ["SERIAL", "CREATED", "COMMIT", "RULES", "REVERT", "MESSAGE"], max_width={5: 60}))
-    ctx.print(f"{len(releases)} releases")
-    return E_OK
+    def text(ctx: Context) -> None:
+        ctx.print(table([[str(r.serial), shown(r.created), r.commit[:12], str(r.rule_count),
+                          f"revert to {r.reverts}" if r.reverts else "", r.message]
+                         for r in reversed(releases)],
+                        ["SERIAL", "CREATED", "COMMIT", "RULES", "REVERT", "MESSAGE"], max_width={5: 60}))
+        ctx.print(f"{len(releases)} releases")
+
+    return Reply({"releases": releases}, text)
 
 
-def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int | Reply:
     release = ReleaseStore(ctx.workspace).get(args.serial)
-    if args.json:
-        ctx.json({"release": release, "manifest": release.manifest, "changelog": release.changelog})
-        return E_OK
-    m = release.manifest
-    for label, value in [("serial", str(release.serial)), ("tag", release.tag), ("commit", release.commit),
-                         ("created", release.created), ("built", release.built),
-                         ("message", release.message or "-"),
-                         ("reverts", f"signatures-{release.reverts}" if release.reverts else "-"),
-                         ("bundle", str(release.bundle_path)), ("sha256", release.bundle_sha256),
-                         ("size", f"{release.bundle_size} bytes"), ("libyara", m.libyara_version),
-                         ("tool", m.tool_version), ("rules", str(m.rule_count)),
-                         ("self-tests", str(len(m.selftest)))]:
-        ctx.print(f"{label:>10}: {value}")
-    ctx.print("")
-    ctx.print(table([[r.name, r.status, r.fingerprint[:16], r.file] for r in m.rules],
-                    ["RULE", "STATUS", "FINGERPRINT", "FILE"]))
-    ctx.print("")
-    ctx.print(f"changes: {release.changelog.summary()}")
-    for line in release.changelog.lines():
-        if line:
-            ctx.print(f"  {line}")
-    return E_OK
+    def text(ctx: Context) -> None:
+        m = release.manifest
+        for label, value in [("serial", str(release.serial)), ("tag", release.tag), ("commit", release.commit),
+                             ("created", release.created), ("built", release.built),
+                             ("message", release.message or "-"),
+                             ("reverts", f"signatures-{release.reverts}" if release.reverts else "-"),
+                             ("bundle", str(release.bundle_path)), ("sha256", release.bundle_sha256),
+                             ("size", f"{release.bundle_size} bytes"), ("libyara", m.libyara_version),
+                             ("tool", m.tool_version), ("rules", str(m.rule_count)),
+                             ("self-tests", str(len(m.selftest)))]:
+            ctx.print(f"{label:>10}: {value}")
+        ctx.print("")
+        ctx.print(table([[r.name, r.status, r.fingerprint[:16], r.file] for r in m.rules],
+                        ["RULE", "STATUS", "FINGERPRINT", "FILE"]))
+        ctx.print("")
+        ctx.print(f"changes: {release.changelog.summary()}")
+        for line in release.changelog.lines():
+            if line:
+                ctx.print(f"  {line}")
+
+    return Reply({"release": release, "manifest": release.manifest, "changelog": release.changelog}, text)
 
 
-def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_verify(args: argparse.Namespace, ctx: Context) -> int | Reply:
     path = Path(args.bundle)
     if args.bundle.isdigit() and not path.exists():
         path = ReleaseStore(ctx.workspace).get(int(args.bundle)).bundle_path
@@ -233,26 +231,23 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
             loaded = load_extracted(bundle.extract_to(Path(tmp) / "bundle"))
     except BundleError as exc:
         raise CommandError(f"{path.name}: refused: {exc.reason}", E_INPUT) from None
-    if args.json:
-        ctx.json({"bundle": str(path), "sha256": bundle.sha256, "serial": bundle.manifest.serial,
+    def text(ctx: Context) -> None:
+        expected = bundle_name(bundle.manifest.serial)
+        note = f" (named {path.name}, expected {expected})" if path.name != expected else ""
+        ctx.print(f"{path.name}: OK{note}: serial {bundle.manifest.serial}, {loaded.rule_count} rules loaded from "
+                  f"{loaded.loaded_from}, {len(loaded.selftest)} self-tests passed")
+        if loaded.fallback_reason:
+            ctx.print(f"  {loaded.fallback_reason}")
+
+    return Reply({"bundle": str(path), "sha256": bundle.sha256, "serial": bundle.manifest.serial,
                   "rules": loaded.rule_count, "loaded_from": loaded.loaded_from,
-                  "fallback_reason": loaded.fallback_reason, "selftest": loaded.selftest})
-        return E_OK
-    expected = bundle_name(bundle.manifest.serial)
-    note = f" (named {path.name}, expected {expected})" if path.name != expected else ""
-    ctx.print(f"{path.name}: OK{note}: serial {bundle.manifest.serial}, {loaded.rule_count} rules loaded from "
-              f"{loaded.loaded_from}, {len(loaded.selftest)} self-tests passed")
-    if loaded.fallback_reason:
-        ctx.print(f"  {loaded.fallback_reason}")
-    return E_OK
+                  "fallback_reason": loaded.fallback_reason, "selftest": loaded.selftest}, text)
 
 
-def cmd_corpora(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_corpora(args: argparse.Namespace, ctx: Context) -> int | Reply:
     folder = ctx.workspace.signatures / "corpora"
     report = write_corpora(folder, check=args.check)
-    if args.json:
-        ctx.json(report)
-    else:
+    def text(ctx: Context) -> None:
         for rel in report.written:
             ctx.print(f"wrote {rel}")
         for rel in report.differing:
@@ -261,4 +256,5 @@ def cmd_corpora(args: argparse.Namespace, ctx: Context) -> int:
             ctx.print(f"kept (not built here): {rel}")
         ctx.print(f"{len(report.unchanged)} unchanged, {len(report.written)} written, "
                   f"{len(report.differing)} differ in {folder}")
-    return E_FINDINGS if args.check and not report.ok else E_OK
+
+    return Reply(report, text, E_FINDINGS if args.check and not report.ok else E_OK)

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from workbench.cli.context import CommandError, Context, add_json_flag, table
+from workbench.cli.context import CommandError, Context, Reply, add_json_flag, table
 from workbench.document import dumps
 from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.rules.draft import draft, load_samples
@@ -203,7 +203,7 @@ def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int:
 # -- vendor sources -----------------------------------------------------------------------------
 
 
-def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_import(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.update and not args.name:
         raise CommandError("--update needs --name (see `workbench rule sources`)", E_USAGE)
     if not args.update and not args.source:
@@ -216,33 +216,32 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
         raise CommandError(f"no signature repository at {signatures}", E_NOT_FOUND)
     report = import_source(signatures, args.source, name=args.name, commit=args.commit, update=args.update,
                            threads=args.threads)
-    if args.json:
-        ctx.json(report)
-        return E_OK
-    origin = f"{report.origin}" + (f" at {report.commit[:12]}" if report.commit else "")
-    ctx.print(f"{'updated' if report.update else 'imported'} {report.name} from {origin}: "
-              f"{report.files} files, {report.rules} rules, {report.shipping} ship")
-    ctx.print(f"licence: {report.licence or 'unknown'}"
-              + (f" ({report.licence_file})" if report.licence_file else "")
-              + (f"; {report.attribution}" if report.attribution else ""))
-    if report.update:
-        ctx.print(f"upstream: {len(report.changed)} changed, {len(report.added)} added, "
-                  f"{len(report.removed)} removed, {report.unchanged} unchanged")
-        for label, names in (("changed", report.changed), ("added", report.added), ("removed", report.removed)):
-            for name in names:
-                ctx.print(f"  {label:8} {name}")
-    if report.held_files:
-        ctx.print(f"held back (not compiled, not shipped): {len(report.held_files)} file(s)")
-        for h in report.held_files:
-            ctx.print(f"  {h.file}: {h.reason}")
-    if report.held_rules:
-        ctx.print(f"held back (match the clean corpora): {len(report.held_rules)} rule(s)")
-        for r in report.held_rules:
-            ctx.print(f"  {r.rule} ({r.file}): {', '.join(r.evidence[:3])}"
-                      + (f" and {len(r.evidence) - 3} more" if len(r.evidence) > 3 else ""))
-    for note in report.notes:
-        ctx.warn(note)
-    return E_OK
+    def text(ctx: Context) -> None:
+        origin = f"{report.origin}" + (f" at {report.commit[:12]}" if report.commit else "")
+        ctx.print(f"{'updated' if report.update else 'imported'} {report.name} from {origin}: "
+                  f"{report.files} files, {report.rules} rules, {report.shipping} ship")
+        ctx.print(f"licence: {report.licence or 'unknown'}"
+                  + (f" ({report.licence_file})" if report.licence_file else "")
+                  + (f"; {report.attribution}" if report.attribution else ""))
+        if report.update:
+            ctx.print(f"upstream: {len(report.changed)} changed, {len(report.added)} added, "
+                      f"{len(report.removed)} removed, {report.unchanged} unchanged")
+            for label, names in (("changed", report.changed), ("added", report.added), ("removed", report.removed)):
+                for name in names:
+                    ctx.print(f"  {label:8} {name}")
+        if report.held_files:
+            ctx.print(f"held back (not compiled, not shipped): {len(report.held_files)} file(s)")
+            for h in report.held_files:
+                ctx.print(f"  {h.file}: {h.reason}")
+        if report.held_rules:
+            ctx.print(f"held back (match the clean corpora): {len(report.held_rules)} rule(s)")
+            for r in report.held_rules:
+                ctx.print(f"  {r.rule} ({r.file}): {', '.join(r.evidence[:3])}"
+                          + (f" and {len(r.evidence) - 3} more" if len(r.evidence) > 3 else ""))
+        for note in report.notes:
+            ctx.warn(note)
+
+    return Reply(report, text)
 
 
 def cmd_sources(args: argparse.Namespace, ctx: Context) -> int:
@@ -266,7 +265,7 @@ def cmd_sources(args: argparse.Namespace, ctx: Context) -> int:
 # -- draft --------------------------------------------------------------------------------------
 
 
-def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_draft(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.campaign:
         if args.samples or args.strings or args.strong or args.hexes:
             raise CommandError("--campaign chooses its own samples and strings: "
@@ -289,9 +288,7 @@ def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
             gw.close()
     if args.out is not None:
         _append_rule(args.out, result.text, result.name)
-    if args.json:
-        ctx.json(result)
-    else:
+    def text(ctx: Context) -> None:
         if args.out is None:
             ctx.out.write(result.text)
         else:
@@ -300,7 +297,8 @@ def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
             ctx.warn(note)
         for f in result.findings:
             ctx.warn(f"lint {f.severity} {f.id}: {f.message}")
-    return E_OK
+
+    return Reply(result, text)
 
 
 def _append_rule(path: Path, text: str, name: str) -> None:
@@ -347,15 +345,14 @@ def _clean_files(ctx: Context, paths: list[Path]) -> Iterator[tuple[str, bytes]]
             yield hashlib.sha256(data).hexdigest(), data
 
 
-def cmd_goodware(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_goodware(args: argparse.Namespace, ctx: Context) -> int | Reply:
     ctx.workspace.ensure()
     with GoodwareDB(goodware_path(ctx.workspace)) as gw:
         added = gw.add_files(_clean_files(ctx, args.paths)) if args.paths else 0
         stats = gw.stats()
-    if args.json:
-        ctx.json({"added": added, **stats.__dict__})
-    else:
+    def text(ctx: Context) -> None:
         if args.paths:
             ctx.print(f"added {added} new clean file(s)")
         ctx.print(f"{stats.path}: {stats.files} clean file(s), {stats.strings} distinct string(s)")
-    return E_OK
+
+    return Reply({"added": added, **stats.__dict__}, text)

@@ -6,11 +6,9 @@ import argparse
 
 from workbench.cli.context import (
     Context,
+    Reply,
     add_json_flag,
     table,
-)
-from workbench.exitcodes import (
-    E_OK,
 )
 
 
@@ -31,38 +29,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_tokens_revoke)
 
 
-def cmd_tokens_add(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_tokens_add(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.tokens import TokenStore
 
     record, token = TokenStore.for_workspace(ctx.workspace.ensure()).add(args.tower, label=args.label)
-    if args.json:
-        ctx.json({"id": record.id, "tower": record.tower, "created": record.created,
-                  "label": record.label, "token": token})
-        return E_OK
-    ctx.print(f"token {record.id} for tower {record.tower} (shown once; the server keeps only "
-              f"its hash): {token}")
-    return E_OK
+    def text(ctx: Context) -> None:
+        ctx.print(f"token {record.id} for tower {record.tower} (shown once; the server keeps only "
+                  f"its hash): {token}")
+
+    return Reply({"id": record.id, "tower": record.tower, "created": record.created,
+                  "label": record.label, "token": token}, text)
 
 
-def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.tokens import TokenStore
 
     records = TokenStore.for_workspace(ctx.workspace).records()
-    if args.json:
-        ctx.json(records)
-        return E_OK
-    ctx.print(table([[r.id, r.tower, r.created, r.label] for r in records],
-                    ["ID", "TOWER", "CREATED", "LABEL"]))
-    return E_OK
+    def text(ctx: Context) -> None:
+        ctx.print(table([[r.id, r.tower, r.created, r.label] for r in records],
+                        ["ID", "TOWER", "CREATED", "LABEL"]))
+
+    return Reply(records, text)
 
 
-def cmd_tokens_revoke(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_tokens_revoke(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.tokens import TokenStore
 
     gone = TokenStore.for_workspace(ctx.workspace).revoke(args.ident)
-    if args.json:
-        ctx.json(gone)
-        return E_OK
-    for r in gone:
-        ctx.print(f"revoked {r.id} (tower {r.tower})")
-    return E_OK
+    def text(ctx: Context) -> None:
+        for r in gone:
+            ctx.print(f"revoked {r.id} (tower {r.tower})")
+
+    return Reply(gone, text)

@@ -11,6 +11,7 @@ from typing import Any
 from workbench.cli.context import (
     CommandError,
     Context,
+    Reply,
     add_json_flag,
     duration_arg,
 )
@@ -124,16 +125,15 @@ def _pull_code(result: Any) -> int:
     return E_REMOTE if result.transient else E_INPUT
 
 
-def cmd_tower_pull(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_tower_pull(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.agent import TowerAgent
 
     agent = TowerAgent(_tower_config(args.config))
     result = agent.pull()
-    if args.json:
-        ctx.json(result)
-    else:
+    def text(ctx: Context) -> None:
         ctx.print(_describe(result))
-    return _pull_code(result)
+
+    return Reply(result, text, _pull_code(result))
 
 
 def _describe(result: Any) -> str:
