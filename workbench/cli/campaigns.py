@@ -76,29 +76,30 @@ def _time(iso: str) -> str:
     return shown(iso, seconds=False)
 
 
-def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.campaigns.service import list_campaigns, parse_since
 
     since = parse_since(args.since)
     found = list_campaigns(ctx.workspace, since=since, min_size=args.min_size, limit=args.limit)
-    if args.json:
-        ctx.json({"campaigns": found})
-        return E_OK
-    if not found:
-        ctx.print("no campaigns" + (f" active since {_time(since)}" if since else "")
-                  + " (messages join one when they share a payload, URL, template or relay)")
-        return E_OK
-    rows = [[c.id, str(c.size), f"{c.towers}/{c.servers}", _time(c.first_seen), _time(c.last_seen),
-             sparkline(c.growth, 16), ", ".join(c.reasons[:3])] for c in found]
-    ctx.print(table(rows, ["campaign", "msgs", "towers/servers", "first seen", "last seen", "growth",
-                           "linked by"], max_width={6: 48}))
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        if not found:
+            ctx.print("no campaigns" + (f" active since {_time(since)}" if since else "")
+                      + " (messages join one when they share a payload, URL, template or relay)")
+            return
+        rows = [[c.id, str(c.size), f"{c.towers}/{c.servers}", _time(c.first_seen), _time(c.last_seen),
+                 sparkline(c.growth, 16), ", ".join(c.reasons[:3])] for c in found]
+        ctx.print(table(rows, ["campaign", "msgs", "towers/servers", "first seen", "last seen", "growth",
+                               "linked by"], max_width={6: 48}))
+
+    return Reply({"campaigns": found}, text)
 
 
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.campaigns.service import show_campaign
 
     report = show_campaign(ctx.workspace, args.id, members=args.members)
+
     def text(ctx: Context) -> None:
         s = report.summary
         for note in report.notes:
@@ -163,6 +164,7 @@ def run_campaign_draft(args: argparse.Namespace, ctx: Context, ident: str) -> in
                                 dissect_missing=not args.no_dissect)
     if args.out:
         _append_rule(args.out, result.draft.text, result.draft.name)
+
     def text(ctx: Context) -> None:
         ctx.print(result.draft.text.rstrip())
         cov = result.coverage
@@ -194,6 +196,7 @@ def cmd_update(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.campaigns.service import catch_up, rebuild
 
     report = rebuild(ctx.workspace) if args.rebuild else catch_up(ctx.workspace)
+
     def text(ctx: Context) -> None:
         ctx.print(f"{'rebuilt' if args.rebuild else 'updated'}: {report.messages} messages, "
                   f"{report.dissections} dissections taken in; {report.joined} joined a campaign, "

@@ -100,6 +100,7 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int | Reply:
             report = registry.add(args.name, args.path, args.label)
         except FileNotFoundError as exc:
             raise CommandError(str(exc), E_NOT_FOUND) from None
+
     def text(ctx: Context) -> None:
         ctx.print(f"{report.name} ({report.label}): {report.added} added "
                   f"({report.new_objects} new to the store, {_size(report.bytes_added)} new to the corpus), "
@@ -116,6 +117,7 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int | Reply:
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with CorpusRegistry(ctx.workspace) as registry:
         infos = registry.list()
+
     def text(ctx: Context) -> None:
         ctx.print(table([[i.name, i.label, str(i.files), _size(i.bytes), shown(i.updated)
                           or ("built-in" if i.builtin else "")] for i in infos],
@@ -129,6 +131,7 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int | Reply:
         info = registry.info(args.name)
         files = registry.files(args.name)
     shown = files if args.limit <= 0 else files[:args.limit]
+
     def text(ctx: Context) -> None:
         for label, value in [("name", info.name), ("label", info.label), ("files", str(info.files)),
                              ("size", _size(info.bytes)), ("sources", ", ".join(info.sources)),
@@ -143,7 +146,7 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int | Reply:
     return Reply({"corpus": info, "files": shown, "total": len(files)}, text)
 
 
-def cmd_index(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_index(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
     from workbench.corpus.prefilter import index_corpora
@@ -153,19 +156,20 @@ def cmd_index(args: argparse.Namespace, ctx: Context) -> int:
                                threads=args.threads, progress=_index_progress(ctx.err))
     except OSError as exc:
         raise CommandError(f"cannot write the n-gram index: {exc}", E_CONFLICT) from None
-    if args.json:
-        ctx.json(report)
-        return E_OK
     b, st = report.build, report.stats
-    ctx.print(f"indexed {b.indexed} of {report.files} files ({_size(b.bytes)}) in {b.seconds:.2f} s"
-              f"; {report.files - b.indexed - len(b.errors)} were indexed already")
-    for sha, reason in sorted(b.errors.items()):
-        ctx.print(f"  could not read {sha[:16]}: {reason}")
-    share = f", {100 * st.index_bytes / st.bytes_covered:.0f}% of what it covers" \
-        if st.bytes_covered else ""
-    ctx.print(f"index: {st.files} files ({_size(st.bytes_covered)}), {_size(st.index_bytes)} in "
-              f"{st.blocks} blocks{share}; {st.saturated} always scanned (too large or too varied)")
-    return E_OK if not b.errors else E_INPUT
+
+    def text(ctx: Context) -> None:
+        ctx.print(f"indexed {b.indexed} of {report.files} files ({_size(b.bytes)}) in {b.seconds:.2f} s"
+                  f"; {report.files - b.indexed - len(b.errors)} were indexed already")
+        for sha, reason in sorted(b.errors.items()):
+            ctx.print(f"  could not read {sha[:16]}: {reason}")
+        share = f", {100 * st.index_bytes / st.bytes_covered:.0f}% of what it covers" \
+            if st.bytes_covered else ""
+        ctx.print(f"index: {st.files} files ({_size(st.bytes_covered)}), {_size(st.index_bytes)} in "
+                  f"{st.blocks} blocks{share}; {st.saturated} always scanned (too large or too varied)")
+
+    # the same exit code in both views (under --json it was 0 even when files could not be read)
+    return Reply(report, text, E_OK if not b.errors else E_INPUT)
 
 
 def _index_progress(err: TextIO) -> Callable[[int, int], None] | None:
@@ -198,6 +202,7 @@ def cmd_test(args: argparse.Namespace, ctx: Context) -> int | Reply:
                             use_index=not args.no_index, timeout=args.timeout)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
+
     def text(ctx: Context) -> None:
         render_test(report, ctx, verbose=args.verbose)
 
@@ -281,6 +286,7 @@ def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int | Reply:
                            use_index=not args.no_index, timeout=args.timeout, tag=args.tag)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
+
     def text(ctx: Context) -> None:
         render_retrohunt(report, ctx)
 

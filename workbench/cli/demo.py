@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_demo(args: argparse.Namespace, ctx: Context) -> int | Reply:
     report = seed_demo(ctx.workspace, messages=args.messages, force=args.force)
+
     def text(ctx: Context) -> None:
         if report.skipped:
             ctx.print(f"demo quarantine already seeded in {report.home}/quarantine (use --force to add more)")

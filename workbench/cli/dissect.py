@@ -192,6 +192,7 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int | Reply:
         from workbench.dissect.worker import default_pool
 
         _warn_unsandboxed(ctx, default_pool(limits.sandbox).isolation)
+
     def text(ctx: Context) -> None:
         ctx.err.write("\n" if count else "")
         ctx.print(f"dissected {count} message(s) into the catalog with {jobs} job(s) "
@@ -240,6 +241,7 @@ def cmd_strings(args: argparse.Namespace, ctx: Context) -> int | Reply:
             return _suggest(args, ctx, target)
         data = q.store.read(target)
     found = extract_strings(data, min_len=args.min_len, wide=args.wide, offset=args.offset, limit=args.limit)
+
     def text(ctx: Context) -> None:
         for s in found:
             ctx.print(f"{s.offset:>10x}  {'W' if s.encoding == 'utf-16le' else 'A'}  {s.text}")
@@ -257,6 +259,7 @@ def _suggest(args: argparse.Namespace, ctx: Context, sha256: str) -> int | Reply
         raise
     report = suggest.suggest_for_artifact(ctx.workspace, sha256, min_len=args.min_len, wide=args.wide,
                                           limit=args.limit or 50)
+
     def text(ctx: Context) -> None:
         ctx.print(table([[f"{c.score:.2f}", c.encoding, f"{c.offset:x}", str(c.goodware_count), c.text,
                           ", ".join(c.reasons)] for c in report.candidates],

@@ -22,6 +22,7 @@ def cmd_doctor(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.doctor import run_doctor
 
     report = run_doctor(ctx.workspace, probe=not args.no_probe, sandbox_mode=args.sandbox)
+
     def text(ctx: Context) -> None:
         for check in report.checks:
             mark = "ok  " if check.ok else "FAIL"

@@ -75,7 +75,7 @@ def _local_fleet_state(ctx: Context) -> Any:
         return store.state(newest)
 
 
-def cmd_fleet(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_fleet(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.client import fetch_fleet
 
     fleet = fetch_fleet(args.url, tower=args.tower) if args.url else _local_fleet_state(ctx)
@@ -83,40 +83,39 @@ def cmd_fleet(args: argparse.Namespace, ctx: Context) -> int:
         fleet = dataclasses.replace(
             fleet, towers=[t for t in fleet.towers if t.tower == args.tower],
             servers=[s for s in fleet.servers if s.tower == args.tower])
-    if args.json:
-        from workbench.distribute.fleet import fleet_json_data
+    from workbench.distribute.fleet import fleet_json_data
 
-        ctx.json(fleet_json_data(fleet))
-        return E_OK
-    counts = fleet.counts
-    never = f" ({fleet.never_reported} never reported)" if fleet.never_reported else ""
-    ctx.print(f"newest serial {fleet.newest_serial if fleet.newest_serial is not None else '-'}; "
-              f"{sum(counts.values())} servers: {counts.get('green', 0)} green, "
-              f"{counts.get('yellow', 0)} yellow, {counts.get('red', 0)} red{never}; serials in use: "
-              + (", ".join(f"{k}x{v}" for k, v in fleet.serials.items()) or "-"))
-    if fleet.not_in_inventory:
-        ctx.print(f"{fleet.not_in_inventory} reporting server"
-                  f"{'s are' if fleet.not_in_inventory != 1 else ' is'} not in the inventory "
-                  "(`workbench fleet expect TOWER SERVER` adds them)")
-    if fleet.towers:
-        ctx.print("")
-        # the inventory's columns only once there is one: without it nothing else changes
-        listed = fleet.expected > 0
-        ctx.print(table([[t.tower, t.health.value, str(t.servers), str(t.green), str(t.yellow),
-                          str(t.red)]
-                         + ([str(t.expected), str(t.never_reported)] if listed else [])
-                         + [", ".join(f"{k}x{v}" for k, v in t.serials.items())]
-                         for t in fleet.towers],
-                        ["TOWER", "HEALTH", "SERVERS", "GREEN", "YELLOW", "RED"]
-                        + (["EXPECTED", "NEVER"] if listed else []) + ["SERIALS"]))
-    shown = [s for s in fleet.servers if args.all or s.health.value != "green"]
-    if shown:
-        ctx.print("")
-        ctx.print(table([[s.tower, s.server, s.health.value,
-                          str(s.serial) if s.serial is not None else "-", s.reason]
-                         for s in shown],
-                        ["TOWER", "SERVER", "HEALTH", "SERIAL", "WHY"], max_width={4: 100}))
-    return E_OK
+    def text(ctx: Context) -> None:
+        counts = fleet.counts
+        never = f" ({fleet.never_reported} never reported)" if fleet.never_reported else ""
+        ctx.print(f"newest serial {fleet.newest_serial if fleet.newest_serial is not None else '-'}; "
+                  f"{sum(counts.values())} servers: {counts.get('green', 0)} green, "
+                  f"{counts.get('yellow', 0)} yellow, {counts.get('red', 0)} red{never}; serials in use: "
+                  + (", ".join(f"{k}x{v}" for k, v in fleet.serials.items()) or "-"))
+        if fleet.not_in_inventory:
+            ctx.print(f"{fleet.not_in_inventory} reporting server"
+                      f"{'s are' if fleet.not_in_inventory != 1 else ' is'} not in the inventory "
+                      "(`workbench fleet expect TOWER SERVER` adds them)")
+        if fleet.towers:
+            ctx.print("")
+            # the inventory's columns only once there is one: without it nothing else changes
+            listed = fleet.expected > 0
+            ctx.print(table([[t.tower, t.health.value, str(t.servers), str(t.green), str(t.yellow),
+                              str(t.red)]
+                             + ([str(t.expected), str(t.never_reported)] if listed else [])
+                             + [", ".join(f"{k}x{v}" for k, v in t.serials.items())]
+                             for t in fleet.towers],
+                            ["TOWER", "HEALTH", "SERVERS", "GREEN", "YELLOW", "RED"]
+                            + (["EXPECTED", "NEVER"] if listed else []) + ["SERIALS"]))
+        shown = [s for s in fleet.servers if args.all or s.health.value != "green"]
+        if shown:
+            ctx.print("")
+            ctx.print(table([[s.tower, s.server, s.health.value,
+                              str(s.serial) if s.serial is not None else "-", s.reason]
+                             for s in shown],
+                            ["TOWER", "SERVER", "HEALTH", "SERIAL", "WHY"], max_width={4: 100}))
+
+    return Reply(fleet_json_data(fleet), text)
 
 
 def cmd_fleet_history(args: argparse.Namespace, ctx: Context) -> int | Reply:
@@ -128,6 +127,7 @@ def cmd_fleet_history(args: argparse.Namespace, ctx: Context) -> int | Reply:
     else:
         with FleetStore.for_workspace(ctx.workspace.ensure()) as store:
             events = store.events(tower=args.tower, server=args.server, limit=args.limit)
+
     def text(ctx: Context) -> None:
         ctx.print(table([[f"{e.at:%Y-%m-%d %H:%M:%S}", e.tower, e.server, e.state,
                           str(e.serial) if e.serial is not None else "-", e.error]
@@ -176,6 +176,7 @@ def cmd_fleet_expect(args: argparse.Namespace, ctx: Context) -> int | Reply:
             raise CommandError(str(exc), E_USAGE) from None
     with FleetStore.for_workspace(ctx.workspace.ensure()) as store:
         change = store.expect(inventory, replace=args.replace, dry_run=args.dry_run)
+
     def text(ctx: Context) -> None:
         would = "would be " if change.dry_run else ""
         for verb, entries in (("added", change.added), ("removed", change.removed)):
@@ -191,7 +192,7 @@ def cmd_fleet_expect(args: argparse.Namespace, ctx: Context) -> int | Reply:
     return Reply(change, text)
 
 
-def cmd_fleet_inventory(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_fleet_inventory(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.fleet import FleetStore
     from workbench.distribute.inventory import Inventory, inventory_toml
 
@@ -203,15 +204,15 @@ def cmd_fleet_inventory(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.write(inventory_toml(inventory))
         return E_OK
     document = Inventory.from_mapping(inventory)
-    if args.json:
-        ctx.json(document)
-        return E_OK
-    if not document.towers:
-        ctx.print("no inventory" + (f" for tower {args.tower}" if args.tower else "")
-                  + ": every server that reports is on the board, and none is missing "
-                    "(`workbench fleet expect TOWER SERVER...`)")
-        return E_OK
-    ctx.print(table([[t.tower, str(len(t.servers)), " ".join(t.servers)] for t in document.towers],
-                    ["TOWER", "EXPECTED", "SERVERS"]))
-    ctx.print(f"\n{document.servers} servers in {len(document.towers)} towers")
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        if not document.towers:
+            ctx.print("no inventory" + (f" for tower {args.tower}" if args.tower else "")
+                      + ": every server that reports is on the board, and none is missing "
+                        "(`workbench fleet expect TOWER SERVER...`)")
+            return
+        ctx.print(table([[t.tower, str(len(t.servers)), " ".join(t.servers)] for t in document.towers],
+                        ["TOWER", "EXPECTED", "SERVERS"]))
+        ctx.print(f"\n{document.servers} servers in {len(document.towers)} towers")
+
+    return Reply(document, text)

@@ -68,6 +68,7 @@ def cmd_keys_init(args: argparse.Namespace, ctx: Context) -> int | Reply:
     repo = UpdateRepository.for_workspace(ctx.workspace)
     ctx.workspace.ensure()
     result = repo.init(settings, force=args.force)
+
     def text(ctx: Context) -> None:
         ctx.print(f"repository: {result.path}")
         ctx.print(f"keys:       {repo.keys.folder} (root, targets, snapshot, timestamp)")
@@ -88,6 +89,7 @@ def cmd_keys_status(args: argparse.Namespace, ctx: Context) -> int | Reply:
     status = UpdateRepository.for_workspace(ctx.workspace).status()
     # Not verified (a tower would refuse the repository): E_FINDINGS, the operator must act.
     code = E_OK if status.verified else E_FINDINGS
+
     def text(ctx: Context) -> None:
         now = utc_now()
         ctx.print(table([[r.role, str(r.version), shown(r.expires, seconds=False) + "Z",
@@ -113,6 +115,7 @@ def cmd_keys_rotate(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.repository import UpdateRepository
 
     result = UpdateRepository.for_workspace(ctx.workspace).rotate(args.role, root_key=args.root_key)
+
     def text(ctx: Context) -> None:
         ctx.print(f"{result.role} key rotated: {', '.join(k[:12] for k in result.old_keyids)} -> "
                   f"{result.new_keyid[:12]}; root version {result.root_version}; "
@@ -128,7 +131,8 @@ def cmd_keys_renew_root(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.repository import UpdateRepository
 
     result = UpdateRepository.for_workspace(ctx.workspace).renew_root(root_key=args.root_key)
+
     def text(ctx: Context) -> None:
-        ctx.print(f"root version {result.version}, valid until {result.expires:%Y-%m-%d %H:%M}Z")
+        ctx.print(f"root version {result.version}, valid until {shown(result.expires, seconds=False)}Z")
 
     return Reply(result, text)

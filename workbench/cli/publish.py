@@ -8,13 +8,14 @@ from pathlib import Path
 from workbench.cli.context import (
     CommandError,
     Context,
+    Reply,
     add_json_flag,
 )
 from workbench.exitcodes import (
     E_NOT_FOUND,
-    E_OK,
     E_USAGE,
 )
+from workbench.humanize import shown
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_publish)
 
 
-def cmd_publish(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_publish(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.repository import UpdateRepository, publish_bundle
 
     repo = UpdateRepository.for_workspace(ctx.workspace)
@@ -38,14 +39,14 @@ def cmd_publish(args: argparse.Namespace, ctx: Context) -> int:
         if args.serial is not None or args.bundle is not None:
             raise CommandError("--refresh takes no SERIAL or --bundle", E_USAGE)
         refreshed = repo.refresh()
-        if args.json:
-            ctx.json(refreshed)
-        else:
-            ctx.print(f"re-signed {', '.join(refreshed.resigned)}; timestamp valid until "
-                      f"{refreshed.expires['timestamp']:%Y-%m-%d %H:%M}Z")
         for warning in refreshed.warnings:
             ctx.warn(warning)
-        return E_OK
+
+        def resigned(ctx: Context) -> None:
+            ctx.print(f"re-signed {', '.join(refreshed.resigned)}; timestamp valid until "
+                      f"{shown(refreshed.expires['timestamp'], seconds=False)}Z")
+
+        return Reply(refreshed, resigned)
     if args.bundle is not None:
         if args.serial is not None:
             raise CommandError("give SERIAL or --bundle, not both", E_USAGE)
@@ -55,21 +56,21 @@ def cmd_publish(args: argparse.Namespace, ctx: Context) -> int:
     else:
         bundle_path = _release_bundle(ctx, args.serial)
     result = publish_bundle(repo, bundle_path)
-    if args.json:
-        ctx.json(result)
-        return E_OK
-    t = result.target
-    if result.already_published:
-        ctx.print(f"serial {t.serial} is already published ({t.path}); nothing to do")
-        return E_OK
-    ctx.print(f"published serial {t.serial}: {t.path} ({t.length} bytes, sha256 {t.sha256[:16]}, "
-              f"{t.rule_count} rules)")
-    ctx.print(f"targets v{result.versions['targets']}, snapshot v{result.versions['snapshot']}, "
-              f"timestamp v{result.versions['timestamp']} (valid until "
-              f"{result.expires['timestamp']:%Y-%m-%d %H:%M}Z)")
-    if result.pruned:
-        ctx.print(f"no longer listed: {', '.join(result.pruned)}")
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        t = result.target
+        if result.already_published:
+            ctx.print(f"serial {t.serial} is already published ({t.path}); nothing to do")
+            return
+        ctx.print(f"published serial {t.serial}: {t.path} ({t.length} bytes, sha256 {t.sha256[:16]}, "
+                  f"{t.rule_count} rules)")
+        ctx.print(f"targets v{result.versions['targets']}, snapshot v{result.versions['snapshot']}, "
+                  f"timestamp v{result.versions['timestamp']} (valid until "
+                  f"{result.expires['timestamp']:%Y-%m-%d %H:%M}Z)")
+        if result.pruned:
+            ctx.print(f"no longer listed: {', '.join(result.pruned)}")
+
+    return Reply(result, text)
 
 
 def _release_bundle(ctx: Context, serial: int | None) -> Path:

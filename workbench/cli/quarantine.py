@@ -123,6 +123,7 @@ def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int | Reply:
                                    actor="ingest")
         except FileNotFoundError as exc:
             raise CommandError(str(exc), E_NOT_FOUND) from None
+
     def text(ctx: Context) -> None:
         ctx.print(_summary_line(summary))
         for f in summary.failures:
@@ -201,6 +202,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
         total = listed_total(args.offset, args.limit, len(rows))
         if total is None and args.count:
             total = q.index.count(query)
+
     def text(ctx: Context) -> None:
         ctx.print(table(
             [[r.sha256[:12], shown(r.first_seen), r.tower, r.server, r.reason,
@@ -229,6 +231,7 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int | Reply:
         row = q.index.get(sha)
         sightings = q.index.sightings(sha)
         audit = q.index.audit(sha)
+
     def text(ctx: Context) -> None:
         for label, value in [
             ("sha256", row.sha256), ("message-id", row.message_id), ("from", row.from_addr),
@@ -288,6 +291,7 @@ def cmd_fsck(args: argparse.Namespace, ctx: Context) -> int | Reply:
             report.unindexed_sightings = after.unindexed_sightings
             report.unjournaled_sightings = after.unjournaled_sightings
             report.torn_journal_lines = after.torn_journal_lines
+
     def text(ctx: Context) -> None:
         ctx.print(f"objects {report.objects}, indexed messages {report.messages}, "
                   f"failed inputs {report.failed_inputs}, tmp leftovers removed {report.tmp_leftovers}")
@@ -319,6 +323,7 @@ def cmd_fsck(args: argparse.Namespace, ctx: Context) -> int | Reply:
 def cmd_reindex(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with _open(ctx) as q:
         report = q.reindex()
+
     def text(ctx: Context) -> None:
         ctx.print(f"reindexed {report.messages} messages, {report.sightings} sightings, "
                   f"{report.status_changes} status changes, {report.failed} failed inputs")
@@ -331,6 +336,7 @@ def cmd_reindex(args: argparse.Namespace, ctx: Context) -> int | Reply:
 def cmd_failed(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with _open(ctx) as q:
         rows = q.index.failed(limit=args.limit)
+
     def text(ctx: Context) -> None:
         ctx.print(table([[shown(f.at), f.tower, f.server, str(f.size), f.reason, f.stored_as] for f in rows],
                         ["AT", "TOWER", "SERVER", "SIZE", "REASON", "KEPT AS"], max_width={4: 50}))

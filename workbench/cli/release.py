@@ -184,6 +184,7 @@ def _print_outcome(o: ReleaseOutcome, ctx: Context, as_json: bool) -> None:
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
     releases = ReleaseStore(ctx.workspace).list()
+
     def text(ctx: Context) -> None:
         ctx.print(table([[str(r.serial), shown(r.created), r.commit[:12], str(r.rule_count),
                           f"revert to {r.reverts}" if r.reverts else "", r.message]
@@ -196,6 +197,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
 
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int | Reply:
     release = ReleaseStore(ctx.workspace).get(args.serial)
+
     def text(ctx: Context) -> None:
         m = release.manifest
         for label, value in [("serial", str(release.serial)), ("tag", release.tag), ("commit", release.commit),
@@ -231,6 +233,7 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int | Reply:
             loaded = load_extracted(bundle.extract_to(Path(tmp) / "bundle"))
     except BundleError as exc:
         raise CommandError(f"{path.name}: refused: {exc.reason}", E_INPUT) from None
+
     def text(ctx: Context) -> None:
         expected = bundle_name(bundle.manifest.serial)
         note = f" (named {path.name}, expected {expected})" if path.name != expected else ""
@@ -247,6 +250,7 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int | Reply:
 def cmd_corpora(args: argparse.Namespace, ctx: Context) -> int | Reply:
     folder = ctx.workspace.signatures / "corpora"
     report = write_corpora(folder, check=args.check)
+
     def text(ctx: Context) -> None:
         for rel in report.written:
             ctx.print(f"wrote {rel}")

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from workbench.cli.context import CommandError, Context, Reply, add_json_flag, table
-from workbench.document import dumps
 from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.rules.draft import draft, load_samples
 from workbench.rules.findings import Baseline, LintReport
@@ -178,15 +177,14 @@ def render_lint(report: LintReport) -> str:
 # -- fmt ----------------------------------------------------------------------------------------
 
 
-def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int | Reply:
     targets = _targets(ctx, args.paths)
     policy = _policy(ctx, None) if args.update_meta else None
     vendors = VendorSet.load(ctx.workspace.signatures)
     report = format_paths(targets, check=args.check, meta=args.update_meta, policy=policy,
                           vendor=lambda path: vendors.source_of(path) is not None)
-    if args.json:
-        ctx.json(report)
-    else:
+
+    def text(ctx: Context) -> None:
         verb = "would reformat" if args.check else "reformatted"
         for path in report.changed:
             ctx.print(f"{verb} {_display(path)}")
@@ -195,9 +193,9 @@ def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int:
         ctx.print(f"{report.checked} file(s) checked, {len(report.changed)} {verb}"
                   + (f", {len(report.errors)} with errors" if report.errors else "")
                   + (f"; {len(report.vendor)} vendor file(s) left as upstream" if report.vendor else ""))
-    if report.errors:
-        return E_INPUT
-    return E_FINDINGS if args.check and report.changed else E_OK
+
+    code = E_INPUT if report.errors else E_FINDINGS if args.check and report.changed else E_OK
+    return Reply(report, text, code)
 
 
 # -- vendor sources -----------------------------------------------------------------------------
@@ -216,6 +214,7 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int | Reply:
         raise CommandError(f"no signature repository at {signatures}", E_NOT_FOUND)
     report = import_source(signatures, args.source, name=args.name, commit=args.commit, update=args.update,
                            threads=args.threads)
+
     def text(ctx: Context) -> None:
         origin = f"{report.origin}" + (f" at {report.commit[:12]}" if report.commit else "")
         ctx.print(f"{'updated' if report.update else 'imported'} {report.name} from {origin}: "
@@ -244,22 +243,22 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int | Reply:
     return Reply(report, text)
 
 
-def cmd_sources(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_sources(args: argparse.Namespace, ctx: Context) -> int | Reply:
     vendors = VendorSet.load(ctx.workspace.signatures)
     rows = [source_summary(s) for s in vendors]
-    if args.json:
-        ctx.json({"sources": rows})
-        return E_OK
-    if not rows:
-        ctx.print("no vendor sources (import one with `workbench rule import SOURCE`)")
-        return E_OK
-    ctx.print(table([[r["name"], r["origin"] + (f"@{r['commit'][:12]}" if r["commit"] else ""),
-                      r["licence"] or "?", str(r["rules"]), str(r["shipping"]), str(r["held"])] for r in rows],
-                    ["NAME", "ORIGIN", "LICENCE", "RULES", "SHIP", "HELD"]))
-    for r in rows:
-        if r["attribution"]:
-            ctx.print(f"{r['name']}: {r['attribution']}")
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        if not rows:
+            ctx.print("no vendor sources (import one with `workbench rule import SOURCE`)")
+            return
+        ctx.print(table([[r["name"], r["origin"] + (f"@{r['commit'][:12]}" if r["commit"] else ""),
+                          r["licence"] or "?", str(r["rules"]), str(r["shipping"]), str(r["held"])] for r in rows],
+                        ["NAME", "ORIGIN", "LICENCE", "RULES", "SHIP", "HELD"]))
+        for r in rows:
+            if r["attribution"]:
+                ctx.print(f"{r['name']}: {r['attribution']}")
+
+    return Reply({"sources": rows}, text)
 
 
 # -- draft --------------------------------------------------------------------------------------
@@ -288,6 +287,7 @@ def cmd_draft(args: argparse.Namespace, ctx: Context) -> int | Reply:
             gw.close()
     if args.out is not None:
         _append_rule(args.out, result.text, result.name)
+
     def text(ctx: Context) -> None:
         if args.out is None:
             ctx.out.write(result.text)
@@ -323,14 +323,14 @@ def _append_rule(path: Path, text: str, name: str) -> None:
 # -- checks and goodware ---------------------------------------------------------------------------
 
 
-def cmd_checks(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_checks(args: argparse.Namespace, ctx: Context) -> int | Reply:
     catalog = check_catalog()
-    if args.json:
-        ctx.print(dumps(catalog))
-    else:
+
+    def text(ctx: Context) -> None:
         ctx.print(table([[c["id"], c["severity"], c["title"], c["hint"]] for c in catalog],
                         ["ID", "SEVERITY", "CHECK", "FIX"], max_width={3: 70}))
-    return E_OK
+
+    return Reply(catalog, text)
 
 
 def _clean_files(ctx: Context, paths: list[Path]) -> Iterator[tuple[str, bytes]]:
@@ -350,6 +350,7 @@ def cmd_goodware(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with GoodwareDB(goodware_path(ctx.workspace)) as gw:
         added = gw.add_files(_clean_files(ctx, args.paths)) if args.paths else 0
         stats = gw.stats()
+
     def text(ctx: Context) -> None:
         if args.paths:
             ctx.print(f"added {added} new clean file(s)")

@@ -33,6 +33,7 @@ def cmd_tokens_add(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.tokens import TokenStore
 
     record, token = TokenStore.for_workspace(ctx.workspace.ensure()).add(args.tower, label=args.label)
+
     def text(ctx: Context) -> None:
         ctx.print(f"token {record.id} for tower {record.tower} (shown once; the server keeps only "
                   f"its hash): {token}")
@@ -45,6 +46,7 @@ def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.tokens import TokenStore
 
     records = TokenStore.for_workspace(ctx.workspace).records()
+
     def text(ctx: Context) -> None:
         ctx.print(table([[r.id, r.tower, r.created, r.label] for r in records],
                         ["ID", "TOWER", "CREATED", "LABEL"]))
@@ -56,6 +58,7 @@ def cmd_tokens_revoke(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.tokens import TokenStore
 
     gone = TokenStore.for_workspace(ctx.workspace).revoke(args.ident)
+
     def text(ctx: Context) -> None:
         for r in gone:
             ctx.print(f"revoked {r.id} (tower {r.tower})")

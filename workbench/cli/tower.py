@@ -130,6 +130,7 @@ def cmd_tower_pull(args: argparse.Namespace, ctx: Context) -> int | Reply:
 
     agent = TowerAgent(_tower_config(args.config))
     result = agent.pull()
+
     def text(ctx: Context) -> None:
         ctx.print(_describe(result))
 
@@ -170,13 +171,10 @@ def cmd_tower_run(args: argparse.Namespace, ctx: Context) -> int:
     return E_OK
 
 
-def cmd_tower_status(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_tower_status(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.agent import TowerAgent
 
     status = TowerAgent(_tower_config(args.config)).status()
-    if args.json:
-        ctx.json(status)
-        return E_OK
     rows = [("tower/server", f"{status.tower}/{status.server}"),
             ("repository", status.repository_url),
             ("install dir", str(status.install_dir)),
@@ -193,19 +191,23 @@ def cmd_tower_status(args: argparse.Namespace, ctx: Context) -> int:
                                        "(the next run finishes it)"))
     if status.damaged:
         rows.append(("DAMAGED", status.damaged))
-    for label, value in rows:
-        ctx.print(f"{label:>14}: {value}")
-    return E_INPUT if status.damaged else E_OK
+
+    def text(ctx: Context) -> None:
+        for label, value in rows:
+            ctx.print(f"{label:>14}: {value}")
+
+    # the same exit code in both views (under --json a damaged install exited 0)
+    return Reply(status, text, E_INPUT if status.damaged else E_OK)
 
 
-def cmd_tower_send(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_tower_send(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.client import ClientError, send_message
 
     config = _tower_config(args.config)
     if not config.token:
         raise CommandError(f"{args.config} has no token: `workbench tokens add {config.tower}` "
                            "on the workbench, then put it in the config", E_USAGE)
-    receipts, failed = [], 0
+    receipts, lines, failed = [], [], 0
     for path in args.messages:
         try:
             data = path.read_bytes()
@@ -219,11 +221,13 @@ def cmd_tower_send(args: argparse.Namespace, ctx: Context) -> int:
         receipt["file"] = str(path)
         receipts.append(receipt)
         failed += not receipt.get("stored")
-        if not args.json:
-            ctx.print(f"{path}: " + (f"stored {receipt['sha256'][:12]}"
-                                     f"{' (new)' if receipt['new'] else ' (seen before)'}"
-                                     if receipt.get("stored") else
-                                     f"not mail: {receipt.get('failure')} (kept on the server)"))
-    if args.json:
-        ctx.json(receipts)
-    return E_INPUT if failed else E_OK
+        lines.append(f"{path}: " + (f"stored {receipt['sha256'][:12]}"
+                                    f"{' (new)' if receipt['new'] else ' (seen before)'}"
+                                    if receipt.get("stored") else
+                                    f"not mail: {receipt.get('failure')} (kept on the server)"))
+
+    def text(ctx: Context) -> None:
+        for line in lines:
+            ctx.print(line)
+
+    return Reply(receipts, text, E_INPUT if failed else E_OK)
