@@ -20,6 +20,7 @@ from workbench.exitcodes import (
     E_OK,
     E_USAGE,
 )
+from workbench.humanize import shown
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -129,7 +130,7 @@ def cmd_fleet_history(args: argparse.Namespace, ctx: Context) -> int | Reply:
             events = store.events(tower=args.tower, server=args.server, limit=args.limit)
 
     def text(ctx: Context) -> None:
-        ctx.print(table([[f"{e.at:%Y-%m-%d %H:%M:%S}", e.tower, e.server, e.state,
+        ctx.print(table([[shown(e.at), e.tower, e.server, e.state,
                           str(e.serial) if e.serial is not None else "-", e.error]
                          for e in events], ["AT", "TOWER", "SERVER", "STATE", "SERIAL", "ERROR"],
                         max_width={5: 100}))

@@ -66,7 +66,7 @@ def cmd_publish(args: argparse.Namespace, ctx: Context) -> int | Reply:
                   f"{t.rule_count} rules)")
         ctx.print(f"targets v{result.versions['targets']}, snapshot v{result.versions['snapshot']}, "
                   f"timestamp v{result.versions['timestamp']} (valid until "
-                  f"{result.expires['timestamp']:%Y-%m-%d %H:%M}Z)")
+                  f"{shown(result.expires['timestamp'], seconds=False)}Z)")
         if result.pruned:
             ctx.print(f"no longer listed: {', '.join(result.pruned)}")
 

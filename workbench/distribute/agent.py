@@ -55,6 +55,7 @@ from workbench.distribute.install import (
 from workbench.distribute.repository import PublishedTarget, target_from_info
 from workbench.distribute.tower_config import TowerConfig
 from workbench.document import iso, utcnow
+from workbench.humanize import shown
 from workbench.release.bundle import (
     BundleError,
     LoadedRuleset,
@@ -368,7 +369,7 @@ class TowerAgent:
                 return False
             if signed.is_expired(now):
                 raise AttemptFailed(
-                    f"refused: {role} metadata expired at {signed.expires:%Y-%m-%d %H:%M}Z and the "
+                    f"refused: {role} metadata expired at {shown(signed.expires, seconds=False)}Z and the "
                     "server offers nothing newer (repository not refreshed, or a freeze attack)",
                     transient=False)
         return True

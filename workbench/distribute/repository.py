@@ -49,6 +49,7 @@ from workbench.distribute.keys import ROLES, KeyRing, KeyringError
 from workbench.distribute.settings import RepositorySettings
 from workbench.durable import LockBusy, atomic_write, file_lock, fsync_path
 from workbench.errors import Kind, WorkbenchError
+from workbench.humanize import shown, utc_day
 from workbench.release.bundle import BundleError, open_bundle
 from workbench.workspace import Workspace
 
@@ -271,11 +272,11 @@ class UpdateRepository:
                                     keyids=list(root.roles[role].keyids),
                                     key_online=online, key_trusted=trusted))
             if s.expires <= now:
-                warnings.append(f"{role} metadata expired at {s.expires:%Y-%m-%d %H:%M}Z: "
+                warnings.append(f"{role} metadata expired at {shown(s.expires, seconds=False)}Z: "
                                 + ("run `workbench keys renew-root`" if role == "root"
                                    else "run `workbench publish --refresh`"))
         if now < root.expires <= now + ROOT_WARNING:
-            warnings.append(f"root metadata expires {root.expires:%Y-%m-%d}; bring the root key "
+            warnings.append(f"root metadata expires {utc_day(root.expires)}; bring the root key "
                             "online and run `workbench keys renew-root`")
         targets = self.targets()
         pending = self.pending_rotation()

@@ -609,7 +609,7 @@ def status_text(view: SignaturesView) -> Text:
     out.append(f" · {view.ships} rules ship\n", style="")
     out.append("Last release ", style="bold")
     if view.latest is not None:
-        out.append(f"{view.latest.tag} ({view.latest.created[:16].replace('T', ' ')}, "
+        out.append(f"{view.latest.tag} ({shown(view.latest.created, seconds=False)}, "
                    f"{view.latest.rule_count} rules)")
     else:
         out.append("none yet", style="dim")
