@@ -157,7 +157,7 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int | Reply:
     import time
 
     from workbench.dissect.catalog import CatalogProgress, catalog_all, undissected
-    from workbench.quarantine.query import QueryError, parse_query
+    from workbench.quarantine.query import parse_query
 
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1 or (args.limit is not None and args.limit < 0):
@@ -166,10 +166,7 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.since is not None:
         since = iso_seconds(utc_now() - dt.timedelta(seconds=args.since), zone=False)
         query = f"{query} after:{since}".strip()
-    try:
-        parse_query(query)
-    except QueryError as exc:
-        raise CommandError(f"query: {exc}", E_USAGE) from None
+    parse_query(query)        # a query error is the user's, before any work starts
     todo = undissected(ctx.workspace, query, limit=args.limit)
     last = 0.0
 

@@ -74,13 +74,10 @@ def cmd_publish(args: argparse.Namespace, ctx: Context) -> int | Reply:
 
 
 def _release_bundle(ctx: Context, serial: int | None) -> Path:
-    from workbench.release.store import ReleaseNotFound, ReleaseStore
+    from workbench.release.store import ReleaseStore
 
     store = ReleaseStore(ctx.workspace)
-    try:
-        release = store.get(serial) if serial is not None else store.latest()
-    except ReleaseNotFound as exc:
-        raise CommandError(str(exc), E_NOT_FOUND) from None
+    release = store.get(serial) if serial is not None else store.latest()
     if release is None:
         raise CommandError("no releases yet: run `workbench release` (or pass --bundle FILE)",
                            E_NOT_FOUND)
