@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.context import Context, add_json_flag
+from workbench.cli.context import Context, Reply, add_json_flag
 from workbench.demo.seed import seed_demo
-from workbench.exitcodes import E_OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,18 +17,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_demo(args: argparse.Namespace, ctx: Context) -> int | Reply:
     report = seed_demo(ctx.workspace, messages=args.messages, force=args.force)
-    if args.json:
-        ctx.json(report)
-        return E_OK
-    if report.skipped:
-        ctx.print(f"demo quarantine already seeded in {report.home}/quarantine (use --force to add more)")
-    else:
-        s = report.ingest
-        ctx.print(f"wrote {report.messages_written} spool files and {report.failed_written} junk "
-                  f"files; ingest: accepted {s.accepted}, duplicates {s.duplicates}, "
-                  f"flagged {s.flagged}, failed {s.failed}")
-    for name, count in report.corpora.items():
-        ctx.print(f"corpus {name}: {count} files")
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        if report.skipped:
+            ctx.print(f"demo quarantine already seeded in {report.home}/quarantine (use --force to add more)")
+        else:
+            s = report.ingest
+            ctx.print(f"wrote {report.messages_written} spool files and {report.failed_written} junk "
+                      f"files; ingest: accepted {s.accepted}, duplicates {s.duplicates}, "
+                      f"flagged {s.flagged}, failed {s.failed}")
+        for name, count in report.corpora.items():
+            ctx.print(f"corpus {name}: {count} files")
+
+    return Reply(report, text)

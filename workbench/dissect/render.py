@@ -5,15 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from workbench.dissect.model import OK, Artifact, Dissection
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+from workbench.humanize import shown
+from workbench.humanize import size as human_size
 
 
 def _facts(report: Any) -> list[str]:
@@ -75,7 +68,7 @@ def _facts(report: Any) -> list[str]:
         out += [f"uri: {u}" for u in report.uris[:3]]
         out += [f"launch: {u}" for u in report.launch[:3]]
     elif kind == "PeReport":
-        when = report.compile_time.strftime("%Y-%m-%d %H:%M") if report.compile_time else "?"
+        when = shown(report.compile_time, seconds=False) if report.compile_time else "?"
         out.append(f"{report.format} {report.machine} {report.subsystem}{' DLL' if report.dll else ''}, "
                    f"compiled {when}, {report.section_count} sections, imphash {report.imphash or '-'}")
         if report.signed:

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import yara_x
 
+from workbench.errors import Kind, WorkbenchError
 from workbench.rules.parse import iter_rule_paths, parse_text, read_rule_text
 from workbench.rules.policy import Policy
 from workbench.rules.rulefile import MetadataError, update_metadata, write_rule_file
 
 
-class FormatError(ValueError):
+class FormatError(WorkbenchError, ValueError):
     """Text that cannot be formatted safely (syntax errors); nothing was changed."""
+
+    kind = Kind.INPUT
 
 
 def _formatter() -> yara_x.Formatter:

@@ -14,6 +14,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
+from workbench.humanize import shown
 from workbench.release.store import ReleaseNotFound, tag_name
 from workbench.release.worktree import (
     Change,
@@ -62,7 +63,7 @@ def finding_cells(f: Any) -> list[Any]:
 def release_cells(item: tuple[Any, bool]) -> list[Any]:
     release, published = item
     note = f"(reverts to {release.reverts}) {release.message}" if release.reverts else release.message
-    return [str(release.serial), release.created[:16].replace("T", " "), release.commit[:10],
+    return [str(release.serial), shown(release.created, seconds=False), release.commit[:10],
             str(release.rule_count), Text("✓", style="bold green") if published else Text("-", style="dim"),
             note]
 
@@ -485,7 +486,7 @@ rollback is a new release with older content.
           description="revert to the release")
     def run_revert(self, serial: int, *, dry_run: bool) -> None:
         from workbench.release.bundle import BundleError
-        from workbench.release.repository import RepositoryError
+        from workbench.release.repository import SignatureRepositoryError
         from workbench.release.service import ReleaseRefused, revert_release
 
         try:
@@ -493,7 +494,7 @@ rollback is a new release with older content.
         except ReleaseRefused as exc:
             self.post_message(self.Done(f"revert refused: {exc.reason}", error=True))
             return
-        except (ReleaseNotFound, RepositoryError, BundleError) as exc:
+        except (ReleaseNotFound, SignatureRepositoryError, BundleError) as exc:
             self.post_message(self.Done(f"revert refused: {exc}", error=True))
             return
         finally:
@@ -551,8 +552,8 @@ rollback is a new release with older content.
     def run_publish(self, bundle: Path) -> None:
         from workbench.distribute.repository import (
             NoRepository,
-            RepositoryError,
             UpdateRepository,
+            UpdateRepositoryError,
             publish_bundle,
         )
 
@@ -562,7 +563,7 @@ rollback is a new release with older content.
             self.post_message(self.Done("no update repository yet: run `workbench keys init` once",
                                         error=True))
             return
-        except RepositoryError as exc:
+        except UpdateRepositoryError as exc:
             self.post_message(self.Done(f"not published: {exc}", error=True))
             return
         finally:
@@ -609,7 +610,7 @@ def status_text(view: SignaturesView) -> Text:
     out.append(f" · {view.ships} rules ship\n", style="")
     out.append("Last release ", style="bold")
     if view.latest is not None:
-        out.append(f"{view.latest.tag} ({view.latest.created[:16].replace('T', ' ')}, "
+        out.append(f"{view.latest.tag} ({shown(view.latest.created, seconds=False)}, "
                    f"{view.latest.rule_count} rules)")
     else:
         out.append("none yet", style="dim")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.message import Message
 
+from workbench.humanize import shown
 from workbench.quarantine.index import MessageRow
 from workbench.quarantine.query import SORT_COLUMNS
 from workbench.tui.pages import Listing
@@ -35,7 +36,7 @@ STATUS_STYLES = {
 
 def received_text(stamp: str) -> str:
     """``2026-11-02T09:30:00.000000Z`` -> ``2026-11-02 09:30`` (the index stores UTC)."""
-    return stamp[:16].replace("T", " ") if stamp else ""
+    return shown(stamp, seconds=False)
 
 
 def row_cells(row: MessageRow) -> list[Cell]:
