@@ -27,10 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from workbench.humanize import stamp
 from workbench.quarantine.index import NewMessage, QuarantineIndex, Sighting
 from workbench.quarantine.ingest import ingest_spool
 from workbench.quarantine.query import parse_query
-from workbench.quarantine.service import Quarantine, stamp
+from workbench.quarantine.service import Quarantine
 from workbench.samples.mail import Attachment, Mail
 
 

@@ -49,10 +49,11 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input
 
+from workbench.humanize import stamp
 from workbench.quarantine.index import NewMessage, QuarantineIndex, Sighting
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.query import parse_query
-from workbench.quarantine.service import INDEX_NAME, Quarantine, stamp
+from workbench.quarantine.service import INDEX_NAME, Quarantine
 from workbench.samples.mail import Attachment, Mail
 from workbench.tui.app import freeze_startup_objects, make_app
 from workbench.tui.screens.message import MessageScreen

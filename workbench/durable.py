@@ -11,12 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from workbench.errors import Kind, WorkbenchError
+
 CRASH_ENV = "WORKBENCH_CRASH_AT"
 _crash_passes: dict[str, int] = {}
 
 
-class LockBusy(Exception):
+class LockBusy(WorkbenchError):
     """Another process (or another open of the lock file) holds the lock."""
+
+    kind = Kind.CONFLICT
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:

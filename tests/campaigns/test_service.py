@@ -23,6 +23,7 @@ from workbench.campaigns.service import (
 )
 from workbench.cli import main
 from workbench.corpus.registry import CorpusRegistry
+from workbench.errors import WorkbenchError
 from workbench.quarantine.service import Quarantine
 from workbench.samples.campaign import CORE_STRINGS, courier_variant
 from workbench.samples.pe import build_pe
@@ -170,7 +171,7 @@ def test_since_takes_durations_and_times() -> None:
     assert parse_since("1h", now=now) == "2026-12-07T11:00:00+00:00"
     assert parse_since("2026-12-01T08:00:00", now=now) == "2026-12-01T08:00:00+00:00"
     assert parse_since("", now=now) == ""
-    with pytest.raises(ValueError, match="duration"):
+    with pytest.raises(WorkbenchError, match="duration"):
         parse_since("yesterday", now=now)
 
 

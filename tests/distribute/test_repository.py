@@ -16,8 +16,8 @@ from tuf.ngclient.fetcher import FetcherInterface
 from workbench.distribute.repository import (
     InvalidBundle,
     NoRepository,
-    RepositoryError,
     UpdateRepository,
+    UpdateRepositoryError,
     publish_bundle,
 )
 from workbench.distribute.settings import ExpiryPolicy, RepositorySettings
@@ -53,7 +53,7 @@ def test_init_writes_signed_consistent_snapshot_layout(workspace: Workspace) -> 
     assert root.consistent_snapshot is True
     assert set(result.keyids) == {"root", "targets", "snapshot", "timestamp"}
     assert all(repo.keys.has(role) for role in result.keyids)
-    with pytest.raises(RepositoryError, match="already exists"):
+    with pytest.raises(UpdateRepositoryError, match="already exists"):
         repo.init()
     assert repo.newest_serial() is None
 
@@ -93,9 +93,9 @@ def test_publishing_the_same_bundle_again_is_a_no_op(repo: UpdateRepository, bun
 
 def test_serials_only_go_up(repo: UpdateRepository, bundles: dict) -> None:
     publish_bundle(repo, bundles[2])
-    with pytest.raises(RepositoryError, match=r"older than the published 2.*release revert"):
+    with pytest.raises(UpdateRepositoryError, match=r"older than the published 2.*release revert"):
         publish_bundle(repo, bundles[1])
-    with pytest.raises(RepositoryError, match="never reused"):
+    with pytest.raises(UpdateRepositoryError, match="never reused"):
         repo.publish(bundles[3], serial=2)        # other content under a published serial
     assert [t.serial for t in repo.targets()] == [2]
 
@@ -180,7 +180,7 @@ def test_the_root_key_can_live_offline(repo: UpdateRepository, bundles: dict, tm
     repo.keys.path("root").rename(offline)
     publish_bundle(repo, bundles[1])                 # publishing needs no root key
     repo.refresh()
-    with pytest.raises(RepositoryError, match="--root-key"):
+    with pytest.raises(UpdateRepositoryError, match="--root-key"):
         repo.renew_root()
     renewed = repo.renew_root(root_key=offline)
     assert renewed.version == 2 and not renewed.key_online

@@ -9,7 +9,7 @@ from tests.support.signatures import SigRepo
 from workbench.cli import main
 from workbench.exitcodes import E_CONFLICT, E_OK
 from workbench.release.hooks import MARKER, install_hook
-from workbench.release.repository import RepositoryError
+from workbench.release.repository import SignatureRepositoryError
 
 
 @pytest.mark.slow
@@ -35,7 +35,7 @@ def test_foreign_hook_is_kept_unless_forced(sig: SigRepo) -> None:
     hooks = sig.root / ".git" / "hooks"
     hooks.mkdir(exist_ok=True)
     (hooks / "pre-commit").write_text("#!/bin/sh\necho theirs\n")
-    with pytest.raises(RepositoryError, match="--force"):
+    with pytest.raises(SignatureRepositoryError, match="--force"):
         install_hook(sig.root)
     assert main(["--signatures", str(sig.root), "hooks", "install"]) == E_CONFLICT
     done = install_hook(sig.root, force=True)

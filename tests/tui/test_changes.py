@@ -10,7 +10,7 @@ import pytest
 from tests.support.signatures import house_rule, set_meta
 from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.settings import RepositorySettings
-from workbench.release.repository import RepositoryError
+from workbench.release.repository import SignatureRepositoryError
 from workbench.release.service import make_release
 from workbench.release.worktree import (
     Change,
@@ -90,7 +90,7 @@ def test_changes_since_a_release_and_their_git_state(sig_workspace: Workspace) -
     after = read_signatures(sig_workspace)
     assert after.uncommitted == {} and {c.git for c in after.changes} == {""}
     assert {(c.kind, c.rule) for c in after.changes} == set(kinds)
-    with pytest.raises(RepositoryError, match="nothing to commit"):
+    with pytest.raises(SignatureRepositoryError, match="nothing to commit"):
         commit_signatures(sig_workspace, "again")
 
 

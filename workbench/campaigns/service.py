@@ -27,6 +27,7 @@ from workbench.campaigns.features import (
 )
 from workbench.campaigns.store import Arrival, CampaignStore, Joined, UnknownCampaign, store_path
 from workbench.durable import file_lock
+from workbench.errors import Kind, WorkbenchError
 from workbench.quarantine.index import STATUSES, MessageRow
 from workbench.quarantine.service import Quarantine
 from workbench.workspace import Workspace
@@ -265,7 +266,7 @@ def rebuild_incrementally(workspace: Workspace) -> CatchUpReport:
 
 def parse_since(value: str, *, now: dt.datetime | None = None) -> str:
     """``1h``, ``30m``, ``2d`` or an ISO time → the ISO time it means ("" for no bound)."""
-    from workbench.distribute.settings import parse_duration
+    from workbench.humanize import parse_duration
 
     value = value.strip()
     if not value:
@@ -276,7 +277,8 @@ def parse_since(value: str, *, now: dt.datetime | None = None) -> str:
         try:
             when = dt.datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"--since {value!r}: give a duration (90m, 1h, 2d) or an ISO time") from None
+            raise WorkbenchError(f"--since {value!r}: give a duration (90m, 1h, 2d) or an ISO time",
+                                 kind=Kind.USAGE) from None
         return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).isoformat()
     now = now or dt.datetime.now(dt.UTC)
     return (now - delta).isoformat()
@@ -356,7 +358,7 @@ def member_shas(workspace: Workspace, ident: str) -> tuple[str, list[str]]:
 def set_campaign_status(workspace: Workspace, ident: str, status: str, *, note: str = "",
                         actor: str | None = None) -> BulkTriage:
     if status not in STATUSES:
-        raise ValueError(f"unknown status {status!r}: one of {', '.join(STATUSES)}")
+        raise WorkbenchError(f"unknown status {status!r}: one of {', '.join(STATUSES)}", kind=Kind.USAGE)
     cid, shas = member_shas(workspace, ident)
     changed = []
     with Quarantine.open(workspace) as q:

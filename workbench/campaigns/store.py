@@ -23,6 +23,7 @@ from pathlib import Path
 
 from workbench.campaigns.features import KINDS, LINK_THRESHOLD, Feature, fuzzy_keys, fuzzy_similar
 from workbench.document import utcnow
+from workbench.errors import Kind, WorkbenchError
 from workbench.quarantine.index import retry_busy
 
 STORE_NAME = "campaigns.sqlite"
@@ -90,8 +91,10 @@ _PER_CAMPAIGN = {
 }
 
 
-class UnknownCampaign(LookupError):
-    pass
+class UnknownCampaign(WorkbenchError, LookupError):
+    """No campaign answers to that id or prefix."""
+
+    kind = Kind.NOT_FOUND
 
 
 @dataclass(frozen=True)

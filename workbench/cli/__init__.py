@@ -14,8 +14,9 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from workbench import __version__
-from workbench.cli.context import CommandError, Context
-from workbench.exitcodes import E_INTERNAL, E_NOT_FOUND, E_OK
+from workbench.cli.context import CommandError, Context, Reply
+from workbench.errors import WorkbenchError
+from workbench.exitcodes import E_INTERNAL, E_NOT_FOUND, E_OK, EXIT_CODES
 from workbench.workspace import Workspace
 
 # Modules that add subcommands; each has ``register(subparsers)``.
@@ -26,7 +27,12 @@ COMMAND_MODULES = (
     "workbench.cli.rules",
     "workbench.cli.corpus",
     "workbench.cli.release",
-    "workbench.cli.distribute",
+    "workbench.cli.keys",
+    "workbench.cli.publish",
+    "workbench.cli.serve",
+    "workbench.cli.tokens",
+    "workbench.cli.tower",
+    "workbench.cli.fleet",
     "workbench.cli.tui",
     "workbench.cli.doctor",
     "workbench.cli.campaigns",
@@ -46,16 +52,16 @@ COMMANDS = {
     "retrohunt": "workbench.cli.corpus",
     "validate": "workbench.cli.release", "hooks": "workbench.cli.release",
     "release": "workbench.cli.release",
-    "keys": "workbench.cli.distribute", "publish": "workbench.cli.distribute",
-    "serve": "workbench.cli.distribute", "tokens": "workbench.cli.distribute",
-    "tower": "workbench.cli.distribute", "fleet": "workbench.cli.distribute",
+    "keys": "workbench.cli.keys", "publish": "workbench.cli.publish",
+    "serve": "workbench.cli.serve", "tokens": "workbench.cli.tokens",
+    "tower": "workbench.cli.tower", "fleet": "workbench.cli.fleet",
     "ui": "workbench.cli.tui",
     "doctor": "workbench.cli.doctor",
     "campaigns": "workbench.cli.campaigns",
     "rules": "workbench.cli.telemetry",
-    "rollout": "workbench.cli.distribute",
+    "rollout": "workbench.cli.publish",
 }
-_GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--signatures")
+_GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--signatures", "--index")
 # Commands that may run where no workspace is: those that create one, and the tower agent
 # (it keeps its state where its config file says).
 _NO_WORKSPACE_NEEDED = {"init", "demo", "tower"}
@@ -120,25 +126,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "func", None)
     if handler is None:
         handler = _default_handler(parser)
-    if args.command not in _NO_WORKSPACE_NEEDED and (why := workspace.missing()):
-        # a typo in --home must not quietly become a new, empty workspace
-        ctx.error(f"{why}: create one with `workbench init {workspace.home}`, "
-                  "or name an existing one with --home or $WORKBENCH_HOME")
-        return E_NOT_FOUND
+    as_json = bool(getattr(args, "json", False))
     try:
-        code = handler(args, ctx)
-    except CommandError as exc:
-        ctx.error(str(exc))
-        return exc.code
+        if args.command not in _NO_WORKSPACE_NEEDED and (why := workspace.missing()):
+            # a typo in --home must not quietly become a new, empty workspace
+            raise CommandError(f"{why}: create one with `workbench init {workspace.home}`, "
+                               "or name an existing one with --home or $WORKBENCH_HOME", E_NOT_FOUND)
+        result = handler(args, ctx)
+        if isinstance(result, Reply):
+            # --json is decided here, once: a handler returns its document and its text view
+            if as_json:
+                ctx.json(result.document)
+            elif result.text is not None:
+                result.text(ctx)
+            return result.code
+    except WorkbenchError as exc:
+        # The one place a failure becomes an exit code (exitcodes.EXIT_CODES)
+        code = EXIT_CODES[exc.kind]
+        ctx.error(exc.describe())
+        if as_json:
+            ctx.json({"error": {"kind": exc.kind.value, "message": exc.describe(), "exit_code": code}})
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return E_OK
-    except Exception:
+    except Exception as exc:
         ctx.error("internal error; please report this with the traceback below")
         traceback.print_exc(file=sys.stderr)
+        if as_json:
+            ctx.json({"error": {"kind": "internal", "message": f"{type(exc).__name__}: {exc}",
+                                "exit_code": E_INTERNAL}})
         return E_INTERNAL
-    return E_OK if code is None else int(code)
+    return E_OK if result is None else int(result)
 
 
 def _default_handler(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Context], int]:
@@ -153,10 +173,12 @@ def _default_handler(parser: argparse.ArgumentParser) -> Callable[[argparse.Name
         # No terminal (or no UI): show what the UI would open on.
         from workbench.cli.quarantine import cmd_list
 
-        listing = argparse.Namespace(query="", limit=20, offset=0, json=False)
-        code = cmd_list(listing, ctx)
+        listing = argparse.Namespace(query="", limit=20, offset=0, json=False, count=False)
+        reply = cmd_list(listing, ctx)
+        if isinstance(reply, Reply) and reply.text is not None:
+            reply.text(ctx)
         ctx.print("\n(no terminal: the UI opens when stdout is a TTY; 'workbench --help' lists commands)")
-        return code
+        return reply.code if isinstance(reply, Reply) else reply
     return run
 
 

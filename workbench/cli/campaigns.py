@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.cli.context import CommandError, Context, add_json_flag, table
-from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.cli.context import CommandError, Context, Reply, add_json_flag, table
+from workbench.exitcodes import E_FINDINGS, E_OK, E_USAGE
+from workbench.humanize import shown
 from workbench.quarantine.index import STATUSES
 from workbench.terminal_text import sparkline
 
@@ -72,159 +73,133 @@ def add_draft_options(p: argparse.ArgumentParser) -> None:
 
 
 def _time(iso: str) -> str:
-    return iso[:16].replace("T", " ")
+    return shown(iso, seconds=False)
 
 
-def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.campaigns.service import list_campaigns, parse_since
 
-    try:
-        since = parse_since(args.since)
-    except ValueError as exc:
-        raise CommandError(str(exc), E_USAGE) from exc
+    since = parse_since(args.since)
     found = list_campaigns(ctx.workspace, since=since, min_size=args.min_size, limit=args.limit)
-    if args.json:
-        ctx.json({"campaigns": found})
-        return E_OK
-    if not found:
-        ctx.print("no campaigns" + (f" active since {_time(since)}" if since else "")
-                  + " (messages join one when they share a payload, URL, template or relay)")
-        return E_OK
-    rows = [[c.id, str(c.size), f"{c.towers}/{c.servers}", _time(c.first_seen), _time(c.last_seen),
-             sparkline(c.growth, 16), ", ".join(c.reasons[:3])] for c in found]
-    ctx.print(table(rows, ["campaign", "msgs", "towers/servers", "first seen", "last seen", "growth",
-                           "linked by"], max_width={6: 48}))
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        if not found:
+            ctx.print("no campaigns" + (f" active since {_time(since)}" if since else "")
+                      + " (messages join one when they share a payload, URL, template or relay)")
+            return
+        rows = [[c.id, str(c.size), f"{c.towers}/{c.servers}", _time(c.first_seen), _time(c.last_seen),
+                 sparkline(c.growth, 16), ", ".join(c.reasons[:3])] for c in found]
+        ctx.print(table(rows, ["campaign", "msgs", "towers/servers", "first seen", "last seen", "growth",
+                               "linked by"], max_width={6: 48}))
+
+    return Reply({"campaigns": found}, text)
 
 
-def _campaign_error(exc: Exception) -> CommandError:
-    return CommandError(str(exc).strip("'\""), E_NOT_FOUND)
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int | Reply:
+    from workbench.campaigns.service import show_campaign
+
+    report = show_campaign(ctx.workspace, args.id, members=args.members)
+
+    def text(ctx: Context) -> None:
+        s = report.summary
+        for note in report.notes:
+            ctx.print(f"note: {note}")
+        ctx.print(f"campaign {s.id}: {s.size} messages, {s.towers} towers, {s.servers} servers")
+        ctx.print(f"first seen {_time(s.first_seen)}, last seen {_time(s.last_seen)}")
+        ctx.print(f"growth per hour  {sparkline(s.growth, 48)}  ({len(s.growth)} h, peak {max(s.growth, default=0)})")
+        ctx.print("\nwhy they are together (members that joined by each link):")
+        for kind, n in report.links.items():
+            from workbench.campaigns.features import KINDS
+
+            ctx.print(f"  {n:>5}  {KINDS[kind].label}")
+        if report.shared:
+            ctx.print("\nshared values:")
+            ctx.print(table([[v.kind, str(v.messages), v.value] for v in report.shared],
+                            ["kind", "msgs", "value"], max_width={2: 80}))
+        ctx.print("\nreach:")
+        ctx.print(table([[r.tower, r.server, str(r.messages)] for r in report.reach], ["tower", "server", "msgs"]))
+        ctx.print(f"\nmembers ({report.members_shown} of {s.size}):")
+        rows = [[m.sha256[:12], _time(m.seen), m.tower, m.status, m.subject,
+                 ", ".join(sorted({w.kind for w in m.why})) or "(first)"] for m in report.members]
+        ctx.print(table(rows, ["id", "seen", "tower", "status", "subject", "joined by"],
+                        max_width={4: 50, 5: 40}))
+
+    return Reply(report, text)
 
 
-def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.campaigns.service import UnknownCampaign, show_campaign
+def cmd_status(args: argparse.Namespace, ctx: Context) -> int | Reply:
+    from workbench.campaigns.service import set_campaign_status
 
-    try:
-        report = show_campaign(ctx.workspace, args.id, members=args.members)
-    except UnknownCampaign as exc:
-        raise _campaign_error(exc) from exc
-    if args.json:
-        ctx.json(report)
-        return E_OK
-    s = report.summary
-    for note in report.notes:
-        ctx.print(f"note: {note}")
-    ctx.print(f"campaign {s.id}: {s.size} messages, {s.towers} towers, {s.servers} servers")
-    ctx.print(f"first seen {_time(s.first_seen)}, last seen {_time(s.last_seen)}")
-    ctx.print(f"growth per hour  {sparkline(s.growth, 48)}  ({len(s.growth)} h, peak {max(s.growth, default=0)})")
-    ctx.print("\nwhy they are together (members that joined by each link):")
-    for kind, n in report.links.items():
-        from workbench.campaigns.features import KINDS
-
-        ctx.print(f"  {n:>5}  {KINDS[kind].label}")
-    if report.shared:
-        ctx.print("\nshared values:")
-        ctx.print(table([[v.kind, str(v.messages), v.value] for v in report.shared],
-                        ["kind", "msgs", "value"], max_width={2: 80}))
-    ctx.print("\nreach:")
-    ctx.print(table([[r.tower, r.server, str(r.messages)] for r in report.reach], ["tower", "server", "msgs"]))
-    ctx.print(f"\nmembers ({report.members_shown} of {s.size}):")
-    rows = [[m.sha256[:12], _time(m.seen), m.tower, m.status, m.subject,
-             ", ".join(sorted({w.kind for w in m.why})) or "(first)"] for m in report.members]
-    ctx.print(table(rows, ["id", "seen", "tower", "status", "subject", "joined by"],
-                    max_width={4: 50, 5: 40}))
-    return E_OK
-
-
-def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.campaigns.service import UnknownCampaign, set_campaign_status
-
-    try:
-        result = set_campaign_status(ctx.workspace, args.id, args.status, note=args.note)
-    except UnknownCampaign as exc:
-        raise _campaign_error(exc) from exc
+    result = set_campaign_status(ctx.workspace, args.id, args.status, note=args.note)
     return _triaged(args, ctx, result)
 
 
-def _triaged(args: argparse.Namespace, ctx: Context, result: BulkTriage) -> int:
-    if args.json:
-        ctx.json(result)
-    else:
+def _triaged(args: argparse.Namespace, ctx: Context, result: BulkTriage) -> int | Reply:
+    def text(ctx: Context) -> None:
         ctx.print(f"{result.campaign}: {result.action} on {len(result.changed)} messages")
-    return E_OK
+
+    return Reply(result, text)
 
 
-def cmd_tag(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.campaigns.service import UnknownCampaign, tag_campaign
+def cmd_tag(args: argparse.Namespace, ctx: Context) -> int | Reply:
+    from workbench.campaigns.service import tag_campaign
 
     if not args.add and not args.remove:
         raise CommandError("give --add TAG or --remove TAG", E_USAGE)
-    try:
-        result = tag_campaign(ctx.workspace, args.id, args.add, args.remove)
-    except UnknownCampaign as exc:
-        raise _campaign_error(exc) from exc
-    except ValueError as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
+    result = tag_campaign(ctx.workspace, args.id, args.add, args.remove)
     return _triaged(args, ctx, result)
 
 
-def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_draft(args: argparse.Namespace, ctx: Context) -> int | Reply:
     return run_campaign_draft(args, ctx, args.id)
 
 
-def run_campaign_draft(args: argparse.Namespace, ctx: Context, ident: str) -> int:
+def run_campaign_draft(args: argparse.Namespace, ctx: Context, ident: str) -> int | Reply:
     """``campaigns draft ID`` and ``rule draft --campaign ID``: one handler for both."""
     from workbench.campaigns.draft import draft_for_campaign
-    from workbench.campaigns.service import UnknownCampaign
     from workbench.cli.rules import append_to_file
-    from workbench.rules.draft import DraftError
 
-    try:
-        result = draft_for_campaign(ctx.workspace, ident, name=args.name, family=args.family,
-                                    category=args.category, clean_corpora=args.corpus,
-                                    dissect_missing=not args.no_dissect)
-    except UnknownCampaign as exc:
-        raise _campaign_error(exc) from exc
-    except DraftError as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
+    result = draft_for_campaign(ctx.workspace, ident, name=args.name, family=args.family,
+                                category=args.category, clean_corpora=args.corpus,
+                                dissect_missing=not args.no_dissect)
     if args.out:
         append_to_file(args.out, result.draft.text)
-    if args.json:
-        ctx.json(result)
-        return E_OK if result.passed else E_FINDINGS
-    ctx.print(result.draft.text.rstrip())
-    cov = result.coverage
-    ctx.print(f"\n// campaign {result.campaign}: {len(result.payloads)} {result.kind} payload(s), "
-              f"{len(result.shared)} shared strings, {result.need} needed")
-    if result.dissected:
-        ctx.print(f"// dissected {result.dissected} member(s) first")
-    ctx.print(f"// coverage: {len(cov.caught)} of {cov.members} members caught ({cov.share:.0%})")
-    for miss in cov.missed[:20]:
-        ctx.print(f"//   missed {miss.message[:12]}: {miss.reason}")
-    if result.clean_corpora:
-        ctx.print(f"// clean corpora ({', '.join(result.clean_corpora)}, {result.clean_files} files): "
-                  f"{len(result.false_positives)} hit(s)")
-        for hit in result.false_positives[:20]:
-            ctx.print(f"//   FALSE POSITIVE {hit.sha256[:12]} {hit.name} ({', '.join(hit.corpora)})")
-    else:
-        ctx.print("// no clean corpus registered: false positives not checked (workbench corpus add NAME PATH --label clean)")
-    for finding in result.draft.findings:
-        ctx.print(f"// lint {finding.id}: {finding.message}")
-    for note in [*result.notes, *result.draft.notes]:
-        ctx.print(f"// note: {note}")
-    if args.out:
-        ctx.print(f"// written to {args.out}")
-    return E_OK if result.passed else E_FINDINGS
+
+    def text(ctx: Context) -> None:
+        ctx.print(result.draft.text.rstrip())
+        cov = result.coverage
+        ctx.print(f"\n// campaign {result.campaign}: {len(result.payloads)} {result.kind} payload(s), "
+                  f"{len(result.shared)} shared strings, {result.need} needed")
+        if result.dissected:
+            ctx.print(f"// dissected {result.dissected} member(s) first")
+        ctx.print(f"// coverage: {len(cov.caught)} of {cov.members} members caught ({cov.share:.0%})")
+        for miss in cov.missed[:20]:
+            ctx.print(f"//   missed {miss.message[:12]}: {miss.reason}")
+        if result.clean_corpora:
+            ctx.print(f"// clean corpora ({', '.join(result.clean_corpora)}, {result.clean_files} files): "
+                      f"{len(result.false_positives)} hit(s)")
+            for hit in result.false_positives[:20]:
+                ctx.print(f"//   FALSE POSITIVE {hit.sha256[:12]} {hit.name} ({', '.join(hit.corpora)})")
+        else:
+            ctx.print("// no clean corpus registered: false positives not checked (workbench corpus add NAME PATH --label clean)")
+        for finding in result.draft.findings:
+            ctx.print(f"// lint {finding.id}: {finding.message}")
+        for note in [*result.notes, *result.draft.notes]:
+            ctx.print(f"// note: {note}")
+        if args.out:
+            ctx.print(f"// written to {args.out}")
+
+    return Reply(result, text, E_OK if result.passed else E_FINDINGS)
 
 
-def cmd_update(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_update(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.campaigns.service import catch_up, rebuild
 
     report = rebuild(ctx.workspace) if args.rebuild else catch_up(ctx.workspace)
-    if args.json:
-        ctx.json(report)
-    else:
+
+    def text(ctx: Context) -> None:
         ctx.print(f"{'rebuilt' if args.rebuild else 'updated'}: {report.messages} messages, "
                   f"{report.dissections} dissections taken in; {report.joined} joined a campaign, "
                   f"{report.merges} merges, {report.elapsed_ms:.0f} ms")
-    return E_OK
+
+    return Reply(report, text)

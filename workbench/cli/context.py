@@ -4,20 +4,37 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from workbench.document import dumps
+from workbench.errors import WorkbenchError
+from workbench.exitcodes import EXIT_CODES, KINDS
 from workbench.terminal_text import json_for_terminal, visible
 from workbench.workspace import Workspace
 
 
-class CommandError(Exception):
-    """A failure the user can act on: printed without a traceback, exits with ``code``."""
+class CommandError(WorkbenchError):
+    """A failure a handler finds itself (options that do not go together, a missing file):
+    printed without a traceback; ``code`` is one of the documented exit codes."""
 
     def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, kind=KINDS[code])
+
+    @property
+    def code(self) -> int:
+        return EXIT_CODES[self.kind]
+
+
+@dataclass
+class Reply:
+    """What a handler returns: the document ``--json`` prints, how to print it as text, and
+    the exit code. ``workbench.cli.main`` chooses between the two views, once for every command."""
+
+    document: Any
+    text: Callable[[Context], None] | None = None
+    code: int = 0
 
 
 @dataclass
@@ -85,7 +102,7 @@ def table(rows: list[list[str]], headers: list[str], *, max_width: dict[int, int
 
 def duration_arg(text: str) -> float:
     """An argparse type: ``90``, ``90s``, ``15m``, ``12h``, ``7d`` as seconds (positive)."""
-    from workbench.distribute.settings import parse_duration  # not for every command's start
+    from workbench.humanize import parse_duration
 
     try:
         return parse_duration(text).total_seconds()

@@ -10,9 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from workbench.cli.context import CommandError, Context, add_json_flag, table
-from workbench.corpus.registry import LABELS, CorpusError, CorpusRegistry, UnknownCorpus
-from workbench.corpus.ruleset import RulesetError
+from workbench.cli.context import CommandError, Context, Reply, add_json_flag, table
+from workbench.corpus.registry import LABELS, CorpusRegistry
 from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress
 from workbench.corpus.testing import (
     FileMatch,
@@ -21,9 +20,9 @@ from workbench.corpus.testing import (
     default_rule_paths,
     test_rules,
 )
-from workbench.dissect.render import human_size as _size
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
-from workbench.rules.policy import PolicyError
+from workbench.humanize import shown
+from workbench.humanize import size as _size
 
 if TYPE_CHECKING:    # `workbench test` imports neither the gram index (numpy) nor the quarantine
     from workbench.corpus.retrohunt import RetrohuntReport
@@ -119,17 +118,14 @@ def _on_cluster(address: str | None) -> Iterator[None]:
 # -- corpus ---------------------------------------------------------------------------
 
 
-def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_add(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with CorpusRegistry(ctx.workspace.ensure()) as registry:
         try:
             report = registry.add(args.name, args.path, args.label)
         except FileNotFoundError as exc:
             raise CommandError(str(exc), E_NOT_FOUND) from None
-        except CorpusError as exc:
-            raise CommandError(str(exc), E_CONFLICT if "labelled" in str(exc) else E_USAGE) from None
-    if args.json:
-        ctx.json(report)
-    else:
+
+    def text(ctx: Context) -> None:
         ctx.print(f"{report.name} ({report.label}): {report.added} added "
                   f"({report.new_objects} new to the store, {_size(report.bytes_added)} new to the corpus), "
                   f"{report.unchanged} unchanged, {len(report.errors)} skipped; "
@@ -138,46 +134,43 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
             ctx.print(f"  skipped {err.path}: {err.reason}")
         for note in report.notes:
             ctx.print(f"  note: {note}")
-    return E_INPUT if report.errors and not (report.added or report.unchanged) else E_OK
+
+    return Reply(report, text, E_INPUT if report.errors and not (report.added or report.unchanged) else E_OK)
 
 
-def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with CorpusRegistry(ctx.workspace) as registry:
         infos = registry.list()
-    if args.json:
-        ctx.json({"corpora": infos})
-        return E_OK
-    ctx.print(table([[i.name, i.label, str(i.files), _size(i.bytes), i.updated[:19].replace("T", " ")
-                      or ("built-in" if i.builtin else "")] for i in infos],
-                    ["NAME", "LABEL", "FILES", "SIZE", "UPDATED"]))
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        ctx.print(table([[i.name, i.label, str(i.files), _size(i.bytes), shown(i.updated)
+                          or ("built-in" if i.builtin else "")] for i in infos],
+                        ["NAME", "LABEL", "FILES", "SIZE", "UPDATED"]))
+
+    return Reply({"corpora": infos}, text)
 
 
-def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with CorpusRegistry(ctx.workspace) as registry:
-        try:
-            info = registry.info(args.name)
-            files = registry.files(args.name)
-        except UnknownCorpus:
-            raise CommandError(f"no corpus named {args.name!r} (see 'workbench corpus list')",
-                               E_NOT_FOUND) from None
+        info = registry.info(args.name)
+        files = registry.files(args.name)
     shown = files if args.limit <= 0 else files[:args.limit]
-    if args.json:
-        ctx.json({"corpus": info, "files": shown, "total": len(files)})
-        return E_OK
-    for label, value in [("name", info.name), ("label", info.label), ("files", str(info.files)),
-                         ("size", _size(info.bytes)), ("sources", ", ".join(info.sources)),
-                         ("created", info.created or "-"), ("updated", info.updated or "-")]:
-        ctx.print(f"{label:>8}: {value}")
-    ctx.print()
-    ctx.print(table([[f.sha256[:16], str(f.size), f.original_name] for f in shown],
-                    ["SHA256", "SIZE", "NAME"], max_width={2: 80}))
-    if len(shown) < len(files):
-        ctx.print(f"{len(shown)} of {len(files)} files (--limit 0 for all)")
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        for label, value in [("name", info.name), ("label", info.label), ("files", str(info.files)),
+                             ("size", _size(info.bytes)), ("sources", ", ".join(info.sources)),
+                             ("created", info.created or "-"), ("updated", info.updated or "-")]:
+            ctx.print(f"{label:>8}: {value}")
+        ctx.print()
+        ctx.print(table([[f.sha256[:16], str(f.size), f.original_name] for f in shown],
+                        ["SHA256", "SIZE", "NAME"], max_width={2: 80}))
+        if len(shown) < len(files):
+            ctx.print(f"{len(shown)} of {len(files)} files (--limit 0 for all)")
+
+    return Reply({"corpus": info, "files": shown, "total": len(files)}, text)
 
 
-def cmd_index(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_index(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
     from workbench.corpus.prefilter import index_corpora
@@ -185,24 +178,22 @@ def cmd_index(args: argparse.Namespace, ctx: Context) -> int:
     try:
         report = index_corpora(ctx.workspace.ensure(), args.names, rebuild=args.rebuild,
                                threads=args.threads, progress=_index_progress(ctx.err))
-    except UnknownCorpus as exc:
-        raise CommandError(f"no corpus named {exc.args[0]!r} (see 'workbench corpus list')",
-                           E_NOT_FOUND) from None
     except OSError as exc:
         raise CommandError(f"cannot write the n-gram index: {exc}", E_CONFLICT) from None
-    if args.json:
-        ctx.json(report)
-        return E_OK
     b, st = report.build, report.stats
-    ctx.print(f"indexed {b.indexed} of {report.files} files ({_size(b.bytes)}) in {b.seconds:.2f} s"
-              f"; {report.files - b.indexed - len(b.errors)} were indexed already")
-    for sha, reason in sorted(b.errors.items()):
-        ctx.print(f"  could not read {sha[:16]}: {reason}")
-    share = f", {100 * st.index_bytes / st.bytes_covered:.0f}% of what it covers" \
-        if st.bytes_covered else ""
-    ctx.print(f"index: {st.files} files ({_size(st.bytes_covered)}), {_size(st.index_bytes)} in "
-              f"{st.blocks} blocks{share}; {st.saturated} always scanned (too large or too varied)")
-    return E_OK if not b.errors else E_INPUT
+
+    def text(ctx: Context) -> None:
+        ctx.print(f"indexed {b.indexed} of {report.files} files ({_size(b.bytes)}) in {b.seconds:.2f} s"
+                  f"; {report.files - b.indexed - len(b.errors)} were indexed already")
+        for sha, reason in sorted(b.errors.items()):
+            ctx.print(f"  could not read {sha[:16]}: {reason}")
+        share = f", {100 * st.index_bytes / st.bytes_covered:.0f}% of what it covers" \
+            if st.bytes_covered else ""
+        ctx.print(f"index: {st.files} files ({_size(st.bytes_covered)}), {_size(st.index_bytes)} in "
+                  f"{st.blocks} blocks{share}; {st.saturated} always scanned (too large or too varied)")
+
+    # the same exit code in both views (under --json it was 0 even when files could not be read)
+    return Reply(report, text, E_OK if not b.errors else E_INPUT)
 
 
 def _index_progress(err: TextIO) -> Callable[[int, int], None] | None:
@@ -217,12 +208,7 @@ def _index_progress(err: TextIO) -> Callable[[int, int], None] | None:
 
 def cmd_remove(args: argparse.Namespace, ctx: Context) -> int:
     with CorpusRegistry(ctx.workspace) as registry:
-        try:
-            count = registry.remove(args.name)
-        except UnknownCorpus:
-            raise CommandError(f"no corpus named {args.name!r}", E_NOT_FOUND) from None
-        except CorpusError as exc:
-            raise CommandError(str(exc), E_USAGE) from None
+        count = registry.remove(args.name)
     ctx.print(f"removed corpus {args.name} ({count} files; stored objects are kept)")
     return E_OK
 
@@ -230,17 +216,10 @@ def cmd_remove(args: argparse.Namespace, ctx: Context) -> int:
 # -- test -----------------------------------------------------------------------------
 
 
-def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_test(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
-    paths = args.rules
-    if not paths:       # vendor sources: their module only when the command names no rules
-        from workbench.rules.vendor import VendorError
-
-        try:
-            paths = default_rule_paths(ctx.workspace)
-        except VendorError as exc:
-            raise CommandError(f"vendor source: {exc}", E_INPUT) from None
+    paths = args.rules or default_rule_paths(ctx.workspace)   # vendor sources only when no rules are named
     try:
         with _on_cluster(args.cluster):
             report = test_rules(ctx.workspace, paths, args.corpus, threads=args.threads,
@@ -248,18 +227,11 @@ def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
                                 use_index=not args.no_index, timeout=args.timeout)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
-    except UnknownCorpus as exc:
-        raise CommandError(f"no corpus named {exc.args[0]!r} (see 'workbench corpus list')",
-                           E_NOT_FOUND) from None
-    except RulesetError as exc:
-        raise CommandError(_not_compiled(exc), E_INPUT) from None
-    except PolicyError as exc:
-        raise CommandError(f"policy: {exc}", E_INPUT) from None
-    if args.json:
-        ctx.json(report)
-    else:
+
+    def text(ctx: Context) -> None:
         render_test(report, ctx, verbose=args.verbose)
-    return E_OK if report.passed else E_FINDINGS
+
+    return Reply(report, text, E_OK if report.passed else E_FINDINGS)
 
 
 def render_test(report: TestReport, ctx: Context, *, verbose: bool = False) -> None:
@@ -325,16 +297,10 @@ def _printable(data: bytes, limit: int = 64) -> str:
     return repr(text) + ("..." if len(data) > limit else "")
 
 
-def _not_compiled(exc: RulesetError) -> str:
-    files = {p.file for p in exc.problems if p.file}
-    head = f"rules in {len(files)} files do not compile" if len(files) > 1 else "rules do not compile"
-    return head + ":\n  " + "\n  ".join(str(p) for p in exc.problems)
-
-
 # -- retrohunt ------------------------------------------------------------------------
 
 
-def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.threads is not None and args.threads < 1:
         raise CommandError("--threads must be at least 1", E_USAGE)
     from workbench.corpus.retrohunt import retrohunt
@@ -347,21 +313,15 @@ def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int:
                                dissect_missing=not args.no_dissect)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), E_NOT_FOUND) from None
-    except RulesetError as exc:
-        raise CommandError(_not_compiled(exc), E_INPUT) from None
-    except PolicyError as exc:
-        raise CommandError(f"policy: {exc}", E_INPUT) from None
-    except ValueError as exc:
-        raise CommandError(str(exc), E_USAGE) from None
-    if args.json:
-        ctx.json(report)
-    else:
+
+    def text(ctx: Context) -> None:
         render_retrohunt(report, ctx)
-    return E_OK
+
+    return Reply(report, text)
 
 
 def render_retrohunt(report: RetrohuntReport, ctx: Context) -> None:
-    ctx.print(table([[m.sha256[:12], m.first_seen[:19].replace("T", " "), m.tower, m.status,
+    ctx.print(table([[m.sha256[:12], shown(m.first_seen), m.tower, m.status,
                       m.subject, ", ".join(sorted({x.rule for x in m.matches})),
                       ", ".join(sorted({x.artifact_name or "(message)" for x in m.matches}))]
                      for m in report.messages],

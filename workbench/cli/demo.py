@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.cli.context import CommandError, Context, add_json_flag
+from workbench.cli.context import CommandError, Context, Reply, add_json_flag
 from workbench.demo.seed import seed_demo
-from workbench.exitcodes import E_CONFLICT, E_NOT_FOUND, E_OK
+from workbench.exitcodes import E_CONFLICT, E_NOT_FOUND
 from workbench.workspace import CreatedWorkspace, create_workspace
 
 
@@ -53,42 +53,43 @@ def _create(ctx: Context, folder: Path | None, signatures_from: Path | None) -> 
         raise CommandError(str(exc), E_NOT_FOUND) from None
 
 
-def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_init(args: argparse.Namespace, ctx: Context) -> Reply:
     created = _create(ctx, args.folder, args.signatures_from)
-    if args.json:
-        ctx.json(created)
-        return E_OK
-    ctx.print(f"workspace {created.home}")
-    if created.signatures_created:
-        seeded = f", a copy of {created.seeded_from}" if created.seeded_from else ""
-        ctx.print(f"signature repository {created.signatures}: a new git repository{seeded}")
-    else:
-        ctx.print(f"signature repository {created.signatures}: already there, left as it is")
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        ctx.print(f"workspace {created.home}")
+        if created.signatures_created:
+            seeded = f", a copy of {created.seeded_from}" if created.seeded_from else ""
+            ctx.print(f"signature repository {created.signatures}: a new git repository{seeded}")
+        else:
+            ctx.print(f"signature repository {created.signatures}: already there, left as it is")
+
+    return Reply(created, text)
 
 
-def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_demo(args: argparse.Namespace, ctx: Context) -> int | Reply:
     created = _create(ctx, None, args.signatures_from)
     report = seed_demo(ctx.workspace, messages=args.messages, force=args.force,
                        dissect=not args.no_dissect)
-    if args.json and not args.open:
-        ctx.json(report)
-        return E_OK
-    if created.signatures_created:
-        ctx.print(f"signature repository {created.signatures}: a new git repository"
-                  + (f", a copy of {created.seeded_from}" if created.seeded_from else ""))
-    if report.skipped:
-        ctx.print(f"demo quarantine already seeded in {report.home}/quarantine (use --force to add more)")
-    else:
-        s = report.ingest
-        ctx.print(f"wrote {report.messages_written} spool files and {report.failed_written} junk "
-                  f"files; ingest: accepted {s.accepted}, duplicates {s.duplicates}, "
-                  f"flagged {s.flagged}, failed {s.failed}; dissected {report.dissected}")
-    for name, count in report.corpora.items():
-        ctx.print(f"corpus {name}: {count} files")
+
+    def text(ctx: Context) -> None:
+        if created.signatures_created:
+            ctx.print(f"signature repository {created.signatures}: a new git repository"
+                      + (f", a copy of {created.seeded_from}" if created.seeded_from else ""))
+        if report.skipped:
+            ctx.print(f"demo quarantine already seeded in {report.home}/quarantine (use --force to add more)")
+        else:
+            s = report.ingest
+            ctx.print(f"wrote {report.messages_written} spool files and {report.failed_written} junk "
+                      f"files; ingest: accepted {s.accepted}, duplicates {s.duplicates}, "
+                      f"flagged {s.flagged}, failed {s.failed}; dissected {report.dissected}")
+        for name, count in report.corpora.items():
+            ctx.print(f"corpus {name}: {count} files")
+
     if args.open:
+        text(ctx)           # the UI takes the terminal next: what was seeded, said first
         return _open_with_lab(args, ctx)
-    return E_OK
+    return Reply(report, text)
 
 
 def _open_with_lab(args: argparse.Namespace, ctx: Context) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,12 +11,14 @@ from typing import TYPE_CHECKING
 from workbench.cli.context import (
     CommandError,
     Context,
+    Reply,
     accept_query_terms,
     add_json_flag,
     duration_arg,
     table,
 )
-from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.exitcodes import E_INPUT, E_USAGE
+from workbench.humanize import iso_seconds, utc_now
 
 if TYPE_CHECKING:
     from workbench.dissect.model import Dissection, Limits
@@ -60,12 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _limits(args: argparse.Namespace, ctx: Context) -> Limits:
     from workbench.dissect.model import Limits
-    from workbench.dissect.sandbox import REQUIRE, SandboxUnavailable, workspace_mode
+    from workbench.dissect.sandbox import REQUIRE, workspace_mode
 
-    try:
-        mode = REQUIRE if args.require_sandbox else workspace_mode(ctx.workspace)
-    except SandboxUnavailable as exc:
-        raise CommandError(str(exc), E_CONFLICT) from None
+    mode = REQUIRE if args.require_sandbox else workspace_mode(ctx.workspace)
     if args.depth is None:
         return Limits(sandbox=mode)
     if not 0 <= args.depth <= Limits.HARD_MAX_DEPTH:
@@ -83,16 +83,11 @@ def _warn_unsandboxed(ctx: Context, isolation: str) -> None:
                  "--require-sandbox refuses instead.")
 
 
-def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.dissect.sandbox import SandboxUnavailable
-
-    try:
-        return _dissect(args, ctx)
-    except SandboxUnavailable as exc:
-        raise CommandError(f"refused: {exc}", E_CONFLICT) from None
+def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int | Reply:
+    return _dissect(args, ctx)
 
 
-def _dissect(args: argparse.Namespace, ctx: Context) -> int:
+def _dissect(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.all:
         return _dissect_all(args, ctx)
     if args.query or args.since is not None or args.limit is not None or args.jobs is not None:
@@ -103,7 +98,6 @@ def _dissect(args: argparse.Namespace, ctx: Context) -> int:
     from workbench.quarantine.targets import (
         MESSAGE,
         OBJECT,
-        TargetNotFound,
         plain_file,
         resolve_target,
     )
@@ -118,10 +112,7 @@ def _dissect(args: argparse.Namespace, ctx: Context) -> int:
     from workbench.quarantine.service import Quarantine
 
     with Quarantine.open(ctx.workspace) as q:
-        try:
-            target = resolve_target(q, args.target, files=True)
-        except TargetNotFound as exc:
-            raise CommandError(str(exc), E_NOT_FOUND) from None
+        target = resolve_target(q, args.target, files=True)   # TargetNotFound: not-found
         if target.kind == MESSAGE:
             result = dissect_message(q, target.sha256, limits=limits, use_cache=not args.no_cache)
         elif target.kind == OBJECT:
@@ -149,34 +140,30 @@ def _dissect_file(ctx: Context, path: Path, limits: Limits) -> Dissection:
     return dissect_bytes(data, path.name, store=None, limits=limits, as_message=looks_like_mail(data) is None)
 
 
-def _show(args: argparse.Namespace, ctx: Context, result: Dissection) -> int:
+def _show(args: argparse.Namespace, ctx: Context, result: Dissection) -> int | Reply:
     from workbench.dissect.render import render_tree
 
-    if args.json:
-        ctx.json(result)
-    else:
+    def text(ctx: Context) -> None:
         ctx.print(render_tree(result))
-    return E_OK
+
+    return Reply(result, text)
 
 
-def _dissect_all(args: argparse.Namespace, ctx: Context) -> int:
+def _dissect_all(args: argparse.Namespace, ctx: Context) -> int | Reply:
     import os
     import time
 
     from workbench.dissect.catalog import CatalogProgress, catalog_all, undissected
-    from workbench.quarantine.query import QueryError, parse_query
+    from workbench.quarantine.query import parse_query
 
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1 or (args.limit is not None and args.limit < 0):
         raise CommandError("--jobs must be 1 or more and --limit 0 or more", E_USAGE)
     query = args.query
     if args.since is not None:
-        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - args.since))
+        since = iso_seconds(utc_now() - dt.timedelta(seconds=args.since), zone=False)
         query = f"{query} after:{since}".strip()
-    try:
-        parse_query(query)
-    except QueryError as exc:
-        raise CommandError(f"query: {exc}", E_USAGE) from None
+    parse_query(query)        # a query error is the user's, before any work starts
     todo = undissected(ctx.workspace, query, limit=args.limit)
     last = 0.0
 
@@ -199,13 +186,13 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int:
         from workbench.dissect.worker import default_pool
 
         _warn_unsandboxed(ctx, default_pool(limits.sandbox).isolation)
-    if args.json:
-        ctx.json({"dissected": count, "jobs": jobs, "seconds": round(seconds, 3)})
-    else:
+
+    def text(ctx: Context) -> None:
         ctx.err.write("\n" if count else "")
         ctx.print(f"dissected {count} message(s) into the catalog with {jobs} job(s) "
                   f"in {seconds:.1f}s")
-    return E_OK
+
+    return Reply({"dissected": count, "jobs": jobs, "seconds": round(seconds, 3)}, text)
 
 
 def _stored_name(ctx: Context, sha256: str) -> str:
@@ -215,33 +202,30 @@ def _stored_name(ctx: Context, sha256: str) -> str:
     return parents[0].filename if parents else ""
 
 
-def cmd_strings(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_strings(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.dissect.strings import extract_strings
     from workbench.quarantine.service import Quarantine
 
     if args.min_len < 1:
         raise CommandError("--min-len must be at least 1", E_USAGE)
-    from workbench.quarantine.targets import TargetNotFound, resolve_target
+    from workbench.quarantine.targets import resolve_target
 
     with Quarantine.open(ctx.workspace) as q:
-        try:
-            target = resolve_target(q, args.sha256).sha256
-        except TargetNotFound as exc:
-            raise CommandError(str(exc), E_NOT_FOUND) from None
+        target = resolve_target(q, args.sha256).sha256
         if args.suggest:
             return _suggest(args, ctx, target)
         data = q.store.read(target)
     found = extract_strings(data, min_len=args.min_len, wide=args.wide, offset=args.offset, limit=args.limit)
-    if args.json:
-        ctx.json({"sha256": target, "min_len": args.min_len, "wide": args.wide, "offset": args.offset,
-                  "strings": [{"offset": s.offset, "encoding": s.encoding, "text": s.text} for s in found]})
-        return E_OK
-    for s in found:
-        ctx.print(f"{s.offset:>10x}  {'W' if s.encoding == 'utf-16le' else 'A'}  {s.text}")
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        for s in found:
+            ctx.print(f"{s.offset:>10x}  {'W' if s.encoding == 'utf-16le' else 'A'}  {s.text}")
+
+    return Reply({"sha256": target, "min_len": args.min_len, "wide": args.wide, "offset": args.offset,
+                  "strings": [{"offset": s.offset, "encoding": s.encoding, "text": s.text} for s in found]}, text)
 
 
-def _suggest(args: argparse.Namespace, ctx: Context, sha256: str) -> int:
+def _suggest(args: argparse.Namespace, ctx: Context, sha256: str) -> int | Reply:
     try:
         suggest = importlib.import_module("workbench.rules.suggest")
     except ModuleNotFoundError as exc:
@@ -250,10 +234,10 @@ def _suggest(args: argparse.Namespace, ctx: Context, sha256: str) -> int:
         raise
     report = suggest.suggest_for_artifact(ctx.workspace, sha256, min_len=args.min_len, wide=args.wide,
                                           limit=args.limit or 50)
-    if args.json:
-        ctx.json(report)
-        return E_OK
-    ctx.print(table([[f"{c.score:.2f}", c.encoding, f"{c.offset:x}", str(c.goodware_count), c.text,
-                      ", ".join(c.reasons)] for c in report.candidates],
-                    ["SCORE", "ENC", "OFFSET", "GOODWARE", "STRING", "WHY"], max_width={4: 60, 5: 60}))
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        ctx.print(table([[f"{c.score:.2f}", c.encoding, f"{c.offset:x}", str(c.goodware_count), c.text,
+                          ", ".join(c.reasons)] for c in report.candidates],
+                        ["SCORE", "ENC", "OFFSET", "GOODWARE", "STRING", "WHY"], max_width={4: 60, 5: 60}))
+
+    return Reply(report, text)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.cli.context import CommandError, Context, add_json_flag
-from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK
+from workbench.cli.context import CommandError, Context, Reply, add_json_flag
+from workbench.exitcodes import E_NOT_FOUND
 
 
 def register(rs: argparse._SubParsersAction) -> None:
@@ -23,32 +23,26 @@ def register(rs: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_disable)
 
 
-def cmd_disable(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_disable(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.release.emergency import DISABLED, emergency_disable, set_rule_status
-    from workbench.release.service import ReleaseRefused
 
     if not args.emergency:
         path = _rule_file(ctx, args.rule)
-        try:
-            path.write_text(set_rule_status(path.read_text(encoding="utf-8"), args.rule, DISABLED),
-                            encoding="utf-8")
-        except ReleaseRefused as exc:
-            raise CommandError(exc.reason, E_INPUT) from None
-        if args.json:
-            ctx.json({"rule": args.rule, "file": str(path), "status": DISABLED})
-        else:
+        # ReleaseRefused from the rule's own text is about the input: it says what to fix
+        changed = set_rule_status(path.read_text(encoding="utf-8"), args.rule, DISABLED)
+        path.write_text(changed, encoding="utf-8")
+
+        def disabled(ctx: Context) -> None:
             ctx.print(f"{args.rule}: status DISABLED in {path}; commit and release it "
                       "(or use --emergency to take it off the fleet now)")
-        return E_OK
-    try:
-        outcome = emergency_disable(ctx.workspace, args.rule, message=args.message)
-    except ReleaseRefused as exc:
-        raise CommandError(exc.reason, E_CONFLICT) from None
+
+        return Reply({"rule": args.rule, "file": str(path), "status": DISABLED}, disabled)
+    outcome = emergency_disable(ctx.workspace, args.rule, message=args.message)   # ReleaseRefused: conflict
     published = None
     if not args.no_publish:
         from workbench.distribute.repository import (
-            RepositoryError,
             UpdateRepository,
+            UpdateRepositoryError,
             publish_bundle,
         )
 
@@ -56,22 +50,23 @@ def cmd_disable(args: argparse.Namespace, ctx: Context) -> int:
         if repo.exists():
             try:
                 published = publish_bundle(repo, Path(outcome.bundle_path))
-            except RepositoryError as exc:
-                raise CommandError(f"released {outcome.tag} but not published: {exc}",
-                                   E_CONFLICT) from None
-    if args.json:
-        ctx.json({"emergency": outcome, "published": published})
-        return E_OK
-    ctx.print(f"{outcome.tag}: {args.rule} disabled (was shipping in signatures-{outcome.previous_serial}); "
-              f"{outcome.rules_shipped} rules ship; skipped: {', '.join(outcome.skipped)}")
-    ctx.print(f"committed {outcome.branch_commit[:12]} ({outcome.file}, CHANGELOG.md); "
-              f"tag on {outcome.commit[:12]}")
-    if published is not None:
-        ctx.print(f"published serial {outcome.serial}: towers waiting on the repository get it now")
-    elif not args.no_publish:
-        ctx.print("no update repository in this workspace: publish it with "
-                  f"`workbench publish {outcome.serial}`")
-    return E_OK
+            except UpdateRepositoryError as exc:
+                # the release exists now: say so, in the error's own kind
+                raise UpdateRepositoryError(f"released {outcome.tag} but not published: {exc.message}",
+                                            kind=exc.kind) from exc
+
+    def text(ctx: Context) -> None:
+        ctx.print(f"{outcome.tag}: {args.rule} disabled (was shipping in signatures-{outcome.previous_serial}); "
+                  f"{outcome.rules_shipped} rules ship; skipped: {', '.join(outcome.skipped)}")
+        ctx.print(f"committed {outcome.branch_commit[:12]} ({outcome.file}, CHANGELOG.md); "
+                  f"tag on {outcome.commit[:12]}")
+        if published is not None:
+            ctx.print(f"published serial {outcome.serial}: towers waiting on the repository get it now")
+        elif not args.no_publish:
+            ctx.print("no update repository in this workspace: publish it with "
+                      f"`workbench publish {outcome.serial}`")
+
+    return Reply({"emergency": outcome, "published": published}, text)
 
 
 def _rule_file(ctx: Context, rule: str) -> Path:

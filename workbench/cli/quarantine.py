@@ -10,6 +10,7 @@ from pathlib import Path
 from workbench.cli.context import (
     CommandError,
     Context,
+    Reply,
     accept_query_terms,
     add_json_flag,
     duration_arg,
@@ -26,16 +27,11 @@ from workbench.exitcodes import (
     E_REMOTE,
     E_USAGE,
 )
-from workbench.quarantine.access import AccessError
-from workbench.quarantine.index import STATUSES, AmbiguousId, UnknownId
+from workbench.humanize import shown, stamp
+from workbench.quarantine.index import STATUSES
 from workbench.quarantine.ingest import DEFAULT_MAX_MESSAGE, IngestSummary, ingest_paths
-from workbench.quarantine.query import QueryError, parse_query
-from workbench.quarantine.service import (
-    IndexSettingError,
-    Quarantine,
-    QuarantineUnavailable,
-    stamp,
-)
+from workbench.quarantine.query import parse_query
+from workbench.quarantine.service import Quarantine
 from workbench.quarantine.watch import DEFAULT_INTERVAL, DEFAULT_SETTLE, DrainResult, SpoolWatcher
 from workbench.terminal_text import json_for_terminal, visible
 
@@ -120,31 +116,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(ctx: Context) -> Quarantine:
-    try:
-        q = Quarantine.open(ctx.workspace)
-    except AccessError as exc:
-        raise CommandError(str(exc), E_CONFLICT) from None
-    except IndexSettingError as exc:
-        raise CommandError(str(exc), E_USAGE) from None
+    q = Quarantine.open(ctx.workspace)     # AccessError: conflict; IndexSettingError: usage
     if q.index_address:
         import psycopg
 
         try:
             q.index   # noqa: B018 -- connect now, to say plainly when the server is not there
         except psycopg.OperationalError as exc:
+            q.close()
             raise CommandError(f"the quarantine index cannot be reached: {exc}".strip(),
                                E_REMOTE) from None
     return q
 
 
 def _resolve(q: Quarantine, ident: str) -> str:
-    try:
-        return q.resolve(ident)
-    except (UnknownId, AmbiguousId) as exc:
-        raise CommandError(str(exc.args[0]), E_NOT_FOUND) from None
+    return q.resolve(ident)
 
 
-def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with _open(ctx) as q:
         try:
             summary = ingest_paths(q, args.paths, tower=args.tower, server=args.server,
@@ -152,16 +141,13 @@ def cmd_ingest(args: argparse.Namespace, ctx: Context) -> int:
                                    actor="ingest")
         except FileNotFoundError as exc:
             raise CommandError(str(exc), E_NOT_FOUND) from None
-        except QuarantineUnavailable as exc:
-            raise CommandError(f"{exc.reason} (that batch was not taken; nothing of it is lost)",
-                               E_CONFLICT) from None
-    if args.json:
-        ctx.json(summary)
-    else:
+
+    def text(ctx: Context) -> None:
         ctx.print(_summary_line(summary))
         for f in summary.failures:
             ctx.print(f"  failed: {f.source}: {f.reason} (kept as quarantine/{f.stored_as})")
-    return E_INPUT if summary.failed and not summary.messages else E_OK
+
+    return Reply(summary, text, E_INPUT if summary.failed and not summary.messages else E_OK)
 
 
 def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
@@ -225,11 +211,8 @@ def _summary_line(summary: IngestSummary) -> str:
             f"repeated {summary.repeated}, flagged {summary.flagged}, failed {summary.failed}")
 
 
-def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        query = parse_query(args.query)
-    except QueryError as exc:
-        raise CommandError(f"query: {exc}", E_USAGE) from None
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
+    query = parse_query(args.query)
     if args.limit < 0 or args.offset < 0:
         raise CommandError("--limit and --offset must be 0 or more", E_USAGE)
     with _open(ctx) as q:
@@ -237,19 +220,19 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
         total = listed_total(args.offset, args.limit, len(rows))
         if total is None and args.count:
             total = q.index.count(query)
-    if args.json:
-        ctx.json({"query": args.query, "total": total, "offset": args.offset, "messages": rows})
-        return E_OK
-    ctx.print(table(
-        [[r.sha256[:12], r.first_seen[:19].replace("T", " "), r.tower, r.server, r.reason,
-          r.status, r.from_addr, r.subject, ", ".join(r.attachment_names)] for r in rows],
-        ["ID", "RECEIVED", "TOWER", "SERVER", "REASON", "STATUS", "FROM", "SUBJECT", "ATTACHMENTS"],
-        max_width={6: 32, 7: 48, 8: 40}))
-    if total is not None:
-        ctx.print(f"{len(rows)} of {total} messages")
-    else:
-        ctx.print(f"{len(rows)} messages from {args.offset + 1}, more follow (--count counts them)")
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        ctx.print(table(
+            [[r.sha256[:12], shown(r.first_seen), r.tower, r.server, r.reason,
+              r.status, r.from_addr, r.subject, ", ".join(r.attachment_names)] for r in rows],
+            ["ID", "RECEIVED", "TOWER", "SERVER", "REASON", "STATUS", "FROM", "SUBJECT", "ATTACHMENTS"],
+            max_width={6: 32, 7: 48, 8: 40}))
+        if total is not None:
+            ctx.print(f"{len(rows)} of {total} messages")
+        else:
+            ctx.print(f"{len(rows)} messages from {args.offset + 1}, more follow (--count counts them)")
+
+    return Reply({"query": args.query, "total": total, "offset": args.offset, "messages": rows}, text)
 
 
 def listed_total(offset: int, limit: int, found: int) -> int | None:
@@ -260,36 +243,36 @@ def listed_total(offset: int, limit: int, found: int) -> int | None:
     return None
 
 
-def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with _open(ctx) as q:
         sha = _resolve(q, args.id)
         row = q.index.get(sha)
         sightings = q.index.sightings(sha)
         audit = q.index.audit(sha)
-    if args.json:
-        ctx.json({"message": row, "sightings": sightings, "audit": audit})
-        return E_OK
-    for label, value in [
-        ("sha256", row.sha256), ("message-id", row.message_id), ("from", row.from_addr),
-        ("to", row.to_addrs), ("subject", row.subject), ("date", row.date or "-"),
-        ("size", str(row.size)), ("status", row.status), ("tags", ", ".join(row.tags) or "-"),
-        ("reason", row.reason), ("first seen", row.first_seen), ("last seen", row.last_seen),
-        ("sightings", str(row.sightings)),
-        ("attachments", ", ".join(row.attachment_names) or "-"),
-    ]:
-        # One line per field, always: a decoded subject may carry a newline that would
-        # otherwise print a fake "status:" line under it.
-        ctx.print(f"{label:>12}: {visible(value)}")
-    for defect in row.defects:
-        ctx.print(f"{'defect':>12}: {visible(defect)}")
-    ctx.print("\nsightings:")
-    for s in sightings:
-        ctx.print("  " + visible(f"{s.seen_at}  {s.tower}/{s.server}  {s.reason}  {s.source}"))
-    ctx.print("\naudit:")
-    for a in audit:
-        note = f"  note: {a.note}" if a.note else ""
-        ctx.print("  " + visible(f"{a.at}  {a.actor}  {a.action}  {a.detail}{note}"))
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        for label, value in [
+            ("sha256", row.sha256), ("message-id", row.message_id), ("from", row.from_addr),
+            ("to", row.to_addrs), ("subject", row.subject), ("date", row.date or "-"),
+            ("size", str(row.size)), ("status", row.status), ("tags", ", ".join(row.tags) or "-"),
+            ("reason", row.reason), ("first seen", row.first_seen), ("last seen", row.last_seen),
+            ("sightings", str(row.sightings)),
+            ("attachments", ", ".join(row.attachment_names) or "-"),
+        ]:
+            # One line per field, always: a decoded subject may carry a newline that would
+            # otherwise print a fake "status:" line under it.
+            ctx.print(f"{label:>12}: {visible(value)}")
+        for defect in row.defects:
+            ctx.print(f"{'defect':>12}: {visible(defect)}")
+        ctx.print("\nsightings:")
+        for s in sightings:
+            ctx.print("  " + visible(f"{s.seen_at}  {s.tower}/{s.server}  {s.reason}  {s.source}"))
+        ctx.print("\naudit:")
+        for a in audit:
+            note = f"  note: {a.note}" if a.note else ""
+            ctx.print("  " + visible(f"{a.at}  {a.actor}  {a.action}  {a.detail}{note}"))
+
+    return Reply({"message": row, "sightings": sightings, "audit": audit}, text)
 
 
 def cmd_set_status(args: argparse.Namespace, ctx: Context) -> int:
@@ -305,10 +288,7 @@ def cmd_tag(args: argparse.Namespace, ctx: Context) -> int:
     remove = [t[1:] for t in args.tags if t.startswith("-")]
     with _open(ctx) as q:
         sha = _resolve(q, args.id)
-        try:
-            tags = q.tag(sha, add, remove)
-        except ValueError as exc:
-            raise CommandError(str(exc), E_USAGE) from None
+        tags = q.tag(sha, add, remove)
     ctx.print(f"{sha[:12]} tags: {', '.join(tags) or '-'}")
     return E_OK
 
@@ -321,7 +301,7 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     return E_OK
 
 
-def cmd_fsck(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_fsck(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with _open(ctx) as q:
         report = q.fsck(verify_hashes=not args.quick, repair=args.repair)
         if args.repair and report.repaired:
@@ -329,9 +309,8 @@ def cmd_fsck(args: argparse.Namespace, ctx: Context) -> int:
             report.unindexed_sightings = after.unindexed_sightings
             report.unjournaled_sightings = after.unjournaled_sightings
             report.torn_journal_lines = after.torn_journal_lines
-    if args.json:
-        ctx.json({"ok": report.ok, **to_data(report)})
-    else:
+
+    def text(ctx: Context) -> None:
         ctx.print(f"objects {report.objects}, indexed messages {report.messages}, "
                   f"failed inputs {report.failed_inputs}, tmp leftovers removed {report.tmp_leftovers}")
         for sha in report.corrupt_objects:
@@ -355,28 +334,29 @@ def cmd_fsck(args: argparse.Namespace, ctx: Context) -> int:
         for done in report.repaired:
             ctx.print(f"repaired: {done}")
         ctx.print("ok" if report.ok else "problems found")
-    return E_OK if report.ok else E_FINDINGS
+
+    return Reply({"ok": report.ok, **to_data(report)}, text, E_OK if report.ok else E_FINDINGS)
 
 
-def cmd_reindex(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_reindex(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with _open(ctx) as q:
         report = q.reindex()
-    if args.json:
-        ctx.json(report)
-    else:
+
+    def text(ctx: Context) -> None:
         ctx.print(f"reindexed {report.messages} messages, {report.sightings} sightings, "
                   f"{report.status_changes} status changes, {report.failed} failed inputs")
         for sha in report.missing_objects:
             ctx.print(f"MISSING  {sha}: journaled but no object")
-    return E_FINDINGS if report.missing_objects else E_OK
+
+    return Reply(report, text, E_FINDINGS if report.missing_objects else E_OK)
 
 
-def cmd_failed(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_failed(args: argparse.Namespace, ctx: Context) -> int | Reply:
     with _open(ctx) as q:
         rows = q.index.failed(limit=args.limit)
-    if args.json:
-        ctx.json({"failed": rows})
-        return E_OK
-    ctx.print(table([[f.at[:19], f.tower, f.server, str(f.size), f.reason, f.stored_as] for f in rows],
-                    ["AT", "TOWER", "SERVER", "SIZE", "REASON", "KEPT AS"], max_width={4: 50}))
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        ctx.print(table([[shown(f.at), f.tower, f.server, str(f.size), f.reason, f.stored_as] for f in rows],
+                        ["AT", "TOWER", "SERVER", "SIZE", "REASON", "KEPT AS"], max_width={4: 50}))
+
+    return Reply({"failed": rows}, text)

@@ -8,16 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.cli.context import CommandError, Context, add_json_flag, table
+from workbench.cli.context import CommandError, Context, Reply, add_json_flag, table
 from workbench.document import dumps
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
+from workbench.humanize import shown
 from workbench.release.bundle import BundleError, bundle_name, load_extracted, open_bundle
 from workbench.release.corpora import write_corpora
 from workbench.release.hooks import install_hook
 from workbench.release.render import render_junit, render_sarif, render_text
-from workbench.release.repository import RepositoryError, SignatureRepository
+from workbench.release.repository import SignatureRepository
 from workbench.release.service import ReleaseOutcome, ReleaseRefused, make_release, revert_release
-from workbench.release.store import ReleaseNotFound, ReleaseStore
+from workbench.release.store import ReleaseStore
 from workbench.release.validate import ValidationReport, validate
 
 if TYPE_CHECKING:
@@ -116,11 +117,8 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
                                E_USAGE)
         outputs.append((fmt, Path(file)))
     progress = _progress(ctx)          # stderr: the --json or SARIF document is not touched
-    try:
-        report = validate(root, changed_since=args.changed_since, base=args.base, scan_corpus=not args.no_corpus,
-                          threads=args.threads, progress=progress)
-    except RepositoryError as exc:
-        raise CommandError(str(exc), E_NOT_FOUND if "unknown revision" in str(exc) else E_CONFLICT) from None
+    report = validate(root, changed_since=args.changed_since, base=args.base, scan_corpus=not args.no_corpus,
+                      threads=args.threads, progress=progress)
     top = SignatureRepository(root).repo
     sarif_root = Path(top.working_tree_dir) if top is not None and top.working_tree_dir else root
     for fmt, file in outputs:
@@ -143,10 +141,7 @@ def _render(report: ValidationReport, fmt: str, sarif_root: Path, verbose: bool)
 
 
 def cmd_hooks_install(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        done = install_hook(ctx.workspace.signatures, force=args.force)
-    except RepositoryError as exc:
-        raise CommandError(str(exc), E_CONFLICT) from None
+    done = install_hook(ctx.workspace.signatures, force=args.force)
     ctx.print(f"{'updated' if done.replaced else 'installed'} pre-commit hook {done.path}")
     if done.backup:
         ctx.print(f"the previous hook was moved to {done.backup}")
@@ -169,11 +164,9 @@ def cmd_revert(args: argparse.Namespace, ctx: Context) -> int:
 def _run(ctx: Context, as_json: bool, action: Callable[[], ReleaseOutcome]) -> int:
     try:
         outcome = action()
-    except ReleaseNotFound as exc:
-        raise CommandError(str(exc), E_NOT_FOUND) from None
     except ReleaseRefused as exc:
         return _refused(exc, ctx, as_json)
-    except (RepositoryError, BundleError) as exc:
+    except BundleError as exc:        # a bundle this release cannot build: the state refuses it
         raise CommandError(str(exc), E_CONFLICT) from None
     _print_outcome(outcome, ctx, as_json)
     return E_OK
@@ -205,49 +198,46 @@ def _print_outcome(o: ReleaseOutcome, ctx: Context, as_json: bool) -> None:
             ctx.print(f"  {line}")
 
 
-def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int | Reply:
     releases = ReleaseStore(ctx.workspace).list()
-    if args.json:
-        ctx.json({"releases": releases})
-        return E_OK
-    ctx.print(table([[str(r.serial), r.created.replace("T", " ").rstrip("Z"), r.commit[:12], str(r.rule_count),
-                      f"revert to {r.reverts}" if r.reverts else "", r.message]
-                     for r in reversed(releases)],
-                    ["SERIAL", "CREATED", "COMMIT", "RULES", "REVERT", "MESSAGE"], max_width={5: 60}))
-    ctx.print(f"{len(releases)} releases")
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        ctx.print(table([[str(r.serial), shown(r.created), r.commit[:12], str(r.rule_count),
+                          f"revert to {r.reverts}" if r.reverts else "", r.message]
+                         for r in reversed(releases)],
+                        ["SERIAL", "CREATED", "COMMIT", "RULES", "REVERT", "MESSAGE"], max_width={5: 60}))
+        ctx.print(f"{len(releases)} releases")
+
+    return Reply({"releases": releases}, text)
 
 
-def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        release = ReleaseStore(ctx.workspace).get(args.serial)
-    except ReleaseNotFound as exc:
-        raise CommandError(str(exc), E_NOT_FOUND) from None
-    if args.json:
-        ctx.json({"release": release, "manifest": release.manifest, "changelog": release.changelog})
-        return E_OK
-    m = release.manifest
-    for label, value in [("serial", str(release.serial)), ("tag", release.tag), ("commit", release.commit),
-                         ("created", release.created), ("built", release.built),
-                         ("message", release.message or "-"),
-                         ("reverts", f"signatures-{release.reverts}" if release.reverts else "-"),
-                         ("bundle", str(release.bundle_path)), ("sha256", release.bundle_sha256),
-                         ("size", f"{release.bundle_size} bytes"), ("libyara", m.libyara_version),
-                         ("tool", m.tool_version), ("rules", str(m.rule_count)),
-                         ("self-tests", str(len(m.selftest)))]:
-        ctx.print(f"{label:>10}: {value}")
-    ctx.print("")
-    ctx.print(table([[r.name, r.status, r.fingerprint[:16], r.file] for r in m.rules],
-                    ["RULE", "STATUS", "FINGERPRINT", "FILE"]))
-    ctx.print("")
-    ctx.print(f"changes: {release.changelog.summary()}")
-    for line in release.changelog.lines():
-        if line:
-            ctx.print(f"  {line}")
-    return E_OK
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int | Reply:
+    release = ReleaseStore(ctx.workspace).get(args.serial)
+
+    def text(ctx: Context) -> None:
+        m = release.manifest
+        for label, value in [("serial", str(release.serial)), ("tag", release.tag), ("commit", release.commit),
+                             ("created", release.created), ("built", release.built),
+                             ("message", release.message or "-"),
+                             ("reverts", f"signatures-{release.reverts}" if release.reverts else "-"),
+                             ("bundle", str(release.bundle_path)), ("sha256", release.bundle_sha256),
+                             ("size", f"{release.bundle_size} bytes"), ("libyara", m.libyara_version),
+                             ("tool", m.tool_version), ("rules", str(m.rule_count)),
+                             ("self-tests", str(len(m.selftest)))]:
+            ctx.print(f"{label:>10}: {value}")
+        ctx.print("")
+        ctx.print(table([[r.name, r.status, r.fingerprint[:16], r.file] for r in m.rules],
+                        ["RULE", "STATUS", "FINGERPRINT", "FILE"]))
+        ctx.print("")
+        ctx.print(f"changes: {release.changelog.summary()}")
+        for line in release.changelog.lines():
+            if line:
+                ctx.print(f"  {line}")
+
+    return Reply({"release": release, "manifest": release.manifest, "changelog": release.changelog}, text)
 
 
-def cmd_changes(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_changes(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.release.worktree import file_diff, read_signatures
 
     view = read_signatures(ctx.workspace)
@@ -256,22 +246,26 @@ def cmd_changes(args: argparse.Namespace, ctx: Context) -> int:
     if args.diff:
         if not (view.root / args.diff).exists() and not any(c.file == args.diff for c in view.changes):
             raise CommandError(f"no file {args.diff} in {view.root}", E_NOT_FOUND)
-        ctx.out.write(file_diff(ctx.workspace, args.diff, view.base).rstrip("\n") + "\n")
-        return E_OK
-    if args.json:
-        ctx.json(view)
-        return E_OK
-    since = f"since {view.base}" if view.base else "(no release yet)" if view.latest is None \
-        else f"since signatures-{view.latest.serial} (its tag is missing)"
-    ctx.print(f"{view.root} · branch {view.branch or '-'} · head {view.head or '-'} · changes {since}")
-    if view.problem:
-        ctx.warn(view.problem)
-    ctx.print(table([[c.kind, c.rule or "-", c.file, _status_text(c), _version_text(c), c.git or "committed"]
-                     for c in view.changes],
-                    ["CHANGE", "RULE", "FILE", "STATUS", "VERSION", "GIT"], max_width={1: 48, 2: 48}))
-    uncommitted = len(view.uncommitted)
-    ctx.print(f"{len(view.changes)} changes, {uncommitted} uncommitted file(s), {view.ships} rules ship")
-    return E_OK
+        diff = file_diff(ctx.workspace, args.diff, view.base).rstrip("\n") + "\n"
+
+        def diff_text(ctx: Context) -> None:
+            ctx.out.write(diff)
+
+        return Reply({"file": args.diff, "base": view.base, "diff": diff}, diff_text)
+
+    def text(ctx: Context) -> None:
+        since = f"since {view.base}" if view.base else "(no release yet)" if view.latest is None \
+            else f"since signatures-{view.latest.serial} (its tag is missing)"
+        ctx.print(f"{view.root} · branch {view.branch or '-'} · head {view.head or '-'} · changes {since}")
+        if view.problem:
+            ctx.warn(view.problem)
+        ctx.print(table([[c.kind, c.rule or "-", c.file, _status_text(c), _version_text(c), c.git or "committed"]
+                         for c in view.changes],
+                        ["CHANGE", "RULE", "FILE", "STATUS", "VERSION", "GIT"], max_width={1: 48, 2: 48}))
+        uncommitted = len(view.uncommitted)
+        ctx.print(f"{len(view.changes)} changes, {uncommitted} uncommitted file(s), {view.ships} rules ship")
+
+    return Reply(view, text)
 
 
 def _status_text(c: Change) -> str:
@@ -286,37 +280,39 @@ def _version_text(c: Change) -> str:
     return c.version
 
 
-def cmd_commit(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_commit(args: argparse.Namespace, ctx: Context) -> int | Reply:
+    from workbench.release.repository import SignatureRepositoryError
     from workbench.release.worktree import commit_changes
 
     try:
         outcome = commit_changes(ctx.workspace, args.message, progress=_progress(ctx))
-    except RepositoryError as exc:
-        code = E_OK if str(exc).startswith("nothing to commit") else E_CONFLICT
-        if code == E_OK:
-            ctx.print(str(exc))
-            return code
-        raise CommandError(str(exc), code) from None
-    if args.json:
-        ctx.json(outcome)
-    elif outcome.committed:
-        ctx.print(f"committed {outcome.commit[:12]}: {outcome.message.splitlines()[0]} "
-                  f"({len(outcome.files)} file(s))")
-    elif outcome.check is not None:
-        ctx.print(render_text(outcome.check))
-    if not outcome.committed:
-        errors = outcome.check.errors if outcome.check is not None else 0
-        raise CommandError(f"not committed: {errors} error(s) in the changed rules", E_FINDINGS)
-    return E_OK
+    except SignatureRepositoryError as exc:
+        if not str(exc).startswith("nothing to commit"):
+            raise                   # no git repository: conflict
+        nothing = str(exc)
+
+        def nothing_text(ctx: Context) -> None:
+            ctx.print(nothing)
+
+        return Reply({"committed": False, "message": nothing}, nothing_text)
+
+    def text(ctx: Context) -> None:
+        if outcome.committed:
+            ctx.print(f"committed {outcome.commit[:12]}: {outcome.message.splitlines()[0]} "
+                      f"({len(outcome.files)} file(s))")
+        elif outcome.check is not None:
+            ctx.print(render_text(outcome.check))
+        if not outcome.committed:
+            errors = outcome.check.errors if outcome.check is not None else 0
+            ctx.error(f"not committed: {errors} error(s) in the changed rules")
+
+    return Reply(outcome, text, E_OK if outcome.committed else E_FINDINGS)
 
 
-def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_verify(args: argparse.Namespace, ctx: Context) -> int | Reply:
     path = Path(args.bundle)
     if args.bundle.isdigit() and not path.exists():
-        try:
-            path = ReleaseStore(ctx.workspace).get(int(args.bundle)).bundle_path
-        except ReleaseNotFound as exc:
-            raise CommandError(str(exc), E_NOT_FOUND) from None
+        path = ReleaseStore(ctx.workspace).get(int(args.bundle)).bundle_path
     if not path.is_file():
         raise CommandError(f"no bundle {path}", E_NOT_FOUND)
     try:
@@ -325,26 +321,25 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
             loaded = load_extracted(bundle.extract_to(Path(tmp) / "bundle"))
     except BundleError as exc:
         raise CommandError(f"{path.name}: refused: {exc.reason}", E_INPUT) from None
-    if args.json:
-        ctx.json({"bundle": str(path), "sha256": bundle.sha256, "serial": bundle.manifest.serial,
+
+    def text(ctx: Context) -> None:
+        expected = bundle_name(bundle.manifest.serial)
+        note = f" (named {path.name}, expected {expected})" if path.name != expected else ""
+        ctx.print(f"{path.name}: OK{note}: serial {bundle.manifest.serial}, {loaded.rule_count} rules loaded from "
+                  f"{loaded.loaded_from}, {len(loaded.selftest)} self-tests passed")
+        if loaded.fallback_reason:
+            ctx.print(f"  {loaded.fallback_reason}")
+
+    return Reply({"bundle": str(path), "sha256": bundle.sha256, "serial": bundle.manifest.serial,
                   "rules": loaded.rule_count, "loaded_from": loaded.loaded_from,
-                  "fallback_reason": loaded.fallback_reason, "selftest": loaded.selftest})
-        return E_OK
-    expected = bundle_name(bundle.manifest.serial)
-    note = f" (named {path.name}, expected {expected})" if path.name != expected else ""
-    ctx.print(f"{path.name}: OK{note}: serial {bundle.manifest.serial}, {loaded.rule_count} rules loaded from "
-              f"{loaded.loaded_from}, {len(loaded.selftest)} self-tests passed")
-    if loaded.fallback_reason:
-        ctx.print(f"  {loaded.fallback_reason}")
-    return E_OK
+                  "fallback_reason": loaded.fallback_reason, "selftest": loaded.selftest}, text)
 
 
-def cmd_corpora(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_corpora(args: argparse.Namespace, ctx: Context) -> int | Reply:
     folder = ctx.workspace.signatures / "corpora"
     report = write_corpora(folder, check=args.check)
-    if args.json:
-        ctx.json(report)
-    else:
+
+    def text(ctx: Context) -> None:
         for rel in report.written:
             ctx.print(f"wrote {rel}")
         for rel in report.differing:
@@ -353,4 +348,5 @@ def cmd_corpora(args: argparse.Namespace, ctx: Context) -> int:
             ctx.print(f"kept (not built here): {rel}")
         ctx.print(f"{len(report.unchanged)} unchanged, {len(report.written)} written, "
                   f"{len(report.differing)} differ in {folder}")
-    return E_FINDINGS if args.check and not report.ok else E_OK
+
+    return Reply(report, text, E_FINDINGS if args.check and not report.ok else E_OK)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.context import CommandError, Context, add_json_flag
-from workbench.exitcodes import E_CONFLICT, E_OK
+from workbench.cli.context import Context, Reply, add_json_flag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,33 +25,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_set, stage="halted")
 
 
-def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_status(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.repository import UpdateRepository
 
     repo = UpdateRepository.for_workspace(ctx.workspace)
     targets = [t for t in repo.targets() if t.rollout is not None] if repo.exists() else []
-    if args.json:
-        ctx.json([{"serial": t.serial, **t.rollout.to_custom()} for t in targets if t.rollout])
-        return E_OK
-    if not targets:
-        ctx.print("no canary releases")
-    for t in targets:
-        assert t.rollout is not None
-        ctx.print(f"serial {t.serial}: {t.rollout.stage} on {', '.join(t.rollout.canaries)} since "
-                  f"{t.rollout.since}" + (f": {t.rollout.reason}" if t.rollout.reason else ""))
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        if not targets:
+            ctx.print("no canary releases")
+        for t in targets:
+            assert t.rollout is not None
+            ctx.print(f"serial {t.serial}: {t.rollout.stage} on {', '.join(t.rollout.canaries)} since "
+                      f"{t.rollout.since}" + (f": {t.rollout.reason}" if t.rollout.reason else ""))
+
+    return Reply([{"serial": t.serial, **t.rollout.to_custom()} for t in targets if t.rollout], text)
 
 
-def cmd_set(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.distribute.repository import RepositoryError, UpdateRepository
+def cmd_set(args: argparse.Namespace, ctx: Context) -> int | Reply:
+    from workbench.distribute.repository import UpdateRepository
 
-    try:
-        target = UpdateRepository.for_workspace(ctx.workspace).set_rollout(
-            args.serial, args.stage, reason=args.reason)
-    except RepositoryError as exc:
-        raise CommandError(str(exc), E_CONFLICT) from None
-    if args.json:
-        ctx.json(target)
-    else:
+    # not a canary release, or already promoted/halted: UpdateRepositoryError (conflict)
+    target = UpdateRepository.for_workspace(ctx.workspace).set_rollout(
+        args.serial, args.stage, reason=args.reason)
+
+    def text(ctx: Context) -> None:
         ctx.print(f"serial {target.serial}: {args.stage} (signed; towers see it on their next look)")
-    return E_OK
+
+    return Reply(target, text)

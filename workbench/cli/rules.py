@@ -9,18 +9,17 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from workbench.cli.context import CommandError, Context, add_json_flag, table
-from workbench.document import dumps
+from workbench.cli.context import CommandError, Context, Reply, add_json_flag, table
 from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
-from workbench.rules.draft import DraftError, draft, load_samples
-from workbench.rules.findings import Baseline, BaselineError, LintReport
+from workbench.rules.draft import draft, load_samples
+from workbench.rules.findings import Baseline, LintReport
 from workbench.rules.fmt import format_paths
 from workbench.rules.goodware import GoodwareDB, goodware_path
 from workbench.rules.lint import YARAX_MEMO, check_catalog
 from workbench.rules.parse import iter_rule_paths, parse_file
-from workbench.rules.policy import Policy, PolicyError
+from workbench.rules.policy import Policy
 from workbench.rules.sarif import to_sarif
-from workbench.rules.vendor import VendorError, VendorSet, lint_by_source, source_summary
+from workbench.rules.vendor import VendorSet, lint_by_source, source_summary
 
 BASELINE_FILE = "lint-baseline.json"
 
@@ -104,10 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _policy(ctx: Context, path: Path | None) -> Policy:
-    try:
-        return Policy.load(path if path is not None else ctx.workspace.signatures)
-    except PolicyError as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
+    return Policy.load(path if path is not None else ctx.workspace.signatures)
 
 
 def _targets(ctx: Context, paths: list[Path]) -> list[Path]:
@@ -139,20 +135,14 @@ def cmd_lint(args: argparse.Namespace, ctx: Context) -> int:
     if not args.no_baseline and args.write_baseline is None:
         path = args.baseline or (ctx.workspace.signatures / BASELINE_FILE)
         if args.baseline is not None or path.exists():
-            try:
-                baseline = Baseline.load(path)
-            except BaselineError as exc:
-                raise CommandError(str(exc), E_INPUT) from exc
+            baseline = Baseline.load(path)
     try:
         files = [parse_file(p) for p in iter_rule_paths(targets)]
     except OSError as exc:
         raise CommandError(f"cannot read {exc.filename}: {exc.strerror}", E_INPUT) from exc
     if not files:
         raise CommandError("no *.yar or *.yara files found", E_NOT_FOUND)
-    try:
-        vendors = VendorSet.load(ctx.workspace.signatures) if args.policy is None else None
-    except VendorError as exc:
-        raise CommandError(f"vendor source: {exc}", E_INPUT) from exc
+    vendors = VendorSet.load(ctx.workspace.signatures) if args.policy is None else None
     report = lint_by_source(files, policy, vendors, baseline=baseline, memo=ctx.workspace.state / YARAX_MEMO)
     if args.write_baseline is not None:
         accepted = Baseline.from_findings(report.findings)
@@ -194,22 +184,18 @@ def render_lint(report: LintReport) -> str:
 # -- fmt ----------------------------------------------------------------------------------------
 
 
-def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int | Reply:
     targets = _targets(ctx, args.paths)
     policy = _policy(ctx, None) if args.update_meta else None
-    try:
-        vendors = VendorSet.load(ctx.workspace.signatures)
-    except VendorError as exc:
-        raise CommandError(f"vendor source: {exc}", E_INPUT) from exc
+    vendors = VendorSet.load(ctx.workspace.signatures)
     from workbench.release.released import released_rules
 
     signatures = ctx.workspace.signatures
     report = format_paths(targets, check=args.check, meta=args.update_meta, policy=policy,
                           vendor=lambda path: vendors.source_of(path) is not None,
                           released=lambda path: released_rules(signatures, path))
-    if args.json:
-        ctx.json(report)
-    else:
+
+    def text(ctx: Context) -> None:
         verb = "would reformat" if args.check else "reformatted"
         for path in report.changed:
             ctx.print(f"{verb} {_display(path)}")
@@ -218,15 +204,15 @@ def cmd_fmt(args: argparse.Namespace, ctx: Context) -> int:
         ctx.print(f"{report.checked} file(s) checked, {len(report.changed)} {verb}"
                   + (f", {len(report.errors)} with errors" if report.errors else "")
                   + (f"; {len(report.vendor)} vendor file(s) left as upstream" if report.vendor else ""))
-    if report.errors:
-        return E_INPUT
-    return E_FINDINGS if args.check and report.changed else E_OK
+
+    code = E_INPUT if report.errors else E_FINDINGS if args.check and report.changed else E_OK
+    return Reply(report, text, code)
 
 
 # -- vendor sources -----------------------------------------------------------------------------
 
 
-def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_import(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.update and not args.name:
         raise CommandError("--update needs --name (see `workbench rule sources`)", E_USAGE)
     if not args.update and not args.source:
@@ -237,65 +223,59 @@ def cmd_import(args: argparse.Namespace, ctx: Context) -> int:
     signatures = ctx.workspace.signatures
     if not signatures.is_dir():
         raise CommandError(f"no signature repository at {signatures}", E_NOT_FOUND)
-    try:
-        report = import_source(signatures, args.source, name=args.name, commit=args.commit, update=args.update,
-                               threads=args.threads)
-    except (VendorError, PolicyError) as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
-    if args.json:
-        ctx.json(report)
-        return E_OK
-    origin = f"{report.origin}" + (f" at {report.commit[:12]}" if report.commit else "")
-    ctx.print(f"{'updated' if report.update else 'imported'} {report.name} from {origin}: "
-              f"{report.files} files, {report.rules} rules, {report.shipping} ship")
-    ctx.print(f"licence: {report.licence or 'unknown'}"
-              + (f" ({report.licence_file})" if report.licence_file else "")
-              + (f"; {report.attribution}" if report.attribution else ""))
-    if report.update:
-        ctx.print(f"upstream: {len(report.changed)} changed, {len(report.added)} added, "
-                  f"{len(report.removed)} removed, {report.unchanged} unchanged")
-        for label, names in (("changed", report.changed), ("added", report.added), ("removed", report.removed)):
-            for name in names:
-                ctx.print(f"  {label:8} {name}")
-    if report.held_files:
-        ctx.print(f"held back (not compiled, not shipped): {len(report.held_files)} file(s)")
-        for h in report.held_files:
-            ctx.print(f"  {h.file}: {h.reason}")
-    if report.held_rules:
-        ctx.print(f"held back (match the clean corpora): {len(report.held_rules)} rule(s)")
-        for r in report.held_rules:
-            ctx.print(f"  {r.rule} ({r.file}): {', '.join(r.evidence[:3])}"
-                      + (f" and {len(r.evidence) - 3} more" if len(r.evidence) > 3 else ""))
-    for note in report.notes:
-        ctx.warn(note)
-    return E_OK
+    report = import_source(signatures, args.source, name=args.name, commit=args.commit, update=args.update,
+                           threads=args.threads)
+
+    def text(ctx: Context) -> None:
+        origin = f"{report.origin}" + (f" at {report.commit[:12]}" if report.commit else "")
+        ctx.print(f"{'updated' if report.update else 'imported'} {report.name} from {origin}: "
+                  f"{report.files} files, {report.rules} rules, {report.shipping} ship")
+        ctx.print(f"licence: {report.licence or 'unknown'}"
+                  + (f" ({report.licence_file})" if report.licence_file else "")
+                  + (f"; {report.attribution}" if report.attribution else ""))
+        if report.update:
+            ctx.print(f"upstream: {len(report.changed)} changed, {len(report.added)} added, "
+                      f"{len(report.removed)} removed, {report.unchanged} unchanged")
+            for label, names in (("changed", report.changed), ("added", report.added), ("removed", report.removed)):
+                for name in names:
+                    ctx.print(f"  {label:8} {name}")
+        if report.held_files:
+            ctx.print(f"held back (not compiled, not shipped): {len(report.held_files)} file(s)")
+            for h in report.held_files:
+                ctx.print(f"  {h.file}: {h.reason}")
+        if report.held_rules:
+            ctx.print(f"held back (match the clean corpora): {len(report.held_rules)} rule(s)")
+            for r in report.held_rules:
+                ctx.print(f"  {r.rule} ({r.file}): {', '.join(r.evidence[:3])}"
+                          + (f" and {len(r.evidence) - 3} more" if len(r.evidence) > 3 else ""))
+        for note in report.notes:
+            ctx.warn(note)
+
+    return Reply(report, text)
 
 
-def cmd_sources(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        vendors = VendorSet.load(ctx.workspace.signatures)
-    except VendorError as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
+def cmd_sources(args: argparse.Namespace, ctx: Context) -> int | Reply:
+    vendors = VendorSet.load(ctx.workspace.signatures)
     rows = [source_summary(s) for s in vendors]
-    if args.json:
-        ctx.json({"sources": rows})
-        return E_OK
-    if not rows:
-        ctx.print("no vendor sources (import one with `workbench rule import SOURCE`)")
-        return E_OK
-    ctx.print(table([[r["name"], r["origin"] + (f"@{r['commit'][:12]}" if r["commit"] else ""),
-                      r["licence"] or "?", str(r["rules"]), str(r["shipping"]), str(r["held"])] for r in rows],
-                    ["NAME", "ORIGIN", "LICENCE", "RULES", "SHIP", "HELD"]))
-    for r in rows:
-        if r["attribution"]:
-            ctx.print(f"{r['name']}: {r['attribution']}")
-    return E_OK
+
+    def text(ctx: Context) -> None:
+        if not rows:
+            ctx.print("no vendor sources (import one with `workbench rule import SOURCE`)")
+            return
+        ctx.print(table([[r["name"], r["origin"] + (f"@{r['commit'][:12]}" if r["commit"] else ""),
+                          r["licence"] or "?", str(r["rules"]), str(r["shipping"]), str(r["held"])] for r in rows],
+                        ["NAME", "ORIGIN", "LICENCE", "RULES", "SHIP", "HELD"]))
+        for r in rows:
+            if r["attribution"]:
+                ctx.print(f"{r['name']}: {r['attribution']}")
+
+    return Reply({"sources": rows}, text)
 
 
 # -- draft --------------------------------------------------------------------------------------
 
 
-def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_draft(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.campaign:
         if args.samples or args.strings or args.strong or args.hexes:
             raise CommandError("--campaign chooses its own samples and strings: "
@@ -307,25 +287,19 @@ def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
     if not args.samples:
         raise CommandError("give --from SHA256 (a sample) or --campaign ID", E_USAGE)
     policy = _policy(ctx, None)
-    try:
-        samples = load_samples(ctx.workspace, args.samples, source=args.source)
-    except DraftError as exc:
-        raise CommandError(str(exc), E_NOT_FOUND) from exc
+    samples = load_samples(ctx.workspace, args.samples, source=args.source)
     gw = GoodwareDB.open_for(ctx.workspace, readonly=True)
     try:
         result = draft(samples, strings=args.strings, hexes=args.hexes, strong=args.strong, name=args.name,
                        category=args.category, family=args.family, detail=args.detail,
                        description=args.description, author=args.author, policy=policy, goodware=gw)
-    except DraftError as exc:
-        raise CommandError(str(exc), E_INPUT) from exc
     finally:
         if gw is not None:
             gw.close()
     if args.out is not None:
         append_to_file(args.out, result.text)
-    if args.json:
-        ctx.json(result)
-    else:
+
+    def text(ctx: Context) -> None:
         if args.out is None:
             ctx.out.write(result.text)
         else:
@@ -334,7 +308,8 @@ def cmd_draft(args: argparse.Namespace, ctx: Context) -> int:
             ctx.warn(note)
         for f in result.findings:
             ctx.warn(f"lint {f.severity} {f.id}: {f.message}")
-    return E_OK
+
+    return Reply(result, text)
 
 
 def append_to_file(path: Path, text: str) -> None:
@@ -353,14 +328,14 @@ def append_to_file(path: Path, text: str) -> None:
 # -- checks and goodware ---------------------------------------------------------------------------
 
 
-def cmd_checks(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_checks(args: argparse.Namespace, ctx: Context) -> int | Reply:
     catalog = check_catalog()
-    if args.json:
-        ctx.print(dumps(catalog))
-    else:
+
+    def text(ctx: Context) -> None:
         ctx.print(table([[c["id"], c["severity"], c["title"], c["hint"]] for c in catalog],
                         ["ID", "SEVERITY", "CHECK", "FIX"], max_width={3: 70}))
-    return E_OK
+
+    return Reply(catalog, text)
 
 
 def _clean_files(ctx: Context, paths: list[Path]) -> Iterator[tuple[str, bytes]]:
@@ -375,15 +350,15 @@ def _clean_files(ctx: Context, paths: list[Path]) -> Iterator[tuple[str, bytes]]
             yield hashlib.sha256(data).hexdigest(), data
 
 
-def cmd_goodware(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_goodware(args: argparse.Namespace, ctx: Context) -> int | Reply:
     ctx.workspace.ensure()
     with GoodwareDB(goodware_path(ctx.workspace)) as gw:
         added = gw.add_files(_clean_files(ctx, args.paths)) if args.paths else 0
         stats = gw.stats()
-    if args.json:
-        ctx.json({"added": added, **stats.__dict__})
-    else:
+
+    def text(ctx: Context) -> None:
         if args.paths:
             ctx.print(f"added {added} new clean file(s)")
         ctx.print(f"{stats.path}: {stats.files} clean file(s), {stats.strings} distinct string(s)")
-    return E_OK
+
+    return Reply({"added": added, **stats.__dict__}, text)

@@ -6,8 +6,9 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from workbench.cli.context import CommandError, Context, add_json_flag, table
-from workbench.exitcodes import E_FINDINGS, E_OK, E_REMOTE
+from workbench.cli.context import Context, Reply, add_json_flag, table
+from workbench.exitcodes import E_FINDINGS, E_OK
+from workbench.humanize import shown
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_health)
 
 
-def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
+def cmd_health(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.distribute.health import build_health, quarantine_verdicts
 
     telemetry = _telemetry(ctx, args)
@@ -41,9 +42,8 @@ def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
     if args.flagged:
         report = type(report)(report.window_hours, report.messages_scanned, report.corpus,
                               [h for h in report.rules if h.flag])
-    if args.json:
-        ctx.json(report)
-    else:
+
+    def text(ctx: Context) -> None:
         rows = [[h.rule, h.status or "-", f"{h.lint_errors}/{h.lint_warnings}",
                  "-" if h.ms_per_mib is None else f"{h.ms_per_mib:g}",
                  "-" if h.true_positives is None else f"{h.true_positives}/{h.false_positives}/{h.false_negatives}",
@@ -60,19 +60,17 @@ def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
         if flagged:
             ctx.print(f"{len(flagged)} rule(s) flagged: `workbench rule disable ID --emergency` takes "
                       "one off the fleet now")
-    return E_FINDINGS if any(h.flag for h in report.rules) else E_OK
+
+    return Reply(report, text, E_FINDINGS if any(h.flag for h in report.rules) else E_OK)
 
 
 def _telemetry(ctx: Context, args: argparse.Namespace) -> Any:
     from workbench.distribute.telemetry import FleetRules, RuleTelemetry
 
     if args.url:
-        from workbench.distribute.client import ClientError, fetch_rules
+        from workbench.distribute.client import fetch_rules
 
-        try:
-            return fetch_rules(args.url, hours=args.hours)
-        except ClientError as exc:
-            raise CommandError(str(exc), E_REMOTE) from None
+        return fetch_rules(args.url, hours=args.hours)      # ClientError: remote
     from workbench.distribute.fleet import FleetStore
 
     path = ctx.workspace.state / "fleet.sqlite"
@@ -102,4 +100,4 @@ def _quarantine_rows(ctx: Context) -> list[tuple[str, str]]:
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    return shown(dt.datetime.fromtimestamp(ts, dt.UTC), seconds=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import signal
 import threading
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 from workbench.cli.context import CommandError, Context
 from workbench.exitcodes import E_OK, E_USAGE
+from workbench.humanize import iso_seconds
 
 
 def register(ts: argparse._SubParsersAction) -> None:
@@ -33,15 +33,12 @@ def _host_port(text: str, what: str) -> tuple[str, int]:
 
 
 def cmd_tower_scan(args: argparse.Namespace, ctx: Context) -> int:
-    from workbench.cli.distribute import _tower_config
-    from workbench.distribute.scanner import ScanConfig, ScanConfigError
+    from workbench.cli.tower import _tower_config
+    from workbench.distribute.scanner import ScanConfig
     from workbench.distribute.smtp_filter import TowerScanService
 
     tower = _tower_config(args.config)
-    try:
-        config = ScanConfig.load(args.scanner_config) if args.scanner_config else ScanConfig()
-    except ScanConfigError as exc:
-        raise CommandError(str(exc), E_USAGE) from None
+    config = ScanConfig.load(args.scanner_config) if args.scanner_config else ScanConfig()   # ScanConfigError: usage
     changes: dict[str, Any] = {}
     if args.listen:
         changes["listen_host"], changes["listen_port"] = _host_port(args.listen, "--listen")
@@ -51,8 +48,7 @@ def cmd_tower_scan(args: argparse.Namespace, ctx: Context) -> int:
     stop = threading.Event()
 
     def log(message: str) -> None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        ctx.err.write(f"{stamp} {message}\n")
+        ctx.err.write(f"{iso_seconds()} {message}\n")
         ctx.err.flush()
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from workbench.corpus.database import open_database, transaction
 from workbench.document import iso, utcnow
+from workbench.errors import Kind, WorkbenchError
 from workbench.workspace import Workspace
 
 if TYPE_CHECKING:    # the gram index needs numpy: imported when a corpus is added, not to test
@@ -113,12 +114,19 @@ CREATE TABLE IF NOT EXISTS member_lists (
 _TRIGGERS_VERSION = "t2"       # in every state: values stamped by the first triggers are never reused
 
 
-class CorpusError(ValueError):
+class CorpusError(WorkbenchError, ValueError):
     """A corpus request that cannot be done (bad name or label, label conflict)."""
 
+    kind = Kind.USAGE
 
-class UnknownCorpus(KeyError):
+
+class UnknownCorpus(WorkbenchError, KeyError):
     """No corpus of that name."""
+
+    kind = Kind.NOT_FOUND
+
+    def describe(self) -> str:
+        return f"no corpus named {self.message!r} (see 'workbench corpus list')"
 
 
 @dataclass(frozen=True)
@@ -270,7 +278,7 @@ class CorpusRegistry:
             row = db.execute("SELECT label, sources FROM corpora WHERE name=?", (name,)).fetchone()
             if row is not None and row["label"] != label:
                 raise CorpusError(f"corpus {name!r} is labelled {row['label']}; "
-                                  f"remove it first to relabel it {label}")
+                                  f"remove it first to relabel it {label}", kind=Kind.CONFLICT)
             sources = json.loads(row["sources"]) if row else []
             if str(root) not in sources:
                 sources.append(str(root))

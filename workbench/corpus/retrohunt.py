@@ -95,7 +95,7 @@ def retrohunt(workspace: Workspace, rule_paths: Iterable[Path | str], *,
     With ``use_index``, a hunt with few new rules reads only the files the gram index
     says they could match (messages and artifacts are indexed the first time).
     Raises ``RulesetError`` for rules that do not compile, ``ScanCancelled`` on cancel
-    and ValueError for a tag the quarantine refuses.
+    and ``BadTag`` for a tag the quarantine refuses.
     """
     started = time.monotonic()
     if externals is None:           # as test, validate and release compile them

@@ -27,6 +27,7 @@ import yara
 from workbench.corpus import runmemo
 from workbench.corpus.scanner import SCAN_ENGINE, ScanRules, compile_scanner
 from workbench.durable import atomic_write
+from workbench.errors import Kind, WorkbenchError
 from workbench.rules.compiler_messages import libyara_message, undefined_identifier
 from workbench.rules.parse import RULE_SUFFIXES, RuleFile, RuleSource, parse_file
 
@@ -59,13 +60,20 @@ class RuleProblem:
         return f"{self.file}:{self.line}: {self.message}"
 
 
-class RulesetError(ValueError):
+class RulesetError(WorkbenchError, ValueError):
     """The rules cannot be compiled; ``problems`` says where and why."""
+
+    kind = Kind.INPUT
 
     def __init__(self, problems: Sequence[RuleProblem]):
         self.problems = list(problems)
         super().__init__("; ".join(str(p) for p in self.problems[:5]) +
                          (f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""))
+
+    def describe(self) -> str:
+        files = {p.file for p in self.problems if p.file}
+        head = f"rules in {len(files)} files do not compile" if len(files) > 1 else "rules do not compile"
+        return head + ":\n  " + "\n  ".join(str(p) for p in self.problems)
 
 
 class RuleSummary(NamedTuple):

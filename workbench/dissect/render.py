@@ -3,15 +3,7 @@
 from __future__ import annotations
 
 from workbench.dissect.model import OK, Artifact, Dissection
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+from workbench.humanize import size as human_size
 
 
 def report_facts(report: object) -> list[str]:

@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workbench.errors import Kind, WorkbenchError
+
 if TYPE_CHECKING:
     from workbench.workspace import Workspace
 
@@ -43,8 +45,11 @@ SETTINGS_FILE = "workbench.toml"          # HOME/workbench.toml: [dissect] sandb
 log = logging.getLogger("workbench.dissect")
 
 
-class SandboxUnavailable(Exception):
+class SandboxUnavailable(WorkbenchError):
     """The sandbox is required (``--require-sandbox`` or the workspace setting) but cannot run here."""
+
+    kind = Kind.CONFLICT
+    topic = "refused"
 
 
 def is_sandboxed(isolation: str) -> bool:

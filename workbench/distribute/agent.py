@@ -57,6 +57,7 @@ from workbench.distribute.scanner import read_stats, scanner_dir
 from workbench.distribute.telemetry import trim_for_report
 from workbench.distribute.tower_config import TowerConfig
 from workbench.document import iso, utcnow
+from workbench.humanize import shown
 from workbench.release.bundle import (
     BundleError,
     LoadedRuleset,
@@ -394,7 +395,7 @@ class TowerAgent:
                 return False
             if signed.is_expired(now):
                 raise AttemptFailed(
-                    f"refused: {role} metadata expired at {signed.expires:%Y-%m-%d %H:%M}Z and the "
+                    f"refused: {role} metadata expired at {shown(signed.expires, seconds=False)}Z and the "
                     "server offers nothing newer (repository not refreshed, or a freeze attack)",
                     transient=False)
         return True

@@ -10,13 +10,16 @@ import httpx
 import workbench
 from workbench.distribute.fleet import FleetEvent, FleetReport, FleetState, parse_time
 from workbench.distribute.telemetry import FleetRules
+from workbench.errors import Kind, WorkbenchError
 
 USER_AGENT = f"workbench/{workbench.__version__}"
 DEFAULT_TIMEOUT = 10.0
 
 
-class ClientError(Exception):
+class ClientError(WorkbenchError):
     """The server could not be reached (``status`` 0) or refused the request."""
+
+    kind = Kind.REMOTE
 
     def __init__(self, message: str, status: int = 0):
         super().__init__(message)

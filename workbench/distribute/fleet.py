@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from workbench import humanize
 from workbench.distribute import telemetry
 from workbench.document import to_data
 from workbench.workspace import Workspace
@@ -248,16 +249,6 @@ def parse_time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _ago(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
-
-
 def classify(record: ServerRecord, newest_serial: int | None, now: float,
              thresholds: FleetThresholds = DEFAULT_THRESHOLDS,
              canary: Canary | None = None) -> tuple[Health, str]:
@@ -266,12 +257,12 @@ def classify(record: ServerRecord, newest_serial: int | None, now: float,
     against that instead."""
     age = now - record.reported_at
     if age > thresholds.silent_after:
-        return Health.RED, f"silent for {_ago(age)}"
+        return Health.RED, f"silent for {humanize.age(age)}"
     if record.state == "failed":
         what = f" serial {record.target_serial}" if record.target_serial is not None else ""
         return Health.RED, f"failed{what}: {record.error or 'no reason given'}"
     if age > thresholds.stale_after:
-        return Health.YELLOW, f"last report {_ago(age)} ago"
+        return Health.YELLOW, f"last report {humanize.age(age)} ago"
     if record.state == "updating":
         return Health.YELLOW, f"updating to {record.target_serial}"
     if canary is not None and record.tower in canary.towers and record.serial == canary.serial:

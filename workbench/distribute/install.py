@@ -27,17 +27,22 @@ from typing import Any
 
 from workbench.distribute import crashpoints
 from workbench.durable import atomic_write, fsync_path
+from workbench.errors import Kind, WorkbenchError
 from workbench.release.bundle import BundleError, Manifest, read_manifest, verify_extracted
 
 PINNED_ROOT = "pinned-root.json"
 
 
-class AgentBusy(Exception):
+class AgentBusy(WorkbenchError):
     """Another agent holds the install folder's lock."""
 
+    kind = Kind.CONFLICT
 
-class DamagedInstall(Exception):
+
+class DamagedInstall(WorkbenchError):
     """``current`` is missing its target, or its files no longer match the manifest."""
+
+    kind = Kind.LOCAL
 
 
 @dataclass

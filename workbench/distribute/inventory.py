@@ -23,13 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.distribute.tokens import NAME
+from workbench.errors import Kind, WorkbenchError
 
 SUFFIXES = (".toml", ".csv")
 MAX_BYTES = 16 * 1024 * 1024
 
 
-class InventoryError(Exception):
+class InventoryError(WorkbenchError):
     """A file that cannot be read as an inventory; the message says where."""
+
+    kind = Kind.INPUT
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,16 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
+from workbench.errors import Kind, WorkbenchError
+
 ROLES = ("root", "targets", "snapshot", "timestamp")
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
 
 
-class KeyringError(Exception):
+class KeyringError(WorkbenchError):
     """A key that is missing, unreadable or not the one the root metadata trusts."""
+
+    kind = Kind.CONFLICT
 
 
 class KeyRing:

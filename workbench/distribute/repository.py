@@ -48,6 +48,8 @@ from workbench.distribute import crashpoints
 from workbench.distribute.keys import ROLES, KeyRing, KeyringError
 from workbench.distribute.settings import RepositorySettings
 from workbench.durable import LockBusy, atomic_write, file_lock, fsync_path
+from workbench.errors import Kind, WorkbenchError
+from workbench.humanize import shown, utc_day
 from workbench.release.bundle import BundleError, open_bundle
 from workbench.workspace import Workspace
 
@@ -59,16 +61,22 @@ ROOT_WARNING = dt.timedelta(days=30)
 ROTATION_COMMIT = "COMMIT"       # in .rotation/: the rotation is decided; apply it (again)
 
 
-class RepositoryError(Exception):
+class UpdateRepositoryError(WorkbenchError):
     """The repository cannot do what was asked; the message says why and what to do."""
 
+    kind = Kind.CONFLICT
 
-class NoRepository(RepositoryError):
+
+class NoRepository(UpdateRepositoryError):
     """``workbench keys init`` has not been run (or the metadata is gone)."""
 
+    kind = Kind.NOT_FOUND
 
-class InvalidBundle(RepositoryError):
+
+class InvalidBundle(UpdateRepositoryError):
     """The file to publish is not a valid release bundle."""
+
+    kind = Kind.INPUT
 
 
 ROLLOUT_STAGES = ("canary", "all", "halted")
@@ -246,7 +254,7 @@ class UpdateRepository:
         except FileNotFoundError:
             raise NoRepository(f"{path} is missing; run `workbench keys init` first") from None
         except (OSError, TufRepositoryError, ValueError) as exc:
-            raise RepositoryError(f"{path} is unreadable: {exc}") from None
+            raise UpdateRepositoryError(f"{path} is unreadable: {exc}") from None
 
     def root_md(self) -> Metadata[Root]:
         return cast("Metadata[Root]", self._read("root.json"))
@@ -308,11 +316,11 @@ class UpdateRepository:
                                     keyids=list(root.roles[role].keyids),
                                     key_online=online, key_trusted=trusted))
             if s.expires <= now:
-                warnings.append(f"{role} metadata expired at {s.expires:%Y-%m-%d %H:%M}Z: "
+                warnings.append(f"{role} metadata expired at {shown(s.expires, seconds=False)}Z: "
                                 + ("run `workbench keys renew-root`" if role == "root"
                                    else "run `workbench publish --refresh`"))
         if now < root.expires <= now + ROOT_WARNING:
-            warnings.append(f"root metadata expires {root.expires:%Y-%m-%d}; bring the root key "
+            warnings.append(f"root metadata expires {utc_day(root.expires)}; bring the root key "
                             "online and run `workbench keys renew-root`")
         targets = self.targets()
         pending = self.pending_rotation()
@@ -335,7 +343,7 @@ class UpdateRepository:
                 self._recover_rotation()
                 yield
         except LockBusy:
-            raise RepositoryError("another publish is running on this repository") from None
+            raise UpdateRepositoryError("another publish is running on this repository") from None
 
     def _write(self, name: str, md: Metadata[Any]) -> bytes:
         data = md.to_bytes(SERIALIZER)
@@ -405,7 +413,7 @@ class UpdateRepository:
         try:
             return self.keys.signer(role, _role_keys(root, role))
         except KeyringError as exc:
-            raise RepositoryError(str(exc)) from None
+            raise UpdateRepositoryError(str(exc)) from None
 
     def init(self, settings: RepositorySettings | None = None, *, now: dt.datetime | None = None,
              force: bool = False) -> InitResult:
@@ -413,7 +421,7 @@ class UpdateRepository:
         now = _now(now)
         settings = settings or RepositorySettings()
         if self.exists() and not force:
-            raise RepositoryError(f"a repository already exists at {self.root}; "
+            raise UpdateRepositoryError(f"a repository already exists at {self.root}; "
                                   "use `workbench keys rotate` to change keys")
         if force and self.root.exists():
             shutil.rmtree(self.root)
@@ -450,7 +458,7 @@ class UpdateRepository:
 
         if resign_snapshot:
             previous = None
-            with contextlib.suppress(RepositoryError):
+            with contextlib.suppress(UpdateRepositoryError):
                 previous = self.snapshot_md()
             snapshot = Snapshot(version=(previous.signed.version + 1) if previous else 1,
                                 expires=now + settings.expiry.period("snapshot"))
@@ -465,7 +473,7 @@ class UpdateRepository:
             snapshot_bytes = snapshot_md.to_bytes(SERIALIZER)
             snapshot = snapshot_md.signed
         previous_ts = None
-        with contextlib.suppress(RepositoryError):
+        with contextlib.suppress(UpdateRepositoryError):
             previous_ts = self.timestamp_md()
         timestamp = Timestamp(
             version=(previous_ts.signed.version + 1) if previous_ts else 1,
@@ -491,7 +499,7 @@ class UpdateRepository:
         bundle_path = Path(bundle_path)
         actual = _sha256_file(bundle_path)
         if sha256 is not None and actual != sha256:
-            raise RepositoryError(f"{bundle_path} changed after it was checked")
+            raise UpdateRepositoryError(f"{bundle_path} changed after it was checked")
         sha256 = actual
         name = f"signatures-{serial}.tar.gz"
         with self._locked():
@@ -504,11 +512,11 @@ class UpdateRepository:
                     return PublishResult(target=listed[serial], already_published=True,
                                          versions=self._versions(), expires=self._expiries(),
                                          pruned=[])
-                raise RepositoryError(f"serial {serial} is already published with different "
+                raise UpdateRepositoryError(f"serial {serial} is already published with different "
                                       "content; serials are never reused")
             newest = max(listed, default=0)
             if serial < newest:
-                raise RepositoryError(
+                raise UpdateRepositoryError(
                     f"serial {serial} is older than the published {newest}; towers refuse "
                     "rollbacks. Make a new serial with the old content "
                     f"(`workbench release revert {serial}`) and publish that")
@@ -520,7 +528,7 @@ class UpdateRepository:
                 fsync_path(tmp)
                 if _sha256_file(tmp) != sha256:
                     tmp.unlink(missing_ok=True)
-                    raise RepositoryError(f"{bundle_path} changed while it was copied")
+                    raise UpdateRepositoryError(f"{bundle_path} changed while it was copied")
                 os.replace(tmp, stored)
                 fsync_path(self.targets_dir)
             crashpoints.step("publish:target-stored")
@@ -556,7 +564,8 @@ class UpdateRepository:
         """Promote (``all``) or halt (``halted``) a canary release: its signed rollout changes,
         and targets, snapshot and timestamp are re-signed (towers see it on their next look)."""
         if stage not in ("all", "halted"):
-            raise RepositoryError(f"a rollout can be promoted (all) or halted, not {stage!r}")
+            raise UpdateRepositoryError(f"a rollout can be promoted (all) or halted, not {stage!r}",
+                                        kind=Kind.USAGE)
         now = _now(now)
         settings = self.settings
         with self._locked():
@@ -566,10 +575,10 @@ class UpdateRepository:
             info = targets_md.signed.targets.get(path)
             current = target_from_info(path, info).rollout if info is not None else None
             if info is None or current is None:
-                raise RepositoryError(f"serial {serial} is not a canary release")
+                raise UpdateRepositoryError(f"serial {serial} is not a canary release")
             if current.stage != "canary":
-                raise RepositoryError(f"serial {serial} was already {current.stage}"
-                                      + (f": {current.reason}" if current.reason else ""))
+                raise UpdateRepositoryError(f"serial {serial} was already {current.stage}"
+                                            + (f": {current.reason}" if current.reason else ""))
             custom = dict(info.unrecognized_fields.get("custom") or {})
             custom["rollout"] = Rollout(stage, current.canaries, since=_iso(now),
                                         reason=reason[:500]).to_custom()
@@ -624,7 +633,7 @@ class UpdateRepository:
         tower that trusts the old one accepts the new one and then trusts only it.
         """
         if role not in ROLES:
-            raise RepositoryError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+            raise UpdateRepositoryError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
         now = _now(now)
         settings = self.settings
         with self._locked():
@@ -679,7 +688,7 @@ class UpdateRepository:
         try:
             return self.keys.signer("root", _role_keys(root, "root"), path=root_key)
         except KeyringError as exc:
-            raise RepositoryError(str(exc)) from None
+            raise UpdateRepositoryError(str(exc)) from None
 
     def _next_root(self, root_md: Metadata[Root], signers: list[Signer],
                    settings: RepositorySettings, now: dt.datetime) -> None:

@@ -32,8 +32,9 @@ from typing import Any
 
 import yara
 
-from workbench.distribute.settings import parse_duration
 from workbench.durable import atomic_write
+from workbench.errors import Kind, WorkbenchError
+from workbench.humanize import parse_duration
 from workbench.release.bundle import BundleError, LoadedRuleset, load_extracted
 
 ACTIONS = ("deliver", "tag", "hold")
@@ -49,8 +50,10 @@ DOCUMENT_EXTENSIONS = (
 )
 
 
-class ScanConfigError(Exception):
+class ScanConfigError(WorkbenchError):
     """A scanner setting that is missing, unreadable or wrong; the message names it."""
+
+    kind = Kind.USAGE
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from workbench.distribute.fleet import (
 )
 from workbench.distribute.guard import InFlight, RequestGuard, guarded_protocol
 from workbench.distribute.metrics import CONTENT_TYPE, ServerMetrics
-from workbench.distribute.repository import RepositoryError, UpdateRepository
+from workbench.distribute.repository import UpdateRepository, UpdateRepositoryError
 from workbench.distribute.rollout import RolloutDecision, decide_rollout, fleet_view
 from workbench.distribute.settings import DEFAULT_HOST, DEFAULT_PORT
 from workbench.distribute.telemetry import FleetRules
@@ -476,7 +476,7 @@ class ServerState:
         if self._newest[0] != stamp:
             try:
                 for_all, canary = fleet_view(self.repository)
-            except RepositoryError:
+            except UpdateRepositoryError:
                 return None, None
             self._newest = (stamp, for_all, canary)
         return self._newest[1], self._newest[2]

@@ -1,10 +1,9 @@
-"""Durations and the update repository's settings (metadata lifetimes, what to keep)."""
+"""The update repository's settings (metadata lifetimes, what to keep)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -12,45 +11,6 @@ from workbench.durable import atomic_write
 
 DEFAULT_HOST = "127.0.0.1"   # workbench serve listens on loopback unless told otherwise
 DEFAULT_PORT = 8470
-
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str | int | float) -> dt.timedelta:
-    """``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` (and sums like ``1d12h``) as a timedelta."""
-    if isinstance(text, int | float):
-        if text <= 0:
-            raise ValueError(f"duration {text!r} must be positive")
-        return dt.timedelta(seconds=text)
-    pos, total = 0, 0.0
-    source = text.strip()
-    if not source:
-        raise ValueError("empty duration")
-    while pos < len(source):
-        m = _DURATION.match(source, pos)
-        if not m or m.end() == pos:
-            raise ValueError(f"duration {text!r}: use a number with s, m, h, d or w (e.g. 12h, 7d)")
-        total += float(m.group(1)) * _UNITS[m.group(2).lower()]
-        pos = m.end()
-    if total <= 0:
-        raise ValueError(f"duration {text!r} must be positive")
-    return dt.timedelta(seconds=total)
-
-
-def format_duration(delta: dt.timedelta | float) -> str:
-    """The largest whole units, e.g. ``1d``, ``7d``, ``36h``, ``90s``."""
-    seconds = delta.total_seconds() if isinstance(delta, dt.timedelta) else float(delta)
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{sign}{int(seconds // size)}{unit}"
-    if seconds >= 86400:
-        return f"{sign}{seconds / 86400:.1f}d"
-    if seconds >= 3600:
-        return f"{sign}{seconds / 3600:.1f}h"
-    return f"{sign}{seconds:g}s"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from workbench.document import iso, utcnow
 from workbench.durable import atomic_write
+from workbench.errors import Kind, WorkbenchError
 from workbench.workspace import Workspace
 
 TOKEN_PREFIX = "wbt"
@@ -29,8 +30,10 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TOKEN = re.compile(r"wbt_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})")
 
 
-class TokenError(Exception):
+class TokenError(WorkbenchError):
     """A bad tower name or an unknown token id."""
+
+    kind = Kind.USAGE
 
 
 def check_name(kind: str, name: str) -> str:
@@ -136,7 +139,7 @@ class TokenStore:
             gone = [r for r in records.values() if r.id == ident] or \
                    [r for r in records.values() if r.tower == ident]
             if not gone:
-                raise TokenError(f"no token with id or tower {ident!r}")
+                raise TokenError(f"no token with id or tower {ident!r}", kind=Kind.NOT_FOUND)
             for r in gone:
                 del records[r.id]
         return gone

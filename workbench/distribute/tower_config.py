@@ -12,13 +12,16 @@ from typing import Any
 from urllib.parse import urlparse
 
 from workbench.distribute.client import server_url_from_repository
-from workbench.distribute.settings import parse_duration
 from workbench.distribute.tokens import NAME
 from workbench.durable import atomic_write
+from workbench.errors import Kind, WorkbenchError
+from workbench.humanize import parse_duration
 
 
-class ConfigError(Exception):
+class ConfigError(WorkbenchError):
     """A config file that is missing, unreadable or wrong; the message names the field."""
+
+    kind = Kind.USAGE
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ class TowerConfig:
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file (write one with `workbench tower init`)") from None
+            raise ConfigError(f"{path}: no such config file (write one with `workbench tower init`)",
+                              kind=Kind.NOT_FOUND) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:

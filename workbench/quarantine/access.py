@@ -18,11 +18,15 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.errors import Kind, WorkbenchError
+
 ACCESS_NAME = "access.json"
 
 
-class AccessError(ValueError):
+class AccessError(WorkbenchError, ValueError):
     """``access.json`` cannot be used (unreadable, a bad mode, an unknown group)."""
+
+    kind = Kind.CONFLICT
 
 
 def _mode(value: object, default: int, key: str) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from workbench.errors import Kind, WorkbenchError
 from workbench.quarantine.query import STATUSES as STATUSES
 from workbench.quarantine.query import Query, parse_query
 
@@ -134,12 +135,12 @@ MESSAGE_COLUMNS = (
 )
 
 
-class AmbiguousId(LookupError):
-    pass
+class AmbiguousId(WorkbenchError, LookupError):
+    kind = Kind.NOT_FOUND
 
 
-class UnknownId(LookupError):
-    pass
+class UnknownId(WorkbenchError, LookupError):
+    kind = Kind.NOT_FOUND
 
 
 @dataclass

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.durable import crash_point, file_lock
+from workbench.humanize import stamp, utc_day
 from workbench.quarantine.headers import looks_like_mail, summarize_headers
 from workbench.quarantine.index import FailedInput, NewMessage, Sighting
-from workbench.quarantine.service import Quarantine, stamp, storage_errors
+from workbench.quarantine.service import Quarantine, storage_errors
 from workbench.quarantine.store import sha256_file
 
 DEFAULT_MAX_MESSAGE = 100 * 1024 * 1024
@@ -341,7 +342,7 @@ class Ingester:
 
     def _fail(self, item: IngestItem, reason: str, data: bytes | None = None) -> FailedInput:
         """Keep what is not mail in ``failed/`` with a reason file; never drop it."""
-        day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+        day = utc_day()
         folder = self.q.failed_dir / day
         folder.mkdir(parents=True, exist_ok=True)
         if data is not None:

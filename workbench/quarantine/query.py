@@ -9,6 +9,9 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from workbench.errors import Kind, WorkbenchError
+from workbench.humanize import iso_seconds
+
 # field -> (column, match kind). "exact" compares case-insensitively, "like" is a substring.
 FIELDS: dict[str, tuple[str, str]] = {
     "tower": ("tower", "exact"),
@@ -44,8 +47,11 @@ STATUSES = ("new", "triaged", "drafted", "signed", "dismissed")
 KNOWN = sorted([*FIELDS, "has", *DATE_FIELDS, "sort"])
 
 
-class QueryError(ValueError):
+class QueryError(WorkbenchError, ValueError):
     """The query text cannot be understood; the message says where."""
+
+    kind = Kind.USAGE
+    topic = "query"
 
 
 @dataclass(frozen=True)
@@ -212,7 +218,7 @@ def _date(value: str, name: str) -> str:
                 parsed = parsed.replace(tzinfo=dt.UTC)
     except ValueError:
         raise QueryError(f"{name}: expects a date like 2026-11-26, got {value!r}") from None
-    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return iso_seconds(parsed, zone=False)
 
 
 def parse_query(text: str, *, sort: str | None = None, descending: bool | None = None) -> Query:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import json
 import os
@@ -18,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.document import to_data, utcnow
 from workbench.durable import LockBusy, atomic_output, crash_point, file_lock
+from workbench.errors import Kind, WorkbenchError
+from workbench.humanize import stamp
 from workbench.quarantine.access import Access
 from workbench.quarantine.headers import summarize_headers
 from workbench.quarantine.index import (
@@ -40,8 +41,10 @@ SETTINGS_NAME = "settings.toml"      # quarantine/settings.toml: index = "postgr
 INDEX_ENV = "WORKBENCH_INDEX"        # the index address for this process (``--index``)
 
 
-class IndexSettingError(ValueError):
+class IndexSettingError(WorkbenchError, ValueError):
     """The index address in the settings or ``--index`` is not one the workbench knows."""
+
+    kind = Kind.USAGE
 
 
 def index_address(root: Path, explicit: str | None = None) -> str:
@@ -63,14 +66,6 @@ def index_address(root: Path, explicit: str | None = None) -> str:
 EXPORT_PASSWORD = b"infected"
 
 
-def stamp(when: dt.datetime | None = None) -> str:
-    """Index timestamps: UTC, ISO 8601 with microseconds and a Z, so they sort as text."""
-    when = when or dt.datetime.now(dt.UTC)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def message_from_bytes(sha256: str, data: bytes) -> NewMessage:
     summary = summarize_headers(data)
     return NewMessage(
@@ -80,17 +75,28 @@ def message_from_bytes(sha256: str, data: bytes) -> NewMessage:
         attachment_names=summary.attachment_names, defects=summary.defects)
 
 
-class QuarantineUnavailable(Exception):
+class QuarantineUnavailable(WorkbenchError):
     """The quarantine cannot take this now (``full``: no space left); nothing was acknowledged.
 
     What was written before the failure is rolled back or harmless: a journal append
     is whole or absent, an object without a journal line is not referenced.
     """
 
+    kind = Kind.CONFLICT
+
     def __init__(self, reason: str, *, full: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.full = full
+
+    def describe(self) -> str:
+        return f"{self.reason} (that batch was not taken; nothing of it is lost)"
+
+
+class BadTag(WorkbenchError, ValueError):
+    """A tag the quarantine does not take (a comma, longer than 64 characters)."""
+
+    kind = Kind.USAGE
 
 
 @contextlib.contextmanager
@@ -241,7 +247,7 @@ class Quarantine:
         add, remove = [t for t in add if t.strip()], [t for t in remove if t.strip()]
         for tag in add:
             if "," in tag or len(tag) > 64:
-                raise ValueError(f"tag {tag!r}: no commas, at most 64 characters")
+                raise BadTag(f"tag {tag!r}: no commas, at most 64 characters")
         actor = actor or current_actor()
         at = stamp()
         with self.writing():

@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 from workbench.durable import fsync_path
+from workbench.errors import Kind, WorkbenchError
 from workbench.quarantine.access import Access
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
 
-class ObjectNotFound(KeyError):
+class ObjectNotFound(WorkbenchError, KeyError):
     """No object (or more than one, for a prefix) answers to the given id."""
+
+    kind = Kind.NOT_FOUND
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "no such object"

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workbench.errors import Kind, WorkbenchError
+
 if TYPE_CHECKING:
     from workbench.quarantine.service import Quarantine
 
@@ -24,8 +26,10 @@ OBJECT = "object"
 FILE = "file"
 
 
-class TargetNotFound(LookupError):
+class TargetNotFound(WorkbenchError, LookupError):
     """Nothing answers to the target, or a prefix answers to more than one thing."""
+
+    kind = Kind.NOT_FOUND
 
     def __init__(self, message: str, *, ambiguous: bool = False) -> None:
         super().__init__(message)

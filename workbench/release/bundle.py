@@ -38,6 +38,7 @@ import yara
 import workbench
 from workbench.document import to_data
 from workbench.durable import atomic_output
+from workbench.errors import Kind, WorkbenchError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -54,8 +55,10 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+@ -]*(?:/[A-Za-z0-9_][A-Za-z0
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class BundleError(Exception):
+class BundleError(WorkbenchError):
     """A bundle that must not be loaded (or cannot be built); ``reason`` says why."""
+
+    kind = Kind.INPUT
 
     def __init__(self, reason: str):
         super().__init__(reason)

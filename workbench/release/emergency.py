@@ -29,6 +29,7 @@ from pathlib import Path
 import git
 
 from workbench.durable import atomic_write
+from workbench.errors import Kind
 from workbench.release.build import BuiltRuleset, prepare_tree
 from workbench.release.bundle import BundleError
 from workbench.release.changelog import Changelog, diff_rulesets
@@ -71,7 +72,7 @@ def set_rule_status(text: str, rule: str, status: str) -> str:
     """``text`` with ``rule``'s ``status`` meta set (added to its meta section if missing)."""
     head = re.search(rf"(?m)^[ \t]*(?:(?:private|global)[ \t]+)*rule[ \t]+{re.escape(rule)}\b", text)
     if head is None:
-        raise ReleaseRefused(f"rule {rule} not found in its file")
+        raise ReleaseRefused(f"rule {rule} not found in its file", kind=Kind.INPUT)
     end = text.find("\n}", head.end())
     end = len(text) if end < 0 else end
     body = text[head.end():end]
@@ -92,7 +93,7 @@ def set_rule_status(text: str, rule: str, status: str) -> str:
     new = text[:head.end()] + body + text[end:]
     parsed = next((r for r in parse_text(new).rules if r.name == rule), None)
     if parsed is None or parsed.meta_value("status") != status:
-        raise ReleaseRefused(f"could not set the status of {rule} in its file")
+        raise ReleaseRefused(f"could not set the status of {rule} in its file", kind=Kind.INPUT)
     return new
 
 

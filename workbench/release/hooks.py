@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.durable import atomic_write
-from workbench.release.repository import RepositoryError, SignatureRepository
+from workbench.release.repository import SignatureRepository, SignatureRepositoryError
 
 MARKER = "# installed by `workbench hooks install`"
 
@@ -65,7 +65,7 @@ def install_hook(signatures: Path, *, force: bool = False, python: str | None = 
         if MARKER in current:
             replaced = True
         elif not force:
-            raise RepositoryError(f"{path} already exists and was not written by the workbench: "
+            raise SignatureRepositoryError(f"{path} already exists and was not written by the workbench: "
                                   "use --force to move it aside")
         else:
             target = path.with_name("pre-commit.before-workbench")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.release.repository import RepositoryError, SignatureRepository
+from workbench.release.repository import SignatureRepository, SignatureRepositoryError
 from workbench.rules.parse import RuleSource, parse_text
 
 
@@ -32,7 +32,7 @@ def released_rules(signatures: Path, path: Path) -> dict[str, RuleSource] | None
         return None
     try:
         data = next((f.data for f in repo.files_at(tag, rel) if f.path == rel), None)
-    except RepositoryError:
+    except SignatureRepositoryError:
         return None
     if data is None:
         return {}

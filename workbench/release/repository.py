@@ -20,14 +20,17 @@ import git
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from git.objects import Blob
 
+from workbench.errors import Kind, WorkbenchError
 from workbench.workspace import current_actor
 
 TAG_PATTERN = re.compile(r"signatures-([1-9][0-9]*)")
 _SYMLINK_MODE = 0o120000
 
 
-class RepositoryError(Exception):
+class SignatureRepositoryError(WorkbenchError):
     """A git operation the user can act on failed (unknown revision, no repository, dirty tree)."""
+
+    kind = Kind.CONFLICT
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class SignatureRepository:
 
     def require_git(self) -> git.Repo:
         if self.repo is None:
-            raise RepositoryError(f"{self.root} is not inside a git repository")
+            raise SignatureRepositoryError(f"{self.root} is not inside a git repository")
         return self.repo
 
     def _top_path(self, rel: str) -> str:
@@ -75,7 +78,7 @@ class SignatureRepository:
         try:
             return repo.commit(rev)
         except (BadName, ValueError, GitCommandError):
-            raise RepositoryError(f"unknown revision {rev!r}") from None
+            raise SignatureRepositoryError(f"unknown revision {rev!r}", kind=Kind.NOT_FOUND) from None
 
     def has_commits(self) -> bool:
         repo = self.require_git()
@@ -162,7 +165,7 @@ class SignatureRepository:
     def create_tag(self, name: str, commit: git.Commit, message: str) -> git.TagReference:
         repo = self.require_git()
         if name in [t.name for t in repo.tags]:
-            raise RepositoryError(f"tag {name} already exists")
+            raise SignatureRepositoryError(f"tag {name} already exists")
         # the message goes through a file: a big release's changelog is too long for a command line
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as fh:
             fh.write(message)

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.durable import atomic_write, crash_point
+from workbench.errors import Kind, WorkbenchError
+from workbench.humanize import utc_day
 from workbench.release.build import BuiltRuleset, prepare_commit
 from workbench.release.bundle import BundleError
 from workbench.release.changelog import Changelog, diff_rulesets
-from workbench.release.repository import RepositoryError, SignatureRepository, commit_time
+from workbench.release.repository import SignatureRepository, SignatureRepositoryError, commit_time
 from workbench.release.settings import ReleaseSettings
 from workbench.release.store import PENDING_NAME, Release, ReleaseNotFound, ReleaseStore, tag_name
 from workbench.release.validate import ValidationReport, validate
@@ -29,11 +31,14 @@ from workbench.workspace import Workspace
 CHANGELOG_TITLE = "# Signature releases\n"
 
 
-class ReleaseRefused(Exception):
+class ReleaseRefused(WorkbenchError):
     """The release cannot be made in the current state (dirty tree, failed validation ...)."""
 
-    def __init__(self, reason: str, validation: ValidationReport | None = None):
-        super().__init__(reason)
+    kind = Kind.CONFLICT
+
+    def __init__(self, reason: str, validation: ValidationReport | None = None, *,
+                 kind: Kind | None = None):
+        super().__init__(reason, kind=kind)
         self.reason = reason
         self.validation = validation
 
@@ -231,7 +236,7 @@ def _same_tree(repo: SignatureRepository, a: str, b: str) -> bool:
         ta, tb = repo.commit(a).tree, repo.commit(b).tree
         if repo.prefix:
             ta, tb = ta / repo.prefix, tb / repo.prefix
-    except (RepositoryError, KeyError):
+    except (SignatureRepositoryError, KeyError):
         return False
     return bool(ta.hexsha == tb.hexsha)
 
@@ -252,7 +257,7 @@ def _changelog_text(path: Path, serial: int, message: str, changelog: Changelog)
     everything already there."""
     old = path.read_text(encoding="utf-8") if path.exists() else CHANGELOG_TITLE
     body = old[len(CHANGELOG_TITLE):] if old.startswith(CHANGELOG_TITLE) else old
-    day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    day = utc_day()
     section = [f"## {tag_name(serial)} ({day})", ""]
     if message:
         section += [message.strip(), ""]

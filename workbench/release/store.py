@@ -35,6 +35,7 @@ from typing import Any
 
 from workbench.document import dumps
 from workbench.durable import atomic_write, crash_point, file_lock
+from workbench.errors import Kind, WorkbenchError
 from workbench.release.bundle import BundleError, Manifest, PreparedBundle, bundle_name
 from workbench.release.changelog import Changelog, RuleState
 from workbench.workspace import Workspace
@@ -45,8 +46,8 @@ TAG_PREFIX = "signatures-"
 _FOLDER = re.compile(r"signatures-([1-9][0-9]*)")
 
 
-class ReleaseNotFound(LookupError):
-    pass
+class ReleaseNotFound(WorkbenchError, LookupError):
+    kind = Kind.NOT_FOUND
 
 
 def tag_name(serial: int) -> str:

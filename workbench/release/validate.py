@@ -32,7 +32,7 @@ from workbench.corpus.scanner import (
     scan_files,
 )
 from workbench.release.released import latest_release_tag
-from workbench.release.repository import RepositoryError, SignatureRepository
+from workbench.release.repository import SignatureRepository, SignatureRepositoryError
 from workbench.release.settings import ReleaseSettings
 from workbench.rules.compiler_messages import libyara_message, undefined_identifier, yarax_message
 from workbench.rules.engines import engine_versions
@@ -869,7 +869,7 @@ def validate(root: str | os.PathLike[str], *, changed_since: str | None = None, 
 
     ``base`` is the revision changed rules are compared with for version bumps: by
     default ``changed_since``, else the newest ``signatures-N`` release tag, else none.
-    Raises ``RepositoryError`` for an unknown revision or ``--changed-since`` outside git.
+    Raises ``SignatureRepositoryError`` for an unknown revision or ``--changed-since`` outside git.
     """
     started = time.perf_counter()
     root = Path(root).resolve()
@@ -957,7 +957,7 @@ def _changed_rules(repo: SignatureRepository, rev: str, files: list[RuleFile], c
     for rel in changed:
         try:
             data = next((f.data for f in repo.files_at(rev, rel)), None)
-        except RepositoryError:
+        except SignatureRepositoryError:
             data = None
         if data is not None:
             old_text.update({r.name: r.text for r in parse_text(data.decode("utf-8", "replace")).rules})

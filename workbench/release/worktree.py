@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.release.changelog import RuleState, diff_rulesets
-from workbench.release.repository import RepositoryError, SignatureRepository
+from workbench.release.repository import SignatureRepository, SignatureRepositoryError
 from workbench.release.settings import ReleaseSettings
 from workbench.release.store import Release, ReleaseStore
 from workbench.release.validate import ValidationReport, load_rule_tree, validate
@@ -147,7 +147,7 @@ def read_signatures(workspace: Workspace) -> SignaturesView:
     if view.base:
         try:
             others |= set(sig.changed_since(view.base))
-        except RepositoryError:
+        except SignatureRepositoryError:
             pass
     for path in sorted(others - touched):
         if path != settings.changelog:
@@ -156,8 +156,7 @@ def read_signatures(workspace: Workspace) -> SignaturesView:
 
 
 def _read_published(workspace: Workspace, view: SignaturesView) -> None:
-    from workbench.distribute.repository import RepositoryError as UpdateRepositoryError
-    from workbench.distribute.repository import UpdateRepository
+    from workbench.distribute.repository import UpdateRepository, UpdateRepositoryError
 
     repository = UpdateRepository.for_workspace(workspace)
     view.repository = repository.exists()
@@ -220,7 +219,7 @@ def commit_signatures(workspace: Workspace, message: str) -> str:
     sig = SignatureRepository(workspace.signatures.resolve())
     paths = sig.dirty_paths()
     if not paths:
-        raise RepositoryError("nothing to commit: the signatures folder has no changes")
+        raise SignatureRepositoryError("nothing to commit: the signatures folder has no changes")
     return str(sig.commit_paths(paths, message).hexsha)
 
 
@@ -246,15 +245,15 @@ def commit_changes(workspace: Workspace, message: str = "", *, check: bool = Tru
 
     Without ``message`` the first line comes from the changes (``commit_message``).
     ``checked`` gets the check's report as soon as it is there, before the commit.
-    Raises RepositoryError when there is nothing to commit or no git repository.
+    Raises SignatureRepositoryError when there is nothing to commit or no git repository.
     """
     root = workspace.signatures.resolve()
     sig = SignatureRepository(root)
     if sig.repo is None:
-        raise RepositoryError(f"{root} is not in a git repository: run `git init` there")
+        raise SignatureRepositoryError(f"{root} is not in a git repository: run `git init` there")
     files = sorted(sig.dirty_paths())
     if not files:
-        raise RepositoryError("nothing to commit: the signatures folder has no changes")
+        raise SignatureRepositoryError("nothing to commit: the signatures folder has no changes")
     if not message.strip():
         message = commit_message([c for c in read_signatures(workspace).changes if c.git]) \
             or "Update signatures"

@@ -14,6 +14,7 @@ import yara
 import yara_x
 
 from workbench.dissect.strings import extract_strings
+from workbench.errors import Kind, WorkbenchError
 from workbench.quarantine.index import UnknownId
 from workbench.quarantine.service import Quarantine
 from workbench.quarantine.store import ObjectNotFound, is_sha256
@@ -43,8 +44,10 @@ MAX_AUTO_STRINGS = 6
 AUTO_MIN_SCORE = 5.0
 
 
-class DraftError(ValueError):
+class DraftError(WorkbenchError, ValueError):
     """The draft cannot be made as asked (unknown sample, string not in any sample, bad name)."""
+
+    kind = Kind.INPUT
 
 
 def detect_type(data: bytes) -> str:
@@ -368,9 +371,10 @@ def load_samples(workspace: Workspace, ids: Sequence[str], *, source: str | None
                 sha = resolve_target(q, ident).sha256
                 data = q.store.read(sha)
             except TargetNotFound as exc:
-                raise DraftError(str(exc)) from exc
+                raise DraftError(str(exc), kind=Kind.NOT_FOUND) from exc
             except ObjectNotFound as exc:
-                raise DraftError(f"{sha}: no such object in the quarantine store") from exc
+                raise DraftError(f"{sha}: no such object in the quarantine store",
+                                 kind=Kind.NOT_FOUND) from exc
             samples.append(Sample(sha, data, source=source or find_source_message(workspace, q, sha)))
         return samples
     finally:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from workbench.document import utcnow
 from workbench.durable import KEEP_MODE, atomic_write
+from workbench.errors import Kind, WorkbenchError
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -86,8 +87,10 @@ class LintReport:
         self.notes.extend(n for n in other.notes if n not in self.notes)
 
 
-class BaselineError(ValueError):
+class BaselineError(WorkbenchError, ValueError):
     """A baseline file that cannot be read."""
+
+    kind = Kind.INPUT
 
 
 @dataclass

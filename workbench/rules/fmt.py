@@ -11,14 +11,17 @@ from pathlib import Path
 
 import yara_x
 
+from workbench.errors import Kind, WorkbenchError
 from workbench.rules.parse import RuleSource, iter_rule_paths, parse_text, read_rule_text
 from workbench.rules.policy import Policy
 from workbench.rules.refresh import MetadataError, refresh_metadata
 from workbench.rules.rulefile import write_rule_file
 
 
-class FormatError(ValueError):
+class FormatError(WorkbenchError, ValueError):
     """Text that cannot be formatted safely (syntax errors); nothing was changed."""
+
+    kind = Kind.INPUT
 
 
 def _formatter() -> yara_x.Formatter:

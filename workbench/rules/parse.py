@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from workbench.errors import Kind, WorkbenchError
+
 MetaValue = str | int | float | bool
 StringKind = Literal["text", "hex", "regex"]
 
@@ -51,8 +53,10 @@ def tokenize(text: str) -> list[Token]:
             if m.lastgroup != "comment"]
 
 
-class YaraSyntaxError(ValueError):
+class YaraSyntaxError(WorkbenchError, ValueError):
     """Raised inside the parser; collected into ``RuleFile.errors`` with its line."""
+
+    kind = Kind.INPUT
 
     def __init__(self, message: str, pos: int):
         super().__init__(message)

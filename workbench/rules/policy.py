@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import Kind, WorkbenchError
+
 POLICY_FILE = "workbench.toml"
 
 # The rule status lifecycle. TESTING and DISABLED never ship; NOISY ships and is reported.
@@ -37,8 +39,11 @@ def name_part(text: str) -> str:
     return "".join(p[:1].upper() + p[1:] for p in parts)
 
 
-class PolicyError(ValueError):
+class PolicyError(WorkbenchError, ValueError):
     """The policy file cannot be read or holds a value of the wrong shape."""
+
+    kind = Kind.INPUT
+    topic = "policy"
 
 
 @dataclass

@@ -19,12 +19,15 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from workbench.errors import Kind, WorkbenchError
 from workbench.rules.parse import MetaEntry, RuleSource, parse_text
 from workbench.rules.policy import Policy
 
 
-class MetadataError(ValueError):
+class MetadataError(WorkbenchError, ValueError):
     """The text does not parse: its metadata cannot be refreshed (nothing was changed)."""
+
+    kind = Kind.INPUT
 
 
 @dataclass(frozen=True)

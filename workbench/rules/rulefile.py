@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.durable import KEEP_MODE, atomic_write
+from workbench.errors import Kind, WorkbenchError
 from workbench.rules.parse import RuleSource, parse_text
 from workbench.rules.policy import Policy
 from workbench.rules.refresh import refresh_metadata
@@ -22,11 +23,13 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _STATUS = re.compile(r'(^[ \t]*status[ \t]*=[ \t]*)"[^"\n]*"', re.MULTILINE)
 
 
-class RuleFileError(ValueError):
+class RuleFileError(WorkbenchError, ValueError):
     """A rule that cannot join a file: the file or the rule does not parse, or a name is taken.
 
     Nothing was written. ``taken`` lists the names the file already has (empty otherwise).
     """
+
+    kind = Kind.INPUT
 
     def __init__(self, message: str, *, taken: list[str] | None = None) -> None:
         super().__init__(message)

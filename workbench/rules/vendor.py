@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.errors import Kind, WorkbenchError
 from workbench.rules.findings import Baseline, Finding, LintReport
 from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths
 from workbench.rules.policy import Policy
@@ -41,8 +42,11 @@ HELD_STATUS = "DISABLED"
 VENDOR_DISABLED_CHECKS = ("M201", "M202", "M203", "M204", "M205", "M206", "N301", "N302", "N303")
 
 
-class VendorError(ValueError):
+class VendorError(WorkbenchError, ValueError):
     """A vendor record that cannot be read, or an import that cannot be done (nothing was changed)."""
+
+    kind = Kind.INPUT
+    topic = "vendor source"
 
 
 @dataclass

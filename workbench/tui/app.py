@@ -201,8 +201,17 @@ class WorkbenchApp(App[int]):
         error = worker.error
         what = worker.description or worker.name or "background task"
         self.log.error(f"{what} failed", error)
-        self.notify(f"{type(error).__name__}: {error}" if error else "failed",
-                    title=f"Could not {what}", severity="error", timeout=10)
+        self.notify(error_text(error), title=f"Could not {what}", severity="error", timeout=10)
+
+
+def error_text(error: BaseException | None) -> str:
+    """The one place the UI words a failure: a workbench error by its kind and message, a
+    bug by its type (so it is reported, not mistaken for something the analyst did)."""
+    from workbench.errors import UI_TITLES, WorkbenchError
+
+    if isinstance(error, WorkbenchError):
+        return f"{UI_TITLES[error.kind]}: {error.describe()}"
+    return f"{type(error).__name__}: {error}" if error else "failed"
 
 
 def _workbench_binding(node: object, binding: Binding) -> bool:

@@ -95,11 +95,11 @@ class LocalFleet:
 
     def newest_serial(self) -> int | None:
         """The repository's newest published serial (None before ``keys init`` or a publish)."""
-        from workbench.distribute.repository import RepositoryError
+        from workbench.distribute.repository import UpdateRepositoryError
 
         try:
             return self.repository.newest_serial()
-        except RepositoryError:
+        except UpdateRepositoryError:
             return None
 
     def state(self) -> FleetState:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
+from workbench.humanize import shown
 from workbench.tui.render import SEVERITY_STYLES
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def finding_cells(f: Finding) -> list[Cell]:
 def release_cells(item: tuple[Release, bool]) -> list[Cell]:
     release, published = item
     note = f"(reverts to {release.reverts}) {release.message}" if release.reverts else release.message
-    return [str(release.serial), release.created[:16].replace("T", " "), release.commit[:10],
+    return [str(release.serial), shown(release.created, seconds=False), release.commit[:10],
             str(release.rule_count), Text("✓", style="bold green") if published else Text("-", style="dim"),
             note]
 
@@ -80,7 +81,7 @@ def status_text(view: SignaturesView) -> Text:
     out.append(f" · {view.ships} rules ship\n", style="")
     out.append("Last release ", style="bold")
     if view.latest is not None:
-        out.append(f"{view.latest.tag} ({view.latest.created[:16].replace('T', ' ')}, "
+        out.append(f"{view.latest.tag} ({shown(view.latest.created, seconds=False)}, "
                    f"{view.latest.rule_count} rules)")
     else:
         out.append("none yet", style="dim")

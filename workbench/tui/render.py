@@ -18,7 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.dissect.formats.text import defang, html_to_text
-from workbench.dissect.render import human_size, report_facts
+from workbench.dissect.render import report_facts
+from workbench.humanize import shown
+from workbench.humanize import size as human_size
 from workbench.terminal_text import visible
 
 if TYPE_CHECKING:
@@ -67,18 +69,7 @@ _URL_RE = re.compile(r"""\b(?:https?|ftp)://[^\s"'<>()\[\]{}\\^`|]{2,2048}""", r
 
 def utc_text(value: dt.datetime | str | None) -> str:
     """A date as ``2026-11-26 05:18:23`` UTC; cached reports carry dates as ISO text."""
-    if value is None or value == "":
-        return "?"
-    if isinstance(value, str):
-        try:
-            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return value
-    else:
-        when = value
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return shown(value) or "?"
 
 
 def safely(render: Callable[[], _R], what: str) -> _R | Text:
@@ -101,7 +92,7 @@ def html_as_text(markup: str) -> str:
 
 def received_text(stamp: str) -> str:
     """``2026-11-02T09:30:00.000000Z`` -> ``2026-11-02 09:30`` (the index stores UTC)."""
-    return stamp[:16].replace("T", " ") if stamp else ""
+    return shown(stamp, seconds=False)
 
 
 # -- artifacts -------------------------------------------------------------------------------

@@ -105,9 +105,10 @@ class PeReport:
 
     def facts(self) -> list[str]:
         """What the dissection tree shows beneath a PE file, in the CLI and the UI alike."""
-        from workbench.dissect.render import human_size
+        from workbench.humanize import shown
+        from workbench.humanize import size as human_size
 
-        when = self.compile_time.strftime("%Y-%m-%d %H:%M") if self.compile_time else "?"
+        when = shown(self.compile_time, seconds=False) or "?"
         out = [f"{self.format} {self.machine} {self.subsystem}{' DLL' if self.dll else ''}, "
                f"compiled {when}, {self.section_count} sections, imphash {self.imphash or '-'}"]
         if self.signed:

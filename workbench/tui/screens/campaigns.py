@@ -13,6 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
+from workbench.humanize import shown
 from workbench.terminal_text import sparkline
 from workbench.tui.safety import visible
 from workbench.tui.screens.base import WorkbenchScreen
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from workbench.campaigns.service import CampaignReport, CampaignSummary
 
 def _when(iso: str) -> str:
-    return iso[5:16].replace("T", " ")
+    return shown(iso, seconds=False)[5:]
 
 
 def campaign_row(c: CampaignSummary) -> tuple[str, ...]:
@@ -37,8 +38,8 @@ def report_text(report: CampaignReport) -> Text:
     out = Text()
     out.append(f"{s.id}\n", style="bold")
     out.append(f"{s.size:,} messages · {s.towers} towers · {s.servers} servers\n")
-    out.append(f"first seen {s.first_seen[:16].replace('T', ' ')} · last seen "
-               f"{s.last_seen[:16].replace('T', ' ')}\n")
+    out.append(f"first seen {shown(s.first_seen, seconds=False)} · last seen "
+               f"{shown(s.last_seen, seconds=False)}\n")
     out.append("growth per hour ", style="dim")
     out.append(sparkline(s.growth, 48), style="cyan")
     out.append(f"  peak {max(s.growth, default=0)}/h\n\n", style="dim")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Static
 
 from workbench.distribute.fleet import FleetEvent, FleetState, Health, ServerStatus
+from workbench.humanize import age, clock, shown
 from workbench.tui.commands import PaletteCommand
 from workbench.tui.fleetview import FleetSource, Spread, fleet_source, spread
 from workbench.tui.safety import visible
@@ -25,16 +25,6 @@ from workbench.tui.widgets.fleet_board import GLYPHS, FleetBoard
 HEALTH_STYLES = {Health.GREEN: "bold green", Health.YELLOW: "bold yellow", Health.RED: "bold red"}
 SPREAD_WIDTH = 40
 HISTORY = 8
-
-
-def age_text(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s ago"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f} h ago"
-    return f"{seconds / 86400:.0f} days ago"
 
 
 def spread_text(state: FleetState, s: Spread) -> Text:
@@ -103,7 +93,7 @@ def server_text(status: ServerStatus | None, events: list[FleetEvent] | None) ->
         ("state", status.state),
         ("serial", ("-" if status.serial is None else str(status.serial))
          + (f" (target {status.target_serial})" if status.target_serial not in (None, status.serial) else "")),
-        ("reported", f"{status.reported_at:%Y-%m-%d %H:%M:%S} UTC ({age_text(status.age_seconds or 0.0)})"),
+        ("reported", f"{shown(status.reported_at)} UTC ({age(status.age_seconds or 0.0)} ago)"),
         ("rules", "-" if status.rule_count is None else f"{status.rule_count:,}"),
         ("agent", visible(status.agent_version) or "-"),
         ("libyara", visible(status.libyara_version) or "-"),
@@ -247,7 +237,7 @@ records every report; `workbench ui --fleet-url URL` watches a server elsewhere.
     def show_state(self, state: FleetState) -> None:
         """Attribute down: a fleet document onto the board and the summary."""
         self.state = state
-        self.updated = state.generated_at.astimezone(dt.UTC).strftime("%H:%M:%S")
+        self.updated = clock(state.generated_at)
         board = self.query_one(FleetBoard)
         board.show(state)
         summary = self.query_one("#fleet-summary", Static)

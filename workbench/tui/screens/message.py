@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane, Tree
 from textual.widgets.tree import TreeNode
 
+from workbench.humanize import shown
 from workbench.quarantine.index import AmbiguousId, AuditEntry, MessageRow, Sighting, UnknownId
 from workbench.quarantine.service import Quarantine
 from workbench.quarantine.store import ObjectStore
@@ -71,10 +72,10 @@ def summary_text(row: MessageRow, sightings: list[Sighting]) -> Text:
 def history_text(sightings: list[Sighting], audit: list[AuditEntry]) -> Text:
     out = Text("Sightings\n", style="bold underline")
     for s in sightings:
-        out.append(f"{s.seen_at[:19].replace('T', ' ')}  {s.tower}/{s.server}  {s.reason}  {s.source}\n")
+        out.append(f"{shown(s.seen_at)}  {s.tower}/{s.server}  {s.reason}  {s.source}\n")
     out.append("\nAudit log\n", style="bold underline")
     for entry in audit:
-        out.append(f"{entry.at[:19].replace('T', ' ')}  {entry.actor:<12} {entry.action:<9} "
+        out.append(f"{shown(entry.at)}  {entry.actor:<12} {entry.action:<9} "
                    f"{entry.detail}")
         if entry.note:
             out.append(f"  “{entry.note}”", style="italic")

@@ -440,7 +440,7 @@ rollback is a new release with older content.
           description="revert to the release")
     def run_revert(self, serial: int, *, dry_run: bool) -> None:
         from workbench.release.bundle import BundleError
-        from workbench.release.repository import RepositoryError
+        from workbench.release.repository import SignatureRepositoryError
         from workbench.release.service import ReleaseRefused, revert_release
 
         try:
@@ -448,7 +448,7 @@ rollback is a new release with older content.
         except ReleaseRefused as exc:
             self.post_message(self.Done(f"revert refused: {exc.reason}", error=True))
             return
-        except (ReleaseNotFound, RepositoryError, BundleError) as exc:
+        except (ReleaseNotFound, SignatureRepositoryError, BundleError) as exc:
             self.post_message(self.Done(f"revert refused: {exc}", error=True))
             return
         finally:
@@ -540,8 +540,8 @@ rollback is a new release with older content.
     def run_publish(self, bundle: Path, *, set_up: bool = False) -> None:
         from workbench.distribute.repository import (
             NoRepository,
-            RepositoryError,
             UpdateRepository,
+            UpdateRepositoryError,
             publish_bundle,
         )
 
@@ -560,7 +560,7 @@ rollback is a new release with older content.
             self.post_message(self.Done("no update repository yet: run `workbench keys init` once",
                                         error=True))
             return
-        except RepositoryError as exc:
+        except UpdateRepositoryError as exc:
             self.post_message(self.Done(f"not published: {exc}", error=True))
             return
         finally:

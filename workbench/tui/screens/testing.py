@@ -28,7 +28,7 @@ from textual.widgets.selection_list import Selection
 from textual.worker import Worker, WorkerState
 
 from workbench.corpus.scanner import ScanProgress
-from workbench.dissect.render import human_size
+from workbench.humanize import size as human_size
 from workbench.rules.rulefile import write_rule_file
 from workbench.tui.commands import PaletteCommand
 from workbench.tui.safety import visible
@@ -407,8 +407,8 @@ marks them in the quarantine list (`f2`) for triage.
           description="retro-hunt the quarantine")
     def run_hunt(self, run: int, scope: Scope, cancel: threading.Event, tag: str | None) -> None:
         from workbench.corpus.retrohunt import retrohunt
-        from workbench.corpus.ruleset import RulesetError
         from workbench.corpus.scanner import ScanCancelled
+        from workbench.errors import WorkbenchError
 
         def progress(p: ScanProgress) -> None:
             self.post_message(self.Progress(run, p))
@@ -420,8 +420,8 @@ marks them in the quarantine list (`f2`) for triage.
         except ScanCancelled:
             self.post_message(self.Stopped(run, "cancelled"))
             return
-        except (RulesetError, ValueError) as exc:
-            self.post_message(self.Stopped(run, str(exc), error=True))
+        except WorkbenchError as exc:
+            self.post_message(self.Stopped(run, exc.describe(), error=True))
             return
         self.post_message(self.Hunted(run, report))
 
