@@ -30,10 +30,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.tui import REASONS, TOWERS, WORDS
+from workbench.humanize import stamp
 from workbench.quarantine.index import NewMessage, QuarantineIndex, Sighting
 from workbench.quarantine.pgindex import PostgresIndex
 from workbench.quarantine.pgserver import LocalPostgres
-from workbench.quarantine.service import INDEX_NAME, stamp
+from workbench.quarantine.service import INDEX_NAME
 from workbench.samples.mail import Attachment, Mail
 from workbench.workspace import Workspace
 
