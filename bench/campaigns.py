@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 
 from workbench.campaigns.bulk import MemoryStore
+from workbench.campaigns.campaign_store import Arrival, CampaignStore
 from workbench.campaigns.features import Feature
 from workbench.campaigns.reference import AllPairs
 from workbench.campaigns.service import _summary
-from workbench.campaigns.store import Arrival, CampaignStore
 
 WAVES = 400
 FUZZY = "96:{}:{}"

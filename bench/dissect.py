@@ -40,9 +40,9 @@ import zipfile
 from email import policy
 from pathlib import Path
 
-from workbench.dissect.engine import dissect_bytes
+from workbench.dissect.walker import dissect_bytes
 from workbench.dissect.worker import WorkerPool
-from workbench.quarantine.store import ObjectStore
+from workbench.quarantine.object_store import ObjectStore
 from workbench.samples.archives import build_zip, nest_zip
 from workbench.samples.documents import build_pdf
 from workbench.samples.hostile import zip_bomb
@@ -203,7 +203,7 @@ def small_file(runs: int) -> None:
         stdlib, stdlib_cpu = _median_wall([sys.executable, "-c", _STDLIB_SMALL, str(sample)], runs, env)
         python, python_cpu = _median_wall([sys.executable, "-c", "pass"], runs, env)
         imports, imports_cpu = _median_wall(
-            [sys.executable, "-c", "import workbench.cli.dissect, workbench.dissect.engine, "
+            [sys.executable, "-c", "import workbench.cli.dissect, workbench.dissect.walker, "
              "workbench.dissect.render, workbench.quarantine.headers"], runs, env)
         # In this process, on the same warm server: what the dissection itself costs.
         os.environ.update({"XDG_RUNTIME_DIR": tmp, "WORKBENCH_DISSECT_IDLE": "5"})

@@ -50,10 +50,10 @@ import httpx
 from workbench.distribute.agent import TowerAgent
 from workbench.distribute.fleet import summarize
 from workbench.distribute.nginx import nginx_server_block
-from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tokens import TokenStore
 from workbench.distribute.tower_config import TowerConfig
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 from workbench.release.bundle import ManifestRule, SourceEntry, bundle_name, prepare_bundle
 from workbench.samples.mail import EICAR
 from workbench.workspace import Workspace

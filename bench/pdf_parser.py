@@ -20,9 +20,9 @@ from collections.abc import Callable
 
 import pikepdf
 
+from workbench.dissect.dissectors import DissectContext
 from workbench.dissect.formats.pdf import PdfDissector, PdfReport
 from workbench.dissect.model import DissectResult, Limits
-from workbench.dissect.registry import DissectContext
 from workbench.samples.documents import build_pdf
 from workbench.samples.pe import build_pe
 

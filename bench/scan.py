@@ -6,9 +6,9 @@ least 200 MB in several thousand files, then in one run:
 1. ``corpus add`` (which also builds the n-gram index), and the index built alone
    from the stored files, against one ``yara`` CLI scan of the corpus;
 2. interleaved rounds of ``yara -r -p T -C`` (rules compiled by Debian's own
-   ``yarac``; apt-get install -y yara, done here if missing) and ``test_rules``
+   ``yarac``; apt-get install -y yara, done here if missing) and ``run_rule_tests``
    cold (empty result cache) with T threads, best of each;
-3. ``test_rules`` fully cached;
+3. ``run_rule_tests`` fully cached;
 4. re-tests after editing one rule, for several different rules: prefiltered by the
    index (the normal path), and a few without the index (the old path);
 5. after each edit, an uncached, unindexed run of the edited ruleset: the re-tested
@@ -44,9 +44,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from workbench.corpus.corpus_registry import CorpusRegistry
 from workbench.corpus.gramindex import INDEX_DIR, GramIndex
-from workbench.corpus.registry import CorpusRegistry
-from workbench.corpus.testing import TestReport, test_rules
+from workbench.corpus.rule_testing import RuleTestReport, run_rule_tests
 from workbench.document import to_data
 from workbench.workspace import Workspace
 
@@ -183,7 +183,7 @@ def timed(run: Callable[[], T]) -> tuple[T, float]:
     return out, time.perf_counter() - t0
 
 
-def results(report: TestReport) -> object:
+def results(report: RuleTestReport) -> object:
     """Everything a report says about the rules and corpora (not how it was obtained)."""
     data = to_data(report)
     data.pop("stats")
@@ -275,11 +275,11 @@ def run(args: argparse.Namespace, work: Path) -> int:
         seconds, cli_pairs = yara_cli(compiled, corpus, args.threads)
         cli_seconds = min(cli_seconds, seconds)
         clear_cache(workspace)
-        cold, seconds = timed(lambda: test_rules(workspace, [rules_dir], ["bench"],
+        cold, seconds = timed(lambda: run_rule_tests(workspace, [rules_dir], ["bench"],
                                                  threads=args.threads))
         cold_seconds = min(cold_seconds, seconds)
     for _ in range(args.rounds):
-        cached, seconds = timed(lambda: test_rules(workspace, [rules_dir], ["bench"],
+        cached, seconds = timed(lambda: run_rule_tests(workspace, [rules_dir], ["bench"],
                                                    threads=args.threads))
         cached_seconds = min(cached_seconds, seconds)
     same_cached = results(cold) == results(cached)
@@ -294,15 +294,15 @@ def run(args: argparse.Namespace, work: Path) -> int:
     identical = True
     for e in range(args.edits):
         name = edit_rule(rule_files, (e * 397 + 500) % len(rules), e)
-        retest, seconds = timed(lambda: test_rules(workspace, [rules_dir], ["bench"],
+        retest, seconds = timed(lambda: run_rule_tests(workspace, [rules_dir], ["bench"],
                                                    threads=args.threads))
         retests.append((name, seconds, retest.stats.files_scanned, retest.stats.index_seconds))
-        reference = test_rules(workspace, [rules_dir], ["bench"], threads=args.threads,
+        reference = run_rule_tests(workspace, [rules_dir], ["bench"], threads=args.threads,
                                use_cache=False, use_index=False)
         identical &= results(retest) == results(reference)
     for e in range(min(2, args.edits)):                   # the old path: every file read again
         edit_rule(rule_files, (e * 397 + 500) % len(rules), 100 + e)
-        plain.append(timed(lambda: test_rules(workspace, [rules_dir], ["bench"],
+        plain.append(timed(lambda: run_rule_tests(workspace, [rules_dir], ["bench"],
                                               threads=args.threads, use_index=False))[1])
 
     print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, Python "

@@ -288,7 +288,7 @@ SLOW_RULE = ("rule BENCH_Slow_Loop { condition: for all i in (0..filesize - 1) :
 
 def build_scan_corpus(workspace: Workspace, folder: Path, mib: int) -> Path:
     """``mib`` files of 1 MiB of random bytes as a malicious corpus, and the slow rule."""
-    from workbench.corpus.registry import CorpusRegistry
+    from workbench.corpus.corpus_registry import CorpusRegistry
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(7)
@@ -349,7 +349,7 @@ async def first_paint_after(paints: list[float], since: float) -> float:
 
 
 class BlockingScanApp(App[None]):
-    """The naive test screen: ``test_rules`` called on the event loop, progress into a Static."""
+    """The naive test screen: ``run_rule_tests`` called on the event loop, progress into a Static."""
 
     def __init__(self, workspace: Workspace, rule: Path) -> None:
         super().__init__()
@@ -366,10 +366,10 @@ class BlockingScanApp(App[None]):
     def scan(self) -> None:
         from textual.widgets import Static
 
-        from workbench.corpus.testing import test_rules
+        from workbench.corpus.rule_testing import run_rule_tests
 
         phase = self.query_one("#phase", Static)
-        test_rules(self.workspace, [self.rule], ["bench-blobs"], use_cache=False,
+        run_rule_tests(self.workspace, [self.rule], ["bench-blobs"], use_cache=False,
                    progress=lambda p: phase.update(f"{p.files_done}/{p.files_total}"))
         self.done = True
 

@@ -54,7 +54,7 @@ from realset import (
 )
 
 from workbench.release.build import prepare_commit
-from workbench.release.repository import SignatureRepository
+from workbench.release.signature_repository import SignatureRepository
 from workbench.rules.parse import parse_text
 
 HOUSE = Path(__file__).resolve().parents[1] / "signatures"

@@ -64,21 +64,21 @@ def test_the_signature_repositorys_corpora_are_registered_too(tmp_path):
     import shutil
     from pathlib import Path
 
-    from workbench.corpus.testing import test_rules
+    from workbench.corpus.rule_testing import run_rule_tests
 
     repo_signatures = Path(__file__).resolve().parents[1] / "signatures"
     ws = Workspace.resolve(tmp_path / "home").ensure()
     shutil.copytree(repo_signatures, ws.signatures)
     report = seed_demo(ws, messages=0)
     assert report.corpora["house-malicious"] >= 10 and report.corpora["house-clean"] >= 5
-    result = test_rules(ws, [ws.signatures / "rules"], ["demo-malicious", "demo-clean",
+    result = run_rule_tests(ws, [ws.signatures / "rules"], ["demo-malicious", "demo-clean",
                                                          "house-malicious", "house-clean"])
     assert result.passed, "every house rule finds its samples and spares the clean files"
     assert result.false_negatives == 0 and result.false_positives == 0
 
 
 def test_the_rar_invoice_dissects_to_eicar(demo):
-    from workbench.dissect.engine import dissect_message
+    from workbench.dissect.walker import dissect_message
 
     _, _, q = demo
     (row,) = q.index.list("Invoice_9921.rar", limit=5)
@@ -190,7 +190,7 @@ def test_the_lab_serves_real_agents_that_follow_a_publish_and_stop_cleanly(tmp_p
     from tests.support.signatures import HOUSE
     from workbench.demo.lab import LAB_TOWERS, Lab, lab_folder, prepare_lab
     from workbench.distribute.fleet import FleetStore
-    from workbench.distribute.repository import UpdateRepository, publish_bundle
+    from workbench.distribute.update_repository import UpdateRepository, publish_bundle
     from workbench.release.service import make_release
     from workbench.workspace import create_workspace
 

@@ -8,16 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from workbench.campaigns.store import UnknownCampaign
+from workbench.campaigns.campaign_store import UnknownCampaign
 from workbench.cli import main
 from workbench.cli.context import CommandError
-from workbench.corpus.registry import CorpusError, UnknownCorpus
+from workbench.corpus.corpus_registry import CorpusError, UnknownCorpus
 from workbench.corpus.ruleset import RulesetError
 from workbench.dissect.sandbox import SandboxUnavailable
 from workbench.distribute.client import ClientError
 from workbench.distribute.install import AgentBusy
-from workbench.distribute.repository import InvalidBundle, NoRepository, UpdateRepositoryError
 from workbench.distribute.tokens import TokenError
+from workbench.distribute.update_repository import (
+    InvalidBundle,
+    NoRepository,
+    UpdateRepositoryError,
+)
 from workbench.durable import LockBusy
 from workbench.errors import UI_TITLES, Kind, WorkbenchError
 from workbench.exitcodes import (
@@ -32,11 +36,11 @@ from workbench.exitcodes import (
     EXIT_CODES,
 )
 from workbench.quarantine.index import AmbiguousId, UnknownId
+from workbench.quarantine.object_store import ObjectNotFound
 from workbench.quarantine.query import QueryError
-from workbench.quarantine.store import ObjectNotFound
 from workbench.release.bundle import BundleError
-from workbench.release.repository import SignatureRepositoryError
-from workbench.release.store import ReleaseNotFound
+from workbench.release.release_store import ReleaseNotFound
+from workbench.release.signature_repository import SignatureRepositoryError
 from workbench.rules.policy import PolicyError
 from workbench.rules.vendor import VendorError
 

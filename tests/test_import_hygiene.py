@@ -75,8 +75,8 @@ def test_the_probe_would_notice_textual() -> None:
 
 def test_the_uis_plain_helpers_stay_free_of_textual() -> None:
     """What the UI reads and computes lives in modules without Textual, tested on their own."""
-    plain = ["workbench.tui.changes", "workbench.tui.fleetview", "workbench.tui.pages",
-             "workbench.tui.rulefiles", "workbench.tui.marks", "workbench.tui.yara_highlight",
+    plain = ["workbench.tui.fleetview", "workbench.tui.pages",
+             "workbench.tui.marks", "workbench.tui.yara_highlight",
              "workbench.tui.render", "workbench.tui.release_rows", "workbench.tui.testing_rows"]
     code = textwrap.dedent(f"""
         import importlib, json, sys

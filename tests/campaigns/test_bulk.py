@@ -10,9 +10,9 @@ import ppdeep
 
 from tests.support.campaign_lab import WaveLab
 from workbench.campaigns.bulk import MemoryStore
+from workbench.campaigns.campaign_store import Arrival, CampaignStore, store_path
 from workbench.campaigns.features import Feature
 from workbench.campaigns.service import rebuild, rebuild_incrementally
-from workbench.campaigns.store import Arrival, CampaignStore, store_path
 from workbench.samples.campaign import courier_variant
 
 TABLES = {

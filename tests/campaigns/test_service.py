@@ -22,7 +22,7 @@ from workbench.campaigns.service import (
     tag_campaign,
 )
 from workbench.cli import main
-from workbench.corpus.registry import CorpusRegistry
+from workbench.corpus.corpus_registry import CorpusRegistry
 from workbench.errors import WorkbenchError
 from workbench.quarantine.service import Quarantine
 from workbench.samples.campaign import CORE_STRINGS, courier_variant
@@ -90,7 +90,7 @@ def test_builds_with_nothing_else_in_common_link_once_dissected(tmp_path: Path) 
     body or link: nothing links them on arrival; dissection finds the near-identical members."""
     import datetime as dt
 
-    from workbench.dissect.engine import dissect_message
+    from workbench.dissect.walker import dissect_message
     from workbench.quarantine.ingest import ingest_spool
     from workbench.samples.archives import build_zip
     from workbench.samples.mail import Attachment, Mail, received

@@ -21,7 +21,7 @@ from tests.support.corpus_lab import (
     rules_text,
     write_files,
 )
-from workbench.corpus.registry import CorpusRegistry
+from workbench.corpus.corpus_registry import CorpusRegistry
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import Quarantine
 from workbench.samples.mail import GTUBE, Attachment, Mail

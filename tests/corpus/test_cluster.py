@@ -19,8 +19,8 @@ import yara
 from tests.support.corpus_lab import Lab, write_files
 from workbench.cli import main
 from workbench.corpus.cluster import partition
+from workbench.corpus.rule_testing import run_rule_tests
 from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, scan_files
-from workbench.corpus.testing import test_rules
 from workbench.document import to_data
 
 distributed = pytest.importorskip("distributed")
@@ -60,9 +60,9 @@ def test_partitions_hold_every_file_once_and_balance_bytes() -> None:
 
 def test_test_on_a_cluster_equals_a_local_run(lab: Lab, cluster: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    local = test_rules(lab.workspace, [lab.rules], use_cache=False)
+    local = run_rule_tests(lab.workspace, [lab.rules], use_cache=False)
     monkeypatch.setenv("WORKBENCH_CLUSTER", cluster)
-    remote = test_rules(lab.workspace, [lab.rules], use_cache=False)
+    remote = run_rule_tests(lab.workspace, [lab.rules], use_cache=False)
     assert _without_timing(to_data(remote)) == _without_timing(to_data(local))
     assert local.rules and any(r.true_positives for r in local.rules)
 

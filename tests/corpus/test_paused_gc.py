@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from workbench.corpus.engine import paused_gc
+from workbench.corpus.incremental import paused_gc
 
 
 @pytest.fixture(autouse=True)

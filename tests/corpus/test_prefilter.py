@@ -24,13 +24,13 @@ from tests.support.corpus_lab import (
 )
 from workbench.corpus import prefilter
 from workbench.corpus.atoms import Requirements
-from workbench.corpus.engine import resolve
+from workbench.corpus.corpus_registry import CorpusRegistry
 from workbench.corpus.gramindex import INDEX_DIR, GramIndex
+from workbench.corpus.incremental import resolve
 from workbench.corpus.prefilter import index_corpora
-from workbench.corpus.registry import CorpusRegistry
+from workbench.corpus.rule_testing import run_rule_tests
 from workbench.corpus.ruleset import load_ruleset
 from workbench.corpus.scanner import ScanCancelled, ScanTarget
-from workbench.corpus.testing import test_rules
 from workbench.document import to_data
 
 # -- the property: random corpora and random rules, prefiltered == full scan ------------
@@ -244,34 +244,34 @@ def test_the_index_keeps_every_file_libyara_matches(tmp_path: Path, string: str,
     assert "a" * 64 in found
 
 
-# -- in test_rules and retrohunt -----------------------------------------------------------
+# -- in run_rule_tests and retrohunt -----------------------------------------------------------
 
 
 def test_a_re_test_reads_only_the_files_the_edited_rule_could_match(lab: Lab) -> None:
-    first = test_rules(lab.workspace, [lab.rules])
+    first = run_rule_tests(lab.workspace, [lab.rules])
     assert first.stats.files_skipped > 0                    # a cold run of 4 rules is a small group
     edit_rules(lab, "uint32(0) == 0x46445025 and $g", "filesize > 10 and $g")
-    retest = test_rules(lab.workspace, [lab.rules])
+    retest = run_rule_tests(lab.workspace, [lab.rules])
     # MAL_Pdf_Gtube changed; it and MAL_Pdf_Gtube_Dropper (which names it) need the GTUBE
     # bytes or the dropper's: only the loader and the dropper are read
     assert retest.stats.files_scanned == 2 and retest.stats.files_skipped == 2
-    reference = test_rules(lab.workspace, [lab.rules], use_cache=False, use_index=False)
+    reference = run_rule_tests(lab.workspace, [lab.rules], use_cache=False, use_index=False)
     assert to_data(retest.rules) == to_data(reference.rules)
     assert reference.stats.files_scanned == 4 and reference.stats.files_skipped == 0
 
 
 def test_skipped_files_are_cached_as_no_match(lab: Lab) -> None:
-    test_rules(lab.workspace, [lab.rules])
-    again = test_rules(lab.workspace, [lab.rules], use_index=False)
+    run_rule_tests(lab.workspace, [lab.rules])
+    again = run_rule_tests(lab.workspace, [lab.rules], use_index=False)
     assert again.stats.files_scanned == 0 and again.stats.pairs_cached == 16
 
 
 def test_files_registered_before_the_index_are_indexed_when_first_needed(lab: Lab) -> None:
     shutil.rmtree(lab.workspace.state / INDEX_DIR)
-    first = test_rules(lab.workspace, [lab.rules])
+    first = run_rule_tests(lab.workspace, [lab.rules])
     assert first.stats.files_indexed == 4 and first.stats.files_skipped > 0
     edit_rules(lab, "  condition:\n    $eicar\n", "  condition:\n    $eicar and filesize > 1\n")
-    second = test_rules(lab.workspace, [lab.rules])
+    second = run_rule_tests(lab.workspace, [lab.rules])
     assert second.stats.files_indexed == 0
     assert {f.sha256 for f in by_name(second)["MAL_Any_Eicar"].false_positives} == {sha256(CLEAN_NOISY)}
 
@@ -286,15 +286,15 @@ def test_an_unreadable_file_the_index_lacks_is_scanned_and_reported(lab: Lab) ->
         path = reg.store.path_for(sha256(LOADER))
     path.chmod(0o644)
     path.unlink()
-    report = test_rules(lab.workspace, [lab.rules])
-    plain = test_rules(lab.workspace, [lab.rules], use_cache=False, use_index=False)
+    report = run_rule_tests(lab.workspace, [lab.rules])
+    plain = run_rule_tests(lab.workspace, [lab.rules], use_cache=False, use_index=False)
     assert [p.sha256 for p in report.errors] == [p.sha256 for p in plain.errors] == [sha256(LOADER)]
     assert to_data(report.rules) == to_data(plain.rules)
 
 
 def test_large_groups_are_scanned_whole(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prefilter, "MAX_RULES", 2)
-    report = test_rules(lab.workspace, [lab.rules])
+    report = run_rule_tests(lab.workspace, [lab.rules])
     assert report.stats.files_skipped == 0 and report.stats.files_scanned == 4
 
 
@@ -310,7 +310,7 @@ def test_a_cancel_while_indexing_stops_the_run(lab: Lab, tmp_path: Path) -> None
             cancel.set()
 
     with pytest.raises(ScanCancelled):
-        test_rules(lab.workspace, [lab.rules], threads=1, progress=progress, cancel=cancel)
+        run_rule_tests(lab.workspace, [lab.rules], threads=1, progress=progress, cancel=cancel)
 
 
 def test_corpus_add_indexes_new_contents_once(lab: Lab, tmp_path: Path) -> None:

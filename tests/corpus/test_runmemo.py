@@ -12,11 +12,11 @@ from pathlib import Path
 
 from tests.support.corpus_lab import Lab, edit_rules
 from workbench.corpus.cache import CACHE_NAME, ScanCache
-from workbench.corpus.testing import TestReport, test_rules
+from workbench.corpus.rule_testing import RuleTestReport, run_rule_tests
 from workbench.document import to_data
 
 
-def results(report: TestReport) -> object:
+def results(report: RuleTestReport) -> object:
     data = to_data(report)
     data.pop("stats")
     return data
@@ -36,48 +36,48 @@ def remembered_runs(lab: Lab) -> int:
 
 def test_nothing_changed_gives_the_cold_report_from_memory(lab: Lab) -> None:
     age(lab.rules, 60)
-    cold = test_rules(lab.workspace, [lab.rules])
+    cold = run_rule_tests(lab.workspace, [lab.rules])
     assert remembered_runs(lab) == 1
-    again = test_rules(lab.workspace, [lab.rules])
+    again = run_rule_tests(lab.workspace, [lab.rules])
     assert results(again) == results(cold)
     assert again.stats.rules_reused == again.stats.rules == len(cold.rules)
     assert (again.stats.rules_compiled, again.stats.files_scanned) == (0, 0)
-    reference = test_rules(lab.workspace, [lab.rules], use_cache=False, use_index=False)
+    reference = run_rule_tests(lab.workspace, [lab.rules], use_cache=False, use_index=False)
     assert results(again) == results(reference)
 
 
 def test_an_edit_is_never_answered_from_memory(lab: Lab) -> None:
     age(lab.rules, 60)
-    test_rules(lab.workspace, [lab.rules])
+    run_rule_tests(lab.workspace, [lab.rules])
     path = lab.rules / "main.yar"
     before = path.stat()
     # the same size, and the old mtime put back: only the ctime (and the content) differ
     edit_rules(lab, "filesize < 1MB", "filesize < 2MB")
     assert path.stat().st_size == before.st_size
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    edited = test_rules(lab.workspace, [lab.rules])
-    reference = test_rules(lab.workspace, [lab.rules], use_cache=False, use_index=False)
+    edited = run_rule_tests(lab.workspace, [lab.rules])
+    reference = run_rule_tests(lab.workspace, [lab.rules], use_cache=False, use_index=False)
     assert results(edited) == results(reference)
     assert edited.stats.rules_compiled > 0
 
 
 def test_files_written_just_now_are_not_remembered(lab: Lab) -> None:
     (lab.rules / "main.yar").write_text((lab.rules / "main.yar").read_text())
-    test_rules(lab.workspace, [lab.rules])
+    run_rule_tests(lab.workspace, [lab.rules])
     assert remembered_runs(lab) == 0            # within the racy window: a later write could hide
     age(lab.rules, 60)
-    test_rules(lab.workspace, [lab.rules])
+    run_rule_tests(lab.workspace, [lab.rules])
     assert remembered_runs(lab) == 1
 
 
 def test_a_new_rule_file_is_seen(lab: Lab) -> None:
     age(lab.rules, 60)
-    first = test_rules(lab.workspace, [lab.rules])
+    first = run_rule_tests(lab.workspace, [lab.rules])
     (lab.rules / "more.yar").write_text('rule MAL_More { strings: $a = "EICAR" condition: $a }\n')
     age(lab.rules, 30)
-    second = test_rules(lab.workspace, [lab.rules])
+    second = run_rule_tests(lab.workspace, [lab.rules])
     assert len(second.rules) == len(first.rules) + 1
-    assert results(second) == results(test_rules(lab.workspace, [lab.rules], use_cache=False,
+    assert results(second) == results(run_rule_tests(lab.workspace, [lab.rules], use_cache=False,
                                                  use_index=False))
 
 
@@ -85,20 +85,20 @@ def test_another_engine_version_is_never_answered_from_memory(lab: Lab, monkeypa
     import yara
 
     age(lab.rules, 60)
-    test_rules(lab.workspace, [lab.rules])
+    run_rule_tests(lab.workspace, [lab.rules])
     monkeypatch.setattr(yara, "YARA_VERSION", "99.0.0")
-    again = test_rules(lab.workspace, [lab.rules])
+    again = run_rule_tests(lab.workspace, [lab.rules])
     assert again.stats.rules_compiled == len(again.rules)      # every rule compiled again
 
 
 def _loaded_by_a_test_run(lab: Lab) -> dict[str, bool]:
-    """What a fresh process has imported after ``test_rules`` over the lab's rules."""
+    """What a fresh process has imported after ``run_rule_tests`` over the lab's rules."""
     code = textwrap.dedent(f"""
         import json, sys
         from pathlib import Path
-        from workbench.corpus.testing import test_rules
+        from workbench.corpus.rule_testing import run_rule_tests
         from workbench.workspace import Workspace
-        report = test_rules(Workspace(Path({str(lab.workspace.home)!r})), [Path({str(lab.rules)!r})])
+        report = run_rule_tests(Workspace(Path({str(lab.workspace.home)!r})), [Path({str(lab.rules)!r})])
         print(json.dumps({{"compiled": report.stats.rules_compiled,
                           **{{m: m in sys.modules for m in {_SLOW_PATH!r}}}}}))
     """)
@@ -106,14 +106,14 @@ def _loaded_by_a_test_run(lab: Lab) -> dict[str, bool]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-_SLOW_PATH = ("numpy", "workbench.corpus.prefilter", "workbench.rules.vendor", "workbench.quarantine.store")
+_SLOW_PATH = ("numpy", "workbench.corpus.prefilter", "workbench.rules.vendor", "workbench.quarantine.object_store")
 
 
 def test_a_remembered_run_imports_no_scan_machinery(lab: Lab) -> None:
     """Nothing changed: the report is read, and the index (numpy), the vendor sources and the
     object store are not even imported (importing was most of such a run's time)."""
     age(lab.rules, 60)
-    test_rules(lab.workspace, [lab.rules])
+    run_rule_tests(lab.workspace, [lab.rules])
     loaded = _loaded_by_a_test_run(lab)
     assert loaded.pop("compiled") == 0
     assert not any(loaded.values()), loaded
@@ -123,7 +123,7 @@ def test_a_one_rule_retest_queries_the_index_without_numpy(lab: Lab) -> None:
     """An edited rule is prefiltered by the gram index, read as Python integers: numpy is
     only for building filters, and importing it cost a re-test more than its scan."""
     age(lab.rules, 60)
-    test_rules(lab.workspace, [lab.rules])
+    run_rule_tests(lab.workspace, [lab.rules])
     edit_rules(lab, "filesize < 1MB", "filesize < 2MB")
     age(lab.rules, 60)
     loaded = _loaded_by_a_test_run(lab)

@@ -27,34 +27,34 @@ from tests.support.corpus_lab import (
     write_files,
 )
 from workbench.corpus.cache import CACHE_NAME, RESULT_SETS_KEPT, ScanCache
-from workbench.corpus.registry import CorpusRegistry
-from workbench.corpus.testing import RuleResult, TestReport, test_rules
+from workbench.corpus.corpus_registry import CorpusRegistry
+from workbench.corpus.rule_testing import RuleResult, RuleTestReport, run_rule_tests
 from workbench.document import to_data
-from workbench.quarantine.store import ObjectStore
+from workbench.quarantine.object_store import ObjectStore
 from workbench.samples.mail import EICAR
 from workbench.workspace import Workspace
 
 
-def results(report: TestReport) -> object:
+def results(report: RuleTestReport) -> object:
     data = to_data(report)
     data.pop("stats")
     return data
 
 
-def check(workspace: Workspace, rules: Path, corpora: list[str] | None = None) -> TestReport:
+def check(workspace: Workspace, rules: Path, corpora: list[str] | None = None) -> RuleTestReport:
     """A cached run, asserted equal to an uncached, unindexed run; returns the cached report.
 
     The reference reads each corpus's files afresh, not the member lists kept for its state.
     """
-    report = test_rules(workspace, [rules], corpora)
+    report = run_rule_tests(workspace, [rules], corpora)
     with CorpusRegistry(workspace) as registry:
         registry.db.execute("DELETE FROM member_lists")
-    reference = test_rules(workspace, [rules], corpora, use_cache=False, use_index=False)
+    reference = run_rule_tests(workspace, [rules], corpora, use_cache=False, use_index=False)
     assert results(report) == results(reference)
     return report
 
 
-def by_rule(report: TestReport) -> dict[str, RuleResult]:
+def by_rule(report: RuleTestReport) -> dict[str, RuleResult]:
     return {r.rule: r for r in report.rules}
 
 
@@ -190,11 +190,11 @@ def test_a_run_with_an_unreadable_file_neither_reuses_nor_saves(lab: Lab) -> Non
     stored.unlink()
     # an edit makes one rule scan every file again (no index: the loader is read, and fails)
     edit_rules(lab, "  condition:\n    $eicar\n", "  condition:\n    $eicar and filesize > 10\n")
-    broken = test_rules(lab.workspace, [lab.rules], use_index=False)
+    broken = run_rule_tests(lab.workspace, [lab.rules], use_index=False)
     # the oracle: the scan cache alone (an uncached run would not have the loader's cached hits)
     with ScanCache(lab.workspace.state / CACHE_NAME) as cache:
         cache.db.execute("DELETE FROM rule_results")
-    reference = test_rules(lab.workspace, [lab.rules], use_index=False)
+    reference = run_rule_tests(lab.workspace, [lab.rules], use_index=False)
     assert results(broken) == results(reference)
     assert [e.sha256 for e in broken.errors] == [sha256(LOADER)]
     assert by_rule(broken)["MAL_Miss"].false_negatives[0].reason == "unreadable"
@@ -240,7 +240,7 @@ def test_results_of_old_corpus_states_are_dropped(lab: Lab) -> None:
         write_files(lab.clean, {f"more/{n}.txt": b"clean file %d" % n})
         with CorpusRegistry(lab.workspace) as registry:
             registry.add("goodware", lab.clean, "clean")
-        test_rules(lab.workspace, [lab.rules])
+        run_rule_tests(lab.workspace, [lab.rules])
     with ScanCache(lab.workspace.state / CACHE_NAME) as cache:
         kept = cache.db.execute("SELECT COUNT(DISTINCT corpora) FROM rule_results").fetchone()[0]
         assert kept == RESULT_SETS_KEPT
@@ -328,7 +328,7 @@ def test_nothing_is_saved_when_a_corpus_changed_during_the_run(lab: Lab,
         return real(self, *args, **kwargs)          # type: ignore[arg-type]
 
     monkeypatch.setattr(CorpusRegistry, "find_hashes", find_while_a_file_arrives)
-    edited = by_rule(test_rules(lab.workspace, [lab.rules]))["MAL_Any_Eicar"]
+    edited = by_rule(run_rule_tests(lab.workspace, [lab.rules]))["MAL_Any_Eicar"]
     assert edited.key != first.key
     with ScanCache(lab.workspace.state / CACHE_NAME) as cache:
         kept = [row[0] for row in cache.db.execute(

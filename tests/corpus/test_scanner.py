@@ -12,9 +12,9 @@ import yara
 
 from tests.support.corpus_lab import Lab, write_files
 from workbench.corpus.cache import CACHE_NAME, ScanCache
-from workbench.corpus.registry import CorpusRegistry
+from workbench.corpus.corpus_registry import CorpusRegistry
+from workbench.corpus.rule_testing import run_rule_tests
 from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, scan_files
-from workbench.corpus.testing import test_rules
 
 pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 
@@ -82,7 +82,7 @@ def test_test_rules_reports_progress_and_cancels(lab: Lab, tmp_path: Path) -> No
             cancel.set()
 
     with pytest.raises(ScanCancelled):
-        test_rules(lab.workspace, [rule], ["slow"], threads=2, progress=progress, cancel=cancel)
+        run_rule_tests(lab.workspace, [rule], ["slow"], threads=2, progress=progress, cancel=cancel)
     assert seen[0].phase == "compiling" and seen[-1].phase == "scanning"
     assert seen[-1].files_total == 12
     # what finished before the cancel is cached: the next run scans only the rest
@@ -99,7 +99,7 @@ def test_timed_out_samples_are_false_negatives_and_not_cached(lab: Lab, tmp_path
     rule.write_text(SLOW_RULE.replace("rule SLOW_Loop {",
                                       f'rule SLOW_Loop {{ meta: hash = "{target.sha256}" '))
     for _ in range(2):
-        report = test_rules(lab.workspace, [rule], ["big"], timeout=1)
+        report = run_rule_tests(lab.workspace, [rule], ["big"], timeout=1)
         assert [t.sha256 for t in report.timeouts] == [target.sha256]
         assert report.timeouts[0].rules == ["SLOW_Loop"]
         [fn] = report.rules[0].false_negatives

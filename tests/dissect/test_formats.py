@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from workbench.dissect.engine import dissect_bytes
 from workbench.dissect.model import OK, PARTIAL, Artifact
+from workbench.dissect.walker import dissect_bytes
 from workbench.dissect.worker import WorkerPool
 from workbench.samples.archives import build_aes_zip, build_gzip, build_tar, build_zip
 from workbench.samples.documents import build_docx, build_pdf, build_rtf

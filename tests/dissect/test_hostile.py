@@ -6,8 +6,8 @@ import resource
 
 import pytest
 
-from workbench.dissect.engine import dissect_bytes
 from workbench.dissect.model import LIMIT_HIT, OK, PARSER_ERROR, PARTIAL, Limits
+from workbench.dissect.walker import dissect_bytes
 from workbench.dissect.worker import WorkerPool
 from workbench.samples import hostile
 from workbench.samples.mail import EICAR

@@ -10,10 +10,10 @@ import pytest
 
 from workbench.dissect.cache import DissectCache
 from workbench.dissect.catalog import find_parents
-from workbench.dissect.engine import dissect_bytes, dissect_message
+from workbench.dissect.dissectors import DissectContext
 from workbench.dissect.formats import archive
 from workbench.dissect.model import LIMIT_HIT, OK, PARSER_ERROR, PARTIAL, STATUSES, Limits
-from workbench.dissect.registry import DissectContext
+from workbench.dissect.walker import dissect_bytes, dissect_message
 from workbench.dissect.worker import WorkerPool
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.samples.mail import EICAR, Attachment, Mail, build_message
@@ -171,7 +171,7 @@ def _no_backend() -> tuple[None, str]:
 
 
 def test_without_libarchive_the_members_are_listed_and_flagged(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from workbench.quarantine.store import ObjectStore
+    from workbench.quarantine.object_store import ObjectStore
 
     monkeypatch.setattr(archive, "_load_libarchive", _no_backend)
     data = build_rar4([("readme.txt", README), ("eicar.com", EICAR)])

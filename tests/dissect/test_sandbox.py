@@ -14,7 +14,6 @@ import pytest
 
 from workbench.cli import main
 from workbench.dissect import worker as worker_module
-from workbench.dissect.engine import dissect_bytes
 from workbench.dissect.model import PARSER_ERROR, Limits
 from workbench.dissect.probe import (
     ATTEMPTS,
@@ -25,6 +24,7 @@ from workbench.dissect.probe import (
     run_hostile_probe,
 )
 from workbench.dissect.sandbox import LIMITS_ONLY, SandboxUnavailable, bwrap_binary, is_sandboxed
+from workbench.dissect.walker import dissect_bytes
 from workbench.dissect.worker import TaskSteps, WorkerFailed, WorkerPool
 from workbench.exitcodes import E_CONFLICT, E_OK
 from workbench.samples import hostile

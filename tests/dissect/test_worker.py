@@ -121,7 +121,7 @@ def test_big_children_come_back_as_memfds(pool: WorkerPool) -> None:
     import hashlib
     import os
 
-    from workbench.dissect.engine import dissect_bytes
+    from workbench.dissect.walker import dissect_bytes
     from workbench.samples.archives import build_zip
 
     pool.warm()

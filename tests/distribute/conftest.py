@@ -10,10 +10,10 @@ import pytest
 
 from tests.support.bundles import make_bundle, make_failing_selftest_bundle
 from tests.support.live_server import LiveServer
-from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tokens import TokenStore
 from workbench.distribute.tower_config import TowerConfig
+from workbench.distribute.update_repository import UpdateRepository
 from workbench.workspace import Workspace
 
 

@@ -21,9 +21,9 @@ from workbench.distribute.agent import PullResult, TowerAgent, load_current, nex
 from workbench.distribute.fleet import FleetEvent, FleetStore, ServerRecord
 from workbench.distribute.install import AgentBusy, InstallDir
 from workbench.distribute.keys import KeyRing
-from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tower_config import TowerConfig
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 from workbench.samples.mail import EICAR
 from workbench.workspace import Workspace
 

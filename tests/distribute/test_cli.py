@@ -18,11 +18,11 @@ import pytest
 from tests.support.bundles import prepared
 from tests.support.live_server import LiveServer, free_port
 from workbench.cli import main
-from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.tokens import TokenStore
+from workbench.distribute.update_repository import UpdateRepository
 from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK, E_REMOTE, E_USAGE
 from workbench.release.changelog import Changelog
-from workbench.release.store import ReleaseStore
+from workbench.release.release_store import ReleaseStore
 from workbench.samples.mail import Mail
 from workbench.workspace import Workspace
 

@@ -27,8 +27,8 @@ from workbench.distribute.crashpoints import CRASH_ENV, DISK_FULL_ENV
 from workbench.distribute.fleet import FleetStore, ServerRecord
 from workbench.distribute.install import InstallDir
 from workbench.distribute.keys import KeyRing, write_private_key
-from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.tower_config import TowerConfig
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 from workbench.exitcodes import E_FINDINGS, E_LOCAL, E_OK
 from workbench.samples.mail import EICAR
 from workbench.workspace import Workspace

@@ -11,9 +11,9 @@ import httpx
 
 from tests.support.live_server import LiveServer
 from workbench.distribute.agent import PullResult, TowerAgent
-from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.server import requested_wait
 from workbench.distribute.tower_config import TowerConfig
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 
 
 def test_prefer_wait_is_parsed() -> None:

@@ -16,8 +16,8 @@ import pytest
 from tests.support.live_server import LiveServer, free_port
 from workbench.distribute.agent import TowerAgent
 from workbench.distribute.nginx import nginx_server_block
-from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.tower_config import TowerConfig
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 
 pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 

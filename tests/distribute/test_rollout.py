@@ -14,10 +14,10 @@ from tests.support.live_server import LiveServer
 from workbench.cli import main
 from workbench.distribute.agent import TowerAgent
 from workbench.distribute.fleet import FleetReport
-from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.server import ServerSettings
 from workbench.distribute.tokens import TokenStore
 from workbench.distribute.tower_config import TowerConfig
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 from workbench.exitcodes import E_OK
 from workbench.workspace import Workspace
 

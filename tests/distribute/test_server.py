@@ -11,9 +11,9 @@ import pytest
 from tests.support.live_server import LiveServer
 from workbench.distribute.client import fetch_fleet
 from workbench.distribute.fleet import FleetStore, FleetThresholds
-from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.server import ServerSettings, accepts_gzip
 from workbench.distribute.tokens import TokenStore
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 from workbench.quarantine.service import Quarantine
 from workbench.samples.mail import EICAR, Attachment, Mail
 from workbench.workspace import Workspace

@@ -22,9 +22,9 @@ import httpx
 import pytest
 
 from tests.support.live_server import LiveServer
-from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.server import ServerSettings
 from workbench.distribute.tokens import TokenStore
+from workbench.distribute.update_repository import UpdateRepository
 from workbench.workspace import Workspace
 
 pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it

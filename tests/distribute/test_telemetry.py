@@ -10,10 +10,10 @@ import httpx
 from tests.support.live_server import LiveServer
 from workbench.distribute.agent import TowerAgent
 from workbench.distribute.fleet import FleetReport, FleetStore
-from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.scanner import ScanStats, scanner_dir
 from workbench.distribute.telemetry import HOUR, StormThresholds
 from workbench.distribute.tower_config import TowerConfig
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 
 T0 = 1_800_000_000.0 - (1_800_000_000.0 % HOUR)      # the start of an hour
 

@@ -28,18 +28,18 @@ from tests.support.live_server import LiveServer, free_port
 from tests.support.signatures import HOUSE, init_repo
 from workbench.cli import main
 from workbench.distribute.agent import PullResult, TowerAgent
-from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.scanner import ScanConfig
 from workbench.distribute.server import ServerSettings
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.smtp_filter import TowerScanService
 from workbench.distribute.tokens import TokenStore
 from workbench.distribute.tower_config import TowerConfig
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 from workbench.exitcodes import E_FINDINGS, E_OK
 from workbench.quarantine.service import Quarantine
 from workbench.release.emergency import emergency_disable
+from workbench.release.release_store import ReleaseStore
 from workbench.release.service import make_release, revert_release
-from workbench.release.store import ReleaseStore
 from workbench.samples.mail import Attachment
 from workbench.samples.pe import build_pe
 from workbench.workspace import Workspace

@@ -10,7 +10,7 @@ import subprocess
 import pefile
 import pytest
 
-from workbench.dissect.engine import dissect_message
+from workbench.dissect.walker import dissect_message
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.query import QueryError, parse_query
 from workbench.samples.archives import build_zip

@@ -21,9 +21,9 @@ import pytest
 
 from tests.support.processes import Serve, upload, workbench
 from tests.support.quarantine_mail import indexed_shas, make_mail
-from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tokens import TokenStore
+from workbench.distribute.update_repository import UpdateRepository
 from workbench.quarantine.service import Quarantine
 from workbench.workspace import Workspace
 

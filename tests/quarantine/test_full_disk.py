@@ -22,9 +22,9 @@ from tests.support.disks import fill, small_tmpfs
 from tests.support.processes import Serve, upload, workbench
 from tests.support.quarantine_mail import make_mail
 from workbench.cli import main
-from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tokens import TokenStore
+from workbench.distribute.update_repository import UpdateRepository
 from workbench.quarantine import journal as journal_module
 from workbench.quarantine.index import Sighting
 from workbench.quarantine.ingest import ingest_bytes

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from workbench.quarantine.ingest import ingest_bytes, ingest_paths, ingest_spool
-from workbench.quarantine.store import sha256_file
+from workbench.quarantine.object_store import sha256_file
 
 
 def test_ingest_a_file_indexes_headers_and_keeps_bytes(quarantine, tmp_path, mail):

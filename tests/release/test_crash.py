@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.signatures import SigRepo, change_gtube
+from workbench.release.release_store import PENDING_NAME, ReleaseStore
 from workbench.release.service import make_release
-from workbench.release.store import PENDING_NAME, ReleaseStore
 
 pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it
 

@@ -11,8 +11,8 @@ from workbench.cli import main
 from workbench.exitcodes import E_CONFLICT, E_OK
 from workbench.release.bundle import load_extracted, open_bundle
 from workbench.release.emergency import emergency_disable, set_rule_status
+from workbench.release.release_store import ReleaseStore
 from workbench.release.service import ReleaseRefused, make_release
-from workbench.release.store import ReleaseStore
 from workbench.rules.parse import parse_file, parse_text
 
 RULE = "SPAM_GTUBE_TestString"

@@ -9,7 +9,7 @@ from tests.support.signatures import SigRepo
 from workbench.cli import main
 from workbench.exitcodes import E_CONFLICT, E_OK
 from workbench.release.hooks import MARKER, install_hook
-from workbench.release.repository import SignatureRepositoryError
+from workbench.release.signature_repository import SignatureRepositoryError
 
 
 @pytest.mark.slow

@@ -11,13 +11,13 @@ import pytest
 
 from tests.support.signatures import SigRepo, init_repo
 from workbench.cli import main
-from workbench.corpus.testing import default_rule_paths
+from workbench.corpus.rule_testing import default_rule_paths
 from workbench.exitcodes import E_INPUT, E_OK
 from workbench.release.build import prepare_tree
 from workbench.release.bundle import load_extracted
 from workbench.release.importing import digest_tree, import_source
+from workbench.release.release_store import ReleaseStore
 from workbench.release.service import make_release
-from workbench.release.store import ReleaseStore
 from workbench.release.validate import validate
 from workbench.rules.parse import parse_file
 from workbench.rules.vendor import VendorError, VendorSet
@@ -242,8 +242,8 @@ def test_a_folder_source_imports_without_git(sig: SigRepo, tmp_path: Path) -> No
 
 def test_a_public_ruleset_imports_validates_tests_and_releases(sig: SigRepo, public_ruleset: Path) -> None:
     """The real ReversingLabs set (MIT) beside the house rules: read in place, never copied into the repo."""
-    from workbench.corpus.registry import CorpusRegistry
-    from workbench.corpus.testing import test_rules
+    from workbench.corpus.corpus_registry import CorpusRegistry
+    from workbench.corpus.rule_testing import run_rule_tests
 
     report = import_source(sig.root, str(public_ruleset), name="reversinglabs")
     assert report.files >= 270 and report.rules >= 1100
@@ -259,7 +259,7 @@ def test_a_public_ruleset_imports_validates_tests_and_releases(sig: SigRepo, pub
     # `test` takes the vendor rules with the house's by default
     with CorpusRegistry(sig.workspace) as registry:
         registry.add("house-clean", sig.root / "corpora" / "clean", "clean")
-    tested = test_rules(sig.workspace, None, ["house-clean"])
+    tested = run_rule_tests(sig.workspace, None, ["house-clean"])
     assert len(tested.rules) >= report.rules and tested.false_positives == 0
     sig.commit("import the ReversingLabs rules")
     outcome = make_release(sig.workspace, message="house and vendor rules")

@@ -22,9 +22,9 @@ from workbench.cli import main
 from workbench.exitcodes import E_CONFLICT, E_INPUT, E_NOT_FOUND, E_OK
 from workbench.release.build import prepare_commit
 from workbench.release.bundle import BundleError, load_extracted, open_bundle
-from workbench.release.repository import SignatureRepository
+from workbench.release.release_store import ReleaseStore
 from workbench.release.service import ReleaseRefused, make_release, revert_release
-from workbench.release.store import ReleaseStore
+from workbench.release.signature_repository import SignatureRepository
 from workbench.workspace import Workspace
 
 pytestmark = pytest.mark.slow      # real processes, servers or the whole app: ./dev test --fast skips it

@@ -6,7 +6,7 @@ from tests.support.signatures import SigRepo
 from workbench.cli import main
 from workbench.exitcodes import E_OK
 from workbench.release.released import latest_release_tag, released_rules
-from workbench.release.repository import SignatureRepository
+from workbench.release.signature_repository import SignatureRepository
 from workbench.rules.parse import parse_file
 
 RULE = "SPAM_GTUBE_TestString"

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.dissect.engine import dissect_message
+from workbench.dissect.walker import dissect_message
 from workbench.quarantine.ingest import ingest_spool
 from workbench.quarantine.service import Quarantine
 from workbench.samples.campaign import WaveMessage, courier_wave

@@ -21,10 +21,10 @@ from tests.support.signatures import HOUSE, init_repo
 from workbench.demo.seed import seed_demo
 from workbench.distribute.agent import TowerAgent
 from workbench.distribute.fleet import FleetState, FleetStore
-from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tokens import TokenStore
 from workbench.distribute.tower_config import TowerConfig
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 from workbench.release.service import make_release
 from workbench.workspace import Workspace
 

@@ -11,8 +11,8 @@ import pytest
 from textual.widgets import Input, TextArea
 
 from tests.support.ui_samples import MARKER, MESSAGES, QUOTED, RULE
-from workbench.corpus.registry import CorpusRegistry
-from workbench.dissect.engine import dissect_message
+from workbench.corpus.corpus_registry import CorpusRegistry
+from workbench.dissect.walker import dissect_message
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import Quarantine
 from workbench.samples.archives import build_zip

@@ -66,7 +66,7 @@ def test_spread_of_a_big_fleet_adds_up() -> None:
 
 
 def test_local_fleet_reads_the_workspace_store(tmp_path: Path) -> None:
-    from workbench.distribute.repository import UpdateRepository
+    from workbench.distribute.update_repository import UpdateRepository
 
     workspace = Workspace.resolve(tmp_path / "home").ensure()
     source = fleet_source(workspace, None)

@@ -1,7 +1,7 @@
 """The whole loop through the UI: from an unknown sample in the quarantine to a rule on every tower.
 
 Pilot drives the real app over a demo quarantine, a git signature repository, a
-``workbench serve`` on loopback and two tower agents (``tests/tui/loop.py``): open the
+``workbench serve`` on loopback and two tower agents (``tests/support/tui_loop.py``): open the
 message with the WbStealer sample, dissect it, mark strings, draft a rule, see it lint
 clean, promote it, save, test it (it matches the sample and nothing clean), retro-hunt,
 commit, release, publish, and watch both towers report the new serial on the board.
@@ -23,7 +23,7 @@ from textual.widgets import Input, Static, Tree
 from tests.support.pilot import linted, settle, static_text, until
 from tests.support.tui_loop import Loop, running_loop
 from workbench.distribute.fleet import Health
-from workbench.release.store import ReleaseStore
+from workbench.release.release_store import ReleaseStore
 from workbench.tui.app import WorkbenchApp, make_app
 from workbench.tui.screens.artifact import ArtifactScreen
 from workbench.tui.screens.editor import EditorScreen

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pefile
 from rich.console import Console
 
-from workbench.dissect.engine import dissect_bytes
 from workbench.dissect.formats.pe import PeReport
 from workbench.dissect.model import Limits
 from workbench.dissect.render import _facts
+from workbench.dissect.walker import dissect_bytes
 from workbench.samples.threats import benign_pe
 from workbench.tui.render import report_renderable
 

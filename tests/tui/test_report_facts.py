@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 from rich.console import Console
 
-from workbench.dissect.engine import dissect_bytes
+from workbench.dissect.dissectors import registry
 from workbench.dissect.model import Artifact, Dissection, Limits
-from workbench.dissect.registry import registry
 from workbench.dissect.render import render_tree, report_facts
+from workbench.dissect.walker import dissect_bytes
 from workbench.samples.archives import build_zip
 from workbench.samples.documents import build_html_page, build_pdf
 from workbench.samples.mail import EICAR, Attachment, Mail, received

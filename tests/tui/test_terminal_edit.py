@@ -21,7 +21,7 @@ import git
 import pytest
 
 from tests.support.signatures import HOUSE, init_repo
-from workbench.corpus.registry import CorpusRegistry
+from workbench.corpus.corpus_registry import CorpusRegistry
 from workbench.release.service import make_release
 from workbench.rules.parse import parse_file, parse_text
 from workbench.workspace import Workspace

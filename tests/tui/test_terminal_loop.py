@@ -28,7 +28,7 @@ import pytest
 
 from tests.support.signatures import HOUSE, init_repo
 from workbench.distribute.fleet import FleetStore
-from workbench.distribute.repository import UpdateRepository
+from workbench.distribute.update_repository import UpdateRepository
 from workbench.workspace import Workspace
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

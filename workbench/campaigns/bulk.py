@@ -22,8 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from workbench.campaigns.features import KINDS, LINK_THRESHOLD, Feature, fuzzy_keys, fuzzy_similar
-from workbench.campaigns.store import (
+from workbench.campaigns.campaign_store import (
     _SCHEMA,
     COMMON_MIN,
     COMMON_SHARE,
@@ -35,6 +34,7 @@ from workbench.campaigns.store import (
     _older,
     hour_of,
 )
+from workbench.campaigns.features import KINDS, LINK_THRESHOLD, Feature, fuzzy_keys, fuzzy_similar
 from workbench.document import utcnow
 
 Key = tuple[str, str]          # (kind, value)
@@ -294,7 +294,7 @@ def _fold(table: dict[str, Counter[T]], into: str, other: str) -> None:
 
 
 def _key(table: str) -> tuple[str, ...]:
-    from workbench.campaigns.store import _PER_CAMPAIGN
+    from workbench.campaigns.campaign_store import _PER_CAMPAIGN
 
     return _PER_CAMPAIGN[table]
 

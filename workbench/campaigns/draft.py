@@ -79,7 +79,7 @@ class CampaignDraft:
 
 def _dissect_missing(workspace: Workspace, shas: list[str]) -> int:
     from workbench.dissect.cache import DissectCache, cache_path
-    from workbench.dissect.engine import dissect_message
+    from workbench.dissect.walker import dissect_message
 
     path = cache_path(workspace)
     done: set[str] = set()
@@ -234,8 +234,8 @@ def _coverage(text: str, members: list[str], held: dict[str, list[str]], data: d
 
 def _clean_hits(workspace: Workspace, result: Draft, corpora: list[str] | None
                 ) -> tuple[list[str], int, list[CleanHit]]:
-    from workbench.corpus.registry import CorpusRegistry
-    from workbench.corpus.testing import test_rules
+    from workbench.corpus.corpus_registry import CorpusRegistry
+    from workbench.corpus.rule_testing import run_rule_tests
 
     with CorpusRegistry(workspace) as registry:
         clean = corpora or [c.name for c in registry.list(include_builtin=False) if c.label == "clean"]
@@ -244,7 +244,7 @@ def _clean_hits(workspace: Workspace, result: Draft, corpora: list[str] | None
     with tempfile.TemporaryDirectory(prefix="campaign-draft-") as tmp:
         path = Path(tmp) / f"{result.name}.yar"
         path.write_text(result.text, encoding="utf-8")
-        report = test_rules(workspace, [path], clean, use_index=False)
+        report = run_rule_tests(workspace, [path], clean, use_index=False)
     files = sum(c.files for c in report.corpora)
     hits = [CleanHit(m.sha256, m.name, list(m.corpora)) for r in report.rules for m in r.false_positives]
     return clean, files, hits

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+from workbench.campaigns.campaign_store import COMMON_MIN, COMMON_SHARE
 from workbench.campaigns.features import KINDS, LINK_THRESHOLD, Feature, fuzzy_similar
-from workbench.campaigns.store import COMMON_MIN, COMMON_SHARE
 
 
 class AllPairs:

@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.campaigns.campaign_store import (
+    Arrival,
+    CampaignStore,
+    Joined,
+    UnknownCampaign,
+    store_path,
+)
 from workbench.campaigns.features import (
     ARRIVAL_MAX,
     KINDS,
@@ -25,7 +32,6 @@ from workbench.campaigns.features import (
     arrival_features,
     dissection_features,
 )
-from workbench.campaigns.store import Arrival, CampaignStore, Joined, UnknownCampaign, store_path
 from workbench.durable import file_lock
 from workbench.errors import Kind, WorkbenchError
 from workbench.quarantine.index import STATUSES, MessageRow

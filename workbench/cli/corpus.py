@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from workbench.cli.context import CommandError, Context, Reply, add_json_flag, table
-from workbench.corpus.registry import LABELS, CorpusRegistry
-from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress
-from workbench.corpus.testing import (
+from workbench.corpus.corpus_registry import LABELS, CorpusRegistry
+from workbench.corpus.rule_testing import (
     FileMatch,
     RuleResult,
-    TestReport,
+    RuleTestReport,
     default_rule_paths,
-    test_rules,
+    run_rule_tests,
 )
+from workbench.corpus.scanner import DEFAULT_TIMEOUT, ScanProgress
 from workbench.exitcodes import E_CONFLICT, E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
 from workbench.humanize import shown
 from workbench.humanize import size as _size
@@ -222,7 +222,7 @@ def cmd_test(args: argparse.Namespace, ctx: Context) -> int | Reply:
     paths = args.rules or default_rule_paths(ctx.workspace)   # vendor sources only when no rules are named
     try:
         with _on_cluster(args.cluster):
-            report = test_rules(ctx.workspace, paths, args.corpus, threads=args.threads,
+            report = run_rule_tests(ctx.workspace, paths, args.corpus, threads=args.threads,
                                 progress=_progress_line(ctx.err), use_cache=not args.no_cache,
                                 use_index=not args.no_index, timeout=args.timeout)
     except FileNotFoundError as exc:
@@ -234,7 +234,7 @@ def cmd_test(args: argparse.Namespace, ctx: Context) -> int | Reply:
     return Reply(report, text, E_OK if report.passed else E_FINDINGS)
 
 
-def render_test(report: TestReport, ctx: Context, *, verbose: bool = False) -> None:
+def render_test(report: RuleTestReport, ctx: Context, *, verbose: bool = False) -> None:
     rows = []
     for r in report.rules:
         if r.private:

@@ -108,7 +108,7 @@ def _dissect(args: argparse.Namespace, ctx: Context) -> int | Reply:
         _warn_unsandboxed(ctx, result.root.isolation)
         return _show(args, ctx, result)
     from workbench.dissect.cache import DissectCache
-    from workbench.dissect.engine import dissect_bytes, dissect_message
+    from workbench.dissect.walker import dissect_bytes, dissect_message
     from workbench.quarantine.service import Quarantine
 
     with Quarantine.open(ctx.workspace) as q:
@@ -128,7 +128,7 @@ def _dissect(args: argparse.Namespace, ctx: Context) -> int | Reply:
 
 
 def _dissect_file(ctx: Context, path: Path, limits: Limits) -> Dissection:
-    from workbench.dissect.engine import dissect_bytes
+    from workbench.dissect.walker import dissect_bytes
     from workbench.quarantine.headers import looks_like_mail
 
     try:

@@ -40,7 +40,7 @@ def cmd_disable(args: argparse.Namespace, ctx: Context) -> int | Reply:
     outcome = emergency_disable(ctx.workspace, args.rule, message=args.message)   # ReleaseRefused: conflict
     published = None
     if not args.no_publish:
-        from workbench.distribute.repository import (
+        from workbench.distribute.update_repository import (
             UpdateRepository,
             UpdateRepositoryError,
             publish_bundle,

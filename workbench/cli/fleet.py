@@ -66,8 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _local_fleet_state(ctx: Context) -> Any:
     from workbench.distribute.fleet import FleetStore
-    from workbench.distribute.repository import UpdateRepository, UpdateRepositoryError
     from workbench.distribute.rollout import fleet_view
+    from workbench.distribute.update_repository import UpdateRepository, UpdateRepositoryError
 
     try:
         newest, canary = fleet_view(UpdateRepository.for_workspace(ctx.workspace))

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_keys_init(args: argparse.Namespace, ctx: Context) -> int | Reply:
-    from workbench.distribute.repository import UpdateRepository
+    from workbench.distribute.update_repository import UpdateRepository
 
     settings = RepositorySettings(
         expiry=ExpiryPolicy(root=args.root_expiry, targets=args.targets_expiry,
@@ -84,7 +84,7 @@ def cmd_keys_init(args: argparse.Namespace, ctx: Context) -> int | Reply:
 
 
 def cmd_keys_status(args: argparse.Namespace, ctx: Context) -> int | Reply:
-    from workbench.distribute.repository import UpdateRepository
+    from workbench.distribute.update_repository import UpdateRepository
 
     status = UpdateRepository.for_workspace(ctx.workspace).status()
     # Not verified (a tower would refuse the repository): E_FINDINGS, the operator must act.
@@ -112,7 +112,7 @@ def cmd_keys_status(args: argparse.Namespace, ctx: Context) -> int | Reply:
 
 
 def cmd_keys_rotate(args: argparse.Namespace, ctx: Context) -> int | Reply:
-    from workbench.distribute.repository import UpdateRepository
+    from workbench.distribute.update_repository import UpdateRepository
 
     result = UpdateRepository.for_workspace(ctx.workspace).rotate(args.role, root_key=args.root_key)
 
@@ -128,7 +128,7 @@ def cmd_keys_rotate(args: argparse.Namespace, ctx: Context) -> int | Reply:
 
 
 def cmd_keys_renew_root(args: argparse.Namespace, ctx: Context) -> int | Reply:
-    from workbench.distribute.repository import UpdateRepository
+    from workbench.distribute.update_repository import UpdateRepository
 
     result = UpdateRepository.for_workspace(ctx.workspace).renew_root(root_key=args.root_key)
 

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_publish(args: argparse.Namespace, ctx: Context) -> int | Reply:
-    from workbench.distribute.repository import UpdateRepository, publish_bundle
+    from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 
     repo = UpdateRepository.for_workspace(ctx.workspace)
     if args.refresh:
@@ -85,7 +85,7 @@ def cmd_publish(args: argparse.Namespace, ctx: Context) -> int | Reply:
 
 
 def _release_bundle(ctx: Context, serial: int | None) -> Path:
-    from workbench.release.store import ReleaseStore
+    from workbench.release.release_store import ReleaseStore
 
     store = ReleaseStore(ctx.workspace)
     release = store.get(serial) if serial is not None else store.latest()

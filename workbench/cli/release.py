@@ -15,10 +15,10 @@ from workbench.humanize import shown
 from workbench.release.bundle import BundleError, bundle_name, load_extracted, open_bundle
 from workbench.release.corpora import write_corpora
 from workbench.release.hooks import install_hook
+from workbench.release.release_store import ReleaseStore
 from workbench.release.render import render_junit, render_sarif, render_text
-from workbench.release.repository import SignatureRepository
 from workbench.release.service import ReleaseOutcome, ReleaseRefused, make_release, revert_release
-from workbench.release.store import ReleaseStore
+from workbench.release.signature_repository import SignatureRepository
 from workbench.release.validate import ValidationReport, validate
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ def _version_text(c: Change) -> str:
 
 
 def cmd_commit(args: argparse.Namespace, ctx: Context) -> int | Reply:
-    from workbench.release.repository import SignatureRepositoryError
+    from workbench.release.signature_repository import SignatureRepositoryError
     from workbench.release.worktree import commit_changes
 
     try:

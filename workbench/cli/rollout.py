@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int | Reply:
-    from workbench.distribute.repository import UpdateRepository
+    from workbench.distribute.update_repository import UpdateRepository
 
     repo = UpdateRepository.for_workspace(ctx.workspace)
     targets = [t for t in repo.targets() if t.rollout is not None] if repo.exists() else []
@@ -43,7 +43,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int | Reply:
 
 
 def cmd_set(args: argparse.Namespace, ctx: Context) -> int | Reply:
-    from workbench.distribute.repository import UpdateRepository
+    from workbench.distribute.update_repository import UpdateRepository
 
     # not a canary release, or already promoted/halted: UpdateRepositoryError (conflict)
     target = UpdateRepository.for_workspace(ctx.workspace).set_rollout(

@@ -55,8 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     from workbench.distribute.fleet import FleetThresholds
-    from workbench.distribute.repository import UpdateRepository
     from workbench.distribute.server import ServerSettings, openapi_document, serve
+    from workbench.distribute.update_repository import UpdateRepository
 
     if args.openapi:
         ctx.print(json.dumps(openapi_document(), indent=2))

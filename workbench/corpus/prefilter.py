@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.corpus.atoms import ANYTHING, Requirements
+from workbench.corpus.corpus_registry import QUARANTINE_CORPUS, CorpusRegistry
 from workbench.corpus.gramindex import (
     INDEX_DIR,
     BuildReport,
@@ -24,7 +25,6 @@ from workbench.corpus.gramindex import (
     IndexStats,
     Selection,
 )
-from workbench.corpus.registry import QUARANTINE_CORPUS, CorpusRegistry
 from workbench.corpus.ruleset import Ruleset
 from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, default_threads
 from workbench.workspace import Workspace

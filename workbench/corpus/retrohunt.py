@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.corpus.cache import CACHE_NAME, ScanCache
-from workbench.corpus.engine import paused_gc, resolve
+from workbench.corpus.corpus_registry import extracted_artifacts
+from workbench.corpus.incremental import paused_gc, resolve
 from workbench.corpus.prefilter import open_index
-from workbench.corpus.registry import extracted_artifacts
+from workbench.corpus.rule_testing import policy_externals
 from workbench.corpus.ruleset import PARSE_CACHE, ExternalValue, load_ruleset
 from workbench.corpus.scanner import (
     DEFAULT_TIMEOUT,
@@ -20,7 +21,6 @@ from workbench.corpus.scanner import (
     ScanTarget,
     default_threads,
 )
-from workbench.corpus.testing import policy_externals
 from workbench.quarantine.index import UnknownId
 from workbench.quarantine.service import Quarantine
 from workbench.workspace import Workspace
@@ -191,7 +191,7 @@ def dissect_undissected(workspace: Workspace, *, progress: Callable[[ScanProgres
     failed: list[str] = []
     if not todo:
         return failed
-    from workbench.dissect.engine import dissect_message
+    from workbench.dissect.walker import dissect_message
 
     with Quarantine.open(workspace) as q:
         for done, sha in enumerate(todo):

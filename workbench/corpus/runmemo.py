@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS test_runs (          -- whole reports of finished run
     corpora TEXT NOT NULL,                         -- CorpusFiles.state() of the run
     stamp TEXT NOT NULL,                           -- digest of the rule files' paths and stat
     extra BLOB NOT NULL,                           -- included files outside those paths: marshal
-    report BLOB NOT NULL,                          -- the TestReport, pickled
+    report BLOB NOT NULL,                          -- the RuleTestReport, pickled
     used INTEGER NOT NULL,
     PRIMARY KEY (corpora, stamp)
 ) WITHOUT ROWID;

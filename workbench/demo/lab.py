@@ -49,11 +49,11 @@ def lab_folder(workspace: Workspace) -> Path:
 def prepare_lab(workspace: Workspace) -> LabPrepared:
     """Keys and the update repository (once), a first release of the signatures published
     (when nothing is published yet), and a token per lab tower (once)."""
-    from workbench.distribute.repository import UpdateRepository, publish_bundle
     from workbench.distribute.settings import RepositorySettings
     from workbench.distribute.tokens import TokenStore
+    from workbench.distribute.update_repository import UpdateRepository, publish_bundle
+    from workbench.release.release_store import ReleaseStore
     from workbench.release.service import make_release
-    from workbench.release.store import ReleaseStore
 
     folder = lab_folder(workspace)
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,8 +118,8 @@ class Lab:
     def start(self, *, timeout: float = 30.0) -> Lab:
         """Start ``workbench serve`` on a free loopback port and wait until it answers, then
         one agent per lab tower (its config rewritten for this port)."""
-        from workbench.distribute.repository import UpdateRepository
         from workbench.distribute.tower_config import TowerConfig
+        from workbench.distribute.update_repository import UpdateRepository
         from workbench.durable import atomic_write
 
         folder = lab_folder(self.workspace)

@@ -326,7 +326,7 @@ def _corpora(workspace: Workspace) -> dict[str, int]:
     counts = {"demo-malicious": sum(1 for p in files if p.parent == malicious),
               "demo-clean": sum(1 for p in files if p.parent == clean)}
     try:
-        from workbench.corpus.registry import CorpusRegistry
+        from workbench.corpus.corpus_registry import CorpusRegistry
     except ImportError:
         return counts
     with CorpusRegistry(workspace) as registry:

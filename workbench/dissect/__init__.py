@@ -10,15 +10,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workbench.dissect.engine import dissect_bytes, dissect_message
     from workbench.dissect.model import Artifact, Dissection, Limits
+    from workbench.dissect.walker import dissect_bytes, dissect_message
 
 _EXPORTS = {
     "Artifact": "workbench.dissect.model",
     "Dissection": "workbench.dissect.model",
     "Limits": "workbench.dissect.model",
-    "dissect_bytes": "workbench.dissect.engine",
-    "dissect_message": "workbench.dissect.engine",
+    "dissect_bytes": "workbench.dissect.walker",
+    "dissect_message": "workbench.dissect.walker",
 }
 __all__ = ["Artifact", "Dissection", "Limits", "dissect_bytes", "dissect_message"]
 

@@ -130,7 +130,7 @@ def catalog_all(workspace: Workspace, *, progress: Callable[[CatalogProgress], N
     import time
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    from workbench.dissect.engine import dissect_message
+    from workbench.dissect.walker import dissect_message
     from workbench.quarantine.service import Quarantine
 
     todo = undissected(workspace) if todo is None else todo

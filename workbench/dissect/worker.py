@@ -57,7 +57,7 @@ from workbench.dissect import sandbox
 from workbench.dissect.model import DissectResult, Fingerprint, Identity, Limits, MiB
 
 if TYPE_CHECKING:
-    from workbench.dissect.registry import NodePlan
+    from workbench.dissect.dissectors import NodePlan
 
 
 class WorkerFailed(Exception):
@@ -89,7 +89,7 @@ def task_identify(data: bytes, fuzzy_max: int) -> Identity:
 
 
 def task_dissect(name: str, data: bytes, ctx: Any) -> DissectResult:
-    from workbench.dissect.registry import by_name
+    from workbench.dissect.dissectors import by_name
 
     return by_name(name).dissect(data, ctx)
 
@@ -104,8 +104,8 @@ def task_node(data: bytes, plan: NodePlan) -> Iterator[tuple[Any, bool]]:
     """Classify, pick the dissector, run it: ``(magic, mime, name)`` first, then the result."""
     import dataclasses
 
+    from workbench.dissect.dissectors import HEAD_BYTES, by_name
     from workbench.dissect.identify import classify
-    from workbench.dissect.registry import HEAD_BYTES, by_name
 
     description, mime = classify(data)
     name = plan.pick(mime=mime, magic=description, head=data[:HEAD_BYTES])
@@ -368,8 +368,8 @@ _PRELOAD = ("oletools.olevba", "oletools.mraptor", "oletools.oleobj", "oletools.
 
 
 def _preload() -> None:
+    from workbench.dissect.dissectors import registry
     from workbench.dissect.identify import identify
-    from workbench.dissect.registry import registry
 
     registry()                                         # import every format before limits apply
     identify(b"warm-up " * 16, fuzzy_max=1 << 20)      # numpy, libfuzzy, tlsh, the magic database too

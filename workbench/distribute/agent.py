@@ -52,10 +52,10 @@ from workbench.distribute.install import (
     DamagedInstall,
     InstallDir,
 )
-from workbench.distribute.repository import PublishedTarget, target_from_info
 from workbench.distribute.scanner import read_stats, scanner_dir
 from workbench.distribute.telemetry import trim_for_report
 from workbench.distribute.tower_config import TowerConfig
+from workbench.distribute.update_repository import PublishedTarget, target_from_info
 from workbench.document import iso, utcnow
 from workbench.humanize import shown
 from workbench.release.bundle import (

@@ -10,8 +10,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from workbench.distribute.fleet import Canary, FleetState, Health
-from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.telemetry import FleetRules
+from workbench.distribute.update_repository import UpdateRepository
 
 
 @dataclass(frozen=True)

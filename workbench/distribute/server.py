@@ -44,11 +44,11 @@ from workbench.distribute.fleet import (
 )
 from workbench.distribute.guard import InFlight, RequestGuard, guarded_protocol
 from workbench.distribute.metrics import CONTENT_TYPE, ServerMetrics
-from workbench.distribute.repository import UpdateRepository, UpdateRepositoryError
 from workbench.distribute.rollout import RolloutDecision, decide_rollout, fleet_view
 from workbench.distribute.settings import DEFAULT_HOST, DEFAULT_PORT
 from workbench.distribute.telemetry import FleetRules
 from workbench.distribute.tokens import NAME, TokenStore
+from workbench.distribute.update_repository import UpdateRepository, UpdateRepositoryError
 from workbench.document import to_data
 from workbench.quarantine.ingest import IngestSummary, ingest_bytes
 from workbench.quarantine.service import Quarantine, QuarantineUnavailable

@@ -25,8 +25,8 @@ from workbench.durable import crash_point, file_lock
 from workbench.humanize import stamp, utc_day
 from workbench.quarantine.headers import looks_like_mail, summarize_headers
 from workbench.quarantine.index import FailedInput, NewMessage, Sighting
+from workbench.quarantine.object_store import sha256_file
 from workbench.quarantine.service import Quarantine, storage_errors
-from workbench.quarantine.store import sha256_file
 
 DEFAULT_MAX_MESSAGE = 100 * 1024 * 1024
 BATCH = 500

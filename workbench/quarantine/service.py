@@ -30,7 +30,7 @@ from workbench.quarantine.index import (
     Sighting,
 )
 from workbench.quarantine.journal import Journal, TornLine
-from workbench.quarantine.store import ObjectNotFound, ObjectStore
+from workbench.quarantine.object_store import ObjectNotFound, ObjectStore
 from workbench.workspace import Workspace, current_actor
 
 if TYPE_CHECKING:

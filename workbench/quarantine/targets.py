@@ -67,7 +67,7 @@ def resolve_target(q: Quarantine, ident: str, *, files: bool = False) -> Target:
     messages (``ambiguous``): the error says which.
     """
     from workbench.quarantine.index import AmbiguousId, UnknownId
-    from workbench.quarantine.store import ObjectNotFound
+    from workbench.quarantine.object_store import ObjectNotFound
 
     ident = ident.strip()
     why = f"{ident!r} is not a sha256 or an id prefix"

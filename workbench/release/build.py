@@ -22,8 +22,8 @@ from workbench.release.bundle import (
     prepare_bundle,
 )
 from workbench.release.changelog import RuleState
-from workbench.release.repository import SignatureRepository
 from workbench.release.settings import ReleaseSettings
+from workbench.release.signature_repository import SignatureRepository
 from workbench.release.validate import Corpus, load_rule_tree
 from workbench.rules.parse import RuleFile, RuleSource, parse_file
 from workbench.rules.policy import Policy, PolicyError

@@ -33,7 +33,7 @@ from workbench.errors import Kind
 from workbench.release.build import BuiltRuleset, prepare_tree
 from workbench.release.bundle import BundleError
 from workbench.release.changelog import Changelog, diff_rulesets
-from workbench.release.repository import SignatureRepository, commit_time
+from workbench.release.release_store import PENDING_NAME, Release, ReleaseStore, tag_name
 from workbench.release.service import (
     ReleaseRefused,
     _changelog_text,
@@ -42,7 +42,7 @@ from workbench.release.service import (
     _tag_message,
     recover,
 )
-from workbench.release.store import PENDING_NAME, Release, ReleaseStore, tag_name
+from workbench.release.signature_repository import SignatureRepository, commit_time
 from workbench.rules.parse import parse_text
 from workbench.workspace import Workspace
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.durable import atomic_write
-from workbench.release.repository import SignatureRepository, SignatureRepositoryError
+from workbench.release.signature_repository import SignatureRepository, SignatureRepositoryError
 
 MARKER = "# installed by `workbench hooks install`"
 

@@ -27,7 +27,7 @@ from workbench.corpus.scanner import ScanTarget, scan_files
 from workbench.durable import atomic_write
 from workbench.release.settings import ReleaseSettings
 from workbench.release.validate import SCAN_TIMEOUT, Corpus, load_rule_tree
-from workbench.rules.engines import ExternalValue, libyara_findings, yarax_findings
+from workbench.rules.compilers import ExternalValue, libyara_findings, yarax_findings
 from workbench.rules.parse import RuleFile, iter_rule_paths, parse_file
 from workbench.rules.policy import Policy
 from workbench.rules.vendor import (

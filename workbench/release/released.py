@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.release.repository import SignatureRepository, SignatureRepositoryError
+from workbench.release.signature_repository import SignatureRepository, SignatureRepositoryError
 from workbench.rules.parse import RuleSource, parse_text
 
 

@@ -21,9 +21,19 @@ from workbench.humanize import utc_day
 from workbench.release.build import BuiltRuleset, prepare_commit
 from workbench.release.bundle import BundleError
 from workbench.release.changelog import Changelog, diff_rulesets
-from workbench.release.repository import SignatureRepository, SignatureRepositoryError, commit_time
+from workbench.release.release_store import (
+    PENDING_NAME,
+    Release,
+    ReleaseNotFound,
+    ReleaseStore,
+    tag_name,
+)
 from workbench.release.settings import ReleaseSettings
-from workbench.release.store import PENDING_NAME, Release, ReleaseNotFound, ReleaseStore, tag_name
+from workbench.release.signature_repository import (
+    SignatureRepository,
+    SignatureRepositoryError,
+    commit_time,
+)
 from workbench.release.validate import ValidationReport, validate
 from workbench.rules.policy import Policy, PolicyError
 from workbench.workspace import Workspace

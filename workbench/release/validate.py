@@ -32,10 +32,10 @@ from workbench.corpus.scanner import (
     scan_files,
 )
 from workbench.release.released import latest_release_tag
-from workbench.release.repository import SignatureRepository, SignatureRepositoryError
 from workbench.release.settings import ReleaseSettings
+from workbench.release.signature_repository import SignatureRepository, SignatureRepositoryError
 from workbench.rules.compiler_messages import libyara_message, undefined_identifier, yarax_message
-from workbench.rules.engines import engine_versions
+from workbench.rules.compilers import engine_versions
 from workbench.rules.findings import Baseline, BaselineError, Finding, Severity
 from workbench.rules.lint import check_catalog
 from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths, parse_file, parse_text

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.release.changelog import RuleState, diff_rulesets
-from workbench.release.repository import SignatureRepository, SignatureRepositoryError
+from workbench.release.release_store import Release, ReleaseStore
 from workbench.release.settings import ReleaseSettings
-from workbench.release.store import Release, ReleaseStore
+from workbench.release.signature_repository import SignatureRepository, SignatureRepositoryError
 from workbench.release.validate import ValidationReport, load_rule_tree, validate
 from workbench.rules.policy import Policy, PolicyError
 from workbench.workspace import Workspace
@@ -156,7 +156,7 @@ def read_signatures(workspace: Workspace) -> SignaturesView:
 
 
 def _read_published(workspace: Workspace, view: SignaturesView) -> None:
-    from workbench.distribute.repository import UpdateRepository, UpdateRepositoryError
+    from workbench.distribute.update_repository import UpdateRepository, UpdateRepositoryError
 
     repository = UpdateRepository.for_workspace(workspace)
     view.repository = repository.exists()

@@ -2,7 +2,7 @@
 
 libyara (through yara-python) gives one string per error or warning, with the position
 in one of three forms; YARA-X gives a dict per error or warning. The linter
-(``rules/engines.py``), validation (``release/validate.py``) and the scanner's ruleset
+(``rules/compilers.py``), validation (``release/validate.py``) and the scanner's ruleset
 (``corpus/ruleset.py``) all read them here. No engine is imported: a command that only
 reads cached results must not pay for loading one.
 """

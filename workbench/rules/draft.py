@@ -16,8 +16,8 @@ import yara_x
 from workbench.dissect.strings import extract_strings
 from workbench.errors import Kind, WorkbenchError
 from workbench.quarantine.index import UnknownId
+from workbench.quarantine.object_store import ObjectNotFound, is_sha256
 from workbench.quarantine.service import Quarantine
-from workbench.quarantine.store import ObjectNotFound, is_sha256
 from workbench.rules.findings import Finding
 from workbench.rules.fmt import format_text
 from workbench.rules.goodware import GoodwareDB

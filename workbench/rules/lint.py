@@ -14,7 +14,7 @@ from pathlib import Path
 
 from workbench.durable import atomic_write
 from workbench.rules.checks import PARSER_CHECK, Check, LintContext, all_checks, check_catalog
-from workbench.rules.engines import (
+from workbench.rules.compilers import (
     ExternalValue,
     YaraxRaw,
     engine_versions,
@@ -93,7 +93,7 @@ class _YaraxHelper:
         def talk() -> None:
             try:
                 done = subprocess.run(
-                    [sys.executable, "-c", "from workbench.rules.engines import yarax_helper_main as m; m()"],
+                    [sys.executable, "-c", "from workbench.rules.compilers import yarax_helper_main as m; m()"],
                     input=data, capture_output=True, check=False)
                 if done.returncode == 0:
                     self._out.append(done.stdout)

@@ -28,7 +28,7 @@ from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths
 from workbench.rules.policy import Policy
 
 if TYPE_CHECKING:
-    from workbench.rules.engines import ExternalValue
+    from workbench.rules.compilers import ExternalValue
 
 VENDOR_DIR = "vendor"
 UPSTREAM_DIR = "upstream"

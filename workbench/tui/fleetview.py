@@ -80,7 +80,7 @@ class LocalFleet:
     """This workspace's ``state/fleet.sqlite``, where a ``workbench serve`` on it records reports."""
 
     def __init__(self, workspace: Workspace) -> None:
-        from workbench.distribute.repository import UpdateRepository
+        from workbench.distribute.update_repository import UpdateRepository
 
         self.workspace = workspace
         self.repository = UpdateRepository.for_workspace(workspace)
@@ -95,7 +95,7 @@ class LocalFleet:
 
     def newest_serial(self) -> int | None:
         """The repository's newest published serial (None before ``keys init`` or a publish)."""
-        from workbench.distribute.repository import UpdateRepositoryError
+        from workbench.distribute.update_repository import UpdateRepositoryError
 
         try:
             return self.repository.newest_serial()

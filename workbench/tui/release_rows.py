@@ -11,7 +11,7 @@ from workbench.humanize import shown
 from workbench.tui.render import SEVERITY_STYLES
 
 if TYPE_CHECKING:
-    from workbench.release.store import Release
+    from workbench.release.release_store import Release
     from workbench.release.validate import ValidationReport
     from workbench.release.worktree import Change, SignaturesView
     from workbench.rules.findings import Finding

@@ -12,7 +12,7 @@ from workbench.tui.render import received_text
 
 if TYPE_CHECKING:
     from workbench.corpus.retrohunt import RetroMessage
-    from workbench.corpus.testing import FileMatch, RuleResult
+    from workbench.corpus.rule_testing import FileMatch, RuleResult
 
 Cell = str | Text
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.dissect.engine import dissect_bytes
 from workbench.dissect.model import LIMIT_HIT, OK, PARSER_ERROR, PARTIAL, Artifact, Limits
+from workbench.dissect.walker import dissect_bytes
 from workbench.dissect.worker import WorkerPool
 from workbench.samples.mail import (
     EICAR,

@@ -18,8 +18,8 @@ from tests.support.office_pdf_reference import (
     olevba_answer,
     rtfobj_objects,
 )
-from workbench.dissect.engine import dissect_bytes
 from workbench.dissect.model import OK, Artifact
+from workbench.dissect.walker import dissect_bytes
 from workbench.dissect.worker import WorkerPool
 from workbench.samples.documents import (
     build_csv,

@@ -15,8 +15,8 @@ import pikepdf
 import pytest
 
 from tests.support.office_pdf_reference import pikepdf_answer
-from workbench.dissect.engine import dissect_bytes
 from workbench.dissect.model import OK, PARTIAL, Artifact
+from workbench.dissect.walker import dissect_bytes
 from workbench.dissect.worker import WorkerPool
 from workbench.samples.documents import build_pdf
 
@@ -95,9 +95,9 @@ def test_raw_scanner_when_qpdf_rejects_the_file(pool: WorkerPool) -> None:
 
 
 def test_raw_scanner_trailer_script() -> None:
+    from workbench.dissect.dissectors import DissectContext
     from workbench.dissect.formats.pdf import PdfDissector, PdfReport
     from workbench.dissect.model import Limits
-    from workbench.dissect.registry import DissectContext
 
     data = (b"%PDF-1.4\n1 0 obj\x00<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R /OpenAction "
             b"<< /S /JavaScript /JS (app.alert\\(1\\)) >> >>\n%%EOF\n")

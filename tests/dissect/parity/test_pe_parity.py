@@ -9,8 +9,8 @@ from pathlib import Path
 import pefile
 import pytest
 
-from workbench.dissect.engine import dissect_bytes
 from workbench.dissect.model import OK, Artifact
+from workbench.dissect.walker import dissect_bytes
 from workbench.dissect.worker import WorkerPool
 from workbench.samples.pe import build_pe
 

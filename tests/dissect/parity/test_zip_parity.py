@@ -11,8 +11,8 @@ import zipfile
 import pytest
 import pyzipper
 
-from workbench.dissect.engine import dissect_bytes
 from workbench.dissect.model import OK, PARTIAL, Artifact
+from workbench.dissect.walker import dissect_bytes
 from workbench.dissect.worker import WorkerPool
 from workbench.samples.mail import EICAR
 from workbench.samples.pe import build_pe
@@ -90,7 +90,7 @@ def _aes(entries: list[tuple[str, bytes, bytes]]) -> bytes:
 
 
 def test_passwords_counted_per_member_and_in_total(pool: WorkerPool) -> None:
-    from workbench.dissect.engine import DEFAULT_PASSWORDS
+    from workbench.dissect.walker import DEFAULT_PASSWORDS
 
     data = _aes([("a.com", EICAR, b"infected"), ("b.com", EICAR + b"b", b"1234"),
                  ("c.com", EICAR + b"c", b"no-such-password"), ("d.com", EICAR + b"d", b"infected")])

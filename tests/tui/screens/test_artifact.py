@@ -102,8 +102,8 @@ async def test_sort_strings_by_score(ui_workspace: Workspace, loader_exe) -> Non
 
 
 async def test_a_macro_shows_its_source_with_keywords(ui_workspace: Workspace) -> None:
-    from workbench.dissect.engine import dissect_bytes
-    from workbench.quarantine.store import ObjectStore
+    from workbench.dissect.walker import dissect_bytes
+    from workbench.quarantine.object_store import ObjectStore
     from workbench.samples.office import build_vba_document
 
     doc = build_vba_document('Sub AutoOpen()\n  Shell "calc.exe"\nEnd Sub\n')

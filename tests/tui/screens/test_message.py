@@ -111,7 +111,7 @@ async def test_urls_are_defanged_and_history_lists_sightings(ui_workspace: Works
 
 async def test_tree_fills_while_dissection_runs(ui_workspace: Workspace, monkeypatch) -> None:
     """The root (with the headers) shows before the rest of the message is dissected."""
-    import workbench.dissect.engine as engine
+    import workbench.dissect.walker as engine
 
     real = engine.dissect_message
     root_shown = threading.Event()
@@ -146,7 +146,7 @@ async def test_tree_fills_while_dissection_runs(ui_workspace: Workspace, monkeyp
 async def test_headers_show_before_the_dissector_reports(ui_workspace: Workspace,
                                                          monkeypatch) -> None:
     """Read from the store with the index summary: no waiting for a big attachment."""
-    import workbench.dissect.engine as engine
+    import workbench.dissect.walker as engine
 
     real = engine.dissect_message
     proceed = threading.Event()
@@ -184,7 +184,7 @@ async def test_unknown_id_is_reported_in_place(ui_workspace: Workspace) -> None:
 
 
 async def test_dissection_failure_is_shown_not_fatal(ui_workspace: Workspace, monkeypatch) -> None:
-    import workbench.dissect.engine as engine
+    import workbench.dissect.walker as engine
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise OSError("disk on fire")

@@ -10,11 +10,11 @@ from textual.widgets import Input, Static, TabbedContent
 
 from tests.support.pilot import settle, static_text, until
 from tests.support.signatures import set_meta
-from workbench.distribute.repository import UpdateRepository
 from workbench.distribute.settings import RepositorySettings
+from workbench.distribute.update_repository import UpdateRepository
 from workbench.release.bundle import open_bundle
+from workbench.release.release_store import ReleaseStore
 from workbench.release.service import make_release
-from workbench.release.store import ReleaseStore
 from workbench.release.worktree import commit_signatures
 from workbench.tui.app import WorkbenchApp, make_app
 from workbench.tui.release_rows import diff_text

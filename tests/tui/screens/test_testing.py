@@ -11,7 +11,7 @@ from textual.widgets import Input, SelectionList, Static, TabbedContent
 
 from tests.support.pilot import settle, static_text, until
 from tests.support.ui_samples import ABSENT, QUOTED, RULE, SLOW_RULE
-from workbench.corpus.registry import CorpusRegistry
+from workbench.corpus.corpus_registry import CorpusRegistry
 from workbench.quarantine.service import Quarantine
 from workbench.tui.app import WorkbenchApp, make_app
 from workbench.tui.screens.artifact import ArtifactScreen
@@ -222,14 +222,14 @@ def test_default_tag_and_preview() -> None:
 
 async def test_an_unexpected_failure_ends_the_run_and_is_shown(corpora_workspace: Workspace,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import workbench.corpus.testing
+    import workbench.corpus.rule_testing
 
-    real = workbench.corpus.testing.test_rules
+    real = workbench.corpus.rule_testing.run_rule_tests
 
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(workbench.corpus.testing, "test_rules", broken)
+    monkeypatch.setattr(workbench.corpus.rule_testing, "run_rule_tests", broken)
     app = make_app(corpora_workspace, open_rule=rule_file(corpora_workspace))
     shown: list[str] = []
     app.notify = lambda message, **kw: shown.append(f"{kw.get('title')}: {message}")  # type: ignore[method-assign]
@@ -240,6 +240,6 @@ async def test_an_unexpected_failure_ends_the_run_and_is_shown(corpora_workspace
         assert "disk on fire" in static_text(screen.query_one("#test-phase", Static))
         assert any(s.startswith("Could not test the rules") and "disk on fire" in s for s in shown)
         # and the next run is not refused as "still running"
-        monkeypatch.setattr(workbench.corpus.testing, "test_rules", real)
+        monkeypatch.setattr(workbench.corpus.rule_testing, "run_rule_tests", real)
         await pilot.press("r")
         await until(pilot, lambda: not screen.running and screen.report is not None)

@@ -1,1 +1,1 @@
-"""One dissector module per format; ``workbench.dissect.registry`` lists them in priority order."""
+"""One dissector module per format; ``workbench.dissect.dissectors`` lists them in priority order."""

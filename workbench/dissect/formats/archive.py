@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.dissect.dissectors import DissectContext, Dissector
 from workbench.dissect.model import LIMIT_HIT, PARSER_ERROR, PARTIAL, Child, DissectResult, MiB
-from workbench.dissect.registry import DissectContext, Dissector
 
 _READ = 1 << 20
 

@@ -8,9 +8,9 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+from workbench.dissect.dissectors import DissectContext, Dissector
 from workbench.dissect.formats.text import find_urls
 from workbench.dissect.model import Child, DissectResult
-from workbench.dissect.registry import DissectContext, Dissector
 
 MAX_ITEMS = 500
 MAX_SCRIPT_CHILDREN = 20

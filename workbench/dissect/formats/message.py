@@ -11,10 +11,10 @@ from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 
+from workbench.dissect.dissectors import DissectContext, Dissector
 from workbench.dissect.formats.text import defang, find_emails, find_urls, html_to_text
 from workbench.dissect.identify import sanitize_filename
 from workbench.dissect.model import LIMIT_HIT, PARSER_ERROR, PARTIAL, Child, DissectResult
-from workbench.dissect.registry import DissectContext, Dissector
 from workbench.document import clean_text
 from workbench.quarantine.headers import (
     decode_text,

@@ -12,9 +12,9 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 
+from workbench.dissect.dissectors import DissectContext, Dissector
 from workbench.dissect.formats import dde
 from workbench.dissect.model import LIMIT_HIT, PARSER_ERROR, PARTIAL, Child, DissectResult
-from workbench.dissect.registry import DissectContext, Dissector
 
 VELVET = "VelvetSweatshop"
 MAX_DECRYPT_TRIES = 12          # agile encryption costs ~0.1 s per try

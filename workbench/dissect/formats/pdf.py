@@ -20,8 +20,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.dissect.dissectors import DissectContext, Dissector
 from workbench.dissect.model import LIMIT_HIT, PARTIAL, Child, DissectResult
-from workbench.dissect.registry import DissectContext, Dissector
 
 KEYWORDS = ("/JS", "/JavaScript", "/OpenAction", "/AA", "/Launch", "/URI", "/EmbeddedFiles",
             "/EmbeddedFile", "/AcroForm", "/XFA", "/RichMedia", "/ObjStm", "/Encrypt", "/SubmitForm",

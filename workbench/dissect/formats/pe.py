@@ -8,9 +8,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.dissect.dissectors import DissectContext, Dissector
 from workbench.dissect.identify import entropy
 from workbench.dissect.model import LIMIT_HIT, PARSER_ERROR, PARTIAL, Child, DissectResult
-from workbench.dissect.registry import DissectContext, Dissector
 
 MAX_SECTIONS_LISTED = 200
 RESOURCE_CHILD_MIN = 1024         # resources this large become children

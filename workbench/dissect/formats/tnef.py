@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from workbench.dissect.dissectors import DissectContext, Dissector
 from workbench.dissect.model import PARSER_ERROR, PARTIAL, Child, DissectResult
-from workbench.dissect.registry import DissectContext, Dissector
 
 
 @dataclass

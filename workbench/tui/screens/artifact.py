@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from workbench.dissect.strings import extract_strings
-from workbench.quarantine.store import ObjectStore
+from workbench.quarantine.object_store import ObjectStore
 from workbench.tui.commands import PaletteCommand
 from workbench.tui.marks import Mark, hex_string
 from workbench.tui.render import (

@@ -17,8 +17,8 @@ from textual.widgets.tree import TreeNode
 
 from workbench.humanize import shown
 from workbench.quarantine.index import AmbiguousId, AuditEntry, MessageRow, Sighting, UnknownId
+from workbench.quarantine.object_store import ObjectStore
 from workbench.quarantine.service import Quarantine
-from workbench.quarantine.store import ObjectStore
 from workbench.tui.commands import PaletteCommand
 from workbench.tui.render import (
     HEAD_BYTES,
@@ -200,7 +200,7 @@ hex view, where you mark strings and bytes for a draft rule.
     @work(thread=True, exclusive=True, group="dissect", exit_on_error=False,
           description="dissect the message")
     def run_dissect(self, sha256: str, use_cache: bool = True) -> None:
-        from workbench.dissect.engine import dissect_message
+        from workbench.dissect.walker import dissect_message
 
         last_at_depth: dict[int, str] = {}
 

@@ -15,7 +15,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
-from workbench.release.store import Release, ReleaseNotFound, tag_name
+from workbench.release.release_store import Release, ReleaseNotFound, tag_name
 from workbench.release.worktree import (
     SignaturesView,
     commit_changes,
@@ -440,8 +440,8 @@ rollback is a new release with older content.
           description="revert to the release")
     def run_revert(self, serial: int, *, dry_run: bool) -> None:
         from workbench.release.bundle import BundleError
-        from workbench.release.repository import SignatureRepositoryError
         from workbench.release.service import ReleaseRefused, revert_release
+        from workbench.release.signature_repository import SignatureRepositoryError
 
         try:
             outcome = revert_release(self.workbench.workspace, serial, dry_run=dry_run)
@@ -499,7 +499,7 @@ rollback is a new release with older content.
         if release.serial in view.published:
             self.notify(f"{release.tag} is already published", timeout=3)
             return
-        from workbench.distribute.repository import UpdateRepository
+        from workbench.distribute.update_repository import UpdateRepository
 
         # asked now, not from the view: a repository may have been set up since it was read
         if not UpdateRepository.for_workspace(self.workbench.workspace).exists():
@@ -511,7 +511,7 @@ rollback is a new release with older content.
     def _guide_key_setup(self, release: Release) -> None:
         """No update repository yet: say what setting one up makes and where the root key
         must go, and on yes make it (``workbench keys init``) and publish."""
-        from workbench.distribute.repository import UpdateRepository
+        from workbench.distribute.update_repository import UpdateRepository
 
         repository = UpdateRepository.for_workspace(self.workbench.workspace)
         question = (
@@ -538,7 +538,7 @@ rollback is a new release with older content.
     @work(thread=True, exclusive=True, group="release", exit_on_error=False,
           description="publish the release")
     def run_publish(self, bundle: Path, *, set_up: bool = False) -> None:
-        from workbench.distribute.repository import (
+        from workbench.distribute.update_repository import (
             NoRepository,
             UpdateRepository,
             UpdateRepositoryError,

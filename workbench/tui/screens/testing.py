@@ -47,9 +47,9 @@ from workbench.tui.widgets.list_table import ListTable
 from workbench.tui.widgets.virtual_table import Column, VirtualTable
 
 if TYPE_CHECKING:
-    from workbench.corpus.registry import CorpusInfo
+    from workbench.corpus.corpus_registry import CorpusInfo
     from workbench.corpus.retrohunt import RetrohuntReport
-    from workbench.corpus.testing import RuleResult, TestReport
+    from workbench.corpus.rule_testing import RuleResult, RuleTestReport
     from workbench.dissect.model import Artifact
 
 TICK = 0.1                 # seconds between elapsed-time updates while a scan runs
@@ -59,7 +59,7 @@ DETAIL_TABS = ("tp", "fp", "fn", "other", "retro", "notes")
 
 @dataclass(frozen=True)
 class Scope:
-    """What a run tests: paths given to ``test_rules`` and a label for people."""
+    """What a run tests: paths given to ``run_rule_tests`` and a label for people."""
 
     paths: list[Path]
     label: str
@@ -84,7 +84,7 @@ RETRO_COLUMNS = (Column("received", "Received", 16), Column("tower", "Tower", 8)
 
 
 class RuleTestScreen(WorkbenchScreen):
-    """Runs ``test_rules`` and ``retrohunt`` in workers; progress and results come back as messages."""
+    """Runs ``run_rule_tests`` and ``retrohunt`` in workers; progress and results come back as messages."""
 
     HELP = """\
 ## Test
@@ -128,7 +128,7 @@ marks them in the quarantine list (`f2`) for triage.
 
     @dataclass(eq=False)
     class Tested(RunMessage):
-        report: TestReport
+        report: RuleTestReport
         scope: Scope
 
     @dataclass(eq=False)
@@ -155,7 +155,7 @@ marks them in the quarantine list (`f2`) for triage.
         super().__init__()
         self.whole_ruleset = False
         self.use_cache = True
-        self.report: TestReport | None = None
+        self.report: RuleTestReport | None = None
         self.hunt: RetrohuntReport | None = None
         self.run_id = 0
         self.running = ""                 # "test", "retro-hunt" or "" (what runs now)
@@ -246,7 +246,7 @@ marks them in the quarantine list (`f2`) for triage.
 
     def scope(self) -> Scope:
         """What ``r`` tests now. An unsaved buffer is tested as it is, from a copy under state/."""
-        from workbench.corpus.testing import default_rule_paths
+        from workbench.corpus.rule_testing import default_rule_paths
 
         buffer = None if self.whole_ruleset else self.editor_buffer()
         if buffer is None:
@@ -282,7 +282,7 @@ marks them in the quarantine list (`f2`) for triage.
     @work(thread=True, exclusive=True, group="corpora", exit_on_error=False,
           description="list the corpora")
     def load_corpora(self) -> None:
-        from workbench.corpus.registry import CorpusRegistry
+        from workbench.corpus.corpus_registry import CorpusRegistry
 
         with CorpusRegistry(self.workbench.workspace) as registry:
             self.post_message(self.CorporaLoaded(registry.list()))
@@ -364,16 +364,16 @@ marks them in the quarantine list (`f2`) for triage.
           description="test the rules")
     def run_test(self, run: int, scope: Scope, corpora: list[str], cancel: threading.Event,
                  use_cache: bool) -> None:
+        from workbench.corpus.rule_testing import run_rule_tests
         from workbench.corpus.ruleset import RulesetError
         from workbench.corpus.scanner import ScanCancelled
-        from workbench.corpus.testing import test_rules
 
         def progress(p: ScanProgress) -> None:
             self.post_message(self.Progress(run, p))
 
         try:
             scope.write_buffer()
-            report = test_rules(self.workbench.workspace, scope.paths, corpora, progress=progress,
+            report = run_rule_tests(self.workbench.workspace, scope.paths, corpora, progress=progress,
                                 cancel=cancel, use_cache=use_cache)
         except ScanCancelled:
             self.post_message(self.Stopped(run, "cancelled"))
@@ -497,7 +497,7 @@ marks them in the quarantine list (`f2`) for triage.
         self._finish()
         self.show_report(event.report, event.scope)
 
-    def show_report(self, report: TestReport, scope: Scope) -> None:
+    def show_report(self, report: RuleTestReport, scope: Scope) -> None:
         """Attribute down from a run (or a test): the per-rule table and the summary."""
         self.report = report
         bar = self.query_one("#test-progress", ProgressBar)
@@ -608,7 +608,7 @@ marks them in the quarantine list (`f2`) for triage.
     @work(thread=True, exclusive=True, group="open", exit_on_error=False, description="open the file")
     def open_file(self, row: MatchRow) -> None:
         from workbench.dissect.cache import DissectCache
-        from workbench.dissect.engine import dissect_bytes
+        from workbench.dissect.walker import dissect_bytes
         from workbench.quarantine.service import Quarantine
         from workbench.quarantine.targets import resolve_target
 

@@ -9,7 +9,7 @@ import pytest
 from tests.support.bundle_sources import COMMIT, CREATED, prepare_sample
 from workbench.release.bundle import BundleError, open_bundle
 from workbench.release.changelog import Changelog, RuleChange, RuleState
-from workbench.release.store import ReleaseNotFound, ReleaseStore
+from workbench.release.release_store import ReleaseNotFound, ReleaseStore
 from workbench.workspace import Workspace
 
 

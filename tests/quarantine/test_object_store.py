@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from workbench.quarantine.store import ObjectNotFound, ObjectStore
+from workbench.quarantine.object_store import ObjectNotFound, ObjectStore
 
 
 @pytest.fixture

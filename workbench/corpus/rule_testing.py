@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import yara
 
 from workbench.corpus.cache import CACHE_NAME, KnownKey, SavedResult, ScanCache
-from workbench.corpus.registry import (
+from workbench.corpus.corpus_registry import (
     QUARANTINE_CORPUS,
     QUARANTINE_LABEL,
     CorpusRegistry,
@@ -48,7 +48,7 @@ from workbench.workspace import Workspace
 
 if TYPE_CHECKING:     # the scan engine (and vendor sources) are imported when a run needs them:
     # a re-test that finds its report remembered does not pay for them
-    from workbench.corpus.engine import Resolution
+    from workbench.corpus.incremental import Resolution
 
 CONTEXT = CONTEXT_BYTES      # bytes of context either side of a match
 MAX_FILES_LISTED = 25        # files listed per rule and category (all are counted)
@@ -154,10 +154,8 @@ class FileProblem:
 
 
 @dataclass
-class TestStats:
+class RuleTestStats:
     """How the results were obtained; differs between a cold and a cached run, the results do not."""
-
-    __test__ = False          # not a pytest test class, whatever its name
 
     rules: int
     rules_compiled: int
@@ -179,8 +177,7 @@ class TestStats:
 
 
 @dataclass
-class TestReport:
-    __test__ = False
+class RuleTestReport:
     passed: bool
     rules: list[RuleResult]
     corpora: list[CorpusTotals]
@@ -189,7 +186,7 @@ class TestReport:
     false_negatives: int
     timeouts: list[FileProblem]
     errors: list[FileProblem]
-    stats: TestStats
+    stats: RuleTestStats
 
 
 class _Member(NamedTuple):
@@ -303,12 +300,12 @@ def gather_files(registry: CorpusRegistry, corpora: Sequence[str] | None) -> Cor
     return CorpusFiles(lists, lambda: str(registry.store.objects))
 
 
-def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
+def run_rule_tests(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
                corpora: list[str] | None = None, *, threads: int | None = None,
                progress: Callable[[ScanProgress], None] | None = None,
                cancel: threading.Event | None = None, use_cache: bool = True,
                use_index: bool = True, timeout: int = DEFAULT_TIMEOUT,
-               externals: Mapping[str, ExternalValue] | None = None) -> TestReport:
+               externals: Mapping[str, ExternalValue] | None = None) -> RuleTestReport:
     """Test rules against corpora: true positives, false positives and false negatives per rule.
 
     ``rule_paths`` default to the workspace's ``signatures/rules``. ``corpora``
@@ -321,24 +318,22 @@ def test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
     Raises ``RulesetError`` for rules that do not compile, ``UnknownCorpus``, and
     ``PolicyError`` for a policy that cannot be read.
     """
-    from workbench.corpus.engine import paused_gc
+    from workbench.corpus.incremental import paused_gc
 
     if externals is None:
         externals = policy_externals(workspace)
     with paused_gc():
-        return _test_rules(workspace, rule_paths, corpora, threads=threads, progress=progress,
+        return _run_rule_tests(workspace, rule_paths, corpora, threads=threads, progress=progress,
                            cancel=cancel, use_cache=use_cache, use_index=use_index,
                            timeout=timeout, externals=externals)
 
 
-test_rules.__test__ = False     # type: ignore[attr-defined]  # a library function, not a test
 
-
-def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
+def _run_rule_tests(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
                 corpora: list[str] | None, *, threads: int | None,
                 progress: Callable[[ScanProgress], None] | None,
                 cancel: threading.Event | None, use_cache: bool, use_index: bool,
-                timeout: int, externals: Mapping[str, ExternalValue]) -> TestReport:
+                timeout: int, externals: Mapping[str, ExternalValue]) -> RuleTestReport:
     started, wall = time.monotonic(), time.time()
     threads = threads or default_threads()
     paths = list(rule_paths) if rule_paths else default_rule_paths(workspace)
@@ -353,10 +348,10 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
                     f"externals={sorted(externals.items())!r}")
             if cache is not None:     # nothing changed since a finished run: its report
                 remembered = cache.saved_run(memo, listed)
-                if isinstance(remembered, TestReport):
+                if isinstance(remembered, RuleTestReport):
                     return _remembered(remembered, len(files), threads, use_index,
                                        time.monotonic() - started)
-            from workbench.corpus.engine import resolve
+            from workbench.corpus.incremental import resolve
 
             ruleset = load_ruleset(paths, parse_cache=workspace.state / PARSE_CACHE, externals=externals)
             saved = _saved_results(cache, state, ruleset, files) if cache is not None else {}
@@ -395,11 +390,11 @@ def _test_rules(workspace: Workspace, rule_paths: Iterable[Path | str] | None,
     return report
 
 
-def _remembered(report: TestReport, files: int, threads: int, use_index: bool,
-                seconds: float) -> TestReport:
+def _remembered(report: RuleTestReport, files: int, threads: int, use_index: bool,
+                seconds: float) -> RuleTestReport:
     """A remembered run's report, its stats saying so: nothing compiled, scanned or looked up."""
     rules = len(report.rules)
-    report.stats = TestStats(
+    report.stats = RuleTestStats(
         rules=rules, rules_compiled=0, files=files, bytes=report.stats.bytes, files_scanned=0,
         bytes_scanned=0, pairs_cached=rules * files, rules_reused=rules, files_skipped=0,
         files_indexed=0, threads=threads, cache=True, index=use_index, compile_seconds=0.0,
@@ -408,7 +403,7 @@ def _remembered(report: TestReport, files: int, threads: int, use_index: bool,
 
 
 def _merge(res: Resolution, more: Resolution) -> None:
-    from workbench.corpus.engine import Resolution
+    from workbench.corpus.incremental import Resolution
 
     res.hits.update(more.hits)
     res.compiled.update(more.compiled)
@@ -436,11 +431,11 @@ def _results(ruleset: Ruleset, files: CorpusFiles, found: dict[str, list[HashMat
 
 def _report(ruleset: Ruleset, files: CorpusFiles, results: list[RuleResult], res: Resolution,
             reused: int, threads: int, use_cache: bool, *, use_index: bool,
-            seconds: float) -> TestReport:
+            seconds: float) -> RuleTestReport:
     timeouts = [_problem(sha, files, "scan timed out", [ruleset.entries[i].name for i in rules])
                 for sha, rules in sorted(res.timeouts.items())]
     errors = [_problem(sha, files, reason, []) for sha, reason in sorted(res.errors.items())]
-    stats = TestStats(
+    stats = RuleTestStats(
         rules=len(ruleset), rules_compiled=res.rules_compiled, files=len(files),
         bytes=files.bytes, files_scanned=res.files_scanned,
         bytes_scanned=res.bytes_scanned, pairs_cached=res.pairs_cached + reused * len(files),
@@ -448,7 +443,7 @@ def _report(ruleset: Ruleset, files: CorpusFiles, results: list[RuleResult], res
         threads=threads, cache=use_cache, index=use_index,
         compile_seconds=round(res.compile_seconds, 3), index_seconds=round(res.index_seconds, 3),
         scan_seconds=round(res.scan_seconds, 3), seconds=round(seconds, 3))
-    return TestReport(
+    return RuleTestReport(
         passed=all(r.passed for r in results), rules=results, corpora=files.totals,
         true_positives=sum(r.tp_count for r in results),
         false_positives=sum(r.fp_count for r in results),

@@ -17,13 +17,13 @@ from tests.support.corpus_lab import (
     Lab,
     sha256,
 )
-from workbench.corpus.registry import (
+from workbench.corpus.corpus_registry import (
     QUARANTINE_CORPUS,
     CorpusError,
     CorpusRegistry,
     UnknownCorpus,
 )
-from workbench.quarantine.store import ObjectStore
+from workbench.quarantine.object_store import ObjectStore
 from workbench.rules.goodware import GoodwareDB
 
 

@@ -11,6 +11,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from workbench.dissect.dissectors import HEAD_BYTES, DissectContext, Dissector, NodePlan, by_name
 from workbench.dissect.identify import extension, name_flags, sanitize_filename
 from workbench.dissect.model import (
     LIMIT_HIT,
@@ -28,7 +29,6 @@ from workbench.dissect.model import (
     Limits,
     worse,
 )
-from workbench.dissect.registry import HEAD_BYTES, DissectContext, Dissector, NodePlan, by_name
 from workbench.dissect.sandbox import (
     IN_PROCESS,
     REQUIRE,
@@ -47,8 +47,8 @@ from workbench.dissect.worker import (
 
 if TYPE_CHECKING:
     from workbench.dissect.cache import DissectCache
+    from workbench.quarantine.object_store import ObjectStore
     from workbench.quarantine.service import Quarantine
-    from workbench.quarantine.store import ObjectStore
 
 DEFAULT_PASSWORDS = ("infected", "password", "VelvetSweatshop", "123", "1234", "12345", "123456",
                      "4321", "1234567890")
@@ -436,7 +436,7 @@ def dissect_message(quarantine: Quarantine, sha256: str, *, limits: Limits | Non
         cache.record_message(sha, result.status, rows)
         quarantine.store.sync()
         from workbench.dissect.searchable import searchable_content
-        from workbench.quarantine.store import ObjectNotFound
+        from workbench.quarantine.object_store import ObjectNotFound
 
         def read(digest: str, limit: int) -> bytes:
             try:

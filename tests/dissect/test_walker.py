@@ -9,10 +9,10 @@ import pytest
 
 from workbench.dissect.cache import DissectCache
 from workbench.dissect.catalog import find_parents, iter_extracted, undissected
-from workbench.dissect.engine import dissect_bytes, dissect_message
 from workbench.dissect.formats.archive import ArchiveReport
 from workbench.dissect.formats.message import MessageReport
 from workbench.dissect.model import Artifact, Dissection, Limits
+from workbench.dissect.walker import dissect_bytes, dissect_message
 from workbench.dissect.worker import WorkerFailed, WorkerPool, run_task
 from workbench.document import dumps
 from workbench.quarantine.ingest import ingest_bytes
@@ -86,7 +86,7 @@ def test_json_document_shape(pool: WorkerPool) -> None:
 
 
 def test_cache_survives_a_new_process_view(tmp_path, pool: WorkerPool) -> None:  # type: ignore[no-untyped-def]
-    from workbench.quarantine.store import ObjectStore
+    from workbench.quarantine.object_store import ObjectStore
 
     store = ObjectStore(tmp_path / "q").ensure()
     data = build_zip([("e.com", EICAR)])
@@ -122,7 +122,7 @@ def test_worker_lanes_give_what_one_process_gives(pool: WorkerPool) -> None:
 
 
 def test_same_bytes_twice_are_fingerprinted_once(pool: WorkerPool, monkeypatch: pytest.MonkeyPatch) -> None:
-    import workbench.dissect.engine as engine
+    import workbench.dissect.walker as engine
 
     kinds: list[str] = []
 
@@ -143,7 +143,7 @@ def test_same_bytes_twice_are_fingerprinted_once(pool: WorkerPool, monkeypatch: 
 
 
 def test_a_failed_fingerprint_leaves_hashes_and_a_note(pool: WorkerPool, monkeypatch: pytest.MonkeyPatch) -> None:
-    import workbench.dissect.engine as engine
+    import workbench.dissect.walker as engine
 
     def no_fingerprints(kind: str, *args: Any, **kwargs: Any) -> Any:
         if kind == "fingerprint":
@@ -190,8 +190,8 @@ def test_identities_of_an_older_version_are_recomputed(tmp_path) -> None:  # typ
 
 def test_answers_a_subverted_worker_could_send_are_failures_not_crashes(
         pool: WorkerPool, monkeypatch: pytest.MonkeyPatch) -> None:
-    import workbench.dissect.engine as engine
-    from workbench.dissect.engine import _type_answer
+    import workbench.dissect.walker as engine
+    from workbench.dissect.walker import _type_answer
 
     with pytest.raises(WorkerFailed, match="unknown dissector"):
         _type_answer(("data", "application/zip", "os.system"))

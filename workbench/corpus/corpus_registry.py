@@ -23,7 +23,7 @@ from workbench.workspace import Workspace
 
 if TYPE_CHECKING:    # the gram index needs numpy: imported when a corpus is added, not to test
     from workbench.corpus.gramindex import GramIndex, IndexWriter
-    from workbench.quarantine.store import ObjectStore
+    from workbench.quarantine.object_store import ObjectStore
 
 REGISTRY_NAME = "corpora.sqlite"
 LABELS = ("malicious", "clean")
@@ -229,7 +229,7 @@ class CorpusRegistry:
     def store(self) -> ObjectStore:
         """The quarantine's object store (imported on first use: a re-test rarely reads it)."""
         if self._store is None:
-            from workbench.quarantine.store import ObjectStore
+            from workbench.quarantine.object_store import ObjectStore
 
             self._store = ObjectStore(self.workspace.quarantine)
         return self._store

@@ -8,10 +8,10 @@ import git
 import pytest
 
 from tests.support.signatures import house_rule, set_meta
-from workbench.distribute.repository import UpdateRepository, publish_bundle
 from workbench.distribute.settings import RepositorySettings
-from workbench.release.repository import SignatureRepositoryError
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 from workbench.release.service import make_release
+from workbench.release.signature_repository import SignatureRepositoryError
 from workbench.release.worktree import (
     Change,
     commit_message,

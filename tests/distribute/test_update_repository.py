@@ -13,14 +13,14 @@ from tuf.api.metadata import Metadata
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
-from workbench.distribute.repository import (
+from workbench.distribute.settings import ExpiryPolicy, RepositorySettings
+from workbench.distribute.update_repository import (
     InvalidBundle,
     NoRepository,
     UpdateRepository,
     UpdateRepositoryError,
     publish_bundle,
 )
-from workbench.distribute.settings import ExpiryPolicy, RepositorySettings
 from workbench.workspace import Workspace
 
 

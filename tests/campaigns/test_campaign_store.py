@@ -8,9 +8,9 @@ from pathlib import Path
 import ppdeep
 import pytest
 
+from workbench.campaigns.campaign_store import Arrival, CampaignStore, UnknownCampaign
 from workbench.campaigns.features import Feature
 from workbench.campaigns.reference import AllPairs
-from workbench.campaigns.store import Arrival, CampaignStore, UnknownCampaign
 from workbench.samples.campaign import courier_variant
 
 
