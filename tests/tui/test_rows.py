@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from workbench.corpus.retrohunt import RetroMatch, RetroMessage
 from workbench.corpus.rule_testing import FalseNegative, FileMatch, MatchDetail, RuleResult
-from workbench.rules.findings import Finding
 from workbench.release.worktree import Change
+from workbench.rules.findings import Finding
 from workbench.tui.release_rows import change_cells, finding_cells, finding_text
 from workbench.tui.testing_rows import match_cells, match_rows, missed_rows, retro_cells, rule_cells
 
