@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.tui import REASONS, TOWERS, WORDS
+from bench.tui import synthetic_row
 from workbench.humanize import stamp
 from workbench.quarantine.index import NewMessage, QuarantineIndex, Sighting
 from workbench.quarantine.pgindex import PostgresIndex
@@ -65,21 +65,9 @@ def build_rows(path: Path, count: int, seed: int = 11) -> float:
     messages: list[NewMessage] = []
     sightings: list[Sighting] = []
     for n in range(count):
-        sha = f"{rng.getrandbits(256):064x}"
-        words = rng.sample(WORDS, 3)
-        names = [f"{rng.choice(WORDS)}_{n}.{rng.choice(['zip', 'pdf', 'docm', 'exe'])}"] \
-            if n % 3 == 0 else []
-        domain = rng.choice(["acme", "globex", "initech", "umbrella", "hooli"])
-        when = stamp(base + dt.timedelta(seconds=n * 13))
-        messages.append(NewMessage(sha256=sha, size=rng.randint(900, 400_000),
-                                   message_id=f"<{n}@{domain}.example>",
-                                   from_addr=f"{rng.choice(WORDS)}@{domain}.example",
-                                   to_addrs="analyst@corp.example",
-                                   subject=" ".join(words).capitalize() + f" {n}",
-                                   date=when, attachment_names=names))
-        sightings.append(Sighting(id=f"s{n}", sha256=sha, tower=rng.choice(TOWERS),
-                                  server=f"mx{rng.randint(1, 24):02d}",
-                                  reason=rng.choice(REASONS), seen_at=when, source="bench"))
+        message, sighting = synthetic_row(rng, n, stamp(base + dt.timedelta(seconds=n * 13)))
+        messages.append(message)
+        sightings.append(sighting)
         if len(messages) == 50_000:
             index.record(messages, sightings)
             messages, sightings = [], []

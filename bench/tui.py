@@ -71,6 +71,25 @@ FILTERS = [("", "x"), ("invoic", "e"), ("tower:t1", "2"), ("status:ne", "w"),
            ("has:attachment urgen", "t"), ("from:acme", "."), ("zzz", "z"), ("reason:phis", "h")]
 
 
+def synthetic_row(rng: random.Random, n: int, when: str) -> tuple[NewMessage, Sighting]:
+    """Message ``n`` of a synthetic index (and its one sighting), drawn from ``rng``."""
+    sha = f"{rng.getrandbits(256):064x}"
+    words = rng.sample(WORDS, 3)
+    names = [f"{rng.choice(WORDS)}_{n}.{rng.choice(['zip', 'pdf', 'docm', 'exe'])}"] \
+        if n % 3 == 0 else []
+    domain = rng.choice(["acme", "globex", "initech", "umbrella", "hooli"])
+    message = NewMessage(sha256=sha, size=rng.randint(900, 400_000),
+                         message_id=f"<{n}@{domain}.example>",
+                         from_addr=f"{rng.choice(WORDS)}@{domain}.example",
+                         to_addrs="analyst@corp.example",
+                         subject=" ".join(words).capitalize() + f" {n}",
+                         date=when, attachment_names=names)
+    sighting = Sighting(id=f"s{n}", sha256=sha, tower=rng.choice(TOWERS),
+                        server=f"mx{rng.randint(1, 24):02d}",
+                        reason=rng.choice(REASONS), seen_at=when, source="bench")
+    return message, sighting
+
+
 def build_index(workspace: Workspace, count: int, seed: int = 11) -> float:
     """``count`` index rows (no objects: the list only reads the index), in batches."""
     rng = random.Random(seed)
@@ -80,21 +99,9 @@ def build_index(workspace: Workspace, count: int, seed: int = 11) -> float:
     batch_messages: list[NewMessage] = []
     batch_sightings: list[Sighting] = []
     for n in range(count):
-        sha = f"{rng.getrandbits(256):064x}"
-        words = rng.sample(WORDS, 3)
-        names = [f"{rng.choice(WORDS)}_{n}.{rng.choice(['zip', 'pdf', 'docm', 'exe'])}"] \
-            if n % 3 == 0 else []
-        domain = rng.choice(["acme", "globex", "initech", "umbrella", "hooli"])
-        when = stamp(base + dt.timedelta(seconds=n * 137))
-        batch_messages.append(NewMessage(sha256=sha, size=rng.randint(900, 400_000),
-                                         message_id=f"<{n}@{domain}.example>",
-                                         from_addr=f"{rng.choice(WORDS)}@{domain}.example",
-                                         to_addrs="analyst@corp.example",
-                                         subject=" ".join(words).capitalize() + f" {n}",
-                                         date=when, attachment_names=names))
-        batch_sightings.append(Sighting(id=f"s{n}", sha256=sha, tower=rng.choice(TOWERS),
-                                        server=f"mx{rng.randint(1, 24):02d}",
-                                        reason=rng.choice(REASONS), seen_at=when, source="bench"))
+        message, sighting = synthetic_row(rng, n, stamp(base + dt.timedelta(seconds=n * 137)))
+        batch_messages.append(message)
+        batch_sightings.append(sighting)
         if len(batch_messages) == 5000:
             index.record(batch_messages, batch_sightings)
             batch_messages, batch_sightings = [], []

@@ -254,6 +254,20 @@ def retry_busy(fn: Callable[[], T], *, attempts: int = 50) -> T:
     raise AssertionError("unreachable")
 
 
+
+def resolve_prefix(ident: str, between: Callable[[str, str], list[str]]) -> str:
+    """A full sha256 from a sha256 or a unique prefix of one (at least 4 characters);
+    ``between(low, high)`` gives at most two stored sha256 in [low, high), in either index."""
+    ident = ident.strip().lower()
+    if len(ident) < 4:
+        raise UnknownId(f"id {ident!r} is too short: give at least 4 characters of the sha256")
+    found = between(ident, ident + "g")
+    if not found:
+        raise UnknownId(f"no quarantined message with id {ident!r}")
+    if len(found) > 1:
+        raise AmbiguousId(f"id {ident!r} matches more than one message: give more characters")
+    return found[0]
+
 class QuarantineIndex:
     """Short transactions over one SQLite file in WAL mode, safe for many processes."""
 
@@ -417,17 +431,9 @@ class QuarantineIndex:
 
     def resolve(self, ident: str) -> str:
         """A full sha256 from a sha256 or a unique prefix of one (at least 4 characters)."""
-        ident = ident.strip().lower()
-        if len(ident) < 4:
-            raise UnknownId(f"id {ident!r} is too short: give at least 4 characters of the sha256")
-        rows = self.db.execute(
+        return resolve_prefix(ident, lambda low, high: [str(r["sha256"]) for r in self.db.execute(
             "SELECT sha256 FROM messages WHERE sha256 >= ? AND sha256 < ? LIMIT 2",
-            (ident, ident + "g")).fetchall()
-        if not rows:
-            raise UnknownId(f"no quarantined message with id {ident!r}")
-        if len(rows) > 1:
-            raise AmbiguousId(f"id {ident!r} matches more than one message: give more characters")
-        return str(rows[0]["sha256"])
+            (low, high)).fetchall()])
 
     def last_change(self) -> int:
         """The newest audit entry's id. Every write to the index appends one (sightings,

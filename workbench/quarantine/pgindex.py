@@ -30,7 +30,6 @@ from psycopg.rows import dict_row
 from workbench.quarantine.index import (
     MESSAGE_COLUMNS,
     SCHEMA_VERSION,
-    AmbiguousId,
     AuditEntry,
     FailedInput,
     MessageRow,
@@ -38,6 +37,7 @@ from workbench.quarantine.index import (
     Sighting,
     UnknownId,
     _join_tags,
+    resolve_prefix,
 )
 from workbench.quarantine.query import _CONTENT_MATCH, SORT_COLUMNS, Query, parse_query
 
@@ -375,17 +375,9 @@ class PostgresIndex:
 
     def resolve(self, ident: str) -> str:
         """A full sha256 from a sha256 or a unique prefix of one (at least 4 characters)."""
-        ident = ident.strip().lower()
-        if len(ident) < 4:
-            raise UnknownId(f"id {ident!r} is too short: give at least 4 characters of the sha256")
-        rows = self.db.execute(
+        return resolve_prefix(ident, lambda low, high: [str(r["sha256"]) for r in self.db.execute(
             "SELECT sha256 FROM messages WHERE sha256 >= %s AND sha256 < %s LIMIT 2",
-            (ident, ident + "g")).fetchall()
-        if not rows:
-            raise UnknownId(f"no quarantined message with id {ident!r}")
-        if len(rows) > 1:
-            raise AmbiguousId(f"id {ident!r} matches more than one message: give more characters")
-        return str(rows[0]["sha256"])
+            (low, high)).fetchall()])
 
     def last_change(self) -> int:
         """The newest audit entry's id (see ``QuarantineIndex.last_change``)."""
