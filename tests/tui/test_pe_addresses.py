@@ -7,7 +7,7 @@ from rich.console import Console
 
 from workbench.dissect.formats.pe import PeReport
 from workbench.dissect.model import Limits
-from workbench.dissect.render import _facts
+from workbench.dissect.render import report_facts
 from workbench.dissect.walker import dissect_bytes
 from workbench.samples.threats import benign_pe
 from workbench.tui.render import report_renderable
@@ -41,4 +41,4 @@ def test_the_text_report_shows_the_overlay_offset_in_hex() -> None:
     result = dissect_bytes(data, name, limits=Limits(isolate=False))
     offset = pefile.PE(data=data).get_overlay_data_start_offset()
     assert offset is not None
-    assert any(f"at 0x{offset:X}" in line for line in _facts(result.root.report))
+    assert any(f"at 0x{offset:X}" in line for line in report_facts(result.root.report))
