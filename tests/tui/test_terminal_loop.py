@@ -6,9 +6,9 @@ From an unknown sample found by a string inside its attachment to a rule on ever
 tower; then the UI quits, the lab stops, and the "checkout" whose signatures seeded
 the demo has the same history, tags and working tree as before.
 
-The steps are functions over one :class:`Terminal`; ``EDIT_LEG`` is where the same-day
-edit of the released rule goes (edit, save, test, commit, release, publish, fleet on
-serial 3): append its steps there and they run between the first release and the quit.
+The steps are functions over one :class:`Terminal`. After the first release, ``EDIT_LEG``
+edits the released rule the same day (save refreshes its metadata), tests, commits,
+releases and publishes it, and sees the lab fleet on serial 3, before the UI quits.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import pytest
 from tests.support.signatures import HOUSE, init_repo
 from workbench.distribute.fleet import FleetStore
 from workbench.distribute.update_repository import UpdateRepository
+from workbench.rules.parse import parse_file
 from workbench.workspace import Workspace
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -74,6 +75,18 @@ class Terminal:
             time.sleep(0.2)
         return self.screen()
 
+    def press_until(self, key: str, text: str, *, timeout: float = 120.0, what: str = "") -> None:
+        """Press ``key`` until the screen shows ``text`` (a busy screen ignores a key)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.keys(key)
+            try:
+                self.wait(text, timeout=3, what=what)
+                return
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+
     def alive(self) -> bool:
         return subprocess.run(["tmux", "-L", self.socket, "has-session", "-t", "loop"],
                               capture_output=True).returncode == 0
@@ -104,7 +117,7 @@ def find_the_sample_by_a_string_inside_its_attachment(t: Terminal) -> None:
     t.type("WbStealer")                    # only in the PE inside QB_update.zip, never a header
     t.wait("1 message", what="one message for WbStealer")
     assert "QuickBooks update required" in t.screen()
-    t.keys("Enter", "Enter")
+    t.keys("Enter", "Down", "Enter")       # the filter keeps the keys after Enter; down goes to the list
 
 
 def dissect_and_open_the_exe(t: Terminal) -> None:
@@ -189,10 +202,62 @@ def see_the_lab_fleet_go_green(t: Terminal, serial: int = 2) -> None:
 LOOP = [find_the_sample_by_a_string_inside_its_attachment, dissect_and_open_the_exe,
         mark_two_strings_and_draft, promote_and_save, run_the_rule_test, commit_release_publish,
         see_the_lab_fleet_go_green]
-# The same-day edit of the released rule (issue 15, blockers 1-3): open rules/mal/wbstealer.yar,
-# edit, save (metadata refreshed), test, commit, release, publish, then
-# see_the_lab_fleet_go_green(t, serial=3). Steps appended here run after LOOP.
-EDIT_LEG: list[Callable[[Terminal], None]] = []
+def edit_the_released_rule_the_same_day(t: Terminal) -> None:
+    """Back in the editor on rules/mal/wbstealer.yar (released as serial 2 today): tighten
+    the condition and save; the save bumps the version and keeps today's ``modified``."""
+    rule = t.workspace.signatures / RULE
+    released = parse_file(rule).rules[0]
+    assert released.meta_value("version") == 1
+    t.keys("f3")
+    t.wait("rule MAL_WbStealer_Exe", what="the editor on the released rule")
+    t.keys("PageUp", "PageUp", "PageUp", "Home")
+    lines = rule.read_text().splitlines()
+    last = max(i for i, line in enumerate(lines) if line.strip() == "}") - 1   # the condition's end
+    t.keys(*["Down"] * last, "End")
+    t.type(" and filesize > 16")
+    t.keys("C-s")
+    t.wait(lambda: parse_file(rule).rules[0].meta_value("version") == 2, what="saved as version 2")
+    saved = parse_file(rule).rules[0]
+    assert "filesize > 16" in saved.condition
+    assert saved.meta_value("fingerprint") == saved.fingerprint != released.fingerprint
+    assert saved.meta_value("modified") == released.meta_value("modified")      # today already
+    t.wait("refreshed MAL_WbStealer_Exe", what="what the save changed, said")
+
+
+def commit_release_publish_the_edit(t: Terminal) -> None:
+    t.keys("f4")
+    t.wait(RULE, what="the test screen on the rule")
+    t.keys("r")
+    time.sleep(1.0)
+    t.wait("PASS", timeout=120, what="the edited rule passing")
+    signatures = git.Repo(t.workspace.signatures)
+    t.keys("f5")
+    t.press_until("c", "Update MAL_WbStealer_Exe", what="the commit prompt for the edit")
+    t.keys("Enter")
+    t.wait(lambda: signatures.head.commit.message.strip() == "Update MAL_WbStealer_Exe",
+           timeout=120, what="the edit committed (the pre-commit check passed)")
+    t.press_until("R", "Cut a release", what="the release prompt")
+    t.type("WbStealer, same-day fix")
+    t.keys("Enter")
+    t.wait(lambda: "signatures-3" in [tag.name for tag in signatures.tags], timeout=120,
+           what="release 3 tagged")
+    t.wait("signatures-3 not published (p)", timeout=30, what="the release screen read again")
+    repository = UpdateRepository.for_workspace(t.workspace)
+    for attempt in range(12):              # a screen still busy reading ignores the key
+        t.keys("p")
+        try:
+            t.wait(lambda: repository.newest_serial() == 3, timeout=5, what="serial 3 published")
+            break
+        except AssertionError:
+            if attempt == 11:
+                raise
+
+
+# The same-day edit of the released rule (issue 15, blockers 1-3): edit, save (metadata
+# refreshed), test, commit, release, publish, and the lab fleet on serial 3.
+EDIT_LEG: list[Callable[[Terminal], None]] = [
+    edit_the_released_rule_the_same_day, commit_release_publish_the_edit,
+    lambda t: see_the_lab_fleet_go_green(t, serial=3)]
 
 
 def _checkout(base: Path) -> git.Repo:
@@ -235,4 +300,4 @@ def test_the_whole_loop_in_a_real_terminal_leaves_the_checkout_alone(tmp_path: P
         stop_leftovers(Workspace.resolve(home))
     assert (checkout.head.commit.hexsha, sorted(t.name for t in checkout.tags)) == before
     assert not checkout.is_dirty(untracked_files=True), checkout.git.status()
-    assert "signatures-2" in [tag.name for tag in git.Repo(home / "signatures").tags]
+    assert {"signatures-2", "signatures-3"} <= {tag.name for tag in git.Repo(home / "signatures").tags}
