@@ -15,6 +15,7 @@ from workbench.quarantine.service import IndexSettingError, index_address
 def _ingest(tmp_path, capsys, *options: str) -> tuple[int, str]:
     folder = tmp_path / "in"
     folder.mkdir(exist_ok=True)
+    (tmp_path / "home").mkdir(exist_ok=True)       # a workspace folder: a missing one is refused
     for n in range(3):
         (folder / f"{n}.eml").write_bytes(make_mail(n))
     code = main([*options, "--home", str(tmp_path / "home"), "quarantine", "ingest",

@@ -60,5 +60,5 @@ def test_changelog_diff() -> None:
     assert [(c.name, c.previous_version, c.version) for c in log.modified] == [("Edit", "1", "2")]
     assert [(c.name, c.previous_status, c.status) for c in log.status_changed] == [
         ("Promote", "TESTING", "RELEASED")]
-    assert log.summary() == "1 added, 1 modified, 1 removed, 1 status changes"
+    assert log.summary() == "1 added (0 ship, 1 stays in testing), 1 modified, 1 removed, 1 status changes"
     assert diff_rulesets(new, new, 5).empty

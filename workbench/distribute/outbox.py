@@ -59,10 +59,12 @@ class Outbox:
         digest = hashlib.sha256(data).hexdigest()
         stem = f"{time.time_ns():020d}-{digest[:16]}"
         path = self.folder / f"{stem}.eml"
-        atomic_write(path, data)
+        # the reason first: the sender lists *.eml, and a copy it found before its reason was
+        # written went out as "unspecified" (seen in CI); a crash in between leaves only a
+        # .json, which nothing lists
         atomic_write(self.folder / f"{stem}.json",
-                     json.dumps({"reason": reason[:200], "queued": time.time(), "attempts": 0}) + "\n",
-                     sync_folder=True)
+                     json.dumps({"reason": reason[:200], "queued": time.time(), "attempts": 0}) + "\n")
+        atomic_write(path, data, sync_folder=True)
         return path
 
     def pending(self) -> list[OutboxEntry]:
