@@ -255,6 +255,23 @@ def retry_busy(fn: Callable[[], T], *, attempts: int = 50) -> T:
 
 
 
+def journal_audit_rows(sightings: Iterable[Any], failed: Iterable[Any], actors: dict[tuple[str, str], str],
+                       old_sightings: set[str], old_failed: set[str]) -> list[tuple[str, str, str, str, str]]:
+    """The audit entries (at, actor, action, sha256, detail) a reindex adds for what only the
+    journal knew: sightings and failures the live index did not have. Both backends write these."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    for r in sightings:
+        if r["id"] not in old_sightings:
+            rows.append((r["seen_at"], actors.get(("sighting", r["id"]), "ingest"), "sighting", r["sha256"],
+                         json.dumps({"tower": r["tower"], "server": r["server"],
+                                     "reason": r["reason"], "source": r["source"]})))
+    for r in failed:
+        if r["id"] not in old_failed:
+            rows.append((r["at"], actors.get(("failed", r["id"]), "ingest"), "failed", "",
+                         json.dumps({"reason": r["reason"], "stored_as": r["stored_as"]})))
+    return rows
+
+
 def resolve_prefix(ident: str, between: Callable[[str, str], list[str]]) -> str:
     """A full sha256 from a sha256 or a unique prefix of one (at least 4 characters);
     ``between(low, high)`` gives at most two stored sha256 in [low, high), in either index."""

@@ -37,6 +37,7 @@ from workbench.quarantine.index import (
     Sighting,
     UnknownId,
     _join_tags,
+    journal_audit_rows,
     resolve_prefix,
 )
 from workbench.quarantine.query import _CONTENT_MATCH, SORT_COLUMNS, Query, parse_query
@@ -519,23 +520,13 @@ class PostgresIndex:
                                                     "note FROM audit ORDER BY id"):
                                 copy.write_row(tuple(r))
                 if not audit_empty:
-                    for r in source.execute("SELECT * FROM sightings"):
-                        if r["id"] not in old_sightings:
-                            db.execute(
-                                "INSERT INTO audit (at, actor, action, sha256, detail) "
-                                "VALUES (%s,%s,%s,%s,%s)",
-                                (r["seen_at"], actors.get(("sighting", r["id"]), "ingest"),
-                                 "sighting", r["sha256"],
-                                 json.dumps({"tower": r["tower"], "server": r["server"],
-                                             "reason": r["reason"], "source": r["source"]})))
-                    for r in source.execute("SELECT * FROM failed"):
-                        if r["id"] not in old_failed:
-                            db.execute(
-                                "INSERT INTO audit (at, actor, action, detail) "
-                                "VALUES (%s,%s,%s,%s)",
-                                (r["at"], actors.get(("failed", r["id"]), "ingest"), "failed",
-                                 json.dumps({"reason": r["reason"],
-                                             "stored_as": r["stored_as"]})))
+                    with db.cursor() as cur:
+                        cur.executemany(
+                            "INSERT INTO audit (at, actor, action, sha256, detail) "
+                            "VALUES (%s,%s,%s,%s,%s)",
+                            journal_audit_rows(source.execute("SELECT * FROM sightings").fetchall(),
+                                               source.execute("SELECT * FROM failed").fetchall(),
+                                               actors, old_sightings, old_failed))
                 db.execute("INSERT INTO audit (at, actor, action, detail) VALUES (%s,%s,%s,%s)",
                            (at, actor, "reindex", reindex_detail))
         finally:

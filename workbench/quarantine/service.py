@@ -28,6 +28,7 @@ from workbench.quarantine.index import (
     NewMessage,
     QuarantineIndex,
     Sighting,
+    journal_audit_rows,
 )
 from workbench.quarantine.journal import Journal, TornLine
 from workbench.quarantine.object_store import ObjectNotFound, ObjectStore
@@ -457,23 +458,11 @@ class Quarantine:
                                "ORDER BY id")
                 else:
                     # Keep the log as it is; add what only the journal knew.
-                    for row in db.execute("SELECT * FROM rebuilt.sightings").fetchall():
-                        if row["id"] not in old_sightings:
-                            db.execute(
-                                "INSERT INTO main.audit (at, actor, action, sha256, detail) "
-                                "VALUES (?,?,?,?,?)",
-                                (row["seen_at"], actors.get(("sighting", row["id"]), "ingest"),
-                                 "sighting", row["sha256"],
-                                 json.dumps({"tower": row["tower"], "server": row["server"],
-                                             "reason": row["reason"], "source": row["source"]})))
-                    for row in db.execute("SELECT * FROM rebuilt.failed").fetchall():
-                        if row["id"] not in old_failed:
-                            db.execute(
-                                "INSERT INTO main.audit (at, actor, action, detail) "
-                                "VALUES (?,?,?,?)",
-                                (row["at"], actors.get(("failed", row["id"]), "ingest"), "failed",
-                                 json.dumps({"reason": row["reason"],
-                                             "stored_as": row["stored_as"]})))
+                    db.executemany(
+                        "INSERT INTO main.audit (at, actor, action, sha256, detail) VALUES (?,?,?,?,?)",
+                        journal_audit_rows(db.execute("SELECT * FROM rebuilt.sightings").fetchall(),
+                                           db.execute("SELECT * FROM rebuilt.failed").fetchall(),
+                                           actors, old_sightings, old_failed))
                 db.execute("INSERT INTO main.audit (at, actor, action, detail) VALUES (?,?,?,?)",
                            (stamp(), current_actor(), "reindex", json.dumps(to_data(report))))
         finally:
