@@ -11,13 +11,13 @@ import pytest
 import yara
 
 from workbench.rules.parse import parse_text
+from workbench.rules.refresh import refresh_metadata
 from workbench.rules.rulefile import (
     RuleFileError,
     append_rule,
     default_rule_path,
     merge_rules,
     set_rule_status,
-    update_metadata,
     write_rule_file,
 )
 
@@ -109,11 +109,11 @@ def test_set_status_changes_only_the_status_of_the_rule_under_the_line() -> None
 def test_update_metadata_refreshes_only_stale_rules() -> None:
     rule = RULE.replace('status = "TESTING"', 'status = "TESTING"\n        fingerprint = "00"\n'
                         '        version = 3\n        modified = "2026-01-01"')
-    fresh = update_metadata(rule, today=dt.date(2026, 12, 7))
+    fresh = refresh_metadata(rule, today=dt.date(2026, 12, 7)).text
     parsed = parse_text(fresh).rules[0]
     assert parsed.meta_value("fingerprint") == parsed.fingerprint
     assert parsed.meta_value("version") == 4 and parsed.meta_value("modified") == "2026-12-07"
-    assert update_metadata(fresh, today=dt.date(2027, 1, 1)) == fresh
+    assert refresh_metadata(fresh, today=dt.date(2027, 1, 1)).text == fresh
 
 
 def test_write_replaces_with_ordinary_permissions_and_keeps_a_mode(tmp_path: Path) -> None:

@@ -6,17 +6,13 @@ set status) call these, so a rule joins a file the same way from either shell.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.durable import KEEP_MODE, atomic_write
 from workbench.errors import Kind, WorkbenchError
-from workbench.rules.parse import RuleSource, parse_text
-from workbench.rules.policy import Policy
-from workbench.rules.refresh import refresh_metadata
+from workbench.rules.parse import parse_text
 
 _IMPORT = re.compile(r'^\s*import\s+"([^"]+)"\s*$', re.MULTILINE)
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -136,11 +132,3 @@ def set_rule_status(text: str, status: str, line: int) -> tuple[str, str] | None
     if not found:
         return None
     return text[:rule.start_offset] + new_body + text[rule.end_offset:], rule.name
-
-
-def update_metadata(text: str, *, today: dt.date | None = None, policy: Policy | None = None,
-                    previous: Mapping[str, RuleSource] | None = None) -> str:
-    """The text with each changed rule's metadata brought in line with the policy
-    (``rules/refresh.py``: fingerprint, version once per release, modified); raises
-    MetadataError when the text does not parse."""
-    return refresh_metadata(text, today=today, policy=policy, previous=previous).text
