@@ -106,6 +106,11 @@ def row_of(screen: str, header: str, text: str) -> int:
     raise AssertionError(f"{text!r} is not in the table under {header!r}:\n{screen}")
 
 
+def done_line(screen: str) -> str:
+    """The test screen's "done HH:MM:SS UTC in ..." line ("" while none shows)."""
+    return next((line.strip() for line in screen.splitlines() if "UTC in " in line), "")
+
+
 # --- the steps ------------------------------------------------------------------------------
 
 
@@ -159,7 +164,8 @@ def promote_and_save(t: Terminal) -> None:
 
 def run_the_rule_test(t: Terminal) -> None:
     t.keys("f4")
-    t.wait(RULE, what="the test screen on the rule")
+    t.wait("r runs the test", what="the test screen on the rule")   # not RULE: the editor shows it too
+    assert RULE in t.screen()
     t.keys("r")
     t.wait("PASS", timeout=120, what="the test passing")
 
@@ -226,31 +232,28 @@ def edit_the_released_rule_the_same_day(t: Terminal) -> None:
 
 def commit_release_publish_the_edit(t: Terminal) -> None:
     t.keys("f4")
-    t.wait(RULE, what="the test screen on the rule")
+    t.wait("r Run test", what="the test screen on the rule")
+    before = done_line(t.screen())         # the first test's result (it says when it ran)
     t.keys("r")
-    time.sleep(1.0)
-    t.wait("PASS", timeout=120, what="the edited rule passing")
+    t.wait(lambda: done_line(t.screen()) not in ("", before), timeout=120, what="the edited rule tested")
+    assert "PASS" in t.screen()
     signatures = git.Repo(t.workspace.signatures)
     t.keys("f5")
-    t.press_until("c", "Update MAL_WbStealer_Exe", what="the commit prompt for the edit")
+    t.keys("c")                            # while the screen still reads, the key waits for it
+    t.wait("Update MAL_WbStealer_Exe", what="the commit prompt for the edit")
     t.keys("Enter")
     t.wait(lambda: signatures.head.commit.message.strip() == "Update MAL_WbStealer_Exe",
            timeout=120, what="the edit committed (the pre-commit check passed)")
-    t.press_until("R", "Cut a release", what="the release prompt")
+    t.keys("R")
+    t.wait("Cut a release", what="the release prompt")
     t.type("WbStealer, same-day fix")
     t.keys("Enter")
     t.wait(lambda: "signatures-3" in [tag.name for tag in signatures.tags], timeout=120,
            what="release 3 tagged")
     t.wait("signatures-3 not published (p)", timeout=30, what="the release screen read again")
     repository = UpdateRepository.for_workspace(t.workspace)
-    for attempt in range(12):              # a screen still busy reading ignores the key
-        t.keys("p")
-        try:
-            t.wait(lambda: repository.newest_serial() == 3, timeout=5, what="serial 3 published")
-            break
-        except AssertionError:
-            if attempt == 11:
-                raise
+    t.keys("p")
+    t.wait(lambda: repository.newest_serial() == 3, timeout=60, what="serial 3 published")
 
 
 # The same-day edit of the released rule (issue 15, blockers 1-3): edit, save (metadata

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import git
 import pytest
@@ -11,7 +12,7 @@ from textual.widgets import Input, Static, TabbedContent
 from tests.support.pilot import settle, static_text, until
 from tests.support.signatures import set_meta
 from workbench.distribute.settings import RepositorySettings
-from workbench.distribute.update_repository import UpdateRepository
+from workbench.distribute.update_repository import UpdateRepository, publish_bundle
 from workbench.release.bundle import open_bundle
 from workbench.release.release_store import ReleaseStore
 from workbench.release.service import make_release
@@ -35,7 +36,7 @@ async def open_releaser(pilot, app: WorkbenchApp) -> ReleaseScreen:
     await pilot.press("f5")
     screen = app.screen
     assert isinstance(screen, ReleaseScreen)
-    await until(pilot, lambda: screen.view is not None and not screen.busy)
+    await until(pilot, lambda: screen.view is not None and not screen.busy and not screen.reading)
     return screen
 
 
@@ -216,6 +217,31 @@ async def test_a_new_release_is_highlighted_so_p_publishes_it(sig_workspace: Wor
                     and screen.view.latest is not None and screen.view.latest.serial == 3, timeout=60)
         releases = screen.query_one("#releases", ListTable)
         assert [r.serial for r, _ in releases.items] == [3, 2, 1] and releases.current()[0].serial == 3
+
+
+async def test_p_pressed_while_the_repository_is_read_publishes_the_new_release(
+        sig_workspace: Workspace) -> None:
+    """Right after a release the screen reads the repository again; until then its view is
+    the old one, whose newest release is already published. A p pressed then waits for the
+    new view and publishes the new release (it used to say "already published", or nothing)."""
+    first = make_release(sig_workspace, message="first")
+    repository = UpdateRepository.for_workspace(sig_workspace)
+    repository.init(RepositorySettings())
+    publish_bundle(repository, Path(first.bundle_path))
+    app = make_app(sig_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_releaser(pilot, app)
+        assert screen.view is not None and screen.view.published == {1}
+        gtube = sig_workspace.signatures / "rules" / "spam" / "gtube.yar"
+        set_meta(gtube, "SPAM_GTUBE_TestString", "description", "GTUBE, reworded")
+        commit_signatures(sig_workspace, "Reword GTUBE")
+        make_release(sig_workspace, message="second")            # (another analyst's, say)
+        screen.refresh_view()
+        await pilot.press("p")
+        await until(pilot, lambda: repository.newest_serial() == 2, timeout=60)
+        await until(pilot, lambda: not screen.busy and screen.view is not None
+                    and screen.view.published >= {1, 2}, timeout=60)
+        assert "published serial 2" in log_text(screen)
 
 
 async def test_the_commit_dialog_warns_about_unsaved_editor_edits(sig_workspace: Workspace) -> None:

@@ -87,6 +87,23 @@ async def test_results_per_rule_and_a_match_opens_at_its_offset(corpora_workspac
         assert app.screen is screen and any("nothing to open" in s for s in shown)
 
 
+async def test_r_before_the_corpora_are_read_runs_once_they_are(corpora_workspace: Workspace) -> None:
+    """A fast analyst (or a terminal script) presses r as the screen appears, while the
+    corpora list is still being read: the test starts when it arrives, not "tick a corpus"."""
+    app = make_app(corpora_workspace, open_rule=rule_file(corpora_workspace))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_tester(pilot, app)
+        screen.corpora_read = False                  # as just after mount, before the list arrives
+        screen.query_one("#corpora", SelectionList).clear_options()
+        await pilot.press("r")
+        assert not screen.running and screen.report is None
+        screen.load_corpora()
+        await until(pilot, lambda: screen.report is not None and not screen.running, timeout=60)
+        assert sorted(screen.query_one("#corpora", SelectionList).selected) == ["clean", "mal"]
+        [rule] = screen.report.rules
+        assert rule.rule == "TEST_Eicar_Marker"
+
+
 async def test_unsaved_edits_are_tested_as_they_are(corpora_workspace: Workspace) -> None:
     app = make_app(corpora_workspace, open_rule=rule_file(corpora_workspace))
     async with app.run_test(size=SIZE) as pilot:

@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
 
 from workbench.release.release_store import Release, ReleaseNotFound, tag_name
 from workbench.release.worktree import (
@@ -137,6 +138,8 @@ rollback is a new release with older content.
         self.view: SignaturesView | None = None
         self.validation: ValidationReport | None = None
         self.busy = ""
+        self.reading = False                       # a read of the repository is under way
+        self.after_read: Callable[[], None] | None = None   # a key pressed meanwhile, run then
         self.select_serial: int | None = None     # highlight this release after the next read
 
     def compose(self) -> ComposeResult:
@@ -169,7 +172,26 @@ rollback is a new release with older content.
     # -- reading ----------------------------------------------------------------------------
 
     def refresh_view(self) -> None:
+        self.reading = True
         self.read_repository()
+
+    def _ready(self, action: Callable[[], None]) -> bool:
+        """Whether ``action`` (a key's) can act on the view now. Busy: said, not silent. While
+        the repository is being read (after a release, say) the view is the old one, so the
+        action waits for the new view and then runs."""
+        if self.busy:
+            self.notify(f"still busy: {self.busy}", severity="warning", timeout=3)
+            return False
+        if self.view is None or self.reading:
+            self.after_read = action
+            return False
+        return True
+
+    @on(Worker.StateChanged)
+    def _read_failed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "read" and event.state == WorkerState.ERROR:
+            self.reading = False           # (the base screen shows the error) keys act again
+            self.after_read = None
 
     @work(thread=True, exclusive=True, group="read", exit_on_error=False,
           description="read the signature repository")
@@ -179,6 +201,7 @@ rollback is a new release with older content.
     @on(Read)
     def _read(self, event: Read) -> None:
         view = self.view = event.view
+        self.reading = False
         self.query_one("#release-status", Static).update(status_text(view))
         self.query_one("#changes", ListTable).show(view.changes, keep_cursor=True)
         releases = self.query_one("#releases", ListTable)
@@ -195,6 +218,9 @@ rollback is a new release with older content.
             f"Changes {len(view.changes)}", (f" · {uncommitted} uncommitted", "yellow") if uncommitted else "")
         tabs.get_tab("tab-releases").label = f"Releases {len(view.releases)}"
         self._explain()
+        action, self.after_read = self.after_read, None
+        if action is not None:
+            action()
 
     def _explain(self) -> None:
         """The right pane follows what is highlighted in the active tab."""
@@ -328,9 +354,10 @@ rollback is a new release with older content.
         self._explain()
 
     def action_commit(self) -> None:
-        view = self.view
-        if view is None or self.busy:
+        if not self._ready(self.action_commit):
             return
+        view = self.view
+        assert view is not None
         pending = [c for c in view.changes if c.git]
         if not view.uncommitted:
             self.notify("nothing to commit: the signatures folder has no changes", timeout=3)
@@ -381,9 +408,10 @@ rollback is a new release with older content.
         self.post_message(self.Done(f"committed {outcome.commit[:12]}: {message.splitlines()[0]}"))
 
     def action_release(self) -> None:
-        view = self.view
-        if view is None or self.busy:
+        if not self._ready(self.action_release):
             return
+        view = self.view
+        assert view is not None
         if view.uncommitted:
             self.notify(f"commit first (c): {len(view.uncommitted)} file(s) are not committed",
                         severity="warning")
@@ -485,9 +513,10 @@ rollback is a new release with older content.
         self.app.push_screen(ConfirmScreen(question, yes=f"Release {new}", no="Cancel"), answered)
 
     def action_publish(self) -> None:
-        view = self.view
-        if view is None or self.busy:
+        if not self._ready(self.action_publish):
             return
+        view = self.view
+        assert view is not None
         release = None
         if self.query_one("#release-tabs", TabbedContent).active == "tab-releases":
             item = self.query_one("#releases", ListTable).current()

@@ -28,6 +28,7 @@ from textual.widgets.selection_list import Selection
 from textual.worker import Worker, WorkerState
 
 from workbench.corpus.scanner import ScanProgress
+from workbench.humanize import clock
 from workbench.humanize import size as human_size
 from workbench.rules.rulefile import write_rule_file
 from workbench.tui.commands import PaletteCommand
@@ -163,6 +164,8 @@ marks them in the quarantine list (`f2`) for triage.
         self.started = 0.0
         self.last_progress: ScanProgress | None = None
         self.corpora_chosen: set[str] | None = None     # None: the defaults (every labelled corpus)
+        self.corpora_read = False         # the chooser is empty until the first list arrives
+        self.run_when_read = False        # r pressed before then: run once they are read
         self._ticker: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -305,6 +308,10 @@ marks them in the quarantine list (`f2`) for triage.
         if not any(not c.builtin for c in event.corpora):
             self.query_one("#test-summary", Static).update(Text(
                 "no corpora yet: workbench corpus add NAME PATH --label malicious|clean", style="yellow"))
+        self.corpora_read = True
+        if self.run_when_read:
+            self.run_when_read = False
+            self.action_run()
 
     def chosen_corpora(self) -> list[str]:
         return list(self.query_one("#corpora", SelectionList).selected)
@@ -350,6 +357,10 @@ marks them in the quarantine list (`f2`) for triage.
         return time.monotonic() - self.started
 
     def action_run(self) -> None:
+        if not self.corpora_read:         # a key faster than the corpora list: not a refusal
+            self.run_when_read = True
+            self.notify("reading the corpora… the test starts then", timeout=3)
+            return
         corpora = self.chosen_corpora()
         if not corpora:
             self.notify("tick at least one corpus on the right (c, then space)", severity="warning")
@@ -503,7 +514,7 @@ marks them in the quarantine list (`f2`) for triage.
         bar = self.query_one("#test-progress", ProgressBar)
         bar.update(total=1, progress=1)
         st = report.stats
-        phase = Text(f"done in {st.seconds:.2f} s · {st.files_scanned:,} scanned · "
+        phase = Text(f"done {clock()} UTC in {st.seconds:.2f} s · {st.files_scanned:,} scanned · "
                      f"{st.pairs_cached:,} cached", overflow="ellipsis", no_wrap=True)
         self.query_one("#test-phase", Static).update(phase)
         names = ", ".join(c.name for c in report.corpora)
