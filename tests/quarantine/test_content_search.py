@@ -91,6 +91,21 @@ def test_any_artifact_hash_finds_its_message(dissected):
         parse_query("hash:xyz")
 
 
+def test_a_reindex_keeps_what_dissection_made_searchable(dissected):
+    """The journal does not hold dissection's content: a reindex (new rowids) keeps it."""
+    q, stealer, plain = dissected
+    pe = STEALER.build()
+    before = {text: found(q, text) for text in
+              ("WbStealer", STEALER.filename, '"body 1"', hashlib.md5(pe).hexdigest(), "QuickBooks")}
+    assert before["WbStealer"] == {stealer} and before['"body 1"'] == {plain}
+    report = q.reindex()
+    assert report.messages == 2
+    assert {text: found(q, text) for text in before} == before
+    assert q.index.count("WbStealer") == 1
+    q.reindex()                                   # twice: nothing doubled, nothing lost
+    assert {text: found(q, text) for text in before} == before
+
+
 @pytest.mark.sqlite_only
 def test_header_search_still_uses_the_text_index_beside_the_content(dissected):
     q, stealer, _ = dissected

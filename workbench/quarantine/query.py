@@ -142,7 +142,10 @@ class Query:
 # or more (a trigram tokenizer has nothing to look up for fewer).
 TRIGRAM = 3
 TEXT_INDEXED = ("subject", "from_addr", "attachment_names")
-_TEXT_MATCH = "sha256 IN (SELECT sha256 FROM messages_fts WHERE messages_fts MATCH ?)"
+# Both text indexes share the messages' rowids (index.py), so a match is looked up by rowid:
+# asking for their sha256 column reads each matching row's whole stored text, 3-5x slower
+# for a word common in dissected content (docs/benchmarks.md, "Search over dissected content").
+_TEXT_MATCH = "rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)"
 
 
 def _phrase(value: str) -> str:
@@ -153,7 +156,7 @@ def _phrase(value: str) -> str:
 # Free text also reaches what dissection found (index.py ``message_content``: bodies, names
 # inside archives, strings of extracted files) and, for a term shaped like a hash, any
 # artifact hash (``artifact_hashes``: sha256, sha1, md5, ssdeep, imphash).
-_CONTENT_MATCH = "sha256 IN (SELECT sha256 FROM message_content WHERE message_content MATCH ?)"
+_CONTENT_MATCH = "rowid IN (SELECT rowid FROM message_content WHERE message_content MATCH ?)"
 _HASH_MATCH = "sha256 IN (SELECT message_sha256 FROM artifact_hashes WHERE value = ?)"
 _HEX_HASH = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _SSDEEP = re.compile(r"[0-9]+:[0-9A-Za-z/+]+:[0-9A-Za-z/+]+")

@@ -443,13 +443,26 @@ class Quarantine:
                 old_sightings = {r[0] for r in db.execute("SELECT id FROM main.sightings")}
                 old_failed = {r[0] for r in db.execute("SELECT id FROM main.failed")}
                 audit_empty = db.execute("SELECT count(*) FROM main.audit").fetchone()[0] == 0
+                # what dissection found (search content) is not in the journal: kept by
+                # message across the swap, which gives the messages new rowids
+                db.execute("CREATE TEMP TABLE kept_content AS "
+                           "SELECT sha256, body, names, strings FROM main.message_content")
+                db.execute("CREATE TEMP TABLE kept_hashes AS SELECT * FROM main.artifact_hashes")
                 for table in ("messages", "sightings", "failed"):
                     db.execute(f"DELETE FROM main.{table}")
                 if live.text_index:
                     db.execute("DELETE FROM main.messages_fts")   # whatever a VACUUM left
+                db.execute("DELETE FROM main.message_content")    # (the trigger's leftovers too)
                 columns = ", ".join(MESSAGE_COLUMNS)
                 db.execute(f"INSERT INTO main.messages ({columns}) "
                            f"SELECT {columns} FROM rebuilt.messages ORDER BY rowid")
+                db.execute("INSERT INTO main.message_content (rowid, sha256, body, names, strings) "
+                           "SELECT m.rowid, k.sha256, k.body, k.names, k.strings "
+                           "FROM temp.kept_content k JOIN main.messages m ON m.sha256 = k.sha256")
+                db.execute("INSERT OR IGNORE INTO main.artifact_hashes SELECT k.* FROM temp.kept_hashes k "
+                           "WHERE k.message_sha256 IN (SELECT sha256 FROM main.messages)")
+                db.execute("DROP TABLE temp.kept_content")
+                db.execute("DROP TABLE temp.kept_hashes")
                 db.execute("INSERT INTO main.sightings SELECT * FROM rebuilt.sightings")
                 db.execute("INSERT INTO main.failed SELECT * FROM rebuilt.failed")
                 if audit_empty:
