@@ -349,6 +349,11 @@ class QuarantineIndex:
     def close(self) -> None:
         self.db.close()
 
+    def interrupt(self) -> None:
+        """Abort the statement running on this connection (from another thread: a superseded
+        UI query); it raises ``sqlite3.OperationalError: interrupted``."""
+        self.db.interrupt()
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         retry_busy(lambda: self.db.execute("BEGIN IMMEDIATE"))

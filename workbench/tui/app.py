@@ -12,7 +12,6 @@ from textual.filter import LineFilter
 from textual.screen import Screen
 from textual.worker import Worker
 
-from workbench.quarantine.service import INDEX_NAME
 from workbench.tui.commands import ScreenCommands, WorkbenchCommands
 from workbench.tui.marks import Marks
 from workbench.tui.pages import IndexPool
@@ -75,7 +74,7 @@ class WorkbenchApp(App[int]):
         super().__init__()
         self.workspace = workspace
         self.initial_query = query
-        self.pool = IndexPool(workspace.quarantine / INDEX_NAME)
+        self.pool = IndexPool.for_quarantine(workspace.quarantine)
         self.marks = Marks()
         self.marked_messages: set[str] = set()     # the quarantine list's marked rows (sha256)
         self.quarantine_stale = False              # tags changed elsewhere: the list reloads

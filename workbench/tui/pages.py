@@ -3,56 +3,89 @@
 The list never holds every row: it asks for the page a visible row falls in, keeps
 the most recent pages in an LRU cache, and a query change starts a new ``Listing``
 (the cache belongs to one query). Readers borrow connections from a small pool,
-one connection per thread at a time, because a ``sqlite3`` connection must not be
-shared across threads while a query runs; a superseded query can be interrupted.
+one connection per thread at a time, because a connection must not be shared across
+threads while a query runs; a superseded query can be interrupted. The pool opens the
+index the quarantine is configured for: its SQLite file, or a PostgreSQL address
+(``quarantine/settings.toml``, ``$WORKBENCH_INDEX``), as every other command does.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.quarantine.index import MessageRow, QuarantineIndex
 from workbench.quarantine.query import Query
+from workbench.quarantine.service import INDEX_NAME, index_address
+
+if TYPE_CHECKING:
+    from workbench.quarantine.pgindex import PostgresIndex
 
 PAGE_SIZE = 100
 MAX_PAGES = 64
 
 
-class IndexPool:
-    """Read connections to ``index.sqlite``, lent to one thread at a time."""
+class QueryInterrupted(sqlite3.OperationalError):
+    """A borrower's statement was stopped by ``IndexPool.interrupt``: SQLite's own error for
+    that, and what a cancelled PostgreSQL statement is turned into, so callers handle one."""
 
-    def __init__(self, path: Path, *, size: int = 4):
+
+class IndexPool:
+    """Read connections to the quarantine's index, lent to one thread at a time."""
+
+    def __init__(self, path: Path, *, address: str = "", size: int = 4):
         self.path = Path(path)
+        self.address = address            # a postgresql:// index; "" is the SQLite file at path
         self.size = size
-        self._idle: list[QuarantineIndex] = []
-        self._busy: dict[int, QuarantineIndex] = {}
+        self._idle: list[QuarantineIndex | PostgresIndex] = []
+        self._busy: dict[int, QuarantineIndex | PostgresIndex] = {}
         self._lock = threading.Lock()
         self._closed = False
 
+    @classmethod
+    def for_quarantine(cls, root: Path, *, size: int = 4) -> IndexPool:
+        """The pool for the quarantine at ``root``, on the index its settings name."""
+        return cls(Path(root) / INDEX_NAME, address=index_address(Path(root)), size=size)
+
     @property
     def exists(self) -> bool:
-        return self.path.is_file()
+        """Whether there is an index to read (a server's is there; its errors say otherwise)."""
+        return bool(self.address) or self.path.is_file()
+
+    def _open(self) -> QuarantineIndex | PostgresIndex:
+        # the TUI reads; the writers (ingest, triage) own the schema
+        if self.address:
+            from workbench.quarantine.pgindex import PostgresIndex
+
+            return PostgresIndex(self.address, readonly=True)
+        return QuarantineIndex(self.path, readonly=True)
 
     @contextmanager
-    def reader(self, token: int | None = None) -> Iterator[QuarantineIndex]:
+    def reader(self, token: int | None = None) -> Iterator[QuarantineIndex | PostgresIndex]:
         """Borrow a connection; ``token`` names the borrower so ``interrupt(token)`` can stop it."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the index pool is closed")
             index = self._idle.pop() if self._idle else None
         if index is None:
-            # the TUI reads; the writers (ingest, triage) own the schema
-            index = QuarantineIndex(self.path, readonly=True)
+            index = self._open()
         key = token if token is not None else id(index)
         with self._lock:
             self._busy[key] = index
         try:
             yield index
+        except Exception as exc:
+            psycopg = sys.modules.get("psycopg")     # loaded only for a PostgreSQL index
+            if psycopg is not None and isinstance(exc, psycopg.errors.QueryCanceled):
+                raise QueryInterrupted("interrupted") from exc
+            raise
         finally:
             with self._lock:
                 self._busy.pop(key, None)
@@ -63,11 +96,12 @@ class IndexPool:
                 index.close()
 
     def interrupt(self, token: int) -> None:
-        """Abort the statement a borrower is running (it raises ``sqlite3.OperationalError``)."""
+        """Abort the statement a borrower is running (it raises :class:`QueryInterrupted`
+        or SQLite's own ``OperationalError: interrupted``)."""
         with self._lock:
             index = self._busy.get(token)
         if index is not None:
-            index.db.interrupt()
+            index.interrupt()
 
     def close(self) -> None:
         with self._lock:
@@ -147,6 +181,6 @@ class Listing:
         return rows + self.page_size if len(self.pages[last]) == self.page_size else rows
 
 
-def fetch_page(index: QuarantineIndex, query: Query, page_no: int,
+def fetch_page(index: QuarantineIndex | PostgresIndex, query: Query, page_no: int,
                page_size: int = PAGE_SIZE) -> list[MessageRow]:
     return index.list(query, offset=page_no * page_size, limit=page_size)
