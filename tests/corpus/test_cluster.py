@@ -19,6 +19,7 @@ import yara
 from tests.support.corpus_lab import Lab, write_files
 from workbench.cli import main
 from workbench.corpus.cluster import partition
+from workbench.corpus.corpus_registry import CorpusRegistry
 from workbench.corpus.rule_testing import run_rule_tests
 from workbench.corpus.scanner import ScanCancelled, ScanProgress, ScanTarget, scan_files
 from workbench.document import to_data
@@ -75,6 +76,81 @@ def test_the_cluster_option_of_test(lab: Lab, cluster: str, capsys: pytest.Captu
     remote = json.loads(capsys.readouterr().out)
     assert _without_timing(remote) == _without_timing(local)
     assert "WORKBENCH_CLUSTER" not in os.environ
+
+
+def _tasks_run(address: str) -> int:
+    """How many task transitions the scheduler has made: it moves when work ran there."""
+    with distributed.Client(address, timeout=30) as client:
+        return int(client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter))
+
+
+def test_the_workspace_setting_sends_scans_to_the_cluster(lab: Lab, cluster: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """the workspace's ``settings.toml`` names the cluster once for every analyst of the workspace;
+    ``--cluster local`` still scans here; a wrong setting is an error before anything runs."""
+    home = str(lab.workspace.home)
+    settings = lab.workspace.home / "settings.toml"
+    settings.write_text(f'cluster = "{cluster}"\n')
+    before = _tasks_run(cluster)
+    assert main(["--home", home, "test", str(lab.rules), "--json", "--no-cache"]) in (0, 1)
+    remote = json.loads(capsys.readouterr().out)
+    ran = _tasks_run(cluster)
+    assert ran > before, "the scan ran on the cluster"
+    assert main(["--home", home, "test", str(lab.rules), "--json", "--no-cache",
+                 "--cluster", "local"]) in (0, 1)
+    local = json.loads(capsys.readouterr().out)
+    assert _tasks_run(cluster) == ran, "--cluster local scanned here"
+    assert _without_timing(remote) == _without_timing(local)
+    settings.write_text('cluster = "scheduler-without-a-scheme"\n')
+    assert main(["--home", home, "test", str(lab.rules), "--no-cache"]) == 2
+    assert "tcp://scheduler:8786" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+async def test_the_test_screen_runs_on_the_cluster_with_progress_and_cancel(
+        lab: Lab, cluster: str, tmp_path: Path) -> None:
+    """The UI's test screen on a workspace whose setting names the cluster: the same report
+    as a local run, progress while it runs, and x cancels a slow scan there."""
+    from textual.widgets import Static
+
+    from tests.support.pilot import settle, static_text, until, waiting
+    from workbench.tui.app import make_app
+    from workbench.tui.screens.testing import RuleTestScreen
+
+    local = run_rule_tests(lab.workspace, [lab.rules / "main.yar"], ["goodware", "mal"], use_cache=False)
+    (lab.workspace.home / "settings.toml").write_text(f'cluster = "{cluster}"\n')
+    before = _tasks_run(cluster)
+    app = make_app(lab.workspace, open_rule=lab.rules / "main.yar")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("f4")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RuleTestScreen)
+        screen.use_cache = False
+        await pilot.press("r")
+        await until(pilot, lambda: screen.report is not None and not screen.running, timeout=120)
+        assert _tasks_run(cluster) > before, "the test screen's scan ran on the cluster"
+        assert screen.last_progress is not None and screen.last_progress.files_done > 0, \
+            "progress came back from the cluster"
+        assert _without_timing(to_data(screen.report)) == _without_timing(to_data(local))
+        assert "WORKBENCH_CLUSTER" not in os.environ, "set for the run only"
+        # a slow rule over big files, cancelled from the keyboard once files come back
+        slow = write_files(tmp_path / "big", {f"f{i:02d}": bytes([i]) * 200_000 for i in range(24)})
+        with CorpusRegistry(lab.workspace) as registry:
+            registry.add("big", slow, "clean")
+        (lab.rules / "main.yar").write_text(SLOW_RULE)
+        screen.corpora_chosen = None          # every corpus, "big" included
+        screen.load_corpora()
+        await until(pilot, lambda: "big" in screen.chosen_corpora(), timeout=30)
+        app.simulate_key("r")           # posted: press would wait for the progress bar's animation
+        await waiting(pilot, lambda: bool(screen.running), timeout=10)
+        await waiting(pilot, lambda: (screen.last_progress is not None
+                      and screen.last_progress.files_done > 0) or not screen.running, timeout=120)
+        assert screen.running == "test", "the slow scan ended before it could be cancelled"
+        app.simulate_key("x")
+        await waiting(pilot, lambda: not screen.running, timeout=60)
+        assert "cancelled" in static_text(screen.query_one("#test-phase", Static))
 
 
 def test_retrohunt_on_a_cluster_equals_a_local_run(hunted, cluster: str,

@@ -74,3 +74,12 @@ async def open_artifact(pilot, artifact) -> ArtifactScreen:
 def sha_of(workspace: Workspace, subject: str) -> str:
     with Quarantine.open(workspace) as q:
         return next(r.sha256 for r in q.index.list(f'subject:"{subject}"') if r.subject == subject)
+
+
+async def waiting(pilot: Pilot[object], condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Wait until ``condition()`` holds **without** settling: for a condition that holds
+    while a worker still runs (a scan's progress), which ``until`` would wait out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await pilot.pause(0.05)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from workbench.cli.context import CommandError, Context, Reply, add_json_flag, table
+from workbench.corpus.cluster_address import scans_on
 from workbench.corpus.corpus_registry import LABELS, CorpusRegistry
 from workbench.corpus.rule_testing import (
     FileMatch,
@@ -94,25 +93,9 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-index", action="store_true",
                    help="read every file instead of skipping the ones the n-gram index rules out")
     p.add_argument("--cluster", metavar="ADDRESS", default=None,
-                   help="scan on a Dask cluster, e.g. tcp://host:8786 (default: "
-                        "$WORKBENCH_CLUSTER; none: here); workers need the store at the same path")
-
-
-@contextlib.contextmanager
-def _on_cluster(address: str | None) -> Iterator[None]:
-    """``--cluster`` for the scans this command runs (they read $WORKBENCH_CLUSTER)."""
-    if address is None:
-        yield
-        return
-    before = os.environ.get("WORKBENCH_CLUSTER")
-    os.environ["WORKBENCH_CLUSTER"] = address
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("WORKBENCH_CLUSTER", None)
-        else:
-            os.environ["WORKBENCH_CLUSTER"] = before
+                   help="scan on a Dask cluster, e.g. tcp://host:8786, or local (default: "
+                        "$WORKBENCH_CLUSTER, else cluster in the workspace's settings.toml, else here); "
+                        "workers need the store at the same path")
 
 
 # -- corpus ---------------------------------------------------------------------------
@@ -221,7 +204,7 @@ def cmd_test(args: argparse.Namespace, ctx: Context) -> int | Reply:
         raise CommandError("--threads must be at least 1", E_USAGE)
     paths = args.rules or default_rule_paths(ctx.workspace)   # vendor sources only when no rules are named
     try:
-        with _on_cluster(args.cluster):
+        with scans_on(ctx.workspace, args.cluster):
             report = run_rule_tests(ctx.workspace, paths, args.corpus, threads=args.threads,
                                 progress=_progress_line(ctx.err), use_cache=not args.no_cache,
                                 use_index=not args.no_index, timeout=args.timeout)
@@ -306,7 +289,7 @@ def cmd_retrohunt(args: argparse.Namespace, ctx: Context) -> int | Reply:
     from workbench.corpus.retrohunt import retrohunt
 
     try:
-        with _on_cluster(args.cluster):
+        with scans_on(ctx.workspace, args.cluster):
             report = retrohunt(ctx.workspace, args.rules, threads=args.threads,
                                progress=_progress_line(ctx.err), use_cache=not args.no_cache,
                                use_index=not args.no_index, timeout=args.timeout, tag=args.tag,

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 import yara
 
+from workbench.corpus.cluster_address import CLUSTER_ENV  # noqa: F401 - where it was
 from workbench.corpus.scanner import (
     PROGRESS_INTERVAL,
     CheckedScanner,
@@ -34,7 +35,6 @@ from workbench.corpus.scanner import (
     scan_files,
 )
 
-CLUSTER_ENV = "WORKBENCH_CLUSTER"
 PARTITIONS_PER_THREAD = 4          # enough tasks that a lost worker costs little to redo
 _loaded: dict[str, yara.Rules] = {}    # in a worker process: rulesets by digest, loaded once
 _loaded_lock = threading.Lock()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input, SelectionList, Static, TabbedContent
 
-from tests.support.pilot import settle, static_text, until
+from tests.support.pilot import settle, static_text, until, waiting
 from tests.support.ui_samples import ABSENT, QUOTED, RULE, SLOW_RULE
 from workbench.corpus.corpus_registry import CorpusRegistry
 from workbench.quarantine.service import Quarantine
@@ -140,13 +139,6 @@ async def test_the_whole_ruleset_and_rules_that_do_not_compile(corpora_workspace
         await pilot.pause()
         await pilot.press("r")
         assert not screen.running and any("tick at least one corpus" in s for s in shown)
-
-
-async def waiting(pilot, condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await pilot.pause(0.05)
 
 
 async def test_progress_flows_and_cancel_stops_the_scan(corpora_workspace: Workspace, tmp_path: Path) -> None:

@@ -375,22 +375,28 @@ marks them in the quarantine list (`f2`) for triage.
           description="test the rules")
     def run_test(self, run: int, scope: Scope, corpora: list[str], cancel: threading.Event,
                  use_cache: bool) -> None:
+        from workbench.corpus.cluster_address import scans_on
         from workbench.corpus.rule_testing import run_rule_tests
         from workbench.corpus.ruleset import RulesetError
         from workbench.corpus.scanner import ScanCancelled
+        from workbench.errors import WorkbenchError
 
         def progress(p: ScanProgress) -> None:
             self.post_message(self.Progress(run, p))
 
         try:
             scope.write_buffer()
-            report = run_rule_tests(self.workbench.workspace, scope.paths, corpora, progress=progress,
-                                cancel=cancel, use_cache=use_cache)
+            with scans_on(self.workbench.workspace):     # a cluster if the workspace names one
+                report = run_rule_tests(self.workbench.workspace, scope.paths, corpora,
+                                        progress=progress, cancel=cancel, use_cache=use_cache)
         except ScanCancelled:
             self.post_message(self.Stopped(run, "cancelled"))
             return
         except RulesetError as exc:
             self.post_message(self.Stopped(run, f"the rules do not compile: {exc}", error=True))
+            return
+        except WorkbenchError as exc:          # a cluster setting that is wrong, say
+            self.post_message(self.Stopped(run, exc.describe(), error=True))
             return
         self.post_message(self.Tested(run, report, scope))
 
@@ -417,6 +423,7 @@ marks them in the quarantine list (`f2`) for triage.
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False,
           description="retro-hunt the quarantine")
     def run_hunt(self, run: int, scope: Scope, cancel: threading.Event, tag: str | None) -> None:
+        from workbench.corpus.cluster_address import scans_on
         from workbench.corpus.retrohunt import retrohunt
         from workbench.corpus.scanner import ScanCancelled
         from workbench.errors import WorkbenchError
@@ -426,8 +433,9 @@ marks them in the quarantine list (`f2`) for triage.
 
         try:
             scope.write_buffer()
-            report = retrohunt(self.workbench.workspace, scope.paths, progress=progress, cancel=cancel,
-                               tag=tag, dissect_missing=True)
+            with scans_on(self.workbench.workspace):
+                report = retrohunt(self.workbench.workspace, scope.paths, progress=progress,
+                                   cancel=cancel, tag=tag, dissect_missing=True)
         except ScanCancelled:
             self.post_message(self.Stopped(run, "cancelled"))
             return
