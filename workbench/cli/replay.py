@@ -26,8 +26,12 @@ import marshal
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from workbench.corpus.stamps import RACY_SECONDS, stat_key
+
+if TYPE_CHECKING:
+    from typing import TextIO
 
 FOLDER = "test-replay"      # under state/
 KEPT = 8                    # command lines remembered per workspace
@@ -71,7 +75,7 @@ def _entry_path(state: str, key: tuple[str, ...]) -> str:
         "utf-8", "surrogateescape")).hexdigest()[:32])
 
 
-def replay(argv: list[str], out: object = None) -> int | None:
+def replay(argv: list[str], out: TextIO | None = None) -> int | None:
     """Print what this ``test`` command line printed last time, if nothing it depends on changed;
     its exit code, or None (and the command runs)."""
     global pending
@@ -96,7 +100,7 @@ def replay(argv: list[str], out: object = None) -> int | None:
         pending = found
         return None
     stream = out if out is not None else sys.stdout
-    stream.write(text.replace(SECONDS, f"{time.monotonic() - started:.2f}", 1))  # type: ignore[attr-defined]
+    stream.write(text.replace(SECONDS, f"{time.monotonic() - started:.2f}", 1))
     return int(code)
 
 
