@@ -39,9 +39,13 @@ def lint_externals(policy: Policy, externals: Mapping[str, ExternalValue] | None
     return {k: v for k, v in table.items() if isinstance(v, bool | int | float | str)}
 
 
+def _house_findings(rf: RuleFile, ctx: LintContext, checks: list[Check]) -> list[Finding]:
+    return [f for rule in rf.rules for check in checks for f in check.check(rule, rf, ctx)]
+
+
 def _lint_one(rf: RuleFile, ctx: LintContext, checks: list[Check],
               externals: dict[str, ExternalValue], libyara: list[Finding] | None = None,
-              yarax: list[Finding] | None = None) -> list[Finding]:
+              yarax: list[Finding] | None = None, house: list[Finding] | None = None) -> list[Finding]:
     if libyara is None:
         libyara = libyara_findings(rf, externals=externals)
     if yarax is None:
@@ -54,9 +58,7 @@ def _lint_one(rf: RuleFile, ctx: LintContext, checks: list[Check],
             findings.append(Finding(PARSER_CHECK, "warning", file, line, 1, f"workbench parser: {err}",
                                     "both engines accept this but the house checks skipped it; "
                                     "please report the construct", subject=err.split(":", 1)[-1].strip()))
-    for rule in rf.rules:
-        for check in checks:
-            findings.extend(check.check(rule, rf, ctx))
+    findings.extend(house if house is not None else _house_findings(rf, ctx, checks))
     return findings
 
 
@@ -148,7 +150,7 @@ class _YaraxHelper:
             self._thread.join()
 
 
-AHEAD_SHARE = 0.85      # of the text YARA-X has to compile, given to a helper started early
+AHEAD_SHARE = 0.9       # of the text YARA-X has to compile, given to a helper started early
 
 
 class YaraxAhead:
@@ -315,16 +317,25 @@ def lint_files(files: list[RuleFile], policy: Policy, *, baseline: Baseline | No
     # without one started ahead, YARA-X on half the files it has not seen, beside this process
     helper = _YaraxHelper([rf for rf in files if id(rf) not in remembered], ext) if ahead is None \
         else _YaraxHelper([], ext)
+    house: dict[int, list[Finding]] = {}
     try:
-        for rf in [*(rf for rf in files if id(rf) not in taken), *later]:
+        for rf in files:
             if helper.takes(rf):
+                continue
+            if id(rf) in taken:       # its house checks now, while the helper compiles it
+                house[id(rf)] = _house_findings(rf, ctx, checks)
                 continue
             raw = remembered.get(id(rf))
             if raw is None:
-                raw = ahead.get(rf) if ahead is not None and id(rf) in taken else \
-                    yarax_compile_many([(rf.text, _origin(rf))], ext)[0]
+                raw = yarax_compile_many([(rf.text, _origin(rf))], ext)[0]
                 yarax.put(rf, raw)
             findings.extend(_lint_one(rf, ctx, checks, ext, known.get(id(rf)), yarax_findings_of(rf, raw)))
+        for rf in later:
+            assert ahead is not None
+            raw = ahead.get(rf)
+            yarax.put(rf, raw)
+            findings.extend(_lint_one(rf, ctx, checks, ext, known.get(id(rf)), yarax_findings_of(rf, raw),
+                                      house.pop(id(rf))))
         for rf, raw in helper.results():
             yarax.put(rf, raw)
             findings.extend(_lint_one(rf, ctx, checks, ext, known.get(id(rf)), yarax_findings_of(rf, raw)))
