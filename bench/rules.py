@@ -88,10 +88,17 @@ def real_lint(ruleset: Path, rounds: int) -> None:
         run([*WORKBENCH, "--version"])          # .pyc files written first
         homes = iter(range(10_000))
         lint = [*WORKBENCH, "rule", "lint", str(ruleset)]
+
+        def new_home() -> str:       # a --home that does not exist is refused (a typo)
+            home = Path(tmp, f"cold{next(homes)}")
+            home.mkdir()
+            return str(home)
+
+        Path(tmp, "warm").mkdir()
         run([*WORKBENCH, "--home", f"{tmp}/warm", *lint[len(WORKBENCH):]], ok=(0, 1))
         times = alternate(rounds, {
             "yarac": lambda: run(["yarac", *map(str, files), f"{tmp}/out.yarc"])[0],
-            "cold": lambda: run([*WORKBENCH, "--home", f"{tmp}/cold{next(homes)}", *lint[len(WORKBENCH):]],
+            "cold": lambda: run([*WORKBENCH, "--home", new_home(), *lint[len(WORKBENCH):]],
                                 ok=(0, 1))[0],
             "again": lambda: run([*WORKBENCH, "--home", f"{tmp}/warm", *lint[len(WORKBENCH):]], ok=(0, 1))[0]})
     peer = median(times["yarac"])

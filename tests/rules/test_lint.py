@@ -258,3 +258,34 @@ def test_yarax_findings_are_remembered_by_content_and_never_stale(tmp_path: Path
     assert YaraxMemo(memo, {}).get(parse_file(path)) is None         # new content: compiled again
     assert "C103" not in {f["id"] for f in lint(memo)["findings"]}
     assert YaraxMemo(memo, {"owner": "x"}).get(parse_file(path)) is None
+
+
+def test_yarax_started_ahead_gives_the_same_findings(tmp_path: Path, policy: Policy) -> None:
+    """YARA-X started on the texts before they are parsed (``rule lint``): the same report
+    as linting the parsed files alone, and its findings are remembered."""
+    from workbench.document import to_data
+    from workbench.rules.lint import HELPER_MIN_FILES, YaraxAhead, lint_files
+    from workbench.rules.parse import parse_file, read_rule_text
+
+    paths = []
+    for i in range(HELPER_MIN_FILES + 8):
+        path = tmp_path / f"r{i:02d}.yar"
+        # YARA-X warns of text written as hex, libyara of a slow string; some files do not compile
+        body = "condition: $a and undefined_thing" if i % 7 == 0 else "condition: $a"
+        path.write_text(f'rule R{i} {{ strings: $a = {{ 41 42 43 44 }} {body} }}\n'
+                        f'rule S{i} {{ strings: $b = /a.*b/ condition: $b }}\n')
+        paths.append(path)
+    reads = [read_rule_text(p) for p in paths]
+    memo = tmp_path / "state" / "yarax-findings"
+    ahead = YaraxAhead([(text, str(p)) for p, (text, _) in zip(paths, reads, strict=True)], {}, memo)
+    try:
+        files = [parse_file(p, read=r) for p, r in zip(paths, reads, strict=True)]
+        started = lint_files(files, policy, memo=memo, ahead=ahead)
+    finally:
+        ahead.close()
+    alone = lint_files([parse_file(p) for p in paths], policy)
+    assert to_data(started) == to_data(alone)
+    assert any(f.id.startswith("C") and "undefined_thing" in f.message for f in alone.findings)
+    # everything YARA-X said is remembered: a second helper has nothing to compile
+    again = YaraxAhead([(text, str(p)) for p, (text, _) in zip(paths, reads, strict=True)], {}, memo)
+    assert again._helper is None

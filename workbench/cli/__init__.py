@@ -6,18 +6,15 @@ Each domain registers its subcommands from its own module here (``cli/quarantine
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from workbench import __version__
-from workbench.cli.context import CommandError, Context, Reply
-from workbench.errors import WorkbenchError
-from workbench.exitcodes import E_INTERNAL, E_NOT_FOUND, E_OK, EXIT_CODES
-from workbench.workspace import Workspace
+if TYPE_CHECKING:     # imported in main(): a replayed `workbench test` (cli/replay.py) needs none
+    import argparse
+
+    from workbench.cli.context import Context
 
 # Modules that add subcommands; each has ``register(subparsers)``.
 COMMAND_MODULES = (
@@ -85,6 +82,11 @@ def named_command(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; given ``argv`` that names a known command, only that command's module
     is imported, and with no command none is (``--help`` and a typo get every command)."""
+    import argparse
+    import importlib
+
+    from workbench import __version__
+
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="Signature-writing workbench for email-security analysts. "
@@ -119,6 +121,22 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if named_command(argv) == "test":     # nothing changed since this command ran: its text
+        from workbench.cli import replay
+
+        try:
+            code = replay.replay(argv)
+        except BrokenPipeError:
+            return 0
+        if code is not None:
+            return code
+    import traceback
+
+    from workbench.cli.context import CommandError, Context, Reply
+    from workbench.errors import WorkbenchError
+    from workbench.exitcodes import E_INTERNAL, E_NOT_FOUND, EXIT_CODES
+    from workbench.workspace import Workspace
+
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     workspace = Workspace.resolve(args.home, args.signatures, args.index)
@@ -150,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return E_OK
+        return 0
     except Exception as exc:
         ctx.error("internal error; please report this with the traceback below")
         traceback.print_exc(file=sys.stderr)
@@ -158,11 +176,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             ctx.json({"error": {"kind": "internal", "message": f"{type(exc).__name__}: {exc}",
                                 "exit_code": E_INTERNAL}})
         return E_INTERNAL
-    return E_OK if result is None else int(result)
+    return 0 if result is None else int(result)
 
 
 def _default_handler(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Context], int]:
     """No command: the terminal UI when it is there and we have a terminal."""
+    import argparse
+    import importlib
+
+    from workbench.cli.context import Reply
+
     def run(args: argparse.Namespace, ctx: Context) -> int:
         try:
             tui_cli = importlib.import_module("workbench.cli.tui")

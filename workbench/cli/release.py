@@ -117,8 +117,10 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
                                E_USAGE)
         outputs.append((fmt, Path(file)))
     progress = _progress(ctx)          # stderr: the --json or SARIF document is not touched
+    from workbench.rules.parse_cache import FULL_PARSES
+
     report = validate(root, changed_since=args.changed_since, base=args.base, scan_corpus=not args.no_corpus,
-                      threads=args.threads, progress=progress)
+                      threads=args.threads, progress=progress, parse_cache=ctx.workspace.state / FULL_PARSES)
     top = SignatureRepository(root).repo
     sarif_root = Path(top.working_tree_dir) if top is not None and top.working_tree_dir else root
     for fmt, file in outputs:

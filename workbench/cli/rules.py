@@ -11,12 +11,11 @@ from pathlib import Path
 
 from workbench.cli.context import CommandError, Context, Reply, add_json_flag, table
 from workbench.exitcodes import E_FINDINGS, E_INPUT, E_NOT_FOUND, E_OK, E_USAGE
-from workbench.rules.draft import draft, load_samples
 from workbench.rules.findings import Baseline, LintReport
 from workbench.rules.fmt import format_paths
-from workbench.rules.goodware import GoodwareDB, goodware_path
-from workbench.rules.lint import YARAX_MEMO, check_catalog
-from workbench.rules.parse import iter_rule_paths, parse_file
+from workbench.rules.lint import YARAX_MEMO, YaraxAhead, check_catalog, lint_externals
+from workbench.rules.parse import iter_rule_paths, read_rule_text
+from workbench.rules.parse_cache import FULL_PARSES, ParseCache
 from workbench.rules.policy import Policy
 from workbench.rules.sarif import to_sarif
 from workbench.rules.vendor import VendorSet, lint_by_source, source_summary
@@ -136,14 +135,24 @@ def cmd_lint(args: argparse.Namespace, ctx: Context) -> int:
         path = args.baseline or (ctx.workspace.signatures / BASELINE_FILE)
         if args.baseline is not None or path.exists():
             baseline = Baseline.load(path)
+    memo = ctx.workspace.state / YARAX_MEMO
     try:
-        files = [parse_file(p) for p in iter_rule_paths(targets)]
+        paths = list(iter_rule_paths(targets))
+        texts = [read_rule_text(p) for p in paths]
     except OSError as exc:
         raise CommandError(f"cannot read {exc.filename}: {exc.strerror}", E_INPUT) from exc
-    if not files:
+    if not paths:
         raise CommandError("no *.yar or *.yara files found", E_NOT_FOUND)
-    vendors = VendorSet.load(ctx.workspace.signatures) if args.policy is None else None
-    report = lint_by_source(files, policy, vendors, baseline=baseline, memo=ctx.workspace.state / YARAX_MEMO)
+    # YARA-X starts on the texts in a helper process while this one parses and checks them
+    ahead = YaraxAhead([(text, str(p)) for p, (text, _) in zip(paths, texts, strict=True)],
+                       lint_externals(policy, None), memo)
+    try:
+        parses = ParseCache(ctx.workspace.state / FULL_PARSES)
+        files = [parses.parse(p, read=read) for p, read in zip(paths, texts, strict=True)]
+        vendors = VendorSet.load(ctx.workspace.signatures) if args.policy is None else None
+        report = lint_by_source(files, policy, vendors, baseline=baseline, memo=memo, ahead=ahead)
+    finally:
+        ahead.close()
     if args.write_baseline is not None:
         accepted = Baseline.from_findings(report.findings)
         accepted.save(args.write_baseline)
@@ -287,6 +296,9 @@ def cmd_draft(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if not args.samples:
         raise CommandError("give --from SHA256 (a sample) or --campaign ID", E_USAGE)
     policy = _policy(ctx, None)
+    from workbench.rules.draft import draft, load_samples
+    from workbench.rules.goodware import GoodwareDB
+
     samples = load_samples(ctx.workspace, args.samples, source=args.source)
     gw = GoodwareDB.open_for(ctx.workspace, readonly=True)
     try:
@@ -352,6 +364,8 @@ def _clean_files(ctx: Context, paths: list[Path]) -> Iterator[tuple[str, bytes]]
 
 def cmd_goodware(args: argparse.Namespace, ctx: Context) -> int | Reply:
     ctx.workspace.ensure()
+    from workbench.rules.goodware import GoodwareDB, goodware_path
+
     with GoodwareDB(goodware_path(ctx.workspace)) as gw:
         added = gw.add_files(_clean_files(ctx, args.paths)) if args.paths else 0
         stats = gw.stats()

@@ -273,9 +273,10 @@ class ScanCache:
 
     # -- whole runs ---------------------------------------------------------------------
 
-    def saved_run(self, corpora: str, files: Sequence[str]) -> Any | None:
+    def saved_run(self, corpora: str, files: Sequence[str], inputs: list[str] | None = None
+                  ) -> Any | None:
         """The report of a run over ``corpora`` whose rule files have not changed since."""
-        return runmemo.lookup(self.db, corpora, files)
+        return runmemo.lookup(self.db, corpora, files, inputs)
 
     def save_run(self, corpora: str, files: Sequence[str], loaded: Sequence[Path], report: Any,
                  *, started: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+import os
 import sys
 import threading
 import time
@@ -305,7 +306,8 @@ def run_rule_tests(workspace: Workspace, rule_paths: Iterable[Path | str] | None
                progress: Callable[[ScanProgress], None] | None = None,
                cancel: threading.Event | None = None, use_cache: bool = True,
                use_index: bool = True, timeout: int = DEFAULT_TIMEOUT,
-               externals: Mapping[str, ExternalValue] | None = None) -> RuleTestReport:
+               externals: Mapping[str, ExternalValue] | None = None,
+               inputs: list[str] | None = None) -> RuleTestReport:
     """Test rules against corpora: true positives, false positives and false negatives per rule.
 
     ``rule_paths`` default to the workspace's ``signatures/rules``. ``corpora``
@@ -315,6 +317,10 @@ def run_rule_tests(workspace: Workspace, rule_paths: Iterable[Path | str] | None
     ``use_index`` lets a re-test of a few rules read only the files the gram index
     says they could match (the results are the same either way).
     ``externals`` default to the signature repository's ``[externals]``.
+    ``inputs``, when given, gets the paths whose ``stat`` the report depends on (the rule
+    files, the folders they were found in, the included files, the corpora registry and
+    the dissect catalog) when the report was remembered (``cli/replay.py``: a run that
+    did work keeps no text, which would cost an edit's re-test a second rendering).
     Raises ``RulesetError`` for rules that do not compile, ``UnknownCorpus``, and
     ``PolicyError`` for a policy that cannot be read.
     """
@@ -325,7 +331,7 @@ def run_rule_tests(workspace: Workspace, rule_paths: Iterable[Path | str] | None
     with paused_gc():
         return _run_rule_tests(workspace, rule_paths, corpora, threads=threads, progress=progress,
                            cancel=cancel, use_cache=use_cache, use_index=use_index,
-                           timeout=timeout, externals=externals)
+                           timeout=timeout, externals=externals, inputs=inputs)
 
 
 
@@ -333,7 +339,8 @@ def _run_rule_tests(workspace: Workspace, rule_paths: Iterable[Path | str] | Non
                 corpora: list[str] | None, *, threads: int | None,
                 progress: Callable[[ScanProgress], None] | None,
                 cancel: threading.Event | None, use_cache: bool, use_index: bool,
-                timeout: int, externals: Mapping[str, ExternalValue]) -> RuleTestReport:
+                timeout: int, externals: Mapping[str, ExternalValue],
+                inputs: list[str] | None = None) -> RuleTestReport:
     started, wall = time.monotonic(), time.time()
     threads = threads or default_threads()
     paths = list(rule_paths) if rule_paths else default_rule_paths(workspace)
@@ -347,8 +354,11 @@ def _run_rule_tests(workspace: Workspace, rule_paths: Iterable[Path | str] | Non
             memo = (f"{state}\0{KEY_VERSION}\0libyara {yara.YARA_VERSION}\0{SCAN_ENGINE}\0"
                     f"externals={sorted(externals.items())!r}")
             if cache is not None:     # nothing changed since a finished run: its report
-                remembered = cache.saved_run(memo, listed)
+                stamped: list[str] = []
+                remembered = cache.saved_run(memo, listed, stamped)
                 if isinstance(remembered, RuleTestReport):
+                    if inputs is not None:
+                        inputs.extend(_inputs(workspace, paths, stamped, files))
                     return _remembered(remembered, len(files), threads, use_index,
                                        time.monotonic() - started)
             from workbench.corpus.incremental import resolve
@@ -388,6 +398,24 @@ def _run_rule_tests(workspace: Workspace, rule_paths: Iterable[Path | str] | Non
             if cache is not None:
                 cache.close()
     return report
+
+
+def _inputs(workspace: Workspace, paths: Sequence[Path | str], stamped: list[str],
+            files: CorpusFiles) -> list[str]:
+    """What a run's report depends on, by path (see ``run_rule_tests``'s ``inputs``)."""
+    from workbench.corpus.corpus_registry import REGISTRY_NAME
+    from workbench.corpus.stamps import folders_under
+
+    out = [p for given in paths for p in folders_under(os.fspath(given))]
+    out += stamped
+    registry = str(workspace.state / REGISTRY_NAME)
+    out += [registry, registry + "-wal"]
+    if QUARANTINE_CORPUS in files.names:
+        from workbench.dissect.cache import cache_path
+
+        catalog = str(cache_path(workspace))
+        out += [catalog, catalog + "-wal"]
+    return out
 
 
 def _remembered(report: RuleTestReport, files: int, threads: int, use_index: bool,

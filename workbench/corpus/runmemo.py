@@ -21,7 +21,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-RACY_SECONDS = 2.0
+from workbench.corpus.stamps import RACY_SECONDS, stat_key
+
 RUNS_KEPT = 8
 _FORMAT = "wb-run-1"
 _EXTRA = "\0extra"                        # between the listed files and the included others
@@ -36,15 +37,6 @@ CREATE TABLE IF NOT EXISTS test_runs (          -- whole reports of finished run
     PRIMARY KEY (corpora, stamp)
 ) WITHOUT ROWID;
 """
-
-
-def stat_key(path: str) -> tuple[int, ...] | None:
-    """What ``stat`` says of a file that changes when it is written; None when it is gone."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
 def stamp(files: Sequence[str], extra: Iterable[str] = (), *, started: float | None = None
@@ -79,8 +71,10 @@ def _extended(digest: Any, extra: Iterable[str], started: float | None) -> str |
     return str(digest.hexdigest())
 
 
-def lookup(db: Any, corpora: str, files: Sequence[str]) -> Any | None:
-    """The report a run with these rule files (unchanged since) saved over ``corpora``."""
+def lookup(db: Any, corpora: str, files: Sequence[str], inputs: list[str] | None = None
+           ) -> Any | None:
+    """The report a run with these rule files (unchanged since) saved over ``corpora``;
+    ``inputs`` gets the files it was stamped with (the listed and the included ones)."""
     digest = _stamped(files, None)
     if digest is None:
         return None
@@ -94,7 +88,11 @@ def lookup(db: Any, corpora: str, files: Sequence[str]) -> Any | None:
         # the files' part is stamped once: an included file outside the paths may have changed
         if _extended(digest, extra, None) != expected:
             return None
-        return pickle.loads(row[1])
+        report = pickle.loads(row[1])
+        if inputs is not None:
+            inputs.extend(files)
+            inputs.extend(extra)
+        return report
     except (ValueError, EOFError, TypeError, pickle.UnpicklingError, AttributeError, ImportError):
         return None
 

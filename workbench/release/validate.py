@@ -38,7 +38,8 @@ from workbench.rules.compiler_messages import libyara_message, undefined_identif
 from workbench.rules.compilers import engine_versions
 from workbench.rules.findings import Baseline, BaselineError, Finding, Severity
 from workbench.rules.lint import check_catalog
-from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths, parse_file, parse_text
+from workbench.rules.parse import RuleFile, RuleSource, iter_rule_paths, parse_text
+from workbench.rules.parse_cache import ParseCache
 from workbench.rules.policy import Policy, PolicyError
 from workbench.rules.vendor import VendorError, VendorSet, lint_by_source, status_of
 
@@ -862,8 +863,11 @@ NON_RULE_CHANGES_ALLOWED = ("CHANGELOG.md", "README.md")
 def validate(root: str | os.PathLike[str], *, changed_since: str | None = None, base: str | None = None,
              scan_corpus: bool = True, threads: int | None = None,
              progress: Callable[[str], None] | None = None,
-             today: dt.date | None = None) -> ValidationReport:
+             today: dt.date | None = None, parse_cache: Path | None = None) -> ValidationReport:
     """Validate the signatures folder ``root`` (see the module docstring).
+
+    ``parse_cache``: a folder where whole parses are kept by file content
+    (``rules/parse_cache.py``): a run after a one-rule change parses one file.
 
     ``today`` is the latest date a rule's ``modified`` may carry (default: the real today).
 
@@ -887,14 +891,15 @@ def validate(root: str | os.PathLike[str], *, changed_since: str | None = None, 
                                         "create it, or set release.rules in workbench.toml"))
         return _finish(report, started)
     repo = SignatureRepository(root)
-    files, include_findings = load_rule_tree(rules_dir)
+    parses = ParseCache(parse_cache)
+    files, include_findings = load_rule_tree(rules_dir, parses)
     try:
         vendors = VendorSet.load(root)
     except VendorError as exc:
         report.findings.append(_finding("V006", "error", root / "vendor", 0, str(exc),
                                         "fix the record, or import the source again (rule import --update)"))
         return _finish(report, started)
-    files += [parse_file(p) for p in vendors.rule_paths()]
+    files += [parses.parse(p) for p in vendors.rule_paths()]
     names = {r.name for rf in files for r in rf.rules}
     targets = set(names)
     if changed_since:
@@ -969,11 +974,13 @@ def _changed_rules(repo: SignatureRepository, rev: str, files: list[RuleFile], c
     return out
 
 
-def load_rule_tree(rules_dir: Path) -> tuple[list[RuleFile], list[Finding]]:
+def load_rule_tree(rules_dir: Path, parses: ParseCache | None = None) -> tuple[list[RuleFile], list[Finding]]:
     """Every rule file under ``rules_dir``, included files first (each once), as YARA reads them.
 
-    Includes must stay inside the rules folder: a bundle carries nothing else.
+    Includes must stay inside the rules folder: a bundle carries nothing else. ``parses``
+    keeps whole parses by content (default: none kept).
     """
+    parse = (parses or ParseCache(None)).parse
     rules_dir = rules_dir.resolve()
     order: list[RuleFile] = []
     done: set[Path] = set()
@@ -988,7 +995,7 @@ def load_rule_tree(rules_dir: Path) -> tuple[list[RuleFile], list[Finding]]:
                                      "remove the circular include"))
             return
         active.add(path)
-        rf = parsed or parse_file(path)
+        rf = parsed or parse(path)
         for inc in rf.includes:
             target = (path.parent / inc).resolve()
             line = _include_line(rf, inc)

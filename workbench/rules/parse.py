@@ -178,7 +178,8 @@ def normalise_string(s: RuleString) -> str:
 
 def normalise_condition(condition: str) -> str:
     """The condition as tokens joined by one space: layout and comments do not count."""
-    return " ".join(t.text for t in tokenize(condition))
+    # the tokens' texts straight from the matches: no Token made (a fingerprint per rule)
+    return " ".join([m.group() for m in _TOKEN.finditer(condition) if m.lastgroup != "comment"])
 
 
 def compute_fingerprint(strings: Iterable[RuleString], condition: str) -> str:
@@ -584,10 +585,14 @@ def read_rule_text(path: Path) -> tuple[str, list[str]]:
         return data.decode("latin-1"), [f"line 1: file is not UTF-8 ({exc.reason} at byte {exc.start})"]
 
 
-def parse_file(path: Path, namespace: str | None = None) -> RuleFile:
-    """Parse one file (namespace ``default`` unless given). OSError if it cannot be read."""
+def parse_file(path: Path, namespace: str | None = None, *,
+               read: tuple[str, list[str]] | None = None) -> RuleFile:
+    """Parse one file (namespace ``default`` unless given). OSError if it cannot be read.
+
+    ``read``: what :func:`read_rule_text` gave for it, when the caller read it already."""
     path = Path(path)
-    text, errors = read_rule_text(path)
+    text, errors = read if read is not None else read_rule_text(path)
+    errors = list(errors)
     parsed = parse_text(text, path, namespace or "default")
     parsed.errors[:0] = errors
     return parsed

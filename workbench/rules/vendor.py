@@ -29,6 +29,7 @@ from workbench.rules.policy import Policy
 
 if TYPE_CHECKING:
     from workbench.rules.compilers import ExternalValue
+    from workbench.rules.lint import YaraxAhead
 
 VENDOR_DIR = "vendor"
 UPSTREAM_DIR = "upstream"
@@ -240,11 +241,13 @@ def with_fingerprint_meta(text: str, rules: list[RuleSource]) -> str:
 
 def lint_by_source(files: list[RuleFile], policy: Policy, vendors: VendorSet | None, *,
                    baseline: Baseline | None = None, externals: Mapping[str, ExternalValue] | None = None,
-                   known_rules: Mapping[str, str] | None = None, memo: Path | None = None) -> LintReport:
+                   known_rules: Mapping[str, str] | None = None, memo: Path | None = None,
+                   ahead: YaraxAhead | None = None) -> LintReport:
     """Lint house files with the house policy and each vendor source's files with its profile.
 
     Names are checked for duplicates across all of them (and ``known_rules``) either way.
-    ``memo``: where YARA-X's findings are kept by file content (``lint.YaraxMemo``).
+    ``memo``: where YARA-X's findings are kept by file content (``lint.YaraxMemo``);
+    ``ahead``: YARA-X started on the files before they were parsed (``lint.YaraxAhead``).
     """
     from workbench.rules.lint import lint_files  # the engines: only when linting, not for `test`
 
@@ -254,7 +257,7 @@ def lint_by_source(files: list[RuleFile], policy: Policy, vendors: VendorSet | N
         groups.setdefault(source.name if source is not None else "", []).append(rf)
     if list(groups) in ([], [""]):
         return lint_files(files, policy, baseline=baseline, externals=externals, known_rules=known_rules,
-                          memo=memo)
+                          memo=memo, ahead=ahead)
     merged: LintReport | None = None
     for name, group in groups.items():
         source = vendors.get(name) if vendors is not None and name else None
@@ -262,7 +265,7 @@ def lint_by_source(files: list[RuleFile], policy: Policy, vendors: VendorSet | N
         others = dict(known_rules or {})
         others.update({r.name: str(rf.path) for rf in files if id(rf) not in chosen for r in rf.rules})
         report = lint_files(group, source.policy(policy) if source is not None else policy, baseline=baseline,
-                            externals=externals, known_rules=others, memo=memo)
+                            externals=externals, known_rules=others, memo=memo, ahead=ahead)
         if merged is None:
             merged = report
         else:
