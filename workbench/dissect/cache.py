@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS dissected (
 """
 
 
+# one message's catalog entry: (message sha256, status, its extracted-artifact rows)
+CatalogEntry = tuple[str, str, list[tuple[Any, ...]]]
+
+
 def cache_path(workspace: Workspace) -> Path:
     return workspace.state / CACHE_NAME
 
@@ -159,15 +163,23 @@ class DissectCache:
 
     def record_message(self, message_sha256: str, status: str, rows: list[tuple[Any, ...]]) -> None:
         """Replace what the catalog knows about one message's extracted artifacts."""
+        self.record_messages([(message_sha256, status, rows)])
+
+    def record_messages(self, entries: list[CatalogEntry]) -> None:
+        """:meth:`record_message` for many messages in one transaction."""
+        if not entries:
+            return
+
         def run() -> None:
             with self._lock:
                 self.db.execute("BEGIN IMMEDIATE")
                 try:
-                    self.db.execute("DELETE FROM extracted WHERE message_sha256 = ?", (message_sha256,))
-                    self.db.executemany("INSERT OR REPLACE INTO extracted VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                        rows)
-                    self.db.execute("INSERT OR REPLACE INTO dissected VALUES (?, ?, ?, ?)",
-                                    (message_sha256, utcnow().isoformat(), status, len(rows) + 1))
+                    for message_sha256, status, rows in entries:
+                        self.db.execute("DELETE FROM extracted WHERE message_sha256 = ?", (message_sha256,))
+                        self.db.executemany("INSERT OR REPLACE INTO extracted VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                            rows)
+                        self.db.execute("INSERT OR REPLACE INTO dissected VALUES (?, ?, ?, ?)",
+                                        (message_sha256, utcnow().isoformat(), status, len(rows) + 1))
                     self.db.execute("COMMIT")
                 except BaseException:
                     self.db.execute("ROLLBACK")
