@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -208,11 +207,11 @@ class _Run:
         if self.cache is not None and self.store is not None:
             row = self.cache.get_report(key)
             if row is not None and row["version"] == d.version:
-                from workbench.dissect.cache import revive
+                from workbench.dissect.cache import revive, unpack
 
-                refs = revive(list[ChildRef], json.loads(row["children"]))
+                refs = revive(list[ChildRef], unpack(row["children"]))
                 if all(self.store.exists(r.sha256) for r in refs):
-                    report = revive(getattr(d, "report_type", Any), json.loads(row["report"]))
+                    report = revive(getattr(d, "report_type", Any), unpack(row["report"]))
                     hit = DissectResult(report=report, status=row["status"], reason=row["reason"])
                     return hit, [_Extracted(r.name, r.declared_type, r.segment, r.note, None, r.sha256, True)
                                  for r in refs], True
