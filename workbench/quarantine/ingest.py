@@ -24,9 +24,9 @@ from pathlib import Path
 
 from workbench.durable import crash_point, file_lock
 from workbench.humanize import stamp, utc_day
-from workbench.quarantine.headers import looks_like_mail, summarize_headers
+from workbench.quarantine.headers import HeaderSummary, looks_like_mail, summarize_headers
 from workbench.quarantine.index import FailedInput, NewMessage, Sighting
-from workbench.quarantine.object_store import sha256_file
+from workbench.quarantine.object_store import PutResult, sha256_file
 from workbench.quarantine.service import Quarantine, storage_errors
 
 DEFAULT_MAX_MESSAGE = 100 * 1024 * 1024
@@ -299,8 +299,20 @@ def _unlink_all(paths: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
+@dataclass
+class _Prepared:
+    """An item read and stored (``put``, ``header``), or why it is not mail (``why``)."""
+
+    put: PutResult | None = None
+    header: HeaderSummary | None = None
+    why: str = ""
+    data: bytes | None = None
+
+
 class Ingester:
     """Takes items in batches and makes them durable in the quarantine."""
+
+    THREADS = 3           # items read, stored and summarised side by side within a batch
 
     def __init__(self, quarantine: Quarantine, *, max_message: int = DEFAULT_MAX_MESSAGE,
                  batch: int = BATCH, actor: str = "ingest", override_reason: str = ""):
@@ -310,6 +322,7 @@ class Ingester:
         self.actor = actor
         self.override_reason = override_reason
         self._remover = _SpoolRemover()
+        self._threads: ThreadPoolExecutor | None = None
 
     def run(self, items: Iterable[IngestItem]) -> IngestSummary:
         summary = IngestSummary()
@@ -323,6 +336,9 @@ class Ingester:
             if pending:
                 summary.merge(self._batch(pending))
         finally:
+            if self._threads is not None:
+                self._threads.shutdown(wait=True)
+                self._threads = None
             self._remover.finish()          # nothing is left to remove once run returns
         return summary
 
@@ -339,8 +355,10 @@ class Ingester:
         failures: list[FailedInput] = []
         events: list[dict[str, object]] = []
         done: list[IngestItem] = []
-        for item in items:
-            failure = self._accept(item, messages, sightings, events, summary)
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="ingest")
+        for item, prepared in zip(items, self._threads.map(self._prepare, items), strict=True):
+            failure = self._accept(item, prepared, messages, sightings, events, summary)
             if failure is not None:
                 failures.append(failure)
                 events.append({"event": "failed", **failure.__dict__, "actor": self.actor})
@@ -371,19 +389,29 @@ class Ingester:
     def _sighting_known(self, sighting_id: str) -> bool:
         return self.q.index.has_sighting(sighting_id)
 
-    def _accept(self, item: IngestItem, messages: dict[str, NewMessage], sightings: list[Sighting],
-                events: list[dict[str, object]], summary: IngestSummary) -> FailedInput | None:
+    def _prepare(self, item: IngestItem) -> _Prepared:
+        """Read, check, store (not yet synced) and summarise one item: on the batch's threads,
+        in any order (reading, hashing and writing let go of the interpreter, so one item's
+        files move while another's headers are read)."""
         if item.size > self.max_message:
-            return self._fail(item, f"larger than the {self.max_message}-byte message limit")
+            return _Prepared(why=f"larger than the {self.max_message}-byte message limit")
         try:
             data = item.read()
         except OSError as exc:
-            return self._fail(item, f"unreadable: {exc}")
+            return _Prepared(why=f"unreadable: {exc}")
         why = looks_like_mail(data)
         if why is not None:
-            return self._fail(item, why, data)
-        put = self.q.store.put_bytes(data, durable=False)
-        header = summarize_headers(data)
+            # a file is hashed again from disk by _fail: a batch does not hold its junk in memory
+            return _Prepared(why=why, data=data if item.original is None else None)
+        return _Prepared(put=self.q.store.put_bytes(data, durable=False), header=summarize_headers(data))
+
+    def _accept(self, item: IngestItem, prepared: _Prepared, messages: dict[str, NewMessage],
+                sightings: list[Sighting], events: list[dict[str, object]],
+                summary: IngestSummary) -> FailedInput | None:
+        """One prepared item into the batch, in the items' order."""
+        if prepared.put is None or prepared.header is None:
+            return self._fail(item, prepared.why, prepared.data)
+        put, header = prepared.put, prepared.header
         reason = self.override_reason or item.reason or header.reason or "unspecified"
         seen_at = stamp(item.received_at)
         identity = item.identity or str(uuid.uuid4())
