@@ -114,7 +114,8 @@ def prefilled_index(count: int) -> Path:
     return path
 
 
-def bench_steady(messages: list[bytes], work: Path, *, prefill: int, sweep: int) -> dict[str, object]:
+def bench_steady(messages: list[bytes], work: Path, *, prefill: int, sweep: int,
+                 peer: bool = True) -> dict[str, object]:
     """``messages`` through the spool in sweeps into a quarantine of ``prefill`` messages."""
     q = Quarantine(work / "steady" / "quarantine")
     q.root.mkdir(parents=True, exist_ok=True)
@@ -143,6 +144,9 @@ def bench_steady(messages: list[bytes], work: Path, *, prefill: int, sweep: int)
     q.close()
     shutil.rmtree(work / "steady", ignore_errors=True)
     steady = statistics.median(rates[1:] or rates)
+    if not peer:
+        return {"messages at the end": total, "steady msg/s": steady,
+                "cpu ms/message": cpu * 1000 / len(messages), "peer msg/s": 0.0}
     maildir = mailbox.Maildir(work / "Maildir-steady", create=True)
     start = time.perf_counter()
     for data in messages:
@@ -219,6 +223,10 @@ def main() -> None:
     parser.add_argument("--steady", type=int, default=0, metavar="N",
                         help="spool ingest into a quarantine of N messages, in sweeps (only this part)")
     parser.add_argument("--sweep", type=int, default=5000, metavar="N", help="messages per sweep with --steady")
+    parser.add_argument("--previous", type=Path, default=None, metavar="DIR",
+                        help="with --steady: then the same run with the workbench package in DIR (e.g. "
+                             "`git archive OLD workbench | tar -x -C DIR`), for the previous figure")
+    parser.add_argument("--no-peer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wb-bench-ingest-"))
     try:
@@ -227,14 +235,24 @@ def main() -> None:
             print(f"spool ingest, steady state: {len(messages):,} messages "
                   f"({sum(map(len, messages)) / 2**20:,.0f} MiB) in sweeps of {args.sweep:,} into a "
                   f"quarantine of {args.steady:,} (load {os.getloadavg()[0]:.1f})", flush=True)
-            got = bench_steady(messages, work, prefill=args.steady, sweep=args.sweep)
+            import workbench
+            print(f"  workbench from {Path(workbench.__file__).parent}", flush=True)
+            got = bench_steady(messages, work, prefill=args.steady, sweep=args.sweep, peer=not args.no_peer)
             print(f"  workbench spool ingest (durable), median sweep after the first: "
                   f"{got['steady msg/s']:,.0f} msg/s, {got['cpu ms/message']:.2f} ms CPU per message")
-            print(f"  peer mailbox.Maildir + os.sync (no index), same messages:      "
-                  f"{got['peer msg/s']:,.0f} msg/s")
-            print(f"  ratio workbench/peer: {got['steady msg/s'] / got['peer msg/s']:.2f}x  "  # type: ignore[operator]
-                  f"(target >= 1,000 msg/s; {got['messages at the end']:,} messages at the end; "
-                  f"load {os.getloadavg()[0]:.1f})")
+            if got["peer msg/s"]:
+                print(f"  peer mailbox.Maildir + os.sync (no index), same messages:      "
+                      f"{got['peer msg/s']:,.0f} msg/s")
+                print(f"  ratio workbench/peer: {got['steady msg/s'] / got['peer msg/s']:.2f}x  "  # type: ignore[operator]
+                      f"(target >= 1,000 msg/s; {got['messages at the end']:,} messages at the end; "
+                      f"load {os.getloadavg()[0]:.1f})")
+            if args.previous is not None:
+                import subprocess
+                import sys
+                print("\nthe same with the previous workbench:", flush=True)
+                subprocess.run([sys.executable, __file__, "--steady", str(args.steady), "--messages",
+                                str(args.messages), "--sweep", str(args.sweep), "--no-peer"], check=True,
+                               env={**os.environ, "PYTHONPATH": str(args.previous.resolve())})
             return
         if args.only_list:
             _print_list(args, work)
