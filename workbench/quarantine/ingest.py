@@ -355,9 +355,13 @@ class Ingester:
         failures: list[FailedInput] = []
         events: list[dict[str, object]] = []
         done: list[IngestItem] = []
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="ingest")
-        for item, prepared in zip(items, self._threads.map(self._prepare, items), strict=True):
+        if len(items) == 1:                 # one message (the HTTP ingest): no threads to start
+            ready: Iterable[_Prepared] = [self._prepare(items[0])]
+        else:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="ingest")
+            ready = self._threads.map(self._prepare, items)
+        for item, prepared in zip(items, ready, strict=True):
             failure = self._accept(item, prepared, messages, sightings, events, summary)
             if failure is not None:
                 failures.append(failure)
