@@ -285,3 +285,18 @@ def test_cached_reports_are_compressed_and_old_plain_rows_read_the_same(quaranti
     assert unpack(pack({"a": [1, "é"]})) == {"a": [1, "é"]}
     with pytest.raises(ValueError, match="unknown way"):
         unpack(b"\x7fnot ours")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_catalog_all_keeps_what_it_dissected_when_a_message_fails(quarantine, workspace, jobs: int) -> None:  # type: ignore[no-untyped-def]
+    """Catalog entries are committed in batches after the store's sync; a message that fails
+    stops the run, and the entries of those dissected before it are still committed."""
+    from workbench.dissect.catalog import catalog_all
+    from workbench.quarantine.index import UnknownId
+
+    good = [_ingest(quarantine, "Invoice"), _ingest(quarantine, "Reminder")]
+    assert catalog_all(workspace, jobs=jobs, todo=[good[0]]) == 1
+    with pytest.raises(UnknownId):
+        catalog_all(workspace, jobs=1, todo=[good[1], "f" * 64])
+    assert undissected(workspace) == []                 # both messages are in the catalog
+    assert {p.message_sha256 for p in find_parents(workspace, EICAR_SHA)} == set(good)
