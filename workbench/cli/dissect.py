@@ -204,7 +204,7 @@ def _progress_line(ctx: Context, *, terminal: bool) -> Callable[[CatalogProgress
     import time
 
     every = 0.5 if terminal else 10.0
-    last = 0.0
+    last = float("-inf")                    # the first message is always shown
 
     def show(p: CatalogProgress) -> None:
         nonlocal last
