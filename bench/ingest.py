@@ -9,7 +9,15 @@
    query as plain SQL run directly with sqlite3 (LIKE for the words: the floor without the
    text index; with it, rare words beat that floor). Target: < 50 ms.
 
+3. ``--steady N``: spool ingest at scale, steady state. The quarantine already holds N
+   messages (index rows, built once and kept in $XDG_CACHE_HOME/workbench-bench, and every
+   split folder of the store), and ``--messages`` new ones arrive in sweeps of ``--sweep``
+   (what ``quarantine watch`` takes at a time); each sweep's rate is printed, and the
+   steady-state figure is the median of the sweeps after the first. The peer is the same
+   Maildir + sync delivery of the same messages, in the same run.
+
 Run: python bench/ingest.py [--messages 10000] [--index 100000]
+     python bench/ingest.py --steady 100000 --messages 100000 [--sweep 5000]
 """
 
 from __future__ import annotations
@@ -78,6 +86,78 @@ def bench_ingest(messages: list[bytes], work: Path, *, warm: bool = False) -> tu
     return ours, peer
 
 
+def prefilled_index(count: int) -> Path:
+    """An index of ``count`` messages as ingest leaves it (one sighting each), built once."""
+    base = os.environ.get("XDG_CACHE_HOME") or tempfile.gettempdir()
+    path = Path(base) / "workbench-bench" / f"ingest-steady-{count}" / "index.sqlite"
+    if path.with_suffix(".built").exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"building a {count:,}-message index in {path.parent} (once)...", flush=True)
+    index = QuarantineIndex(path)
+    rng = random.Random(5)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for first in range(0, count, 5000):
+        batch_m, batch_s = [], []
+        for n in range(first, min(count, first + 5000)):
+            sha = hashlib.sha256(b"steady %d" % n).hexdigest()
+            batch_m.append(NewMessage(sha256=sha, size=rng.randint(1000, 300_000),
+                                      from_addr=f"user{n % 500}@d{n % 40}.example", to_addrs="rcpt@corp.example",
+                                      subject=f"Earlier message {n} invoice {rng.randint(1, 9999)}",
+                                      attachment_names=[f"file{n}.bin"]))
+            batch_s.append(Sighting(id=sha[:32], sha256=sha, tower=f"t{n % 10:02d}", server=f"mx{n % 24:02d}",
+                                    reason="unknown-virus", seen_at=stamp(start + dt.timedelta(seconds=n * 20)),
+                                    source=f"incoming/t{n % 10:02d}/mx{n % 24:02d}/{n:06d}.eml"))
+        index.record(batch_m, batch_s)
+    index.close()
+    path.with_suffix(".built").write_text(f"{count}\n")
+    return path
+
+
+def bench_steady(messages: list[bytes], work: Path, *, prefill: int, sweep: int,
+                 peer: bool = True) -> dict[str, object]:
+    """``messages`` through the spool in sweeps into a quarantine of ``prefill`` messages."""
+    q = Quarantine(work / "steady" / "quarantine")
+    q.root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(prefilled_index(prefill), q.root / "index.sqlite")
+    for a in range(256):
+        for b in range(256):
+            (q.store.objects / f"{a:02x}" / f"{b:02x}").mkdir(parents=True, exist_ok=True)
+    rates: list[float] = []
+    cpu = 0.0
+    for first in range(0, len(messages), sweep):
+        chunk = messages[first:first + sweep]
+        for n, data in enumerate(chunk, start=first):
+            folder = q.incoming / f"t{n % 10:02d}" / f"mx{n % 24:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{n:06d}.eml").write_bytes(data)
+        os.sync()                                 # the towers' writes are not the ingest's time
+        start, c0 = time.perf_counter(), time.process_time()
+        summary = ingest_spool(q)
+        seconds = time.perf_counter() - start
+        cpu += time.process_time() - c0
+        assert summary.accepted == len(set(chunk)), summary
+        rates.append(len(chunk) / seconds)
+        print(f"    sweep {first // sweep + 1}: {len(chunk):,} messages into {prefill + first:,}: "
+              f"{rates[-1]:,.0f} msg/s  (load {os.getloadavg()[0]:.1f})", flush=True)
+    total = q.index.count()
+    q.close()
+    shutil.rmtree(work / "steady", ignore_errors=True)
+    steady = statistics.median(rates[1:] or rates)
+    if not peer:
+        return {"messages at the end": total, "steady msg/s": steady,
+                "cpu ms/message": cpu * 1000 / len(messages), "peer msg/s": 0.0}
+    maildir = mailbox.Maildir(work / "Maildir-steady", create=True)
+    start = time.perf_counter()
+    for data in messages:
+        maildir.add(data)
+    os.sync()
+    peer = len(messages) / (time.perf_counter() - start)
+    shutil.rmtree(work / "Maildir-steady", ignore_errors=True)
+    return {"messages at the end": total, "steady msg/s": steady, "cpu ms/message": cpu * 1000 / len(messages),
+            "peer msg/s": peer}
+
+
 def bench_list(count: int, work: Path, dissected: int = 0) -> dict[str, float]:
     index = QuarantineIndex(work / "big.sqlite")
     rng = random.Random(3)
@@ -140,9 +220,40 @@ def main() -> None:
     parser.add_argument("--dissected", type=int, default=10, metavar="N",
                         help="every Nth message of the list index has dissected content (0: none)")
     parser.add_argument("--only-list", action="store_true", help="skip the ingest part")
+    parser.add_argument("--steady", type=int, default=0, metavar="N",
+                        help="spool ingest into a quarantine of N messages, in sweeps (only this part)")
+    parser.add_argument("--sweep", type=int, default=5000, metavar="N", help="messages per sweep with --steady")
+    parser.add_argument("--previous", type=Path, default=None, metavar="DIR",
+                        help="with --steady: then the same run with the workbench package in DIR (e.g. "
+                             "`git archive OLD workbench | tar -x -C DIR`), for the previous figure")
+    parser.add_argument("--no-peer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wb-bench-ingest-"))
     try:
+        if args.steady:
+            messages = make_messages(args.messages)
+            print(f"spool ingest, steady state: {len(messages):,} messages "
+                  f"({sum(map(len, messages)) / 2**20:,.0f} MiB) in sweeps of {args.sweep:,} into a "
+                  f"quarantine of {args.steady:,} (load {os.getloadavg()[0]:.1f})", flush=True)
+            import workbench
+            print(f"  workbench from {Path(workbench.__file__).parent}", flush=True)
+            got = bench_steady(messages, work, prefill=args.steady, sweep=args.sweep, peer=not args.no_peer)
+            print(f"  workbench spool ingest (durable), median sweep after the first: "
+                  f"{got['steady msg/s']:,.0f} msg/s, {got['cpu ms/message']:.2f} ms CPU per message")
+            if got["peer msg/s"]:
+                print(f"  peer mailbox.Maildir + os.sync (no index), same messages:      "
+                      f"{got['peer msg/s']:,.0f} msg/s")
+                print(f"  ratio workbench/peer: {got['steady msg/s'] / got['peer msg/s']:.2f}x  "  # type: ignore[operator]
+                      f"(target >= 1,000 msg/s; {got['messages at the end']:,} messages at the end; "
+                      f"load {os.getloadavg()[0]:.1f})")
+            if args.previous is not None:
+                import subprocess
+                import sys
+                print("\nthe same with the previous workbench:", flush=True)
+                subprocess.run([sys.executable, __file__, "--steady", str(args.steady), "--messages",
+                                str(args.messages), "--sweep", str(args.sweep), "--no-peer"], check=True,
+                               env={**os.environ, "PYTHONPATH": str(args.previous.resolve())})
+            return
         if args.only_list:
             _print_list(args, work)
             return

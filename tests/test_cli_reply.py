@@ -16,7 +16,6 @@ CLI = Path(__file__).resolve().parents[1] / "workbench" / "cli"
 # Handlers that still look at --json themselves, and why.
 STILL_DECIDE = {
     "quarantine.py": 1,    # watch streams one JSON line per drain, not one document
-    "dissect.py": 1,       # --all keeps its progress line off a JSON stdout
     "release.py": 2,       # a refused release prints its validation report before failing
 }
 

@@ -95,9 +95,10 @@ def test_dissect_all_side_by_side_by_query_and_limit(tmp_path: Path,
     assert main(["--home", str(home), "dissect", "--all", "-q", "-subject:note", "--jobs", "2",
                  "--json"]) == E_OK
     assert json.loads(capsys.readouterr().out)["dissected"] == 4     # the other Invoices
-    assert main(["--home", str(home), "dissect", "--all", "--since", "1d", "-j", "2"]) == E_OK
+    assert main(["--home", str(home), "dissect", "--all", "--since", "1d", "-j", "2", "--progress"]) == E_OK
     captured = capsys.readouterr()
-    assert "dissected 2 message(s)" in captured.out and "msg/s" in captured.err
+    assert "dissected 2 message(s)" in captured.out
+    assert captured.err.splitlines()[-1].startswith("dissect --all: 2/2 messages")
     assert main(["--home", str(homes[0]), "dissect", "--all", "--jobs", "1", "--json"]) == E_OK
     assert json.loads(capsys.readouterr().out)["dissected"] == 8
 
@@ -107,6 +108,71 @@ def test_dissect_all_side_by_side_by_query_and_limit(tmp_path: Path,
     assert catalog(homes[0]) == catalog(homes[1]) and catalog(homes[0])
     assert main(["--home", str(home), "dissect", "--all", "--jobs", "0"]) == E_USAGE
     assert main(["--home", str(home), "dissect", "--limit", "3"]) == E_USAGE
+
+
+def _aged_folder(tmp_path: Path, days: list[int]) -> Path:
+    """One message per entry, first seen that many days ago (the file's time, as ingest reads it)."""
+    import os
+    import time
+
+    folder = tmp_path / "aged"
+    folder.mkdir()
+    for n, ago in enumerate(days):
+        path = folder / f"{n}.eml"
+        path.write_bytes(build_message(Mail(f"s{n}@evil.example", "b@corp.example", f"Aged {n}",
+                                            text=f"body {n}")))
+        when = time.time() - ago * 86400
+        os.utime(path, (when, when))
+    return folder
+
+
+def _catalogued_subjects(home: Path, capsys: pytest.CaptureFixture[str]) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(home / "state" / "dissect.sqlite") as db:
+        done = {r[0] for r in db.execute("SELECT message_sha256 FROM dissected")}
+    capsys.readouterr()
+    main(["--home", str(home), "quarantine", "list", "--json"])
+    return {m["subject"] for m in json.loads(capsys.readouterr().out)["messages"] if m["sha256"] in done}
+
+
+def test_dissect_all_since_and_limit_choose_the_messages(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """--since leaves older messages alone; --limit takes the newest first; neither redoes any."""
+    folder = _aged_folder(tmp_path, [30, 10, 3, 1, 0])
+    home = tmp_path / "h"
+    assert main(["init", str(home)]) == E_OK
+    assert main(["--home", str(home), "quarantine", "ingest", str(folder)]) == E_OK
+    capsys.readouterr()
+    assert main(["--home", str(home), "dissect", "--all", "--since", "7d", "--limit", "2", "--json"]) == E_OK
+    assert json.loads(capsys.readouterr().out)["dissected"] == 2
+    assert _catalogued_subjects(home, capsys) == {"Aged 3", "Aged 4"}       # the two newest
+    assert main(["--home", str(home), "dissect", "--all", "--since", "7d", "--json"]) == E_OK
+    assert json.loads(capsys.readouterr().out)["dissected"] == 1
+    assert _catalogued_subjects(home, capsys) == {"Aged 2", "Aged 3", "Aged 4"}   # not 10 or 30 days old
+    assert main(["--home", str(home), "dissect", "--all", "--since", "2w", "--jobs", "2", "--json"]) == E_OK
+    assert json.loads(capsys.readouterr().out)["dissected"] == 1
+    assert "Aged 0" not in _catalogued_subjects(home, capsys)
+
+
+def test_dissect_all_progress_only_when_asked_or_on_a_terminal(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Not a terminal (a log, a pipe): no progress unless --progress; --json stdout stays one document."""
+    folder = _aged_folder(tmp_path, [0, 0, 0])
+    home = tmp_path / "h"
+    assert main(["init", str(home)]) == E_OK
+    assert main(["--home", str(home), "quarantine", "ingest", str(folder)]) == E_OK
+    capsys.readouterr()
+    assert main(["--home", str(home), "dissect", "--all", "--limit", "1"]) == E_OK
+    assert "dissect --all:" not in capsys.readouterr().err
+    assert main(["--home", str(home), "dissect", "--all", "--limit", "1", "--json", "--progress"]) == E_OK
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["dissected"] == 1
+    lines = [line for line in captured.err.splitlines() if line.startswith("dissect --all:")]
+    assert lines and lines[-1].startswith("dissect --all: 1/1 messages") and "msg/s  done" in lines[-1]
+    assert main(["--home", str(home), "dissect", "--all", "--no-progress"]) == E_OK
+    assert "dissect --all:" not in capsys.readouterr().err
+    assert main(["--home", str(home), "dissect", "x", "--progress"]) == E_USAGE
 
 
 def test_strings(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -235,3 +235,68 @@ def test_a_cached_report_is_the_same_typed_document_as_a_fresh_one(quarantine, p
     assert isinstance(cached.root.report.received[0].date, dt.datetime)
     assert cached.root.children[1].report == fresh.root.children[1].report
     assert isinstance(cached.root.children[1].report.compile_time, dt.datetime)
+
+
+def test_cached_reports_are_compressed_and_old_plain_rows_read_the_same(quarantine, workspace, pool: WorkerPool) -> None:  # type: ignore[no-untyped-def]
+    """Reports, child lists and identities are stored packed (a BLOB, much smaller than their
+    JSON); rows an older workbench wrote as plain JSON text are read back to the same tree."""
+    import sqlite3
+
+    from workbench.dissect.cache import pack, unpack
+
+    sha = _ingest(quarantine)
+    fresh = dissect_message(quarantine, sha, pool=pool)
+    db = sqlite3.connect(workspace.state / "dissect.sqlite")
+    stored = db.execute("SELECT report, children FROM reports UNION ALL "
+                        "SELECT data, '[]' FROM identities").fetchall()
+    assert stored and all(isinstance(report, bytes) for report, _ in stored)
+    packed = sum(len(report) for report, _ in stored)
+    plain = sum(len(dumps(unpack(report), indent=None).encode()) for report, _ in stored)
+    assert packed * 2 < plain                         # at least halved (about a quarter here)
+
+    cached = dissect_message(quarantine, sha, pool=pool)
+    assert all(n.cached for n in cached.root.walk() if n.dissector)
+
+    # what a workbench before compression wrote: the same JSON, as TEXT
+    for table, key, cols in (("reports", "key", ("report", "children")), ("identities", "sha256", ("data",))):
+        for row in db.execute(f"SELECT {key}, {', '.join(cols)} FROM {table}").fetchall():
+            values = [dumps(unpack(v), indent=None) for v in row[1:]]
+            db.execute(f"UPDATE {table} SET {', '.join(c + ' = ?' for c in cols)} WHERE {key} = ?",
+                       (*values, row[0]))
+    db.commit()
+    assert {type(v) for (v,) in db.execute("SELECT report FROM reports")} == {str}
+    db.close()
+    old = dissect_message(quarantine, sha, pool=pool)
+    assert all(n.cached for n in old.root.walk() if n.dissector)
+
+    def tree(d: Dissection) -> Any:
+        data = json.loads(dumps(d))
+        for node in [data["root"]]:
+            stack = [node]
+            while stack:
+                n = stack.pop()
+                n.pop("elapsed_ms", None)
+                n.pop("cached", None)
+                stack.extend(n.get("children", []))
+        return data["root"]
+    assert tree(old) == tree(cached) == tree(fresh)
+    with DissectCache.open(workspace) as cache:
+        assert cache.reports_of(sha)["message"]["subject"] == "Invoice"   # plain rows, the campaigns' reader
+    assert unpack(pack({"a": [1, "é"]})) == {"a": [1, "é"]}
+    with pytest.raises(ValueError, match="unknown way"):
+        unpack(b"\x7fnot ours")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_catalog_all_keeps_what_it_dissected_when_a_message_fails(quarantine, workspace, jobs: int) -> None:  # type: ignore[no-untyped-def]
+    """Catalog entries are committed in batches after the store's sync; a message that fails
+    stops the run, and the entries of those dissected before it are still committed."""
+    from workbench.dissect.catalog import catalog_all
+    from workbench.quarantine.index import UnknownId
+
+    good = [_ingest(quarantine, "Invoice"), _ingest(quarantine, "Reminder")]
+    assert catalog_all(workspace, jobs=jobs, todo=[good[0]]) == 1
+    with pytest.raises(UnknownId):
+        catalog_all(workspace, jobs=1, todo=[good[1], "f" * 64])
+    assert undissected(workspace) == []                 # both messages are in the catalog
+    assert {p.message_sha256 for p in find_parents(workspace, EICAR_SHA)} == set(good)

@@ -80,6 +80,31 @@ def test_spool_reason_from_header_or_sidecar_and_files_removed(quarantine, mail)
     assert partial.exists(), "a tower's half-written .tmp file is left alone"
 
 
+def test_spool_sweep_in_batches_removes_every_file_once_durable_and_reads_again_as_no_ops(quarantine, mail):
+    """Several batches: each batch's files go (on the removal threads) only after its commit,
+    all are gone when the sweep returns; the same message spooled again is not a new one;
+    sidecars are still read and a symlinked spool file keeps the identity it had."""
+    from workbench.quarantine.ingest import Ingester, spool_items
+
+    paths = [_spool(quarantine, f"t{n % 2}", "mx01", f"{n}.eml", mail(n),
+                     {"reason": "stuck"} if n % 3 == 0 else None) for n in range(7)]
+    outside = quarantine.root.parent / "elsewhere.eml"
+    outside.write_bytes(mail(50))
+    (quarantine.incoming / "t0" / "mx01" / "link.eml").symlink_to(outside)
+    identities = {i.source: i.identity for i in spool_items(quarantine.incoming)}
+    assert identities[str(quarantine.incoming / "t0" / "mx01" / "link.eml")].startswith(f"{outside.resolve()}|")
+    assert identities[str(paths[1])].startswith(f"{paths[1].resolve()}|")
+    summary = Ingester(quarantine, batch=2).run(spool_items(quarantine.incoming))
+    assert summary.accepted == 8 and quarantine.index.count() == 8
+    assert [p for p in quarantine.incoming.rglob("*") if p.is_file() or p.is_symlink()] == []
+    assert outside.exists()                       # the link went, not what it pointed at
+    assert {r.reason for r in quarantine.index.list("reason:stuck", limit=10)} == {"stuck"}
+    assert quarantine.index.count("reason:stuck") == 3
+    again = _spool(quarantine, "t0", "mx01", "0.eml", mail(0))
+    again_summary = ingest_spool(quarantine)
+    assert again_summary.accepted == 0 and not again.exists() and quarantine.index.count() == 8
+
+
 @pytest.mark.parametrize(("content", "why"), [
     (b"", "empty"),
     (os.urandom(64) + b"\x00" * 8, "NUL"),

@@ -18,9 +18,12 @@ from workbench.cli.context import (
     table,
 )
 from workbench.exitcodes import E_INPUT, E_USAGE
-from workbench.humanize import iso_seconds, utc_now
+from workbench.humanize import age, iso_seconds, utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from workbench.dissect.catalog import CatalogProgress
     from workbench.dissect.model import Dissection, Limits
 
 
@@ -44,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --all: only messages first seen this long ago or later (e.g. 7d)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="with --all: at most N messages, newest first")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --all: messages done, rate and time left on stderr (default: only "
+                        "when stderr is a terminal and without --json)")
     add_json_flag(p)
     accept_query_terms(p)
     p.set_defaults(func=cmd_dissect)
@@ -90,8 +96,9 @@ def cmd_dissect(args: argparse.Namespace, ctx: Context) -> int | Reply:
 def _dissect(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if args.all:
         return _dissect_all(args, ctx)
-    if args.query or args.since is not None or args.limit is not None or args.jobs is not None:
-        raise CommandError("--jobs, --query, --since and --limit go with --all", E_USAGE)
+    if (args.query or args.since is not None or args.limit is not None or args.jobs is not None
+            or args.progress is not None):
+        raise CommandError("--jobs, --query, --since, --limit and --progress go with --all", E_USAGE)
     if not args.target:
         raise CommandError("give a TARGET (quarantine ID, sha256 or file path) or --all", E_USAGE)
     limits = _limits(args, ctx)
@@ -153,7 +160,7 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int | Reply:
     import os
     import time
 
-    from workbench.dissect.catalog import CatalogProgress, catalog_all, undissected
+    from workbench.dissect.catalog import catalog_all, undissected
     from workbench.quarantine.query import parse_query
 
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
@@ -165,34 +172,52 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int | Reply:
         query = f"{query} after:{since}".strip()
     parse_query(query)        # a query error is the user's, before any work starts
     todo = undissected(ctx.workspace, query, limit=args.limit)
-    last = 0.0
-
-    def progress(p: CatalogProgress) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last < 0.5 and p.done < p.total:
-            return                          # a line twice a second, not one per message
-        last = now
-        eta = f"{p.eta:,.0f}s left" if p.eta is not None else "…"
-        ctx.err.write(f"\r{p.done:,}/{p.total:,}  {p.rate:,.1f} msg/s  {eta}   ")
-        ctx.err.flush()
+    show = args.progress if args.progress is not None else (_is_terminal(ctx.err) and not args.json)
+    progress = _progress_line(ctx, terminal=_is_terminal(ctx.err)) if show else None
 
     limits = _limits(args, ctx)
     started = time.perf_counter()
-    count = catalog_all(ctx.workspace, progress=None if args.json else progress, jobs=jobs,
-                        todo=todo, limits=limits)
+    count = catalog_all(ctx.workspace, progress=progress, jobs=jobs, todo=todo, limits=limits)
     seconds = time.perf_counter() - started
+    if progress is not None and count and _is_terminal(ctx.err):
+        ctx.err.write("\n")                  # end the line the progress kept rewriting
     if count:
         from workbench.dissect.worker import default_pool
 
         _warn_unsandboxed(ctx, default_pool(limits.sandbox).isolation)
 
     def text(ctx: Context) -> None:
-        ctx.err.write("\n" if count else "")
         ctx.print(f"dissected {count} message(s) into the catalog with {jobs} job(s) "
                   f"in {seconds:.1f}s")
 
     return Reply({"dissected": count, "jobs": jobs, "seconds": round(seconds, 3)}, text)
+
+
+def _is_terminal(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _progress_line(ctx: Context, *, terminal: bool) -> Callable[[CatalogProgress], None]:
+    """``done/total  rate  ETA`` on stderr: rewritten in place twice a second on a terminal;
+    elsewhere (``--progress`` into a log) one whole line every 10 seconds, and the last."""
+    import time
+
+    every = 0.5 if terminal else 10.0
+    last = float("-inf")                    # the first message is always shown
+
+    def show(p: CatalogProgress) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < every and p.done < p.total:
+            return
+        last = now
+        eta = "ETA " + age(p.eta) if p.eta is not None and p.done < p.total else "done"
+        line = f"dissect --all: {p.done:,}/{p.total:,} messages  {p.rate:,.1f} msg/s  {eta}"
+        ctx.err.write(f"\r{line}   " if terminal else line + "\n")
+        ctx.err.flush()
+
+    return show
 
 
 def _stored_name(ctx: Context, sha256: str) -> str:

@@ -1,7 +1,9 @@
 """The dissection cache and catalog: ``state/dissect.sqlite`` (identities, reports, extracted artifacts).
 
 Reports are keyed by (sha256, dissector, dissector version, limits, passwords) and
-stored as JSON; :func:`revive` turns them back into the dissector's typed report.
+stored as compressed JSON (:func:`pack`; rows from before compression are plain JSON text,
+read the same by :func:`unpack`); :func:`revive` turns them back into the dissector's typed
+report. docs/dissection.md describes the file.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sqlite3
 import threading
 import types
 import typing
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -65,6 +68,10 @@ CREATE TABLE IF NOT EXISTS dissected (
     nodes INTEGER NOT NULL
 );
 """
+
+
+# one message's catalog entry: (message sha256, status, its extracted-artifact rows)
+CatalogEntry = tuple[str, str, list[tuple[Any, ...]]]
 
 
 def cache_path(workspace: Workspace) -> Path:
@@ -128,12 +135,12 @@ class DissectCache:
         rows = self.query("SELECT data FROM identities WHERE sha256 = ?", (sha256,))
         if not rows:
             return None
-        data: dict[str, Any] = json.loads(rows[0]["data"])
+        data: dict[str, Any] = unpack(rows[0]["data"])
         return data if data.get("identity_version") == IDENTITY_VERSION else None
 
     def put_identity(self, sha256: str, identity: Any) -> None:
         data = {**to_data(identity), "identity_version": IDENTITY_VERSION}
-        self._write("INSERT OR REPLACE INTO identities VALUES (?, ?)", [(sha256, dumps(data, indent=None))])
+        self._write("INSERT OR REPLACE INTO identities VALUES (?, ?)", [(sha256, pack(data))])
 
     def get_report(self, key: str) -> sqlite3.Row | None:
         rows = self.query("SELECT * FROM reports WHERE key = ?", (key,))
@@ -144,7 +151,7 @@ class DissectCache:
         rows = self.query("SELECT dissector, report FROM reports WHERE sha256 = ? ORDER BY at", (sha256,))
         out: dict[str, Any] = {}
         for r in rows:
-            data = json.loads(r["report"])
+            data = unpack(r["report"])
             if isinstance(data, dict):
                 out[r["dissector"]] = data
         return out
@@ -152,22 +159,30 @@ class DissectCache:
     def put_report(self, key: str, *, sha256: str, dissector: str, version: int, status: str,
                    reason: str, report: Any, children: list[Any]) -> None:
         self._write("INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(key, sha256, dissector, version, status, reason, dumps(report, indent=None),
-                      dumps(children, indent=None), utcnow().isoformat())])
+                    [(key, sha256, dissector, version, status, reason, pack(report), pack(children),
+                      utcnow().isoformat())])
 
     # -- the catalog -------------------------------------------------------------------------
 
     def record_message(self, message_sha256: str, status: str, rows: list[tuple[Any, ...]]) -> None:
         """Replace what the catalog knows about one message's extracted artifacts."""
+        self.record_messages([(message_sha256, status, rows)])
+
+    def record_messages(self, entries: list[CatalogEntry]) -> None:
+        """:meth:`record_message` for many messages in one transaction."""
+        if not entries:
+            return
+
         def run() -> None:
             with self._lock:
                 self.db.execute("BEGIN IMMEDIATE")
                 try:
-                    self.db.execute("DELETE FROM extracted WHERE message_sha256 = ?", (message_sha256,))
-                    self.db.executemany("INSERT OR REPLACE INTO extracted VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                        rows)
-                    self.db.execute("INSERT OR REPLACE INTO dissected VALUES (?, ?, ?, ?)",
-                                    (message_sha256, utcnow().isoformat(), status, len(rows) + 1))
+                    for message_sha256, status, rows in entries:
+                        self.db.execute("DELETE FROM extracted WHERE message_sha256 = ?", (message_sha256,))
+                        self.db.executemany("INSERT OR REPLACE INTO extracted VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                            rows)
+                        self.db.execute("INSERT OR REPLACE INTO dissected VALUES (?, ?, ?, ?)",
+                                        (message_sha256, utcnow().isoformat(), status, len(rows) + 1))
                     self.db.execute("COMMIT")
                 except BaseException:
                     self.db.execute("ROLLBACK")
@@ -176,6 +191,45 @@ class DissectCache:
 
     def dissected_messages(self) -> set[str]:
         return {r["message_sha256"] for r in self.query("SELECT message_sha256 FROM dissected", ())}
+
+
+# -- stored JSON: compressed ------------------------------------------------------------------
+#
+# A value written since format 1 is a BLOB: one byte saying how, then the JSON's UTF-8 bytes.
+# 0x01: raw deflate (zlib, wbits -15) primed with _DICTIONARY_1, the skeleton of the
+# documents stored most (child lists, a zip's and a message's report, an identity) with
+# their values emptied: their key names and punctuation are most of a small report, and a
+# dictionary lets even a 200-byte document refer to them. Older rows hold plain JSON TEXT
+# and are read as they are. _DICTIONARY_1 must never change: add a 0x02 with a new one.
+PACKED_DEFLATE_1 = 1
+_DICTIONARY_1 = (
+    b'[{"name": "", "sha256": "", "size": 0, "declared_type": "", "segment": "", "note": ""}]'
+    b"\n"
+    b'{"format": "", "member_count": 0, "members": [{"name": "", "size": 0, "compressed_size": 0, "ratio": 0, "crc": "", "method": "", "flags": 0, "encrypted": false, "is_dir": false, "kind": "", "link_target": "", "extracted": false, "note": "", "passwords_tried": 0}], "encrypted": false, "password": null, "passwords_tried": 0, "overlapping": [], "high_ratio": [], "comment": "", "inner_name": "", "notes": []}'
+    b"\n"
+    b'{"subject": "", "from_addr": "", "to": "", "cc": "", "reply_to": "", "return_path": "", "sender": "", "date": "", "message_id": "", "headers": [{"name": "", "value": "", "raw": "", "length": 0}], "received": [], "auth": [], "mismatches": [], "defects": [], "parts": [{"position": "", "depth": 0, "content_type": "", "charset": "", "disposition": "", "filename": "", "encoding": "", "size": 0, "defects": [], "child": "", "name": ""}], "preamble": "", "epilogue": "", "text": "", "html": "", "urls": [{"url": "", "defanged": "", "source": ""}], "emails": [], "password_candidates": [""]}'
+    b"\n"
+    b'{"md5": "", "sha1": "", "ssdeep": "", "tlsh": "", "entropy": 0, "entropy_window": 0, "entropy_windows": [0], "notes": [], "size": 0, "sha256": "", "magic": "", "mime": "", "identity_version": 0}'
+    b"\n"
+)
+
+
+def pack(value: Any) -> bytes:
+    """A document as stored in the cache (a BLOB): see PACKED_DEFLATE_1."""
+    raw = dumps(value, indent=None).encode("utf-8")
+    squeeze = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=_DICTIONARY_1)
+    return bytes([PACKED_DEFLATE_1]) + squeeze.compress(raw) + squeeze.flush()
+
+
+def unpack(stored: str | bytes) -> Any:
+    """A stored document back as JSON data, whichever way it was stored."""
+    if isinstance(stored, str):                 # rows written before compression: plain JSON
+        return json.loads(stored)
+    if stored[:1] == bytes([PACKED_DEFLATE_1]):
+        expand = zlib.decompressobj(-15, zdict=_DICTIONARY_1)
+        return json.loads(expand.decompress(stored[1:]) + expand.flush())
+    raise ValueError(f"dissect cache: a value stored in an unknown way ({stored[:1]!r}): "
+                     "written by a newer workbench?")
 
 
 # -- JSON back to typed documents ---------------------------------------------------------------

@@ -117,6 +117,10 @@ class CatalogProgress:
         return (self.total - self.done) / self.rate if self.rate > 0 else None
 
 
+FLUSH_EVERY = 64            # messages between two syncs of the store (and catalog commits)
+FLUSH_SECONDS = 5.0         # ... or seconds, whichever comes first
+
+
 def catalog_all(workspace: Workspace, *, progress: Callable[[CatalogProgress], None] | None = None,
                 jobs: int = 1, todo: list[str] | None = None, limits: Limits | None = None) -> int:
     """Dissect every message not yet in the catalog (or those of ``todo``), ``jobs`` at a
@@ -124,55 +128,87 @@ def catalog_all(workspace: Workspace, *, progress: Callable[[CatalogProgress], N
 
     Each message goes through the same ``dissect_message`` as a single dissection, so
     every format still runs in the worker processes under their limits; running ``jobs``
-    messages side by side keeps ``jobs`` workers busy instead of about one (the caller's
-    own share, reading objects and writing the catalog, is what is left in this process).
+    messages side by side keeps ``jobs`` workers busy instead of about one. What is left
+    in this process is kept off the messages' way: one cache connection for all of them,
+    and the store synced (then the catalog entries committed, in that order) once per
+    ``FLUSH_EVERY`` messages by the thread that collects results, not once per message by
+    the thread dissecting it (a sync waits for the whole disk).
     """
     import time
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
+    from workbench.dissect.cache import CatalogEntry
     from workbench.dissect.walker import dissect_message
     from workbench.quarantine.service import Quarantine
 
     todo = undissected(workspace) if todo is None else todo
-    jobs = max(1, jobs)
+    jobs = max(1, min(jobs, len(todo) or 1))
     started = time.perf_counter()
     done = 0
-    with Quarantine.open(workspace) as q:
-        if jobs == 1:
-            for sha in todo:
-                dissect_message(q, sha, limits=limits)
-                done += 1
-                if progress is not None:
-                    progress(CatalogProgress(done, len(todo), sha, time.perf_counter() - started))
-            return done
-        # one index connection per thread: a connection must not run two statements at once
-        local = threading.local()
-        opened: list[Quarantine] = []
-        opened_lock = threading.Lock()
+    deferred: list[CatalogEntry] = []
+    deferred_lock = threading.Lock()
+    flushed = time.monotonic()
 
-        def one(sha: str) -> None:
-            mine = getattr(local, "quarantine", None)
-            if mine is None:
-                mine = local.quarantine = Quarantine.open(workspace)
-                with opened_lock:
-                    opened.append(mine)
-            dissect_message(mine, sha, limits=limits)
+    with Quarantine.open(workspace) as q, DissectCache.open(workspace) as cache:
 
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dissect-all") as threads:
-            futures = {threads.submit(one, sha): sha for sha in todo}
-            try:
-                for future in as_completed(futures):
-                    future.result()
-                    done += 1
-                    if progress is not None:
-                        progress(CatalogProgress(done, len(todo), futures[future],
-                                                 time.perf_counter() - started))
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-            finally:
-                threads.shutdown(wait=True)
-                for each in opened:
-                    each.close()
+        def flush(force: bool = False) -> None:
+            nonlocal flushed
+            with deferred_lock:
+                if not deferred or not (force or len(deferred) >= FLUSH_EVERY
+                                        or time.monotonic() - flushed >= FLUSH_SECONDS):
+                    return
+                entries = deferred[:]
+                del deferred[:]
+            q.store.sync()                      # the children first, then the catalog naming them
+            cache.record_messages(entries)
+            flushed = time.monotonic()
+
+        def finished(sha: str) -> None:
+            nonlocal done
+            done += 1
+            flush()
+            if progress is not None:
+                progress(CatalogProgress(done, len(todo), sha, time.perf_counter() - started))
+
+        def one(quarantine: Quarantine, sha: str) -> None:
+            mine: list[CatalogEntry] = []
+            dissect_message(quarantine, sha, limits=limits, cache=cache, deferred=mine)
+            with deferred_lock:
+                deferred.extend(mine)
+
+        try:
+            if jobs == 1:
+                for sha in todo:
+                    one(q, sha)
+                    finished(sha)
+                return done
+            # one index connection per thread: a connection must not run two statements at once
+            local = threading.local()
+            opened: list[Quarantine] = []
+            opened_lock = threading.Lock()
+
+            def threaded(sha: str) -> None:
+                mine = getattr(local, "quarantine", None)
+                if mine is None:
+                    mine = local.quarantine = Quarantine.open(workspace)
+                    with opened_lock:
+                        opened.append(mine)
+                one(mine, sha)
+
+            with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dissect-all") as threads:
+                futures = {threads.submit(threaded, sha): sha for sha in todo}
+                try:
+                    for future in as_completed(futures):
+                        future.result()
+                        finished(futures[future])
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+                finally:
+                    threads.shutdown(wait=True)
+                    for each in opened:
+                        each.close()
+        finally:
+            flush(force=True)                   # what was dissected is kept, even when one failed
     return done

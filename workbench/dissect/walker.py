@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -46,7 +45,7 @@ from workbench.dissect.worker import (
 )
 
 if TYPE_CHECKING:
-    from workbench.dissect.cache import DissectCache
+    from workbench.dissect.cache import CatalogEntry, DissectCache
     from workbench.quarantine.object_store import ObjectStore
     from workbench.quarantine.service import Quarantine
 
@@ -208,11 +207,11 @@ class _Run:
         if self.cache is not None and self.store is not None:
             row = self.cache.get_report(key)
             if row is not None and row["version"] == d.version:
-                from workbench.dissect.cache import revive
+                from workbench.dissect.cache import revive, unpack
 
-                refs = revive(list[ChildRef], json.loads(row["children"]))
+                refs = revive(list[ChildRef], unpack(row["children"]))
                 if all(self.store.exists(r.sha256) for r in refs):
-                    report = revive(getattr(d, "report_type", Any), json.loads(row["report"]))
+                    report = revive(getattr(d, "report_type", Any), unpack(row["report"]))
                     hit = DissectResult(report=report, status=row["status"], reason=row["reason"])
                     return hit, [_Extracted(r.name, r.declared_type, r.segment, r.note, None, r.sha256, True)
                                  for r in refs], True
@@ -411,9 +410,16 @@ def dissect_bytes(data: bytes, filename: str = "", *, store: ObjectStore | None 
 
 def dissect_message(quarantine: Quarantine, sha256: str, *, limits: Limits | None = None,
                     on_node: NodeCallback | None = None, use_cache: bool = True,
-                    pool: WorkerPool | None = None) -> Dissection:
+                    pool: WorkerPool | None = None, cache: DissectCache | None = None,
+                    deferred: list[CatalogEntry] | None = None) -> Dissection:
     """Dissect a quarantined message: children go to the quarantine's store, reports to the
-    cache in ``state/dissect.sqlite`` and every extracted artifact into the catalog."""
+    cache in ``state/dissect.sqlite`` and every extracted artifact into the catalog.
+
+    ``cache``: an open cache to use (and leave open), for a caller dissecting many messages.
+    With ``deferred``, the message's catalog entry is appended there instead of recorded, and
+    the store is not synced: the caller syncs once for many messages and then records their
+    entries (:meth:`DissectCache.record_messages`), so the catalog never names a child that a
+    crash could lose, and a sync of the whole disk is not paid per message."""
     from workbench.workspace import Workspace
 
     workspace = Workspace(quarantine.root.parent)
@@ -425,7 +431,9 @@ def dissect_message(quarantine: Quarantine, sha256: str, *, limits: Limits | Non
     data = quarantine.store.read(sha, limit=limits.max_input + 1)
     from workbench.dissect.cache import DissectCache
 
-    cache = DissectCache.open(workspace)
+    own = cache is None
+    if cache is None:
+        cache = DissectCache.open(workspace)
     try:
         result = dissect_bytes(data, "", store=quarantine.store, limits=limits, on_node=on_node,
                                cache=cache if use_cache else None, as_message=True, pool=pool)
@@ -433,8 +441,11 @@ def dissect_message(quarantine: Quarantine, sha256: str, *, limits: Limits | Non
             result.root.notes.append(f"only the first {len(data)} of {size} bytes were read")
         rows = [(sha, n.path, n.sha256, n.filename or n.safe_name, n.mime, n.size, n.depth, n.status)
                 for n in result.root.walk() if n is not result.root]
-        cache.record_message(sha, result.status, rows)
-        quarantine.store.sync()
+        if deferred is None:
+            quarantine.store.sync()
+            cache.record_message(sha, result.status, rows)
+        else:
+            deferred.append((sha, result.status, rows))
         from workbench.dissect.searchable import searchable_content
         from workbench.quarantine.object_store import ObjectNotFound
 
@@ -448,5 +459,6 @@ def dissect_message(quarantine: Quarantine, sha256: str, *, limits: Limits | Non
         quarantine.index.record_content(sha, body=content.body, names=content.names,
                                         strings=content.strings, hashes=content.hashes)
     finally:
-        cache.close()
+        if own:
+            cache.close()
     return result
