@@ -169,7 +169,7 @@ def test_test_screen(snap_compare: Snap, corpora_workspace: Workspace, size: tup
         # the run's timings differ every time: show fixed ones
         report, scope = screen.report, screen.scope()
         stats = dataclasses.replace(report.stats, seconds=0.04, files_scanned=4, pairs_cached=0)
-        screen.show_report(dataclasses.replace(report, stats=stats), scope)
+        screen.show_report(dataclasses.replace(report, stats=stats), scope, at="09:30:00")
         await settle(pilot)
 
     assert snap_compare(make_app(corpora_workspace, open_rule=rule), terminal_size=size,

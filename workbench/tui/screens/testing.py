@@ -516,13 +516,14 @@ marks them in the quarantine list (`f2`) for triage.
         self._finish()
         self.show_report(event.report, event.scope)
 
-    def show_report(self, report: RuleTestReport, scope: Scope) -> None:
-        """Attribute down from a run (or a test): the per-rule table and the summary."""
+    def show_report(self, report: RuleTestReport, scope: Scope, *, at: str | None = None) -> None:
+        """Attribute down from a run (or a test): the per-rule table and the summary; ``at``
+        (default: now) is when the result was made, shown so a new result is told from the last."""
         self.report = report
         bar = self.query_one("#test-progress", ProgressBar)
         bar.update(total=1, progress=1)
         st = report.stats
-        phase = Text(f"done {clock()} UTC in {st.seconds:.2f} s · {st.files_scanned:,} scanned · "
+        phase = Text(f"done {at or clock()} UTC in {st.seconds:.2f} s · {st.files_scanned:,} scanned · "
                      f"{st.pairs_cached:,} cached", overflow="ellipsis", no_wrap=True)
         self.query_one("#test-phase", Static).update(phase)
         names = ", ".join(c.name for c in report.corpora)
