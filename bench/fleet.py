@@ -396,6 +396,10 @@ def main() -> int:
                         help="agents hold each poll at the server (Prefer: wait=POLL)")
     parser.add_argument("--skip-peer", action="store_true", help="skip the real agent and nginx parts")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--nice-agents", type=int, default=0, metavar="N",
+                        help="lower the simulated agents' priority by N once the server runs "
+                             "(on a real fleet they are 3,600 other machines; here they share "
+                             "the server's cores)")
     parser.add_argument("--profile-server", type=Path, metavar="FILE",
                         help="run the server under cProfile, stats to FILE (slows it down: "
                              "for finding where its time goes, not for the figures)")
@@ -407,6 +411,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "python": platform.python_version(), "agents": count, "towers": args.towers,
         "poll_seconds": args.poll, "rules_per_bundle": args.rules, "long_poll": args.long_poll,
+        "agents_niceness": args.nice_agents,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     try:
         workspace = Workspace(work / "home").ensure()
@@ -427,6 +432,8 @@ def main() -> int:
         procs.append(server)
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/v1/health", server)
+        if args.nice_agents:
+            os.nice(args.nice_agents)           # this process only: the server keeps its own
         etag = httpx.get(f"{base}/repository/metadata/timestamp.json").headers["etag"]
         root_version = repo.root_md().signed.version
         agents = [SimAgent(tower=t, server=f"s{s:02d}", token=token, serial=1, etag=etag,
