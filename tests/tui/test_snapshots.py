@@ -265,7 +265,7 @@ def test_rule_health_screen(snap_compare: Snap, ui_workspace: Workspace, monkeyp
 
     async def ready(pilot: Pilot[object]) -> None:
         await settle(pilot)
-        await pilot.press("f8")
+        await pilot.press("f9")
         await until(pilot, lambda: getattr(pilot.app.screen, "complete", False))
         await settle(pilot)
 

@@ -67,7 +67,7 @@ class WorkbenchCommands(_Commands):
                            lambda: app.switch_mode("fleet")),
             PaletteCommand("Go to campaigns", "waves of related mail, one rule for each (f7)",
                            lambda: app.switch_mode("campaigns")),
-            PaletteCommand("Go to rule health", "per rule: corpus, live hits, FP storms, kill switch (f8)",
+            PaletteCommand("Go to rule health", "per rule: corpus, live hits, FP storms, kill switch (f9)",
                            lambda: app.switch_mode("health")),
             PaletteCommand("Toggle light/dark theme", "ctrl+t", app.action_toggle_dark),
             PaletteCommand("Help", "keys and what this screen does (f1)", app.action_help),

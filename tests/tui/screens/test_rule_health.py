@@ -156,7 +156,7 @@ async def test_a_proposal_sets_the_status_in_the_rule_file(fleet_workspace: Work
     assert ReleaseStore(fleet_workspace).latest().serial == 1           # no release: that is F5's
 
 
-async def test_the_palette_and_f8_reach_it(ui_workspace: Workspace) -> None:
+async def test_the_palette_and_f9_reach_it(ui_workspace: Workspace) -> None:
     app = make_app(ui_workspace)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -171,5 +171,5 @@ async def test_the_palette_and_f8_reach_it(ui_workspace: Workspace) -> None:
         # nothing reported, no signatures tree: it says so rather than showing nothing
         summary = static_text(screen.query_one("#health-summary", Static))
         assert "0 rules" in summary and "none flagged" in summary
-        await pilot.press("f2", "f8")
+        await pilot.press("f2", "f9")
         assert app.screen is screen

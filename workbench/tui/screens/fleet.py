@@ -145,7 +145,7 @@ The top lines say how far the newest release has spread and what holds the rest
 back. Arrows move between servers, **tab** jumps to the next one that is not green;
 the right pane shows the highlighted server's last report, error and history.
 A release published to canary towers shows its rollout: on its canaries, promoted
-to every tower, or halted there, with the reason. **H** opens rule health (F8): per
+to every tower, or halted there, with the reason. **H** opens rule health (F9): per
 rule, its live hits on the fleet, likely false-positive storms and the kill switch.
 
 The board refreshes by itself (every 2 s by default; `r` now, `space` pauses). It reads
