@@ -123,6 +123,8 @@ async def test_the_storm_is_flagged_first_with_its_evidence(fleet_workspace: Wor
 async def test_the_kill_switch_asks_then_releases_and_publishes(fleet_workspace: Workspace) -> None:
     app = make_app(fleet_workspace, fleet_refresh=3600)
     repo = UpdateRepository.for_workspace(fleet_workspace)
+    shown: list[str] = []
+    app.notify = lambda message, **kw: shown.append(f"{kw.get('title')}: {message}")  # type: ignore[method-assign]
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_health(pilot, app)
         await pilot.press("k")
@@ -138,6 +140,12 @@ async def test_the_kill_switch_asks_then_releases_and_publishes(fleet_workspace:
         await pilot.press("y")
         await until(pilot, lambda: repo.newest_serial() == 2, timeout=60)
         await settle(pilot)
+        assert any(f"Kill switch: {NOISY} disabled in signatures-2 (published" in m for m in shown)
+        # again: refused (it no longer ships), said in red, nothing released
+        await until(pilot, lambda: screen.complete, timeout=60)
+        await pilot.press("k", "y")
+        await until(pilot, lambda: any("does not ship" in m for m in shown))
+        assert repo.newest_serial() == 2
     latest = ReleaseStore(fleet_workspace).latest()
     assert latest.serial == 2 and "EMERGENCY" in latest.message and "dismissed as clean" in latest.message
     assert rule_status(fleet_workspace, NOISY) == "DISABLED"
