@@ -36,6 +36,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -395,6 +396,13 @@ def main() -> int:
                         help="agents hold each poll at the server (Prefer: wait=POLL)")
     parser.add_argument("--skip-peer", action="store_true", help="skip the real agent and nginx parts")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--nice-agents", type=int, default=0, metavar="N",
+                        help="lower the simulated agents' priority by N once the server runs "
+                             "(on a real fleet they are 3,600 other machines; here they share "
+                             "the server's cores)")
+    parser.add_argument("--profile-server", type=Path, metavar="FILE",
+                        help="run the server under cProfile, stats to FILE (slows it down: "
+                             "for finding where its time goes, not for the figures)")
     args = parser.parse_args()
     count = args.towers * args.servers
     work = Path(tempfile.mkdtemp(prefix="wb-fleet-bench-"))
@@ -403,6 +411,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "python": platform.python_version(), "agents": count, "towers": args.towers,
         "poll_seconds": args.poll, "rules_per_bundle": args.rules, "long_poll": args.long_poll,
+        "agents_niceness": args.nice_agents,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     try:
         workspace = Workspace(work / "home").ensure()
@@ -415,12 +424,16 @@ def main() -> int:
         tower_tokens = {f"t{t:03d}": tokens.add(f"t{t:03d}")[1] for t in range(args.towers)}
 
         port = free_port()
-        server = subprocess.Popen([str(Path(sys.executable).with_name("workbench")), "--home",
+        profile = ([sys.executable, "-m", "cProfile", "-o", str(args.profile_server)]
+                   if args.profile_server else [])
+        server = subprocess.Popen([*profile, str(Path(sys.executable).with_name("workbench")), "--home",
                                    str(workspace.home), "serve", "--port", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(server)
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/v1/health", server)
+        if args.nice_agents:
+            os.nice(args.nice_agents)           # this process only: the server keeps its own
         etag = httpx.get(f"{base}/repository/metadata/timestamp.json").headers["etag"]
         root_version = repo.root_md().signed.version
         agents = [SimAgent(tower=t, server=f"s{s:02d}", token=token, serial=1, etag=etag,
@@ -466,9 +479,14 @@ def main() -> int:
         pass
     finally:
         for proc in procs:
-            proc.terminate()
+            if args.profile_server and proc is procs[0]:
+                # uvicorn re-raises the signal it stopped on: SIGTERM would kill the process
+                # before cProfile writes its file, SIGINT unwinds through it
+                proc.send_signal(signal.SIGINT)
+            else:
+                proc.terminate()
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=60 if args.profile_server else 10)
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(work, ignore_errors=True)
@@ -507,13 +525,17 @@ async def _drive(fleet: Fleet, repo: UpdateRepository, bundle: Path, server_pid:
         "errors": stats.errors - errors0}
     print(f"steady: {out['steady']}")
 
+    load_at_publish = os.getloadavg()
     published = time.monotonic()
+    own0 = _own_cpu_seconds()
     await asyncio.to_thread(publish_bundle, repo, bundle)
     cpu0 = tree_cpu_seconds(server_pid)
     deadline = published + args.poll * 6
     while any(a.serial < 2 for a in fleet.agents) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     done = time.monotonic()
+    herd_server_cpu = tree_cpu_seconds(server_pid) - cpu0
+    herd_own_cpu = _own_cpu_seconds() - own0
     behind = sum(a.serial < 2 for a in fleet.agents)
     times = sorted(a.updated_at - published for a in fleet.agents if a.serial >= 2)
     if args.long_poll:
@@ -539,6 +561,10 @@ async def _drive(fleet: Fleet, repo: UpdateRepository, bundle: Path, server_pid:
         if len(times) >= int(len(fleet.agents) * 0.95) else None,
         "share_within_10_s": round(sum(t <= 10 for t in times) / len(fleet.agents), 4),
         "server_cpu_seconds": round(tree_cpu_seconds(server_pid) - cpu0, 2),
+        # from the publish until the last agent has it: the herd, without the later reports
+        "server_cpu_seconds_until_all": round(herd_server_cpu, 2),
+        "load_generator_cpu_seconds_until_all": round(herd_own_cpu, 2),
+        "load_average_at_publish": [round(x, 2) for x in load_at_publish],
         "bytes_per_agent_per_update_wire": round(statistics.mean(wires)) if wires else None,
         "bytes_per_agent_per_update_bodies": round(statistics.mean(bodies)) if bodies else None,
         "fleet_board_serials": board["serials"], "fleet_board_counts": board["counts"],
@@ -556,6 +582,12 @@ async def _drive(fleet: Fleet, repo: UpdateRepository, bundle: Path, server_pid:
     out["classify_ms_per_fleet"] = round((time.perf_counter() - t_sum) / 10 * 1000, 2)
     out["classified_servers"] = len(records)
     return out
+
+
+def _own_cpu_seconds() -> float:
+    """User + system CPU of this process (the load generator and the publish)."""
+    usage = os.times()
+    return usage.user + usage.system
 
 
 def _records(repo: UpdateRepository) -> list[Any]:

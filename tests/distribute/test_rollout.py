@@ -61,7 +61,8 @@ def test_canary_first_then_promoted_to_all(tmp_path: Path, workspace: Workspace,
     assert decision is not None and decision.stage == "all"
     assert repo.newest_for_all() is not None and repo.newest_for_all().serial == 2
     assert other.pull().serial == 2
-    assert state.fleet_state().rollout is None
+    promoted = state.fleet_state().rollout                # still shown, with why it was promoted
+    assert promoted is not None and promoted.stage == "all" and "canary servers green" in promoted.reason
     assert main(["--home", str(workspace.home), "rollout", "--json"]) == E_OK
     assert json.loads(capsys.readouterr().out)[0]["stage"] == "all"
 
@@ -83,7 +84,7 @@ def test_a_failing_canary_halts_the_release_and_says_why(
     assert other.pull().serial == 1                        # never offered to the fleet
     assert main(["--home", str(workspace.home), "fleet"]) in (E_OK, 1)
     out = capsys.readouterr().out
-    assert "rollout: serial 5 HALTED on t01" in out and "self-test" in out
+    assert "rollout: serial 5 HALTED on its canaries (t01)" in out and "self-test" in out
 
 
 def test_a_storming_rule_halts_the_canary(tmp_path: Path, workspace: Workspace, repo: UpdateRepository,

@@ -71,7 +71,7 @@ def test_local_fleet_reads_the_workspace_store(tmp_path: Path) -> None:
     workspace = Workspace.resolve(tmp_path / "home").ensure()
     source = fleet_source(workspace, None)
     assert isinstance(source, LocalFleet)
-    assert source.state().servers == [] and source.newest_serial() is None   # no keys init yet
+    assert source.state().servers == [] and source.newest() == (None, None)   # no keys init yet
     with FleetStore.for_workspace(workspace) as store:
         store.record("t07", FleetReport(server="mx1", state="ok", serial=None))
         store.record("t07", FleetReport(server="mx1", state="failed", error="boom", target_serial=3))

@@ -233,3 +233,40 @@ def test_editor_tabs_and_a_change_on_disk(snap_compare: Snap, ui_workspace: Work
         await settle(pilot)
 
     assert snap_compare(make_app(ui_workspace, open_rule=first), terminal_size=size, run_before=ready)
+
+
+def test_rule_health_screen(snap_compare: Snap, ui_workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed health document (the Pilot tests read real ones): a storm flagged first, its evidence."""
+    from collections import Counter
+
+    from workbench.distribute.health import build_health
+    from workbench.distribute.telemetry import FleetRules, RuleTelemetry
+    from workbench.release.validate import RuleResult, ValidationReport
+
+    at = 1795172400.0                   # 2026-11-20 11:00 UTC
+    live = FleetRules(generated_at=at, window_hours=24, messages=48_210, scan_seconds=60.0, errors=0, rules=[
+        RuleTelemetry("SPAM_Newsletter_Footer", 3_912, 163.0, {"t01": 2_410, "t02": 1_302, "t07": 200}, at,
+                      3_400, 6.2, "3,400 hits in the last 1 h, 25x the baseline of 136/h"),
+        RuleTelemetry("MAL_WbLoader_Config_Overlay", 14, 0.58, {"t01": 9, "t07": 5}, at - 5400, 1, 0.5),
+        RuleTelemetry("TEST_EICAR_TestFile_Plain", 3, 0.13, {"t02": 3}, at - 30000, 0, 0.1)])
+    validation = ValidationReport(root="signatures", mode="full", base="", rules=[
+        RuleResult("SPAM_Newsletter_Footer", "rules/spam/footer.yar", "RELEASED", positives=["s1"],
+                   matched=["s1"], clean_matches=["c1", "c2"], ms_per_mib=0.9),
+        RuleResult("MAL_WbLoader_Config_Overlay", "rules/mal/wbloader.yar", "RELEASED",
+                   positives=["s2", "s3"], matched=["s2", "s3"], clean_matches=[], ms_per_mib=0.4),
+        RuleResult("TEST_EICAR_TestFile_Plain", "rules/test/eicar.yar", "RELEASED", positives=["s4"],
+                   matched=["s4"], clean_matches=[], ms_per_mib=0.2),
+        RuleResult("PHISH_VoicemailKit_Html_Form", "rules/phish/voicemailkit.yar", "TESTING",
+                   positives=["s5", "s6"], matched=["s5"], clean_matches=[], ms_per_mib=1.7)])
+    report = build_health(validation=validation, telemetry=live,
+                          copies=Counter({"SPAM_Newsletter_Footer": 40, "MAL_WbLoader_Config_Overlay": 3}),
+                          dismissed=Counter({"SPAM_Newsletter_Footer": 37}), corpus=True)
+    monkeypatch.setattr("workbench.distribute.health.rule_health", lambda *a, **k: report)
+
+    async def ready(pilot: Pilot[object]) -> None:
+        await settle(pilot)
+        await pilot.press("f9")
+        await until(pilot, lambda: getattr(pilot.app.screen, "complete", False))
+        await settle(pilot)
+
+    assert snap_compare(make_app(ui_workspace), terminal_size=SIZE, run_before=ready)

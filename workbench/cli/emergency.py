@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from workbench.cli.context import CommandError, Context, Reply, add_json_flag
-from workbench.exitcodes import E_NOT_FOUND
+from workbench.cli.context import Context, Reply, add_json_flag
 
 
 def register(rs: argparse._SubParsersAction) -> None:
@@ -24,57 +22,31 @@ def register(rs: argparse._SubParsersAction) -> None:
 
 
 def cmd_disable(args: argparse.Namespace, ctx: Context) -> int | Reply:
-    from workbench.release.emergency import DISABLED, emergency_disable, set_rule_status
+    from workbench.release.emergency import DISABLED, set_status_in_tree
 
     if not args.emergency:
-        path = _rule_file(ctx, args.rule)
-        # ReleaseRefused from the rule's own text is about the input: it says what to fix
-        changed = set_rule_status(path.read_text(encoding="utf-8"), args.rule, DISABLED)
-        path.write_text(changed, encoding="utf-8")
+        path = set_status_in_tree(ctx.workspace, args.rule, DISABLED)     # ReleaseRefused: input
 
         def disabled(ctx: Context) -> None:
             ctx.print(f"{args.rule}: status DISABLED in {path}; commit and release it "
                       "(or use --emergency to take it off the fleet now)")
 
         return Reply({"rule": args.rule, "file": str(path), "status": DISABLED}, disabled)
-    outcome = emergency_disable(ctx.workspace, args.rule, message=args.message)   # ReleaseRefused: conflict
-    published = None
-    if not args.no_publish:
-        from workbench.distribute.update_repository import (
-            UpdateRepository,
-            UpdateRepositoryError,
-            publish_bundle,
-        )
+    from workbench.distribute.kill_switch import kill_rule
 
-        repo = UpdateRepository.for_workspace(ctx.workspace)
-        if repo.exists():
-            try:
-                published = publish_bundle(repo, Path(outcome.bundle_path))
-            except UpdateRepositoryError as exc:
-                # the release exists now: say so, in the error's own kind
-                raise UpdateRepositoryError(f"released {outcome.tag} but not published: {exc.message}",
-                                            kind=exc.kind) from exc
+    # ReleaseRefused: conflict; UpdateRepositoryError: released but not published
+    killed = kill_rule(ctx.workspace, args.rule, message=args.message, publish=not args.no_publish)
+    outcome = killed.emergency
 
     def text(ctx: Context) -> None:
         ctx.print(f"{outcome.tag}: {args.rule} disabled (was shipping in signatures-{outcome.previous_serial}); "
                   f"{outcome.rules_shipped} rules ship; skipped: {', '.join(outcome.skipped)}")
         ctx.print(f"committed {outcome.branch_commit[:12]} ({outcome.file}, CHANGELOG.md); "
                   f"tag on {outcome.commit[:12]}")
-        if published is not None:
+        if killed.published is not None:
             ctx.print(f"published serial {outcome.serial}: towers waiting on the repository get it now")
         elif not args.no_publish:
             ctx.print("no update repository in this workspace: publish it with "
                       f"`workbench publish {outcome.serial}`")
 
-    return Reply({"emergency": outcome, "published": published}, text)
-
-
-def _rule_file(ctx: Context, rule: str) -> Path:
-    from workbench.release.validate import load_rule_tree
-
-    rules_dir = ctx.workspace.signatures / "rules"
-    files, _problems = load_rule_tree(rules_dir)
-    for rf in files:
-        if rf.path is not None and any(r.name == rule for r in rf.rules):
-            return rf.path
-    raise CommandError(f"no rule {rule} under {rules_dir}", E_NOT_FOUND)
+    return Reply({"emergency": outcome, "published": killed.published}, text)

@@ -95,9 +95,7 @@ def cmd_fleet(args: argparse.Namespace, ctx: Context) -> int | Reply:
                   f"{counts.get('yellow', 0)} yellow, {counts.get('red', 0)} red{never}; serials in use: "
                   + (", ".join(f"{k}x{v}" for k, v in fleet.serials.items()) or "-"))
         if fleet.rollout is not None:
-            r = fleet.rollout
-            ctx.print(f"rollout: serial {r.serial} {r.stage.upper()} on {', '.join(r.towers)} since "
-                      f"{shown(r.since)}" + (f": {r.reason}" if r.reason else ""))
+            ctx.print(f"rollout: {fleet.rollout.describe()}")
         if fleet.not_in_inventory:
             ctx.print(f"{fleet.not_in_inventory} reporting server"
                       f"{'s are' if fleet.not_in_inventory != 1 else ' is'} not in the inventory "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from typing import Any
 
 from workbench.cli.context import Context, Reply, add_json_flag, table
 from workbench.exitcodes import E_FINDINGS, E_OK
@@ -28,20 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_health(args: argparse.Namespace, ctx: Context) -> int | Reply:
-    from workbench.distribute.health import build_health, quarantine_verdicts
+    from workbench.distribute.health import rule_health
 
-    telemetry = _telemetry(ctx, args)
-    validation = None
-    if not args.no_validate and ctx.workspace.signatures.is_dir():
-        from workbench.release.validate import validate
-
-        validation = validate(ctx.workspace.signatures, scan_corpus=not args.no_corpus)
-    copies, dismissed = quarantine_verdicts(_quarantine_rows(ctx))
-    report = build_health(validation=validation, telemetry=telemetry, copies=copies,
-                          dismissed=dismissed, corpus=validation is not None and not args.no_corpus)
-    if args.flagged:
-        report = type(report)(report.window_hours, report.messages_scanned, report.corpus,
-                              [h for h in report.rules if h.flag])
+    # ClientError when --url cannot be reached: remote
+    report = rule_health(ctx.workspace, url=args.url, hours=args.hours, validate=not args.no_validate,
+                         corpus=not args.no_corpus, flagged=args.flagged)
 
     def text(ctx: Context) -> None:
         rows = [[h.rule, h.status or "-", f"{h.lint_errors}/{h.lint_warnings}",
@@ -62,39 +52,6 @@ def cmd_health(args: argparse.Namespace, ctx: Context) -> int | Reply:
                       "one off the fleet now")
 
     return Reply(report, text, E_FINDINGS if any(h.flag for h in report.rules) else E_OK)
-
-
-def _telemetry(ctx: Context, args: argparse.Namespace) -> Any:
-    from workbench.distribute.telemetry import FleetRules, RuleTelemetry
-
-    if args.url:
-        from workbench.distribute.client import fetch_rules
-
-        return fetch_rules(args.url, hours=args.hours)      # ClientError: remote
-    from workbench.distribute.fleet import FleetStore
-
-    path = ctx.workspace.state / "fleet.sqlite"
-    if not path.exists():
-        return FleetRules(generated_at=0.0, window_hours=args.hours, messages=0, scan_seconds=0.0,
-                          errors=0, rules=list[RuleTelemetry]())
-    with FleetStore(path) as store:
-        return store.rules(window_hours=args.hours)
-
-
-def _quarantine_rows(ctx: Context) -> list[tuple[str, str]]:
-    from workbench.quarantine.service import Quarantine
-
-    if not (ctx.workspace.quarantine / "index.sqlite").exists():
-        return []
-    out: list[tuple[str, str]] = []
-    with Quarantine.open(ctx.workspace) as q:
-        offset = 0
-        while True:             # the reasons are free text: read them page by page
-            page = q.index.list("", offset=offset, limit=5000)
-            out += [(r.reason, r.status) for r in page if str(r.reason).startswith("match:")]
-            if len(page) < 5000:
-                return out
-            offset += 5000
 
 
 def _when(ts: float | None) -> str:

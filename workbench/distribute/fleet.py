@@ -62,13 +62,24 @@ DEFAULT_THRESHOLDS = FleetThresholds()
 
 @dataclass(frozen=True)
 class Canary:
-    """The newest release's rollout while it is not for everyone (from the signed targets)."""
+    """The newest release's canary rollout (from the signed targets): on its canaries,
+    halted there, or promoted to everyone (then it judges no server, it only says why)."""
 
     serial: int
-    stage: str                            # "canary" or "halted"
+    stage: str                            # "canary", "halted" or "all" (promoted)
     towers: tuple[str, ...]
     since: str = ""
     reason: str = ""
+
+    def describe(self) -> str:
+        """One line for ``workbench fleet`` and the fleet board."""
+        towers = ", ".join(self.towers) or "no towers"
+        since = f" since {humanize.shown(self.since)}" if self.since else ""
+        head = {"canary": f"serial {self.serial} on its canaries ({towers}){since}",
+                "halted": f"serial {self.serial} HALTED on its canaries ({towers}){since}",
+                "all": f"serial {self.serial} PROMOTED from its canaries ({towers}) to every "
+                       f"tower{since}"}.get(self.stage, f"serial {self.serial} {self.stage}{since}")
+        return head + (f": {self.reason}" if self.reason else "")
 
 
 @dataclass(frozen=True)
@@ -154,7 +165,7 @@ class FleetState:
     never_reported: int = 0               # of those, nothing heard yet (counted in red)
     not_in_inventory: int = 0             # reporting, but their tower's inventory lacks them
     servers: list[ServerStatus] = field(default_factory=list)
-    rollout: Canary | None = None         # a release on its canary towers (or halted there)
+    rollout: Canary | None = None         # the newest release's canary rollout, if it had one
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> FleetState:
@@ -265,7 +276,8 @@ def classify(record: ServerRecord, newest_serial: int | None, now: float,
         return Health.YELLOW, f"last report {humanize.age(age)} ago"
     if record.state == "updating":
         return Health.YELLOW, f"updating to {record.target_serial}"
-    if canary is not None and record.tower in canary.towers and record.serial == canary.serial:
+    if (canary is not None and canary.stage != "all" and record.tower in canary.towers
+            and record.serial == canary.serial):
         if canary.stage == "halted":
             return Health.YELLOW, f"on halted canary serial {canary.serial}: {canary.reason}"
         return Health.GREEN, f"on canary serial {canary.serial}"

@@ -12,10 +12,14 @@ for NOISY or DISABLED, with the evidence.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from workbench.distribute.telemetry import FleetRules, RuleTelemetry
 from workbench.release.validate import ValidationReport
+
+if TYPE_CHECKING:
+    from workbench.workspace import Workspace
 
 DISMISSED = "dismissed"
 MATCH_REASON = "match:"
@@ -53,6 +57,61 @@ class HealthReport:
     messages_scanned: int
     corpus: bool                            # TP/FP/FN measured
     rules: list[RuleHealth]
+
+
+def rule_health(workspace: Workspace, *, url: str | None = None, hours: int = 24,
+                validate: bool = True, corpus: bool = True, flagged: bool = False) -> HealthReport:
+    """The rule-health document of ``workbench rules health`` and the UI's rule-health view.
+
+    Live telemetry from ``url``'s ``GET /v1/fleet/rules`` (``ClientError`` when it cannot
+    be reached) or from this workspace's fleet store; lint, cost and, with ``corpus``,
+    TP/FP/FN from ``validate`` over the signatures tree; dismissals from the quarantine.
+    """
+    telemetry = _telemetry(workspace, url, hours)
+    validation = None
+    if validate and workspace.signatures.is_dir():
+        from workbench.release.validate import validate as validate_tree
+
+        validation = validate_tree(workspace.signatures, scan_corpus=corpus)
+    copies, dismissed = quarantine_verdicts(_quarantine_rows(workspace))
+    report = build_health(validation=validation, telemetry=telemetry, copies=copies,
+                          dismissed=dismissed, corpus=validation is not None and corpus)
+    if flagged:
+        report = replace(report, rules=[h for h in report.rules if h.flag])
+    return report
+
+
+def _telemetry(workspace: Workspace, url: str | None, hours: int) -> FleetRules:
+    if url:
+        from workbench.distribute.client import fetch_rules
+
+        return fetch_rules(url, hours=hours)
+    from workbench.distribute.fleet import FleetStore
+
+    path = workspace.state / "fleet.sqlite"
+    if not path.exists():
+        return FleetRules(generated_at=0.0, window_hours=hours, messages=0, scan_seconds=0.0,
+                          errors=0, rules=[])
+    with FleetStore(path) as store:
+        return store.rules(window_hours=hours)
+
+
+def _quarantine_rows(workspace: Workspace) -> list[tuple[str, str]]:
+    """(reason, status) of every quarantined copy a tower sent for a rule match."""
+    from workbench.quarantine.service import INDEX_NAME, Quarantine
+
+    if not (workspace.quarantine / INDEX_NAME).exists():
+        return []
+    out: list[tuple[str, str]] = []
+    page_size = 5000
+    with Quarantine.open(workspace) as q:
+        offset = 0
+        while True:             # the reasons are free text: read them page by page
+            page = q.index.list("", offset=offset, limit=page_size)
+            out += [(r.reason, r.status) for r in page if str(r.reason).startswith(MATCH_REASON)]
+            if len(page) < page_size:
+                return out
+            offset += page_size
 
 
 def quarantine_verdicts(rows: list[tuple[str, str]]) -> tuple[Counter[str], Counter[str]]:

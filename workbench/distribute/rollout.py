@@ -53,12 +53,12 @@ def decide_rollout(fleet: FleetState, canary: Canary, rules: FleetRules, *, soak
 
 
 def fleet_view(repo: UpdateRepository) -> tuple[int | None, Canary | None]:
-    """(the newest serial every tower should run, the newest release's rollout while it is
-    still on its canaries or halted there)."""
+    """(the newest serial every tower should run, the newest release's canary rollout if it
+    was published to canaries: still on them, halted there, or promoted)."""
     for_all = repo.newest_for_all()
     newest = repo.newest()
     canary = None
-    if newest is not None and newest.rollout is not None and newest.rollout.stage != "all":
+    if newest is not None and newest.rollout is not None:
         r = newest.rollout
         canary = Canary(serial=newest.serial, stage=r.stage, towers=r.canaries, since=r.since,
                         reason=r.reason)

@@ -97,6 +97,29 @@ def set_rule_status(text: str, rule: str, status: str) -> str:
     return new
 
 
+def rule_file(workspace: Workspace, rule: str) -> Path:
+    """The file of the signatures tree that defines ``rule`` (``ReleaseRefused`` NOT_FOUND if none)."""
+    from workbench.release.validate import load_rule_tree
+
+    rules_dir = workspace.signatures / "rules"
+    files, _problems = load_rule_tree(rules_dir)
+    for rf in files:
+        if rf.path is not None and any(r.name == rule for r in rf.rules):
+            return rf.path
+    raise ReleaseRefused(f"no rule {rule} under {rules_dir}", kind=Kind.NOT_FOUND)
+
+
+def set_status_in_tree(workspace: Workspace, rule: str, status: str) -> Path:
+    """Set ``rule``'s status in its file of the working tree (``rule disable`` without
+    ``--emergency``, and a NOISY or DISABLED proposal taken from the rule-health view):
+    the change then goes through the ordinary commit, validation and release."""
+    path = rule_file(workspace, rule)
+    # ReleaseRefused from the rule's own text is about the input: it says what to fix
+    changed = set_rule_status(path.read_text(encoding="utf-8", errors="surrogateescape"), rule, status)
+    atomic_write(path, changed.encode("utf-8", "surrogateescape"))
+    return path
+
+
 def emergency_disable(workspace: Workspace, rule: str, *, message: str = "") -> EmergencyOutcome:
     repo = _open_repo(workspace)
     store = ReleaseStore(workspace)

@@ -35,6 +35,7 @@ class WorkbenchApp(App[int]):
     rule editor. ``test`` (F4): the rule or ruleset against corpora, and retro-hunts.
     ``release`` (F5): changes, validation, commit, release, publish. ``fleet`` (F6):
     which tower server runs which serial. ``campaigns`` (F7): waves of related mail.
+    ``health`` (F9): per rule, corpus and live fleet numbers, FP storms, the kill switch.
     """
 
     TITLE = "workbench"
@@ -51,6 +52,7 @@ class WorkbenchApp(App[int]):
         Binding("f5", "switch_mode('release')", "Release", show=False, priority=True),
         Binding("f6", "switch_mode('fleet')", "Fleet", show=False, priority=True),
         Binding("f7", "switch_mode('campaigns')", "Campaigns", show=False, priority=True),
+        Binding("f9", "switch_mode('health')", "Rule health", show=False, priority=True),
         Binding("ctrl+t", "toggle_dark", "Theme", show=False),
     ]
 
@@ -64,6 +66,7 @@ class WorkbenchApp(App[int]):
         "release": lambda: _screen("release", "ReleaseScreen"),
         "fleet": lambda: _screen("fleet", "FleetScreen"),
         "campaigns": lambda: _screen("campaigns", "CampaignsScreen"),
+        "health": lambda: _screen("rule_health", "RuleHealthScreen"),
     }
 
     def __init__(self, workspace: Workspace, *, theme: str = "dark", query: str = "",

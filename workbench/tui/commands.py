@@ -67,6 +67,8 @@ class WorkbenchCommands(_Commands):
                            lambda: app.switch_mode("fleet")),
             PaletteCommand("Go to campaigns", "waves of related mail, one rule for each (f7)",
                            lambda: app.switch_mode("campaigns")),
+            PaletteCommand("Go to rule health", "per rule: corpus, live hits, FP storms, kill switch (f9)",
+                           lambda: app.switch_mode("health")),
             PaletteCommand("Toggle light/dark theme", "ctrl+t", app.action_toggle_dark),
             PaletteCommand("Help", "keys and what this screen does (f1)", app.action_help),
             PaletteCommand("Clear marked strings", f"{len(app.marks)} marked for the next draft",

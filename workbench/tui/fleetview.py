@@ -13,6 +13,7 @@ from typing import Protocol
 
 from workbench.distribute.fleet import (
     NEVER_REPORTED,
+    Canary,
     FleetEvent,
     FleetState,
     FleetStore,
@@ -93,17 +94,20 @@ class LocalFleet:
             self._store = FleetStore.for_workspace(self.workspace)
         return self._store
 
-    def newest_serial(self) -> int | None:
-        """The repository's newest published serial (None before ``keys init`` or a publish)."""
+    def newest(self) -> tuple[int | None, Canary | None]:
+        """(the newest serial for every tower, the newest release's canary rollout), as
+        ``workbench fleet`` reads them; (None, None) before ``keys init`` or a publish."""
+        from workbench.distribute.rollout import fleet_view
         from workbench.distribute.update_repository import UpdateRepositoryError
 
         try:
-            return self.repository.newest_serial()
+            return fleet_view(self.repository)
         except UpdateRepositoryError:
-            return None
+            return None, None
 
     def state(self) -> FleetState:
-        return self.store.state(self.newest_serial())
+        newest, canary = self.newest()
+        return self.store.state(newest, canary=canary)
 
     def events(self, tower: str, server: str, limit: int = 10) -> list[FleetEvent]:
         return self.store.events(tower=tower, server=server, limit=limit)

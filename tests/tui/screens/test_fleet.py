@@ -10,7 +10,7 @@ from textual.widgets import Static
 from tests.support.fleet import NOW, FakeSource, fleet_state, record
 from tests.support.pilot import settle, static_text, until
 from workbench.distribute.client import ClientError
-from workbench.distribute.fleet import FleetEvent, Health, summarize
+from workbench.distribute.fleet import Canary, FleetEvent, Health, summarize
 from workbench.tui.app import WorkbenchApp, make_app
 from workbench.tui.screens.fleet import FleetScreen
 from workbench.tui.widgets.fleet_board import GLYPHS, FleetBoard
@@ -160,3 +160,25 @@ async def test_servers_that_never_reported_are_red_bars_with_their_reason(
         detail = static_text(screen.query_one("#fleet-detail", Static))
         assert "green  on serial 5 (not in the inventory)" in detail
         assert "`workbench fleet expect t2 y` adds it" in detail
+
+
+@pytest.mark.parametrize(("stage", "shown"), [
+    ("canary", "Rollout serial 6 on its canaries (t000, t001)"),
+    ("halted", "Rollout serial 6 HALTED on its canaries (t000, t001)"),
+    ("all", "Rollout serial 6 PROMOTED from its canaries (t000, t001) to every tower"),
+])
+async def test_the_canary_rollout_is_on_the_board_with_its_reason(
+        ui_workspace: Workspace, source: list[FakeSource], stage: str, shown: str) -> None:
+    canary = Canary(serial=6, stage=stage, towers=("t000", "t001"), since="2026-11-18T11:00:00Z",
+                    reason="rule X looks like a false-positive storm" if stage == "halted" else "")
+    records = [record("t000", "a", serial=6), record("t001", "b", serial=6), record("t002", "c", serial=5)]
+    source.append(FakeSource(summarize(records, 5 if stage != "all" else 6, now=NOW, canary=canary)))
+    app = make_app(ui_workspace, fleet_refresh=30)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_fleet(pilot, app)
+        summary = static_text(screen.query_one("#fleet-summary", Static))
+        assert shown + " since 2026-11-18 11:00:00" in summary
+        if stage == "halted":
+            assert "false-positive storm" in summary
+        greens = {s.server for s in screen.query_one(FleetBoard).servers if s.health is Health.GREEN}
+        assert greens == ({"a", "b", "c"} if stage == "canary" else {"a", "b"} if stage == "all" else {"c"})

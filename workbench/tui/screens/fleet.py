@@ -23,6 +23,7 @@ from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.widgets.fleet_board import GLYPHS, FleetBoard
 
 HEALTH_STYLES = {Health.GREEN: "bold green", Health.YELLOW: "bold yellow", Health.RED: "bold red"}
+ROLLOUT_STYLES = {"canary": "yellow", "halted": "bold red", "all": "green"}
 SPREAD_WIDTH = 40
 HISTORY = 8
 
@@ -57,6 +58,9 @@ def spread_text(state: FleetState, s: Spread) -> Text:
     out.append(f"  · serials in use: {serials} · {len(state.towers):,} towers")
     if state.not_in_inventory:
         out.append(f" · {state.not_in_inventory:,} not in the inventory", style="dim")
+    if state.rollout is not None:
+        out.append("\nRollout ", style="bold")
+        out.append(visible(state.rollout.describe()), style=ROLLOUT_STYLES.get(state.rollout.stage, ""))
     return out
 
 
@@ -140,6 +144,9 @@ its last attempt failed, it went silent, or it is in the inventory and never rep
 The top lines say how far the newest release has spread and what holds the rest
 back. Arrows move between servers, **tab** jumps to the next one that is not green;
 the right pane shows the highlighted server's last report, error and history.
+A release published to canary towers shows its rollout: on its canaries, promoted
+to every tower, or halted there, with the reason. **H** opens rule health (F9): per
+rule, its live hits on the fleet, likely false-positive storms and the kill switch.
 
 The board refreshes by itself (every 2 s by default; `r` now, `space` pauses). It reads
 this workspace's fleet store, where a `workbench serve` running on the same home
@@ -149,6 +156,7 @@ records every report; `workbench ui --fleet-url URL` watches a server elsewhere.
     BINDINGS = [
         Binding("r", "refresh", "Refresh"),
         Binding("space", "pause", "Pause"),
+        Binding("H", "app.switch_mode('health')", "Rule health"),
     ]
 
     @dataclass(eq=False)
@@ -318,4 +326,6 @@ records every report; `workbench ui --fleet-url URL` watches a server elsewhere.
             PaletteCommand("Refresh the board", "r", self.action_refresh),
             PaletteCommand("Pause or resume live refresh", "space", self.action_pause),
             PaletteCommand("Next server that is not green", "tab", board.action_next_problem),
+            PaletteCommand("Rule health: live hits per rule, FP storms, kill switch", "H",
+                           lambda: self.workbench.switch_mode("health")),
         ]
