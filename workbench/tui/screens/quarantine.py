@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 from textual.worker import get_current_worker
 
 from workbench.quarantine.index import MessageRow
@@ -23,6 +23,7 @@ from workbench.tui.pages import PAGE_SIZE, Listing, fetch_page
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.screens.modals import StatusScreen, TagsScreen
 from workbench.tui.widgets.facets import FacetPanel, narrow
+from workbench.tui.widgets.key_footer import KeyFooter
 from workbench.tui.widgets.message_list import COLUMNS, MessageList
 from workbench.tui.widgets.virtual_table import VirtualTable
 
@@ -135,7 +136,7 @@ the cursor never moves on its own.
                 yield MessageList(id="messages")
                 yield Static("", id="empty")
             yield FacetPanel(id="facets")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.sub_title = self.workbench.workspace.home.name
