@@ -35,7 +35,7 @@ from workbench.tui.render import (
     urls_table,
 )
 from workbench.tui.safety import visible
-from workbench.tui.screens.base import WorkbenchScreen
+from workbench.tui.screens.base import WorkbenchScreen, leaves_no_trace
 from workbench.tui.screens.modals import StatusScreen, TagsScreen
 from workbench.tui.widgets.key_footer import KeyFooter
 from workbench.tui.widgets.message_list import received_text
@@ -221,6 +221,7 @@ hex view, where you mark strings and bytes for a draft rule.
 
     @work(thread=True, exclusive=True, group="summary", exit_on_error=False,
           description="read the message from the index")
+    @leaves_no_trace
     def load_summary(self, ident: str) -> None:
         with self.workbench.pool.reader() as index:
             try:
@@ -237,6 +238,7 @@ hex view, where you mark strings and bytes for a draft rule.
 
     @work(thread=True, exclusive=True, group="dissect", exit_on_error=False,
           description="dissect the message")
+    @leaves_no_trace
     def run_dissect(self, sha256: str, use_cache: bool = True) -> None:
         from workbench.dissect.walker import dissect_message
 
@@ -409,6 +411,7 @@ hex view, where you mark strings and bytes for a draft rule.
 
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
           description="triage the message")
+    @leaves_no_trace
     def triage(self, sha: str, *, status: tuple[str, str] | None = None,
                tags: tuple[list[str], list[str]] | None = None) -> None:
         with Quarantine(self.workbench.workspace.quarantine) as q:

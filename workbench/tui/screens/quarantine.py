@@ -28,6 +28,7 @@ from workbench.tui.widgets.message_list import COLUMNS, MessageList
 from workbench.tui.widgets.virtual_table import VirtualTable
 
 SORT_ORDER = [c.key for c in COLUMNS]
+SETTLE_AFTER = 0.3          # seconds back on the list before closed screens are collected
 _generations = itertools.count(1)
 
 
@@ -161,6 +162,13 @@ the cursor never moves on its own.
         if self.workbench.quarantine_stale and self.is_mounted and self.workbench.pool.exists:
             self.workbench.quarantine_stale = False
             self.action_refresh()
+        # once the list is drawn and the closed screen removed: its garbage is collected
+        # then, in one short pass, rather than in a long one in the middle of a later open
+        self.set_timer(SETTLE_AFTER, self._settle_garbage)
+
+    def _settle_garbage(self, tries: int = 3) -> None:
+        if self.app.screen is self and not self.workbench.settle_garbage() and tries > 1:
+            self.set_timer(SETTLE_AFTER, lambda: self._settle_garbage(tries - 1))
 
     # -- querying ---------------------------------------------------------------
 
