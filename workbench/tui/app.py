@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.binding import Binding
@@ -263,7 +263,7 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def collect_and_freeze(app: App[object]) -> bool:
+def collect_and_freeze(app: App[Any]) -> bool:
     """``gc.collect()`` then ``gc.freeze()``, while only the modes' own screens are open.
 
     Frozen garbage is never freed, so nothing that may yet close is frozen: not while a
