@@ -120,6 +120,7 @@ the cursor never moves on its own.
         self.listed_change: int | None = None     # index.last_change() when the list was read
         self.changed_since = False                # the index moved on and the list was not reloaded
         self.checking = False                     # a look for changes is under way
+        self.facets_token: int | None = None      # the pool token of the latest count by reason
 
     # -- layout -----------------------------------------------------------------
 
@@ -189,14 +190,25 @@ the cursor never moves on its own.
 
     def start_listing(self, query: Query) -> None:
         if self.listing is not None:
-            # the superseded list, count and counts by reason stop now, not when they finish
+            # the superseded list and count stop now, not when they finish
             self.workbench.pool.interrupt(self.listing.generation)
-            self.workbench.pool.interrupt(-self.listing.generation)
         self.listing = Listing(query=query, generation=next(_generations))
         self.query_one("#count", Static).update("searching…")
         self.query_one(FacetPanel).show(None)
         self.run_query(self.listing.query, self.listing.generation)
-        self.run_facets(self.listing.query, self.listing.generation)
+        self.start_facets()
+
+    def start_facets(self) -> None:
+        """Count by reason and status for the current listing; a count under way stops."""
+        if self.facets_token is not None:
+            self.workbench.pool.interrupt(self.facets_token)
+        listing = self.listing
+        if listing is None:
+            return
+        # a token of its own per count (a triage recounts the same listing): the reader
+        # lent under it is the one interrupted, never the next count's
+        self.facets_token = -next(_generations)
+        self.run_facets(listing.query, listing.generation, self.facets_token)
 
     @work(thread=True, exclusive=True, group="query", exit_on_error=False,
           description="list the quarantine")
@@ -221,10 +233,10 @@ the cursor never moves on its own.
 
     @work(thread=True, exclusive=True, group="facets", exit_on_error=False,
           description="count by reason and status")
-    def run_facets(self, query: Query, generation: int) -> None:
+    def run_facets(self, query: Query, generation: int, token: int) -> None:
         worker = get_current_worker()
         try:
-            with self.workbench.pool.reader(-generation) as index:   # start_listing interrupts it
+            with self.workbench.pool.reader(token) as index:   # start_facets interrupts it
                 if worker.is_cancelled:
                     return
                 facets = index.facets(query)
@@ -507,5 +519,4 @@ the cursor never moves on its own.
         self.query_one(MessageList).reset()
         self._show_count()
         self.notify(event.summary, timeout=3)
-        if self.listing is not None:
-            self.run_facets(self.listing.query, self.listing.generation)
+        self.start_facets()
