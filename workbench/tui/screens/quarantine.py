@@ -17,11 +17,9 @@ from textual.worker import get_current_worker
 
 from workbench.quarantine.index import MessageRow
 from workbench.quarantine.query import SORT_COLUMNS, Query, QueryError, parse_query
-from workbench.quarantine.service import Quarantine
 from workbench.tui.commands import PaletteCommand
 from workbench.tui.pages import PAGE_SIZE, Listing, fetch_page
 from workbench.tui.screens.base import WorkbenchScreen
-from workbench.tui.screens.modals import StatusScreen, TagsScreen
 from workbench.tui.widgets.facets import FacetPanel, narrow
 from workbench.tui.widgets.key_footer import KeyFooter
 from workbench.tui.widgets.message_list import COLUMNS, MessageList
@@ -430,6 +428,8 @@ the cursor never moves on its own.
         return [row.sha256] if row else []
 
     def action_status(self) -> None:
+        from workbench.tui.screens.modals import StatusScreen
+
         targets = self._targets()
         if not targets:
             return
@@ -442,6 +442,8 @@ the cursor never moves on its own.
         self.app.push_screen(StatusScreen(len(targets), row.status if row else ""), chosen)
 
     def action_tags(self) -> None:
+        from workbench.tui.screens.modals import TagsScreen
+
         targets = self._targets()
         if not targets:
             return
@@ -488,6 +490,8 @@ the cursor never moves on its own.
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
           description="set the triage status")
     def set_status(self, shas: list[str], status: str, note: str) -> None:
+        from workbench.quarantine.service import Quarantine  # (not needed to list)
+
         with Quarantine(self.workbench.workspace.quarantine) as q:
             before = q.index.last_change()
             for sha in shas:
@@ -499,6 +503,8 @@ the cursor never moves on its own.
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
           description="tag messages")
     def set_tags(self, shas: list[str], add: list[str], remove: list[str]) -> None:
+        from workbench.quarantine.service import Quarantine
+
         with Quarantine(self.workbench.workspace.quarantine) as q:
             before = q.index.last_change()
             for sha in shas:
