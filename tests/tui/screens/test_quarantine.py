@@ -359,3 +359,25 @@ async def test_a_triage_recount_stops_the_count_under_way(ui_workspace: Workspac
         screen.start_facets()                        # what a triage does when it is written
         await settle(pilot)
         assert ended == ["interrupted"]
+
+
+async def test_the_counts_by_reason_wait_for_the_first_rows(ui_workspace: Workspace,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """At launch and on each keystroke the rows are read first, alone; then the counts."""
+    from workbench.quarantine.index import QuarantineIndex
+
+    real = QuarantineIndex.facets
+    rows_shown: list[bool] = []
+    app = make_app(ui_workspace, list_refresh=0)
+
+    def facets(self: QuarantineIndex, query: object = "") -> dict[str, dict[str, int]]:
+        listing = app.screen.query_one(MessageList).listing
+        rows_shown.append(listing is not None and listing.row(0) is not None)
+        return real(self, query)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(QuarantineIndex, "facets", facets)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.screen.query_one("#filter", Input).value = "tower:t30"
+        await settle(pilot)
+    assert rows_shown == [True, True]

@@ -193,8 +193,12 @@ the cursor never moves on its own.
         self.listing = Listing(query=query, generation=next(_generations))
         self.query_one("#count", Static).update("searching…")
         self.query_one(FacetPanel).show(None)
+        if self.facets_token is not None:
+            self.workbench.pool.interrupt(self.facets_token)
+            self.facets_token = None
         self.run_query(self.listing.query, self.listing.generation)
-        self.start_facets()
+        # the counts by reason start once the first page is shown (_loaded): at launch and
+        # on every keystroke the rows come first, without a second scan competing for them
 
     def start_facets(self) -> None:
         """Count by reason and status for the current listing; a count under way stops."""
@@ -293,6 +297,8 @@ the cursor never moves on its own.
         listing.store(0, event.rows)
         self.query_one(MessageList).show(listing)
         self._show_count()
+        if self.facets_token is None:
+            self.start_facets()
 
     @on(Counted)
     def _counted(self, event: Counted) -> None:
