@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sqlite3
 from dataclasses import dataclass
@@ -163,11 +164,11 @@ the cursor never moves on its own.
             self.action_refresh()
         # once the list is drawn and the closed screen removed: its garbage is collected
         # then, in one short pass, rather than in a long one in the middle of a later open
-        self.set_timer(SETTLE_AFTER, self._settle_garbage)
+        asyncio.get_running_loop().call_later(SETTLE_AFTER, self._settle_garbage)
 
-    def _settle_garbage(self, tries: int = 3) -> None:
-        if self.app.screen is self and not self.workbench.settle_garbage() and tries > 1:
-            self.set_timer(SETTLE_AFTER, lambda: self._settle_garbage(tries - 1))
+    def _settle_garbage(self) -> None:
+        if self.app.screen is self:
+            self.workbench.settle_garbage()
 
     # -- querying ---------------------------------------------------------------
 
