@@ -9,6 +9,11 @@ UI opens and ``dissect --all`` takes apart. Each part runs on its own:
     python bench/scale.py                 # everything (soak: 100 opens)
     python bench/scale.py --soak 500      # the full soak
     python bench/scale.py --only launch,list,dissect,open
+    python bench/scale.py --only launch,open --baseline /tmp/main-src   # A/B, alternating
+
+``--baseline DIR`` names the source tree of an earlier version (e.g. ``git archive main |
+tar -x -C DIR``): launch rounds and soaks then alternate between it and this tree in the
+same run, each soak in a process of its own, and the report gives both.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# WORKBENCH_TREE: the source tree whose workbench a child process measures (--baseline)
+sys.path.insert(0, os.environ.get("WORKBENCH_TREE") or str(Path(__file__).resolve().parent.parent))
 
 from bench.tui import build_index
 from workbench.quarantine.ingest import ingest_bytes
@@ -39,6 +46,7 @@ from workbench.samples.archives import build_zip
 from workbench.samples.mail import Attachment, Mail
 from workbench.workspace import Workspace
 
+ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = 100_000
 REAL = 400                    # real stored messages among them (the ones opened and dissected)
 # the previous release's figures (issue 21, measured in tmux at 160x50 on 101,734 messages)
@@ -100,14 +108,25 @@ def workbench_cmd() -> list[str]:
 
 # -- launch to first rows, in a pseudo-terminal ---------------------------------------------
 
-def launch(workspace: Workspace, rounds: int) -> dict[str, object]:
-    """Process start to the newest message's subject on the terminal, read from a pty."""
+LAUNCH = "import sys; sys.path.insert(0, sys.argv.pop(1)); from workbench.cli import main; sys.exit(main())"
+
+
+def launch(workspace: Workspace, rounds: int, tree: Path | None = None) -> dict[str, object]:
+    """Process start to the newest message's subject on the terminal, read from a pty.
+
+    ``tree``: start the workbench of that source tree (``python -c`` with it first on the
+    path, as the ``workbench`` script starts this one) instead of the installed script.
+    """
     newest = f"Scale message {REAL - 1}"
     times = []
+    cpu: list[float] = []
     for _ in range(rounds):
         pid, fd = pty.fork()
         if pid == 0:
             os.environ.update(COLUMNS="160", LINES="50", TERM="xterm-256color")
+            if tree is not None:
+                os.execv(sys.executable, [sys.executable, "-c", LAUNCH, str(tree),
+                                          "--home", str(workspace.home), "ui"])
             os.execv(workbench_cmd()[0], [*workbench_cmd(), "--home", str(workspace.home), "ui"])
         import fcntl
         import struct
@@ -128,11 +147,13 @@ def launch(workspace: Workspace, rounds: int) -> dict[str, object]:
                     break
         times.append(found)
         os.kill(pid, 9)
-        os.waitpid(pid, 0)
+        _, _, usage = os.wait4(pid, 0)
+        cpu.append(usage.ru_utime + usage.ru_stime)      # to the rows (and a few ms after)
         os.close(fd)
     ok = [t for t in times if t is not None]
     return {"launch_ms": [round(t * 1000) for t in ok], "launch_median_ms":
-            round(statistics.median(ok) * 1000) if ok else None, "target_ms": 300}
+            round(statistics.median(ok) * 1000) if ok else None, "target_ms": 300,
+            "cpu_ms": [round(c * 1000) for c in cpu]}
 
 
 # -- the list on the command line ------------------------------------------------------------
@@ -269,9 +290,12 @@ async def soak(workspace: Workspace, opens: int) -> dict[str, object]:
             await asyncio.sleep(0.01)
             stalls.append(time.perf_counter() - before - 0.01)
 
-    app = make_app(workspace, query="subject:\"Scale message\"", list_refresh=0)
+    # freeze_startup as the command line starts the app
+    app = make_app(workspace, query="subject:\"Scale message\"", list_refresh=0, freeze_startup=True)
     open_ms: list[float] = []
     back_ms: list[float] = []
+    open_cpu: list[float] = []      # the event loop thread's CPU time: what the load does not inflate
+    back_cpu: list[float] = []
     rss: list[float] = []
     async with app.run_test(size=(160, 50)) as pilot:
         while not isinstance(app.screen, QuarantineScreen) or app.screen.listing is None \
@@ -280,33 +304,44 @@ async def soak(workspace: Workspace, opens: int) -> dict[str, object]:
         freeze_startup_objects()                 # as `workbench ui` does once started
         gc.callbacks.append(on_gc)
         watcher = asyncio.create_task(watch_loop())
+        cpu_start = time.process_time()
         for n in range(opens):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             await pilot.press("enter")
-            screen = app.screen
-            while not isinstance(screen, MessageScreen) or screen.dissection is None:
+            while not isinstance(app.screen, MessageScreen) or app.screen.dissection is None:
                 await pilot.pause(0.001)
-                screen = app.screen
             open_ms.append((time.perf_counter() - start) * 1000)
-            start = time.perf_counter()
+            open_cpu.append((time.thread_time() - cpu) * 1000)
+            start, cpu = time.perf_counter(), time.thread_time()
             await pilot.press("escape")
             while not isinstance(app.screen, QuarantineScreen):
                 await pilot.pause(0.001)
             await pilot.pause()
             back_ms.append((time.perf_counter() - start) * 1000)
+            back_cpu.append((time.thread_time() - cpu) * 1000)
             await pilot.press("down" if (n // REAL) % 2 == 0 else "up")
             if n % 50 == 49:
                 rss.append(round(rss_mb(), 1))
         watcher.cancel()
         gc.callbacks.remove(on_gc)
+        cpu_total = time.process_time() - cpu_start
         del Static
     warm = open_ms[10:] or open_ms
     back = back_ms[10:] or back_ms
     after_50 = stalls[len(stalls) // 10:]
+
+    def median_p95(values: list[float]) -> tuple[int, int]:
+        values = values[10:] or values
+        return round(statistics.median(values)), round(sorted(values)[int(len(values) * .95)])
+
     return {
         "opens": opens,
         "open_ms median/p95": (round(statistics.median(warm)), round(sorted(warm)[int(len(warm) * .95)])),
         "back_ms median/p95": (round(statistics.median(back)), round(sorted(back)[int(len(back) * .95)])),
+        "open main-thread cpu_ms median/p95": median_p95(open_cpu),
+        "back main-thread cpu_ms median/p95": median_p95(back_cpu),
+        "process cpu s": round(cpu_total, 1),
+        "gc pauses > 50 ms": sum(1 for p in pauses if p > 0.05),
         "rss_mb every 50 opens": rss,
         "rss growth after the first 50 (MB)": round(rss[-1] - rss[0], 1) if len(rss) > 1 else None,
         "worst gc pause ms": round(max(pauses) * 1000, 1) if pauses else 0,
@@ -323,7 +358,16 @@ def main() -> int:
     parser.add_argument("--dissect-rounds", type=int, default=2,
                         help="1-job and 2-job runs of dissect --all, alternating")
     parser.add_argument("--only", default="launch,list,dissect,open")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="source tree of an earlier version: launch and soak alternate with it")
+    parser.add_argument("--rounds", type=int, default=2, help="soaks per tree with --baseline")
+    parser.add_argument("--soak-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.soak_only:          # a child of --baseline: one soak, its JSON on the last line
+        print(json.dumps(asyncio.run(soak(build(cache_root()), args.soak))))
+        return 0
+    if args.baseline is not None:
+        return compare(args)
     parts = set(args.only.split(","))
     workspace = build(cache_root())
     load = os.getloadavg()
@@ -340,6 +384,43 @@ def main() -> int:
         print(json.dumps({"dissect": report["dissect"]}), flush=True)
     if "open" in parts:
         report["open"] = asyncio.run(soak(workspace, args.soak))
+    report["load after"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    """This tree against ``args.baseline``, alternating in one run (the machine is shared)."""
+    workspace = build(cache_root())
+    parts = set(args.only.split(","))
+    trees = {"baseline": args.baseline.resolve(), "this": ROOT}
+    report: dict[str, object] = {"load before": [round(x, 2) for x in os.getloadavg()],
+                                 "baseline": str(trees["baseline"])}
+    if "launch" in parts:
+        launches: dict[str, list[int]] = {name: [] for name in trees}
+        cpus: dict[str, list[int]] = {name: [] for name in trees}
+        for _ in range(args.launch_rounds):
+            for name, tree in trees.items():
+                one = launch(workspace, 1, tree)
+                launches[name] += one["launch_ms"]  # type: ignore[operator]
+                cpus[name] += one["cpu_ms"]  # type: ignore[operator]
+        report["launch_ms"] = {name: {"runs": runs, "median": statistics.median(runs) if runs else None,
+                                      "cpu_ms median": statistics.median(cpus[name])}
+                               for name, runs in launches.items()}
+        print(json.dumps({"launch_ms": report["launch_ms"]}), flush=True)
+    if "open" in parts:
+        soaks: dict[str, list[object]] = {name: [] for name in trees}
+        for _ in range(args.rounds):
+            for name, tree in trees.items():
+                before = os.getloadavg()[0]
+                done = subprocess.run([sys.executable, __file__, "--soak-only", "--soak", str(args.soak)],
+                                      env={**os.environ, "WORKBENCH_TREE": str(tree)},
+                                      capture_output=True, text=True, check=True)
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                result["load 1-min before/after"] = (round(before, 2), round(os.getloadavg()[0], 2))
+                soaks[name].append(result)
+                print(json.dumps({name: result}), flush=True)
+        report["soak"] = soaks
     report["load after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=2))
     return 0

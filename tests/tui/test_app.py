@@ -63,3 +63,25 @@ async def test_start_up_objects_are_frozen_only_when_asked(ui_workspace: Workspa
             assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+async def test_closed_screens_are_collected_back_on_the_list(ui_workspace: Workspace) -> None:
+    """Not while a message is open over the list; back on it, the closed screen goes."""
+    from workbench.tui.screens.message import MessageScreen
+
+    app = make_app(ui_workspace, freeze_startup=True, list_refresh=0)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("enter")
+            await settle(pilot)
+            assert isinstance(app.screen, MessageScreen)
+            assert not app.settle_garbage()
+            await pilot.press("escape")
+            await settle(pilot)
+            await pilot.pause(0.1)
+            assert app.settle_garbage()
+            assert not [o for o in gc.get_objects() if isinstance(o, MessageScreen)]
+        assert not make_app(ui_workspace).settle_garbage()     # tests' apps never collect
+    finally:
+        gc.unfreeze()

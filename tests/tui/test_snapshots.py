@@ -90,7 +90,7 @@ def test_message(snap_compare: Snap, ui_workspace: Workspace) -> None:
 def test_message_auth_tab(snap_compare: Snap, ui_workspace: Workspace) -> None:
     async def ready(pilot: Pilot[object]) -> None:
         await settle(pilot)
-        await pilot.click("#message-tabs Tab#--content-tab-tab-auth")
+        await pilot.click("#message-tabs #tab-auth")
         await settle(pilot)
 
     app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Invoice 3"))

@@ -106,6 +106,27 @@ class WorkbenchApp(App[int]):
     def on_unmount(self) -> None:
         self.pool.close()
 
+    def settle_garbage(self) -> bool:
+        """Collect what closed screens left, while only the modes' own screens are open.
+
+        Called when the analyst is back on a screen that stays (the list, after a message),
+        once it is drawn. A closed message screen is some 10,000 objects in reference
+        cycles that only a full collection frees; left to the collector they piled up in
+        the oldest generation and were walked, with everything else, in a full pass in the
+        middle of a later open. Collected here, while nobody waits. (Freezing what survives
+        as well was tried: the transient objects alive at that moment, once garbage, are
+        never freed, and RSS grew 28 MB over 500 opens.) False: not now (a screen is open
+        over a mode's own, or the app is not the command line's).
+        """
+        if not self._freeze_startup:
+            return False
+        if any(len(stack) > 1 for stack in self._screen_stacks.values()):
+            return False
+        import gc
+
+        gc.collect()
+        return True
+
     # -- navigation (screens call these; they do not import each other) ------------
 
     def open_message(self, ident: str) -> None:

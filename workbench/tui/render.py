@@ -17,8 +17,6 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from workbench.dissect.formats.text import defang, html_to_text
-from workbench.dissect.render import report_facts
 from workbench.humanize import shown
 from workbench.humanize import size as human_size
 from workbench.terminal_text import visible
@@ -82,10 +80,15 @@ def safely(render: Callable[[], _R], what: str) -> _R | Text:
 
 def defang_text(text: str) -> str:
     """Every URL in ``text`` defanged, the way the dissector defangs the URLs it lists."""
+    # (imported here: the list, which draws with this module, waits for no parser)
+    from workbench.dissect.formats.text import defang
+
     return _URL_RE.sub(lambda m: defang(m.group(0)), text)
 
 
 def html_as_text(markup: str) -> str:
+    from workbench.dissect.formats.text import html_to_text
+
     text = html_to_text(markup)
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
@@ -367,6 +370,8 @@ def _looks_vba(name: str, value: str) -> bool:
 def facts_text(report: object) -> list[Text]:
     """The report's key facts (the ones ``workbench dissect`` prints beneath the artifact),
     first, so the CLI and the UI lead with the same lines; the fields follow in full."""
+    from workbench.dissect.render import report_facts
+
     facts = report_facts(report)
     if not facts:
         return []

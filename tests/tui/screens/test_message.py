@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from textual.widgets import Static, TabbedContent, Tree
+from textual.widgets import Static, Tab, Tree
 
 from tests.support.pilot import settle, sha_of, static_text
 from workbench.quarantine.service import Quarantine
@@ -30,7 +30,9 @@ def tree_labels(screen: MessageScreen) -> list[str]:
 
 
 def view_text(screen: MessageScreen, tab: str) -> str:
-    return static_text(screen.query_one(f"#{tab}-view", Static))
+    """What ``tab`` shows once chosen (the screen draws a tab when it is shown)."""
+    screen.show_tab(tab)
+    return static_text(screen.query_one("#tab-view", Static))
 
 
 async def test_open_from_the_list_shows_summary_tree_and_tabs(ui_workspace: Workspace) -> None:
@@ -51,7 +53,7 @@ async def test_open_from_the_list_shows_summary_tree_and_tabs(ui_workspace: Work
         assert "artifacts" in static_text(screen.query_one("#artifact-status", Static))
         # raw headers on demand
         await pilot.press("r")
-        assert screen.query_one(TabbedContent).active == "tab-headers"
+        assert screen.active_tab == "headers"
         assert screen.raw_headers
         # enter on an artifact opens it
         tree = screen.query_one("#artifacts", Tree)
@@ -70,8 +72,6 @@ async def test_open_from_the_list_shows_summary_tree_and_tabs(ui_workspace: Work
 async def test_sender_problems_flag_the_auth_tab(ui_workspace: Workspace) -> None:
     import datetime as dt
 
-    from textual.widgets import TabbedContent
-
     from workbench.quarantine.ingest import ingest_bytes
     from workbench.samples.mail import Mail
 
@@ -87,7 +87,7 @@ async def test_sender_problems_flag_the_auth_tab(ui_workspace: Workspace) -> Non
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         screen = app.screen
-        label = screen.query_one(TabbedContent).get_tab("tab-auth").label.plain
+        label = screen.query_one("#tab-auth", Tab).label.plain
         assert label == "Auth ⚠ 3"          # spf, dmarc and the Reply-To domain
         auth = view_text(screen, "auth")
         assert "differs from Reply-To domain elsewhere.example" in auth
@@ -251,3 +251,45 @@ async def test_closed_message_screens_are_collectable(ui_workspace: Workspace) -
         prune_watchers(app)
         keys = [o for o in gc.get_objects() if isinstance(o, FooterKey)]
         assert len(keys) < 40                         # the footer's keys now and just before
+
+
+async def test_a_tab_is_drawn_when_first_shown(ui_workspace: Workspace) -> None:
+    """Opening a message draws the tab shown and no other: one view, filled on demand."""
+    app = make_app(ui_workspace, open_message=sha_of(ui_workspace, "Invoice 3"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, MessageScreen) and screen.report is not None
+        assert screen.active_tab == "headers"
+        assert set(screen.drawn) == {"headers"}                 # body, URLs ... known, not drawn
+        assert {"body", "urls", "history"} <= set(screen.makers)
+        assert len(screen.query(".report-text")) == 1           # one view for every tab
+        await pilot.click("#message-tabs #tab-body")
+        await settle(pilot)
+        assert screen.active_tab == "body"
+        assert set(screen.drawn) == {"headers", "body"}
+        assert "Hello," in static_text(screen.query_one("#tab-view", Static))
+
+
+async def test_the_footer_is_not_rebuilt_for_the_same_keys(ui_workspace: Workspace) -> None:
+    """Back on the list, its footer keeps the key widgets it drew (Textual's footer made
+    new ones on every return and focus change)."""
+    from workbench.tui.widgets.key_footer import KeyFooter
+
+    app = make_app(ui_workspace, list_refresh=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        footer = app.screen.query_one(KeyFooter)
+        keys_before = list(footer.children)
+        composed = footer.recomposed
+        assert keys_before and composed >= 1
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, MessageScreen)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert footer.recomposed == composed
+        assert list(footer.children) == keys_before
+        await pilot.press("slash")                  # the filter's keys differ: drawn again
+        await settle(pilot)
+        assert footer.recomposed == composed + 1

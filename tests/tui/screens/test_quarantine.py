@@ -291,3 +291,93 @@ async def test_a_keystroke_interrupts_the_superseded_counts(ui_workspace: Worksp
         labels = [str(panel.get_option_at_index(i).prompt).strip() for i in range(panel.option_count)]
         assert "Reason" in labels and "Status" in labels
 
+
+
+def _endless_counts(monkeypatch: pytest.MonkeyPatch, blocked_text: str) -> tuple[list[str], object]:
+    """The first count by reason for ``blocked_text`` runs a statement that ends only when
+    SQLite is interrupted (a progress handler gives up after 60 s: a broken test cannot hang)."""
+    import sqlite3
+    import threading
+    import time
+
+    from workbench.quarantine.index import QuarantineIndex
+
+    real = QuarantineIndex.facets
+    ended: list[str] = []
+    started = threading.Event()
+
+    def facets(self: QuarantineIndex, query: object = "") -> dict[str, dict[str, int]]:
+        if getattr(query, "text", query) != blocked_text or started.is_set():
+            return real(self, query)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 60
+        self.db.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        started.set()
+        try:
+            self.db.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                            "SELECT count(*) FROM c").fetchone()
+        except sqlite3.OperationalError:
+            ended.append("gave up" if time.monotonic() > deadline else "interrupted")
+            raise
+        finally:
+            self.db.set_progress_handler(None, 0)
+        return real(self, query)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(QuarantineIndex, "facets", facets)
+    return ended, started
+
+
+async def test_a_superseded_count_is_interrupted(ui_workspace: Workspace,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keystroke that changes the filter stops the counts of the filter before it."""
+    ended, started = _endless_counts(monkeypatch, "reason:stuck")
+    app = make_app(ui_workspace, list_refresh=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, QuarantineScreen)
+        screen.query_one("#filter", Input).value = "reason:stuck"
+        await pilot.pause()
+        assert started.wait(30)                      # type: ignore[attr-defined]
+        screen.query_one("#filter", Input).value = "tower:t30"     # the next keystroke
+        await settle(pilot)
+        assert ended == ["interrupted"]
+        panel = screen.query_one(FacetPanel)
+        labels = [str(panel.get_option_at_index(i).prompt) for i in range(panel.option_count)]
+        assert any(label.startswith("  stuck") for label in labels)   # t30's counts, shown
+
+
+async def test_a_triage_recount_stops_the_count_under_way(ui_workspace: Workspace,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triage recounts the same listing: the count it supersedes stops too."""
+    ended, started = _endless_counts(monkeypatch, "")
+    app = make_app(ui_workspace, list_refresh=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert started.wait(30)                      # type: ignore[attr-defined]
+        screen = app.screen
+        assert isinstance(screen, QuarantineScreen)
+        screen.start_facets()                        # what a triage does when it is written
+        await settle(pilot)
+        assert ended == ["interrupted"]
+
+
+async def test_the_counts_by_reason_wait_for_the_first_rows(ui_workspace: Workspace,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """At launch and on each keystroke the rows are read first, alone; then the counts."""
+    from workbench.quarantine.index import QuarantineIndex
+
+    real = QuarantineIndex.facets
+    rows_shown: list[bool] = []
+    app = make_app(ui_workspace, list_refresh=0)
+
+    def facets(self: QuarantineIndex, query: object = "") -> dict[str, dict[str, int]]:
+        listing = app.screen.query_one(MessageList).listing
+        rows_shown.append(listing is not None and listing.row(0) is not None)
+        return real(self, query)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(QuarantineIndex, "facets", facets)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.screen.query_one("#filter", Input).value = "tower:t30"
+        await settle(pilot)
+    assert rows_shown == [True, True]

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar, cast
 
 from textual import events, on
 from textual.dom import DOMNode
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState, active_worker
 
 if TYPE_CHECKING:
     from workbench.tui.app import WorkbenchApp
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class WorkbenchScreen(Screen[None]):
@@ -30,6 +35,12 @@ class WorkbenchScreen(Screen[None]):
         for node in self.walk_children(with_self=True):
             prune_watchers(node)
         forget_closed_styles()
+
+    @on(events.Unmount)
+    def _forget_own_watchers(self) -> None:
+        """Closed: the app's watchers let go of this screen's widgets once they are gone."""
+        app = self.app
+        app.call_later(prune_watchers, app)
 
     def on_key(self, event: events.Key) -> None:
         """A letter no key binding and no widget took goes somewhere visible, never nowhere.
@@ -55,6 +66,23 @@ class WorkbenchScreen(Screen[None]):
     def _worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
             self.workbench.report_worker_error(event.worker)
+
+
+def leaves_no_trace(work: Callable[P, R]) -> Callable[P, R]:
+    """For a thread worker of a screen that closes: the pool thread forgets the worker after.
+
+    Textual's thread workers set ``active_worker`` in the executor thread's own context
+    and leave it there, so each pool thread kept its last worker, and through it the
+    worker's screen, until it ran another: a closed message screen stayed reachable,
+    could not be collected, and kept the app from freezing what is long-lived.
+    """
+    @functools.wraps(work)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return work(*args, **kwargs)
+        finally:
+            active_worker.set(None)  # type: ignore[arg-type]   # (nothing runs after this)
+    return run
 
 
 def prune_watchers(node: DOMNode) -> None:

@@ -10,9 +10,9 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane, Tree
+from textual.widgets import Header, Static, Tab, Tabs, Tree
 from textual.widgets.tree import TreeNode
 
 from workbench.humanize import shown
@@ -35,18 +35,21 @@ from workbench.tui.render import (
     urls_table,
 )
 from workbench.tui.safety import visible
-from workbench.tui.screens.base import WorkbenchScreen
+from workbench.tui.screens.base import WorkbenchScreen, leaves_no_trace
 from workbench.tui.screens.modals import StatusScreen, TagsScreen
+from workbench.tui.widgets.key_footer import KeyFooter
 from workbench.tui.widgets.message_list import received_text
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from workbench.dissect.formats.message import MessageReport
     from workbench.dissect.model import Artifact, Dissection
     from workbench.tui.render import HeaderLike
 
-TABS = ("headers", "received", "auth", "body", "urls", "parts", "history")
+TABS = {"headers": "Headers", "received": "Received", "auth": "Auth", "body": "Body",
+        "urls": "URLs", "parts": "Parts", "history": "History"}
+WAITING = Text("waiting for the dissection…", style="dim")
 
 
 def summary_text(row: MessageRow, sightings: list[Sighting]) -> Text:
@@ -155,34 +158,70 @@ hex view, where you mark strings and bytes for a draft rule.
         self.raw_headers = False
         self.html_source = False
         self.quick_headers: list[QuickHeader] = []
+        # each tab's content: how to draw it, and what was drawn once it was shown
+        self.makers: dict[str, tuple[Callable[[], RenderableType], str]] = {}
+        self.drawn: dict[str, RenderableType] = {}
+        self.in_view: tuple[str, int] | None = None
 
     def compose(self) -> ComposeResult:
+        # Flat on purpose (a grid on the screen, see app.tcss): every container is a layer
+        # the compositor draws over its whole area on each paint, and the seven tab panes
+        # of a TabbedContent were built, styled and laid out on every open. One view shows
+        # the chosen tab, drawn when it is shown (_draw_tab).
         yield Header()
         yield Static(Text("loading…", style="dim"), id="message-summary")
-        with Horizontal(id="message-body"):
-            with Vertical(id="artifact-pane"):
-                yield Static("dissecting…", id="artifact-status")
-                tree: Tree[Artifact] = Tree("message", id="artifacts")
-                tree.show_root = False
-                tree.auto_expand = False
-                yield tree
-            with TabbedContent(id="message-tabs"):
-                for tab, title in zip(TABS, ("Headers", "Received", "Auth", "Body", "URLs",
-                                             "Parts", "History"), strict=True):
-                    with TabPane(title, id=f"tab-{tab}"), VerticalScroll():
-                        yield Static(Text("waiting for the dissection…", style="dim"),
-                                     id=f"{tab}-view", classes="report-text")
-        yield Footer()
+        yield Static("dissecting…", id="artifact-status")
+        yield Tabs(*(Tab(title, id=f"tab-{tab}") for tab, title in TABS.items()), id="message-tabs")
+        tree: Tree[Artifact] = Tree("message", id="artifacts")
+        tree.show_root = False
+        tree.auto_expand = False
+        yield tree
+        with VerticalScroll(id="tab-pane"):
+            yield Static(WAITING, id="tab-view", classes="report-text")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.sub_title = "message"
         self.load_summary(self.ident)
         self.query_one("#artifacts", Tree).focus()
 
+    @property
+    def active_tab(self) -> str:
+        """The tab shown: one of ``TABS``."""
+        active = self.query_one("#message-tabs", Tabs).active
+        return active.removeprefix("tab-") if active else next(iter(TABS))
+
+    def show_tab(self, tab: str) -> None:
+        """Show ``tab`` (drawn now, from what is known by now)."""
+        self.query_one("#message-tabs", Tabs).active = f"tab-{tab}"
+        self._draw_tab(tab)
+
+    @on(Tabs.TabActivated, "#message-tabs")
+    def _tab_activated(self, event: Tabs.TabActivated) -> None:
+        event.stop()
+        if event.tab.id:
+            self._draw_tab(event.tab.id.removeprefix("tab-"))
+            self.query_one("#tab-pane", VerticalScroll).scroll_home(animate=False)
+
+    def _draw_tab(self, tab: str) -> None:
+        """Put ``tab``'s content in the view; drawn (and kept) the first time it is shown."""
+        if tab not in self.drawn:
+            make = self.makers.get(tab)
+            if make is None:
+                content: RenderableType = WAITING
+            else:
+                content = self.drawn[tab] = safely(make[0], make[1])
+        else:
+            content = self.drawn[tab]
+        if self.in_view != (tab, id(content)):
+            self.in_view = (tab, id(content))
+            self.query_one("#tab-view", Static).update(content)
+
     # -- workers --------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="summary", exit_on_error=False,
           description="read the message from the index")
+    @leaves_no_trace
     def load_summary(self, ident: str) -> None:
         with self.workbench.pool.reader() as index:
             try:
@@ -199,6 +238,7 @@ hex view, where you mark strings and bytes for a draft rule.
 
     @work(thread=True, exclusive=True, group="dissect", exit_on_error=False,
           description="dissect the message")
+    @leaves_no_trace
     def run_dissect(self, sha256: str, use_cache: bool = True) -> None:
         from workbench.dissect.walker import dissect_message
 
@@ -224,7 +264,8 @@ hex view, where you mark strings and bytes for a draft rule.
         self.sha256 = event.row.sha256
         self.sub_title = visible(event.row.subject) or event.row.sha256[:12]
         self.query_one("#message-summary", Static).update(summary_text(event.row, event.sightings))
-        self._show("history", history_text(event.sightings, event.audit))
+        sightings, audit = event.sightings, event.audit
+        self._show("history", lambda: history_text(sightings, audit), "history")
         if event.headers is not None:
             self.quick_headers = event.headers
             self._show_headers()
@@ -269,36 +310,44 @@ hex view, where you mark strings and bytes for a draft rule.
             status.append(f" · {problems} problem(s)", style="bold yellow")
         self.query_one("#artifact-status", Static).update(status)
 
-    def _show(self, tab: str, content: RenderableType) -> None:
-        self.query_one(f"#{tab}-view", Static).update(content)
+    def _show(self, tab: str, make: Callable[[], RenderableType], what: str) -> None:
+        """What ``tab`` shows, drawn by ``make`` now if it is the tab shown, else when it is."""
+        self.makers[tab] = (make, what)
+        self.drawn.pop(tab, None)
+        if self.is_mounted and self.active_tab == tab:
+            self._draw_tab(tab)
 
     def _show_headers(self) -> None:
         """The dissector's headers once reported; until then the ones read from the store."""
         headers: Sequence[HeaderLike] = self.report.headers if self.report is not None else self.quick_headers
         if self.report is None and not self.quick_headers:
             return
-        self._show("headers", safely(lambda: headers_text(headers, raw=self.raw_headers), "headers"))
+        raw = self.raw_headers
+        self._show("headers", lambda: headers_text(headers, raw=raw), "headers")
 
     def _flag_auth(self, report: MessageReport) -> None:
         """The Auth tab's title warns when the sender does not add up, so it is not missed."""
         failed = [a for a in report.auth if a.result in ("fail", "softfail", "permerror")]
         problems = len(report.mismatches) + len(failed)
-        tab = self.query_one(TabbedContent).get_tab("tab-auth")
-        tab.label = Text.assemble("Auth ", (f"⚠ {problems}", "bold red")) if problems else "Auth"
+        label = Text.assemble("Auth ", (f"⚠ {problems}", "bold red")) if problems else Text("Auth")
+        tab = self.query_one("#tab-auth", Tab)
+        if tab.label.plain != label.plain:          # (a relabel lays the tab bar out again)
+            tab.label = label
 
     def _show_report(self) -> None:
         report = self.report
         self._show_headers()
         if report is None:
             return
-        self._show("received", safely(lambda: hops_table(report) if report.received
-                                      else Text("no Received headers", style="dim"), "hops"))
-        self._show("auth", safely(lambda: auth_text(report), "authentication results"))
+        html_source = self.html_source
+        self._show("received", lambda: hops_table(report) if report.received
+                   else Text("no Received headers", style="dim"), "hops")
+        self._show("auth", lambda: auth_text(report), "authentication results")
         self._flag_auth(report)
-        self._show("body", safely(lambda: body_text(report, html_source=self.html_source), "body"))
-        self._show("urls", safely(lambda: urls_table(report) if report.urls or report.emails
-                                  else Text("no URLs found", style="dim"), "URLs"))
-        self._show("parts", safely(lambda: parts_table(report), "MIME parts"))
+        self._show("body", lambda: body_text(report, html_source=html_source), "body")
+        self._show("urls", lambda: urls_table(report) if report.urls or report.emails
+                   else Text("no URLs found", style="dim"), "URLs")
+        self._show("parts", lambda: parts_table(report), "MIME parts")
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -308,12 +357,12 @@ hex view, where you mark strings and bytes for a draft rule.
     def action_toggle_raw(self) -> None:
         self.raw_headers = not self.raw_headers
         self._show_report()
-        self.query_one(TabbedContent).active = "tab-headers"
+        self.show_tab("headers")
 
     def action_toggle_html(self) -> None:
         self.html_source = not self.html_source
         self._show_report()
-        self.query_one(TabbedContent).active = "tab-body"
+        self.show_tab("body")
 
     def action_redissect(self) -> None:
         if self.sha256:
@@ -362,6 +411,7 @@ hex view, where you mark strings and bytes for a draft rule.
 
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
           description="triage the message")
+    @leaves_no_trace
     def triage(self, sha: str, *, status: tuple[str, str] | None = None,
                tags: tuple[list[str], list[str]] | None = None) -> None:
         with Quarantine(self.workbench.workspace.quarantine) as q:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sqlite3
 from dataclasses import dataclass
@@ -12,21 +13,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 from textual.worker import get_current_worker
 
 from workbench.quarantine.index import MessageRow
 from workbench.quarantine.query import SORT_COLUMNS, Query, QueryError, parse_query
-from workbench.quarantine.service import Quarantine
 from workbench.tui.commands import PaletteCommand
 from workbench.tui.pages import PAGE_SIZE, Listing, fetch_page
 from workbench.tui.screens.base import WorkbenchScreen
-from workbench.tui.screens.modals import StatusScreen, TagsScreen
 from workbench.tui.widgets.facets import FacetPanel, narrow
+from workbench.tui.widgets.key_footer import KeyFooter
 from workbench.tui.widgets.message_list import COLUMNS, MessageList
 from workbench.tui.widgets.virtual_table import VirtualTable
 
 SORT_ORDER = [c.key for c in COLUMNS]
+SETTLE_AFTER = 0.3          # seconds back on the list before closed screens are collected
 _generations = itertools.count(1)
 
 
@@ -118,6 +119,7 @@ the cursor never moves on its own.
         self.listed_change: int | None = None     # index.last_change() when the list was read
         self.changed_since = False                # the index moved on and the list was not reloaded
         self.checking = False                     # a look for changes is under way
+        self.facets_token: int | None = None      # the pool token of the latest count by reason
 
     # -- layout -----------------------------------------------------------------
 
@@ -135,7 +137,7 @@ the cursor never moves on its own.
                 yield MessageList(id="messages")
                 yield Static("", id="empty")
             yield FacetPanel(id="facets")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.sub_title = self.workbench.workspace.home.name
@@ -160,6 +162,13 @@ the cursor never moves on its own.
         if self.workbench.quarantine_stale and self.is_mounted and self.workbench.pool.exists:
             self.workbench.quarantine_stale = False
             self.action_refresh()
+        # once the list is drawn and the closed screen removed: its garbage is collected
+        # then, in one short pass, rather than in a long one in the middle of a later open
+        asyncio.get_running_loop().call_later(SETTLE_AFTER, self._settle_garbage)
+
+    def _settle_garbage(self) -> None:
+        if self.app.screen is self:
+            self.workbench.settle_garbage()
 
     # -- querying ---------------------------------------------------------------
 
@@ -180,14 +189,29 @@ the cursor never moves on its own.
 
     def start_listing(self, query: Query) -> None:
         if self.listing is not None:
-            # the superseded list, count and counts by reason stop now, not when they finish
+            # the superseded list and count stop now, not when they finish
             self.workbench.pool.interrupt(self.listing.generation)
-            self.workbench.pool.interrupt(-self.listing.generation)
         self.listing = Listing(query=query, generation=next(_generations))
         self.query_one("#count", Static).update("searching…")
         self.query_one(FacetPanel).show(None)
+        if self.facets_token is not None:
+            self.workbench.pool.interrupt(self.facets_token)
+            self.facets_token = None
         self.run_query(self.listing.query, self.listing.generation)
-        self.run_facets(self.listing.query, self.listing.generation)
+        # the counts by reason start once the first page is shown (_loaded): at launch and
+        # on every keystroke the rows come first, without a second scan competing for them
+
+    def start_facets(self) -> None:
+        """Count by reason and status for the current listing; a count under way stops."""
+        if self.facets_token is not None:
+            self.workbench.pool.interrupt(self.facets_token)
+        listing = self.listing
+        if listing is None:
+            return
+        # a token of its own per count (a triage recounts the same listing): the reader
+        # lent under it is the one interrupted, never the next count's
+        self.facets_token = -next(_generations)
+        self.run_facets(listing.query, listing.generation, self.facets_token)
 
     @work(thread=True, exclusive=True, group="query", exit_on_error=False,
           description="list the quarantine")
@@ -212,10 +236,10 @@ the cursor never moves on its own.
 
     @work(thread=True, exclusive=True, group="facets", exit_on_error=False,
           description="count by reason and status")
-    def run_facets(self, query: Query, generation: int) -> None:
+    def run_facets(self, query: Query, generation: int, token: int) -> None:
         worker = get_current_worker()
         try:
-            with self.workbench.pool.reader(-generation) as index:   # start_listing interrupts it
+            with self.workbench.pool.reader(token) as index:   # start_facets interrupts it
                 if worker.is_cancelled:
                     return
                 facets = index.facets(query)
@@ -274,6 +298,8 @@ the cursor never moves on its own.
         listing.store(0, event.rows)
         self.query_one(MessageList).show(listing)
         self._show_count()
+        if self.facets_token is None:
+            self.start_facets()
 
     @on(Counted)
     def _counted(self, event: Counted) -> None:
@@ -409,6 +435,8 @@ the cursor never moves on its own.
         return [row.sha256] if row else []
 
     def action_status(self) -> None:
+        from workbench.tui.screens.modals import StatusScreen
+
         targets = self._targets()
         if not targets:
             return
@@ -421,6 +449,8 @@ the cursor never moves on its own.
         self.app.push_screen(StatusScreen(len(targets), row.status if row else ""), chosen)
 
     def action_tags(self) -> None:
+        from workbench.tui.screens.modals import TagsScreen
+
         targets = self._targets()
         if not targets:
             return
@@ -467,6 +497,8 @@ the cursor never moves on its own.
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
           description="set the triage status")
     def set_status(self, shas: list[str], status: str, note: str) -> None:
+        from workbench.quarantine.service import Quarantine  # (not needed to list)
+
         with Quarantine(self.workbench.workspace.quarantine) as q:
             before = q.index.last_change()
             for sha in shas:
@@ -478,6 +510,8 @@ the cursor never moves on its own.
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
           description="tag messages")
     def set_tags(self, shas: list[str], add: list[str], remove: list[str]) -> None:
+        from workbench.quarantine.service import Quarantine
+
         with Quarantine(self.workbench.workspace.quarantine) as q:
             before = q.index.last_change()
             for sha in shas:
@@ -498,5 +532,4 @@ the cursor never moves on its own.
         self.query_one(MessageList).reset()
         self._show_count()
         self.notify(event.summary, timeout=3)
-        if self.listing is not None:
-            self.run_facets(self.listing.query, self.listing.generation)
+        self.start_facets()
