@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from procstat import tree_cpu_seconds
 
 from workbench.distribute.agent import TowerAgent
 from workbench.distribute.fleet import summarize
@@ -59,32 +60,7 @@ from workbench.release.bundle import ManifestRule, SourceEntry, bundle_name, pre
 from workbench.samples.mail import EICAR
 from workbench.workspace import Workspace
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
 # --- measuring processes ------------------------------------------------------------------------
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and all its descendants (nginx: master and workers)."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        total += times.get(current, 0.0)
-        todo.extend(child for child, parent in parents.items() if parent == current)
-    return total
 
 
 def free_port() -> int:

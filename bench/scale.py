@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # WORKBENCH_TREE: the source tree whose workbench a child process measures (--baseline)
 sys.path.insert(0, os.environ.get("WORKBENCH_TREE") or str(Path(__file__).resolve().parent.parent))
 
+from bench.procstat import in_tree, process_table
 from bench.tui import build_index
 from workbench.quarantine.ingest import ingest_bytes
 from workbench.quarantine.service import Quarantine
@@ -190,26 +191,11 @@ def cli_list(workspace: Workspace) -> dict[str, object]:
 def tree_cpu(process: subprocess.Popen[bytes]) -> float:
     """CPU seconds (user + system) of ``process`` and every descendant, polled from /proc
     until it exits: the last reading of each PID (a worker's last 50 ms can be missed)."""
-    tick = os.sysconf("SC_CLK_TCK")
     seen: dict[int, float] = {}
     while process.poll() is None:
-        parents: dict[int, int] = {}
-        times: dict[int, float] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry)] = int(fields[1])
-            times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+        parents, times = process_table()
         for pid, value in times.items():
-            up = pid
-            while up in parents and up != process.pid and up > 1:
-                up = parents[up]
-            if up == process.pid:
+            if in_tree(pid, process.pid, parents):
                 seen[pid] = value
         time.sleep(0.05)
     return sum(seen.values())

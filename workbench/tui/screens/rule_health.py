@@ -302,6 +302,14 @@ release (F5). **e** opens the rule in the editor, **f** shows only flagged rules
             self.notify("no rule chosen", severity="warning")
         return chosen
 
+    def _need_rule_file(self) -> RuleHealth | None:
+        """The chosen rule, if its file is in this workspace's signatures tree (said if not)."""
+        chosen = self._need_rule()
+        if chosen is not None and not chosen.file:
+            self.notify(f"{chosen.rule} is not in this workspace's signatures tree", severity="warning")
+            return None
+        return chosen
+
     def action_flagged(self) -> None:
         self.flagged_only = not self.flagged_only
         self._show()
@@ -325,11 +333,8 @@ release (F5). **e** opens the rule in the editor, **f** shows only flagged rules
     def action_propose(self) -> None:
         from workbench.tui.screens.modals import ChoiceScreen
 
-        chosen = self._need_rule()
+        chosen = self._need_rule_file()
         if chosen is None:
-            return
-        if not chosen.file:
-            self.notify(f"{chosen.rule} is not in this workspace's signatures tree", severity="warning")
             return
 
         def picked(status: str | None) -> None:
@@ -341,11 +346,8 @@ release (F5). **e** opens the rule in the editor, **f** shows only flagged rules
                                           current=chosen.proposal or "NOISY", hint=hint), picked)
 
     def action_edit(self) -> None:
-        chosen = self._need_rule()
+        chosen = self._need_rule_file()
         if chosen is None:
-            return
-        if not chosen.file:
-            self.notify(f"{chosen.rule} is not in this workspace's signatures tree", severity="warning")
             return
         self.workbench.open_rule_file(self.workbench.workspace.signatures / chosen.file)
 
