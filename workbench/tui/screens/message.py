@@ -119,10 +119,10 @@ hex view, where you mark strings and bytes for a draft rule.
         Binding("escape,q", "back", "Back"),
         Binding("enter", "open_artifact", "Open artifact", show=False),
         Binding("r", "toggle_raw", "Raw headers"),
-        Binding("h", "toggle_html", "HTML source", show=False),
+        Binding("h", "toggle_html", "HTML source"),
         Binding("s", "status", "Status"),
         Binding("t", "tags", "Tags"),
-        Binding("D", "redissect", "Re-dissect", show=False),
+        Binding("D", "redissect", "Re-dissect"),
     ]
 
     @dataclass(eq=False)
