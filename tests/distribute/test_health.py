@@ -46,6 +46,18 @@ def test_storms_and_mostly_dismissed_rules_are_proposed_with_evidence() -> None:
     assert report.rules[0].flag                              # flagged rules first
 
 
+def test_a_cost_measured_only_with_its_group_is_shown_as_an_upper_bound() -> None:
+    """validate clears a group under budget at once: its rules' cost is the group's, at most."""
+    validation = ValidationReport(root="x", mode="full", base="", rules=[
+        RuleResult("alone", "rules/a.yar", "RELEASED", ms_per_mib=0.42),
+        RuleResult("grouped", "rules/g.yar", "RELEASED", ms_per_mib=6.728, cost_at_most=True),
+        RuleResult("unmeasured", "rules/u.yar", "TESTING")])
+    report = build_health(validation=validation, telemetry=None, copies=Counter(),
+                          dismissed=Counter(), corpus=False)
+    shown = {h.rule: h.cost_text() for h in report.rules}
+    assert shown == {"alone": "0.42", "grouped": "≤6.728", "unmeasured": "-"}
+
+
 def test_cli_rules_health_from_the_local_fleet_store(workspace: Workspace, capsys) -> None:   # type: ignore[no-untyped-def]
     import time
 

@@ -234,6 +234,12 @@ def test_scan_time_budget(sig: SigRepo) -> None:
     assert "over its budget of 0" in slow[0].message
     costs = {r.name: r.ms_per_mib for r in report.rules}
     assert costs["TEST_EICAR_Slow_Regex"] > 0
+    # over budget in its group, so measured alone: its own cost, not an upper bound; the half
+    # of the rules split away from it clears as a group (a budget nothing reaches): each of
+    # those costs the group's, an upper bound (the rules split off beside it are measured alone)
+    assert not next(r for r in report.rules if r.name == "TEST_EICAR_Slow_Regex").cost_at_most
+    bounded = [r for r in report.rules if r.cost_at_most]
+    assert len(bounded) >= 2 and len({r.ms_per_mib for r in bounded}) < len(bounded)
     # a per-rule budget lifts it for that rule alone
     policy.write_text(text.replace("[release.budgets]\n", "[release.budgets]\nTEST_EICAR_Slow_Regex = 1000000000\n"))
     report = validate(sig.root)

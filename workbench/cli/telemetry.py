@@ -35,7 +35,7 @@ def cmd_health(args: argparse.Namespace, ctx: Context) -> int | Reply:
 
     def text(ctx: Context) -> None:
         rows = [[h.rule, h.status or "-", f"{h.lint_errors}/{h.lint_warnings}",
-                 "-" if h.ms_per_mib is None else f"{h.ms_per_mib:g}",
+                 h.cost_text(),
                  "-" if h.true_positives is None else f"{h.true_positives}/{h.false_positives}/{h.false_negatives}",
                  f"{h.hits_per_hour:g}", str(h.hits), ",".join(f"{t}:{n}" for t, n in h.towers.items()) or "-",
                  _when(h.last_hit), f"{h.dismissed}/{h.copies}", (h.proposal and f"{h.flag} -> {h.proposal}") or ""]

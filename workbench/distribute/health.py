@@ -35,6 +35,7 @@ class RuleHealth:
     lint_errors: int = 0
     lint_warnings: int = 0
     ms_per_mib: float | None = None         # measured scan cost (validate)
+    cost_at_most: bool = False              # ms_per_mib is its group's cost: an upper bound
     true_positives: int | None = None       # corpus samples matched (None: no corpus run)
     false_negatives: int | None = None      # corpus samples missed
     false_positives: int | None = None      # clean corpus files matched
@@ -47,6 +48,13 @@ class RuleHealth:
     flag: str = ""                          # "fp-storm", "mostly-dismissed" or ""
     proposal: str = ""                      # "NOISY", "DISABLED" or ""
     evidence: list[str] = field(default_factory=list)
+
+    def cost_text(self) -> str:
+        """The scan cost as shown: ``0.42``, ``≤6.73`` when only its group was measured (a group
+        under every member's budget clears them all at once), ``-`` when not measured."""
+        if self.ms_per_mib is None:
+            return "-"
+        return f"{'≤' if self.cost_at_most else ''}{self.ms_per_mib:g}"
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ def build_health(*, validation: ValidationReport | None, telemetry: FleetRules |
         for r in validation.rules:
             names[r.name] = RuleHealth(
                 rule=r.name, file=r.file, status=r.status, ms_per_mib=r.ms_per_mib,
+                cost_at_most=r.cost_at_most,
                 true_positives=len(r.matched) if corpus else None,
                 false_negatives=len(set(r.positives) - set(r.matched)) if corpus else None,
                 false_positives=len(r.clean_matches) if corpus else None)
@@ -162,6 +171,7 @@ def build_health(*, validation: ValidationReport | None, telemetry: FleetRules |
         out.append(RuleHealth(
             rule=name, file=base.file, status=base.status, lint_errors=counts.get("error", 0),
             lint_warnings=counts.get("warning", 0), ms_per_mib=base.ms_per_mib,
+            cost_at_most=base.cost_at_most,
             true_positives=base.true_positives, false_negatives=base.false_negatives,
             false_positives=base.false_positives, hits=t.hits if t else 0,
             hits_per_hour=t.hits_per_hour if t else 0.0, towers=dict(t.towers) if t else {},

@@ -75,6 +75,7 @@ class RuleResult:
     matched: list[str] = field(default_factory=list)         # of those, matched
     clean_matches: list[str] = field(default_factory=list)   # clean files matched (allowed ones too)
     ms_per_mib: float | None = None
+    cost_at_most: bool = False     # ms_per_mib is the cost of a group holding it (under budget): at most that
 
 
 @dataclass
@@ -562,6 +563,7 @@ class BudgetCheck(ValidationCheck):
         for name, cost in budget.costs.items():
             if name in results:
                 results[name].ms_per_mib = round(cost, 3)
+                results[name].cost_at_most = name in budget.bounded
         return findings
 
 
@@ -581,6 +583,7 @@ class BudgetRun:
         self.lock = threading.Lock()
         self.floors: dict[tuple[str, ...], Future[tuple[yara.Rules, float]]] = {}
         self.costs: dict[str, float] = {}      # per rule: measured alone, or its group's (at most)
+        self.bounded: set[str] = set()         # the rules whose cost is their group's
         self.findings: list[Finding] = []
         self.done = 0
 
@@ -672,6 +675,7 @@ class BudgetRun:
             if cost <= min(budgets):
                 with self.lock:
                     self.costs.update((r.name, cost) for r in group)
+                    self.bounded.update(r.name for r in group)
                     self.done += len(group)
                 return []
             return [group[:len(group) // 2], group[len(group) // 2:]]
@@ -688,6 +692,7 @@ class BudgetRun:
             cost = min(cost, max(0.0, elapsed - base) * 1000 / self.mib)
         with self.lock:
             self.costs[rule.name] = cost
+            self.bounded.discard(rule.name)
             self.done += 1
             if cost > budget:
                 self.findings.append(_finding(

@@ -43,7 +43,7 @@ def health_row(h: RuleHealth) -> tuple[str | Text, ...]:
     flag = (Text(f"{FLAG_WORDS.get(h.flag, h.flag)} → {h.proposal}", style="bold red") if h.flag
             else Text(""))
     return (visible(h.rule), f"{h.lint_errors}/{h.lint_warnings}",
-            "-" if h.ms_per_mib is None else f"{h.ms_per_mib:g}", corpus, f"{h.hits_per_hour:g}",
+            h.cost_text(), corpus, f"{h.hits_per_hour:g}",
             f"{h.hits:,}", str(len(h.towers)), _when(h.last_hit)[5:] if h.last_hit else "-",
             f"{h.dismissed}/{h.copies}", flag)
 
@@ -81,7 +81,8 @@ def rule_text(h: RuleHealth | None) -> Text:
     rows = [
         ("status", h.status or "-"),
         ("lint", f"{h.lint_errors} errors, {h.lint_warnings} warnings"),
-        ("cost", "-" if h.ms_per_mib is None else f"{h.ms_per_mib:g} ms/MiB"),
+        ("cost", "-" if h.ms_per_mib is None else f"{h.cost_text()} ms/MiB"
+                 + (" (its group's: every rule of it under budget)" if h.cost_at_most else "")),
         ("corpus", "not run" if h.true_positives is None else
          f"{h.true_positives} TP · {h.false_positives} FP · {h.false_negatives} FN"),
         ("live", f"{h.hits:,} hits, {h.hits_per_hour:g}/h"),
