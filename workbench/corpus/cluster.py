@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 
 import yara
 
-from workbench.corpus.cluster_address import CLUSTER_ENV  # noqa: F401 - where it was
 from workbench.corpus.scanner import (
     PROGRESS_INTERVAL,
     CheckedScanner,

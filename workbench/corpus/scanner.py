@@ -198,7 +198,9 @@ def scan_files(rules: ScanRules, targets: Sequence[ScanTarget], *, threads: int 
     address: the scan runs there instead, with the same outcome (corpus/cluster.py).
     """
     if cluster is None:
-        cluster = os.environ.get("WORKBENCH_CLUSTER", "")
+        from workbench.corpus.cluster_address import CLUSTER_ENV
+
+        cluster = os.environ.get(CLUSTER_ENV, "")
     if cluster and targets:
         from workbench.corpus.cluster import scan_on_cluster
 
