@@ -244,6 +244,42 @@ async def test_p_pressed_while_the_repository_is_read_publishes_the_new_release(
         assert "published serial 2" in log_text(screen)
 
 
+async def test_r_pressed_while_the_commit_runs_releases_once_it_is_done(
+        sig_workspace: Workspace, monkeypatch) -> None:
+    """A key pressed while the screen is busy waits for the work and the view after it. The
+    commit below is held until R has been pressed; R used to be dropped ("still busy")."""
+    import threading
+
+    import workbench.tui.screens.release as release_screen
+
+    make_release(sig_workspace, message="first")
+    gtube = sig_workspace.signatures / "rules" / "spam" / "gtube.yar"
+    set_meta(gtube, "SPAM_GTUBE_TestString", "description", "GTUBE, reworded")
+    pressed = threading.Event()
+    real_commit = release_screen.commit_changes
+
+    def held_commit(*args, **kwargs):
+        assert pressed.wait(30)
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(release_screen, "commit_changes", held_commit)
+    app = make_app(sig_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_releaser(pilot, app)
+        await pilot.press("c")
+        app.screen.query_one("#prompt", Input).value = "Reword GTUBE"
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.busy != "")
+        await pilot.press("R")
+        assert app.screen is screen and screen.after_read is not None      # waiting, not dropped
+        pressed.set()
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen), timeout=60)
+        assert "Cut a release" in static_text(app.screen.query_one(".dialog-title", Static))
+        assert git.Repo(sig_workspace.signatures).head.commit.message.strip() == "Reword GTUBE"
+        await pilot.press("enter")
+        await until(pilot, lambda: ReleaseStore(sig_workspace).latest().serial == 2, timeout=60)
+
+
 async def test_the_commit_dialog_warns_about_unsaved_editor_edits(sig_workspace: Workspace) -> None:
     gtube = sig_workspace.signatures / "rules" / "spam" / "gtube.yar"
     set_meta(gtube, "SPAM_GTUBE_TestString", "description", "GTUBE, reworded")

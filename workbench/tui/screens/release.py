@@ -176,16 +176,21 @@ rollback is a new release with older content.
         self.read_repository()
 
     def _ready(self, action: Callable[[], None]) -> bool:
-        """Whether ``action`` (a key's) can act on the view now. Busy: said, not silent. While
-        the repository is being read (after a release, say) the view is the old one, so the
-        action waits for the new view and then runs."""
-        if self.busy:
-            self.notify(f"still busy: {self.busy}", severity="warning", timeout=3)
-            return False
-        if self.view is None or self.reading:
+        """Whether ``action`` (a key's) can act on the view now. While a commit, release or
+        publish runs, and while the repository is read again after one, the view is the old
+        one: the action waits (said, when busy) and runs on the new view. A key pressed as
+        soon as git shows the commit used to be dropped with "still busy"."""
+        if self.busy or self.view is None or self.reading:
+            if self.busy:
+                self.notify(f"{self.busy}: the key acts when that is done", timeout=3)
             self.after_read = action
             return False
         return True
+
+    def _run_waiting(self) -> None:
+        action, self.after_read = self.after_read, None
+        if action is not None:
+            action()
 
     @on(Worker.StateChanged)
     def _read_failed(self, event: Worker.StateChanged) -> None:
@@ -218,9 +223,7 @@ rollback is a new release with older content.
             f"Changes {len(view.changes)}", (f" · {uncommitted} uncommitted", "yellow") if uncommitted else "")
         tabs.get_tab("tab-releases").label = f"Releases {len(view.releases)}"
         self._explain()
-        action, self.after_read = self.after_read, None
-        if action is not None:
-            action()
+        self._run_waiting()
 
     def _explain(self) -> None:
         """The right pane follows what is highlighted in the active tab."""
@@ -329,7 +332,11 @@ rollback is a new release with older content.
 
     @on(Idle)
     def _idle(self) -> None:
+        # a worker's Done (which reads the repository again) comes before its Idle, so a
+        # key that waited for the work waits on for the new view; otherwise it acts now
         self.busy = ""
+        if not self.reading:
+            self._run_waiting()
 
     @on(Step)
     def _step(self, event: Step) -> None:
@@ -403,9 +410,9 @@ rollback is a new release with older content.
                 self.post_message(self.Done(f"not committed: {errors} error(s) in the changed "
                                             "rules (Validation tab; enter opens the rule)", error=True))
                 return
+            self.post_message(self.Done(f"committed {outcome.commit[:12]}: {message.splitlines()[0]}"))
         finally:
             self.post_message(self.Idle())
-        self.post_message(self.Done(f"committed {outcome.commit[:12]}: {message.splitlines()[0]}"))
 
     def action_release(self) -> None:
         if not self._ready(self.action_release):
@@ -440,11 +447,12 @@ rollback is a new release with older content.
                 self.post_message(self.Validated(exc.validation, "release validation"))
             self.post_message(self.Done(f"release refused: {exc.reason}", error=True))
             return
+        else:
+            self.post_message(self.Done(
+                f"released {outcome.tag} ({outcome.rules_shipped} rules ship; "
+                f"{outcome.changelog.summary()}): p publishes it", tab="releases", serial=outcome.serial))
         finally:
             self.post_message(self.Idle())
-        self.post_message(self.Done(
-            f"released {outcome.tag} ({outcome.rules_shipped} rules ship; "
-            f"{outcome.changelog.summary()}): p publishes it", tab="releases", serial=outcome.serial))
 
     def action_revert(self) -> None:
         view = self.view
@@ -479,14 +487,16 @@ rollback is a new release with older content.
         except (ReleaseNotFound, SignatureRepositoryError, BundleError) as exc:
             self.post_message(self.Done(f"revert refused: {exc}", error=True))
             return
+        else:
+            if dry_run:
+                self.post_message(self.RevertPreviewed(outcome))
+            else:
+                self.post_message(self.Done(
+                    f"released {outcome.tag}, the content of {tag_name(serial)} again ({outcome.rules_shipped} "
+                    f"rules ship; {outcome.changelog.summary()}): p publishes it", tab="releases",
+                    serial=outcome.serial))
         finally:
             self.post_message(self.Idle())
-        if dry_run:
-            self.post_message(self.RevertPreviewed(outcome))
-            return
-        self.post_message(self.Done(
-            f"released {outcome.tag}, the content of {tag_name(serial)} again ({outcome.rules_shipped} rules "
-            f"ship; {outcome.changelog.summary()}): p publishes it", tab="releases", serial=outcome.serial))
 
     @on(RevertPreviewed)
     def _revert_previewed(self, event: RevertPreviewed) -> None:
@@ -592,11 +602,12 @@ rollback is a new release with older content.
         except UpdateRepositoryError as exc:
             self.post_message(self.Done(f"not published: {exc}", error=True))
             return
+        else:
+            t = result.target
+            self.post_message(self.Done(f"published serial {t.serial} ({t.rule_count} rules): the towers "
+                                        f"pick it up on their next poll (f6 watches them).{note}"))
         finally:
             self.post_message(self.Idle())
-        t = result.target
-        self.post_message(self.Done(f"published serial {t.serial} ({t.rule_count} rules): the towers "
-                                    f"pick it up on their next poll (f6 watches them).{note}"))
 
     @on(Done)
     def _done(self, event: Done) -> None:
