@@ -85,3 +85,28 @@ async def test_closed_screens_are_collected_back_on_the_list(ui_workspace: Works
         assert not make_app(ui_workspace).settle_garbage()     # tests' apps never collect
     finally:
         gc.unfreeze()
+
+
+async def test_the_session_log_keeps_every_notice_and_a_failure_s_traceback(ui_workspace: Workspace) -> None:
+    """Toasts go when they time out; <home>/state/tui.log keeps what the UI said, and for a
+    failed background task the traceback a bug report needs."""
+    from textual import work
+
+    app = make_app(ui_workspace, fleet_refresh=3600)
+    log = ui_workspace.state / "tui.log"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.notify("drafting MAL_Example from 2 marked item(s)…", timeout=1)
+
+        @work(thread=True, exit_on_error=False, description="draft a rule")
+        def failing(screen: QuarantineScreen) -> None:
+            raise RuntimeError("the drafter broke")
+
+        worker = failing(app.screen)
+        while not worker.is_finished:
+            await pilot.pause(0.05)
+        await settle(pilot)
+    text = log.read_text()
+    assert "information drafting MAL_Example from 2 marked item(s)…" in text
+    assert "error Could not draft a rule:" in text
+    assert "Traceback" in text and "RuntimeError: the drafter broke" in text

@@ -71,9 +71,15 @@ class Terminal:
         while not check():
             if time.monotonic() > deadline:
                 raise AssertionError(f"not reached in {timeout} s: {what or condition}\n"
-                                     f"--- screen ---\n{self.screen()}")
+                                     f"--- screen ---\n{self.screen()}\n--- the UI's notices ---\n"
+                                     f"{self.notices()}")
             time.sleep(0.2)
         return self.screen()
+
+    def notices(self) -> str:
+        """The end of the session log of what the UI said (toasts go when they time out)."""
+        log = self.workspace.state / "tui.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else "(none)"
 
     def press_until(self, key: str, text: str, *, timeout: float = 120.0, what: str = "") -> None:
         """Press ``key`` until the screen shows ``text`` (a busy screen ignores a key)."""
@@ -145,8 +151,9 @@ def mark_two_strings_and_draft(t: Terminal) -> None:
     t.wait("Draft a rule from 2 marked", what="the draft prompt")
     t.keys("C-u")
     t.type("MAL WbStealer")
+    t.wait("MAL WbStealer", what="the family typed into the prompt")
     t.keys("Enter")
-    t.wait("rule MAL_WbStealer_Exe", timeout=60, what="the drafted rule")
+    t.wait("rule MAL_WbStealer_Exe", timeout=120, what="the drafted rule")
     t.wait("✓ clean", timeout=60, what="lint clean")
 
 

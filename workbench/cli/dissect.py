@@ -182,8 +182,7 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int | Reply:
     # the clock, so that "seconds" is the dissection's and the start is reported on its own:
     # a shared server outlives the command, and its start is paid once, not per message.
     begun = time.perf_counter()
-    if todo and limits.isolate:
-        default_pool(limits.sandbox).isolation
+    isolation = default_pool(limits.sandbox).isolation if todo and limits.isolate else ""
     started = time.perf_counter()
     count = catalog_all(ctx.workspace, progress=progress, jobs=jobs, todo=todo, limits=limits)
     seconds = time.perf_counter() - started
@@ -191,7 +190,7 @@ def _dissect_all(args: argparse.Namespace, ctx: Context) -> int | Reply:
     if progress is not None and count and _is_terminal(ctx.err):
         ctx.err.write("\n")                  # end the line the progress kept rewriting
     if count:
-        _warn_unsandboxed(ctx, default_pool(limits.sandbox).isolation)
+        _warn_unsandboxed(ctx, isolation or default_pool(limits.sandbox).isolation)
 
     def text(ctx: Context) -> None:
         ctx.print(f"dissected {count} message(s) into the catalog with {jobs} job(s) in {seconds:.1f}s"

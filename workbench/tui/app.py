@@ -20,12 +20,16 @@ from workbench.tui.screens.quarantine import QuarantineScreen
 from workbench.workspace import Workspace
 
 if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
+
     from workbench.dissect.model import Artifact
     from workbench.tui.screens.editor import EditorScreen
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 FLEET_REFRESH = 2.0         # seconds between fleet board refreshes
 LIST_REFRESH = 3.0          # seconds between looks for new mail in the quarantine index
+NOTICE_LOG = "tui.log"      # in the workspace's state folder: every notice and failure the UI showed
+NOTICE_LOG_BYTES = 1 << 20
 
 
 class WorkbenchApp(App[int]):
@@ -221,10 +225,34 @@ class WorkbenchApp(App[int]):
 
     def report_worker_error(self, worker: Worker[object]) -> None:
         """Every worker failure ends here: shown to the analyst, logged, never a crash."""
+        import traceback
+
         error = worker.error
         what = worker.description or worker.name or "background task"
         self.log.error(f"{what} failed", error)
+        if error is not None:
+            self._note("traceback", "".join(traceback.format_exception(error)).rstrip())
         self.notify(error_text(error), title=f"Could not {what}", severity="error", timeout=10)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        # a notice goes when it times out: the session log keeps what the UI said
+        self._note(severity, f"{title}: {message}" if title else message)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def _note(self, kind: str, text: str) -> None:
+        """One line (a traceback: several) in ``<home>/state/tui.log``, the session's record
+        of every notice and failure; kept to about a megabyte (the older half in ``tui.log.1``)."""
+        from workbench.humanize import iso_seconds, utc_now
+
+        log = self.workspace.state / NOTICE_LOG
+        try:
+            if log.exists() and log.stat().st_size > NOTICE_LOG_BYTES:
+                log.replace(log.with_name(NOTICE_LOG + ".1"))
+            with open(log, "a", encoding="utf-8") as out:
+                out.write(f"{iso_seconds(utc_now())} {kind} {text}\n")
+        except OSError:
+            pass                   # a read-only or full workspace: the notice still shows
 
 
 def error_text(error: BaseException | None) -> str:
