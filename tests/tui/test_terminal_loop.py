@@ -228,8 +228,15 @@ def edit_the_released_rule_the_same_day(t: Terminal) -> None:
     last = max(i for i, line in enumerate(lines) if line.strip() == "}") - 1   # the condition's end
     t.keys(*["Down"] * last, "End")
     t.type(" and filesize > 16")
+    t.wait(lambda: any(line.rstrip().endswith(lines[last].strip() + " and filesize > 16")
+                       for line in t.screen().splitlines()), timeout=10,
+           what="the condition's last line extended in the editor")
     t.keys("C-s")
-    t.wait(lambda: parse_file(rule).rules[0].meta_value("version") == 2, what="saved as version 2")
+
+    def version() -> object:
+        rules = parse_file(rule).rules
+        return rules[0].meta_value("version") if rules else None
+    t.wait(lambda: version() == 2, what="saved as version 2")
     saved = parse_file(rule).rules[0]
     assert "filesize > 16" in saved.condition
     assert saved.meta_value("fingerprint") == saved.fingerprint != released.fingerprint
