@@ -43,7 +43,19 @@ class Side:
         self.env["PYTHONPATH"] = str(src)
 
     def run(self, *args: str, ok: tuple[int, ...] = (0, 1), home: Path | None = None) -> tuple[float, float]:
-        return timed([sys.executable, "-c", MAIN, "--home", str(home or self.home), *args], self.env, ok)
+        # -P: the current folder is not put first on sys.path (run from a checkout, it would
+        # shadow PYTHONPATH, and both sides would import that checkout's code)
+        return timed([sys.executable, "-P", "-c", MAIN, "--home", str(home or self.home), *args],
+                     self.env, ok)
+
+    def check_imports(self) -> None:
+        """Exit unless this side's processes import ``workbench`` from its own tree."""
+        done = subprocess.run([sys.executable, "-P", "-c", "import workbench; print(workbench.__file__)"],
+                              capture_output=True, text=True, env=self.env, check=True)
+        where = Path(done.stdout.strip()).resolve()
+        if not where.is_relative_to(self.src.resolve()):
+            sys.exit(f"{self.name}: workbench comes from {where}, not from {self.src}")
+        print(f"{self.name}: workbench from {where.parent}", flush=True)
 
 
 def timed(cmd: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, float]:
@@ -101,6 +113,7 @@ def main() -> int:
     floor_env = bytecode_env()
     floor = lambda: timed([sys.executable, "-c", "pass"], floor_env)  # noqa: E731
     for s in sides:
+        s.check_imports()
         s.run("--version", ok=(0,))
     print(f"{len(rule_files(rules))} rule files; {load()}", flush=True)
     test = ["test", str(rules), "--corpus", "clean", "--threads", "2"]

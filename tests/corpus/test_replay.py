@@ -83,6 +83,28 @@ def test_a_rule_edit_runs_the_command(lab: Lab) -> None:
     assert engine and "2 rules" not in out
 
 
+# what a re-test after an edit does not need: the quarantine's index and query modules (the
+# corpus database retries through them only when another writer holds it), the thread pool
+# (and logging) that builds the gram index, traceback (for an internal error), the compiler
+# message parser (for errors and warnings), numpy
+NOT_FOR_A_RETEST = ("workbench.quarantine.index", "workbench.quarantine.query",
+                    "concurrent.futures", "logging", "traceback",
+                    "workbench.rules.compiler_messages", "numpy")
+
+
+def test_a_re_test_after_an_edit_imports_only_what_it_uses(lab: Lab) -> None:
+    primed(lab)
+    edit_rules(lab, "filesize < 1MB", "filesize < 2MB")
+    age(lab.rules)
+    code = ("import json, sys; from workbench.cli import main; main(sys.argv[1:]); "
+            f"sys.stderr.write(json.dumps([m for m in {NOT_FOR_A_RETEST!r} if m in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code, "--home", str(lab.workspace.home), "test",
+                           str(lab.rules), "--corpus", "mal", "--corpus", "goodware"],
+                          capture_output=True, text=True)
+    assert "results from the cache" in done.stdout and " 0 results from" not in done.stdout, done.stdout
+    assert done.stderr.splitlines()[-1] == "[]", done.stderr
+
+
 def test_a_new_rule_file_runs_the_command(lab: Lab) -> None:
     first = primed(lab)
     assert not workbench_test(lab)[2]

@@ -130,8 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if code is not None:
             return code
-    import traceback
-
     from workbench.cli.context import CommandError, Context, Reply
     from workbench.errors import WorkbenchError
     from workbench.exitcodes import E_INTERNAL, E_NOT_FOUND, EXIT_CODES
@@ -170,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:
+        import traceback  # only then: a re-test's start-up is measured
+
         ctx.error("internal error; please report this with the traceback below")
         traceback.print_exc(file=sys.stderr)
         if as_json:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tomllib
 from collections.abc import Iterator
 
 from workbench.errors import Kind, WorkbenchError
@@ -39,6 +38,8 @@ def cluster_address(workspace: Workspace, explicit: str | None = None) -> str:
         settings = workspace.home / SETTINGS_NAME
         address = ""
         if settings.is_file():
+            import tomllib  # only when there is a file: a re-test's start-up is measured
+
             try:
                 address = str(tomllib.loads(settings.read_text("utf-8")).get("cluster", ""))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from workbench.quarantine.index import retry_busy
+T = TypeVar("T")
+
+
+def retry_busy(fn: Callable[[], T]) -> T:
+    """``fn()``; while another writer holds the database, the quarantine index's retry
+    (imported only then: with it come the quarantine's query modules, which cost a re-test
+    as much start-up as the corpus modules it needs)."""
+    try:
+        return fn()
+    except sqlite3.OperationalError as exc:
+        message = str(exc).lower()
+        if "locked" not in message and "busy" not in message:
+            raise
+    from workbench.quarantine.index import retry_busy as retry
+
+    return retry(fn)
 
 
 def open_database(path: Path, schema: str) -> sqlite3.Connection:

@@ -41,13 +41,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:     # numpy builds filters and writes blocks; queries read rows as Python ints
+    from concurrent.futures import Future  # the thread pool (and logging) only for building
+
     import numpy as np
 
 from workbench.corpus.atoms import (
@@ -417,6 +418,8 @@ class GramIndex:
         known = self.indexed()
         todo = list(dict((sha, p) for sha, p in files if sha not in known).items())
         report = BuildReport()
+        from concurrent.futures import ThreadPoolExecutor  # and logging: not for a query
+
         with self.writer() as writer, ThreadPoolExecutor(max(1, threads)) as pool:
             def one(item: tuple[str, Path | str]) -> tuple[str, FileFilter | None, str]:
                 if cancel is not None and cancel.is_set():
@@ -583,6 +586,8 @@ class IndexWriter:
         self.pending_bytes = 0
         self.added = 0
         self._known: set[str] | None = None
+        from concurrent.futures import ThreadPoolExecutor
+
         self._pool = ThreadPoolExecutor(threads) if threads > 0 else None
         self._running: deque[tuple[str, Future[FileFilter]]] = deque()
         self._limit = 4 * max(1, threads)

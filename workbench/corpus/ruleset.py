@@ -28,7 +28,6 @@ from workbench.corpus import runmemo
 from workbench.corpus.scanner import SCAN_ENGINE, ScanRules, compile_scanner
 from workbench.durable import atomic_write
 from workbench.errors import Kind, WorkbenchError
-from workbench.rules.compiler_messages import libyara_message, undefined_identifier
 from workbench.rules.parse import RULE_SUFFIXES, RuleFile, RuleSource, parse_file
 
 ExternalValue = bool | int | float | str
@@ -104,8 +103,8 @@ def summarize(source: RuleSource) -> RuleSummary:
 class _LazyRules:
     """A rule file's parsed rules, read from the parse cache when one rule's full source is needed."""
 
-    def __init__(self, parsed: RuleFile | None = None, *, stored: Path | None = None,
-                 source: Path | None = None, key: str = ""):
+    def __init__(self, parsed: RuleFile | None = None, *, stored: Path | str | None = None,
+                 source: str | None = None, key: str = ""):
         self._parsed = parsed
         self._stored = stored          # the pickled parse in the cache
         self._source = source          # the rule file, parsed again if the cache lost it ...
@@ -123,15 +122,15 @@ class _LazyRules:
         assert self._parsed is not None
         return self._parsed.rules
 
-    def _parse_again(self, source: Path) -> RuleFile:
+    def _parse_again(self, source: str) -> RuleFile:
         try:
             unchanged = _content_key(source, _read(source)) == self._key
         except OSError:
             unchanged = False
         if not unchanged:
-            raise RulesetError([RuleProblem(str(source), 0, "the file changed while it was being "
-                                                            "tested; test again")])
-        parsed = parse_file(source)
+            raise RulesetError([RuleProblem(source, 0, "the file changed while it was being "
+                                                       "tested; test again")])
+        parsed = parse_file(Path(source))
         _prepare(parsed)
         return parsed
 
@@ -328,6 +327,8 @@ class Ruleset:
 
     @staticmethod
     def _locate(message: str, starts: list[tuple[int, RuleEntry]]) -> RuleProblem:
+        from workbench.rules.compiler_messages import libyara_message  # only for errors, warnings
+
         said = libyara_message(message)
         if not said.line:
             return RuleProblem("", 0, said.text)
@@ -350,6 +351,8 @@ class Ruleset:
 
 def _explained(problem: RuleProblem) -> RuleProblem:
     """An undefined identifier is most often an external variable the policy does not declare."""
+    from workbench.rules.compiler_messages import undefined_identifier
+
     name = undefined_identifier(problem.message)
     if not name:
         return problem
@@ -410,7 +413,7 @@ def load_ruleset(paths: Iterable[Path | str], *, parse_cache: Path | None = None
     errors and duplicate rule names and FileNotFoundError for a missing path.
     """
     loader = _Loader(parse_cache)
-    for p in rule_files(paths):
+    for p in rule_file_names(paths):
         loader.take(p, ())
     loader.keep_stat_keys()
     entries, problems = loader.entries, loader.problems
@@ -467,31 +470,38 @@ def rule_file_names(paths: Iterable[Path | str]) -> list[str]:
 class _Loader:
     """Rule files in order, includes first (a class, not a recursive closure: a closure that
     calls itself is a reference cycle, and it kept every loaded rule alive until the
-    garbage collector's next full pass, which then cost a re-test a sixth of its time)."""
+    garbage collector's next full pass, which then cost a re-test a sixth of its time).
+
+    Paths are text until a file is kept: four ``Path`` objects made per file (the file,
+    its folder, the resolved file, its cache entry) cost a re-test more than reading it.
+    """
 
     def __init__(self, parse_cache: Path | None):
         self.parse_cache = parse_cache
         self.problems: list[RuleProblem] = []
         self.entries: list[RuleEntry] = []
         self.files: list[Path] = []
-        self.seen: set[Path] = set()
-        self._folders: dict[Path, str] = {}      # folder -> its real path
+        self.seen: set[str] = set()
+        self._folders: dict[str, str] = {}      # folder -> its real path
         self.started = time.time()
         self.stat_keys = _StatKeys(parse_cache, self.started)
 
     def keep_stat_keys(self) -> None:
         self.stat_keys.save()
 
-    def resolve(self, path: Path) -> Path:
-        """``path.resolve()``, each folder resolved once (a ruleset is many files in few folders)."""
+    def resolve(self, path: str) -> str:
+        """``str(Path(path).resolve())``, each folder resolved once (a ruleset is many files
+        in few folders). ``path`` is as ``Path`` prints it: no trailing or doubled separator."""
         if os.path.islink(path):
-            return path.resolve()
-        folder = self._folders.get(path.parent)
+            return str(Path(path).resolve())
+        parent, name = os.path.split(path)
+        parent = parent or "."
+        folder = self._folders.get(parent)
         if folder is None:
-            folder = self._folders[path.parent] = os.path.realpath(path.parent)
-        return Path(folder, path.name)
+            folder = self._folders[parent] = os.path.realpath(parent)
+        return os.path.join(folder, name)
 
-    def take(self, path: Path, chain: tuple[Path, ...]) -> None:
+    def take(self, path: str, chain: tuple[str, ...]) -> None:
         resolved = self.resolve(path)
         if resolved in self.seen:
             return
@@ -502,20 +512,20 @@ class _Loader:
             where = str(chain[-1]) if chain else str(path)
             self.problems.append(RuleProblem(where, 0, f"cannot read {path}: {exc.strerror or exc}"))
             return
-        self.files.append(resolved)
+        self.files.append(Path(resolved))
         encoding = _encoding(cached.errors)
         for err in cached.errors:
             if _NOT_UTF8 in err:
                 continue
             m = re.match(r"line (\d+): (.*)", err, re.S)
-            self.problems.append(RuleProblem(str(resolved), int(m.group(1)) if m else 0,
+            self.problems.append(RuleProblem(resolved, int(m.group(1)) if m else 0,
                                              m.group(2) if m else err))
         for inc in cached.includes:    # YARA resolves includes against the including file
-            target = Path(inc) if os.path.isabs(inc) else resolved.parent / inc
+            target = Path(inc) if os.path.isabs(inc) else Path(resolved).parent / inc
             if not target.exists():
-                self.problems.append(RuleProblem(str(resolved), 0, f"include {inc!r}: no such file"))
+                self.problems.append(RuleProblem(resolved, 0, f"include {inc!r}: no such file"))
                 continue
-            self.take(target, (*chain, resolved))
+            self.take(str(target), (*chain, resolved))
         entries = self.entries
         for j, summary in enumerate(cached.summaries):
             entries.append(RuleEntry(len(entries), None, encoding, summary=summary,
@@ -541,17 +551,17 @@ class _StatKeys:
             except (OSError, ValueError, EOFError, TypeError):
                 pass
 
-    def key(self, path: Path) -> tuple[tuple[int, ...] | None, str | None]:
+    def key(self, path: str) -> tuple[tuple[int, ...] | None, str | None]:
         """The file's stat key, and its content key when that stat was seen before."""
-        now = runmemo.stat_key(str(path))
+        now = runmemo.stat_key(path)
         if now is None or now[1] / 1e9 > self.started - runmemo.RACY_SECONDS:
             return None, None
-        seen = self.known.get(str(path))
+        seen = self.known.get(path)
         return now, (seen[1] if seen is not None and seen[0] == now else None)
 
-    def remember(self, path: Path, stat: tuple[int, ...] | None, content: str) -> None:
-        if stat is not None and self.path is not None and self.known.get(str(path)) != (stat, content):
-            self.known[str(path)] = (stat, content)
+    def remember(self, path: str, stat: tuple[int, ...] | None, content: str) -> None:
+        if stat is not None and self.path is not None and self.known.get(path) != (stat, content):
+            self.known[path] = (stat, content)
             self.changed = True
 
     def save(self) -> None:
@@ -563,7 +573,7 @@ class _StatKeys:
             self.changed = False
 
 
-def _parse_cached(path: Path, folder: Path | None, stat_keys: _StatKeys | None = None) -> _ParsedFile:
+def _parse_cached(path: str, folder: Path | None, stat_keys: _StatKeys | None = None) -> _ParsedFile:
     """``parse_file`` plus key parts, remembered by (file bytes, code) when a cache folder is given.
 
     The cache keeps two files per rule file content: ``<key>.parsed``, the summaries every
@@ -572,12 +582,12 @@ def _parse_cached(path: Path, folder: Path | None, stat_keys: _StatKeys | None =
     compiles or prefilters.
     """
     if folder is None:
-        return _prepare(parse_file(path))
+        return _prepare(parse_file(Path(path)))
     stat, known = stat_keys.key(path) if stat_keys is not None else (None, None)
     if known is not None:
         try:
             with open(f"{folder}/{known}.parsed", "rb") as fh:
-                cached = _ParsedFile.loads(fh.read(), _LazyRules(stored=Path(f"{folder}/{known}.rules"),
+                cached = _ParsedFile.loads(fh.read(), _LazyRules(stored=f"{folder}/{known}.rules",
                                                                   source=path, key=known))
             if cached is not None:
                 return cached
@@ -595,7 +605,7 @@ def _parse_cached(path: Path, folder: Path | None, stat_keys: _StatKeys | None =
             return cached
     except OSError:
         pass
-    parsed = parse_file(path)
+    parsed = parse_file(Path(path))
     prepared = _prepare(parsed)
     folder.mkdir(parents=True, exist_ok=True)
     _write_atomically(folder, stored, pickle.dumps(parsed, pickle.HIGHEST_PROTOCOL))
@@ -603,12 +613,12 @@ def _parse_cached(path: Path, folder: Path | None, stat_keys: _StatKeys | None =
     return prepared
 
 
-def _read(path: Path) -> bytes:
+def _read(path: str | Path) -> bytes:
     with open(path, "rb") as fh:          # not Path.read_bytes: a third of the time, 50 files a run
         return fh.read()
 
 
-def _content_key(path: Path, data: bytes) -> str:
+def _content_key(path: str | Path, data: bytes) -> str:
     return hashlib.sha256(_PARSER_ID + data + str(path).encode("utf-8", "surrogateescape")).hexdigest()
 
 

@@ -100,15 +100,16 @@ def lookup(db: Any, corpora: str, files: Sequence[str], inputs: list[str] | None
 def save(db: Any, corpora: str, files: Sequence[str], loaded: Sequence[Path], report: Any, *,
          started: float) -> None:
     """Remember ``report`` for these rule files as they were when the run ``started``."""
-    quick = stamp(files, started=started)
-    if quick is None:
+    digest = _stamped(files, started)       # the files' part once: both stamps start with it
+    if digest is None:
         return
+    quick = str(digest.hexdigest())
     listed = set(files)
     # the loader gives resolved paths: absolute ones are these files (a symlinked one is
     # stamped twice, which costs a stat, not a wrong answer)
     listed.update(os.path.abspath(f) for f in files)
     extra = [str(p) for p in loaded if str(p) not in listed]
-    full = stamp(files, extra, started=started)
+    full = _extended(digest.copy(), extra, started)
     if full is None:
         return
     blob = pickle.dumps(report, pickle.HIGHEST_PROTOCOL)
