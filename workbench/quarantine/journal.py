@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from workbench.document import to_data
-from workbench.durable import atomic_write, crash_point, file_lock
+from workbench.durable import atomic_write, crash_point
 from workbench.humanize import stamp
 
 TORN_NAME = "torn-fragments.txt"     # what a repair took out of a single-file journal, kept for the record
 ORDER_KEYS = ("host", "seq", "written_at")   # what an append adds to every event
 _HOST_FILE = re.compile(r"^(\d{4}-\d{2})\.([a-z0-9._-]+)\.jsonl$")
-_STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
 _TAIL = 8192                          # bytes read back at first when looking for a file's last line
 
 OrderKey = tuple[int, str, str, int, int]
@@ -76,15 +75,23 @@ class Journal:
         self.folder = Path(folder)
         self.host = host
         self.mode = mode
+        self._tails: dict[str, tuple[int, int, dict[str, Any] | None]] = {}   # name: (inode, size, last)
 
     @property
     def torn_fragments(self) -> Path:
         """Where this host's writers keep the torn tails they cut off."""
         return self.folder / fragments_name(self.host)
 
-    def _host_lock(self, host: str) -> contextlib.AbstractContextManager[None]:
-        """Held by every writer of ``host``'s files on that host (and by a repair of them)."""
-        return file_lock(self.folder / f"{host}.lock")
+    @contextlib.contextmanager
+    def _host_lock(self, host: str) -> Iterator[None]:
+        """Held by every writer of ``host``'s files on that host (and by a repair of them).
+        Opened for each hold: two opens exclude each other, in one process as in two."""
+        fd = os.open(os.path.join(self.folder, f"{host}.lock"), os.O_RDWR | os.O_CREAT, self.mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)           # which lets go of the lock
 
     def _open_locked(self, path: Path) -> int:
         """A single-file-layout journal opened under an exclusive lock (what writers of
@@ -109,16 +116,19 @@ class Journal:
         self.folder.mkdir(parents=True, exist_ok=True)
         with self._host_lock(self.host):
             seq, written_at = self._next_order()
-            lines = [json.dumps({**event, "host": self.host, "seq": seq + n,
-                                 "written_at": written_at}, ensure_ascii=False, sort_keys=True) + "\n"
-                     for n, event in enumerate(data)]
+            for n, event in enumerate(data):
+                event.update(host=self.host, seq=seq + n, written_at=written_at)
+            lines = [json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in data]
             # the month of written_at, which never goes back on one host: the host's last
             # file by name always holds its last line
-            path = self.folder / f"{written_at[:7]}.{self.host}.jsonl"
+            name = f"{written_at[:7]}.{self.host}.jsonl"
+            path = self.folder / name
             payload = "".join(lines).encode("utf-8")
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, self.mode)
             try:
                 self._write_whole(fd, path, payload, durable=durable)
+                info = os.fstat(fd)
+                self._tails[name] = (info.st_ino, info.st_size, data[-1])
             finally:
                 os.close(fd)
         return len(lines)
@@ -148,23 +158,44 @@ class Journal:
         """This host's next sequence number and the ``written_at`` of the lines about to be
         appended (call holding the host lock): after this host's last line and after the
         newest line of every other host's last file."""
-        latest: dict[str, Path] = {}
-        for path in self.files():
-            host = file_host(path)
-            if host:
-                latest[host] = max(latest.get(host, path), path)
-        seq, at = 0, stamp()
-        for host, path in latest.items():
-            last = _last_event(path)
+        latest: dict[str, str] = {}
+        for name in os.listdir(self.folder):
+            match = _HOST_FILE.match(name)
+            if match and name > latest.get(match.group(2), ""):
+                latest[match.group(2)] = name
+        seq, mine, theirs = 0, "", ""
+        for host, name in latest.items():
+            last = self._last_event(name)
             if last is None:
                 continue
-            theirs = str(last.get("written_at", ""))
+            at = str(last.get("written_at", ""))
             if host == self.host:
-                seq = _int(last.get("seq"))
-                at = max(at, theirs)             # the clock went back: stay on this host's order
+                seq, mine = _int(last.get("seq")), at
             else:
-                at = max(at, _just_after(theirs))
+                theirs = max(theirs, at)
+        at = max(stamp(), mine)              # the clock went back: stay on this host's order
+        if theirs >= at:
+            at = _just_after(theirs) or at
         return seq + 1, at
+
+    def _last_event(self, name: str) -> dict[str, Any] | None:
+        """The last whole event in the journal file ``name``. Opened every time (on NFS an
+        open is what shows another client's latest writes); read again only when its inode
+        or size changed since the last look."""
+        try:
+            fd = os.open(os.path.join(self.folder, name), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            info = os.fstat(fd)
+            seen = self._tails.get(name)
+            if seen is not None and seen[:2] == (info.st_ino, info.st_size):
+                return seen[2]
+            event = _last_event(fd, info.st_size)
+        finally:
+            os.close(fd)
+        self._tails[name] = (info.st_ino, info.st_size, event)
+        return event
 
     def _line_boundary(self, fd: int) -> int:
         """The file's size, after cutting a torn tail (a writer that died mid-line before
@@ -294,36 +325,31 @@ def _int(value: object) -> int:
 
 def _just_after(at: str) -> str:
     """The stamp one microsecond after ``at`` (``""`` if ``at`` is not a stamp)."""
+    if not at.endswith("Z"):
+        return ""
     try:
-        when = dt.datetime.strptime(at, _STAMP).replace(tzinfo=dt.UTC)
+        when = dt.datetime.fromisoformat(at[:-1]).replace(tzinfo=dt.UTC)
     except ValueError:
         return ""
     return stamp(when + dt.timedelta(microseconds=1))
 
 
-def _last_event(path: Path) -> dict[str, Any] | None:
-    """The last whole event in ``path`` (a line being written or torn is passed over)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        size = os.fstat(fd).st_size
-        back = min(size, _TAIL)
-        while back:
-            chunk = os.pread(fd, back, size - back)
-            lines = chunk[: chunk.rfind(b"\n") + 1].split(b"\n")
-            # the first piece may be the end of a longer line unless the chunk starts the file
-            for raw in reversed(lines if back == size else lines[1:]):
-                event = _parse(raw)
-                if event is not None:
-                    return event
-            if back == size:
-                return None
-            back = min(size, back * 8)
-        return None
-    finally:
-        os.close(fd)
+def _last_event(fd: int, size: int) -> dict[str, Any] | None:
+    """The last whole event in the first ``size`` bytes of ``fd`` (a line being written or
+    torn is passed over)."""
+    back = min(size, _TAIL)
+    while back:
+        chunk = os.pread(fd, back, size - back)
+        lines = chunk[: chunk.rfind(b"\n") + 1].split(b"\n")
+        # the first piece may be the end of a longer line unless the chunk starts the file
+        for raw in reversed(lines if back == size else lines[1:]):
+            event = _parse(raw)
+            if event is not None:
+                return event
+        if back == size:
+            return None
+        back = min(size, back * 8)
+    return None
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
