@@ -213,6 +213,38 @@ def test_two_serve_hosts_write_two_journals_and_reindex_gives_the_same_index(
            {sha: sorted(rows) for sha, rows in before["audit"].items()}
 
 
+def _ingest_as(root: str, host: str, start: int, count: int) -> None:
+    with Quarantine(Path(root), host=host) as q:
+        for n in range(start, start + count):
+            ingest_bytes(q, make_mail(n), tower="t", server=host, reason="r", source=f"p{start}")
+            q.tag(hashlib.sha256(make_mail(n)).hexdigest(), [f"p{start}"])
+
+
+@pytest.mark.slow
+def test_processes_of_one_host_share_its_file_and_its_sequence(quarantine):
+    """Two processes on each of two hosts at once: one file per host, each host's
+    sequence without gap or repeat however its processes interleave."""
+    import multiprocessing
+
+    root = quarantine.root
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_ingest_as, args=(str(root), host, start, 25))
+             for host, start in (("alpha", 0), ("alpha", 100), ("zulu", 200), ("zulu", 300))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+        assert p.exitcode == 0
+    files = journal_lines(root)
+    assert sorted(file_host(root / "journal" / n) for n in files) == ["alpha", "zulu"]
+    for name, events in files.items():
+        assert [e["seq"] for e in events] == list(range(1, 101)), name
+        assert {e["source"] for e in events if e["event"] == "sighting"} == \
+               ({"p0", "p100"} if "alpha" in name else {"p200", "p300"})
+    assert quarantine.index.count() == 100
+    assert quarantine.fsck().ok
+
+
 # -- the order of replay ------------------------------------------------------------------
 
 
