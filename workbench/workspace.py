@@ -24,6 +24,7 @@ class Workspace:
     home: Path
     signatures_override: Path | None = None
     index: str | None = None      # ``--index``: the quarantine index's address, if not the default
+    host_name: str | None = None  # ``serve --host-name``: the name this host journals as
 
     @classmethod
     def resolve(cls, home: str | os.PathLike[str] | None = None,

@@ -28,7 +28,6 @@ from workbench.distribute.update_repository import UpdateRepository
 from workbench.quarantine import journal as journal_module
 from workbench.quarantine.index import Sighting
 from workbench.quarantine.ingest import ingest_bytes
-from workbench.quarantine.journal import TORN_NAME
 from workbench.quarantine.service import Quarantine, QuarantineUnavailable
 from workbench.workspace import Workspace
 
@@ -182,7 +181,7 @@ def test_a_fragment_left_by_a_dead_writer_is_set_aside_not_glued_onto(quarantine
     second = ingest_bytes(quarantine, make_mail(2), tower="t", server="s", reason="r",
                           source="x").messages[0].sha256
     assert_journal_whole(quarantine)
-    assert b'"sha2' in (quarantine.journal.folder / TORN_NAME).read_bytes()
+    assert b'"sha2' in quarantine.journal.torn_fragments.read_bytes()
     assert second in {e["sha256"] for e in quarantine.journal.events()}
 
 

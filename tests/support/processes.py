@@ -30,7 +30,7 @@ def workbench(home: Path, *args: str, crash_at: str = "", check: bool = True
 class Serve:
     """A real ``workbench serve`` process on a loopback port."""
 
-    def __init__(self, home: Path, *, crash_at: str = ""):
+    def __init__(self, home: Path, *, crash_at: str = "", host_name: str = ""):
         from tests.support.live_server import free_port
 
         self.home = home
@@ -38,7 +38,8 @@ class Serve:
         env = {**os.environ, "WORKBENCH_CRASH_AT": crash_at, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [WORKBENCH, "--home", str(home), "serve", "--port", str(self.port),
-             "--spool-interval", "0"], env=env, stdout=subprocess.DEVNULL,
+             "--spool-interval", "0", *(["--host-name", host_name] if host_name else [])],
+            env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from workbench.cli.context import (
@@ -44,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a request's headers must arrive within this, else 408 (default 10s)")
     p.add_argument("--body-timeout", type=duration_arg, default=20.0, metavar="DURATION",
                    help="longest pause inside a request body, else 408 (default 20s)")
+    p.add_argument("--host-name", metavar="NAME",
+                   help="the name this ingest host writes the quarantine journal as, unique "
+                        "among the hosts sharing the quarantine (default: $WORKBENCH_HOST_NAME, "
+                        "else host_name in <home>/settings.toml, else the machine's name)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--openapi", action="store_true",
                    help="print the OpenAPI document and exit (docs/openapi.json)")
@@ -70,6 +75,11 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         return E_OK
     if args.silent_after <= args.stale_after:
         raise CommandError("--silent-after must be longer than --stale-after", E_USAGE)
+    from workbench.quarantine.host_name import host_name
+
+    # resolved once, before listening: a name that cannot name a file is a usage error now
+    ctx.workspace = dataclasses.replace(
+        ctx.workspace, host_name=host_name(ctx.workspace.home, args.host_name))
     repo = UpdateRepository.for_workspace(ctx.workspace)
     if not repo.exists():
         ctx.warn(f"no update repository at {repo.root} yet: run `workbench keys init`")
@@ -81,7 +91,7 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
                               max_inflight_bytes_per_tower=args.max_inflight_bytes_per_tower,
                               header_timeout=args.header_timeout, body_timeout=args.body_timeout)
     ctx.err.write(f"workbench: serving {ctx.workspace.home} on http://{args.host}:{args.port} "
-                  f"(repository at /repository/)\n")
+                  f"(repository at /repository/; journal host {ctx.workspace.host_name})\n")
     try:
         serve(ctx.workspace, host=args.host, port=args.port, settings=settings,
               access_log=args.access_log)

@@ -21,6 +21,7 @@ from workbench.errors import Kind, WorkbenchError
 from workbench.humanize import stamp
 from workbench.quarantine.access import Access
 from workbench.quarantine.headers import summarize_headers
+from workbench.quarantine.host_name import host_name
 from workbench.quarantine.index import (
     MESSAGE_COLUMNS,
     STATUSES,
@@ -165,20 +166,25 @@ SCRATCH_PREFIX = ".index-rebuild-"
 class Quarantine:
     """``quarantine/``: objects, index, journal, the incoming spool and failed inputs."""
 
-    def __init__(self, root: Path, *, index: str | None = None):
+    def __init__(self, root: Path, *, index: str | None = None, host: str | None = None):
+        """``host``: the name this process journals as (``host_name.py``; by default from
+        the environment, the settings of the home ``root`` lies in, or the machine's name).
+        A host name that cannot name a file raises ``HostNameError``."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.index_address = index_address(self.root, index)
         self.access = Access.load(self.root)
         self.store = ObjectStore(self.root, self.access).ensure()
-        self.journal = Journal(self.root / "journal", mode=self.access.file_mode)
+        self.host = host_name(self.root.parent, host)
+        self.journal = Journal(self.root / "journal", host=self.host, mode=self.access.file_mode)
         self.incoming = self.root / "incoming"
         self.failed_dir = self.root / "failed"
         self._index: QuarantineIndex | PostgresIndex | None = None
 
     @classmethod
     def open(cls, workspace: Workspace) -> Quarantine:
-        return cls(workspace.ensure().quarantine, index=workspace.index)
+        return cls(workspace.ensure().quarantine, index=workspace.index,
+                   host=workspace.host_name)     # the home's settings: quarantine's parent
 
     @property
     def index(self) -> QuarantineIndex | PostgresIndex:
@@ -320,7 +326,7 @@ class Quarantine:
         if report.torn_journal_lines:
             taken = self.journal.repair()
             report.repaired.append(f"took {taken} torn line(s) out of the journal "
-                                   f"(kept in journal/torn-fragments.txt)")
+                                   f"(kept in journal/torn-fragments.<host>.txt)")
             salvaged = {e.get("id") for e in self.journal.events() if e["event"] == "sighting"}
             unjournaled = [r for r in unjournaled if r["id"] not in salvaged]
         if unjournaled:
