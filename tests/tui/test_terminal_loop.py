@@ -228,8 +228,7 @@ def edit_the_released_rule_the_same_day(t: Terminal) -> None:
     last = max(i for i, line in enumerate(lines) if line.strip() == "}") - 1   # the condition's end
     t.keys(*["Down"] * last, "End")
     t.type(" and filesize > 16")
-    t.wait(lambda: any(line.rstrip().endswith(lines[last].strip() + " and filesize > 16")
-                       for line in t.screen().splitlines()), timeout=10,
+    t.wait(lambda: f"{lines[last].strip()} and filesize > 16 " in t.screen(), timeout=10,
            what="the condition's last line extended in the editor")
     t.keys("C-s")
 
