@@ -91,3 +91,31 @@ def test_no_command_without_a_terminal_does_not_start_the_ui(
     main(["--home", str(tmp_path)])
     assert "no terminal" in capsys.readouterr().out
     assert "app" not in captured
+
+
+def test_sigusr1_dumps_every_thread_of_a_running_ui(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                    captured: dict[str, Any]) -> None:
+    """``kill -USR1`` on a UI that seems frozen appends its threads' stacks to
+    <home>/state/tui-stacks.txt (the tmux loop test reads it when a wait runs out)."""
+    import os
+    import signal
+
+    _tty(monkeypatch, True)
+    before = signal.getsignal(signal.SIGUSR1)
+
+    def run_and_get_poked() -> None:
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    captured["code"] = 0
+    main(["--home", str(tmp_path), "init"])
+    original = tui_app.make_app
+
+    def app_that_is_poked(workspace: Any, **kwargs: Any) -> FakeApp:
+        app = original(workspace, **kwargs)
+        app.run = run_and_get_poked       # type: ignore[method-assign]
+        return app
+    monkeypatch.setattr(tui_app, "make_app", app_that_is_poked)
+    assert main(["--home", str(tmp_path), "ui"]) == 0
+    dump = (tmp_path / "state" / "tui-stacks.txt").read_text()
+    assert "run_and_get_poked" in dump and "most recent call first" in dump
+    assert signal.getsignal(signal.SIGUSR1) == before       # the handler goes with the UI

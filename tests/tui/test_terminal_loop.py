@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -72,7 +73,7 @@ class Terminal:
             if time.monotonic() > deadline:
                 raise AssertionError(f"not reached in {timeout} s: {what or condition}\n"
                                      f"--- screen ---\n{self.screen()}\n--- the UI's notices ---\n"
-                                     f"{self.notices()}")
+                                     f"{self.notices()}\n--- the UI's threads ---\n{self.stacks()}")
             time.sleep(0.2)
         return self.screen()
 
@@ -80,6 +81,23 @@ class Terminal:
         """The end of the session log of what the UI said (toasts go when they time out)."""
         log = self.workspace.state / "tui.log"
         return "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else "(none)"
+
+    def stacks(self) -> str:
+        """Every thread's stack in the UI process now (SIGUSR1: faulthandler, see cli/tui.py):
+        what it was doing when a wait ran out, stuck or not."""
+        shell = self.tmux("list-panes", "-t", "loop", "-F", "#{pane_pid}").split()
+        found = subprocess.run(["pgrep", "-f", "-P", ",".join(shell), "workbench"],
+                               capture_output=True, text=True).stdout.split()
+        dump = self.workspace.state / "tui-stacks.txt"
+        before = dump.stat().st_size if dump.exists() else 0
+        for pid in found:
+            os.kill(int(pid), signal.SIGUSR1)
+        time.sleep(2)
+        if not dump.exists():
+            return f"(no dump: UI process {found or 'not found'})"
+        with open(dump, encoding="utf-8", errors="replace") as fh:
+            fh.seek(before)
+            return fh.read()[-12000:] or "(the UI wrote no stacks)"
 
     def press_until(self, key: str, text: str, *, timeout: float = 120.0, what: str = "") -> None:
         """Press ``key`` until the screen shows ``text`` (a busy screen ignores a key)."""

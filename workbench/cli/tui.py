@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from workbench.cli.context import CommandError, Context
@@ -57,5 +59,31 @@ def run_tui(args: argparse.Namespace, ctx: Context) -> int:
         list_refresh=getattr(args, "list_refresh", 3.0),
         freeze_startup=True,           # one app per process: start-up objects stay (see app.py)
     )
-    app.run()
+    with _stack_dumps(ctx.workspace.state / STACKS_FILE):
+        app.run()
     return app.return_code if app.return_code is not None else E_OK
+
+
+STACKS_FILE = "tui-stacks.txt"
+
+
+@contextlib.contextmanager
+def _stack_dumps(path: Path) -> Iterator[None]:
+    """While the UI runs, ``kill -USR1 <pid>`` appends every thread's stack to ``path``
+    (faulthandler: works even when the event loop is stuck), for "it froze" reports."""
+    import faulthandler
+    import signal
+
+    try:
+        out = open(path, "a", encoding="utf-8")       # noqa: SIM115 (open as long as the UI runs)
+    except OSError:
+        yield
+        return
+    try:
+        faulthandler.register(signal.SIGUSR1, file=out, all_threads=True)
+        try:
+            yield
+        finally:
+            faulthandler.unregister(signal.SIGUSR1)
+    finally:
+        out.close()
