@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +149,26 @@ def test_the_sqlite_bulk_load_leaves_no_open_transaction(open_index, index_backe
     index.bulk_load(_entries(10))
     assert not index.db.in_transaction
     assert isinstance(index.db, sqlite3.Connection)
+
+
+def test_a_kept_server_starts_again_on_its_databases(index_backend):
+    """``LocalPostgres(keep=True)``, as the benchmark caches its built index: stop leaves the
+    folder, and a second start serves the same databases without a new initdb."""
+    if index_backend != "postgresql":
+        pytest.skip("once, in the postgresql run")
+    import psycopg
+
+    from workbench.quarantine.pgserver import LocalPostgres
+
+    # not under pytest's tmp_path: the server's user must reach the folder
+    folder = Path(tempfile.mkdtemp(prefix="workbench-test-kept-"))
+    with LocalPostgres(folder, keep=True) as pg, \
+            psycopg.connect(pg.create_database("cache"), autocommit=True) as db:
+        db.execute("CREATE TABLE t (n int)")
+        db.execute("INSERT INTO t VALUES (42)")
+    assert (folder / "data" / "PG_VERSION").exists()
+    with LocalPostgres(folder, keep=True) as pg, \
+            psycopg.connect(pg.address("cache"), autocommit=True) as db:
+        assert db.execute("SELECT n FROM t").fetchone() == (42,)
+    LocalPostgres(folder).stop()         # not kept: removes the folder (not running: no pg_ctl)
+    assert not folder.exists()
