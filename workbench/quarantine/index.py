@@ -5,9 +5,10 @@ from __future__ import annotations
 import builtins
 import json
 import random
+import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,19 @@ _FTS_STATEMENTS = (
         VALUES (new.rowid, new.sha256, new.subject, new.from_addr, new.attachment_names);
     END""",
 )
+# What a bulk load drops while it loads (``QuarantineIndex.bulk_load``): every secondary
+# index of the tables it fills, and the text index with its triggers. Opening an index
+# creates them again (``_SCHEMA``, ``_ensure_text_index``), filled from the rows.
+_BULK_DROP = (
+    *(f"DROP INDEX IF EXISTS {name}" for name in re.findall(
+        r"CREATE INDEX IF NOT EXISTS (\w+) ON (?:messages|sightings|audit)\(", _SCHEMA)),
+    "DROP TRIGGER IF EXISTS messages_fts_insert",
+    "DROP TRIGGER IF EXISTS messages_fts_delete",
+    "DROP TRIGGER IF EXISTS messages_fts_update",
+    "DROP TABLE IF EXISTS messages_fts",
+)
+BULK_CHUNK = 100_000      # rows per transaction of a bulk load
+
 # A term that matches at most this many messages is looked up in the text index; a more
 # common one is left to LIKE, which finds a first page of common matches by reading a few
 # rows in list order (the index would have to list every match before sorting them).
@@ -141,6 +155,13 @@ class AmbiguousId(WorkbenchError, LookupError):
 
 class UnknownId(WorkbenchError, LookupError):
     kind = Kind.NOT_FOUND
+
+
+class BulkLoadRefused(WorkbenchError):
+    """A bulk load into an index that is not empty, or of input ``record`` would not take
+    as new messages (a message twice, a sighting of another message)."""
+
+    kind = Kind.CONFLICT
 
 
 @dataclass
@@ -270,6 +291,30 @@ def journal_audit_rows(sightings: Iterable[Any], failed: Iterable[Any], actors: 
             rows.append((r["at"], actors.get(("failed", r["id"]), "ingest"), "failed", "",
                          json.dumps({"reason": r["reason"], "stored_as": r["stored_as"]})))
     return rows
+
+
+def sighting_detail(s: Sighting) -> str:
+    """The audit detail of a sighting (both backends write it)."""
+    return json.dumps({"tower": s.tower, "server": s.server, "reason": s.reason,
+                       "source": s.source})
+
+
+def loaded_message(m: NewMessage, sightings: Sequence[Sighting]) -> tuple[object, ...]:
+    """The ``messages`` row (MESSAGE_COLUMNS order) that ``record`` leaves for a new message
+    and its sightings, taken in order: each sighting's UPDATE applied in Python."""
+    first = last = tower = server = reason = ""
+    for s in sightings:
+        if s.sha256 != m.sha256:
+            raise BulkLoadRefused(f"sighting {s.id!r} is of {s.sha256!r}, not of {m.sha256!r}")
+        at = s.seen_at
+        new_first = at if first == "" or at < first else first
+        if at >= last:
+            tower, server, reason = s.tower, s.server, s.reason
+        last = at if at > last else last
+        first = new_first
+    return (m.sha256, m.message_id, m.from_addr, m.to_addrs, m.subject, m.date, m.size, tower,
+            server, reason, first, last, len(sightings), "\n".join(m.attachment_names),
+            len(m.attachment_names), "new", "", json.dumps(m.defects), len(m.defects))
 
 
 def resolve_prefix(ident: str, between: Callable[[str, str], list[str]]) -> str:
@@ -403,10 +448,65 @@ class QuarantineIndex:
                      s.seen_at, s.reason, s.seen_at, s.seen_at, s.sha256))
                 db.execute(
                     "INSERT INTO audit (at, actor, action, sha256, detail) VALUES (?,?,?,?,?)",
-                    (s.seen_at, actor, "sighting", s.sha256,
-                     json.dumps({"tower": s.tower, "server": s.server, "reason": s.reason,
-                                 "source": s.source})))
+                    (s.seen_at, actor, "sighting", s.sha256, sighting_detail(s)))
         return added
+
+    def bulk_load(self, entries: Iterable[tuple[NewMessage, Sequence[Sighting]]], *,
+                  actor: str = "ingest", chunk: int = BULK_CHUNK) -> int:
+        """Fill an empty index with new messages, each with its sightings: the rows, sightings
+        and audit entries ``record`` writes for the same input in the same order, loaded in
+        big transactions with the secondary indexes and the text index dropped, then built
+        again from the loaded rows. For building a big index (a benchmark, a restore) while
+        nothing else writes to it: readers meanwhile see a partial, unindexed index.
+        Returns the number of messages. A message given twice, or a sighting given twice or
+        with another message, is refused (the rows before it stay, indexed)."""
+        if self.db.execute("SELECT EXISTS (SELECT 1 FROM messages) OR EXISTS "
+                           "(SELECT 1 FROM sightings) OR EXISTS (SELECT 1 FROM audit)").fetchone()[0]:
+            raise BulkLoadRefused(f"{self.path}: a bulk load needs an empty index")
+        self.db.execute("PRAGMA cache_size=-262144")      # 256 MiB: the unique keys' pages
+        retry_busy(lambda: self.db.execute("BEGIN IMMEDIATE"))
+        try:
+            for statement in _BULK_DROP:
+                self.db.execute(statement)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        loaded = 0
+        try:
+            batch: builtins.list[tuple[NewMessage, Sequence[Sighting]]] = []
+            for entry in entries:
+                batch.append(entry)
+                if len(batch) >= chunk:
+                    loaded += self._load_batch(batch, actor)
+                    batch = []
+            if batch:
+                loaded += self._load_batch(batch, actor)
+        except sqlite3.IntegrityError as exc:
+            raise BulkLoadRefused(f"bulk load: a message or sighting given twice ({exc})") from None
+        finally:
+            # the indexes and the text index, as opening an index creates them
+            retry_busy(lambda: self.db.executescript(_SCHEMA))
+            retry_busy(self._ensure_text_index)
+            self.text_index = self._has_text_index()
+            self.db.execute("PRAGMA cache_size=-2000")
+        return loaded
+
+    def _load_batch(self, batch: builtins.list[tuple[NewMessage, Sequence[Sighting]]],
+                    actor: str) -> int:
+        with self.transaction() as db:
+            db.executemany(f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
+                           f"VALUES ({', '.join('?' * len(MESSAGE_COLUMNS))})",
+                           [loaded_message(m, seen) for m, seen in batch])
+            db.executemany("INSERT INTO sightings (id, sha256, tower, server, reason, seen_at, "
+                           "source) VALUES (?,?,?,?,?,?,?)",
+                           [(s.id, s.sha256, s.tower, s.server, s.reason, s.seen_at, s.source)
+                            for _, seen in batch for s in seen])
+            db.executemany("INSERT INTO audit (at, actor, action, sha256, detail) "
+                           "VALUES (?,?,?,?,?)",
+                           [(s.seen_at, actor, "sighting", s.sha256, sighting_detail(s))
+                            for _, seen in batch for s in seen])
+        return len(batch)
 
     def record_failed(self, failures: Iterable[FailedInput], *, actor: str = "ingest") -> None:
         with self.transaction() as db:

@@ -52,7 +52,12 @@ def _server_user() -> str | None:
 class LocalPostgres:
     """``with LocalPostgres() as pg: pg.address("workbench")``."""
 
-    def __init__(self, folder: Path | None = None, *, durable: bool = False):
+    def __init__(self, folder: Path | None = None, *, durable: bool = False, keep: bool = False):
+        """``keep``: leave the folder (its databases) at stop, and start on it again later
+        instead of a fresh ``initdb`` (a benchmark's cached index)."""
+        self.keep = keep
+        if folder is not None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
         self.folder = Path(folder or tempfile.mkdtemp(prefix="workbench-pg-"))
         self.data = self.folder / "data"
         self.log = self.folder / "server.log"
@@ -79,8 +84,9 @@ class LocalPostgres:
             account = pwd.getpwnam(self.user)
             os.chown(self.folder, account.pw_uid, account.pw_gid)
         os.chmod(self.folder, 0o700)
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.login, "-E", "UTF8",
-                  "--locale=C", "--no-sync")
+        if not (self.keep and (self.data / "PG_VERSION").exists()):
+            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.login,
+                      "-E", "UTF8", "--locale=C", "--no-sync")
         options = f"-k {self.folder} -p {PORT} -c listen_addresses=''"
         if not self.durable:        # a throwaway server: a crash may lose it all
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -112,7 +118,8 @@ class LocalPostgres:
         if self.running:
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
             self.running = False
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> LocalPostgres:
         return self.start()
