@@ -65,15 +65,18 @@ class Terminal:
         self.tmux("send-keys", "-t", "loop", "-l", text)
         time.sleep(0.3)
 
-    def wait(self, condition: Callable[[], bool] | str, *, timeout: float = 60.0, what: str = "") -> str:
-        """Until ``condition`` holds (a string: until the screen shows it); the screen then."""
+    def wait(self, condition: Callable[[], bool] | str, *, timeout: float = 60.0, what: str = "",
+             diagnose: bool = True) -> str:
+        """Until ``condition`` holds (a string: until the screen shows it); the screen then.
+        Ran out: the screen, and (``diagnose``) what the UI said and what its threads do."""
         check = (lambda: condition in self.screen()) if isinstance(condition, str) else condition
         deadline = time.monotonic() + timeout
         while not check():
             if time.monotonic() > deadline:
+                more = (f"\n--- the UI's notices ---\n{self.notices()}\n--- the UI's threads ---\n"
+                        f"{self.stacks()}") if diagnose else ""
                 raise AssertionError(f"not reached in {timeout} s: {what or condition}\n"
-                                     f"--- screen ---\n{self.screen()}\n--- the UI's notices ---\n"
-                                     f"{self.notices()}\n--- the UI's threads ---\n{self.stacks()}")
+                                     f"--- screen ---\n{self.screen()}{more}")
             time.sleep(0.2)
         return self.screen()
 
@@ -105,7 +108,7 @@ class Terminal:
         while True:
             self.keys(key)
             try:
-                self.wait(text, timeout=3, what=what)
+                self.wait(text, timeout=3, what=what, diagnose=False)
                 return
             except AssertionError:
                 if time.monotonic() > deadline:
@@ -167,9 +170,17 @@ def mark_two_strings_and_draft(t: Terminal) -> None:
     t.keys(*["Down"] * (support - strong), "m")
     t.keys("d")
     t.wait("Draft a rule from 2 marked", what="the draft prompt")
-    t.keys("C-u")
-    t.type("MAL WbStealer")
-    t.wait("MAL WbStealer", what="the family typed into the prompt")
+    # Once in about ten runs under load, the text typed right after the prompt painted never
+    # reached it (the UI idle, its threads dumped: nothing stuck): type again, a few times.
+    for _attempt in range(3):
+        t.keys("C-u")
+        t.type("MAL WbStealer")
+        try:
+            t.wait("MAL WbStealer", timeout=5, what="the family typed into the prompt", diagnose=False)
+            break
+        except AssertionError:
+            continue
+    t.wait("MAL WbStealer", timeout=1, what="the family typed into the prompt")
     t.keys("Enter")
     t.wait("rule MAL_WbStealer_Exe", timeout=120, what="the drafted rule")
     t.wait("✓ clean", timeout=60, what="lint clean")
