@@ -404,7 +404,8 @@ class Ingester:
         waiting: tuple[list[IngestItem], Iterable[_Prepared]] | None = None
         try:
             for batch in self._batches(items):
-                started = (batch, self._start(batch))
+                with storage_errors():
+                    started = (batch, self._start(batch))
                 if waiting is not None:
                     summary.merge(self._batch(*waiting))
                 waiting = started
@@ -429,8 +430,8 @@ class Ingester:
 
     def _start(self, items: list[IngestItem]) -> Iterable[_Prepared]:
         """Hand a batch to the workers; its results come back in the items' order."""
-        if len(items) < self.POOL_MIN:      # e.g. one message (the HTTP ingest): prepared here
-            return [self._prepare(item) for item in items]
+        if len(items) < self.POOL_MIN:      # e.g. one message (the HTTP ingest): prepared here,
+            return map(self._prepare, items)  # as the batch is taken (its errors are the batch's)
         if self._workers is None:
             context = _pool_context()
             parent = os.getpid() if context.get_start_method() == "fork" else None
@@ -439,12 +440,12 @@ class Ingester:
                 initargs=(self.q.store.root, self.q.store.access, parent))
         # files are read by the workers; an item held in memory (an mbox message) is prepared here
         jobs: list[_Job] = []
-        here: dict[int, _Prepared] = {}
+        here: set[int] = set()
         for n, item in enumerate(items):
             if item.original is not None and item.read == item.original.read_bytes:
                 jobs.append((str(item.original), None, item.size, item.received_at))
             else:
-                here[n] = self._prepare(item)
+                here.add(n)
         self.prepared_by_workers += len(jobs)
         futures = [self._workers.submit(_prepare_jobs, self.max_message, jobs[i:i + self.CHUNK])
                    for i in range(0, len(jobs), self.CHUNK)]
@@ -452,7 +453,7 @@ class Ingester:
         def in_order() -> Iterator[_Prepared]:
             done = (prepared for future in futures for prepared in future.result())
             for n in range(len(items)):
-                yield here[n] if n in here else next(done)
+                yield self._prepare(items[n]) if n in here else next(done)
 
         return in_order()
 
