@@ -255,3 +255,26 @@ def test_a_spool_of_several_pooled_batches_is_taken_once_and_again_as_no_ops(qua
     assert quarantine.index.count() == 230 and not any(p.exists() for p in files)
     journaled = [e for e in quarantine.journal.events() if e["event"] == "sighting"]
     assert len(journaled) == 230 and len({e["id"] for e in journaled}) == 230
+
+
+def test_pooled_batches_beside_other_threads_use_a_fork_server(quarantine, mail):
+    """With another thread running (the UI runs the watcher beside its own), the workers come
+    from a fork server, not a fork of this process, and the batch is taken the same way."""
+    import threading
+
+    from workbench.quarantine.ingest import Ingester, _pool_context, spool_items
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _pool_context().get_start_method() in ("forkserver", "spawn")
+        _pooled_spool(quarantine, mail)
+        ingester = Ingester(quarantine)
+        summary = ingester.run(spool_items(quarantine.incoming))
+    finally:
+        stop.set()
+        other.join()
+    assert ingester.prepared_by_workers == 90
+    assert (summary.accepted, summary.duplicates, summary.failed) == (80, 6, 4)
+    assert quarantine.index.count() == 80
