@@ -45,11 +45,15 @@ def fill_spool(root: Path, numbers: range) -> dict[Path, str]:
 # -- ingest -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("count", [40, 600])
 @pytest.mark.parametrize("step", ["ingest.objects", "ingest.journaled", "ingest.indexed"])
-def test_ingest_killed_at_each_durable_step_loses_nothing(tmp_path, step):
+def test_ingest_killed_at_each_durable_step_loses_nothing(tmp_path, step, count):
+    """40 files: one batch prepared in the ingest process; 600: two batches prepared by
+    worker processes, the second while the first commits. The workers die with the killed
+    ingest (were one left, it would hold the spool lock and the second ingest would hang)."""
     home = tmp_path / "home"
     root = home / "quarantine"
-    files = fill_spool(root, range(40))
+    files = fill_spool(root, range(count))
     workbench(home, "quarantine", "ingest", str(root / "incoming"), crash_at=step)
     with Quarantine(root) as q:
         indexed = q.index.all_shas()

@@ -175,3 +175,106 @@ def test_every_write_moves_last_change(quarantine, mail):
     seen.append(quarantine.index.last_change())
     assert seen[0] == 0 and seen == sorted(set(seen))
     assert quarantine.index.last_change() == seen[-1]       # reading changes nothing
+
+
+def test_a_sighting_given_twice_in_one_batch_is_indexed_once(quarantine, tmp_path, mail):
+    """The same file twice in one call is one sighting (one id): one row, one audit entry."""
+    path = tmp_path / "twice.eml"
+    path.write_bytes(mail(31))
+    summary = ingest_paths(quarantine, [path, path])
+    assert (summary.accepted, summary.duplicates, summary.repeated) == (1, 0, 0)
+    assert [m.new for m in summary.messages] == [True, False]
+    (row,) = quarantine.index.list("")
+    assert row.sightings == 1
+    assert [e.action for e in quarantine.index.audit(row.sha256)] == ["sighting"]
+    again = ingest_paths(quarantine, [path, path])
+    assert (again.accepted, again.duplicates, again.repeated) == (0, 0, 1)
+    assert quarantine.index.get(row.sha256).sightings == 1
+
+
+def _pooled_spool(quarantine, mail) -> None:
+    """A spool of 90 files: 80 messages, 6 of them spooled again, and 4 junk files."""
+    for n in range(80):
+        _spool(quarantine, f"t{n % 3}", f"mx{n % 2}", f"{n:03d}.eml", mail(n),
+               {"reason": "stuck"} if n % 7 == 0 else None)
+    for n in range(6):
+        _spool(quarantine, "t9", "mx1", f"again{n}.eml", mail(n))
+    for n in range(4):
+        _spool(quarantine, "t9", "mx2", f"junk{n}.eml", b"not mail %d\n" % n)
+
+
+def _state(quarantine) -> list[tuple[object, ...]]:
+    rows = quarantine.index.list("", limit=1000)
+    return sorted((r.sha256, r.subject, r.sightings, r.reason, r.from_addr, r.attachment_names,
+                   r.defects) for r in rows)
+
+
+def test_batches_prepared_by_worker_processes_match_one_prepared_here(quarantine, mail, tmp_path,
+                                                                      index_backend):
+    """A batch of 64 or more is read, stored and summarised by worker processes: the counts,
+    the rows and the failures are exactly those of the same spool prepared in this process,
+    duplicates within the batch count once as a message and once per copy as a sighting."""
+    from workbench.quarantine.ingest import Ingester, spool_items
+    from workbench.quarantine.service import Quarantine
+
+    _pooled_spool(quarantine, mail)
+    pooled = Ingester(quarantine)
+    summary = pooled.run(spool_items(quarantine.incoming))
+    assert pooled.prepared_by_workers == 90
+    assert (summary.accepted, summary.duplicates, summary.repeated, summary.failed) == (80, 6, 0, 4)
+    assert [m.new for m in summary.messages[-6:]] == [False] * 6      # the copies, last in the spool
+    assert sum(m.new for m in summary.messages) == 80
+    assert [p for p in quarantine.incoming.rglob("*") if p.is_file()] == []
+    assert len(quarantine.index.failed()) == 4
+
+    if index_backend == "postgresql":
+        return                      # the comparison below needs a second index of its own
+    here = Quarantine(tmp_path / "second")
+    _pooled_spool(here, mail)
+    serial = Ingester(here)
+    serial.POOL_MIN = 10**9
+    second = serial.run(spool_items(here.incoming))
+    assert serial.prepared_by_workers == 0
+    assert [(m.sha256, m.new, m.subject, m.defects) for m in second.messages] == \
+        [(m.sha256, m.new, m.subject, m.defects) for m in summary.messages]
+    assert (second.accepted, second.duplicates, second.failed) == (80, 6, 4)
+    assert _state(here) == _state(quarantine)
+    here.close()
+
+
+def test_a_spool_of_several_pooled_batches_is_taken_once_and_again_as_no_ops(quarantine, mail):
+    """Batches of 70: each next batch is prepared while the one before commits; every file
+    is taken once, and the same files spooled again are sightings already known."""
+    from workbench.quarantine.ingest import Ingester, spool_items
+
+    files = [_spool(quarantine, f"t{n % 4}", "mx01", f"{n:04d}.eml", mail(n)) for n in range(230)]
+    ingester = Ingester(quarantine, batch=70)
+    summary = ingester.run(spool_items(quarantine.incoming))
+    assert ingester.prepared_by_workers == 210            # the last batch of 20 is prepared here
+    assert (summary.accepted, summary.duplicates, summary.failed) == (230, 0, 0)
+    assert quarantine.index.count() == 230 and not any(p.exists() for p in files)
+    journaled = [e for e in quarantine.journal.events() if e["event"] == "sighting"]
+    assert len(journaled) == 230 and len({e["id"] for e in journaled}) == 230
+
+
+def test_pooled_batches_beside_other_threads_use_a_fork_server(quarantine, mail):
+    """With another thread running (the UI runs the watcher beside its own), the workers come
+    from a fork server, not a fork of this process, and the batch is taken the same way."""
+    import threading
+
+    from workbench.quarantine.ingest import Ingester, _pool_context, spool_items
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _pool_context().get_start_method() in ("forkserver", "spawn")
+        _pooled_spool(quarantine, mail)
+        ingester = Ingester(quarantine)
+        summary = ingester.run(spool_items(quarantine.incoming))
+    finally:
+        stop.set()
+        other.join()
+    assert ingester.prepared_by_workers == 90
+    assert (summary.accepted, summary.duplicates, summary.failed) == (80, 6, 4)
+    assert quarantine.index.count() == 80

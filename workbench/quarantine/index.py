@@ -414,42 +414,44 @@ class QuarantineIndex:
 
     def record(self, messages: Iterable[NewMessage], sightings: Iterable[Sighting],
                *, actor: str = "ingest") -> int:
-        """Add messages and their sightings in one transaction; returns new sightings."""
+        """Add messages and their sightings in one transaction; returns new sightings.
+
+        One statement per kind of row for the whole batch (``executemany``): which sightings
+        are new is asked once, in the transaction, and a sighting id given twice counts once."""
         messages = list(messages)
         sightings = list(sightings)
         with self.transaction() as db:
-            for m in messages:
-                db.execute(
-                    "INSERT OR IGNORE INTO messages (sha256, message_id, from_addr, to_addrs, "
-                    "subject, date, size, first_seen, last_seen, attachment_names, "
-                    "attachment_count, defects, defect_count) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (m.sha256, m.message_id, m.from_addr, m.to_addrs, m.subject, m.date, m.size,
-                     "", "", "\n".join(m.attachment_names), len(m.attachment_names),
-                     json.dumps(m.defects), len(m.defects)))
-            added = 0
+            db.executemany(
+                "INSERT OR IGNORE INTO messages (sha256, message_id, from_addr, to_addrs, "
+                "subject, date, size, first_seen, last_seen, attachment_names, "
+                "attachment_count, defects, defect_count) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(m.sha256, m.message_id, m.from_addr, m.to_addrs, m.subject, m.date, m.size,
+                  "", "", "\n".join(m.attachment_names), len(m.attachment_names),
+                  json.dumps(m.defects), len(m.defects)) for m in messages])
+            taken = self._known_sightings(db, [s.id for s in sightings])
+            new: list[Sighting] = []
             for s in sightings:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO sightings (id, sha256, tower, server, reason, seen_at, "
-                    "source) VALUES (?,?,?,?,?,?,?)",
-                    (s.id, s.sha256, s.tower, s.server, s.reason, s.seen_at, s.source))
-                if cur.rowcount == 0:
-                    continue
-                added += 1
-                db.execute(
-                    "UPDATE messages SET sightings = sightings + 1, "
-                    "first_seen = CASE WHEN first_seen = '' OR ? < first_seen THEN ? ELSE first_seen END, "
-                    "tower = CASE WHEN ? >= last_seen THEN ? ELSE tower END, "
-                    "server = CASE WHEN ? >= last_seen THEN ? ELSE server END, "
-                    "reason = CASE WHEN ? >= last_seen THEN ? ELSE reason END, "
-                    "last_seen = CASE WHEN ? > last_seen THEN ? ELSE last_seen END "
-                    "WHERE sha256 = ?",
-                    (s.seen_at, s.seen_at, s.seen_at, s.tower, s.seen_at, s.server,
-                     s.seen_at, s.reason, s.seen_at, s.seen_at, s.sha256))
-                db.execute(
-                    "INSERT INTO audit (at, actor, action, sha256, detail) VALUES (?,?,?,?,?)",
-                    (s.seen_at, actor, "sighting", s.sha256, sighting_detail(s)))
-        return added
+                if s.id not in taken:
+                    taken.add(s.id)
+                    new.append(s)
+            db.executemany(
+                "INSERT INTO sightings (id, sha256, tower, server, reason, seen_at, source) "
+                "VALUES (?,?,?,?,?,?,?)",
+                [(s.id, s.sha256, s.tower, s.server, s.reason, s.seen_at, s.source) for s in new])
+            db.executemany(
+                "UPDATE messages SET sightings = sightings + 1, "
+                "first_seen = CASE WHEN first_seen = '' OR ?1 < first_seen THEN ?1 ELSE first_seen END, "
+                "tower = CASE WHEN ?1 >= last_seen THEN ?2 ELSE tower END, "
+                "server = CASE WHEN ?1 >= last_seen THEN ?3 ELSE server END, "
+                "reason = CASE WHEN ?1 >= last_seen THEN ?4 ELSE reason END, "
+                "last_seen = CASE WHEN ?1 > last_seen THEN ?1 ELSE last_seen END "
+                "WHERE sha256 = ?5",
+                [(s.seen_at, s.tower, s.server, s.reason, s.sha256) for s in new])
+            db.executemany(
+                "INSERT INTO audit (at, actor, action, sha256, detail) VALUES (?,?,?,?,?)",
+                [(s.seen_at, actor, "sighting", s.sha256, sighting_detail(s)) for s in new])
+        return len(new)
 
     def bulk_load(self, entries: Iterable[tuple[NewMessage, Sequence[Sighting]]], *,
                   actor: str = "ingest", chunk: int = BULK_CHUNK) -> int:
@@ -626,6 +628,19 @@ class QuarantineIndex:
     def has_sighting(self, sighting_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM sightings WHERE id = ?",
                                (sighting_id,)).fetchone() is not None
+
+    def known_sightings(self, ids: Iterable[str]) -> set[str]:
+        """Which of these sighting ids are indexed (one query per 500, not one per id)."""
+        return self._known_sightings(self.db, list(ids))
+
+    @staticmethod
+    def _known_sightings(db: sqlite3.Connection, ids: builtins.list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found.update(r[0] for r in db.execute(
+                f"SELECT id FROM sightings WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return found
 
     def audit(self, sha256: str | None = None, *, limit: int = 1000) -> builtins.list[AuditEntry]:
         if sha256:

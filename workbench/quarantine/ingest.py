@@ -9,16 +9,21 @@ ingested again, which the sighting id makes a no-op.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import hashlib
 import json
 import mailbox
+import multiprocessing
 import os
 import shutil
+import signal
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +31,7 @@ from workbench.durable import crash_point, file_lock
 from workbench.humanize import stamp, utc_day
 from workbench.quarantine.headers import HeaderSummary, looks_like_mail, summarize_headers
 from workbench.quarantine.index import FailedInput, NewMessage, Sighting
-from workbench.quarantine.object_store import PutResult, sha256_file
+from workbench.quarantine.object_store import ObjectStore, PutResult, sha256_file
 from workbench.quarantine.service import Quarantine, storage_errors
 
 DEFAULT_MAX_MESSAGE = 100 * 1024 * 1024
@@ -301,18 +306,86 @@ def _unlink_all(paths: list[Path]) -> None:
 
 @dataclass
 class _Prepared:
-    """An item read and stored (``put``, ``header``), or why it is not mail (``why``)."""
+    """An item read and stored (``put``, ``header``), or why it is not mail (``why``).
+
+    ``seen_at`` and ``date`` are the stamps of its arrival and its Date header, made where
+    it was prepared (a worker process) so the serial part of the batch does not."""
 
     put: PutResult | None = None
     header: HeaderSummary | None = None
     why: str = ""
     data: bytes | None = None
+    seen_at: str = ""
+    date: str | None = None
+
+
+# One job for a worker: the file to read (or the bytes, for an item held in memory), its
+# size as listed and when it arrived.
+_Job = tuple[str | None, bytes | None, int, dt.datetime | None]
+_worker_store: ObjectStore | None = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _start_worker(root: Path, access: object, parent: int | None) -> None:
+    """A worker dies with the ingest that started it: a forked worker holds copies of the
+    ingest's descriptors, the spool lock among them, and an orphan would keep the spool
+    locked (and wait on its queue for ever) after the ingest was killed."""
+    global _worker_store
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent is not None and os.getppid() != parent:     # died before the line above
+        os._exit(1)
+    _worker_store = ObjectStore(root, access)  # type: ignore[arg-type]
+
+
+def _prepare_jobs(max_message: int, jobs: list[_Job]) -> list[_Prepared]:
+    """A worker process's share of a batch, in order (see :meth:`Ingester._prepare`)."""
+    assert _worker_store is not None
+    return [_prepare_one(_worker_store, max_message, job) for job in jobs]
+
+
+def _prepare_one(store: ObjectStore, max_message: int, job: _Job) -> _Prepared:
+    path, data, size, received_at = job
+    if size > max_message:
+        return _Prepared(why=f"larger than the {max_message}-byte message limit")
+    if data is None:
+        try:
+            with open(path, "rb") as fh:  # type: ignore[arg-type]
+                data = fh.read()
+        except OSError as exc:
+            return _Prepared(why=f"unreadable: {exc}")
+    why = looks_like_mail(data)
+    if why is not None:
+        # a file is hashed again from disk by _fail: a batch does not hold its junk in memory
+        return _Prepared(why=why, data=data if path is None else None)
+    header = summarize_headers(data)
+    return _Prepared(put=store.put_bytes(data, durable=False), header=header, seen_at=stamp(received_at),
+                     date=stamp(header.date) if header.date else None)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """``fork`` when this is the process's only thread (fast: nothing to import; and
+    ProcessPoolExecutor forks every worker before it starts its own thread); a fork server
+    otherwise (the UI runs the spool watch beside other threads, whose locks a fork could copy
+    held)."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 class Ingester:
-    """Takes items in batches and makes them durable in the quarantine."""
+    """Takes items in batches and makes them durable in the quarantine.
 
-    THREADS = 3           # items read, stored and summarised side by side within a batch
+    A batch's items are read, checked, hashed, stored (not yet synced) and summarised by
+    worker processes (``WORKERS``; the header summary is Python that holds the interpreter,
+    so threads could not run two at once), while this process commits the batch before.
+    The serial part left here is the batch's bookkeeping: the journal lines, one
+    ``executemany`` per kind of index row, and the removal of the spool files."""
+
+    WORKERS = max(1, min(4, os.cpu_count() or 1))
+    POOL_MIN = 64         # a batch smaller than this is prepared here: no processes to start
+    CHUNK = 25            # items per job sent to a worker
 
     def __init__(self, quarantine: Quarantine, *, max_message: int = DEFAULT_MAX_MESSAGE,
                  batch: int = BATCH, actor: str = "ingest", override_reason: str = ""):
@@ -322,45 +395,81 @@ class Ingester:
         self.actor = actor
         self.override_reason = override_reason
         self._remover = _SpoolRemover()
-        self._threads: ThreadPoolExecutor | None = None
+        self._workers: Executor | None = None
+        self.prepared_by_workers = 0        # items handed to worker processes (for the record)
 
     def run(self, items: Iterable[IngestItem]) -> IngestSummary:
+        """Batches in order; the next batch is prepared while the one before commits."""
         summary = IngestSummary()
-        pending: list[IngestItem] = []
+        waiting: tuple[list[IngestItem], Iterable[_Prepared]] | None = None
         try:
-            for item in items:
-                pending.append(item)
-                if len(pending) >= self.batch:
-                    summary.merge(self._batch(pending))
-                    pending = []
-            if pending:
-                summary.merge(self._batch(pending))
+            for batch in self._batches(items):
+                with storage_errors():
+                    started = (batch, self._start(batch))
+                if waiting is not None:
+                    summary.merge(self._batch(*waiting))
+                waiting = started
+            if waiting is not None:
+                summary.merge(self._batch(*waiting))
         finally:
-            if self._threads is not None:
-                self._threads.shutdown(wait=True)
-                self._threads = None
+            if self._workers is not None:
+                self._workers.shutdown(wait=True, cancel_futures=True)
+                self._workers = None
             self._remover.finish()          # nothing is left to remove once run returns
         return summary
 
-    def _batch(self, items: list[IngestItem]) -> IngestSummary:
+    def _batches(self, items: Iterable[IngestItem]) -> Iterator[list[IngestItem]]:
+        pending: list[IngestItem] = []
+        for item in items:
+            pending.append(item)
+            if len(pending) >= self.batch:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
+
+    def _start(self, items: list[IngestItem]) -> Iterable[_Prepared]:
+        """Hand a batch to the workers; its results come back in the items' order."""
+        if len(items) < self.POOL_MIN:      # e.g. one message (the HTTP ingest): prepared here,
+            return map(self._prepare, items)  # as the batch is taken (its errors are the batch's)
+        if self._workers is None:
+            context = _pool_context()
+            parent = os.getpid() if context.get_start_method() == "fork" else None
+            self._workers = ProcessPoolExecutor(
+                max_workers=self.WORKERS, mp_context=context, initializer=_start_worker,
+                initargs=(self.q.store.root, self.q.store.access, parent))
+        # files are read by the workers; an item held in memory (an mbox message) is prepared here
+        jobs: list[_Job] = []
+        here: set[int] = set()
+        for n, item in enumerate(items):
+            if item.original is not None and item.read == item.original.read_bytes:
+                jobs.append((str(item.original), None, item.size, item.received_at))
+            else:
+                here.add(n)
+        self.prepared_by_workers += len(jobs)
+        futures = [self._workers.submit(_prepare_jobs, self.max_message, jobs[i:i + self.CHUNK])
+                   for i in range(0, len(jobs), self.CHUNK)]
+
+        def in_order() -> Iterator[_Prepared]:
+            done = (prepared for future in futures for prepared in future.result())
+            for n in range(len(items)):
+                yield self._prepare(items[n]) if n in here else next(done)
+
+        return in_order()
+
+    def _batch(self, items: list[IngestItem], ready: Iterable[_Prepared]) -> IngestSummary:
         """One batch, all or nothing acknowledged: a full disk raises ``QuarantineUnavailable``
         before anything is reported as taken, and leaves the spool files in place."""
         with storage_errors():
-            return self._store_batch(items)
+            return self._store_batch(items, ready)
 
-    def _store_batch(self, items: list[IngestItem]) -> IngestSummary:
+    def _store_batch(self, items: list[IngestItem], ready: Iterable[_Prepared]) -> IngestSummary:
         summary = IngestSummary()
         messages: dict[str, NewMessage] = {}
         sightings: list[Sighting] = []
         failures: list[FailedInput] = []
         events: list[dict[str, object]] = []
         done: list[IngestItem] = []
-        if len(items) == 1:                 # one message (the HTTP ingest): no threads to start
-            ready: Iterable[_Prepared] = [self._prepare(items[0])]
-        else:
-            if self._threads is None:
-                self._threads = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="ingest")
-            ready = self._threads.map(self._prepare, items)
         for item, prepared in zip(items, ready, strict=True):
             failure = self._accept(item, prepared, messages, sightings, events, summary)
             if failure is not None:
@@ -375,7 +484,7 @@ class Ingester:
             self.q.journal.append(events)
             crash_point("ingest.journaled")
             known = self.q.index.known(messages)
-            before = {s.id for s in sightings if self._sighting_known(s.id)}
+            before = self.q.index.known_sightings(s.id for s in sightings)
             added = self.q.index.record(messages.values(), sightings, actor=self.actor)
             if failures:
                 self.q.index.record_failed(failures, actor=self.actor)
@@ -390,24 +499,17 @@ class Ingester:
         self._remover.remove([path for item in done for path in item.spool_files])
         return summary
 
-    def _sighting_known(self, sighting_id: str) -> bool:
-        return self.q.index.has_sighting(sighting_id)
-
     def _prepare(self, item: IngestItem) -> _Prepared:
-        """Read, check, store (not yet synced) and summarise one item: on the batch's threads,
-        in any order (reading, hashing and writing let go of the interpreter, so one item's
-        files move while another's headers are read)."""
+        """Read, check, store (not yet synced) and summarise one item, in this process."""
         if item.size > self.max_message:
             return _Prepared(why=f"larger than the {self.max_message}-byte message limit")
         try:
             data = item.read()
         except OSError as exc:
             return _Prepared(why=f"unreadable: {exc}")
-        why = looks_like_mail(data)
-        if why is not None:
-            # a file is hashed again from disk by _fail: a batch does not hold its junk in memory
-            return _Prepared(why=why, data=data if item.original is None else None)
-        return _Prepared(put=self.q.store.put_bytes(data, durable=False), header=summarize_headers(data))
+        return _prepare_one(self.q.store, self.max_message,
+                            (None if item.original is None else str(item.original), data, item.size,
+                             item.received_at))
 
     def _accept(self, item: IngestItem, prepared: _Prepared, messages: dict[str, NewMessage],
                 sightings: list[Sighting], events: list[dict[str, object]],
@@ -417,15 +519,15 @@ class Ingester:
             return self._fail(item, prepared.why, prepared.data)
         put, header = prepared.put, prepared.header
         reason = self.override_reason or item.reason or header.reason or "unspecified"
-        seen_at = stamp(item.received_at)
+        seen_at = prepared.seen_at
         identity = item.identity or str(uuid.uuid4())
         sighting_id = hashlib.sha256(f"{identity}|{put.sha256}".encode()).hexdigest()[:32]
         if put.sha256 not in messages:
             messages[put.sha256] = NewMessage(
                 sha256=put.sha256, size=put.size, message_id=header.message_id,
                 from_addr=header.from_addr, to_addrs=header.to_addrs, subject=header.subject,
-                date=stamp(header.date) if header.date else None,
-                attachment_names=header.attachment_names, defects=header.defects)
+                date=prepared.date, attachment_names=header.attachment_names,
+                defects=header.defects)
         sighting = Sighting(id=sighting_id, sha256=put.sha256, tower=item.tower,
                             server=item.server, reason=reason, seen_at=seen_at, source=item.source)
         sightings.append(sighting)

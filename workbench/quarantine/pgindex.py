@@ -508,6 +508,12 @@ class PostgresIndex:
         return self.db.execute("SELECT 1 FROM sightings WHERE id = %s",
                                (sighting_id,)).fetchone() is not None
 
+    def known_sightings(self, ids: Iterable[str]) -> set[str]:
+        """Which of these sighting ids are indexed (one query, not one per id)."""
+        rows = self.db.execute("SELECT id FROM sightings WHERE id = ANY(%s)",
+                               (builtins.list(ids),)).fetchall()
+        return {r["id"] for r in rows}
+
     def audit(self, sha256: str | None = None, *, limit: int = 1000) -> builtins.list[AuditEntry]:
         if sha256:
             rows = self.db.execute("SELECT * FROM audit WHERE sha256 = %s ORDER BY id LIMIT %s",
