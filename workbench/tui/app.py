@@ -21,7 +21,9 @@ from workbench.workspace import Workspace
 
 if TYPE_CHECKING:
     from workbench.dissect.model import Artifact
+    from workbench.quarantine.index import MessageRow
     from workbench.tui.screens.editor import EditorScreen
+    from workbench.tui.screens.message import MessageScreen
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 FLEET_REFRESH = 2.0         # seconds between fleet board refreshes
@@ -89,6 +91,7 @@ class WorkbenchApp(App[int]):
         self._open_message = open_message
         self._open_rule = open_rule
         self._freeze_startup = freeze_startup
+        self._message_screen: MessageScreen | None = None    # installed once, reused (open_message)
 
     def get_line_filters(self) -> Sequence[LineFilter]:
         # last, so nothing a widget drew from mail reaches the terminal as a control code
@@ -129,11 +132,39 @@ class WorkbenchApp(App[int]):
 
     # -- navigation (screens call these; they do not import each other) ------------
 
-    def open_message(self, ident: str) -> None:
+    def open_message(self, ident: str, *, row: MessageRow | None = None) -> None:
+        """Show a message over the quarantine list, on the one message screen the app keeps.
+
+        A new screen per message was most of the time of an open (composing, styling and
+        laying out its widgets), and removing it on the way back made Textual lay the list
+        out again, twice: the kept screen is only suspended and resumed. ``row``: the
+        list's row for the message, shown at once while the rest is read.
+        """
         from workbench.tui.screens.message import MessageScreen
 
         self.switch_mode("quarantine")
-        self.push_screen(MessageScreen(ident))
+        screen = self._message_screen
+        if screen is None:
+            screen = self._message_screen = MessageScreen()
+            self.install_screen(screen, "message")
+        if any(screen in stack for stack in self._screen_stacks.values()):
+            if self.screen is screen:
+                screen.show_message(ident, row)
+            else:                   # open under an artifact or a dialog: a screen of its own
+                self.push_screen(MessageScreen(ident))
+            return
+        screen.show_message(ident, row)
+        self.push_screen(screen)
+
+    def message_triaged(self, row: MessageRow, changes: tuple[int, int]) -> None:
+        """A message's status or tags were changed on its screen: the list shows its row as
+        it is now when the analyst returns, without reading the list again. ``changes``:
+        the index's last_change() before and after the write."""
+        from workbench.tui.screens.quarantine import QuarantineScreen
+
+        screen = self.mode_screen("quarantine")
+        if isinstance(screen, QuarantineScreen):
+            screen.rows_changed([row], changes)
 
     def open_artifact(self, artifact: Artifact, *, message_sha256: str = "", offset: int | None = None,
                       length: int = 0) -> None:

@@ -416,7 +416,7 @@ the cursor never moves on its own.
     def action_open(self) -> None:
         row = self.query_one(MessageList).current()
         if row is not None:
-            self.workbench.open_message(row.sha256)
+            self.workbench.open_message(row.sha256, row=row)
 
     def action_mark(self) -> None:
         messages = self.query_one(MessageList)
@@ -522,14 +522,19 @@ the cursor never moves on its own.
 
     @on(Triaged)
     def _triaged(self, event: Triaged) -> None:
-        before, after = event.changes
+        self.marked.clear()
+        self.rows_changed(event.rows, event.changes)
+        self.notify(event.summary, timeout=3)
+
+    def rows_changed(self, rows: list[MessageRow], changes: tuple[int, int]) -> None:
+        """Rows triaged here or on a message's screen: shown as they are now, in place (the
+        list is not read again); ``changes``: the index's last_change() before and after."""
+        before, after = changes
         if self.listed_change == before:     # only our own writes since the list was read:
             self.listed_change = after       # they are in the rows below, not "a change"
         if self.listing is not None:
-            for row in event.rows:
+            for row in rows:
                 self.listing.replace(row)
-        self.marked.clear()
         self.query_one(MessageList).reset()
         self._show_count()
-        self.notify(event.summary, timeout=3)
-        self.start_facets()
+        self.start_facets()                  # the counts by status moved
