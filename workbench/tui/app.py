@@ -91,6 +91,9 @@ class WorkbenchApp(App[int]):
         self._open_message = open_message
         self._open_rule = open_rule
         self._freeze_startup = freeze_startup
+        self._frozen = False
+        self.closed_screens = 0                    # screens closed (removed) so far
+        self._settled_closed = 0                   # ... when garbage was last settled
         self._message_screen: MessageScreen | None = None    # installed once, reused (open_message)
 
     def get_line_filters(self) -> Sequence[LineFilter]:
@@ -104,10 +107,23 @@ class WorkbenchApp(App[int]):
         if self._open_rule is not None:
             self.open_rule_file(self._open_rule)
         if self._freeze_startup:
-            self.call_after_refresh(freeze_startup_objects)
+            # once the first rows are drawn (first_rows_shown), not before: the full
+            # collection took 100-300 ms of the launch while the rows waited; this timer
+            # is for a list that shows no rows
+            self.set_timer(2.0, self._freeze_once)
 
     def on_unmount(self) -> None:
         self.pool.close()
+
+    def first_rows_shown(self) -> None:
+        """The quarantine list drew its first rows: start-up is over."""
+        if self._freeze_startup and not self._frozen:
+            self.call_after_refresh(self._freeze_once)
+
+    def _freeze_once(self) -> None:
+        if not self._frozen:
+            self._frozen = True
+            freeze_startup_objects()
 
     def settle_garbage(self) -> bool:
         """Collect what closed screens left, while only the modes' own screens are open.
@@ -119,14 +135,16 @@ class WorkbenchApp(App[int]):
         middle of a later open. Collected here, while nobody waits. (Freezing what survives
         as well was tried: the transient objects alive at that moment, once garbage, are
         never freed, and RSS grew 28 MB over 500 opens.) False: not now (a screen is open
-        over a mode's own, or the app is not the command line's).
+        over a mode's own, or the app is not the command line's, or no screen was closed
+        since the last time: the message screen is kept, and its return leaves little).
         """
-        if not self._freeze_startup:
+        if not self._freeze_startup or self.closed_screens == self._settled_closed:
             return False
         if any(len(stack) > 1 for stack in self._screen_stacks.values()):
             return False
         import gc
 
+        self._settled_closed = self.closed_screens
         gc.collect()
         return True
 
