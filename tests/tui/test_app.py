@@ -65,6 +65,29 @@ async def test_start_up_objects_are_frozen_only_when_asked(ui_workspace: Workspa
         gc.unfreeze()
 
 
+async def test_a_new_mode_screen_does_not_parse_the_css_again(ui_workspace: Workspace,
+                                                              monkeypatch) -> None:
+    """Textual's switch_mode took a new mode screen for stale CSS and parsed every source
+    again, twice, at launch (and on the first F3, F4 ...)."""
+    from textual.css.stylesheet import Stylesheet
+
+    reparsed: list[int] = []
+    real = Stylesheet.reparse
+
+    def counted(self: Stylesheet) -> None:
+        reparsed.append(1)
+        real(self)
+
+    monkeypatch.setattr(Stylesheet, "reparse", counted)
+    app = make_app(ui_workspace, list_refresh=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert reparsed == []
+        await pilot.press("f7")                      # a mode opened for the first time
+        await settle(pilot)
+        assert reparsed == []
+
+
 async def test_closed_screens_are_collected_back_on_the_list(ui_workspace: Workspace) -> None:
     """Not while a message is open over the list; back on it, a closed screen goes (the
     kept message screen closes nothing: no collection then)."""
@@ -99,25 +122,3 @@ async def test_closed_screens_are_collected_back_on_the_list(ui_workspace: Works
     finally:
         gc.unfreeze()
 
-
-async def test_a_new_mode_screen_does_not_parse_the_css_again(ui_workspace: Workspace,
-                                                              monkeypatch) -> None:
-    """Textual's switch_mode took a new mode screen for stale CSS and parsed every source
-    again, twice, at launch (and on the first F3, F4 ...)."""
-    from textual.css.stylesheet import Stylesheet
-
-    reparsed: list[int] = []
-    real = Stylesheet.reparse
-
-    def counted(self: Stylesheet) -> None:
-        reparsed.append(1)
-        real(self)
-
-    monkeypatch.setattr(Stylesheet, "reparse", counted)
-    app = make_app(ui_workspace, list_refresh=0)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
-        assert reparsed == []
-        await pilot.press("f7")                      # a mode opened for the first time
-        await settle(pilot)
-        assert reparsed == []
