@@ -121,4 +121,3 @@ async def test_closed_screens_are_collected_back_on_the_list(ui_workspace: Works
         assert not make_app(ui_workspace).settle_garbage()     # tests' apps never collect
     finally:
         gc.unfreeze()
-
