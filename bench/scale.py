@@ -110,13 +110,28 @@ def workbench_cmd() -> list[str]:
 # -- launch to first rows, in a pseudo-terminal ---------------------------------------------
 
 LAUNCH = "import sys; sys.path.insert(0, sys.argv.pop(1)); from workbench.cli import main; sys.exit(main())"
+# the floor: a minimal Textual app (a header, a line of text, a footer) drawing the same subject
+MINIMAL_TEXTUAL = """
+import sys
+from textual.app import App
+from textual.widgets import Footer, Header, Static
+class Minimal(App):
+    def compose(self):
+        yield Header()
+        yield Static(sys.argv[1])
+        yield Footer()
+Minimal().run()
+"""
 
 
-def launch(workspace: Workspace, rounds: int, tree: Path | None = None) -> dict[str, object]:
+def launch(workspace: Workspace, rounds: int, tree: Path | None = None,
+           minimal: bool = False) -> dict[str, object]:
     """Process start to the newest message's subject on the terminal, read from a pty.
 
     ``tree``: start the workbench of that source tree (``python -c`` with it first on the
     path, as the ``workbench`` script starts this one) instead of the installed script.
+    ``minimal``: start a minimal Textual app that draws the same subject instead (the
+    floor that Python and Textual set, whatever the workbench does).
     """
     newest = f"Scale message {REAL - 1}"
     times = []
@@ -125,6 +140,8 @@ def launch(workspace: Workspace, rounds: int, tree: Path | None = None) -> dict[
         pid, fd = pty.fork()
         if pid == 0:
             os.environ.update(COLUMNS="160", LINES="50", TERM="xterm-256color")
+            if minimal:
+                os.execv(sys.executable, [sys.executable, "-c", MINIMAL_TEXTUAL, newest])
             if tree is not None:
                 os.execv(sys.executable, [sys.executable, "-c", LAUNCH, str(tree),
                                           "--home", str(workspace.home), "ui"])
@@ -364,7 +381,21 @@ def main() -> int:
     report: dict[str, object] = {"load before": [round(x, 2) for x in load],
                                  "previous release": BEFORE}
     if "launch" in parts:
-        report["launch"] = launch(workspace, args.launch_rounds)
+        ours: list[int] = []
+        floor: list[int] = []
+        cpus: dict[str, list[int]] = {"workbench": [], "minimal Textual app": []}
+        for _ in range(args.launch_rounds):          # alternating: the machine is shared
+            one, bare = launch(workspace, 1), launch(workspace, 1, minimal=True)
+            ours += one["launch_ms"]  # type: ignore[arg-type]
+            floor += bare["launch_ms"]  # type: ignore[arg-type]
+            cpus["workbench"] += one["cpu_ms"]  # type: ignore[arg-type]
+            cpus["minimal Textual app"] += bare["cpu_ms"]  # type: ignore[arg-type]
+        report["launch"] = {
+            "launch_ms": ours, "launch_median_ms": statistics.median(ours) if ours else None,
+            "target_ms": 300, "cpu_ms median": statistics.median(cpus["workbench"]),
+            "minimal Textual app launch_ms": floor,
+            "minimal Textual app median_ms": statistics.median(floor) if floor else None,
+            "minimal Textual app cpu_ms median": statistics.median(cpus["minimal Textual app"])}
         print(json.dumps({"launch": report["launch"]}), flush=True)
     if "list" in parts:
         report["list"] = cli_list(workspace)
@@ -387,11 +418,13 @@ def compare(args: argparse.Namespace) -> int:
     report: dict[str, object] = {"load before": [round(x, 2) for x in os.getloadavg()],
                                  "baseline": str(trees["baseline"])}
     if "launch" in parts:
-        launches: dict[str, list[int]] = {name: [] for name in trees}
-        cpus: dict[str, list[int]] = {name: [] for name in trees}
+        names = [*trees, "minimal Textual app"]
+        launches: dict[str, list[int]] = {name: [] for name in names}
+        cpus: dict[str, list[int]] = {name: [] for name in names}
         for _ in range(args.launch_rounds):
-            for name, tree in trees.items():
-                one = launch(workspace, 1, tree)
+            for name in names:
+                tree = trees.get(name)
+                one = launch(workspace, 1, tree, minimal=tree is None)
                 launches[name] += one["launch_ms"]  # type: ignore[operator]
                 cpus[name] += one["cpu_ms"]  # type: ignore[operator]
         report["launch_ms"] = {name: {"runs": runs, "median": statistics.median(runs) if runs else None,

@@ -65,23 +65,59 @@ async def test_start_up_objects_are_frozen_only_when_asked(ui_workspace: Workspa
         gc.unfreeze()
 
 
+async def test_a_new_mode_screen_does_not_parse_the_css_again(ui_workspace: Workspace,
+                                                              monkeypatch) -> None:
+    """Textual's switch_mode took a new mode screen for stale CSS and parsed every source
+    again, twice, at launch (and on the first F3, F4 ...)."""
+    from textual.css.stylesheet import Stylesheet
+
+    reparsed: list[int] = []
+    real = Stylesheet.reparse
+
+    def counted(self: Stylesheet) -> None:
+        reparsed.append(1)
+        real(self)
+
+    monkeypatch.setattr(Stylesheet, "reparse", counted)
+    app = make_app(ui_workspace, list_refresh=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert reparsed == []
+        await pilot.press("f7")                      # a mode opened for the first time
+        await settle(pilot)
+        assert reparsed == []
+
+
 async def test_closed_screens_are_collected_back_on_the_list(ui_workspace: Workspace) -> None:
-    """Not while a message is open over the list; back on it, the closed screen goes."""
+    """Not while a message is open over the list; back on it, a closed screen goes (the
+    kept message screen closes nothing: no collection then)."""
+    from workbench.tui.screens.artifact import ArtifactScreen
     from workbench.tui.screens.message import MessageScreen
 
-    app = make_app(ui_workspace, freeze_startup=True, list_refresh=0)
+    app = make_app(ui_workspace, freeze_startup=True, list_refresh=0, query="loader")
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
+            assert gc.get_freeze_count() > 0              # frozen once the first rows showed
             await pilot.press("enter")
             await settle(pilot)
             assert isinstance(app.screen, MessageScreen)
-            assert not app.settle_garbage()
             await pilot.press("escape")
             await settle(pilot)
-            await pilot.pause(0.1)
-            assert app.settle_garbage()
-            assert not [o for o in gc.get_objects() if isinstance(o, MessageScreen)]
+            assert not app.settle_garbage()               # nothing was closed
+            await pilot.press("enter")
+            await settle(pilot)
+            await pilot.press("enter")                    # the root artifact
+            await settle(pilot)
+            assert isinstance(app.screen, ArtifactScreen)
+            assert not app.settle_garbage()               # not with screens open over the list
+            settled = app._settled_closed
+            await pilot.press("escape", "escape")
+            await settle(pilot)
+            await pilot.pause(0.5)                        # past SETTLE_AFTER: collected by itself
+            assert app._settled_closed == app.closed_screens > settled
+            # only the one message screen the app keeps and reuses
+            assert [o for o in gc.get_objects() if isinstance(o, MessageScreen)] == [app.get_screen("message")]
         assert not make_app(ui_workspace).settle_garbage()     # tests' apps never collect
     finally:
         gc.unfreeze()

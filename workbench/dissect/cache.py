@@ -168,6 +168,16 @@ class DissectCache:
         """Replace what the catalog knows about one message's extracted artifacts."""
         self.record_messages([(message_sha256, status, rows)])
 
+    def is_recorded(self, message_sha256: str, status: str, rows: list[tuple[Any, ...]]) -> bool:
+        """Whether the catalog already holds exactly this entry for the message: opening a
+        message dissected before then writes nothing (no catalog commit, no disk sync)."""
+        found = self.query("SELECT status, nodes FROM dissected WHERE message_sha256 = ?", (message_sha256,))
+        if not found or found[0]["status"] != status or found[0]["nodes"] != len(rows) + 1:
+            return False
+        have = self.query("SELECT message_sha256, path, sha256, filename, mime, size, depth, status "
+                          "FROM extracted WHERE message_sha256 = ?", (message_sha256,))
+        return {tuple(r) for r in have} == {tuple(r) for r in rows}
+
     def record_messages(self, entries: list[CatalogEntry]) -> None:
         """:meth:`record_message` for many messages in one transaction."""
         if not entries:

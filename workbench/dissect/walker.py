@@ -442,6 +442,12 @@ def dissect_message(quarantine: Quarantine, sha256: str, *, limits: Limits | Non
         rows = [(sha, n.path, n.sha256, n.filename or n.safe_name, n.mime, n.size, n.depth, n.status)
                 for n in result.root.walk() if n is not result.root]
         if deferred is None:
+            if use_cache and cache.is_recorded(sha, result.status, rows):
+                # dissected before and nothing changed: its children are in the store, the
+                # catalog and the index's searchable content were written then (an open in
+                # the UI waited for a sync of the whole disk and three commits). Dissecting
+                # again on purpose (use_cache=False) still writes them all.
+                return result
             quarantine.store.sync()
             cache.record_message(sha, result.status, rows)
         else:

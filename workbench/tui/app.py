@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
 
     from workbench.dissect.model import Artifact
+    from workbench.quarantine.index import MessageRow
     from workbench.tui.screens.editor import EditorScreen
+    from workbench.tui.screens.message import MessageScreen
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 FLEET_REFRESH = 2.0         # seconds between fleet board refreshes
@@ -93,6 +95,10 @@ class WorkbenchApp(App[int]):
         self._open_message = open_message
         self._open_rule = open_rule
         self._freeze_startup = freeze_startup
+        self._frozen = False
+        self.closed_screens = 0                    # screens closed (removed) so far
+        self._settled_closed = 0                   # ... when garbage was last settled
+        self._message_screen: MessageScreen | None = None    # installed once, reused (open_message)
 
     def get_line_filters(self) -> Sequence[LineFilter]:
         # last, so nothing a widget drew from mail reaches the terminal as a control code
@@ -105,10 +111,23 @@ class WorkbenchApp(App[int]):
         if self._open_rule is not None:
             self.open_rule_file(self._open_rule)
         if self._freeze_startup:
-            self.call_after_refresh(freeze_startup_objects)
+            # once the first rows are drawn (first_rows_shown), not before: the full
+            # collection took 100-300 ms of the launch while the rows waited; this timer
+            # is for a list that shows no rows
+            self.set_timer(2.0, self._freeze_once)
 
     def on_unmount(self) -> None:
         self.pool.close()
+
+    def first_rows_shown(self) -> None:
+        """The quarantine list drew its first rows: start-up is over."""
+        if self._freeze_startup and not self._frozen:
+            self.call_after_refresh(self._freeze_once)
+
+    def _freeze_once(self) -> None:
+        if not self._frozen:
+            self._frozen = True
+            freeze_startup_objects()
 
     def settle_garbage(self) -> bool:
         """Collect what closed screens left, while only the modes' own screens are open.
@@ -120,24 +139,54 @@ class WorkbenchApp(App[int]):
         middle of a later open. Collected here, while nobody waits. (Freezing what survives
         as well was tried: the transient objects alive at that moment, once garbage, are
         never freed, and RSS grew 28 MB over 500 opens.) False: not now (a screen is open
-        over a mode's own, or the app is not the command line's).
+        over a mode's own, or the app is not the command line's, or no screen was closed
+        since the last time: the message screen is kept, and its return leaves little).
         """
-        if not self._freeze_startup:
+        if not self._freeze_startup or self.closed_screens == self._settled_closed:
             return False
         if any(len(stack) > 1 for stack in self._screen_stacks.values()):
             return False
         import gc
 
+        self._settled_closed = self.closed_screens
         gc.collect()
         return True
 
     # -- navigation (screens call these; they do not import each other) ------------
 
-    def open_message(self, ident: str) -> None:
+    def open_message(self, ident: str, *, row: MessageRow | None = None) -> None:
+        """Show a message over the quarantine list, on the one message screen the app keeps.
+
+        A new screen per message was most of the time of an open (composing, styling and
+        laying out its widgets), and removing it on the way back made Textual lay the list
+        out again, twice: the kept screen is only suspended and resumed. ``row``: the
+        list's row for the message, shown at once while the rest is read.
+        """
         from workbench.tui.screens.message import MessageScreen
 
         self.switch_mode("quarantine")
-        self.push_screen(MessageScreen(ident))
+        screen = self._message_screen
+        if screen is None:
+            screen = self._message_screen = MessageScreen()
+            self.install_screen(screen, "message")
+        if any(screen in stack for stack in self._screen_stacks.values()):
+            if self.screen is screen:
+                screen.show_message(ident, row)
+            else:                   # open under an artifact or a dialog: a screen of its own
+                self.push_screen(MessageScreen(ident))
+            return
+        screen.show_message(ident, row)
+        self.push_screen(screen)
+
+    def message_triaged(self, row: MessageRow, changes: tuple[int, int]) -> None:
+        """A message's status or tags were changed on its screen: the list shows its row as
+        it is now when the analyst returns, without reading the list again. ``changes``:
+        the index's last_change() before and after the write."""
+        from workbench.tui.screens.quarantine import QuarantineScreen
+
+        screen = self.mode_screen("quarantine")
+        if isinstance(screen, QuarantineScreen):
+            screen.rows_changed([row], changes)
 
     def open_artifact(self, artifact: Artifact, *, message_sha256: str = "", offset: int | None = None,
                       length: int = 0) -> None:

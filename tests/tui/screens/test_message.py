@@ -212,45 +212,73 @@ async def test_triage_from_the_message(ui_workspace: Workspace) -> None:
 
 
 async def test_closed_message_screens_are_collectable(ui_workspace: Workspace) -> None:
-    """Opening and closing messages leaves nothing of them behind: no screen, no Header
-    kept by the app's title watchers, no footer keys kept by the footer's bindings."""
+    """Opening and closing messages leaves nothing of them behind: one message screen is
+    kept and reused, and neither it, nor the app's title watchers, nor the footer's
+    bindings keep what earlier messages showed."""
     import gc
     import weakref
 
     from textual.widgets import Header
     from textual.widgets._footer import FooterKey
 
+    from workbench.dissect.model import Dissection
     from workbench.tui.screens.base import prune_watchers
 
     app = make_app(ui_workspace, list_refresh=0)
-    closed: list[weakref.ref[MessageScreen]] = []
+    screens: set[int] = set()
+    shown: list[weakref.ref[Dissection]] = []
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         for _ in range(6):
             await pilot.press("enter")
             await settle(pilot)
-            assert isinstance(app.screen, MessageScreen)
-            closed.append(weakref.ref(app.screen))
+            screen = app.screen
+            assert isinstance(screen, MessageScreen) and screen.dissection is not None
+            screens.add(id(screen))
+            shown.append(weakref.ref(screen.dissection))
+            del screen
             await pilot.press("escape")
             await settle(pilot)
             await pilot.press("down")
         await pilot.pause(0.1)
         await settle(pilot)
         gc.collect()
-        alive = [n for n, ref in enumerate(closed) if ref() is not None]
-        # the last two may still sit in the context of a task Textual has yet to run (they go
-        # with later opens: 13 opens leave 1-2); none before them may stay
-        assert all(n >= len(closed) - 2 for n in alive), \
-            f"closed message screens {alive} of {len(closed)} still referenced"
+        assert len(screens) == 1                      # the same screen every time
+        assert len([o for o in gc.get_objects() if isinstance(o, MessageScreen)]) == 1
+        alive = [n for n, ref in enumerate(shown) if ref() is not None]
+        assert alive == [len(shown) - 1], f"dissections of earlier messages {alive} still referenced"
         headers = [o for o in gc.get_objects() if isinstance(o, Header)]
-        assert len(headers) <= 1 + len(alive)         # the quarantine screen's own, and theirs
+        assert len(headers) == 2                      # the list's and the message screen's
         watchers = getattr(app, "__watchers")
-        # the quarantine screen's Header, and at most the last closed one's (it was still
-        # closing when the list came back; the next return drops it)
         assert len(watchers["title"]) <= 2 and len(watchers["sub_title"]) <= 2
         prune_watchers(app)
         keys = [o for o in gc.get_objects() if isinstance(o, FooterKey)]
-        assert len(keys) < 40                         # the footer's keys now and just before
+        assert len(keys) < 40                         # the two footers' keys
+
+
+async def test_reopened_screen_shows_only_the_new_message(ui_workspace: Workspace) -> None:
+    """The kept screen forgets the last message: tree, tabs, raw headers, the Auth flag."""
+    spoofed, plain = sha_of(ui_workspace, "Loader sample"), sha_of(ui_workspace, "Invoice 3")
+    app = make_app(ui_workspace, open_message=spoofed, list_refresh=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, MessageScreen)
+        assert any(label.startswith("setup.exe") for label in tree_labels(screen))
+        await pilot.press("r")                       # raw headers, on the headers tab
+        view_text(screen, "body")                    # another tab shown
+        await pilot.press("escape")
+        await settle(pilot)
+        app.open_message(plain)
+        await settle(pilot)
+        assert app.screen is screen
+        assert screen.sha256 == plain and not screen.raw_headers
+        assert screen.active_tab == "headers"
+        labels = tree_labels(screen)
+        assert not any(label.startswith("setup.exe") for label in labels)
+        assert any(label.startswith("invoice-3.zip") for label in labels)
+        assert "Invoice 3" in static_text(screen.query_one("#message-summary", Static))
+        assert "Subject: Invoice 3" in static_text(screen.query_one("#tab-view", Static))
 
 
 async def test_a_tab_is_drawn_when_first_shown(ui_workspace: Workspace) -> None:
@@ -293,3 +321,90 @@ async def test_the_footer_is_not_rebuilt_for_the_same_keys(ui_workspace: Workspa
         await pilot.press("slash")                  # the filter's keys differ: drawn again
         await settle(pilot)
         assert footer.recomposed == composed + 1
+
+
+async def test_back_to_the_list_reads_nothing_when_nothing_changed(ui_workspace: Workspace,
+                                                                    monkeypatch) -> None:
+    """The list keeps its rows under a message: going back neither queries the index nor
+    starts a new listing."""
+    from workbench.tui.screens.quarantine import QuarantineScreen
+
+    app = make_app(ui_workspace, list_refresh=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        listing = app.screen.listing
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, MessageScreen)
+        borrowed: list[object] = []
+        real = app.pool.reader
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            borrowed.append(args)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(app.pool, "reader", counted)
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.pause(0.4)                  # (past the settling of garbage)
+        assert isinstance(app.screen, QuarantineScreen)
+        assert app.screen.listing is listing
+        assert borrowed == []
+
+
+async def test_status_set_on_the_message_shows_in_the_list_on_return(ui_workspace: Workspace,
+                                                                     monkeypatch) -> None:
+    """The row triaged on the message's screen is replaced in the list's pages; the list is
+    not read again for it."""
+    from workbench.tui.widgets.message_list import MessageList
+
+    app = make_app(ui_workspace, query="GTUBE", list_refresh=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        listing = app.screen.listing
+        assert listing is not None and listing.row(0).status == "new"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, MessageScreen)
+        await pilot.press("s", "5")               # dismissed
+        await settle(pilot)
+        borrowed: list[object] = []
+        real = app.pool.reader
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            borrowed.append(args)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(app.pool, "reader", counted)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen.listing is listing
+        assert listing.row(0).status == "dismissed"
+        assert app.screen.query_one(MessageList).current().status == "dismissed"
+        assert borrowed == []
+        assert not app.screen.changed_since       # our own write: not "the quarantine changed"
+
+
+async def test_opening_a_dissected_message_writes_nothing(ui_workspace: Workspace) -> None:
+    """An open of a message dissected before reads the cache: no catalog commit, no index
+    write, no disk sync (an open waited for all three)."""
+    from workbench.dissect.cache import DissectCache
+
+    sha = sha_of(ui_workspace, "Loader sample")         # dissected by the fixture
+
+    def catalog() -> tuple[object, ...]:
+        with DissectCache.open(ui_workspace) as cache:
+            return tuple(tuple(r) for r in cache.query(
+                "SELECT * FROM dissected WHERE message_sha256 = ?", (sha,)))
+
+    with Quarantine.open(ui_workspace) as q:
+        change = q.index.last_change()
+    recorded = catalog()
+    assert recorded
+    app = make_app(ui_workspace, open_message=sha, list_refresh=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, MessageScreen) and app.screen.dissection is not None
+    assert catalog() == recorded                          # not even its time
+    with Quarantine.open(ui_workspace) as q:
+        assert q.index.last_change() == change

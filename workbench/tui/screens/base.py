@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar, cast
 
 from textual import events, on
+from textual._context import NoActiveAppError
 from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState, active_worker
@@ -23,6 +24,18 @@ class WorkbenchScreen(Screen[None]):
 
     HELP: ClassVar[str] = ""
     """Markdown shown first in the help screen (F1) when opened from this screen."""
+
+    def __init__(self, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(name, id, classes)
+        # A new screen is styled from the stylesheet as it is when it mounts. Textual's
+        # switch_mode takes a new mode screen's CSS count (-1) for a stale one and parses
+        # every CSS source again, twice (the screen is not mounted yet to record the
+        # first): the largest single cost of the launch after the imports.
+        try:
+            self._css_update_count = self.app._css_update_count
+        except NoActiveAppError:
+            pass
 
     @property
     def workbench(self) -> WorkbenchApp:
@@ -41,6 +54,9 @@ class WorkbenchScreen(Screen[None]):
         """Closed: the app's watchers let go of this screen's widgets once they are gone."""
         app = self.app
         app.call_later(prune_watchers, app)
+        workbench = self.workbench
+        if hasattr(workbench, "closed_screens"):        # (a test may mount it in another app)
+            workbench.closed_screens += 1
 
     def on_key(self, event: events.Key) -> None:
         """A letter no key binding and no widget took goes somewhere visible, never nowhere.

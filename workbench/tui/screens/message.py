@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.console import RenderableType
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -50,9 +51,11 @@ if TYPE_CHECKING:
 TABS = {"headers": "Headers", "received": "Received", "auth": "Auth", "body": "Body",
         "urls": "URLs", "parts": "Parts", "history": "History"}
 WAITING = Text("waiting for the dissection…", style="dim")
+NODE_BATCH = 0.1            # seconds: artifacts found within reach the tree as one update
 
 
-def summary_text(row: MessageRow, sightings: list[Sighting]) -> Text:
+def summary_text(row: MessageRow, sightings: list[Sighting] | None) -> Text:
+    """The summary block; without ``sightings`` (not read yet) the Received line says less."""
     out = Text()
     out.append("From     ", style="bold")
     out.append(f"{visible(row.from_addr)}\n")
@@ -61,9 +64,12 @@ def summary_text(row: MessageRow, sightings: list[Sighting]) -> Text:
     out.append("Subject  ", style="bold")
     out.append(f"{visible(row.subject)}\n")
     out.append("Received ", style="bold")
-    towers = sorted({f"{s.tower}/{s.server}" for s in sightings})
-    out.append(f"{received_text(row.first_seen)} UTC · {len(sightings)} sighting(s) on "
-               f"{', '.join(towers[:6]) or '?'}{' …' if len(towers) > 6 else ''} · {row.reason}\n")
+    if sightings is None:
+        out.append(f"{received_text(row.first_seen)} UTC · {row.reason}\n")
+    else:
+        towers = sorted({f"{s.tower}/{s.server}" for s in sightings})
+        out.append(f"{received_text(row.first_seen)} UTC · {len(sightings)} sighting(s) on "
+                   f"{', '.join(towers[:6]) or '?'}{' …' if len(towers) > 6 else ''} · {row.reason}\n")
     out.append("Status   ", style="bold")
     out.append(row.status, style="bold yellow" if row.status == "new" else "bold green")
     if row.tags:
@@ -84,6 +90,10 @@ def history_text(sightings: list[Sighting], audit: list[AuditEntry]) -> Text:
             out.append(f"  “{entry.note}”", style="italic")
         out.append("\n")
     return out
+
+
+def _is_sha256(ident: str) -> bool:
+    return len(ident) == 64 and all(c in "0123456789abcdef" for c in ident)
 
 
 def _message_report(report: object) -> MessageReport | None:
@@ -125,8 +135,12 @@ hex view, where you mark strings and bytes for a draft rule.
         Binding("D", "redissect", "Re-dissect"),
     ]
 
+    # Every message carries the number of the open it belongs to: the screen is reused
+    # for the next message, and what a worker of an earlier open posts late is dropped.
+
     @dataclass(eq=False)
     class Summary(Message):
+        serial: int
         row: MessageRow
         sightings: list[Sighting]
         audit: list[AuditEntry]
@@ -134,22 +148,28 @@ hex view, where you mark strings and bytes for a draft rule.
 
     @dataclass(eq=False)
     class NotFound(Message):
+        serial: int
         reason: str
 
     @dataclass(eq=False)
     class NodeDone(Message):
-        """One artifact finished; ``parent`` is its parent's path ("" for the root)."""
+        """Artifacts finished: (artifact, its parent's path, "" for the root), in order."""
 
-        artifact: Artifact
-        parent: str
+        serial: int
+        nodes: list[tuple[Artifact, str]]
 
     @dataclass(eq=False)
     class Dissected(Message):
+        serial: int
         dissection: Dissection
+        nodes: list[tuple[Artifact, str]]   # finished since the last NodeDone
 
-    def __init__(self, ident: str) -> None:
+    def __init__(self, ident: str = "") -> None:
         super().__init__()
         self.ident = ident
+        self.first_row: MessageRow | None = None
+        self.serial = 0                     # which open this is (the screen is reused)
+        self._styled_at: int | None = None  # the app's CSS update count when last styled
         self.sha256 = ""
         self.row: MessageRow | None = None
         self.report: MessageReport | None = None      # the root's report, once dissected
@@ -162,6 +182,7 @@ hex view, where you mark strings and bytes for a draft rule.
         self.makers: dict[str, tuple[Callable[[], RenderableType], str]] = {}
         self.drawn: dict[str, RenderableType] = {}
         self.in_view: tuple[str, int] | None = None
+        self.shown: RenderableType | None = None       # what the view shows
 
     def compose(self) -> ComposeResult:
         # Flat on purpose (a grid on the screen, see app.tcss): every container is a layer
@@ -169,7 +190,7 @@ hex view, where you mark strings and bytes for a draft rule.
         # of a TabbedContent were built, styled and laid out on every open. One view shows
         # the chosen tab, drawn when it is shown (_draw_tab).
         yield Header()
-        yield Static(Text("loading…", style="dim"), id="message-summary")
+        yield Static(id="message-summary")
         yield Static("dissecting…", id="artifact-status")
         yield Tabs(*(Tab(title, id=f"tab-{tab}") for tab, title in TABS.items()), id="message-tabs")
         tree: Tree[Artifact] = Tree("message", id="artifacts")
@@ -181,8 +202,70 @@ hex view, where you mark strings and bytes for a draft rule.
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        self.sub_title = "message"
-        self.load_summary(self.ident)
+        self._show_first_summary()
+        self._start()
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Textual styles every widget of a screen again each time it is pushed, for a
+        # screen just built. The kept screen was styled when last shown: again only if the
+        # app's CSS changed since (a theme switch). (Screen's own handler runs after this
+        # one and reads the flag.)
+        count = self.app._css_update_count
+        if event.refresh_styles and self._styled_at == count:
+            event.refresh_styles = False
+        self._styled_at = count
+
+    def show_message(self, ident: str, row: MessageRow | None = None) -> None:
+        """Show another message on this screen (the app keeps one and reuses it); ``row``:
+        its index row if the caller has it (the list does), shown in the first paint.
+
+        Building, styling and laying out a new screen was most of an open, and removing
+        the closed one made Textual lay the list out again twice on the way back. What
+        the last message showed is forgotten here, before the screen is shown again.
+        """
+        self.ident = ident
+        self.first_row = row if row is not None and row.sha256 == ident else None
+        if not self.is_mounted:
+            return                          # on_mount starts it
+        self.sha256 = ""
+        self.row = self.report = self.dissection = None
+        self.nodes = {}
+        self.raw_headers = self.html_source = False
+        self.quick_headers = []
+        self.makers, self.drawn, self.in_view, self.shown = {}, {}, None, None
+        self._show_first_summary()
+        self.query_one("#artifact-status", Static).update("dissecting…", layout=False)
+        self.query_one("#artifacts", Tree).clear()
+        auth = self.query_one("#tab-auth", Tab)
+        if auth.label.plain != TABS["auth"]:
+            auth.label = Text(TABS["auth"])
+        tabs = self.query_one("#message-tabs", Tabs)
+        first = f"tab-{next(iter(TABS))}"
+        if tabs.active != first:
+            tabs.active = first
+        self._draw_tab(next(iter(TABS)))
+        self.query_one("#tab-pane", VerticalScroll).scroll_home(animate=False)
+        self._start()
+
+    def _show_first_summary(self) -> None:
+        summary = self.query_one("#message-summary", Static)
+        if self.first_row is not None:
+            summary.update(summary_text(self.first_row, None))
+        else:
+            summary.update(Text("loading…", style="dim"))
+
+    def _start(self) -> None:
+        self.serial += 1
+        # the subject as soon as it is known: a screen's sub_title repaints the whole
+        # screen when it changes, so it is set before the first paint, not after it
+        row = self.first_row
+        self.sub_title = (visible(row.subject) or row.sha256[:12]) if row is not None else "message"
+        self.load_summary(self.ident, self.serial)
+        if _is_sha256(self.ident):
+            # the usual case (the list opens by sha256): the cached dissection is read
+            # while the summary is, not after it
+            self.sha256 = self.ident
+            self.run_dissect(self.sha256, self.serial)
         self.query_one("#artifacts", Tree).focus()
 
     @property
@@ -214,7 +297,10 @@ hex view, where you mark strings and bytes for a draft rule.
         else:
             content = self.drawn[tab]
         if self.in_view != (tab, id(content)):
+            shown, self.shown = self.shown, content
             self.in_view = (tab, id(content))
+            if isinstance(shown, Text) and isinstance(content, Text) and content == shown:
+                return      # (the dissector's headers drawn as those read from the store were)
             self.query_one("#tab-view", Static).update(content)
 
     # -- workers --------------------------------------------------------------------
@@ -222,43 +308,58 @@ hex view, where you mark strings and bytes for a draft rule.
     @work(thread=True, exclusive=True, group="summary", exit_on_error=False,
           description="read the message from the index")
     @leaves_no_trace
-    def load_summary(self, ident: str) -> None:
+    def load_summary(self, ident: str, serial: int) -> None:
         with self.workbench.pool.reader() as index:
             try:
                 sha = index.resolve(ident)
             except (UnknownId, AmbiguousId) as exc:
-                self.post_message(self.NotFound(str(exc)))
+                self.post_message(self.NotFound(serial, str(exc)))
                 return
             row = index.get(sha)
             sightings = index.sightings(sha)
             audit = index.audit(sha)
         # the header block straight from the store: shown before the dissector reports
         head = ObjectStore(self.workbench.workspace.quarantine).read(sha, limit=HEAD_BYTES)
-        self.post_message(self.Summary(row, sightings, audit, quick_headers(head)))
+        self.post_message(self.Summary(serial, row, sightings, audit, quick_headers(head)))
 
     @work(thread=True, exclusive=True, group="dissect", exit_on_error=False,
           description="dissect the message")
     @leaves_no_trace
-    def run_dissect(self, sha256: str, use_cache: bool = True) -> None:
+    def run_dissect(self, sha256: str, serial: int, use_cache: bool = True) -> None:
         from workbench.dissect.walker import dissect_message
 
         last_at_depth: dict[int, str] = {}
+        pending: list[tuple[Artifact, str]] = []
+        flushed = time.monotonic()
 
         def on_node(artifact: Artifact) -> None:
+            nonlocal flushed
             # nodes complete depth first, parent before children: the parent of a node is
             # the last node reported one level up
             parent = last_at_depth.get(artifact.depth - 1, "") if artifact.depth else ""
             last_at_depth[artifact.depth] = artifact.path
-            self.post_message(self.NodeDone(artifact, parent))
+            pending.append((artifact, parent))
+            # the root (the headers, the first facts) at once; the rest a batch at a time,
+            # so a cached dissection (a few ms) reaches the screen as one update, not one
+            # layout and paint per artifact, while a slow one still fills as it goes
+            if artifact.depth == 0 or time.monotonic() - flushed > NODE_BATCH:
+                self.post_message(self.NodeDone(serial, pending[:]))
+                pending.clear()
+                flushed = time.monotonic()
 
         with Quarantine(self.workbench.workspace.quarantine) as q:
-            result = dissect_message(q, sha256, on_node=on_node, use_cache=use_cache)
-        self.post_message(self.Dissected(result))
+            try:
+                result = dissect_message(q, sha256, on_node=on_node, use_cache=use_cache)
+            except UnknownId:
+                return              # (started with an id that only looked like a sha256: NotFound says so)
+        self.post_message(self.Dissected(serial, result, pending))
 
     # -- results ---------------------------------------------------------------------
 
     @on(Summary)
     def _summary(self, event: Summary) -> None:
+        if event.serial != self.serial:
+            return
         first = not self.sha256
         self.row = event.row
         self.sha256 = event.row.sha256
@@ -270,37 +371,53 @@ hex view, where you mark strings and bytes for a draft rule.
             self.quick_headers = event.headers
             self._show_headers()
         if first:
-            self.run_dissect(self.sha256)
+            self.run_dissect(self.sha256, self.serial)
 
     @on(NotFound)
     def _not_found(self, event: NotFound) -> None:
+        if event.serial != self.serial:
+            return
+        self.workers.cancel_group(self, "dissect")     # (an id that looked like a sha256)
         self.query_one("#message-summary", Static).update(Text(event.reason, style="bold red"))
         self.query_one("#artifact-status", Static).update("nothing to dissect")
 
     @on(NodeDone)
     def _node_done(self, event: NodeDone) -> None:
-        art = event.artifact
+        if event.serial != self.serial:
+            return
+        self._add_nodes(event.nodes)
+        self.query_one("#artifact-status", Static).update(f"dissecting… {len(self.nodes)} artifacts",
+                                                          layout=False)   # (a grid cell: same size)
+
+    def _add_nodes(self, nodes: list[tuple[Artifact, str]]) -> None:
         tree = self.query_one("#artifacts", Tree)
-        parent = self.nodes.get(event.parent, tree.root)
-        parent.allow_expand = True
-        parent.expand()
-        node = parent.add(artifact_label(art), data=art, allow_expand=False)
-        self.nodes[art.path] = node
-        if art.depth == 0:
-            self.report = _message_report(art.report)
-            self._show_report()
-            tree.move_cursor(node)
-        self.query_one("#artifact-status", Static).update(f"dissecting… {len(self.nodes)} artifacts")
+        for art, parent_path in nodes:
+            parent = self.nodes.get(parent_path, tree.root)
+            if not parent.allow_expand:
+                parent.allow_expand = True
+            if not parent.is_expanded:
+                parent.expand()
+            node = parent.add(artifact_label(art), data=art, allow_expand=False)
+            self.nodes[art.path] = node
+            if art.depth == 0:
+                self.report = _message_report(art.report)
+                self._show_report()
+                tree.move_cursor(node)
 
     @on(Dissected)
     def _dissected(self, event: Dissected) -> None:
+        if event.serial != self.serial:
+            return
         result = event.dissection
         self.dissection = result
+        self._add_nodes(event.nodes)
         # statuses can change after a node was first shown (a limit hit while descending)
         for art in result.root.walk():
             node = self.nodes.get(art.path)
             if node is not None:
-                node.set_label(artifact_label(art))
+                label = artifact_label(art)
+                if label != node.label:         # (each relabel lays the tree out again)
+                    node.set_label(label)
                 node.data = art
         self.report = _message_report(result.root.report)
         self._show_report()
@@ -308,7 +425,7 @@ hex view, where you mark strings and bytes for a draft rule.
         status = Text(f"{result.nodes} artifacts · {human_size(result.expanded_bytes)} expanded")
         if problems:
             status.append(f" · {problems} problem(s)", style="bold yellow")
-        self.query_one("#artifact-status", Static).update(status)
+        self.query_one("#artifact-status", Static).update(status, layout=False)
 
     def _show(self, tab: str, make: Callable[[], RenderableType], what: str) -> None:
         """What ``tab`` shows, drawn by ``make`` now if it is the tab shown, else when it is."""
@@ -368,7 +485,7 @@ hex view, where you mark strings and bytes for a draft rule.
         if self.sha256:
             self.nodes.clear()
             self.query_one("#artifacts", Tree).clear()
-            self.run_dissect(self.sha256, use_cache=False)
+            self.run_dissect(self.sha256, self.serial, use_cache=False)
 
     def action_open_artifact(self) -> None:
         node = self.query_one("#artifacts", Tree).cursor_node
@@ -394,7 +511,7 @@ hex view, where you mark strings and bytes for a draft rule.
 
         def chosen(answer: tuple[str, str] | None) -> None:
             if answer is not None:
-                self.triage(sha, status=answer)
+                self.triage(sha, self.serial, status=answer)
 
         self.app.push_screen(StatusScreen(1, self.row.status), chosen)
 
@@ -405,22 +522,26 @@ hex view, where you mark strings and bytes for a draft rule.
 
         def chosen(answer: tuple[list[str], list[str]] | None) -> None:
             if answer is not None:
-                self.triage(sha, tags=answer)
+                self.triage(sha, self.serial, tags=answer)
 
         self.app.push_screen(TagsScreen(1, self.row.tags), chosen)
 
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False,
           description="triage the message")
     @leaves_no_trace
-    def triage(self, sha: str, *, status: tuple[str, str] | None = None,
+    def triage(self, sha: str, serial: int, *, status: tuple[str, str] | None = None,
                tags: tuple[list[str], list[str]] | None = None) -> None:
         with Quarantine(self.workbench.workspace.quarantine) as q:
+            before = q.index.last_change()
             if status is not None:
                 q.set_status(sha, status[0], note=status[1])
             if tags is not None:
                 q.tag(sha, *tags)
             row, sightings, audit = q.index.get(sha), q.index.sightings(sha), q.index.audit(sha)
-        self.post_message(self.Summary(row, sightings, audit))
+            changes = (before, q.index.last_change())
+        self.post_message(self.Summary(serial, row, sightings, audit))
+        # the list shows this row again on return, read now rather than the whole page then
+        self.app.call_from_thread(self.workbench.message_triaged, row, changes)
 
     def palette_commands(self) -> list[PaletteCommand]:
         return [

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Header, Input, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from workbench.quarantine.index import MessageRow
 from workbench.quarantine.query import SORT_COLUMNS, Query, QueryError, parse_query
@@ -119,6 +119,7 @@ the cursor never moves on its own.
         self.listed_change: int | None = None     # index.last_change() when the list was read
         self.changed_since = False                # the index moved on and the list was not reloaded
         self.checking = False                     # a look for changes is under way
+        self.writing = 0                          # our triage writes not yet shown (Triaged)
         self.facets_token: int | None = None      # the pool token of the latest count by reason
 
     # -- layout -----------------------------------------------------------------
@@ -281,6 +282,10 @@ the cursor never moves on its own.
         self.checking = False
         if event.change is None or self.listed_change is None or event.change == self.listed_change:
             return
+        if self.writing:
+            # a look taken while our own triage wrote cannot tell it from someone else's
+            # change (its Triaged, still on the way, says which rows it was): the next look will
+            return
         if self.query_one(MessageList).cursor_row == 0:
             self.action_refresh()               # at the top: new mail simply appears
         elif not self.changed_since:
@@ -298,6 +303,7 @@ the cursor never moves on its own.
         listing.store(0, event.rows)
         self.query_one(MessageList).show(listing)
         self._show_count()
+        self.workbench.first_rows_shown()
         if self.facets_token is None:
             self.start_facets()
 
@@ -416,7 +422,7 @@ the cursor never moves on its own.
     def action_open(self) -> None:
         row = self.query_one(MessageList).current()
         if row is not None:
-            self.workbench.open_message(row.sha256)
+            self.workbench.open_message(row.sha256, row=row)
 
     def action_mark(self) -> None:
         messages = self.query_one(MessageList)
@@ -444,6 +450,7 @@ the cursor never moves on its own.
 
         def chosen(answer: tuple[str, str] | None) -> None:
             if answer is not None:
+                self.writing += 1
                 self.set_status(targets, *answer)
 
         self.app.push_screen(StatusScreen(len(targets), row.status if row else ""), chosen)
@@ -458,6 +465,7 @@ the cursor never moves on its own.
 
         def chosen(answer: tuple[list[str], list[str]] | None) -> None:
             if answer is not None:
+                self.writing += 1
                 self.set_tags(targets, *answer)
 
         self.app.push_screen(TagsScreen(len(targets), row.tags if row and len(targets) == 1 else []),
@@ -520,16 +528,27 @@ the cursor never moves on its own.
             changes = (before, q.index.last_change())
         self.post_message(self.Triaged(rows, f"{len(rows):,} tagged", changes))
 
+    @on(Worker.StateChanged)
+    def _triage_failed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "triage" and event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+            self.writing = max(0, self.writing - 1)      # (no Triaged will come)
+
     @on(Triaged)
     def _triaged(self, event: Triaged) -> None:
-        before, after = event.changes
+        self.writing = max(0, self.writing - 1)
+        self.marked.clear()
+        self.rows_changed(event.rows, event.changes)
+        self.notify(event.summary, timeout=3)
+
+    def rows_changed(self, rows: list[MessageRow], changes: tuple[int, int]) -> None:
+        """Rows triaged here or on a message's screen: shown as they are now, in place (the
+        list is not read again); ``changes``: the index's last_change() before and after."""
+        before, after = changes
         if self.listed_change == before:     # only our own writes since the list was read:
             self.listed_change = after       # they are in the rows below, not "a change"
         if self.listing is not None:
-            for row in event.rows:
+            for row in rows:
                 self.listing.replace(row)
-        self.marked.clear()
         self.query_one(MessageList).reset()
         self._show_count()
-        self.notify(event.summary, timeout=3)
-        self.start_facets()
+        self.start_facets()                  # the counts by status moved
