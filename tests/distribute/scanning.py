@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import smtplib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from workbench.release.bundle import open_bundle
 from workbench.samples.archives import build_zip
 from workbench.samples.mail import EICAR, GTUBE, Attachment, Mail
 
-__all__ = ["EICAR", "GTUBE", "Sink", "install", "mail"]
+__all__ = ["EICAR", "GTUBE", "Sink", "install", "mail", "send"]
 
 
 def install(install_dir: Path, bundle: Path) -> Path:
@@ -74,3 +75,12 @@ class Sink:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+
+
+def send(port: int, raw: bytes, *, timeout: float = 60) -> tuple[int, bytes]:
+    """One message through an SMTP server on loopback: its answer to DATA (code, text)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as client:
+        client.ehlo()
+        client.mail("a@example.org")
+        client.rcpt("b@example.net")
+        return client.data(raw)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import smtplib
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import git
 import pytest
 import yara
 
-from tests.distribute.scanning import Sink, mail
+from tests.distribute.scanning import Sink, mail, send
 from tests.support.live_server import free_port
 from tests.support.rulesets import PUBLIC_RULESET
 from tests.support.signatures import HOUSE
@@ -76,14 +75,6 @@ def matching_file(upstream: Path) -> bytes:
     strings = {s.identifier: s.value for s in rule.strings}
     body = b"".join(bytes_of(strings[p]) + b"\0" * 16 for p in PATTERNS)
     return b"MZ" + b"\0" * 62 + b"synthetic test file\0" + body
-
-
-def smtp_data(port: int, raw: bytes) -> tuple[int, bytes]:
-    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
-        client.ehlo()
-        client.mail("a@example.org")
-        client.rcpt("b@example.net")
-        return client.data(raw)
 
 
 def test_the_public_ruleset_reaches_the_lab_towers_and_their_scanner(tmp_path: Path) -> None:
@@ -156,13 +147,13 @@ def test_the_public_ruleset_reaches_the_lab_towers_and_their_scanner(tmp_path: P
             deadline = time.monotonic() + 120
             while True:
                 try:
-                    code, answer = smtp_data(port, message)
+                    code, answer = send(port, message)
                     break
                 except OSError:
                     assert scanner.poll() is None and time.monotonic() < deadline, "no scanner"
                     time.sleep(0.2)
             assert code == 250 and b"match" in answer
-            code, answer = smtp_data(port, mail("lunch", text="sandwiches at noon"))
+            code, answer = send(port, mail("lunch", text="sandwiches at noon"))
             assert code == 250 and b"clean" in answer
         finally:
             scanner.send_signal(signal.SIGTERM)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.distribute.scanning import EICAR, GTUBE, Sink, install, mail, zip_attachment
+from tests.distribute.scanning import EICAR, GTUBE, Sink, install, mail, send, zip_attachment
 from tests.support.live_server import LiveServer, free_port
 from workbench.distribute.outbox import Outbox
 from workbench.distribute.scanner import (
@@ -192,21 +192,13 @@ def start_service(sink: Sink) -> Any:
         service.stop()
 
 
-def _send(port: int, raw: bytes) -> tuple[int, bytes]:
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.ehlo()
-        client.mail("a@example.org")
-        client.rcpt("b@example.net")
-        return client.data(raw)
-
-
 def test_smtp_filter_scans_tags_and_reinjects(installed: Path, sink: Sink, start_service: Any,
                                               bundles: dict[Any, Path]) -> None:
     service = start_service(_tower(installed))
     clean = mail("clean")
-    assert _send(service.port, clean)[0] == 250
+    assert send(service.port, clean)[0] == 250
     bad = mail("bad", attachments=[Attachment("e.txt", EICAR)])
-    code, text = _send(service.port, bad)
+    code, text = send(service.port, bad)
     assert code == 250 and b"match" in text
     assert len(sink.received) == 2
     assert sink.received[0].original_content == clean
@@ -232,7 +224,7 @@ def test_smtp_filter_scans_tags_and_reinjects(installed: Path, sink: Sink, start
 def test_hold_keeps_the_message_and_does_not_reinject(installed: Path, sink: Sink,
                                                       start_service: Any) -> None:
     service = start_service(_tower(installed), on_match="hold")
-    code, text = _send(service.port, mail("bad", text=EICAR.decode()))
+    code, text = send(service.port, mail("bad", text=EICAR.decode()))
     assert code == 250 and b"held" in text
     assert sink.received == []
     held = sorted((scanner_dir(installed) / "hold").glob("*.json"))
@@ -244,7 +236,7 @@ def test_hold_keeps_the_message_and_does_not_reinject(installed: Path, sink: Sin
 def test_next_hop_refusal_is_passed_back(installed: Path, sink: Sink, start_service: Any) -> None:
     sink.handler.answer = "554 5.7.1 no thanks"
     service = start_service(_tower(installed))
-    assert _send(service.port, mail("x")) == (554, b"5.7.1 no thanks")
+    assert send(service.port, mail("x")) == (554, b"5.7.1 no thanks")
 
 
 def test_unknown_sample_reaches_the_quarantine_through_the_outbox_even_after_an_outage(
@@ -253,7 +245,7 @@ def test_unknown_sample_reaches_the_quarantine_through_the_outbox_even_after_an_
     live_server.stop()                                    # the centre is down at first
     service = start_service(_tower(installed, live_server.url, tower_token))
     raw = mail("invoice", attachments=[Attachment("invoice.pdf.exe", build_pe())])
-    code, text = _send(service.port, raw)
+    code, text = send(service.port, raw)
     assert code == 250, text                              # delivered (tagged) all the same
     assert sink.received[0].original_content.startswith(b"X-Workbench-Scan: suspicious")
     waiting = service.outbox.pending()
@@ -276,11 +268,11 @@ def test_stuck_mail_is_answered_4xx_and_copied_once(installed: Path, sink: Sink,
     sink.stop()
     service = start_service(_tower(installed), stuck_after_seconds=0.05)
     raw = mail("stuck")
-    assert _send(service.port, raw)[0] == 451
+    assert send(service.port, raw)[0] == 451
     assert service.outbox.pending() == []                  # not stuck long enough yet
     time.sleep(0.1)
-    assert _send(service.port, raw)[0] == 451
-    assert _send(service.port, raw)[0] == 451
+    assert send(service.port, raw)[0] == 451
+    assert send(service.port, raw)[0] == 451
     copies = service.outbox.pending()
     assert len(copies) == 1 and copies[0].reason.startswith("stuck: re-injection failing for")
     assert service.stats.stuck == 1
@@ -310,7 +302,7 @@ def test_the_command_scans_over_smtp_and_stops_on_sigterm(installed: Path, sink:
         deadline = time.monotonic() + 60
         while True:
             try:
-                code, _ = _send(port, mail("bad", text=EICAR.decode()))
+                code, _ = send(port, mail("bad", text=EICAR.decode()))
                 break
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline

@@ -10,16 +10,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.support.processes import Serve, upload, workbench
+from tests.support.processes import Serve, upload_at_once, workbench
 from tests.support.quarantine_mail import make_mail
 from workbench.cli import main
 from workbench.distribute.settings import RepositorySettings
@@ -134,28 +132,8 @@ def test_two_serve_hosts_write_two_journals_and_reindex_gives_the_same_index(
     token = TokenStore.for_workspace(workspace).add("t01")[1]
     servers = {name: Serve(workspace.home, host_name=name) for name in ("ingest-a", "ingest-b")}
     urls = [s.url for s in servers.values()]
-    acknowledged: dict[int, Counter[str]] = {0: Counter(), 1: Counter()}
-    failures: list[str] = []
-    lock = threading.Lock()
-
-    def uploader(worker: int) -> None:
-        with httpx.Client() as client:
-            for n in range(40):
-                number = n % 20 if n % 2 == 0 else 1000 * (worker + 1) + n
-                which = (n + worker) % 2
-                response = upload(client, urls[which], token, make_mail(number))
-                with lock:
-                    if response.status_code in (200, 201):
-                        acknowledged[which][response.json()["sha256"]] += 1
-                    else:
-                        failures.append(f"{response.status_code} {response.text}")
-
     try:
-        threads = [threading.Thread(target=uploader, args=(w,)) for w in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=600)
+        acknowledged, failures = upload_at_once(urls, token, make_mail, per_uploader=40, shared=20)
     finally:
         for server in servers.values():
             server.stop()

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
-
-import httpx
-
-from tests.support.processes import Serve, upload, workbench
+from tests.support.processes import Serve, upload_at_once, workbench
 from tests.support.quarantine_mail import indexed_shas, make_mail
 from workbench.distribute.settings import RepositorySettings
 from workbench.distribute.tokens import TokenStore
@@ -24,32 +19,14 @@ def test_two_serve_processes_ingest_into_one_quarantine(tmp_path, index_backend)
     UpdateRepository.for_workspace(workspace).init(RepositorySettings())
     token = TokenStore.for_workspace(workspace).add("t01")[1]
     servers = [Serve(workspace.home), Serve(workspace.home)]
-    acknowledged: Counter[str] = Counter()
-    failures: list[str] = []
-    lock = threading.Lock()
-
-    def uploader(worker: int) -> None:
-        with httpx.Client() as client:
-            for n in range(60):
-                # messages 0-29 go to both servers, from every uploader: duplicates race
-                number = n % 30 if n % 2 == 0 else 1000 * (worker + 1) + n
-                server = servers[(n + worker) % 2]
-                response = upload(client, server.url, token, make_mail(number))
-                with lock:
-                    if response.status_code in (200, 201):
-                        acknowledged[response.json()["sha256"]] += 1
-                    else:
-                        failures.append(f"{response.status_code} {response.text}")
-
     try:
-        threads = [threading.Thread(target=uploader, args=(w,)) for w in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=600)
+        # messages 0-29 go to both servers, from every uploader: duplicates race
+        per_server, failures = upload_at_once([s.url for s in servers], token, make_mail,
+                                              per_uploader=60, shared=30)
     finally:
         for server in servers:
             server.stop()
+    acknowledged = per_server[0] + per_server[1]
     assert not failures
     assert sum(acknowledged.values()) == 240
     root = workspace.quarantine

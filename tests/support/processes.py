@@ -7,7 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -70,3 +73,33 @@ def upload(client: httpx.Client, url: str, token: str, raw: bytes) -> httpx.Resp
     return client.post(f"{url}/v1/quarantine", content=raw, timeout=120,
                        headers={"Authorization": f"Bearer {token}", "X-Workbench-Server": "mx01",
                                 "X-Workbench-Reason": "stuck"})
+
+
+def upload_at_once(urls: list[str], token: str, make: Callable[[int], bytes], *, per_uploader: int,
+                   shared: int, uploaders: int = 4) -> tuple[list[Counter[str]], list[str]]:
+    """``uploaders`` threads upload ``per_uploader`` messages each, alternating between the
+    ``urls`` (hosts behind a load balancer); every other message is one of ``shared`` that
+    every uploader sends, so the same message races to several hosts. Returns, per URL,
+    the sha256s it acknowledged (how often), and the refusals."""
+    acknowledged: list[Counter[str]] = [Counter() for _ in urls]
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def uploader(worker: int) -> None:
+        with httpx.Client() as client:
+            for n in range(per_uploader):
+                number = n % shared if n % 2 == 0 else 1000 * (worker + 1) + n
+                which = (n + worker) % len(urls)
+                response = upload(client, urls[which], token, make(number))
+                with lock:
+                    if response.status_code in (200, 201):
+                        acknowledged[which][response.json()["sha256"]] += 1
+                    else:
+                        failures.append(f"{response.status_code} {response.text}")
+
+    threads = [threading.Thread(target=uploader, args=(w,)) for w in range(uploaders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    return acknowledged, failures

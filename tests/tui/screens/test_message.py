@@ -323,6 +323,19 @@ async def test_the_footer_is_not_rebuilt_for_the_same_keys(ui_workspace: Workspa
         assert footer.recomposed == composed + 1
 
 
+def count_reads(app: Any, monkeypatch: Any) -> list[object]:
+    """Every reader the app's index pool lends from now on (a read of the index), recorded."""
+    borrowed: list[object] = []
+    real = app.pool.reader
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        borrowed.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app.pool, "reader", counted)
+    return borrowed
+
+
 async def test_back_to_the_list_reads_nothing_when_nothing_changed(ui_workspace: Workspace,
                                                                     monkeypatch) -> None:
     """The list keeps its rows under a message: going back neither queries the index nor
@@ -336,14 +349,7 @@ async def test_back_to_the_list_reads_nothing_when_nothing_changed(ui_workspace:
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, MessageScreen)
-        borrowed: list[object] = []
-        real = app.pool.reader
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            borrowed.append(args)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(app.pool, "reader", counted)
+        borrowed = count_reads(app, monkeypatch)
         await pilot.press("escape")
         await settle(pilot)
         await pilot.pause(0.4)                  # (past the settling of garbage)
@@ -368,14 +374,7 @@ async def test_status_set_on_the_message_shows_in_the_list_on_return(ui_workspac
         assert isinstance(app.screen, MessageScreen)
         await pilot.press("s", "5")               # dismissed
         await settle(pilot)
-        borrowed: list[object] = []
-        real = app.pool.reader
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            borrowed.append(args)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(app.pool, "reader", counted)
+        borrowed = count_reads(app, monkeypatch)
         await pilot.press("escape")
         await settle(pilot)
         assert app.screen.listing is listing
