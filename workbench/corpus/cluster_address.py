@@ -15,10 +15,10 @@ import os
 from collections.abc import Iterator
 
 from workbench.errors import Kind, WorkbenchError
+from workbench.settings_file import SETTINGS_NAME, read_setting
 from workbench.workspace import Workspace
 
 CLUSTER_ENV = "WORKBENCH_CLUSTER"
-SETTINGS_NAME = "settings.toml"         # in the workspace home
 LOCAL = ("", "local")
 
 
@@ -35,15 +35,7 @@ def cluster_address(workspace: Workspace, explicit: str | None = None) -> str:
     elif CLUSTER_ENV in os.environ:
         address = os.environ[CLUSTER_ENV]
     else:
-        settings = workspace.home / SETTINGS_NAME
-        address = ""
-        if settings.is_file():
-            import tomllib  # only when there is a file: a re-test's start-up is measured
-
-            try:
-                address = str(tomllib.loads(settings.read_text("utf-8")).get("cluster", ""))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ClusterSettingError(f"{settings}: {exc}") from None
+        address = read_setting(workspace.home / SETTINGS_NAME, "cluster", ClusterSettingError)
     address = address.strip()
     if address.lower() in LOCAL:
         return ""

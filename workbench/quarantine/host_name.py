@@ -14,13 +14,12 @@ from __future__ import annotations
 import os
 import re
 import socket
-import tomllib
 from pathlib import Path
 
 from workbench.errors import Kind, WorkbenchError
+from workbench.settings_file import SETTINGS_NAME, read_setting
 
 HOST_ENV = "WORKBENCH_HOST_NAME"
-SETTINGS_NAME = "settings.toml"         # in the workspace home, as for ``cluster``
 MAX_LENGTH = 64
 _UNSAFE = re.compile(r"[^a-z0-9._-]+")
 
@@ -44,13 +43,9 @@ def host_name(home: Path | None = None, explicit: str | None = None) -> str:
     name, origin = explicit or "", "--host-name"
     if not name and os.environ.get(HOST_ENV, "").strip():
         name, origin = os.environ[HOST_ENV], f"${HOST_ENV}"
-    settings = Path(home) / SETTINGS_NAME if home is not None else None
-    if not name and settings is not None and settings.is_file():
-        try:
-            name = str(tomllib.loads(settings.read_text("utf-8")).get("host_name", ""))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise HostNameError(f"{settings}: {exc}") from None
-        origin = f"host_name in {settings}"
+    if not name and home is not None:
+        settings = Path(home) / SETTINGS_NAME
+        name, origin = read_setting(settings, "host_name", HostNameError), f"host_name in {settings}"
     if not name.strip():
         name, origin = socket.gethostname(), "the machine's name"
     safe = safe_host_name(name)

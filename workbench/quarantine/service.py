@@ -9,7 +9,6 @@ import os
 import sqlite3
 import sys
 import tempfile
-import tomllib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +32,14 @@ from workbench.quarantine.index import (
 )
 from workbench.quarantine.journal import Journal, TornLine
 from workbench.quarantine.object_store import ObjectNotFound, ObjectStore
+from workbench.settings_file import SETTINGS_NAME, read_setting
 from workbench.workspace import Workspace, current_actor
 
 if TYPE_CHECKING:
     from workbench.quarantine.pgindex import PostgresIndex
 
 INDEX_NAME = "index.sqlite"
-SETTINGS_NAME = "settings.toml"      # quarantine/settings.toml: index = "postgresql://..."
+# quarantine/settings.toml: index = "postgresql://..." (SETTINGS_NAME, shared by every host)
 INDEX_ENV = "WORKBENCH_INDEX"        # the index address for this process (``--index``)
 
 
@@ -54,12 +54,8 @@ def index_address(root: Path, explicit: str | None = None) -> str:
     default), or a ``postgresql://`` address. Asked in order: ``explicit`` (``--index``),
     ``$WORKBENCH_INDEX``, ``index`` in ``quarantine/settings.toml``."""
     address = explicit or os.environ.get(INDEX_ENV, "")
-    settings = Path(root) / SETTINGS_NAME
-    if not address and settings.exists():
-        try:
-            address = str(tomllib.loads(settings.read_text("utf-8")).get("index", ""))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise IndexSettingError(f"{settings}: {exc}") from None
+    if not address:
+        address = read_setting(Path(root) / SETTINGS_NAME, "index", IndexSettingError)
     address = address.strip()
     if address in ("", "sqlite") or address.startswith(("postgresql://", "postgres://")):
         return "" if address == "sqlite" else address
