@@ -310,7 +310,7 @@ rollback is a new release with older content.
         self.query_one("#release-log", Static).update(Text(text, style=style))
 
     def action_validate(self) -> None:
-        if self._begin("validating"):
+        if self._ready(self.action_validate) and self._begin("validating"):
             self.run_validate()
 
     @work(thread=True, exclusive=True, group="release", exit_on_error=False,
@@ -455,8 +455,7 @@ rollback is a new release with older content.
             self.post_message(self.Idle())
 
     def action_revert(self) -> None:
-        view = self.view
-        if view is None:
+        if not self._ready(self.action_revert):
             return
         tabs = self.query_one("#release-tabs", TabbedContent)
         if tabs.active != "tab-releases":
